@@ -1,0 +1,1 @@
+//! Criterion benchmarks of the packet path live in benches/.

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the local deployment need, idempotently: Prosody (the real XMPP
+# server), Chromium + ChromeDriver (real browsers), the npm packages of the browser harness (playwright-core,
+# lib-jitsi-meet, jquery), the manifest validators, and cargo-nextest. Safe to run again: each step checks
+# first. Needs root (apt-get) on a Debian machine; network access only to the package registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v prosody >/dev/null 2>&1 || need_apt+=(prosody lua-event lua-sec lua-unbound lua-zlib lua-dbi-sqlite3)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Browser harness (playwright-core drives the system Chromium; lib-jitsi-meet is the real client).
+if [ -f e2e/package.json ]; then
+  (cd e2e && ./install.sh)
+fi
+
+# Manifest validators.
+if [ -d manifests ] && [ -n "$(ls -A manifests 2>/dev/null)" ]; then
+  python3 -c 'import kubernetes_validate, yamllint' 2>/dev/null \
+    || pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0' 'yamllint==1.37.1'
+fi
+
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest@0.9.143
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+echo "install-deps: ok"

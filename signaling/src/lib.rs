@@ -1,0 +1,15 @@
+//! Jitsi wire formats shared by the bridge and the focus, and the XMPP session plumbing.
+//!
+//! Every stanza type converts to and from a `minidom` [`Element`](xml::Element) through
+//! [`XmlElement`](xml::XmlElement); every bridge-channel message through serde JSON. Parsers never panic
+//! on peer input: they return a [`ParseError`] that names the element and attribute at fault.
+
+pub mod error;
+pub mod media;
+pub mod ns;
+pub mod sources;
+pub mod transport;
+pub mod xml;
+
+pub use error::ParseError;
+pub use xml::XmlElement;
