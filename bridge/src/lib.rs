@@ -1,0 +1,7 @@
+//! The bridge: a selective forwarding unit for Jitsi Meet.
+//!
+//! Layout (sans-IO cores, thin async shells):
+//! - `transport` — per-endpoint ICE / DTLS / SRTP / SCTP state machines and the RFC 7983 demux of the
+//!   one UDP port;
+//! - `sfu` — conferences, endpoints, sources; routing, RTCP, layer selection (no I/O);
+//! - the shells (UDP loop, XMPP/COLIBRI2, REST) drive them.
