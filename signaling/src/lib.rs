@@ -4,6 +4,7 @@
 //! [`XmlElement`](xml::XmlElement); every bridge-channel message through serde JSON. Parsers never panic
 //! on peer input: they return a [`ParseError`] that names the element and attribute at fault.
 
+pub mod bridge_channel;
 pub mod error;
 pub mod media;
 pub mod ns;
