@@ -5,6 +5,7 @@
 //! on peer input: they return a [`ParseError`] that names the element and attribute at fault.
 
 pub mod bridge_channel;
+pub mod colibri2;
 pub mod error;
 pub mod media;
 pub mod ns;
