@@ -5,8 +5,12 @@
 //! on peer input: they return a [`ParseError`] that names the element and attribute at fault.
 
 pub mod error;
+pub mod focus_iq;
+pub mod jingle;
+pub mod json_sources;
 pub mod media;
 pub mod ns;
+pub mod source_map;
 pub mod sources;
 pub mod transport;
 pub mod xml;
