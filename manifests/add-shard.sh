@@ -17,7 +17,7 @@
 set -euo pipefail
 
 usage() { echo "usage: $0 OVERLAY N [ZONE]   (e.g. $0 production 2 zone-c)" >&2; exit 2; }
-[ $# -ge 2 ] && [ $# -le 3 ] || usage
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage; fi
 overlay=$1 n=$2 zone=${3:-}
 [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "N must be a positive integer (shard-0 is the template)" >&2; exit 2; }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks everything under manifests/ (run by scripts/test.sh; needs no cluster and no network):
-#   1. yamllint over every YAML source (.yamllint);
+#   1. yamllint over every YAML source (.yamllint); shellcheck over the scripts;
 #   2. hadolint over both Dockerfiles (and proves it rejects policy-fixtures/root-latest.Dockerfile);
 #   3. `kubectl kustomize` of every overlay (plus ops/prometheus-adapter and an add-shard.sh dry run);
 #   4. `kubernetes-validate --strict` on every render and on the Secret template; kinds it has no schema
@@ -36,10 +36,14 @@ ensure_tools() {
     python3 -m pip install --quiet --disable-pip-version-check "${missing[@]}"
     hash -r
   fi
-  if ! command -v haproxy >/dev/null 2>&1; then
-    echo "check.sh: installing haproxy (apt) for config validation"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
+  local apt=()
+  command -v haproxy >/dev/null 2>&1 || apt+=(haproxy)
+  command -v shellcheck >/dev/null 2>&1 || apt+=(shellcheck)
+  if [ ${#apt[@]} -gt 0 ]; then
+    echo "check.sh: installing ${apt[*]} (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends "${apt[@]}" >/dev/null \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${apt[@]}" >/dev/null; }
   fi
 }
 
@@ -50,6 +54,10 @@ mkdir -p "$tmp/rendered"
 
 step "yamllint"
 yamllint -c .yamllint --strict .
+
+step "shellcheck"
+shellcheck check.sh add-shard.sh create-secret.sh
+echo "shellcheck: scripts clean"
 
 step "hadolint"
 hadolint --config docker/.hadolint.yaml docker/bridge.Dockerfile docker/focus.Dockerfile
