@@ -10,6 +10,10 @@ pub mod ns;
 pub mod sources;
 pub mod transport;
 pub mod xml;
+pub mod xmpp;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::ParseError;
 pub use xml::XmlElement;
