@@ -153,7 +153,11 @@ impl ClientConfig {
     }
 
     /// Parses the JID and `host[:port]` (port 5222 by default).
-    pub fn parse(jid: &str, password: impl Into<String>, server: &str) -> Result<Self, ConfigError> {
+    pub fn parse(
+        jid: &str,
+        password: impl Into<String>,
+        server: &str,
+    ) -> Result<Self, ConfigError> {
         let jid = BareJid::new(jid).map_err(|e| ConfigError::BadJid {
             jid: jid.to_owned(),
             reason: e.to_string(),
@@ -278,7 +282,17 @@ mod tests {
             ServerAddr::parse("::1", 5222).unwrap(),
             ServerAddr::new("::1", 5222)
         );
-        for bad in ["", "host:", "host:x", "host:70000", ":5222", "[::1", "[zz]:1", "a b:1", "h:0"] {
+        for bad in [
+            "",
+            "host:",
+            "host:x",
+            "host:70000",
+            ":5222",
+            "[::1",
+            "[zz]:1",
+            "a b:1",
+            "h:0",
+        ] {
             assert!(ServerAddr::parse(bad, 5222).is_err(), "{bad}");
         }
         assert_eq!(ServerAddr::new("::1", 7).to_string(), "[::1]:7");

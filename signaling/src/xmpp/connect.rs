@@ -123,7 +123,8 @@ pub(crate) async fn connect_client(cfg: &ClientConfig) -> Result<Connected, Conn
                 .connect(name, tcp)
                 .await
                 .map_err(|e| ConnectError::Tls(e.to_string()))?;
-            let pending = initiate_stream(BufStream::new(tls), NS_CLIENT, header(domain), t).await?;
+            let pending =
+                initiate_stream(BufStream::new(tls), NS_CLIENT, header(domain), t).await?;
             let (features, stream) = pending.recv_features::<FallibleStreamElement>().await?;
             login(cfg, features.sasl_mechanisms, stream).await
         }
@@ -131,9 +132,7 @@ pub(crate) async fn connect_client(cfg: &ClientConfig) -> Result<Connected, Conn
 }
 
 /// Asks for STARTTLS and returns the bare TCP stream to wrap in TLS.
-async fn starttls(
-    mut stream: XmppStream<BufStream<TcpStream>>,
-) -> Result<TcpStream, ConnectError> {
+async fn starttls(mut stream: XmppStream<BufStream<TcpStream>>) -> Result<TcpStream, ConnectError> {
     stream
         .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(
             starttls::Request,
@@ -253,7 +252,9 @@ async fn login<Io: AsyncReadAndWrite + 'static>(
         .await?;
     let (features, stream) = pending.recv_features::<Element>().await?;
     if !features.can_bind() {
-        return Err(ConnectError::Bind("server offers no resource binding".into()));
+        return Err(ConnectError::Bind(
+            "server offers no resource binding".into(),
+        ));
     }
     let mut stream: ElementStream = stream.box_stream();
     let jid = bind(&mut stream, cfg.resource.as_deref()).await?;
@@ -321,7 +322,11 @@ pub(crate) fn describe_stream_error(el: &Element) -> String {
         .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-streams" && c.name() != "text")
         .map(|c| c.name().to_owned())
         .unwrap_or_else(|| "undefined".into());
-    match el.children().find(|c| c.name() == "text").map(Element::text) {
+    match el
+        .children()
+        .find(|c| c.name() == "text")
+        .map(Element::text)
+    {
         Some(t) if !t.is_empty() => format!("{condition}: {t}"),
         _ => condition,
     }
@@ -332,7 +337,8 @@ pub(crate) async fn connect_component(cfg: &ComponentConfig) -> Result<Connected
     let domain = cfg.jid.domain().as_str();
     let tcp = tcp(&cfg.server).await?;
     let io = BufStream::new(VersionedHeader::new(tcp));
-    let mut pending = initiate_stream(io, NS_COMPONENT, header(domain), timeouts(&cfg.keepalive)).await?;
+    let mut pending =
+        initiate_stream(io, NS_COMPONENT, header(domain), timeouts(&cfg.keepalive)).await?;
     let id = pending
         .take_header()
         .id
@@ -521,7 +527,13 @@ mod tests {
         reader.read_to_end(&mut got).await.unwrap();
         writer.await.unwrap();
         let text = String::from_utf8(got).unwrap();
-        assert!(text.contains("<stream:stream version='1.0' id='f94'"), "{text}");
-        assert!(text.ends_with("from='focus.meet.example'><handshake/>"), "{text}");
+        assert!(
+            text.contains("<stream:stream version='1.0' id='f94'"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("from='focus.meet.example'><handshake/>"),
+            "{text}"
+        );
     }
 }

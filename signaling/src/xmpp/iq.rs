@@ -206,7 +206,12 @@ pub(crate) fn error_stanza(
 }
 
 /// A request stanza.
-pub(crate) fn request_stanza(kind: IqKind, to: Option<&Jid>, id: &str, payload: Element) -> Element {
+pub(crate) fn request_stanza(
+    kind: IqKind,
+    to: Option<&Jid>,
+    id: &str,
+    payload: Element,
+) -> Element {
     let mut iq = iq_header(kind.as_str(), to, None, id);
     iq.append_child(payload);
     iq
@@ -376,15 +381,17 @@ impl<W> PendingIqs<W> {
 /// Whether a reply from `from` can answer a request sent to `requested`. `own` is our bound JID
 /// (client) or domain (component). Requests without `to` go to our own account or server, which reply
 /// without `from` or from our bare JID or domain.
-pub(crate) fn reply_matches(requested: Option<&Jid>, from: Option<&Jid>, own: Option<&Jid>) -> bool {
+pub(crate) fn reply_matches(
+    requested: Option<&Jid>,
+    from: Option<&Jid>,
+    own: Option<&Jid>,
+) -> bool {
     if requested == from {
         return true;
     }
     let to_self = match (requested, own) {
         (None, _) => true,
-        (Some(r), Some(own)) => {
-            r.to_bare() == own.to_bare() || r.as_str() == own.domain().as_str()
-        }
+        (Some(r), Some(own)) => r.to_bare() == own.to_bare() || r.as_str() == own.domain().as_str(),
         (Some(_), None) => false,
     };
     if !to_self {
@@ -422,21 +429,49 @@ mod tests {
         let own = jid("jvb@auth.meet.example/r1");
         let now = Instant::now();
         let mut p = PendingIqs::default();
-        p.insert("1".into(), Some(jid("focus.meet.example")), now, Duration::from_secs(15), 'a')
-            .unwrap();
-        p.insert("2".into(), Some(jid("room@conf.meet.example/bob")), now, Duration::from_secs(15), 'b')
-            .unwrap();
+        p.insert(
+            "1".into(),
+            Some(jid("focus.meet.example")),
+            now,
+            Duration::from_secs(15),
+            'a',
+        )
+        .unwrap();
+        p.insert(
+            "2".into(),
+            Some(jid("room@conf.meet.example/bob")),
+            now,
+            Duration::from_secs(15),
+            'b',
+        )
+        .unwrap();
         // Unknown id: not ours.
-        assert!(p.take_reply("3", Some(&jid("focus.meet.example")), Some(&own)).is_none());
+        assert!(
+            p.take_reply("3", Some(&jid("focus.meet.example")), Some(&own))
+                .is_none()
+        );
         // Right id, wrong sender: ignored and still pending.
-        assert!(p.take_reply("1", Some(&jid("evil@meet.example")), Some(&own)).is_none());
+        assert!(
+            p.take_reply("1", Some(&jid("evil@meet.example")), Some(&own))
+                .is_none()
+        );
         assert_eq!(p.len(), 2);
         // Right id and sender.
-        let got = p.take_reply("1", Some(&jid("focus.meet.example")), Some(&own)).unwrap();
+        let got = p
+            .take_reply("1", Some(&jid("focus.meet.example")), Some(&own))
+            .unwrap();
         assert_eq!(got.waiter, 'a');
         // A second reply with the same id is not matched again.
-        assert!(p.take_reply("1", Some(&jid("focus.meet.example")), Some(&own)).is_none());
-        assert_eq!(p.take_reply("2", Some(&jid("room@conf.meet.example/bob")), Some(&own)).unwrap().waiter, 'b');
+        assert!(
+            p.take_reply("1", Some(&jid("focus.meet.example")), Some(&own))
+                .is_none()
+        );
+        assert_eq!(
+            p.take_reply("2", Some(&jid("room@conf.meet.example/bob")), Some(&own))
+                .unwrap()
+                .waiter,
+            'b'
+        );
         assert_eq!(p.len(), 0);
     }
 
@@ -444,8 +479,12 @@ mod tests {
     fn duplicate_ids_are_refused() {
         let now = Instant::now();
         let mut p = PendingIqs::default();
-        p.insert("x".into(), None, now, Duration::from_secs(1), 1).unwrap();
-        assert_eq!(p.insert("x".into(), None, now, Duration::from_secs(1), 2), Err(2));
+        p.insert("x".into(), None, now, Duration::from_secs(1), 1)
+            .unwrap();
+        assert_eq!(
+            p.insert("x".into(), None, now, Duration::from_secs(1), 2),
+            Err(2)
+        );
     }
 
     #[test]
@@ -453,9 +492,21 @@ mod tests {
         let own = jid("focus@auth.meet.example/abc");
         // No `to`: the server answers without `from`, or from our bare JID, or from the domain.
         assert!(reply_matches(None, None, Some(&own)));
-        assert!(reply_matches(None, Some(&jid("focus@auth.meet.example")), Some(&own)));
-        assert!(reply_matches(None, Some(&jid("auth.meet.example")), Some(&own)));
-        assert!(!reply_matches(None, Some(&jid("other@auth.meet.example")), Some(&own)));
+        assert!(reply_matches(
+            None,
+            Some(&jid("focus@auth.meet.example")),
+            Some(&own)
+        ));
+        assert!(reply_matches(
+            None,
+            Some(&jid("auth.meet.example")),
+            Some(&own)
+        ));
+        assert!(!reply_matches(
+            None,
+            Some(&jid("other@auth.meet.example")),
+            Some(&own)
+        ));
         // To the server domain: reply from the domain, or without `from`.
         let server = jid("auth.meet.example");
         assert!(reply_matches(Some(&server), Some(&server), Some(&own)));
@@ -463,15 +514,21 @@ mod tests {
         // To someone else: only that someone.
         let peer = jid("jvb@auth.meet.example/x");
         assert!(!reply_matches(Some(&peer), None, Some(&own)));
-        assert!(!reply_matches(Some(&peer), Some(&jid("jvb@auth.meet.example")), Some(&own)));
+        assert!(!reply_matches(
+            Some(&peer),
+            Some(&jid("jvb@auth.meet.example")),
+            Some(&own)
+        ));
     }
 
     #[test]
     fn deadlines_expire_in_order() {
         let t0 = Instant::now();
         let mut p = PendingIqs::default();
-        p.insert("slow".into(), None, t0, Duration::from_secs(15), ()).unwrap();
-        p.insert("fast".into(), None, t0, Duration::from_secs(1), ()).unwrap();
+        p.insert("slow".into(), None, t0, Duration::from_secs(15), ())
+            .unwrap();
+        p.insert("fast".into(), None, t0, Duration::from_secs(1), ())
+            .unwrap();
         assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(1)));
         assert!(p.expire(t0 + Duration::from_millis(999)).is_empty());
         let gone = p.expire(t0 + Duration::from_secs(1));
@@ -485,7 +542,9 @@ mod tests {
 
     #[test]
     fn error_replies_decode_condition_text_and_app_element() {
-        let app: Element = "<error xmlns='jitsi:colibri2' reason='unknown-endpoint'/>".parse().unwrap();
+        let app: Element = "<error xmlns='jitsi:colibri2' reason='unknown-endpoint'/>"
+            .parse()
+            .unwrap();
         let stanza = error_stanza(
             Some(&jid("focus@auth.meet.example/f")),
             None,
@@ -503,9 +562,14 @@ mod tests {
         assert_eq!(reply.text.as_deref(), Some("no such endpoint"));
         assert_eq!(reply.app_specific, Some(app));
         let shown = IqError::ErrorReply(Box::new(reply)).to_string();
-        assert!(shown.contains("bad-request") && shown.contains("jitsi:colibri2"), "{shown}");
+        assert!(
+            shown.contains("bad-request") && shown.contains("jitsi:colibri2"),
+            "{shown}"
+        );
 
-        let garbage: Element = "<iq xmlns='jabber:client' type='error' id='1'><error/></iq>".parse().unwrap();
+        let garbage: Element = "<iq xmlns='jabber:client' type='error' id='1'><error/></iq>"
+            .parse()
+            .unwrap();
         let reply = decode_error_reply(garbage, None);
         assert_eq!(reply.condition, DefinedCondition::UndefinedCondition);
     }
@@ -522,6 +586,9 @@ mod tests {
         assert_eq!(r.attr("from"), Some("focus.meet.example"));
         assert_eq!(r.attr("id"), Some("9"));
         let parsed = xmpp_parsers::iq::Iq::try_from(r).unwrap();
-        assert!(matches!(parsed, xmpp_parsers::iq::Iq::Result { payload: None, .. }));
+        assert!(matches!(
+            parsed,
+            xmpp_parsers::iq::Iq::Result { payload: None, .. }
+        ));
     }
 }

@@ -218,7 +218,8 @@ impl<W> Rooms<W> {
         let from = p.from.as_ref()?;
         let room_jid = from.to_bare();
         let room = self.rooms.get_mut(&room_jid)?;
-        let from_us = from.resource().map(|r| r.as_str()) == Some(room.occupant.resource().as_str());
+        let from_us =
+            from.resource().map(|r| r.as_str()) == Some(room.occupant.resource().as_str());
         let codes = status_codes(p);
         match p.type_ {
             PresenceType::Error if from_us || from.resource().is_none() => {
@@ -260,7 +261,10 @@ impl<W> Rooms<W> {
                     return None;
                 };
                 // The room may have changed our nickname (status 210): believe its `from`.
-                let occupant = from.clone().try_into_full().unwrap_or(room.occupant.clone());
+                let occupant = from
+                    .clone()
+                    .try_into_full()
+                    .unwrap_or(room.occupant.clone());
                 room.occupant = occupant.clone();
                 Some(MucOutcome::Joined {
                     room: room_jid,
@@ -281,7 +285,9 @@ impl<W> Rooms<W> {
         let due: Vec<BareJid> = self
             .rooms
             .iter()
-            .filter(|(_, r)| matches!(r.state, RoomState::Joining { deadline, .. } if deadline <= now))
+            .filter(
+                |(_, r)| matches!(r.state, RoomState::Joining { deadline, .. } if deadline <= now),
+            )
             .map(|(j, _)| j.clone())
             .collect();
         due.into_iter()
@@ -311,7 +317,15 @@ impl<W> Rooms<W> {
         let failing: Vec<BareJid> = self
             .rooms
             .iter()
-            .filter(|(_, r)| matches!(r.state, RoomState::Joining { waiter: Some(_), .. }))
+            .filter(|(_, r)| {
+                matches!(
+                    r.state,
+                    RoomState::Joining {
+                        waiter: Some(_),
+                        ..
+                    }
+                )
+            })
             .map(|(j, _)| j.clone())
             .collect();
         failing
@@ -341,8 +355,11 @@ impl<W> Rooms<W> {
 }
 
 fn join_presence(occupant: &FullJid, join: &MucJoin) -> Element {
-    let mut x = Builder::new("x", ns::MUC)
-        .child(Builder::new("history", ns::MUC).attr("maxstanzas", 0).build());
+    let mut x = Builder::new("x", ns::MUC).child(
+        Builder::new("history", ns::MUC)
+            .attr("maxstanzas", 0)
+            .build(),
+    );
     if let Some(pw) = &join.password {
         x = x.child(Builder::new("password", ns::MUC).text(pw.clone()).build());
     }
@@ -448,11 +465,18 @@ mod tests {
         let p = rooms
             .begin_join(join, Instant::now(), JOIN_TIMEOUT, ())
             .unwrap();
-        assert_eq!(p.attr("to"), Some("jvbbrewery@internal.auth.meet.example/jvb-1"));
-        let x = p.get_child("x", ns::MUC).unwrap();
-        assert_eq!(x.get_child("password", ns::MUC).map(Element::text), Some("pw".into()));
         assert_eq!(
-            x.get_child("history", ns::MUC).and_then(|h| h.attr("maxstanzas")),
+            p.attr("to"),
+            Some("jvbbrewery@internal.auth.meet.example/jvb-1")
+        );
+        let x = p.get_child("x", ns::MUC).unwrap();
+        assert_eq!(
+            x.get_child("password", ns::MUC).map(Element::text),
+            Some("pw".into())
+        );
+        assert_eq!(
+            x.get_child("history", ns::MUC)
+                .and_then(|h| h.attr("maxstanzas")),
             Some("0")
         );
         assert!(p.get_child("stats", ns::COLIBRI).is_some());
@@ -481,7 +505,10 @@ mod tests {
             Some(MucOutcome::Joined { joined, waiter, .. }) => {
                 assert_eq!(waiter, Some('w'));
                 assert!(joined.created);
-                assert_eq!(joined.occupant.to_string(), "r@conference.meet.example/focus");
+                assert_eq!(
+                    joined.occupant.to_string(),
+                    "r@conference.meet.example/focus"
+                );
             }
             o => panic!("unexpected {o:?}"),
         }
@@ -510,7 +537,12 @@ mod tests {
         let room = bare("r@conference.meet.example");
         let mut rooms = Rooms::default();
         rooms
-            .begin_join(MucJoin::new(room.clone(), "focus"), Instant::now(), JOIN_TIMEOUT, 1)
+            .begin_join(
+                MucJoin::new(room.clone(), "focus"),
+                Instant::now(),
+                JOIN_TIMEOUT,
+                1,
+            )
             .unwrap();
         let err = presence(
             "<presence xmlns='jabber:client' type='error' from='r@conference.meet.example/focus'>\
@@ -525,7 +557,10 @@ mod tests {
             o => panic!("unexpected {o:?}"),
         }
         assert!(!rooms.is_joined(&room));
-        assert!(matches!(rooms.set_extra(&room, vec![]), Err(MucError::NotJoined(_))));
+        assert!(matches!(
+            rooms.set_extra(&room, vec![]),
+            Err(MucError::NotJoined(_))
+        ));
     }
 
     #[test]
@@ -534,8 +569,22 @@ mod tests {
         let mut rooms = Rooms::default();
         let a = bare("a@c.example");
         let b = bare("b@c.example");
-        rooms.begin_join(MucJoin::new(a.clone(), "n"), t0, Duration::from_secs(1), 'a').unwrap();
-        rooms.begin_join(MucJoin::new(b.clone(), "n"), t0, Duration::from_secs(5), 'b').unwrap();
+        rooms
+            .begin_join(
+                MucJoin::new(a.clone(), "n"),
+                t0,
+                Duration::from_secs(1),
+                'a',
+            )
+            .unwrap();
+        rooms
+            .begin_join(
+                MucJoin::new(b.clone(), "n"),
+                t0,
+                Duration::from_secs(5),
+                'b',
+            )
+            .unwrap();
         assert!(matches!(
             rooms.begin_join(MucJoin::new(a.clone(), "n"), t0, JOIN_TIMEOUT, 'x'),
             Err((MucError::AlreadyJoined(_), 'x'))
@@ -547,7 +596,10 @@ mod tests {
         assert!(matches!(
             rooms.on_presence(&forbidden),
             Some(MucOutcome::Failed {
-                error: MucError::Refused { condition: DefinedCondition::RegistrationRequired, .. },
+                error: MucError::Refused {
+                    condition: DefinedCondition::RegistrationRequired,
+                    ..
+                },
                 ..
             })
         ));
@@ -557,7 +609,9 @@ mod tests {
         assert_eq!(expired[0].0, a);
         assert_eq!(expired[0].1.to_string(), "a@c.example/n");
         assert_eq!(expired[0].2, Some('a'));
-        rooms.begin_join(MucJoin::new(a, "n"), t0, JOIN_TIMEOUT, 'c').unwrap();
+        rooms
+            .begin_join(MucJoin::new(a, "n"), t0, JOIN_TIMEOUT, 'c')
+            .unwrap();
         assert_eq!(rooms.disconnected(), vec!['c']);
         assert!(rooms.rejoin_all(t0, JOIN_TIMEOUT).is_empty());
     }
@@ -566,17 +620,30 @@ mod tests {
     fn bad_nicknames_and_kicks() {
         let mut rooms = Rooms::default();
         assert!(matches!(
-            rooms.begin_join(MucJoin::new(bare("a@c.example"), ""), Instant::now(), JOIN_TIMEOUT, ()),
+            rooms.begin_join(
+                MucJoin::new(bare("a@c.example"), ""),
+                Instant::now(),
+                JOIN_TIMEOUT,
+                ()
+            ),
             Err((MucError::InvalidNick { .. }, ()))
         ));
         rooms
-            .begin_join(MucJoin::new(bare("a@c.example"), "n"), Instant::now(), JOIN_TIMEOUT, ())
+            .begin_join(
+                MucJoin::new(bare("a@c.example"), "n"),
+                Instant::now(),
+                JOIN_TIMEOUT,
+                (),
+            )
             .unwrap();
         let kicked = presence(
             "<presence xmlns='jabber:client' type='unavailable' from='a@c.example/n'>\
              <x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/><status code='307'/></x></presence>",
         );
-        assert!(matches!(rooms.on_presence(&kicked), Some(MucOutcome::Removed { .. })));
+        assert!(matches!(
+            rooms.on_presence(&kicked),
+            Some(MucOutcome::Removed { .. })
+        ));
         assert!(rooms.drain().is_empty());
     }
 
@@ -588,7 +655,12 @@ mod tests {
         assert_eq!(x.attr("type"), Some("submit"));
         let fields: Vec<(String, String)> = x
             .children()
-            .map(|f| (f.attr("var").unwrap_or("").to_owned(), f.children().map(Element::text).collect()))
+            .map(|f| {
+                (
+                    f.attr("var").unwrap_or("").to_owned(),
+                    f.children().map(Element::text).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             fields,

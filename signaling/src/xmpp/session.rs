@@ -22,8 +22,8 @@ use super::backoff::{Backoff, random_unit};
 use super::config::{ClientConfig, ComponentConfig};
 use super::connect::{self, ConnectError, Connected, ElementStream, describe_stream_error};
 use super::iq::{
-    IdGen, IncomingIq, IqError, IqKind, IqResult, PendingIqs,
-    decode_error_reply, error_stanza, request_stanza, result_stanza,
+    IdGen, IncomingIq, IqError, IqKind, IqResult, PendingIqs, decode_error_reply, error_stanza,
+    request_stanza, result_stanza,
 };
 use super::muc::{
     JOIN_TIMEOUT, MucError, MucJoin, MucJoined, MucOutcome, Rooms, owner_form_request,
@@ -50,9 +50,14 @@ pub enum ConnState {
 pub enum Event {
     /// Connected. `reconnected` is false only the first time. MUC re-joins follow as
     /// [`Event::MucRejoined`] / [`Event::MucRejoinFailed`].
-    Online { jid: Jid, reconnected: bool },
+    Online {
+        jid: Jid,
+        reconnected: bool,
+    },
     /// An established connection was lost; pending IQs failed with [`IqError::Disconnected`].
-    Disconnected { reason: String },
+    Disconnected {
+        reason: String,
+    },
     /// The next connection attempt starts after `delay`.
     Reconnecting {
         attempt: u32,
@@ -64,11 +69,19 @@ pub enum Event {
     Presence(Presence),
     Message(Message),
     /// A room was re-joined automatically after a reconnect.
-    MucRejoined { room: BareJid, joined: MucJoined },
+    MucRejoined {
+        room: BareJid,
+        joined: MucJoined,
+    },
     /// An automatic re-join failed; the room is forgotten (join it again to retry).
-    MucRejoinFailed { room: BareJid, error: MucError },
+    MucRejoinFailed {
+        room: BareJid,
+        error: MucError,
+    },
     /// The room removed us (kick, destruction, …); it is forgotten.
-    MucRemoved { room: BareJid },
+    MucRemoved {
+        room: BareJid,
+    },
     /// The session ended (closed by the owner, or every handle dropped).
     Closed,
 }
@@ -264,17 +277,27 @@ impl XmppHandle {
         match iq {
             Iq::Get { to, payload, .. } => self.request(IqKind::Get, to, payload, timeout).await,
             Iq::Set { to, payload, .. } => self.request(IqKind::Set, to, payload, timeout).await,
-            Iq::Result { .. } | Iq::Error { .. } => Err(IqError::Invalid(
-                "only get and set IQs are requests".into(),
-            )),
+            Iq::Result { .. } | Iq::Error { .. } => {
+                Err(IqError::Invalid("only get and set IQs are requests".into()))
+            }
         }
     }
 
-    pub async fn iq_get(&self, to: Jid, payload: Element, timeout: Duration) -> Result<IqResult, IqError> {
+    pub async fn iq_get(
+        &self,
+        to: Jid,
+        payload: Element,
+        timeout: Duration,
+    ) -> Result<IqResult, IqError> {
         self.request(IqKind::Get, Some(to), payload, timeout).await
     }
 
-    pub async fn iq_set(&self, to: Jid, payload: Element, timeout: Duration) -> Result<IqResult, IqError> {
+    pub async fn iq_set(
+        &self,
+        to: Jid,
+        payload: Element,
+        timeout: Duration,
+    ) -> Result<IqResult, IqError> {
         self.request(IqKind::Set, Some(to), payload, timeout).await
     }
 
@@ -311,7 +334,11 @@ impl XmppHandle {
 
     /// Replaces the extra children of our presence in `room` and sends the updated presence. When
     /// offline the payload is kept for the re-join and [`MucError::Disconnected`] is returned.
-    pub async fn set_muc_presence(&self, room: &BareJid, extra: Vec<Element>) -> Result<(), MucError> {
+    pub async fn set_muc_presence(
+        &self,
+        room: &BareJid,
+        extra: Vec<Element>,
+    ) -> Result<(), MucError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Command::SetPresence {
@@ -352,7 +379,8 @@ impl XmppHandle {
             .payload
             .and_then(|q| q.get_child("x", ns::DATA_FORMS).cloned())
             .ok_or_else(|| IqError::Invalid("room sent no configuration form".into()))?;
-        self.iq_set(room, owner_form_submit(fields), timeout).await?;
+        self.iq_set(room, owner_form_submit(fields), timeout)
+            .await?;
         Ok(form)
     }
 
@@ -423,7 +451,8 @@ impl Session {
         let mut ever_online = false;
         let mut last_error: Option<String>;
         loop {
-            self.state.send_replace(ConnState::Connecting { attempt: failures });
+            self.state
+                .send_replace(ConnState::Connecting { attempt: failures });
             debug!(session = %name, attempt = failures, "connecting");
             let Some(result) = self.connect_while_serving().await else {
                 break;
@@ -570,7 +599,8 @@ impl Session {
         let Connected { mut stream, jid } = conn;
         info!(session = %self.kind.name(), %jid, reconnected, "XMPP session online");
         self.own = Some(jid.clone());
-        self.state.send_replace(ConnState::Online { jid: jid.clone() });
+        self.state
+            .send_replace(ConnState::Online { jid: jid.clone() });
         self.emit(Event::Online { jid, reconnected });
 
         let mut ended = None;
@@ -648,7 +678,11 @@ impl Session {
     }
 
     /// Writes a `jabber:client` stanza, translated for a component stream.
-    async fn write(&mut self, stream: &mut ElementStream, mut stanza: Element) -> Result<(), String> {
+    async fn write(
+        &mut self,
+        stream: &mut ElementStream,
+        mut stanza: Element,
+    ) -> Result<(), String> {
         if let (Kind::Component(_), Some(own)) = (&self.kind, &self.own) {
             if stanza.attr("from").is_none() {
                 stanza.set_attr(
@@ -666,7 +700,11 @@ impl Session {
             .map_err(|e| format!("write failed: {e}"))
     }
 
-    async fn online_command(&mut self, stream: &mut ElementStream, cmd: Command) -> Result<(), String> {
+    async fn online_command(
+        &mut self,
+        stream: &mut ElementStream,
+        cmd: Command,
+    ) -> Result<(), String> {
         match cmd {
             Command::Send { stanza, done } => {
                 let valid = stanza.ns() == NS_CLIENT
@@ -706,7 +744,10 @@ impl Session {
                 self.write(stream, stanza).await
             }
             Command::Join { join, done } => {
-                match self.rooms.begin_join(join, Instant::now(), JOIN_TIMEOUT, done) {
+                match self
+                    .rooms
+                    .begin_join(join, Instant::now(), JOIN_TIMEOUT, done)
+                {
                     Ok(presence) => self.write(stream, presence).await,
                     Err((e, done)) => {
                         let _ = done.send(Err(e));
@@ -714,17 +755,20 @@ impl Session {
                     }
                 }
             }
-            Command::SetPresence { room, extra, done } => match self.rooms.set_extra(&room, extra) {
-                Ok(presence) => {
-                    let r = self.write(stream, presence).await;
-                    let _ = done.send(r.as_ref().map(|_| ()).map_err(|_| MucError::Disconnected));
-                    r
+            Command::SetPresence { room, extra, done } => {
+                match self.rooms.set_extra(&room, extra) {
+                    Ok(presence) => {
+                        let r = self.write(stream, presence).await;
+                        let _ =
+                            done.send(r.as_ref().map(|_| ()).map_err(|_| MucError::Disconnected));
+                        r
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                        Ok(())
+                    }
                 }
-                Err(e) => {
-                    let _ = done.send(Err(e));
-                    Ok(())
-                }
-            },
+            }
             Command::Leave { room, done } => match self.rooms.leave(&room) {
                 Ok((presence, waiter)) => {
                     if let Some(w) = waiter {
@@ -798,7 +842,10 @@ impl Session {
             Some("set") => IqKind::Set,
             Some(t @ ("result" | "error")) => {
                 let is_result = t == "result";
-                match self.pending.take_reply(&id, from.as_ref(), self.own.as_ref()) {
+                match self
+                    .pending
+                    .take_reply(&id, from.as_ref(), self.own.as_ref())
+                {
                     Some(p) => match p.waiter {
                         IqWaiter::User(tx) => {
                             let outcome = if is_result {
@@ -813,7 +860,9 @@ impl Session {
                         }
                         IqWaiter::Keepalive => trace!("keepalive answered"),
                     },
-                    None => debug!(%id, ?from, "IQ reply matches no pending request (late or unknown)"),
+                    None => {
+                        debug!(%id, ?from, "IQ reply matches no pending request (late or unknown)")
+                    }
                 }
                 return Ok(());
             }
@@ -822,7 +871,11 @@ impl Session {
                 return Ok(());
             }
         };
-        let us = if self.kind.is_component() { to.as_ref() } else { None };
+        let us = if self.kind.is_component() {
+            to.as_ref()
+        } else {
+            None
+        };
         let Some(payload) = el.children().next().cloned() else {
             let reply = error_stanza(
                 from.as_ref(),
@@ -904,14 +957,23 @@ impl Session {
         };
         let server = Jid::from(BareJid::from_parts(None, own.domain()));
         let id = self.ids.next_id();
-        let ping = request_stanza(IqKind::Get, Some(&server), &id, Element::bare("ping", NS_PING));
+        let ping = request_stanza(
+            IqKind::Get,
+            Some(&server),
+            &id,
+            Element::bare("ping", NS_PING),
+        );
         let timeout = match &self.kind {
             Kind::Client(c) => c.keepalive.response,
             Kind::Component(c) => c.keepalive.response,
         };
-        let _ = self
-            .pending
-            .insert(id, Some(server), Instant::now(), timeout, IqWaiter::Keepalive);
+        let _ = self.pending.insert(
+            id,
+            Some(server),
+            Instant::now(),
+            timeout,
+            IqWaiter::Keepalive,
+        );
         debug!("stream idle: keepalive ping");
         self.write(stream, ping).await
     }
@@ -923,7 +985,10 @@ impl Session {
                 IqWaiter::User(tx) => {
                     debug!(id = %p.id, to = ?p.to, "IQ timed out");
                     let _ = tx.send(Err(IqError::Timeout {
-                        to: p.to.map(|j| j.to_string()).unwrap_or_else(|| "server".into()),
+                        to: p
+                            .to
+                            .map(|j| j.to_string())
+                            .unwrap_or_else(|| "server".into()),
                         after: p.timeout,
                     }));
                 }

@@ -47,18 +47,25 @@ mod tests {
 
     #[test]
     fn component_stanzas_become_client_stanzas_and_back() {
-        let wire: Element = "<message xmlns='jabber:component:accept' from='a@b/c' to='focus.example' \
+        let wire: Element =
+            "<message xmlns='jabber:component:accept' from='a@b/c' to='focus.example' \
              type='error'><body>hi</body><x xmlns='urn:x'><y/></x><error type='cancel'>\
              <item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
-            .parse()
-            .unwrap();
+                .parse()
+                .unwrap();
         let client = translate_ns(wire.clone(), NS_COMPONENT, NS_CLIENT);
         assert_eq!(client.ns(), NS_CLIENT);
         assert_eq!(client.attr("from"), Some("a@b/c"));
         assert!(client.get_child("body", NS_CLIENT).is_some());
         assert!(client.get_child("error", NS_CLIENT).is_some());
-        assert_eq!(client.get_child("x", "urn:x").map(|x| x.children().count()), Some(1));
-        assert_eq!(client.get_child("body", NS_CLIENT).map(Element::text), Some("hi".into()));
+        assert_eq!(
+            client.get_child("x", "urn:x").map(|x| x.children().count()),
+            Some(1)
+        );
+        assert_eq!(
+            client.get_child("body", NS_CLIENT).map(Element::text),
+            Some("hi".into())
+        );
         // The typed parsers accept the translated stanza.
         assert!(xmpp_parsers::message::Message::try_from(client.clone()).is_ok());
         assert_eq!(translate_ns(client, NS_CLIENT, NS_COMPONENT), wire);
@@ -66,9 +73,10 @@ mod tests {
 
     #[test]
     fn other_namespaces_are_left_alone() {
-        let el: Element = "<iq xmlns='jabber:client' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"
-            .parse()
-            .unwrap();
+        let el: Element =
+            "<iq xmlns='jabber:client' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"
+                .parse()
+                .unwrap();
         assert_eq!(translate_ns(el.clone(), NS_COMPONENT, NS_CLIENT), el);
     }
 }
