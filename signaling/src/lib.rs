@@ -4,7 +4,11 @@
 //! [`XmlElement`](xml::XmlElement); every bridge-channel message through serde JSON. Parsers never panic
 //! on peer input: they return a [`ParseError`] that names the element and attribute at fault.
 
+pub mod brewery;
+pub mod bridge_channel;
+pub mod colibri2;
 pub mod error;
+pub mod health;
 pub mod media;
 pub mod ns;
 pub mod sources;

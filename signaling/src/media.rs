@@ -335,8 +335,10 @@ mod tests {
     #[test]
     fn hdrext_requires_uri_and_nonzero_id() {
         assert_eq!(
-            RtpHdrExt::from_xml(r#"<rtp-hdrext xmlns="urn:xmpp:jingle:apps:rtp:rtp-hdrext:0" id="1"/>"#)
-                .unwrap_err(),
+            RtpHdrExt::from_xml(
+                r#"<rtp-hdrext xmlns="urn:xmpp:jingle:apps:rtp:rtp-hdrext:0" id="1"/>"#
+            )
+            .unwrap_err(),
             ParseError::MissingAttribute {
                 element: "rtp-hdrext",
                 attribute: "uri"
