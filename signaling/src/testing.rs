@@ -232,9 +232,7 @@ impl Prosody {
             return Err(HarnessError::NotRunning);
         };
         if child.try_wait()?.is_none() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = send_signal(child.id(), "TERM");
             let deadline = Instant::now() + STOP_TIMEOUT;
             while child.try_wait()?.is_none() {
                 if Instant::now() >= deadline {
@@ -261,20 +259,17 @@ impl Prosody {
     /// Freezes the process (SIGSTOP): connections stay open but nothing answers, as with a hung
     /// server or a silently broken network path. Only keepalives can notice.
     pub fn freeze(&mut self) -> Result<(), HarnessError> {
-        self.signal("-STOP")
+        self.signal("STOP")
     }
 
     /// Resumes a frozen process (SIGCONT).
     pub fn thaw(&mut self) -> Result<(), HarnessError> {
-        self.signal("-CONT")
+        self.signal("CONT")
     }
 
     fn signal(&mut self, sig: &str) -> Result<(), HarnessError> {
         let child = self.child.as_mut().ok_or(HarnessError::NotRunning)?;
-        let status = Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()?;
-        if status.success() {
+        if send_signal(child.id(), sig)? {
             Ok(())
         } else {
             Err(HarnessError::NotRunning)
@@ -538,6 +533,16 @@ impl Drop for Prosody {
     }
 }
 
+/// `kill -SIG pid` through the shell's builtin (no unsafe code, no dependency on procps).
+fn send_signal(pid: u32, sig: &str) -> io::Result<bool> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{sig} {pid}"))
+        .stdin(Stdio::null())
+        .status()
+        .map(|s| s.success())
+}
+
 /// Three distinct free loopback ports (bound together, then released for Prosody).
 fn free_ports() -> io::Result<Ports> {
     let a = TcpListener::bind("127.0.0.1:0")?;
@@ -551,8 +556,11 @@ fn free_ports() -> io::Result<Ports> {
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    find_in(&std::env::var_os("PATH")?, name)
+}
+
+fn find_in(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
@@ -638,6 +646,14 @@ mod tests {
         assert_eq!(o.internal_muc_domain, "internal.auth.meet.example");
         assert_eq!(o.focus_domain, "focus.meet.example");
         assert_eq!(o.users.len(), 2);
+    }
+
+    #[test]
+    fn a_missing_prosody_is_reported_with_the_install_command() {
+        assert!(find_in(std::ffi::OsStr::new("/nonexistent:/also-not"), "prosody").is_none());
+        assert!(find_in(std::ffi::OsStr::new("/bin:/usr/bin"), "sh").is_some());
+        let msg = HarnessError::NotInstalled("prosody").to_string();
+        assert!(msg.contains("scripts/install-deps.sh"), "{msg}");
     }
 
     #[test]

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use minidom::Element;
+use signaling::XmlElement;
+use signaling::colibri2::{Colibri2ErrorResponse, Condition, Reason};
+use signaling::health::{HealthCheck, HealthCheckOutcome};
 use signaling::ns;
 use signaling::testing::{Prosody, ProsodyOptions};
 use signaling::xml::Builder;
@@ -17,6 +20,7 @@ use tokio::sync::mpsc;
 const ECHO: &str = "urn:test:echo";
 const FAIL: &str = "urn:test:fail";
 const SILENT: &str = "urn:test:silent";
+const COLIBRI_FAIL: &str = "urn:test:colibri-fail";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn init_tracing() {
@@ -112,6 +116,12 @@ fn spawn_peer(mut events: XmppEvents) -> mpsc::UnboundedReceiver<Event> {
                     ),
                 ),
                 Event::IqRequest(iq) if iq.is("query", SILENT) => held.push(iq),
+                Event::IqRequest(iq) if iq.is("query", COLIBRI_FAIL) => iq.reply_error_element(
+                    Colibri2ErrorResponse::unknown_endpoint("ep1").to_element(),
+                ),
+                Event::IqRequest(iq) if iq.is("healthcheck", ns::HEALTHCHECK) => {
+                    iq.reply_result(None)
+                }
                 // Anything else is dropped unanswered: the drop guard must reply.
                 Event::IqRequest(iq) => drop(iq),
                 other => {
@@ -222,13 +232,47 @@ async fn client_and_component_exchange_iqs_errors_and_timeouts() {
             assert_eq!(reply.condition, DefinedCondition::BadRequest);
             assert_eq!(reply.error_type, ErrorType::Modify);
             assert_eq!(reply.text.as_deref(), Some("deliberate failure"));
-            let app = reply.app_specific.as_ref().expect("app-specific condition");
+            let app = reply.app_specific.first().expect("app-specific condition");
             assert!(app.is("error", ns::COLIBRI2));
             assert_eq!(app.attr("reason"), Some("unknown-endpoint"));
             assert_eq!(reply.from.as_ref(), Some(&component_jid));
         }
         other => panic!("expected an error reply, got {other:?}"),
     }
+
+    // A prebuilt COLIBRI2 error (two app-specific children) crosses the component stream intact and
+    // parses with the colibri2 module.
+    let err = client
+        .iq_set(
+            component_jid.clone(),
+            el("query", COLIBRI_FAIL),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    let IqError::ErrorReply(reply) = err else {
+        panic!("expected an error reply, got {err:?}")
+    };
+    assert_eq!(reply.condition, DefinedCondition::ItemNotFound);
+    assert_eq!(reply.app_specific.len(), 2);
+    let colibri = Colibri2ErrorResponse::from_iq(&reply.stanza).expect("colibri2 error parses");
+    assert_eq!(colibri.condition, Condition::ItemNotFound);
+    assert_eq!(colibri.reason, Some(Reason::UnknownEndpoint));
+    assert_eq!(colibri.endpoint_id.as_deref(), Some("ep1"));
+
+    // Health check, component → client, classified by the health module from the whole reply.
+    let r = component
+        .iq_get(
+            client_jid.clone(),
+            HealthCheck.to_element(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        HealthCheckOutcome::from_response(&r.stanza),
+        Ok(HealthCheckOutcome::Passed)
+    );
 
     // A peer that never answers: the typed timeout, on time.
     let started = Instant::now();
@@ -749,4 +793,63 @@ async fn starttls_without_certificate_verification_like_docker() {
         .await
         .unwrap();
     plain.join_muc(MucJoin::new(room, "plain")).await.unwrap();
+}
+
+/// The harness: instances side by side on their own ports; a restart keeps the ports and accounts
+/// and does not disturb the neighbour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_instances_run_side_by_side_and_restart_on_the_same_ports() {
+    let (mut one, _log1) = start_prosody(ProsodyOptions::default());
+    let (two, _log2) = start_prosody(ProsodyOptions::new("other.example"));
+    let (p1, p2) = (one.ports(), two.ports());
+    assert!(p1.c2s != p2.c2s && p1.component != p2.component && p1.http != p2.http);
+    assert_eq!(two.auth_domain(), "auth.other.example");
+    assert_eq!(
+        one.websocket_url(),
+        format!("ws://127.0.0.1:{}/xmpp-websocket", p1.http)
+    );
+    assert_eq!(
+        one.bosh_url(),
+        format!("http://127.0.0.1:{}/http-bind", p1.http)
+    );
+
+    let (a, a_events) = connect_client(one.jvb_client_config());
+    let (b, b_events) = connect_client(two.jvb_client_config());
+    let mut a_rx = spawn_peer(a_events);
+    let _b_rx = spawn_peer(b_events);
+    online(&a, "client of one").await;
+    let b_jid = online(&b, "client of two").await;
+    assert!(b_jid.as_str().starts_with("jvb@auth.other.example/"));
+
+    tokio::task::block_in_place(|| one.restart()).unwrap();
+    assert_eq!(one.ports(), p1);
+    wait_for(&mut a_rx, "client of one back", |ev| {
+        matches!(
+            ev,
+            Event::Online {
+                reconnected: true,
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await;
+    // The neighbour never noticed.
+    assert_eq!(b.jid(), Some(b_jid));
+
+    // HTTP (BOSH/WebSocket) answers on the announced port.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p1.http))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /http-bind HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200"),
+        "{text}"
+    );
 }

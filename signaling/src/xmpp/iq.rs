@@ -11,7 +11,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::session::Responder;
-use super::stanza::NS_CLIENT;
+use super::stanza::{NS_CLIENT, NS_STANZAS};
 
 /// The timeout Jicofo uses for IQs to bridges and participants.
 pub const DEFAULT_IQ_TIMEOUT: Duration = Duration::from_secs(15);
@@ -38,6 +38,9 @@ pub struct IqResult {
     pub from: Option<Jid>,
     /// The reply's child element, if any.
     pub payload: Option<Element>,
+    /// The whole `<iq type='result'>` (`jabber:client`), for parsers that take the IQ (e.g.
+    /// `HealthCheckOutcome::from_response`).
+    pub stanza: Element,
 }
 
 /// A `type='error'` reply, decoded.
@@ -47,9 +50,10 @@ pub struct ErrorReply {
     pub error_type: ErrorType,
     pub condition: DefinedCondition,
     pub text: Option<String>,
-    /// The application-specific condition element (e.g. COLIBRI2's `<error xmlns='jitsi:colibri2'>`).
-    pub app_specific: Option<Element>,
-    /// The whole error stanza, for anything else the caller wants to read.
+    /// Application-specific children of `<error>` (e.g. COLIBRI2's `<error xmlns='jitsi:colibri2'>`
+    /// and `<endpoint>`).
+    pub app_specific: Vec<Element>,
+    /// The whole `<iq type='error'>` (`jabber:client`), e.g. for `Colibri2ErrorResponse::from_iq`.
     pub stanza: Element,
 }
 
@@ -57,7 +61,7 @@ impl fmt::Display for ErrorReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let condition = Element::from(self.condition.clone());
         write!(f, "error reply ({}", condition.name())?;
-        if let Some(app) = &self.app_specific {
+        for app in &self.app_specific {
             write!(f, ", {} xmlns='{}'", app.name(), app.ns())?;
         }
         write!(f, ")")?;
@@ -152,6 +156,18 @@ impl IncomingIq {
     }
 }
 
+impl IncomingIq {
+    /// Answers with `type='error'` carrying a prebuilt stanza `<error>` element in `jabber:client`
+    /// (e.g. `Colibri2ErrorResponse::to_element()`); a component session translates the namespace.
+    pub fn reply_error_element(mut self, error: Element) {
+        if let Some(r) = self.responder.take() {
+            let mut reply = iq_header("error", self.from.as_ref(), r.us(&self.to), &self.id);
+            reply.append_child(error);
+            r.send(reply);
+        }
+    }
+}
+
 impl Drop for IncomingIq {
     fn drop(&mut self) {
         if let Some(r) = self.responder.take() {
@@ -230,31 +246,33 @@ fn iq_header(kind: &str, to: Option<&Jid>, from: Option<&Jid>, id: &str) -> Elem
     b.build()
 }
 
-/// Decodes an `<iq type='error'>` (jabber:client) into an [`ErrorReply`]; an error element we cannot
-/// parse becomes `undefined-condition` rather than being lost.
+/// Decodes an `<iq type='error'>` (jabber:client) into an [`ErrorReply`]. Lenient: a missing or
+/// unknown condition becomes `undefined-condition`, a missing type `cancel`, never an error.
 pub(crate) fn decode_error_reply(stanza: Element, from: Option<Jid>) -> ErrorReply {
-    let parsed = stanza
-        .get_child("error", NS_CLIENT)
-        .cloned()
-        .and_then(|e| StanzaError::try_from(e).ok());
-    match parsed {
-        Some(e) => ErrorReply {
-            from,
-            error_type: e.type_,
-            condition: e.defined_condition,
-            text: e.texts.values().next().cloned(),
-            app_specific: e.other,
-            stanza,
-        },
-        None => ErrorReply {
-            from,
-            error_type: ErrorType::Cancel,
-            condition: DefinedCondition::UndefinedCondition,
-            text: Some("unparsable error element".into()),
-            app_specific: None,
-            stanza,
-        },
+    let mut reply = ErrorReply {
+        from,
+        error_type: ErrorType::Cancel,
+        condition: DefinedCondition::UndefinedCondition,
+        text: None,
+        app_specific: Vec::new(),
+        stanza: Element::bare("iq", NS_CLIENT),
+    };
+    if let Some(error) = stanza.get_child("error", NS_CLIENT) {
+        if let Some(t) = error.attr("type").and_then(|t| t.parse().ok()) {
+            reply.error_type = t;
+        }
+        for child in error.children() {
+            if child.ns() != NS_STANZAS {
+                reply.app_specific.push(child.clone());
+            } else if child.name() == "text" {
+                reply.text = Some(child.text());
+            } else if let Ok(c) = DefinedCondition::try_from(child.clone()) {
+                reply.condition = c;
+            }
+        }
     }
+    reply.stanza = stanza;
+    reply
 }
 
 /// Unique IQ ids: a random per-session prefix and a counter.
@@ -560,7 +578,7 @@ mod tests {
         assert_eq!(reply.condition, DefinedCondition::BadRequest);
         assert_eq!(reply.error_type, ErrorType::Modify);
         assert_eq!(reply.text.as_deref(), Some("no such endpoint"));
-        assert_eq!(reply.app_specific, Some(app));
+        assert_eq!(reply.app_specific, vec![app]);
         let shown = IqError::ErrorReply(Box::new(reply)).to_string();
         assert!(
             shown.contains("bad-request") && shown.contains("jitsi:colibri2"),

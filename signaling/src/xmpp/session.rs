@@ -852,6 +852,7 @@ impl Session {
                                 Ok(IqResult {
                                     from,
                                     payload: el.children().next().cloned(),
+                                    stanza: el,
                                 })
                             } else {
                                 Err(IqError::ErrorReply(Box::new(decode_error_reply(el, from))))

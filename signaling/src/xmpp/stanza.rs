@@ -4,6 +4,7 @@ use minidom::Element;
 
 pub(crate) const NS_CLIENT: &str = "jabber:client";
 pub(crate) const NS_COMPONENT: &str = "jabber:component:accept";
+pub(crate) const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub(crate) const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
 pub(crate) const NS_PING: &str = "urn:xmpp:ping";
 pub(crate) const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
