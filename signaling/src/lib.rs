@@ -7,6 +7,7 @@
 pub mod error;
 pub mod media;
 pub mod ns;
+pub mod service;
 pub mod sources;
 pub mod transport;
 pub mod xml;
