@@ -10,18 +10,17 @@
 //! origin and the value (`JVB_PORT="abc": invalid port …`). `bridge --help` is generated from the same
 //! table. All errors are collected and reported together; any error stops start-up.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, ArgMatches};
+use clap::{Arg, ArgMatches};
 use serde::Serialize;
+use signaling::service::settings::{self, SettingsError};
 use signaling::service::{
-    Env, HostPort, LogFormat, Origin, ValueError, format_duration, hostname, parse_bool,
-    parse_duration, parse_host_ports, parse_list, parse_log_filter, parse_port, parse_u64,
+    Env, HostPort, LogFormat, Origin, format_duration, hostname, parse_bool, parse_duration,
+    parse_host_ports, parse_list, parse_log_filter, parse_port, parse_u64,
 };
 
 use crate::lifecycle::LifecycleConfig;
@@ -210,23 +209,9 @@ pub struct Config {
 // ---------------------------------------------------------------------------------------------------
 // Layers
 
-macro_rules! layer {
-    ($($field:ident : $ty:ty),* $(,)?) => {
-        /// One configuration layer: every setting optional.
-        #[derive(Debug, Clone, Default, PartialEq)]
-        pub struct Layer {
-            $(pub $field: Option<$ty>,)*
-        }
-        impl Layer {
-            /// `top` over `self`: each field from `top` when set there.
-            pub fn overlay(self, top: Layer) -> Layer {
-                Layer { $($field: top.$field.or(self.$field),)* }
-            }
-        }
-    };
-}
-
-layer! {
+signaling::settings_layer! {
+    /// One configuration layer (env, TOML file or flags): every setting optional.
+    pub struct Layer {
     disable_xmpp: bool,
     xmpp_servers: Vec<HostPort>,
     xmpp_port: u16,
@@ -263,29 +248,26 @@ layer! {
     instance_id: String,
     log_format: LogFormat,
     log_level: String,
+    }
 }
 
 type Apply = fn(&mut Layer, &str) -> Result<(), String>;
-type Show = fn(&Config) -> Option<toml::Value>;
 
-/// One setting: where it can come from and how it parses.
-pub struct Setting {
-    /// Environment variable (docker-jitsi-meet's name where one exists).
-    pub env: &'static str,
-    /// Dotted TOML key (`section.key`).
-    pub toml: &'static str,
-    /// Long flag without dashes; `None` for secrets (argv is visible to every local user).
-    pub flag: Option<&'static str>,
-    /// Placeholder in `--help`.
-    pub value_name: &'static str,
-    /// Default, as shown in `--help`.
-    pub default: &'static str,
-    pub help: &'static str,
-    /// A boolean flag that may be given without a value (`--disable-xmpp` = `--disable-xmpp=true`).
-    pub switch: bool,
-    apply: Apply,
-    show: Show,
+/// `apply` for a setting that parses with `$parse` into `Layer::$field`.
+macro_rules! set {
+    ($field:ident, $parse:expr) => {
+        |l: &mut Layer, v: &str| {
+            l.$field = Some($parse(v)?);
+            Ok(())
+        }
+    };
 }
+
+/// One setting of the bridge (see [`signaling::service::settings`]).
+pub type Setting = settings::Setting<Layer, Config>;
+
+/// Why the configuration could not be loaded.
+pub type ConfigError = SettingsError;
 
 fn s(v: &str) -> toml::Value {
     toml::Value::String(v.to_owned())
@@ -422,10 +404,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "false",
         help: "Run without XMPP (no brewery, no COLIBRI2): REST and media only",
         switch: true,
-        apply: |l, v| {
-            l.disable_xmpp = Some(parse_bool(v)?);
-            Ok(())
-        },
+        apply: set!(disable_xmpp, parse_bool),
         show: |c| Some(toml::Value::Boolean(!c.xmpp.enabled)),
     },
     Setting {
@@ -436,10 +415,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "xmpp.meet.jitsi",
         help: "XMPP servers, one connection each (comma list; port defaults to XMPP_PORT)",
         switch: false,
-        apply: |l, v| {
-            l.xmpp_servers = Some(xmpp_servers(v)?);
-            Ok(())
-        },
+        apply: set!(xmpp_servers, xmpp_servers),
         show: |c| {
             let list: Vec<String> = c
                 .xmpp
@@ -464,10 +440,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "5222",
         help: "Default XMPP client port for servers given without one",
         switch: false,
-        apply: |l, v| {
-            l.xmpp_port = Some(server_port(v)?);
-            Ok(())
-        },
+        apply: set!(xmpp_port, server_port),
         show: |_| None,
     },
     Setting {
@@ -478,10 +451,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "meet.jitsi",
         help: "The XMPP domain of the deployment",
         switch: false,
-        apply: |l, v| {
-            l.xmpp_domain = Some(domain(v)?);
-            Ok(())
-        },
+        apply: set!(xmpp_domain, domain),
         show: |c| Some(s(&c.xmpp.domain)),
     },
     Setting {
@@ -492,10 +462,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "auth.meet.jitsi",
         help: "Domain the bridge logs in to (JVB_AUTH_USER@XMPP_AUTH_DOMAIN)",
         switch: false,
-        apply: |l, v| {
-            l.xmpp_auth_domain = Some(domain(v)?);
-            Ok(())
-        },
+        apply: set!(xmpp_auth_domain, domain),
         show: |c| Some(s(&c.xmpp.auth_domain)),
     },
     Setting {
@@ -506,10 +473,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "internal-muc.meet.jitsi",
         help: "MUC domain of the brewery room",
         switch: false,
-        apply: |l, v| {
-            l.xmpp_internal_muc_domain = Some(domain(v)?);
-            Ok(())
-        },
+        apply: set!(xmpp_internal_muc_domain, domain),
         show: |c| Some(s(&c.xmpp.internal_muc_domain)),
     },
     Setting {
@@ -520,10 +484,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "jvb",
         help: "XMPP user name of the bridge",
         switch: false,
-        apply: |l, v| {
-            l.xmpp_user = Some(localpart(v)?);
-            Ok(())
-        },
+        apply: set!(xmpp_user, localpart),
         show: |c| Some(s(&c.xmpp.user)),
     },
     Setting {
@@ -551,10 +512,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "jvbbrewery",
         help: "Brewery room name (joined as ROOM@XMPP_INTERNAL_MUC_DOMAIN)",
         switch: false,
-        apply: |l, v| {
-            l.brewery_muc = Some(localpart(v)?);
-            Ok(())
-        },
+        apply: set!(brewery_muc, localpart),
         show: |c| Some(s(&c.xmpp.brewery_muc)),
     },
     Setting {
@@ -565,10 +523,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "$HOSTNAME",
         help: "Nickname in the brewery room; must be unique per bridge",
         switch: false,
-        apply: |l, v| {
-            l.muc_nickname = Some(label(v)?);
-            Ok(())
-        },
+        apply: set!(muc_nickname, label),
         show: |c| Some(s(&c.xmpp.muc_nickname)),
     },
     Setting {
@@ -579,10 +534,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "true",
         help: "Accept any TLS certificate from the XMPP server (docker-jitsi-meet hard-codes true)",
         switch: true,
-        apply: |l, v| {
-            l.xmpp_disable_certificate_verification = Some(parse_bool(v)?);
-            Ok(())
-        },
+        apply: set!(xmpp_disable_certificate_verification, parse_bool),
         show: |c| {
             Some(toml::Value::Boolean(
                 c.xmpp.disable_certificate_verification,
@@ -598,10 +550,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "10000",
         help: "The one UDP port for ICE/DTLS/SRTP/SCTP (0 = any free port, tests only)",
         switch: false,
-        apply: |l, v| {
-            l.media_port = Some(parse_port(v)?);
-            Ok(())
-        },
+        apply: set!(media_port, parse_port),
         show: |c| Some(int(c.media.port.into())),
     },
     Setting {
@@ -612,10 +561,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "Public addresses to advertise as host candidates (ip#port when the public port differs)",
         switch: false,
-        apply: |l, v| {
-            l.advertise_ips = Some(advertise_ips(v)?);
-            Ok(())
-        },
+        apply: set!(advertise_ips, advertise_ips),
         show: |c| Some(strs(&c.media.advertise_ips)),
     },
     Setting {
@@ -626,10 +572,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "true",
         help: "Also advertise private (RFC 1918 / local) addresses",
         switch: true,
-        apply: |l, v| {
-            l.advertise_private_candidates = Some(parse_bool(v)?);
-            Ok(())
-        },
+        apply: set!(advertise_private_candidates, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.media.advertise_private_candidates)),
     },
     Setting {
@@ -640,10 +583,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "meet-jit-si-turnrelay.jitsi.net:443",
         help: "STUN servers used to discover the public address",
         switch: false,
-        apply: |l, v| {
-            l.stun_servers = Some(stun_servers(v)?);
-            Ok(())
-        },
+        apply: set!(stun_servers, stun_servers),
         show: |c| Some(strs(&c.media.stun_servers)),
     },
     Setting {
@@ -654,10 +594,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "false",
         help: "Do not use STUN to discover the public address",
         switch: true,
-        apply: |l, v| {
-            l.disable_stun = Some(parse_bool(v)?);
-            Ok(())
-        },
+        apply: set!(disable_stun, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.media.stun_servers.is_empty())),
     },
     Setting {
@@ -668,10 +605,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_80",
         help: "SRTP profiles to offer in DTLS-SRTP, in preference order",
         switch: false,
-        apply: |l, v| {
-            l.srtp_profiles = Some(srtp_profiles(v)?);
-            Ok(())
-        },
+        apply: set!(srtp_profiles, srtp_profiles),
         show: |c| {
             let names: Vec<&str> = c.media.srtp_profiles.iter().map(|p| p.name()).collect();
             Some(strs(&names))
@@ -685,10 +619,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "true",
         help: "Limit forwarded layers by the bandwidth estimate",
         switch: true,
-        apply: |l, v| {
-            l.trust_bwe = Some(parse_bool(v)?);
-            Ok(())
-        },
+        apply: set!(trust_bwe, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.media.trust_bwe)),
     },
     // --- REST
@@ -718,10 +649,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "8080",
         help: "REST API port (0 = any free port; the bound address is logged)",
         switch: false,
-        apply: |l, v| {
-            l.rest_port = Some(parse_port(v)?);
-            Ok(())
-        },
+        apply: set!(rest_port, parse_port),
         show: |c| Some(int(c.rest.bind.port().into())),
     },
     Setting {
@@ -732,10 +660,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "true",
         help: "Serve GET /colibri/stats (JVB gates it behind the COLIBRI REST API; we serve it unless set to false)",
         switch: true,
-        apply: |l, v| {
-            l.colibri_stats = Some(parse_bool(v)?);
-            Ok(())
-        },
+        apply: set!(colibri_stats, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.rest.colibri_stats)),
     },
     Setting {
@@ -746,10 +671,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "false",
         help: "Accept POST /colibri/shutdown (needed by `bridge graceful-shutdown`)",
         switch: true,
-        apply: |l, v| {
-            l.shutdown_api = Some(parse_bool(v)?);
-            Ok(())
-        },
+        apply: set!(shutdown_api, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.rest.shutdown_api)),
     },
     // --- lifecycle
@@ -761,10 +683,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "false",
         help: "Start in drain mode (the focus prefers other bridges)",
         switch: true,
-        apply: |l, v| {
-            l.initial_drain = Some(parse_bool(v)?);
-            Ok(())
-        },
+        apply: set!(initial_drain, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.lifecycle.initial_drain)),
     },
     Setting {
@@ -775,10 +694,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "24h",
         help: "Longest time in GRACEFUL_SHUTDOWN before SHUTTING_DOWN even with endpoints left",
         switch: false,
-        apply: |l, v| {
-            l.graceful_shutdown_max_duration = Some(parse_duration(v)?);
-            Ok(())
-        },
+        apply: set!(graceful_shutdown_max_duration, parse_duration),
         show: |c| Some(dur(c.lifecycle.graceful_shutdown_max_duration)),
     },
     Setting {
@@ -789,10 +705,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "0",
         help: "GRACEFUL_SHUTDOWN ends when local endpoints drop to this many",
         switch: false,
-        apply: |l, v| {
-            l.graceful_shutdown_min_participants = Some(parse_u64(v)?);
-            Ok(())
-        },
+        apply: set!(graceful_shutdown_min_participants, parse_u64),
         show: |c| Some(int(c.lifecycle.graceful_shutdown_min_participants)),
     },
     Setting {
@@ -803,10 +716,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "1m",
         help: "Time in SHUTTING_DOWN (the focus moves participants) before the process exits 0",
         switch: false,
-        apply: |l, v| {
-            l.shutting_down_delay = Some(parse_duration(v)?);
-            Ok(())
-        },
+        apply: set!(shutting_down_delay, parse_duration),
         show: |c| Some(dur(c.lifecycle.shutting_down_delay)),
     },
     // --- expiry
@@ -818,10 +728,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "1m",
         help: "An endpoint with no activity for this long is expired",
         switch: false,
-        apply: |l, v| {
-            l.endpoint_expire_timeout = Some(positive_duration(v)?);
-            Ok(())
-        },
+        apply: set!(endpoint_expire_timeout, positive_duration),
         show: |c| Some(dur(c.expiry.endpoint_timeout)),
     },
     Setting {
@@ -832,10 +739,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "1m",
         help: "A conference with no endpoints for this long is expired",
         switch: false,
-        apply: |l, v| {
-            l.conference_expire_timeout = Some(positive_duration(v)?);
-            Ok(())
-        },
+        apply: set!(conference_expire_timeout, positive_duration),
         show: |c| Some(dur(c.expiry.conference_timeout)),
     },
     // --- stats
@@ -865,10 +769,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "50000",
         help: "Packet rate (in + out) that counts as stress 1.0",
         switch: false,
-        apply: |l, v| {
-            l.max_packet_rate = Some(positive_u64(v)?);
-            Ok(())
-        },
+        apply: set!(max_packet_rate, positive_u64),
         show: |c| Some(int(c.stats.max_packet_rate)),
     },
     Setting {
@@ -879,10 +780,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "0.01",
         help: "Stress one endpoint is assumed to add, published to the focus (0..1)",
         switch: false,
-        apply: |l, v| {
-            l.average_participant_stress = Some(stress(v)?);
-            Ok(())
-        },
+        apply: set!(average_participant_stress, stress),
         show: |c| Some(toml::Value::Float(c.stats.average_participant_stress)),
     },
     Setting {
@@ -893,10 +791,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "(none; \"europe\" when ENABLE_OCTO=true)",
         help: "Region published to the focus for region-based bridge selection",
         switch: false,
-        apply: |l, v| {
-            l.region = Some(label(v)?);
-            Ok(())
-        },
+        apply: set!(region, label),
         show: |c| c.stats.region.as_deref().map(s),
     },
     Setting {
@@ -907,10 +802,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "Relay id published to the focus (only set it if bridge-to-bridge relaying is supported)",
         switch: false,
-        apply: |l, v| {
-            l.relay_id = Some(label(v)?);
-            Ok(())
-        },
+        apply: set!(relay_id, label),
         show: |c| c.stats.relay_id.as_deref().map(s),
     },
     Setting {
@@ -921,10 +813,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "Identifier of this instance, included in logs",
         switch: false,
-        apply: |l, v| {
-            l.instance_id = Some(label(v)?);
-            Ok(())
-        },
+        apply: set!(instance_id, label),
         show: |c| c.instance_id.as_deref().map(s),
     },
     // --- logging
@@ -950,10 +839,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "info (or $RUST_LOG)",
         help: "Log level or tracing filter, e.g. info, debug, warn,bridge=debug",
         switch: false,
-        apply: |l, v| {
-            l.log_level = Some(parse_log_filter(v)?);
-            Ok(())
-        },
+        apply: set!(log_level, parse_log_filter),
         show: |c| Some(s(&c.log.level)),
     },
 ];
@@ -998,24 +884,6 @@ pub const IGNORED_ENV: &[&str] = &[
     "AUTOSCALER_URL",
 ];
 
-// ---------------------------------------------------------------------------------------------------
-// Errors
-
-/// Why the configuration could not be loaded.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{0}")]
-    Value(#[from] ValueError),
-    #[error("{file}: cannot read: {reason}")]
-    Read { file: String, reason: String },
-    #[error("{file}: invalid TOML: {reason}")]
-    Toml { file: String, reason: String },
-    #[error("{file}: unknown key {key:?}")]
-    UnknownKey { file: String, key: String },
-    #[error("{0}")]
-    Missing(String),
-}
-
 /// A loaded configuration and notes for the log (deprecations, ignored variables).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
@@ -1027,21 +895,7 @@ pub struct Loaded {
 // Reading each layer
 
 fn apply_env(name: &str, raw: &str, f: Apply, layer: &mut Layer, errors: &mut Vec<ConfigError>) {
-    if let Err(reason) = f(layer, raw) {
-        errors.push(ValueError::new(Origin::Env(name.into()), raw, reason).into());
-    }
-}
-
-fn apply(
-    setting: &Setting,
-    layer: &mut Layer,
-    origin: Origin,
-    raw: &str,
-    errors: &mut Vec<ConfigError>,
-) {
-    if let Err(reason) = (setting.apply)(layer, raw) {
-        errors.push(ValueError::new(origin, raw, reason).into());
-    }
+    settings::apply_raw(f, layer, Origin::Env(name.into()), raw, errors);
 }
 
 /// The environment layer (with docker-jitsi-meet's special cases), plus notes for the log.
@@ -1049,42 +903,27 @@ pub fn layer_from_env(env: &Env) -> (Layer, Vec<String>, Vec<ConfigError>) {
     let mut layer = Layer::default();
     let mut errors = Vec::new();
     let mut notes = Vec::new();
-    for setting in SETTINGS {
-        // The password is read verbatim; everything else ignores surrounding blanks.
-        if let Some(raw) = env.get(setting.env) {
-            apply(
-                setting,
-                &mut layer,
-                Origin::Env(setting.env.into()),
-                raw,
-                &mut errors,
-            );
-        }
-    }
+    settings::read_env(SETTINGS, env, &mut layer, &mut errors);
     // Separate brewery Prosody (docker: ENABLE_JVB_XMPP_SERVER): its own server/port/domains, with the
     // image's defaults.
     match env.bool("ENABLE_JVB_XMPP_SERVER") {
         Ok(Some(true)) => {
             let defaults: [(&str, &str, Apply); 4] = [
-                ("JVB_XMPP_SERVER", "xmpp.jvb.meet.jitsi", |l, v| {
-                    l.xmpp_servers = Some(xmpp_servers(v)?);
-                    Ok(())
-                }),
-                ("JVB_XMPP_PORT", "6222", |l, v| {
-                    l.xmpp_port = Some(server_port(v)?);
-                    Ok(())
-                }),
-                ("JVB_XMPP_AUTH_DOMAIN", "auth.jvb.meet.jitsi", |l, v| {
-                    l.xmpp_auth_domain = Some(domain(v)?);
-                    Ok(())
-                }),
+                (
+                    "JVB_XMPP_SERVER",
+                    "xmpp.jvb.meet.jitsi",
+                    set!(xmpp_servers, xmpp_servers),
+                ),
+                ("JVB_XMPP_PORT", "6222", set!(xmpp_port, server_port)),
+                (
+                    "JVB_XMPP_AUTH_DOMAIN",
+                    "auth.jvb.meet.jitsi",
+                    set!(xmpp_auth_domain, domain),
+                ),
                 (
                     "JVB_XMPP_INTERNAL_MUC_DOMAIN",
                     "muc.jvb.meet.jitsi",
-                    |l, v| {
-                        l.xmpp_internal_muc_domain = Some(domain(v)?);
-                        Ok(())
-                    },
+                    set!(xmpp_internal_muc_domain, domain),
                 ),
             ];
             for (name, default, f) in defaults {
@@ -1102,10 +941,7 @@ pub fn layer_from_env(env: &Env) -> (Layer, Vec<String>, Vec<ConfigError>) {
         apply_env(
             "DOCKER_HOST_ADDRESS",
             raw,
-            |l, v| {
-                l.advertise_ips = Some(advertise_ips(v)?);
-                Ok(())
-            },
+            set!(advertise_ips, advertise_ips),
             &mut layer,
             &mut errors,
         );
@@ -1121,10 +957,7 @@ pub fn layer_from_env(env: &Env) -> (Layer, Vec<String>, Vec<ConfigError>) {
         apply_env(
             "RUST_LOG",
             raw,
-            |l, v| {
-                l.log_level = Some(parse_log_filter(v)?);
-                Ok(())
-            },
+            set!(log_level, parse_log_filter),
             &mut layer,
             &mut errors,
         );
@@ -1137,98 +970,19 @@ pub fn layer_from_env(env: &Env) -> (Layer, Vec<String>, Vec<ConfigError>) {
     (layer, notes, errors)
 }
 
-/// The TOML layer. Values may be TOML strings, numbers, booleans or arrays; durations also as
-/// strings like "30s" (a bare number is seconds). Unknown keys are errors (typos must not pass).
+/// The TOML layer (unknown keys are errors; durations as "30s" or seconds).
 pub fn layer_from_toml(text: &str, file: &str) -> (Layer, Vec<ConfigError>) {
     let mut layer = Layer::default();
     let mut errors = Vec::new();
-    let table: toml::Table = match text.parse() {
-        Ok(t) => t,
-        Err(e) => {
-            errors.push(ConfigError::Toml {
-                file: file.into(),
-                reason: e.to_string().trim().replace('\n', " "),
-            });
-            return (layer, errors);
-        }
-    };
-    let mut flat: BTreeMap<String, toml::Value> = BTreeMap::new();
-    for (k, v) in table {
-        match v {
-            toml::Value::Table(inner) => {
-                for (k2, v2) in inner {
-                    flat.insert(format!("{k}.{k2}"), v2);
-                }
-            }
-            other => {
-                flat.insert(k, other);
-            }
-        }
-    }
-    for (key, value) in flat {
-        let Some(setting) = SETTINGS.iter().find(|s| s.toml == key) else {
-            errors.push(ConfigError::UnknownKey {
-                file: file.into(),
-                key,
-            });
-            continue;
-        };
-        let origin = Origin::Toml {
-            file: file.into(),
-            key: key.clone(),
-        };
-        match toml_scalar_text(&value) {
-            Ok(raw) => apply(setting, &mut layer, origin, &raw, &mut errors),
-            Err(reason) => errors.push(ValueError::new(origin, value.to_string(), reason).into()),
-        }
-    }
+    settings::read_toml(SETTINGS, text, file, &mut layer, &mut errors);
     (layer, errors)
-}
-
-fn toml_scalar_text(v: &toml::Value) -> Result<String, String> {
-    match v {
-        toml::Value::String(s) => Ok(s.clone()),
-        toml::Value::Integer(i) => Ok(i.to_string()),
-        toml::Value::Float(f) => Ok(f.to_string()),
-        toml::Value::Boolean(b) => Ok(b.to_string()),
-        toml::Value::Array(items) => {
-            let parts: Result<Vec<String>, String> = items
-                .iter()
-                .map(|i| match i {
-                    toml::Value::Array(_) | toml::Value::Table(_) => {
-                        Err("nested arrays/tables are not allowed here".to_string())
-                    }
-                    other => toml_scalar_text(other),
-                })
-                .collect();
-            let parts = parts?;
-            if parts.iter().any(|p| p.contains(',')) {
-                return Err("list items must not contain commas".into());
-            }
-            Ok(parts.join(","))
-        }
-        toml::Value::Datetime(_) | toml::Value::Table(_) => {
-            Err("expected a string, number, boolean or list".into())
-        }
-    }
 }
 
 /// The flag layer, from the matches of a command built with [`run_args`].
 pub fn layer_from_flags(matches: &ArgMatches) -> (Layer, Vec<ConfigError>) {
     let mut layer = Layer::default();
     let mut errors = Vec::new();
-    for setting in SETTINGS {
-        let Some(flag) = setting.flag else { continue };
-        if let Ok(Some(raw)) = matches.try_get_one::<String>(flag) {
-            apply(
-                setting,
-                &mut layer,
-                Origin::Flag(flag.into()),
-                raw,
-                &mut errors,
-            );
-        }
-    }
+    settings::read_flags(SETTINGS, matches, &mut layer, &mut errors);
     (layer, errors)
 }
 
@@ -1241,7 +995,7 @@ impl Layer {
         let enabled = !self.disable_xmpp.unwrap_or(false);
         let mut errors = Vec::new();
         if enabled && self.xmpp_password.is_none() {
-            errors.push(ConfigError::Missing(
+            errors.push(ConfigError::Invalid(
                 "JVB_AUTH_PASSWORD (TOML xmpp.password) is required unless XMPP is disabled \
                  (JVB_DISABLE_XMPP=true, TOML xmpp.disable, --disable-xmpp)"
                     .into(),
@@ -1264,7 +1018,7 @@ impl Layer {
             .collect();
         let nickname = self.muc_nickname.or_else(|| hostname(env));
         if enabled && nickname.is_none() {
-            errors.push(ConfigError::Missing(
+            errors.push(ConfigError::Invalid(
                 "JVB_MUC_NICKNAME (TOML xmpp.muc_nickname) is required: no hostname to default to"
                     .into(),
             ));
@@ -1362,29 +1116,10 @@ impl Layer {
 /// Loads env, then the TOML file (`--config` or `JVB_CONFIG_FILE`), then flags, and resolves.
 pub fn load(env: &Env, matches: &ArgMatches) -> Result<Loaded, Vec<ConfigError>> {
     let (env_layer, notes, mut errors) = layer_from_env(env);
-    let path = matches
-        .try_get_one::<String>("config")
-        .ok()
-        .flatten()
-        .cloned()
-        .or_else(|| env.string("JVB_CONFIG_FILE"));
-    let toml_layer = match path {
-        None => Layer::default(),
-        Some(path) => match std::fs::read_to_string(Path::new(&path)) {
-            Ok(text) => {
-                let (l, e) = layer_from_toml(&text, &path);
-                errors.extend(e);
-                l
-            }
-            Err(e) => {
-                errors.push(ConfigError::Read {
-                    file: path,
-                    reason: e.to_string(),
-                });
-                Layer::default()
-            }
-        },
-    };
+    let mut toml_layer = Layer::default();
+    if let Some(path) = settings::config_file_path(matches, env, "JVB_CONFIG_FILE") {
+        settings::read_toml_file(SETTINGS, &path, &mut toml_layer, &mut errors);
+    }
     let (flag_layer, e) = layer_from_flags(matches);
     errors.extend(e);
     // Resolve even after value errors so that a missing password is reported in the same run.
@@ -1405,97 +1140,24 @@ pub fn load(env: &Env, matches: &ArgMatches) -> Result<Loaded, Vec<ConfigError>>
 impl Config {
     /// The configuration as a TOML file that [`layer_from_toml`] reads back (password redacted).
     pub fn to_toml(&self) -> String {
-        let mut root = toml::Table::new();
-        for setting in SETTINGS {
-            let Some(value) = (setting.show)(self) else {
-                continue;
-            };
-            match setting.toml.split_once('.') {
-                Some((section, key)) => {
-                    let entry = root
-                        .entry(section.to_owned())
-                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                    if let toml::Value::Table(t) = entry {
-                        t.insert(key.to_owned(), value);
-                    }
-                }
-                None => {
-                    root.insert(setting.toml.to_owned(), value);
-                }
-            }
-        }
-        // Top-level keys first so they are not swallowed by the last [section].
-        let (plain, sections): (toml::Table, toml::Table) = root
-            .into_iter()
-            .partition(|(_, v)| !matches!(v, toml::Value::Table(_)));
-        let mut out = toml::to_string(&plain).unwrap_or_default();
-        out.push_str(&toml::to_string(&sections).unwrap_or_default());
-        out
+        settings::to_toml(SETTINGS, self)
     }
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Command line
 
-/// The run options (one per setting with a flag, plus `--config` and `--print-config`); `--help`
-/// text of each names its env var, TOML key and default.
+/// The run options: `--config`, `--print-config`, and one flag per setting (its `--help` names the
+/// env var, TOML key and default).
 pub fn run_args() -> Vec<Arg> {
-    let mut args = vec![
-        Arg::new("config")
-            .long("config")
-            .short('c')
-            .value_name("PATH")
-            .help("TOML configuration file (overrides env, overridden by flags) [env: JVB_CONFIG_FILE]"),
-        Arg::new("print-config")
-            .long("print-config")
-            .action(ArgAction::SetTrue)
-            .help("Print the resolved configuration as TOML (password redacted) and exit"),
-    ];
-    for setting in SETTINGS {
-        let Some(flag) = setting.flag else { continue };
-        let mut arg = Arg::new(flag)
-            .long(flag)
-            .value_name(setting.value_name)
-            .help(format!(
-                "{} [env: {}] [toml: {}] [default: {}]",
-                setting.help, setting.env, setting.toml, setting.default
-            ));
-        if setting.switch {
-            arg = arg
-                .num_args(0..=1)
-                .require_equals(true)
-                .default_missing_value("true");
-        }
-        args.push(arg);
-    }
+    let mut args = settings::config_file_args("JVB_CONFIG_FILE");
+    args.extend(settings::clap_args(SETTINGS));
     args
 }
 
 /// The environment/TOML/flag table appended to `--help`.
 pub fn settings_help() -> String {
-    let mut out = String::from(
-        "Configuration sources, later overriding earlier: environment, TOML file (--config), flags.\n\n\
-         Settings (ENV VAR | TOML key | flag | default):\n",
-    );
-    for s in SETTINGS {
-        out.push_str(&format!(
-            "  {:<40} {:<44} {:<40} [{}]\n",
-            s.env,
-            s.toml,
-            s.flag
-                .map_or_else(|| "(env/TOML only)".to_string(), |f| format!("--{f}")),
-            s.default
-        ));
-    }
-    out.push_str("\nOther environment variables:\n");
-    for (name, what) in OTHER_ENV {
-        out.push_str(&format!("  {name:<40} {what}\n"));
-    }
-    out.push_str(&format!(
-        "\nAccepted for docker-jitsi-meet compatibility but without effect: {}\n",
-        IGNORED_ENV.join(", ")
-    ));
-    out
+    settings::help_table(SETTINGS, OTHER_ENV, IGNORED_ENV)
 }
 
 #[cfg(test)]
@@ -1531,16 +1193,7 @@ mod tests {
 
     #[test]
     fn settings_table_is_consistent() {
-        let mut envs = std::collections::HashSet::new();
-        let mut keys = std::collections::HashSet::new();
-        let mut flags = std::collections::HashSet::new();
-        for s in SETTINGS {
-            assert!(envs.insert(s.env), "duplicate env {}", s.env);
-            assert!(keys.insert(s.toml), "duplicate key {}", s.toml);
-            if let Some(f) = s.flag {
-                assert!(flags.insert(f), "duplicate flag {f}");
-            }
-        }
+        assert_eq!(settings::check_table(SETTINGS), Ok(()));
         // clap checks its own invariants in debug builds.
         cmd().debug_assert();
     }

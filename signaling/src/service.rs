@@ -16,6 +16,9 @@
 //! - [`encode_prometheus_text`]: Prometheus text exposition format 0.0.4.
 //! - [`Signals`]: SIGTERM / SIGINT as a stream.
 //! - [`http_request`]: a tiny blocking HTTP/1.1 client for loopback probes (healthcheck subcommands).
+//! - [`settings`]: env → TOML → flags layering driven by one table of settings per binary.
+
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::fmt;
