@@ -35,10 +35,12 @@ pub enum DropReason {
     SrtpAuth,
     /// SCTP packet rejected.
     SctpError,
+    /// Source address refused by the port's source filter (ACL).
+    SourceFiltered,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::UnknownProtocol,
         DropReason::UnknownAddress,
         DropReason::StunMalformed,
@@ -52,6 +54,7 @@ impl DropReason {
         DropReason::SrtpNotReady,
         DropReason::SrtpAuth,
         DropReason::SctpError,
+        DropReason::SourceFiltered,
     ];
 
     /// Stable snake_case name, used as a metrics label value.
@@ -70,6 +73,7 @@ impl DropReason {
             DropReason::SrtpNotReady => "srtp_not_ready",
             DropReason::SrtpAuth => "srtp_auth",
             DropReason::SctpError => "sctp_error",
+            DropReason::SourceFiltered => "source_filtered",
         }
     }
 

@@ -45,11 +45,18 @@ pub struct Demux<K> {
     by_ufrag: HashMap<String, K>,
     by_addr: HashMap<SocketAddr, K>,
     counters: Arc<DropCounters>,
+    source_filter: Option<fn(&SocketAddr) -> bool>,
 }
 
 impl<K: Clone + Eq + Hash> Demux<K> {
     pub fn new(counters: Arc<DropCounters>) -> Self {
-        Self { by_ufrag: HashMap::new(), by_addr: HashMap::new(), counters }
+        Self { by_ufrag: HashMap::new(), by_addr: HashMap::new(), counters, source_filter: None }
+    }
+
+    /// Only accept datagrams whose source passes `filter` (an ACL; tests use it to keep ICE
+    /// on loopback). Refused datagrams are counted as `source_filtered`.
+    pub fn set_source_filter(&mut self, filter: Option<fn(&SocketAddr) -> bool>) {
+        self.source_filter = filter;
     }
 
     pub fn counters(&self) -> &Arc<DropCounters> {
@@ -82,6 +89,12 @@ impl<K: Clone + Eq + Hash> Demux<K> {
     /// Which endpoint `datagram` from `from` belongs to. On `None` the datagram was counted as
     /// dropped and must be discarded.
     pub fn route(&self, from: SocketAddr, datagram: &[u8]) -> Option<K> {
+        if let Some(f) = self.source_filter {
+            if !f(&from) {
+                self.counters.count(DropReason::SourceFiltered);
+                return None;
+            }
+        }
         match classify(datagram) {
             PacketKind::Unknown => {
                 self.counters.count(DropReason::UnknownProtocol);
@@ -203,6 +216,10 @@ mod tests {
         assert_eq!(d.route(a, &r[..r.len() - 3]), None);
         assert_eq!(d.route(a, &r[..10]), None);
         assert_eq!(counters.get(DropReason::StunMalformed), 2);
+        d.set_source_filter(Some(|a| a.ip().is_loopback()));
+        assert_eq!(d.route("192.0.2.9:1000".parse().unwrap(), &req("aaaa:zz")), None);
+        assert_eq!(counters.get(DropReason::SourceFiltered), 1);
+        assert_eq!(d.route(a, &req("aaaa:zz")), Some(1));
         d.unregister(&1);
         assert_eq!(d.route(a, &[0x80, 96, 0, 1]), None);
         assert_eq!(d.route(a, &req("aaaa:zz")), None);

@@ -89,6 +89,38 @@ pub enum SendError {
     Protocol(String),
 }
 
+/// Checks that a datagram is a sequence of complete DTLS records (RFC 6347 §4.1: 13-byte header,
+/// content type 20..=25, version 1.0/1.2, length inside the datagram) before the DTLS stack sees
+/// it, so truncated or garbage records are counted rather than silently discarded.
+pub fn dtls_records_well_formed(mut d: &[u8]) -> bool {
+    if d.is_empty() {
+        return false;
+    }
+    while !d.is_empty() {
+        let Some(h) = d.get(..13) else { return false };
+        let content_ok = (20..=25).contains(&h[0]);
+        let version_ok = h[1] == 0xFE && (h[2] == 0xFF || h[2] == 0xFD);
+        let len = usize::from(u16::from_be_bytes([h[11], h[12]]));
+        if !content_ok || !version_ok || d.len() < 13 + len {
+            return false;
+        }
+        d = &d[13 + len..];
+    }
+    true
+}
+
+/// Whether every record of a well-formed DTLS datagram has content type `ct`.
+fn all_records_of_type(mut d: &[u8], ct: u8) -> bool {
+    while let Some(h) = d.get(..13) {
+        if h[0] != ct {
+            return false;
+        }
+        let len = usize::from(u16::from_be_bytes([h[11], h[12]]));
+        d = d.get(13 + len..).unwrap_or_default();
+    }
+    true
+}
+
 /// ICE + DTLS + SRTP + SCTP for one endpoint.
 pub struct EndpointTransport {
     cfg: TransportConfig,
@@ -195,6 +227,10 @@ impl EndpointTransport {
                     self.counters.count(DropReason::UnvalidatedAddress);
                     return;
                 }
+                if !dtls_records_well_formed(data) {
+                    self.counters.count(DropReason::DtlsError);
+                    return;
+                }
                 self.handle_dtls(now, data);
                 self.ice.note_authenticated_traffic(now, from);
             }
@@ -229,7 +265,12 @@ impl EndpointTransport {
     fn handle_dtls(&mut self, now: Instant, data: &[u8]) {
         let mut out = std::mem::take(&mut self.dtls_out);
         out.clear();
+        let only_app_data = self.dtls.is_connected() && all_records_of_type(data, 23);
         if self.dtls.handle(now, data, &mut out).is_err() {
+            self.counters.count(DropReason::DtlsError);
+        } else if only_app_data && !out.iter().any(|o| matches!(o, DtlsOutput::ApplicationData(_))) {
+            // The DTLS stack silently discards records that fail authentication or carry a
+            // stale epoch (RFC 6347 §4.1.2.7); count them here so they are visible.
             self.counters.count(DropReason::DtlsError);
         }
         for o in out.drain(..) {
@@ -352,12 +393,8 @@ impl EndpointTransport {
         if self.failed {
             return;
         }
-        let was_connected = self.ice.selected().is_some();
         self.ice.handle_timeout(now);
         self.pump_ice();
-        if !was_connected && self.ice.selected().is_some() && self.srtp.is_none() {
-            self.dtls_deadline = Some(now + self.cfg.dtls_timeout);
-        }
         if self.dtls_deadline.is_none() && self.srtp.is_none() && self.ice.selected().is_some() {
             self.dtls_deadline = Some(now + self.cfg.dtls_timeout);
         }

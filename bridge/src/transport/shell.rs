@@ -36,6 +36,11 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         self.demux.counters()
     }
 
+    /// See [`Demux::set_source_filter`].
+    pub fn set_source_filter(&mut self, filter: Option<fn(&SocketAddr) -> bool>) {
+        self.demux.set_source_filter(filter);
+    }
+
     /// Adds an endpoint and registers its local ufrag.
     pub fn add_endpoint(&mut self, key: K, ep: EndpointTransport) {
         self.demux.register(&ep.local_credentials().ufrag, key.clone());
