@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use bridge::transport::stun::{Builder, Class, METHOD_BINDING};
 use bridge::transport::{
-    DropCounters, DropReason, DtlsIdentity, EndpointTransport, Fingerprint, IceConfig, IceCredentials, IceMode,
-    Port, PortHandler, PortState, RemoteCandidate, RemoteTransport, SrtpProfile, TransportConfig, TransportEvent,
+    DropCounters, DropReason, DtlsIdentity, EndpointTransport, Fingerprint, IceConfig,
+    IceCredentials, IceMode, Port, PortHandler, PortState, RemoteCandidate, RemoteTransport,
+    SrtpProfile, TransportConfig, TransportEvent,
 };
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -33,7 +34,9 @@ const OPUS_PT: u8 = 111;
 const EP: u32 = 1;
 
 fn e2e_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("e2e")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("e2e")
 }
 
 /// Makes sure the harness's npm packages are there (install.sh is idempotent and pinned).
@@ -45,7 +48,8 @@ fn ensure_harness() -> Result<()> {
         .context("running e2e/install.sh")?;
     ensure!(st.success(), "e2e/install.sh failed");
     ensure!(
-        std::path::Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM_PATH").is_some(),
+        std::path::Path::new("/usr/bin/chromium").exists()
+            || std::env::var_os("CHROMIUM_PATH").is_some(),
         "chromium is not installed: run scripts/install-deps.sh"
     );
     Ok(())
@@ -61,8 +65,14 @@ fn offer_sdp(local: &IceCredentials, fp: &Fingerprint, port: SocketAddr, lite: b
     s.push_str("a=msid-semantic: WMS *\r\n");
     let transport = |s: &mut String, mid: &str| {
         s.push_str("c=IN IP4 0.0.0.0\r\n");
-        s.push_str(&format!("a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n", local.ufrag, local.pwd));
-        s.push_str(&format!("a=fingerprint:{} {}\r\na=setup:actpass\r\n", fp.algorithm, fp.value));
+        s.push_str(&format!(
+            "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
+            local.ufrag, local.pwd
+        ));
+        s.push_str(&format!(
+            "a=fingerprint:{} {}\r\na=setup:actpass\r\n",
+            fp.algorithm, fp.value
+        ));
         s.push_str(&format!("a=mid:{mid}\r\n"));
         s.push_str(&format!(
             "a=candidate:1 1 udp 2130706431 {} {} typ host generation 0\r\n",
@@ -74,9 +84,13 @@ fn offer_sdp(local: &IceCredentials, fp: &Fingerprint, port: SocketAddr, lite: b
     s.push_str(&format!("m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}\r\n"));
     transport(&mut s, "audio");
     s.push_str("a=sendrecv\r\na=rtcp-mux\r\n");
-    s.push_str(&format!("a=rtpmap:{OPUS_PT} opus/48000/2\r\na=fmtp:{OPUS_PT} minptime=10;useinbandfec=1\r\n"));
+    s.push_str(&format!(
+        "a=rtpmap:{OPUS_PT} opus/48000/2\r\na=fmtp:{OPUS_PT} minptime=10;useinbandfec=1\r\n"
+    ));
     s.push_str(&format!("a=ssrc:{BRIDGE_AUDIO_SSRC} cname:bridge\r\n"));
-    s.push_str(&format!("a=ssrc:{BRIDGE_AUDIO_SSRC} msid:bridge-audio bridge-audio-track\r\n"));
+    s.push_str(&format!(
+        "a=ssrc:{BRIDGE_AUDIO_SSRC} msid:bridge-audio bridge-audio-track\r\n"
+    ));
     s.push_str(&format!("m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT}\r\n"));
     transport(&mut s, "video");
     s.push_str("a=sendrecv\r\na=rtcp-mux\r\n");
@@ -85,7 +99,9 @@ fn offer_sdp(local: &IceCredentials, fp: &Fingerprint, port: SocketAddr, lite: b
         s.push_str(&format!("a=rtcp-fb:{VP8_PT} {fb}\r\n"));
     }
     s.push_str(&format!("a=ssrc:{LOOP_VIDEO_SSRC} cname:bridge\r\n"));
-    s.push_str(&format!("a=ssrc:{LOOP_VIDEO_SSRC} msid:bridge-video bridge-video-track\r\n"));
+    s.push_str(&format!(
+        "a=ssrc:{LOOP_VIDEO_SSRC} msid:bridge-video bridge-video-track\r\n"
+    ));
     s.push_str("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n");
     transport(&mut s, "data");
     s.push_str("a=sctp-port:5000\r\na=max-message-size:262144\r\n");
@@ -127,24 +143,30 @@ fn parse_answer(sdp: &str) -> Result<Answer> {
             a.setup.get_or_insert(v.to_owned());
         } else if let Some(v) = line.strip_prefix("a=candidate:") {
             let f: Vec<&str> = v.split(' ').collect();
-            if f.len() >= 8 && f[2].eq_ignore_ascii_case("udp") {
-                if let (Ok(priority), Ok(ip), Ok(port)) =
-                    (f[3].parse::<u32>(), f[4].parse::<std::net::IpAddr>(), f[5].parse::<u16>())
-                {
-                    // Only loopback candidates are signalled to the bridge (it never checks
-                    // other addresses on its own initiative).
-                    if ip.is_loopback() {
-                        let c = RemoteCandidate { addr: SocketAddr::new(ip, port), priority };
-                        if !a.candidates.contains(&c) {
-                            a.candidates.push(c);
-                        }
+            if f.len() >= 8
+                && f[2].eq_ignore_ascii_case("udp")
+                && let (Ok(priority), Ok(ip), Ok(port)) = (
+                    f[3].parse::<u32>(),
+                    f[4].parse::<std::net::IpAddr>(),
+                    f[5].parse::<u16>(),
+                )
+            {
+                // Only loopback candidates are signalled to the bridge (it never checks
+                // other addresses on its own initiative).
+                if ip.is_loopback() {
+                    let c = RemoteCandidate {
+                        addr: SocketAddr::new(ip, port),
+                        priority,
+                    };
+                    if !a.candidates.contains(&c) {
+                        a.candidates.push(c);
                     }
                 }
             }
-        } else if let Some(v) = line.strip_prefix("a=ssrc:") {
-            if let Some(Ok(ssrc)) = v.split(' ').next().map(str::parse::<u32>) {
-                a.ssrcs.entry(media.clone()).or_default().insert(ssrc);
-            }
+        } else if let Some(v) = line.strip_prefix("a=ssrc:")
+            && let Some(Ok(ssrc)) = v.split(' ').next().map(str::parse::<u32>)
+        {
+            a.ssrcs.entry(media.clone()).or_default().insert(ssrc);
         }
     }
     if let (Some(ufrag), Some(pwd)) = (ufrag, pwd) {
@@ -187,7 +209,13 @@ fn set_ssrc(p: &mut [u8], ssrc: u32) {
 impl PortHandler<u32> for Handler {
     type Command = Cmd;
 
-    fn on_event(&mut self, _now: Instant, key: &u32, event: TransportEvent, port: &mut PortState<u32>) {
+    fn on_event(
+        &mut self,
+        _now: Instant,
+        key: &u32,
+        event: TransportEvent,
+        port: &mut PortState<u32>,
+    ) {
         let mut obs = self.obs.lock().unwrap();
         match event {
             TransportEvent::Rtp(mut p) => {
@@ -213,21 +241,20 @@ impl PortHandler<u32> for Handler {
                     let len = (usize::from(u16::from_be_bytes([p[at + 2], p[at + 3]])) + 1) * 4;
                     let pt = p[at + 1];
                     let media = u32::from_be_bytes([p[at + 8], p[at + 9], p[at + 10], p[at + 11]]);
-                    if (pt == 205 || pt == 206) && media == LOOP_VIDEO_SSRC {
-                        if let Some(v) = video {
-                            p[at + 8..at + 12].copy_from_slice(&v.to_be_bytes());
-                            forward = true;
-                            if pt == 206 {
-                                obs.keyframe_requests += 1;
-                            }
+                    if (pt == 205 || pt == 206)
+                        && media == LOOP_VIDEO_SSRC
+                        && let Some(v) = video
+                    {
+                        p[at + 8..at + 12].copy_from_slice(&v.to_be_bytes());
+                        forward = true;
+                        if pt == 206 {
+                            obs.keyframe_requests += 1;
                         }
                     }
                     at += len;
                 }
-                if forward {
-                    if let Some(ep) = port.endpoint_mut(key) {
-                        let _ = ep.send_rtcp(&p);
-                    }
+                if forward && let Some(ep) = port.endpoint_mut(key) {
+                    let _ = ep.send_rtcp(&p);
                 }
             }
             TransportEvent::Connected(a) => {
@@ -284,7 +311,10 @@ struct BrowserPeer {
 impl BrowserPeer {
     async fn start(offer: &str) -> Result<Self> {
         let cfg = tempfile::NamedTempFile::new()?;
-        std::fs::write(cfg.path(), serde_json::json!({ "offer": offer }).to_string())?;
+        std::fs::write(
+            cfg.path(),
+            serde_json::json!({ "offer": offer }).to_string(),
+        )?;
         let mut child = tokio::process::Command::new("node")
             .arg(e2e_dir().join("transport-peer.js"))
             .arg(cfg.path())
@@ -296,7 +326,12 @@ impl BrowserPeer {
             .context("spawning node e2e/transport-peer.js")?;
         let stdin = child.stdin.take().context("stdin")?;
         let stdout = child.stdout.take().context("stdout")?;
-        Ok(Self { child, stdin, lines: BufReader::new(stdout).lines(), _cfg: cfg })
+        Ok(Self {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            _cfg: cfg,
+        })
     }
 
     async fn next(&mut self, timeout: Duration) -> Result<Value> {
@@ -304,7 +339,8 @@ impl BrowserPeer {
             .await
             .context("timed out waiting for the browser")??
             .context("browser peer exited")?;
-        let v: Value = serde_json::from_str(&line).with_context(|| format!("bad line from peer: {line}"))?;
+        let v: Value =
+            serde_json::from_str(&line).with_context(|| format!("bad line from peer: {line}"))?;
         if v["event"] == "error" {
             bail!("browser peer error: {}", v["message"]);
         }
@@ -312,7 +348,12 @@ impl BrowserPeer {
     }
 
     /// Reads stats lines until `pred` holds (returns that stats object) or `timeout`.
-    async fn wait_stats(&mut self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+    async fn wait_stats(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = Value::Null;
         loop {
@@ -349,7 +390,12 @@ impl BrowserPeer {
 fn frames_decoded(stats: &Value) -> u64 {
     stats["inbound"]
         .as_array()
-        .map(|a| a.iter().filter(|s| s["kind"] == "video").filter_map(|s| s["framesDecoded"].as_u64()).sum())
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["kind"] == "video")
+                .filter_map(|s| s["framesDecoded"].as_u64())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -397,8 +443,12 @@ async fn throw_garbage(port: SocketAddr, local: &IceCredentials) -> Result<()> {
     sock.send_to(&good, port).await?;
     let mut buf = [0u8; 1500];
     let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf)).await??;
-    let resp = bridge::transport::stun::Message::parse(&buf[..n]).map_err(|e| anyhow::anyhow!("{e}"))?;
-    ensure!(resp.class == Class::Success, "authenticated check not answered with success");
+    let resp =
+        bridge::transport::stun::Message::parse(&buf[..n]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    ensure!(
+        resp.class == Class::Success,
+        "authenticated check not answered with success"
+    );
     // DTLS application-data record with epoch 1 and random bytes (fails decryption), a
     // handshake record with a bogus body, and a truncated record.
     let mut dtls = vec![23, 254, 253, 0, 1, 0, 0, 0, 0, 0, 99, 0, 64];
@@ -407,10 +457,12 @@ async fn throw_garbage(port: SocketAddr, local: &IceCredentials) -> Result<()> {
     let mut hs = vec![22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 50, 0, 16];
     hs.extend_from_slice(&[1, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 200, 1, 2, 3, 4]);
     sock.send_to(&hs, port).await?;
-    sock.send_to(&[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 7], port).await?;
+    sock.send_to(&[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 7], port)
+        .await?;
     // SRTP that fails authentication, SRTCP too short, truncated RTP header.
     sock.send_to(&rtp, port).await?;
-    sock.send_to(&[0x80, 200, 0, 6, 0, 0, 0, 1, 9, 9], port).await?;
+    sock.send_to(&[0x80, 200, 0, 6, 0, 0, 0, 1, 9, 9], port)
+        .await?;
     sock.send_to(&[0x80, VP8_PT, 0, 1, 0, 0], port).await?;
     // Give the port time to process before counters are read.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -425,7 +477,10 @@ async fn run_call(profile: SrtpProfile, mode: IceMode) -> Result<()> {
     let port_addr = port.local_addr()?;
     let local = IceCredentials::random();
     let cfg = TransportConfig {
-        ice: IceConfig { mode, ..IceConfig::default() },
+        ice: IceConfig {
+            mode,
+            ..IceConfig::default()
+        },
         srtp_profiles: vec![profile],
         ..TransportConfig::default()
     };
@@ -433,72 +488,154 @@ async fn run_call(profile: SrtpProfile, mode: IceMode) -> Result<()> {
     port.state_mut().add_endpoint(EP, ep);
     // Chromium also checks from its other host addresses toward our 127.0.0.1 candidate; keep
     // the test on loopback by refusing those (they are counted as source_filtered).
-    port.state_mut().set_source_filter(Some(|a| a.ip().is_loopback()));
+    port.state_mut()
+        .set_source_filter(Some(|a| a.ip().is_loopback()));
 
     let obs = Arc::new(Mutex::new(Observed::default()));
     let browser_video_ssrc = Arc::new(Mutex::new(None));
-    let handler = Handler { obs: obs.clone(), browser_video_ssrc: browser_video_ssrc.clone() };
+    let handler = Handler {
+        obs: obs.clone(),
+        browser_video_ssrc: browser_video_ssrc.clone(),
+    };
     let (tx, rx) = mpsc::channel(16);
     let port_task = tokio::spawn(port.run(handler, rx));
 
-    let offer = offer_sdp(&local, identity.fingerprint(), port_addr, mode == IceMode::Lite);
+    let offer = offer_sdp(
+        &local,
+        identity.fingerprint(),
+        port_addr,
+        mode == IceMode::Lite,
+    );
     let mut peer = BrowserPeer::start(&offer).await?;
     let answer_line = peer.next(Duration::from_secs(60)).await?;
-    ensure!(answer_line["event"] == "answer", "expected the answer first, got {answer_line}");
+    ensure!(
+        answer_line["event"] == "answer",
+        "expected the answer first, got {answer_line}"
+    );
     let answer = parse_answer(answer_line["sdp"].as_str().unwrap_or_default())?;
-    ensure!(answer.setup.as_deref() == Some("active"), "browser must be DTLS active: {:?}", answer.setup);
+    ensure!(
+        answer.setup.as_deref() == Some("active"),
+        "browser must be DTLS active: {:?}",
+        answer.setup
+    );
     ensure!(!answer.fingerprints.is_empty(), "answer has no fingerprint");
     let audio_ssrcs = answer.ssrcs.get("audio").cloned().unwrap_or_default();
     let video_ssrcs = answer.ssrcs.get("video").cloned().unwrap_or_default();
-    ensure!(!audio_ssrcs.is_empty() && !video_ssrcs.is_empty(), "answer lacks SSRCs: {:?}", answer.ssrcs);
+    ensure!(
+        !audio_ssrcs.is_empty() && !video_ssrcs.is_empty(),
+        "answer lacks SSRCs: {:?}",
+        answer.ssrcs
+    );
     // Without RTX negotiated the video m-line has one SSRC.
     *browser_video_ssrc.lock().unwrap() = video_ssrcs.iter().next().copied();
     let remote = RemoteTransport {
-        ice: answer.ice.clone().context("answer has no ICE credentials")?,
+        ice: answer
+            .ice
+            .clone()
+            .context("answer has no ICE credentials")?,
         fingerprints: answer.fingerprints.clone(),
         candidates: answer.candidates.clone(),
     };
-    tx.send(Cmd::SetRemote(remote)).await.ok().context("port stopped")?;
+    tx.send(Cmd::SetRemote(remote))
+        .await
+        .ok()
+        .context("port stopped")?;
 
     // ICE + DTLS + data channel + media in both directions.
     let st = peer
-        .wait_stats(Duration::from_secs(40), "data channel message from the bridge and decoded loopback video", |s| {
-            s["dc"] == "open" && !s["received"].as_array().is_none_or(|a| a.is_empty()) && frames_decoded(s) >= 10
-        })
+        .wait_stats(
+            Duration::from_secs(40),
+            "data channel message from the bridge and decoded loopback video",
+            |s| {
+                s["dc"] == "open"
+                    && !s["received"].as_array().is_none_or(|a| a.is_empty())
+                    && frames_decoded(s) >= 10
+            },
+        )
         .await;
     let st = match st {
         Ok(s) => s,
         Err(e) => bail!("{e:#}\nbridge observed: {:?}", obs.lock().unwrap()),
     };
-    ensure!(st["ice"] == "connected" || st["ice"] == "completed", "browser ICE state {}", st["ice"]);
-    ensure!(st["dtls"]["state"] == "connected", "browser DTLS {}", st["dtls"]);
-    ensure!(st["dtls"]["role"] == "client", "browser must be the DTLS client: {}", st["dtls"]);
+    ensure!(
+        st["ice"] == "connected" || st["ice"] == "completed",
+        "browser ICE state {}",
+        st["ice"]
+    );
+    ensure!(
+        st["dtls"]["state"] == "connected",
+        "browser DTLS {}",
+        st["dtls"]
+    );
+    ensure!(
+        st["dtls"]["role"] == "client",
+        "browser must be the DTLS client: {}",
+        st["dtls"]
+    );
     // getStats reports the RFC registry names, which SrtpProfile::name() uses.
-    ensure!(st["dtls"]["srtpCipher"] == profile.name(), "browser SRTP cipher {}", st["dtls"]);
-    let want_role = if mode == IceMode::Lite { "controlling" } else { "controlled" };
-    ensure!(st["dtls"]["iceRole"] == want_role, "browser ICE role {}", st["dtls"]);
+    ensure!(
+        st["dtls"]["srtpCipher"] == profile.name(),
+        "browser SRTP cipher {}",
+        st["dtls"]
+    );
+    let want_role = if mode == IceMode::Lite {
+        "controlling"
+    } else {
+        "controlled"
+    };
+    ensure!(
+        st["dtls"]["iceRole"] == want_role,
+        "browser ICE role {}",
+        st["dtls"]
+    );
     // The browser's view: 127.0.0.1 on its side, our port on the other.
     let pair = st["pair"].to_string();
     let remote_pair = st["pair"]["remote"].as_str().unwrap_or_default();
     let local_pair = st["pair"]["local"].as_str().unwrap_or_default();
-    ensure!(remote_pair.starts_with(&format!("{port_addr} ")), "browser's remote candidate is not our port: {pair}");
-    ensure!(local_pair.starts_with("127.0.0.1:"), "browser's local candidate is not loopback: {pair}");
+    ensure!(
+        remote_pair.starts_with(&format!("{port_addr} ")),
+        "browser's remote candidate is not our port: {pair}"
+    );
+    ensure!(
+        local_pair.starts_with("127.0.0.1:"),
+        "browser's local candidate is not loopback: {pair}"
+    );
     let bridge_msg: Value = serde_json::from_str(st["received"][0].as_str().unwrap_or_default())?;
-    ensure!(bridge_msg["colibriClass"] == "ServerHello", "browser got {bridge_msg}");
+    ensure!(
+        bridge_msg["colibriClass"] == "ServerHello",
+        "browser got {bridge_msg}"
+    );
 
     {
         let o = obs.lock().unwrap();
-        ensure!(o.connected.is_some_and(|a| a.ip().is_loopback()), "bridge ICE: {:?}", o.events);
+        ensure!(
+            o.connected.is_some_and(|a| a.ip().is_loopback()),
+            "bridge ICE: {:?}",
+            o.events
+        );
         ensure!(o.dtls == Some(profile), "bridge DTLS profile {:?}", o.dtls);
         ensure!(
-            o.dc_open.as_ref().is_some_and(|(l, p)| l == "JVB data channel" && p == "http://jitsi.org/protocols/colibri"),
+            o.dc_open.as_ref().is_some_and(
+                |(l, p)| l == "JVB data channel" && p == "http://jitsi.org/protocols/colibri"
+            ),
             "data channel: {:?}",
             o.dc_open
         );
-        let m: Value = serde_json::from_str(o.dc_messages.first().context("no data channel message reached the bridge")?)?;
-        ensure!(m["colibriClass"] == "EndpointMessage" && m["msgPayload"]["hello"] == "from-browser", "got {m}");
+        let m: Value = serde_json::from_str(
+            o.dc_messages
+                .first()
+                .context("no data channel message reached the bridge")?,
+        )?;
+        ensure!(
+            m["colibriClass"] == "EndpointMessage" && m["msgPayload"]["hello"] == "from-browser",
+            "got {m}"
+        );
         for s in audio_ssrcs.iter().chain(video_ssrcs.iter()) {
-            ensure!(o.rtp_ssrcs.get(s).copied().unwrap_or(0) > 0, "no RTP from browser SSRC {s}: {:?}", o.rtp_ssrcs);
+            ensure!(
+                o.rtp_ssrcs.get(s).copied().unwrap_or(0) > 0,
+                "no RTP from browser SSRC {s}: {:?}",
+                o.rtp_ssrcs
+            );
         }
         ensure!(o.looped > 0);
         ensure!(o.failed.is_none(), "transport failed: {:?}", o.failed);
@@ -507,39 +644,89 @@ async fn run_call(profile: SrtpProfile, mode: IceMode) -> Result<()> {
     // media that raced ahead of signalling (the browser may finish DTLS before the bridge has its
     // fingerprint; keys are installed once it arrives).
     let benign = counters.get(DropReason::SourceFiltered) + counters.get(DropReason::SrtpNotReady);
-    ensure!(counters.total() == benign, "drops before the garbage phase: {:?}", counters.snapshot());
+    ensure!(
+        counters.total() == benign,
+        "drops before the garbage phase: {:?}",
+        counters.snapshot()
+    );
 
     // Bad input while the call runs.
     throw_garbage(port_addr, &local).await?;
     let snap = counters.snapshot();
     let c = |r: DropReason| counters.get(r);
-    ensure!(c(DropReason::StunBadIntegrity) >= 1, "wrong credentials not counted: {snap:?}");
-    ensure!(c(DropReason::StunUnknownUfrag) >= 1, "unknown ufrag not counted: {snap:?}");
-    ensure!(c(DropReason::StunMalformed) >= 2, "truncated STUN not counted: {snap:?}");
-    ensure!(c(DropReason::UnknownProtocol) >= 2, "garbage not counted: {snap:?}");
-    ensure!(c(DropReason::UnknownAddress) >= 3, "unknown-address DTLS/RTP not counted: {snap:?}");
-    ensure!(c(DropReason::DtlsError) >= 2, "broken DTLS from a validated address not counted: {snap:?}");
-    ensure!(c(DropReason::SrtpAuth) >= 1, "unauthenticated SRTP not counted: {snap:?}");
-    ensure!(c(DropReason::RtpMalformed) >= 1, "truncated RTP not counted: {snap:?}");
+    ensure!(
+        c(DropReason::StunBadIntegrity) >= 1,
+        "wrong credentials not counted: {snap:?}"
+    );
+    ensure!(
+        c(DropReason::StunUnknownUfrag) >= 1,
+        "unknown ufrag not counted: {snap:?}"
+    );
+    ensure!(
+        c(DropReason::StunMalformed) >= 2,
+        "truncated STUN not counted: {snap:?}"
+    );
+    ensure!(
+        c(DropReason::UnknownProtocol) >= 2,
+        "garbage not counted: {snap:?}"
+    );
+    ensure!(
+        c(DropReason::UnknownAddress) >= 3,
+        "unknown-address DTLS/RTP not counted: {snap:?}"
+    );
+    ensure!(
+        c(DropReason::DtlsError) >= 2,
+        "broken DTLS from a validated address not counted: {snap:?}"
+    );
+    ensure!(
+        c(DropReason::SrtpAuth) >= 1,
+        "unauthenticated SRTP not counted: {snap:?}"
+    );
+    ensure!(
+        c(DropReason::RtpMalformed) >= 1,
+        "truncated RTP not counted: {snap:?}"
+    );
 
     // The call continues: more frames decoded, messages still flow both ways.
     let before = frames_decoded(&st);
     let rtp_before: u64 = obs.lock().unwrap().rtp_ssrcs.values().sum();
     peer.send(serde_json::json!({"cmd": "send", "text": "{\"colibriClass\":\"EndpointStats\",\"after\":\"garbage\"}"}))
         .await?;
-    tx.send(Cmd::SendData(r#"{"colibriClass":"EndpointMessage","after":"garbage"}"#.into())).await.ok();
+    tx.send(Cmd::SendData(
+        r#"{"colibriClass":"EndpointMessage","after":"garbage"}"#.into(),
+    ))
+    .await
+    .ok();
     let st2 = peer
-        .wait_stats(Duration::from_secs(20), "media and data after the garbage", |s| {
-            frames_decoded(s) >= before + 30 && s["received"].as_array().is_some_and(|a| a.len() >= 2)
-        })
+        .wait_stats(
+            Duration::from_secs(20),
+            "media and data after the garbage",
+            |s| {
+                frames_decoded(s) >= before + 30
+                    && s["received"].as_array().is_some_and(|a| a.len() >= 2)
+            },
+        )
         .await?;
-    ensure!(st2["ice"] == "connected" || st2["ice"] == "completed", "ICE after garbage: {}", st2["ice"]);
+    ensure!(
+        st2["ice"] == "connected" || st2["ice"] == "completed",
+        "ICE after garbage: {}",
+        st2["ice"]
+    );
     {
         let o = obs.lock().unwrap();
-        ensure!(o.rtp_ssrcs.values().sum::<u64>() > rtp_before + 50, "RTP stopped after the garbage");
+        ensure!(
+            o.rtp_ssrcs.values().sum::<u64>() > rtp_before + 50,
+            "RTP stopped after the garbage"
+        );
         // Sender/receiver reports come about once a second: by now there must be some.
         ensure!(o.rtcp_packets > 0, "no RTCP from the browser");
-        ensure!(o.dc_messages.iter().any(|m| m.contains("after") && m.contains("garbage")), "{:?}", o.dc_messages);
+        ensure!(
+            o.dc_messages
+                .iter()
+                .any(|m| m.contains("after") && m.contains("garbage")),
+            "{:?}",
+            o.dc_messages
+        );
         ensure!(o.failed.is_none(), "transport failed: {:?}", o.failed);
         eprintln!(
             "call ok: profile {profile:?}, ice {mode:?}, pair {pair}, frames decoded {}, rtp {:?}, keyframe requests {}, drops {:?}",

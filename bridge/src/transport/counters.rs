@@ -101,7 +101,9 @@ impl DropCounters {
     }
 
     pub fn get(&self, reason: DropReason) -> u64 {
-        self.drops.get(reason.index()).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.drops
+            .get(reason.index())
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     pub fn total(&self) -> u64 {
@@ -110,6 +112,9 @@ impl DropCounters {
 
     /// `(reason name, count)` for every reason, in a stable order.
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        DropReason::ALL.iter().map(|r| (r.name(), self.get(*r))).collect()
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), self.get(*r)))
+            .collect()
     }
 }

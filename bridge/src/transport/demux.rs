@@ -50,7 +50,12 @@ pub struct Demux<K> {
 
 impl<K: Clone + Eq + Hash> Demux<K> {
     pub fn new(counters: Arc<DropCounters>) -> Self {
-        Self { by_ufrag: HashMap::new(), by_addr: HashMap::new(), counters, source_filter: None }
+        Self {
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            counters,
+            source_filter: None,
+        }
     }
 
     /// Only accept datagrams whose source passes `filter` (an ACL; tests use it to keep ICE
@@ -89,11 +94,11 @@ impl<K: Clone + Eq + Hash> Demux<K> {
     /// Which endpoint `datagram` from `from` belongs to. On `None` the datagram was counted as
     /// dropped and must be discarded.
     pub fn route(&self, from: SocketAddr, datagram: &[u8]) -> Option<K> {
-        if let Some(f) = self.source_filter {
-            if !f(&from) {
-                self.counters.count(DropReason::SourceFiltered);
-                return None;
-            }
+        if let Some(f) = self.source_filter
+            && !f(&from)
+        {
+            self.counters.count(DropReason::SourceFiltered);
+            return None;
         }
         match classify(datagram) {
             PacketKind::Unknown => {
@@ -132,13 +137,15 @@ impl<K: Clone + Eq + Hash> Demux<K> {
                     }
                 }
             }
-            PacketKind::Dtls | PacketKind::Rtp | PacketKind::Rtcp => match self.by_addr.get(&from) {
-                Some(k) => Some(k.clone()),
-                None => {
-                    self.counters.count(DropReason::UnknownAddress);
-                    None
+            PacketKind::Dtls | PacketKind::Rtp | PacketKind::Rtcp => {
+                match self.by_addr.get(&from) {
+                    Some(k) => Some(k.clone()),
+                    None => {
+                        self.counters.count(DropReason::UnknownAddress);
+                        None
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -180,10 +187,15 @@ mod tests {
 
     fn req(user: &str) -> Vec<u8> {
         let mut buf = Vec::new();
-        stun::Builder::new(&mut buf, stun::Class::Request, stun::METHOD_BINDING, &[1; 12])
-            .username(user)
-            .integrity(b"x")
-            .fingerprint();
+        stun::Builder::new(
+            &mut buf,
+            stun::Class::Request,
+            stun::METHOD_BINDING,
+            &[1; 12],
+        )
+        .username(user)
+        .integrity(b"x")
+        .fingerprint();
         buf
     }
 
@@ -217,7 +229,10 @@ mod tests {
         assert_eq!(d.route(a, &r[..10]), None);
         assert_eq!(counters.get(DropReason::StunMalformed), 2);
         d.set_source_filter(Some(|a| a.ip().is_loopback()));
-        assert_eq!(d.route("192.0.2.9:1000".parse().unwrap(), &req("aaaa:zz")), None);
+        assert_eq!(
+            d.route("192.0.2.9:1000".parse().unwrap(), &req("aaaa:zz")),
+            None
+        );
         assert_eq!(counters.get(DropReason::SourceFiltered), 1);
         assert_eq!(d.route(a, &req("aaaa:zz")), Some(1));
         d.unregister(&1);

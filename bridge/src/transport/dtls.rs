@@ -38,7 +38,9 @@ impl SrtpProfile {
     pub(crate) fn from_dtls(p: SrtpProtectionProfile) -> Option<Self> {
         match p {
             SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => Some(SrtpProfile::AeadAes128Gcm),
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => Some(SrtpProfile::Aes128CmHmacSha1_80),
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => {
+                Some(SrtpProfile::Aes128CmHmacSha1_80)
+            }
             _ => None,
         }
     }
@@ -119,7 +121,9 @@ pub struct DtlsIdentity {
 
 impl std::fmt::Debug for DtlsIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DtlsIdentity").field("fingerprint", &self.fingerprint).finish()
+        f.debug_struct("DtlsIdentity")
+            .field("fingerprint", &self.fingerprint)
+            .finish()
     }
 }
 
@@ -128,14 +132,22 @@ impl DtlsIdentity {
     pub fn generate() -> Result<Self, DtlsSetupError> {
         let provider = rtc_dtls::crypto_provider::default_provider()
             .map_err(|e| DtlsSetupError::Crypto(e.to_string()))?;
-        let certificate = Certificate::generate_self_signed(vec!["jitsi-bridge".to_owned()], provider.crypto())
-            .map_err(|e| DtlsSetupError::Certificate(e.to_string()))?;
+        let certificate =
+            Certificate::generate_self_signed(vec!["jitsi-bridge".to_owned()], provider.crypto())
+                .map_err(|e| DtlsSetupError::Certificate(e.to_string()))?;
         let der = certificate
             .certificate
             .first()
             .ok_or_else(|| DtlsSetupError::Certificate("empty chain".into()))?;
         let value = fingerprint_of(der.as_ref(), "sha-256").unwrap_or_default();
-        Ok(Self { certificate, fingerprint: Fingerprint { algorithm: "sha-256".into(), value }, provider })
+        Ok(Self {
+            certificate,
+            fingerprint: Fingerprint {
+                algorithm: "sha-256".into(),
+                value,
+            },
+            provider,
+        })
     }
 
     /// The SHA-256 fingerprint to signal (`setup="actpass"`).
@@ -151,7 +163,10 @@ impl DtlsIdentity {
     ///
     /// rtc-dtls picks the first profile of the *client's* list that we enable, so the set of
     /// enabled profiles is what this controls (Chromium lists GCM before CM_SHA1).
-    pub(crate) fn server_config(&self, profiles: &[SrtpProfile]) -> Result<Arc<HandshakeConfig>, DtlsSetupError> {
+    pub(crate) fn server_config(
+        &self,
+        profiles: &[SrtpProfile],
+    ) -> Result<Arc<HandshakeConfig>, DtlsSetupError> {
         let cfg = ConfigBuilder::default()
             .with_crypto_provider(self.provider.clone())
             .with_certificates(vec![self.certificate.clone()])
@@ -188,7 +203,10 @@ const PLACEHOLDER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(1
 impl DtlsServer {
     pub fn new(config: Arc<HandshakeConfig>) -> Self {
         let endpoint = Endpoint::new(PLACEHOLDER, TransportProtocol::UDP, Some(config));
-        Self { endpoint, connected: false }
+        Self {
+            endpoint,
+            connected: false,
+        }
     }
 
     pub fn is_connected(&self) -> bool {
@@ -196,7 +214,12 @@ impl DtlsServer {
     }
 
     /// Feeds one DTLS datagram; outputs are appended to `out`.
-    pub fn handle(&mut self, now: Instant, datagram: &[u8], out: &mut Vec<DtlsOutput>) -> Result<(), String> {
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        out: &mut Vec<DtlsOutput>,
+    ) -> Result<(), String> {
         let events = self
             .endpoint
             .read(now, PLACEHOLDER, None, BytesMut::from(datagram))
@@ -221,7 +244,9 @@ impl DtlsServer {
 
     /// Encrypts and queues application data (SCTP packets).
     pub fn write(&mut self, now: Instant, data: &[u8]) -> Result<(), String> {
-        self.endpoint.write(now, PLACEHOLDER, data).map_err(|e| e.to_string())
+        self.endpoint
+            .write(now, PLACEHOLDER, data)
+            .map_err(|e| e.to_string())
     }
 
     pub fn poll_transmit(&mut self) -> Option<BytesMut> {
@@ -229,8 +254,14 @@ impl DtlsServer {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
-        if self.endpoint.poll_timeout(&PLACEHOLDER).is_some_and(|t| t <= now) {
-            self.endpoint.handle_timeout(PLACEHOLDER, now).map_err(|e| e.to_string())?;
+        if self
+            .endpoint
+            .poll_timeout(&PLACEHOLDER)
+            .is_some_and(|t| t <= now)
+        {
+            self.endpoint
+                .handle_timeout(PLACEHOLDER, now)
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -263,11 +294,20 @@ mod tests {
         assert_eq!(fp.value.len(), 32 * 3 - 1);
         let der = id.certificate.certificate[0].as_ref();
         assert!(matches_any(der, std::slice::from_ref(fp)));
-        let lower = Fingerprint { algorithm: "SHA-256".into(), value: fp.value.to_lowercase() };
+        let lower = Fingerprint {
+            algorithm: "SHA-256".into(),
+            value: fp.value.to_lowercase(),
+        };
         assert!(matches_any(der, &[lower]));
-        let wrong = Fingerprint { algorithm: "sha-256".into(), value: "00".repeat(32) };
+        let wrong = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: "00".repeat(32),
+        };
         assert!(!matches_any(der, &[wrong]));
-        let unknown = Fingerprint { algorithm: "md5".into(), value: fp.value.clone() };
+        let unknown = Fingerprint {
+            algorithm: "md5".into(),
+            value: fp.value.clone(),
+        };
         assert!(!matches_any(der, &[unknown]));
         assert!(id.server_config(&[SrtpProfile::AeadAes128Gcm]).is_ok());
     }

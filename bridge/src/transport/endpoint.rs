@@ -13,7 +13,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::counters::{DropCounters, DropReason};
 use super::demux::{PacketKind, classify};
-use super::dtls::{DtlsIdentity, DtlsOutput, DtlsServer, DtlsSetupError, Fingerprint, SrtpProfile, matches_any};
+use super::dtls::{
+    DtlsIdentity, DtlsOutput, DtlsServer, DtlsSetupError, Fingerprint, SrtpProfile, matches_any,
+};
 use super::ice::{IceAgent, IceConfig, IceCredentials, IceEvent, IceState, RemoteCandidate};
 use super::sctp::{SctpEvent, SctpTransport};
 use super::srtp::{SrtpSession, rtcp_sender_ssrc, rtp_ssrc};
@@ -64,7 +66,10 @@ pub enum TransportEvent {
     Rtp(BytesMut),
     /// A decrypted RTCP compound packet.
     Rtcp(BytesMut),
-    DataChannelOpen { label: String, protocol: String },
+    DataChannelOpen {
+        label: String,
+        protocol: String,
+    },
     DataChannelMessage(String),
     DataChannelClosed,
 }
@@ -240,7 +245,11 @@ impl EndpointTransport {
                     return;
                 }
                 let rtcp = classify(data) == PacketKind::Rtcp;
-                let ok = if rtcp { rtcp_sender_ssrc(data).is_some() } else { rtp_ssrc(data).is_some() };
+                let ok = if rtcp {
+                    rtcp_sender_ssrc(data).is_some()
+                } else {
+                    rtp_ssrc(data).is_some()
+                };
                 if !ok {
                     self.counters.count(DropReason::RtpMalformed);
                     return;
@@ -249,11 +258,19 @@ impl EndpointTransport {
                     self.counters.count(DropReason::SrtpNotReady);
                     return;
                 };
-                let r = if rtcp { srtp.decrypt_rtcp(data) } else { srtp.decrypt_rtp(data) };
+                let r = if rtcp {
+                    srtp.decrypt_rtcp(data)
+                } else {
+                    srtp.decrypt_rtp(data)
+                };
                 match r {
                     Ok(p) => {
                         self.ice.note_authenticated_traffic(now, from);
-                        self.events.push_back(if rtcp { TransportEvent::Rtcp(p) } else { TransportEvent::Rtp(p) });
+                        self.events.push_back(if rtcp {
+                            TransportEvent::Rtcp(p)
+                        } else {
+                            TransportEvent::Rtp(p)
+                        });
                     }
                     Err(_) => self.counters.count(DropReason::SrtpAuth),
                 }
@@ -268,7 +285,11 @@ impl EndpointTransport {
         let only_app_data = self.dtls.is_connected() && all_records_of_type(data, 23);
         if self.dtls.handle(now, data, &mut out).is_err() {
             self.counters.count(DropReason::DtlsError);
-        } else if only_app_data && !out.iter().any(|o| matches!(o, DtlsOutput::ApplicationData(_))) {
+        } else if only_app_data
+            && !out
+                .iter()
+                .any(|o| matches!(o, DtlsOutput::ApplicationData(_)))
+        {
             // The DTLS stack silently discards records that fail authentication or carry a
             // stale epoch (RFC 6347 §4.1.2.7); count them here so they are visible.
             self.counters.count(DropReason::DtlsError);
@@ -313,7 +334,10 @@ impl EndpointTransport {
             .first()
             .is_some_and(|der| matches_any(der, &self.remote_fingerprints));
         if !cert_ok {
-            self.fail(now, "DTLS peer certificate does not match the signalled fingerprint".into());
+            self.fail(
+                now,
+                "DTLS peer certificate does not match the signalled fingerprint".into(),
+            );
             return;
         }
         match SrtpSession::from_dtls(state, self.identity.provider().as_ref()) {
@@ -321,7 +345,8 @@ impl EndpointTransport {
                 let profile = s.profile();
                 self.srtp = Some(s);
                 self.dtls_deadline = None;
-                self.events.push_back(TransportEvent::DtlsConnected(profile));
+                self.events
+                    .push_back(TransportEvent::DtlsConnected(profile));
             }
             Err(e) => self.fail(now, format!("SRTP keying failed: {e}")),
         }
@@ -340,7 +365,10 @@ impl EndpointTransport {
 
     fn pump_ice(&mut self) {
         while let Some(t) = self.ice.poll_transmit() {
-            self.transmits.push_back(Transmit { to: t.to, data: Bytes::from(t.data) });
+            self.transmits.push_back(Transmit {
+                to: t.to,
+                data: Bytes::from(t.data),
+            });
         }
         while let Some(e) = self.ice.poll_event() {
             let ev = match e {
@@ -361,7 +389,10 @@ impl EndpointTransport {
         let to = self.ice.send_address();
         while let Some(p) = self.dtls.poll_transmit() {
             if let Some(to) = to {
-                self.transmits.push_back(Transmit { to, data: p.freeze() });
+                self.transmits.push_back(Transmit {
+                    to,
+                    data: p.freeze(),
+                });
             }
         }
     }
@@ -378,7 +409,9 @@ impl EndpointTransport {
         }
         while let Some(e) = self.sctp.poll_event() {
             let ev = match e {
-                SctpEvent::ChannelOpen { label, protocol, .. } => TransportEvent::DataChannelOpen { label, protocol },
+                SctpEvent::ChannelOpen {
+                    label, protocol, ..
+                } => TransportEvent::DataChannelOpen { label, protocol },
                 SctpEvent::Text { text, .. } => TransportEvent::DataChannelMessage(text),
                 SctpEvent::Binary { .. } => continue,
                 SctpEvent::ChannelClosed { .. } => TransportEvent::DataChannelClosed,
@@ -398,11 +431,13 @@ impl EndpointTransport {
         if self.dtls_deadline.is_none() && self.srtp.is_none() && self.ice.selected().is_some() {
             self.dtls_deadline = Some(now + self.cfg.dtls_timeout);
         }
-        if let Some(d) = self.dtls_deadline {
-            if d <= now && self.srtp.is_none() && !self.failed {
-                self.fail(now, "DTLS handshake did not complete".into());
-                return;
-            }
+        if let Some(d) = self.dtls_deadline
+            && d <= now
+            && self.srtp.is_none()
+            && !self.failed
+        {
+            self.fail(now, "DTLS handshake did not complete".into());
+            return;
         }
         if self.dtls.handle_timeout(now).is_err() {
             self.counters.count(DropReason::DtlsError);
@@ -417,10 +452,15 @@ impl EndpointTransport {
         if self.failed {
             return None;
         }
-        [self.ice.poll_timeout(), self.dtls.poll_timeout(), self.sctp.poll_timeout(), self.dtls_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.ice.poll_timeout(),
+            self.dtls.poll_timeout(),
+            self.sctp.poll_timeout(),
+            self.dtls_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Encrypts an RTP packet and queues it to the selected address.
@@ -450,13 +490,18 @@ impl EndpointTransport {
             srtp.encrypt_rtp(packet)
         }
         .map_err(|e| SendError::Protocol(e.to_string()))?;
-        Ok(Transmit { to, data: data.freeze() })
+        Ok(Transmit {
+            to,
+            data: data.freeze(),
+        })
     }
 
     /// Sends a text message on the bridge channel (PPID 51).
     pub fn send_data_message(&mut self, now: Instant, text: &str) -> Result<(), SendError> {
         let stream = self.sctp.open_channel().ok_or(SendError::NoDataChannel)?;
-        self.sctp.send_text(now, stream, text).map_err(|e| SendError::Protocol(e.to_string()))?;
+        self.sctp
+            .send_text(now, stream, text)
+            .map_err(|e| SendError::Protocol(e.to_string()))?;
         self.pump_sctp(now);
         Ok(())
     }
@@ -477,5 +522,271 @@ impl EndpointTransport {
     pub fn close(&mut self, now: Instant) {
         self.dtls.close(now);
         self.pump_dtls();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::dtls::fingerprint_of;
+    use crate::transport::ice::IceMode;
+    use crate::transport::stun::{Builder, Class, METHOD_BINDING};
+    use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType};
+    use rtc_dtls::crypto::Certificate;
+
+    const PEER: &str = "127.0.0.1:40000";
+
+    fn setup(mode: IceMode) -> (EndpointTransport, Arc<DropCounters>) {
+        let counters = Arc::new(DropCounters::new());
+        let identity = DtlsIdentity::generate().unwrap();
+        let cfg = TransportConfig {
+            ice: IceConfig {
+                mode,
+                ..IceConfig::default()
+            },
+            ..TransportConfig::default()
+        };
+        let local = IceCredentials {
+            ufrag: "brdg".into(),
+            pwd: "bridgepasswordbridgepass".into(),
+        };
+        (
+            EndpointTransport::new(local, &identity, cfg, counters.clone()).unwrap(),
+            counters,
+        )
+    }
+
+    /// A nominating check from the (controlling) peer.
+    fn check(ep: &EndpointTransport) -> Vec<u8> {
+        let l = ep.local_credentials();
+        let mut buf = Vec::new();
+        Builder::new(&mut buf, Class::Request, METHOD_BINDING, &[5; 12])
+            .username(&format!("{}:peer", l.ufrag))
+            .priority(1)
+            .ice_controlling(u64::MAX)
+            .use_candidate()
+            .integrity(l.pwd.as_bytes())
+            .fingerprint();
+        buf
+    }
+
+    fn remote(fps: Vec<Fingerprint>) -> RemoteTransport {
+        RemoteTransport {
+            ice: IceCredentials {
+                ufrag: "peer".into(),
+                pwd: "peerpasswordpeerpassword".into(),
+            },
+            fingerprints: fps,
+            candidates: vec![],
+        }
+    }
+
+    #[test]
+    fn dtls_framing_check() {
+        assert!(dtls_records_well_formed(&[
+            22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9
+        ]));
+        assert!(dtls_records_well_formed(&[
+            23, 254, 253, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 21, 254, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]));
+        assert!(!dtls_records_well_formed(&[]));
+        assert!(!dtls_records_well_formed(&[
+            22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 9
+        ]));
+        assert!(!dtls_records_well_formed(&[22, 254, 253, 0]));
+        assert!(!dtls_records_well_formed(&[
+            30, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]));
+        assert!(!dtls_records_well_formed(&[
+            22, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]));
+    }
+
+    #[test]
+    fn bad_media_is_counted_by_reason() {
+        let (mut ep, counters) = setup(IceMode::Lite);
+        let now = Instant::now();
+        let peer: SocketAddr = PEER.parse().unwrap();
+        let rtp = [
+            0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+        ];
+        // Before ICE validated the address.
+        ep.handle_datagram(now, peer, &[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        ep.handle_datagram(now, peer, &rtp);
+        assert_eq!(counters.get(DropReason::UnvalidatedAddress), 2);
+        // Validate with a nominating check.
+        ep.handle_datagram(now, peer, &check(&ep));
+        assert_eq!(ep.poll_event(), Some(TransportEvent::Connected(peer)));
+        assert_eq!(ep.poll_transmit().map(|t| t.to), Some(peer));
+        ep.handle_datagram(now, peer, &[22, 254, 253, 0, 0, 0, 0]);
+        assert_eq!(counters.get(DropReason::DtlsError), 1);
+        ep.handle_datagram(now, peer, &rtp);
+        assert_eq!(counters.get(DropReason::SrtpNotReady), 1);
+        ep.handle_datagram(now, peer, &rtp[..8]);
+        ep.handle_datagram(now, peer, &[0x80, 200, 0]);
+        assert_eq!(counters.get(DropReason::RtpMalformed), 2);
+        ep.handle_datagram(now, peer, &[0xC0, 1, 2]);
+        ep.handle_datagram(now, peer, &[]);
+        assert_eq!(counters.get(DropReason::UnknownProtocol), 2);
+        assert_eq!(ep.send_rtp(&rtp), Err(SendError::NotConnected));
+        assert_eq!(
+            ep.send_data_message(now, "x"),
+            Err(SendError::NoDataChannel)
+        );
+        assert!(!ep.is_failed());
+    }
+
+    #[test]
+    fn dtls_timeout_fails_in_virtual_time() {
+        let (mut ep, _) = setup(IceMode::Lite);
+        let start = Instant::now();
+        let peer: SocketAddr = PEER.parse().unwrap();
+        ep.handle_datagram(start, peer, &check(&ep));
+        let mut now = start;
+        let mut failed = None;
+        // Keep ICE consent alive with checks every 2 s; DTLS never starts.
+        while now < start + Duration::from_secs(40) && failed.is_none() {
+            now += Duration::from_secs(2);
+            ep.handle_datagram(now, peer, &check(&ep));
+            ep.handle_timeout(now);
+            while let Some(e) = ep.poll_event() {
+                if let TransportEvent::Failed(r) = e {
+                    failed = Some((now.duration_since(start), r));
+                }
+            }
+        }
+        let (at, reason) = failed.expect("DTLS timeout");
+        assert!(reason.contains("DTLS"), "{reason}");
+        assert!(
+            at >= Duration::from_secs(30) && at <= Duration::from_secs(32),
+            "{at:?}"
+        );
+    }
+
+    /// Runs a DTLS client (rtc-dtls, standing in for the browser) against the endpoint.
+    fn handshake(
+        ep: &mut EndpointTransport,
+        now: Instant,
+        client_profiles: Vec<SrtpProfile>,
+    ) -> (Vec<TransportEvent>, Vec<u8>) {
+        let peer: SocketAddr = PEER.parse().unwrap();
+        let bridge: SocketAddr = "127.0.0.1:10000".parse().unwrap();
+        let provider = rtc_dtls::crypto_provider::default_provider().unwrap();
+        let cert =
+            Certificate::generate_self_signed(vec!["peer".to_owned()], provider.crypto()).unwrap();
+        let der = cert.certificate[0].as_ref().to_vec();
+        let cfg = ConfigBuilder::default()
+            .with_crypto_provider(provider)
+            .with_certificates(vec![cert])
+            .with_srtp_protection_profiles(client_profiles.iter().map(|p| p.to_dtls()).collect())
+            .with_extended_master_secret(ExtendedMasterSecretType::Require)
+            .with_insecure_skip_verify(true)
+            .build(true, Some(bridge))
+            .unwrap();
+        let mut client =
+            rtc_dtls::endpoint::Endpoint::new(peer, rtc_shared::TransportProtocol::UDP, None);
+        ep.handle_datagram(now, peer, &check(ep));
+        client.connect(now, bridge, Arc::new(cfg), None).unwrap();
+        let mut events = Vec::new();
+        for _ in 0..20 {
+            let mut moved = false;
+            while let Some(t) = client.poll_transmit() {
+                ep.handle_datagram(now, peer, &t.message);
+                moved = true;
+            }
+            while let Some(t) = ep.poll_transmit() {
+                if classify(&t.data) == PacketKind::Dtls {
+                    let _ = client.read(now, bridge, None, BytesMut::from(&t.data[..]));
+                    moved = true;
+                }
+            }
+            while let Some(e) = ep.poll_event() {
+                events.push(e);
+            }
+            if !moved {
+                break;
+            }
+        }
+        (events, der)
+    }
+
+    #[test]
+    fn dtls_handshake_verifies_fingerprint_and_keys_srtp() {
+        let now = Instant::now();
+        // The peer's fingerprint is only known after the handshake: it is verified then.
+        let (mut ep, _) = setup(IceMode::Lite);
+        ep.set_remote(now, remote(vec![]));
+        let (events, der) = handshake(&mut ep, now, vec![SrtpProfile::Aes128CmHmacSha1_80]);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, TransportEvent::DtlsConnected(_))),
+            "{events:?}"
+        );
+        let fp = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: fingerprint_of(&der, "sha-256").unwrap(),
+        };
+        ep.set_remote(now, remote(vec![fp]));
+        assert_eq!(
+            ep.poll_event(),
+            Some(TransportEvent::DtlsConnected(
+                SrtpProfile::Aes128CmHmacSha1_80
+            ))
+        );
+        assert_eq!(ep.srtp_profile(), Some(SrtpProfile::Aes128CmHmacSha1_80));
+        // Now media can be protected toward the selected address.
+        let t = ep
+            .protect(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7, 1, 2, 3], false)
+            .unwrap();
+        assert_eq!(t.to, PEER.parse::<SocketAddr>().unwrap());
+        assert_eq!(t.data.len(), 15 + 10);
+    }
+
+    #[test]
+    fn dtls_fingerprint_mismatch_fails_the_endpoint() {
+        let now = Instant::now();
+        let (mut ep, _) = setup(IceMode::Lite);
+        let wrong = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: ["AB"; 32].join(":"),
+        };
+        ep.set_remote(now, remote(vec![wrong]));
+        let (events, _) = handshake(&mut ep, now, vec![SrtpProfile::AeadAes128Gcm]);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, TransportEvent::Failed(r) if r.contains("fingerprint"))),
+            "{events:?}"
+        );
+        assert!(ep.is_failed());
+        assert_eq!(ep.srtp_profile(), None);
+    }
+
+    #[test]
+    fn gcm_is_chosen_when_the_client_prefers_it() {
+        let now = Instant::now();
+        let (mut ep, _) = setup(IceMode::Lite);
+        ep.set_remote(now, remote(vec![]));
+        let (events, der) = handshake(
+            &mut ep,
+            now,
+            vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80],
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, TransportEvent::Failed(_))),
+            "{events:?}"
+        );
+        let fp = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: fingerprint_of(&der, "sha-256").unwrap(),
+        };
+        ep.set_remote(now, remote(vec![fp]));
+        assert_eq!(
+            ep.poll_event(),
+            Some(TransportEvent::DtlsConnected(SrtpProfile::AeadAes128Gcm))
+        );
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::counters::{DropCounters, DropReason};
-use super::stun::{self, Builder, Class, Message, METHOD_BINDING};
+use super::stun::{self, Builder, Class, METHOD_BINDING, Message};
 
 /// Short-term ICE credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,10 @@ fn random_string(rng: &SystemRandom, n: usize) -> String {
             *b = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(31);
         }
     }
-    bytes.iter().map(|b| char::from(ICE_CHARS[usize::from(*b) % ICE_CHARS.len()])).collect()
+    bytes
+        .iter()
+        .map(|b| char::from(ICE_CHARS[usize::from(*b) % ICE_CHARS.len()]))
+        .collect()
 }
 
 fn random_u64(rng: &SystemRandom) -> u64 {
@@ -57,7 +60,10 @@ impl IceCredentials {
     /// Fresh random credentials: 8-char ufrag, 24-char password (RFC 8445 minimums are 4 / 22).
     pub fn random() -> Self {
         let rng = SystemRandom::new();
-        Self { ufrag: random_string(&rng, 8), pwd: random_string(&rng, 24) }
+        Self {
+            ufrag: random_string(&rng, 8),
+            pwd: random_string(&rng, 24),
+        }
     }
 }
 
@@ -250,7 +256,12 @@ impl IceAgent {
     }
 
     /// Remote credentials and candidates from signalling. Candidates may be added later (trickle).
-    pub fn set_remote(&mut self, now: Instant, remote: IceCredentials, candidates: &[RemoteCandidate]) {
+    pub fn set_remote(
+        &mut self,
+        now: Instant,
+        remote: IceCredentials,
+        candidates: &[RemoteCandidate],
+    ) {
         if self.remote.as_ref() != Some(&remote) {
             self.remote = Some(remote);
         }
@@ -282,26 +293,30 @@ impl IceAgent {
 
     fn add_pair(&mut self, addr: SocketAddr, priority: u32, triggered: bool) -> usize {
         if let Some(i) = self.pairs.iter().position(|p| p.addr == addr) {
-            if triggered {
-                if let Some(p) = self.pairs.get_mut(i) {
-                    p.triggered = p.state != PairState::Succeeded;
-                }
+            if triggered && let Some(p) = self.pairs.get_mut(i) {
+                p.triggered = p.state != PairState::Succeeded;
             }
             return i;
         }
         if self.pairs.len() >= MAX_PAIRS {
             // Replace the lowest-priority failed/waiting pair rather than grow without bound.
             if let Some(i) = self.pairs.iter().position(|p| {
-                matches!(p.state, PairState::Failed | PairState::Waiting) && Some(p.addr) != self.selected
+                matches!(p.state, PairState::Failed | PairState::Waiting)
+                    && Some(p.addr) != self.selected
             }) {
                 self.pairs.remove(i);
             } else {
                 return 0;
             }
         }
-        self.pairs.push(Pair { addr, priority, state: PairState::Waiting, triggered });
+        self.pairs.push(Pair {
+            addr,
+            priority,
+            state: PairState::Waiting,
+            triggered,
+        });
         // Highest priority first; stable so signalling order breaks ties.
-        self.pairs.sort_by(|a, b| b.priority.cmp(&a.priority));
+        self.pairs.sort_by_key(|p| std::cmp::Reverse(p.priority));
         self.pairs.iter().position(|p| p.addr == addr).unwrap_or(0)
     }
 
@@ -400,7 +415,11 @@ impl IceAgent {
     }
 
     fn handle_response(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
-        let Some(ti) = self.transactions.iter().position(|t| t.id == msg.transaction_id) else {
+        let Some(ti) = self
+            .transactions
+            .iter()
+            .position(|t| t.id == msg.transaction_id)
+        else {
             self.counters.count(DropReason::StunUnexpected);
             return;
         };
@@ -483,11 +502,19 @@ impl IceAgent {
 
     fn send_success(&mut self, to: SocketAddr, req: &Message<'_>) {
         let mut buf = std::mem::take(&mut self.buf);
-        Builder::new(&mut buf, Class::Success, METHOD_BINDING, &req.transaction_id)
-            .xor_mapped_address(to)
-            .integrity(self.local.pwd.as_bytes())
-            .fingerprint();
-        self.transmits.push_back(StunTransmit { to, data: buf.clone() });
+        Builder::new(
+            &mut buf,
+            Class::Success,
+            METHOD_BINDING,
+            &req.transaction_id,
+        )
+        .xor_mapped_address(to)
+        .integrity(self.local.pwd.as_bytes())
+        .fingerprint();
+        self.transmits.push_back(StunTransmit {
+            to,
+            data: buf.clone(),
+        });
         self.buf = buf;
     }
 
@@ -497,7 +524,10 @@ impl IceAgent {
             .error_code(code, reason)
             .integrity(self.local.pwd.as_bytes())
             .fingerprint();
-        self.transmits.push_back(StunTransmit { to, data: buf.clone() });
+        self.transmits.push_back(StunTransmit {
+            to,
+            data: buf.clone(),
+        });
         self.buf = buf;
     }
 
@@ -514,19 +544,21 @@ impl IceAgent {
             next_send: now,
         });
         self.transmit_transaction(now, self.transactions.len() - 1);
-        if !consent {
-            if let Some(p) = self.pairs.iter_mut().find(|p| p.addr == to) {
-                if p.state != PairState::Succeeded {
-                    p.state = PairState::InProgress;
-                }
-                p.triggered = false;
+        if !consent && let Some(p) = self.pairs.iter_mut().find(|p| p.addr == to) {
+            if p.state != PairState::Succeeded {
+                p.state = PairState::InProgress;
             }
+            p.triggered = false;
         }
     }
 
     fn transmit_transaction(&mut self, now: Instant, ti: usize) {
-        let Some(remote) = self.remote.clone() else { return };
-        let Some(t) = self.transactions.get_mut(ti) else { return };
+        let Some(remote) = self.remote.clone() else {
+            return;
+        };
+        let Some(t) = self.transactions.get_mut(ti) else {
+            return;
+        };
         t.sends += 1;
         t.next_send = now + self.cfg.check_rto;
         let (id, to, nominate) = (t.id, t.addr, t.nominate);
@@ -545,7 +577,10 @@ impl IceAgent {
             }
             b.integrity(remote.pwd.as_bytes()).fingerprint();
         }
-        self.transmits.push_back(StunTransmit { to, data: buf.clone() });
+        self.transmits.push_back(StunTransmit {
+            to,
+            data: buf.clone(),
+        });
         self.buf = buf;
     }
 
@@ -568,7 +603,11 @@ impl IceAgent {
                     if t.nominate {
                         self.nominating = false;
                     }
-                    if self.pairs.iter().any(|p| p.addr == t.addr && p.state == PairState::InProgress) {
+                    if self
+                        .pairs
+                        .iter()
+                        .any(|p| p.addr == t.addr && p.state == PairState::InProgress)
+                    {
                         self.set_pair_state(t.addr, PairState::Failed);
                     }
                 }
@@ -579,33 +618,34 @@ impl IceAgent {
         }
 
         // Paced ordinary checks (controlling, before selection).
-        if self.controlling && self.remote.is_some() && self.selected.is_none() {
-            if let Some(at) = self.next_check {
-                if at <= now {
-                    let next = self
-                        .pairs
-                        .iter()
-                        .find(|p| p.triggered)
-                        .or_else(|| self.pairs.iter().find(|p| p.state == PairState::Waiting))
-                        .map(|p| p.addr);
-                    if let Some(addr) = next {
-                        self.send_check(now, addr, false, false);
-                        self.next_check = Some(now + self.cfg.check_interval);
-                    } else {
-                        self.next_check = None;
-                    }
-                }
+        if self.controlling
+            && self.remote.is_some()
+            && self.selected.is_none()
+            && let Some(at) = self.next_check
+            && at <= now
+        {
+            let next = self
+                .pairs
+                .iter()
+                .find(|p| p.triggered)
+                .or_else(|| self.pairs.iter().find(|p| p.state == PairState::Waiting))
+                .map(|p| p.addr);
+            if let Some(addr) = next {
+                self.send_check(now, addr, false, false);
+                self.next_check = Some(now + self.cfg.check_interval);
+            } else {
+                self.next_check = None;
             }
         }
 
         // Consent checks on the selected pair (full mode only; a lite agent does not send).
-        if self.controlling && self.cfg.mode == IceMode::Full {
-            if let (Some(sel), Some(at)) = (self.selected, self.next_consent_check) {
-                if at <= now {
-                    self.send_check(now, sel, true, true);
-                    self.next_consent_check = Some(now + self.jittered_consent_interval());
-                }
-            }
+        if self.controlling
+            && self.cfg.mode == IceMode::Full
+            && let (Some(sel), Some(at)) = (self.selected, self.next_consent_check)
+            && at <= now
+        {
+            self.send_check(now, sel, true, true);
+            self.next_consent_check = Some(now + self.jittered_consent_interval());
         }
 
         // Consent / connect deadlines.
@@ -614,17 +654,22 @@ impl IceAgent {
                 let last = self.last_consent.unwrap_or(now);
                 let silent = now.saturating_duration_since(last);
                 if silent >= self.cfg.consent_timeout {
-                    self.fail(format!("consent expired: peer silent for {} s", silent.as_secs()));
-                } else if silent >= self.cfg.disconnected_timeout && self.state == IceState::Connected {
+                    self.fail(format!(
+                        "consent expired: peer silent for {} s",
+                        silent.as_secs()
+                    ));
+                } else if silent >= self.cfg.disconnected_timeout
+                    && self.state == IceState::Connected
+                {
                     self.state = IceState::Disconnected;
                     self.events.push_back(IceEvent::Disconnected);
                 }
             }
             IceState::Checking => {
-                if let Some(started) = self.started {
-                    if now.saturating_duration_since(started) >= self.cfg.connect_timeout {
-                        self.fail("no connectivity: ICE did not complete".into());
-                    }
+                if let Some(started) = self.started
+                    && now.saturating_duration_since(started) >= self.cfg.connect_timeout
+                {
+                    self.fail("no connectivity: ICE did not complete".into());
                 }
             }
             IceState::New | IceState::Failed => {}
@@ -701,7 +746,10 @@ mod tests {
     use super::*;
 
     fn creds(u: &str, p: &str) -> IceCredentials {
-        IceCredentials { ufrag: u.into(), pwd: p.into() }
+        IceCredentials {
+            ufrag: u.into(),
+            pwd: p.into(),
+        }
     }
 
     /// A minimal peer: builds checks and answers ours.
@@ -731,7 +779,10 @@ mod tests {
         fn answer(&self, req: &[u8], from: SocketAddr) -> Vec<u8> {
             let m = Message::parse(req).unwrap();
             assert!(m.verify_integrity(self.creds.pwd.as_bytes()));
-            assert_eq!(m.username().unwrap(), format!("{}:{}", self.creds.ufrag, self.bridge.ufrag));
+            assert_eq!(
+                m.username().unwrap(),
+                format!("{}:{}", self.creds.ufrag, self.bridge.ufrag)
+            );
             let mut buf = Vec::new();
             Builder::new(&mut buf, Class::Success, METHOD_BINDING, &m.transaction_id)
                 .xor_mapped_address(from)
@@ -744,9 +795,15 @@ mod tests {
     fn setup(mode: IceMode) -> (IceAgent, Peer, Arc<DropCounters>) {
         let counters = Arc::new(DropCounters::new());
         let local = creds("brdg", "bridgepasswordbridgepass");
-        let cfg = IceConfig { mode, ..IceConfig::default() };
+        let cfg = IceConfig {
+            mode,
+            ..IceConfig::default()
+        };
         let agent = IceAgent::new(local.clone(), cfg, counters.clone());
-        let peer = Peer { creds: creds("peer", "peerpasswordpeerpassword"), bridge: local };
+        let peer = Peer {
+            creds: creds("peer", "peerpasswordpeerpassword"),
+            bridge: local,
+        };
         (agent, peer, counters)
     }
 
@@ -785,11 +842,16 @@ mod tests {
             bridge: creds("brdg", "not-the-right-password-x"),
         };
         a.handle_stun(now, from, &wrong.check(1, false, false));
-        let other_ufrag = Peer { creds: peer.creds.clone(), bridge: creds("zzzz", "bridgepasswordbridgepass") };
+        let other_ufrag = Peer {
+            creds: peer.creds.clone(),
+            bridge: creds("zzzz", "bridgepasswordbridgepass"),
+        };
         a.handle_stun(now, from, &other_ufrag.check(2, false, false));
         // No integrity at all.
         let mut buf = Vec::new();
-        Builder::new(&mut buf, Class::Request, METHOD_BINDING, &[3; 12]).username("brdg:peer").fingerprint();
+        Builder::new(&mut buf, Class::Request, METHOD_BINDING, &[3; 12])
+            .username("brdg:peer")
+            .fingerprint();
         a.handle_stun(now, from, &buf);
         assert_eq!(counters.get(DropReason::StunBadIntegrity), 3);
         // Bad fingerprint.
@@ -825,7 +887,14 @@ mod tests {
         let (mut a, peer, _) = setup(IceMode::Full);
         let now = Instant::now();
         let from: SocketAddr = PEER.parse().unwrap();
-        a.set_remote(now, peer.creds.clone(), &[RemoteCandidate { addr: from, priority: 100 }]);
+        a.set_remote(
+            now,
+            peer.creds.clone(),
+            &[RemoteCandidate {
+                addr: from,
+                priority: 100,
+            }],
+        );
         a.handle_timeout(now);
         let check = a.poll_transmit().expect("ordinary check");
         assert_eq!(check.to, from);
@@ -907,9 +976,13 @@ mod tests {
             }
             assert_eq!(events.len(), 2, "{mode:?}: {events:?}");
             assert_eq!(events[0].1, IceEvent::Disconnected);
-            assert!(events[0].0 >= Duration::from_secs(10) && events[0].0 < Duration::from_secs(11));
+            assert!(
+                events[0].0 >= Duration::from_secs(10) && events[0].0 < Duration::from_secs(11)
+            );
             assert!(matches!(events[1].1, IceEvent::Failed(_)));
-            assert!(events[1].0 >= Duration::from_secs(30) && events[1].0 < Duration::from_secs(31));
+            assert!(
+                events[1].0 >= Duration::from_secs(30) && events[1].0 < Duration::from_secs(31)
+            );
             assert_eq!(a.state(), IceState::Failed);
             if mode == IceMode::Full {
                 assert!(consent_checks >= 5, "consent checks sent: {consent_checks}");
@@ -924,7 +997,14 @@ mod tests {
         let (mut a, peer, _) = setup(IceMode::Full);
         let start = Instant::now();
         let from: SocketAddr = PEER.parse().unwrap();
-        a.set_remote(start, peer.creds.clone(), &[RemoteCandidate { addr: from, priority: 1 }]);
+        a.set_remote(
+            start,
+            peer.creds.clone(),
+            &[RemoteCandidate {
+                addr: from,
+                priority: 1,
+            }],
+        );
         let mut now = start;
         let mut events = Vec::new();
         while now < start + Duration::from_secs(120) {
@@ -945,7 +1025,14 @@ mod tests {
     fn connect_timeout_fails() {
         let (mut a, peer, _) = setup(IceMode::Full);
         let start = Instant::now();
-        a.set_remote(start, peer.creds.clone(), &[RemoteCandidate { addr: PEER.parse().unwrap(), priority: 1 }]);
+        a.set_remote(
+            start,
+            peer.creds.clone(),
+            &[RemoteCandidate {
+                addr: PEER.parse().unwrap(),
+                priority: 1,
+            }],
+        );
         let mut now = start;
         while let Some(t) = a.poll_timeout() {
             now = t;

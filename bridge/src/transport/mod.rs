@@ -29,6 +29,8 @@ pub mod stun;
 pub use counters::{DropCounters, DropReason};
 pub use demux::{Demux, PacketKind, classify};
 pub use dtls::{DtlsIdentity, Fingerprint, SrtpProfile};
-pub use endpoint::{EndpointTransport, RemoteTransport, SendError, Transmit, TransportConfig, TransportEvent};
+pub use endpoint::{
+    EndpointTransport, RemoteTransport, SendError, Transmit, TransportConfig, TransportEvent,
+};
 pub use ice::{IceConfig, IceCredentials, IceMode, IceState, RemoteCandidate};
 pub use shell::{Port, PortHandler, PortState};

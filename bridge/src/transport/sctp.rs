@@ -67,10 +67,22 @@ pub fn encode_dcep_open(o: &DcepOpen) -> Vec<u8> {
 /// What the SCTP/DCEP layer reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SctpEvent {
-    ChannelOpen { stream: u16, label: String, protocol: String },
-    Text { stream: u16, text: String },
-    Binary { stream: u16, len: usize },
-    ChannelClosed { stream: u16 },
+    ChannelOpen {
+        stream: u16,
+        label: String,
+        protocol: String,
+    },
+    Text {
+        stream: u16,
+        text: String,
+    },
+    Binary {
+        stream: u16,
+        len: usize,
+    },
+    ChannelClosed {
+        stream: u16,
+    },
     AssociationLost(String),
 }
 
@@ -90,7 +102,8 @@ pub struct SctpTransport {
     lost: bool,
 }
 
-const PLACEHOLDER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 5000));
+const PLACEHOLDER: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 5000));
 
 /// Error from SCTP processing (counted by the caller).
 #[derive(Debug, thiserror::Error)]
@@ -152,14 +165,17 @@ impl SctpTransport {
     fn close_all_channels(&mut self) {
         for c in self.channels.drain(..) {
             if c.open {
-                self.events.push_back(SctpEvent::ChannelClosed { stream: c.stream });
+                self.events
+                    .push_back(SctpEvent::ChannelClosed { stream: c.stream });
             }
         }
     }
 
     /// Pulls events, stream data and packets out of the association.
     fn drive(&mut self, now: Instant) {
-        let Some((h, a)) = &mut self.assoc else { return };
+        let Some((h, a)) = &mut self.assoc else {
+            return;
+        };
         let h = *h;
         while let Some(ev) = a.poll_endpoint_event() {
             self.endpoint.handle_event(h, ev);
@@ -168,7 +184,8 @@ impl SctpTransport {
             match ev {
                 Event::AssociationLost { reason, .. } | Event::HandshakeFailed { reason } => {
                     self.lost = true;
-                    self.events.push_back(SctpEvent::AssociationLost(reason.to_string()));
+                    self.events
+                        .push_back(SctpEvent::AssociationLost(reason.to_string()));
                 }
                 Event::Stream(StreamEvent::Opened { .. })
                 | Event::Stream(StreamEvent::Readable { .. })
@@ -182,15 +199,22 @@ impl SctpTransport {
             let id = s.stream_identifier();
             let _ = s.set_default_payload_type(Ppi::Dcep);
             if self.channels.len() < MAX_CHANNELS && !self.channels.iter().any(|c| c.stream == id) {
-                self.channels.push(Channel { stream: id, open: false });
+                self.channels.push(Channel {
+                    stream: id,
+                    open: false,
+                });
             }
         }
         // Read every known stream until empty.
         let mut acks = Vec::new();
         for c in &mut self.channels {
-            let Ok(mut s) = a.stream(c.stream) else { continue };
+            let Ok(mut s) = a.stream(c.stream) else {
+                continue;
+            };
             while let Ok(Some(chunks)) = s.read_sctp() {
-                let Ok(data) = chunks.to_payload(MAX_MESSAGE) else { continue };
+                let Ok(data) = chunks.to_payload(MAX_MESSAGE) else {
+                    continue;
+                };
                 match chunks.ppi {
                     Ppi::Dcep => {
                         if let Some(open) = parse_dcep_open(&data) {
@@ -211,10 +235,16 @@ impl SctpTransport {
                         } else {
                             String::from_utf8_lossy(&data).into_owned()
                         };
-                        self.events.push_back(SctpEvent::Text { stream: c.stream, text });
+                        self.events.push_back(SctpEvent::Text {
+                            stream: c.stream,
+                            text,
+                        });
                     }
                     Ppi::Binary | Ppi::BinaryEmpty => {
-                        self.events.push_back(SctpEvent::Binary { stream: c.stream, len: data.len() });
+                        self.events.push_back(SctpEvent::Binary {
+                            stream: c.stream,
+                            len: data.len(),
+                        });
                     }
                     _ => {}
                 }
@@ -273,10 +303,10 @@ impl SctpTransport {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some((_, a)) = &mut self.assoc {
-            if a.poll_timeout().is_some_and(|t| t <= now) {
-                a.handle_timeout(now);
-            }
+        if let Some((_, a)) = &mut self.assoc
+            && a.poll_timeout().is_some_and(|t| t <= now)
+        {
+            a.handle_timeout(now);
         }
         self.drive(now);
     }
@@ -321,7 +351,13 @@ mod tests {
         let mut s = SctpTransport::new();
         let now = Instant::now();
         assert!(s.handle(now, Bytes::from_static(&[])).is_err());
-        assert!(s.handle(now, Bytes::from_static(&[0x13, 0x88, 0x13, 0x88, 0, 0, 0, 1])).is_err());
+        assert!(
+            s.handle(
+                now,
+                Bytes::from_static(&[0x13, 0x88, 0x13, 0x88, 0, 0, 0, 1])
+            )
+            .is_err()
+        );
         let mut x: u32 = 7;
         for len in 0..200usize {
             let v: Vec<u8> = (0..len)

@@ -29,7 +29,11 @@ pub struct PortState<K> {
 
 impl<K: Clone + Eq + Hash> PortState<K> {
     pub fn new(counters: Arc<DropCounters>) -> Self {
-        Self { demux: Demux::new(counters), endpoints: HashMap::new(), dirty: Vec::new() }
+        Self {
+            demux: Demux::new(counters),
+            endpoints: HashMap::new(),
+            dirty: Vec::new(),
+        }
     }
 
     pub fn counters(&self) -> &Arc<DropCounters> {
@@ -43,7 +47,8 @@ impl<K: Clone + Eq + Hash> PortState<K> {
 
     /// Adds an endpoint and registers its local ufrag.
     pub fn add_endpoint(&mut self, key: K, ep: EndpointTransport) {
-        self.demux.register(&ep.local_credentials().ufrag, key.clone());
+        self.demux
+            .register(&ep.local_credentials().ufrag, key.clone());
         self.endpoints.insert(key.clone(), ep);
         self.dirty.push(key);
     }
@@ -75,7 +80,9 @@ impl<K: Clone + Eq + Hash> PortState<K> {
 
     /// Convenience: encrypt and queue RTP for `key`.
     pub fn send_rtp(&mut self, key: &K, packet: &[u8]) -> Result<(), SendError> {
-        self.endpoint_mut(key).ok_or(SendError::NotConnected)?.send_rtp(packet)
+        self.endpoint_mut(key)
+            .ok_or(SendError::NotConnected)?
+            .send_rtp(packet)
     }
 
     /// Routes one datagram; returns the endpoint key it went to.
@@ -102,7 +109,10 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoints.values().filter_map(|e| e.poll_timeout()).min()
+        self.endpoints
+            .values()
+            .filter_map(|e| e.poll_timeout())
+            .min()
     }
 
     /// Drains events of dirty endpoints into `out`.
@@ -147,7 +157,10 @@ pub struct Port<K> {
 impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     pub async fn bind(addr: SocketAddr, counters: Arc<DropCounters>) -> io::Result<Self> {
         let socket = UdpSocket::bind(addr).await?;
-        Ok(Self { socket, state: PortState::new(counters) })
+        Ok(Self {
+            socket,
+            state: PortState::new(counters),
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -38,7 +38,10 @@ impl SrtpSession {
     pub fn from_dtls(state: &State, provider: &dyn RTCCryptoProvider) -> Result<Self, SrtpError> {
         let profile = SrtpProfile::from_dtls(state.srtp_protection_profile())
             .ok_or_else(|| SrtpError::Keying("no supported SRTP profile negotiated".into()))?;
-        let mut cfg = Config { profile: profile.to_srtp(), ..Config::default() };
+        let mut cfg = Config {
+            profile: profile.to_srtp(),
+            ..Config::default()
+        };
         let len = cfg.keying_material_len();
         let km = state
             .export_keying_material(LABEL_EXTRACTOR_DTLS_SRTP, &[], len)
@@ -73,7 +76,11 @@ impl SrtpSession {
             provider.crypto(),
         )
         .map_err(|e| SrtpError::Keying(e.to_string()))?;
-        Ok(Self { profile, local, remote })
+        Ok(Self {
+            profile,
+            local,
+            remote,
+        })
     }
 
     pub fn profile(&self) -> SrtpProfile {
@@ -81,19 +88,27 @@ impl SrtpSession {
     }
 
     pub fn decrypt_rtp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.remote.decrypt_rtp(packet).map_err(|e| SrtpError::Crypto(e.to_string()))
+        self.remote
+            .decrypt_rtp(packet)
+            .map_err(|e| SrtpError::Crypto(e.to_string()))
     }
 
     pub fn decrypt_rtcp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.remote.decrypt_rtcp(packet).map_err(|e| SrtpError::Crypto(e.to_string()))
+        self.remote
+            .decrypt_rtcp(packet)
+            .map_err(|e| SrtpError::Crypto(e.to_string()))
     }
 
     pub fn encrypt_rtp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.local.encrypt_rtp(packet).map_err(|e| SrtpError::Crypto(e.to_string()))
+        self.local
+            .encrypt_rtp(packet)
+            .map_err(|e| SrtpError::Crypto(e.to_string()))
     }
 
     pub fn encrypt_rtcp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.local.encrypt_rtcp(packet).map_err(|e| SrtpError::Crypto(e.to_string()))
+        self.local
+            .encrypt_rtcp(packet)
+            .map_err(|e| SrtpError::Crypto(e.to_string()))
     }
 }
 
@@ -156,7 +171,20 @@ mod tests {
     }
 
     fn rtp(seq: u16) -> Vec<u8> {
-        let mut p = vec![0x80, 96, (seq >> 8) as u8, seq as u8, 0, 0, 0, 1, 0xDE, 0xAD, 0xBE, 0xEF];
+        let mut p = vec![
+            0x80,
+            96,
+            (seq >> 8) as u8,
+            seq as u8,
+            0,
+            0,
+            0,
+            1,
+            0xDE,
+            0xAD,
+            0xBE,
+            0xEF,
+        ];
         p.extend(std::iter::repeat_n(0x55, 1000));
         p
     }

@@ -157,7 +157,14 @@ impl<'a> Message<'a> {
         if at != raw.len() {
             return Err(StunError::TruncatedAttribute);
         }
-        Ok(Self { raw, class, method, transaction_id, integrity_at, fingerprint_at })
+        Ok(Self {
+            raw,
+            class,
+            method,
+            transaction_id,
+            integrity_at,
+            fingerprint_at,
+        })
     }
 
     /// The whole datagram.
@@ -189,7 +196,8 @@ impl<'a> Message<'a> {
     }
 
     pub fn priority(&self) -> Option<u32> {
-        self.get(attr::PRIORITY).and_then(|v| be32(v, 0).filter(|_| v.len() == 4))
+        self.get(attr::PRIORITY)
+            .and_then(|v| be32(v, 0).filter(|_| v.len() == 4))
     }
 
     pub fn use_candidate(&self) -> bool {
@@ -255,16 +263,24 @@ impl<'a> Message<'a> {
 
     /// Verifies MESSAGE-INTEGRITY with a short-term key (the ICE password). False if absent.
     pub fn verify_integrity(&self, key: &[u8]) -> bool {
-        let Some(at) = self.integrity_at else { return false };
-        let Some(expected) = self.raw.get(at + 4..at + 4 + MI_LEN) else { return false };
-        let Some(covered) = self.raw.get(..at) else { return false };
+        let Some(at) = self.integrity_at else {
+            return false;
+        };
+        let Some(expected) = self.raw.get(at + 4..at + 4 + MI_LEN) else {
+            return false;
+        };
+        let Some(covered) = self.raw.get(..at) else {
+            return false;
+        };
         let tag = integrity(covered, at + 4 + MI_LEN - HEADER_LEN, key);
         constant_time_eq(tag.as_ref(), expected)
     }
 
     /// Verifies FINGERPRINT. False if absent.
     pub fn verify_fingerprint(&self) -> bool {
-        let Some(at) = self.fingerprint_at else { return false };
+        let Some(at) = self.fingerprint_at else {
+            return false;
+        };
         let (Some(covered), Some(value)) = (self.raw.get(..at), be32(self.raw, at + 4)) else {
             return false;
         };
@@ -332,7 +348,8 @@ impl<'b> Builder<'b> {
     /// Appends an attribute, padding with zeros.
     pub fn attr(&mut self, typ: u16, value: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(&typ.to_be_bytes());
-        self.buf.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(value.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(value);
         let pad = pad4(value.len()) - value.len();
         self.buf.extend_from_slice(&[0u8; 3][..pad]);
@@ -397,7 +414,11 @@ impl<'b> Builder<'b> {
     /// FINGERPRINT).
     pub fn integrity(&mut self, key: &[u8]) -> &mut Self {
         let covered_len = self.buf.len();
-        let tag = integrity(&self.buf[..covered_len], covered_len + 4 + MI_LEN - HEADER_LEN, key);
+        let tag = integrity(
+            &self.buf[..covered_len],
+            covered_len + 4 + MI_LEN - HEADER_LEN,
+            key,
+        );
         self.attr(attr::MESSAGE_INTEGRITY, tag.as_ref())
     }
 
@@ -414,7 +435,10 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     const PWD: &[u8] = b"VOkJxbRl1RmTxUk/WvJxBt";
@@ -452,7 +476,10 @@ mod tests {
         let raw = hex(RESP4);
         let m = Message::parse(&raw).unwrap();
         assert_eq!(m.class, Class::Success);
-        assert_eq!(m.xor_mapped_address(), Some("192.0.2.1:32853".parse().unwrap()));
+        assert_eq!(
+            m.xor_mapped_address(),
+            Some("192.0.2.1:32853".parse().unwrap())
+        );
         assert!(m.verify_integrity(PWD));
         assert!(m.verify_fingerprint());
 
@@ -460,7 +487,11 @@ mod tests {
         let m = Message::parse(&raw).unwrap();
         assert_eq!(
             m.xor_mapped_address(),
-            Some("[2001:db8:1234:5678:11:2233:4455:6677]:32853".parse().unwrap())
+            Some(
+                "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
+                    .parse()
+                    .unwrap()
+            )
         );
         assert!(m.verify_integrity(PWD));
         assert!(m.verify_fingerprint());
@@ -479,7 +510,10 @@ mod tests {
             .fingerprint();
         let m = Message::parse(&buf).unwrap();
         assert_eq!(m.class, Class::Success);
-        assert_eq!(m.xor_mapped_address(), Some("192.0.2.1:32853".parse().unwrap()));
+        assert_eq!(
+            m.xor_mapped_address(),
+            Some("192.0.2.1:32853".parse().unwrap())
+        );
         assert!(m.verify_integrity(PWD));
         assert!(m.verify_fingerprint());
         // Same attribute bytes as the RFC except the padding byte of SOFTWARE.
@@ -553,7 +587,12 @@ mod tests {
                 }
             }
             if let Ok(m) = Message::parse(&g) {
-                let _ = (m.username(), m.priority(), m.xor_mapped_address(), m.error_code());
+                let _ = (
+                    m.username(),
+                    m.priority(),
+                    m.xor_mapped_address(),
+                    m.error_code(),
+                );
                 let _ = (m.verify_integrity(PWD), m.verify_fingerprint());
             }
         }
