@@ -393,14 +393,16 @@ impl IceAgent {
 
         self.start(now);
         self.validate(from);
-        self.last_consent = Some(now);
+        // Consent is per pair (RFC 7675): only the selected pair's traffic refreshes it.
+        if self.selected.is_none_or(|s| s == from) {
+            self.last_consent = Some(now);
+        }
         self.send_success(from, msg);
 
         let priority = msg.priority().unwrap_or(0);
-        let i = self.add_pair(from, priority, self.controlling);
-        if self.controlling {
+        self.add_pair(from, priority, self.controlling);
+        if self.controlling && self.needs_pair() {
             self.next_check = Some(now);
-            let _ = i;
         } else if msg.use_candidate() || self.cfg.mode == IceMode::Lite && self.selected.is_none() {
             // Controlled: the peer nominates. A lite agent also uses the first checked address
             // until nomination so it can answer DTLS early.
@@ -450,12 +452,18 @@ impl IceAgent {
             return;
         }
         self.validate(from);
-        self.last_consent = Some(now);
+        if self.selected.is_none_or(|s| s == from) {
+            self.last_consent = Some(now);
+        }
         self.set_pair_state(from, PairState::Succeeded);
         if t.nominate {
             self.nominating = false;
             self.select(now, from);
-        } else if self.controlling && self.selected.is_none() && !self.nominating {
+        } else if self.controlling
+            && self.needs_pair()
+            && !self.nominating
+            && self.selected != Some(from)
+        {
             // Nominate the first valid pair (JVB: NominateFirstHostOrReflexiveValid).
             self.nominating = true;
             self.send_check(now, from, true, false);
@@ -473,15 +481,28 @@ impl IceAgent {
         }
     }
 
+    /// No usable selected pair: before selection, or consent lost on the selected one (then a
+    /// controlling agent checks and nominates another valid pair, e.g. after a NAT rebinding).
+    fn needs_pair(&self) -> bool {
+        self.selected.is_none() || self.state == IceState::Disconnected
+    }
+
     fn select(&mut self, now: Instant, addr: SocketAddr) {
         match self.selected {
             Some(a) if a == addr => {}
             Some(_) => {
                 self.selected = Some(addr);
+                self.next_check = None;
+                self.last_consent = Some(now);
                 self.events.push_back(IceEvent::SelectedChanged(addr));
+                if self.state == IceState::Disconnected {
+                    self.state = IceState::Connected;
+                    self.events.push_back(IceEvent::Connected(addr));
+                }
             }
             None => {
                 self.selected = Some(addr);
+                self.next_check = None;
                 self.state = IceState::Connected;
                 self.last_consent = Some(now);
                 self.events.push_back(IceEvent::Connected(addr));
@@ -617,10 +638,11 @@ impl IceAgent {
             i += 1;
         }
 
-        // Paced ordinary checks (controlling, before selection).
+        // Paced ordinary checks (controlling, before selection or while the selected pair has
+        // lost consent).
         if self.controlling
             && self.remote.is_some()
-            && self.selected.is_none()
+            && self.needs_pair()
             && let Some(at) = self.next_check
             && at <= now
         {
@@ -663,6 +685,13 @@ impl IceAgent {
                 {
                     self.state = IceState::Disconnected;
                     self.events.push_back(IceEvent::Disconnected);
+                    // From now on a controlling agent looks for another valid pair.
+                    for p in &mut self.pairs {
+                        if Some(p.addr) != self.selected {
+                            p.state = PairState::Waiting;
+                        }
+                    }
+                    self.next_check = Some(now);
                 }
             }
             IceState::Checking => {
@@ -706,7 +735,7 @@ impl IceAgent {
         for tr in &self.transactions {
             consider(Some(tr.next_send));
         }
-        if self.controlling && self.remote.is_some() && self.selected.is_none() {
+        if self.controlling && self.remote.is_some() && self.needs_pair() {
             consider(self.next_check);
         }
         if self.controlling && self.cfg.mode == IceMode::Full {
@@ -1018,6 +1047,62 @@ mod tests {
             now = a.poll_timeout().unwrap();
         }
         assert_eq!(events, vec![IceEvent::Connected(from)]);
+        assert_eq!(a.state(), IceState::Connected);
+    }
+
+    #[test]
+    fn controlling_agent_moves_to_a_new_address_after_consent_loss() {
+        let (mut a, peer, _) = setup(IceMode::Full);
+        let start = Instant::now();
+        let old: SocketAddr = PEER.parse().unwrap();
+        let new: SocketAddr = "127.0.0.1:6666".parse().unwrap();
+        a.set_remote(
+            start,
+            peer.creds.clone(),
+            &[RemoteCandidate {
+                addr: old,
+                priority: 1,
+            }],
+        );
+        let mut now = start;
+        let mut events = Vec::new();
+        let mut answer_old = true;
+        while now < start + Duration::from_secs(40) {
+            a.handle_timeout(now);
+            while let Some(tx) = a.poll_transmit() {
+                let m = Message::parse(&tx.data).unwrap();
+                if m.class != Class::Request {
+                    continue;
+                }
+                if (tx.to == old && answer_old) || tx.to == new {
+                    a.handle_stun(now, tx.to, &peer.answer(&tx.data, tx.to));
+                }
+            }
+            while let Some(e) = a.poll_event() {
+                events.push(e);
+            }
+            // At 5 s the peer moves: the old address goes silent, the new one starts checking.
+            if now >= start + Duration::from_secs(5) {
+                answer_old = false;
+                if now.duration_since(start).as_millis() % 2000 < 300 {
+                    a.handle_stun(now, new, &peer.check(3, false, false));
+                }
+            }
+            now = a
+                .poll_timeout()
+                .unwrap()
+                .min(now + Duration::from_millis(250));
+        }
+        assert_eq!(
+            events,
+            vec![
+                IceEvent::Connected(old),
+                IceEvent::Disconnected,
+                IceEvent::SelectedChanged(new),
+                IceEvent::Connected(new)
+            ]
+        );
+        assert_eq!(a.selected(), Some(new));
         assert_eq!(a.state(), IceState::Connected);
     }
 
