@@ -23,6 +23,7 @@ pub mod endpoint;
 pub mod ice;
 pub mod sctp;
 pub mod shell;
+pub mod signal;
 pub mod srtp;
 pub mod stun;
 
