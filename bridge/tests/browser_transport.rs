@@ -39,20 +39,26 @@ fn e2e_dir() -> PathBuf {
         .join("e2e")
 }
 
-/// Makes sure the harness's npm packages are there (install.sh is idempotent and pinned).
+/// Makes sure the harness's npm packages are there (install.sh is idempotent and pinned). Once per
+/// process, so `cargo test` running these in parallel threads does not race two `npm ci`.
 fn ensure_harness() -> Result<()> {
-    let dir = e2e_dir();
-    let st = std::process::Command::new("bash")
-        .arg(dir.join("install.sh"))
-        .status()
-        .context("running e2e/install.sh")?;
-    ensure!(st.success(), "e2e/install.sh failed");
-    ensure!(
-        std::path::Path::new("/usr/bin/chromium").exists()
-            || std::env::var_os("CHROMIUM_PATH").is_some(),
-        "chromium is not installed: run scripts/install-deps.sh"
-    );
-    Ok(())
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let r = DONE.get_or_init(|| {
+        let st = std::process::Command::new("bash")
+            .arg(e2e_dir().join("install.sh"))
+            .status()
+            .map_err(|e| format!("running e2e/install.sh: {e}"))?;
+        if !st.success() {
+            return Err("e2e/install.sh failed".into());
+        }
+        if !std::path::Path::new("/usr/bin/chromium").exists()
+            && std::env::var_os("CHROMIUM_PATH").is_none()
+        {
+            return Err("chromium is not installed: run scripts/install-deps.sh".into());
+        }
+        Ok(())
+    });
+    r.clone().map_err(anyhow::Error::msg)
 }
 
 fn offer_sdp(local: &IceCredentials, fp: &Fingerprint, port: SocketAddr, lite: bool) -> String {
