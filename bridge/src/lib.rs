@@ -5,3 +5,4 @@
 //!   one UDP port;
 //! - `sfu` — conferences, endpoints, sources; routing, RTCP, layer selection (no I/O);
 //! - the shells (UDP loop, XMPP/COLIBRI2, REST) drive them.
+pub mod sfu;

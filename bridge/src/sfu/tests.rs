@@ -1,0 +1,1 @@
+//! Scenario tests of the core (virtual time, no sockets).
