@@ -98,7 +98,7 @@ impl Default for SfuConfig {
             rtx_cache_max_age: Duration::from_secs(3),
             nack_min_resend_interval: Duration::from_millis(10),
             stats_filter_threshold: 20,
-            seed: 0x5eed_0f_b41d6e,
+            seed: 0x5eed_0fb4_1d6e,
         }
     }
 }
