@@ -1,9 +1,11 @@
 //! The bridge-channel messages as the core sees them (brief §3.2): what a client's message means for
-//! the core, and the messages the core sends. Decoding and encoding of the JSON is kept in this one
-//! module so the wire types (`signaling::bridge_channel`) can be swapped in without touching the
-//! conference logic.
+//! the core ([`ClientMessage`], decoded from `signaling::bridge_channel`), and the messages the core
+//! sends. The JSON wire types live in `signaling::bridge_channel`; this module only maps them.
 
-use serde_json::{Map, Value, json};
+use signaling::bridge_channel::{
+    BridgeChannelMessage as M, DominantSpeakerChange, EndpointConnectivityStatus, EndpointMessage,
+    EndpointStats, ForwardedSources, LastNEndpointsChange,
+};
 use signaling::sources::VideoType;
 
 /// A partial update of a receiver's video constraints (2021 endpoint-based and modern source-based
@@ -18,18 +20,15 @@ pub struct ConstraintsUpdate {
     pub selected: Option<Vec<String>>,
 }
 
-/// What a client sent.
+/// What a client sent, as far as the core is concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
     ReceiverVideoConstraints(ConstraintsUpdate),
     LastN(i32),
-    /// Relay to `to` ("" = everyone else); `body` is the whole message, `from` still unset.
-    EndpointMessage {
-        to: String,
-        body: Map<String, Value>,
-    },
-    /// Relay to the others; `body` is the whole message.
-    EndpointStats(Map<String, Value>),
+    /// Relay to `to` ("" = everyone else) with `from` set by the bridge.
+    EndpointMessage(EndpointMessage),
+    /// Relay to the others with `from` set by the bridge.
+    EndpointStats(EndpointStats),
     SourceVideoType {
         source: String,
         video_type: VideoType,
@@ -37,145 +36,112 @@ pub enum ClientMessage {
     /// Deprecated per-endpoint form (applies to the endpoint's video sources).
     VideoType(VideoType),
     /// Messages the bridge accepts and ignores (ClientHello, ReceiverAudioSubscription…).
-    Ignored(String),
+    Ignored,
 }
 
 /// Why a text message was not understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelError {
+    /// Not JSON, no `colibriClass`, or fields of the wrong shape.
     Malformed,
+    /// A class the bridge does not accept from a client.
     UnknownClass,
-}
-
-fn strings(v: &Value) -> Option<Vec<String>> {
-    v.as_array().map(|a| {
-        a.iter()
-            .filter_map(|s| s.as_str().map(str::to_owned))
-            .collect()
-    })
-}
-
-fn int(v: &Value) -> Option<i32> {
-    v.as_i64()
-        .map(|n| n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
-}
-
-fn max_height(v: &Value) -> i32 {
-    v.get("maxHeight").and_then(int).unwrap_or(-1)
 }
 
 /// Decodes a client message.
 pub fn decode(text: &str) -> Result<ClientMessage, ChannelError> {
-    let v: Value = serde_json::from_str(text).map_err(|_| ChannelError::Malformed)?;
-    let Value::Object(obj) = v else {
-        return Err(ChannelError::Malformed);
-    };
-    let class = obj
-        .get("colibriClass")
-        .and_then(Value::as_str)
-        .ok_or(ChannelError::Malformed)?;
-    Ok(match class {
-        "ReceiverVideoConstraints" => {
-            let mut u = ConstraintsUpdate {
-                last_n: obj.get("lastN").and_then(int),
-                default_max_height: obj.get("defaultConstraints").map(max_height),
+    let m = M::parse(text).map_err(|_| ChannelError::Malformed)?;
+    Ok(match m {
+        M::ReceiverVideoConstraints(c) => {
+            ClientMessage::ReceiverVideoConstraints(ConstraintsUpdate {
+                last_n: c.last_n,
+                default_max_height: c.default_constraints.map(|d| d.max_height),
+                constraints: c
+                    .constraints
+                    .map(|m| m.into_iter().map(|(k, v)| (k, v.max_height)).collect()),
+                // Modern source names win over the 2021 endpoint-id form when both are present.
+                on_stage: c.on_stage_sources.or(c.on_stage_endpoints),
+                selected: c.selected_sources.or(c.selected_endpoints),
+            })
+        }
+        // Pre-2021 single constraint: a maxHeight for everything.
+        M::ReceiverVideoConstraint(c) => {
+            ClientMessage::ReceiverVideoConstraints(ConstraintsUpdate {
+                default_max_height: Some(c.max_frame_height),
                 ..Default::default()
-            };
-            if let Some(Value::Object(c)) = obj.get("constraints") {
-                u.constraints = Some(c.iter().map(|(k, v)| (k.clone(), max_height(v))).collect());
-            }
-            // Modern source names win over the 2021 endpoint-id form when both are present.
-            u.on_stage = obj
-                .get("onStageSources")
-                .or(obj.get("onStageEndpoints"))
-                .and_then(strings);
-            u.selected = obj
-                .get("selectedSources")
-                .or(obj.get("selectedEndpoints"))
-                .and_then(strings);
-            ClientMessage::ReceiverVideoConstraints(u)
+            })
         }
-        "LastNChangedEvent" => ClientMessage::LastN(
-            obj.get("lastN")
-                .and_then(int)
-                .ok_or(ChannelError::Malformed)?,
-        ),
-        "EndpointMessage" => {
-            let to = obj
-                .get("to")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            ClientMessage::EndpointMessage { to, body: obj }
+        M::SelectedEndpointsChangedEvent(s) => {
+            ClientMessage::ReceiverVideoConstraints(ConstraintsUpdate {
+                selected: Some(s.selected_endpoints),
+                ..Default::default()
+            })
         }
-        "EndpointStats" => ClientMessage::EndpointStats(obj),
-        "SourceVideoTypeMessage" => {
-            let source = obj
-                .get("sourceName")
-                .and_then(Value::as_str)
-                .ok_or(ChannelError::Malformed)?
-                .to_owned();
-            let video_type = obj
-                .get("videoType")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok())
-                .ok_or(ChannelError::Malformed)?;
-            ClientMessage::SourceVideoType { source, video_type }
+        M::LastNChangedEvent(l) => ClientMessage::LastN(l.last_n),
+        M::EndpointMessage(m) => ClientMessage::EndpointMessage(m),
+        M::EndpointStats(s) => ClientMessage::EndpointStats(s),
+        M::SourceVideoTypeMessage(s) => ClientMessage::SourceVideoType {
+            source: s.source_name,
+            video_type: s.video_type,
+        },
+        M::VideoTypeMessage(v) => ClientMessage::VideoType(v.video_type),
+        M::ClientHello | M::ReceiverAudioSubscription(_) | M::SelectedEndpointChangedEvent(_) => {
+            ClientMessage::Ignored
         }
-        "VideoTypeMessage" => ClientMessage::VideoType(
-            obj.get("videoType")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok())
-                .ok_or(ChannelError::Malformed)?,
-        ),
-        "ClientHello"
-        | "ReceiverAudioSubscription"
-        | "SelectedEndpointsChangedEvent"
-        | "ReceiverVideoConstraint"
-        | "PinnedEndpointsChangedEvent"
-        | "SelectedEndpointChangedEvent" => ClientMessage::Ignored(class.to_owned()),
         _ => return Err(ChannelError::UnknownClass),
     })
 }
 
-/// Sets `from` and serialises a relayed EndpointMessage / EndpointStats.
-pub fn relay(body: &Map<String, Value>, from: &str, out: &mut String) {
-    let mut b = body.clone();
-    b.insert("from".into(), Value::String(from.to_owned()));
-    *out = Value::Object(b).to_string();
+/// Serialises a relayed EndpointMessage with `from` set (whatever the client put there).
+pub fn relay_message(m: &EndpointMessage, from: &str) -> String {
+    let mut m = m.clone();
+    m.from = Some(from.to_owned());
+    M::EndpointMessage(m).to_json()
+}
+
+/// Serialises relayed EndpointStats with `from` set.
+pub fn relay_stats(s: &EndpointStats, from: &str) -> String {
+    let mut s = s.clone();
+    s.from = Some(from.to_owned());
+    M::EndpointStats(s).to_json()
 }
 
 pub fn forwarded_sources(names: &[&str]) -> String {
-    json!({"colibriClass": "ForwardedSources", "forwardedSources": names}).to_string()
+    M::ForwardedSources(ForwardedSources {
+        forwarded_sources: names.iter().map(|s| (*s).to_owned()).collect(),
+    })
+    .to_json()
 }
 
 /// The 2021 dialect: the endpoints whose video is forwarded.
 pub fn last_n_endpoints(ids: &[&str]) -> String {
-    json!({"colibriClass": "LastNEndpointsChangeEvent", "lastNEndpoints": ids}).to_string()
+    M::LastNEndpointsChangeEvent(LastNEndpointsChange {
+        last_n_endpoints: ids.iter().map(|s| (*s).to_owned()).collect(),
+    })
+    .to_json()
 }
 
 pub fn dominant_speaker(endpoint: &str, previous: &[&str]) -> String {
-    json!({
-        "colibriClass": "DominantSpeakerEndpointChangeEvent",
-        "dominantSpeakerEndpoint": endpoint,
-        "previousSpeakers": previous,
-        "silence": false,
+    M::DominantSpeakerEndpointChangeEvent(DominantSpeakerChange {
+        dominant_speaker_endpoint: endpoint.to_owned(),
+        previous_speakers: previous.iter().map(|s| (*s).to_owned()).collect(),
+        silence: false,
     })
-    .to_string()
+    .to_json()
 }
 
 pub fn connectivity(endpoint: &str, active: bool) -> String {
-    json!({
-        "colibriClass": "EndpointConnectivityStatusChangeEvent",
-        "endpoint": endpoint,
-        "active": if active { "true" } else { "false" },
+    M::EndpointConnectivityStatusChangeEvent(EndpointConnectivityStatus {
+        endpoint: endpoint.to_owned(),
+        active,
     })
-    .to_string()
+    .to_json()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn decodes_both_constraint_dialects() {
@@ -215,6 +181,11 @@ mod tests {
             decode(r#"{"colibriClass":"Whatever"}"#),
             Err(ChannelError::UnknownClass)
         );
+        // A bridge-to-client class from a client.
+        assert_eq!(
+            decode(r#"{"colibriClass":"ForwardedSources","forwardedSources":[]}"#),
+            Err(ChannelError::UnknownClass)
+        );
         assert_eq!(
             decode(r#"{"colibriClass":"LastNChangedEvent"}"#),
             Err(ChannelError::Malformed)
@@ -223,17 +194,36 @@ mod tests {
 
     #[test]
     fn relay_sets_from() {
-        let ClientMessage::EndpointMessage { to, body } = decode(
-            r#"{"colibriClass":"EndpointMessage","to":"","from":"spoofed","msgPayload":{"a":1}}"#,
+        let ClientMessage::EndpointMessage(m) = decode(
+            r#"{"colibriClass":"EndpointMessage","to":"","from":"spoofed","msgPayload":{"a":1},"extra":2}"#,
         )
         .unwrap() else {
             panic!()
         };
-        assert_eq!(to, "");
-        let mut s = String::new();
-        relay(&body, "real", &mut s);
-        let v: Value = serde_json::from_str(&s).unwrap();
+        assert!(m.is_broadcast());
+        let v: Value = serde_json::from_str(&relay_message(&m, "real")).unwrap();
         assert_eq!(v["from"], "real");
         assert_eq!(v["msgPayload"]["a"], 1);
+        assert_eq!(v["extra"], 2);
+        assert_eq!(v["colibriClass"], "EndpointMessage");
+    }
+
+    #[test]
+    fn outgoing_messages_use_the_wire_names() {
+        let v: Value = serde_json::from_str(&connectivity("ab", false)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"colibriClass":"EndpointConnectivityStatusChangeEvent","endpoint":"ab","active":"false"})
+        );
+        let v: Value = serde_json::from_str(&last_n_endpoints(&["ab"])).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"colibriClass":"LastNEndpointsChangeEvent","lastNEndpoints":["ab"]})
+        );
+        let v: Value = serde_json::from_str(&forwarded_sources(&["ab-v0"])).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"colibriClass":"ForwardedSources","forwardedSources":["ab-v0"]})
+        );
     }
 }

@@ -1133,16 +1133,15 @@ impl Conference {
                     self.reallocate(now, ctx, sink);
                 }
             }
-            ClientMessage::EndpointMessage { to, body } => {
+            ClientMessage::EndpointMessage(m) => {
                 if ep.visitor {
                     return;
                 }
-                let from_id = ep.id.clone();
-                channel::relay(&body, &from_id, &mut ctx.text);
-                if to.is_empty() {
+                ctx.text = channel::relay_message(&m, &ep.id);
+                if m.is_broadcast() {
                     self.broadcast_text(from.idx, ctx, sink, |_| true);
                 } else {
-                    match self.endpoints.iter().flatten().find(|e| e.id == to) {
+                    match self.endpoints.iter().flatten().find(|e| e.id == m.to) {
                         None => ctx.counters.drop(DropReason::ChannelUnknownTarget),
                         Some(t) if !t.transport.data_channel_open => {
                             ctx.counters.drop(DropReason::ChannelNotOpen)
@@ -1157,10 +1156,9 @@ impl Conference {
                     }
                 }
             }
-            ClientMessage::EndpointStats(body) => {
-                let from_id = ep.id.clone();
+            ClientMessage::EndpointStats(st) => {
                 let sender_sources = ep.sources.clone();
-                channel::relay(&body, &from_id, &mut ctx.text);
+                ctx.text = channel::relay_stats(&st, &ep.id);
                 let filter = self.endpoint_count() >= ctx.cfg.stats_filter_threshold;
                 self.broadcast_text(from.idx, ctx, sink, |r| {
                     !filter || r.forwarded.iter().any(|s| sender_sources.contains(s))
@@ -1193,7 +1191,7 @@ impl Conference {
                 }
                 self.reallocate(now, ctx, sink);
             }
-            ClientMessage::Ignored(_) => {}
+            ClientMessage::Ignored => {}
         }
     }
 
