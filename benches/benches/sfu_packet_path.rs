@@ -127,7 +127,14 @@ fn rtcp_handling(c: &mut Criterion) {
     );
     rtcp::write_sdes_cname(&mut compound, 0x1234, "abcdefgh12345678");
     rtcp::write_remb(&mut compound, 0x1234, 2_000_000, &[ssrcs(0).1[0]]);
-    rtcp::write_tcc_raw(&mut compound, 0x1234, ssrcs(0).1[0], 100, 20, &[0x20, 20, 4, 4, 4, 4]);
+    rtcp::write_tcc_raw(
+        &mut compound,
+        0x1234,
+        ssrcs(0).1[0],
+        100,
+        20,
+        &[0x20, 20, 4, 4, 4, 4],
+    );
     g.bench_function("parse_compound", |b| {
         b.iter(|| {
             let c = Compound::parse(black_box(&compound)).unwrap();
@@ -139,7 +146,10 @@ fn rtcp_handling(c: &mut Criterion) {
     let mut n = 0usize;
     let r0 = f.receivers[0];
     g.bench_function("terminate_receiver_feedback", |b| {
-        b.iter(|| f.sfu.handle_rtcp(f.now, r0, black_box(&compound), &mut sink(&mut n)))
+        b.iter(|| {
+            f.sfu
+                .handle_rtcp(f.now, r0, black_box(&compound), &mut sink(&mut n))
+        })
     });
 
     // SR from the sender, forwarded rewritten to 10 receivers.
@@ -163,7 +173,10 @@ fn rtcp_handling(c: &mut Criterion) {
     );
     rtcp::write_sdes_cname(&mut sr, sim[0], "sendercname12345");
     g.bench_function("forward_sr_to_10", |b| {
-        b.iter(|| f.sfu.handle_rtcp(f.now, f.sender, black_box(&sr), &mut sink(&mut n)))
+        b.iter(|| {
+            f.sfu
+                .handle_rtcp(f.now, f.sender, black_box(&sr), &mut sink(&mut n))
+        })
     });
 
     // PLI from a receiver: lookup, throttle check, PLI toward the sender (throttled after the
@@ -171,7 +184,10 @@ fn rtcp_handling(c: &mut Criterion) {
     let mut pli = Vec::new();
     rtcp::write_pli(&mut pli, 0x1234, sim[0]);
     g.bench_function("pli_throttled", |b| {
-        b.iter(|| f.sfu.handle_rtcp(f.now, r0, black_box(&pli), &mut sink(&mut n)))
+        b.iter(|| {
+            f.sfu
+                .handle_rtcp(f.now, r0, black_box(&pli), &mut sink(&mut n))
+        })
     });
 
     // NACK for one packet answered with RTX from the cache.
@@ -182,13 +198,17 @@ fn rtcp_handling(c: &mut Criterion) {
     let mut f1 = Fixture::with_config(1, cfg);
     for s in 0..100u16 {
         set_seq_ts(&mut pkt, s, u32::from(s) * 3000);
-        f1.sfu.handle_rtp(f1.now, f1.sender, &pkt, &mut sink(&mut n));
+        f1.sfu
+            .handle_rtp(f1.now, f1.sender, &pkt, &mut sink(&mut n));
     }
     let mut nack = Vec::new();
     rtcp::write_nack(&mut nack, 0x1234, sim[0], &[57]);
     let r = f1.receivers[0];
     g.bench_function("nack_to_rtx", |b| {
-        b.iter(|| f1.sfu.handle_rtcp(f1.now, r, black_box(&nack), &mut sink(&mut n)))
+        b.iter(|| {
+            f1.sfu
+                .handle_rtcp(f1.now, r, black_box(&nack), &mut sink(&mut n))
+        })
     });
     g.finish();
     black_box(n);
@@ -206,18 +226,23 @@ fn ingress_to_egress(c: &mut Criterion) {
         let mut n = 0usize;
         let mut seq = 0u16;
         g.throughput(Throughput::Elements(1));
-        g.bench_with_input(BenchmarkId::new("video_1200B", receivers), &receivers, |b, _| {
-            b.iter(|| {
-                seq = seq.wrapping_add(1);
-                set_seq_ts(&mut video, seq, u32::from(seq) * 3000);
-                f.sfu.handle_rtp(f.now, f.sender, &video, &mut sink(&mut n));
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("video_1200B", receivers),
+            &receivers,
+            |b, _| {
+                b.iter(|| {
+                    seq = seq.wrapping_add(1);
+                    set_seq_ts(&mut video, seq, u32::from(seq) * 3000);
+                    f.sfu.handle_rtp(f.now, f.sender, &video, &mut sink(&mut n));
+                })
+            },
+        );
         g.bench_with_input(BenchmarkId::new("audio", receivers), &receivers, |b, _| {
             b.iter(|| {
                 seq = seq.wrapping_add(1);
                 set_seq_ts(&mut audio_pkt, seq, u32::from(seq) * 960);
-                f.sfu.handle_rtp(f.now, f.sender, &audio_pkt, &mut sink(&mut n));
+                f.sfu
+                    .handle_rtp(f.now, f.sender, &audio_pkt, &mut sink(&mut n));
             })
         });
         black_box(n);
@@ -237,7 +262,10 @@ fn channel_relay(c: &mut Criterion) {
         }
     };
     c.bench_function("channel/endpoint_message_broadcast_10", |b| {
-        b.iter(|| f.sfu.handle_channel_message(f.now, f.sender, black_box(msg), &mut s))
+        b.iter(|| {
+            f.sfu
+                .handle_channel_message(f.now, f.sender, black_box(msg), &mut s)
+        })
     });
 }
 

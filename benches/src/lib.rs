@@ -82,7 +82,14 @@ pub fn sources(id: &str, i: u32) -> Vec<MediaSourceDesc> {
 
 /// An RTP packet as Chrome sends it: one-byte extensions (audio level for audio, abs-send-time and
 /// transport-cc for both), then `payload_len` bytes of payload.
-pub fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, audio: bool, payload_len: usize) -> Vec<u8> {
+pub fn rtp_packet(
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    audio: bool,
+    payload_len: usize,
+) -> Vec<u8> {
     let mut v = vec![0x90, pt];
     v.extend_from_slice(&seq.to_be_bytes());
     v.extend_from_slice(&ts.to_be_bytes());

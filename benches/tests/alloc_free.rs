@@ -2,27 +2,34 @@
 //! `handle_rtp` (video and audio, 1 and 50 receivers) and NACK → RTX after warm-up.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 use std::time::Duration;
 
 use benches::{Fixture, OPUS, VP8, rtp_packet, set_seq_ts, ssrcs};
 use bridge::sfu::rtcp;
 use bridge::sfu::{Output, SfuConfig, Stat};
 
+/// Counts allocations of the current thread only (the test harness allocates on other threads).
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -31,7 +38,15 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 fn allocs() -> u64 {
-    ALLOCS.load(Ordering::Relaxed)
+    ALLOCS.with(Cell::get)
+}
+
+#[test]
+fn the_counter_sees_allocations_of_this_thread() {
+    let before = allocs();
+    let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(100));
+    assert!(allocs() > before);
+    drop(v);
 }
 
 #[test]
@@ -67,8 +82,15 @@ fn forwarding_path_allocates_nothing_per_packet_once_warm() {
         }
         let n = allocs() - before;
         let sent = f.sfu.counters().get(Stat::RtpSent) - sent_before;
-        assert_eq!(sent, 2 * 5000 * receivers as u64, "everything was forwarded");
-        assert_eq!(n, 0, "{n} allocations for 10000 ingress packets to {receivers} receivers");
+        assert_eq!(
+            sent,
+            2 * 5000 * receivers as u64,
+            "everything was forwarded"
+        );
+        assert_eq!(
+            n, 0,
+            "{n} allocations for 10000 ingress packets to {receivers} receivers"
+        );
         assert!(bytes > 0);
     }
 }

@@ -16,7 +16,7 @@ use super::projection::{Projection, Target};
 use super::recv_stats::ReceiveStats;
 use super::rtcp::{self, Compound, Packet, ReportBlock};
 use super::rtp::{self, ExtMap, Rewrite, RtpPacket};
-use super::rtx_cache::RtxCache;
+use super::rtx_cache::{PacketStore, SentEntry, SentLog};
 use super::speaker::{LoudestSpeaker, SpeakerDetector};
 use super::{
     ConferenceHandle, Ctx, EndpointHandle, EndpointParams, EndpointUpdate, Event, ExpireReason,
@@ -193,7 +193,7 @@ impl Conference {
             forwarded: Vec::new(),
             projections: Vec::new(),
             tcc_seq: 1,
-            rtx_cache: RtxCache::new(cfg.rtx_cache_packets, cfg.rtx_cache_max_age),
+            sent: SentLog::new(cfg.rtx_log_packets, cfg.rtx_max_age),
         };
         self.endpoints[idx] = Some(ep);
         self.had_endpoints = true;
@@ -343,6 +343,8 @@ impl Conference {
             encodings,
             fir_seq: 0,
             keyframe_limit: RateLimit::per_source(),
+            store: (d.kind == MediaKind::Video)
+                .then(|| PacketStore::new(ctx.cfg.rtx_store_packets)),
         });
         Some(idx as u32)
     }
@@ -473,12 +475,6 @@ impl Conference {
         }
         let (source, encoding) = (entry.source, entry.encoding);
         let sender_ext = sparams.ext;
-        if kind == MediaKind::Audio
-            && sender_ext.audio_level != 0
-            && let Some((_, level)) = pkt.audio_level(sender_ext.audio_level)
-        {
-            self.speaker.on_level(now, from.idx, level);
-        }
         let seq = pkt.sequence_number();
         if sender.force_muted(kind) {
             ctx.counters.drop(DropReason::RtpForceMuted);
@@ -489,10 +485,19 @@ impl Conference {
             }
             return;
         }
-        let Some(src_gen) = self.src(source).map(|s| s.generation) else {
+        if kind == MediaKind::Audio
+            && sender_ext.audio_level != 0
+            && let Some((_, level)) = pkt.audio_level(sender_ext.audio_level)
+        {
+            self.speaker.on_level(now, from.idx, level);
+        }
+        let Some(Some(src)) = self.sources.get_mut(source as usize) else {
             return;
         };
+        let src_gen = src.generation;
         let pt = pkt.payload_type();
+        // Stored once for all receivers, on the first one that may NACK it.
+        let mut stored = None;
         for (ri, slot) in self.endpoints.iter_mut().enumerate() {
             if ri == from.idx as usize {
                 continue;
@@ -504,7 +509,7 @@ impl Conference {
                 video,
                 projections,
                 tcc_seq,
-                rtx_cache,
+                sent,
                 transport,
                 ..
             } = r;
@@ -554,24 +559,30 @@ impl Conference {
             proj.packets_sent += 1;
             proj.last_encoding = Some(encoding);
             proj.last_sent_at = Some(now);
-            let out: &[u8] = if rparams.has_nack(pt) {
-                let s = rtx_cache.next_slot();
-                rtp::write_forwarded(&pkt, &rw, &mut s.buf);
-                s.ssrc = rw.ssrc;
-                s.seq = out_seq;
-                s.source = source;
-                s.video = kind == MediaKind::Video;
-                s.sent_at = Some(now);
-                &s.buf
-            } else {
-                rtp::write_forwarded(&pkt, &rw, &mut ctx.scratch);
-                &ctx.scratch
-            };
+            if rparams.has_nack(pt)
+                && let Some(store) = src.store.as_mut()
+            {
+                let at = *stored.get_or_insert_with(|| store.put(buf));
+                sent.push(SentEntry {
+                    ssrc: rw.ssrc,
+                    seq: out_seq,
+                    timestamp: rw.timestamp,
+                    source,
+                    source_gen: src_gen,
+                    stored: at,
+                    ext,
+                    video: kind == MediaKind::Video,
+                    sent_at: now,
+                    last_resent: None,
+                });
+            }
+            rtp::write_forwarded(&pkt, &rw, &mut ctx.scratch);
             ctx.counters.inc(Stat::RtpSent);
-            ctx.counters.add(Stat::RtpBytesSent, out.len() as u64);
+            ctx.counters
+                .add(Stat::RtpBytesSent, ctx.scratch.len() as u64);
             sink.emit(Output::Rtp {
                 to: *handle,
-                packet: out,
+                packet: &ctx.scratch,
             });
         }
     }
@@ -797,9 +808,10 @@ impl Conference {
         });
     }
 
-    /// Answers a receiver's NACK from its retransmission cache: RTX (own sequence counter, original
-    /// sequence number in front of the payload) if the receiver negotiated RTX for the payload type
-    /// and the source has an RTX SSRC, else the packet again as it was.
+    /// Answers a receiver's NACK: each lost packet is looked up in the receiver's sent log,
+    /// rebuilt from the source's packet store exactly as it was sent, and resent as RTX (own sequence
+    /// counter, original sequence number in front of the payload) if the receiver negotiated RTX for
+    /// the payload type and the source has an RTX SSRC, else as it was.
     fn on_nack(
         &mut self,
         now: Instant,
@@ -817,31 +829,51 @@ impl Conference {
             audio,
             projections,
             tcc_seq,
-            rtx_cache,
+            sent,
             ..
         } = r;
         for seq in nack.lost() {
-            let Some(i) = rtx_cache.find(now, nack.media_ssrc, seq) else {
+            let Some(e) = sent.find_mut(now, nack.media_ssrc, seq) else {
                 ctx.counters.drop(DropReason::NackNotCached);
                 continue;
             };
-            let Some(slot) = rtx_cache.slot_mut(i) else {
-                continue;
-            };
-            if slot.last_resent.is_some_and(|t| {
+            if e.last_resent.is_some_and(|t| {
                 now.saturating_duration_since(t) < ctx.cfg.nack_min_resend_interval
             }) {
                 ctx.counters.drop(DropReason::NackRecentlyResent);
                 continue;
             }
-            slot.last_resent = Some(now);
-            let Ok(orig) = RtpPacket::parse(&slot.buf) else {
+            let Some(orig) = self
+                .sources
+                .get(e.source as usize)
+                .and_then(Option::as_ref)
+                .filter(|s| s.generation == e.source_gen)
+                .and_then(|s| s.store.as_ref()?.get(e.stored))
+                .and_then(|b| RtpPacket::parse(b).ok())
+            else {
+                ctx.counters.drop(DropReason::NackNotCached);
                 continue;
             };
-            let params = if slot.video { &*video } else { &*audio };
+            e.last_resent = Some(now);
+            let params = if e.video { &*video } else { &*audio };
+            // A retransmission is a new packet on the wire: new transport-wide sequence number.
+            let tcc = if e.ext.tcc_out != 0 {
+                next_tcc(tcc_seq)
+            } else {
+                0
+            };
+            let rw = Rewrite {
+                ssrc: e.ssrc,
+                seq: e.seq,
+                timestamp: e.timestamp,
+                payload_type: orig.payload_type(),
+                ext: &e.ext,
+                tcc_seq: tcc,
+            };
             let proj = projections
-                .get_mut(slot.source as usize)
-                .and_then(Option::as_mut);
+                .get_mut(e.source as usize)
+                .and_then(Option::as_mut)
+                .filter(|p| p.source_gen == e.source_gen);
             let rtx = proj.and_then(|p| {
                 let ssrc = p.egress_rtx_ssrc?;
                 let pt = params.rtx_pt_for(orig.payload_type())?;
@@ -849,21 +881,19 @@ impl Conference {
             });
             match rtx {
                 Some((p, rtx_ssrc, rtx_pt)) => {
+                    rtp::write_forwarded(&orig, &rw, &mut ctx.scratch2);
+                    let Ok(sent_pkt) = RtpPacket::parse(&ctx.scratch2) else {
+                        continue;
+                    };
                     let rs = p.rtx_seq;
                     p.rtx_seq = p.rtx_seq.wrapping_add(1);
-                    rtp::write_rtx(&orig, rtx_ssrc, rtx_pt, rs, &mut ctx.scratch);
+                    rtp::write_rtx(&sent_pkt, rtx_ssrc, rtx_pt, rs, &mut ctx.scratch);
                     ctx.counters.inc(Stat::RetransmissionsRtx);
                 }
                 None => {
-                    ctx.scratch.clear();
-                    ctx.scratch.extend_from_slice(&slot.buf);
+                    rtp::write_forwarded(&orig, &rw, &mut ctx.scratch);
                     ctx.counters.inc(Stat::RetransmissionsPlain);
                 }
-            }
-            // A retransmission is a new packet on the wire: new transport-wide sequence number.
-            if params.ext.transport_cc != 0 {
-                let t = next_tcc(tcc_seq);
-                rtp::set_transport_cc_seq(&mut ctx.scratch, params.ext.transport_cc, t);
             }
             ctx.counters.inc(Stat::RtpSent);
             ctx.counters

@@ -9,7 +9,7 @@ use super::EndpointHandle;
 use super::channel::ConstraintsUpdate;
 use super::model::{MediaKind, MediaParams};
 use super::projection::Projection;
-use super::rtx_cache::RtxCache;
+use super::rtx_cache::SentLog;
 
 /// A receiver's video preferences (from `ReceiverVideoConstraints`, `LastNChangedEvent`, COLIBRI2
 /// `initial-last-n`).
@@ -126,7 +126,8 @@ pub struct Endpoint {
     pub projections: Vec<Option<Projection>>,
     /// The bridge's own transport-wide sequence number toward this receiver.
     pub tcc_seq: u16,
-    pub rtx_cache: RtxCache,
+    /// What was sent to this receiver (for NACKs).
+    pub sent: SentLog,
 }
 
 impl Endpoint {

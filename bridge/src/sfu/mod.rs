@@ -70,10 +70,12 @@ pub struct SfuConfig {
     pub initial_max_height: i32,
     /// Bridge-wide last-N bound (`cc.jvb-last-n`), -1 = none.
     pub last_n_limit: i32,
-    /// Retransmission cache size per receiver (packets).
-    pub rtx_cache_packets: usize,
-    /// Cached packets older than this are not resent.
-    pub rtx_cache_max_age: Duration,
+    /// Ingress packets kept per video source for retransmissions (see [`rtx_cache`]).
+    pub rtx_store_packets: usize,
+    /// Sent-packet log entries kept per receiver for answering NACKs.
+    pub rtx_log_packets: usize,
+    /// Packets sent longer ago than this are not resent.
+    pub rtx_max_age: Duration,
     /// The same packet is not resent twice within this interval (duplicate NACKs).
     pub nack_min_resend_interval: Duration,
     /// `EndpointStats` go to every endpoint below this conference size, else only to those that
@@ -94,8 +96,9 @@ impl Default for SfuConfig {
             housekeeping_interval: Duration::from_secs(1),
             initial_max_height: 180,
             last_n_limit: -1,
-            rtx_cache_packets: 512,
-            rtx_cache_max_age: Duration::from_secs(3),
+            rtx_store_packets: 512,
+            rtx_log_packets: 1024,
+            rtx_max_age: Duration::from_secs(3),
             nack_min_resend_interval: Duration::from_millis(10),
             stats_filter_threshold: 20,
             seed: 0x5eed_0fb4_1d6e,
@@ -354,8 +357,10 @@ impl Rng {
 pub(crate) struct Ctx {
     pub cfg: SfuConfig,
     pub counters: Counters,
-    /// Egress buffer for packets that are not cached (audio, RTCP).
+    /// Egress buffer: every forwarded packet is built here, then handed to the sink.
     pub scratch: Vec<u8>,
+    /// Second buffer for retransmissions (rebuilt packet, then its RTX form in `scratch`).
+    pub scratch2: Vec<u8>,
     pub text: String,
     pub rng: Rng,
 }
@@ -377,6 +382,7 @@ impl Sfu {
                 cfg,
                 counters: Counters::default(),
                 scratch: Vec::with_capacity(1600),
+                scratch2: Vec::with_capacity(1600),
                 text: String::new(),
                 rng,
             },

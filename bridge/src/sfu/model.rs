@@ -10,6 +10,7 @@ use signaling::sources::{Semantics, Source, SsrcGroup, VideoType};
 
 use super::keyframe::RateLimit;
 use super::recv_stats::ReceiveStats;
+use super::rtx_cache::PacketStore;
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,6 +107,8 @@ pub struct MediaSource {
     pub fir_seq: u8,
     /// Source-wide keyframe request limiter.
     pub keyframe_limit: RateLimit,
+    /// Recent ingress packets, for retransmissions to receivers (video only).
+    pub store: Option<PacketStore>,
 }
 
 impl MediaSource {

@@ -98,8 +98,11 @@ impl ReceiveStats {
 
         // Interarrival jitter (A.8), arrival time in RTP units.
         let elapsed = now.saturating_duration_since(self.epoch);
-        let arrival =
-            (elapsed.as_nanos() * u128::from(self.clock_rate) / 1_000_000_000) as u64 as i64;
+        let rate = u64::from(self.clock_rate);
+        // u64 arithmetic (no u128 division on the per-packet path): nanos < 1e9, rate < 2^32.
+        let arrival = (elapsed.as_secs().wrapping_mul(rate)
+            + u64::from(elapsed.subsec_nanos()) * rate / 1_000_000_000)
+            as i64;
         let transit = arrival.wrapping_sub(i64::from(rtp_ts));
         if let Some(prev) = self.last_transit {
             // Transit differences wrap with the 32-bit RTP timestamp.

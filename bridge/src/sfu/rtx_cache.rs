@@ -1,98 +1,152 @@
-//! Per-receiver retransmission cache: the packets exactly as the bridge sent them to this receiver
-//! (after rewriting), so a NACK can be answered without asking the sender.
+//! What a NACK is answered from, without keeping one copy of every packet per receiver.
 //!
-//! Bounded: a ring of `capacity` slots (default 512 per receiver, see
-//! [`SfuConfig::rtx_cache_packets`](super::SfuConfig::rtx_cache_packets)); each slot owns a buffer
-//! that grows to the largest packet written into it and is then reused, so once warm the cache does
-//! not allocate. Memory per receiver ≤ capacity × largest packet (≈ 512 × 1.2 kB ≈ 600 kB). At a
-//! receiver's typical 250–500 video packets/s this keeps 1–2 s of history, longer than any useful
-//! retransmission. Packets older than `max_age` are not resent. NACK lookups scan the ring
-//! (newest first); NACKs are rare compared to media, and the scan is a few hundred compares.
+//! - [`PacketStore`] (one per video source): the ingress packets as the sender sent them, in a ring
+//!   of `capacity` slots (default 512, [`SfuConfig::rtx_store_packets`](super::SfuConfig)). A
+//!   packet is stored once, however many receivers get it, and only if some receiver negotiated
+//!   NACK for its payload type. Each slot owns a buffer that grows to the largest packet written
+//!   into it and is then reused, so a warm store does not allocate. Memory per video source ≤
+//!   capacity × largest packet (≈ 512 × 1.2 kB ≈ 600 kB); at a primary encoding's 50–250 packets/s
+//!   that is 2–10 s of history.
+//! - [`SentLog`] (one per receiver): for each packet sent to that receiver, the egress SSRC and
+//!   sequence number, the store slot (with its generation, so an overwritten slot is detected) and
+//!   the rewrite that was applied. Default 1024 entries × 56 bytes ≈ 56 kB per receiver.
 //!
-//! The slot buffer doubles as the egress buffer: the forwarding path writes the rewritten packet
-//! straight into the slot and hands that slice to the output sink, so caching costs no extra copy.
+//! A NACK looks the (SSRC, seq) up in the receiver's log (scan, newest first: NACKs are rare next
+//! to media), fetches the ingress packet from the source's store, and rebuilds exactly the packet
+//! that was sent (then wraps it in RTX if negotiated). The forwarding path thus writes each
+//! egress packet into one hot scratch buffer instead of a cold per-receiver ring: that is what
+//! keeps the per-receiver cost flat as receivers are added (see the benches).
 
 use std::time::{Duration, Instant};
 
-#[derive(Debug)]
-pub struct Slot {
-    pub buf: Vec<u8>,
-    pub ssrc: u32,
-    pub seq: u16,
-    /// Source slot of the packet (finds the projection for RTX).
-    pub source: u32,
-    pub video: bool,
-    pub sent_at: Option<Instant>,
-    pub last_resent: Option<Instant>,
+use super::rtp::ExtMap;
+
+#[derive(Debug, Default)]
+struct StoredPacket {
+    buf: Vec<u8>,
+    /// Bumped each time the slot is overwritten.
+    generation: u32,
 }
 
+/// Ring of ingress packets of one source.
 #[derive(Debug)]
-pub struct RtxCache {
-    slots: Vec<Slot>,
+pub struct PacketStore {
+    slots: Vec<StoredPacket>,
     capacity: usize,
     next: usize,
-    max_age: Duration,
 }
 
-impl RtxCache {
-    pub fn new(capacity: usize, max_age: Duration) -> Self {
-        RtxCache {
+/// Where a packet was stored: slot index and the slot's generation at the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreRef {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+impl PacketStore {
+    pub fn new(capacity: usize) -> Self {
+        PacketStore {
             slots: Vec::new(),
             capacity: capacity.max(1),
             next: 0,
-            max_age,
         }
     }
 
-    /// The slot the next sent packet is written into (its previous content is evicted). The caller
-    /// fills `buf`, `ssrc`, `seq`, `source`, `video` and sets `sent_at`.
-    pub fn next_slot(&mut self) -> &mut Slot {
+    /// Copies `packet` into the next slot (evicting the oldest).
+    pub fn put(&mut self, packet: &[u8]) -> StoreRef {
         if self.slots.len() < self.capacity {
-            self.slots.push(Slot {
+            self.slots.push(StoredPacket {
                 buf: Vec::with_capacity(1500),
-                ssrc: 0,
-                seq: 0,
-                source: 0,
-                video: false,
-                sent_at: None,
-                last_resent: None,
+                generation: 0,
             });
             self.next = self.slots.len() - 1;
         }
         let i = self.next;
         self.next = (self.next + 1) % self.capacity;
         let s = &mut self.slots[i];
-        s.sent_at = None;
-        s.last_resent = None;
-        s
+        s.generation = s.generation.wrapping_add(1);
+        s.buf.clear();
+        s.buf.extend_from_slice(packet);
+        StoreRef {
+            slot: i as u32,
+            generation: s.generation,
+        }
     }
 
-    /// Index of the newest slot holding (`ssrc`, `seq`) sent within `max_age` of `now`.
-    pub fn find(&self, now: Instant, ssrc: u32, seq: u16) -> Option<usize> {
-        let n = self.slots.len();
-        (0..n).map(|k| (self.next + n - 1 - k) % n).find(|&i| {
-            let s = &self.slots[i];
-            s.ssrc == ssrc
-                && s.seq == seq
-                && s.sent_at
-                    .is_some_and(|t| now.saturating_duration_since(t) <= self.max_age)
-        })
+    /// The packet stored under `r`, unless the slot has been reused since.
+    pub fn get(&self, r: StoreRef) -> Option<&[u8]> {
+        let s = self.slots.get(r.slot as usize)?;
+        (s.generation == r.generation).then_some(s.buf.as_slice())
     }
 
-    pub fn slot(&self, i: usize) -> Option<&Slot> {
-        self.slots.get(i)
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// One packet sent to a receiver, enough to rebuild it.
+#[derive(Debug, Clone, Copy)]
+pub struct SentEntry {
+    pub ssrc: u32,
+    pub seq: u16,
+    pub timestamp: u32,
+    /// Source slot and its generation (the store lives in the source).
+    pub source: u32,
+    pub source_gen: u32,
+    pub stored: StoreRef,
+    pub ext: ExtMap,
+    pub video: bool,
+    pub sent_at: Instant,
+    pub last_resent: Option<Instant>,
+}
+
+/// Ring of what was sent to one receiver.
+#[derive(Debug)]
+pub struct SentLog {
+    entries: Vec<SentEntry>,
+    capacity: usize,
+    next: usize,
+    max_age: Duration,
+}
+
+impl SentLog {
+    pub fn new(capacity: usize, max_age: Duration) -> Self {
+        SentLog {
+            entries: Vec::new(),
+            capacity: capacity.max(1),
+            next: 0,
+            max_age,
+        }
     }
 
-    pub fn slot_mut(&mut self, i: usize) -> Option<&mut Slot> {
-        self.slots.get_mut(i)
+    pub fn push(&mut self, e: SentEntry) {
+        if self.entries.len() < self.capacity {
+            self.entries.push(e);
+            self.next = self.entries.len() % self.capacity;
+        } else {
+            self.entries[self.next] = e;
+            self.next = (self.next + 1) % self.capacity;
+        }
+    }
+
+    /// The newest entry for (`ssrc`, `seq`) sent within `max_age` of `now`.
+    pub fn find_mut(&mut self, now: Instant, ssrc: u32, seq: u16) -> Option<&mut SentEntry> {
+        let n = self.entries.len();
+        let max_age = self.max_age;
+        let newest = (self.next + n - 1) % n.max(1);
+        let idx = (0..n).map(|k| (newest + n - k) % n).find(|&i| {
+            let e = &self.entries[i];
+            e.ssrc == ssrc && e.seq == seq && now.saturating_duration_since(e.sent_at) <= max_age
+        })?;
+        self.entries.get_mut(idx)
     }
 
     pub fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.sent_at.is_some()).count()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 
     pub fn capacity(&self) -> usize {
@@ -104,32 +158,57 @@ impl RtxCache {
 mod tests {
     use super::*;
 
-    fn put(c: &mut RtxCache, now: Instant, ssrc: u32, seq: u16) {
-        let s = c.next_slot();
-        s.buf.clear();
-        s.buf.extend_from_slice(&seq.to_be_bytes());
-        s.ssrc = ssrc;
-        s.seq = seq;
-        s.sent_at = Some(now);
+    #[test]
+    fn store_detects_overwritten_slots_and_reuses_buffers() {
+        let mut s = PacketStore::new(2);
+        let a = s.put(b"one");
+        let b = s.put(b"two");
+        assert_eq!(s.get(a), Some(&b"one"[..]));
+        let c = s.put(b"three"); // evicts "one"
+        assert_eq!(c.slot, a.slot);
+        assert_eq!(s.get(a), None);
+        assert_eq!(s.get(b), Some(&b"two"[..]));
+        assert_eq!(s.get(c), Some(&b"three"[..]));
+        assert_eq!(
+            s.get(StoreRef {
+                slot: 9,
+                generation: 1
+            }),
+            None
+        );
+    }
+
+    fn entry(now: Instant, ssrc: u32, seq: u16) -> SentEntry {
+        SentEntry {
+            ssrc,
+            seq,
+            timestamp: 0,
+            source: 0,
+            source_gen: 0,
+            stored: StoreRef {
+                slot: 0,
+                generation: 0,
+            },
+            ext: ExtMap::default(),
+            video: true,
+            sent_at: now,
+            last_resent: None,
+        }
     }
 
     #[test]
-    fn bounded_ring_evicts_oldest_and_expires_by_age() {
+    fn log_is_bounded_and_ages_out() {
         let t0 = Instant::now();
-        let mut c = RtxCache::new(4, Duration::from_secs(1));
+        let mut l = SentLog::new(4, Duration::from_secs(1));
         for seq in 0..6u16 {
-            put(&mut c, t0, 1, seq);
+            l.push(entry(t0, 1, seq));
         }
-        assert_eq!(c.len(), 4);
-        assert!(c.find(t0, 1, 0).is_none());
-        assert!(c.find(t0, 1, 1).is_none());
-        let i = c.find(t0, 1, 5).unwrap();
-        assert_eq!(c.slot(i).unwrap().buf, 5u16.to_be_bytes());
-        assert!(c.find(t0, 2, 5).is_none());
-        assert!(c.find(t0 + Duration::from_secs(2), 1, 5).is_none());
-        // Buffers are reused: capacity stays.
-        let cap = c.slot(i).unwrap().buf.capacity();
-        put(&mut c, t0, 1, 6);
-        assert!(c.slot(i).unwrap().buf.capacity() >= cap);
+        assert_eq!(l.len(), 4);
+        assert!(l.find_mut(t0, 1, 0).is_none());
+        assert!(l.find_mut(t0, 1, 1).is_none());
+        assert_eq!(l.find_mut(t0, 1, 5).map(|e| e.seq), Some(5));
+        assert_eq!(l.find_mut(t0, 1, 2).map(|e| e.seq), Some(2));
+        assert!(l.find_mut(t0, 2, 5).is_none());
+        assert!(l.find_mut(t0 + Duration::from_secs(2), 1, 5).is_none());
     }
 }

@@ -876,9 +876,11 @@ fn nack_is_answered_with_rtx_or_plain_resend() {
 }
 
 #[test]
-fn retransmission_cache_is_bounded() {
+fn retransmission_store_and_log_are_bounded() {
+    // The per-source store keeps 8 packets; the per-receiver log 16 entries.
     let cfg = SfuConfig {
-        rtx_cache_packets: 8,
+        rtx_store_packets: 8,
+        rtx_log_packets: 16,
         ..Default::default()
     };
     let mut h = H::with_config(cfg);
@@ -897,6 +899,14 @@ fn retransmission_cache_is_bounded() {
         "12 and 19 are among the last 8; 11 was evicted"
     );
     assert_eq!(h.drop_count(DropReason::NackNotCached), 1);
+    // A second sender's packets push A's out of B's log (16 entries) while A's store still has them.
+    let c = h.join("cccc", 3000);
+    for seq in 0..16u16 {
+        h.rtp(c, &packet(VP8, seq, 0, ssrcs(3000).sim[0], &[], b"c"));
+    }
+    h.now += Duration::from_millis(100);
+    assert!(rtp_to(&h.rtcp(b, &nack), b).is_empty());
+    assert_eq!(h.drop_count(DropReason::NackNotCached), 4);
 }
 
 // ------------------------------------------------------------------------------------ channel
