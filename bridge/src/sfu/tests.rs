@@ -1359,3 +1359,16 @@ fn feedback_ssrcs_are_distinct_per_conference() {
     assert_eq!(FeedbackSources::AUDIO_NAME, "jvb-a0");
     assert_eq!(FeedbackSources::VIDEO_NAME, "jvb-v0");
 }
+
+#[test]
+fn a_conference_nobody_joins_expires_after_the_endpoint_timeout() {
+    let mut h = H::new();
+    h.advance(Duration::from_secs(59));
+    assert!(events(&h.take()).is_empty());
+    h.advance(Duration::from_secs(2));
+    let ev = events(&h.take());
+    assert!(
+        matches!(&ev[..], [Event::ConferenceExpired { meeting_id, .. }] if meeting_id == "0b7e0000-meeting")
+    );
+    assert!(h.sfu.poll_timeout().is_none());
+}
