@@ -469,17 +469,23 @@ impl Conference {
             ctx.counters.drop(DropReason::RtpSenderRepair);
             return;
         }
-        if pkt.is_padding_only() {
-            ctx.counters.drop(DropReason::RtpPaddingOnly);
-            return;
-        }
         let (source, encoding) = (entry.source, entry.encoding);
         let sender_ext = sparams.ext;
         let seq = pkt.sequence_number();
-        if sender.force_muted(kind) {
-            ctx.counters.drop(DropReason::RtpForceMuted);
+        // Dropped for everyone: receivers still see contiguous sequence numbers.
+        let drop_reason = if pkt.is_padding_only() {
+            Some(DropReason::RtpPaddingOnly)
+        } else if sender.force_muted(kind) {
+            Some(DropReason::RtpForceMuted)
+        } else {
+            None
+        };
+        if let Some(reason) = drop_reason {
+            ctx.counters.drop(reason);
             for r in self.endpoints.iter_mut().flatten() {
-                if let Some(p) = r.projection_mut(source) {
+                if let Some(p) = r.projection_mut(source)
+                    && p.last_encoding == Some(encoding)
+                {
                     p.seq.skip(seq);
                 }
             }

@@ -22,6 +22,22 @@
 //! parameters), [`endpoint`], [`projection`] (the per (receiver, source) forwarding decision and
 //! rewrite state), [`rtx_cache`], [`recv_stats`] (RR contents), [`keyframe`] (PLI/FIR throttle),
 //! [`speaker`] (dominant speaker), [`channel`] (bridge-channel messages), `conference` (the logic).
+//!
+//! ## Per packet
+//! `handle_rtp`: parse (validates every header extension once) → one hash lookup of the SSRC in the
+//! conference table (owner, source, encoding, receive statistics) → statistics and audio level →
+//! for each other endpoint: its [`projection::Projection`] for that source decides (target encoding,
+//! payload type negotiated, connected) and rewrites (sequence number across skipped packets,
+//! timestamp offset, SSRC, header extensions renumbered, the bridge's transport-cc number) into one
+//! reused scratch buffer, handed to the sink. Video packets a receiver may NACK are stored once per
+//! source (not per receiver) and logged per receiver ([`rtx_cache`]). Nothing allocates once the
+//! buffers are warm (`benches/tests/alloc_free.rs` counts allocations and asserts zero).
+//!
+//! Measured (`cargo bench -p benches -- --quick`, release, this 2-core machine shared with other
+//! builds, medians): RTP parse 25 ns; SSRC lookup 3.4 ns; rewrite of a 1200-byte packet 42 ns;
+//! ingress → N egress for a 1200-byte video packet: N=1 117 ns, N=10 0.64 µs, N=50 3.5 µs (≈65 ns
+//! per receiver, flat in N); audio N=1 90 ns, N=50 2.4 µs. An earlier version wrote each receiver's
+//! copy into its own retransmission ring: 20 µs at N=50 (cold cache lines), hence the shared store.
 
 pub mod channel;
 mod conference;

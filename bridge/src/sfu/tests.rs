@@ -415,11 +415,23 @@ fn unknown_and_foreign_ssrcs_are_dropped_and_counted() {
             .is_empty()
     );
     assert_eq!(h.drop_count(DropReason::RtpSenderRepair), 1);
-    let mut pad = packet(VP8, 2, 1, ssrcs(1000).sim[0], &[], &[0, 0, 0, 4]);
+    let sim0 = ssrcs(1000).sim[0];
+    assert_eq!(
+        rtp_to(&h.rtp(a, &packet(VP8, 1, 1, sim0, &[], b"v")), b).len(),
+        1
+    );
+    let mut pad = packet(VP8, 2, 1, sim0, &[], &[0, 0, 0, 4]);
     pad[0] |= 0x20;
     assert!(h.rtp(a, &pad).is_empty());
     assert_eq!(h.drop_count(DropReason::RtpPaddingOnly), 1);
-    let _ = b;
+    // The dropped probe leaves no hole in B's sequence numbers.
+    let out = h.rtp(a, &packet(VP8, 3, 1, sim0, &[], b"v"));
+    assert_eq!(
+        RtpPacket::parse(&rtp_to(&out, b)[0])
+            .unwrap()
+            .sequence_number(),
+        2
+    );
 }
 
 #[test]
