@@ -14,10 +14,15 @@ pub mod jingle;
 pub mod json_sources;
 pub mod media;
 pub mod ns;
+pub mod service;
 pub mod source_map;
 pub mod sources;
 pub mod transport;
 pub mod xml;
+pub mod xmpp;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::ParseError;
 pub use xml::XmlElement;
