@@ -16,8 +16,8 @@ use super::projection::{Projection, Target};
 use super::recv_stats::ReceiveStats;
 use super::rtcp::{self, Compound, Packet, ReportBlock};
 use super::rtp::{self, ExtMap, Rewrite, RtpPacket};
-use super::rtx_cache::{PacketStore, SentEntry, SentLog};
-use super::speaker::{LoudestSpeaker, SpeakerDetector};
+use super::rtx_cache::{NEVER, PacketStore, SentEntry, SentLog};
+use super::speaker::SpeakerDetector;
 use super::{
     ConferenceHandle, Ctx, EndpointHandle, EndpointParams, EndpointUpdate, Event, ExpireReason,
     FeedbackSources, Output, SfuConfig, SfuError, Sink, TransportEvent,
@@ -29,7 +29,6 @@ const RECENT_SPEAKERS: usize = 10;
 pub(crate) struct Conference {
     pub handle: ConferenceHandle,
     pub meeting_id: String,
-    #[allow(dead_code)]
     pub name: Option<String>,
     pub feedback: FeedbackSources,
     endpoints: Vec<Option<Endpoint>>,
@@ -43,6 +42,8 @@ pub(crate) struct Conference {
     /// Endpoints in the order they joined.
     join_order: Vec<u32>,
     created_at: Instant,
+    /// Set once the conference had an endpoint (or waited the expiry timeout without one): from
+    /// then on it expires as soon as it is empty.
     had_endpoints: bool,
     next_rr: Instant,
     next_speaker: Instant,
@@ -60,7 +61,7 @@ impl Conference {
         now: Instant,
         cfg: &SfuConfig,
     ) -> Self {
-        let speaker: Box<dyn SpeakerDetector> = Box::new(LoudestSpeaker::default());
+        let speaker: Box<dyn SpeakerDetector> = (cfg.speaker_detector)();
         let next_speaker = now + speaker.interval();
         Conference {
             handle,
@@ -193,7 +194,7 @@ impl Conference {
             forwarded: Vec::new(),
             projections: Vec::new(),
             tcc_seq: 1,
-            sent: SentLog::new(cfg.rtx_log_packets, cfg.rtx_max_age),
+            sent: SentLog::new(cfg.rtx_log_packets, cfg.rtx_max_age, now),
         };
         self.endpoints[idx] = Some(ep);
         self.had_endpoints = true;
@@ -569,17 +570,17 @@ impl Conference {
                 && let Some(store) = src.store.as_mut()
             {
                 let at = *stored.get_or_insert_with(|| store.put(buf));
+                let sent_ms = sent.ms(now);
                 sent.push(SentEntry {
                     ssrc: rw.ssrc,
                     seq: out_seq,
+                    video: kind == MediaKind::Video,
                     timestamp: rw.timestamp,
                     source,
                     source_gen: src_gen,
                     stored: at,
-                    ext,
-                    video: kind == MediaKind::Video,
-                    sent_at: now,
-                    last_resent: None,
+                    sent_ms,
+                    resent_ms: NEVER,
                 });
             }
             rtp::write_forwarded(&pkt, &rw, &mut ctx.scratch);
@@ -826,74 +827,67 @@ impl Conference {
         ctx: &mut Ctx,
         sink: &mut impl Sink,
     ) {
-        let Some(Some(r)) = self.endpoints.get_mut(from.idx as usize) else {
-            return;
-        };
-        let Endpoint {
-            handle,
-            video,
-            audio,
-            projections,
-            tcc_seq,
-            sent,
-            ..
-        } = r;
+        let min_gap =
+            u32::try_from(ctx.cfg.nack_min_resend_interval.as_millis()).unwrap_or(u32::MAX);
         for seq in nack.lost() {
-            let Some(e) = sent.find_mut(now, nack.media_ssrc, seq) else {
+            // Look up and rebuild with shared borrows only…
+            let Some(r) = self.ep(from.idx) else { return };
+            let Some((i, e)) = r.sent.find(now, nack.media_ssrc, seq) else {
                 ctx.counters.drop(DropReason::NackNotCached);
                 continue;
             };
-            if e.last_resent.is_some_and(|t| {
-                now.saturating_duration_since(t) < ctx.cfg.nack_min_resend_interval
-            }) {
+            let now_ms = r.sent.ms(now);
+            if e.resent_ms != NEVER && now_ms.wrapping_sub(e.resent_ms) < min_gap {
                 ctx.counters.drop(DropReason::NackRecentlyResent);
                 continue;
             }
-            let Some(orig) = self
-                .sources
-                .get(e.source as usize)
-                .and_then(Option::as_ref)
-                .filter(|s| s.generation == e.source_gen)
-                .and_then(|s| s.store.as_ref()?.get(e.stored))
+            let Some(src) = self.src(e.source).filter(|s| s.generation == e.source_gen) else {
+                ctx.counters.drop(DropReason::NackNotCached);
+                continue;
+            };
+            let Some(orig) = src
+                .store
+                .as_ref()
+                .and_then(|st| st.get(e.stored))
                 .and_then(|b| RtpPacket::parse(b).ok())
             else {
                 ctx.counters.drop(DropReason::NackNotCached);
                 continue;
             };
-            e.last_resent = Some(now);
-            let params = if e.video { &*video } else { &*audio };
-            // A retransmission is a new packet on the wire: new transport-wide sequence number.
-            let tcc = if e.ext.tcc_out != 0 {
-                next_tcc(tcc_seq)
+            let kind = if e.video {
+                MediaKind::Video
             } else {
-                0
+                MediaKind::Audio
             };
+            let Some(sender_ext) = self.ep(src.owner).map(|o| o.params(kind).ext) else {
+                continue;
+            };
+            let params = r.params(kind);
+            let ext = ext_map(&sender_ext, params, kind);
+            // A retransmission is a new packet on the wire: new transport-wide sequence number.
             let rw = Rewrite {
                 ssrc: e.ssrc,
                 seq: e.seq,
                 timestamp: e.timestamp,
                 payload_type: orig.payload_type(),
-                ext: &e.ext,
-                tcc_seq: tcc,
+                ext: &ext,
+                tcc_seq: r.tcc_seq,
             };
-            let proj = projections
-                .get_mut(e.source as usize)
-                .and_then(Option::as_mut)
-                .filter(|p| p.source_gen == e.source_gen);
-            let rtx = proj.and_then(|p| {
-                let ssrc = p.egress_rtx_ssrc?;
-                let pt = params.rtx_pt_for(orig.payload_type())?;
-                Some((p, ssrc, pt))
-            });
+            let rtx = r
+                .projection(e.source)
+                .filter(|p| p.source_gen == e.source_gen)
+                .and_then(|p| {
+                    let ssrc = p.egress_rtx_ssrc?;
+                    let pt = params.rtx_pt_for(orig.payload_type())?;
+                    Some((ssrc, pt, p.rtx_seq))
+                });
             match rtx {
-                Some((p, rtx_ssrc, rtx_pt)) => {
+                Some((rtx_ssrc, rtx_pt, rtx_seq)) => {
                     rtp::write_forwarded(&orig, &rw, &mut ctx.scratch2);
                     let Ok(sent_pkt) = RtpPacket::parse(&ctx.scratch2) else {
                         continue;
                     };
-                    let rs = p.rtx_seq;
-                    p.rtx_seq = p.rtx_seq.wrapping_add(1);
-                    rtp::write_rtx(&sent_pkt, rtx_ssrc, rtx_pt, rs, &mut ctx.scratch);
+                    rtp::write_rtx(&sent_pkt, rtx_ssrc, rtx_pt, rtx_seq, &mut ctx.scratch);
                     ctx.counters.inc(Stat::RetransmissionsRtx);
                 }
                 None => {
@@ -901,11 +895,26 @@ impl Conference {
                     ctx.counters.inc(Stat::RetransmissionsPlain);
                 }
             }
+            // …then advance the counters.
+            let Some(Some(r)) = self.endpoints.get_mut(from.idx as usize) else {
+                return;
+            };
+            if ext.tcc_out != 0 {
+                next_tcc(&mut r.tcc_seq);
+            }
+            if rtx.is_some()
+                && let Some(p) = r.projection_mut(e.source)
+            {
+                p.rtx_seq = p.rtx_seq.wrapping_add(1);
+            }
+            if let Some(entry) = r.sent.get_mut(i) {
+                entry.resent_ms = now_ms;
+            }
             ctx.counters.inc(Stat::RtpSent);
             ctx.counters
                 .add(Stat::RtpBytesSent, ctx.scratch.len() as u64);
             sink.emit(Output::Rtp {
-                to: *handle,
+                to: r.handle,
                 packet: &ctx.scratch,
             });
         }
@@ -1032,24 +1041,24 @@ impl Conference {
             .flatten()
             .map(|e| e.handle.idx)
             .collect();
+        // (source, generation, primary, rtx, owner, kind)
+        let all: Vec<(u32, u32, u32, Option<u32>, u32, MediaKind)> = self
+            .sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = s.as_ref()?;
+                let p = s.primary()?;
+                Some((i as u32, s.generation, p.ssrc, p.rtx, s.owner, s.kind))
+            })
+            .collect();
         let mut keyframes: Vec<(u32, u8)> = Vec::new();
         for r in receivers {
             let fwd = self.compute_forwarded(r, &order, &ctx.cfg);
-            // (source, generation, primary, rtx, owner, kind)
-            let all: Vec<(u32, u32, u32, Option<u32>, u32, MediaKind)> = self
-                .sources
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    let s = s.as_ref()?;
-                    let p = s.primary()?;
-                    Some((i as u32, s.generation, p.ssrc, p.rtx, s.owner, s.kind))
-                })
-                .collect();
             let Some(Some(recv)) = self.endpoints.get_mut(r as usize) else {
                 continue;
             };
-            for (si, generation, ssrc, rtx, owner, kind) in all {
+            for &(si, generation, ssrc, rtx, owner, kind) in &all {
                 if owner == r {
                     continue;
                 }

@@ -9,7 +9,7 @@
 //!   that is 2–10 s of history.
 //! - [`SentLog`] (one per receiver): for each packet sent to that receiver, the egress SSRC and
 //!   sequence number, the store slot (with its generation, so an overwritten slot is detected) and
-//!   the rewrite that was applied. Default 1024 entries × 56 bytes ≈ 56 kB per receiver.
+//!   the rewrite that was applied. Default 1024 entries × 36 bytes ≈ 36 kB per receiver.
 //!
 //! A NACK looks the (SSRC, seq) up in the receiver's log (scan, newest first: NACKs are rare next
 //! to media), fetches the ingress packet from the source's store, and rebuilds exactly the packet
@@ -18,8 +18,6 @@
 //! keeps the per-receiver cost flat as receivers are added (see the benches).
 
 use std::time::{Duration, Instant};
-
-use super::rtp::ExtMap;
 
 #[derive(Debug, Default)]
 struct StoredPacket {
@@ -84,21 +82,27 @@ impl PacketStore {
     }
 }
 
-/// One packet sent to a receiver, enough to rebuild it.
-#[derive(Debug, Clone, Copy)]
+/// One packet sent to a receiver, enough to rebuild it (36 bytes: one is written per forwarded
+/// packet per receiver, so it is kept small). The header-extension plan is recomputed from the
+/// negotiated parameters when a NACK comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SentEntry {
     pub ssrc: u32,
     pub seq: u16,
+    pub video: bool,
     pub timestamp: u32,
     /// Source slot and its generation (the store lives in the source).
     pub source: u32,
     pub source_gen: u32,
     pub stored: StoreRef,
-    pub ext: ExtMap,
-    pub video: bool,
-    pub sent_at: Instant,
-    pub last_resent: Option<Instant>,
+    /// Milliseconds since the log's epoch (wrapping).
+    pub sent_ms: u32,
+    /// When last resent, or [`NEVER`].
+    pub resent_ms: u32,
 }
+
+/// `resent_ms` of a packet never resent.
+pub const NEVER: u32 = u32::MAX;
 
 /// Ring of what was sent to one receiver.
 #[derive(Debug)]
@@ -106,19 +110,28 @@ pub struct SentLog {
     entries: Vec<SentEntry>,
     capacity: usize,
     next: usize,
-    max_age: Duration,
+    max_age_ms: u32,
+    epoch: Instant,
 }
 
 impl SentLog {
-    pub fn new(capacity: usize, max_age: Duration) -> Self {
+    pub fn new(capacity: usize, max_age: Duration, epoch: Instant) -> Self {
         SentLog {
             entries: Vec::new(),
             capacity: capacity.max(1),
             next: 0,
-            max_age,
+            max_age_ms: u32::try_from(max_age.as_millis()).unwrap_or(u32::MAX),
+            epoch,
         }
     }
 
+    /// `now` on the log's millisecond clock.
+    #[inline]
+    pub fn ms(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_millis() as u32
+    }
+
+    #[inline]
     pub fn push(&mut self, e: SentEntry) {
         if self.entries.len() < self.capacity {
             self.entries.push(e);
@@ -129,16 +142,20 @@ impl SentLog {
         }
     }
 
-    /// The newest entry for (`ssrc`, `seq`) sent within `max_age` of `now`.
-    pub fn find_mut(&mut self, now: Instant, ssrc: u32, seq: u16) -> Option<&mut SentEntry> {
+    /// Index and copy of the newest entry for (`ssrc`, `seq`) sent within the max age.
+    pub fn find(&self, now: Instant, ssrc: u32, seq: u16) -> Option<(usize, SentEntry)> {
         let n = self.entries.len();
-        let max_age = self.max_age;
+        let now_ms = self.ms(now);
         let newest = (self.next + n - 1) % n.max(1);
-        let idx = (0..n).map(|k| (newest + n - k) % n).find(|&i| {
-            let e = &self.entries[i];
-            e.ssrc == ssrc && e.seq == seq && now.saturating_duration_since(e.sent_at) <= max_age
-        })?;
-        self.entries.get_mut(idx)
+        (0..n).map(|k| (newest + n - k) % n).find_map(|i| {
+            let e = self.entries[i];
+            (e.ssrc == ssrc && e.seq == seq && now_ms.wrapping_sub(e.sent_ms) <= self.max_age_ms)
+                .then_some((i, e))
+        })
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut SentEntry> {
+        self.entries.get_mut(i)
     }
 
     pub fn len(&self) -> usize {
@@ -178,10 +195,11 @@ mod tests {
         );
     }
 
-    fn entry(now: Instant, ssrc: u32, seq: u16) -> SentEntry {
+    fn entry(l: &SentLog, now: Instant, ssrc: u32, seq: u16) -> SentEntry {
         SentEntry {
             ssrc,
             seq,
+            video: true,
             timestamp: 0,
             source: 0,
             source_gen: 0,
@@ -189,26 +207,26 @@ mod tests {
                 slot: 0,
                 generation: 0,
             },
-            ext: ExtMap::default(),
-            video: true,
-            sent_at: now,
-            last_resent: None,
+            sent_ms: l.ms(now),
+            resent_ms: NEVER,
         }
     }
 
     #[test]
     fn log_is_bounded_and_ages_out() {
         let t0 = Instant::now();
-        let mut l = SentLog::new(4, Duration::from_secs(1));
+        let mut l = SentLog::new(4, Duration::from_secs(1), t0);
         for seq in 0..6u16 {
-            l.push(entry(t0, 1, seq));
+            let e = entry(&l, t0, 1, seq);
+            l.push(e);
         }
         assert_eq!(l.len(), 4);
-        assert!(l.find_mut(t0, 1, 0).is_none());
-        assert!(l.find_mut(t0, 1, 1).is_none());
-        assert_eq!(l.find_mut(t0, 1, 5).map(|e| e.seq), Some(5));
-        assert_eq!(l.find_mut(t0, 1, 2).map(|e| e.seq), Some(2));
-        assert!(l.find_mut(t0, 2, 5).is_none());
-        assert!(l.find_mut(t0 + Duration::from_secs(2), 1, 5).is_none());
+        assert!(l.find(t0, 1, 0).is_none());
+        assert!(l.find(t0, 1, 1).is_none());
+        assert_eq!(l.find(t0, 1, 5).map(|(_, e)| e.seq), Some(5));
+        assert_eq!(l.find(t0, 1, 2).map(|(_, e)| e.seq), Some(2));
+        assert!(l.find(t0, 2, 5).is_none());
+        assert!(l.find(t0 + Duration::from_secs(2), 1, 5).is_none());
+        assert_eq!(std::mem::size_of::<SentEntry>(), 36);
     }
 }
