@@ -12,5 +12,6 @@ pub mod config;
 pub mod control;
 pub mod health;
 pub mod lifecycle;
+pub mod sfu;
 pub mod stats;
 pub mod transport;
