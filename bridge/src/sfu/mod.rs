@@ -40,11 +40,14 @@
 //! receiver's copy into its own 512-slot retransmission ring: 20 µs at N=50 (cold cache lines),
 //! hence the shared per-source store and the compact (36-byte) per-receiver sent log.
 
+pub mod allocation;
 pub mod channel;
+pub mod codec;
 mod conference;
 pub mod counters;
 pub mod endpoint;
 pub mod keyframe;
+pub mod layers;
 pub mod model;
 pub mod projection;
 pub mod recv_stats;
@@ -52,6 +55,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod rtx_cache;
 pub mod speaker;
+pub mod vp8;
 
 #[cfg(test)]
 mod tests;
