@@ -27,8 +27,14 @@ counters! {
         RtpSsrcNotOwned => "rtp_ssrc_not_owned",
         /// Padding-only packets (bandwidth probes) are terminated.
         RtpPaddingOnly => "rtp_padding_only",
-        /// RTX/FEC from a sender: terminated until the bridge requests retransmissions (issue 5).
+        /// FEC from a sender, or RTX that cannot be unwrapped (no payload type mapping, too short).
         RtpSenderRepair => "rtp_sender_repair",
+        /// A packet (or an unwrapped retransmission) the bridge already received.
+        RtpDuplicate => "rtp_duplicate",
+        /// Audio silence (level 127) after the first few packets of a silent stretch.
+        RtpSilence => "rtp_silence",
+        /// A video packet of a frame older than the projection tracks (per receiver).
+        RtpFrameTooOld => "rtp_frame_too_old",
         /// Media of a force-muted endpoint.
         RtpForceMuted => "rtp_force_muted",
         /// Receiver did not negotiate the payload type (per receiver).
@@ -82,6 +88,16 @@ counters! {
         NackReceived => "nack_received",
         RetransmissionsRtx => "retransmissions_rtx",
         RetransmissionsPlain => "retransmissions_plain",
+        /// Retransmissions from senders (RTX) unwrapped into their media stream.
+        RtxUnwrapped => "rtx_unwrapped",
+        /// Allocation runs (one per receiver).
+        Allocations => "allocations",
+        /// Encoding switches started by the allocation (target encoding changed).
+        LayerSwitches => "layer_switches",
+        SenderConstraintsSent => "sender_constraints_sent",
+        /// Probing packets (RTX or padding) sent to raise a receiver's bandwidth estimate.
+        ProbePackets => "probe_packets",
+        ProbeBytes => "probe_bytes",
         ChannelMessagesReceived => "channel_messages_received",
         ChannelMessagesSent => "channel_messages_sent",
         DominantSpeakerChanges => "dominant_speaker_changes",

@@ -89,8 +89,32 @@ pub struct SfuConfig {
     /// for sources without a constraint until they say otherwise). JVB 2026 uses 0 (no video until
     /// the client asks); 180 keeps simple clients that never send constraints working.
     pub initial_max_height: i32,
+    /// maxHeight assumed when a receiver's first `ReceiverVideoConstraints` has no
+    /// `defaultConstraints` (`cc.default-max-height-px`).
+    pub default_max_height: i32,
     /// Bridge-wide last-N bound (`cc.jvb-last-n`), -1 = none.
     pub last_n_limit: i32,
+    /// At most this many video streams per receiver (`ssrc-limit.video`), -1 = none.
+    pub max_video_ssrcs: i32,
+    /// Allocate within the bandwidth estimate (`cc.trust-bwe`); false = as if unlimited.
+    pub trust_bwe: bool,
+    /// Downlink estimate a receiver starts with, before the estimator or REMB says anything;
+    /// `None` = unlimited until then.
+    pub initial_bwe_bps: Option<u64>,
+    /// Re-allocate when the estimate moved by more than this fraction (`cc.bwe-change-threshold`).
+    pub bwe_change_threshold: f64,
+    /// Re-allocate at least this often (`cc.max-time-between-calculations`).
+    pub max_time_between_allocations: Duration,
+    /// On-stage preference and oversending (`cc.onstage-preferred-*`, `cc.*oversend*`).
+    pub alloc: allocation::AllocConfig,
+    /// Honour a receiver's `assumedBandwidthBps` up to this (`cc.assumed-bandwidth-limit`);
+    /// `None` = ignore it.
+    pub assumed_bandwidth_limit: Option<u64>,
+    /// Drop audio silence (level 127) after `forwarded_silence_packets` consecutive ones
+    /// (`jmt.audio.level.discard-silence`).
+    pub discard_silence: bool,
+    /// Silent packets forwarded before discarding starts (comfort noise), JVB: 3.
+    pub forwarded_silence_packets: u32,
     /// Ingress packets kept per video source for retransmissions (see [`rtx_cache`]).
     pub rtx_store_packets: usize,
     /// Sent-packet log entries kept per receiver for answering NACKs.
@@ -119,7 +143,17 @@ impl Default for SfuConfig {
             rr_interval: Duration::from_millis(500),
             housekeeping_interval: Duration::from_secs(1),
             initial_max_height: 180,
+            default_max_height: 180,
             last_n_limit: -1,
+            max_video_ssrcs: 50,
+            trust_bwe: true,
+            initial_bwe_bps: None,
+            bwe_change_threshold: 0.15,
+            max_time_between_allocations: Duration::from_secs(5),
+            alloc: allocation::AllocConfig::default(),
+            assumed_bandwidth_limit: None,
+            discard_silence: true,
+            forwarded_silence_packets: 3,
             rtx_store_packets: 512,
             rtx_log_packets: 1024,
             rtx_max_age: Duration::from_secs(3),
@@ -386,6 +420,8 @@ pub(crate) struct Ctx {
     pub scratch: Vec<u8>,
     /// Second buffer for retransmissions (rebuilt packet, then its RTX form in `scratch`).
     pub scratch2: Vec<u8>,
+    /// Ingress packets rebuilt from a sender's RTX.
+    pub ingress: Vec<u8>,
     pub text: String,
     pub rng: Rng,
 }
@@ -408,6 +444,7 @@ impl Sfu {
                 counters: Counters::default(),
                 scratch: Vec::with_capacity(1600),
                 scratch2: Vec::with_capacity(1600),
+                ingress: Vec::with_capacity(1600),
                 text: String::new(),
                 rng,
             },
@@ -572,6 +609,35 @@ impl Sfu {
             return;
         };
         c.on_rtp(now, from, packet, &mut self.ctx, sink);
+        // The packet path may ask for a re-allocation (an encoding started): run it soon.
+        if let Some(t) = c.realloc_at
+            && self.next_timeout.is_none_or(|n| t < n)
+        {
+            self.next_timeout = Some(t);
+        }
+    }
+
+    /// A receiver's downlink bandwidth estimate (bps) from outside the core (the shell's
+    /// estimator, tests). Re-allocates for it if the estimate moved by more than
+    /// `bwe_change_threshold`.
+    pub fn set_bandwidth_estimate(
+        &mut self,
+        now: Instant,
+        ep: EndpointHandle,
+        bps: u64,
+        sink: &mut impl Sink,
+    ) {
+        let Some(c) = conf_mut(&mut self.conferences, ep.conf) else {
+            self.ctx.counters.drop(DropReason::UnknownEndpoint);
+            return;
+        };
+        c.on_bandwidth_estimate(now, ep, bps, &mut self.ctx, sink);
+    }
+
+    /// The last allocation for receiver `ep`: per source the target and ideal layers, the
+    /// effective constraints, and the target/ideal bitrates.
+    pub fn allocation(&self, ep: EndpointHandle) -> Option<&allocation::Allocation> {
+        self.conf(ep.conf)?.allocation(ep)
     }
 
     /// A decrypted RTCP compound packet from `from`.
