@@ -152,7 +152,7 @@ pub fn set_seq_ts(p: &mut [u8], seq: u16, ts: u32) {
         return;
     }
     let pic = (seq / PACKETS_PER_FRAME) & 0x7fff;
-    let first = seq % PACKETS_PER_FRAME == 0;
+    let first = seq.is_multiple_of(PACKETS_PER_FRAME);
     let last = seq % PACKETS_PER_FRAME == PACKETS_PER_FRAME - 1;
     p[1] = (p[1] & 0x7f) | if last { 0x80 } else { 0 };
     p[d] = 0x80 | if first { 0x10 } else { 0 };
