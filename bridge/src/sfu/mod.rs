@@ -52,6 +52,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod rtx_cache;
 pub mod speaker;
+pub mod tcc_feedback;
 
 #[cfg(test)]
 mod tests;
