@@ -46,6 +46,7 @@ pub mod counters;
 pub mod endpoint;
 pub mod keyframe;
 pub mod model;
+pub mod nack_gen;
 pub mod projection;
 pub mod recv_stats;
 pub mod rtcp;
