@@ -367,12 +367,12 @@ mod tests {
             x ^= x >> 17;
             x ^= x << 5;
             t += ms(5);
-            if x % 10 == 0 {
+            if x.is_multiple_of(10) {
                 lost.push(seq);
             } else {
                 g.on_packet(t, seq);
             }
-            if x % 7 == 0
+            if x.is_multiple_of(7)
                 && let Some(s) = lost.pop()
             {
                 g.on_packet(t, s);
