@@ -43,6 +43,7 @@
 pub mod channel;
 mod conference;
 pub mod counters;
+pub mod dsi;
 pub mod endpoint;
 pub mod keyframe;
 pub mod model;
