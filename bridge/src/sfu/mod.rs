@@ -40,6 +40,7 @@
 //! receiver's copy into its own 512-slot retransmission ring: 20 µs at N=50 (cold cache lines),
 //! hence the shared per-source store and the compact (36-byte) per-receiver sent log.
 
+pub mod bwe;
 pub mod channel;
 mod conference;
 pub mod counters;
