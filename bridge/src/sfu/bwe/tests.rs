@@ -27,6 +27,9 @@ struct Link {
     /// Drop-tail: a packet that would wait longer than this is dropped.
     max_queue_us: i64,
     loss: f64,
+    /// Extra random delay per packet, 0..jitter (order kept: a packet never overtakes).
+    jitter_us: i64,
+    last_arrival_us: i64,
     busy_until_us: i64,
 }
 
@@ -40,7 +43,10 @@ impl Link {
             return None;
         }
         self.busy_until_us = start + (size as f64 * 8e6 / self.capacity_bps) as i64;
-        Some(self.busy_until_us + self.delay_us)
+        let jitter = (rng.unit() * self.jitter_us as f64) as i64;
+        let arrival = (self.busy_until_us + self.delay_us + jitter).max(self.last_arrival_us);
+        self.last_arrival_us = arrival;
+        Some(arrival)
     }
 }
 
@@ -82,6 +88,8 @@ impl Sim {
                 delay_us: 30_000,
                 max_queue_us: 400_000,
                 loss: 0.0,
+                jitter_us: 0,
+                last_arrival_us: 0,
                 busy_until_us: 0,
             },
             rng: Rng(0x1234_5678_9abc_def1),
@@ -391,4 +399,16 @@ fn no_probe_when_not_needed_or_while_limited() {
         bwe.probe_request(t0 + Duration::from_millis(6300), 9_000_000)
             .is_some()
     );
+}
+
+#[test]
+fn converges_with_jitter_and_light_loss() {
+    let capacity = 2_000_000.0;
+    let mut sim = Sim::new(capacity);
+    sim.link.jitter_us = 10_000;
+    sim.link.loss = 0.01;
+    sim.run(15_000);
+    let mean = sim.mean(8_000, 15_000);
+    eprintln!("2 Mbps, 0-10 ms jitter, 1 % loss: mean {mean:.0} over 8-15 s");
+    assert!((0.75 * capacity..=1.2 * capacity).contains(&mean), "{mean}");
 }
