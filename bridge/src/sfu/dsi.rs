@@ -26,6 +26,11 @@
 //! Differences from JVB, on purpose: with several speakers and no dominant one yet, JVB nominates
 //! an arbitrary one (possibly silent); here the most active one is nominated, or none while all
 //! are silent (a single speaker is dominant at once, as in JVB).
+//!
+//! ## Wiring
+//! `SfuConfig { speaker_detector: || Box::new(DominantSpeakerIdentification::default()), .. }`;
+//! the conference already feeds `on_level` with the raw RFC 6464 level and calls `evaluate` every
+//! `interval()` (300 ms). [`RecentSpeakers`] can replace the conference's `recent_speakers` Vec.
 
 use std::time::{Duration, Instant};
 

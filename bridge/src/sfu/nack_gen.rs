@@ -5,6 +5,15 @@
 //! behind is forgotten. A jump larger than the window is a stream discontinuity, not loss.
 //!
 //! One [`NackGenerator`] per media SSRC, in a fixed 128-slot table: no allocation, O(1) per packet.
+//!
+//! ## Wiring (conference)
+//! One generator per incoming *video media* SSRC whose payload type negotiated `nack` (e.g. an
+//! `Option<NackGenerator>` in the SSRC table entry). In `on_rtp`: for a media packet (padding-only
+//! included — it consumes a sequence number) call `on_packet(now, seq)`; for an RTX packet, read
+//! the original sequence number (first two payload bytes), find the media SSRC through the FID
+//! pair and call `on_packet(now, osn)` on that SSRC's generator (→ `Arrival::Recovered`). On
+//! `Arrival::Gap(_)` call `poll_nack(now, feedback.video_ssrc, buf)` and emit the RTCP to the
+//! sender; add `poll_timeout()` to `next_timeout` and poll in `on_timeout` for re-requests.
 
 use std::time::{Duration, Instant};
 

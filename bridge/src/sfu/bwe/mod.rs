@@ -22,6 +22,24 @@
 //! returns a cluster; the shell then sends padding/RTX when [`poll_probe`] says so and reports
 //! every packet with [`on_packet_sent`]. A successful probe sets the estimate directly.
 //!
+//! ## Wiring (conference)
+//! One estimator per receiving endpoint that negotiated transport-cc (its `ext.transport_cc`
+//! is set): `SendSideBwe::new(now, BweConfig::default())`.
+//! - Every packet stamped with the receiver's TCC number (`next_tcc` in the forwarding loop, the
+//!   NACK/RTX resend path, probes): after `write_forwarded`, `on_packet_sent(now, tcc,
+//!   packet_len, None)` (probe packets: `Some(cluster)`).
+//! - `on_rtcp`, `Packet::TransportCc(t)`: `TransportFeedback::from_rtcp(&t)` →
+//!   `on_transport_feedback(now, &fb)` (count a malformed one as dropped); then if
+//!   `poll_estimate()` moved more than 15 % from the value the last allocation used, re-run the
+//!   allocation with it.
+//! - Allocation: when its ideal rate exceeds `poll_estimate()`, `probe_request(now, ideal)`
+//!   (each run and every ~100 ms); then, at `poll_timeout()` (add it to `next_timeout`), `while
+//!   let Some(p) = poll_probe(now)` send an RTX copy of a recent packet from the receiver's sent
+//!   log (or RTP padding on the video SSRC, ≤ 255 padding bytes a packet) with a fresh TCC number
+//!   and report it with `on_packet_sent(now, tcc, len, Some(p.cluster))`.
+//! - `handle_timeout(now)` at `poll_timeout()` or with the housekeeping tick; `on_rtt(rtt)` when
+//!   an RTT to the receiver is known (default 200 ms).
+//!
 //! Not modelled (yet): ALR detection, congestion window pushback, loss-based v2, a feedback
 //! timeout (the estimate holds if feedback stops).
 //!

@@ -7,6 +7,16 @@
 //! by the unwrapped sequence number and are kept after being reported, so a late (reordered)
 //! packet re-opens the window and the re-sent range carries the right times for the packets
 //! around it. No allocation once the builder is warm.
+//!
+//! ## Wiring (conference)
+//! One generator per sending endpoint whose media parameters carry the transport-cc extension,
+//! `TccFeedbackGenerator::new(feedback.video_ssrc, GeneratorConfig::default())`. In `on_rtp`,
+//! right after the SSRC ownership check — before the RTX (`role != Media`) return and the
+//! padding-only drop, since probes must be acknowledged — call
+//! `on_packet(now, pkt.transport_cc_seq(sender_ext.transport_cc)?, pkt.ssrc(), pkt.marker())`;
+//! when it returns true, `poll_feedback(now, buf)` and emit `Output::Rtcp { to: sender, buf }`
+//! (use a buffer other than the forwarding scratch). Add `poll_timeout()` to the conference's
+//! `next_timeout` and poll it in `on_timeout` too, so feedback still goes out when packets stop.
 
 use std::time::{Duration, Instant};
 
