@@ -125,6 +125,9 @@ impl<'a> TransportFeedback<'a> {
             return Err(TccError::NotTransportCc);
         }
         let len = 4 * (usize::from(be16(packet, 2)) + 1);
+        if len < HEADER_LEN {
+            return Err(TccError::BadLength);
+        }
         let whole = packet.get(..len).ok_or(TccError::BadLength)?;
         let mut end = len;
         if packet[0] & 0x20 != 0 {

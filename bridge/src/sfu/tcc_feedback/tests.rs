@@ -114,6 +114,14 @@ fn malformed_inputs_give_typed_errors() {
         TransportFeedback::parse(&v).unwrap_err(),
         TccError::BadLength
     );
+    // Length field shorter than the fixed part (the buffer itself is long enough).
+    for words in 0..4 {
+        v[3] = words;
+        assert_eq!(
+            TransportFeedback::parse(&v).unwrap_err(),
+            TccError::BadLength
+        );
+    }
 }
 
 /// Builds a feedback from `(seq offset, arrival µs)` pairs; returns the bytes and the list of
@@ -255,7 +263,11 @@ fn random_and_truncated_input_never_panics() {
         let mut buf: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         buf[0] = 0x8f | (buf[0] & 0x20);
         buf[1] = 205;
-        let words = ((len / 4) - 1) as u16;
+        let words = if rng.below(4) == 0 {
+            rng.below(64) as u16 // inconsistent with the buffer: must be rejected, not panic
+        } else {
+            ((len / 4) - 1) as u16
+        };
         buf[2..4].copy_from_slice(&words.to_be_bytes());
         // Keep the status count small enough that the chunks might cover it.
         buf[14] = 0;
