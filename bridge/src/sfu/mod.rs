@@ -41,20 +41,24 @@
 //! hence the shared per-source store and the compact (36-byte) per-receiver sent log.
 
 pub mod allocation;
+pub mod bwe;
 pub mod channel;
 pub mod codec;
 mod conference;
 pub mod counters;
+pub mod dsi;
 pub mod endpoint;
 pub mod keyframe;
 pub mod layers;
 pub mod model;
+pub mod nack_gen;
 pub mod projection;
 pub mod recv_stats;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtx_cache;
 pub mod speaker;
+pub mod tcc_feedback;
 pub mod vp8;
 
 #[cfg(test)]
