@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use signaling::sources::VideoType;
 
 use super::allocation::{self, Allocation, LayerInfo, ReceiverInput, SourceInput};
+use super::bwe::{ProbeSend, SendSideBwe};
 use super::channel::{self, ChannelError, ClientMessage};
 use super::codec::{self, VideoInfo};
 use super::counters::{DropReason, Stat};
@@ -15,12 +16,15 @@ use super::layers::SourceLayers;
 use super::model::{
     MediaKind, MediaParams, MediaSource, MediaSourceDesc, SeqWindow, SsrcEntry, SsrcMap, SsrcRole,
 };
+use super::nack_gen::{Arrival, NackConfig, NackGenerator};
 use super::projection::{Projection, Rewritten, Target, VideoPacket};
 use super::recv_stats::ReceiveStats;
 use super::rtcp::{self, Compound, Packet, ReportBlock};
 use super::rtp::{self, ExtMap, Rewrite, RtpPacket};
 use super::rtx_cache::{NEVER, PacketStore, SentEntry, SentLog};
 use super::speaker::SpeakerDetector;
+use super::tcc_feedback::TransportFeedback;
+use super::tcc_feedback::generator::{GeneratorConfig, TccFeedbackGenerator};
 use super::vp8;
 use super::{
     ConferenceHandle, Ctx, EndpointHandle, EndpointParams, EndpointUpdate, Event, ExpireReason,
@@ -31,6 +35,8 @@ use super::{
 const RECENT_SPEAKERS: usize = 10;
 /// How often layer activity (an encoding starting or stopping) is checked.
 const LAYER_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// How often receivers whose allocation wants more than their estimate may start a probe.
+const PROBE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 pub(crate) struct Conference {
     pub handle: ConferenceHandle,
@@ -59,7 +65,13 @@ pub(crate) struct Conference {
     /// Layer activity check.
     next_layer_check: Instant,
     /// A re-allocation is due (layers changed on the packet path; run from the timer).
-    pub realloc_at: Option<Instant>,
+    realloc_at: Option<Instant>,
+    /// Earliest deadline of the per-endpoint machinery (feedback and NACK generators, bandwidth
+    /// estimators and probes, a pending re-allocation); lowered as they schedule work,
+    /// recomputed by each timer run. The shell learns it through `Sfu::poll_timeout`.
+    pub wake_at: Option<Instant>,
+    /// Probing check (the allocation wants more than the estimate).
+    next_probe_check: Instant,
     /// Reused by receiver-report generation.
     rr_blocks: Vec<(u32, MediaKind, ReportBlock)>,
 }
@@ -96,6 +108,8 @@ impl Conference {
             next_alloc: now + cfg.max_time_between_allocations,
             next_layer_check: now + LAYER_CHECK_INTERVAL,
             realloc_at: None,
+            wake_at: None,
+            next_probe_check: now + PROBE_CHECK_INTERVAL,
             rr_blocks: Vec::new(),
         }
     }
@@ -164,8 +178,9 @@ impl Conference {
             .min(self.next_speaker)
             .min(self.next_housekeeping)
             .min(self.next_alloc)
-            .min(self.next_layer_check);
-        self.realloc_at.map_or(t, |r| r.min(t))
+            .min(self.next_layer_check)
+            .min(self.next_probe_check);
+        self.wake_at.map_or(t, |r| r.min(t))
     }
 
     // ------------------------------------------------------------------------------ commands
@@ -218,8 +233,15 @@ impl Conference {
             allocated_bwe_bps: None,
             allocation: Allocation::default(),
             sent_ideal_height: None,
-            probe_bytes_left: 0.0,
+            tcc_gen: None,
+            bwe: None,
         };
+        let mut ep = ep;
+        if cfg.bandwidth_estimation && ep.video.ext.transport_cc != 0 {
+            let b = SendSideBwe::new(now, cfg.bwe);
+            ep.bwe_bps = Some(b.poll_estimate());
+            ep.bwe = Some(b);
+        }
         self.endpoints[idx] = Some(ep);
         self.had_endpoints = true;
         self.join_order.push(idx as u32);
@@ -348,6 +370,7 @@ impl Conference {
                     kind: d.kind,
                     stats: ReceiveStats::new(now, default_clock),
                     seen: SeqWindow::default(),
+                    nack: None,
                 },
             );
         };
@@ -484,10 +507,34 @@ impl Conference {
             ctx.counters.drop(DropReason::RtpSsrcNotOwned);
             return;
         }
-        let Some(Some(sender)) = self.endpoints.get(from.idx as usize) else {
+        let Some(Some(sender)) = self.endpoints.get_mut(from.idx as usize) else {
             return;
         };
         let kind = entry.kind;
+        // Uplink transport-cc: every packet carrying the sender's transport-wide number counts,
+        // retransmissions and padding probes included (they are what its estimator measures).
+        let tcc_id = sender.params(kind).ext.transport_cc;
+        if tcc_id != 0
+            && let Some(tseq) = pkt.transport_cc_seq(tcc_id)
+        {
+            let feedback_ssrc = self.feedback.video_ssrc;
+            let generator = sender.tcc_gen.get_or_insert_with(|| {
+                TccFeedbackGenerator::new(feedback_ssrc, GeneratorConfig::default())
+            });
+            if generator.on_packet(now, tseq, pkt.ssrc(), pkt.marker()) {
+                ctx.scratch2.clear();
+                if generator.poll_feedback(now, &mut ctx.scratch2) > 0 {
+                    ctx.counters.inc(Stat::TccFeedbackSent);
+                    ctx.counters.inc(Stat::RtcpSent);
+                    sink.emit(Output::Rtcp {
+                        to: sender.handle,
+                        packet: &ctx.scratch2,
+                    });
+                }
+            }
+            wake(&mut self.wake_at, generator.poll_timeout());
+        }
+        let sender = &*sender;
         let sparams = sender.params(kind);
         if let Some(c) = sparams.clock_rate(pkt.payload_type()) {
             entry.stats.set_clock_rate(c);
@@ -552,6 +599,28 @@ impl Conference {
         let Some(entry) = self.ssrcs.get_mut(&pkt.ssrc()) else {
             return;
         };
+        // Missing packets are requested from the sender (video it negotiated NACK for).
+        if entry.kind == MediaKind::Video
+            && let Some(Some(sender)) = self.endpoints.get(from.idx as usize)
+            && sender.video.nack != 0
+        {
+            let ssrc = pkt.ssrc();
+            let g = entry
+                .nack
+                .get_or_insert_with(|| NackGenerator::new(ssrc, NackConfig::default()));
+            if let Arrival::Gap(_) = g.on_packet(now, seq) {
+                ctx.scratch2.clear();
+                if g.poll_nack(now, self.feedback.video_ssrc, &mut ctx.scratch2) > 0 {
+                    ctx.counters.inc(Stat::NackSent);
+                    ctx.counters.inc(Stat::RtcpSent);
+                    sink.emit(Output::Rtcp {
+                        to: sender.handle,
+                        packet: &ctx.scratch2,
+                    });
+                }
+            }
+            wake(&mut self.wake_at, g.poll_timeout());
+        }
         if !entry.seen.insert(seq) {
             ctx.counters.drop(DropReason::RtpDuplicate);
             return;
@@ -606,6 +675,7 @@ impl Conference {
                         .is_some_and(|(_, h)| l.set_height(encoding, i32::from(h)));
                     if started || resized {
                         self.realloc_at.get_or_insert(now);
+                        wake(&mut self.wake_at, Some(now));
                     }
                 }
             }
@@ -647,6 +717,7 @@ impl Conference {
                 tcc_seq,
                 sent,
                 transport,
+                bwe,
                 ..
             } = r;
             let Some(Some(proj)) = projections.get_mut(source as usize) else {
@@ -730,6 +801,11 @@ impl Conference {
                 let off = ctx.scratch.len() - tail_len;
                 vp8::rewrite(&mut ctx.scratch[off..], h, pic, tl0);
             }
+            if ext.tcc_out != 0
+                && let Some(b) = bwe.as_mut()
+            {
+                b.on_packet_sent(now, tcc, ctx.scratch.len(), None);
+            }
             ctx.counters.inc(Stat::RtpSent);
             ctx.counters
                 .add(Stat::RtpBytesSent, ctx.scratch.len() as u64);
@@ -794,12 +870,26 @@ impl Conference {
                         self.on_bandwidth_estimate(now, from, remb.bitrate_bps(), ctx, sink);
                     }
                 }
-                // Terminated: RR (about our streams), SDES, BYE, transport-cc, XR, APP and
-                // anything else.
+                // The receiver's feedback on the bridge's own transport-wide numbers drives its
+                // downlink estimate.
+                Packet::TransportCc(t) => {
+                    ctx.counters.inc(Stat::RtcpTerminated);
+                    let Ok(fb) = TransportFeedback::from_rtcp(&t) else {
+                        ctx.counters.drop(DropReason::TccFeedbackMalformed);
+                        continue;
+                    };
+                    let Some(ep) = self.endpoint_mut(from) else {
+                        continue;
+                    };
+                    let Some(b) = ep.bwe.as_mut() else { continue };
+                    b.on_transport_feedback(now, &fb);
+                    let est = b.poll_estimate();
+                    self.on_bandwidth_estimate(now, from, est, ctx, sink);
+                }
+                // Terminated: RR (about our streams), SDES, BYE, XR, APP and anything else.
                 Packet::ReceiverReport(_)
                 | Packet::Sdes
                 | Packet::Bye(_)
-                | Packet::TransportCc(_)
                 | Packet::Xr
                 | Packet::Other { .. } => ctx.counters.inc(Stat::RtcpTerminated),
             }
@@ -1079,7 +1169,10 @@ impl Conference {
                 return;
             };
             if ext.tcc_out != 0 {
-                next_tcc(&mut r.tcc_seq);
+                let t = next_tcc(&mut r.tcc_seq);
+                if let Some(b) = r.bwe.as_mut() {
+                    b.on_packet_sent(now, t, ctx.scratch.len(), None);
+                }
             }
             if rtx.is_some()
                 && let Some(p) = r.projection_mut(e.source)
@@ -1347,7 +1440,9 @@ impl Conference {
         for (si, e) in keyframes {
             self.request_keyframe(now, si, e, ctx, sink);
         }
-        if only.is_none() {
+        if let Some(r) = only {
+            self.maybe_probe(now, r);
+        } else {
             self.update_sender_constraints(ctx, sink);
         }
     }
@@ -1466,6 +1561,7 @@ impl Conference {
         }
         if changed {
             self.realloc_at.get_or_insert(now);
+            wake(&mut self.wake_at, Some(now));
         }
     }
 
@@ -1756,6 +1852,246 @@ impl Conference {
         if now >= self.next_alloc || self.realloc_at.is_some_and(|t| now >= t) {
             self.reallocate(now, ctx, sink);
         }
+        if now >= self.next_probe_check {
+            for i in 0..self.endpoints.len() as u32 {
+                self.maybe_probe(now, i);
+            }
+            self.next_probe_check = advance(self.next_probe_check, now, PROBE_CHECK_INTERVAL);
+        }
+        self.poll_transport(now, ctx, sink);
+    }
+
+    /// Due work of the per-endpoint generators and estimators; recomputes `wake_at`.
+    fn poll_transport(&mut self, now: Instant, ctx: &mut Ctx, sink: &mut impl Sink) {
+        let mut next = self.realloc_at;
+        let feedback_ssrc = self.feedback.video_ssrc;
+        for ep in self.endpoints.iter_mut().flatten() {
+            if let Some(g) = ep.tcc_gen.as_mut() {
+                if g.poll_timeout().is_some_and(|t| t <= now) {
+                    ctx.scratch2.clear();
+                    if g.poll_feedback(now, &mut ctx.scratch2) > 0 && ep.transport.connected {
+                        ctx.counters.inc(Stat::TccFeedbackSent);
+                        ctx.counters.inc(Stat::RtcpSent);
+                        sink.emit(Output::Rtcp {
+                            to: ep.handle,
+                            packet: &ctx.scratch2,
+                        });
+                    }
+                }
+                wake(&mut next, g.poll_timeout());
+            }
+        }
+        for e in self.ssrcs.values_mut() {
+            let Some(g) = e.nack.as_mut() else { continue };
+            if g.poll_timeout().is_some_and(|t| t <= now) {
+                ctx.scratch2.clear();
+                if g.poll_nack(now, feedback_ssrc, &mut ctx.scratch2) > 0
+                    && let Some(Some(owner)) = self.endpoints.get(e.owner as usize)
+                    && owner.transport.connected
+                {
+                    ctx.counters.inc(Stat::NackSent);
+                    ctx.counters.inc(Stat::RtcpSent);
+                    sink.emit(Output::Rtcp {
+                        to: owner.handle,
+                        packet: &ctx.scratch2,
+                    });
+                }
+            }
+            wake(&mut next, g.poll_timeout());
+        }
+        for i in 0..self.endpoints.len() {
+            let due = self
+                .endpoints
+                .get(i)
+                .and_then(Option::as_ref)
+                .and_then(|e| e.bwe.as_ref())
+                .and_then(SendSideBwe::poll_timeout);
+            if due.is_some_and(|t| t <= now) {
+                self.send_probes(now, i as u32, ctx, sink);
+            }
+            let due = self
+                .endpoints
+                .get(i)
+                .and_then(Option::as_ref)
+                .and_then(|e| e.bwe.as_ref())
+                .and_then(SendSideBwe::poll_timeout);
+            wake(&mut next, due);
+        }
+        self.wake_at = next;
+    }
+
+    /// Starts a probe cluster toward receiver `r` if its allocation wants more than the estimate.
+    fn maybe_probe(&mut self, now: Instant, r: u32) {
+        let Some(Some(ep)) = self.endpoints.get_mut(r as usize) else {
+            return;
+        };
+        let ideal = ep.allocation.ideal_bps;
+        if !ep.transport.connected || !ep.allocation.has_non_ideal_layer() {
+            return;
+        }
+        let Some(b) = ep.bwe.as_mut() else { return };
+        if ideal > b.poll_estimate() && b.probe_request(now, ideal).is_some() {
+            wake(&mut self.wake_at, b.poll_timeout());
+        }
+    }
+
+    /// Sends the probe packets receiver `r`'s estimator asks for now.
+    fn send_probes(&mut self, now: Instant, r: u32, ctx: &mut Ctx, sink: &mut impl Sink) {
+        loop {
+            let Some(Some(ep)) = self.endpoints.get_mut(r as usize) else {
+                return;
+            };
+            let Some(b) = ep.bwe.as_mut() else { return };
+            b.handle_timeout(now);
+            let Some(p) = b.poll_probe(now) else { return };
+            if !self.send_probe(now, r, p, ctx, sink) {
+                return;
+            }
+        }
+    }
+
+    /// One probe packet: an RTX copy of a recent video packet (as the receiver got it), or, with
+    /// nothing to copy, RTP padding on the RTX stream of a forwarded video source. Returns false
+    /// when no probe can be sent (no RTX negotiated or nothing forwarded).
+    fn send_probe(
+        &mut self,
+        now: Instant,
+        r: u32,
+        p: ProbeSend,
+        ctx: &mut Ctx,
+        sink: &mut impl Sink,
+    ) -> bool {
+        let Some(recv) = self.ep(r) else { return false };
+        if !recv.transport.connected {
+            return false;
+        }
+        let params = &recv.video;
+        let ext_plan =
+            |sender_ext: &super::model::HdrExtIds| ext_map(sender_ext, params, MediaKind::Video);
+        // A recent video packet of a forwarded source with RTX.
+        let mut from_source = None;
+        for (_, e) in recv.sent.recent(now, 64) {
+            if !e.video() {
+                continue;
+            }
+            let Some(proj) = recv
+                .projection(e.source)
+                .filter(|pr| pr.source_gen as u16 == e.source_gen)
+            else {
+                continue;
+            };
+            let Some(rtx_ssrc) = proj.egress_rtx_ssrc else {
+                continue;
+            };
+            let Some(src) = self.src(e.source) else {
+                continue;
+            };
+            let Some(orig) = src
+                .store
+                .as_ref()
+                .and_then(|st| st.get(e.stored))
+                .and_then(|b| RtpPacket::parse(b).ok())
+            else {
+                continue;
+            };
+            let Some(rtx_pt) = params.rtx_pt_for(orig.payload_type()) else {
+                continue;
+            };
+            let Some(sender_ext) = self.ep(src.owner).map(|o| o.video.ext) else {
+                continue;
+            };
+            let ext = ext_plan(&sender_ext);
+            if ext.tcc_out == 0 {
+                break;
+            }
+            let rw = Rewrite {
+                ssrc: e.ssrc,
+                seq: e.seq,
+                timestamp: e.timestamp,
+                payload_type: orig.payload_type(),
+                ext: &ext,
+                tcc_seq: recv.tcc_seq,
+            };
+            rtp::write_forwarded(&orig, &rw, &mut ctx.scratch2);
+            if let Some((pic, tl0)) = e.vp8()
+                && let Ok(h) = vp8::parse(orig.payload())
+            {
+                let off = ctx.scratch2.len() - (orig.as_bytes().len() - orig.header_len());
+                vp8::rewrite(&mut ctx.scratch2[off..], &h, pic, tl0);
+            }
+            let Ok(sent_pkt) = RtpPacket::parse(&ctx.scratch2) else {
+                continue;
+            };
+            rtp::write_rtx(&sent_pkt, rtx_ssrc, rtx_pt, proj.rtx_seq, &mut ctx.scratch);
+            from_source = Some(e.source);
+            break;
+        }
+        if from_source.is_none() {
+            // Padding on the RTX stream of a forwarded source.
+            for &si in &recv.forwarded {
+                let Some(proj) = recv.projection(si) else {
+                    continue;
+                };
+                let (Some(rtx_ssrc), Some((_, rtx_pt))) =
+                    (proj.egress_rtx_ssrc, params.rtx.first())
+                else {
+                    continue;
+                };
+                let ext = ext_plan(&super::model::HdrExtIds::default());
+                if ext.tcc_out == 0 {
+                    return false;
+                }
+                let rw = Rewrite {
+                    ssrc: rtx_ssrc,
+                    seq: proj.rtx_seq,
+                    timestamp: 0,
+                    payload_type: *rtx_pt,
+                    ext: &ext,
+                    tcc_seq: recv.tcc_seq,
+                };
+                rtp::write_padding(&rw, p.bytes.clamp(1, 255) as u8, &mut ctx.scratch);
+                from_source = Some(si);
+                break;
+            }
+        }
+        match from_source {
+            Some(si) => {
+                self.finish_probe(now, r, si, p, ctx, sink);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Advances the counters for the probe packet in `ctx.scratch` and sends it.
+    fn finish_probe(
+        &mut self,
+        now: Instant,
+        r: u32,
+        source: u32,
+        p: ProbeSend,
+        ctx: &mut Ctx,
+        sink: &mut impl Sink,
+    ) {
+        let Some(Some(ep)) = self.endpoints.get_mut(r as usize) else {
+            return;
+        };
+        let t = next_tcc(&mut ep.tcc_seq);
+        if let Some(pr) = ep.projection_mut(source) {
+            pr.rtx_seq = pr.rtx_seq.wrapping_add(1);
+        }
+        if let Some(b) = ep.bwe.as_mut() {
+            b.on_packet_sent(now, t, ctx.scratch.len(), Some(p.cluster));
+        }
+        ctx.counters.inc(Stat::ProbePackets);
+        ctx.counters.add(Stat::ProbeBytes, ctx.scratch.len() as u64);
+        ctx.counters.inc(Stat::RtpSent);
+        ctx.counters
+            .add(Stat::RtpBytesSent, ctx.scratch.len() as u64);
+        sink.emit(Output::Rtp {
+            to: ep.handle,
+            packet: &ctx.scratch,
+        });
     }
 
     fn on_dominant_speaker(&mut self, now: Instant, d: u32, ctx: &mut Ctx, sink: &mut impl Sink) {
@@ -1866,6 +2202,15 @@ fn ext_map(sender: &super::model::HdrExtIds, r: &MediaParams, kind: MediaKind) -
         keep: [keep0, (0, 0)],
         tcc_out: r.ext.transport_cc,
         allow_two_byte: r.allow_mixed,
+    }
+}
+
+/// Lowers a deadline to `t` (if any).
+fn wake(at: &mut Option<Instant>, t: Option<Instant>) {
+    if let Some(t) = t
+        && at.is_none_or(|a| t < a)
+    {
+        *at = Some(t);
     }
 }
 

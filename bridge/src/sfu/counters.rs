@@ -43,6 +43,8 @@ counters! {
         RtpLateAfterSkip => "rtp_late_after_skip",
         /// Not parseable as RTCP.
         RtcpMalformed => "rtcp_malformed",
+        /// A transport-cc feedback whose chunks or deltas do not add up.
+        TccFeedbackMalformed => "tcc_feedback_malformed",
         /// PLI/FIR/NACK naming an SSRC the conference does not know.
         RtcpUnknownSsrc => "rtcp_unknown_ssrc",
         /// Keyframe request suppressed by the §7.5 throttle.
@@ -86,6 +88,10 @@ counters! {
         PliSent => "pli_sent",
         FirSent => "fir_sent",
         NackReceived => "nack_received",
+        /// NACKs the bridge sent to senders for packets missing on the way in.
+        NackSent => "nack_sent",
+        /// Transport-cc feedback packets sent to senders.
+        TccFeedbackSent => "tcc_feedback_sent",
         RetransmissionsRtx => "retransmissions_rtx",
         RetransmissionsPlain => "retransmissions_plain",
         /// Retransmissions from senders (RTX) unwrapped into their media stream.

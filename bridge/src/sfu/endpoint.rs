@@ -7,10 +7,12 @@ use std::time::Instant;
 
 use super::EndpointHandle;
 use super::allocation::{Allocation, VideoConstraints};
+use super::bwe::SendSideBwe;
 use super::channel::ConstraintsUpdate;
 use super::model::{MediaKind, MediaParams};
 use super::projection::Projection;
 use super::rtx_cache::SentLog;
+use super::tcc_feedback::generator::TccFeedbackGenerator;
 
 /// A receiver's video preferences (from `ReceiverVideoConstraints`, `LastNChangedEvent`, COLIBRI2
 /// `initial-last-n`). Constraints and on-stage/selected entries are source names (current clients) or
@@ -137,8 +139,11 @@ pub struct Endpoint {
     pub allocation: Allocation,
     /// `idealHeight` last sent to this endpoint as a sender (`SenderVideoConstraints`).
     pub sent_ideal_height: Option<i32>,
-    /// Probing: bytes owed from earlier rounds (fractions of a packet carry over).
-    pub probe_bytes_left: f64,
+    /// Uplink: transport-cc feedback toward this endpoint as a sender.
+    pub tcc_gen: Option<TccFeedbackGenerator>,
+    /// Downlink: the send-side bandwidth estimator toward this endpoint as a receiver (if it
+    /// negotiated transport-cc).
+    pub bwe: Option<SendSideBwe>,
 }
 
 impl Endpoint {

@@ -102,8 +102,13 @@ pub struct SfuConfig {
     pub max_video_ssrcs: i32,
     /// Allocate within the bandwidth estimate (`cc.trust-bwe`); false = as if unlimited.
     pub trust_bwe: bool,
-    /// Downlink estimate a receiver starts with, before the estimator or REMB says anything;
-    /// `None` = unlimited until then.
+    /// Run a send-side bandwidth estimator (and probing) for receivers that negotiated
+    /// transport-cc.
+    pub bandwidth_estimation: bool,
+    /// The estimator's bounds and probing settings.
+    pub bwe: bwe::BweConfig,
+    /// Downlink estimate a receiver without an estimator (no transport-cc) starts with, before
+    /// REMB or the shell says anything; `None` = unlimited.
     pub initial_bwe_bps: Option<u64>,
     /// Re-allocate when the estimate moved by more than this fraction (`cc.bwe-change-threshold`).
     pub bwe_change_threshold: f64,
@@ -151,6 +156,8 @@ impl Default for SfuConfig {
             last_n_limit: -1,
             max_video_ssrcs: 50,
             trust_bwe: true,
+            bandwidth_estimation: true,
+            bwe: bwe::BweConfig::default(),
             initial_bwe_bps: None,
             bwe_change_threshold: 0.15,
             max_time_between_allocations: Duration::from_secs(5),
@@ -163,7 +170,7 @@ impl Default for SfuConfig {
             rtx_max_age: Duration::from_secs(3),
             nack_min_resend_interval: Duration::from_millis(10),
             stats_filter_threshold: 20,
-            speaker_detector: || Box::new(speaker::LoudestSpeaker::default()),
+            speaker_detector: || Box::new(dsi::DominantSpeakerIdentification::default()),
             seed: 0x5eed_0fb4_1d6e,
         }
     }
@@ -565,6 +572,7 @@ impl Sfu {
         let c = conf_mut(&mut self.conferences, conf).ok_or(SfuError::ConferenceNotFound)?;
         let h = c.add_endpoint(now, params, &mut self.ctx, sink)?;
         self.ctx.counters.inc(Stat::EndpointsCreated);
+        self.update_timeout();
         Ok(h)
     }
 
@@ -586,7 +594,9 @@ impl Sfu {
         sink: &mut impl Sink,
     ) -> Result<(), SfuError> {
         let c = conf_mut(&mut self.conferences, ep.conf).ok_or(SfuError::ConferenceNotFound)?;
-        c.update_endpoint(now, ep, update, &mut self.ctx, sink)
+        c.update_endpoint(now, ep, update, &mut self.ctx, sink)?;
+        self.note_wakeup(ep.conf);
+        Ok(())
     }
 
     /// COLIBRI2 endpoint `expire="true"`. Expiring the last endpoint expires the conference.
@@ -613,12 +623,24 @@ impl Sfu {
             return;
         };
         c.on_rtp(now, from, packet, &mut self.ctx, sink);
-        // The packet path may ask for a re-allocation (an encoding started): run it soon.
-        if let Some(t) = c.realloc_at
+        let wake = c.wake_at;
+        self.lower_timeout(wake);
+    }
+
+    /// The per-endpoint machinery scheduled something earlier than the next timer run.
+    #[inline]
+    fn lower_timeout(&mut self, t: Option<Instant>) {
+        if let Some(t) = t
             && self.next_timeout.is_none_or(|n| t < n)
         {
             self.next_timeout = Some(t);
         }
+    }
+
+    /// The wake-up time of conference `h`, folded into `next_timeout`.
+    fn note_wakeup(&mut self, h: ConferenceHandle) {
+        let t = self.conf(h).and_then(|c| c.wake_at);
+        self.lower_timeout(t);
     }
 
     /// A receiver's downlink bandwidth estimate (bps) from outside the core (the shell's
@@ -636,6 +658,7 @@ impl Sfu {
             return;
         };
         c.on_bandwidth_estimate(now, ep, bps, &mut self.ctx, sink);
+        self.note_wakeup(ep.conf);
     }
 
     /// The last allocation for receiver `ep`: per source the target and ideal layers, the
@@ -657,6 +680,7 @@ impl Sfu {
             return;
         };
         c.on_rtcp(now, from, packet, &mut self.ctx, sink);
+        self.note_wakeup(from.conf);
     }
 
     /// A bridge-channel text message from `from`.
@@ -672,6 +696,7 @@ impl Sfu {
             return;
         };
         c.on_channel_message(now, from, text, &mut self.ctx, sink);
+        self.note_wakeup(from.conf);
     }
 
     /// A transport state change of `ep`.
@@ -688,6 +713,7 @@ impl Sfu {
         };
         c.on_transport_event(now, ep, event, &mut self.ctx, sink);
         self.reap(ep.conf.idx, sink);
+        self.note_wakeup(ep.conf);
     }
 
     // ---------------------------------------------------------------------------- time

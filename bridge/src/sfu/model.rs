@@ -11,6 +11,7 @@ use signaling::sources::{Semantics, Source, SsrcGroup, VideoType};
 use super::codec::Codec;
 use super::keyframe::RateLimit;
 use super::layers::SourceLayers;
+use super::nack_gen::NackGenerator;
 use super::recv_stats::ReceiveStats;
 use super::rtx_cache::PacketStore;
 
@@ -149,6 +150,8 @@ pub struct SsrcEntry {
     /// Recently received sequence numbers (media SSRCs): drops duplicates, e.g. a sender's RTX
     /// answer to a packet that arrived after all.
     pub seen: SeqWindow,
+    /// Requests missing packets from the sender (video media SSRCs that negotiated NACK).
+    pub nack: Option<NackGenerator>,
 }
 
 /// A 512-packet window of received sequence numbers.

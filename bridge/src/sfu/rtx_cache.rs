@@ -175,6 +175,19 @@ impl SentLog {
         })
     }
 
+    /// Up to `n` entries sent within the max age, newest first.
+    pub fn recent(&self, now: Instant, n: usize) -> impl Iterator<Item = (usize, SentEntry)> + '_ {
+        let len = self.entries.len();
+        let now_ms = self.ms(now);
+        let newest = (self.next + len).wrapping_sub(1) % len.max(1);
+        (0..len.min(n))
+            .map(move |k| (newest + len - k) % len)
+            .filter_map(move |i| {
+                let e = *self.entries.get(i)?;
+                (now_ms.wrapping_sub(e.sent_ms) <= self.max_age_ms).then_some((i, e))
+            })
+    }
+
     pub fn get_mut(&mut self, i: usize) -> Option<&mut SentEntry> {
         self.entries.get_mut(i)
     }

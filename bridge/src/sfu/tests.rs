@@ -1006,10 +1006,21 @@ fn endpoint_stats_are_relayed_with_from() {
 }
 
 /// Feeds `ms` of 20 ms audio packets from each endpoint at the given levels, running timers.
+/// 20 ms audio packets from each of `who` for `ms`: 127 = silence, any other value is the loudness
+/// of speech around that level (varying word by word, with short pauses, as real speech does; a
+/// constant level looks like background noise to the dominant speaker identification).
 fn speak(h: &mut H, who: &[(EndpointHandle, u32, u8)], ms: u64, seq: &mut u16) {
     for _ in 0..ms / 20 {
         *seq = seq.wrapping_add(1);
-        for &(e, b, level) in who {
+        for &(e, b, base) in who {
+            let k = u32::from(*seq) + b / 1000;
+            let level = if base >= 127 {
+                127
+            } else if k % 25 >= 22 {
+                90
+            } else {
+                base + (k % 11) as u8
+            };
             let p = packet(
                 OPUS,
                 *seq,
