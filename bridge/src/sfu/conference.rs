@@ -12,7 +12,7 @@ use super::codec::{self, VideoInfo};
 use super::counters::{DropReason, Stat};
 use super::endpoint::{Endpoint, ReceiverSettings, TransportState, next_tcc};
 use super::keyframe::RateLimit;
-use super::layers::SourceLayers;
+use super::layers::{RateTracker, SourceLayers};
 use super::model::{
     MediaKind, MediaParams, MediaSource, MediaSourceDesc, SeqWindow, SsrcEntry, SsrcMap, SsrcRole,
 };
@@ -35,6 +35,8 @@ use super::{
 const RECENT_SPEAKERS: usize = 10;
 /// How often layer activity (an encoding starting or stopping) is checked.
 const LAYER_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// A probe packet that could not be sent (nothing to copy or pad) is retried after this.
+const PROBE_RETRY: Duration = Duration::from_millis(20);
 /// How often receivers whose allocation wants more than their estimate may start a probe.
 const PROBE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -235,6 +237,8 @@ impl Conference {
             sent_ideal_height: None,
             tcc_gen: None,
             bwe: None,
+            probe_hold: None,
+            rtx_rate: RateTracker::default(),
         };
         let mut ep = ep;
         if cfg.bandwidth_estimation && ep.video.ext.transport_cc != 0 {
@@ -743,6 +747,7 @@ impl Conference {
                         seq: s,
                         timestamp: pkt.timestamp(),
                         vp8: None,
+                        keyframe: false,
                     });
                     if d.is_none() && proj.target != Target::Suspended {
                         ctx.counters.drop(DropReason::RtpLateAfterSkip);
@@ -793,7 +798,8 @@ impl Conference {
                         SentEntry::VIDEO
                     } else {
                         0
-                    } | if out.vp8.is_some() { SentEntry::VP8 } else { 0 },
+                    } | if out.vp8.is_some() { SentEntry::VP8 } else { 0 }
+                        | if out.keyframe { SentEntry::KEYFRAME } else { 0 },
                 });
             }
             rtp::write_forwarded(pkt, &rw, &mut ctx.scratch);
@@ -1082,7 +1088,17 @@ impl Conference {
     ) {
         let min_gap =
             u32::try_from(ctx.cfg.nack_min_resend_interval.as_millis()).unwrap_or(u32::MAX);
+        // Newest first: when the retransmission budget runs out, the packets closest to being
+        // played out are the ones that got through.
+        let mut lost = [0u16; 256];
+        let mut n = 0;
         for seq in nack.lost() {
+            if let Some(slot) = lost.get_mut(n) {
+                *slot = seq;
+                n += 1;
+            }
+        }
+        for &seq in lost[..n].iter().rev() {
             // Look up and rebuild with shared borrows only…
             let Some(r) = self.ep(from.idx) else { return };
             let Some((i, e)) = r.sent.find(now, nack.media_ssrc, seq) else {
@@ -1090,9 +1106,29 @@ impl Conference {
                 continue;
             };
             let now_ms = r.sent.ms(now);
+            if r.projection(e.source)
+                .is_some_and(|p| p.source_gen as u16 == e.source_gen && p.is_superseded(e.seq))
+            {
+                ctx.counters.drop(DropReason::NackSuperseded);
+                continue;
+            }
             if e.resent_ms != NEVER && now_ms.wrapping_sub(e.resent_ms) < min_gap {
                 ctx.counters.drop(DropReason::NackRecentlyResent);
                 continue;
+            }
+            // Retransmissions share the estimate: a congested receiver NACKs a lot, and answering
+            // everything would only deepen the congestion. Keyframe packets always go: without
+            // them the receiver cannot decode anything.
+            if let Some(b) = r
+                .bwe
+                .as_ref()
+                .filter(|_| e.flags & SentEntry::KEYFRAME == 0)
+            {
+                let budget = (b.poll_estimate() as f64 * ctx.cfg.max_retransmission_share) as u64;
+                if r.rtx_rate.bps(self.ms(now)) > budget {
+                    ctx.counters.drop(DropReason::NackRateLimited);
+                    continue;
+                }
             }
             let Some(src) = self
                 .src(e.source)
@@ -1182,6 +1218,8 @@ impl Conference {
             if let Some(entry) = r.sent.get_mut(i) {
                 entry.resent_ms = now_ms;
             }
+            let at_ms = now.saturating_duration_since(self.created_at).as_millis() as u64;
+            r.rtx_rate.add(at_ms, ctx.scratch.len() as u32);
             ctx.counters.inc(Stat::RtpSent);
             ctx.counters
                 .add(Stat::RtpBytesSent, ctx.scratch.len() as u64);
@@ -1373,12 +1411,25 @@ impl Conference {
                 Some((i as u32, s.generation, p.ssrc, p.rtx, s.owner, s.kind))
             })
             .collect();
+        // Base layer bitrate per (source, encoding), for pending down-switches.
+        let base_rate = |si: u32, e: u8| -> u64 {
+            video
+                .iter()
+                .find(|(s, _, _)| *s == si)
+                .and_then(|(_, _, range)| {
+                    layers[range.clone()]
+                        .iter()
+                        .find(|l| l.encoding == e && l.temporal == 0)
+                })
+                .map_or(0, |l| l.bitrate_bps)
+        };
         let mut keyframes: Vec<(u32, u8)> = Vec::new();
         for (r, alloc, bwe) in results {
             ctx.counters.inc(Stat::Allocations);
             let Some(Some(recv)) = self.endpoints.get_mut(r as usize) else {
                 continue;
             };
+            let bandwidth = Self::available_bandwidth(recv, &ctx.cfg);
             for &(si, generation, ssrc, rtx, owner, kind) in &all {
                 if owner == r {
                     continue;
@@ -1418,6 +1469,11 @@ impl Conference {
                         }
                     }
                     p.target = want;
+                    let drain = match (p.current_encoding(), want.encoding_id()) {
+                        (Some(cur), Some(t)) if cur > t => base_rate(si, cur) > bandwidth,
+                        _ => false,
+                    };
+                    p.set_drain(drain);
                 }
             }
             let fwd: Vec<u32> = alloc.forwarded().collect();
@@ -1900,22 +1956,16 @@ impl Conference {
             wake(&mut next, g.poll_timeout());
         }
         for i in 0..self.endpoints.len() {
-            let due = self
-                .endpoints
-                .get(i)
-                .and_then(Option::as_ref)
-                .and_then(|e| e.bwe.as_ref())
-                .and_then(SendSideBwe::poll_timeout);
-            if due.is_some_and(|t| t <= now) {
+            let due = |c: &Self| {
+                let e = c.endpoints.get(i)?.as_ref()?;
+                let t = e.bwe.as_ref()?.poll_timeout()?;
+                // A cluster that could not be fed is retried a little later, not at once.
+                Some(e.probe_hold.map_or(t, |h| h.max(t)))
+            };
+            if due(self).is_some_and(|t| t <= now) {
                 self.send_probes(now, i as u32, ctx, sink);
             }
-            let due = self
-                .endpoints
-                .get(i)
-                .and_then(Option::as_ref)
-                .and_then(|e| e.bwe.as_ref())
-                .and_then(SendSideBwe::poll_timeout);
-            wake(&mut next, due);
+            wake(&mut next, due(self));
         }
         self.wake_at = next;
     }
@@ -1930,7 +1980,10 @@ impl Conference {
             return;
         }
         let Some(b) = ep.bwe.as_mut() else { return };
-        if ideal > b.poll_estimate() && b.probe_request(now, ideal).is_some() {
+        // Probe above the ideal rate: the estimate must exceed a layer's (fluctuating) measured
+        // bitrate for the allocation to take it.
+        let want = ideal.saturating_add(ideal / 4);
+        if want > b.poll_estimate() && b.probe_request(now, want).is_some() {
             wake(&mut self.wake_at, b.poll_timeout());
         }
     }
@@ -1944,7 +1997,11 @@ impl Conference {
             let Some(b) = ep.bwe.as_mut() else { return };
             b.handle_timeout(now);
             let Some(p) = b.poll_probe(now) else { return };
-            if !self.send_probe(now, r, p, ctx, sink) {
+            let sent = self.send_probe(now, r, p, ctx, sink);
+            if let Some(Some(ep)) = self.endpoints.get_mut(r as usize) {
+                ep.probe_hold = (!sent).then_some(now + PROBE_RETRY);
+            }
+            if !sent {
                 return;
             }
         }
@@ -2143,6 +2200,11 @@ impl Conference {
     /// Connectivity status (8 s without media → inactive, announced to the others) and expiry
     /// (no activity for the expire timeout).
     fn housekeeping(&mut self, now: Instant, ctx: &mut Ctx, sink: &mut impl Sink) {
+        for ep in self.endpoints.iter_mut().flatten() {
+            if let Some(b) = ep.bwe.as_mut() {
+                b.handle_timeout(now);
+            }
+        }
         let cfg = &ctx.cfg;
         let mut changes: Vec<(u32, bool)> = Vec::new();
         let mut expired: Vec<EndpointHandle> = Vec::new();

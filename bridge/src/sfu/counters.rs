@@ -53,6 +53,11 @@ counters! {
         NackNotCached => "nack_not_cached",
         /// Same packet NACKed again too soon after a retransmission.
         NackRecentlyResent => "nack_recently_resent",
+        /// NACKed packet of a stream segment the receiver has switched away from (it decodes
+        /// from the new keyframe, the old packet is of no use).
+        NackSuperseded => "nack_superseded",
+        /// Retransmissions to this receiver already use their share of its bandwidth estimate.
+        NackRateLimited => "nack_rate_limited",
         /// SR of an SSRC that no receiver gets (e.g. a non-primary simulcast encoding).
         SrNotProjected => "sr_not_projected",
         /// Bridge-channel text that is not JSON or not a known shape.

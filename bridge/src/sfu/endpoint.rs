@@ -9,6 +9,7 @@ use super::EndpointHandle;
 use super::allocation::{Allocation, VideoConstraints};
 use super::bwe::SendSideBwe;
 use super::channel::ConstraintsUpdate;
+use super::layers::RateTracker;
 use super::model::{MediaKind, MediaParams};
 use super::projection::Projection;
 use super::rtx_cache::SentLog;
@@ -144,6 +145,10 @@ pub struct Endpoint {
     /// Downlink: the send-side bandwidth estimator toward this endpoint as a receiver (if it
     /// negotiated transport-cc).
     pub bwe: Option<SendSideBwe>,
+    /// Probing paused until then (the last probe packet could not be built).
+    pub probe_hold: Option<Instant>,
+    /// Retransmissions sent to this receiver (bounded by a share of its estimate).
+    pub rtx_rate: RateTracker,
 }
 
 impl Endpoint {

@@ -31,6 +31,20 @@ pub fn nominal_fps(t: u8) -> f32 {
     30.0 / (1u32 << (TEMPORAL_LAYERS as u32 - 1 - u32::from(t).min(2))) as f32
 }
 
+/// What a browser typically spends on a VP8 layer of `height` up to temporal layer `t` (libwebrtc's
+/// simulcast targets: 150 kbps at 180p, 500 kbps at 360p, 1.5 Mbps at 720p; temporal layers take
+/// 40/20/40 % of an encoding's rate).
+pub fn nominal_bitrate(height: i32, t: u8) -> u64 {
+    let full: u64 = match height {
+        h if h <= 180 => 150_000,
+        h if h <= 360 => 500_000,
+        h if h <= 540 => 1_000_000,
+        h if h <= 720 => 1_500_000,
+        _ => 2_500_000,
+    };
+    full * [40, 60, 100][usize::from(t.min(2))] / 100
+}
+
 /// Bytes per time over a sliding window of fixed buckets. No allocation; `add` is O(1) amortised.
 #[derive(Debug, Clone)]
 pub struct RateTracker {
@@ -108,6 +122,9 @@ pub struct EncodingLayers {
     pub height_learned: bool,
     rates: [RateTracker; TEMPORAL_LAYERS],
     last_packet_ms: Option<u64>,
+    /// When the encoding (re)started: until a full window has passed, its rate is estimated
+    /// conservatively.
+    started_ms: u64,
 }
 
 /// All encodings of a video source.
@@ -125,6 +142,7 @@ impl SourceLayers {
                     height_learned: false,
                     rates: Default::default(),
                     last_packet_ms: None,
+                    started_ms: 0,
                 })
                 .collect(),
         }
@@ -141,6 +159,9 @@ impl SourceLayers {
         let was_idle = e
             .last_packet_ms
             .is_none_or(|last| now_ms.saturating_sub(last) >= WINDOW_MS);
+        if was_idle {
+            e.started_ms = now_ms;
+        }
         e.last_packet_ms = Some(now_ms);
         e.rates[t].add(now_ms, bytes.min(u32::MAX as usize) as u32);
         was_idle
@@ -183,17 +204,34 @@ impl SourceLayers {
     }
 
     /// Appends every layer (encoding-major, temporal-minor: JVB's quality order) with its bitrate.
+    /// Before anything was measured (a source that just appeared) the bitrates are the nominal
+    /// ones ([`nominal_bitrate`]), so the first allocation does not hand a receiver every layer
+    /// "for free" and overload its link while the real rates are still unknown.
     pub fn snapshot(&self, now_ms: u64, out: &mut Vec<LayerInfo>) {
+        let nothing_measured = self
+            .encodings
+            .iter()
+            .all(|e| e.rates.iter().all(|r| r.bytes(now_ms) == 0));
         for (e, enc) in self.encodings.iter().enumerate() {
+            // An encoding that started less than a window ago cannot be measured yet: its window
+            // is mostly empty and begins with a large keyframe (under- or over-estimated by far,
+            // depending on how it is scaled). Its nominal rate stands in until a full window.
+            let young =
+                enc.last_packet_ms.is_some() && now_ms.saturating_sub(enc.started_ms) < WINDOW_MS;
             let mut acc = 0;
             for (t, r) in enc.rates.iter().enumerate() {
                 acc += r.bps(now_ms);
+                let bitrate_bps = if nothing_measured || young {
+                    nominal_bitrate(enc.height, t as u8)
+                } else {
+                    acc
+                };
                 out.push(LayerInfo {
                     encoding: e as u8,
                     temporal: t as u8,
                     height: enc.height,
                     fps: nominal_fps(t as u8),
-                    bitrate_bps: acc,
+                    bitrate_bps,
                 });
             }
         }
@@ -256,11 +294,27 @@ mod tests {
         assert_eq!(t0, t1);
         assert!(t2 > t1 && t2 < t1 * 2, "{t0} {t2}");
         assert_eq!(l.active_mask(999), 0b111 << 3);
+        // Less than a window old: the nominal rate (500 kbps at 360p).
         let mut snap = Vec::new();
         l.snapshot(999, &mut snap);
         assert_eq!(snap.len(), 9);
-        assert_eq!(snap[5].bitrate_bps, t2);
+        assert_eq!(snap[5].bitrate_bps, 500_000);
+        let mut snap = Vec::new();
+        for ms in (1000..2000).step_by(10) {
+            l.on_packet(ms, 1, 0, 100);
+            l.on_packet(ms, 1, 2, 50);
+        }
+        l.snapshot(1999, &mut snap);
+        assert_eq!(snap[5].bitrate_bps, l.bitrate(1999, 1, 2));
+        assert!((115_000..=125_000).contains(&snap[5].bitrate_bps));
         assert_eq!(snap[5].fps, 30.0);
+        // Encoding 0 never sent: measured zero, not nominal (something else was measured).
+        assert_eq!(snap[2].bitrate_bps, 0);
+        // Nothing measured at all: nominal rates.
+        let mut fresh = Vec::new();
+        SourceLayers::new(3).snapshot(0, &mut fresh);
+        assert_eq!(fresh[2].bitrate_bps, 150_000);
+        assert_eq!(fresh[6].bitrate_bps, 600_000);
         assert_eq!(snap[3].fps, 7.5);
         assert!(l.set_height(2, 540));
         assert!(!l.set_height(2, 540));

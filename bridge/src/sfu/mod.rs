@@ -132,6 +132,8 @@ pub struct SfuConfig {
     pub rtx_max_age: Duration,
     /// The same packet is not resent twice within this interval (duplicate NACKs).
     pub nack_min_resend_interval: Duration,
+    /// Retransmissions to a receiver may use at most this share of its bandwidth estimate.
+    pub max_retransmission_share: f64,
     /// `EndpointStats` go to every endpoint below this conference size, else only to those that
     /// receive the sender's video.
     pub stats_filter_threshold: usize,
@@ -157,7 +159,19 @@ impl Default for SfuConfig {
             max_video_ssrcs: 50,
             trust_bwe: true,
             bandwidth_estimation: true,
-            bwe: bwe::BweConfig::default(),
+            // JVB pads toward the estimate every 15 ms whenever the allocation wants more; a
+            // probe every second after one found the capacity keeps upswitches within seconds of
+            // a link improving.
+            // Start where browsers start (300 kbps) and probe up, rather than at JVB's 2.5 Mbps:
+            // a receiver on a slow link then never sees the first seconds' overload and freeze.
+            bwe: bwe::BweConfig {
+                initial_bps: 300_000,
+                probe: bwe::ProbeConfig {
+                    backoff_us: 1_000_000,
+                    ..bwe::ProbeConfig::default()
+                },
+                ..bwe::BweConfig::default()
+            },
             initial_bwe_bps: None,
             bwe_change_threshold: 0.15,
             max_time_between_allocations: Duration::from_secs(5),
@@ -169,6 +183,7 @@ impl Default for SfuConfig {
             rtx_log_packets: 1024,
             rtx_max_age: Duration::from_secs(3),
             nack_min_resend_interval: Duration::from_millis(10),
+            max_retransmission_share: 0.5,
             stats_filter_threshold: 20,
             speaker_detector: || Box::new(dsi::DominantSpeakerIdentification::default()),
             seed: 0x5eed_0fb4_1d6e,
@@ -380,6 +395,17 @@ pub enum SfuError {
     EndpointExists(String),
     #[error("endpoint not found")]
     EndpointNotFound,
+}
+
+/// A receiver's downlink estimate and what it is made of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DownlinkEstimate {
+    pub estimate_bps: u64,
+    pub delay_based_bps: u64,
+    pub acknowledged_bps: Option<u64>,
+    pub loss_fraction: f64,
+    pub probes_started: u32,
+    pub probes_succeeded: u32,
 }
 
 /// Point-in-time numbers for `/colibri/stats` and metrics.
@@ -659,6 +685,21 @@ impl Sfu {
         };
         c.on_bandwidth_estimate(now, ep, bps, &mut self.ctx, sink);
         self.note_wakeup(ep.conf);
+    }
+
+    /// The downlink bandwidth estimator's state for receiver `ep` (stats, diagnostics).
+    pub fn downlink_estimate(&self, ep: EndpointHandle) -> Option<DownlinkEstimate> {
+        let e = self.conf(ep.conf)?.endpoint(ep)?;
+        let b = e.bwe.as_ref()?;
+        let (probes_started, probes_succeeded) = b.probe_stats();
+        Some(DownlinkEstimate {
+            estimate_bps: b.poll_estimate(),
+            delay_based_bps: b.delay_based_bps(),
+            acknowledged_bps: b.acknowledged_bps(),
+            loss_fraction: b.loss_fraction(),
+            probes_started,
+            probes_succeeded,
+        })
     }
 
     /// The last allocation for receiver `ep`: per source the target and ideal layers, the

@@ -148,6 +148,8 @@ pub struct SwitchFilter {
     needs_keyframe: bool,
     /// Arrival of the first keyframe of the latest keyframe group.
     group_at: Option<Instant>,
+    /// While a down-switch is pending, forward nothing of the current encoding.
+    pub drain: bool,
 }
 
 impl SwitchFilter {
@@ -217,7 +219,9 @@ impl SwitchFilter {
             return false;
         }
         if cur > t_enc {
-            tid == 0
+            // Pending down-switch: the base layer keeps the picture moving until the keyframe,
+            // unless even that does not fit the link (then it would only delay the keyframe).
+            tid == 0 && !self.drain
         } else if cur < t_enc {
             true
         } else {
@@ -259,6 +263,8 @@ struct OutState {
     last_tl0: u8,
     /// When the newest frame was projected (for the timestamp of the next switch).
     last_frame_at: Option<Instant>,
+    /// Egress sequence number the current segment started at (the last switch or resume).
+    segment_start: Option<u16>,
 }
 
 impl OutState {
@@ -493,6 +499,8 @@ pub struct Rewritten {
     pub timestamp: u32,
     /// `(PictureID, TL0PICIDX)` to write into the VP8 descriptor.
     pub vp8: Option<(u16, u8)>,
+    /// The packet belongs to a keyframe (retransmitting it matters most).
+    pub keyframe: bool,
 }
 
 /// One video packet as the projections see it.
@@ -587,11 +595,29 @@ impl Projection {
         }
     }
 
+    /// While a down-switch is pending, drop the current encoding entirely (set by the allocation
+    /// when even its base layer exceeds the receiver's bandwidth).
+    pub fn set_drain(&mut self, drain: bool) {
+        if let State::Video(v) = &mut self.state {
+            v.filter.drain = drain;
+        }
+    }
+
     /// The encoding a keyframe is needed for (switch pending or nothing forwarded yet).
     pub fn needs_keyframe(&self) -> Option<u8> {
         match &self.state {
             State::Video(v) if self.target != Target::Suspended => v.filter.needs_keyframe(),
             _ => None,
+        }
+    }
+
+    /// Whether a packet sent as `seq` belongs to a segment before the current one (another
+    /// encoding, or before a suspension): the receiver has moved on to a keyframe since, so
+    /// retransmitting it is useless.
+    pub fn is_superseded(&self, seq: u16) -> bool {
+        match &self.state {
+            State::Video(v) => v.out.segment_start.is_some_and(|s| seq_newer(s, seq)),
+            State::Audio(_) => false,
         }
     }
 
@@ -705,6 +731,11 @@ fn generic_packet(
             g.seq.rebase(p.seq, v.out.last_seq.wrapping_add(1));
             g.ts_delta = v.out.switch_ts(now).wrapping_sub(p.timestamp);
         }
+        v.out.segment_start = Some(if v.out.started {
+            v.out.last_seq.wrapping_add(1)
+        } else {
+            p.seq
+        });
         v.mode = Mode::Generic(g);
         v.out.last_frame_at = Some(now);
     }
@@ -721,6 +752,7 @@ fn generic_packet(
         seq,
         timestamp: ts,
         vp8: None,
+        keyframe: p.info.is_keyframe(),
     })
 }
 
@@ -803,6 +835,7 @@ fn vp8_packet(
         }
         s.ts_delta = ts.wrapping_sub(p.timestamp);
         s.tl0_delta = out_tl0.wrapping_sub(h.tl0picidx.unwrap_or(0));
+        v.out.segment_start = Some(out_first);
         s.newest = pic;
         let f = Frame {
             valid: true,
@@ -892,6 +925,7 @@ fn emit(v: &mut VideoState, p: &VideoPacket<'_>, h: &Vp8Header, f: &Frame) -> Re
         seq,
         timestamp: ts,
         vp8: Some((f.out_pic, tl0)),
+        keyframe: f.keyframe,
     }
 }
 

@@ -108,6 +108,8 @@ pub struct SentEntry {
 impl SentEntry {
     pub const VIDEO: u8 = 1;
     pub const VP8: u8 = 2;
+    /// A packet of a keyframe.
+    pub const KEYFRAME: u8 = 4;
 
     pub fn video(&self) -> bool {
         self.flags & Self::VIDEO != 0

@@ -854,7 +854,8 @@ fn nack_is_answered_with_rtx_or_plain_resend() {
     let rtx = rtp_to(&out, b);
     assert_eq!(rtx.len(), 2);
     let mut rtx_seqs = Vec::new();
-    for (p, osn) in rtx.iter().zip([103u16, 105]) {
+    // Newest first.
+    for (p, osn) in rtx.iter().zip([105u16, 103]) {
         let q = RtpPacket::parse(p).unwrap();
         assert_eq!(q.ssrc(), sa.rtx[0], "RTX SSRC = FID partner of the primary");
         assert_eq!(q.payload_type(), RTX, "RTX PT = apt mapping");
@@ -893,7 +894,7 @@ fn nack_is_answered_with_rtx_or_plain_resend() {
     let plain = rtp_to(&out, c);
     assert_eq!(plain.len(), 2);
     let orig = RtpPacket::parse(&sent_c[3]).unwrap();
-    let re = RtpPacket::parse(&plain[0]).unwrap();
+    let re = RtpPacket::parse(&plain[1]).unwrap(); // (newest first: 105, then 103)
     assert_eq!(
         (
             re.ssrc(),
