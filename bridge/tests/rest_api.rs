@@ -34,6 +34,10 @@ impl Bridge {
             .env("JVB_DISABLE_XMPP", "true")
             .env("JVB_REST_HOST", "127.0.0.1")
             .env("JVB_REST_PORT", "0")
+            // The media port: any free one, on loopback; no STUN (no network in tests).
+            .env("JVB_PORT", "0")
+            .env("JVB_MEDIA_HOST", "127.0.0.1")
+            .env("JVB_DISABLE_STUN", "true")
             .env("JVB_STATS_INTERVAL", "200ms")
             .env("JVB_SHUTTING_DOWN_DELAY", "1s")
             .env("HOSTNAME", "rest-test")
