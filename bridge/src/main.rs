@@ -230,6 +230,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .xmpp
         .enabled
         .then(|| Arc::new(XmppStatus::new(config.xmpp.servers.len())));
+    if xmpp_status.is_some() {
+        // Before the REST API is up, so that nobody sees a healthy bridge that is not in any brewery.
+        health.report(
+            bridge::xmpp::HEALTH_COMPONENT,
+            bridge::health::Health::Degraded("connecting to XMPP".into()),
+        );
+    }
     let source = Arc::new(BridgeStats {
         media: media.as_ref().map(MediaPlane::stats),
         xmpp: xmpp_status.clone(),

@@ -991,8 +991,12 @@ async fn call(prosody: &Prosody, bridge: &BridgeProc, media_port: u16, cipher: &
         ensure!(m.sources.is_none(), "feedback sources on an update");
     }
     // source-add equivalents: each browser learns the other's sources.
-    peers.offer("a", &offer_sdp(&ta, &[sb.clone()])?).await?;
-    peers.offer("b", &offer_sdp(&tb, &[sa.clone()])?).await?;
+    peers
+        .offer("a", &offer_sdp(&ta, std::slice::from_ref(&sb))?)
+        .await?;
+    peers
+        .offer("b", &offer_sdp(&tb, std::slice::from_ref(&sa))?)
+        .await?;
 
     let decodes = |p: &Peers, me: &str, other: &PeerSources, frames: u64, samples: u64| {
         let st = p.stats(me);
