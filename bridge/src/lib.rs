@@ -9,6 +9,7 @@
 // Control plane: config, lifecycle, stats/metrics, health, REST API (see each module's docs).
 pub mod api;
 pub mod colibri;
+pub mod colibri_ws;
 pub mod config;
 pub mod control;
 pub mod health;

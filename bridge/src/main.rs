@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::api::client::{self, GracefulShutdownOptions};
+use bridge::colibri_ws::ColibriWs;
 use bridge::config::{self, Config};
 use bridge::control::ControlPlane;
 use bridge::health::HealthRegistry;
@@ -261,6 +262,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    let colibri_ws = match (&media, config.colibri_ws.enabled) {
+        (Some(m), true) => {
+            if MediaSettings::from_config(&config)
+                .colibri_ws_base
+                .is_none()
+            {
+                tracing::warn!(
+                    "colibri-ws enabled but no JVB_WS_DOMAIN (or PUBLIC_URL): its URLs are not advertised"
+                );
+            }
+            let server_id = config
+                .colibri_ws
+                .server_id
+                .clone()
+                .unwrap_or_else(|| config.xmpp.muc_nickname.clone());
+            Some(ColibriWs::start(config.colibri_ws.bind, server_id, m.handle()).await?)
+        }
+        _ => None,
+    };
     let lifecycle = control.lifecycle.clone();
     let mut terms = 0u32;
     loop {
@@ -281,6 +301,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     if let Some(x) = xmpp {
         x.close().await;
+    }
+    if let Some(ws) = colibri_ws {
+        ws.stop();
     }
     if let Some(m) = media {
         m.stop().await;

@@ -1345,3 +1345,141 @@ async fn e2e_manifest_env_bridge_starts() -> Result<()> {
     }
     r
 }
+
+// ------------------------------------------------------------------------------------------------
+// colibri-ws
+
+async fn ws_status(url: &str) -> Option<u16> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => Some(101),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Some(r.status().as_u16()),
+        Err(_) => None,
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text frame (pings are answered by the client).
+async fn ws_next_text(ws: &mut Ws, timeout: Duration) -> Result<Option<String>> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => bail!("no WebSocket frame within {timeout:?}"),
+            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(None),
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(Some(t.as_str().to_owned())),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(e.into()),
+        }
+    }
+}
+
+/// colibri-ws with a WebSocket client: URL in the COLIBRI2 answer, password enforced, ServerHello
+/// first, EndpointMessage relayed between two sockets with `from`, closed when the endpoint expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_colibri_ws_bridge_channel() -> Result<()> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let prosody = tokio::task::spawn_blocking(Prosody::start).await??;
+    let (media_port, rest_port, ws_port) = (free_udp_port()?, free_tcp_port()?, free_tcp_port()?);
+    let mut env = bridge_env(&prosody, media_port, rest_port, "AEAD_AES_128_GCM");
+    env.extend(
+        [
+            ("ENABLE_COLIBRI_WEBSOCKET", "true".to_owned()),
+            ("JVB_WS_HOST", "127.0.0.1".to_owned()),
+            ("JVB_WS_PORT", ws_port.to_string()),
+            ("JVB_WS_DOMAIN", format!("127.0.0.1:{ws_port}")),
+            ("JVB_WS_TLS", "false".to_owned()),
+            ("JVB_WS_SERVER_ID", "jvb-ws-1".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let bridge = BridgeProc::start(&env, rest_port).await?;
+    let r: Result<()> = async {
+        let brewery = format!("jvbbrewery@{}", prosody.internal_muc_domain());
+        let mut focus = Focus::start(&prosody, &brewery).await?;
+        focus
+            .wait_presence(Duration::from_secs(20), "stats", |s| s.drain().ok().flatten().is_some())
+            .await?;
+        let meeting = uuid_like();
+        let ma = focus
+            .colibri_ok(&modify(&meeting, true, vec![endpoint_create("aaaa1111")]))
+            .await?;
+        let mb = focus
+            .colibri_ok(&modify(&meeting, false, vec![endpoint_create("bbbb2222")]))
+            .await?;
+        let url = |m: &ConferenceModified, id: &str| -> Result<String> {
+            m.endpoint(id)
+                .and_then(|e| e.transport.as_ref())
+                .and_then(|t| t.ice_udp.as_ref())
+                .and_then(|t| t.web_sockets.first().cloned())
+                .with_context(|| format!("no web-socket URL for {id}"))
+        };
+        let (ua, ub) = (url(&ma, "aaaa1111")?, url(&mb, "bbbb2222")?);
+        let prefix = format!("ws://127.0.0.1:{ws_port}/colibri-ws/jvb-ws-1/");
+        ensure!(ua.starts_with(&prefix) && ua.contains("/aaaa1111?pwd="), "{ua}");
+        let (path, pwd) = ua.split_once("?pwd=").context("pwd")?;
+        ensure!(pwd.len() == 24 && pwd.chars().all(|c| c.is_ascii_alphanumeric()));
+
+        // The password is enforced; unknown ids and another server id are 404.
+        ensure!(ws_status(&format!("{path}?pwd=wrong")).await == Some(401));
+        ensure!(ws_status(path).await == Some(401), "no pwd");
+        let (_, pwd_b) = ub.split_once("?pwd=").context("pwd")?;
+        ensure!(ws_status(&format!("{path}?pwd={pwd_b}")).await == Some(401), "B's pwd for A");
+        let unknown_ep = ua.replace("/aaaa1111?", "/zzzz0000?");
+        ensure!(ws_status(&unknown_ep).await == Some(404));
+        let other_server = ua.replace("/jvb-ws-1/", "/jvb-other/");
+        ensure!(ws_status(&other_server).await == Some(404));
+
+        let (mut wa, _) = tokio_tungstenite::connect_async(ua.as_str()).await?;
+        let (mut wb, _) = tokio_tungstenite::connect_async(ub.as_str()).await?;
+        for ws in [&mut wa, &mut wb] {
+            let hello = ws_next_text(ws, Duration::from_secs(5)).await?.context("closed")?;
+            let v: Value = serde_json::from_str(&hello)?;
+            ensure!(v["colibriClass"] == "ServerHello", "first message: {hello}");
+        }
+        let msg = json!({"colibriClass": "EndpointMessage", "to": "bbbb2222", "msgPayload": {"via": "ws"}});
+        wa.send(Message::Text(msg.to_string().into())).await?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let t = ws_next_text(&mut wb, Duration::from_secs(5)).await?.context("B closed")?;
+            let v: Value = serde_json::from_str(&t)?;
+            if v["colibriClass"] == "EndpointMessage" {
+                ensure!(v["from"] == "aaaa1111" && v["msgPayload"]["via"] == "ws", "{v}");
+                break;
+            }
+            ensure!(Instant::now() < deadline, "no EndpointMessage at B");
+        }
+        // Counted as colibri-ws messages (stats refresh every 500 ms here).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let cs = bridge.colibri_stats().await?;
+            if cs["total_colibri_web_socket_messages_received"].as_u64() >= Some(1) {
+                ensure!(cs["total_colibri_web_socket_messages_sent"].as_u64() >= Some(1), "{cs}");
+                break;
+            }
+            ensure!(Instant::now() < deadline, "{cs}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Expiring B closes its socket.
+        focus
+            .colibri_ok(&modify(&meeting, false, vec![Endpoint::expired("bbbb2222")]))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match ws_next_text(&mut wb, Duration::from_secs(5)).await {
+                Ok(None) | Err(_) => break,
+                Ok(Some(_)) => ensure!(Instant::now() < deadline, "B's socket stays open"),
+            }
+        }
+        focus.xmpp.close();
+        Ok(())
+    }
+    .await;
+    if r.is_err() {
+        eprintln!("--- bridge log (tail) ---\n{}", bridge.log_text());
+    }
+    r
+}
