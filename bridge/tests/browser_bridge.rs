@@ -103,7 +103,9 @@ struct BridgeProc {
 
 impl BridgeProc {
     async fn start(env: &[(String, String)], rest_port: u16) -> Result<BridgeProc> {
-        let mut child = tokio::process::Command::new(BIN)
+        // BRIDGE_TEST_BIN runs another build (e.g. a release binary, for CPU figures).
+        let bin = std::env::var("BRIDGE_TEST_BIN").unwrap_or_else(|_| BIN.to_owned());
+        let mut child = tokio::process::Command::new(bin)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -144,6 +146,24 @@ impl BridgeProc {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// CPU time (user + system) the bridge process has used so far.
+    fn cpu_time(&self) -> Duration {
+        let Some(pid) = self.child.id() else {
+            return Duration::ZERO;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(f.iter().sum::<u64>() * 10)
     }
 
     fn log_text(&self) -> String {
@@ -1016,6 +1036,33 @@ async fn call(prosody: &Prosody, bridge: &BridgeProc, media_port: u16, cipher: &
         )
         .await?;
     let time_to_media = t0.elapsed();
+    // CPU figure: the bridge's CPU time over a 2 s window of the two-party call, per packet the
+    // browsers counted (bridge ingress = their outbound RTP, egress = their inbound RTP).
+    let packets = |p: &Peers| -> u64 {
+        ["a", "b"]
+            .iter()
+            .map(|peer| {
+                let st = p.stats(peer);
+                ["inbound", "outbound"]
+                    .iter()
+                    .filter_map(|dir| st[*dir].as_array())
+                    .flatten()
+                    .filter_map(|s| s["packets"].as_u64())
+                    .sum::<u64>()
+            })
+            .sum()
+    };
+    let (cpu0, wall0, pk0) = (bridge.cpu_time(), Instant::now(), packets(&peers));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu, wall) = (bridge.cpu_time() - cpu0, wall0.elapsed());
+    let pk = packets(&peers).saturating_sub(pk0);
+    eprintln!(
+        "bridge CPU in a 2-party call: {cpu:?} over {wall:?} ({:.1} % of one core), {pk} RTP packets \
+         in+out ({:.0} pps) ≈ {:.1} µs CPU per packet (all included: RTCP, timers, XMPP, logs)",
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
+        pk as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / pk.max(1) as f64
+    );
     for peer in ["a", "b"] {
         let st = peers.stats(peer);
         ensure!(
