@@ -1383,6 +1383,45 @@ async fn e2e_manifest_env_bridge_starts() -> Result<()> {
             ensure!(Instant::now() < deadline, "/colibri/stats: {cs}");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        // Other IQs: version answered, unknown ones refused, graceful-shutdown from the focus.
+        let v = focus
+            .xmpp
+            .iq_get(
+                focus.bridge()?,
+                signaling::xml::Builder::new("query", "jabber:iq:version").build(),
+                IQ_TIMEOUT,
+            )
+            .await?;
+        let q = v.payload.context("empty version result")?;
+        ensure!(q.get_child("name", "jabber:iq:version").is_some(), "{q:?}");
+        let unknown = focus
+            .xmpp
+            .iq_get(
+                focus.bridge()?,
+                signaling::xml::Builder::new("query", "http://jabber.org/protocol/disco#items")
+                    .build(),
+                IQ_TIMEOUT,
+            )
+            .await;
+        ensure!(
+            matches!(&unknown, Err(IqError::ErrorReply(r))
+                if r.condition == signaling::xmpp::DefinedCondition::ServiceUnavailable),
+            "unknown IQ: {unknown:?}"
+        );
+        focus
+            .xmpp
+            .iq_set(
+                focus.bridge()?,
+                signaling::health::GracefulShutdown.to_element(),
+                IQ_TIMEOUT,
+            )
+            .await
+            .context("graceful-shutdown IQ")?;
+        focus
+            .wait_presence(Duration::from_secs(5), "graceful_shutdown=true", |s| {
+                s.graceful_shutdown().ok().flatten() == Some(true)
+            })
+            .await?;
         focus.xmpp.close();
         Ok(())
     }
