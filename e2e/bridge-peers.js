@@ -5,8 +5,8 @@
 //           {"cmd":"offer","peer":"a","sdp":...}  → {"event":"answer","peer":"a","sdp":...}
 //           {"cmd":"send","peer":"a","text":...}  sends on that peer's data channel
 //           {"cmd":"quit"} or EOF ends.
-//   stdout: {"event":"ready"} once the browser runs; {"event":"stats","peer":...} every 500 ms per
-//           open peer; {"event":"error","peer":...,"message":...} on failure.
+//   stdout: {"event":"ready"} once the browser runs; {"event":"stats","peer":...,"t":<ms since epoch
+//           when taken>} every 500 ms per open peer; {"event":"error","peer":...,"message":...} on failure.
 // Commands of one peer run in order; different peers proceed independently.
 'use strict';
 const { launch, serve, emit, commands } = require('./lib/browser');
@@ -22,7 +22,7 @@ async function main() {
   const ticker = setInterval(async () => {
     for (const [peer, page] of pages) {
       if (done) return;
-      try { emit({ event: 'stats', peer, ...(await page.evaluate(() => window.stats())) }); } catch (e) { /* closing */ }
+      try { const st = await page.evaluate(() => window.stats()); emit({ event: 'stats', peer, t: Date.now(), ...st }); } catch (e) { /* closing */ }
     }
   }, 500);
   const run = (peer, f) => {

@@ -172,7 +172,17 @@ fn run(matches: &ArgMatches) -> ExitCode {
         print!("{}", loaded.config.to_toml());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = init_tracing(loaded.config.log.format, &loaded.config.log.level) {
+    // rtc-dtls warns once per handshake about the TLS 1.3 extensions every Chromium ClientHello
+    // carries (supported_versions, psk modes, key_share): noise, unless asked for explicitly.
+    let level = if loaded.config.log.level.contains("rtc_dtls") {
+        loaded.config.log.level.clone()
+    } else {
+        format!(
+            "{},rtc_dtls::handshake::handshake_message_client_hello=error",
+            loaded.config.log.level
+        )
+    };
+    if let Err(e) = init_tracing(loaded.config.log.format, &level) {
         eprintln!("bridge: {e}");
         return ExitCode::from(2);
     }

@@ -435,6 +435,23 @@ impl Peers {
             .unwrap_or(Value::Null)
     }
 
+    /// `peer`'s first stats taken after `after` (wall clock; the browser runs on this machine).
+    async fn fresh_stats(&self, peer: &str, after: std::time::SystemTime) -> Result<Value> {
+        let after_ms = after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = self.stats(peer);
+            if st["t"].as_u64().is_some_and(|t| t > after_ms) {
+                return Ok(st);
+            }
+            ensure!(Instant::now() < deadline, "no fresh stats from {peer}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls the peers' latest stats until `pred` holds.
     async fn wait(
         &self,
@@ -1214,15 +1231,21 @@ async fn call(prosody: &Prosody, bridge: &BridgeProc, media_port: u16, cipher: &
         .colibri_ok(&modify(&meeting, false, vec![Endpoint::expired(ep_b)]))
         .await?;
     ensure!(m.endpoint(ep_b).is_some_and(|e| e.expire), "{m:?}");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Packets in flight at the expiry have arrived after 500 ms; from then on nothing more.
+    let expired_at = std::time::SystemTime::now();
+    let st = peers
+        .fresh_stats("a", expired_at + Duration::from_millis(500))
+        .await?;
     let a_before = (
-        field(&peers.stats("a"), sb.video, "packets"),
-        field(&peers.stats("a"), sb.audio, "packets"),
+        field(&st, sb.video, "packets"),
+        field(&st, sb.audio, "packets"),
     );
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let st = peers
+        .fresh_stats("a", expired_at + Duration::from_millis(2500))
+        .await?;
     let a_after = (
-        field(&peers.stats("a"), sb.video, "packets"),
-        field(&peers.stats("a"), sb.audio, "packets"),
+        field(&st, sb.video, "packets"),
+        field(&st, sb.audio, "packets"),
     );
     ensure!(
         a_before == a_after && a_before.0 > 0,
