@@ -14,6 +14,7 @@ use bridge::control::ControlPlane;
 use bridge::health::HealthRegistry;
 use bridge::media::{MediaHandle, MediaPlane, MediaSettings, MediaStats};
 use bridge::sfu::SfuConfig;
+use bridge::sfu::dsi::DominantSpeakerIdentification;
 use bridge::stats::{StatsSample, StatsSource};
 use bridge::xmpp::{XmppClients, XmppDeps, XmppStatus};
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -223,9 +224,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "starting bridge"
     );
     let health = Arc::new(HealthRegistry::new());
+    // Dominant speaker: the DSI algorithm JVB uses (bridge::sfu::dsi) rather than loudest-speaker.
+    let sfu_config = SfuConfig {
+        speaker_detector: || Box::new(DominantSpeakerIdentification::default()),
+        ..SfuConfig::default()
+    };
     let media = match MediaPlane::start(
         MediaSettings::from_config(&config),
-        SfuConfig::default(),
+        sfu_config,
         Arc::clone(&health),
     )
     .await

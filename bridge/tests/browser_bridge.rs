@@ -1094,7 +1094,26 @@ async fn call(prosody: &Prosody, bridge: &BridgeProc, media_port: u16, cipher: &
         );
     }
 
-    // Bridge channel: an EndpointMessage from A reaches B with `from` set by the bridge.
+    // Bridge channel: the forwarded set names the other's video source (what lib-jitsi-meet's
+    // track streaming status reads).
+    for (me, other) in [("a", ep_b), ("b", ep_a)] {
+        let want = format!("{other}-v0");
+        let received = peers.stats(me)["received"].clone();
+        ensure!(
+            received
+                .as_array()
+                .is_some_and(|r| r.iter().filter_map(Value::as_str).any(|m| {
+                    serde_json::from_str::<Value>(m).is_ok_and(|v| {
+                        v["colibriClass"] == "ForwardedSources"
+                            && v["forwardedSources"]
+                                .as_array()
+                                .is_some_and(|f| f.iter().any(|s| s == want.as_str()))
+                    })
+                })),
+            "{me}: no ForwardedSources with {want}: {received}"
+        );
+    }
+    // An EndpointMessage from A reaches B with `from` set by the bridge.
     let msg =
         json!({"colibriClass": "EndpointMessage", "to": ep_b, "msgPayload": {"hello": "from-a"}});
     peers.send_data("a", &msg.to_string()).await?;
