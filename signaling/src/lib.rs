@@ -4,9 +4,17 @@
 //! [`XmlElement`](xml::XmlElement); every bridge-channel message through serde JSON. Parsers never panic
 //! on peer input: they return a [`ParseError`] that names the element and attribute at fault.
 
+pub mod brewery;
+pub mod bridge_channel;
+pub mod colibri2;
 pub mod error;
+pub mod focus_iq;
+pub mod health;
+pub mod jingle;
+pub mod json_sources;
 pub mod media;
 pub mod ns;
+pub mod source_map;
 pub mod sources;
 pub mod transport;
 pub mod xml;

@@ -284,6 +284,38 @@ impl RtpParameters {
     }
 }
 
+/// `media` of a Jingle RTP description (and `type` of COLIBRI2 media): which m-line kind it describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MediaType {
+    Audio,
+    Video,
+    /// The data channel (`m=application`); carries no RTP sources.
+    Application,
+}
+
+impl std::str::FromStr for MediaType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        // Jicofo parses case-insensitively; so do we.
+        match s.to_ascii_lowercase().as_str() {
+            "audio" => Ok(MediaType::Audio),
+            "video" => Ok(MediaType::Video),
+            "application" | "data" => Ok(MediaType::Application),
+            _ => Err("expected audio, video or application".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for MediaType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MediaType::Audio => "audio",
+            MediaType::Video => "video",
+            MediaType::Application => "application",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,8 +367,10 @@ mod tests {
     #[test]
     fn hdrext_requires_uri_and_nonzero_id() {
         assert_eq!(
-            RtpHdrExt::from_xml(r#"<rtp-hdrext xmlns="urn:xmpp:jingle:apps:rtp:rtp-hdrext:0" id="1"/>"#)
-                .unwrap_err(),
+            RtpHdrExt::from_xml(
+                r#"<rtp-hdrext xmlns="urn:xmpp:jingle:apps:rtp:rtp-hdrext:0" id="1"/>"#
+            )
+            .unwrap_err(),
             ParseError::MissingAttribute {
                 element: "rtp-hdrext",
                 attribute: "uri"

@@ -233,8 +233,10 @@ mod tests {
 
     #[test]
     fn ssrc_out_of_range_is_refused() {
-        let err = Source::from_xml(r#"<source xmlns="urn:xmpp:jingle:apps:rtp:ssma:0" ssrc="4294967296"/>"#)
-            .unwrap_err();
+        let err = Source::from_xml(
+            r#"<source xmlns="urn:xmpp:jingle:apps:rtp:ssma:0" ssrc="4294967296"/>"#,
+        )
+        .unwrap_err();
         assert!(matches!(
             err,
             ParseError::BadAttribute {

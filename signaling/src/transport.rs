@@ -378,7 +378,9 @@ mod tests {
                 ..
             }
         ));
-        let no_ip = bad_port.replace(r#"ip="127.0.0.1" "#, "").replace("70000", "1");
+        let no_ip = bad_port
+            .replace(r#"ip="127.0.0.1" "#, "")
+            .replace("70000", "1");
         assert_eq!(
             Candidate::from_xml(&no_ip).unwrap_err(),
             ParseError::MissingAttribute {

@@ -85,12 +85,15 @@ fn parse_value<T: FromStr>(
 where
     T::Err: Display,
 {
-    value.trim().parse().map_err(|e: T::Err| ParseError::BadAttribute {
-        element,
-        attribute,
-        value: truncate(value),
-        reason: e.to_string(),
-    })
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ParseError::BadAttribute {
+            element,
+            attribute,
+            value: truncate(value),
+            reason: e.to_string(),
+        })
 }
 
 /// A required attribute parsed with `FromStr` (numbers, enums).
@@ -149,7 +152,11 @@ pub fn opt_bool(
 }
 
 /// A boolean attribute that means `false` when absent.
-pub fn flag(el: &Element, element: &'static str, attribute: &'static str) -> Result<bool, ParseError> {
+pub fn flag(
+    el: &Element,
+    element: &'static str,
+    attribute: &'static str,
+) -> Result<bool, ParseError> {
     Ok(opt_bool(el, element, attribute)?.unwrap_or(false))
 }
 
@@ -311,7 +318,13 @@ mod tests {
 
     #[test]
     fn booleans_accept_java_spellings() {
-        for (v, b) in [("true", true), ("TRUE", true), ("1", true), ("false", false), ("0", false)] {
+        for (v, b) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("false", false),
+            ("0", false),
+        ] {
             assert_eq!(parse_bool("e", "a", v), Ok(b));
         }
         assert!(parse_bool("e", "a", "yes").is_err());
