@@ -60,20 +60,8 @@ pub enum SelectionStrategy {
     RegionBased,
 }
 
-/// The values of a brewery `stats` presence that selection uses. `None` = not present in this update.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BridgeStats {
-    pub stress_level: Option<f64>,
-    pub average_participant_stress: Option<f64>,
-    pub graceful_shutdown: Option<bool>,
-    pub shutting_down: Option<bool>,
-    pub drain: Option<bool>,
-    pub version: Option<String>,
-    pub release: Option<String>,
-    pub region: Option<String>,
-    pub relay_id: Option<String>,
-    pub healthy: Option<bool>,
-}
+/// The brewery stats the focus reads (from `signaling::brewery`).
+pub use signaling::brewery::BridgeStatus as BridgeStats;
 
 /// One bridge as the focus sees it.
 #[derive(Debug, Clone)]

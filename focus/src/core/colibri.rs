@@ -4,12 +4,14 @@
 
 use minidom::Element;
 use signaling::ParseError;
+use signaling::colibri2::{
+    ConferenceModified, ConferenceModify, Endpoint, Media, MediaSource, Sctp, Sources, Transport,
+    capability,
+};
 use signaling::media::{MediaType, RtpParameters};
-use signaling::ns;
 use signaling::source_map::{ConferenceSourceMap, EndpointSources, JVB_OWNER};
-use signaling::sources::{Source, SsrcGroup};
 use signaling::transport::IceUdpTransport;
-use signaling::xml::{self, Builder, XmlElement};
+use signaling::xml::XmlElement;
 
 /// What to allocate for one participant.
 #[derive(Debug, Clone)]
@@ -23,66 +25,51 @@ pub struct EndpointSpec<'a> {
     pub sources: Option<&'a EndpointSources>,
 }
 
-fn conference_modify(meeting_id: &str) -> Builder {
-    Builder::new("conference-modify", ns::COLIBRI2).attr("meeting-id", meeting_id.to_owned())
-}
-
-fn media(kind: &str, rtp: &RtpParameters) -> Element {
-    Builder::new("media", ns::COLIBRI2)
-        .attr("type", kind.to_owned())
-        .children(rtp.to_elements())
-        .build()
-}
-
-/// `<sources>` of one endpoint: a `media-source` per source name (`<ep>-a0` when the client gave none),
-/// with each group under the media-source of its first SSRC.
-pub fn sources_element(endpoint_id: &str, sources: &EndpointSources) -> Element {
-    let mut media_sources: Vec<(MediaType, String, Vec<Source>, Vec<SsrcGroup>)> = Vec::new();
+/// The `<sources>` of one endpoint: a `media-source` per source name (`<ep>-a0`/`<ep>-v0` when the
+/// client named none, as Jicofo does), each group under the media-source of its first SSRC, no msid.
+pub fn endpoint_sources(endpoint_id: &str, sources: &EndpointSources) -> Sources {
     let default_name = |m: MediaType| {
         format!(
             "{endpoint_id}-{}0",
             if m == MediaType::Audio { "a" } else { "v" }
         )
     };
+    let mut out: Vec<MediaSource> = Vec::new();
+    let entry = |out: &mut Vec<MediaSource>, m: MediaType, name: String| -> usize {
+        match out
+            .iter()
+            .position(|ms| ms.media_type == m && ms.id == name)
+        {
+            Some(i) => i,
+            None => {
+                out.push(MediaSource::new(m, name));
+                out.len() - 1
+            }
+        }
+    };
     for (m, s) in sources.sources() {
         let name = s.name.clone().unwrap_or_else(|| default_name(m));
         let mut plain = s.clone();
         plain.owner = None;
-        // COLIBRI2 carries no msid.
         plain.set_msid(None);
-        match media_sources
-            .iter_mut()
-            .find(|(mm, n, _, _)| *mm == m && *n == name)
-        {
-            Some(entry) => entry.2.push(plain),
-            None => media_sources.push((m, name, vec![plain], Vec::new())),
+        let i = entry(&mut out, m, name);
+        if let Some(ms) = out.get_mut(i) {
+            ms.sources.push(plain);
         }
     }
     for (m, g) in sources.groups() {
-        let owner_name = g
+        let name = g
             .ssrcs
             .first()
             .and_then(|first| sources.find_source(*first))
             .and_then(|(_, s)| s.name.clone())
             .unwrap_or_else(|| default_name(m));
-        match media_sources
-            .iter_mut()
-            .find(|(mm, n, _, _)| *mm == m && *n == owner_name)
-        {
-            Some(entry) => entry.3.push(g.clone()),
-            None => media_sources.push((m, owner_name, Vec::new(), vec![g.clone()])),
+        let i = entry(&mut out, m, name);
+        if let Some(ms) = out.get_mut(i) {
+            ms.ssrc_groups.push(g.clone());
         }
     }
-    Builder::new("sources", ns::COLIBRI2)
-        .children(media_sources.into_iter().map(|(m, name, srcs, groups)| {
-            Builder::new("media-source", ns::COLIBRI2)
-                .attr("type", m)
-                .attr("id", name)
-                .children(xml::elements(&srcs))
-                .children(xml::elements(&groups))
-                .build()
-        }))
-        .build()
+    Sources { media_sources: out }
 }
 
 /// Allocates an endpoint; `create_conference` = `Some(room)` for the first allocation on this bridge.
@@ -91,39 +78,39 @@ pub fn allocate(
     create_conference: Option<&str>,
     ep: &EndpointSpec<'_>,
 ) -> Element {
-    let mut transport = Builder::new("transport", ns::COLIBRI2).attr("ice-controlling", "true");
-    if ep.sctp {
-        transport = transport.child(Element::bare("sctp", ns::COLIBRI2));
+    let mut endpoint = Endpoint::new(ep.id);
+    endpoint.create = true;
+    endpoint.stats_id = ep.stats_id.map(str::to_owned);
+    for (media_type, rtp) in [(MediaType::Audio, ep.audio), (MediaType::Video, ep.video)] {
+        if let Some(rtp) = rtp {
+            endpoint.media.push(Media {
+                media_type,
+                rtp: rtp.clone(),
+            });
+        }
     }
-    let mut endpoint = Builder::new("endpoint", ns::COLIBRI2)
-        .attr("id", ep.id.to_owned())
-        .attr("create", "true")
-        .opt_attr("stats-id", ep.stats_id.map(str::to_owned));
-    if let Some(a) = ep.audio {
-        endpoint = endpoint.child(media("audio", a));
-    }
-    if let Some(v) = ep.video {
-        endpoint = endpoint.child(media("video", v));
-    }
-    endpoint = endpoint.child(transport.build());
-    if let Some(s) = ep.sources {
-        endpoint = endpoint.child(sources_element(ep.id, s));
-    }
-    endpoint = endpoint.child(capability("source-names"));
+    endpoint.transport = Some(Transport {
+        // The bridge is the ICE controlling agent, as Jicofo always asks.
+        ice_controlling: true,
+        sctp: ep.sctp.then(Sctp::default),
+        ..Transport::default()
+    });
+    endpoint.sources = ep.sources.map(|s| endpoint_sources(ep.id, s));
+    endpoint
+        .capabilities
+        .push(capability::SOURCE_NAMES.to_owned());
     if ep.ssrc_rewriting {
-        endpoint = endpoint.child(capability("ssrc-rewriting"));
+        endpoint
+            .capabilities
+            .push(capability::SSRC_REWRITING.to_owned());
     }
-    let mut req = conference_modify(meeting_id);
+    let mut req = ConferenceModify::new(meeting_id);
     if let Some(room) = create_conference {
-        req = req.attr("name", room.to_owned()).attr("create", "true");
+        req.create = true;
+        req.name = Some(room.to_owned());
     }
-    req.child(endpoint.build()).build()
-}
-
-fn capability(name: &str) -> Element {
-    Builder::new("capability", ns::COLIBRI2)
-        .attr("name", name.to_owned())
-        .build()
+    req.endpoints.push(endpoint);
+    req.to_element()
 }
 
 /// Updates an endpoint with the client's transport and/or its complete source set.
@@ -135,46 +122,31 @@ pub fn update(
     sources: Option<&EndpointSources>,
     initial_last_n: Option<u32>,
 ) -> Element {
-    let mut endpoint = Builder::new("endpoint", ns::COLIBRI2)
-        .attr("id", endpoint_id.to_owned())
-        .opt_attr("stats-id", stats_id.map(str::to_owned));
-    if let Some(t) = transport {
-        endpoint = endpoint.child(
-            Builder::new("transport", ns::COLIBRI2)
-                .child(t.to_element())
-                .build(),
-        );
-    }
-    if let Some(s) = sources {
-        endpoint = endpoint.child(sources_element(endpoint_id, s));
-    }
-    if let Some(n) = initial_last_n {
-        endpoint = endpoint.child(
-            Builder::new("initial-last-n", ns::COLIBRI2)
-                .attr("value", n)
-                .build(),
-        );
-    }
-    conference_modify(meeting_id)
-        .child(endpoint.build())
-        .build()
+    let mut endpoint = Endpoint::new(endpoint_id);
+    endpoint.stats_id = stats_id.map(str::to_owned);
+    endpoint.transport = transport.map(|t| Transport {
+        ice_udp: Some(t.clone()),
+        ..Transport::default()
+    });
+    endpoint.sources = sources.map(|s| endpoint_sources(endpoint_id, s));
+    endpoint.initial_last_n = initial_last_n.and_then(|n| i32::try_from(n).ok());
+    let mut req = ConferenceModify::new(meeting_id);
+    req.endpoints.push(endpoint);
+    req.to_element()
 }
 
 /// Expires endpoints.
 pub fn expire_endpoints<'a>(meeting_id: &str, ids: impl IntoIterator<Item = &'a str>) -> Element {
-    conference_modify(meeting_id)
-        .children(ids.into_iter().map(|id| {
-            Builder::new("endpoint", ns::COLIBRI2)
-                .attr("id", id.to_owned())
-                .attr("expire", "true")
-                .build()
-        }))
-        .build()
+    let mut req = ConferenceModify::new(meeting_id);
+    req.endpoints = ids.into_iter().map(Endpoint::expired).collect();
+    req.to_element()
 }
 
 /// Expires the whole conference on the bridge.
 pub fn expire_conference(meeting_id: &str) -> Element {
-    conference_modify(meeting_id).attr("expire", "true").build()
+    let mut req = ConferenceModify::new(meeting_id);
+    req.expire = true;
+    req.to_element()
 }
 
 /// What an allocation answer gives the focus.
@@ -190,72 +162,60 @@ pub struct Allocation {
 
 /// Reads a `conference-modified` answering an allocation for `endpoint_id`.
 pub fn parse_allocation(el: &Element, endpoint_id: &str) -> Result<Allocation, ParseError> {
-    xml::expect(el, "conference-modified", ns::COLIBRI2)?;
-    let endpoint = xml::children(el, "endpoint", ns::COLIBRI2)
-        .find(|e| e.attr("id") == Some(endpoint_id))
+    let answer = ConferenceModified::from_element(el)?;
+    let endpoint = answer
+        .endpoint(endpoint_id)
         .ok_or(ParseError::MissingChild {
             element: "conference-modified",
             child: "endpoint",
         })?;
-    let transport =
-        endpoint
-            .get_child("transport", ns::COLIBRI2)
-            .ok_or(ParseError::MissingChild {
-                element: "endpoint",
-                child: "transport",
-            })?;
-    let ice =
-        transport
-            .get_child("transport", ns::JINGLE_ICE_UDP)
-            .ok_or(ParseError::MissingChild {
-                element: "transport",
-                child: "transport",
-            })?;
-    let transport_parsed = IceUdpTransport::from_element(ice)?;
-    if transport_parsed.ufrag.is_none()
-        || transport_parsed.pwd.is_none()
-        || transport_parsed.fingerprints.is_empty()
-    {
+    let transport = endpoint
+        .transport
+        .as_ref()
+        .ok_or(ParseError::MissingChild {
+            element: "endpoint",
+            child: "transport",
+        })?;
+    let ice = transport.ice_udp.clone().ok_or(ParseError::MissingChild {
+        element: "transport",
+        child: "transport",
+    })?;
+    if ice.ufrag.is_none() || ice.pwd.is_none() || ice.fingerprints.is_empty() {
         return Err(ParseError::invalid(
             "transport",
             "the bridge transport needs ufrag, pwd and a fingerprint",
         ));
     }
-    let sctp_port = match transport.get_child("sctp", ns::COLIBRI2) {
-        Some(s) => Some(xml::opt_num(s, "sctp", "port")?.unwrap_or(5000)),
-        None => None,
-    };
     Ok(Allocation {
-        transport: transport_parsed,
-        sctp_port,
-        feedback_sources: parse_feedback_sources(el)?,
+        transport: ice,
+        sctp_port: transport.sctp.map(|s| s.port.unwrap_or(5000)),
+        feedback_sources: feedback_sources(answer.sources.as_ref()),
     })
 }
 
 /// The conference-level `<sources>` of a `conference-modified`: the bridge's own SSRCs, owner `jvb`, with
 /// the msid lib-jitsi-meet recognises as not-a-user stream.
-pub fn parse_feedback_sources(el: &Element) -> Result<ConferenceSourceMap, ParseError> {
+pub fn feedback_sources(sources: Option<&Sources>) -> ConferenceSourceMap {
     let mut out = EndpointSources::default();
-    if let Some(sources) = el.get_child("sources", ns::COLIBRI2) {
-        for ms in xml::children(sources, "media-source", ns::COLIBRI2) {
-            let media: MediaType = xml::num(ms, "media-source", "type")?;
-            for s in xml::children(ms, "source", ns::JINGLE_SSMA) {
-                let mut src = Source::from_element(s)?;
-                src.set_msid(Some(&format!("mixedmslabel mixedlabel{media}0")));
-                out.add_source(media, &src);
-            }
-            for g in xml::children(ms, "ssrc-group", ns::JINGLE_SSMA) {
-                out.add_group(media, SsrcGroup::from_element(g)?);
-            }
+    for ms in sources.iter().flat_map(|s| s.media_sources.iter()) {
+        let media = ms.media_type;
+        for s in &ms.sources {
+            let mut src = s.clone();
+            src.set_msid(Some(&format!("mixedmslabel mixedlabel{media}0")));
+            out.add_source(media, &src);
+        }
+        for g in &ms.ssrc_groups {
+            out.add_group(media, g.clone());
         }
     }
-    Ok(ConferenceSourceMap::single(JVB_OWNER, out))
+    ConferenceSourceMap::single(JVB_OWNER, out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use signaling::sources::Semantics;
+    use signaling::ns;
+    use signaling::sources::{Semantics, Source, SsrcGroup};
 
     fn client_sources() -> EndpointSources {
         let mut s = EndpointSources::default();
@@ -312,7 +272,7 @@ mod tests {
 
     #[test]
     fn sources_are_grouped_by_source_name_without_msid() {
-        let el = sources_element("ab12cd34", &client_sources());
+        let el = endpoint_sources("ab12cd34", &client_sources()).to_element();
         let ms: Vec<_> = el.children().collect();
         assert_eq!(ms.len(), 2);
         assert_eq!(ms[0].attr("id"), Some("ab12cd34-a0"));

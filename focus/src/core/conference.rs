@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use jid::BareJid;
 use minidom::Element;
+use signaling::colibri2::Reason as Colibri2Reason;
 use signaling::focus_iq::ConferenceResponse;
 use signaling::jingle::{
     Action, BridgeSession as BridgeSessionEl, Content, Group, Jingle, Reason, ReasonCondition,
@@ -1495,8 +1496,8 @@ impl Conference {
                     .filter(|b| b.id == bridge_session)
                     .map(|b| b.bridge.clone())?;
                 ctx.counters.colibri_failures += 1;
-                match (e.colibri2_reason().as_deref(), &e) {
-                    (Some("unknown_endpoint"), _) => {
+                match (e.colibri2_reason(), &e) {
+                    (Some(Colibri2Reason::UnknownEndpoint), _) => {
                         let ep = e.colibri2_endpoint().or(nick);
                         if let Some(ep) = ep.filter(|n| self.participants.contains_key(n)) {
                             warn!(room = %self.room, nick = %ep, "bridge lost the endpoint, re-inviting");
@@ -1585,7 +1586,7 @@ impl Conference {
             }
             Err(e) => {
                 ctx.counters.colibri_failures += 1;
-                if e.colibri2_reason().as_deref() == Some("graceful_shutdown") {
+                if e.colibri2_reason() == Some(Colibri2Reason::GracefulShutdown) {
                     ctx.bridges.update(
                         &bridge,
                         &super::bridges::BridgeStats {

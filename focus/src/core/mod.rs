@@ -813,33 +813,17 @@ impl Focus {
     }
 }
 
-/// Reads the `<stats xmlns='http://jitsi.org/protocol/colibri'>` of a brewery presence.
+/// Reads the `<stats xmlns='http://jitsi.org/protocol/colibri'>` of a brewery presence. `None` when there
+/// is none (not a bridge) or it is malformed (logged, ignored).
 pub fn parse_stats(presence: &Element) -> Option<BridgeStats> {
     let stats = presence.get_child("stats", ns::COLIBRI)?;
-    let mut s = BridgeStats::default();
-    // Booleans as Java's Boolean.parseBoolean reads them.
-    let boolean = |v: &str| v.trim().eq_ignore_ascii_case("true");
-    for stat in stats.children().filter(|c| c.name() == "stat") {
-        let (Some(name), Some(value)) = (stat.attr("name"), stat.attr("value")) else {
-            continue;
-        };
-        match name {
-            "stress_level" => s.stress_level = value.trim().parse().ok(),
-            "average_participant_stress" => {
-                s.average_participant_stress = value.trim().parse().ok()
-            }
-            "graceful_shutdown" => s.graceful_shutdown = Some(boolean(value)),
-            "shutting_down" => s.shutting_down = Some(boolean(value)),
-            "drain" => s.drain = Some(boolean(value)),
-            "version" => s.version = Some(value.to_owned()),
-            "release" => s.release = Some(value.to_owned()),
-            "region" => s.region = Some(value.to_owned()),
-            "relay_id" => s.relay_id = Some(value.to_owned()),
-            "healthy" => s.healthy = Some(boolean(value)),
-            _ => {}
+    match signaling::brewery::Stats::from_element(stats).and_then(|s| s.status()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(from = ?presence.attr("from"), error = %e, "ignoring malformed brewery stats");
+            None
         }
     }
-    Some(s)
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@ use std::fmt;
 use std::time::Duration;
 
 use minidom::Element;
+use signaling::colibri2::{Colibri2ErrorResponse, Reason};
 use signaling::ns;
 use signaling::xml::Builder;
+use signaling::xml::XmlElement;
 
 /// The XMPP connection a stanza arrives on or must leave by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,37 +66,27 @@ pub enum RequestFailure {
 }
 
 impl RequestFailure {
-    /// The defined condition of an error answer (`item-not-found` …).
-    pub fn condition(&self) -> Option<String> {
+    /// The stanza error, read as a COLIBRI2 peer writes it.
+    fn parsed(&self) -> Option<Colibri2ErrorResponse> {
         match self {
-            RequestFailure::Error(Some(e)) => e
-                .children()
-                .find(|c| c.ns() == ns::STANZAS && c.name() != "text")
-                .map(|c| c.name().to_owned()),
+            RequestFailure::Error(Some(e)) => Colibri2ErrorResponse::from_element(e).ok(),
             _ => None,
         }
     }
 
+    /// The defined condition of an error answer (`item-not-found` …).
+    pub fn condition(&self) -> Option<String> {
+        self.parsed().map(|e| e.condition.to_string())
+    }
+
     /// The `reason` of a `<error xmlns='jitsi:colibri2'>` inside the error, if a bridge sent one.
-    pub fn colibri2_reason(&self) -> Option<String> {
-        match self {
-            RequestFailure::Error(Some(e)) => e
-                .get_child("error", ns::COLIBRI2)
-                .and_then(|c| c.attr("reason"))
-                .map(str::to_owned),
-            _ => None,
-        }
+    pub fn colibri2_reason(&self) -> Option<Reason> {
+        self.parsed().and_then(|e| e.reason)
     }
 
     /// The `id` of a colibri2 `<endpoint>` inside the error (with `unknown_endpoint`).
     pub fn colibri2_endpoint(&self) -> Option<String> {
-        match self {
-            RequestFailure::Error(Some(e)) => e
-                .get_child("endpoint", ns::COLIBRI2)
-                .and_then(|c| c.attr("id"))
-                .map(str::to_owned),
-            _ => None,
-        }
+        self.parsed().and_then(|e| e.endpoint_id)
     }
 }
 
