@@ -18,6 +18,10 @@ pub mod source_map;
 pub mod sources;
 pub mod transport;
 pub mod xml;
+pub mod xmpp;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::ParseError;
 pub use xml::XmlElement;
