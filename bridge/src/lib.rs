@@ -5,3 +5,11 @@
 //!   one UDP port;
 //! - `sfu` — conferences, endpoints, sources; routing, RTCP, layer selection (no I/O);
 //! - the shells (UDP loop, XMPP/COLIBRI2, REST) drive them.
+
+// Control plane: config, lifecycle, stats/metrics, health, REST API (see each module's docs).
+pub mod api;
+pub mod config;
+pub mod control;
+pub mod health;
+pub mod lifecycle;
+pub mod stats;

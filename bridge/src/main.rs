@@ -1,1 +1,255 @@
-fn main() {}
+//! The `bridge` binary.
+//!
+//! `bridge [OPTIONS]` runs the bridge; `bridge healthcheck` and `bridge graceful-shutdown` talk to a
+//! running one over its REST API (for images without curl). See `bridge --help`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::api::client::{self, GracefulShutdownOptions};
+use bridge::config::{self, Config};
+use bridge::control::ControlPlane;
+use bridge::health::{Health, HealthRegistry};
+use bridge::stats::NoMedia;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use signaling::service::{Env, ProcessSignal, Signals, init_tracing, parse_duration};
+
+const ABOUT: &str = "Jitsi-compatible selective forwarding unit (drop-in for jitsi-videobridge)";
+
+const LONG_ABOUT: &str = "\
+Jitsi-compatible selective forwarding unit (drop-in for jitsi-videobridge).
+
+Without a subcommand, runs the bridge. It reads docker-jitsi-meet's jvb environment variables, then an
+optional TOML file, then flags (later sources win); a bad value stops start-up with a message naming it.
+
+Lifecycle: POST /colibri/shutdown (or SIGTERM) starts a graceful shutdown: new conferences are refused
+until the bridge's endpoints are gone (or graceful_shutdown_max_duration passed), then it reports
+shutting_down so the focus moves participants, and exits 0 after shutting_down_delay.
+SIGTERM = graceful shutdown request; a second SIGTERM, or SIGINT, exits at once (exit code 0).";
+
+fn command() -> Command {
+    let url = || {
+        Arg::new("url")
+            .long("url")
+            .value_name("URL")
+            .value_parser(client::parse_base_url)
+            .help("Base URL of the bridge's REST API [default: http://127.0.0.1:$JVB_REST_PORT, 8080]")
+    };
+    Command::new("bridge")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(ABOUT)
+        .long_about(LONG_ABOUT)
+        .args(config::run_args())
+        .args_conflicts_with_subcommands(true)
+        .after_help(config::settings_help())
+        .subcommand(
+            Command::new("healthcheck")
+                .about("Exit 0 iff the bridge's GET /about/health answers 200 (for HEALTHCHECK/probes)")
+                .arg(url())
+                .arg(
+                    Arg::new("timeout")
+                        .long("timeout")
+                        .value_name("DURATION")
+                        .value_parser(parse_duration)
+                        .default_value("5s")
+                        .help("Request timeout"),
+                ),
+        )
+        .subcommand(
+            Command::new("graceful-shutdown")
+                .about("Ask the bridge to shut down gracefully (POST /colibri/shutdown); for preStop hooks")
+                .long_about(
+                    "Ask the bridge to shut down gracefully (POST /colibri/shutdown, needs \
+                     SHUTDOWN_REST_ENABLED=true). With --wait, poll until the bridge reports shutting_down \
+                     with no local endpoints left (it then exits by itself after its shutting-down delay) \
+                     or stops answering (it exited). Exit codes: 0 done (also when no bridge is running), \
+                     1 request refused or failed, 2 --timeout elapsed.",
+                )
+                .arg(url())
+                .arg(
+                    Arg::new("wait")
+                        .long("wait")
+                        .action(ArgAction::SetTrue)
+                        .help("Wait until the bridge has no endpoints left and is shutting down, or has exited"),
+                )
+                .arg(
+                    Arg::new("timeout")
+                        .long("timeout")
+                        .value_name("DURATION")
+                        .value_parser(parse_duration)
+                        .help("Give up waiting after this long (exit 2) [default: wait forever]"),
+                )
+                .arg(
+                    Arg::new("interval")
+                        .long("interval")
+                        .value_name("DURATION")
+                        .value_parser(parse_duration)
+                        .default_value("2s")
+                        .help("Poll period while waiting"),
+                ),
+        )
+}
+
+fn main() -> ExitCode {
+    let matches = command().get_matches();
+    match matches.subcommand() {
+        Some(("healthcheck", m)) => healthcheck(m),
+        Some(("graceful-shutdown", m)) => graceful_shutdown(m),
+        _ => run(&matches),
+    }
+}
+
+fn base_url(m: &ArgMatches) -> Result<String, ExitCode> {
+    if let Some(url) = m.get_one::<String>("url") {
+        return Ok(url.clone());
+    }
+    client::default_base_url(&Env::from_process()).map_err(|e| {
+        eprintln!("bridge: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn healthcheck(m: &ArgMatches) -> ExitCode {
+    let base = match base_url(m) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let timeout = m
+        .get_one::<Duration>("timeout")
+        .copied()
+        .unwrap_or(client::REQUEST_TIMEOUT);
+    match client::healthcheck(&base, timeout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("bridge healthcheck: unhealthy: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn graceful_shutdown(m: &ArgMatches) -> ExitCode {
+    let base = match base_url(m) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let opts = GracefulShutdownOptions {
+        base,
+        wait: m.get_flag("wait"),
+        timeout: m.get_one::<Duration>("timeout").copied(),
+        interval: m
+            .get_one::<Duration>("interval")
+            .copied()
+            .unwrap_or(Duration::from_secs(2)),
+    };
+    match client::graceful_shutdown(&opts, &mut |line| {
+        eprintln!("bridge graceful-shutdown: {line}")
+    }) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bridge graceful-shutdown: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(matches: &ArgMatches) -> ExitCode {
+    let env = Env::from_process();
+    let loaded = match config::load(&env, matches) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("bridge: configuration error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if matches.get_flag("print-config") {
+        print!("{}", loaded.config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = init_tracing(loaded.config.log.format, &loaded.config.log.level) {
+        eprintln!("bridge: {e}");
+        return ExitCode::from(2);
+    }
+    for note in &loaded.notes {
+        tracing::warn!("{note}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(loaded.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    // First, so that a SIGTERM during start-up is a shutdown request rather than a kill.
+    let mut signals = Signals::install()?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        instance_id = config.instance_id.as_deref().unwrap_or("-"),
+        "starting bridge"
+    );
+    let health = Arc::new(HealthRegistry::new());
+    // Honest about what this build does: the media plane and the XMPP client are separate layers
+    // that are not assembled into the binary yet.
+    tracing::warn!(
+        port = config.media.port,
+        "media plane not wired into this build: the UDP port is not bound and no media is forwarded"
+    );
+    if config.xmpp.enabled {
+        let servers: Vec<String> = config
+            .xmpp
+            .servers
+            .iter()
+            .map(|s| format!("{}:{}", s.host, s.port))
+            .collect();
+        tracing::warn!(
+            servers = ?servers,
+            login = %config.xmpp.login_jid(),
+            brewery = %config.xmpp.brewery_jid(),
+            nickname = %config.xmpp.muc_nickname,
+            "XMPP client not wired into this build: not connecting; /about/health reports 503"
+        );
+        health.report(
+            "xmpp",
+            Health::Unavailable("XMPP client not connected (not wired into this build)".into()),
+        );
+    } else {
+        tracing::info!("XMPP disabled");
+    }
+    let control = ControlPlane::start(&config, Arc::new(NoMedia), health).await?;
+    let lifecycle = control.lifecycle.clone();
+    let mut terms = 0u32;
+    loop {
+        tokio::select! {
+            () = lifecycle.stopped() => break,
+            signal = signals.recv() => match signal {
+                ProcessSignal::Terminate if terms == 0 => {
+                    terms += 1;
+                    tracing::info!("SIGTERM: graceful shutdown requested (SIGTERM again or SIGINT exits now)");
+                    lifecycle.request_shutdown(true).await;
+                }
+                other => {
+                    tracing::info!(signal = ?other, "exiting now");
+                    lifecycle.exit_now().await;
+                }
+            },
+        }
+    }
+    control.close().await;
+    tracing::info!("bridge stopped");
+    Ok(())
+}

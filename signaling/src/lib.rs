@@ -14,6 +14,7 @@ pub mod jingle;
 pub mod json_sources;
 pub mod media;
 pub mod ns;
+pub mod service;
 pub mod source_map;
 pub mod sources;
 pub mod transport;

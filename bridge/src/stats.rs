@@ -1,0 +1,961 @@
+//! Statistics: what the media plane counts, turned into JVB's `/colibri/stats` keys, brewery presence
+//! stats and `jitsi_jvb_*` Prometheus metrics.
+//!
+//! Flow: a [`StatsSource`] (the seam the media plane and the XMPP side fill) is sampled every
+//! `stats.interval` (5 s, as JVB); a [`StatsAggregator`] (sans-IO) turns consecutive samples into a
+//! [`StatsSnapshot`] with rates over that window; [`StatsHandle::current`] overlays the live fields
+//! (lifecycle flags, health, timestamp, threads) so `/colibri/stats`, `/metrics` and presence always show
+//! the current drain/shutdown state while traffic figures refresh every interval.
+//!
+//! **Stress.** `stress_level = (incoming + outgoing packet rate) / stats.max_packet_rate` (default
+//! 50 000 pps, JVB's packet-rate `load-threshold`). JVB defaults to CPU usage / 0.9 instead; we use the
+//! packet rate because (1) the per-packet crypto and forwarding is what costs us, so load is
+//! proportional to it; (2) CPU usage in a container on a host-network node is shared with neighbours
+//! and throttled by cgroup quotas, which makes it noisy and not comparable across nodes; (3) it is
+//! deterministic, so it is testable and usable as an autoscaling metric. Set `max_packet_rate` to the
+//! rate at which the node is saturated (see the benches). The value is not clamped: > 1 is overload.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::health::HealthRegistry;
+use crate::lifecycle::{LifecycleHandle, LifecycleStatus};
+
+/// Number of `conference_sizes` buckets: index `i` counts conferences with `i` endpoints, the last
+/// bucket counts conferences of that size or larger (as JVB's legacy stats did).
+pub const CONFERENCE_SIZE_BUCKETS: usize = 22;
+
+/// The presence stats jicofo reads (JVB's default `stats-filter` whitelist).
+pub const PRESENCE_WHITELIST: &[&str] = &[
+    "average_participant_stress",
+    "current_timestamp",
+    "drain",
+    "graceful_shutdown",
+    "healthy",
+    "region",
+    "relay_id",
+    "release",
+    "shutting_down",
+    "stress_level",
+    "version",
+];
+
+/// Drop reasons the transport reports (the label set is open: any other reason string is counted
+/// too). Listed so dashboards and tests have the common ones at 0 from the start.
+pub const KNOWN_DROP_REASONS: &[&str] = &[
+    "garbage",
+    "truncated_stun",
+    "bad_stun_credentials",
+    "unknown_address",
+    "bad_dtls",
+    "bad_rtp",
+    "srtp_auth_failed",
+];
+
+/// One reading of the bridge's counters and current state. Counters are cumulative since start;
+/// the aggregator computes rates from consecutive samples.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsSample {
+    /// Endpoints (local + relayed) in each current conference.
+    pub conference_sizes: Vec<u32>,
+    /// Endpoints connected to this bridge (what graceful shutdown waits for).
+    pub local_endpoints: u64,
+    pub endpoints_sending_audio: u64,
+    pub endpoints_sending_video: u64,
+    /// Average round-trip time over local endpoints, ms.
+    pub rtt_aggregate_ms: f64,
+    /// Loss fractions (0..1).
+    pub incoming_loss: f64,
+    pub outgoing_loss: f64,
+    pub overall_loss: f64,
+
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub ice_succeeded: u64,
+    pub ice_failed: u64,
+    pub endpoints_dtls_failed: u64,
+    pub conferences_created: u64,
+    pub conferences_completed: u64,
+    pub conference_seconds: u64,
+    /// Endpoints ever created (JVB `total_participants`).
+    pub endpoints_created: u64,
+    pub dominant_speaker_changes: u64,
+    pub data_channel_messages_received: u64,
+    pub data_channel_messages_sent: u64,
+    pub colibri_web_socket_messages_received: u64,
+    pub colibri_web_socket_messages_sent: u64,
+    /// Packets dropped as bad input, by reason (see [`KNOWN_DROP_REASONS`]; open set).
+    pub dropped_packets: BTreeMap<String, u64>,
+
+    pub muc_clients_configured: u64,
+    pub muc_clients_connected: u64,
+    pub mucs_configured: u64,
+    pub mucs_joined: u64,
+}
+
+/// The seam the rest of the bridge fills: called once per stats interval (and by the lifecycle while
+/// draining, through [`local_endpoints`](Self::local_endpoints)). Must be cheap and non-blocking.
+pub trait StatsSource: Send + Sync + 'static {
+    fn sample(&self) -> StatsSample;
+
+    /// Current local endpoints; override if cheaper than a full sample.
+    fn local_endpoints(&self) -> u64 {
+        self.sample().local_endpoints
+    }
+}
+
+/// The source used while no media plane is wired into the binary: no conferences, no traffic. It is
+/// an honest reading of a bridge that serves no media, not a placeholder for real numbers.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoMedia;
+
+impl StatsSource for NoMedia {
+    fn sample(&self) -> StatsSample {
+        StatsSample::default()
+    }
+}
+
+/// Stats settings (TOML section `stats`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsConfig {
+    /// How often stats are sampled and rates computed (JVB: 5 s).
+    pub interval: Duration,
+    /// Packet rate (in + out, pps) that counts as stress 1.0.
+    pub max_packet_rate: u64,
+    /// Published as `average_participant_stress` (JVB default 0.01); jicofo uses it to predict load.
+    pub average_participant_stress: f64,
+    /// Published as `region` (JVB_OCTO_REGION).
+    pub region: Option<String>,
+    /// Published as `relay_id` (JVB_OCTO_RELAY_ID).
+    pub relay_id: Option<String>,
+    /// Published as `version`.
+    pub version: String,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            interval: Duration::from_secs(5),
+            max_packet_rate: 50_000,
+            average_participant_stress: 0.01,
+            region: None,
+            relay_id: None,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// `/colibri/stats` as JVB names it (flat JSON), also the source of presence stats and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatsSnapshot {
+    pub conferences: u64,
+    pub participants: u64,
+    pub endpoints: u64,
+    pub local_endpoints: u64,
+    pub largest_conference: u64,
+    pub conference_sizes: Vec<u64>,
+    pub endpoints_sending_audio: u64,
+    pub endpoints_sending_video: u64,
+    /// kbps
+    pub bit_rate_download: u64,
+    /// kbps
+    pub bit_rate_upload: u64,
+    /// pps
+    pub packet_rate_download: u64,
+    /// pps
+    pub packet_rate_upload: u64,
+    pub stress_level: f64,
+    pub average_participant_stress: f64,
+    pub rtt_aggregate: f64,
+    pub incoming_loss: f64,
+    pub outgoing_loss: f64,
+    pub overall_loss: f64,
+    /// We do not relay between bridges (no Octo): always 0, kept because tools (JVB's
+    /// graceful_shutdown.sh) compute `participants - octo_endpoints`.
+    pub octo_endpoints: u64,
+    pub octo_conferences: u64,
+    pub total_conferences_created: u64,
+    pub total_conferences_completed: u64,
+    pub total_conference_seconds: u64,
+    pub total_participants: u64,
+    pub total_bytes_received: u64,
+    pub total_bytes_sent: u64,
+    pub total_packets_received: u64,
+    pub total_packets_sent: u64,
+    pub total_ice_failed: u64,
+    pub total_ice_succeeded: u64,
+    pub endpoints_ice_failed: u64,
+    pub dtls_failed_endpoints: u64,
+    pub total_dominant_speaker_changes: u64,
+    pub total_data_channel_messages_received: u64,
+    pub total_data_channel_messages_sent: u64,
+    pub total_colibri_web_socket_messages_received: u64,
+    pub total_colibri_web_socket_messages_sent: u64,
+    pub total_dropped_packets: u64,
+    pub dropped_packets: BTreeMap<String, u64>,
+    pub muc_clients_configured: u64,
+    pub muc_clients_connected: u64,
+    pub mucs_configured: u64,
+    pub mucs_joined: u64,
+    pub graceful_shutdown: bool,
+    pub shutting_down: bool,
+    pub drain: bool,
+    pub healthy: bool,
+    /// "yyyy-MM-dd HH:mm:ss.SSS", UTC.
+    pub current_timestamp: String,
+    pub threads: u64,
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_id: Option<String>,
+}
+
+impl StatsSnapshot {
+    /// Sets the fields that must never be stale: lifecycle flags, health, time, threads.
+    pub fn apply_live(&mut self, lifecycle: LifecycleStatus, healthy: bool, now: SystemTime) {
+        self.graceful_shutdown = lifecycle.graceful_shutdown;
+        self.shutting_down = lifecycle.shutting_down;
+        self.drain = lifecycle.drain;
+        self.healthy = healthy;
+        self.current_timestamp = format_timestamp(now);
+        self.threads = thread_count();
+    }
+
+    /// The flat JSON object served at `/colibri/stats`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot serialise stats");
+            serde_json::Value::Object(serde_json::Map::new())
+        })
+    }
+
+    /// Every scalar stat as `(name, value)` text, in the form brewery presence uses
+    /// (`<stat name=… value=…/>`); arrays/objects are left out.
+    pub fn all_stats(&self) -> Vec<(String, String)> {
+        let serde_json::Value::Object(map) = self.to_json() else {
+            return Vec::new();
+        };
+        map.into_iter()
+            .filter_map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::String(s) => s,
+                    _ => return None,
+                };
+                Some((k, text))
+            })
+            .collect()
+    }
+
+    /// The stats JVB publishes in brewery presence by default ([`PRESENCE_WHITELIST`]).
+    pub fn presence_stats(&self) -> Vec<(String, String)> {
+        self.all_stats()
+            .into_iter()
+            .filter(|(k, _)| PRESENCE_WHITELIST.contains(&k.as_str()))
+            .collect()
+    }
+}
+
+/// Turns consecutive samples into snapshots (sans-IO: the caller supplies the time).
+#[derive(Debug)]
+pub struct StatsAggregator {
+    config: StatsConfig,
+    last: Option<(Instant, StatsSample)>,
+}
+
+impl StatsAggregator {
+    pub fn new(config: StatsConfig) -> StatsAggregator {
+        StatsAggregator { config, last: None }
+    }
+
+    /// A snapshot with no traffic yet (served before the first sample).
+    pub fn initial(&self) -> StatsSnapshot {
+        self.build(&StatsSample::default(), 0.0, 0.0, 0.0, 0.0)
+    }
+
+    /// Feeds a sample taken at `now`; rates are computed over the time since the previous sample.
+    pub fn update(&mut self, now: Instant, sample: StatsSample) -> StatsSnapshot {
+        let (pps_in, pps_out, bps_in, bps_out) = match &self.last {
+            Some((then, prev)) => {
+                let secs = now.saturating_duration_since(*then).as_secs_f64();
+                if secs > 0.0 {
+                    let rate = |new: u64, old: u64| new.saturating_sub(old) as f64 / secs;
+                    (
+                        rate(sample.packets_received, prev.packets_received),
+                        rate(sample.packets_sent, prev.packets_sent),
+                        rate(sample.bytes_received, prev.bytes_received) * 8.0,
+                        rate(sample.bytes_sent, prev.bytes_sent) * 8.0,
+                    )
+                } else {
+                    (0.0, 0.0, 0.0, 0.0)
+                }
+            }
+            None => (0.0, 0.0, 0.0, 0.0),
+        };
+        let snapshot = self.build(&sample, pps_in, pps_out, bps_in, bps_out);
+        self.last = Some((now, sample));
+        snapshot
+    }
+
+    fn build(
+        &self,
+        s: &StatsSample,
+        pps_in: f64,
+        pps_out: f64,
+        bps_in: f64,
+        bps_out: f64,
+    ) -> StatsSnapshot {
+        let mut sizes = vec![0u64; CONFERENCE_SIZE_BUCKETS];
+        for &n in &s.conference_sizes {
+            let i = (n as usize).min(CONFERENCE_SIZE_BUCKETS - 1);
+            if let Some(bucket) = sizes.get_mut(i) {
+                *bucket += 1;
+            }
+        }
+        let endpoints: u64 = s.conference_sizes.iter().map(|&n| u64::from(n)).sum();
+        let max_rate = self.config.max_packet_rate.max(1) as f64;
+        StatsSnapshot {
+            conferences: s.conference_sizes.len() as u64,
+            participants: endpoints,
+            endpoints,
+            local_endpoints: s.local_endpoints,
+            largest_conference: s.conference_sizes.iter().copied().max().unwrap_or(0).into(),
+            conference_sizes: sizes,
+            endpoints_sending_audio: s.endpoints_sending_audio,
+            endpoints_sending_video: s.endpoints_sending_video,
+            bit_rate_download: (bps_in / 1000.0).round() as u64,
+            bit_rate_upload: (bps_out / 1000.0).round() as u64,
+            packet_rate_download: pps_in.round() as u64,
+            packet_rate_upload: pps_out.round() as u64,
+            stress_level: (pps_in + pps_out) / max_rate,
+            average_participant_stress: self.config.average_participant_stress,
+            rtt_aggregate: s.rtt_aggregate_ms,
+            incoming_loss: s.incoming_loss,
+            outgoing_loss: s.outgoing_loss,
+            overall_loss: s.overall_loss,
+            octo_endpoints: 0,
+            octo_conferences: 0,
+            total_conferences_created: s.conferences_created,
+            total_conferences_completed: s.conferences_completed,
+            total_conference_seconds: s.conference_seconds,
+            total_participants: s.endpoints_created,
+            total_bytes_received: s.bytes_received,
+            total_bytes_sent: s.bytes_sent,
+            total_packets_received: s.packets_received,
+            total_packets_sent: s.packets_sent,
+            total_ice_failed: s.ice_failed,
+            total_ice_succeeded: s.ice_succeeded,
+            endpoints_ice_failed: s.ice_failed,
+            dtls_failed_endpoints: s.endpoints_dtls_failed,
+            total_dominant_speaker_changes: s.dominant_speaker_changes,
+            total_data_channel_messages_received: s.data_channel_messages_received,
+            total_data_channel_messages_sent: s.data_channel_messages_sent,
+            total_colibri_web_socket_messages_received: s.colibri_web_socket_messages_received,
+            total_colibri_web_socket_messages_sent: s.colibri_web_socket_messages_sent,
+            total_dropped_packets: s.dropped_packets.values().sum(),
+            dropped_packets: s.dropped_packets.clone(),
+            muc_clients_configured: s.muc_clients_configured,
+            muc_clients_connected: s.muc_clients_connected,
+            mucs_configured: s.mucs_configured,
+            mucs_joined: s.mucs_joined,
+            graceful_shutdown: false,
+            shutting_down: false,
+            drain: false,
+            healthy: true,
+            current_timestamp: String::new(),
+            threads: 0,
+            version: self.config.version.clone(),
+            region: self.config.region.clone(),
+            relay_id: self.config.relay_id.clone(),
+        }
+    }
+}
+
+/// Where the latest snapshot lives and how to read a live one.
+#[derive(Clone)]
+pub struct StatsHandle {
+    latest: watch::Receiver<Arc<StatsSnapshot>>,
+    lifecycle: LifecycleHandle,
+    health: Arc<HealthRegistry>,
+}
+
+impl StatsHandle {
+    /// The latest interval snapshot with the live fields applied: what `/colibri/stats` serves and
+    /// what brewery presence should publish.
+    pub fn current(&self) -> StatsSnapshot {
+        let mut s = (**self.latest.borrow()).clone();
+        s.apply_live(
+            self.lifecycle.status(),
+            self.health.check().is_healthy(),
+            SystemTime::now(),
+        );
+        s
+    }
+
+    /// Wakes on every interval refresh.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<StatsSnapshot>> {
+        self.latest.clone()
+    }
+}
+
+/// The periodic sampler: the thin async shell around [`StatsAggregator`].
+pub struct StatsDriver {
+    aggregator: StatsAggregator,
+    source: Arc<dyn StatsSource>,
+    latest: watch::Sender<Arc<StatsSnapshot>>,
+    interval: Duration,
+}
+
+/// Creates the stats handle and its driver (`driver.run().await`, forever).
+pub fn stats(
+    config: StatsConfig,
+    source: Arc<dyn StatsSource>,
+    lifecycle: LifecycleHandle,
+    health: Arc<HealthRegistry>,
+) -> (StatsHandle, StatsDriver) {
+    let interval = config.interval;
+    let aggregator = StatsAggregator::new(config);
+    let (tx, rx) = watch::channel(Arc::new(aggregator.initial()));
+    (
+        StatsHandle {
+            latest: rx,
+            lifecycle,
+            health,
+        },
+        StatsDriver {
+            aggregator,
+            source,
+            latest: tx,
+            interval,
+        },
+    )
+}
+
+impl StatsDriver {
+    /// Samples immediately, then every interval.
+    pub async fn run(mut self) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let sample = self.source.sample();
+            let snapshot = self.aggregator.update(Instant::now(), sample);
+            self.latest.send_replace(Arc::new(snapshot));
+        }
+    }
+}
+
+/// The `jitsi_jvb_*` Prometheus metrics, fed from snapshots.
+pub struct BridgeMetrics {
+    registry: Registry,
+    gauges: Vec<(IntGauge, ReadU64)>,
+    float_gauges: Vec<(Gauge, ReadF64)>,
+    counters: Vec<(IntCounter, ReadU64)>,
+    dropped: IntCounterVec,
+}
+
+/// Metric namespace, as JVB's.
+pub const METRICS_NAMESPACE: &str = "jitsi_jvb";
+
+type ReadU64 = fn(&StatsSnapshot) -> u64;
+type ReadF64 = fn(&StatsSnapshot) -> f64;
+type IntGaugeDef = (&'static str, &'static str, ReadU64);
+type FloatGaugeDef = (&'static str, &'static str, ReadF64);
+
+const INT_GAUGES: &[IntGaugeDef] = &[
+    ("conferences", "Current number of conferences.", |s| {
+        s.conferences
+    }),
+    (
+        "endpoints",
+        "Current number of endpoints (local and relayed).",
+        |s| s.endpoints,
+    ),
+    (
+        "current_endpoints",
+        "Current number of endpoints (JVB's name).",
+        |s| s.endpoints,
+    ),
+    (
+        "local_endpoints",
+        "Number of local endpoints that exist currently.",
+        |s| s.local_endpoints,
+    ),
+    (
+        "largest_conference",
+        "The size of the largest conference (number of endpoints).",
+        |s| s.largest_conference,
+    ),
+    (
+        "endpoints_sending_audio",
+        "The number of local endpoints sending audio.",
+        |s| s.endpoints_sending_audio,
+    ),
+    (
+        "endpoints_sending_video",
+        "The number of local endpoints sending video.",
+        |s| s.endpoints_sending_video,
+    ),
+    (
+        "incoming_packet_rate",
+        "Incoming RTP/RTCP packet rate in pps.",
+        |s| s.packet_rate_download,
+    ),
+    (
+        "outgoing_packet_rate",
+        "Outgoing RTP/RTCP packet rate in pps.",
+        |s| s.packet_rate_upload,
+    ),
+    (
+        "incoming_bitrate",
+        "Incoming RTP/RTCP bitrate in bps.",
+        |s| s.bit_rate_download * 1000,
+    ),
+    (
+        "outgoing_bitrate",
+        "Outgoing RTP/RTCP bitrate in bps.",
+        |s| s.bit_rate_upload * 1000,
+    ),
+    (
+        "graceful_shutdown",
+        "Whether the bridge is in graceful shutdown mode (not accepting new conferences).",
+        |s| s.graceful_shutdown.into(),
+    ),
+    (
+        "shutting_down",
+        "Whether the bridge is shutting down.",
+        |s| s.shutting_down.into(),
+    ),
+    ("drain_mode", "Whether the bridge is in drain mode.", |s| {
+        s.drain.into()
+    }),
+    (
+        "healthy",
+        "Whether the bridge considers itself healthy.",
+        |s| s.healthy.into(),
+    ),
+    (
+        "thread_count",
+        "Current number of OS threads of the process.",
+        |s| s.threads,
+    ),
+];
+
+const FLOAT_GAUGES: &[FloatGaugeDef] = &[
+    (
+        "stress",
+        "Current stress: packet rate (in + out) / max_packet_rate.",
+        |s| s.stress_level,
+    ),
+    (
+        "average_participant_stress",
+        "Stress one endpoint is assumed to add (published to the focus).",
+        |s| s.average_participant_stress,
+    ),
+    (
+        "average_rtt",
+        "Average RTT across all local endpoints in ms.",
+        |s| s.rtt_aggregate,
+    ),
+    (
+        "incoming_loss_fraction",
+        "Fraction of incoming RTP packets that are lost.",
+        |s| s.incoming_loss,
+    ),
+    (
+        "outgoing_loss_fraction",
+        "Fraction of outgoing RTP packets that are lost.",
+        |s| s.outgoing_loss,
+    ),
+    (
+        "loss_fraction",
+        "Fraction of RTP packets that are lost (incoming and outgoing combined).",
+        |s| s.overall_loss,
+    ),
+];
+
+const COUNTERS: &[IntGaugeDef] = &[
+    (
+        "packets_received_total",
+        "Number of RTP/RTCP packets received.",
+        |s| s.total_packets_received,
+    ),
+    (
+        "packets_sent_total",
+        "Number of RTP/RTCP packets sent.",
+        |s| s.total_packets_sent,
+    ),
+    (
+        "bytes_received_total",
+        "Number of RTP/RTCP bytes received.",
+        |s| s.total_bytes_received,
+    ),
+    ("bytes_sent_total", "Number of RTP/RTCP bytes sent.", |s| {
+        s.total_bytes_sent
+    }),
+    (
+        "ice_succeeded_total",
+        "Number of endpoints whose ICE connection succeeded.",
+        |s| s.total_ice_succeeded,
+    ),
+    (
+        "ice_failed_total",
+        "Number of endpoints whose ICE connection failed.",
+        |s| s.total_ice_failed,
+    ),
+    (
+        "endpoints_dtls_failed_total",
+        "Number of endpoints whose ICE succeeded but DTLS did not.",
+        |s| s.dtls_failed_endpoints,
+    ),
+    (
+        "conferences_created_total",
+        "The total number of conferences created.",
+        |s| s.total_conferences_created,
+    ),
+    (
+        "conferences_completed_total",
+        "The total number of conferences completed/expired.",
+        |s| s.total_conferences_completed,
+    ),
+    (
+        "conference_seconds_total",
+        "The total duration in seconds of all completed conferences.",
+        |s| s.total_conference_seconds,
+    ),
+    (
+        "endpoints_total",
+        "The total number of endpoints created.",
+        |s| s.total_participants,
+    ),
+    (
+        "dominant_speaker_changes_total",
+        "Number of times the dominant speaker in any conference changed.",
+        |s| s.total_dominant_speaker_changes,
+    ),
+    (
+        "data_channel_messages_received_total",
+        "Number of messages received on endpoints' data channels.",
+        |s| s.total_data_channel_messages_received,
+    ),
+    (
+        "data_channel_messages_sent_total",
+        "Number of messages sent on endpoints' data channels.",
+        |s| s.total_data_channel_messages_sent,
+    ),
+    (
+        "colibri_web_socket_messages_received_total",
+        "Number of messages received on colibri web sockets.",
+        |s| s.total_colibri_web_socket_messages_received,
+    ),
+    (
+        "colibri_web_socket_messages_sent_total",
+        "Number of messages sent on colibri web sockets.",
+        |s| s.total_colibri_web_socket_messages_sent,
+    ),
+];
+
+impl BridgeMetrics {
+    pub fn new() -> Result<BridgeMetrics, prometheus::Error> {
+        let registry = Registry::new();
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace(METRICS_NAMESPACE);
+        let mut gauges = Vec::new();
+        for &(name, help, read) in INT_GAUGES {
+            let g = IntGauge::with_opts(opts(name, help))?;
+            registry.register(Box::new(g.clone()))?;
+            gauges.push((g, read));
+        }
+        let mut float_gauges = Vec::new();
+        for &(name, help, read) in FLOAT_GAUGES {
+            let g = Gauge::with_opts(opts(name, help))?;
+            registry.register(Box::new(g.clone()))?;
+            float_gauges.push((g, read));
+        }
+        let mut counters = Vec::new();
+        for &(name, help, read) in COUNTERS {
+            let c = IntCounter::with_opts(opts(name, help))?;
+            registry.register(Box::new(c.clone()))?;
+            counters.push((c, read));
+        }
+        let dropped = IntCounterVec::new(
+            opts(
+                "dropped_packets_total",
+                "Packets dropped as bad input, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(dropped.clone()))?;
+        for reason in KNOWN_DROP_REASONS {
+            dropped.with_label_values(&[*reason]);
+        }
+        Ok(BridgeMetrics {
+            registry,
+            gauges,
+            float_gauges,
+            counters,
+            dropped,
+        })
+    }
+
+    /// Sets gauges and advances counters to the snapshot's totals.
+    pub fn observe(&self, s: &StatsSnapshot) {
+        for (g, read) in &self.gauges {
+            g.set(i64::try_from(read(s)).unwrap_or(i64::MAX));
+        }
+        for (g, read) in &self.float_gauges {
+            g.set(read(s));
+        }
+        for (c, read) in &self.counters {
+            advance(c, read(s));
+        }
+        for (reason, &total) in &s.dropped_packets {
+            advance(&self.dropped.with_label_values(&[reason.as_str()]), total);
+        }
+    }
+
+    /// The registry (to add more collectors).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        signaling::service::encode_prometheus_text(&self.registry)
+    }
+}
+
+fn advance(counter: &IntCounter, total: u64) {
+    let current = counter.get();
+    if total > current {
+        counter.inc_by(total - current);
+    }
+}
+
+/// Formats a wall-clock time as JVB's `current_timestamp`: "yyyy-MM-dd HH:mm:ss.SSS" in UTC.
+pub fn format_timestamp(t: SystemTime) -> String {
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let secs = (ms / 1000) as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60,
+        ms % 1000
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// OS threads of this process (Linux `/proc/self/status`; 0 where unavailable).
+pub fn thread_count() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::ShutdownState;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(format_timestamp(UNIX_EPOCH), "1970-01-01 00:00:00.000");
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(format_timestamp(t), "2023-11-14 22:13:20.123");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(format_timestamp(t), "2000-02-29 00:00:00.000");
+        let t = UNIX_EPOCH + Duration::from_millis(4_102_444_799_999);
+        assert_eq!(format_timestamp(t), "2099-12-31 23:59:59.999");
+    }
+
+    #[test]
+    fn rates_and_stress_over_the_window() {
+        let mut agg = StatsAggregator::new(StatsConfig {
+            max_packet_rate: 1000,
+            region: Some("eu".into()),
+            ..StatsConfig::default()
+        });
+        let t0 = Instant::now();
+        let first = agg.update(
+            t0,
+            StatsSample {
+                packets_received: 1000,
+                bytes_received: 100_000,
+                ..Default::default()
+            },
+        );
+        assert_eq!(first.packet_rate_download, 0, "no window yet");
+        let s = agg.update(
+            t0 + Duration::from_secs(5),
+            StatsSample {
+                conference_sizes: vec![2, 3, 30],
+                local_endpoints: 35,
+                packets_received: 1000 + 5 * 300,
+                packets_sent: 5 * 200,
+                bytes_received: 100_000 + 5 * 125_000,
+                bytes_sent: 5 * 250_000,
+                dropped_packets: BTreeMap::from([("garbage".into(), 4), ("bad_rtp".into(), 1)]),
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.packet_rate_download, 300);
+        assert_eq!(s.packet_rate_upload, 200);
+        assert_eq!(s.bit_rate_download, 1000); // 125 kB/s = 1000 kbps
+        assert_eq!(s.bit_rate_upload, 2000);
+        assert!((s.stress_level - 0.5).abs() < 1e-9, "{}", s.stress_level);
+        assert_eq!(s.conferences, 3);
+        assert_eq!(s.endpoints, 35);
+        assert_eq!(s.participants, 35);
+        assert_eq!(s.largest_conference, 30);
+        assert_eq!(s.conference_sizes.len(), CONFERENCE_SIZE_BUCKETS);
+        assert_eq!(s.conference_sizes[2], 1);
+        assert_eq!(s.conference_sizes[3], 1);
+        assert_eq!(s.conference_sizes[CONFERENCE_SIZE_BUCKETS - 1], 1);
+        assert_eq!(s.total_dropped_packets, 5);
+        assert_eq!(s.region.as_deref(), Some("eu"));
+    }
+
+    #[test]
+    fn json_keys_and_presence() {
+        let agg = StatsAggregator::new(StatsConfig::default());
+        let mut s = agg.initial();
+        s.apply_live(
+            LifecycleStatus {
+                state: ShutdownState::Running,
+                drain: true,
+                graceful_shutdown: false,
+                shutting_down: false,
+            },
+            true,
+            UNIX_EPOCH,
+        );
+        let json = s.to_json();
+        for key in [
+            "conferences",
+            "participants",
+            "endpoints",
+            "local_endpoints",
+            "largest_conference",
+            "bit_rate_download",
+            "bit_rate_upload",
+            "packet_rate_download",
+            "packet_rate_upload",
+            "stress_level",
+            "average_participant_stress",
+            "total_conferences_created",
+            "total_conferences_completed",
+            "total_participants",
+            "total_bytes_received",
+            "total_bytes_sent",
+            "total_packets_received",
+            "total_packets_sent",
+            "total_ice_failed",
+            "total_ice_succeeded",
+            "total_dominant_speaker_changes",
+            "total_data_channel_messages_received",
+            "total_data_channel_messages_sent",
+            "graceful_shutdown",
+            "shutting_down",
+            "drain",
+            "healthy",
+            "current_timestamp",
+            "threads",
+            "version",
+            "conference_sizes",
+            "dropped_packets",
+            "total_dropped_packets",
+            "octo_endpoints",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(json["drain"], true);
+        assert_eq!(json["current_timestamp"], "1970-01-01 00:00:00.000");
+        assert!(json.get("region").is_none(), "region only when configured");
+        let presence = s.presence_stats();
+        let names: Vec<&str> = presence.iter().map(|(k, _)| k.as_str()).collect();
+        for key in [
+            "stress_level",
+            "drain",
+            "graceful_shutdown",
+            "shutting_down",
+            "version",
+        ] {
+            assert!(names.contains(&key), "{key} not in presence {names:?}");
+        }
+        assert!(!names.contains(&"conferences"));
+        assert!(presence.contains(&("drain".into(), "true".into())));
+    }
+
+    #[test]
+    fn metrics_follow_snapshots() {
+        let m = BridgeMetrics::new().unwrap();
+        let text = m.render();
+        assert!(text.contains("jitsi_jvb_dropped_packets_total{reason=\"srtp_auth_failed\"} 0"));
+        let mut s = StatsAggregator::new(StatsConfig::default()).initial();
+        s.total_packets_received = 10;
+        s.drain = true;
+        s.stress_level = 0.25;
+        s.dropped_packets.insert("weird_new_reason".into(), 7);
+        m.observe(&s);
+        s.total_packets_received = 25;
+        m.observe(&s);
+        // Counters never go backwards even if a source resets.
+        s.total_packets_received = 3;
+        m.observe(&s);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE jitsi_jvb_packets_received_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jitsi_jvb_packets_received_total 25"),
+            "{text}"
+        );
+        assert!(text.contains("jitsi_jvb_drain_mode 1"), "{text}");
+        assert!(text.contains("jitsi_jvb_stress 0.25"), "{text}");
+        assert!(text.contains("jitsi_jvb_dropped_packets_total{reason=\"weird_new_reason\"} 7"));
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let mut parts = line.split_whitespace().skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(name.starts_with("jitsi_jvb_"), "{line}");
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+        }
+    }
+
+    #[test]
+    fn thread_count_reads_proc() {
+        assert!(thread_count() >= 1);
+    }
+}
