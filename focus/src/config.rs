@@ -53,8 +53,9 @@ pub struct XmppClientConfig {
     pub username: String,
     pub password: String,
     pub resource: String,
-    /// Plaintext on loopback; STARTTLS otherwise (certificates are not verified, as in docker).
-    pub use_tls: bool,
+    /// `None`: plaintext to a loopback server, STARTTLS otherwise. Certificates are not verified, as
+    /// docker-jitsi-meet configures Jicofo.
+    pub use_tls: Option<bool>,
 }
 
 /// The XEP-0114 component `focus.<domain>` that stock Prosody routes conference IQs to.
@@ -116,7 +117,7 @@ impl Default for Config {
                 username: "focus".into(),
                 password: String::new(),
                 resource: "focus".into(),
-                use_tls: true,
+                use_tls: None,
             },
             service: None,
             service_muc_domain: None,
@@ -227,7 +228,7 @@ impl Config {
             self.brewery_room = v;
         }
         if let Some(v) = e.bool("XMPP_USE_TLS")? {
-            self.client.use_tls = v;
+            self.client.use_tls = Some(v);
         }
         if let Some(secret) = get("JICOFO_COMPONENT_SECRET") {
             self.component = Some(ComponentConfig {
@@ -417,9 +418,9 @@ impl Config {
             }
         }
         if f.no_tls {
-            self.client.use_tls = false;
+            self.client.use_tls = Some(false);
             if let Some(s) = self.service.as_mut() {
-                s.use_tls = false;
+                s.use_tls = Some(false);
             }
         }
         if let Some(v) = f.rest_port {
@@ -527,14 +528,12 @@ impl EnvReader<'_> {
 
 /// docker's `toBool`: 1/0, true/false, yes/no, on/off (any case).
 pub fn parse_bool(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
+    signaling::service::parse_bool(v).ok()
 }
 
-/// A HOCON-style duration: `20 seconds`, `20s`, `1 minute`, `500 ms`; a bare number is milliseconds.
+/// A HOCON-style duration: `20 seconds`, `20s`, `1 minute`, `500 ms`. Unlike
+/// `signaling::service::parse_duration`, a bare number is milliseconds, as HOCON (and so Jicofo, whose
+/// docker template pastes these variables into `jicofo.conf`) reads it.
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let s = v.trim().trim_matches('"').trim();
     let split = s
@@ -770,7 +769,9 @@ impl TomlConfig {
             set(&mut c.brewery_room, x.brewery_room.clone());
             set(&mut c.client.username, x.username.clone());
             set(&mut c.client.password, x.password.clone());
-            set(&mut c.client.use_tls, x.use_tls);
+            if x.use_tls.is_some() {
+                c.client.use_tls = x.use_tls;
+            }
             if let Some(secret) = &x.component_secret {
                 let host = c.client.host.clone();
                 let jid = format!("focus.{}", c.xmpp_domain);

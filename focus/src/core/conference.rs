@@ -340,6 +340,13 @@ impl Conference {
         self.state = RoomState::Stopped;
     }
 
+    /// The focus is going away.
+    pub fn shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        if self.state != RoomState::Stopped {
+            self.stop(ctx, "focus shutting down", true);
+        }
+    }
+
     fn joined(&mut self, ctx: &mut Ctx<'_>) {
         if self.meeting_id.is_none() {
             self.meeting_id = Some(ctx.io.rng.uuid());

@@ -778,6 +778,20 @@ impl Focus {
         }
     }
 
+    /// Stops every conference (expiring them on their bridges, leaving their rooms) and leaves the
+    /// brewery: what the focus does before it exits.
+    pub fn shutdown(&mut self, now: Instant) {
+        let (mut ctx, conferences) = self.ctx(now);
+        for c in conferences.values_mut() {
+            c.shutdown(&mut ctx);
+        }
+        conferences.clear();
+        self.io.presence(
+            self.cfg.brewery_link,
+            muc::leave_presence(&self.cfg.brewery, &self.cfg.nick),
+        );
+    }
+
     // ---- observation ------------------------------------------------------------------------------
 
     /// The numbers `/stats` and `/metrics` report.

@@ -1,0 +1,214 @@
+//! Shared by the focus's integration tests: a real Prosody (signaling::testing), the `focus` binary as
+//! a child process, REST probes and XMPP test clients.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use minidom::Element;
+use signaling::service::http_request;
+use signaling::testing::{Prosody, ProsodyOptions};
+use signaling::xmpp::{Event, XmppEvents, XmppHandle, connect_client};
+use tokio::sync::mpsc;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Prosody with the usual accounts plus test users `alice`, `bob`, `mallory` on the auth domain.
+pub fn start_prosody() -> Prosody {
+    init_tracing();
+    let auth = "auth.meet.example";
+    let opts = ProsodyOptions::new("meet.example")
+        .user("alice", auth, "alice-pw")
+        .user("bob", auth, "bob-pw")
+        .user("mallory", auth, "mallory-pw");
+    Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
+}
+
+/// The `focus` binary running against `prosody`. Killed on drop; its log is printed if the test failed.
+pub struct FocusProcess {
+    child: Option<Child>,
+    pub rest_port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FocusProcess {
+    pub fn start(prosody: &Prosody, extra_env: &[(&str, &str)]) -> FocusProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("focus.log");
+        let rest_port = free_port();
+        let out = std::fs::File::create(&log).expect("log file");
+        let ports = prosody.ports();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_focus"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FOCUS_LOG", "focus=debug,signaling=info,info")
+            .env("XMPP_SERVER", "127.0.0.1")
+            .env("XMPP_PORT", ports.c2s.to_string())
+            .env("XMPP_DOMAIN", prosody.domain())
+            .env("XMPP_AUTH_DOMAIN", prosody.auth_domain())
+            .env("XMPP_MUC_DOMAIN", prosody.muc_domain())
+            .env("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain())
+            .env("JICOFO_AUTH_PASSWORD", signaling::testing::FOCUS_PASSWORD)
+            .env("JICOFO_COMPONENT_SECRET", prosody.component_secret())
+            .env("XMPP_COMPONENT_PORT", ports.component.to_string())
+            .arg("--rest-port")
+            .arg(rest_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn focus");
+        let f = FocusProcess {
+            child: Some(child),
+            rest_port,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + WAIT;
+        while f.get("/about/version").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "focus REST did not come up:\n{}",
+                f.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        f
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.rest_port)
+    }
+
+    /// `(status, body)` of a GET, `None` when nothing answers.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_request("GET", &self.url(path), None, Duration::from_secs(5))
+            .ok()
+            .map(|r| (r.status, r.text()))
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let (status, body) = self.get("/stats").expect("/stats answers");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("/stats is JSON")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", child.id()))
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for FocusProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(150).collect();
+            eprintln!(
+                "--- focus log tail ---\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+/// A test XMPP client whose events are forwarded to a channel.
+pub struct TestClient {
+    pub handle: XmppHandle,
+    pub events: mpsc::UnboundedReceiver<Event>,
+}
+
+impl TestClient {
+    pub async fn connect(prosody: &Prosody, user: &str, password: &str) -> TestClient {
+        let (handle, events) = connect_client(prosody.client_config(user, password));
+        handle
+            .wait_online(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{user} did not come online"));
+        TestClient {
+            handle,
+            events: forward(events),
+        }
+    }
+
+    /// Waits for the first event `pick` accepts; other events are discarded.
+    pub async fn wait_for<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&mut Event) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(mut ev)) => {
+                    if let Some(v) = pick(&mut ev) {
+                        return v;
+                    }
+                }
+                Ok(None) => panic!("event stream ended while waiting for {what}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+}
+
+fn forward(mut events: XmppEvents) -> mpsc::UnboundedReceiver<Event> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+pub fn el(xml: &str) -> Element {
+    xml.parse().unwrap_or_else(|e| panic!("bad XML {e}: {xml}"))
+}
