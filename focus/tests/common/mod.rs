@@ -212,3 +212,5 @@ fn forward(mut events: XmppEvents) -> mpsc::UnboundedReceiver<Event> {
 pub fn el(xml: &str) -> Element {
     xml.parse().unwrap_or_else(|e| panic!("bad XML {e}: {xml}"))
 }
+
+pub mod browser;
