@@ -19,6 +19,8 @@ pub struct Participants {
     child: Child,
     stdin: ChildStdin,
     events: mpsc::UnboundedReceiver<Value>,
+    /// Events read while waiting for another one.
+    backlog: std::collections::VecDeque<Value>,
     _config: tempfile::NamedTempFile,
 }
 
@@ -79,6 +81,7 @@ impl Participants {
             child,
             stdin,
             events,
+            backlog: std::collections::VecDeque::new(),
             _config: config,
         }
     }
