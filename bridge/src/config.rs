@@ -818,7 +818,7 @@ pub static SETTINGS: &[Setting] = &[
     },
     // --- logging
     Setting {
-        env: "JVB_LOG_FORMAT",
+        env: "LOG_FORMAT",
         toml: "log.format",
         flag: Some("log-format"),
         value_name: "text|json",
@@ -832,7 +832,7 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| Some(s(&c.log.format.to_string())),
     },
     Setting {
-        env: "JVB_LOG_LEVEL",
+        env: "LOG_LEVEL",
         toml: "log.level",
         flag: Some("log-level"),
         value_name: "FILTER",
@@ -851,7 +851,7 @@ pub const OTHER_ENV: &[(&str, &str)] = &[
         "TOML config file when --config is not given",
     ),
     ("HOSTNAME", "default for JVB_MUC_NICKNAME"),
-    ("RUST_LOG", "default for JVB_LOG_LEVEL"),
+    ("RUST_LOG", "default for LOG_LEVEL"),
     (
         "ENABLE_JVB_XMPP_SERVER",
         "use the separate brewery Prosody: JVB_XMPP_SERVER [xmpp.jvb.meet.jitsi], JVB_XMPP_PORT [6222], JVB_XMPP_AUTH_DOMAIN [auth.jvb.meet.jitsi], JVB_XMPP_INTERNAL_MUC_DOMAIN [muc.jvb.meet.jitsi] replace the XMPP_* values",
@@ -882,13 +882,17 @@ pub const IGNORED_ENV: &[&str] = &[
     "JVB_WS_SERVER_ID",
     "SENTRY_DSN",
     "AUTOSCALER_URL",
+    "XMPP_MUC_DOMAIN",
 ];
 
-/// A loaded configuration and notes for the log (deprecations, ignored variables).
+/// A loaded configuration and notes for the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
     pub config: Config,
+    /// Deprecations and the like (logged as warnings).
     pub notes: Vec<String>,
+    /// docker-jitsi-meet variables that are set but have no effect here (logged once at info).
+    pub ignored: Vec<&'static str>,
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -961,11 +965,6 @@ pub fn layer_from_env(env: &Env) -> (Layer, Vec<String>, Vec<ConfigError>) {
             &mut layer,
             &mut errors,
         );
-    }
-    for name in IGNORED_ENV {
-        if env.get(name).is_some() {
-            notes.push(format!("{name} is set but has no effect on this bridge"));
-        }
     }
     (layer, notes, errors)
 }
@@ -1128,7 +1127,15 @@ pub fn load(env: &Env, matches: &ArgMatches) -> Result<Loaded, Vec<ConfigError>>
         .overlay(flag_layer)
         .resolve(env)
     {
-        Ok(config) if errors.is_empty() => Ok(Loaded { config, notes }),
+        Ok(config) if errors.is_empty() => Ok(Loaded {
+            config,
+            notes,
+            ignored: IGNORED_ENV
+                .iter()
+                .copied()
+                .filter(|name| env.get(name).is_some())
+                .collect(),
+        }),
         Ok(_) => Err(errors),
         Err(more) => {
             errors.extend(more);
@@ -1255,8 +1262,8 @@ mod tests {
             ("JVB_REST_HOST", "0.0.0.0"),
             ("JVB_REST_PORT", "8081"),
             ("JVB_SHUTTING_DOWN_DELAY", "5s"),
-            ("JVB_LOG_FORMAT", "json"),
-            ("JVB_LOG_LEVEL", "debug"),
+            ("LOG_FORMAT", "json"),
+            ("LOG_LEVEL", "debug"),
             ("ENABLE_VLA", "1"),
         ]);
         let loaded = load_with(&e, &[]).unwrap();
@@ -1285,7 +1292,7 @@ mod tests {
         );
         assert_eq!(c.lifecycle.shutting_down_delay, Duration::from_secs(5));
         assert_eq!(c.log.format, LogFormat::Json);
-        assert!(loaded.notes.iter().any(|n| n.contains("ENABLE_VLA")));
+        assert_eq!(loaded.ignored, vec!["ENABLE_VLA"]);
     }
 
     #[test]
@@ -1410,8 +1417,8 @@ mod tests {
             ("JVB_MAX_PACKET_RATE", "0", "greater than zero"),
             ("JVB_AVERAGE_PARTICIPANT_STRESS", "2", "between 0 and 1"),
             ("JVB_AVERAGE_PARTICIPANT_STRESS", "NaN", "between 0 and 1"),
-            ("JVB_LOG_FORMAT", "xml", "invalid log format"),
-            ("JVB_LOG_LEVEL", "bridge=loud", "invalid log level"),
+            ("LOG_FORMAT", "xml", "invalid log format"),
+            ("LOG_LEVEL", "bridge=loud", "invalid log level"),
             ("ENABLE_JVB_XMPP_SERVER", "sure", "invalid boolean"),
             ("ENABLE_OCTO", "sure", "invalid boolean"),
         ];

@@ -175,6 +175,12 @@ fn run(matches: &ArgMatches) -> ExitCode {
     for note in &loaded.notes {
         tracing::warn!("{note}");
     }
+    if !loaded.ignored.is_empty() {
+        tracing::info!(
+            variables = ?loaded.ignored,
+            "docker-jitsi-meet variables set but without effect on this bridge"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -95,8 +95,8 @@ fn bad_env_values_stop_startup_naming_the_variable() {
         ("JVB_SHUTTING_DOWN_DELAY", "soon", "invalid duration"),
         ("JVB_ENDPOINT_EXPIRE_TIMEOUT", "0", "greater than zero"),
         ("JVB_MAX_PACKET_RATE", "lots", "invalid number"),
-        ("JVB_LOG_FORMAT", "xml", "invalid log format"),
-        ("JVB_LOG_LEVEL", "bridge=loud", "invalid log level"),
+        ("LOG_FORMAT", "xml", "invalid log format"),
+        ("LOG_LEVEL", "bridge=loud", "invalid log level"),
         ("ENABLE_JVB_XMPP_SERVER", "sure", "invalid boolean"),
     ];
     for (var, value, reason) in cases {
@@ -363,8 +363,8 @@ fn help_documents_every_environment_variable() {
         "DOCKER_HOST_ADDRESS",
         "JVB_REST_HOST",
         "JVB_REST_PORT",
-        "JVB_LOG_FORMAT",
-        "JVB_LOG_LEVEL",
+        "LOG_FORMAT",
+        "LOG_LEVEL",
         "JVB_SRTP_PROFILES",
         "JVB_ENDPOINT_EXPIRE_TIMEOUT",
         "JVB_CONFERENCE_EXPIRE_TIMEOUT",
