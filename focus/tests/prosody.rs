@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FocusProcess, TestClient, WAIT, el, start_prosody};
+use common::{
+    FocusProcess, PROXY_DOMAIN, TestClient, WAIT, el, start_prosody,
+    start_prosody_with_client_proxy,
+};
 use signaling::ns;
 use signaling::xml::Builder;
 use signaling::xmpp::{BareJid, DefinedCondition, Event, IqError, Jid, MucJoin};
@@ -338,4 +341,52 @@ fn bad_configuration_stops_start_up_naming_the_variable() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("JICOFO_AUTH_PASSWORD"));
+}
+
+/// docker-jitsi-meet's Prosody reaches the focus through a `client_proxy` component: the conference IQ
+/// arrives at `focus@auth…/focus` from `<proxy>/<original JID>`, and the answer to that proxied address
+/// must come back to the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conference_requests_through_client_proxy() {
+    let prosody = start_prosody_with_client_proxy();
+    // No XEP-0114 component: only the client connection.
+    let focus = tokio::task::block_in_place(|| FocusProcess::start_with(&prosody, &[], false));
+    let alice = TestClient::connect(&prosody, "alice", "alice-pw").await;
+    let proxy: Jid = PROXY_DOMAIN.parse().unwrap();
+    let room = format!("proxied@{}", prosody.muc_domain());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let answer = loop {
+        match alice
+            .handle
+            .iq_set(proxy.clone(), conference_iq(&room), Duration::from_secs(10))
+            .await
+        {
+            Ok(r) if r.payload.as_ref().and_then(|p| p.attr("ready")) == Some("true") => {
+                assert_eq!(r.from.as_ref(), Some(&proxy), "answered by the proxy");
+                break r.payload.unwrap();
+            }
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{other:?}\n{}\n{}",
+                    focus.log(),
+                    prosody.log_tail(6000)
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    assert_eq!(answer.attr("focusjid"), Some("focus@auth.meet.example"));
+    // Errors travel back the same way.
+    let e = alice
+        .handle
+        .iq_set(
+            proxy,
+            el(r#"<conference xmlns="http://jitsi.org/protocol/focus"/>"#),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.condition(), Some(&DefinedCondition::BadRequest), "{e}");
+    assert!(focus.log().contains("focus.meet.example") || focus.log().contains(PROXY_DOMAIN));
 }

@@ -32,14 +32,33 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+fn options() -> ProsodyOptions {
+    let auth = "auth.meet.example";
+    ProsodyOptions::new("meet.example")
+        .user("alice", auth, "alice-pw")
+        .user("bob", auth, "bob-pw")
+        .user("mallory", auth, "mallory-pw")
+}
+
 /// Prosody with the usual accounts plus test users `alice`, `bob`, `mallory` on the auth domain.
 pub fn start_prosody() -> Prosody {
     init_tracing();
-    let auth = "auth.meet.example";
-    let opts = ProsodyOptions::new("meet.example")
-        .user("alice", auth, "alice-pw")
-        .user("bob", auth, "bob-pw")
-        .user("mallory", auth, "mallory-pw");
+    Prosody::start_with(options()).expect("start Prosody (run scripts/install-deps.sh)")
+}
+
+/// The client_proxy component docker-jitsi-meet's Prosody has (a test stand-in of mod_client_proxy:
+/// `tests/prosody-modules/mod_test_client_proxy.lua`).
+pub const PROXY_DOMAIN: &str = "proxy.meet.example";
+
+/// [`start_prosody`] plus a client_proxy component `proxy.meet.example` targeting `focus@auth…`.
+pub fn start_prosody_with_client_proxy() -> Prosody {
+    init_tracing();
+    let mut opts = options();
+    let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/prosody-modules");
+    opts.extra_global_config = format!(
+        "plugin_paths = {{ \"{}\" }}\nComponent \"{PROXY_DOMAIN}\" \"test_client_proxy\"\n  target_address = \"focus@auth.meet.example\"\n",
+        modules.display()
+    );
     Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
 }
 
@@ -53,6 +72,15 @@ pub struct FocusProcess {
 
 impl FocusProcess {
     pub fn start(prosody: &Prosody, extra_env: &[(&str, &str)]) -> FocusProcess {
+        Self::start_with(prosody, extra_env, true)
+    }
+
+    /// `component`: also connect as the XEP-0114 component `focus.<domain>`.
+    pub fn start_with(
+        prosody: &Prosody,
+        extra_env: &[(&str, &str)],
+        component: bool,
+    ) -> FocusProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("focus.log");
         let rest_port = free_port();
@@ -69,13 +97,15 @@ impl FocusProcess {
             .env("XMPP_MUC_DOMAIN", prosody.muc_domain())
             .env("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain())
             .env("JICOFO_AUTH_PASSWORD", signaling::testing::FOCUS_PASSWORD)
-            .env("JICOFO_COMPONENT_SECRET", prosody.component_secret())
-            .env("XMPP_COMPONENT_PORT", ports.component.to_string())
             .arg("--rest-port")
             .arg(rest_port.to_string())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out);
+        if component {
+            cmd.env("JICOFO_COMPONENT_SECRET", prosody.component_secret())
+                .env("XMPP_COMPONENT_PORT", ports.component.to_string());
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
