@@ -30,7 +30,9 @@ async function main() {
         page.on('pageerror', (e) => process.stderr.write(`[${c.id}] page error: ${e}\n`));
         pages.set(c.id, page);
         await page.goto(`${web.url}/ljm.html`);
+        process.stderr.write(`[driver] ${c.id}: joining\n`);
         const endpoint = await page.evaluate((conf) => window.ljmJoin(conf), Object.assign({}, cfg, c.room ? { room: c.room } : {}));
+        process.stderr.write(`[driver] ${c.id}: joined as ${endpoint}\n`);
         emit({ event: 'joined', id: c.id, endpoint });
       } else if (c.cmd === 'stats') {
         const out = {};

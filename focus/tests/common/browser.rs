@@ -72,7 +72,11 @@ impl Participants {
             while let Ok(Some(line)) = lines.next_line().await {
                 // Page logs are verbose; keep warnings and errors.
                 let l = line.to_ascii_lowercase();
-                if l.contains("error") || l.contains("warn") || l.contains("fail") {
+                if l.contains("error")
+                    || l.contains("warn")
+                    || l.contains("fail")
+                    || l.starts_with("[driver]")
+                {
                     eprintln!("[browser] {line}");
                 }
             }
@@ -102,6 +106,11 @@ impl Participants {
         timeout: Duration,
         mut pick: impl FnMut(&Value) -> bool,
     ) -> Value {
+        if let Some(i) = self.backlog.iter().position(&mut pick)
+            && let Some(v) = self.backlog.remove(i)
+        {
+            return v;
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
@@ -115,6 +124,8 @@ impl Participants {
                     if pick(&v) {
                         return v;
                     }
+                    // Kept for a later wait (joins finish in any order).
+                    self.backlog.push_back(v);
                 }
                 Ok(None) => panic!("browser driver exited while waiting for {what}"),
                 Err(_) => panic!("timed out waiting for {what}"),
