@@ -3,6 +3,8 @@
 // tests. Protocol (JSON lines):
 //   argv[2]: path of a JSON file {"domain","muc","focus","serviceUrl","room","resolution"?}
 //   stdin:   {"cmd":"join","id":"a"[,"room":…]}  → {"event":"joined","id":"a","endpoint":"…"}
+//            {"cmd":"open","id":"a","url":…}      → {"event":"opened","id":"a"} (a page that joins by
+//                                                   itself, e.g. the demo page of scripts/run.sh)
 //            {"cmd":"stats"}                      → {"event":"stats","pages":{"a":{…ljmStats()…}}}
 //            {"cmd":"leave","id":"a"}             → {"event":"left","id":"a"}
 //            {"cmd":"screenshot","id":"a","path"} → {"event":"screenshot","id":"a","path":…}
@@ -34,6 +36,13 @@ async function main() {
         const endpoint = await page.evaluate((conf) => window.ljmJoin(conf), Object.assign({}, cfg, c.room ? { room: c.room } : {}));
         process.stderr.write(`[driver] ${c.id}: joined as ${endpoint}\n`);
         emit({ event: 'joined', id: c.id, endpoint });
+      } else if (c.cmd === 'open') {
+        const page = await browser.context.newPage();
+        page.on('console', (m) => process.stderr.write(`[${c.id}] ${m.text()}\n`));
+        page.on('pageerror', (e) => process.stderr.write(`[${c.id}] page error: ${e}\n`));
+        pages.set(c.id, page);
+        await page.goto(c.url);
+        emit({ event: 'opened', id: c.id });
       } else if (c.cmd === 'stats') {
         const out = {};
         for (const [id, page] of pages) {

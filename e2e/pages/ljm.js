@@ -152,6 +152,8 @@
     }));
     return {
       me: conf.myUserId(),
+      // The Jingle session with the focus (changes when the focus moves us to another bridge).
+      sid: session ? session.sid : null,
       remote,
       removed: state.removed,
       participants: conf.getParticipants().map((p) => p.getId()),

@@ -6,6 +6,7 @@
 //! | `/about/version` | `{"name","version","os"}` |
 //! | `/stats` | JSON: `conferences`, `participants`, `largest_conference`, `total_participants`, `total_conferences_created`, `conference_sizes`, `bridge_selector{bridge_count, operational_bridge_count, …}`, … |
 //! | `/metrics` | Prometheus text, `jitsi_jicofo_*` |
+//! | `/debug` | JSON: every conference with its room state, bridge, bridge session and participants |
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub fn router(focus: LoopHandle, metrics: Arc<FocusMetrics>) -> Router {
     Router::new()
         .route("/about/health", get(health))
         .route("/stats", get(stats))
+        .route("/debug", get(debug))
         .with_state(ApiState { focus })
         .merge(common_routes(version, render))
         .fallback(not_found)
@@ -72,6 +74,17 @@ async fn stats(State(s): State<ApiState>) -> Response {
         Some(stats) => (
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::to_string(&stats).unwrap_or_else(|_| "{}".into()),
+        )
+            .into_response(),
+        None => text_response(StatusCode::SERVICE_UNAVAILABLE, "focus is shutting down"),
+    }
+}
+
+async fn debug(State(s): State<ApiState>) -> Response {
+    match s.focus.debug().await {
+        Some(conferences) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "conferences": conferences }).to_string(),
         )
             .into_response(),
         None => text_response(StatusCode::SERVICE_UNAVAILABLE, "focus is shutting down"),

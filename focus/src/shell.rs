@@ -33,6 +33,7 @@ use crate::core::{
 pub enum Query {
     Stats(oneshot::Sender<FocusStats>),
     Health(oneshot::Sender<Health>),
+    Debug(oneshot::Sender<Vec<crate::core::ConferenceDebug>>),
 }
 
 /// What `/about/health` reports.
@@ -52,6 +53,12 @@ impl LoopHandle {
     pub async fn stats(&self) -> Option<FocusStats> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Query::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn debug(&self) -> Option<Vec<crate::core::ConferenceDebug>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Query::Debug(tx)).await.ok()?;
         rx.await.ok()
     }
 
@@ -233,6 +240,7 @@ async fn run(
                 let now = Instant::now();
                 match q {
                     Query::Stats(tx) => { let _ = tx.send(focus.stats(now)); }
+                    Query::Debug(tx) => { let _ = tx.send(focus.debug()); }
                     Query::Health(tx) => {
                         let _ = tx.send(Health {
                             xmpp_online: shell.online.get(&Link::Client).copied().unwrap_or(false),

@@ -34,6 +34,28 @@ use super::offer::{Features, Offer, OfferOptions};
 use super::stanza::{Condition, IqKind, IqRequest, Link, RequestFailure, StanzaError};
 use super::{Ctx, Pending, RoomRequest};
 
+/// `/debug` view of a conference.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConferenceDebug {
+    pub room: String,
+    pub meeting_id: Option<String>,
+    pub state: String,
+    pub members: usize,
+    pub bridge: Option<String>,
+    pub bridge_session: Option<String>,
+    pub participants: Vec<ParticipantDebug>,
+}
+
+/// `/debug` view of a participant.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ParticipantDebug {
+    pub id: String,
+    pub stage: &'static str,
+    pub session: Option<String>,
+    pub active: bool,
+    pub sources: usize,
+}
+
 /// A conference IQ waiting for the room to be ready.
 #[derive(Debug, Clone)]
 pub(crate) struct Waiter {
@@ -237,6 +259,35 @@ impl Conference {
 
     pub fn participant_count(&self) -> usize {
         self.participants.len()
+    }
+
+    /// What `/debug` shows of this conference.
+    pub fn debug(&self) -> ConferenceDebug {
+        ConferenceDebug {
+            room: self.room.to_string(),
+            meeting_id: self.meeting_id.clone(),
+            state: format!("{:?}", self.state),
+            members: self.members.len(),
+            bridge: self.bridge.as_ref().map(|b| b.bridge.clone()),
+            bridge_session: self.bridge.as_ref().map(|b| b.id.clone()),
+            participants: self
+                .participants
+                .iter()
+                .map(|(id, p)| ParticipantDebug {
+                    id: id.clone(),
+                    stage: match p.stage {
+                        Stage::WaitingFeatures => "waiting-features",
+                        Stage::WaitingBridge => "waiting-bridge",
+                        Stage::Allocating { .. } => "allocating",
+                        Stage::Invited => "invited",
+                        Stage::Failed => "failed",
+                    },
+                    session: p.session.as_ref().map(|s| s.sid.clone()),
+                    active: p.session.as_ref().is_some_and(|s| s.active),
+                    sources: self.sources.get(id).map_or(0, |s| s.ssrc_count()),
+                })
+                .collect(),
+        }
     }
 
     pub fn participant_bridges(&self) -> Vec<(String, Option<String>)> {

@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 pub use bridges::{BridgeConfig, BridgeStats, Bridges, SelectionStrategy};
 use conference::Conference;
+pub use conference::{ConferenceDebug, ParticipantDebug};
 pub use offer::{CodecConfig, Features};
 pub use stanza::{
     Condition, IqKind, IqRequest, Link, Output, RequestFailure, RequestId, StanzaError,
@@ -816,6 +817,11 @@ impl Focus {
     /// Room JIDs of running conferences.
     pub fn conference_rooms(&self) -> impl Iterator<Item = &BareJid> {
         self.conferences.keys()
+    }
+
+    /// Every conference's state, for `/debug`.
+    pub fn debug(&self) -> Vec<ConferenceDebug> {
+        self.conferences.values().map(Conference::debug).collect()
     }
 
     /// Endpoint IDs in a conference with their bridge (for tests and debugging).

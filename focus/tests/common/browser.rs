@@ -27,13 +27,6 @@ pub struct Participants {
 impl Participants {
     /// Starts Chromium for participants of `room` on `prosody` (installs the npm harness if needed).
     pub async fn start(prosody: &Prosody, room: &str) -> Participants {
-        let install = Command::new("bash")
-            .arg(e2e_dir().join("install.sh"))
-            .status()
-            .await
-            .expect("run e2e/install.sh");
-        assert!(install.success(), "e2e/install.sh failed");
-        let config = tempfile::NamedTempFile::new().expect("temp file");
         let cfg = json!({
             "domain": prosody.domain(),
             "muc": prosody.muc_domain(),
@@ -42,6 +35,18 @@ impl Participants {
             "room": room,
             "resolution": 180,
         });
+        Self::start_with(cfg).await
+    }
+
+    /// Starts the driver with a page configuration (see `e2e/ljm-peer.js`).
+    pub async fn start_with(cfg: Value) -> Participants {
+        let install = Command::new("bash")
+            .arg(e2e_dir().join("install.sh"))
+            .status()
+            .await
+            .expect("run e2e/install.sh");
+        assert!(install.success(), "e2e/install.sh failed");
+        let config = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(config.path(), cfg.to_string()).expect("write config");
         let mut child = Command::new("node")
             .arg(e2e_dir().join("ljm-peer.js"))
@@ -138,6 +143,12 @@ impl Participants {
         self.send(json!({"cmd": "join", "id": id})).await;
     }
 
+    /// Starts joining `room` (another room than the configured one).
+    pub async fn send_join(&mut self, id: &str, room: &str) {
+        self.send(json!({"cmd": "join", "id": id, "room": room}))
+            .await;
+    }
+
     /// Waits until `id` has joined; returns its endpoint ID.
     pub async fn joined(&mut self, id: &str) -> String {
         let v = self
@@ -146,6 +157,16 @@ impl Participants {
             })
             .await;
         v["endpoint"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Opens a page that joins by itself (the demo page).
+    pub async fn open(&mut self, id: &str, url: &str) {
+        self.send(json!({"cmd": "open", "id": id, "url": url}))
+            .await;
+        self.wait(&format!("{id} opened"), Duration::from_secs(30), |v| {
+            v["event"] == "opened" && v["id"] == id
+        })
+        .await;
     }
 
     /// `ljmStats()` of every page, by id.

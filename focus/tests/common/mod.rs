@@ -244,3 +244,136 @@ pub fn el(xml: &str) -> Element {
 }
 
 pub mod browser;
+
+/// Builds the workspace's `bridge` binary next to the `focus` binary under test (same target dir and
+/// profile) and returns its path.
+pub fn bridge_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let focus = PathBuf::from(env!("CARGO_BIN_EXE_focus"));
+            let profile_dir = focus.parent().expect("profile dir").to_path_buf();
+            let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args([
+                "build",
+                "--quiet",
+                "-p",
+                "bridge",
+                "--bin",
+                "bridge",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target_dir);
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build -p bridge");
+            assert!(status.success(), "building the bridge failed");
+            profile_dir.join("bridge")
+        })
+        .clone()
+}
+
+/// Our bridge binary running against `prosody`, joined to its brewery as `nick`.
+pub struct BridgeProcess {
+    child: Option<Child>,
+    pub nick: String,
+    pub rest_port: u16,
+    pub media_port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl BridgeProcess {
+    pub fn start(prosody: &Prosody, nick: &str) -> BridgeProcess {
+        let bin = bridge_binary();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("bridge.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let rest_port = free_port();
+        let media_port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("free UDP port");
+        let child = Command::new(bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("XMPP_SERVER", "127.0.0.1")
+            .env("XMPP_PORT", prosody.ports().c2s.to_string())
+            .env("XMPP_DOMAIN", prosody.domain())
+            .env("XMPP_AUTH_DOMAIN", prosody.auth_domain())
+            .env("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain())
+            .env("JVB_AUTH_USER", "jvb")
+            .env("JVB_AUTH_PASSWORD", signaling::testing::JVB_PASSWORD)
+            .env("JVB_BREWERY_MUC", "jvbbrewery")
+            .env("JVB_MUC_NICKNAME", nick)
+            .env("JVB_PORT", media_port.to_string())
+            .env("JVB_ADVERTISE_IPS", "127.0.0.1")
+            .env("JVB_DISABLE_STUN", "true")
+            .env("JVB_REST_HOST", "127.0.0.1")
+            .env("JVB_REST_PORT", rest_port.to_string())
+            .env("JVB_STATS_INTERVAL", "1s")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn bridge");
+        BridgeProcess {
+            child: Some(child),
+            nick: nick.to_owned(),
+            rest_port,
+            media_port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process vanishes without a word, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "--- bridge {} log tail ---\n{}",
+                self.nick,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+/// Waits until the focus reports `n` operational bridges.
+pub fn wait_for_bridges(focus: &FocusProcess, n: u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = focus.stats();
+        if s["bridge_selector"]["operational_bridge_count"] == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "focus does not see {n} bridges: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
