@@ -390,3 +390,64 @@ async fn conference_requests_through_client_proxy() {
     assert_eq!(e.condition(), Some(&DefinedCondition::BadRequest), "{e}");
     assert!(focus.log().contains("focus.meet.example") || focus.log().contains(PROXY_DOMAIN));
 }
+
+/// docker-jitsi-meet's ENABLE_JVB_XMPP_SERVER: the brewery lives on a separate Prosody, reached over a
+/// second client connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brewery_on_a_separate_xmpp_server() {
+    let prosody = start_prosody();
+    let brewery_prosody = signaling::testing::Prosody::start_with(
+        signaling::testing::ProsodyOptions::new("jvb.example"),
+    )
+    .expect("second Prosody");
+    let server = format!("127.0.0.1:{}", brewery_prosody.ports().c2s);
+    let env = [
+        ("ENABLE_JVB_XMPP_SERVER", "1"),
+        ("JVB_XMPP_SERVER", server.as_str()),
+        ("JVB_XMPP_AUTH_DOMAIN", brewery_prosody.auth_domain()),
+        (
+            "JVB_XMPP_INTERNAL_MUC_DOMAIN",
+            brewery_prosody.internal_muc_domain(),
+        ),
+    ];
+    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &env));
+    let brewery = BareJid::new(&format!(
+        "jvbbrewery@{}",
+        brewery_prosody.internal_muc_domain()
+    ))
+    .unwrap();
+    let (jvb, events) = signaling::xmpp::connect_client(brewery_prosody.jvb_client_config());
+    jvb.wait_online(WAIT).await.expect("jvb online");
+    drop(events);
+    let stats = Builder::new("stats", ns::COLIBRI)
+        .children([("stress_level", "0.2"), ("drain", "false")].map(|(n, v)| {
+            Builder::new("stat", ns::COLIBRI)
+                .attr("name", n)
+                .attr("value", v)
+                .build()
+        }))
+        .build();
+    jvb.join_muc(MucJoin::new(brewery, "remote-jvb").with_extra(vec![stats]))
+        .await
+        .expect("join the brewery");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = focus.stats();
+        if s["bridge_selector"]["bridge_count"] == 1 {
+            assert!(
+                s["bridge_selector"]["bridges"][0]["jid"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("@internal.auth.jvb.example/remote-jvb"),
+                "{s}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{s}\n{}",
+            focus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
