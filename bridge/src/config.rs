@@ -1224,7 +1224,10 @@ mod tests {
         assert!(c.media.advertise_private_candidates);
         assert_eq!(c.media.stun_servers.len(), 1);
         assert_eq!(c.media.srtp_profiles[0], SrtpProfile::AeadAes128Gcm);
-        assert_eq!(c.rest.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            c.rest.bind,
+            "127.0.0.1:8080".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert!(c.rest.colibri_stats);
         assert!(!c.rest.shutdown_api);
         assert_eq!(c.lifecycle, LifecycleConfig::default());
@@ -1281,7 +1284,10 @@ mod tests {
         assert!(c.media.stun_servers.is_empty());
         assert!(!c.rest.colibri_stats);
         assert!(c.rest.shutdown_api);
-        assert_eq!(c.rest.bind, "0.0.0.0:8081".parse().unwrap());
+        assert_eq!(
+            c.rest.bind,
+            "0.0.0.0:8081".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(c.stats.region.as_deref(), Some("eu-west"));
         assert_eq!(c.stats.relay_id.as_deref(), Some("r1"));
         assert_eq!(c.instance_id.as_deref(), Some("jvb-123"));

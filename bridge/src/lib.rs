@@ -13,3 +13,4 @@ pub mod control;
 pub mod health;
 pub mod lifecycle;
 pub mod stats;
+pub mod transport;

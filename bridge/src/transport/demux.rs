@@ -1,0 +1,243 @@
+//! Demultiplexing of the single UDP port: by protocol (RFC 7983 first byte) and by endpoint
+//! (STUN USERNAME → local ufrag → endpoint, otherwise source address → endpoint).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::counters::{DropCounters, DropReason};
+use super::stun;
+
+/// What a datagram carries, from its first byte (RFC 7983 §7; RTCP per RFC 5761 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketKind {
+    Stun,
+    Dtls,
+    Rtp,
+    Rtcp,
+    /// Empty, or a first byte no protocol here uses (ZRTP, TURN channels, QUIC, …).
+    Unknown,
+}
+
+/// Classifies a datagram. RTP vs RTCP: second byte (M bit + payload type) in 192..=223 is RTCP
+/// (SR 200, RR 201, SDES 202, BYE 203, APP 204, RTPFB 205, PSFB 206, XR 207 …), which RTP never
+/// uses as payload type with rtcp-mux.
+pub fn classify(b: &[u8]) -> PacketKind {
+    match b.first() {
+        Some(0..=3) => PacketKind::Stun,
+        Some(20..=63) => PacketKind::Dtls,
+        Some(128..=191) => match b.get(1) {
+            Some(192..=223) => PacketKind::Rtcp,
+            Some(_) => PacketKind::Rtp,
+            None => PacketKind::Unknown,
+        },
+        _ => PacketKind::Unknown,
+    }
+}
+
+/// The port-level routing table. Generic over the endpoint key so the bridge can use its own ids.
+///
+/// Endpoints register their local ufrag; addresses are learnt when an endpoint sends to them
+/// (answers to the peer's checks, our own checks, media) — see [`Demux::learn`].
+#[derive(Debug)]
+pub struct Demux<K> {
+    by_ufrag: HashMap<String, K>,
+    by_addr: HashMap<SocketAddr, K>,
+    counters: Arc<DropCounters>,
+    source_filter: Option<fn(&SocketAddr) -> bool>,
+}
+
+impl<K: Clone + Eq + Hash> Demux<K> {
+    pub fn new(counters: Arc<DropCounters>) -> Self {
+        Self {
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            counters,
+            source_filter: None,
+        }
+    }
+
+    /// Only accept datagrams whose source passes `filter` (an ACL; tests use it to keep ICE
+    /// on loopback). Refused datagrams are counted as `source_filtered`.
+    pub fn set_source_filter(&mut self, filter: Option<fn(&SocketAddr) -> bool>) {
+        self.source_filter = filter;
+    }
+
+    pub fn counters(&self) -> &Arc<DropCounters> {
+        &self.counters
+    }
+
+    /// Registers an endpoint under its local ICE ufrag.
+    pub fn register(&mut self, local_ufrag: &str, key: K) {
+        self.by_ufrag.insert(local_ufrag.to_owned(), key);
+    }
+
+    /// Forgets an endpoint: its ufrag and every address that pointed to it.
+    pub fn unregister(&mut self, key: &K) {
+        self.by_ufrag.retain(|_, k| k != key);
+        self.by_addr.retain(|_, k| k != key);
+    }
+
+    /// Associates `addr` with `key` (called when the endpoint transmits to `addr`). An address
+    /// already owned by another endpoint is moved: the latest authenticated user wins, like a
+    /// NAT rebinding.
+    pub fn learn(&mut self, addr: SocketAddr, key: &K) {
+        match self.by_addr.get(&addr) {
+            Some(k) if k == key => {}
+            _ => {
+                self.by_addr.insert(addr, key.clone());
+            }
+        }
+    }
+
+    /// Which endpoint `datagram` from `from` belongs to. On `None` the datagram was counted as
+    /// dropped and must be discarded.
+    pub fn route(&self, from: SocketAddr, datagram: &[u8]) -> Option<K> {
+        if let Some(f) = self.source_filter
+            && !f(&from)
+        {
+            self.counters.count(DropReason::SourceFiltered);
+            return None;
+        }
+        match classify(datagram) {
+            PacketKind::Unknown => {
+                self.counters.count(DropReason::UnknownProtocol);
+                None
+            }
+            PacketKind::Stun => {
+                let msg = match stun::Message::parse(datagram) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        self.counters.count(DropReason::StunMalformed);
+                        return None;
+                    }
+                };
+                if msg.class == stun::Class::Request {
+                    // USERNAME is "<our ufrag>:<their ufrag>".
+                    let Some(user) = msg.username() else {
+                        self.counters.count(DropReason::StunBadIntegrity);
+                        return None;
+                    };
+                    let local = user.split(':').next().unwrap_or_default();
+                    match self.by_ufrag.get(local) {
+                        Some(k) => Some(k.clone()),
+                        None => {
+                            self.counters.count(DropReason::StunUnknownUfrag);
+                            None
+                        }
+                    }
+                } else {
+                    match self.by_addr.get(&from) {
+                        Some(k) => Some(k.clone()),
+                        None => {
+                            self.counters.count(DropReason::UnknownAddress);
+                            None
+                        }
+                    }
+                }
+            }
+            PacketKind::Dtls | PacketKind::Rtp | PacketKind::Rtcp => {
+                match self.by_addr.get(&from) {
+                    Some(k) => Some(k.clone()),
+                    None => {
+                        self.counters.count(DropReason::UnknownAddress);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn endpoint_count(&self) -> usize {
+        self.by_ufrag.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7983_ranges() {
+        assert_eq!(classify(&[]), PacketKind::Unknown);
+        for b in 0..=3u8 {
+            assert_eq!(classify(&[b, 1]), PacketKind::Stun);
+        }
+        for b in 4..=19u8 {
+            assert_eq!(classify(&[b, 1]), PacketKind::Unknown, "{b}");
+        }
+        for b in 20..=63u8 {
+            assert_eq!(classify(&[b, 1]), PacketKind::Dtls);
+        }
+        for b in 64..=127u8 {
+            assert_eq!(classify(&[b, 1]), PacketKind::Unknown, "{b}");
+        }
+        for b in 128..=191u8 {
+            assert_eq!(classify(&[b, 96]), PacketKind::Rtp);
+            assert_eq!(classify(&[b, 96 | 0x80]), PacketKind::Rtp); // marker bit set
+            assert_eq!(classify(&[b, 200]), PacketKind::Rtcp); // SR
+            assert_eq!(classify(&[b, 206]), PacketKind::Rtcp); // PSFB
+            assert_eq!(classify(&[b]), PacketKind::Unknown); // truncated
+        }
+        for b in 192..=255u8 {
+            assert_eq!(classify(&[b, 1]), PacketKind::Unknown);
+        }
+    }
+
+    fn req(user: &str) -> Vec<u8> {
+        let mut buf = Vec::new();
+        stun::Builder::new(
+            &mut buf,
+            stun::Class::Request,
+            stun::METHOD_BINDING,
+            &[1; 12],
+        )
+        .username(user)
+        .integrity(b"x")
+        .fingerprint();
+        buf
+    }
+
+    #[test]
+    fn routes_by_ufrag_then_address_and_counts_drops() {
+        let counters = Arc::new(DropCounters::new());
+        let mut d: Demux<u32> = Demux::new(counters.clone());
+        d.register("aaaa", 1);
+        d.register("bbbb", 2);
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2000".parse().unwrap();
+        assert_eq!(d.route(a, &req("aaaa:zz")), Some(1));
+        assert_eq!(d.route(a, &req("bbbb:zz")), Some(2));
+        assert_eq!(d.route(a, &req("cccc:zz")), None);
+        assert_eq!(counters.get(DropReason::StunUnknownUfrag), 1);
+        // Media from an unknown address.
+        assert_eq!(d.route(a, &[0x80, 96, 0, 1]), None);
+        assert_eq!(d.route(a, &[22, 254, 253]), None);
+        assert_eq!(counters.get(DropReason::UnknownAddress), 2);
+        d.learn(a, &1);
+        d.learn(b, &2);
+        assert_eq!(d.route(a, &[0x80, 96, 0, 1]), Some(1));
+        assert_eq!(d.route(b, &[0x80, 200, 0, 1]), Some(2));
+        assert_eq!(d.route(b, &[22, 254, 253]), Some(2));
+        // Garbage and truncated STUN.
+        assert_eq!(d.route(a, &[]), None);
+        assert_eq!(d.route(a, &[0xFF; 40]), None);
+        assert_eq!(counters.get(DropReason::UnknownProtocol), 2);
+        let r = req("aaaa:zz");
+        assert_eq!(d.route(a, &r[..r.len() - 3]), None);
+        assert_eq!(d.route(a, &r[..10]), None);
+        assert_eq!(counters.get(DropReason::StunMalformed), 2);
+        d.set_source_filter(Some(|a| a.ip().is_loopback()));
+        assert_eq!(
+            d.route("192.0.2.9:1000".parse().unwrap(), &req("aaaa:zz")),
+            None
+        );
+        assert_eq!(counters.get(DropReason::SourceFiltered), 1);
+        assert_eq!(d.route(a, &req("aaaa:zz")), Some(1));
+        d.unregister(&1);
+        assert_eq!(d.route(a, &[0x80, 96, 0, 1]), None);
+        assert_eq!(d.route(a, &req("aaaa:zz")), None);
+        assert_eq!(d.route(b, &[0x80, 96, 0, 1]), Some(2));
+    }
+}

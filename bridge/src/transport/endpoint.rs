@@ -1,0 +1,792 @@
+//! One endpoint's transport: ICE + DTLS + SRTP + SCTP/DCEP behind a single sans-IO object.
+//!
+//! Feed it every datagram the port demux routed to it (`handle_datagram`), drive its timers
+//! (`poll_timeout` / `handle_timeout`), drain `poll_transmit` and `poll_event`. It never touches
+//! a socket or a clock.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::counters::{DropCounters, DropReason};
+use super::demux::{PacketKind, classify};
+use super::dtls::{
+    DtlsIdentity, DtlsOutput, DtlsServer, DtlsSetupError, Fingerprint, SrtpProfile, matches_any,
+};
+use super::ice::{IceAgent, IceConfig, IceCredentials, IceEvent, IceState, RemoteCandidate};
+use super::sctp::{SctpEvent, SctpTransport};
+use super::srtp::{SrtpSession, rtcp_sender_ssrc, rtp_ssrc};
+
+/// Per-endpoint transport configuration.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub ice: IceConfig,
+    /// SRTP profiles enabled for DTLS-SRTP negotiation (the browser's order decides between
+    /// the enabled ones; restrict to one to force it).
+    pub srtp_profiles: Vec<SrtpProfile>,
+    /// DTLS must complete within this long after ICE connects (JVB: 30 s).
+    pub dtls_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            ice: IceConfig::default(),
+            srtp_profiles: vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80],
+            dtls_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The peer's transport as signalled (COLIBRI2 endpoint transport / Jingle transport).
+#[derive(Debug, Clone)]
+pub struct RemoteTransport {
+    pub ice: IceCredentials,
+    pub fingerprints: Vec<Fingerprint>,
+    pub candidates: Vec<RemoteCandidate>,
+}
+
+/// What an endpoint transport reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// ICE selected a pair.
+    Connected(SocketAddr),
+    /// ICE moved to another remote address.
+    SelectedChanged(SocketAddr),
+    /// No consent for a while (recoverable; `Connected` follows if it comes back).
+    Disconnected,
+    /// Terminal: consent expired, ICE or DTLS failed, fingerprint mismatch.
+    Failed(String),
+    /// DTLS completed, the peer certificate matched its fingerprint, SRTP is keyed.
+    DtlsConnected(SrtpProfile),
+    /// A decrypted RTP packet (header + payload).
+    Rtp(BytesMut),
+    /// A decrypted RTCP compound packet.
+    Rtcp(BytesMut),
+    DataChannelOpen {
+        label: String,
+        protocol: String,
+    },
+    DataChannelMessage(String),
+    DataChannelClosed,
+}
+
+/// A datagram to send from the port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub data: Bytes,
+}
+
+/// Why a send was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    #[error("transport not connected (no selected pair or no SRTP keys)")]
+    NotConnected,
+    #[error("data channel not open")]
+    NoDataChannel,
+    #[error("malformed packet")]
+    Malformed,
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// Checks that a datagram is a sequence of complete DTLS records (RFC 6347 §4.1: 13-byte header,
+/// content type 20..=25, version 1.0/1.2, length inside the datagram) before the DTLS stack sees
+/// it, so truncated or garbage records are counted rather than silently discarded.
+pub fn dtls_records_well_formed(mut d: &[u8]) -> bool {
+    if d.is_empty() {
+        return false;
+    }
+    while !d.is_empty() {
+        let Some(h) = d.get(..13) else { return false };
+        let content_ok = (20..=25).contains(&h[0]);
+        let version_ok = h[1] == 0xFE && (h[2] == 0xFF || h[2] == 0xFD);
+        let len = usize::from(u16::from_be_bytes([h[11], h[12]]));
+        if !content_ok || !version_ok || d.len() < 13 + len {
+            return false;
+        }
+        d = &d[13 + len..];
+    }
+    true
+}
+
+/// Whether every record of a well-formed DTLS datagram has content type `ct`.
+fn all_records_of_type(mut d: &[u8], ct: u8) -> bool {
+    while let Some(h) = d.get(..13) {
+        if h[0] != ct {
+            return false;
+        }
+        let len = usize::from(u16::from_be_bytes([h[11], h[12]]));
+        d = d.get(13 + len..).unwrap_or_default();
+    }
+    true
+}
+
+/// ICE + DTLS + SRTP + SCTP for one endpoint.
+pub struct EndpointTransport {
+    cfg: TransportConfig,
+    identity: DtlsIdentity,
+    ice: IceAgent,
+    dtls: DtlsServer,
+    srtp: Option<SrtpSession>,
+    sctp: SctpTransport,
+    remote_fingerprints: Vec<Fingerprint>,
+    /// DTLS finished but the fingerprint is not signalled yet: verify when it arrives.
+    dtls_unverified: bool,
+    dtls_deadline: Option<Instant>,
+    failed: bool,
+    events: VecDeque<TransportEvent>,
+    transmits: VecDeque<Transmit>,
+    counters: Arc<DropCounters>,
+    dtls_out: Vec<DtlsOutput>,
+}
+
+impl EndpointTransport {
+    /// A new endpoint with `local` ICE credentials (register `local.ufrag` with the demux).
+    pub fn new(
+        local: IceCredentials,
+        identity: &DtlsIdentity,
+        cfg: TransportConfig,
+        counters: Arc<DropCounters>,
+    ) -> Result<Self, DtlsSetupError> {
+        let dtls = DtlsServer::new(identity.server_config(&cfg.srtp_profiles)?);
+        Ok(Self {
+            ice: IceAgent::new(local, cfg.ice.clone(), counters.clone()),
+            cfg,
+            identity: identity.clone(),
+            dtls,
+            srtp: None,
+            sctp: SctpTransport::new(),
+            remote_fingerprints: Vec::new(),
+            dtls_unverified: false,
+            dtls_deadline: None,
+            failed: false,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            counters,
+            dtls_out: Vec::new(),
+        })
+    }
+
+    pub fn local_credentials(&self) -> &IceCredentials {
+        self.ice.local_credentials()
+    }
+
+    /// The fingerprint to signal for this endpoint (the process-wide certificate).
+    pub fn local_fingerprint(&self) -> &Fingerprint {
+        self.identity.fingerprint()
+    }
+
+    pub fn ice_state(&self) -> IceState {
+        self.ice.state()
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The negotiated SRTP profile once DTLS is up.
+    pub fn srtp_profile(&self) -> Option<SrtpProfile> {
+        self.srtp.as_ref().map(|s| s.profile())
+    }
+
+    /// The remote address in use (selected pair).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.ice.send_address()
+    }
+
+    /// Applies the peer's signalled transport (may be called again with more candidates).
+    pub fn set_remote(&mut self, now: Instant, remote: RemoteTransport) {
+        self.ice.set_remote(now, remote.ice, &remote.candidates);
+        if !remote.fingerprints.is_empty() {
+            self.remote_fingerprints = remote.fingerprints;
+            if self.dtls_unverified {
+                self.verify_and_key(now);
+            }
+        }
+        self.pump_ice();
+    }
+
+    /// Trickled candidates.
+    pub fn add_remote_candidates(&mut self, now: Instant, candidates: &[RemoteCandidate]) {
+        self.ice.add_remote_candidates(now, candidates);
+        self.pump_ice();
+    }
+
+    /// Handles one datagram routed to this endpoint.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if self.failed {
+            return;
+        }
+        match classify(data) {
+            PacketKind::Stun => {
+                self.ice.handle_stun(now, from, data);
+                self.pump_ice();
+            }
+            PacketKind::Dtls => {
+                if !self.ice.is_validated(from) {
+                    self.counters.count(DropReason::UnvalidatedAddress);
+                    return;
+                }
+                if !dtls_records_well_formed(data) {
+                    self.counters.count(DropReason::DtlsError);
+                    return;
+                }
+                self.handle_dtls(now, data);
+                self.ice.note_authenticated_traffic(now, from);
+            }
+            PacketKind::Rtp | PacketKind::Rtcp => {
+                if !self.ice.is_validated(from) {
+                    self.counters.count(DropReason::UnvalidatedAddress);
+                    return;
+                }
+                let rtcp = classify(data) == PacketKind::Rtcp;
+                let ok = if rtcp {
+                    rtcp_sender_ssrc(data).is_some()
+                } else {
+                    rtp_ssrc(data).is_some()
+                };
+                if !ok {
+                    self.counters.count(DropReason::RtpMalformed);
+                    return;
+                }
+                let Some(srtp) = &mut self.srtp else {
+                    self.counters.count(DropReason::SrtpNotReady);
+                    return;
+                };
+                let r = if rtcp {
+                    srtp.decrypt_rtcp(data)
+                } else {
+                    srtp.decrypt_rtp(data)
+                };
+                match r {
+                    Ok(p) => {
+                        self.ice.note_authenticated_traffic(now, from);
+                        self.events.push_back(if rtcp {
+                            TransportEvent::Rtcp(p)
+                        } else {
+                            TransportEvent::Rtp(p)
+                        });
+                    }
+                    Err(_) => self.counters.count(DropReason::SrtpAuth),
+                }
+            }
+            PacketKind::Unknown => self.counters.count(DropReason::UnknownProtocol),
+        }
+    }
+
+    fn handle_dtls(&mut self, now: Instant, data: &[u8]) {
+        let mut out = std::mem::take(&mut self.dtls_out);
+        out.clear();
+        let only_app_data = self.dtls.is_connected() && all_records_of_type(data, 23);
+        if self.dtls.handle(now, data, &mut out).is_err() {
+            self.counters.count(DropReason::DtlsError);
+        } else if only_app_data
+            && !out
+                .iter()
+                .any(|o| matches!(o, DtlsOutput::ApplicationData(_)))
+        {
+            // The DTLS stack silently discards records that fail authentication or carry a
+            // stale epoch (RFC 6347 §4.1.2.7); count them here so they are visible.
+            self.counters.count(DropReason::DtlsError);
+        }
+        for o in out.drain(..) {
+            match o {
+                DtlsOutput::Connected => {
+                    self.dtls_unverified = true;
+                    self.verify_and_key(now);
+                }
+                DtlsOutput::ApplicationData(d) => {
+                    if self.srtp.is_none() {
+                        // Not verified yet: SCTP will retransmit.
+                        continue;
+                    }
+                    if self.sctp.handle(now, d.freeze()).is_err() {
+                        self.counters.count(DropReason::SctpError);
+                    }
+                }
+                DtlsOutput::Closed => {
+                    self.events.push_back(TransportEvent::DataChannelClosed);
+                }
+            }
+        }
+        self.dtls_out = out;
+        self.pump_dtls();
+        self.pump_sctp(now);
+    }
+
+    /// Checks the peer certificate against its signalled fingerprint and keys SRTP.
+    fn verify_and_key(&mut self, now: Instant) {
+        if self.remote_fingerprints.is_empty() {
+            return; // wait for signalling
+        }
+        self.dtls_unverified = false;
+        let Some(state) = self.dtls.state() else {
+            self.fail(now, "DTLS state missing after handshake".into());
+            return;
+        };
+        let cert_ok = state
+            .peer_certificates
+            .first()
+            .is_some_and(|der| matches_any(der, &self.remote_fingerprints));
+        if !cert_ok {
+            self.fail(
+                now,
+                "DTLS peer certificate does not match the signalled fingerprint".into(),
+            );
+            return;
+        }
+        match SrtpSession::from_dtls(state, self.identity.provider().as_ref()) {
+            Ok(s) => {
+                let profile = s.profile();
+                self.srtp = Some(s);
+                self.dtls_deadline = None;
+                self.events
+                    .push_back(TransportEvent::DtlsConnected(profile));
+            }
+            Err(e) => self.fail(now, format!("SRTP keying failed: {e}")),
+        }
+    }
+
+    fn fail(&mut self, now: Instant, reason: String) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        self.dtls.close(now);
+        self.pump_dtls();
+        self.srtp = None;
+        self.events.push_back(TransportEvent::Failed(reason));
+    }
+
+    fn pump_ice(&mut self) {
+        while let Some(t) = self.ice.poll_transmit() {
+            self.transmits.push_back(Transmit {
+                to: t.to,
+                data: Bytes::from(t.data),
+            });
+        }
+        while let Some(e) = self.ice.poll_event() {
+            let ev = match e {
+                IceEvent::Connected(a) => TransportEvent::Connected(a),
+                IceEvent::SelectedChanged(a) => TransportEvent::SelectedChanged(a),
+                IceEvent::Disconnected => TransportEvent::Disconnected,
+                IceEvent::Failed(r) => {
+                    self.failed = true;
+                    self.srtp = None;
+                    TransportEvent::Failed(r)
+                }
+            };
+            self.events.push_back(ev);
+        }
+    }
+
+    fn pump_dtls(&mut self) {
+        let to = self.ice.send_address();
+        while let Some(p) = self.dtls.poll_transmit() {
+            if let Some(to) = to {
+                self.transmits.push_back(Transmit {
+                    to,
+                    data: p.freeze(),
+                });
+            }
+        }
+    }
+
+    fn pump_sctp(&mut self, now: Instant) {
+        let mut wrote = false;
+        while let Some(p) = self.sctp.poll_packet() {
+            if self.dtls.write(now, &p).is_ok() {
+                wrote = true;
+            }
+        }
+        if wrote {
+            self.pump_dtls();
+        }
+        while let Some(e) = self.sctp.poll_event() {
+            let ev = match e {
+                SctpEvent::ChannelOpen {
+                    label, protocol, ..
+                } => TransportEvent::DataChannelOpen { label, protocol },
+                SctpEvent::Text { text, .. } => TransportEvent::DataChannelMessage(text),
+                SctpEvent::Binary { .. } => continue,
+                SctpEvent::ChannelClosed { .. } => TransportEvent::DataChannelClosed,
+                SctpEvent::AssociationLost(_) => continue,
+            };
+            self.events.push_back(ev);
+        }
+    }
+
+    /// Advances every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.failed {
+            return;
+        }
+        self.ice.handle_timeout(now);
+        self.pump_ice();
+        if self.dtls_deadline.is_none() && self.srtp.is_none() && self.ice.selected().is_some() {
+            self.dtls_deadline = Some(now + self.cfg.dtls_timeout);
+        }
+        if let Some(d) = self.dtls_deadline
+            && d <= now
+            && self.srtp.is_none()
+            && !self.failed
+        {
+            self.fail(now, "DTLS handshake did not complete".into());
+            return;
+        }
+        if self.dtls.handle_timeout(now).is_err() {
+            self.counters.count(DropReason::DtlsError);
+        }
+        self.pump_dtls();
+        self.sctp.handle_timeout(now);
+        self.pump_sctp(now);
+    }
+
+    /// The earliest instant `handle_timeout` must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed {
+            return None;
+        }
+        [
+            self.ice.poll_timeout(),
+            self.dtls.poll_timeout(),
+            self.sctp.poll_timeout(),
+            self.dtls_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Encrypts an RTP packet and queues it to the selected address.
+    pub fn send_rtp(&mut self, packet: &[u8]) -> Result<(), SendError> {
+        let t = self.protect(packet, false)?;
+        self.transmits.push_back(t);
+        Ok(())
+    }
+
+    /// Encrypts an RTCP compound packet and queues it.
+    pub fn send_rtcp(&mut self, packet: &[u8]) -> Result<(), SendError> {
+        let t = self.protect(packet, true)?;
+        self.transmits.push_back(t);
+        Ok(())
+    }
+
+    /// Encrypts without queueing: the shell can send the returned datagram directly (saves the
+    /// queue hop on the forwarding path).
+    pub fn protect(&mut self, packet: &[u8], rtcp: bool) -> Result<Transmit, SendError> {
+        let to = self.ice.send_address().ok_or(SendError::NotConnected)?;
+        let srtp = self.srtp.as_mut().ok_or(SendError::NotConnected)?;
+        let data = if rtcp {
+            rtcp_sender_ssrc(packet).ok_or(SendError::Malformed)?;
+            srtp.encrypt_rtcp(packet)
+        } else {
+            rtp_ssrc(packet).ok_or(SendError::Malformed)?;
+            srtp.encrypt_rtp(packet)
+        }
+        .map_err(|e| SendError::Protocol(e.to_string()))?;
+        Ok(Transmit {
+            to,
+            data: data.freeze(),
+        })
+    }
+
+    /// Sends a text message on the bridge channel (PPID 51).
+    pub fn send_data_message(&mut self, now: Instant, text: &str) -> Result<(), SendError> {
+        let stream = self.sctp.open_channel().ok_or(SendError::NoDataChannel)?;
+        self.sctp
+            .send_text(now, stream, text)
+            .map_err(|e| SendError::Protocol(e.to_string()))?;
+        self.pump_sctp(now);
+        Ok(())
+    }
+
+    pub fn has_data_channel(&self) -> bool {
+        self.sctp.open_channel().is_some()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<TransportEvent> {
+        self.events.pop_front()
+    }
+
+    /// Closes DTLS (close_notify) — used when the endpoint expires.
+    pub fn close(&mut self, now: Instant) {
+        self.dtls.close(now);
+        self.pump_dtls();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::dtls::fingerprint_of;
+    use crate::transport::ice::IceMode;
+    use crate::transport::stun::{Builder, Class, METHOD_BINDING};
+    use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType};
+    use rtc_dtls::crypto::Certificate;
+
+    const PEER: &str = "127.0.0.1:40000";
+
+    fn setup(mode: IceMode) -> (EndpointTransport, Arc<DropCounters>) {
+        let counters = Arc::new(DropCounters::new());
+        let identity = DtlsIdentity::generate().unwrap();
+        let cfg = TransportConfig {
+            ice: IceConfig {
+                mode,
+                ..IceConfig::default()
+            },
+            ..TransportConfig::default()
+        };
+        let local = IceCredentials {
+            ufrag: "brdg".into(),
+            pwd: "bridgepasswordbridgepass".into(),
+        };
+        (
+            EndpointTransport::new(local, &identity, cfg, counters.clone()).unwrap(),
+            counters,
+        )
+    }
+
+    /// A nominating check from the (controlling) peer.
+    fn check(ep: &EndpointTransport) -> Vec<u8> {
+        let l = ep.local_credentials();
+        let mut buf = Vec::new();
+        Builder::new(&mut buf, Class::Request, METHOD_BINDING, &[5; 12])
+            .username(&format!("{}:peer", l.ufrag))
+            .priority(1)
+            .ice_controlling(u64::MAX)
+            .use_candidate()
+            .integrity(l.pwd.as_bytes())
+            .fingerprint();
+        buf
+    }
+
+    fn remote(fps: Vec<Fingerprint>) -> RemoteTransport {
+        RemoteTransport {
+            ice: IceCredentials {
+                ufrag: "peer".into(),
+                pwd: "peerpasswordpeerpassword".into(),
+            },
+            fingerprints: fps,
+            candidates: vec![],
+        }
+    }
+
+    #[test]
+    fn dtls_framing_check() {
+        assert!(dtls_records_well_formed(&[
+            22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9
+        ]));
+        assert!(dtls_records_well_formed(&[
+            23, 254, 253, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 21, 254, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]));
+        assert!(!dtls_records_well_formed(&[]));
+        assert!(!dtls_records_well_formed(&[
+            22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 9
+        ]));
+        assert!(!dtls_records_well_formed(&[22, 254, 253, 0]));
+        assert!(!dtls_records_well_formed(&[
+            30, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]));
+        assert!(!dtls_records_well_formed(&[
+            22, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]));
+    }
+
+    #[test]
+    fn bad_media_is_counted_by_reason() {
+        let (mut ep, counters) = setup(IceMode::Lite);
+        let now = Instant::now();
+        let peer: SocketAddr = PEER.parse().unwrap();
+        let rtp = [
+            0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+        ];
+        // Before ICE validated the address.
+        ep.handle_datagram(now, peer, &[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        ep.handle_datagram(now, peer, &rtp);
+        assert_eq!(counters.get(DropReason::UnvalidatedAddress), 2);
+        // Validate with a nominating check.
+        ep.handle_datagram(now, peer, &check(&ep));
+        assert_eq!(ep.poll_event(), Some(TransportEvent::Connected(peer)));
+        assert_eq!(ep.poll_transmit().map(|t| t.to), Some(peer));
+        ep.handle_datagram(now, peer, &[22, 254, 253, 0, 0, 0, 0]);
+        assert_eq!(counters.get(DropReason::DtlsError), 1);
+        ep.handle_datagram(now, peer, &rtp);
+        assert_eq!(counters.get(DropReason::SrtpNotReady), 1);
+        ep.handle_datagram(now, peer, &rtp[..8]);
+        ep.handle_datagram(now, peer, &[0x80, 200, 0]);
+        assert_eq!(counters.get(DropReason::RtpMalformed), 2);
+        ep.handle_datagram(now, peer, &[0xC0, 1, 2]);
+        ep.handle_datagram(now, peer, &[]);
+        assert_eq!(counters.get(DropReason::UnknownProtocol), 2);
+        assert_eq!(ep.send_rtp(&rtp), Err(SendError::NotConnected));
+        assert_eq!(
+            ep.send_data_message(now, "x"),
+            Err(SendError::NoDataChannel)
+        );
+        assert!(!ep.is_failed());
+    }
+
+    #[test]
+    fn dtls_timeout_fails_in_virtual_time() {
+        let (mut ep, _) = setup(IceMode::Lite);
+        let start = Instant::now();
+        let peer: SocketAddr = PEER.parse().unwrap();
+        ep.handle_datagram(start, peer, &check(&ep));
+        let mut now = start;
+        let mut failed = None;
+        // Keep ICE consent alive with checks every 2 s; DTLS never starts.
+        while now < start + Duration::from_secs(40) && failed.is_none() {
+            now += Duration::from_secs(2);
+            ep.handle_datagram(now, peer, &check(&ep));
+            ep.handle_timeout(now);
+            while let Some(e) = ep.poll_event() {
+                if let TransportEvent::Failed(r) = e {
+                    failed = Some((now.duration_since(start), r));
+                }
+            }
+        }
+        let (at, reason) = failed.expect("DTLS timeout");
+        assert!(reason.contains("DTLS"), "{reason}");
+        assert!(
+            at >= Duration::from_secs(30) && at <= Duration::from_secs(32),
+            "{at:?}"
+        );
+    }
+
+    /// Runs a DTLS client (rtc-dtls, standing in for the browser) against the endpoint.
+    fn handshake(
+        ep: &mut EndpointTransport,
+        now: Instant,
+        client_profiles: Vec<SrtpProfile>,
+    ) -> (Vec<TransportEvent>, Vec<u8>) {
+        let peer: SocketAddr = PEER.parse().unwrap();
+        let bridge: SocketAddr = "127.0.0.1:10000".parse().unwrap();
+        let provider = rtc_dtls::crypto_provider::default_provider().unwrap();
+        let cert =
+            Certificate::generate_self_signed(vec!["peer".to_owned()], provider.crypto()).unwrap();
+        let der = cert.certificate[0].as_ref().to_vec();
+        let cfg = ConfigBuilder::default()
+            .with_crypto_provider(provider)
+            .with_certificates(vec![cert])
+            .with_srtp_protection_profiles(client_profiles.iter().map(|p| p.to_dtls()).collect())
+            .with_extended_master_secret(ExtendedMasterSecretType::Require)
+            .with_insecure_skip_verify(true)
+            .build(true, Some(bridge))
+            .unwrap();
+        let mut client =
+            rtc_dtls::endpoint::Endpoint::new(peer, rtc_shared::TransportProtocol::UDP, None);
+        ep.handle_datagram(now, peer, &check(ep));
+        client.connect(now, bridge, Arc::new(cfg), None).unwrap();
+        let mut events = Vec::new();
+        for _ in 0..20 {
+            let mut moved = false;
+            while let Some(t) = client.poll_transmit() {
+                ep.handle_datagram(now, peer, &t.message);
+                moved = true;
+            }
+            while let Some(t) = ep.poll_transmit() {
+                if classify(&t.data) == PacketKind::Dtls {
+                    let _ = client.read(now, bridge, None, BytesMut::from(&t.data[..]));
+                    moved = true;
+                }
+            }
+            while let Some(e) = ep.poll_event() {
+                events.push(e);
+            }
+            if !moved {
+                break;
+            }
+        }
+        (events, der)
+    }
+
+    #[test]
+    fn dtls_handshake_verifies_fingerprint_and_keys_srtp() {
+        let now = Instant::now();
+        // The peer's fingerprint is only known after the handshake: it is verified then.
+        let (mut ep, _) = setup(IceMode::Lite);
+        ep.set_remote(now, remote(vec![]));
+        let (events, der) = handshake(&mut ep, now, vec![SrtpProfile::Aes128CmHmacSha1_80]);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, TransportEvent::DtlsConnected(_))),
+            "{events:?}"
+        );
+        let fp = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: fingerprint_of(&der, "sha-256").unwrap(),
+        };
+        ep.set_remote(now, remote(vec![fp]));
+        assert_eq!(
+            ep.poll_event(),
+            Some(TransportEvent::DtlsConnected(
+                SrtpProfile::Aes128CmHmacSha1_80
+            ))
+        );
+        assert_eq!(ep.srtp_profile(), Some(SrtpProfile::Aes128CmHmacSha1_80));
+        // Now media can be protected toward the selected address.
+        let t = ep
+            .protect(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7, 1, 2, 3], false)
+            .unwrap();
+        assert_eq!(t.to, PEER.parse::<SocketAddr>().unwrap());
+        assert_eq!(t.data.len(), 15 + 10);
+    }
+
+    #[test]
+    fn dtls_fingerprint_mismatch_fails_the_endpoint() {
+        let now = Instant::now();
+        let (mut ep, _) = setup(IceMode::Lite);
+        let wrong = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: ["AB"; 32].join(":"),
+        };
+        ep.set_remote(now, remote(vec![wrong]));
+        let (events, _) = handshake(&mut ep, now, vec![SrtpProfile::AeadAes128Gcm]);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, TransportEvent::Failed(r) if r.contains("fingerprint"))),
+            "{events:?}"
+        );
+        assert!(ep.is_failed());
+        assert_eq!(ep.srtp_profile(), None);
+    }
+
+    #[test]
+    fn gcm_is_chosen_when_the_client_prefers_it() {
+        let now = Instant::now();
+        let (mut ep, _) = setup(IceMode::Lite);
+        ep.set_remote(now, remote(vec![]));
+        let (events, der) = handshake(
+            &mut ep,
+            now,
+            vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80],
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, TransportEvent::Failed(_))),
+            "{events:?}"
+        );
+        let fp = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: fingerprint_of(&der, "sha-256").unwrap(),
+        };
+        ep.set_remote(now, remote(vec![fp]));
+        assert_eq!(
+            ep.poll_event(),
+            Some(TransportEvent::DtlsConnected(SrtpProfile::AeadAes128Gcm))
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! The thin async shell: one tokio `UdpSocket` driving the demux and every endpoint of the port.
+//!
+//! The sans-IO state lives in [`PortState`]; [`Port::run`] owns the socket and calls a
+//! [`PortHandler`] synchronously for every transport event and every command, so the consumer
+//! (the forwarding core, or a test) runs in the same task as the socket: no channel hop and no
+//! lock per packet. Transmits are flushed after each callback.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::counters::DropCounters;
+use super::demux::Demux;
+use super::endpoint::{EndpointTransport, SendError, TransportEvent};
+
+/// Demux plus endpoints: everything but the socket.
+pub struct PortState<K> {
+    demux: Demux<K>,
+    endpoints: HashMap<K, EndpointTransport>,
+    /// Endpoints touched since the last flush.
+    dirty: Vec<K>,
+}
+
+impl<K: Clone + Eq + Hash> PortState<K> {
+    pub fn new(counters: Arc<DropCounters>) -> Self {
+        Self {
+            demux: Demux::new(counters),
+            endpoints: HashMap::new(),
+            dirty: Vec::new(),
+        }
+    }
+
+    pub fn counters(&self) -> &Arc<DropCounters> {
+        self.demux.counters()
+    }
+
+    /// See [`Demux::set_source_filter`].
+    pub fn set_source_filter(&mut self, filter: Option<fn(&SocketAddr) -> bool>) {
+        self.demux.set_source_filter(filter);
+    }
+
+    /// Adds an endpoint and registers its local ufrag.
+    pub fn add_endpoint(&mut self, key: K, ep: EndpointTransport) {
+        self.demux
+            .register(&ep.local_credentials().ufrag, key.clone());
+        self.endpoints.insert(key.clone(), ep);
+        self.dirty.push(key);
+    }
+
+    /// Removes an endpoint (sends DTLS close_notify first).
+    pub fn remove_endpoint(&mut self, now: Instant, key: &K) -> Option<EndpointTransport> {
+        self.demux.unregister(key);
+        let mut ep = self.endpoints.remove(key)?;
+        ep.close(now);
+        Some(ep)
+    }
+
+    /// Mutable access; marks the endpoint for a transmit flush.
+    pub fn endpoint_mut(&mut self, key: &K) -> Option<&mut EndpointTransport> {
+        let ep = self.endpoints.get_mut(key)?;
+        if !self.dirty.contains(key) {
+            self.dirty.push(key.clone());
+        }
+        Some(ep)
+    }
+
+    pub fn endpoint(&self, key: &K) -> Option<&EndpointTransport> {
+        self.endpoints.get(key)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.endpoints.keys()
+    }
+
+    /// Convenience: encrypt and queue RTP for `key`.
+    pub fn send_rtp(&mut self, key: &K, packet: &[u8]) -> Result<(), SendError> {
+        self.endpoint_mut(key)
+            .ok_or(SendError::NotConnected)?
+            .send_rtp(packet)
+    }
+
+    /// Routes one datagram; returns the endpoint key it went to.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Option<K> {
+        let key = self.demux.route(from, data)?;
+        let ep = self.endpoints.get_mut(&key)?;
+        ep.handle_datagram(now, from, data);
+        if !self.dirty.contains(&key) {
+            self.dirty.push(key.clone());
+        }
+        Some(key)
+    }
+
+    /// Runs due timers of every endpoint.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (k, ep) in self.endpoints.iter_mut() {
+            if ep.poll_timeout().is_some_and(|t| t <= now) {
+                ep.handle_timeout(now);
+                if !self.dirty.contains(k) {
+                    self.dirty.push(k.clone());
+                }
+            }
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.endpoints
+            .values()
+            .filter_map(|e| e.poll_timeout())
+            .min()
+    }
+
+    /// Drains events of dirty endpoints into `out`.
+    pub fn drain_events(&mut self, out: &mut Vec<(K, TransportEvent)>) {
+        for k in &self.dirty {
+            if let Some(ep) = self.endpoints.get_mut(k) {
+                while let Some(e) = ep.poll_event() {
+                    out.push((k.clone(), e));
+                }
+            }
+        }
+    }
+
+    /// Drains transmits of dirty endpoints, learning destination addresses in the demux.
+    pub fn drain_transmits(&mut self, out: &mut Vec<(SocketAddr, bytes::Bytes)>) {
+        for k in self.dirty.drain(..) {
+            if let Some(ep) = self.endpoints.get_mut(&k) {
+                while let Some(t) = ep.poll_transmit() {
+                    self.demux.learn(t.to, &k);
+                    out.push((t.to, t.data));
+                }
+            }
+        }
+    }
+}
+
+/// The consumer of a port's events (forwarding core, test harness).
+pub trait PortHandler<K> {
+    type Command: Send + 'static;
+    /// A transport event of endpoint `key`. The handler may act on any endpoint via `port`.
+    fn on_event(&mut self, now: Instant, key: &K, event: TransportEvent, port: &mut PortState<K>);
+    /// A command from outside (signalling). Return false to stop the port.
+    fn on_command(&mut self, now: Instant, cmd: Self::Command, port: &mut PortState<K>) -> bool;
+}
+
+/// A UDP port with its endpoints.
+pub struct Port<K> {
+    socket: UdpSocket,
+    state: PortState<K>,
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
+    pub async fn bind(addr: SocketAddr, counters: Arc<DropCounters>) -> io::Result<Self> {
+        let socket = UdpSocket::bind(addr).await?;
+        Ok(Self {
+            socket,
+            state: PortState::new(counters),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    pub fn state_mut(&mut self) -> &mut PortState<K> {
+        &mut self.state
+    }
+
+    /// Runs until the command channel closes or the handler asks to stop. Returns the state.
+    pub async fn run<H: PortHandler<K>>(
+        mut self,
+        mut handler: H,
+        mut commands: mpsc::Receiver<H::Command>,
+    ) -> (PortState<K>, H) {
+        let mut buf = vec![0u8; 2048];
+        let mut events = Vec::new();
+        let mut transmits = Vec::new();
+        loop {
+            let deadline = self.state.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    match r {
+                        Ok((n, from)) => {
+                            let now = Instant::now();
+                            if let Some(data) = buf.get(..n) {
+                                self.state.handle_datagram(now, from, data);
+                            }
+                        }
+                        Err(e) => {
+                            // ICMP port unreachable surfaces here on Linux; not fatal.
+                            tracing::debug!("udp recv error: {e}");
+                        }
+                    }
+                }
+                _ = sleep => {
+                    self.state.handle_timeout(Instant::now());
+                }
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    let now = Instant::now();
+                    if !handler.on_command(now, cmd, &mut self.state) {
+                        break;
+                    }
+                }
+            }
+            // Deliver events (handlers may queue more work), then flush.
+            loop {
+                events.clear();
+                self.state.drain_events(&mut events);
+                if events.is_empty() {
+                    break;
+                }
+                let now = Instant::now();
+                for (k, e) in events.drain(..) {
+                    handler.on_event(now, &k, e, &mut self.state);
+                }
+                self.flush(&mut transmits).await;
+            }
+            self.flush(&mut transmits).await;
+        }
+        self.flush(&mut transmits).await;
+        (self.state, handler)
+    }
+
+    async fn flush(&mut self, transmits: &mut Vec<(SocketAddr, bytes::Bytes)>) {
+        transmits.clear();
+        self.state.drain_transmits(transmits);
+        for (to, data) in transmits.drain(..) {
+            if let Err(e) = self.socket.send_to(&data, to).await {
+                tracing::debug!("udp send to {to} failed: {e}");
+            }
+        }
+    }
+}
