@@ -1000,17 +1000,39 @@ impl Conference {
             return;
         }
         // The session is gone with the bridge: no expire requests to it.
+        self.restart_session(ctx, why, false, true);
+    }
+
+    /// Drops the conference's bridge session and invites everybody again from scratch (session-terminate
+    /// "moving", then a new allocation, on whichever bridge selection picks). `expire_old` first expires
+    /// the old conference on its bridge (when that bridge is fine but the session is not).
+    fn restart_session(&mut self, ctx: &mut Ctx<'_>, why: &str, expire_old: bool, moved: bool) {
         let Some(old) = self.bridge.take() else {
             return;
         };
         for _ in &old.endpoints {
             ctx.bridges.endpoint_removed(&old.bridge);
         }
+        if expire_old {
+            let meeting_id = self.meeting_id.clone().unwrap_or_default();
+            ctx.io.request(
+                ctx.cfg.brewery_link,
+                old.bridge.clone(),
+                IqKind::Set,
+                colibri::expire_conference(&meeting_id),
+                ctx.cfg.reply_timeout,
+                Pending::Ignore {
+                    what: "stale conference expire",
+                },
+            );
+        }
         let movers: Vec<String> = self.participants.keys().cloned().collect();
-        info!(room = %self.room, bridge = %jid, why, count = movers.len(), "moving participants");
-        ctx.counters.participants_moved += movers.len() as u64;
+        info!(room = %self.room, bridge = %old.bridge, why, count = movers.len(), "re-inviting everybody");
+        if moved {
+            ctx.counters.participants_moved += movers.len() as u64;
+        }
         for n in &movers {
-            // Everyone moves, so nobody needs a source-remove.
+            // Everyone is re-invited, so nobody needs a source-remove.
             self.terminate(
                 ctx,
                 n,
@@ -1555,6 +1577,12 @@ impl Conference {
                     .map(|b| b.bridge.clone())?;
                 ctx.counters.colibri_failures += 1;
                 match (e.colibri2_reason(), &e) {
+                    (Some(Colibri2Reason::ConferenceNotFound), _) => {
+                        // The bridge expired the conference on its own: start a new one.
+                        warn!(room = %self.room, bridge = %current, "the bridge lost the conference");
+                        self.restart_session(ctx, "conference expired on the bridge", false, false);
+                        None
+                    }
                     (Some(Colibri2Reason::UnknownEndpoint), _) => {
                         let ep = e.colibri2_endpoint().or(nick);
                         if let Some(ep) = ep.filter(|n| self.participants.contains_key(n)) {
@@ -1644,6 +1672,13 @@ impl Conference {
             }
             Err(e) => {
                 ctx.counters.colibri_failures += 1;
+                if e.colibri2_reason() == Some(Colibri2Reason::ConferenceAlreadyExists) {
+                    // A stale conference with our meeting id (e.g. from before a focus restart): expire
+                    // it and start over on the same bridge.
+                    warn!(room = %self.room, %bridge, "the bridge already has this conference");
+                    self.restart_session(ctx, "stale conference on the bridge", true, false);
+                    return None;
+                }
                 if e.colibri2_reason() == Some(Colibri2Reason::GracefulShutdown) {
                     ctx.bridges.update(
                         &bridge,

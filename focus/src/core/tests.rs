@@ -1314,3 +1314,80 @@ fn source_add_from_a_pending_session_is_queued_for_others() {
     assert!(sources_of(&to_a[0].1).get("bbbb2222").is_some());
     let _ = Action::SourceAdd;
 }
+
+fn colibri_error(condition: &str, reason: &str) -> RequestFailure {
+    RequestFailure::Error(Some(el(&format!(
+        r#"<error xmlns="jabber:client" type="cancel"><{condition} xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><error xmlns="jitsi:colibri2" reason="{reason}"/></error>"#
+    ))))
+}
+
+#[test]
+fn a_conference_the_bridge_lost_is_recreated_on_the_same_bridge() {
+    let (mut h, inits) = Harness::conference(ROOM, &["aaaa1111", "bbbb2222"]);
+    let sid = sid_of(&inits, "aaaa1111");
+    assert!(
+        h.jingle_from(ROOM, "aaaa1111", &session_accept("aaaa1111", &sid, 1000))
+            .is_ok()
+    );
+    let update = h.one_request("update", |r| {
+        r.payload.is("conference-modify", ns::COLIBRI2)
+    });
+    h.respond(
+        update.id,
+        Err(colibri_error("item-not-found", "conference_not_found")),
+    );
+    assert_eq!(h.jingles("session-terminate").len(), 2);
+    let allocs = h.answer_allocations();
+    assert_eq!(allocs.len(), 2);
+    assert!(
+        allocs.iter().all(|(b, _, _)| b.ends_with("/jvb1")),
+        "same bridge, still operational"
+    );
+    assert_eq!(
+        allocs.iter().filter(|a| a.2).count(),
+        1,
+        "the conference is created again"
+    );
+    assert!(
+        h.focus
+            .bridges()
+            .is_operational(&format!("{BREWERY}/jvb1"), h.now)
+    );
+    assert_eq!(h.focus.stats(h.now).total_participants_moved, 0);
+}
+
+#[test]
+fn a_stale_conference_on_the_bridge_is_expired_and_created_again() {
+    let mut h = Harness::new();
+    h.add_bridge("jvb1", 0.1);
+    h.create_room(ROOM);
+    h.join_member(ROOM, "aaaa1111");
+    h.join_member(ROOM, "bbbb2222");
+    h.answer_discos();
+    let allocs = h.requests(|r| r.payload.is("conference-modify", ns::COLIBRI2));
+    let first = allocs
+        .iter()
+        .find(|a| a.payload.attr("create") == Some("true"))
+        .unwrap();
+    h.respond(
+        first.id,
+        Err(colibri_error("conflict", "conference_already_exists")),
+    );
+    let later: Vec<_> = allocs.iter().filter(|a| a.id != first.id).collect();
+    for a in later {
+        // The second allocation belonged to the dropped session: its answer is ignored.
+        h.respond(
+            a.id,
+            Err(colibri_error("item-not-found", "conference_not_found")),
+        );
+    }
+    // Expire of the stale conference, then fresh allocations with create.
+    let expire = h.one_request("expire", |r| {
+        r.payload.is("conference-modify", ns::COLIBRI2) && r.payload.attr("expire") == Some("true")
+    });
+    h.respond(expire.id, Ok(None));
+    let allocs = h.answer_allocations();
+    assert_eq!(allocs.len(), 2, "{allocs:?}");
+    assert_eq!(allocs.iter().filter(|a| a.2).count(), 1);
+    assert_eq!(h.session_initiates().len(), 2);
+}
