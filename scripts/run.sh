@@ -78,8 +78,9 @@ cleanup() {
   trap - EXIT INT TERM
   if [ ${#pids[@]} -gt 0 ]; then
     log "stopping"
-    # Reverse order: demo, focus, bridge, Prosody.
-    for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+    # Reverse order: demo, focus, bridge, Prosody. SIGINT: the bridge treats SIGTERM as a request for a
+    # graceful shutdown (which waits for conferences to end), SIGINT as "exit now".
+    for ((i=${#pids[@]}-1; i>=0; i--)); do kill -INT "${pids[$i]}" 2>/dev/null || true; done
     for _ in $(seq 50); do
       alive=0
       for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
