@@ -648,6 +648,15 @@ impl Conference {
         }
     }
 
+    /// Parks `nick`'s invitation; it is tried again with the others waiting for a bridge.
+    fn wait_and_retry(&mut self, ctx: &mut Ctx<'_>, nick: &str) {
+        if let Some(p) = self.participants.get_mut(nick) {
+            p.epoch += 1;
+            p.stage = Stage::WaitingBridge;
+        }
+        self.retry_deadline = Some(ctx.now + RETRY_INTERVAL);
+    }
+
     /// Invitations waiting for a bridge are tried again.
     pub fn retry_waiting(&mut self, ctx: &mut Ctx<'_>) {
         let waiting: Vec<String> = self
@@ -1614,6 +1623,13 @@ impl Conference {
                 {
                     return None;
                 }
+                if matches!(e, RequestFailure::NotConnected) {
+                    // Our connection was down: the client never saw it. Start over once back.
+                    warn!(room = %self.room, %nick, "session-initiate not sent (offline), retrying later");
+                    self.terminate(ctx, &nick, None, true, false);
+                    self.wait_and_retry(ctx, &nick);
+                    return None;
+                }
                 warn!(room = %self.room, %nick, error = %e, "session-initiate refused");
                 self.terminate(ctx, &nick, None, true, false);
                 if let Some(p) = self.participants.get_mut(&nick) {
@@ -1669,6 +1685,13 @@ impl Conference {
             Ok(None) => {
                 ctx.counters.colibri_failures += 1;
                 return Some((bridge, "empty allocation answer".into()));
+            }
+            Err(RequestFailure::NotConnected) => {
+                // Our connection to the brewery is down, not the bridge's fault.
+                warn!(room = %self.room, %nick, "allocation not sent (offline), retrying later");
+                self.release_endpoint(ctx, nick);
+                self.wait_and_retry(ctx, nick);
+                return None;
             }
             Err(e) => {
                 ctx.counters.colibri_failures += 1;

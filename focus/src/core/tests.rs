@@ -1391,3 +1391,35 @@ fn a_stale_conference_on_the_bridge_is_expired_and_created_again() {
     assert_eq!(allocs.iter().filter(|a| a.2).count(), 1);
     assert_eq!(h.session_initiates().len(), 2);
 }
+
+#[test]
+fn requests_that_could_not_be_sent_are_retried_without_blaming_the_bridge() {
+    let mut h = Harness::new();
+    h.add_bridge("jvb1", 0.1);
+    h.create_room(ROOM);
+    h.join_member(ROOM, "aaaa1111");
+    h.join_member(ROOM, "bbbb2222");
+    h.answer_discos();
+    let allocs = h.requests(|r| r.payload.is("conference-modify", ns::COLIBRI2));
+    for a in &allocs {
+        h.respond(a.id, Err(RequestFailure::NotConnected));
+    }
+    assert!(
+        h.focus
+            .bridges()
+            .is_operational(&format!("{BREWERY}/jvb1"), h.now)
+    );
+    assert!(h.answer_allocations().is_empty());
+    h.advance(Duration::from_secs(6));
+    let allocs = h.answer_allocations();
+    assert_eq!(allocs.len(), 2, "retried: {allocs:?}");
+    // A session-initiate that could not be sent: the endpoint is released and the invitation retried.
+    let inits = h.requests(|r| r.payload.is("jingle", ns::JINGLE));
+    h.respond(inits[0].id, Err(RequestFailure::NotConnected));
+    h.respond(inits[1].id, Ok(None));
+    let expire = h.bridge_updates();
+    assert_eq!(expire.len(), 1, "{expire:?}");
+    h.advance(Duration::from_secs(6));
+    assert_eq!(h.answer_allocations().len(), 1);
+    assert_eq!(h.session_initiates().len(), 1);
+}
