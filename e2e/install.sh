@@ -14,7 +14,7 @@ if [ ! -f vendor/lib-jitsi-meet.min.js ] || [ "$(cat vendor/.ljm-integrity 2>/de
   tmp=$(mktemp -d)
   (cd "$tmp" && npm pack "$LJM_SPEC" --loglevel=error >/dev/null)
   tgz=$(ls "$tmp"/*.tgz)
-  got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
+  got="sha512-$(node -e 'process.stdout.write(require("crypto").createHash("sha512").update(require("fs").readFileSync(process.argv[1])).digest("base64"))' "$tgz")"
   if [ "$got" != "$LJM_INTEGRITY" ]; then
     echo "e2e/install.sh: $LJM_SPEC integrity mismatch: $got" >&2
     rm -rf "$tmp"
