@@ -292,6 +292,10 @@ pub struct BridgeProcess {
 
 impl BridgeProcess {
     pub fn start(prosody: &Prosody, nick: &str) -> BridgeProcess {
+        Self::start_with(prosody, nick, &[])
+    }
+
+    pub fn start_with(prosody: &Prosody, nick: &str, extra_env: &[(&str, &str)]) -> BridgeProcess {
         let bin = bridge_binary();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("bridge.log");
@@ -301,8 +305,8 @@ impl BridgeProcess {
             .and_then(|s| s.local_addr())
             .map(|a| a.port())
             .expect("free UDP port");
-        let child = Command::new(bin)
-            .env_clear()
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("XMPP_SERVER", "127.0.0.1")
             .env("XMPP_PORT", prosody.ports().c2s.to_string())
@@ -321,9 +325,11 @@ impl BridgeProcess {
             .env("JVB_STATS_INTERVAL", "1s")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn bridge");
+            .stderr(out);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn bridge");
         BridgeProcess {
             child: Some(child),
             nick: nick.to_owned(),
