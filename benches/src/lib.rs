@@ -1,1 +1,166 @@
-//! Criterion benchmarks of the packet path live in benches/.
+//! Criterion benchmarks of the bridge's packet path (`benches/benches/*.rs`) and the fixtures they
+//! share: a conference with one sender and N receivers built through the same command API COLIBRI2
+//! uses, and realistic RTP/RTCP packets. SRTP stages can reuse [`Fixture`] and wrap its outputs.
+
+use std::time::{Duration, Instant};
+
+use bridge::sfu::{
+    EndpointHandle, EndpointParams, MediaKind, MediaSourceDesc, Output, Sfu, SfuConfig,
+    TransportEvent,
+};
+use signaling::media::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::sources::{Semantics, Source, SsrcGroup};
+
+pub const OPUS: u8 = 111;
+pub const VP8: u8 = 100;
+pub const RTX: u8 = 96;
+pub const AUDIO_LEVEL_ID: u8 = 1;
+pub const ABS_SEND_TIME_ID: u8 = 3;
+pub const TCC_ID: u8 = 5;
+
+/// The payload types and header extensions Jicofo offers (trimmed to what matters here).
+pub fn audio_params() -> RtpParameters {
+    RtpParameters {
+        payload_types: vec![
+            PayloadType::new(OPUS, "opus", 48000, Some(2)).with_rtcp_fb("transport-cc", None),
+        ],
+        header_extensions: vec![
+            RtpHdrExt::new(AUDIO_LEVEL_ID, hdrext::AUDIO_LEVEL),
+            RtpHdrExt::new(ABS_SEND_TIME_ID, hdrext::ABS_SEND_TIME),
+            RtpHdrExt::new(TCC_ID, hdrext::TRANSPORT_CC),
+        ],
+        extmap_allow_mixed: true,
+    }
+}
+
+pub fn video_params() -> RtpParameters {
+    RtpParameters {
+        payload_types: vec![
+            PayloadType::new(VP8, "VP8", 90000, None)
+                .with_rtcp_fb("nack", None)
+                .with_rtcp_fb("nack", Some("pli"))
+                .with_rtcp_fb("ccm", Some("fir"))
+                .with_rtcp_fb("transport-cc", None),
+            PayloadType::new(RTX, "rtx", 90000, None).with_parameter("apt", "100"),
+        ],
+        header_extensions: vec![
+            RtpHdrExt::new(ABS_SEND_TIME_ID, hdrext::ABS_SEND_TIME),
+            RtpHdrExt::new(TCC_ID, hdrext::TRANSPORT_CC),
+        ],
+        extmap_allow_mixed: true,
+    }
+}
+
+/// SSRCs of endpoint `i`: audio, three simulcast encodings, their RTX.
+pub fn ssrcs(i: u32) -> (u32, [u32; 3], [u32; 3]) {
+    let b = 10_000 * (i + 1);
+    (b + 1, [b + 10, b + 11, b + 12], [b + 20, b + 21, b + 22])
+}
+
+pub fn sources(id: &str, i: u32) -> Vec<MediaSourceDesc> {
+    let (a, sim, rtx) = ssrcs(i);
+    vec![
+        MediaSourceDesc {
+            kind: MediaKind::Audio,
+            name: format!("{id}-a0"),
+            sources: vec![Source::named(a, &format!("{id}-a0"))],
+            groups: vec![],
+        },
+        MediaSourceDesc {
+            kind: MediaKind::Video,
+            name: format!("{id}-v0"),
+            sources: sim.iter().chain(&rtx).map(|s| Source::new(*s)).collect(),
+            groups: vec![
+                SsrcGroup::new(Semantics::Sim, sim.to_vec()),
+                SsrcGroup::new(Semantics::Fid, vec![sim[0], rtx[0]]),
+                SsrcGroup::new(Semantics::Fid, vec![sim[1], rtx[1]]),
+                SsrcGroup::new(Semantics::Fid, vec![sim[2], rtx[2]]),
+            ],
+        },
+    ]
+}
+
+/// An RTP packet as Chrome sends it: one-byte extensions (audio level for audio, abs-send-time and
+/// transport-cc for both), then `payload_len` bytes of payload.
+pub fn rtp_packet(
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    audio: bool,
+    payload_len: usize,
+) -> Vec<u8> {
+    let mut v = vec![0x90, pt];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&ts.to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    let mut ext = Vec::new();
+    if audio {
+        ext.extend_from_slice(&[AUDIO_LEVEL_ID << 4, 0x80 | 35]);
+    }
+    ext.extend_from_slice(&[(ABS_SEND_TIME_ID << 4) | 2, 1, 2, 3]);
+    ext.extend_from_slice(&[(TCC_ID << 4) | 1, 0, 7]);
+    while ext.len() % 4 != 0 {
+        ext.push(0);
+    }
+    v.extend_from_slice(&0xBEDEu16.to_be_bytes());
+    v.extend_from_slice(&((ext.len() / 4) as u16).to_be_bytes());
+    v.extend_from_slice(&ext);
+    v.extend((0..payload_len).map(|i| i as u8));
+    v
+}
+
+/// Overwrites the sequence number and timestamp of a packet built by [`rtp_packet`].
+#[inline]
+pub fn set_seq_ts(p: &mut [u8], seq: u16, ts: u32) {
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+}
+
+/// One sender (endpoint 0) and `receivers` receivers, all connected with open channels.
+pub struct Fixture {
+    pub sfu: Sfu,
+    pub now: Instant,
+    pub sender: EndpointHandle,
+    pub receivers: Vec<EndpointHandle>,
+}
+
+impl Fixture {
+    pub fn new(receivers: usize) -> Self {
+        Self::with_config(receivers, SfuConfig::default())
+    }
+
+    pub fn with_config(receivers: usize, cfg: SfuConfig) -> Self {
+        let now = Instant::now();
+        let mut sfu = Sfu::new(cfg);
+        let conf = sfu
+            .create_conference(now, "bench-meeting", Some("bench@muc.example"))
+            .expect("new conference");
+        let mut sink = |_: Output<'_>| {};
+        let mut handles = Vec::new();
+        for i in 0..=receivers {
+            let id = format!("ep{i:04}");
+            let p = EndpointParams {
+                sources: sources(&id, i as u32),
+                id,
+                audio: audio_params(),
+                video: video_params(),
+                ..Default::default()
+            };
+            let h = sfu
+                .create_endpoint(now, conf, p, &mut sink)
+                .expect("new endpoint");
+            sfu.handle_transport_event(now, h, TransportEvent::Connected, &mut sink);
+            sfu.handle_transport_event(now, h, TransportEvent::DataChannelOpen, &mut sink);
+            handles.push(h);
+        }
+        let sender = handles.remove(0);
+        Fixture {
+            sfu,
+            // Past the join-time keyframe requests.
+            now: now + Duration::from_secs(1),
+            sender,
+            receivers: handles,
+        }
+    }
+}

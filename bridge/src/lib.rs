@@ -8,9 +8,13 @@
 
 // Control plane: config, lifecycle, stats/metrics, health, REST API (see each module's docs).
 pub mod api;
+pub mod colibri;
 pub mod config;
 pub mod control;
 pub mod health;
 pub mod lifecycle;
+pub mod media;
+pub mod sfu;
 pub mod stats;
 pub mod transport;
+pub mod xmpp;

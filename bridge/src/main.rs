@@ -10,8 +10,11 @@ use std::time::Duration;
 use bridge::api::client::{self, GracefulShutdownOptions};
 use bridge::config::{self, Config};
 use bridge::control::ControlPlane;
-use bridge::health::{Health, HealthRegistry};
-use bridge::stats::NoMedia;
+use bridge::health::HealthRegistry;
+use bridge::media::{MediaHandle, MediaPlane, MediaSettings, MediaStats};
+use bridge::sfu::SfuConfig;
+use bridge::stats::{StatsSample, StatsSource};
+use bridge::xmpp::{XmppClients, XmppDeps, XmppStatus};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use signaling::service::{Env, ProcessSignal, Signals, init_tracing, parse_duration};
 
@@ -209,34 +212,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "starting bridge"
     );
     let health = Arc::new(HealthRegistry::new());
-    // Honest about what this build does: the media plane and the XMPP client are separate layers
-    // that are not assembled into the binary yet.
-    tracing::warn!(
-        port = config.media.port,
-        "media plane not wired into this build: the UDP port is not bound and no media is forwarded"
-    );
-    if config.xmpp.enabled {
-        let servers: Vec<String> = config
-            .xmpp
-            .servers
-            .iter()
-            .map(|s| format!("{}:{}", s.host, s.port))
-            .collect();
-        tracing::warn!(
-            servers = ?servers,
-            login = %config.xmpp.login_jid(),
-            brewery = %config.xmpp.brewery_jid(),
-            nickname = %config.xmpp.muc_nickname,
-            "XMPP client not wired into this build: not connecting; /about/health reports 503"
-        );
-        health.report(
-            "xmpp",
-            Health::Unavailable("XMPP client not connected (not wired into this build)".into()),
-        );
-    } else {
-        tracing::info!("XMPP disabled");
-    }
-    let control = ControlPlane::start(&config, Arc::new(NoMedia), health).await?;
+    let media = match MediaPlane::start(
+        MediaSettings::from_config(&config),
+        SfuConfig::default(),
+        Arc::clone(&health),
+    )
+    .await
+    {
+        Ok(m) => Some(m),
+        Err(e) => {
+            // Reported as failed health (/about/health 500, healthcheck IQ error), as JVB does.
+            tracing::error!("media plane not started: {e:#}");
+            None
+        }
+    };
+    let xmpp_status = config
+        .xmpp
+        .enabled
+        .then(|| Arc::new(XmppStatus::new(config.xmpp.servers.len())));
+    let source = Arc::new(BridgeStats {
+        media: media.as_ref().map(MediaPlane::stats),
+        xmpp: xmpp_status.clone(),
+    });
+    let control = ControlPlane::start(&config, source, Arc::clone(&health)).await?;
+    let xmpp = match &xmpp_status {
+        Some(status) => Some(XmppClients::start(
+            &config.xmpp,
+            XmppDeps {
+                media: media
+                    .as_ref()
+                    .map_or_else(MediaHandle::unavailable, MediaPlane::handle),
+                lifecycle: control.lifecycle.clone(),
+                stats: control.stats.clone(),
+                health: Arc::clone(&health),
+                presence_interval: config.stats.interval,
+            },
+            Arc::clone(status),
+        )?),
+        None => {
+            tracing::info!("XMPP disabled: no brewery, no COLIBRI2 (REST and media only)");
+            None
+        }
+    };
     let lifecycle = control.lifecycle.clone();
     let mut terms = 0u32;
     loop {
@@ -255,7 +272,33 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             },
         }
     }
+    if let Some(x) = xmpp {
+        x.close().await;
+    }
+    if let Some(m) = media {
+        m.stop().await;
+    }
     control.close().await;
     tracing::info!("bridge stopped");
     Ok(())
+}
+
+/// The stats the control plane samples: the media task's counters plus the XMPP connections'.
+struct BridgeStats {
+    media: Option<Arc<MediaStats>>,
+    xmpp: Option<Arc<XmppStatus>>,
+}
+
+impl StatsSource for BridgeStats {
+    fn sample(&self) -> StatsSample {
+        let mut s = self.media.as_ref().map(|m| m.sample()).unwrap_or_default();
+        if let Some(x) = &self.xmpp {
+            x.fill(&mut s);
+        }
+        s
+    }
+
+    fn local_endpoints(&self) -> u64 {
+        self.media.as_ref().map_or(0, |m| m.local_endpoints())
+    }
 }

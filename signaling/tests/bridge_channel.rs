@@ -661,3 +661,17 @@ fn every_prefix_of_every_sample_parses_or_errors_without_panicking() {
         roundtrip(s);
     }
 }
+
+/// Relayed stats must reach the other endpoints bit-for-bit: numbers that need all 17 significant
+/// digits survive parse → serialise → parse (found by the bridge_channel fuzz target).
+#[test]
+fn relayed_floats_survive_exactly() {
+    let text = r#"{"colibriClass":"EndpointStats","from":"ab12cd34","jitter":1.2347777777777777e+106,"rtt":0.1}"#;
+    let m = BridgeChannelMessage::parse(text).unwrap();
+    let again = BridgeChannelMessage::parse(&m.to_json()).unwrap();
+    assert_eq!(m, again);
+    assert!(
+        m.to_json().contains("1.2347777777777777e106")
+            || m.to_json().contains("1.2347777777777777e+106")
+    );
+}

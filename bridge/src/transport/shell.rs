@@ -146,6 +146,12 @@ pub trait PortHandler<K> {
     fn on_event(&mut self, now: Instant, key: &K, event: TransportEvent, port: &mut PortState<K>);
     /// A command from outside (signalling). Return false to stop the port.
     fn on_command(&mut self, now: Instant, cmd: Self::Command, port: &mut PortState<K>) -> bool;
+    /// When the handler's own timers (e.g. the forwarding core's) next want [`on_timeout`](Self::on_timeout).
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// The handler's timers are due (called from the socket's task, like every other callback).
+    fn on_timeout(&mut self, _now: Instant, _port: &mut PortState<K>) {}
 }
 
 /// A UDP port with its endpoints.
@@ -181,7 +187,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
         let mut events = Vec::new();
         let mut transmits = Vec::new();
         loop {
-            let deadline = self.state.poll_timeout();
+            let deadline = match (self.state.poll_timeout(), handler.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -204,7 +213,11 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                     }
                 }
                 _ = sleep => {
-                    self.state.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.state.handle_timeout(now);
+                    if handler.poll_timeout().is_some_and(|t| t <= now) {
+                        handler.on_timeout(now, &mut self.state);
+                    }
                 }
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };

@@ -1,0 +1,313 @@
+//! The conference model the forwarding path reads: what an endpoint negotiated (payload types,
+//! feedback, header extension ids) in a per-packet friendly form, and the media sources with their
+//! encodings as registered from COLIBRI2.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use signaling::media::{RtpParameters, hdrext};
+use signaling::sources::{Semantics, Source, SsrcGroup, VideoType};
+
+use super::keyframe::RateLimit;
+use super::recv_stats::ReceiveStats;
+use super::rtx_cache::PacketStore;
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        }
+    }
+}
+
+/// One COLIBRI2 `media-source` of an endpoint: its name (`<endpoint>-a0`, `<endpoint>-v0`), kind,
+/// the `source` elements and `ssrc-group`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSourceDesc {
+    pub kind: MediaKind,
+    pub name: String,
+    pub sources: Vec<Source>,
+    pub groups: Vec<SsrcGroup>,
+}
+
+impl MediaSourceDesc {
+    /// The encodings: the SIM group's SSRCs in order (lowest first), or, without SIM, each source
+    /// SSRC that is not the repair partner of another; each with its FID (RTX) and FEC-FR partners.
+    pub fn encodings(&self) -> Vec<Encoding> {
+        let partner = |sem: &Semantics, ssrc: u32| {
+            self.groups
+                .iter()
+                .filter(|g| &g.semantics == sem)
+                .find(|g| g.ssrcs.first() == Some(&ssrc))
+                .and_then(|g| g.ssrcs.get(1).copied())
+        };
+        let is_secondary = |ssrc: u32| {
+            self.groups.iter().any(|g| {
+                matches!(g.semantics, Semantics::Fid | Semantics::FecFr)
+                    && g.ssrcs.iter().skip(1).any(|s| *s == ssrc)
+            })
+        };
+        let primaries: Vec<u32> = match self.groups.iter().find(|g| g.semantics == Semantics::Sim) {
+            Some(sim) => sim.ssrcs.clone(),
+            None => self
+                .sources
+                .iter()
+                .map(|s| s.ssrc)
+                .filter(|s| !is_secondary(*s))
+                .collect(),
+        };
+        let mut out: Vec<Encoding> = Vec::new();
+        for p in primaries {
+            if out.iter().any(|e| e.ssrc == p) {
+                continue;
+            }
+            out.push(Encoding {
+                ssrc: p,
+                rtx: partner(&Semantics::Fid, p),
+                fec: partner(&Semantics::FecFr, p),
+            });
+        }
+        out
+    }
+
+    pub fn video_type(&self) -> VideoType {
+        self.sources
+            .iter()
+            .find_map(|s| s.video_type)
+            .unwrap_or(VideoType::Camera)
+    }
+}
+
+/// One simulcast encoding (or the only one): its media SSRC and repair SSRCs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    pub ssrc: u32,
+    pub rtx: Option<u32>,
+    pub fec: Option<u32>,
+}
+
+/// A source registered in a conference.
+#[derive(Debug)]
+pub struct MediaSource {
+    pub generation: u32,
+    pub owner: u32,
+    pub name: String,
+    pub kind: MediaKind,
+    pub video_type: VideoType,
+    pub encodings: Vec<Encoding>,
+    /// FIR command sequence number (RFC 5104) toward the owner, per source.
+    pub fir_seq: u8,
+    /// Source-wide keyframe request limiter.
+    pub keyframe_limit: RateLimit,
+    /// Recent ingress packets, for retransmissions to receivers (video only).
+    pub store: Option<PacketStore>,
+}
+
+impl MediaSource {
+    /// The encoding the receivers are told about (first SIM SSRC).
+    pub fn primary(&self) -> Option<&Encoding> {
+        self.encodings.first()
+    }
+}
+
+/// What an SSRC is within its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SsrcRole {
+    Media,
+    Rtx,
+    Fec,
+}
+
+/// The conference-wide SSRC table entry: one hash lookup per packet gives owner, source, encoding,
+/// and the receive statistics.
+#[derive(Debug)]
+pub struct SsrcEntry {
+    pub owner: u32,
+    pub source: u32,
+    pub encoding: u8,
+    pub role: SsrcRole,
+    pub kind: MediaKind,
+    pub stats: ReceiveStats,
+}
+
+/// Identity hasher tweak for SSRC keys: SSRCs are random 32-bit values chosen by the senders, so a
+/// multiplicative mix is enough and much cheaper than SipHash. Lookups of attacker-chosen keys only
+/// cost a probe; the table contents come from signalling.
+#[derive(Default, Clone, Copy)]
+pub struct SsrcHasher(u64);
+
+impl Hasher for SsrcHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (u64::from(v) ^ 0x5bd1_e995).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub type SsrcMap<V> = HashMap<u32, V, BuildHasherDefault<SsrcHasher>>;
+
+/// Header extension ids an endpoint negotiated, 0 = not negotiated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HdrExtIds {
+    pub audio_level: u8,
+    pub transport_cc: u8,
+    pub video_orientation: u8,
+}
+
+/// One endpoint's negotiated parameters for one media kind, in per-packet friendly form.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaParams {
+    /// Bit `pt` set if payload type `pt` was negotiated.
+    pub pts: u128,
+    /// Bit `pt` set if `pt` negotiated generic NACK (`rtcp-fb nack` without subtype).
+    pub nack: u128,
+    /// `(apt, rtx pt)` for each RTX payload type.
+    pub rtx: Vec<(u8, u8)>,
+    /// `(pt, clock rate)`.
+    pub clock_rates: Vec<(u8, u32)>,
+    pub pli: bool,
+    pub fir: bool,
+    pub ext: HdrExtIds,
+    pub allow_mixed: bool,
+}
+
+impl MediaParams {
+    pub fn from_rtp(p: &RtpParameters) -> Self {
+        let mut m = MediaParams {
+            allow_mixed: p.extmap_allow_mixed,
+            ..MediaParams::default()
+        };
+        for pt in &p.payload_types {
+            if pt.id > 127 {
+                continue;
+            }
+            m.pts |= 1u128 << pt.id;
+            if let Some(apt) = pt.apt() {
+                m.rtx.push((apt, pt.id));
+            }
+            if pt.has_rtcp_fb("nack", None) {
+                m.nack |= 1u128 << pt.id;
+            }
+            m.pli |= pt.has_rtcp_fb("nack", Some("pli"));
+            m.fir |= pt.has_rtcp_fb("ccm", Some("fir"));
+            if let Some(c) = pt.clockrate {
+                m.clock_rates.push((pt.id, c));
+            }
+        }
+        let id = |uri| p.hdrext_id(uri).unwrap_or(0);
+        m.ext = HdrExtIds {
+            audio_level: id(hdrext::AUDIO_LEVEL),
+            transport_cc: id(hdrext::TRANSPORT_CC),
+            video_orientation: id(hdrext::VIDEO_ORIENTATION),
+        };
+        m
+    }
+
+    #[inline]
+    pub fn has_pt(&self, pt: u8) -> bool {
+        pt < 128 && self.pts & (1u128 << pt) != 0
+    }
+
+    #[inline]
+    pub fn has_nack(&self, pt: u8) -> bool {
+        pt < 128 && self.nack & (1u128 << pt) != 0
+    }
+
+    pub fn rtx_pt_for(&self, apt: u8) -> Option<u8> {
+        self.rtx.iter().find(|(a, _)| *a == apt).map(|(_, r)| *r)
+    }
+
+    pub fn clock_rate(&self, pt: u8) -> Option<u32> {
+        self.clock_rates
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, c)| *c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signaling::media::{PayloadType, RtpHdrExt};
+
+    #[test]
+    fn encodings_from_sim_and_fid_groups() {
+        let d = MediaSourceDesc {
+            kind: MediaKind::Video,
+            name: "a-v0".into(),
+            sources: [1, 2, 3, 11, 12, 13].map(Source::new).to_vec(),
+            groups: vec![
+                SsrcGroup::new(Semantics::Sim, vec![1, 2, 3]),
+                SsrcGroup::new(Semantics::Fid, vec![1, 11]),
+                SsrcGroup::new(Semantics::Fid, vec![2, 12]),
+                SsrcGroup::new(Semantics::Fid, vec![3, 13]),
+            ],
+        };
+        let e = d.encodings();
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            e[0],
+            Encoding {
+                ssrc: 1,
+                rtx: Some(11),
+                fec: None
+            }
+        );
+        assert_eq!(e[2].rtx, Some(13));
+
+        // No SIM: the non-secondary SSRC is the one encoding.
+        let d = MediaSourceDesc {
+            groups: vec![SsrcGroup::new(Semantics::Fid, vec![5, 6])],
+            sources: [6, 5].map(Source::new).to_vec(),
+            ..d
+        };
+        assert_eq!(
+            d.encodings(),
+            vec![Encoding {
+                ssrc: 5,
+                rtx: Some(6),
+                fec: None
+            }]
+        );
+    }
+
+    #[test]
+    fn media_params_from_rtp_parameters() {
+        let p = RtpParameters {
+            payload_types: vec![
+                PayloadType::new(100, "VP8", 90000, None)
+                    .with_rtcp_fb("nack", None)
+                    .with_rtcp_fb("nack", Some("pli"))
+                    .with_rtcp_fb("ccm", Some("fir")),
+                PayloadType::new(96, "rtx", 90000, None).with_parameter("apt", "100"),
+            ],
+            header_extensions: vec![
+                RtpHdrExt::new(5, hdrext::TRANSPORT_CC),
+                RtpHdrExt::new(11, hdrext::VIDEO_ORIENTATION),
+            ],
+            extmap_allow_mixed: true,
+        };
+        let m = MediaParams::from_rtp(&p);
+        assert!(m.has_pt(100) && m.has_pt(96) && !m.has_pt(101) && !m.has_pt(200));
+        assert!(m.has_nack(100) && !m.has_nack(96));
+        assert_eq!(m.rtx_pt_for(100), Some(96));
+        assert!(m.pli && m.fir && m.allow_mixed);
+        assert_eq!(m.ext.transport_cc, 5);
+        assert_eq!(m.ext.video_orientation, 11);
+        assert_eq!(m.clock_rate(100), Some(90000));
+    }
+}
