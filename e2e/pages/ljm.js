@@ -119,6 +119,20 @@
     return conf.myUserId();
   };
 
+  /** Mean luminance (0–255) of what a video element shows now; 0 when it shows nothing. */
+  function luma(video) {
+    if (!video.videoWidth) return 0;
+    const c = document.createElement('canvas');
+    c.width = 32;
+    c.height = 24;
+    const g = c.getContext('2d');
+    g.drawImage(video, 0, 0, c.width, c.height);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let sum = 0;
+    for (let i = 0; i < d.length; i += 4) sum += 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+    return sum / (d.length / 4);
+  }
+
   /** Per remote participant and media type: inbound RTP counters of its track. */
   window.ljmStats = async function () {
     const conf = state.conf;
@@ -148,7 +162,12 @@
       }
     }
     const videos = Array.from(document.querySelectorAll('video')).map((v) => ({
-      id: v.id, playing: !v.paused && v.currentTime > 0 && v.videoWidth > 0, width: v.videoWidth, time: v.currentTime,
+      id: v.id,
+      playing: !v.paused && v.currentTime > 0 && v.videoWidth > 0,
+      width: v.videoWidth,
+      height: v.videoHeight,
+      time: v.currentTime,
+      luma: luma(v),
     }));
     return {
       me: conf.myUserId(),

@@ -258,6 +258,17 @@ pub fn bridge_binary() -> PathBuf {
             let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
+            // Not the variables cargo set for this test (CARGO_MANIFEST_DIR …): build scripts track
+            // some of them and would rebuild their crates on every call.
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy().into_owned();
+                if (k.starts_with("CARGO_") && k != "CARGO_HOME")
+                    || k.starts_with("RUSTC")
+                    || k == "OUT_DIR"
+                {
+                    cmd.env_remove(&k);
+                }
+            }
             cmd.args([
                 "build",
                 "--quiet",
