@@ -164,3 +164,37 @@ impl Fixture {
         }
     }
 }
+
+/// A pair of SRTP sessions keyed with fixed test keys, as the two ends of one DTLS-SRTP association
+/// would be: what `tx` encrypts, `rx` decrypts. No handshake, so benches measure only the packet work.
+pub fn srtp_pair(
+    profile: bridge::transport::SrtpProfile,
+) -> (
+    bridge::transport::srtp::SrtpSession,
+    bridge::transport::srtp::SrtpSession,
+) {
+    use bridge::transport::SrtpProfile;
+    use bridge::transport::srtp::SrtpSession;
+    use rtc_srtp::config::SessionKeys;
+    let salt = match profile {
+        SrtpProfile::AeadAes128Gcm => 12,
+        SrtpProfile::Aes128CmHmacSha1_80 => 14,
+    };
+    let keys = |swap: bool| {
+        let (a, b) = (
+            (vec![1u8; 16], vec![3u8; salt]),
+            (vec![2u8; 16], vec![4u8; salt]),
+        );
+        let (l, r) = if swap { (b, a) } else { (a, b) };
+        SessionKeys {
+            local_master_key: l.0,
+            local_master_salt: l.1,
+            remote_master_key: r.0,
+            remote_master_salt: r.1,
+        }
+    };
+    let provider = rtc_dtls::crypto_provider::default_provider().expect("crypto provider");
+    let tx = SrtpSession::from_keys(profile, &keys(false), provider.as_ref()).expect("tx session");
+    let rx = SrtpSession::from_keys(profile, &keys(true), provider.as_ref()).expect("rx session");
+    (tx, rx)
+}

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::api::client::{self, GracefulShutdownOptions};
+use bridge::colibri_ws::ColibriWs;
 use bridge::config::{self, Config};
 use bridge::control::ControlPlane;
 use bridge::health::HealthRegistry;
 use bridge::media::{MediaHandle, MediaPlane, MediaSettings, MediaStats};
 use bridge::sfu::SfuConfig;
+use bridge::sfu::dsi::DominantSpeakerIdentification;
 use bridge::stats::{StatsSample, StatsSource};
 use bridge::xmpp::{XmppClients, XmppDeps, XmppStatus};
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -171,7 +173,17 @@ fn run(matches: &ArgMatches) -> ExitCode {
         print!("{}", loaded.config.to_toml());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = init_tracing(loaded.config.log.format, &loaded.config.log.level) {
+    // rtc-dtls warns once per handshake about the TLS 1.3 extensions every Chromium ClientHello
+    // carries (supported_versions, psk modes, key_share): noise, unless asked for explicitly.
+    let level = if loaded.config.log.level.contains("rtc_dtls") {
+        loaded.config.log.level.clone()
+    } else {
+        format!(
+            "{},rtc_dtls::handshake::handshake_message_client_hello=error",
+            loaded.config.log.level
+        )
+    };
+    if let Err(e) = init_tracing(loaded.config.log.format, &level) {
         eprintln!("bridge: {e}");
         return ExitCode::from(2);
     }
@@ -212,9 +224,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "starting bridge"
     );
     let health = Arc::new(HealthRegistry::new());
+    // Dominant speaker: the DSI algorithm JVB uses (bridge::sfu::dsi) rather than loudest-speaker.
+    let sfu_config = SfuConfig {
+        speaker_detector: || Box::new(DominantSpeakerIdentification::default()),
+        ..SfuConfig::default()
+    };
     let media = match MediaPlane::start(
         MediaSettings::from_config(&config),
-        SfuConfig::default(),
+        sfu_config,
         Arc::clone(&health),
     )
     .await
@@ -230,6 +247,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .xmpp
         .enabled
         .then(|| Arc::new(XmppStatus::new(config.xmpp.servers.len())));
+    if xmpp_status.is_some() {
+        // Before the REST API is up, so that nobody sees a healthy bridge that is not in any brewery.
+        health.report(
+            bridge::xmpp::HEALTH_COMPONENT,
+            bridge::health::Health::Degraded("connecting to XMPP".into()),
+        );
+    }
     let source = Arc::new(BridgeStats {
         media: media.as_ref().map(MediaPlane::stats),
         xmpp: xmpp_status.clone(),
@@ -254,6 +278,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    let colibri_ws = match (&media, config.colibri_ws.enabled) {
+        (Some(m), true) => {
+            if MediaSettings::from_config(&config)
+                .colibri_ws_base
+                .is_none()
+            {
+                tracing::warn!(
+                    "colibri-ws enabled but no JVB_WS_DOMAIN (or PUBLIC_URL): its URLs are not advertised"
+                );
+            }
+            let server_id = config
+                .colibri_ws
+                .server_id
+                .clone()
+                .unwrap_or_else(|| config.xmpp.muc_nickname.clone());
+            Some(ColibriWs::start(config.colibri_ws.bind, server_id, m.handle()).await?)
+        }
+        _ => None,
+    };
     let lifecycle = control.lifecycle.clone();
     let mut terms = 0u32;
     loop {
@@ -274,6 +317,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     if let Some(x) = xmpp {
         x.close().await;
+    }
+    if let Some(ws) = colibri_ws {
+        ws.stop();
     }
     if let Some(m) = media {
         m.stop().await;

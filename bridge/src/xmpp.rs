@@ -11,8 +11,8 @@
 //! - **IQs**: `healthcheck` → result when [`HealthRegistry::check`] is healthy, else
 //!   `internal-server-error` with the reason; `conference-modify` → the media task (in arrival
 //!   order), answered with `conference-modified` or the COLIBRI2 error; `graceful-shutdown` /
-//!   `force-shutdown` → the lifecycle, accepted only from brewery occupants or our own XMPP domains
-//!   (anyone else gets `forbidden`); `jabber:iq:version` → our name and version; anything else →
+//!   `force-shutdown` → the lifecycle, accepted only from brewery occupants or accounts of
+//!   `XMPP_AUTH_DOMAIN` (anyone else, e.g. an anonymous client, gets `forbidden`); `jabber:iq:version` → our name and version; anything else →
 //!   `service-unavailable`.
 //! - **Health**: component `xmpp` is `Healthy` while at least one connection is online and in the
 //!   brewery, `Degraded` otherwise (see [`crate::health`]: XMPP outages do not fail liveness; media
@@ -137,7 +137,8 @@ impl XmppClients {
             HEALTH_COMPONENT,
             Health::Degraded("connecting to XMPP".into()),
         );
-        let trusted = vec![config.auth_domain.clone(), config.domain.clone()];
+        // Not XMPP_DOMAIN: that is where anonymous clients log in.
+        let trusted = vec![config.auth_domain.clone()];
         let mut handles = Vec::new();
         let mut tasks = Vec::new();
         for (i, server) in config.servers.iter().enumerate() {
@@ -216,6 +217,7 @@ impl Connection {
         let mut tick = tokio::time::interval(self.deps.presence_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lifecycle = self.deps.lifecycle.subscribe();
+        let mut lifecycle_open = true;
         loop {
             tokio::select! {
                 ev = events.recv() => {
@@ -225,12 +227,10 @@ impl Connection {
                     }
                 }
                 _ = tick.tick() => self.refresh().await,
-                changed = lifecycle.changed() => {
-                    if changed.is_err() {
-                        // The lifecycle is gone (shutting down): keep serving until closed.
-                        lifecycle = self.deps.lifecycle.subscribe();
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
+                changed = lifecycle.changed(), if lifecycle_open => {
+                    // Err: the lifecycle driver is gone (the process is stopping); keep serving
+                    // until closed, on the timer only.
+                    lifecycle_open = changed.is_ok();
                     self.refresh().await;
                 }
             }
@@ -321,7 +321,7 @@ impl Connection {
     }
 
     /// Whether `from` may ask us to shut down: a brewery occupant (the focus, through the room) or
-    /// an account of our own XMPP domains.
+    /// an account of the auth domain (focus, bridges).
     fn trusted(&self, from: Option<&Jid>) -> bool {
         let Some(from) = from else { return false };
         let bare = from.to_bare();

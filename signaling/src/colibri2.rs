@@ -10,7 +10,6 @@
 //! checked: the bridge does not implement them yet.
 
 use std::fmt;
-use std::str::FromStr;
 
 use crate::error::ParseError;
 use crate::media::RtpParameters;
@@ -19,28 +18,7 @@ use crate::sources::{Source, SsrcGroup};
 use crate::transport::IceUdpTransport;
 use crate::xml::{self, Builder, Element, XmlElement};
 
-/// Defines a string enum with `FromStr` (case-insensitive, as Jitsi's Java parsers are) and `Display`.
-macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                $(if s.eq_ignore_ascii_case($text) { return Ok($name::$variant); })+
-                Err(format!("expected one of: {}", [$($text),+].join(", ")))
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(match self { $($name::$variant => $text),+ })
-            }
-        }
-    };
-}
+use crate::xml::string_enum;
 
 /// `type` of `media` and `media-source`: the same enum as Jingle's description `media`, so the focus
 /// maps one onto the other without conversion. `application` never carries RTP, and is refused where

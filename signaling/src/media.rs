@@ -3,6 +3,7 @@
 
 use crate::error::ParseError;
 use crate::ns;
+use crate::xml::string_enum;
 use crate::xml::{self, Builder, Element, XmlElement};
 
 /// `<parameter name= value=/>`. The namespace is the parent's (Jingle RTP in payload types, SSMA in
@@ -284,37 +285,17 @@ impl RtpParameters {
     }
 }
 
-/// `media` of a Jingle RTP description (and `type` of COLIBRI2 media): which m-line kind it describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MediaType {
-    Audio,
-    Video,
-    /// The data channel (`m=application`); carries no RTP sources.
-    Application,
-}
-
-impl std::str::FromStr for MediaType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        // Jicofo parses case-insensitively; so do we.
-        match s.to_ascii_lowercase().as_str() {
-            "audio" => Ok(MediaType::Audio),
-            "video" => Ok(MediaType::Video),
-            "application" | "data" => Ok(MediaType::Application),
-            _ => Err("expected audio, video or application".into()),
-        }
+string_enum!(
+    /// `media` of a Jingle RTP description (and `type` of COLIBRI2 media): which m-line kind it
+    /// describes. Jicofo parses case-insensitively; so do we.
+    #[derive(PartialOrd, Ord)]
+    MediaType {
+        Audio => "audio",
+        Video => "video",
+        /// The data channel (`m=application`); carries no RTP sources.
+        Application => "application" | "data",
     }
-}
-
-impl std::fmt::Display for MediaType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MediaType::Audio => "audio",
-            MediaType::Video => "video",
-            MediaType::Application => "application",
-        })
-    }
-}
+);
 
 #[cfg(test)]
 mod tests {

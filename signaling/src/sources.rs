@@ -7,41 +7,19 @@ use std::str::FromStr;
 use crate::error::ParseError;
 use crate::media::Parameter;
 use crate::ns;
+use crate::xml::string_enum;
 use crate::xml::{self, Builder, Element, XmlElement};
 
-/// `videoType` of a video source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VideoType {
-    Camera,
-    Desktop,
-    DesktopHighFps,
-    None,
-}
-
-impl FromStr for VideoType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        // JVB emits enum names (CAMERA) in some messages, clients lowercase: accept both.
-        match s.to_ascii_lowercase().as_str() {
-            "camera" => Ok(VideoType::Camera),
-            "desktop" => Ok(VideoType::Desktop),
-            "desktop_high_fps" => Ok(VideoType::DesktopHighFps),
-            "none" | "disabled" => Ok(VideoType::None),
-            _ => Err("expected camera, desktop, desktop_high_fps or none".into()),
-        }
+string_enum!(
+    /// `videoType` of a video source. JVB emits enum names (CAMERA) in some messages, clients lower
+    /// case: reading is case-insensitive.
+    VideoType {
+        Camera => "camera",
+        Desktop => "desktop",
+        DesktopHighFps => "desktop_high_fps",
+        None => "none" | "disabled",
     }
-}
-
-impl fmt::Display for VideoType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            VideoType::Camera => "camera",
-            VideoType::Desktop => "desktop",
-            VideoType::DesktopHighFps => "desktop_high_fps",
-            VideoType::None => "none",
-        })
-    }
-}
+);
 
 /// `<source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc name videoType>` with optional
 /// `<ssrc-info xmlns='http://jitsi.org/jitmeet' owner=…/>` and `<parameter>` children (msid, cname).

@@ -2,46 +2,17 @@
 //! candidates, Jitsi's `web-socket` URL and the `sctpmap` of the data content. COLIBRI2 embeds the same
 //! element, so both Jingle and COLIBRI2 use this type.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use crate::error::ParseError;
 use crate::ns;
+use crate::xml::string_enum;
 use crate::xml::{self, Builder, Element, XmlElement};
 
-/// DTLS role negotiation (`setup` attribute, RFC 4145 values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setup {
-    Actpass,
-    Active,
-    Passive,
-    Holdconn,
-}
-
-impl FromStr for Setup {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "actpass" => Ok(Setup::Actpass),
-            "active" => Ok(Setup::Active),
-            "passive" => Ok(Setup::Passive),
-            "holdconn" => Ok(Setup::Holdconn),
-            _ => Err("expected actpass, active, passive or holdconn".into()),
-        }
-    }
-}
-
-impl fmt::Display for Setup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Setup::Actpass => "actpass",
-            Setup::Active => "active",
-            Setup::Passive => "passive",
-            Setup::Holdconn => "holdconn",
-        })
-    }
-}
+string_enum!(
+    /// DTLS role negotiation (`setup` attribute, RFC 4145 values).
+    Setup { Actpass => "actpass", Active => "active", Passive => "passive", Holdconn => "holdconn" }
+);
 
 /// `<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash= setup=>AB:CD:…</fingerprint>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,38 +58,10 @@ impl XmlElement for Fingerprint {
     }
 }
 
-/// ICE candidate type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CandidateType {
-    Host,
-    Srflx,
-    Prflx,
-    Relay,
-}
-
-impl FromStr for CandidateType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "host" => Ok(CandidateType::Host),
-            "srflx" => Ok(CandidateType::Srflx),
-            "prflx" => Ok(CandidateType::Prflx),
-            "relay" => Ok(CandidateType::Relay),
-            _ => Err("expected host, srflx, prflx or relay".into()),
-        }
-    }
-}
-
-impl fmt::Display for CandidateType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CandidateType::Host => "host",
-            CandidateType::Srflx => "srflx",
-            CandidateType::Prflx => "prflx",
-            CandidateType::Relay => "relay",
-        })
-    }
-}
+string_enum!(
+    /// ICE candidate type.
+    CandidateType { Host => "host", Srflx => "srflx", Prflx => "prflx", Relay => "relay" }
+);
 
 /// `<candidate component foundation generation id ip network port priority protocol type …/>`.
 ///

@@ -212,6 +212,38 @@ fn truncate(value: &str) -> String {
     }
 }
 
+/// Defines a public string enum with `FromStr` (case-insensitive, as Jitsi's Java parsers are; optional
+/// `| "alias"` spellings accepted when reading) and `Display` (the first spelling). Variants may carry
+/// doc comments; extra derives go in the leading attributes.
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident {
+        $($(#[$vm:meta])* $variant:ident => $text:literal $(| $alias:literal)*),+ $(,)?
+    }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $variant),+ }
+
+        impl ::std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $(
+                    if s.eq_ignore_ascii_case($text) $(|| s.eq_ignore_ascii_case($alias))* {
+                        return Ok($name::$variant);
+                    }
+                )+
+                Err(format!("expected one of: {}", [$($text),+].join(", ")))
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(match self { $($name::$variant => $text),+ })
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
 /// Builds elements; attribute names are static strings of this crate, values anything `Display`.
 pub struct Builder(Element);
 

@@ -564,7 +564,7 @@ fn wrong_field_types_name_class_and_field() {
     let e = json_err(
         r#"{"colibriClass":"SourceVideoTypeMessage","sourceName":"x-v0","videoType":"screen"}"#,
     );
-    assert!(e.contains("expected camera"), "{e}");
+    assert!(e.contains("expected one of: camera"), "{e}");
 
     // SSRCs and RTP timestamps are 32-bit.
     let e = json_err(

@@ -107,7 +107,12 @@ pub fn plan(
     };
     for a in advertise {
         let public_port = a.port.unwrap_or(port);
-        let ours = locals.contains(&a.ip) || a.ip == bound.ip();
+        // One of our own addresses (any interface of the bound family, loopback included).
+        let ours = a.ip == bound.ip()
+            || locals.contains(&a.ip)
+            || (bound.ip().is_unspecified()
+                && interfaces.contains(&a.ip)
+                && (a.ip.is_ipv4() == bound.is_ipv4() || bound.is_ipv6()));
         if ours && public_port == port {
             push(
                 &mut out,
@@ -365,6 +370,17 @@ mod tests {
     fn only_loopback_interfaces() {
         let p = plan(sa("0.0.0.0:10000"), &[], true, &[ip("127.0.0.1")]);
         assert_eq!(p[0].addr, sa("127.0.0.1:10000"));
+        // The manifests on a loopback test: JVB_ADVERTISE_IPS=127.0.0.1 with a 0.0.0.0 bind is
+        // our own address, so a host candidate (not a NAT mapping).
+        let p = plan(
+            "0.0.0.0:10000".parse().unwrap(),
+            &[conf("127.0.0.1")],
+            true,
+            &[ip("127.0.0.1"), ip("192.0.2.2")],
+        );
+        assert_eq!(p[0].addr, sa("127.0.0.1:10000"));
+        assert_eq!(p[0].typ, CandidateType::Host);
+        assert_eq!(p[1].addr, sa("192.0.2.2:10000"));
     }
 
     #[test]

@@ -40,18 +40,22 @@
 //! receiver's copy into its own 512-slot retransmission ring: 20 µs at N=50 (cold cache lines),
 //! hence the shared per-source store and the compact (36-byte) per-receiver sent log.
 
+pub mod bwe;
 pub mod channel;
 mod conference;
 pub mod counters;
+pub mod dsi;
 pub mod endpoint;
 pub mod keyframe;
 pub mod model;
+pub mod nack_gen;
 pub mod projection;
 pub mod recv_stats;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtx_cache;
 pub mod speaker;
+pub mod tcc_feedback;
 
 #[cfg(test)]
 mod tests;

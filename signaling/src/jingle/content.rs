@@ -1,78 +1,29 @@
 //! `<content>` and its RTP `<description>`.
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::error::ParseError;
 use crate::media::{MediaType, RtcpFb, RtpParameters};
 use crate::ns;
 use crate::sources::{Source, SsrcGroup};
 use crate::transport::IceUdpTransport;
+use crate::xml::string_enum;
 use crate::xml::{self, Builder, Element, XmlElement};
 
-/// `creator` of a content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Creator {
-    Initiator,
-    Responder,
-}
+string_enum!(
+    /// `creator` of a content.
+    Creator { Initiator => "initiator", Responder => "responder" }
+);
 
-impl FromStr for Creator {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "initiator" => Ok(Creator::Initiator),
-            "responder" => Ok(Creator::Responder),
-            _ => Err("expected initiator or responder".into()),
-        }
+string_enum!(
+    /// `senders` of a content: who sends media on it.
+    Senders {
+        Both => "both",
+        Initiator => "initiator",
+        Responder => "responder",
+        None => "none",
+        /// Not in XEP-0166: lib-jitsi-meet writes it for an m-line with port 0 (a rejected section).
+        Rejected => "rejected",
     }
-}
-
-impl fmt::Display for Creator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Creator::Initiator => "initiator",
-            Creator::Responder => "responder",
-        })
-    }
-}
-
-/// `senders` of a content: who sends media on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Senders {
-    Both,
-    Initiator,
-    Responder,
-    None,
-    /// Not in XEP-0166: lib-jitsi-meet writes it for an m-line with port 0 (a rejected section).
-    Rejected,
-}
-
-impl FromStr for Senders {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "both" => Ok(Senders::Both),
-            "initiator" => Ok(Senders::Initiator),
-            "responder" => Ok(Senders::Responder),
-            "none" => Ok(Senders::None),
-            "rejected" => Ok(Senders::Rejected),
-            _ => Err("expected both, initiator, responder, none or rejected".into()),
-        }
-    }
-}
-
-impl fmt::Display for Senders {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Senders::Both => "both",
-            Senders::Initiator => "initiator",
-            Senders::Responder => "responder",
-            Senders::None => "none",
-            Senders::Rejected => "rejected",
-        })
-    }
-}
+);
 
 /// `<description xmlns='urn:xmpp:jingle:apps:rtp:1' media= ssrc= maxptime=>`.
 ///

@@ -1,33 +1,14 @@
 //! Per-packet cost of the transport's media path: SRTP protect/unprotect of a 1200-byte RTP
 //! packet for both profiles, and the port demux decision for an RTP datagram.
-//! Run: `cargo bench -p bridge --bench transport`.
+//! Run: `cargo bench -p benches --bench transport`.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bridge::transport::srtp::SrtpSession;
+use benches::srtp_pair;
 use bridge::transport::{Demux, DropCounters, SrtpProfile};
 use criterion::{Criterion, criterion_group, criterion_main};
-use rtc_srtp::config::SessionKeys;
-
-fn keys(profile: SrtpProfile, swap: bool) -> SessionKeys {
-    let salt = match profile {
-        SrtpProfile::AeadAes128Gcm => 12,
-        SrtpProfile::Aes128CmHmacSha1_80 => 14,
-    };
-    let (a, b) = (
-        (vec![1u8; 16], vec![3u8; salt]),
-        (vec![2u8; 16], vec![4u8; salt]),
-    );
-    let (l, r) = if swap { (b, a) } else { (a, b) };
-    SessionKeys {
-        local_master_key: l.0,
-        local_master_salt: l.1,
-        remote_master_key: r.0,
-        remote_master_salt: r.1,
-    }
-}
 
 fn rtp(seq: u16, len: usize) -> Vec<u8> {
     let mut p = vec![
@@ -49,16 +30,12 @@ fn rtp(seq: u16, len: usize) -> Vec<u8> {
 }
 
 fn srtp(c: &mut Criterion) {
-    let provider = rtc_dtls::crypto_provider::default_provider().expect("crypto provider");
     for profile in [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80] {
         let name = match profile {
             SrtpProfile::AeadAes128Gcm => "gcm",
             SrtpProfile::Aes128CmHmacSha1_80 => "cm_sha1_80",
         };
-        let mut tx =
-            SrtpSession::from_keys(profile, &keys(profile, false), provider.as_ref()).expect("tx");
-        let mut rx =
-            SrtpSession::from_keys(profile, &keys(profile, true), provider.as_ref()).expect("rx");
+        let (mut tx, _) = srtp_pair(profile);
         let mut seq = 0u16;
         let mut p = rtp(0, 1200);
         c.bench_function(&format!("srtp_encrypt_1200B_{name}"), |b| {
@@ -70,8 +47,7 @@ fn srtp(c: &mut Criterion) {
         });
         // Pre-encrypt a long in-order run so decrypt passes replay protection.
         // A fresh sender: the one above has wrapped its rollover counter many times.
-        let mut tx =
-            SrtpSession::from_keys(profile, &keys(profile, false), provider.as_ref()).expect("tx");
+        let (mut tx, mut rx) = srtp_pair(profile);
         let n = 60_000u16;
         let packets: Vec<_> = (1..=n)
             .map(|s| tx.encrypt_rtp(&rtp(s, 1200)).expect("encrypt"))
@@ -82,8 +58,7 @@ fn srtp(c: &mut Criterion) {
                 // Wrap around with a fresh receiver so every packet is new to the replay window.
                 if i == packets.len() {
                     i = 0;
-                    rx = SrtpSession::from_keys(profile, &keys(profile, true), provider.as_ref())
-                        .expect("rx");
+                    rx = srtp_pair(profile).1;
                 }
                 let out = rx.decrypt_rtp(black_box(&packets[i])).expect("decrypt");
                 i += 1;
