@@ -189,11 +189,22 @@ async fn bad_requests_get_error_replies() {
         .attr("action", "session-accept")
         .attr("sid", "nosuchsession")
         .build();
-    let e = mallory
-        .handle
-        .iq_set(focus_jid, jingle.clone(), Duration::from_secs(5))
-        .await
-        .unwrap_err();
+    // (The component may be up before the client connection: Prosody answers service-unavailable for
+    // an offline resource, so wait for the focus's client to be online.)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let e = loop {
+        let e = mallory
+            .handle
+            .iq_set(focus_jid.clone(), jingle.clone(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        if e.condition() != Some(&DefinedCondition::ServiceUnavailable)
+            || tokio::time::Instant::now() > deadline
+        {
+            break e;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(e.condition(), Some(&DefinedCondition::ItemNotFound), "{e}");
 
     let ready = mallory
