@@ -3,10 +3,13 @@
 //! sources), answers with a session-accept the focus parses, and learns the other participant's sources
 //! through source-add.
 //!
-//! The bridge here is a **stand-in**: a brewery occupant that answers COLIBRI2 with a syntactically
-//! valid transport whose candidate nobody serves, so ICE never completes and no media flows. This test
-//! is about the Jingle/COLIBRI2 signalling only; media end to end is `browser_conference`'s job with the
-//! real bridge.
+//! The bridge here stands in for **Jitsi's own JVB**, which cannot run on this machine (no Maven
+//! Central): a brewery occupant that records every COLIBRI2 request and answers with a syntactically valid
+//! transport whose candidate nobody serves, so ICE never completes and no media flows. What it checks is
+//! that the requests the focus derives from a real client's answer have the shape JVB requires (create
+//! with ice-controlling + sctp + source-names + media; update with the client's setup=active transport and
+//! its complete simulcast source set), so our focus stays a drop-in for Jicofo in front of JVB too. Media
+//! end to end with our real bridge is `browser_media`'s job.
 
 mod common;
 
