@@ -158,6 +158,8 @@ impl XmppConfig {
 pub struct MediaConfig {
     /// The one UDP port for ICE/DTLS/SRTP/SCTP (0 = any free port, for tests).
     pub port: u16,
+    /// The address the UDP port is bound to (0.0.0.0 = every IPv4 interface).
+    pub host: IpAddr,
     pub advertise_ips: Vec<AdvertisedAddress>,
     pub advertise_private_candidates: bool,
     /// Empty when STUN is disabled.
@@ -176,6 +178,34 @@ pub struct RestConfig {
     pub colibri_stats: bool,
     /// Accept `POST /colibri/shutdown`.
     pub shutdown_api: bool,
+}
+
+/// colibri-ws: the bridge channel over a WebSocket on a separate public HTTP port (JVB's 9090).
+/// Off by default: docker-jitsi-meet removed it and lib-jitsi-meet prefers the SCTP data channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColibriWsConfig {
+    pub enabled: bool,
+    /// Where the WebSocket server listens.
+    pub bind: SocketAddr,
+    /// `host[:port]` clients use in the URL (the proxy in front of the bridge), e.g. `meet.example.org`.
+    pub domain: Option<String>,
+    /// The `<server-id>` path segment (default: the brewery nickname).
+    pub server_id: Option<String>,
+    /// `wss://` (behind a TLS proxy) or `ws://` in advertised URLs.
+    pub tls: bool,
+}
+
+impl ColibriWsConfig {
+    /// `ws[s]://<domain>/colibri-ws/<server-id>` when enabled (and a domain is known).
+    pub fn url_base(&self, nickname: &str) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let domain = self.domain.as_deref()?;
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let id = self.server_id.as_deref().unwrap_or(nickname);
+        Some(format!("{scheme}://{domain}/colibri-ws/{id}"))
+    }
 }
 
 /// Inactivity expiry (consumed by the forwarding core).
@@ -199,6 +229,7 @@ pub struct Config {
     pub xmpp: XmppConfig,
     pub media: MediaConfig,
     pub rest: RestConfig,
+    pub colibri_ws: ColibriWsConfig,
     pub lifecycle: LifecycleConfig,
     pub expiry: ExpiryConfig,
     pub stats: StatsConfig,
@@ -224,6 +255,7 @@ signaling::settings_layer! {
     muc_nickname: String,
     xmpp_disable_certificate_verification: bool,
     media_port: u16,
+    media_host: IpAddr,
     advertise_ips: Vec<AdvertisedAddress>,
     advertise_private_candidates: bool,
     stun_servers: Vec<HostPort>,
@@ -234,6 +266,12 @@ signaling::settings_layer! {
     rest_port: u16,
     colibri_stats: bool,
     shutdown_api: bool,
+    colibri_ws: bool,
+    ws_host: IpAddr,
+    ws_port: u16,
+    ws_domain: String,
+    ws_server_id: String,
+    ws_tls: bool,
     initial_drain: bool,
     graceful_shutdown_max_duration: Duration,
     graceful_shutdown_min_participants: u64,
@@ -554,6 +592,24 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| Some(int(c.media.port.into())),
     },
     Setting {
+        env: "JVB_MEDIA_HOST",
+        toml: "media.host",
+        flag: Some("media-host"),
+        value_name: "IP",
+        default: "0.0.0.0",
+        help: "Address the UDP media port binds to (a specific address is also the only private candidate)",
+        switch: false,
+        apply: |l, v| {
+            l.media_host = Some(
+                v.trim()
+                    .parse()
+                    .map_err(|_| "invalid IP address".to_string())?,
+            );
+            Ok(())
+        },
+        show: |c| Some(s(&c.media.host.to_string())),
+    },
+    Setting {
         env: "JVB_ADVERTISE_IPS",
         toml: "media.advertise_ips",
         flag: Some("advertise-ips"),
@@ -673,6 +729,80 @@ pub static SETTINGS: &[Setting] = &[
         switch: true,
         apply: set!(shutdown_api, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.rest.shutdown_api)),
+    },
+    // --- colibri-ws
+    Setting {
+        env: "ENABLE_COLIBRI_WEBSOCKET",
+        toml: "colibri_ws.enabled",
+        flag: Some("colibri-ws"),
+        value_name: "BOOL",
+        default: "false",
+        help: "Offer the bridge channel over colibri-ws too (WebSocket on JVB_WS_PORT; clients prefer SCTP)",
+        switch: true,
+        apply: set!(colibri_ws, parse_bool),
+        show: |c| Some(toml::Value::Boolean(c.colibri_ws.enabled)),
+    },
+    Setting {
+        env: "JVB_WS_HOST",
+        toml: "colibri_ws.host",
+        flag: Some("ws-host"),
+        value_name: "IP",
+        default: "0.0.0.0",
+        help: "colibri-ws (public HTTP) bind address",
+        switch: false,
+        apply: |l, v| {
+            l.ws_host = Some(
+                v.trim()
+                    .parse()
+                    .map_err(|_| "invalid IP address".to_string())?,
+            );
+            Ok(())
+        },
+        show: |c| Some(s(&c.colibri_ws.bind.ip().to_string())),
+    },
+    Setting {
+        env: "JVB_WS_PORT",
+        toml: "colibri_ws.port",
+        flag: Some("ws-port"),
+        value_name: "PORT",
+        default: "9090",
+        help: "colibri-ws (public HTTP) port (0 = any free port)",
+        switch: false,
+        apply: set!(ws_port, parse_port),
+        show: |c| Some(int(c.colibri_ws.bind.port().into())),
+    },
+    Setting {
+        env: "JVB_WS_DOMAIN",
+        toml: "colibri_ws.domain",
+        flag: Some("ws-domain"),
+        value_name: "HOST[:PORT]",
+        default: "(PUBLIC_URL's host)",
+        help: "Host (and port) in advertised colibri-ws URLs: the proxy clients reach",
+        switch: false,
+        apply: set!(ws_domain, label),
+        show: |c| c.colibri_ws.domain.as_deref().map(s),
+    },
+    Setting {
+        env: "JVB_WS_SERVER_ID",
+        toml: "colibri_ws.server_id",
+        flag: Some("ws-server-id"),
+        value_name: "ID",
+        default: "(JVB_MUC_NICKNAME)",
+        help: "Server id path segment of colibri-ws URLs (the proxy routes on it)",
+        switch: false,
+        apply: set!(ws_server_id, label),
+        show: |c| c.colibri_ws.server_id.as_deref().map(s),
+    },
+    Setting {
+        env: "JVB_WS_TLS",
+        toml: "colibri_ws.tls",
+        flag: Some("ws-tls"),
+        value_name: "BOOL",
+        default: "true",
+        help: "Advertise wss:// (true, behind a TLS proxy) or ws:// URLs",
+        switch: true,
+        apply: set!(ws_tls, parse_bool),
+        show: |c| Some(toml::Value::Boolean(c.colibri_ws.tls)),
     },
     // --- lifecycle
     Setting {
@@ -851,6 +981,7 @@ pub const OTHER_ENV: &[(&str, &str)] = &[
         "TOML config file when --config is not given",
     ),
     ("HOSTNAME", "default for JVB_MUC_NICKNAME"),
+    ("PUBLIC_URL", "its host is the default for JVB_WS_DOMAIN"),
     ("RUST_LOG", "default for LOG_LEVEL"),
     (
         "ENABLE_JVB_XMPP_SERVER",
@@ -876,10 +1007,6 @@ pub const IGNORED_ENV: &[&str] = &[
     "VIDEOBRIDGE_MAX_MEMORY",
     "JVB_LOG_FILE",
     "JVB_PREFER_SCTP",
-    "ENABLE_COLIBRI_WEBSOCKET",
-    "PUBLIC_URL",
-    "JVB_WS_DOMAIN",
-    "JVB_WS_SERVER_ID",
     "SENTRY_DSN",
     "AUTOSCALER_URL",
     "XMPP_MUC_DOMAIN",
@@ -1057,6 +1184,7 @@ impl Layer {
             },
             media: MediaConfig {
                 port: self.media_port.unwrap_or(10000),
+                host: self.media_host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
                 advertise_ips: self.advertise_ips.unwrap_or_default(),
                 advertise_private_candidates: self.advertise_private_candidates.unwrap_or(true),
                 stun_servers,
@@ -1072,6 +1200,18 @@ impl Layer {
                 ),
                 colibri_stats: self.colibri_stats.unwrap_or(true),
                 shutdown_api: self.shutdown_api.unwrap_or(false),
+            },
+            colibri_ws: ColibriWsConfig {
+                enabled: self.colibri_ws.unwrap_or(false),
+                bind: SocketAddr::new(
+                    self.ws_host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                    self.ws_port.unwrap_or(9090),
+                ),
+                domain: self
+                    .ws_domain
+                    .or_else(|| env.get("PUBLIC_URL").and_then(url_host)),
+                server_id: self.ws_server_id,
+                tls: self.ws_tls.unwrap_or(true),
             },
             lifecycle: LifecycleConfig {
                 initial_drain: self.initial_drain.unwrap_or(false),
@@ -1110,6 +1250,13 @@ impl Layer {
             },
         })
     }
+}
+
+/// `host[:port]` of a URL such as docker-jitsi-meet's `PUBLIC_URL` (`https://meet.example.org`).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.trim().split_once("://").map_or(url.trim(), |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next()?.trim();
+    (!host.is_empty()).then(|| host.to_owned())
 }
 
 /// Loads env, then the TOML file (`--config` or `JVB_CONFIG_FILE`), then flags, and resolves.

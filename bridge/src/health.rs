@@ -3,8 +3,15 @@
 //! This is the seam between the control plane and the parts that can fail: the media plane reports
 //! `"udp"` once its socket is bound (or failed to bind), each XMPP connection reports whether it is
 //! online, and so on. `/about/health`, the `healthy` stat and the `jitsi_jvb_healthy` metric read
-//! [`HealthRegistry::check`]: healthy iff every registered component is healthy (an empty registry is
-//! healthy). JVB's own checker works the same way in spirit (bind address valid, single port bound).
+//! [`HealthRegistry::check`]: healthy iff every registered component is healthy or merely degraded
+//! (an empty registry is healthy). JVB's own checker works the same way in spirit (bind address
+//! valid, single port bound).
+//!
+//! `Degraded` is for components whose outage must be visible but must not fail liveness: the XMPP
+//! connections. The manifests use `/about/health` as the liveness probe, and restarting a bridge
+//! because Prosody restarts would end every call on it for nothing (media keeps flowing without
+//! XMPP; the focus cannot reach the bridge meanwhile and stops picking it). `/about/health` answers
+//! 200 with the degradation as text then; `/colibri/stats` shows `muc_clients_connected`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -17,11 +24,14 @@ pub enum Health {
     Unavailable(String),
     /// Broken (HTTP 500), e.g. the media port could not be bound.
     Failed(String),
+    /// Working with a non-fatal problem (HTTP 200 with the message), e.g. no XMPP connection.
+    Degraded(String),
 }
 
 impl Health {
+    /// Healthy or degraded: what liveness and the focus's health checks see as healthy.
     pub fn is_healthy(&self) -> bool {
-        matches!(self, Health::Healthy)
+        matches!(self, Health::Healthy | Health::Degraded(_))
     }
 }
 
@@ -81,6 +91,16 @@ impl HealthRegistry {
         if !unavailable.is_empty() {
             return Health::Unavailable(unavailable.join("; "));
         }
+        let degraded: Vec<String> = map
+            .iter()
+            .filter_map(|(name, h)| match h {
+                Health::Degraded(m) => Some(format!("{name}: {m}")),
+                _ => None,
+            })
+            .collect();
+        if !degraded.is_empty() {
+            return Health::Degraded(degraded.join("; "));
+        }
         Health::Healthy
     }
 }
@@ -107,5 +127,10 @@ mod tests {
         h.report("xmpp-1", Health::Unavailable("down".into()));
         h.remove("xmpp-1");
         assert!(h.check().is_healthy());
+        h.report("xmpp", Health::Degraded("no connection".into()));
+        assert_eq!(h.check(), Health::Degraded("xmpp: no connection".into()));
+        assert!(h.check().is_healthy(), "degraded is not a liveness failure");
+        h.report("udp", Health::Failed("gone".into()));
+        assert_eq!(h.check(), Health::Failed("udp: gone".into()));
     }
 }

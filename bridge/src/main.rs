@@ -8,10 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::api::client::{self, GracefulShutdownOptions};
+use bridge::colibri_ws::ColibriWs;
 use bridge::config::{self, Config};
 use bridge::control::ControlPlane;
-use bridge::health::{Health, HealthRegistry};
-use bridge::stats::NoMedia;
+use bridge::health::HealthRegistry;
+use bridge::media::{MediaHandle, MediaPlane, MediaSettings, MediaStats};
+use bridge::sfu::SfuConfig;
+use bridge::sfu::dsi::DominantSpeakerIdentification;
+use bridge::stats::{StatsSample, StatsSource};
+use bridge::xmpp::{XmppClients, XmppDeps, XmppStatus};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use signaling::service::{Env, ProcessSignal, Signals, init_tracing, parse_duration};
 
@@ -168,7 +173,17 @@ fn run(matches: &ArgMatches) -> ExitCode {
         print!("{}", loaded.config.to_toml());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = init_tracing(loaded.config.log.format, &loaded.config.log.level) {
+    // rtc-dtls warns once per handshake about the TLS 1.3 extensions every Chromium ClientHello
+    // carries (supported_versions, psk modes, key_share): noise, unless asked for explicitly.
+    let level = if loaded.config.log.level.contains("rtc_dtls") {
+        loaded.config.log.level.clone()
+    } else {
+        format!(
+            "{},rtc_dtls::handshake::handshake_message_client_hello=error",
+            loaded.config.log.level
+        )
+    };
+    if let Err(e) = init_tracing(loaded.config.log.format, &level) {
         eprintln!("bridge: {e}");
         return ExitCode::from(2);
     }
@@ -209,34 +224,79 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "starting bridge"
     );
     let health = Arc::new(HealthRegistry::new());
-    // Honest about what this build does: the media plane and the XMPP client are separate layers
-    // that are not assembled into the binary yet.
-    tracing::warn!(
-        port = config.media.port,
-        "media plane not wired into this build: the UDP port is not bound and no media is forwarded"
-    );
-    if config.xmpp.enabled {
-        let servers: Vec<String> = config
-            .xmpp
-            .servers
-            .iter()
-            .map(|s| format!("{}:{}", s.host, s.port))
-            .collect();
-        tracing::warn!(
-            servers = ?servers,
-            login = %config.xmpp.login_jid(),
-            brewery = %config.xmpp.brewery_jid(),
-            nickname = %config.xmpp.muc_nickname,
-            "XMPP client not wired into this build: not connecting; /about/health reports 503"
-        );
+    // Dominant speaker: the DSI algorithm JVB uses (bridge::sfu::dsi) rather than loudest-speaker.
+    let sfu_config = SfuConfig {
+        speaker_detector: || Box::new(DominantSpeakerIdentification::default()),
+        ..SfuConfig::default()
+    };
+    let media = match MediaPlane::start(
+        MediaSettings::from_config(&config),
+        sfu_config,
+        Arc::clone(&health),
+    )
+    .await
+    {
+        Ok(m) => Some(m),
+        Err(e) => {
+            // Reported as failed health (/about/health 500, healthcheck IQ error), as JVB does.
+            tracing::error!("media plane not started: {e:#}");
+            None
+        }
+    };
+    let xmpp_status = config
+        .xmpp
+        .enabled
+        .then(|| Arc::new(XmppStatus::new(config.xmpp.servers.len())));
+    if xmpp_status.is_some() {
+        // Before the REST API is up, so that nobody sees a healthy bridge that is not in any brewery.
         health.report(
-            "xmpp",
-            Health::Unavailable("XMPP client not connected (not wired into this build)".into()),
+            bridge::xmpp::HEALTH_COMPONENT,
+            bridge::health::Health::Degraded("connecting to XMPP".into()),
         );
-    } else {
-        tracing::info!("XMPP disabled");
     }
-    let control = ControlPlane::start(&config, Arc::new(NoMedia), health).await?;
+    let source = Arc::new(BridgeStats {
+        media: media.as_ref().map(MediaPlane::stats),
+        xmpp: xmpp_status.clone(),
+    });
+    let control = ControlPlane::start(&config, source, Arc::clone(&health)).await?;
+    let xmpp = match &xmpp_status {
+        Some(status) => Some(XmppClients::start(
+            &config.xmpp,
+            XmppDeps {
+                media: media
+                    .as_ref()
+                    .map_or_else(MediaHandle::unavailable, MediaPlane::handle),
+                lifecycle: control.lifecycle.clone(),
+                stats: control.stats.clone(),
+                health: Arc::clone(&health),
+                presence_interval: config.stats.interval,
+            },
+            Arc::clone(status),
+        )?),
+        None => {
+            tracing::info!("XMPP disabled: no brewery, no COLIBRI2 (REST and media only)");
+            None
+        }
+    };
+    let colibri_ws = match (&media, config.colibri_ws.enabled) {
+        (Some(m), true) => {
+            if MediaSettings::from_config(&config)
+                .colibri_ws_base
+                .is_none()
+            {
+                tracing::warn!(
+                    "colibri-ws enabled but no JVB_WS_DOMAIN (or PUBLIC_URL): its URLs are not advertised"
+                );
+            }
+            let server_id = config
+                .colibri_ws
+                .server_id
+                .clone()
+                .unwrap_or_else(|| config.xmpp.muc_nickname.clone());
+            Some(ColibriWs::start(config.colibri_ws.bind, server_id, m.handle()).await?)
+        }
+        _ => None,
+    };
     let lifecycle = control.lifecycle.clone();
     let mut terms = 0u32;
     loop {
@@ -255,7 +315,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             },
         }
     }
+    if let Some(x) = xmpp {
+        x.close().await;
+    }
+    if let Some(ws) = colibri_ws {
+        ws.stop();
+    }
+    if let Some(m) = media {
+        m.stop().await;
+    }
     control.close().await;
     tracing::info!("bridge stopped");
     Ok(())
+}
+
+/// The stats the control plane samples: the media task's counters plus the XMPP connections'.
+struct BridgeStats {
+    media: Option<Arc<MediaStats>>,
+    xmpp: Option<Arc<XmppStatus>>,
+}
+
+impl StatsSource for BridgeStats {
+    fn sample(&self) -> StatsSample {
+        let mut s = self.media.as_ref().map(|m| m.sample()).unwrap_or_default();
+        if let Some(x) = &self.xmpp {
+            x.fill(&mut s);
+        }
+        s
+    }
+
+    fn local_endpoints(&self) -> u64 {
+        self.media.as_ref().map_or(0, |m| m.local_endpoints())
+    }
 }

@@ -45,16 +45,24 @@ pub const PRESENCE_WHITELIST: &[&str] = &[
     "version",
 ];
 
-/// Drop reasons the transport reports (the label set is open: any other reason string is counted
-/// too). Listed so dashboards and tests have the common ones at 0 from the start.
+/// Drop reasons pre-registered at 0 in `/metrics` (the label set is open: any other reason string
+/// is counted too): the transport's, by their stable names. The forwarding core's reasons appear
+/// once the media plane reports them.
 pub const KNOWN_DROP_REASONS: &[&str] = &[
-    "garbage",
-    "truncated_stun",
-    "bad_stun_credentials",
+    "unknown_protocol",
     "unknown_address",
-    "bad_dtls",
-    "bad_rtp",
-    "srtp_auth_failed",
+    "stun_malformed",
+    "stun_unknown_ufrag",
+    "stun_bad_integrity",
+    "stun_bad_fingerprint",
+    "stun_unexpected",
+    "dtls_error",
+    "unvalidated_address",
+    "rtp_malformed",
+    "srtp_not_ready",
+    "srtp_auth",
+    "sctp_error",
+    "source_filtered",
 ];
 
 /// One reading of the bridge's counters and current state. Counters are cumulative since start;
@@ -539,6 +547,16 @@ const INT_GAUGES: &[IntGaugeDef] = &[
         s.drain.into()
     }),
     (
+        "muc_clients_connected",
+        "Number of XMPP connections (one per configured server) that are online.",
+        |s| s.muc_clients_connected,
+    ),
+    (
+        "mucs_joined",
+        "Number of brewery rooms the bridge is in (one per configured server).",
+        |s| s.mucs_joined,
+    ),
+    (
         "healthy",
         "Whether the bridge considers itself healthy.",
         |s| s.healthy.into(),
@@ -826,7 +844,10 @@ mod tests {
                 packets_sent: 5 * 200,
                 bytes_received: 100_000 + 5 * 125_000,
                 bytes_sent: 5 * 250_000,
-                dropped_packets: BTreeMap::from([("garbage".into(), 4), ("bad_rtp".into(), 1)]),
+                dropped_packets: BTreeMap::from([
+                    ("unknown_protocol".into(), 4),
+                    ("rtp_malformed".into(), 1),
+                ]),
                 ..Default::default()
             },
         );
@@ -922,7 +943,7 @@ mod tests {
     fn metrics_follow_snapshots() {
         let m = BridgeMetrics::new().unwrap();
         let text = m.render();
-        assert!(text.contains("jitsi_jvb_dropped_packets_total{reason=\"srtp_auth_failed\"} 0"));
+        assert!(text.contains("jitsi_jvb_dropped_packets_total{reason=\"srtp_auth\"} 0"));
         let mut s = StatsAggregator::new(StatsConfig::default()).initial();
         s.total_packets_received = 10;
         s.drain = true;

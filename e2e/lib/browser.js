@@ -44,13 +44,22 @@ async function launch(extraArgs = []) {
 
 const TYPES = { '.html': 'text/html', '.js': 'application/javascript', '.json': 'application/json' };
 
-/** Serves `dir` on 127.0.0.1 (random port); returns { url, close }. */
-async function serve(dir = path.join(__dirname, '..', 'pages')) {
+/**
+ * Serves `dir` on 127.0.0.1 (random port, or `port`); returns { url, close }. `routes` maps extra URL
+ * paths to files outside `dir` (e.g. vendored scripts) or to functions returning a body.
+ */
+async function serve(dir = path.join(__dirname, '..', 'pages'), routes = {}, port = 0) {
   const root = path.resolve(dir);
   const server = http.createServer((req, res) => {
     const rel = decodeURIComponent((req.url || '/').split('?')[0]);
-    const file = path.resolve(root, '.' + rel);
-    if (!file.startsWith(root) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+    const route = routes[rel];
+    if (typeof route === 'function') {
+      res.writeHead(200, { 'content-type': TYPES[path.extname(rel)] || 'text/plain' });
+      res.end(route());
+      return;
+    }
+    const file = route ? path.resolve(route) : path.resolve(root, '.' + rel);
+    if ((!route && !file.startsWith(root)) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
       res.writeHead(404);
       res.end();
       return;
@@ -58,9 +67,12 @@ async function serve(dir = path.join(__dirname, '..', 'pages')) {
     res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
     fs.createReadStream(file).pipe(res);
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(r)) };
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  const bound = server.address().port;
+  return { url: `http://127.0.0.1:${bound}`, close: () => new Promise((r) => server.close(r)) };
 }
 
 /** Writes one JSON line to stdout (the test reads them). */

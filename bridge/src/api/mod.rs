@@ -3,7 +3,7 @@
 //!
 //! | path | method | response |
 //! |---|---|---|
-//! | `/about/health` | GET | 200, empty body, `application/json` when healthy; 500 (failed) / 503 (unavailable) with a text message naming the component |
+//! | `/about/health` | GET | 200, empty body, `application/json` when healthy; 200 with a text message when degraded (e.g. XMPP down: not a liveness failure); 500 (failed) / 503 (unavailable) with a text message naming the component |
 //! | `/about/version` | GET | `{"name","version","os"}` |
 //! | `/metrics` | GET | Prometheus text 0.0.4, `jitsi_jvb_*` |
 //! | `/colibri/stats` | GET | flat JSON with JVB's key names (unless `rest.colibri_stats = false`: 404) |
@@ -82,6 +82,7 @@ async fn health(State(state): State<ApiState>) -> Response {
         Health::Healthy => {
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")]).into_response()
         }
+        Health::Degraded(msg) => text_response(StatusCode::OK, format!("degraded: {msg}")),
         Health::Unavailable(msg) => text_response(StatusCode::SERVICE_UNAVAILABLE, msg),
         Health::Failed(msg) => text_response(StatusCode::INTERNAL_SERVER_ERROR, msg),
     }

@@ -22,9 +22,23 @@ use super::endpoint::{EndpointTransport, SendError, TransportEvent};
 /// Demux plus endpoints: everything but the socket.
 pub struct PortState<K> {
     demux: Demux<K>,
-    endpoints: HashMap<K, EndpointTransport>,
-    /// Endpoints touched since the last flush.
+    endpoints: HashMap<K, Slot>,
+    /// Endpoints touched since the last flush, each once (its slot's flag says whether it is listed,
+    /// so marking is O(1) however many receivers one ingress packet fans out to).
     dirty: Vec<K>,
+}
+
+struct Slot {
+    ep: EndpointTransport,
+    dirty: bool,
+}
+
+/// Lists `key` for the next flush unless it already is.
+fn touch<K: Clone>(dirty: &mut Vec<K>, key: &K, slot: &mut Slot) {
+    if !slot.dirty {
+        slot.dirty = true;
+        dirty.push(key.clone());
+    }
 }
 
 impl<K: Clone + Eq + Hash> PortState<K> {
@@ -49,29 +63,28 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     pub fn add_endpoint(&mut self, key: K, ep: EndpointTransport) {
         self.demux
             .register(&ep.local_credentials().ufrag, key.clone());
-        self.endpoints.insert(key.clone(), ep);
-        self.dirty.push(key);
+        let mut slot = Slot { ep, dirty: false };
+        touch(&mut self.dirty, &key, &mut slot);
+        self.endpoints.insert(key, slot);
     }
 
     /// Removes an endpoint (sends DTLS close_notify first).
     pub fn remove_endpoint(&mut self, now: Instant, key: &K) -> Option<EndpointTransport> {
         self.demux.unregister(key);
-        let mut ep = self.endpoints.remove(key)?;
-        ep.close(now);
-        Some(ep)
+        let mut slot = self.endpoints.remove(key)?;
+        slot.ep.close(now);
+        Some(slot.ep)
     }
 
     /// Mutable access; marks the endpoint for a transmit flush.
     pub fn endpoint_mut(&mut self, key: &K) -> Option<&mut EndpointTransport> {
-        let ep = self.endpoints.get_mut(key)?;
-        if !self.dirty.contains(key) {
-            self.dirty.push(key.clone());
-        }
-        Some(ep)
+        let slot = self.endpoints.get_mut(key)?;
+        touch(&mut self.dirty, key, slot);
+        Some(&mut slot.ep)
     }
 
     pub fn endpoint(&self, key: &K) -> Option<&EndpointTransport> {
-        self.endpoints.get(key)
+        self.endpoints.get(key).map(|s| &s.ep)
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &K> {
@@ -88,22 +101,18 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     /// Routes one datagram; returns the endpoint key it went to.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Option<K> {
         let key = self.demux.route(from, data)?;
-        let ep = self.endpoints.get_mut(&key)?;
-        ep.handle_datagram(now, from, data);
-        if !self.dirty.contains(&key) {
-            self.dirty.push(key.clone());
-        }
+        let slot = self.endpoints.get_mut(&key)?;
+        slot.ep.handle_datagram(now, from, data);
+        touch(&mut self.dirty, &key, slot);
         Some(key)
     }
 
     /// Runs due timers of every endpoint.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for (k, ep) in self.endpoints.iter_mut() {
-            if ep.poll_timeout().is_some_and(|t| t <= now) {
-                ep.handle_timeout(now);
-                if !self.dirty.contains(k) {
-                    self.dirty.push(k.clone());
-                }
+        for (k, slot) in self.endpoints.iter_mut() {
+            if slot.ep.poll_timeout().is_some_and(|t| t <= now) {
+                slot.ep.handle_timeout(now);
+                touch(&mut self.dirty, k, slot);
             }
         }
     }
@@ -111,15 +120,15 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.endpoints
             .values()
-            .filter_map(|e| e.poll_timeout())
+            .filter_map(|s| s.ep.poll_timeout())
             .min()
     }
 
     /// Drains events of dirty endpoints into `out`.
     pub fn drain_events(&mut self, out: &mut Vec<(K, TransportEvent)>) {
         for k in &self.dirty {
-            if let Some(ep) = self.endpoints.get_mut(k) {
-                while let Some(e) = ep.poll_event() {
+            if let Some(slot) = self.endpoints.get_mut(k) {
+                while let Some(e) = slot.ep.poll_event() {
                     out.push((k.clone(), e));
                 }
             }
@@ -129,8 +138,9 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     /// Drains transmits of dirty endpoints, learning destination addresses in the demux.
     pub fn drain_transmits(&mut self, out: &mut Vec<(SocketAddr, bytes::Bytes)>) {
         for k in self.dirty.drain(..) {
-            if let Some(ep) = self.endpoints.get_mut(&k) {
-                while let Some(t) = ep.poll_transmit() {
+            if let Some(slot) = self.endpoints.get_mut(&k) {
+                slot.dirty = false;
+                while let Some(t) = slot.ep.poll_transmit() {
                     self.demux.learn(t.to, &k);
                     out.push((t.to, t.data));
                 }
@@ -146,6 +156,12 @@ pub trait PortHandler<K> {
     fn on_event(&mut self, now: Instant, key: &K, event: TransportEvent, port: &mut PortState<K>);
     /// A command from outside (signalling). Return false to stop the port.
     fn on_command(&mut self, now: Instant, cmd: Self::Command, port: &mut PortState<K>) -> bool;
+    /// When the handler's own timers (e.g. the forwarding core's) next want [`on_timeout`](Self::on_timeout).
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// The handler's timers are due (called from the socket's task, like every other callback).
+    fn on_timeout(&mut self, _now: Instant, _port: &mut PortState<K>) {}
 }
 
 /// A UDP port with its endpoints.
@@ -181,7 +197,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
         let mut events = Vec::new();
         let mut transmits = Vec::new();
         loop {
-            let deadline = self.state.poll_timeout();
+            let deadline = match (self.state.poll_timeout(), handler.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -204,7 +223,11 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                     }
                 }
                 _ = sleep => {
-                    self.state.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.state.handle_timeout(now);
+                    if handler.poll_timeout().is_some_and(|t| t <= now) {
+                        handler.on_timeout(now, &mut self.state);
+                    }
                 }
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };
@@ -241,5 +264,61 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                 tracing::debug!("udp send to {to} failed: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{DtlsIdentity, IceCredentials, TransportConfig};
+
+    fn state_with(n: u32) -> PortState<u32> {
+        let counters = Arc::new(DropCounters::new());
+        let identity = DtlsIdentity::generate().unwrap();
+        let mut st = PortState::new(counters.clone());
+        for k in 0..n {
+            let ep = EndpointTransport::new(
+                IceCredentials::random(),
+                &identity,
+                TransportConfig::default(),
+                counters.clone(),
+            )
+            .unwrap();
+            st.add_endpoint(k, ep);
+        }
+        st
+    }
+
+    #[test]
+    fn an_endpoint_is_listed_for_flush_once_however_often_it_is_touched() {
+        let mut st = state_with(3);
+        let mut out = Vec::new();
+        st.drain_transmits(&mut out);
+        assert!(st.dirty.is_empty());
+        // One ingress packet fanned out to every receiver, many times over.
+        for _ in 0..100 {
+            for k in 0..3 {
+                assert!(st.endpoint_mut(&k).is_some());
+            }
+        }
+        assert_eq!(st.dirty, vec![0, 1, 2]);
+        st.drain_transmits(&mut out);
+        assert!(st.dirty.is_empty());
+        assert!(st.endpoints.values().all(|s| !s.dirty));
+        // After a flush, touching lists the endpoint again.
+        st.endpoint_mut(&1);
+        assert_eq!(st.dirty, vec![1]);
+    }
+
+    #[test]
+    fn a_removed_endpoint_left_in_the_flush_list_is_skipped() {
+        let mut st = state_with(2);
+        let mut out = Vec::new();
+        st.drain_transmits(&mut out);
+        st.endpoint_mut(&0);
+        assert!(st.remove_endpoint(Instant::now(), &0).is_some());
+        assert!(st.endpoint_mut(&0).is_none());
+        st.drain_transmits(&mut out);
+        assert!(st.dirty.is_empty());
     }
 }

@@ -22,6 +22,11 @@
 //! returns a cluster; the shell then sends padding/RTX when [`poll_probe`] says so and reports
 //! every packet with [`on_packet_sent`]. A successful probe sets the estimate directly.
 //!
+//! Measured (`cargo bench -p benches --bench bwe -- --quick`, release, shared 2-core machine,
+//! medians): `on_packet_sent` 18 ns; `on_transport_feedback` for a 100-packet feedback (parse
+//! included) 5.9 µs, i.e. ≈ 60 ns per acknowledged packet. No allocation once warm
+//! (`benches/tests/alloc_free_cc.rs`).
+//!
 //! ## Wiring (conference)
 //! One estimator per receiving endpoint that negotiated transport-cc (its `ext.transport_cc`
 //! is set): `SendSideBwe::new(now, BweConfig::default())`.

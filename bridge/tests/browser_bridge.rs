@@ -1,0 +1,1613 @@
+//! The real `bridge` binary as a JVB drop-in, against real peers: a real Prosody
+//! (`signaling::testing`), this test acting as the focus over XMPP (`signaling::xmpp`: logs in as
+//! `focus@auth`, joins the brewery, reads the bridge's stats presence, allocates with COLIBRI2), and
+//! two headless Chromium participants (e2e/bridge-peers.js + e2e/pages/bridge-peer.html) whose SDP
+//! the test builds from the COLIBRI2 answers, as jicofo + lib-jitsi-meet do with Jingle.
+//!
+//! `browser_bridge_gcm` / `browser_bridge_cm_sha1` (one per `JVB_SRTP_PROFILES`) prove: brewery
+//! presence with drain / graceful_shutdown / stress_level; healthcheck IQ; each browser decodes the
+//! other's audio and video (getStats on the other's signalled SSRCs); a data-channel
+//! EndpointMessage reaches the other with `from` set; garbage, truncated STUN/DTLS/RTP, unknown
+//! addresses and wrong STUN credentials thrown at the UDP port during the call are counted in
+//! `/metrics` and `/colibri/stats` while media keeps flowing; COLIBRI2 error semantics; expiring an
+//! endpoint stops its media at the other; after `POST /colibri/shutdown` presence says
+//! graceful_shutdown and new conferences are refused with `graceful_shutdown`.
+//!
+//! `e2e_manifest_env_bridge_starts` runs the binary with `manifests/env/bridge.env` (placeholders
+//! substituted as its header says) and checks it joins the brewery and reports healthy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use bridge::transport::stun::{Builder, Class, METHOD_BINDING, Message};
+use serde_json::{Value, json};
+use signaling::brewery::Stats;
+use signaling::colibri2::{
+    Colibri2ErrorResponse, Condition, ConferenceModified, ConferenceModify, Endpoint, Media,
+    MediaSource, Reason, Sctp, Sources, Transport, capability,
+};
+use signaling::health::HealthCheck;
+use signaling::media::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::ns;
+use signaling::service::{HttpResponse, http_request};
+use signaling::sources::{Semantics, Source, SsrcGroup};
+use signaling::testing::{JVB_PASSWORD, Prosody, ProsodyOptions};
+use signaling::transport::{Candidate, Fingerprint, IceUdpTransport, Setup};
+use signaling::xml::XmlElement;
+use signaling::xmpp::{self, BareJid, Event, IqError, Jid, MucJoin, XmppHandle};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, watch};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bridge");
+const OPUS_PT: u8 = 111;
+const VP8_PT: u8 = 100;
+const RTX_PT: u8 = 96;
+const AUDIO_LEVEL_ID: u8 = 1;
+const TCC_ID: u8 = 5;
+const IQ_TIMEOUT: Duration = Duration::from_secs(15);
+const NICK: &str = "jvb-test";
+
+fn e2e_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("e2e")
+}
+
+/// The harness's npm packages and Chromium (install.sh is idempotent and pinned); once per process.
+fn ensure_harness() -> Result<()> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let r = DONE.get_or_init(|| {
+        let st = std::process::Command::new("bash")
+            .arg(e2e_dir().join("install.sh"))
+            .status()
+            .map_err(|e| format!("running e2e/install.sh: {e}"))?;
+        if !st.success() {
+            return Err("e2e/install.sh failed".into());
+        }
+        if !std::path::Path::new("/usr/bin/chromium").exists()
+            && std::env::var_os("CHROMIUM_PATH").is_none()
+        {
+            return Err("chromium is not installed: run scripts/install-deps.sh".into());
+        }
+        Ok(())
+    });
+    r.clone().map_err(anyhow::Error::msg)
+}
+
+fn free_udp_port() -> Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn free_tcp_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+// ------------------------------------------------------------------------------------------------
+// The bridge process
+
+/// The `bridge` binary, killed on drop; stderr kept for failure messages.
+struct BridgeProc {
+    child: tokio::process::Child,
+    rest: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl BridgeProc {
+    async fn start(env: &[(String, String)], rest_port: u16) -> Result<BridgeProc> {
+        // BRIDGE_TEST_BIN runs another build (e.g. a release binary, for CPU figures).
+        let bin = std::env::var("BRIDGE_TEST_BIN").unwrap_or_else(|_| BIN.to_owned());
+        let mut child = tokio::process::Command::new(bin)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning the bridge")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var_os("BRIDGE_TEST_LOG").is_some() {
+                    eprintln!("[bridge] {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut b = BridgeProc {
+            child,
+            rest: format!("http://127.0.0.1:{rest_port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = b.get("/about/version").await
+                && r.status == 200
+            {
+                return Ok(b);
+            }
+            if let Some(st) = b.child.try_wait()? {
+                bail!("bridge exited at start-up ({st}):\n{}", b.log_text());
+            }
+            if Instant::now() > deadline {
+                bail!("bridge REST API did not come up:\n{}", b.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// CPU time (user + system) the bridge process has used so far.
+    fn cpu_time(&self) -> Duration {
+        let Some(pid) = self.child.id() else {
+            return Duration::ZERO;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(f.iter().sum::<u64>() * 10)
+    }
+
+    fn log_text(&self) -> String {
+        let log = self.log.lock().unwrap();
+        let start = log.len().saturating_sub(60);
+        log[start..].join("\n")
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<HttpResponse> {
+        let url = format!("{}{path}", self.rest);
+        let method = method.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let body = body.as_ref().map(|b| ("application/json", b.as_bytes()));
+            http_request(&method, &url, body, Duration::from_secs(5))
+        })
+        .await?
+        .map_err(|e| anyhow!("{e}"))
+    }
+
+    async fn get(&self, path: &str) -> Result<HttpResponse> {
+        self.request("GET", path, None).await
+    }
+
+    /// `jitsi_jvb_dropped_packets_total` by reason, from `/metrics`.
+    async fn metric_drops(&self) -> Result<BTreeMap<String, u64>> {
+        let text = self.get("/metrics").await?.text();
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("jitsi_jvb_dropped_packets_total{reason=\"")
+                && let Some((reason, value)) = rest.split_once("\"} ")
+            {
+                out.insert(reason.to_owned(), value.trim().parse().unwrap_or(0));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn colibri_stats(&self) -> Result<Value> {
+        let r = self.get("/colibri/stats").await?;
+        ensure!(r.status == 200, "/colibri/stats: {}", r.status);
+        Ok(serde_json::from_slice(&r.body)?)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The test as the focus
+
+/// The latest brewery presence of the bridge.
+#[derive(Debug, Clone)]
+struct BridgePresence {
+    occupant: Jid,
+    stats: Stats,
+}
+
+struct Focus {
+    xmpp: XmppHandle,
+    presence: watch::Receiver<Option<BridgePresence>>,
+}
+
+impl Focus {
+    async fn start(prosody: &Prosody, brewery: &str) -> Result<Focus> {
+        let (xmpp, mut events) = xmpp::connect_client(prosody.focus_client_config());
+        xmpp.wait_online(Duration::from_secs(20))
+            .await
+            .context("focus did not come online")?;
+        let room = BareJid::new(brewery)?;
+        let (tx, rx) = watch::channel(None);
+        let watched = room.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if let Event::Presence(p) = ev
+                    && let Some(from) = p.from.clone()
+                    && from.to_bare() == watched
+                    && from.resource().is_some_and(|r| r.as_str() == NICK)
+                {
+                    if p.type_ == xmpp::parsers::presence::Type::Unavailable {
+                        let _ = tx.send(None);
+                        continue;
+                    }
+                    if let Some(stats) = p
+                        .payloads
+                        .iter()
+                        .find(|e| e.is("stats", ns::COLIBRI))
+                        .and_then(|e| Stats::from_element(e).ok())
+                    {
+                        let _ = tx.send(Some(BridgePresence {
+                            occupant: from,
+                            stats,
+                        }));
+                    }
+                }
+            }
+        });
+        xmpp.join_muc(MucJoin::new(room, "focus")).await?;
+        Ok(Focus { xmpp, presence: rx })
+    }
+
+    async fn wait_presence(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Stats) -> bool,
+    ) -> Result<BridgePresence> {
+        let r = tokio::time::timeout(
+            timeout,
+            self.presence
+                .wait_for(|p| p.as_ref().is_some_and(|p| pred(&p.stats))),
+        )
+        .await
+        .map(|r| r.map(|p| p.clone()));
+        match r {
+            Ok(Ok(p)) => p.context("presence"),
+            _ => bail!(
+                "no bridge presence with {what} within {timeout:?}; last: {:?}",
+                *self.presence.borrow()
+            ),
+        }
+    }
+
+    fn bridge(&self) -> Result<Jid> {
+        Ok(self
+            .presence
+            .borrow()
+            .as_ref()
+            .context("bridge not in the brewery")?
+            .occupant
+            .clone())
+    }
+
+    /// Sends a COLIBRI2 request; Ok(Err) is the bridge's COLIBRI2 error.
+    async fn colibri(
+        &self,
+        req: &ConferenceModify,
+    ) -> Result<std::result::Result<ConferenceModified, Colibri2ErrorResponse>> {
+        match self
+            .xmpp
+            .iq_set(self.bridge()?, req.to_element(), IQ_TIMEOUT)
+            .await
+        {
+            Ok(r) => {
+                let payload = r.payload.context("empty conference-modify result")?;
+                Ok(Ok(ConferenceModified::from_element(&payload)?))
+            }
+            Err(IqError::ErrorReply(reply)) => {
+                Ok(Err(Colibri2ErrorResponse::from_iq(&reply.stanza)?))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn colibri_ok(&self, req: &ConferenceModify) -> Result<ConferenceModified> {
+        self.colibri(req)
+            .await?
+            .map_err(|e| anyhow!("COLIBRI2 error: {e:?}"))
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Browser peers
+
+struct Peers {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    events: mpsc::UnboundedReceiver<Value>,
+    stats: Arc<Mutex<HashMap<String, Value>>>,
+}
+
+impl Peers {
+    async fn start() -> Result<Peers> {
+        ensure_harness()?;
+        let mut child = tokio::process::Command::new("node")
+            .arg(e2e_dir().join("bridge-peers.js"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning node e2e/bridge-peers.js")?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let stats: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+        let (tx, events) = mpsc::unbounded_channel();
+        let latest = Arc::clone(&stats);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    eprintln!("[peers] {line}");
+                    continue;
+                };
+                if v["event"] == "stats" {
+                    let peer = v["peer"].as_str().unwrap_or_default().to_owned();
+                    latest.lock().unwrap().insert(peer, v);
+                } else {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let mut p = Peers {
+            child,
+            stdin,
+            events,
+            stats,
+        };
+        p.expect_event("ready", None, Duration::from_secs(30))
+            .await?;
+        Ok(p)
+    }
+
+    async fn send(&mut self, cmd: Value) -> Result<()> {
+        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    async fn expect_event(
+        &mut self,
+        event: &str,
+        peer: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let v = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .with_context(|| format!("timed out waiting for {event} from {peer:?}"))?
+                .context("browser peers exited")?;
+            if v["event"] == "error" {
+                bail!("browser peer error: {v}");
+            }
+            if v["event"] == event && peer.is_none_or(|p| v["peer"] == p) {
+                return Ok(v);
+            }
+        }
+    }
+
+    async fn open(&mut self, peer: &str) -> Result<()> {
+        self.send(json!({"cmd": "open", "peer": peer})).await?;
+        self.expect_event("opened", Some(peer), Duration::from_secs(30))
+            .await?;
+        Ok(())
+    }
+
+    async fn offer(&mut self, peer: &str, sdp: &str) -> Result<String> {
+        self.send(json!({"cmd": "offer", "peer": peer, "sdp": sdp}))
+            .await?;
+        let v = self
+            .expect_event("answer", Some(peer), Duration::from_secs(30))
+            .await?;
+        Ok(v["sdp"].as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn send_data(&mut self, peer: &str, text: &str) -> Result<()> {
+        self.send(json!({"cmd": "send", "peer": peer, "text": text}))
+            .await
+    }
+
+    fn stats(&self, peer: &str) -> Value {
+        self.stats
+            .lock()
+            .unwrap()
+            .get(peer)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// `peer`'s first stats taken after `after` (wall clock; the browser runs on this machine).
+    async fn fresh_stats(&self, peer: &str, after: std::time::SystemTime) -> Result<Value> {
+        let after_ms = after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = self.stats(peer);
+            if st["t"].as_u64().is_some_and(|t| t > after_ms) {
+                return Ok(st);
+            }
+            ensure!(Instant::now() < deadline, "no fresh stats from {peer}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls the peers' latest stats until `pred` holds.
+    async fn wait(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Peers) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(self) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out waiting for {what}; stats: {:#}",
+                    json!(*self.stats.lock().unwrap())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn quit(mut self) {
+        let _ = self.send(json!({"cmd": "quit"})).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The inbound-rtp entry of `peer` for `ssrc`.
+fn inbound(stats: &Value, ssrc: u32) -> Option<Value> {
+    stats["inbound"]
+        .as_array()?
+        .iter()
+        .find(|s| s["ssrc"].as_u64() == Some(u64::from(ssrc)))
+        .cloned()
+}
+
+fn field(stats: &Value, ssrc: u32, name: &str) -> u64 {
+    inbound(stats, ssrc)
+        .and_then(|s| s[name].as_u64())
+        .unwrap_or(0)
+}
+
+// ------------------------------------------------------------------------------------------------
+// SDP from the bridge's COLIBRI2 transport, and the browser's answer back
+
+/// One participant's sources as the answer showed them.
+#[derive(Debug, Clone)]
+struct PeerSources {
+    endpoint: String,
+    audio: u32,
+    video: u32,
+    video_rtx: Option<u32>,
+}
+
+impl PeerSources {
+    /// The COLIBRI2 `<sources>` (complete set, named `<ep>-a0` / `<ep>-v0`, no msid).
+    fn colibri(&self) -> Sources {
+        let a_name = format!("{}-a0", self.endpoint);
+        let v_name = format!("{}-v0", self.endpoint);
+        let mut a = MediaSource::new(MediaType::Audio, a_name.clone());
+        a.sources.push(Source::named(self.audio, &a_name));
+        let mut v = MediaSource::new(MediaType::Video, v_name.clone());
+        v.sources.push(Source::named(self.video, &v_name));
+        if let Some(rtx) = self.video_rtx {
+            v.sources.push(Source::named(rtx, &v_name));
+            v.ssrc_groups
+                .push(SsrcGroup::new(Semantics::Fid, vec![self.video, rtx]));
+        }
+        Sources {
+            media_sources: vec![a, v],
+        }
+    }
+}
+
+fn audio_rtp() -> RtpParameters {
+    RtpParameters {
+        payload_types: vec![
+            PayloadType::new(OPUS_PT, "opus", 48000, Some(2))
+                .with_parameter("minptime", "10")
+                .with_parameter("useinbandfec", "1")
+                .with_rtcp_fb("transport-cc", None),
+        ],
+        header_extensions: vec![
+            RtpHdrExt::new(AUDIO_LEVEL_ID, hdrext::AUDIO_LEVEL),
+            RtpHdrExt::new(TCC_ID, hdrext::TRANSPORT_CC),
+        ],
+        extmap_allow_mixed: false,
+    }
+}
+
+fn video_rtp() -> RtpParameters {
+    RtpParameters {
+        payload_types: vec![
+            PayloadType::new(VP8_PT, "VP8", 90000, None)
+                .with_rtcp_fb("ccm", Some("fir"))
+                .with_rtcp_fb("nack", None)
+                .with_rtcp_fb("nack", Some("pli"))
+                .with_rtcp_fb("transport-cc", None),
+            PayloadType::new(RTX_PT, "rtx", 90000, None).with_parameter("apt", "100"),
+        ],
+        header_extensions: vec![RtpHdrExt::new(TCC_ID, hdrext::TRANSPORT_CC)],
+        extmap_allow_mixed: false,
+    }
+}
+
+/// What jicofo sends to allocate a participant.
+fn endpoint_create(id: &str) -> Endpoint {
+    Endpoint {
+        create: true,
+        stats_id: Some(format!("stats-{id}")),
+        media: vec![
+            Media {
+                media_type: MediaType::Audio,
+                rtp: audio_rtp(),
+            },
+            Media {
+                media_type: MediaType::Video,
+                rtp: video_rtp(),
+            },
+        ],
+        transport: Some(Transport {
+            ice_controlling: true,
+            sctp: Some(Sctp::default()),
+            ..Transport::default()
+        }),
+        capabilities: vec![capability::SOURCE_NAMES.into()],
+        ..Endpoint::new(id)
+    }
+}
+
+fn modify(meeting: &str, create: bool, endpoints: Vec<Endpoint>) -> ConferenceModify {
+    ConferenceModify {
+        create,
+        name: create.then(|| "room@conference.meet.example".to_owned()),
+        endpoints,
+        ..ConferenceModify::new(meeting)
+    }
+}
+
+fn m_line_codecs(s: &mut String, kind: MediaType) {
+    let rtp = if kind == MediaType::Audio {
+        audio_rtp()
+    } else {
+        video_rtp()
+    };
+    for pt in &rtp.payload_types {
+        match pt.channels {
+            Some(ch) => s.push_str(&format!(
+                "a=rtpmap:{} {}/{}/{ch}\r\n",
+                pt.id,
+                pt.name,
+                pt.clockrate.unwrap_or(90000)
+            )),
+            None => s.push_str(&format!(
+                "a=rtpmap:{} {}/{}\r\n",
+                pt.id,
+                pt.name,
+                pt.clockrate.unwrap_or(90000)
+            )),
+        }
+        if !pt.parameters.is_empty() {
+            let p: Vec<String> = pt
+                .parameters
+                .iter()
+                .map(|p| format!("{}={}", p.name, p.value))
+                .collect();
+            s.push_str(&format!("a=fmtp:{} {}\r\n", pt.id, p.join(";")));
+        }
+        for fb in &pt.rtcp_fb {
+            match &fb.subtype {
+                Some(sub) => s.push_str(&format!("a=rtcp-fb:{} {} {sub}\r\n", pt.id, fb.fb_type)),
+                None => s.push_str(&format!("a=rtcp-fb:{} {}\r\n", pt.id, fb.fb_type)),
+            }
+        }
+    }
+    for h in &rtp.header_extensions {
+        s.push_str(&format!("a=extmap:{} {}\r\n", h.id, h.uri));
+    }
+}
+
+/// The offer a participant gets: the bridge's transport on every m-line (BUNDLE), its own audio
+/// and video (sendrecv), the data channel, and one sendonly m-line per remote source (Unified Plan,
+/// as lib-jitsi-meet's interop layer turns the focus's sources into).
+fn offer_sdp(t: &IceUdpTransport, remote: &[PeerSources]) -> Result<String> {
+    let fp = t
+        .fingerprint()
+        .context("bridge transport without fingerprint")?;
+    let mut mids = vec!["audio".to_owned(), "video".to_owned(), "data".to_owned()];
+    for r in remote {
+        mids.push(format!("{}-a0", r.endpoint));
+        mids.push(format!("{}-v0", r.endpoint));
+    }
+    let mut s = String::new();
+    s.push_str("v=0\r\no=- 1923518516 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n");
+    s.push_str(&format!("a=group:BUNDLE {}\r\n", mids.join(" ")));
+    s.push_str("a=msid-semantic: WMS *\r\n");
+    let transport = |s: &mut String, mid: &str| {
+        s.push_str("c=IN IP4 0.0.0.0\r\n");
+        s.push_str(&format!(
+            "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
+            t.ufrag.as_deref().unwrap_or_default(),
+            t.pwd.as_deref().unwrap_or_default()
+        ));
+        s.push_str(&format!(
+            "a=fingerprint:{} {}\r\na=setup:actpass\r\n",
+            fp.hash, fp.value
+        ));
+        s.push_str(&format!("a=mid:{mid}\r\n"));
+        for c in &t.candidates {
+            let mut line = format!(
+                "a=candidate:{} {} {} {} {} {} typ {}",
+                c.foundation, c.component, c.protocol, c.priority, c.ip, c.port, c.candidate_type
+            );
+            if let (Some(ra), Some(rp)) = (&c.rel_addr, c.rel_port) {
+                line.push_str(&format!(" raddr {ra} rport {rp}"));
+            }
+            s.push_str(&line);
+            s.push_str(" generation 0\r\n");
+        }
+        s.push_str("a=end-of-candidates\r\n");
+    };
+    s.push_str(&format!("m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}\r\n"));
+    transport(&mut s, "audio");
+    s.push_str("a=sendrecv\r\na=rtcp-mux\r\n");
+    m_line_codecs(&mut s, MediaType::Audio);
+    s.push_str(&format!(
+        "m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT} {RTX_PT}\r\n"
+    ));
+    transport(&mut s, "video");
+    s.push_str("a=sendrecv\r\na=rtcp-mux\r\n");
+    m_line_codecs(&mut s, MediaType::Video);
+    s.push_str("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n");
+    transport(&mut s, "data");
+    s.push_str("a=sctp-port:5000\r\na=max-message-size:262144\r\n");
+    for r in remote {
+        let stream = format!("{}-stream", r.endpoint);
+        s.push_str(&format!("m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}\r\n"));
+        transport(&mut s, &format!("{}-a0", r.endpoint));
+        s.push_str("a=sendonly\r\na=rtcp-mux\r\n");
+        m_line_codecs(&mut s, MediaType::Audio);
+        s.push_str(&format!("a=ssrc:{} cname:{}\r\n", r.audio, r.endpoint));
+        s.push_str(&format!(
+            "a=ssrc:{} msid:{stream} {}-a0\r\n",
+            r.audio, r.endpoint
+        ));
+        s.push_str(&format!(
+            "m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT} {RTX_PT}\r\n"
+        ));
+        transport(&mut s, &format!("{}-v0", r.endpoint));
+        s.push_str("a=sendonly\r\na=rtcp-mux\r\n");
+        m_line_codecs(&mut s, MediaType::Video);
+        let mut ssrcs = vec![r.video];
+        if let Some(rtx) = r.video_rtx {
+            s.push_str(&format!("a=ssrc-group:FID {} {rtx}\r\n", r.video));
+            ssrcs.push(rtx);
+        }
+        for ssrc in ssrcs {
+            s.push_str(&format!("a=ssrc:{ssrc} cname:{}\r\n", r.endpoint));
+            s.push_str(&format!(
+                "a=ssrc:{ssrc} msid:{stream} {}-v0\r\n",
+                r.endpoint
+            ));
+        }
+    }
+    Ok(s)
+}
+
+/// The browser's answer as the focus turns it into COLIBRI2: transport (only loopback candidates:
+/// the tests stay on 127.0.0.1) and sources.
+fn parse_answer(endpoint: &str, sdp: &str) -> Result<(IceUdpTransport, PeerSources)> {
+    let mut t = IceUdpTransport {
+        rtcp_mux: true,
+        ..IceUdpTransport::default()
+    };
+    let mut mid = String::new();
+    let mut audio = None;
+    let mut video = None;
+    let mut rtx = None;
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            mid.clear();
+        } else if let Some(v) = line.strip_prefix("a=mid:") {
+            mid = v.to_owned();
+        } else if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
+            t.ufrag.get_or_insert_with(|| v.to_owned());
+        } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
+            t.pwd.get_or_insert_with(|| v.to_owned());
+        } else if let Some(v) = line.strip_prefix("a=fingerprint:") {
+            let (hash, value) = v.split_once(' ').context("bad fingerprint")?;
+            if !t.fingerprints.iter().any(|f| f.value == value) {
+                t.fingerprints.push(Fingerprint {
+                    hash: hash.to_owned(),
+                    setup: Some(Setup::Active),
+                    cryptex: false,
+                    value: value.to_owned(),
+                });
+            }
+        } else if let Some(v) = line.strip_prefix("a=candidate:") {
+            let f: Vec<&str> = v.split(' ').collect();
+            if f.len() >= 8
+                && f[2].eq_ignore_ascii_case("udp")
+                && let (Ok(priority), Ok(ip), Ok(port)) = (
+                    f[3].parse::<u32>(),
+                    f[4].parse::<std::net::IpAddr>(),
+                    f[5].parse::<u16>(),
+                )
+                && ip.is_loopback()
+                && !t.candidates.iter().any(|c| c.port == port && c.ip == f[4])
+            {
+                t.candidates.push(Candidate::host_udp(
+                    f[0],
+                    &format!("c{}", t.candidates.len()),
+                    ip,
+                    port,
+                    priority,
+                ));
+            }
+        } else if let Some(v) = line.strip_prefix("a=ssrc-group:FID ")
+            && mid == "video"
+        {
+            let s: Vec<u32> = v.split(' ').filter_map(|x| x.parse().ok()).collect();
+            if let [v0, r0, ..] = s[..] {
+                video = Some(v0);
+                rtx = Some(r0);
+            }
+        } else if let Some(v) = line.strip_prefix("a=ssrc:")
+            && let Some(Ok(ssrc)) = v.split(' ').next().map(str::parse::<u32>)
+        {
+            match mid.as_str() {
+                "audio" => {
+                    audio.get_or_insert(ssrc);
+                }
+                "video" => {
+                    video.get_or_insert(ssrc);
+                }
+                _ => {}
+            }
+        }
+    }
+    ensure!(
+        t.ufrag.is_some() && t.pwd.is_some(),
+        "answer without ICE credentials"
+    );
+    ensure!(
+        !t.candidates.is_empty(),
+        "answer without loopback candidates:\n{sdp}"
+    );
+    Ok((
+        t,
+        PeerSources {
+            endpoint: endpoint.to_owned(),
+            audio: audio.context("no audio SSRC in the answer")?,
+            video: video.context("no video SSRC in the answer")?,
+            video_rtx: rtx,
+        },
+    ))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Bad input
+
+/// Garbage, truncated STUN/DTLS/RTP, unknown-address packets and wrong-credential STUN thrown at
+/// the bridge's UDP port; `ufrag`/`pwd` are one endpoint's bridge-side credentials (the focus
+/// knows them from the COLIBRI2 answer).
+async fn throw_garbage(port: SocketAddr, ufrag: &str, pwd: &str) -> Result<()> {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let mut stun = Vec::new();
+    Builder::new(&mut stun, Class::Request, METHOD_BINDING, &[7; 12])
+        .username(&format!("{ufrag}:evil"))
+        .priority(1)
+        .ice_controlled(1)
+        .integrity(b"definitely-not-the-password")
+        .fingerprint();
+    sock.send_to(&stun, port).await?;
+    let mut unknown = Vec::new();
+    Builder::new(&mut unknown, Class::Request, METHOD_BINDING, &[8; 12])
+        .username("nobody:evil")
+        .integrity(b"x")
+        .fingerprint();
+    sock.send_to(&unknown, port).await?;
+    sock.send_to(&stun[..stun.len() - 7], port).await?;
+    sock.send_to(&stun[..10], port).await?;
+    sock.send_to(&[0xFF; 100], port).await?;
+    sock.send_to(&[], port).await?;
+    sock.send_to(&[22, 254, 253, 0, 0], port).await?;
+    sock.send_to(&[0x80, VP8_PT, 0], port).await?;
+    let mut rtp = vec![0x80, VP8_PT, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4];
+    rtp.extend_from_slice(&[0xAB; 200]);
+    sock.send_to(&rtp, port).await?;
+    // Authenticate this socket as an extra address of the endpoint (an attacker on the path could
+    // not), then send broken DTLS/SRTP from it: dropped by the endpoint's DTLS and SRTP layers.
+    let mut good = Vec::new();
+    Builder::new(&mut good, Class::Request, METHOD_BINDING, &[9; 12])
+        .username(&format!("{ufrag}:evil"))
+        .priority(1)
+        .ice_controlled(1)
+        .integrity(pwd.as_bytes())
+        .fingerprint();
+    sock.send_to(&good, port).await?;
+    let mut buf = [0u8; 1500];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf)).await??;
+    let resp = Message::parse(&buf[..n]).map_err(|e| anyhow!("{e}"))?;
+    ensure!(
+        resp.class == Class::Success,
+        "authenticated check not answered"
+    );
+    let mut dtls = vec![23, 254, 253, 0, 1, 0, 0, 0, 0, 0, 99, 0, 64];
+    dtls.extend_from_slice(&[0x5A; 64]);
+    sock.send_to(&dtls, port).await?;
+    let mut hs = vec![22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 50, 0, 16];
+    hs.extend_from_slice(&[1, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 200, 1, 2, 3, 4]);
+    sock.send_to(&hs, port).await?;
+    sock.send_to(&[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 7], port)
+        .await?;
+    sock.send_to(&rtp, port).await?;
+    sock.send_to(&[0x80, 200, 0, 6, 0, 0, 0, 1, 9, 9], port)
+        .await?;
+    sock.send_to(&[0x80, VP8_PT, 0, 1, 0, 0], port).await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// The call
+
+fn bridge_env(
+    prosody: &Prosody,
+    media_port: u16,
+    rest_port: u16,
+    profile: &str,
+) -> Vec<(String, String)> {
+    [
+        ("XMPP_SERVER", format!("127.0.0.1:{}", prosody.ports().c2s)),
+        ("XMPP_DOMAIN", prosody.domain().to_owned()),
+        ("XMPP_AUTH_DOMAIN", prosody.auth_domain().to_owned()),
+        (
+            "XMPP_INTERNAL_MUC_DOMAIN",
+            prosody.internal_muc_domain().to_owned(),
+        ),
+        ("JVB_AUTH_PASSWORD", JVB_PASSWORD.to_owned()),
+        ("JVB_BREWERY_MUC", "jvbbrewery".to_owned()),
+        ("JVB_MUC_NICKNAME", NICK.to_owned()),
+        ("JVB_PORT", media_port.to_string()),
+        ("JVB_MEDIA_HOST", "127.0.0.1".to_owned()),
+        ("JVB_DISABLE_STUN", "true".to_owned()),
+        ("JVB_REST_HOST", "127.0.0.1".to_owned()),
+        ("JVB_REST_PORT", rest_port.to_string()),
+        ("JVB_SRTP_PROFILES", profile.to_owned()),
+        ("JVB_STATS_INTERVAL", "500ms".to_owned()),
+        ("SHUTDOWN_REST_ENABLED", "true".to_owned()),
+        ("LOG_LEVEL", "info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn expect_error(
+    r: std::result::Result<ConferenceModified, Colibri2ErrorResponse>,
+    condition: Condition,
+    reason: Option<Reason>,
+    what: &str,
+) -> Result<Colibri2ErrorResponse> {
+    match r {
+        Ok(m) => bail!("{what}: expected an error, got {m:?}"),
+        Err(e) => {
+            ensure!(
+                e.condition == condition && e.reason == reason,
+                "{what}: got {e:?}, expected {condition} / {reason:?}"
+            );
+            Ok(e)
+        }
+    }
+}
+
+async fn run_call(profile: &str, cipher: &str) -> Result<()> {
+    ensure_harness()?;
+    let prosody = tokio::task::spawn_blocking(Prosody::start).await??;
+    let (media_port, rest_port) = (free_udp_port()?, free_tcp_port()?);
+    let bridge = BridgeProc::start(
+        &bridge_env(&prosody, media_port, rest_port, profile),
+        rest_port,
+    )
+    .await?;
+    let r = call(&prosody, &bridge, media_port, cipher).await;
+    if r.is_err() {
+        eprintln!("--- bridge log (tail) ---\n{}", bridge.log_text());
+    }
+    r
+}
+
+async fn call(prosody: &Prosody, bridge: &BridgeProc, media_port: u16, cipher: &str) -> Result<()> {
+    let brewery = format!("jvbbrewery@{}", prosody.internal_muc_domain());
+    let mut focus = Focus::start(prosody, &brewery).await?;
+    // Brewery presence: what jicofo's bridge selection reads.
+    let p = focus
+        .wait_presence(
+            Duration::from_secs(20),
+            "drain/graceful_shutdown/stress_level",
+            |s| {
+                s.drain().ok().flatten().is_some()
+                    && s.graceful_shutdown().ok().flatten().is_some()
+                    && s.stress_level().ok().flatten().is_some()
+            },
+        )
+        .await?;
+    ensure!(p.stats.drain()? == Some(false), "drain: {:?}", p.stats);
+    ensure!(p.stats.graceful_shutdown()? == Some(false));
+    ensure!(p.stats.shutting_down()? == Some(false));
+    ensure!(
+        p.stats.version().is_some(),
+        "version missing: {:?}",
+        p.stats
+    );
+    let bridge_jid = focus.bridge()?;
+    // Health check IQ.
+    focus
+        .xmpp
+        .iq_get(bridge_jid.clone(), HealthCheck.to_element(), IQ_TIMEOUT)
+        .await
+        .context("healthcheck IQ")?;
+
+    let mut peers = Peers::start().await?;
+    peers.open("a").await?;
+    peers.open("b").await?;
+    let (ep_a, ep_b) = ("aaaa1111", "bbbb2222");
+    let meeting = uuid_like();
+    let t0 = Instant::now();
+
+    // Allocation: conference + A, then B (one endpoint per request, as jicofo does).
+    let ma = focus
+        .colibri_ok(&modify(&meeting, true, vec![endpoint_create(ep_a)]))
+        .await?;
+    let fb = ma
+        .sources
+        .as_ref()
+        .context("no feedback sources on create")?;
+    ensure!(fb.media_source("jvb-a0").is_some() && fb.media_source("jvb-v0").is_some());
+    let mb = focus
+        .colibri_ok(&modify(&meeting, false, vec![endpoint_create(ep_b)]))
+        .await?;
+    let transport = |m: &ConferenceModified, id: &str| -> Result<(IceUdpTransport, bool)> {
+        let t = m
+            .endpoint(id)
+            .and_then(|e| e.transport.clone())
+            .with_context(|| format!("no transport for {id}"))?;
+        Ok((t.ice_udp.context("no ice-udp")?, t.sctp.is_some()))
+    };
+    let (ta, sctp_a) = transport(&ma, ep_a)?;
+    let (tb, _) = transport(&mb, ep_b)?;
+    ensure!(sctp_a, "no <sctp> in the answer");
+    ensure!(
+        ta.candidates
+            .iter()
+            .any(|c| c.port == media_port && c.ip == "127.0.0.1"),
+        "candidates {:?}",
+        ta.candidates
+    );
+
+    // Session-initiate equivalents → answers → COLIBRI2 transport + sources.
+    let ans_a = peers.offer("a", &offer_sdp(&ta, &[])?).await?;
+    let ans_b = peers.offer("b", &offer_sdp(&tb, &[])?).await?;
+    let (rta, sa) = parse_answer(ep_a, &ans_a)?;
+    let (rtb, sb) = parse_answer(ep_b, &ans_b)?;
+    for (id, rt, s) in [(ep_a, &rta, &sa), (ep_b, &rtb, &sb)] {
+        let mut e = Endpoint::new(id);
+        e.transport = Some(Transport {
+            ice_udp: Some(rt.clone()),
+            ..Transport::default()
+        });
+        e.sources = Some(s.colibri());
+        let m = focus.colibri_ok(&modify(&meeting, false, vec![e])).await?;
+        ensure!(m.sources.is_none(), "feedback sources on an update");
+    }
+    // source-add equivalents: each browser learns the other's sources.
+    peers
+        .offer("a", &offer_sdp(&ta, std::slice::from_ref(&sb))?)
+        .await?;
+    peers
+        .offer("b", &offer_sdp(&tb, std::slice::from_ref(&sa))?)
+        .await?;
+
+    let decodes = |p: &Peers, me: &str, other: &PeerSources, frames: u64, samples: u64| {
+        let st = p.stats(me);
+        field(&st, other.video, "framesDecoded") >= frames
+            && field(&st, other.audio, "totalSamplesReceived") >= samples
+    };
+    peers
+        .wait(
+            Duration::from_secs(40),
+            "each browser decoding the other's audio and video",
+            |p| {
+                decodes(p, "a", &sb, 10, 4800)
+                    && decodes(p, "b", &sa, 10, 4800)
+                    && p.stats("a")["dc"] == "open"
+                    && p.stats("b")["dc"] == "open"
+            },
+        )
+        .await?;
+    let time_to_media = t0.elapsed();
+    // CPU figure: the bridge's CPU time over a 2 s window of the two-party call, per packet the
+    // browsers counted (bridge ingress = their outbound RTP, egress = their inbound RTP).
+    let packets = |p: &Peers| -> u64 {
+        ["a", "b"]
+            .iter()
+            .map(|peer| {
+                let st = p.stats(peer);
+                ["inbound", "outbound"]
+                    .iter()
+                    .filter_map(|dir| st[*dir].as_array())
+                    .flatten()
+                    .filter_map(|s| s["packets"].as_u64())
+                    .sum::<u64>()
+            })
+            .sum()
+    };
+    let (cpu0, wall0, pk0) = (bridge.cpu_time(), Instant::now(), packets(&peers));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu, wall) = (bridge.cpu_time() - cpu0, wall0.elapsed());
+    let pk = packets(&peers).saturating_sub(pk0);
+    eprintln!(
+        "bridge CPU in a 2-party call: {cpu:?} over {wall:?} ({:.1} % of one core), {pk} RTP packets \
+         in+out ({:.0} pps) ≈ {:.1} µs CPU per packet (all included: RTCP, timers, XMPP, logs)",
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
+        pk as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / pk.max(1) as f64
+    );
+    for peer in ["a", "b"] {
+        let st = peers.stats(peer);
+        ensure!(
+            st["dtls"]["srtpCipher"] == cipher,
+            "{peer}: SRTP cipher {}",
+            st["dtls"]
+        );
+        ensure!(
+            st["dtls"]["role"] == "client",
+            "{peer}: browser must be the DTLS client: {}",
+            st["dtls"]
+        );
+    }
+
+    // Bridge channel: the forwarded set names the other's video source (what lib-jitsi-meet's
+    // track streaming status reads).
+    for (me, other) in [("a", ep_b), ("b", ep_a)] {
+        let want = format!("{other}-v0");
+        let received = peers.stats(me)["received"].clone();
+        ensure!(
+            received
+                .as_array()
+                .is_some_and(|r| r.iter().filter_map(Value::as_str).any(|m| {
+                    serde_json::from_str::<Value>(m).is_ok_and(|v| {
+                        v["colibriClass"] == "ForwardedSources"
+                            && v["forwardedSources"]
+                                .as_array()
+                                .is_some_and(|f| f.iter().any(|s| s == want.as_str()))
+                    })
+                })),
+            "{me}: no ForwardedSources with {want}: {received}"
+        );
+    }
+    // An EndpointMessage from A reaches B with `from` set by the bridge.
+    let msg =
+        json!({"colibriClass": "EndpointMessage", "to": ep_b, "msgPayload": {"hello": "from-a"}});
+    peers.send_data("a", &msg.to_string()).await?;
+    let got_message = |p: &Peers| {
+        p.stats("b")["received"].as_array().is_some_and(|r| {
+            r.iter().filter_map(Value::as_str).any(|m| {
+                serde_json::from_str::<Value>(m).is_ok_and(|v| {
+                    v["colibriClass"] == "EndpointMessage"
+                        && v["from"] == ep_a
+                        && v["msgPayload"]["hello"] == "from-a"
+                })
+            })
+        })
+    };
+    peers
+        .wait(
+            Duration::from_secs(10),
+            "the EndpointMessage at B",
+            got_message,
+        )
+        .await?;
+
+    // Bad input during the call.
+    let before = bridge.metric_drops().await?;
+    let before_frames = (
+        field(&peers.stats("a"), sb.video, "framesDecoded"),
+        field(&peers.stats("b"), sa.video, "framesDecoded"),
+    );
+    throw_garbage(
+        SocketAddr::from(([127, 0, 0, 1], media_port)),
+        ta.ufrag.as_deref().unwrap_or_default(),
+        ta.pwd.as_deref().unwrap_or_default(),
+    )
+    .await?;
+    let wanted: &[(&str, u64)] = &[
+        ("stun_bad_integrity", 1),
+        ("stun_unknown_ufrag", 1),
+        ("stun_malformed", 2),
+        ("unknown_protocol", 2),
+        ("unknown_address", 3),
+        ("dtls_error", 2),
+        ("srtp_auth", 1),
+        ("rtp_malformed", 1),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let now = bridge.metric_drops().await?;
+        let ok = wanted.iter().all(|(r, n)| {
+            now.get(*r).copied().unwrap_or(0) >= before.get(*r).copied().unwrap_or(0) + n
+        });
+        if ok {
+            break now;
+        }
+        if Instant::now() > deadline {
+            bail!("drop counters did not rise in /metrics: before {before:?}, now {now:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let cs = bridge.colibri_stats().await?;
+    for (r, _) in wanted {
+        ensure!(
+            cs["dropped_packets"][*r].as_u64().unwrap_or(0) >= after[*r],
+            "/colibri/stats dropped_packets.{r}: {}",
+            cs["dropped_packets"]
+        );
+    }
+    ensure!(cs["total_dropped_packets"].as_u64().unwrap_or(0) > 0);
+    peers
+        .wait(
+            Duration::from_secs(20),
+            "media still flowing after the garbage",
+            |p| {
+                field(&p.stats("a"), sb.video, "framesDecoded") >= before_frames.0 + 20
+                    && field(&p.stats("b"), sa.video, "framesDecoded") >= before_frames.1 + 20
+            },
+        )
+        .await?;
+    ensure!(
+        peers.stats("a")["ice"] == "connected" || peers.stats("a")["ice"] == "completed",
+        "ICE after the garbage: {}",
+        peers.stats("a")["ice"]
+    );
+
+    // The bridge's counters.
+    let cs = bridge.colibri_stats().await?;
+    ensure!(cs["conferences"] == 1 && cs["endpoints"] == 2, "{cs}");
+    ensure!(cs["total_ice_succeeded"].as_u64() >= Some(2), "{cs}");
+    ensure!(cs["total_packets_received"].as_u64() > Some(100), "{cs}");
+    ensure!(cs["total_packets_sent"].as_u64() > Some(100), "{cs}");
+    ensure!(
+        cs["total_data_channel_messages_received"].as_u64() >= Some(1),
+        "{cs}"
+    );
+
+    // COLIBRI2 error semantics over XMPP.
+    expect_error(
+        focus
+            .colibri(&modify("no-such-meeting", false, vec![Endpoint::new(ep_a)]))
+            .await?,
+        Condition::ItemNotFound,
+        Some(Reason::ConferenceNotFound),
+        "update of an unknown meeting-id",
+    )?;
+    let mut unknown = Endpoint::new("cccc3333");
+    unknown.sources = Some(Sources::default());
+    let e = expect_error(
+        focus
+            .colibri(&modify(&meeting, false, vec![unknown]))
+            .await?,
+        Condition::ItemNotFound,
+        Some(Reason::UnknownEndpoint),
+        "update of an unknown endpoint",
+    )?;
+    ensure!(e.endpoint_id.as_deref() == Some("cccc3333"), "{e:?}");
+    let mut no_names = endpoint_create("dddd4444");
+    no_names.capabilities.clear();
+    expect_error(
+        focus
+            .colibri(&modify(&meeting, false, vec![no_names]))
+            .await?,
+        Condition::BadRequest,
+        None,
+        "endpoint create without source-names",
+    )?;
+    expect_error(
+        focus.colibri(&modify(&meeting, true, vec![])).await?,
+        Condition::Conflict,
+        Some(Reason::ConferenceAlreadyExists),
+        "duplicate conference create",
+    )?;
+
+    // Expiring B stops its media at A.
+    let m = focus
+        .colibri_ok(&modify(&meeting, false, vec![Endpoint::expired(ep_b)]))
+        .await?;
+    ensure!(m.endpoint(ep_b).is_some_and(|e| e.expire), "{m:?}");
+    // Packets in flight at the expiry have arrived after 500 ms; from then on nothing more.
+    let expired_at = std::time::SystemTime::now();
+    let st = peers
+        .fresh_stats("a", expired_at + Duration::from_millis(500))
+        .await?;
+    let a_before = (
+        field(&st, sb.video, "packets"),
+        field(&st, sb.audio, "packets"),
+    );
+    let st = peers
+        .fresh_stats("a", expired_at + Duration::from_millis(2500))
+        .await?;
+    let a_after = (
+        field(&st, sb.video, "packets"),
+        field(&st, sb.audio, "packets"),
+    );
+    ensure!(
+        a_before == a_after && a_before.0 > 0,
+        "B's media still reaches A after expiry: {a_before:?} -> {a_after:?}"
+    );
+    let cs = bridge.colibri_stats().await?;
+    ensure!(cs["endpoints"] == 1, "{cs}");
+    focus
+        .xmpp
+        .iq_get(bridge_jid.clone(), HealthCheck.to_element(), IQ_TIMEOUT)
+        .await
+        .context("healthcheck IQ after the call")?;
+
+    // Graceful shutdown over REST: presence flips, new conferences are refused.
+    let r = bridge
+        .request(
+            "POST",
+            "/colibri/shutdown",
+            Some(r#"{"graceful-shutdown": true}"#.into()),
+        )
+        .await?;
+    ensure!(r.status == 200, "shutdown: {} {}", r.status, r.text());
+    focus
+        .wait_presence(Duration::from_secs(5), "graceful_shutdown=true", |s| {
+            s.graceful_shutdown().ok().flatten() == Some(true)
+        })
+        .await?;
+    expect_error(
+        focus
+            .colibri(&modify(
+                &uuid_like(),
+                true,
+                vec![endpoint_create("eeee5555")],
+            ))
+            .await?,
+        Condition::ServiceUnavailable,
+        Some(Reason::GracefulShutdown),
+        "create during graceful shutdown",
+    )?;
+    eprintln!(
+        "call ok ({cipher}): time to media {time_to_media:?}, drops {after:?}, frames a<-b {} b<-a {}",
+        field(&peers.stats("a"), sb.video, "framesDecoded"),
+        field(&peers.stats("b"), sa.video, "framesDecoded"),
+    );
+    peers.quit().await;
+    focus.xmpp.close();
+    Ok(())
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        (t & 0xffff_ffff) as u32,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_bridge_gcm() -> Result<()> {
+    run_call("AEAD_AES_128_GCM", "SRTP_AEAD_AES_128_GCM").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_bridge_cm_sha1() -> Result<()> {
+    run_call("AES_CM_128_HMAC_SHA1_80", "SRTP_AES128_CM_HMAC_SHA1_80").await
+}
+
+// ------------------------------------------------------------------------------------------------
+// The manifests' environment
+
+/// `manifests/env/bridge.env` with its placeholders substituted and the loopback changes its
+/// header allows (own Prosody, free ports, no STUN).
+fn manifest_env(
+    prosody: &Prosody,
+    media_port: u16,
+    rest_port: u16,
+) -> Result<Vec<(String, String)>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/env/bridge.env");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let mut env = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').context("bad env line")?;
+        let v = v
+            .replace("${HOST_IP}", "127.0.0.1")
+            .replace("${POD_NAME}", NICK)
+            .replace("${SECRET_JVB_AUTH_PASSWORD}", JVB_PASSWORD);
+        ensure!(!v.contains("${"), "unsubstituted placeholder in {line}");
+        env.push((k.to_owned(), v));
+    }
+    let overrides = [
+        ("XMPP_SERVER", "127.0.0.1".to_owned()),
+        ("XMPP_PORT", prosody.ports().c2s.to_string()),
+        ("JVB_PORT", media_port.to_string()),
+        ("JVB_REST_PORT", rest_port.to_string()),
+        ("JVB_DISABLE_STUN", "true".to_owned()),
+    ];
+    for (k, v) in overrides {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_owned(), v));
+    }
+    Ok(env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_manifest_env_bridge_starts() -> Result<()> {
+    // The domains bridge.env names (docker-jitsi-meet's).
+    let mut opts = ProsodyOptions::new("meet.jitsi");
+    opts.internal_muc_domain = "internal-muc.meet.jitsi".into();
+    ensure!(opts.auth_domain == "auth.meet.jitsi");
+    let prosody = tokio::task::spawn_blocking(move || Prosody::start_with(opts)).await??;
+    let (media_port, rest_port) = (free_udp_port()?, free_tcp_port()?);
+    let env = manifest_env(&prosody, media_port, rest_port)?;
+    let bridge = BridgeProc::start(&env, rest_port).await?;
+    let r: Result<()> = async {
+        let mut focus = Focus::start(&prosody, "jvbbrewery@internal-muc.meet.jitsi").await?;
+        let p = focus
+            .wait_presence(Duration::from_secs(20), "stats", |s| {
+                s.drain().ok().flatten() == Some(false)
+            })
+            .await?;
+        ensure!(p.occupant.resource().is_some_and(|r| r.as_str() == NICK));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let h = bridge.get("/about/health").await?;
+            if h.status == 200 && h.body.is_empty() {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "/about/health: {} {}",
+                h.status,
+                h.text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        focus
+            .xmpp
+            .iq_get(focus.bridge()?, HealthCheck.to_element(), IQ_TIMEOUT)
+            .await
+            .context("healthcheck IQ")?;
+        // Stats refresh every JVB_STATS_INTERVAL (5 s here, as in the manifests).
+        let deadline = Instant::now() + Duration::from_secs(12);
+        loop {
+            let cs = bridge.colibri_stats().await?;
+            if cs["mucs_joined"] == 1 && cs["muc_clients_connected"] == 1 {
+                ensure!(cs["healthy"] == true, "{cs}");
+                break;
+            }
+            ensure!(Instant::now() < deadline, "/colibri/stats: {cs}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        // Other IQs: version answered, unknown ones refused, graceful-shutdown from the focus.
+        let v = focus
+            .xmpp
+            .iq_get(
+                focus.bridge()?,
+                signaling::xml::Builder::new("query", "jabber:iq:version").build(),
+                IQ_TIMEOUT,
+            )
+            .await?;
+        let q = v.payload.context("empty version result")?;
+        ensure!(q.get_child("name", "jabber:iq:version").is_some(), "{q:?}");
+        let unknown = focus
+            .xmpp
+            .iq_get(
+                focus.bridge()?,
+                signaling::xml::Builder::new("query", "http://jabber.org/protocol/disco#items")
+                    .build(),
+                IQ_TIMEOUT,
+            )
+            .await;
+        ensure!(
+            matches!(&unknown, Err(IqError::ErrorReply(r))
+                if r.condition == signaling::xmpp::DefinedCondition::ServiceUnavailable),
+            "unknown IQ: {unknown:?}"
+        );
+        focus
+            .xmpp
+            .iq_set(
+                focus.bridge()?,
+                signaling::health::GracefulShutdown.to_element(),
+                IQ_TIMEOUT,
+            )
+            .await
+            .context("graceful-shutdown IQ")?;
+        focus
+            .wait_presence(Duration::from_secs(5), "graceful_shutdown=true", |s| {
+                s.graceful_shutdown().ok().flatten() == Some(true)
+            })
+            .await?;
+        focus.xmpp.close();
+        Ok(())
+    }
+    .await;
+    if r.is_err() {
+        eprintln!("--- bridge log (tail) ---\n{}", bridge.log_text());
+    }
+    r
+}
+
+// ------------------------------------------------------------------------------------------------
+// colibri-ws
+
+async fn ws_status(url: &str) -> Option<u16> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => Some(101),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Some(r.status().as_u16()),
+        Err(_) => None,
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text frame (pings are answered by the client).
+async fn ws_next_text(ws: &mut Ws, timeout: Duration) -> Result<Option<String>> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => bail!("no WebSocket frame within {timeout:?}"),
+            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(None),
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(Some(t.as_str().to_owned())),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(e.into()),
+        }
+    }
+}
+
+/// colibri-ws with a WebSocket client: URL in the COLIBRI2 answer, password enforced, ServerHello
+/// first, EndpointMessage relayed between two sockets with `from`, closed when the endpoint expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_colibri_ws_bridge_channel() -> Result<()> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let prosody = tokio::task::spawn_blocking(Prosody::start).await??;
+    let (media_port, rest_port, ws_port) = (free_udp_port()?, free_tcp_port()?, free_tcp_port()?);
+    let mut env = bridge_env(&prosody, media_port, rest_port, "AEAD_AES_128_GCM");
+    env.extend(
+        [
+            ("ENABLE_COLIBRI_WEBSOCKET", "true".to_owned()),
+            ("JVB_WS_HOST", "127.0.0.1".to_owned()),
+            ("JVB_WS_PORT", ws_port.to_string()),
+            ("JVB_WS_DOMAIN", format!("127.0.0.1:{ws_port}")),
+            ("JVB_WS_TLS", "false".to_owned()),
+            ("JVB_WS_SERVER_ID", "jvb-ws-1".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let bridge = BridgeProc::start(&env, rest_port).await?;
+    let r: Result<()> = async {
+        let brewery = format!("jvbbrewery@{}", prosody.internal_muc_domain());
+        let mut focus = Focus::start(&prosody, &brewery).await?;
+        focus
+            .wait_presence(Duration::from_secs(20), "stats", |s| s.drain().ok().flatten().is_some())
+            .await?;
+        let meeting = uuid_like();
+        let ma = focus
+            .colibri_ok(&modify(&meeting, true, vec![endpoint_create("aaaa1111")]))
+            .await?;
+        let mb = focus
+            .colibri_ok(&modify(&meeting, false, vec![endpoint_create("bbbb2222")]))
+            .await?;
+        let url = |m: &ConferenceModified, id: &str| -> Result<String> {
+            m.endpoint(id)
+                .and_then(|e| e.transport.as_ref())
+                .and_then(|t| t.ice_udp.as_ref())
+                .and_then(|t| t.web_sockets.first().cloned())
+                .with_context(|| format!("no web-socket URL for {id}"))
+        };
+        let (ua, ub) = (url(&ma, "aaaa1111")?, url(&mb, "bbbb2222")?);
+        let prefix = format!("ws://127.0.0.1:{ws_port}/colibri-ws/jvb-ws-1/");
+        ensure!(ua.starts_with(&prefix) && ua.contains("/aaaa1111?pwd="), "{ua}");
+        let (path, pwd) = ua.split_once("?pwd=").context("pwd")?;
+        ensure!(pwd.len() == 24 && pwd.chars().all(|c| c.is_ascii_alphanumeric()));
+
+        // The password is enforced; unknown ids and another server id are 404.
+        ensure!(ws_status(&format!("{path}?pwd=wrong")).await == Some(401));
+        ensure!(ws_status(path).await == Some(401), "no pwd");
+        let (_, pwd_b) = ub.split_once("?pwd=").context("pwd")?;
+        ensure!(ws_status(&format!("{path}?pwd={pwd_b}")).await == Some(401), "B's pwd for A");
+        let unknown_ep = ua.replace("/aaaa1111?", "/zzzz0000?");
+        ensure!(ws_status(&unknown_ep).await == Some(404));
+        let other_server = ua.replace("/jvb-ws-1/", "/jvb-other/");
+        ensure!(ws_status(&other_server).await == Some(404));
+
+        let (mut wa, _) = tokio_tungstenite::connect_async(ua.as_str()).await?;
+        let (mut wb, _) = tokio_tungstenite::connect_async(ub.as_str()).await?;
+        for ws in [&mut wa, &mut wb] {
+            let hello = ws_next_text(ws, Duration::from_secs(5)).await?.context("closed")?;
+            let v: Value = serde_json::from_str(&hello)?;
+            ensure!(v["colibriClass"] == "ServerHello", "first message: {hello}");
+        }
+        let msg = json!({"colibriClass": "EndpointMessage", "to": "bbbb2222", "msgPayload": {"via": "ws"}});
+        wa.send(Message::Text(msg.to_string().into())).await?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let t = ws_next_text(&mut wb, Duration::from_secs(5)).await?.context("B closed")?;
+            let v: Value = serde_json::from_str(&t)?;
+            if v["colibriClass"] == "EndpointMessage" {
+                ensure!(v["from"] == "aaaa1111" && v["msgPayload"]["via"] == "ws", "{v}");
+                break;
+            }
+            ensure!(Instant::now() < deadline, "no EndpointMessage at B");
+        }
+        // Counted as colibri-ws messages (stats refresh every 500 ms here).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let cs = bridge.colibri_stats().await?;
+            if cs["total_colibri_web_socket_messages_received"].as_u64() >= Some(1) {
+                ensure!(cs["total_colibri_web_socket_messages_sent"].as_u64() >= Some(1), "{cs}");
+                break;
+            }
+            ensure!(Instant::now() < deadline, "{cs}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Expiring B closes its socket.
+        focus
+            .colibri_ok(&modify(&meeting, false, vec![Endpoint::expired("bbbb2222")]))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match ws_next_text(&mut wb, Duration::from_secs(5)).await {
+                Ok(None) | Err(_) => break,
+                Ok(Some(_)) => ensure!(Instant::now() < deadline, "B's socket stays open"),
+            }
+        }
+        focus.xmpp.close();
+        Ok(())
+    }
+    .await;
+    if r.is_err() {
+        eprintln!("--- bridge log (tail) ---\n{}", bridge.log_text());
+    }
+    r
+}

@@ -1,0 +1,92 @@
+//! Jicofo's REST API on 8888.
+//!
+//! | path | response |
+//! |---|---|
+//! | `/about/health` | 200 `OK` with ≥ 1 operational bridge and the XMPP client online; 503 with the reason otherwise |
+//! | `/about/version` | `{"name","version","os"}` |
+//! | `/stats` | JSON: `conferences`, `participants`, `largest_conference`, `total_participants`, `total_conferences_created`, `conference_sizes`, `bridge_selector{bridge_count, operational_bridge_count, …}`, … |
+//! | `/metrics` | Prometheus text, `jitsi_jicofo_*` |
+//! | `/debug` | JSON: every conference with its room state, bridge, bridge session and participants |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use signaling::service::{VersionInfo, common_routes, not_found, text_response};
+
+use crate::metrics::FocusMetrics;
+use crate::shell::LoopHandle;
+
+/// The name `/about/version` reports.
+pub const SERVICE_NAME: &str = "jitsi-rs-focus";
+
+#[derive(Clone)]
+struct ApiState {
+    focus: LoopHandle,
+}
+
+/// Builds the router.
+pub fn router(focus: LoopHandle, metrics: Arc<FocusMetrics>) -> Router {
+    let version = VersionInfo::new(SERVICE_NAME, env!("CARGO_PKG_VERSION"));
+    let for_metrics = focus.clone();
+    // The renderer is synchronous; it asks the loop from a blocking context of the runtime.
+    let render = Arc::new(move || {
+        let focus = for_metrics.clone();
+        let snapshot = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let stats = focus.stats().await;
+                let health = focus.health().await;
+                (stats, health)
+            })
+        });
+        if let (Some(stats), Some(health)) = snapshot {
+            metrics.observe(&stats, health.operational_bridges > 0);
+        }
+        metrics.render()
+    });
+    Router::new()
+        .route("/about/health", get(health))
+        .route("/stats", get(stats))
+        .route("/debug", get(debug))
+        .with_state(ApiState { focus })
+        .merge(common_routes(version, render))
+        .fallback(not_found)
+}
+
+async fn health(State(s): State<ApiState>) -> Response {
+    match s.focus.health().await {
+        Some(h) if h.operational_bridges > 0 && h.xmpp_online => {
+            text_response(StatusCode::OK, "OK")
+        }
+        Some(h) if !h.xmpp_online => {
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "XMPP connection is down")
+        }
+        Some(_) => text_response(StatusCode::SERVICE_UNAVAILABLE, "no operational bridge"),
+        None => text_response(StatusCode::SERVICE_UNAVAILABLE, "focus is shutting down"),
+    }
+}
+
+async fn stats(State(s): State<ApiState>) -> Response {
+    match s.focus.stats().await {
+        Some(stats) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&stats).unwrap_or_else(|_| "{}".into()),
+        )
+            .into_response(),
+        None => text_response(StatusCode::SERVICE_UNAVAILABLE, "focus is shutting down"),
+    }
+}
+
+async fn debug(State(s): State<ApiState>) -> Response {
+    match s.focus.debug().await {
+        Some(conferences) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "conferences": conferences }).to_string(),
+        )
+            .into_response(),
+        None => text_response(StatusCode::SERVICE_UNAVAILABLE, "focus is shutting down"),
+    }
+}

@@ -1,0 +1,1062 @@
+//! The focus configuration, assembled in layers: built-in defaults (Jicofo's `reference.conf`), then the
+//! docker-jitsi-meet `jicofo` image's environment variables that apply to us, then an optional TOML file,
+//! then command-line flags. Each layer overrides the ones before it. Any bad value stops start-up with an
+//! error that names the variable, key or flag.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::core::offer::CodecConfig;
+use crate::core::{BridgeConfig, ConferenceConfig, SelectionStrategy};
+
+/// Why the configuration could not be assembled.
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{source_name} has an invalid value '{value}': {reason}")]
+    Invalid {
+        /// The environment variable, TOML key or flag at fault.
+        source_name: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{0} is required")]
+    Missing(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("cannot read {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Toml { path: String, reason: String },
+}
+
+fn invalid(source_name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        source_name: source_name.to_owned(),
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// One XMPP client login (the focus's own account).
+#[derive(Debug, Clone, PartialEq)]
+pub struct XmppClientConfig {
+    /// Host name or address of the XMPP server.
+    pub host: String,
+    pub port: u16,
+    /// The domain the focus logs in to (`XMPP_AUTH_DOMAIN`).
+    pub login_domain: String,
+    pub username: String,
+    pub password: String,
+    pub resource: String,
+    /// `None`: plaintext to a loopback server, STARTTLS otherwise. Certificates are not verified, as
+    /// docker-jitsi-meet configures Jicofo.
+    pub use_tls: Option<bool>,
+}
+
+/// The XEP-0114 component `focus.<domain>` that stock Prosody routes conference IQs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentConfig {
+    pub host: String,
+    pub port: u16,
+    /// The component's JID, `focus.<XMPP_DOMAIN>`.
+    pub jid: String,
+    pub secret: String,
+}
+
+/// REST server on 8888.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestConfig {
+    pub host: IpAddr,
+    pub port: u16,
+}
+
+/// The whole configuration of the `focus` binary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `XMPP_DOMAIN`: the domain clients log in to.
+    pub xmpp_domain: String,
+    /// `XMPP_MUC_DOMAIN`: where conference rooms live.
+    pub muc_domain: String,
+    /// `XMPP_INTERNAL_MUC_DOMAIN`: where the bridge brewery lives.
+    pub internal_muc_domain: String,
+    /// `JVB_BREWERY_MUC`: the brewery room's local part.
+    pub brewery_room: String,
+    pub client: XmppClientConfig,
+    /// A separate XMPP server for the brewery (`ENABLE_JVB_XMPP_SERVER`); `None` uses `client`.
+    pub service: Option<XmppClientConfig>,
+    /// The brewery's MUC domain on the service connection.
+    pub service_muc_domain: Option<String>,
+    pub component: Option<ComponentConfig>,
+    /// The client_proxy component whose IQs carry the original sender in the resource.
+    pub client_proxy: Option<String>,
+    /// How long to wait for any IQ answer.
+    pub reply_timeout: Duration,
+    pub conference: ConferenceConfig,
+    pub bridge: BridgeConfig,
+    pub codecs: CodecConfig,
+    pub rest: RestConfig,
+    pub log_json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let xmpp_domain = "meet.jitsi".to_owned();
+        Config {
+            muc_domain: "muc.meet.jitsi".into(),
+            internal_muc_domain: "internal-muc.meet.jitsi".into(),
+            brewery_room: "jvbbrewery".into(),
+            client: XmppClientConfig {
+                host: "xmpp.meet.jitsi".into(),
+                port: 5222,
+                login_domain: "auth.meet.jitsi".into(),
+                username: "focus".into(),
+                password: String::new(),
+                resource: "focus".into(),
+                use_tls: None,
+            },
+            service: None,
+            service_muc_domain: None,
+            component: None,
+            client_proxy: Some(format!("focus.{xmpp_domain}")),
+            xmpp_domain,
+            reply_timeout: Duration::from_secs(15),
+            conference: ConferenceConfig::default(),
+            bridge: BridgeConfig::default(),
+            codecs: CodecConfig::default(),
+            rest: RestConfig {
+                host: IpAddr::from([127, 0, 0, 1]),
+                port: 8888,
+            },
+            log_json: false,
+        }
+    }
+}
+
+impl Config {
+    /// The brewery room JID (`jvbbrewery@internal-muc.meet.jitsi`).
+    pub fn brewery_jid(&self) -> String {
+        let domain = self
+            .service_muc_domain
+            .as_deref()
+            .unwrap_or(&self.internal_muc_domain);
+        format!("{}@{}", self.brewery_room, domain)
+    }
+
+    /// The focus's bare JID as clients see it (`focus@auth.meet.jitsi`).
+    pub fn focus_bare_jid(&self) -> String {
+        format!("{}@{}", self.client.username, self.client.login_domain)
+    }
+
+    /// Builds the configuration from all layers: defaults, environment, TOML file, flags.
+    pub fn load(
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: &Flags,
+    ) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        config.apply_env(env)?;
+        let toml_path = flags
+            .config
+            .clone()
+            .or_else(|| env("FOCUS_CONFIG").map(PathBuf::from));
+        if let Some(path) = toml_path {
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            config.apply_toml(&text, &path.display().to_string())?;
+        }
+        config.apply_flags(flags)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies the docker-jitsi-meet `jicofo` image's environment variables that apply to this focus.
+    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let mut e = EnvReader { get: &get };
+
+        if e.bool("JICOFO_ENABLE_AUTH")?.or(e.bool("ENABLE_AUTH")?) == Some(true) {
+            return Err(ConfigError::Unsupported(
+                "ENABLE_AUTH/JICOFO_ENABLE_AUTH=1: authentication is not supported by this focus; \
+                 unset it (rooms are open to every client Prosody admits)"
+                    .into(),
+            ));
+        }
+        if e.bool("ENABLE_VISITORS")? == Some(true) {
+            return Err(ConfigError::Unsupported(
+                "ENABLE_VISITORS=1: visitor nodes are not supported by this focus".into(),
+            ));
+        }
+
+        if let Some(v) = get("XMPP_DOMAIN") {
+            self.client_proxy = Some(format!("focus.{v}"));
+            self.xmpp_domain = v;
+        }
+        if let Some(v) = get("XMPP_MUC_DOMAIN") {
+            self.muc_domain = v;
+        }
+        if let Some(v) = get("XMPP_INTERNAL_MUC_DOMAIN") {
+            self.internal_muc_domain = v;
+        }
+        if let Some(v) = get("XMPP_AUTH_DOMAIN") {
+            self.client.login_domain = v;
+        }
+        if let Some(v) = get("XMPP_SERVER") {
+            // docker allows "host" and "host:port"; a list is for bridges only, the focus uses the first.
+            let first = v.split(',').next().unwrap_or_default().trim().to_owned();
+            let (host, port) = split_host_port("XMPP_SERVER", &first)?;
+            self.client.host = host;
+            if let Some(p) = port {
+                self.client.port = p;
+            }
+        }
+        if let Some(p) = e.num::<u16>("XMPP_PORT")? {
+            self.client.port = p;
+        }
+        if let Some(v) = get("JICOFO_AUTH_USER") {
+            self.client.username = v;
+        }
+        if let Some(v) = env("JICOFO_AUTH_PASSWORD") {
+            self.client.password = v;
+        }
+        if let Some(v) = get("JVB_BREWERY_MUC") {
+            self.brewery_room = v;
+        }
+        if let Some(v) = e.bool("XMPP_USE_TLS")? {
+            self.client.use_tls = Some(v);
+        }
+        if let Some(secret) = get("JICOFO_COMPONENT_SECRET") {
+            self.component = Some(ComponentConfig {
+                host: self.client.host.clone(),
+                port: 5347,
+                jid: format!("focus.{}", self.xmpp_domain),
+                secret,
+            });
+        }
+        if let (Some(c), Some(p)) = (
+            self.component.as_mut(),
+            e.num::<u16>("XMPP_COMPONENT_PORT")?,
+        ) {
+            c.port = p;
+        }
+        if e.bool("ENABLE_JVB_XMPP_SERVER")? == Some(true) {
+            let server = get("JVB_XMPP_SERVER").unwrap_or_else(|| "xmpp.jvb.meet.jitsi".into());
+            let (host, port) = split_host_port("JVB_XMPP_SERVER", &server)?;
+            self.service = Some(XmppClientConfig {
+                host,
+                port: e.num("JVB_XMPP_PORT")?.or(port).unwrap_or(6222),
+                login_domain: get("JVB_XMPP_AUTH_DOMAIN")
+                    .unwrap_or_else(|| "auth.jvb.meet.jitsi".into()),
+                ..self.client.clone()
+            });
+            self.service_muc_domain = Some(
+                get("JVB_XMPP_INTERNAL_MUC_DOMAIN").unwrap_or_else(|| "muc.jvb.meet.jitsi".into()),
+            );
+        }
+
+        // Codecs and header extensions.
+        if let Some(v) = e.bool("ENABLE_CODEC_VP8")? {
+            self.codecs.vp8.enabled = v;
+        }
+        if let Some(v) = e.bool("ENABLE_CODEC_VP9")? {
+            self.codecs.vp9.enabled = v;
+        }
+        if let Some(v) = e.bool("ENABLE_CODEC_AV1")? {
+            self.codecs.av1.enabled = v;
+        }
+        if let Some(v) = e.bool("ENABLE_CODEC_H264")? {
+            self.codecs.h264.enabled = v;
+        }
+        if let Some(v) = e.bool("ENABLE_CODEC_OPUS_RED")? {
+            self.codecs.opus_red.enabled = v;
+        }
+        // docker renders these two unconditionally with default 0.
+        self.codecs.extensions.video_layers_allocation.enabled =
+            e.bool("ENABLE_VLA")?.unwrap_or(false);
+        self.codecs.extensions.mid.enabled = e.bool("JICOFO_ENABLE_MID")?.unwrap_or(false);
+
+        // Bridges.
+        if let Some(v) = e.num::<i64>("MAX_BRIDGE_PARTICIPANTS")? {
+            self.bridge.max_bridge_participants = v;
+        }
+        if let Some(v) = e.num::<f64>("BRIDGE_AVG_PARTICIPANT_STRESS")? {
+            self.bridge.average_participant_stress = v;
+        }
+        if let Some(v) = e.num::<f64>("BRIDGE_STRESS_THRESHOLD")? {
+            self.bridge.stress_threshold = v;
+        }
+        if let Some(v) = get("OCTO_BRIDGE_SELECTION_STRATEGY") {
+            self.bridge.selection_strategy = parse_strategy("OCTO_BRIDGE_SELECTION_STRATEGY", &v)?;
+        }
+        if let Some(v) = get("JICOFO_OCTO_REGION") {
+            self.bridge.local_region = Some(v);
+        }
+        if let Some(v) = e.bool("JICOFO_ENABLE_BRIDGE_HEALTH_CHECKS")? {
+            self.bridge.health_checks_enabled = v;
+        }
+        if let Some(v) = e.bool("JICOFO_HEALTH_CHECKS_USE_PRESENCE")? {
+            self.bridge.health_checks_use_presence = v;
+        }
+
+        // Conferences.
+        if let Some(v) = e.duration("JICOFO_CONF_INITIAL_PARTICIPANT_WAIT_TIMEOUT")? {
+            self.conference.initial_timeout = v;
+        }
+        if let Some(v) = e.duration("JICOFO_CONF_SINGLE_PARTICIPANT_TIMEOUT")? {
+            self.conference.single_participant_timeout = v;
+        }
+        if let Some(v) = e.num::<usize>("JICOFO_CONF_MAX_AUDIO_SENDERS")? {
+            self.conference.max_audio_senders = v;
+        }
+        if let Some(v) = e.num::<usize>("JICOFO_CONF_MAX_VIDEO_SENDERS")? {
+            self.conference.max_video_senders = v;
+        }
+        if let Some(v) = e.bool("JICOFO_CONF_STRIP_SIMULCAST")? {
+            self.conference.strip_simulcast = v;
+        }
+        if let Some(v) = e.bool("JICOFO_CONF_SSRC_REWRITING")? {
+            self.conference.use_ssrc_rewriting = v;
+        }
+        if let Some(v) = e.num::<u32>("JICOFO_RESTART_REQUEST_MAX")? {
+            self.conference.restart_max_requests = v;
+            // docker renders the interval (default 60 s) only together with the maximum.
+            self.conference.restart_interval = Duration::from_secs(
+                e.num::<u64>("JICOFO_RESTART_REQUEST_INTERVAL")?
+                    .unwrap_or(60),
+            );
+        }
+        if let Some(v) = e.num::<usize>("MAX_SSRCS_PER_USER")? {
+            self.conference.max_ssrcs_per_user = v;
+            self.conference.max_ssrc_groups_per_user = v;
+        }
+        if let Some(v) = e.num::<usize>("MAX_SSRC_GROUPS_PER_USER")? {
+            self.conference.max_ssrc_groups_per_user = v;
+        }
+        if let Some(v) = e.bool("ENABLE_AUTO_OWNER")? {
+            self.conference.enable_auto_owner = v;
+        }
+        if let Some(v) = e.num::<usize>("JICOFO_MIN_PARTICIPANTS")? {
+            self.conference.min_participants = v;
+        }
+
+        // REST.
+        if e.bool("JICOFO_ENABLE_REST")? == Some(true) {
+            self.rest.host = IpAddr::from([0, 0, 0, 0]);
+        }
+        if let Some(v) = e.bool("JICOFO_LOG_JSON")? {
+            self.log_json = v;
+        }
+        let _ = &mut e;
+        Ok(())
+    }
+
+    /// Applies a TOML file (keys mirror the structure of this type; see [`TomlConfig`]).
+    pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
+        let t: TomlConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        t.apply(self)
+    }
+
+    /// Applies command-line flags.
+    pub fn apply_flags(&mut self, f: &Flags) -> Result<(), ConfigError> {
+        if let Some(v) = &f.xmpp_server {
+            let (host, port) = split_host_port("--xmpp-server", v)?;
+            self.client.host = host;
+            if let Some(p) = port {
+                self.client.port = p;
+            }
+        }
+        if let Some(v) = f.xmpp_port {
+            self.client.port = v;
+        }
+        if let Some(v) = &f.xmpp_domain {
+            self.client_proxy = Some(format!("focus.{v}"));
+            if let Some(c) = self.component.as_mut() {
+                c.jid = format!("focus.{v}");
+            }
+            self.xmpp_domain = v.clone();
+        }
+        if let Some(v) = &f.auth_domain {
+            self.client.login_domain = v.clone();
+        }
+        if let Some(v) = &f.muc_domain {
+            self.muc_domain = v.clone();
+        }
+        if let Some(v) = &f.internal_muc_domain {
+            self.internal_muc_domain = v.clone();
+        }
+        if let Some(v) = &f.password {
+            self.client.password = v.clone();
+        }
+        if let Some(v) = &f.component_secret {
+            let host = self.client.host.clone();
+            let jid = format!("focus.{}", self.xmpp_domain);
+            let c = self.component.get_or_insert(ComponentConfig {
+                host,
+                port: 5347,
+                jid,
+                secret: String::new(),
+            });
+            c.secret = v.clone();
+        }
+        if let Some(v) = f.component_port {
+            match self.component.as_mut() {
+                Some(c) => c.port = v,
+                None => {
+                    return Err(ConfigError::Missing(
+                        "--component-secret (or JICOFO_COMPONENT_SECRET) for --component-port"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        if f.no_tls {
+            self.client.use_tls = Some(false);
+            if let Some(s) = self.service.as_mut() {
+                s.use_tls = Some(false);
+            }
+        }
+        if let Some(v) = f.rest_port {
+            self.rest.port = v;
+        }
+        if let Some(v) = f.rest_host {
+            self.rest.host = v;
+        }
+        if let Some(v) = f.min_participants {
+            self.conference.min_participants = v;
+        }
+        if f.log_json {
+            self.log_json = true;
+        }
+        Ok(())
+    }
+
+    /// Final consistency checks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.client.password.is_empty() {
+            return Err(ConfigError::Missing(
+                "JICOFO_AUTH_PASSWORD (or --password / xmpp.password)".into(),
+            ));
+        }
+        for (name, value) in [
+            ("XMPP_DOMAIN", &self.xmpp_domain),
+            ("XMPP_MUC_DOMAIN", &self.muc_domain),
+            ("XMPP_AUTH_DOMAIN", &self.client.login_domain),
+            ("XMPP_INTERNAL_MUC_DOMAIN", &self.internal_muc_domain),
+        ] {
+            if jid::BareJid::new(value).is_err() || value.contains('@') {
+                return Err(invalid(name, value, "not a valid XMPP domain"));
+            }
+        }
+        if jid::BareJid::new(&self.brewery_jid()).is_err() {
+            return Err(invalid(
+                "JVB_BREWERY_MUC",
+                &self.brewery_room,
+                "not a valid room name",
+            ));
+        }
+        if jid::BareJid::new(&self.focus_bare_jid()).is_err() {
+            return Err(invalid(
+                "JICOFO_AUTH_USER",
+                &self.client.username,
+                "not a valid user name",
+            ));
+        }
+        if self.conference.min_participants == 0 {
+            return Err(invalid("min-participants", "0", "must be at least 1"));
+        }
+        if self.bridge.stress_threshold.is_nan() || self.bridge.stress_threshold <= 0.0 {
+            return Err(invalid(
+                "BRIDGE_STRESS_THRESHOLD",
+                &self.bridge.stress_threshold.to_string(),
+                "must be positive",
+            ));
+        }
+        if self.bridge.average_participant_stress.is_nan()
+            || self.bridge.average_participant_stress < 0.0
+        {
+            return Err(invalid(
+                "BRIDGE_AVG_PARTICIPANT_STRESS",
+                &self.bridge.average_participant_stress.to_string(),
+                "must not be negative",
+            ));
+        }
+        self.codecs
+            .validate()
+            .map_err(|reason| invalid("codec", "", reason))?;
+        Ok(())
+    }
+}
+
+struct EnvReader<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl EnvReader<'_> {
+    fn bool(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+        (self.get)(name)
+            .map(|v| parse_bool(&v).ok_or_else(|| invalid(name, &v, "expected true/false/1/0")))
+            .transpose()
+    }
+
+    fn num<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        (self.get)(name)
+            .map(|v| {
+                v.trim()
+                    .parse::<T>()
+                    .map_err(|e| invalid(name, &v, e.to_string()))
+            })
+            .transpose()
+    }
+
+    fn duration(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
+        (self.get)(name)
+            .map(|v| parse_duration(&v).map_err(|r| invalid(name, &v, r)))
+            .transpose()
+    }
+}
+
+/// docker's `toBool`: 1/0, true/false, yes/no, on/off (any case).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    signaling::service::parse_bool(v).ok()
+}
+
+/// A HOCON-style duration: `20 seconds`, `20s`, `1 minute`, `500 ms`. Unlike
+/// `signaling::service::parse_duration`, a bare number is milliseconds, as HOCON (and so Jicofo, whose
+/// docker template pastes these variables into `jicofo.conf`) reads it.
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let s = v.trim().trim_matches('"').trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| "expected a number followed by a unit, e.g. '20 seconds'".to_owned())?;
+    let millis = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
+        "s" | "second" | "seconds" => n * 1e3,
+        "m" | "minute" | "minutes" => n * 60e3,
+        "h" | "hour" | "hours" => n * 3600e3,
+        "d" | "day" | "days" => n * 86400e3,
+        other => return Err(format!("unknown time unit '{other}'")),
+    };
+    if !millis.is_finite() || !(0.0..=1e13).contains(&millis) {
+        return Err("out of range".into());
+    }
+    Ok(Duration::from_millis(millis as u64))
+}
+
+fn split_host_port(name: &str, v: &str) -> Result<(String, Option<u16>), ConfigError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Err(invalid(name, v, "empty host"));
+    }
+    // An IPv6 literal without a port has several colons: take it whole.
+    match v.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            let p = port
+                .parse::<u16>()
+                .map_err(|e| invalid(name, v, format!("bad port: {e}")))?;
+            Ok((host.to_owned(), Some(p)))
+        }
+        _ => Ok((v.to_owned(), None)),
+    }
+}
+
+fn parse_strategy(name: &str, v: &str) -> Result<SelectionStrategy, ConfigError> {
+    match v.trim() {
+        "SingleBridgeSelectionStrategy" => Ok(SelectionStrategy::SingleBridge),
+        "RegionBasedBridgeSelectionStrategy" | "IntraRegionBridgeSelectionStrategy" => {
+            Ok(SelectionStrategy::RegionBased)
+        }
+        "SplitBridgeSelectionStrategy" => Err(invalid(
+            name,
+            v,
+            "multi-bridge (Octo) conferences are not supported; use SingleBridgeSelectionStrategy or \
+             RegionBasedBridgeSelectionStrategy",
+        )),
+        _ => Err(invalid(name, v, "unknown bridge selection strategy")),
+    }
+}
+
+/// Command-line flags (the last configuration layer).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    /// TOML configuration file (also `FOCUS_CONFIG`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// XMPP server, `host` or `host:port` (XMPP_SERVER).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub xmpp_server: Option<String>,
+    /// XMPP client port (XMPP_PORT).
+    #[arg(long)]
+    pub xmpp_port: Option<u16>,
+    /// The client domain (XMPP_DOMAIN).
+    #[arg(long)]
+    pub xmpp_domain: Option<String>,
+    /// The domain the focus logs in to (XMPP_AUTH_DOMAIN).
+    #[arg(long)]
+    pub auth_domain: Option<String>,
+    /// Conference MUC domain (XMPP_MUC_DOMAIN).
+    #[arg(long)]
+    pub muc_domain: Option<String>,
+    /// Brewery MUC domain (XMPP_INTERNAL_MUC_DOMAIN).
+    #[arg(long)]
+    pub internal_muc_domain: Option<String>,
+    /// Password of focus@XMPP_AUTH_DOMAIN (JICOFO_AUTH_PASSWORD).
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Serve conference IQs as the XEP-0114 component focus.<domain> with this secret
+    /// (JICOFO_COMPONENT_SECRET).
+    #[arg(long)]
+    pub component_secret: Option<String>,
+    /// Prosody's component port (default 5347).
+    #[arg(long)]
+    pub component_port: Option<u16>,
+    /// Connect without STARTTLS (loopback deployments).
+    #[arg(long)]
+    pub no_tls: bool,
+    /// REST port (default 8888).
+    #[arg(long)]
+    pub rest_port: Option<u16>,
+    /// REST bind address (default 127.0.0.1; 0.0.0.0 with JICOFO_ENABLE_REST=1).
+    #[arg(long)]
+    pub rest_host: Option<IpAddr>,
+    /// Members needed before anyone is invited (default 2).
+    #[arg(long)]
+    pub min_participants: Option<usize>,
+    /// Log JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// The TOML file: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlConfig {
+    pub xmpp: Option<TomlXmpp>,
+    pub conference: Option<TomlConference>,
+    pub bridge: Option<TomlBridge>,
+    pub codec: Option<TomlCodec>,
+    pub rest: Option<TomlRest>,
+    pub log_json: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlXmpp {
+    pub server: Option<String>,
+    pub port: Option<u16>,
+    pub domain: Option<String>,
+    pub auth_domain: Option<String>,
+    pub muc_domain: Option<String>,
+    pub internal_muc_domain: Option<String>,
+    pub brewery_room: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub use_tls: Option<bool>,
+    pub component_secret: Option<String>,
+    pub component_port: Option<u16>,
+    pub client_proxy: Option<String>,
+    pub reply_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlConference {
+    pub min_participants: Option<usize>,
+    pub single_participant_timeout: Option<String>,
+    pub initial_timeout: Option<String>,
+    pub max_ssrcs_per_user: Option<usize>,
+    pub max_ssrc_groups_per_user: Option<usize>,
+    pub max_audio_senders: Option<usize>,
+    pub max_video_senders: Option<usize>,
+    pub strip_simulcast: Option<bool>,
+    pub use_json_encoded_sources: Option<bool>,
+    pub enable_auto_owner: Option<bool>,
+    pub restart_min_interval: Option<String>,
+    pub restart_max_requests: Option<u32>,
+    pub restart_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlBridge {
+    pub max_bridge_participants: Option<i64>,
+    pub average_participant_stress: Option<f64>,
+    pub stress_threshold: Option<f64>,
+    pub participant_rampup_interval: Option<String>,
+    pub failure_reset_threshold: Option<String>,
+    pub selection_strategy: Option<String>,
+    pub local_region: Option<String>,
+    pub region_groups: Option<Vec<Vec<String>>>,
+    pub health_checks: Option<bool>,
+    pub health_check_interval: Option<String>,
+    pub health_checks_use_presence: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlCodec {
+    /// `{ vp8 = { enabled = true, pt = 100, rtx-pt = 96 } }`; rtx-pt -1 disables RTX.
+    pub video: Option<BTreeMap<String, TomlVideoCodec>>,
+    pub opus: Option<TomlToggle>,
+    pub opus_red: Option<TomlToggle>,
+    pub telephone_event: Option<TomlToggle>,
+    /// `{ tcc = { enabled = true, id = 5 } }`.
+    pub rtp_extensions: Option<BTreeMap<String, TomlToggle>>,
+    pub extmap_allow_mixed: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlVideoCodec {
+    pub enabled: Option<bool>,
+    pub pt: Option<u8>,
+    pub rtx_pt: Option<i32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlToggle {
+    pub enabled: Option<bool>,
+    pub pt: Option<u8>,
+    pub id: Option<u8>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlRest {
+    pub host: Option<IpAddr>,
+    pub port: Option<u16>,
+}
+
+fn toml_duration(key: &str, v: &Option<String>) -> Result<Option<Duration>, ConfigError> {
+    v.as_ref()
+        .map(|s| parse_duration(s).map_err(|r| invalid(key, s, r)))
+        .transpose()
+}
+
+impl TomlConfig {
+    fn apply(&self, c: &mut Config) -> Result<(), ConfigError> {
+        if let Some(x) = &self.xmpp {
+            if let Some(v) = &x.server {
+                let (host, port) = split_host_port("xmpp.server", v)?;
+                c.client.host = host;
+                if let Some(p) = port {
+                    c.client.port = p;
+                }
+            }
+            set(&mut c.client.port, x.port);
+            if let Some(v) = &x.domain {
+                c.client_proxy = Some(format!("focus.{v}"));
+                c.xmpp_domain = v.clone();
+            }
+            set(&mut c.client.login_domain, x.auth_domain.clone());
+            set(&mut c.muc_domain, x.muc_domain.clone());
+            set(&mut c.internal_muc_domain, x.internal_muc_domain.clone());
+            set(&mut c.brewery_room, x.brewery_room.clone());
+            set(&mut c.client.username, x.username.clone());
+            set(&mut c.client.password, x.password.clone());
+            if x.use_tls.is_some() {
+                c.client.use_tls = x.use_tls;
+            }
+            if let Some(secret) = &x.component_secret {
+                let host = c.client.host.clone();
+                let jid = format!("focus.{}", c.xmpp_domain);
+                c.component
+                    .get_or_insert(ComponentConfig {
+                        host,
+                        port: 5347,
+                        jid,
+                        secret: String::new(),
+                    })
+                    .secret = secret.clone();
+            }
+            if let (Some(p), Some(comp)) = (x.component_port, c.component.as_mut()) {
+                comp.port = p;
+            }
+            if let Some(v) = &x.client_proxy {
+                c.client_proxy = if v.is_empty() { None } else { Some(v.clone()) };
+            }
+            if let Some(d) = toml_duration("xmpp.reply-timeout", &x.reply_timeout)? {
+                c.reply_timeout = d;
+            }
+        }
+        if let Some(x) = &self.conference {
+            let k = &mut c.conference;
+            set(&mut k.min_participants, x.min_participants);
+            if let Some(d) = toml_duration(
+                "conference.single-participant-timeout",
+                &x.single_participant_timeout,
+            )? {
+                k.single_participant_timeout = d;
+            }
+            if let Some(d) = toml_duration("conference.initial-timeout", &x.initial_timeout)? {
+                k.initial_timeout = d;
+            }
+            set(&mut k.max_ssrcs_per_user, x.max_ssrcs_per_user);
+            set(&mut k.max_ssrc_groups_per_user, x.max_ssrc_groups_per_user);
+            set(&mut k.max_audio_senders, x.max_audio_senders);
+            set(&mut k.max_video_senders, x.max_video_senders);
+            set(&mut k.strip_simulcast, x.strip_simulcast);
+            set(&mut k.use_json_encoded_sources, x.use_json_encoded_sources);
+            set(&mut k.enable_auto_owner, x.enable_auto_owner);
+            if let Some(d) =
+                toml_duration("conference.restart-min-interval", &x.restart_min_interval)?
+            {
+                k.restart_min_interval = d;
+            }
+            set(&mut k.restart_max_requests, x.restart_max_requests);
+            if let Some(d) = toml_duration("conference.restart-interval", &x.restart_interval)? {
+                k.restart_interval = d;
+            }
+        }
+        if let Some(x) = &self.bridge {
+            let b = &mut c.bridge;
+            set(&mut b.max_bridge_participants, x.max_bridge_participants);
+            set(
+                &mut b.average_participant_stress,
+                x.average_participant_stress,
+            );
+            set(&mut b.stress_threshold, x.stress_threshold);
+            if let Some(d) = toml_duration(
+                "bridge.participant-rampup-interval",
+                &x.participant_rampup_interval,
+            )? {
+                b.participant_rampup_interval = d;
+            }
+            if let Some(d) =
+                toml_duration("bridge.failure-reset-threshold", &x.failure_reset_threshold)?
+            {
+                b.failure_reset_threshold = d;
+            }
+            if let Some(v) = &x.selection_strategy {
+                b.selection_strategy = parse_strategy("bridge.selection-strategy", v)?;
+            }
+            if let Some(v) = &x.local_region {
+                b.local_region = Some(v.clone());
+            }
+            if let Some(v) = &x.region_groups {
+                b.region_groups = v.clone();
+            }
+            set(&mut b.health_checks_enabled, x.health_checks);
+            if let Some(d) =
+                toml_duration("bridge.health-check-interval", &x.health_check_interval)?
+            {
+                b.health_check_interval = d;
+            }
+            set(
+                &mut b.health_checks_use_presence,
+                x.health_checks_use_presence,
+            );
+        }
+        if let Some(x) = &self.codec {
+            for (name, v) in x.video.iter().flatten() {
+                let key = format!("codec.video.{name}");
+                let codec = match name.as_str() {
+                    "vp8" => &mut c.codecs.vp8,
+                    "vp9" => &mut c.codecs.vp9,
+                    "av1" => &mut c.codecs.av1,
+                    "h264" => &mut c.codecs.h264,
+                    _ => return Err(invalid(&key, name, "unknown video codec")),
+                };
+                set(&mut codec.enabled, v.enabled);
+                set(&mut codec.pt, v.pt);
+                if let Some(r) = v.rtx_pt {
+                    codec.rtx_pt = match r {
+                        -1 => None,
+                        0..=127 => Some(r as u8),
+                        _ => {
+                            return Err(invalid(
+                                &format!("{key}.rtx-pt"),
+                                &r.to_string(),
+                                "expected -1 or 0..=127",
+                            ));
+                        }
+                    };
+                }
+            }
+            if let Some(t) = &x.opus {
+                set(&mut c.codecs.opus.enabled, t.enabled);
+                set(&mut c.codecs.opus.pt, t.pt);
+            }
+            if let Some(t) = &x.opus_red {
+                set(&mut c.codecs.opus_red.enabled, t.enabled);
+                set(&mut c.codecs.opus_red.pt, t.pt);
+            }
+            if let Some(t) = &x.telephone_event {
+                set(&mut c.codecs.telephone_event.enabled, t.enabled);
+                set(&mut c.codecs.telephone_event.pt, t.pt);
+            }
+            for (name, t) in x.rtp_extensions.iter().flatten() {
+                let ext = c.codecs.extensions.by_name(name).ok_or_else(|| {
+                    invalid(
+                        &format!("codec.rtp-extensions.{name}"),
+                        name,
+                        "unknown header extension",
+                    )
+                })?;
+                set(&mut ext.enabled, t.enabled);
+                set(&mut ext.id, t.id);
+            }
+            set(&mut c.codecs.extmap_allow_mixed, x.extmap_allow_mixed);
+        }
+        if let Some(x) = &self.rest {
+            set(&mut c.rest.host, x.host);
+            set(&mut c.rest.port, x.port);
+        }
+        set(&mut c.log_json, self.log_json);
+        Ok(())
+    }
+}
+
+fn set<T>(target: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *target = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn docker_defaults_and_env() {
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "s3cret"),
+            ("XMPP_SERVER", "prosody:5223"),
+            ("XMPP_DOMAIN", "meet.example"),
+            ("XMPP_AUTH_DOMAIN", "auth.meet.example"),
+            ("ENABLE_CODEC_H264", "0"),
+            ("JICOFO_CONF_SINGLE_PARTICIPANT_TIMEOUT", "30 seconds"),
+            ("MAX_SSRCS_PER_USER", "30"),
+        ]);
+        let c = Config::load(&e, &Flags::default()).unwrap();
+        assert_eq!(c.client.host, "prosody");
+        assert_eq!(c.client.port, 5223);
+        assert_eq!(c.client_proxy.as_deref(), Some("focus.meet.example"));
+        assert_eq!(c.focus_bare_jid(), "focus@auth.meet.example");
+        assert_eq!(c.brewery_jid(), "jvbbrewery@internal-muc.meet.jitsi");
+        assert!(!c.codecs.h264.enabled);
+        assert!(c.codecs.vp8.enabled);
+        assert_eq!(
+            c.conference.single_participant_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(c.conference.max_ssrc_groups_per_user, 30);
+        // docker disables mid by default.
+        assert!(!c.codecs.extensions.mid.enabled);
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let e = env(&[("JICOFO_AUTH_PASSWORD", "x"), ("ENABLE_CODEC_VP8", "maybe")]);
+        let err = Config::load(&e, &Flags::default()).unwrap_err();
+        assert!(err.to_string().contains("ENABLE_CODEC_VP8"), "{err}");
+
+        let e = env(&[("JICOFO_AUTH_PASSWORD", "x"), ("XMPP_PORT", "99999")]);
+        assert!(
+            Config::load(&e, &Flags::default())
+                .unwrap_err()
+                .to_string()
+                .contains("XMPP_PORT")
+        );
+
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("JICOFO_CONF_SINGLE_PARTICIPANT_TIMEOUT", "soon"),
+        ]);
+        assert!(
+            Config::load(&e, &Flags::default())
+                .unwrap_err()
+                .to_string()
+                .contains("JICOFO_CONF_SINGLE_PARTICIPANT_TIMEOUT")
+        );
+
+        let e = env(&[]);
+        assert!(matches!(
+            Config::load(&e, &Flags::default()).unwrap_err(),
+            ConfigError::Missing(_)
+        ));
+
+        let e = env(&[("JICOFO_AUTH_PASSWORD", "x"), ("ENABLE_AUTH", "1")]);
+        assert!(matches!(
+            Config::load(&e, &Flags::default()).unwrap_err(),
+            ConfigError::Unsupported(_)
+        ));
+    }
+
+    #[test]
+    fn layers_override_in_order_env_toml_flags() {
+        let e = env(&[("JICOFO_AUTH_PASSWORD", "x"), ("XMPP_PORT", "1111")]);
+        let mut c = Config::default();
+        c.apply_env(&e).unwrap();
+        assert_eq!(c.client.port, 1111);
+        c.apply_toml(
+            "[xmpp]\nport = 2222\n[conference]\nmin-participants = 3\n[codec.video.vp9]\nenabled = false\nrtx-pt = -1\n[codec.rtp-extensions.tcc]\nid = 6\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.client.port, 2222);
+        assert_eq!(c.conference.min_participants, 3);
+        assert!(!c.codecs.vp9.enabled);
+        assert_eq!(c.codecs.vp9.rtx_pt, None);
+        assert_eq!(c.codecs.extensions.tcc.id, 6);
+        c.apply_flags(&Flags {
+            xmpp_port: Some(3333),
+            component_secret: Some("cs".into()),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(c.client.port, 3333);
+        assert_eq!(c.component.as_ref().unwrap().jid, "focus.meet.jitsi");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_unknown_keys_and_bad_durations_are_named() {
+        let mut c = Config::default();
+        let err = c
+            .apply_toml("[conference]\nmin-participant = 3\n", "f.toml")
+            .unwrap_err();
+        assert!(err.to_string().contains("min-participant"), "{err}");
+        let err = c
+            .apply_toml("[conference]\ninitial-timeout = \"x\"\n", "f.toml")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("conference.initial-timeout"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_parse_like_hocon() {
+        assert_eq!(parse_duration("20 seconds"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("1 minute"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1500"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+    }
+}

@@ -1,0 +1,850 @@
+//! The sans-IO focus: conferences, participants, bridges.
+//!
+//! [`Focus`] is a synchronous state machine. The shell feeds it `(now, Input)` — stanzas received on the
+//! XMPP connections, answers to requests it asked for, connection state — and calls
+//! [`Focus::handle_timeout`] at [`Focus::poll_timeout`]. It emits [`Output`]s: IQ requests (with a
+//! [`RequestId`] the shell reports the answer under), IQ replies and presence. No sockets, clocks, tasks or
+//! locks live here, so every flow can be driven deterministically in tests with virtual time.
+
+pub mod bridges;
+pub mod colibri;
+mod conference;
+pub mod muc;
+pub mod offer;
+pub mod stanza;
+mod stats;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use jid::BareJid;
+use minidom::Element;
+use signaling::focus_iq::{ConferenceRequest, ConferenceResponse};
+use signaling::ns;
+use signaling::xml::{Builder, XmlElement};
+use tracing::{debug, info, warn};
+
+pub use bridges::{BridgeConfig, BridgeStats, Bridges, SelectionStrategy};
+use conference::Conference;
+pub use conference::{ConferenceDebug, ParticipantDebug};
+pub use offer::{CodecConfig, Features};
+pub use stanza::{
+    Condition, IqKind, IqRequest, Link, Output, RequestFailure, RequestId, StanzaError,
+};
+pub use stats::{Counters, FocusStats};
+
+/// Conference behaviour (Jicofo `jicofo.conference`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConferenceConfig {
+    /// Members needed in the room before anyone is invited.
+    pub min_participants: usize,
+    /// A participant left alone is disconnected after this long.
+    pub single_participant_timeout: Duration,
+    /// A conference nobody joins is stopped after this long.
+    pub initial_timeout: Duration,
+    pub max_ssrcs_per_user: usize,
+    pub max_ssrc_groups_per_user: usize,
+    pub max_audio_senders: usize,
+    pub max_video_senders: usize,
+    /// Signal only the first simulcast layer (and its RTX) to receivers.
+    pub strip_simulcast: bool,
+    /// Ask the bridge to rewrite SSRCs for clients that support it.
+    pub use_ssrc_rewriting: bool,
+    /// Send sources as `json-message` to clients that support it.
+    pub use_json_encoded_sources: bool,
+    /// Make the first member an owner of the room.
+    pub enable_auto_owner: bool,
+    /// Client restart requests (session-terminate with restart): minimum spacing and a rate cap.
+    pub restart_min_interval: Duration,
+    pub restart_max_requests: u32,
+    pub restart_interval: Duration,
+}
+
+impl Default for ConferenceConfig {
+    fn default() -> Self {
+        ConferenceConfig {
+            min_participants: 2,
+            single_participant_timeout: Duration::from_secs(20),
+            initial_timeout: Duration::from_secs(15),
+            max_ssrcs_per_user: 20,
+            max_ssrc_groups_per_user: 20,
+            max_audio_senders: 999_999,
+            max_video_senders: 999_999,
+            strip_simulcast: true,
+            use_ssrc_rewriting: true,
+            use_json_encoded_sources: true,
+            enable_auto_owner: true,
+            restart_min_interval: Duration::from_secs(5),
+            restart_max_requests: 5,
+            restart_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the core needs to know about its environment.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The focus's full client JID (`focus@auth.meet.jitsi/focus`), the Jingle `initiator`.
+    pub focus_full_jid: String,
+    /// Its bare JID, the `focusjid` clients recognise the focus by.
+    pub focus_bare_jid: String,
+    /// The MUC nickname in conference rooms and in the brewery; clients require `focus`.
+    pub nick: String,
+    /// The brewery room.
+    pub brewery: BareJid,
+    /// Which connection sees the brewery (and talks to bridges).
+    pub brewery_link: Link,
+    /// Answer timeout for COLIBRI2 and Jingle requests.
+    pub reply_timeout: Duration,
+    /// Answer timeout for disco#info to clients (after it, default features are assumed).
+    pub disco_timeout: Duration,
+    /// Give up joining a room after this long.
+    pub join_timeout: Duration,
+    pub conference: ConferenceConfig,
+    pub bridge: BridgeConfig,
+    pub codecs: CodecConfig,
+    /// Advertised in presence and `/about/version`.
+    pub version: String,
+}
+
+impl CoreConfig {
+    /// A configuration with Jicofo's defaults for the given identities.
+    pub fn new(focus_full_jid: &str, brewery: BareJid) -> Self {
+        let bare = focus_full_jid
+            .split_once('/')
+            .map_or(focus_full_jid, |(b, _)| b)
+            .to_owned();
+        CoreConfig {
+            focus_full_jid: focus_full_jid.to_owned(),
+            focus_bare_jid: bare,
+            nick: "focus".into(),
+            brewery,
+            brewery_link: Link::Client,
+            reply_timeout: Duration::from_secs(15),
+            disco_timeout: Duration::from_secs(5),
+            join_timeout: Duration::from_secs(15),
+            conference: ConferenceConfig::default(),
+            bridge: BridgeConfig::default(),
+            codecs: CodecConfig::default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// Something that happened outside the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A connection is (again) online.
+    Online(Link),
+    /// A connection went down (it reconnects by itself).
+    Offline(Link),
+    /// An IQ get/set addressed to the focus.
+    Iq(IqRequest),
+    /// A presence stanza.
+    Presence { link: Link, presence: Element },
+    /// The answer (or its absence) to a request the core sent.
+    IqResponse {
+        request: RequestId,
+        result: Result<Option<Element>, RequestFailure>,
+    },
+}
+
+/// A small deterministic generator for ids (session ids, bridge-session ids, meeting ids).
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn uuid(&mut self) -> String {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next_u64().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.next_u64().to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+
+    pub fn hex(&mut self, len: usize) -> String {
+        let mut s = String::with_capacity(len);
+        while s.len() < len {
+            s.push_str(&format!("{:016x}", self.next_u64()));
+        }
+        s.truncate(len);
+        s
+    }
+}
+
+/// What a request was for, so that its answer can be routed.
+#[derive(Debug, Clone)]
+pub(crate) enum Pending {
+    Room {
+        room: BareJid,
+        what: RoomRequest,
+    },
+    Health {
+        bridge: String,
+    },
+    /// Answers we do not need (errors are logged).
+    Ignore {
+        what: &'static str,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum RoomRequest {
+    ConfigForm,
+    ConfigSubmit,
+    GrantOwner,
+    Disco {
+        nick: String,
+    },
+    Allocate {
+        nick: String,
+        epoch: u64,
+        bridge_session: String,
+    },
+    BridgeUpdate {
+        nick: Option<String>,
+        bridge_session: String,
+    },
+    SessionInitiate {
+        nick: String,
+        epoch: u64,
+    },
+    Jingle {
+        nick: String,
+        action: &'static str,
+    },
+}
+
+/// Output queue, outstanding requests and id generation, shared by all conferences.
+#[derive(Debug)]
+pub(crate) struct Io {
+    outputs: VecDeque<Output>,
+    pending: HashMap<RequestId, Pending>,
+    next_request: u64,
+    pub rng: Rng,
+}
+
+impl Io {
+    pub fn request(
+        &mut self,
+        link: Link,
+        to: String,
+        kind: IqKind,
+        payload: Element,
+        timeout: Duration,
+        pending: Pending,
+    ) -> RequestId {
+        self.next_request += 1;
+        let request = RequestId(self.next_request);
+        self.pending.insert(request, pending);
+        self.outputs.push_back(Output::Request {
+            request,
+            link,
+            to,
+            kind,
+            payload,
+            timeout,
+        });
+        request
+    }
+
+    pub fn reply(
+        &mut self,
+        link: Link,
+        to: &str,
+        id: &str,
+        response: Result<Option<Element>, StanzaError>,
+    ) {
+        self.outputs.push_back(Output::Reply {
+            link,
+            to: to.to_owned(),
+            id: id.to_owned(),
+            response,
+        });
+    }
+
+    pub fn presence(&mut self, link: Link, presence: Element) {
+        self.outputs.push_back(Output::Presence { link, presence });
+    }
+}
+
+/// The state shared by conferences while one input is handled.
+pub(crate) struct Ctx<'a> {
+    pub now: Instant,
+    pub cfg: &'a CoreConfig,
+    pub bridges: &'a mut Bridges,
+    pub io: &'a mut Io,
+    pub counters: &'a mut Counters,
+    pub features: &'a mut HashMap<String, Features>,
+    pub client_online: bool,
+}
+
+#[derive(Debug, Default)]
+struct HealthCheck {
+    next: Option<Instant>,
+    in_flight: bool,
+    retried: bool,
+}
+
+/// The focus.
+#[derive(Debug)]
+pub struct Focus {
+    cfg: CoreConfig,
+    conferences: BTreeMap<BareJid, Conference>,
+    bridges: Bridges,
+    health: BTreeMap<String, HealthCheck>,
+    io: Io,
+    counters: Counters,
+    /// disco#info answers by caps `node#ver`, so each client build is asked once.
+    features: HashMap<String, Features>,
+    client_online: bool,
+    brewery_online: bool,
+    brewery_joined: bool,
+    /// Bridges seen since the brewery was (re)joined; the rest are gone once our own presence arrives.
+    brewery_seen: Option<BTreeSet<String>>,
+}
+
+impl Focus {
+    /// `seed` makes generated ids reproducible in tests; use a random one in production.
+    pub fn new(cfg: CoreConfig, seed: u64) -> Self {
+        let bridges = Bridges::new(cfg.bridge.clone());
+        Focus {
+            cfg,
+            conferences: BTreeMap::new(),
+            bridges,
+            health: BTreeMap::new(),
+            io: Io {
+                outputs: VecDeque::new(),
+                pending: HashMap::new(),
+                next_request: 0,
+                rng: Rng(seed),
+            },
+            counters: Counters::default(),
+            features: HashMap::new(),
+            client_online: false,
+            brewery_online: false,
+            brewery_joined: false,
+            brewery_seen: None,
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// The next thing the shell must do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.io.outputs.pop_front()
+    }
+
+    /// When [`Focus::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let conf = self
+            .conferences
+            .values()
+            .filter_map(Conference::next_deadline);
+        let health = self.health.values().filter_map(|h| h.next);
+        conf.chain(health).min()
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Online(link) => self.on_online(now, link),
+            Input::Offline(link) => self.on_offline(link),
+            Input::Iq(req) => self.on_iq(now, req),
+            Input::Presence { presence, .. } => self.on_presence(now, presence),
+            Input::IqResponse { request, result } => self.on_response(now, request, result),
+        }
+    }
+
+    fn ctx(&mut self, now: Instant) -> (Ctx<'_>, &mut BTreeMap<BareJid, Conference>) {
+        (
+            Ctx {
+                now,
+                cfg: &self.cfg,
+                bridges: &mut self.bridges,
+                io: &mut self.io,
+                counters: &mut self.counters,
+                features: &mut self.features,
+                client_online: self.client_online,
+            },
+            &mut self.conferences,
+        )
+    }
+
+    // ---- connections ------------------------------------------------------------------------------
+
+    fn on_online(&mut self, now: Instant, link: Link) {
+        info!(?link, "connection online");
+        if link == Link::Client {
+            self.client_online = true;
+            // Available presence: mod_client_proxy only forwards to resources that are online.
+            self.io.presence(
+                Link::Client,
+                Builder::new("presence", ns::JABBER_CLIENT).build(),
+            );
+            let (mut ctx, conferences) = self.ctx(now);
+            for c in conferences.values_mut() {
+                c.rejoin(&mut ctx);
+            }
+        }
+        if link == self.cfg.brewery_link {
+            self.brewery_online = true;
+            self.join_brewery();
+        }
+    }
+
+    fn on_offline(&mut self, link: Link) {
+        warn!(?link, "connection offline");
+        if link == Link::Client {
+            self.client_online = false;
+            for c in self.conferences.values_mut() {
+                c.connection_lost();
+            }
+        }
+        if link == self.cfg.brewery_link {
+            self.brewery_online = false;
+            self.brewery_joined = false;
+        }
+    }
+
+    fn join_brewery(&mut self) {
+        let presence = muc::join_presence(&self.cfg.brewery, &self.cfg.nick, &[]);
+        self.brewery_seen = Some(BTreeSet::new());
+        self.io.presence(self.cfg.brewery_link, presence);
+    }
+
+    // ---- IQ requests ------------------------------------------------------------------------------
+
+    fn on_iq(&mut self, now: Instant, req: IqRequest) {
+        let p = &req.payload;
+        if p.is("conference", ns::FOCUS) && req.kind == IqKind::Set {
+            self.on_conference_request(now, req);
+        } else if p.is("jingle", ns::JINGLE) && req.kind == IqKind::Set {
+            let room = req
+                .from
+                .split_once('/')
+                .and_then(|(room, _)| room.parse::<BareJid>().ok());
+            let (mut ctx, conferences) = self.ctx(now);
+            match room.and_then(|r| conferences.get_mut(&r)) {
+                Some(c) => c.on_jingle(&mut ctx, &req),
+                None => {
+                    debug!(from = %req.from, "jingle from outside any conference");
+                    ctx.counters.jingle_errors += 1;
+                    ctx.io.reply(
+                        req.link,
+                        &req.from,
+                        &req.id,
+                        Err(conference::unknown_session(
+                            "not a participant of any conference",
+                        )),
+                    );
+                }
+            }
+        } else if p.is("ping", "urn:xmpp:ping") {
+            self.io.reply(req.link, &req.from, &req.id, Ok(None));
+        } else if p.is("query", muc::NS_DISCO_INFO) && req.kind == IqKind::Get {
+            let answer = Builder::new("query", muc::NS_DISCO_INFO)
+                .child(
+                    Builder::new("identity", muc::NS_DISCO_INFO)
+                        .attr("category", "component")
+                        .attr("type", "focus")
+                        .attr("name", "Conference focus")
+                        .build(),
+                )
+                .children(
+                    [muc::NS_DISCO_INFO, ns::FOCUS, "urn:xmpp:ping"]
+                        .into_iter()
+                        .map(|f| {
+                            Builder::new("feature", muc::NS_DISCO_INFO)
+                                .attr("var", f)
+                                .build()
+                        }),
+                )
+                .build();
+            self.io
+                .reply(req.link, &req.from, &req.id, Ok(Some(answer)));
+        } else {
+            self.io.reply(
+                req.link,
+                &req.from,
+                &req.id,
+                Err(StanzaError::new(
+                    Condition::ServiceUnavailable,
+                    format!("<{} xmlns='{}'> is not handled here", p.name(), p.ns()),
+                )),
+            );
+        }
+    }
+
+    fn on_conference_request(&mut self, now: Instant, req: IqRequest) {
+        self.counters.conference_requests += 1;
+        let request = match ConferenceRequest::from_element(&req.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                info!(from = %req.from, error = %e, "bad conference request");
+                self.io.reply(
+                    req.link,
+                    &req.from,
+                    &req.id,
+                    Err(StanzaError::new(Condition::BadRequest, e.to_string())),
+                );
+                return;
+            }
+        };
+        let room = request.room.clone();
+        info!(%room, from = %req.from, "conference request");
+        let waiter = conference::Waiter {
+            link: req.link,
+            to: req.from.clone(),
+            id: req.id.clone(),
+        };
+        let (mut ctx, conferences) = self.ctx(now);
+        if let Some(c) = conferences.get_mut(&room) {
+            if c.is_joined() {
+                let answer = ConferenceResponse::ready(room, &ctx.cfg.focus_bare_jid);
+                ctx.io
+                    .reply(req.link, &req.from, &req.id, Ok(Some(answer.to_element())));
+            } else {
+                c.add_waiter(waiter);
+            }
+            return;
+        }
+        if !ctx.client_online {
+            let mut answer = ConferenceResponse::ready(room, &ctx.cfg.focus_bare_jid);
+            answer.ready = false;
+            ctx.io
+                .reply(req.link, &req.from, &req.id, Ok(Some(answer.to_element())));
+            return;
+        }
+        ctx.counters.conferences_created += 1;
+        let mut c = Conference::new(&mut ctx, room.clone());
+        c.add_waiter(waiter);
+        conferences.insert(room, c);
+    }
+
+    // ---- presence ---------------------------------------------------------------------------------
+
+    fn on_presence(&mut self, now: Instant, presence: Element) {
+        let Some(p) = muc::MucPresence::parse(&presence) else {
+            return;
+        };
+        if p.room == self.cfg.brewery {
+            self.on_brewery_presence(now, p);
+            return;
+        }
+        let room = p.room.clone();
+        let (mut ctx, conferences) = self.ctx(now);
+        let Some(c) = conferences.get_mut(&room) else {
+            return;
+        };
+        c.on_presence(&mut ctx, p);
+        if c.is_stopped() {
+            conferences.remove(&room);
+        }
+    }
+
+    fn on_brewery_presence(&mut self, now: Instant, p: muc::MucPresence) {
+        let jid = format!("{}/{}", p.room, p.nick);
+        if p.nick == self.cfg.nick {
+            if p.error {
+                warn!("cannot join the brewery {}", self.cfg.brewery);
+                return;
+            }
+            if p.available && !self.brewery_joined {
+                self.brewery_joined = true;
+                info!(brewery = %self.cfg.brewery, "joined the brewery");
+                if let Some(seen) = self.brewery_seen.take() {
+                    let gone: Vec<String> = self
+                        .bridges
+                        .iter()
+                        .map(|b| b.jid.clone())
+                        .filter(|j| !seen.contains(j))
+                        .collect();
+                    for j in gone {
+                        self.bridge_down(now, &j, "not in the brewery after re-joining", true);
+                    }
+                }
+            }
+            return;
+        }
+        if !p.available {
+            if self.bridges.get(&jid).is_some() {
+                self.bridge_down(now, &jid, "left the brewery", true);
+            }
+            return;
+        }
+        let Some(stats) = parse_stats(&p.element) else {
+            return;
+        };
+        if let Some(seen) = self.brewery_seen.as_mut() {
+            seen.insert(jid.clone());
+        }
+        match self.bridges.update(&jid, &stats, now) {
+            bridges::BridgeEvent::Added => {
+                info!(bridge = %jid, ?stats, "bridge added");
+                self.health.insert(
+                    jid.clone(),
+                    HealthCheck {
+                        next: self
+                            .cfg
+                            .bridge
+                            .health_checks_enabled
+                            .then(|| now + self.cfg.bridge.health_check_interval),
+                        ..HealthCheck::default()
+                    },
+                );
+                self.bridge_up(now);
+            }
+            bridges::BridgeEvent::ShuttingDown => {
+                info!(bridge = %jid, "bridge is shutting down");
+                self.move_off_bridge(now, &jid, "bridge shutting down");
+            }
+            bridges::BridgeEvent::Updated => {}
+        }
+    }
+
+    /// A bridge appeared: conferences waiting for one can invite now.
+    fn bridge_up(&mut self, now: Instant) {
+        let (mut ctx, conferences) = self.ctx(now);
+        for c in conferences.values_mut() {
+            c.retry_waiting(&mut ctx);
+        }
+    }
+
+    /// A bridge is unusable: forget it (if `remove`) and move its participants elsewhere.
+    fn bridge_down(&mut self, now: Instant, jid: &str, why: &str, remove: bool) {
+        warn!(bridge = %jid, why, "bridge down");
+        if remove {
+            self.bridges.remove(jid);
+            self.health.remove(jid);
+        } else {
+            self.bridges.mark_failed(jid, now);
+        }
+        self.move_off_bridge(now, jid, why);
+    }
+
+    fn move_off_bridge(&mut self, now: Instant, jid: &str, why: &str) {
+        let (mut ctx, conferences) = self.ctx(now);
+        for c in conferences.values_mut() {
+            c.bridge_failed(&mut ctx, jid, why);
+        }
+    }
+
+    // ---- answers ----------------------------------------------------------------------------------
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        result: Result<Option<Element>, RequestFailure>,
+    ) {
+        let Some(pending) = self.io.pending.remove(&request) else {
+            return;
+        };
+        match pending {
+            Pending::Ignore { what } => {
+                if let Err(e) = result {
+                    debug!(what, error = %e, "request failed");
+                }
+            }
+            Pending::Health { bridge } => self.on_health_answer(now, &bridge, result),
+            Pending::Room { room, what } => {
+                let mut failed_bridge = None;
+                let (mut ctx, conferences) = self.ctx(now);
+                if let Some(c) = conferences.get_mut(&room) {
+                    failed_bridge = c.on_response(&mut ctx, what, result);
+                    if c.is_stopped() {
+                        conferences.remove(&room);
+                    }
+                }
+                if let Some((jid, why)) = failed_bridge {
+                    self.bridge_down(now, &jid, &why, false);
+                }
+            }
+        }
+    }
+
+    fn on_health_answer(
+        &mut self,
+        now: Instant,
+        bridge: &str,
+        result: Result<Option<Element>, RequestFailure>,
+    ) {
+        let interval = self.cfg.bridge.health_check_interval;
+        let Some(h) = self.health.get_mut(bridge) else {
+            return;
+        };
+        h.in_flight = false;
+        match result {
+            Ok(_) => {
+                h.retried = false;
+                h.next = Some(now + interval);
+                self.bridges.health_passed(bridge);
+            }
+            Err(RequestFailure::Timeout) if !h.retried => {
+                // One more chance right away, as Jicofo's JvbDoctor does.
+                h.retried = true;
+                self.send_health_check(bridge);
+            }
+            Err(RequestFailure::Timeout) => {
+                warn!(%bridge, "health check timed out twice");
+                h.retried = false;
+                h.next = Some(now + interval);
+                self.bridges.mark_failed(bridge, now);
+            }
+            Err(RequestFailure::NotConnected) => {
+                h.next = Some(now + interval);
+            }
+            Err(e) => {
+                h.retried = false;
+                h.next = Some(now + interval);
+                let condition = e.condition();
+                if matches!(
+                    condition.as_deref(),
+                    Some("internal-server-error") | Some("service-unavailable")
+                ) {
+                    self.bridge_down(now, bridge, "failed its health check", false);
+                } else {
+                    warn!(%bridge, error = %e, "unexpected health check answer");
+                }
+            }
+        }
+    }
+
+    fn send_health_check(&mut self, jid: &str) {
+        if let Some(h) = self.health.get_mut(jid) {
+            h.in_flight = true;
+            h.next = None;
+        }
+        self.io.request(
+            self.cfg.brewery_link,
+            jid.to_owned(),
+            IqKind::Get,
+            Element::bare("healthcheck", ns::HEALTHCHECK),
+            self.cfg.bridge.health_check_timeout,
+            Pending::Health {
+                bridge: jid.to_owned(),
+            },
+        );
+    }
+
+    // ---- time -------------------------------------------------------------------------------------
+
+    /// Runs everything that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Health checks.
+        let due: Vec<String> = self
+            .health
+            .iter()
+            .filter(|(_, h)| !h.in_flight && h.next.is_some_and(|t| t <= now))
+            .map(|(j, _)| j.clone())
+            .collect();
+        for jid in due {
+            if self.cfg.bridge.health_checks_use_presence {
+                if let Some(h) = self.health.get_mut(&jid) {
+                    h.next = Some(now + self.cfg.bridge.health_check_interval);
+                }
+                if self.bridges.presence_health_failures(now).contains(&jid) {
+                    self.bridge_down(now, &jid, "unhealthy by presence", false);
+                }
+                continue;
+            }
+            self.send_health_check(&jid);
+        }
+        // Conference timers.
+        let (mut ctx, conferences) = self.ctx(now);
+        let mut stopped = Vec::new();
+        for (room, c) in conferences.iter_mut() {
+            if c.next_deadline().is_some_and(|t| t <= now) {
+                c.on_timeout(&mut ctx);
+            }
+            if c.is_stopped() {
+                stopped.push(room.clone());
+            }
+        }
+        for room in stopped {
+            conferences.remove(&room);
+        }
+    }
+
+    /// Stops every conference (expiring them on their bridges, leaving their rooms) and leaves the
+    /// brewery: what the focus does before it exits.
+    pub fn shutdown(&mut self, now: Instant) {
+        let (mut ctx, conferences) = self.ctx(now);
+        for c in conferences.values_mut() {
+            c.shutdown(&mut ctx);
+        }
+        conferences.clear();
+        self.io.presence(
+            self.cfg.brewery_link,
+            muc::leave_presence(&self.cfg.brewery, &self.cfg.nick),
+        );
+    }
+
+    // ---- observation ------------------------------------------------------------------------------
+
+    /// The numbers `/stats` and `/metrics` report.
+    pub fn stats(&self, now: Instant) -> FocusStats {
+        let sizes: Vec<usize> = self
+            .conferences
+            .values()
+            .map(Conference::participant_count)
+            .collect();
+        FocusStats::new(&self.counters, &sizes, self.bridges.stats(now))
+    }
+
+    /// Healthy = at least one operational bridge (what `/about/health` reports).
+    pub fn is_healthy(&self, now: Instant) -> bool {
+        self.bridges.operational_count(now) > 0
+    }
+
+    pub fn bridges(&self) -> &Bridges {
+        &self.bridges
+    }
+
+    /// Room JIDs of running conferences.
+    pub fn conference_rooms(&self) -> impl Iterator<Item = &BareJid> {
+        self.conferences.keys()
+    }
+
+    /// Every conference's state, for `/debug`.
+    pub fn debug(&self) -> Vec<ConferenceDebug> {
+        self.conferences.values().map(Conference::debug).collect()
+    }
+
+    /// Endpoint IDs in a conference with their bridge (for tests and debugging).
+    pub fn participants(&self, room: &BareJid) -> Vec<(String, Option<String>)> {
+        self.conferences
+            .get(room)
+            .map(Conference::participant_bridges)
+            .unwrap_or_default()
+    }
+}
+
+/// Reads the `<stats xmlns='http://jitsi.org/protocol/colibri'>` of a brewery presence. `None` when there
+/// is none (not a bridge) or it is malformed (logged, ignored).
+pub fn parse_stats(presence: &Element) -> Option<BridgeStats> {
+    let stats = presence.get_child("stats", ns::COLIBRI)?;
+    match signaling::brewery::Stats::from_element(stats).and_then(|s| s.status()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(from = ?presence.attr("from"), error = %e, "ignoring malformed brewery stats");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

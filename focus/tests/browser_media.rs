@@ -1,0 +1,510 @@
+//! End to end with everything real: lib-jitsi-meet (2021) in headless Chromium with fake camera and
+//! microphone, Prosody, the `focus` binary and the `bridge` binary on loopback. Media is judged from the
+//! receivers' own `getStats()`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::browser::Participants;
+use common::{BridgeProcess, FocusProcess, TestClient, el, start_prosody, wait_for_bridges};
+use serde_json::Value;
+use signaling::jingle::Jingle;
+use signaling::ns;
+use signaling::source_map::ConferenceSourceMap;
+use signaling::xml::XmlElement;
+use signaling::xmpp::{BareJid, DefinedCondition, Event, IqError, Jid, MucJoin};
+
+/// What a receiver saw of one sender at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Seen {
+    audio_bytes: f64,
+    audio_samples: f64,
+    video_bytes: f64,
+    frames: f64,
+}
+
+fn seen(stats: &Value, page: &str, sender: &str) -> Option<Seen> {
+    let r = &stats[page]["remote"][sender];
+    if r["audio"].is_null() || r["video"].is_null() {
+        return None;
+    }
+    let n = |v: &Value| v.as_f64().unwrap_or(0.0);
+    Some(Seen {
+        audio_bytes: n(&r["audio"]["bytesReceived"]),
+        audio_samples: n(&r["audio"]["totalSamplesReceived"]),
+        video_bytes: n(&r["video"]["bytesReceived"]),
+        frames: n(&r["video"]["framesDecoded"]),
+    })
+}
+
+/// Waits until every page in `pages` (id → its endpoint) receives audio and video from every other one:
+/// audio bytes and decoded samples rising, video bytes rising and frames decoded. With `new_session`,
+/// only counts a page once its Jingle session differs from the one given (after a move). Returns how
+/// long it took.
+async fn wait_media(
+    p: &mut Participants,
+    pages: &[(&str, &str)],
+    timeout: Duration,
+    new_session: Option<&HashMap<String, String>>,
+) -> Duration {
+    let start = Instant::now();
+    let mut last: HashMap<(String, String), Seen> = HashMap::new();
+    loop {
+        let s = p.stats().await;
+        let mut missing = Vec::new();
+        for (page, me) in pages {
+            let sid = s[*page]["sid"].as_str().unwrap_or_default().to_owned();
+            let old = new_session.and_then(|m| m.get(*page));
+            for (_, other) in pages.iter().filter(|(_, e)| e != me) {
+                let key = ((*page).to_owned(), (*other).to_owned());
+                let now = seen(&s, page, other);
+                let ok = match (now, last.get(&key)) {
+                    (Some(n), Some(prev)) => {
+                        n.audio_bytes > prev.audio_bytes
+                            && n.audio_samples > prev.audio_samples
+                            && n.video_bytes > prev.video_bytes
+                            && n.frames > 0.0
+                            && old.is_none_or(|o| *o != sid)
+                    }
+                    _ => false,
+                };
+                if let Some(n) = now {
+                    last.insert(key, n);
+                }
+                if !ok {
+                    missing.push(format!("{page} <- {other}: {now:?}"));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "media not flowing after {timeout:?}: {missing:?}\n{s}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn sessions(stats: &Value, pages: &[&str]) -> HashMap<String, String> {
+    pages
+        .iter()
+        .map(|p| {
+            (
+                (*p).to_owned(),
+                stats[*p]["sid"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_three_participants_then_one_leaves_then_a_fourth_joins() {
+    let prosody = start_prosody();
+    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
+    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
+    tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
+
+    let mut p = Participants::start(&prosody, "threeway").await;
+    for id in ["a", "b", "c"] {
+        p.join(id).await;
+    }
+    let a = p.joined("a").await;
+    let b = p.joined("b").await;
+    let c = p.joined("c").await;
+    let took = wait_media(
+        &mut p,
+        &[("a", &a), ("b", &b), ("c", &c)],
+        Duration::from_secs(90),
+        None,
+    )
+    .await;
+    println!("three participants: media both ways between all pairs after {took:?}");
+    let s = focus.stats();
+    assert_eq!(
+        (s["conferences"].as_u64(), s["participants"].as_u64()),
+        (Some(1), Some(3))
+    );
+
+    // c leaves: a's and b's remote tracks of c end.
+    p.leave("c").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = p.stats().await;
+        let gone = |page: &str| {
+            let removed = s[page]["removed"].as_array().cloned().unwrap_or_default();
+            let has = |t: &str| {
+                removed
+                    .iter()
+                    .any(|r| r["participant"] == c.as_str() && r["type"] == t)
+            };
+            has("audio") && has("video") && s[page]["remote"][c.as_str()].is_null()
+        };
+        if gone("a") && gone("b") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "c's tracks did not end: {s}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // a and b still exchange media.
+    wait_media(
+        &mut p,
+        &[("a", &a), ("b", &b)],
+        Duration::from_secs(20),
+        None,
+    )
+    .await;
+
+    // d joins: everybody gets d's tracks and d everybody's.
+    p.join("d").await;
+    let d = p.joined("d").await;
+    let took = wait_media(
+        &mut p,
+        &[("a", &a), ("b", &b), ("d", &d)],
+        Duration::from_secs(90),
+        None,
+    )
+    .await;
+    println!("fourth participant: media with everybody after {took:?}");
+    assert_eq!(focus.stats()["participants"], 3);
+    p.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_two_bridges_spread_conferences_and_a_killed_bridge_is_replaced() {
+    let prosody = start_prosody();
+    // Each endpoint counts for a lot of stress, so that spreading does not depend on the bridges'
+    // CPU-based stress readings: the first conference's endpoints make its bridge the busier one.
+    let stress = [("JVB_AVERAGE_PARTICIPANT_STRESS", "0.2")];
+    let mut bridges = [
+        tokio::task::block_in_place(|| BridgeProcess::start_with(&prosody, "jvb-1", &stress)),
+        tokio::task::block_in_place(|| BridgeProcess::start_with(&prosody, "jvb-2", &stress)),
+    ];
+    // A large per-participant stress makes the spread independent of the bridges' own (CPU-based)
+    // stress readings: the first conference's endpoints make its bridge the busier one.
+    let focus = tokio::task::block_in_place(|| {
+        FocusProcess::start(&prosody, &[("BRIDGE_AVG_PARTICIPANT_STRESS", "0.2")])
+    });
+    tokio::task::block_in_place(|| wait_for_bridges(&focus, 2));
+
+    let mut p = Participants::start(&prosody, "unused").await;
+    // Two conferences of two.
+    for (id, room) in [
+        ("x1", "roomx"),
+        ("x2", "roomx"),
+        ("y1", "roomy"),
+        ("y2", "roomy"),
+    ] {
+        p.send_join(id, room).await;
+    }
+    let x1 = p.joined("x1").await;
+    let x2 = p.joined("x2").await;
+    let y1 = p.joined("y1").await;
+    let y2 = p.joined("y2").await;
+    let x = [("x1", x1.as_str()), ("x2", x2.as_str())];
+    let y = [("y1", y1.as_str()), ("y2", y2.as_str())];
+    wait_media(&mut p, &x, Duration::from_secs(90), None).await;
+    wait_media(&mut p, &y, Duration::from_secs(90), None).await;
+
+    // Spread by stress: each bridge hosts one conference.
+    let s = focus.stats();
+    let per_bridge: Vec<(String, u64)> = s["bridge_selector"]["bridges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["jid"].as_str().unwrap().to_owned(),
+                b["endpoints"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(per_bridge.len(), 2, "{s}");
+    assert!(
+        per_bridge.iter().all(|(_, n)| *n == 2),
+        "conferences not spread: {per_bridge:?}"
+    );
+
+    // Which bridge hosts roomx? Kill it.
+    let room_x = focus_bridge_of(&focus, &format!("roomx@{}", prosody.muc_domain()));
+    let victim = bridges
+        .iter()
+        .position(|b| room_x.ends_with(&format!("/{}", b.nick)))
+        .expect("roomx's bridge");
+    let before = sessions(&p.stats().await, &["x1", "x2"]);
+    let killed_at = Instant::now();
+    bridges[victim].kill();
+    let restored = wait_media(&mut p, &x, Duration::from_secs(60), Some(&before)).await;
+    let restored_after = killed_at
+        .elapsed()
+        .min(restored + Duration::from_millis(250));
+    println!(
+        "bridge {} killed: media restored for its participants after {:.2} s",
+        bridges[victim].nick,
+        restored_after.as_secs_f64()
+    );
+    // Both conferences are now on the surviving bridge; roomy was never interrupted.
+    wait_media(&mut p, &y, Duration::from_secs(10), None).await;
+    let s = focus.stats();
+    assert_eq!(s["bridge_selector"]["bridge_count"], 1, "{s}");
+    assert_eq!(s["total_participants_moved"], 2, "{s}");
+    assert!(
+        restored_after < Duration::from_secs(30),
+        "media took {restored_after:?} to come back"
+    );
+    p.quit().await;
+}
+
+/// The bridge the focus put a conference on (from `/debug`).
+fn focus_bridge_of(focus: &FocusProcess, room: &str) -> String {
+    let (status, body) = focus.get("/debug").expect("/debug answers");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    v["conferences"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["room"] == room))
+        .and_then(|c| c["bridge"].as_str())
+        .unwrap_or_else(|| panic!("{room} has no bridge: {v}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_bad_input_is_refused_and_the_conference_continues() {
+    let test_start = Instant::now();
+    let prosody = start_prosody();
+    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
+    println!("[{:?}] bridge started", test_start.elapsed());
+    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
+    tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
+    println!("[{:?}] focus sees the bridge", test_start.elapsed());
+    let mut p = Participants::start(&prosody, "badroom").await;
+    p.join("a").await;
+    p.join("b").await;
+    let a = p.joined("a").await;
+    let b = p.joined("b").await;
+    println!("[{:?}] a and b joined", test_start.elapsed());
+    let pages = [("a", a.as_str()), ("b", b.as_str())];
+    let took = wait_media(&mut p, &pages, Duration::from_secs(90), None).await;
+    println!("media flowing after {took:?}");
+    let t0 = Instant::now();
+
+    let component: Jid = prosody.focus_domain().parse().unwrap();
+    let room = format!("badroom@{}", prosody.muc_domain());
+    let mut mallory = TestClient::connect(&prosody, "mallory", "mallory-pw").await;
+
+    // 1. A conference IQ without room.
+    let e = mallory
+        .handle
+        .iq_set(
+            component.clone(),
+            el(r#"<conference xmlns="http://jitsi.org/protocol/focus" machine-uid="x"/>"#),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.condition(), Some(&DefinedCondition::BadRequest), "{e}");
+
+    println!("[{:?}] conference IQ without room refused", t0.elapsed());
+    // 2. A Jingle action from a non-participant (not even in the room).
+    let e = mallory
+        .handle
+        .iq_set(
+            format!("{room}/focus").parse::<Jid>().unwrap(),
+            el(r#"<jingle xmlns="urn:xmpp:jingle:1" action="source-add" sid="x"/>"#),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, IqError::ErrorReply(_)), "{e}");
+
+    // Mallory joins the room, is invited like anyone, and acknowledges the session-initiate.
+    mallory
+        .handle
+        .join_muc(MucJoin::new(BareJid::new(&room).unwrap(), "bad0bad0"))
+        .await
+        .unwrap();
+    let initiate = mallory
+        .wait_for("session-initiate", |ev| match ev {
+            Event::IqRequest(iq)
+                if iq.is("jingle", ns::JINGLE)
+                    && iq.payload.attr("action") == Some("session-initiate") =>
+            {
+                // Acknowledge it, as a client does (an unanswered IQ is refused, ending the session).
+                match std::mem::replace(ev, Event::Closed) {
+                    Event::IqRequest(iq) => {
+                        let payload = iq.payload.clone();
+                        iq.reply_result(None);
+                        Some(payload)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .await;
+    let jingle = Jingle::from_element(&initiate).unwrap();
+    let sid = jingle.sid.clone();
+    let sources = ConferenceSourceMap::from_jingle(&jingle, None).unwrap();
+    let stolen = sources
+        .get(&a)
+        .and_then(|s| s.audio.sources.first())
+        .map(|s| s.ssrc)
+        .expect("a's audio SSRC in mallory's offer");
+    let focus_occupant: Jid = format!("{room}/focus").parse().unwrap();
+    let send = |payload: String| {
+        let h = mallory.handle.clone();
+        let to = focus_occupant.clone();
+        async move { h.iq_set(to, el(&payload), Duration::from_secs(10)).await }
+    };
+
+    println!("[{:?}] mallory invited", t0.elapsed());
+    // 3. A source-add stealing a's SSRC.
+    let e = send(format!(
+        r#"<jingle xmlns="urn:xmpp:jingle:1" action="source-add" sid="{sid}"><content name="audio"><description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio"><source xmlns="urn:xmpp:jingle:apps:rtp:ssma:0" ssrc="{stolen}"><parameter name="msid" value="m t"/></source></description></content></jingle>"#
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(e.condition(), Some(&DefinedCondition::BadRequest), "{e}");
+    // 4. An unknown action.
+    let e = send(format!(
+        r#"<jingle xmlns="urn:xmpp:jingle:1" action="content-modify" sid="{sid}"/>"#
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.condition(),
+        Some(&DefinedCondition::FeatureNotImplemented),
+        "{e}"
+    );
+    // 5. A malformed session-accept (no transport).
+    let e = send(format!(
+        r#"<jingle xmlns="urn:xmpp:jingle:1" action="session-accept" sid="{sid}"><content name="audio"><description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio"/></content></jingle>"#
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(e.condition(), Some(&DefinedCondition::BadRequest), "{e}");
+
+    // The conference goes on: a and b still receive each other.
+    println!("[{:?}] bad Jingle refused", t0.elapsed());
+    wait_media(&mut p, &pages, Duration::from_secs(20), None).await;
+    println!("[{:?}] a and b still receive each other", t0.elapsed());
+    let s = focus.stats();
+    assert_eq!(s["conferences"], 1, "{s}");
+    assert!(s["total_jingle_errors"].as_u64().unwrap_or(0) >= 3, "{s}");
+    p.quit().await;
+    println!(
+        "[{:?}] browsers closed ({:?} since the test started)",
+        t0.elapsed(),
+        test_start.elapsed()
+    );
+}
+
+/// The main job: `scripts/run.sh` brings up Prosody, the bridge, the focus and the demo page; two
+/// headless tabs on the printed URL talk to each other; a screenshot shows both videos playing; Ctrl-C
+/// (SIGINT) stops everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_run_sh_demo_page_with_two_tabs() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    common::init_tracing();
+    let bridge = tokio::task::block_in_place(common::bridge_binary);
+    // run.sh takes release binaries from $CARGO_TARGET_DIR/release: point that at the binaries under test.
+    let fake_target = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(bridge.parent().unwrap(), fake_target.path().join("release"))
+        .unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut run = Command::new("bash")
+        .arg(repo.join("scripts/run.sh"))
+        .env("CARGO_TARGET_DIR", fake_target.path())
+        .env("RUN_NO_BUILD", "1")
+        .env("RUN_WEB_PORT", common::free_port().to_string())
+        .env("RUN_ROOM", "selftalk")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start scripts/run.sh");
+    let stdout = run.stdout.take().unwrap();
+    let url = tokio::task::spawn_blocking(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(u) = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("room="))
+            {
+                return Some(u.to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("run.sh printed the demo URL");
+    println!("demo page: {url}");
+
+    let mut p = Participants::start_with(serde_json::json!({})).await;
+    p.open("tab1", &url).await;
+    p.open("tab2", &url).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let shot = std::env::temp_dir().join(format!("jitsi-rs-demo-{}.png", std::process::id()));
+    loop {
+        let s = p.stats().await;
+        // Each tab: its own preview plus the other tab's video, both playing.
+        let playing = |tab: &str| {
+            let me = s[tab]["me"].as_str().unwrap_or_default().to_owned();
+            let videos = s[tab]["videos"].as_array().cloned().unwrap_or_default();
+            // Playing, and showing a picture (the fake camera's green frame, not black).
+            let shows =
+                |v: &Value| v["playing"] == true && v["luma"].as_f64().unwrap_or(0.0) > 20.0;
+            let remote_playing = videos
+                .iter()
+                .any(|v| shows(v) && v["id"] != "video-local" && v["id"] != format!("video-{me}"));
+            let local_playing = videos.iter().any(|v| v["id"] == "video-local" && shows(v));
+            remote_playing && local_playing
+        };
+        if playing("tab1") && playing("tab2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "demo videos not playing: {s}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    p.screenshot("tab1", &shot).await;
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot looks empty"
+    );
+    println!("demo screenshot with two participants: {}", shot.display());
+    p.quit().await;
+
+    // Ctrl-C: everything stops.
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(run.id().to_string())
+        .status();
+    let status = tokio::task::spawn_blocking(move || run.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "run.sh exits 130 on Ctrl-C: {status:?}"
+    );
+    let leftovers = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ps -eo args | grep -F '{}' | grep -v grep || true",
+            fake_target.path().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&leftovers.stdout).trim().is_empty(),
+        "processes left running: {}",
+        String::from_utf8_lossy(&leftovers.stdout)
+    );
+}

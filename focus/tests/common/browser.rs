@@ -1,0 +1,202 @@
+//! lib-jitsi-meet participants in headless Chromium, driven through `e2e/ljm-peer.js`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use signaling::testing::Prosody;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+fn e2e_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../e2e")
+}
+
+/// The browser driver process.
+pub struct Participants {
+    child: Child,
+    stdin: ChildStdin,
+    events: mpsc::UnboundedReceiver<Value>,
+    /// Events read while waiting for another one.
+    backlog: std::collections::VecDeque<Value>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Participants {
+    /// Starts Chromium for participants of `room` on `prosody` (installs the npm harness if needed).
+    pub async fn start(prosody: &Prosody, room: &str) -> Participants {
+        let cfg = json!({
+            "domain": prosody.domain(),
+            "muc": prosody.muc_domain(),
+            "focus": prosody.focus_domain(),
+            "serviceUrl": prosody.websocket_url(),
+            "room": room,
+            "resolution": 180,
+        });
+        Self::start_with(cfg).await
+    }
+
+    /// Starts the driver with a page configuration (see `e2e/ljm-peer.js`).
+    pub async fn start_with(cfg: Value) -> Participants {
+        let install = Command::new("bash")
+            .arg(e2e_dir().join("install.sh"))
+            .status()
+            .await
+            .expect("run e2e/install.sh");
+        assert!(install.success(), "e2e/install.sh failed");
+        let config = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(config.path(), cfg.to_string()).expect("write config");
+        let mut child = Command::new("node")
+            .arg(e2e_dir().join("ljm-peer.js"))
+            .arg(config.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn node e2e/ljm-peer.js");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        let _ = tx.send(v);
+                    }
+                    Err(_) => eprintln!("[driver] {line}"),
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                // Page logs are verbose; keep warnings and errors.
+                let l = line.to_ascii_lowercase();
+                if l.contains("error")
+                    || l.contains("warn")
+                    || l.contains("fail")
+                    || l.starts_with("[driver]")
+                {
+                    eprintln!("[browser] {line}");
+                }
+            }
+        });
+        Participants {
+            child,
+            stdin,
+            events,
+            backlog: std::collections::VecDeque::new(),
+            _config: config,
+        }
+    }
+
+    async fn send(&mut self, cmd: Value) {
+        let line = format!("{cmd}\n");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("driver stdin");
+        self.stdin.flush().await.expect("flush");
+    }
+
+    /// Waits for an event `pick` accepts (errors fail the test).
+    async fn wait(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&Value) -> bool,
+    ) -> Value {
+        if let Some(i) = self.backlog.iter().position(&mut pick)
+            && let Some(v) = self.backlog.remove(i)
+        {
+            return v;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(v)) => {
+                    if v["event"] == "error" {
+                        panic!(
+                            "browser driver error while waiting for {what}: {}",
+                            v["message"]
+                        );
+                    }
+                    if pick(&v) {
+                        return v;
+                    }
+                    // Kept for a later wait (joins finish in any order).
+                    self.backlog.push_back(v);
+                }
+                Ok(None) => panic!("browser driver exited while waiting for {what}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    /// Starts joining (returns at once; see [`Participants::joined`]).
+    pub async fn join(&mut self, id: &str) {
+        self.send(json!({"cmd": "join", "id": id})).await;
+    }
+
+    /// Starts joining `room` (another room than the configured one).
+    pub async fn send_join(&mut self, id: &str, room: &str) {
+        self.send(json!({"cmd": "join", "id": id, "room": room}))
+            .await;
+    }
+
+    /// Waits until `id` has joined; returns its endpoint ID.
+    pub async fn joined(&mut self, id: &str) -> String {
+        let v = self
+            .wait(&format!("{id} joined"), Duration::from_secs(60), |v| {
+                v["event"] == "joined" && v["id"] == id
+            })
+            .await;
+        v["endpoint"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Opens a page that joins by itself (the demo page).
+    pub async fn open(&mut self, id: &str, url: &str) {
+        self.send(json!({"cmd": "open", "id": id, "url": url}))
+            .await;
+        self.wait(&format!("{id} opened"), Duration::from_secs(30), |v| {
+            v["event"] == "opened" && v["id"] == id
+        })
+        .await;
+    }
+
+    /// `ljmStats()` of every page, by id.
+    pub async fn stats(&mut self) -> Value {
+        self.send(json!({"cmd": "stats"})).await;
+        let v = self
+            .wait("stats", Duration::from_secs(30), |v| v["event"] == "stats")
+            .await;
+        v["pages"].clone()
+    }
+
+    pub async fn leave(&mut self, id: &str) {
+        self.send(json!({"cmd": "leave", "id": id})).await;
+        self.wait(&format!("{id} left"), Duration::from_secs(30), |v| {
+            v["event"] == "left" && v["id"] == id
+        })
+        .await;
+    }
+
+    pub async fn screenshot(&mut self, id: &str, path: &std::path::Path) {
+        self.send(json!({"cmd": "screenshot", "id": id, "path": path}))
+            .await;
+        self.wait("screenshot", Duration::from_secs(30), |v| {
+            v["event"] == "screenshot" && v["id"] == id
+        })
+        .await;
+    }
+
+    pub async fn quit(mut self) {
+        self.send(json!({"cmd": "quit"})).await;
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+    }
+}
