@@ -140,9 +140,23 @@
     const session = conf.jvbJingleSession;
     const pc = session && session.peerconnection && session.peerconnection.peerconnection;
     const inbound = [];
+    const outbound = [];
     if (pc) {
       const report = await pc.getStats();
-      report.forEach((r) => { if (r.type === 'inbound-rtp') inbound.push(r); });
+      report.forEach((r) => {
+        if (r.type === 'inbound-rtp') inbound.push(r);
+        if (r.type === 'outbound-rtp' && r.kind === 'video') {
+          outbound.push({
+            ssrc: r.ssrc,
+            rid: r.rid || null,
+            active: r.active,
+            frameHeight: r.frameHeight || 0,
+            framesEncoded: r.framesEncoded || 0,
+            bytesSent: r.bytesSent || 0,
+            qualityLimitationReason: r.qualityLimitationReason || null,
+          });
+        }
+      });
     }
     const remote = {};
     for (const [pid, byType] of Object.entries(state.remote)) {
@@ -158,6 +172,9 @@
           framesDecoded: s.framesDecoded || 0,
           totalSamplesReceived: s.totalSamplesReceived || 0,
           frameHeight: s.frameHeight || 0,
+          keyFramesDecoded: s.keyFramesDecoded || 0,
+          freezeCount: s.freezeCount || 0,
+          pliCount: s.pliCount || 0,
         };
       }
     }
@@ -177,9 +194,23 @@
       removed: state.removed,
       participants: conf.getParticipants().map((p) => p.getId()),
       ice: pc ? pc.iceConnectionState : null,
+      // This page's own video as sent (one entry per simulcast encoding).
+      outbound,
       videos,
       events: state.events,
     };
+  };
+
+  /**
+   * Stage view as the Jitsi Meet app asks for it: `participant` on stage (selected), the others as
+   * thumbnails, at most `maxHeight` for the stage (lib-jitsi-meet sends ReceiverVideoConstraints).
+   */
+  window.ljmReceive = function (participant, maxHeight) {
+    const conf = state.conf;
+    if (!conf) throw new Error('not joined');
+    conf.selectParticipants([participant]);
+    conf.setReceiverVideoConstraint(maxHeight);
+    return true;
   };
 
   window.ljmLeave = async function () {

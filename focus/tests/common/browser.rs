@@ -159,6 +159,30 @@ impl Participants {
         v["endpoint"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Starts joining with page settings of its own (e.g. `{"resolution": 720}` for its camera).
+    pub async fn join_with(&mut self, id: &str, settings: Value) {
+        let mut cmd = json!({"cmd": "join", "id": id});
+        if let (Some(c), Some(s)) = (cmd.as_object_mut(), settings.as_object()) {
+            for (k, v) in s {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        self.send(cmd).await;
+    }
+
+    /// Calls the page function `window[fun](...args)` of `id` (one of `e2e/pages/ljm.js`'s
+    /// `ljm*` functions); returns its result.
+    pub async fn call(&mut self, id: &str, fun: &str, args: Value) -> Value {
+        self.send(json!({"cmd": "call", "id": id, "fn": fun, "args": args}))
+            .await;
+        let v = self
+            .wait(&format!("{id}.{fun}"), Duration::from_secs(30), |v| {
+                v["event"] == "called" && v["id"] == id && v["fn"] == fun
+            })
+            .await;
+        v["result"].clone()
+    }
+
     /// Opens a page that joins by itself (the demo page).
     pub async fn open(&mut self, id: &str, url: &str) {
         self.send(json!({"cmd": "open", "id": id, "url": url}))
