@@ -210,8 +210,8 @@ impl SwitchFilter {
         };
         // Outside a switching window a packet of an encoding closer to the target shows that a
         // switch is possible: ask (again) for a keyframe.
-        if self.out_of_group(now)
-            && ((encoding > cur && cur < t_enc) || (encoding < cur && cur > t_enc))
+        if ((encoding > cur && cur < t_enc) || (encoding < cur && cur > t_enc))
+            && self.out_of_group(now)
         {
             self.needs_keyframe = true;
         }
@@ -798,7 +798,14 @@ fn vp8_packet(
     let continuing = before == Some(p.encoding)
         && matches!(&v.mode, Mode::Vp8(s) if s.encoding == p.encoding && s.mask == mask);
 
-    if !continuing {
+    // A keyframe whose PictureID lies far behind everything tracked on this encoding: the
+    // sender's PictureID jumped back (its encoder restarted). Without a new segment every later
+    // frame would count as stale and the stream would stop for good.
+    let resync = continuing
+        && accepted
+        && keyframe
+        && matches!(&v.mode, Mode::Vp8(s) if s.dist(pic, s.newest) <= -(RING as i32 - 1));
+    if !continuing || resync {
         if !accepted {
             return None;
         }
@@ -1172,6 +1179,44 @@ mod tests {
         // Timestamps advanced with real time across the pause (≈ 14 frames × 3000).
         let (a, b) = (seen.0[n - 1].1, seen.0[n].1);
         assert!(b.wrapping_sub(a) >= 13 * 3000, "{a} {b}");
+    }
+
+    #[test]
+    fn picture_id_jumping_back_resyncs_on_the_next_keyframe() {
+        let t0 = Instant::now();
+        let mut s = Sender::new();
+        let mut p = proj();
+        p.target = Target::Layer {
+            encoding: 0,
+            temporal: 2,
+        };
+        let mut seen = Seen::default();
+        let enc0 = |k: &Pkt| k.enc != 0;
+        let mut now = t0;
+        feed(&mut p, now, &s.frame(true, 2), &mut seen, &enc0);
+        for _ in 0..10 {
+            now += Duration::from_millis(33);
+            feed(&mut p, now, &s.frame(false, 2), &mut seen, &enc0);
+        }
+        let n = seen.0.len();
+        // The sender's encoder restarts: PictureID far back. Delta frames that far back are
+        // stale; the keyframe starts a new segment and the stream goes on, continuous.
+        s.pic[0] = s.pic[0].wrapping_sub(1000) & 0x7fff;
+        now += Duration::from_millis(33);
+        feed(&mut p, now, &s.frame(false, 2), &mut seen, &enc0);
+        assert_eq!(seen.0.len(), n);
+        now += Duration::from_millis(33);
+        feed(&mut p, now, &s.frame(true, 2), &mut seen, &enc0);
+        for _ in 0..10 {
+            now += Duration::from_millis(33);
+            feed(&mut p, now, &s.frame(false, 2), &mut seen, &enc0);
+        }
+        assert_eq!(
+            seen.0.len(),
+            n + 11 * 2,
+            "forwarding resumed at the keyframe"
+        );
+        assert_continuous(&seen);
     }
 
     #[test]
