@@ -2,7 +2,12 @@
 //! one receiver's bandwidth change inside it) and the per-packet VP8 work (descriptor parse, the
 //! projection's decision, the descriptor rewrite, and all of it with the egress packet build).
 //!
-//! `cargo bench -p benches --bench simulcast -- --quick` for a short run.
+//! `cargo bench -p benches --bench simulcast -- --warm-up-time 1 --measurement-time 5` (release, this
+//! shared 2-core machine, medians): one receiver with 49 sources 7.3 µs at 5 Mbps, 6.5 µs at 1 Mbps;
+//! a whole 50-endpoint conference (a constraint change: JSON parse, 50 receivers × 49 sources
+//! allocated, forwarded sets and sender constraints announced) 315 µs; one receiver's bandwidth
+//! change in it 17.6 µs. Per VP8 packet: descriptor parse 20 ns, PictureID/TL0PICIDX rewrite 2 ns,
+//! projection decision 18 ns, decision + egress packet build + descriptor rewrite 61 ns.
 
 use std::collections::HashMap;
 use std::hint::black_box;

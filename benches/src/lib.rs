@@ -132,13 +132,20 @@ pub fn rtp_packet(
 
 /// VP8 descriptor + keyframe header length in [`rtp_packet`]'s video packets.
 pub const VP8_HEADER_LEN: usize = 16;
-/// Packets per VP8 frame in [`rtp_packet`]'s video stream.
-pub const PACKETS_PER_FRAME: u16 = 4;
+/// Packets per VP8 frame in [`rtp_packet`]'s video stream. Two, so that the 15-bit PictureID
+/// (sequence number / 2) wraps exactly when the sequence number does: benches run millions of
+/// packets, and a PictureID jumping back at the wrap would have the bridge drop every later frame
+/// as stale (until a keyframe resyncs it), so they would measure the drop path.
+pub const PACKETS_PER_FRAME: u16 = 2;
+/// Every this many frames is a keyframe (about 2 s at 30 fps): the forwarding path's cost is
+/// that of delta frames, as in a real stream.
+pub const KEYFRAME_INTERVAL: u16 = 64;
 
 /// Overwrites the sequence number and timestamp of a packet built by [`rtp_packet`]. For VP8
 /// packets it also sets the frame structure from the sequence number: [`PACKETS_PER_FRAME`]
-/// packets per frame (PictureID = TL0PICIDX = seq / 4, start bit on the first, marker on the
-/// last); every frame is flagged as a keyframe (so any packet stream can start anywhere).
+/// packets per frame (PictureID = TL0PICIDX = seq / 2, start bit on the first, marker on the
+/// last); frames whose PictureID is a multiple of [`KEYFRAME_INTERVAL`] are keyframes, the others
+/// delta frames (a receiver's stream starts at the first keyframe it gets).
 #[inline]
 pub fn set_seq_ts(p: &mut [u8], seq: u16, ts: u32) {
     p[2..4].copy_from_slice(&seq.to_be_bytes());
@@ -159,6 +166,9 @@ pub fn set_seq_ts(p: &mut [u8], seq: u16, ts: u32) {
     p[d + 2] = 0x80 | (pic >> 8) as u8;
     p[d + 3] = pic as u8;
     p[d + 4] = pic as u8;
+    // The VP8 frame tag after the 6-byte descriptor: bit 0 set = not a keyframe.
+    let key = pic.is_multiple_of(KEYFRAME_INTERVAL);
+    p[d + 6] = (p[d + 6] & !1) | u8::from(!key);
 }
 
 /// One sender (endpoint 0) and `receivers` receivers, all connected with open channels.

@@ -18,6 +18,9 @@
 //!
 //! Bitrates are the measured ones (including dependencies), so an encoding a sender stopped sending
 //! is not allocated.
+//!
+//! Cost (`benches/benches/simulcast.rs`, release, medians): 6.5–7.3 µs for one receiver and 49
+//! three-encoding sources; a 50-endpoint conference re-allocates everyone in about 315 µs.
 
 use std::collections::HashMap;
 

