@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Drives lib-jitsi-meet participants (one headless Chromium, one page each) for the focus's browser
 // tests. Protocol (JSON lines):
-//   argv[2]: path of a JSON file {"domain","muc","focus","serviceUrl","room","resolution"?}
+//   argv[2]: path of a JSON file {"domain","muc","focus","serviceUrl","room","resolution"?,"frameRate"?}
 //   stdin:   {"cmd":"join","id":"a"[,"room":…]}  → {"event":"joined","id":"a","endpoint":"…"}
 //            {"cmd":"open","id":"a","url":…}      → {"event":"opened","id":"a"} (a page that joins by
 //                                                   itself, e.g. the demo page of scripts/run.sh)
@@ -10,7 +10,8 @@
 //            {"cmd":"screenshot","id":"a","path"} → {"event":"screenshot","id":"a","path":…}
 //            {"cmd":"call","id":"a","fn":"ljmX","args":[…]} → {"event":"called","id":"a","result":…}
 //                                                   (one of the page's window.ljm* functions)
-//   A join may override page settings for that participant: {"cmd":"join","id":"a","resolution":720}.
+//   A join may override page settings for that participant: {"cmd":"join","id":"a","resolution":720,
+//   "frameRate":15}.
 //            {"cmd":"quit"} or EOF ends.
 //   errors:  {"event":"error","id"?,"message"}
 'use strict';
@@ -39,6 +40,7 @@ async function main() {
         const overrides = {};
         if (c.room) overrides.room = c.room;
         if (c.resolution) overrides.resolution = c.resolution;
+        if (c.frameRate) overrides.frameRate = c.frameRate;
         const endpoint = await page.evaluate((conf) => window.ljmJoin(conf), Object.assign({}, cfg, overrides));
         process.stderr.write(`[driver] ${c.id}: joined as ${endpoint}\n`);
         emit({ event: 'joined', id: c.id, endpoint });

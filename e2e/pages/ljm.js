@@ -73,10 +73,12 @@
       conn.connect();
     });
     note('connected');
+    const video = { height: { ideal: cfg.resolution || 240, max: cfg.resolution || 240 } };
+    if (cfg.frameRate) video.frameRate = { ideal: cfg.frameRate, max: cfg.frameRate };
     const tracks = await JM.createLocalTracks({
       devices: ['audio', 'video'],
       resolution: cfg.resolution || 240,
-      constraints: { video: { height: { ideal: cfg.resolution || 240, max: cfg.resolution || 240 } } },
+      constraints: { video },
     });
     const conf = conn.initJitsiConference(cfg.room, Object.assign({ p2p: { enabled: false } }, cfg.conference || {}));
     state.conf = conf;
@@ -152,6 +154,7 @@
             active: r.active,
             frameHeight: r.frameHeight || 0,
             framesEncoded: r.framesEncoded || 0,
+            framesPerSecond: r.framesPerSecond || 0,
             bytesSent: r.bytesSent || 0,
             qualityLimitationReason: r.qualityLimitationReason || null,
           });
