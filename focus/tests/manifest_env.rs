@@ -87,6 +87,23 @@ async fn e2e_manifest_env_focus_and_bridge_start_healthy() {
         wait_healthy("bridge", || bridge.get("/about/health"), || bridge.log());
         wait_healthy("focus", || focus.get("/about/health"), || focus.log());
     });
+    // The images' HEALTHCHECK commands, in the containers' environment.
+    let healthcheck = |bin: &std::path::Path, env: &[(String, String)]| {
+        let out = std::process::Command::new(bin)
+            .arg("healthcheck")
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run healthcheck");
+        assert!(
+            out.status.success(),
+            "{} healthcheck: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    healthcheck(std::path::Path::new(env!("CARGO_BIN_EXE_focus")), &focus_env);
+    healthcheck(&common::bridge_binary(), &bridge_env);
     let stats = focus.stats();
     assert_eq!(
         stats["bridge_selector"]["operational_bridge_count"], 1,
