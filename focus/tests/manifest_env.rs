@@ -102,7 +102,10 @@ async fn e2e_manifest_env_focus_and_bridge_start_healthy() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    healthcheck(std::path::Path::new(env!("CARGO_BIN_EXE_focus")), &focus_env);
+    healthcheck(
+        std::path::Path::new(env!("CARGO_BIN_EXE_focus")),
+        &focus_env,
+    );
     healthcheck(&common::bridge_binary(), &bridge_env);
     let stats = focus.stats();
     assert_eq!(
