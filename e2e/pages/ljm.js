@@ -106,6 +106,7 @@
     conf.on(E.CONNECTION_INTERRUPTED, () => note('media-interrupted'));
     conf.on(E.CONNECTION_RESTORED, () => note('media-restored'));
     conf.on(E.CONNECTION_ESTABLISHED, () => note('media-established'));
+    conf.on(E.STARTED_MUTED, () => note('started-muted'));
     for (const t of tracks) {
       await conf.addTrack(t);
       if (t.getType() === 'video') attach(t);
@@ -214,6 +215,23 @@
     conf.selectParticipants([participant]);
     conf.setReceiverVideoConstraint(maxHeight);
     return true;
+  };
+
+  /**
+   * What the focus asked of this participant at the start (Jingle `startmuted`, which
+   * lib-jitsi-meet obeys by muting its local tracks), and the local tracks' mute state now.
+   */
+  window.ljmLocal = function () {
+    const conf = state.conf;
+    if (!conf) throw new Error('not joined');
+    const local = {};
+    for (const t of conf.getLocalTracks()) local[t.getType()] = { muted: t.isMuted() };
+    return {
+      startAudioMuted: conf.isStartAudioMuted(),
+      startVideoMuted: conf.isStartVideoMuted(),
+      startedMuted: state.events.some((e) => e.kind === 'started-muted'),
+      local,
+    };
   };
 
   window.ljmLeave = async function () {

@@ -27,15 +27,20 @@ pub struct Participants {
 impl Participants {
     /// Starts Chromium for participants of `room` on `prosody` (installs the npm harness if needed).
     pub async fn start(prosody: &Prosody, room: &str) -> Participants {
-        let cfg = json!({
+        Self::start_with(Self::config(prosody, room)).await
+    }
+
+    /// The page configuration [`Participants::start`] uses; `"conference"` may be added (options of
+    /// `initJitsiConference`, i.e. config.js's).
+    pub fn config(prosody: &Prosody, room: &str) -> Value {
+        json!({
             "domain": prosody.domain(),
             "muc": prosody.muc_domain(),
             "focus": prosody.focus_domain(),
             "serviceUrl": prosody.websocket_url(),
             "room": room,
             "resolution": 180,
-        });
-        Self::start_with(cfg).await
+        })
     }
 
     /// Starts the driver with a page configuration (see `e2e/ljm-peer.js`).
