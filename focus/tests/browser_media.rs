@@ -234,7 +234,10 @@ async fn e2e_start_muted_after_the_first_participant() {
                 _ => {}
             }
         }
-        assert!(Instant::now() < deadline, "b gets no media from a ({b}): {s}");
+        assert!(
+            Instant::now() < deadline,
+            "b gets no media from a ({b}): {s}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     p.quit().await;
