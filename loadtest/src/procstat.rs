@@ -1,0 +1,478 @@
+//! Server-side measurements during a run: CPU time and memory of processes from `/proc/<pid>/stat`
+//! and `/proc/<pid>/status`, the machine's CPU use and load from `/proc/stat` and `/proc/loadavg`,
+//! UDP receive-buffer drops from `/proc/net/snmp`, and the bridge's `/colibri/stats`.
+//!
+//! Parsing is pure (unit-tested on sample text); [`Sampler`] reads every second on its own thread
+//! (blocking I/O, off the participants' runtime) and [`summarize`] turns the samples of the
+//! measurement window into rates.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// CPU time and memory of one process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcSample {
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    pub rss_kb: u64,
+    pub hwm_kb: u64,
+    pub threads: u64,
+}
+
+/// utime + stime from `/proc/<pid>/stat` (fields 14 and 15; the command name may contain spaces
+/// and parentheses, so fields are counted after the last `)`).
+pub fn parse_stat(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ")" the fields start at field 3 (state): utime is field 14 → index 11.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// VmRSS, VmHWM (kB) and Threads from `/proc/<pid>/status`.
+pub fn parse_status(text: &str) -> (u64, u64, u64) {
+    let mut out = (0, 0, 0);
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(key), Some(v)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let v: u64 = v.parse().unwrap_or(0);
+        match key {
+            "VmRSS:" => out.0 = v,
+            "VmHWM:" => out.1 = v,
+            "Threads:" => out.2 = v,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Reads a process's sample; `None` if it is gone.
+pub fn sample_process(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let cpu_ticks = parse_stat(&stat)?;
+    let (rss_kb, hwm_kb, threads) = parse_status(&status);
+    Some(ProcSample {
+        cpu_ticks,
+        rss_kb,
+        hwm_kb,
+        threads,
+    })
+}
+
+/// The whole machine's CPU counters (first line of `/proc/stat`), in ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineSample {
+    pub total: u64,
+    pub idle: u64,
+    pub steal: u64,
+    pub cpus: u32,
+}
+
+/// Parses `/proc/stat`: the aggregate `cpu` line and the number of `cpuN` lines.
+pub fn parse_proc_stat(text: &str) -> Option<MachineSample> {
+    let mut lines = text.lines();
+    let first = lines.next()?;
+    let mut it = first.split_whitespace();
+    if it.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest counted in user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    let steal = v.get(7).copied().unwrap_or(0);
+    let cpus = text
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count() as u32;
+    Some(MachineSample {
+        total,
+        idle,
+        steal,
+        cpus,
+    })
+}
+
+/// UDP counters of `/proc/net/snmp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdpCounters {
+    pub in_datagrams: u64,
+    pub in_errors: u64,
+    pub rcvbuf_errors: u64,
+    pub sndbuf_errors: u64,
+}
+
+/// Parses the two `Udp:` lines (names, then values) of `/proc/net/snmp`.
+pub fn parse_snmp_udp(text: &str) -> Option<UdpCounters> {
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = udp.next()?.split_whitespace().skip(1).collect();
+    let values: Vec<u64> = udp
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let get = |n: &str| {
+        names
+            .iter()
+            .position(|x| *x == n)
+            .and_then(|i| values.get(i).copied())
+            .unwrap_or(0)
+    };
+    Some(UdpCounters {
+        in_datagrams: get("InDatagrams"),
+        in_errors: get("InErrors"),
+        rcvbuf_errors: get("RcvbufErrors"),
+        sndbuf_errors: get("SndbufErrors"),
+    })
+}
+
+/// Ticks per second of the CPU times in /proc (`getconf CLK_TCK`, 100 on Linux in practice).
+pub fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// One sampling instant.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Instant,
+    pub procs: BTreeMap<String, Option<ProcSample>>,
+    pub machine: Option<MachineSample>,
+    pub load1: Option<f64>,
+    pub udp: Option<UdpCounters>,
+    /// `/colibri/stats` of the bridge.
+    pub bridge: Option<serde_json::Value>,
+}
+
+/// What to watch.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    /// name → pid (bridge, focus, prosody, loadtest).
+    pub processes: Vec<(String, u32)>,
+    /// `http://127.0.0.1:<port>/colibri/stats`.
+    pub bridge_stats_url: Option<String>,
+}
+
+fn take_sample(t: &Targets) -> Sample {
+    let bridge = t.bridge_stats_url.as_ref().and_then(|u| {
+        signaling::service::http_request("GET", u, None, Duration::from_millis(800))
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| serde_json::from_str(&r.text()).ok())
+    });
+    Sample {
+        at: Instant::now(),
+        procs: t
+            .processes
+            .iter()
+            .map(|(n, pid)| (n.clone(), sample_process(*pid)))
+            .collect(),
+        machine: std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| parse_proc_stat(&s)),
+        load1: std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok()),
+        udp: std::fs::read_to_string("/proc/net/snmp")
+            .ok()
+            .and_then(|s| parse_snmp_udp(&s)),
+        bridge,
+    }
+}
+
+/// Samples every `interval` on a thread until stopped.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Vec<Sample>>>,
+}
+
+impl Sampler {
+    pub fn start(targets: Targets, interval: Duration) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            let mut next = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                samples.push(take_sample(&targets));
+                next += interval;
+                while Instant::now() < next && !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20).min(interval));
+                }
+            }
+            samples.push(take_sample(&targets));
+            samples
+        });
+        Sampler {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops and returns every sample (the last one taken now).
+    pub fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A process over the window.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcessReport {
+    /// CPU time / wall time, in % of one core.
+    pub cpu_pct: f64,
+    pub cpu_seconds: f64,
+    pub rss_max_mb: f64,
+    pub rss_end_mb: f64,
+    /// Peak RSS over the process's life (VmHWM).
+    pub hwm_mb: f64,
+    pub threads: u64,
+}
+
+/// The bridge's own view over the window.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct BridgeStatsReport {
+    pub endpoints: f64,
+    pub conferences: f64,
+    /// Packets per second from `total_packets_*` deltas (received = from endpoints, sent = forwarded
+    /// + RTCP).
+    pub packets_received_pps: f64,
+    pub packets_sent_pps: f64,
+    pub bytes_received_mbps: f64,
+    pub bytes_sent_mbps: f64,
+    /// Mean of the `packet_rate_*` gauges.
+    pub packet_rate_download: f64,
+    pub packet_rate_upload: f64,
+    pub stress_level_mean: f64,
+    pub stress_level_max: f64,
+    pub dropped_packets: f64,
+}
+
+/// Everything the server side did in the window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerReport {
+    pub window_s: f64,
+    pub processes: BTreeMap<String, ProcessReport>,
+    pub bridge: Option<BridgeStatsReport>,
+    /// Busy share of all CPUs of the machine, in % of the whole machine.
+    pub machine_busy_pct: f64,
+    pub machine_steal_pct: f64,
+    pub cpus: u32,
+    pub load1_mean: f64,
+    pub udp_rcvbuf_errors: u64,
+    pub udp_in_errors: u64,
+}
+
+fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v.get(key).and_then(serde_json::Value::as_f64).unwrap_or(0.0)
+}
+
+/// Rates over `[start, end]` from the samples inside it.
+pub fn summarize(samples: &[Sample], start: Instant, end: Instant, clk_tck: f64) -> ServerReport {
+    let inside: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at >= start && s.at <= end)
+        .collect();
+    let (Some(first), Some(last)) = (inside.first(), inside.last()) else {
+        return ServerReport::default();
+    };
+    let secs = last.at.saturating_duration_since(first.at).as_secs_f64();
+    let mut report = ServerReport {
+        window_s: secs,
+        ..ServerReport::default()
+    };
+    if secs <= 0.0 {
+        return report;
+    }
+    for (name, a) in &first.procs {
+        let b = last.procs.get(name).copied().flatten();
+        let (Some(a), Some(b)) = (a, b) else {
+            continue;
+        };
+        let cpu_seconds = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / clk_tck;
+        let rss_max = inside
+            .iter()
+            .filter_map(|s| s.procs.get(name).copied().flatten())
+            .map(|p| p.rss_kb)
+            .max()
+            .unwrap_or(0);
+        report.processes.insert(
+            name.clone(),
+            ProcessReport {
+                cpu_pct: cpu_seconds / secs * 100.0,
+                cpu_seconds,
+                rss_max_mb: rss_max as f64 / 1024.0,
+                rss_end_mb: b.rss_kb as f64 / 1024.0,
+                hwm_mb: b.hwm_kb as f64 / 1024.0,
+                threads: b.threads,
+            },
+        );
+    }
+    if let (Some(a), Some(b)) = (first.machine, last.machine) {
+        let total = b.total.saturating_sub(a.total) as f64;
+        if total > 0.0 {
+            let idle = b.idle.saturating_sub(a.idle) as f64;
+            report.machine_busy_pct = (total - idle) / total * 100.0;
+            report.machine_steal_pct = b.steal.saturating_sub(a.steal) as f64 / total * 100.0;
+        }
+        report.cpus = b.cpus;
+    }
+    let loads: Vec<f64> = inside.iter().filter_map(|s| s.load1).collect();
+    if !loads.is_empty() {
+        report.load1_mean = loads.iter().sum::<f64>() / loads.len() as f64;
+    }
+    if let (Some(a), Some(b)) = (first.udp, last.udp) {
+        report.udp_rcvbuf_errors = b.rcvbuf_errors.saturating_sub(a.rcvbuf_errors);
+        report.udp_in_errors = b.in_errors.saturating_sub(a.in_errors);
+    }
+    let stats: Vec<&serde_json::Value> = inside.iter().filter_map(|s| s.bridge.as_ref()).collect();
+    if let (Some(a), Some(b)) = (
+        inside.iter().find_map(|s| s.bridge.as_ref().map(|v| (s.at, v))),
+        inside.iter().rev().find_map(|s| s.bridge.as_ref().map(|v| (s.at, v))),
+    ) {
+        let dt = b.0.saturating_duration_since(a.0).as_secs_f64();
+        let rate = |k: &str| {
+            if dt > 0.0 {
+                (num(b.1, k) - num(a.1, k)).max(0.0) / dt
+            } else {
+                0.0
+            }
+        };
+        let mean = |k: &str| stats.iter().map(|v| num(v, k)).sum::<f64>() / stats.len() as f64;
+        report.bridge = Some(BridgeStatsReport {
+            endpoints: mean("endpoints"),
+            conferences: mean("conferences"),
+            packets_received_pps: rate("total_packets_received"),
+            packets_sent_pps: rate("total_packets_sent"),
+            bytes_received_mbps: rate("total_bytes_received") * 8.0 / 1e6,
+            bytes_sent_mbps: rate("total_bytes_sent") * 8.0 / 1e6,
+            packet_rate_download: mean("packet_rate_download"),
+            packet_rate_upload: mean("packet_rate_upload"),
+            stress_level_mean: mean("stress_level"),
+            stress_level_max: stats
+                .iter()
+                .map(|v| num(v, "stress_level"))
+                .fold(0.0, f64::max),
+            dropped_packets: num(b.1, "total_dropped_packets") - num(a.1, "total_dropped_packets"),
+        });
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        // A command name with spaces and a parenthesis.
+        let stat = "1234 (my (weird) proc) S 1 1234 1234 0 -1 4194560 500 0 0 0 150 25 0 0 20 0 7 0 100 1000000 500 18446744073709551615";
+        assert_eq!(parse_stat(stat), Some(175));
+        assert_eq!(parse_stat("garbage"), None);
+        let status = "Name:\tbridge\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t5\n";
+        assert_eq!(parse_status(status), (10240, 20480, 5));
+        let ps = "cpu  100 0 50 800 10 0 5 20 0 0\ncpu0 50 0 25 400 5 0 2 10 0 0\ncpu1 50 0 25 400 5 0 3 10 0 0\nintr 1\n";
+        assert_eq!(
+            parse_proc_stat(ps),
+            Some(MachineSample {
+                total: 985,
+                idle: 810,
+                steal: 20,
+                cpus: 2
+            })
+        );
+        let snmp = "Ip: Forwarding\nIp: 1\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors\nUdp: 1000 1 7 900 5 0 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
+        assert_eq!(
+            parse_snmp_udp(snmp),
+            Some(UdpCounters {
+                in_datagrams: 1000,
+                in_errors: 7,
+                rcvbuf_errors: 5,
+                sndbuf_errors: 0
+            })
+        );
+    }
+
+    #[test]
+    fn our_own_process_is_sampled() {
+        let me = sample_process(std::process::id()).expect("self");
+        assert!(me.rss_kb > 0 && me.hwm_kb >= me.rss_kb && me.threads >= 1);
+        assert!(clock_ticks() >= 1.0);
+    }
+
+    #[test]
+    fn summarize_computes_rates_over_the_window() {
+        let t0 = Instant::now();
+        let mk = |s: u64, ticks: u64, rss: u64, sent: f64| Sample {
+            at: t0 + Duration::from_secs(s),
+            procs: [(
+                "bridge".to_owned(),
+                Some(ProcSample {
+                    cpu_ticks: ticks,
+                    rss_kb: rss,
+                    hwm_kb: 4096,
+                    threads: 4,
+                }),
+            )]
+            .into_iter()
+            .collect(),
+            machine: Some(MachineSample {
+                total: s * 200,
+                idle: s * 100,
+                steal: 0,
+                cpus: 2,
+            }),
+            load1: Some(1.0),
+            udp: Some(UdpCounters::default()),
+            bridge: Some(serde_json::json!({
+                "total_packets_sent": sent, "stress_level": 0.1 * s as f64, "endpoints": 3
+            })),
+        };
+        let samples = vec![
+            mk(0, 0, 1024, 0.0),
+            mk(1, 50, 2048, 1000.0),
+            mk(11, 550, 3072, 11000.0),
+            mk(12, 600, 1024, 12000.0),
+        ];
+        let r = summarize(
+            &samples,
+            t0 + Duration::from_millis(500),
+            t0 + Duration::from_millis(11500),
+            100.0,
+        );
+        assert_eq!(r.window_s, 10.0);
+        let b = r.processes["bridge"];
+        assert!((b.cpu_pct - 50.0).abs() < 1e-9, "{b:?}");
+        assert_eq!(b.rss_max_mb, 3.0);
+        assert!((r.machine_busy_pct - 50.0).abs() < 1e-9);
+        let s = r.bridge.unwrap();
+        assert!((s.packets_sent_pps - 1000.0).abs() < 1e-9);
+        assert_eq!(s.endpoints, 3.0);
+        assert!((s.stress_level_max - 1.1).abs() < 1e-9);
+    }
+}
