@@ -2,7 +2,7 @@
 //! the receiver statistics and feedback, and the bridge channel (what we send when it opens, what
 //! the bridge tells us: sender constraints, dominant speaker, forwarded sources).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 

@@ -144,6 +144,12 @@ pub struct ParticipantReport {
     pub receive_drops: ReceiveDrops,
     pub send_errors: u64,
     pub sessions: u32,
+    /// RTP packets we sent per second in the window.
+    pub sent_pps: f64,
+}
+
+fn sent_packets(c: &SendCounters) -> u64 {
+    c.audio_packets + c.video_packets.iter().sum::<u64>()
 }
 
 fn ms(from: Instant, at: Option<Instant>) -> Option<f64> {
@@ -187,7 +193,7 @@ struct Participant {
     pending: JoinSet<(&'static str, Instant, Result<(), String>)>,
     report: ParticipantReport,
     t_request: Instant,
-    window_start: Option<(Instant, HashMap<u32, TrackCounters>)>,
+    window_start: Option<(Instant, HashMap<u32, TrackCounters>, u64)>,
     progress: Option<mpsc::UnboundedSender<Progress>>,
     all_media_at: Option<Instant>,
 }
@@ -437,42 +443,43 @@ impl Participant {
             .as_ref()
             .map(|m| m.receiver().snapshot())
             .unwrap_or_default();
-        self.window_start = Some((Instant::now(), snap));
+        let sent = self.media.as_ref().map_or(0, |m| sent_packets(&m.sender().counters));
+        self.window_start = Some((Instant::now(), snap, sent));
     }
 
     /// Connected when the bridge channel is open; everything expected arrived when every other
     /// sender's audio and video flow.
     fn check_progress(&mut self, now: Instant, join_deadline: tokio::time::Instant) {
+        let late = tokio::time::Instant::from_std(now) > join_deadline;
         let Some(m) = self.media.as_ref() else {
-            if tokio::time::Instant::from_std(now) > join_deadline && self.progress.is_some() {
+            if late && self.progress.is_some() {
                 self.fail("no session-initiate from the focus before the join timeout".into());
             }
             return;
         };
-        if let Some(f) = m.failure.clone() {
-            if !self.report.failures.contains(&f) {
-                self.fail(f);
-            }
-            return;
-        }
-        if m.milestones.channel_open.is_some() {
-            self.report.connected = true;
-            self.progress(Ok(()));
-        } else if tokio::time::Instant::from_std(now) > join_deadline && self.progress.is_some() {
-            self.fail("ICE/DTLS/bridge channel not up before the join timeout".into());
-        }
-        if self.all_media_at.is_none() {
+        let failure = m.failure.clone();
+        let open = m.milestones.channel_open.is_some();
+        let all_media = self.all_media_at.is_none() && {
             let r = m.receiver();
             let audio: Vec<&str> = r.owners_receiving(Kind::Audio).collect();
             let video: Vec<&str> = r.owners_receiving(Kind::Video).collect();
-            if self
-                .cfg
+            self.cfg
                 .expected_senders
                 .iter()
                 .all(|e| audio.contains(&e.as_str()) && video.contains(&e.as_str()))
-            {
-                self.all_media_at = Some(now);
+        };
+        if all_media {
+            self.all_media_at = Some(now);
+        }
+        if let Some(f) = failure {
+            if !self.report.failures.contains(&f) {
+                self.fail(f);
             }
+        } else if open {
+            self.report.connected = true;
+            self.progress(Ok(()));
+        } else if late && self.progress.is_some() {
+            self.fail("ICE/DTLS/bridge channel not up before the join timeout".into());
         }
     }
 
@@ -682,12 +689,16 @@ impl Participant {
         self.absorb(m);
         self.report.timings.all_media_ms = ms(self.t_request, self.all_media_at);
         self.report.srtp_profile = m.transport().srtp_profile().map(|p| p.name().to_owned());
-        let (start, before) = self
+        let (start, before, sent_before) = self
             .window_start
             .clone()
-            .unwrap_or_else(|| (end, HashMap::new()));
+            .unwrap_or_else(|| (end, HashMap::new(), 0));
         let secs = end.saturating_duration_since(start).as_secs_f64();
         self.report.window_s = secs;
+        if secs > 0.0 {
+            let sent = sent_packets(&m.sender().counters).saturating_sub(sent_before);
+            self.report.sent_pps = sent as f64 / secs;
+        }
         let mut received: Vec<(String, Kind)> = Vec::new();
         let mut tracks: Vec<TrackReport> = m
             .receiver()

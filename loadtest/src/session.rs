@@ -564,7 +564,7 @@ mod tests {
     fn answers_a_focus_offer_like_the_2021_client() {
         let j = Jingle::from_xml(&offer_xml()).unwrap();
         let offer = parse_offer(&j).unwrap();
-        assert_eq!(offer.bridge.candidates, vec!["127.0.0.1:10000".parse().unwrap()]);
+        assert_eq!(offer.bridge.candidates, vec!["127.0.0.1:10000".parse::<SocketAddr>().unwrap()]);
         assert_eq!(offer.bridge.ice.ufrag, "bu");
         assert!(offer.data);
         let neg = negotiate(&offer).unwrap();
@@ -595,7 +595,7 @@ mod tests {
         assert_eq!(names, vec!["audio", "video", "data"]);
         let tr = back.transport().unwrap();
         assert_eq!(tr.fingerprints[0].setup, Some(Setup::Active));
-        assert_eq!(tr.candidates[0].socket_addr(), Some("127.0.0.1:40000".parse().unwrap()));
+        assert_eq!(tr.candidates[0].socket_addr(), Some("127.0.0.1:40000".parse::<SocketAddr>().unwrap()));
         assert!(back.content("data").unwrap().transport.as_ref().unwrap().sctpmap.is_some());
         assert_eq!(back.bundle().unwrap().contents.len(), 3);
         // Our sources, as the focus's source map reads them.

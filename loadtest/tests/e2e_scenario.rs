@@ -1,0 +1,144 @@
+//! A small scenario against a real local deployment: Prosody (signaling::testing), our bridge and
+//! our focus binaries, three loadtest participants on loopback for 10 s.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use loadtest::deployment::{LocalDeployment, LocalOptions};
+use loadtest::receiver::Kind;
+use loadtest::scenario::{self, ScenarioConfig};
+
+/// Builds the workspace's `bridge` and `focus` binaries into the profile directory of this test
+/// (same target dir and profile) and returns that directory.
+fn binaries() -> PathBuf {
+    let me = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let profile_dir = me.parent().expect("profile dir").to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // Not the variables cargo set for this test: build scripts track some and would rebuild.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if (k.starts_with("CARGO_") && k != "CARGO_HOME") || k.starts_with("RUSTC") || k == "OUT_DIR" {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.args(["build", "--quiet", "-p", "bridge", "-p", "focus", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building bridge and focus failed");
+    profile_dir
+}
+
+#[test]
+fn e2e_three_participants_join_connect_and_receive_everyone() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "loadtest=info,warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let mut opts = LocalOptions::next_to_current_exe().expect("options");
+    opts.bin_dir = binaries();
+    let mut deployment = LocalDeployment::start(&opts).expect("local deployment");
+    let cfg = ScenarioConfig {
+        conferences: 1,
+        participants: 3,
+        senders: 3,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(3),
+        join_timeout: Duration::from_secs(30),
+        ..ScenarioConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = rt
+        .block_on(scenario::run(&cfg, &deployment.target()))
+        .expect("scenario");
+    println!("{}", report.text());
+    let alive = deployment.check_alive();
+    let logs = deployment.log_tails(4000);
+    assert!(alive.is_ok(), "{alive:?}\n{logs}");
+
+    let s = &report.summary;
+    assert_eq!(s.participants, 3);
+    assert_eq!(s.connected, 3, "{:?}\n{logs}", s.failures);
+    assert!(s.failures.is_empty(), "{:?}\n{logs}", s.failures);
+    let endpoints: Vec<String> = report.participants.iter().map(|p| p.endpoint.clone()).collect();
+    for p in &report.participants {
+        let t = &p.timings;
+        for (what, v) in [
+            ("conference ready", t.conference_ready_ms),
+            ("MUC joined", t.muc_joined_ms),
+            ("session-initiate", t.session_initiate_ms),
+            ("session-accept acked", t.session_accept_acked_ms),
+            ("ICE connected", t.ice_connected_ms),
+            ("DTLS connected", t.dtls_connected_ms),
+            ("bridge channel open", t.channel_open_ms),
+            ("first media", t.first_media_ms),
+            ("everyone's media", t.all_media_ms),
+        ] {
+            assert!(v.is_some(), "{}: no {what}", p.endpoint);
+        }
+        assert!(p.srtp_profile.is_some());
+        assert!(p.missing.is_empty(), "{}: missing {:?}", p.endpoint, p.missing);
+        assert!(p.window_s >= 9.0, "window {}", p.window_s);
+        // Audio and video from every other participant, < 1 % loss on loopback.
+        for other in endpoints.iter().filter(|e| **e != p.endpoint) {
+            for kind in [Kind::Audio, Kind::Video] {
+                let tracks: Vec<_> = p
+                    .tracks
+                    .iter()
+                    .filter(|t| t.owner == *other && t.kind == kind && t.packets > 0)
+                    .collect();
+                assert!(!tracks.is_empty(), "{} got no {kind:?} from {other}", p.endpoint);
+                for t in tracks {
+                    assert!(
+                        t.loss_pct < 1.0,
+                        "{} ← {other} {kind:?}: {:.2} % loss ({} of {})",
+                        p.endpoint,
+                        t.loss_pct,
+                        t.lost,
+                        t.expected
+                    );
+                    let min_pps = match kind {
+                        Kind::Audio => 40.0,
+                        Kind::Video => 10.0,
+                    };
+                    assert!(t.pps >= min_pps, "{} ← {other} {kind:?}: {:.1} pps", p.endpoint, t.pps);
+                    if kind == Kind::Video {
+                        assert!(t.keyframes >= 1 && t.height.is_some(), "{t:?}");
+                        assert!(t.fps >= 20.0, "{t:?}");
+                    }
+                }
+            }
+        }
+        // The bridge channel works both ways: we sent constraints, the bridge sent us messages.
+        assert!(p.channel.sent >= 1);
+        assert!(!p.channel.by_class.is_empty(), "{:?}", p.channel);
+        // Every sender sent, and the bridge acknowledged with transport-cc feedback.
+        assert!(p.sent_pps > 100.0, "sent {:.0} pps", p.sent_pps);
+        assert!(p.rtcp.transport_cc > 0, "{:?}", p.rtcp);
+        assert_eq!(p.transport_drops.srtp_auth, 0);
+        assert_eq!(p.receive_drops.malformed, 0);
+    }
+    // The server side was measured.
+    let b = report.server.bridge.expect("bridge stats sampled");
+    assert!((b.endpoints - 3.0).abs() < 0.5, "{b:?}");
+    assert!(b.packets_sent_pps > 100.0, "{b:?}");
+    let bridge = report.server.processes.get("bridge").expect("bridge process sampled");
+    assert!(bridge.rss_max_mb > 1.0);
+    assert!(report.server.processes.contains_key("focus"));
+    assert!(s.costs.bridge_us_per_sent_packet > 0.0);
+}
