@@ -35,7 +35,8 @@ pub struct LocalOptions {
     /// Extra environment for the bridge (e.g. `LOG_LEVEL`).
     pub bridge_env: Vec<(String, String)>,
     pub focus_env: Vec<(String, String)>,
-    /// Prosody's log level (`warn` keeps its own CPU use out of the measurement).
+    /// Prosody's log level: `info` at least (the harness waits for its "Activated service"
+    /// lines); `debug` costs Prosody CPU during joins.
     pub prosody_log_level: String,
 }
 
@@ -54,7 +55,7 @@ impl LocalOptions {
             bin_dir: dir.to_path_buf(),
             bridge_env: Vec::new(),
             focus_env: Vec::new(),
-            prosody_log_level: "warn".into(),
+            prosody_log_level: "info".into(),
         })
     }
 }
@@ -173,11 +174,14 @@ impl LocalDeployment {
             .prefix("loadtest-deployment-")
             .tempdir()?;
         let mut popts = ProsodyOptions::new("meet.example");
-        // The harness logs at debug level; a later `log` assignment in the global section wins.
+        // The harness logs at debug level, which costs Prosody CPU during joins; a later `log`
+        // assignment in the global section wins. The harness waits for "Activated service" lines
+        // (info) in `prosody.log` next to the config, and the config's directory is only known
+        // inside it: the config is Lua, so it names its own directory.
         popts.extra_global_config = format!(
-            "log = {{ {{ levels = {{ min = \"{}\" }}, to = \"file\", filename = \"{}\" }} }}\n",
+            "log = {{ {{ levels = {{ min = \"{}\" }}, to = \"file\", \
+             filename = (debug.getinfo(1, \"S\").source:match(\"^@(.*/)\") or \"./\") .. \"prosody.log\" }} }}\n",
             opts.prosody_log_level,
-            dir.path().join("prosody.log").display()
         );
         let prosody = Prosody::start_with(popts).context("start Prosody (scripts/install-deps.sh)")?;
         let ports = prosody.ports();
