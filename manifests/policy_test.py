@@ -879,8 +879,9 @@ ENV_HEADER = """\
 #   ${{HOST_IP}} node address (status.hostIP; 127.0.0.1 on loopback), ${{POD_NAME}} pod name,
 #   ${{SECRET_<KEY>}} key of the jitsi-config Secret (the test's Prosody account password).
 # A loopback test changes only what loopback needs: XMPP_SERVER/XMPP_PORT (its own Prosody), JVB_PORT,
-# JVB_REST_PORT, JICOFO_REST_PORT (free ports), JICOFO_REST_HOST (127.0.0.1), and STUN off
-# (JVB_DISABLE_STUN=true: no network here); everything else is used as written.
+# JVB_REST_PORT, JICOFO_REST_PORT (free ports), JICOFO_REST_HOST and JVB_MEDIA_HOST (127.0.0.1: no
+# candidate on another interface), and STUN off (JVB_DISABLE_STUN=true: no network here); everything
+# else is used as written.
 """
 
 

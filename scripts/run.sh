@@ -61,6 +61,9 @@ focus_rest=$(port 8888 tcp)
 web=$(port "${RUN_WEB_PORT:-8000}" tcp)
 room="${RUN_ROOM:-demo}"
 media_ip="${RUN_MEDIA_IP:-127.0.0.1}"
+# A loopback address also binds the media port there (no candidate on other interfaces); any other
+# address binds all interfaces, as the bridge does by default.
+case "$media_ip" in 127.*) media_host="$media_ip" ;; *) media_host=0.0.0.0 ;; esac
 
 domain=meet.jitsi
 auth=auth.$domain
@@ -164,7 +167,7 @@ log "Prosody on 127.0.0.1:$c2s (XMPP), :$http (WebSocket)"
 # ---- bridge ---------------------------------------------------------------------------------------
 env XMPP_SERVER=127.0.0.1 XMPP_PORT="$c2s" XMPP_DOMAIN="$domain" XMPP_AUTH_DOMAIN="$auth" \
   XMPP_INTERNAL_MUC_DOMAIN="$internal" JVB_AUTH_USER=jvb JVB_AUTH_PASSWORD="$jvb_pw" \
-  JVB_BREWERY_MUC=jvbbrewery JVB_MUC_NICKNAME=jvb-local JVB_PORT="$media" \
+  JVB_BREWERY_MUC=jvbbrewery JVB_MUC_NICKNAME=jvb-local JVB_PORT="$media" JVB_MEDIA_HOST="$media_host" \
   JVB_ADVERTISE_IPS="$media_ip" JVB_DISABLE_STUN=true JVB_REST_HOST=127.0.0.1 JVB_REST_PORT="$bridge_rest" \
   "$bridge_bin" >"$tmp/bridge.log" 2>&1 &
 pids+=($!)

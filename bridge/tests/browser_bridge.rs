@@ -1348,33 +1348,22 @@ fn manifest_env(
     media_port: u16,
     rest_port: u16,
 ) -> Result<Vec<(String, String)>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/env/bridge.env");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let mut env = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (k, v) = line.split_once('=').context("bad env line")?;
-        let v = v
-            .replace("${HOST_IP}", "127.0.0.1")
-            .replace("${POD_NAME}", NICK)
-            .replace("${SECRET_JVB_AUTH_PASSWORD}", JVB_PASSWORD);
-        ensure!(!v.contains("${"), "unsubstituted placeholder in {line}");
-        env.push((k.to_owned(), v));
-    }
-    let overrides = [
-        ("XMPP_SERVER", "127.0.0.1".to_owned()),
-        ("XMPP_PORT", prosody.ports().c2s.to_string()),
-        ("JVB_PORT", media_port.to_string()),
-        ("JVB_REST_PORT", rest_port.to_string()),
-        ("JVB_DISABLE_STUN", "true".to_owned()),
-    ];
-    for (k, v) in overrides {
-        env.retain(|(name, _)| name != k);
-        env.push((k.to_owned(), v));
-    }
-    Ok(env)
+    Ok(signaling::testing::manifest_env(
+        "bridge",
+        &[
+            ("HOST_IP", "127.0.0.1"),
+            ("POD_NAME", NICK),
+            ("SECRET_JVB_AUTH_PASSWORD", JVB_PASSWORD),
+        ],
+        &[
+            ("XMPP_SERVER", "127.0.0.1".to_owned()),
+            ("XMPP_PORT", prosody.ports().c2s.to_string()),
+            ("JVB_PORT", media_port.to_string()),
+            ("JVB_REST_PORT", rest_port.to_string()),
+            ("JVB_MEDIA_HOST", "127.0.0.1".to_owned()),
+            ("JVB_DISABLE_STUN", "true".to_owned()),
+        ],
+    )?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

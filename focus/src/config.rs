@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use signaling::service::LogFormat;
+
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -348,8 +350,20 @@ impl Config {
         if e.bool("JICOFO_ENABLE_REST")? == Some(true) {
             self.rest.host = IpAddr::from([0, 0, 0, 0]);
         }
+        // Ours (docker's jicofo has no such variables): what the manifests set, beside the bridge's
+        // JVB_REST_HOST/JVB_REST_PORT.
+        if let Some(v) = e.num::<IpAddr>("JICOFO_REST_HOST")? {
+            self.rest.host = v;
+        }
+        if let Some(v) = e.num::<u16>("JICOFO_REST_PORT")? {
+            self.rest.port = v;
+        }
         if let Some(v) = e.bool("JICOFO_LOG_JSON")? {
             self.log_json = v;
+        }
+        // The same variable the bridge reads, so one ConfigMap sets both.
+        if let Some(v) = e.num::<LogFormat>("LOG_FORMAT")? {
+            self.log_json = v == LogFormat::Json;
         }
         let _ = &mut e;
         Ok(())
@@ -933,7 +947,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let m: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -967,6 +981,38 @@ mod tests {
         assert_eq!(c.conference.max_ssrc_groups_per_user, 30);
         // docker disables mid by default.
         assert!(!c.codecs.extensions.mid.enabled);
+    }
+
+    #[test]
+    fn rest_address_and_log_format_from_the_manifests_variables() {
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("JICOFO_ENABLE_REST", "true"),
+            ("JICOFO_REST_PORT", "9999"),
+            ("LOG_FORMAT", "json"),
+        ]);
+        let c = Config::load(&e, &Flags::default()).unwrap();
+        assert_eq!(c.rest.host, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(c.rest.port, 9999);
+        assert!(c.log_json);
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("JICOFO_REST_HOST", "127.0.0.2"),
+            ("LOG_FORMAT", "text"),
+        ]);
+        let c = Config::load(&e, &Flags::default()).unwrap();
+        assert_eq!(c.rest.host, IpAddr::from([127, 0, 0, 2]));
+        assert_eq!(c.rest.port, 8888);
+        assert!(!c.log_json);
+        for (name, bad) in [
+            ("JICOFO_REST_PORT", "http"),
+            ("JICOFO_REST_HOST", "localhost:1"),
+            ("LOG_FORMAT", "xml"),
+        ] {
+            let e = env(&[("JICOFO_AUTH_PASSWORD", "x"), (name, bad)]);
+            let err = Config::load(&e, &Flags::default()).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -31,9 +31,10 @@ struct Cli {
 enum Command {
     /// Exit 0 iff the focus's GET /about/health answers 200.
     Healthcheck {
-        /// Health URL.
-        #[arg(long, default_value = "http://127.0.0.1:8888/about/health")]
-        url: String,
+        /// Health URL (default: from JICOFO_REST_HOST/JICOFO_REST_PORT as the focus itself reads
+        /// them, on 127.0.0.1 when bound to all interfaces; http://127.0.0.1:8888/about/health).
+        #[arg(long)]
+        url: Option<String>,
         /// Request timeout in seconds.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
@@ -44,6 +45,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Healthcheck { url, timeout }) => {
+            let url = match url.map_or_else(default_health_url, Ok) {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("focus healthcheck: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             match http_request("GET", &url, None, Duration::from_secs(timeout)) {
                 Ok(r) if r.status == 200 => ExitCode::SUCCESS,
                 Ok(r) => {
@@ -58,6 +66,22 @@ fn main() -> ExitCode {
         }
         None => run(&cli.flags),
     }
+}
+
+/// The health URL of a focus started with this process's environment (the image's HEALTHCHECK runs
+/// in the container's environment).
+fn default_health_url() -> Result<String, focus::config::ConfigError> {
+    let mut config = Config::default();
+    config.apply_env(&|name: &str| std::env::var(name).ok())?;
+    let host = if config.rest.host.is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        config.rest.host
+    };
+    Ok(format!(
+        "http://{}/about/health",
+        std::net::SocketAddr::new(host, config.rest.port)
+    ))
 }
 
 fn run(flags: &Flags) -> ExitCode {

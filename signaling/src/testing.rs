@@ -54,6 +54,8 @@ pub enum HarnessError {
     StartFailed { reason: String, log: String },
     #[error("Prosody is not running")]
     NotRunning,
+    #[error("{path}: {reason}")]
+    ManifestEnv { path: String, reason: String },
 }
 
 /// A user account to register before start.
@@ -622,6 +624,48 @@ fn read_from(path: &Path, offset: u64) -> String {
         return String::new();
     }
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The exact environment the manifests give a container: `manifests/env/<name>.env` (generated from
+/// the rendered manifests by `manifests/policy_test.py`), with its `${…}` placeholders replaced from
+/// `subs` (`("HOST_IP", "127.0.0.1")` replaces `${HOST_IP}`) and then `overrides` set: a loopback test
+/// changes only what the file's header allows (own Prosody, free ports, no STUN). A placeholder left
+/// unreplaced is an error, so a new one in the manifests cannot slip through untested.
+pub fn manifest_env(
+    name: &str,
+    subs: &[(&str, &str)],
+    overrides: &[(&str, String)],
+) -> Result<Vec<(String, String)>, HarnessError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../manifests/env")
+        .join(format!("{name}.env"));
+    let fail = |reason: String| HarnessError::ManifestEnv {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+    let mut env: Vec<(String, String)> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| fail(format!("not KEY=VALUE: {line}")))?;
+        let mut v = v.to_owned();
+        for (placeholder, value) in subs {
+            v = v.replace(&format!("${{{placeholder}}}"), value);
+        }
+        if v.contains("${") {
+            return Err(fail(format!("unsubstituted placeholder in {line}")));
+        }
+        env.push((k.to_owned(), v));
+    }
+    for (k, v) in overrides {
+        env.retain(|(name, _)| name != k);
+        env.push(((*k).to_owned(), v.clone()));
+    }
+    Ok(env)
 }
 
 fn read_tail(path: &Path, max_bytes: u64) -> String {

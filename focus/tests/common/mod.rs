@@ -32,6 +32,13 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
 fn options() -> ProsodyOptions {
     let auth = "auth.meet.example";
     ProsodyOptions::new("meet.example")
@@ -54,12 +61,17 @@ pub const PROXY_DOMAIN: &str = "proxy.meet.example";
 pub fn start_prosody_with_client_proxy() -> Prosody {
     init_tracing();
     let mut opts = options();
-    let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/prosody-modules");
-    opts.extra_global_config = format!(
-        "plugin_paths = {{ \"{}\" }}\nComponent \"{PROXY_DOMAIN}\" \"test_client_proxy\"\n  target_address = \"focus@auth.meet.example\"\n",
-        modules.display()
-    );
+    opts.extra_global_config = client_proxy_config(PROXY_DOMAIN, "focus@auth.meet.example");
     Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
+}
+
+/// Prosody configuration adding the client_proxy stand-in component `domain` in front of `target`.
+pub fn client_proxy_config(domain: &str, target: &str) -> String {
+    let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/prosody-modules");
+    format!(
+        "plugin_paths = {{ \"{}\" }}\nComponent \"{domain}\" \"test_client_proxy\"\n  target_address = \"{target}\"\n",
+        modules.display()
+    )
 }
 
 /// The `focus` binary running against `prosody`. Killed on drop; its log is printed if the test failed.
@@ -81,35 +93,48 @@ impl FocusProcess {
         extra_env: &[(&str, &str)],
         component: bool,
     ) -> FocusProcess {
+        let ports = prosody.ports();
+        let mut env: Vec<(String, String)> = [
+            ("FOCUS_LOG", "focus=debug,signaling=info,info"),
+            ("XMPP_SERVER", "127.0.0.1"),
+            ("XMPP_PORT", &ports.c2s.to_string()),
+            ("XMPP_DOMAIN", prosody.domain()),
+            ("XMPP_AUTH_DOMAIN", prosody.auth_domain()),
+            ("XMPP_MUC_DOMAIN", prosody.muc_domain()),
+            ("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain()),
+            ("JICOFO_AUTH_PASSWORD", signaling::testing::FOCUS_PASSWORD),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if component {
+            env.push((
+                "JICOFO_COMPONENT_SECRET".into(),
+                prosody.component_secret().into(),
+            ));
+            env.push(("XMPP_COMPONENT_PORT".into(), ports.component.to_string()));
+        }
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+        let rest_port = free_port();
+        Self::start_exact(&env, &["--rest-port", &rest_port.to_string()], rest_port)
+    }
+
+    /// The binary with exactly `env` (plus `PATH`) and `args`; returns once its REST API on
+    /// `rest_port` answers.
+    pub fn start_exact(env: &[(String, String)], args: &[&str], rest_port: u16) -> FocusProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("focus.log");
-        let rest_port = free_port();
         let out = std::fs::File::create(&log).expect("log file");
-        let ports = prosody.ports();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_focus"));
-        cmd.env_clear()
+        let child = Command::new(env!("CARGO_BIN_EXE_focus"))
+            .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("FOCUS_LOG", "focus=debug,signaling=info,info")
-            .env("XMPP_SERVER", "127.0.0.1")
-            .env("XMPP_PORT", ports.c2s.to_string())
-            .env("XMPP_DOMAIN", prosody.domain())
-            .env("XMPP_AUTH_DOMAIN", prosody.auth_domain())
-            .env("XMPP_MUC_DOMAIN", prosody.muc_domain())
-            .env("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain())
-            .env("JICOFO_AUTH_PASSWORD", signaling::testing::FOCUS_PASSWORD)
-            .arg("--rest-port")
-            .arg(rest_port.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
-            .stderr(out);
-        if component {
-            cmd.env("JICOFO_COMPONENT_SECRET", prosody.component_secret())
-                .env("XMPP_COMPONENT_PORT", ports.component.to_string());
-        }
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn focus");
+            .stderr(out)
+            .spawn()
+            .expect("spawn focus");
         let f = FocusProcess {
             child: Some(child),
             rest_port,
@@ -307,40 +332,55 @@ impl BridgeProcess {
     }
 
     pub fn start_with(prosody: &Prosody, nick: &str, extra_env: &[(&str, &str)]) -> BridgeProcess {
+        let rest_port = free_port();
+        let media_port = free_udp_port();
+        let mut env: Vec<(String, String)> = [
+            ("XMPP_SERVER", "127.0.0.1"),
+            ("XMPP_PORT", &prosody.ports().c2s.to_string()),
+            ("XMPP_DOMAIN", prosody.domain()),
+            ("XMPP_AUTH_DOMAIN", prosody.auth_domain()),
+            ("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain()),
+            ("JVB_AUTH_USER", "jvb"),
+            ("JVB_AUTH_PASSWORD", signaling::testing::JVB_PASSWORD),
+            ("JVB_BREWERY_MUC", "jvbbrewery"),
+            ("JVB_MUC_NICKNAME", nick),
+            ("JVB_PORT", &media_port.to_string()),
+            ("JVB_ADVERTISE_IPS", "127.0.0.1"),
+            // Bound to loopback: no candidate on another interface for the browsers to try.
+            ("JVB_MEDIA_HOST", "127.0.0.1"),
+            ("JVB_DISABLE_STUN", "true"),
+            ("JVB_REST_HOST", "127.0.0.1"),
+            ("JVB_REST_PORT", &rest_port.to_string()),
+            ("JVB_STATS_INTERVAL", "1s"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+        Self::start_exact(&env, nick, rest_port, media_port)
+    }
+
+    /// The binary with exactly `env` (plus `PATH`); `rest_port` and `media_port` must be the ones
+    /// `env` names.
+    pub fn start_exact(
+        env: &[(String, String)],
+        nick: &str,
+        rest_port: u16,
+        media_port: u16,
+    ) -> BridgeProcess {
         let bin = bridge_binary();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("bridge.log");
         let out = std::fs::File::create(&log).expect("log file");
-        let rest_port = free_port();
-        let media_port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .expect("free UDP port");
-        let mut cmd = Command::new(bin);
-        cmd.env_clear()
+        let child = Command::new(bin)
+            .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("XMPP_SERVER", "127.0.0.1")
-            .env("XMPP_PORT", prosody.ports().c2s.to_string())
-            .env("XMPP_DOMAIN", prosody.domain())
-            .env("XMPP_AUTH_DOMAIN", prosody.auth_domain())
-            .env("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain())
-            .env("JVB_AUTH_USER", "jvb")
-            .env("JVB_AUTH_PASSWORD", signaling::testing::JVB_PASSWORD)
-            .env("JVB_BREWERY_MUC", "jvbbrewery")
-            .env("JVB_MUC_NICKNAME", nick)
-            .env("JVB_PORT", media_port.to_string())
-            .env("JVB_ADVERTISE_IPS", "127.0.0.1")
-            .env("JVB_DISABLE_STUN", "true")
-            .env("JVB_REST_HOST", "127.0.0.1")
-            .env("JVB_REST_PORT", rest_port.to_string())
-            .env("JVB_STATS_INTERVAL", "1s")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
-            .stderr(out);
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn bridge");
+            .stderr(out)
+            .spawn()
+            .expect("spawn bridge");
         BridgeProcess {
             child: Some(child),
             nick: nick.to_owned(),
@@ -349,6 +389,14 @@ impl BridgeProcess {
             log,
             _dir: dir,
         }
+    }
+
+    /// `(status, body)` of a GET on the bridge's REST API, `None` when nothing answers.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.rest_port);
+        http_request("GET", &url, None, Duration::from_secs(5))
+            .ok()
+            .map(|r| (r.status, r.text()))
     }
 
     pub fn log(&self) -> String {
