@@ -201,6 +201,7 @@ impl LocalDeployment {
             .env("JVB_MUC_NICKNAME", "jvb-loadtest")
             .env("JVB_PORT", media_port.to_string())
             .env("JVB_ADVERTISE_IPS", "127.0.0.1")
+            .env("JVB_MEDIA_HOST", "127.0.0.1")
             .env("JVB_DISABLE_STUN", "true")
             .env("JVB_REST_HOST", "127.0.0.1")
             .env("JVB_REST_PORT", bridge_rest_port.to_string())

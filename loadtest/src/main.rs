@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! cargo build --release -p bridge -p focus -p loadtest
-//! target/release/loadtest --conferences 5 --participants 4 --senders 4 --duration 30s --output run.json
+//! target/release/loadtest --conferences 5 --participants 4 --duration 60s \
+//!     --json run.json --markdown run.md
 //! ```
+//!
+//! Exit status: 0 when every participant joined and nothing failed, 2 when the run completed with
+//! failures (the report says which), 1 when it could not run.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,30 +57,39 @@ struct Args {
     /// Senders (audio + video) per conference; the others only receive.
     #[arg(long)]
     senders: Option<usize>,
-    /// Measurement window (after everybody joined and the warm-up).
+    /// Measurement window (after everybody joined and the warm-up): `60s`, `2m`, `500ms`.
     #[arg(long, value_parser = duration, default_value = "30s")]
     duration: Duration,
+    /// Between "everybody joined" and the measurement window.
     #[arg(long, value_parser = duration, default_value = "5s")]
     warmup: Duration,
+    /// Server-side sampling period (CPU, RSS, bridge stats).
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    sample_interval: Duration,
     /// VP8 simulcast with 3 encodings (180p/360p/720p); false = one 720p encoding.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     simulcast: bool,
     /// Joins per second (all conferences together).
     #[arg(long, default_value_t = 5.0)]
     join_rate: f64,
+    /// Per participant: login, conference, MUC, Jingle and the media connection.
     #[arg(long, value_parser = duration, default_value = "60s")]
     join_timeout: Duration,
-    /// maxHeight asked for the participant on stage, and for the others.
+    /// maxHeight asked (ReceiverVideoConstraints) for the participant on stage.
     #[arg(long, default_value_t = 720)]
     stage_height: i32,
+    /// maxHeight asked for everybody else.
     #[arg(long, default_value_t = 180)]
     thumbnail_height: i32,
     /// SRTP profiles offered: gcm, cm (AES_CM_128_HMAC_SHA1_80) or both (GCM first, as Chromium).
     #[arg(long, default_value = "both")]
     srtp: String,
-    /// Write the full report (JSON) here.
+    /// Write the full report (JSON: summary, server timeline, every participant's tracks) here.
+    #[arg(long, alias = "output")]
+    json: Option<PathBuf>,
+    /// Write the report as Markdown here.
     #[arg(long)]
-    output: Option<PathBuf>,
+    markdown: Option<PathBuf>,
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -107,7 +120,19 @@ struct Args {
     room_prefix: String,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(2),
+        Err(e) => {
+            eprintln!("loadtest: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the scenario; `Ok(false)` when it ran but something failed.
+fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -140,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             thumbnail_height: args.thumbnail_height,
         },
         srtp_profiles,
+        sample_interval: args.sample_interval.max(Duration::from_millis(100)),
         ..ScenarioConfig::default()
     };
 
@@ -188,21 +214,26 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(args.threads.max(1))
         .enable_all()
         .build()?;
-    let report = runtime.block_on(scenario::run(&cfg, &target))?;
+    let mut report = runtime.block_on(scenario::run(&cfg, &target))?;
     if let Some(d) = local.as_mut()
         && let Err(e) = d.check_alive()
     {
-        eprintln!("warning: {e}");
+        report.add_failure(format!("local deployment: {e}"));
     }
     print!("{}", report.text());
-    if let Some(path) = &args.output {
+    if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("write {}", path.display()))?;
-        eprintln!("report written to {}", path.display());
+        eprintln!("JSON report written to {}", path.display());
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, report.markdown())
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("Markdown report written to {}", path.display());
     }
     drop(runtime);
     drop(local);
-    Ok(())
+    Ok(report.succeeded())
 }
 
 #[cfg(test)]

@@ -83,9 +83,14 @@ pub enum Phase {
 /// What a participant tells the scenario once: connected (bridge channel open) or failed.
 pub type Progress = (usize, Result<(), String>);
 
-/// Milliseconds of each step: login from the start, the rest from the conference request.
+/// Milliseconds of each step: login and the two totals from the participant's start, the rest from
+/// the conference request.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Timings {
+    /// Start → bridge channel open: the participant's join time (what a user waits for).
+    pub join_ms: Option<f64>,
+    /// Start → audio and video from every expected sender.
+    pub join_to_all_media_ms: Option<f64>,
     pub xmpp_login_ms: Option<f64>,
     pub conference_ready_ms: Option<f64>,
     pub muc_joined_ms: Option<f64>,
@@ -144,12 +149,32 @@ pub struct ParticipantReport {
     pub receive_drops: ReceiveDrops,
     pub send_errors: u64,
     pub sessions: u32,
-    /// RTP packets we sent per second in the window.
+    /// RTP packets we sent per second in the window, and their bitrate (RTP headers and payload,
+    /// before SRTP).
     pub sent_pps: f64,
+    pub sent_kbps: f64,
+    /// Everything received in the window (all tracks together).
+    pub received_pps: f64,
+    pub received_kbps: f64,
+    /// Lost / expected over all received tracks in the window.
+    pub loss_pct: f64,
 }
 
 fn sent_packets(c: &SendCounters) -> u64 {
     c.audio_packets + c.video_packets.iter().sum::<u64>()
+}
+
+fn sent_bytes(c: &SendCounters) -> u64 {
+    c.audio_bytes + c.video_bytes.iter().sum::<u64>()
+}
+
+/// Counters at the start of the measurement window.
+#[derive(Debug, Clone)]
+struct WindowStart {
+    at: Instant,
+    tracks: HashMap<u32, TrackCounters>,
+    sent_packets: u64,
+    sent_bytes: u64,
 }
 
 fn ms(from: Instant, at: Option<Instant>) -> Option<f64> {
@@ -192,8 +217,9 @@ struct Participant {
     focus_occupant: Option<Jid>,
     pending: JoinSet<(&'static str, Instant, Result<(), String>)>,
     report: ParticipantReport,
+    t_start: Instant,
     t_request: Instant,
-    window_start: Option<(Instant, HashMap<u32, TrackCounters>, u64)>,
+    window_start: Option<WindowStart>,
     progress: Option<mpsc::UnboundedSender<Progress>>,
     all_media_at: Option<Instant>,
 }
@@ -306,6 +332,7 @@ pub async fn run(
         focus_occupant: None,
         pending: JoinSet::new(),
         report,
+        t_start: start,
         t_request,
         window_start: None,
         progress: Some(progress),
@@ -443,8 +470,13 @@ impl Participant {
             .as_ref()
             .map(|m| m.receiver().snapshot())
             .unwrap_or_default();
-        let sent = self.media.as_ref().map_or(0, |m| sent_packets(&m.sender().counters));
-        self.window_start = Some((Instant::now(), snap, sent));
+        let sent = self.media.as_ref().map(|m| &m.sender().counters);
+        self.window_start = Some(WindowStart {
+            at: Instant::now(),
+            tracks: snap,
+            sent_packets: sent.map_or(0, sent_packets),
+            sent_bytes: sent.map_or(0, sent_bytes),
+        });
     }
 
     /// Connected when the bridge channel is open; everything expected arrived when every other
@@ -658,6 +690,9 @@ impl Participant {
         if t.first_media_ms.is_none() {
             t.first_media_ms = ms(r, m.milestones.first_media);
         }
+        if t.join_ms.is_none() {
+            t.join_ms = ms(self.t_start, m.milestones.channel_open);
+        }
     }
 
     /// Snapshot, session-terminate, leave the room, close; then the report.
@@ -688,16 +723,23 @@ impl Participant {
     fn finish_report(&mut self, end: Instant, m: &MediaEndpoint) {
         self.absorb(m);
         self.report.timings.all_media_ms = ms(self.t_request, self.all_media_at);
+        self.report.timings.join_to_all_media_ms = ms(self.t_start, self.all_media_at);
         self.report.srtp_profile = m.transport().srtp_profile().map(|p| p.name().to_owned());
-        let (start, before, sent_before) = self
-            .window_start
-            .clone()
-            .unwrap_or_else(|| (end, HashMap::new(), 0));
-        let secs = end.saturating_duration_since(start).as_secs_f64();
+        let ws = self.window_start.clone().unwrap_or_else(|| WindowStart {
+            at: end,
+            tracks: HashMap::new(),
+            sent_packets: 0,
+            sent_bytes: 0,
+        });
+        let before = &ws.tracks;
+        let secs = end.saturating_duration_since(ws.at).as_secs_f64();
         self.report.window_s = secs;
         if secs > 0.0 {
-            let sent = sent_packets(&m.sender().counters).saturating_sub(sent_before);
-            self.report.sent_pps = sent as f64 / secs;
+            let c = &m.sender().counters;
+            let packets = sent_packets(c).saturating_sub(ws.sent_packets);
+            let bytes = sent_bytes(c).saturating_sub(ws.sent_bytes);
+            self.report.sent_pps = packets as f64 / secs;
+            self.report.sent_kbps = bytes as f64 * 8.0 / 1000.0 / secs;
         }
         let mut received: Vec<(String, Kind)> = Vec::new();
         let mut tracks: Vec<TrackReport> = m
@@ -728,6 +770,16 @@ impl Participant {
             })
             .collect();
         tracks.sort_by(|a, b| (&a.owner, a.kind, a.ssrc).cmp(&(&b.owner, b.kind, b.ssrc)));
+        self.report.received_pps = tracks.iter().map(|t| t.pps).sum();
+        self.report.received_kbps = tracks.iter().map(|t| t.kbps).sum();
+        let (lost, expected) = tracks
+            .iter()
+            .fold((0u64, 0u64), |(l, e), t| (l + t.lost, e + t.expected));
+        self.report.loss_pct = if expected > 0 {
+            lost as f64 / expected as f64 * 100.0
+        } else {
+            0.0
+        };
         self.report.tracks = tracks;
         for e in &self.cfg.expected_senders {
             for kind in [Kind::Audio, Kind::Video] {

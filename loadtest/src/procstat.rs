@@ -247,10 +247,10 @@ pub struct ProcessReport {
     /// CPU time / wall time, in % of one core.
     pub cpu_pct: f64,
     pub cpu_seconds: f64,
-    pub rss_max_mb: f64,
-    pub rss_end_mb: f64,
+    pub rss_max_mib: f64,
+    pub rss_end_mib: f64,
     /// Peak RSS over the process's life (VmHWM).
-    pub hwm_mb: f64,
+    pub hwm_mib: f64,
     pub threads: u64,
 }
 
@@ -273,11 +273,40 @@ pub struct BridgeStatsReport {
     pub dropped_packets: f64,
 }
 
-/// Everything the server side did in the window.
+/// One process during one step of the timeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ProcessPoint {
+    /// CPU time / wall time over the step, in % of one core.
+    pub cpu_pct: f64,
+    /// RSS at the end of the step.
+    pub rss_mib: f64,
+}
+
+/// One step of the timeline: what happened between two consecutive samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TimelinePoint {
+    /// End of the step, in seconds since the run started.
+    pub t_s: f64,
+    pub processes: BTreeMap<String, ProcessPoint>,
+    /// The bridge's `endpoints` gauge at the end of the step.
+    pub bridge_endpoints: Option<f64>,
+    pub bridge_packets_received_pps: Option<f64>,
+    pub bridge_packets_sent_pps: Option<f64>,
+    /// Busy share of the whole machine over the step.
+    pub machine_busy_pct: Option<f64>,
+}
+
+/// Everything the server side did: rates over the measurement window, totals over the whole run
+/// (joins and leaves included) and the sample-by-sample timeline.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServerReport {
     pub window_s: f64,
+    /// Over the measurement window.
     pub processes: BTreeMap<String, ProcessReport>,
+    /// Over the whole run, from the first sample to the last (joins and leaves included).
+    pub run_s: f64,
+    pub run_processes: BTreeMap<String, ProcessReport>,
+    pub timeline: Vec<TimelinePoint>,
     pub bridge: Option<BridgeStatsReport>,
     /// Busy share of all CPUs of the machine, in % of the whole machine.
     pub machine_busy_pct: f64,
@@ -292,47 +321,124 @@ fn num(v: &serde_json::Value, key: &str) -> f64 {
     v.get(key).and_then(serde_json::Value::as_f64).unwrap_or(0.0)
 }
 
-/// Rates over `[start, end]` from the samples inside it.
-pub fn summarize(samples: &[Sample], start: Instant, end: Instant, clk_tck: f64) -> ServerReport {
+/// CPU and memory of every process over `inside` (consecutive samples): CPU between the first and
+/// the last sample in which the process exists, RSS maximum over all of them.
+fn process_reports(inside: &[&Sample], clk_tck: f64) -> BTreeMap<String, ProcessReport> {
+    let mut out = BTreeMap::new();
+    let names: std::collections::BTreeSet<&String> =
+        inside.iter().flat_map(|s| s.procs.keys()).collect();
+    for name in names {
+        let seen: Vec<(Instant, ProcSample)> = inside
+            .iter()
+            .filter_map(|s| Some((s.at, s.procs.get(name).copied().flatten()?)))
+            .collect();
+        let (Some(&(ta, a)), Some(&(tb, b))) = (seen.first(), seen.last()) else {
+            continue;
+        };
+        let secs = tb.saturating_duration_since(ta).as_secs_f64();
+        if secs <= 0.0 {
+            continue;
+        }
+        let cpu_seconds = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / clk_tck;
+        let rss_max = seen.iter().map(|(_, p)| p.rss_kb).max().unwrap_or(0);
+        out.insert(
+            name.clone(),
+            ProcessReport {
+                cpu_pct: cpu_seconds / secs * 100.0,
+                cpu_seconds,
+                rss_max_mib: rss_max as f64 / 1024.0,
+                rss_end_mib: b.rss_kb as f64 / 1024.0,
+                hwm_mib: b.hwm_kb as f64 / 1024.0,
+                threads: b.threads,
+            },
+        );
+    }
+    out
+}
+
+/// The run sample by sample: per step, CPU % and RSS of every process, the bridge's packet rates
+/// and endpoints, the machine's busy share. `t0` is the start of the run.
+pub fn timeline(samples: &[Sample], t0: Instant, clk_tck: f64) -> Vec<TimelinePoint> {
+    samples
+        .windows(2)
+        .filter_map(|w| {
+            let [a, b] = w else { return None };
+            let secs = b.at.saturating_duration_since(a.at).as_secs_f64();
+            if secs <= 0.0 {
+                return None;
+            }
+            let processes = b
+                .procs
+                .iter()
+                .filter_map(|(name, pb)| {
+                    let pb = (*pb)?;
+                    let pa = a.procs.get(name).copied().flatten()?;
+                    let cpu = pb.cpu_ticks.saturating_sub(pa.cpu_ticks) as f64 / clk_tck;
+                    Some((
+                        name.clone(),
+                        ProcessPoint {
+                            cpu_pct: cpu / secs * 100.0,
+                            rss_mib: pb.rss_kb as f64 / 1024.0,
+                        },
+                    ))
+                })
+                .collect();
+            let rate = |k: &str| {
+                let (va, vb) = (a.bridge.as_ref()?, b.bridge.as_ref()?);
+                Some((num(vb, k) - num(va, k)).max(0.0) / secs)
+            };
+            let machine_busy_pct = match (a.machine, b.machine) {
+                (Some(ma), Some(mb)) if mb.total > ma.total => {
+                    let total = (mb.total - ma.total) as f64;
+                    let idle = mb.idle.saturating_sub(ma.idle) as f64;
+                    Some(((total - idle) / total * 100.0).max(0.0))
+                }
+                _ => None,
+            };
+            Some(TimelinePoint {
+                t_s: b.at.saturating_duration_since(t0).as_secs_f64(),
+                processes,
+                bridge_endpoints: b.bridge.as_ref().map(|v| num(v, "endpoints")),
+                bridge_packets_received_pps: rate("total_packets_received"),
+                bridge_packets_sent_pps: rate("total_packets_sent"),
+                machine_busy_pct,
+            })
+        })
+        .collect()
+}
+
+/// Rates over `[start, end]` from the samples inside it; totals over all samples and the timeline
+/// from `t0`.
+pub fn summarize(
+    samples: &[Sample],
+    t0: Instant,
+    start: Instant,
+    end: Instant,
+    clk_tck: f64,
+) -> ServerReport {
+    let all: Vec<&Sample> = samples.iter().collect();
+    let mut report = ServerReport {
+        run_s: match (all.first(), all.last()) {
+            (Some(a), Some(b)) => b.at.saturating_duration_since(a.at).as_secs_f64(),
+            _ => 0.0,
+        },
+        run_processes: process_reports(&all, clk_tck),
+        timeline: timeline(samples, t0, clk_tck),
+        ..ServerReport::default()
+    };
     let inside: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.at >= start && s.at <= end)
         .collect();
     let (Some(first), Some(last)) = (inside.first(), inside.last()) else {
-        return ServerReport::default();
+        return report;
     };
     let secs = last.at.saturating_duration_since(first.at).as_secs_f64();
-    let mut report = ServerReport {
-        window_s: secs,
-        ..ServerReport::default()
-    };
+    report.window_s = secs;
     if secs <= 0.0 {
         return report;
     }
-    for (name, a) in &first.procs {
-        let b = last.procs.get(name).copied().flatten();
-        let (Some(a), Some(b)) = (a, b) else {
-            continue;
-        };
-        let cpu_seconds = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / clk_tck;
-        let rss_max = inside
-            .iter()
-            .filter_map(|s| s.procs.get(name).copied().flatten())
-            .map(|p| p.rss_kb)
-            .max()
-            .unwrap_or(0);
-        report.processes.insert(
-            name.clone(),
-            ProcessReport {
-                cpu_pct: cpu_seconds / secs * 100.0,
-                cpu_seconds,
-                rss_max_mb: rss_max as f64 / 1024.0,
-                rss_end_mb: b.rss_kb as f64 / 1024.0,
-                hwm_mb: b.hwm_kb as f64 / 1024.0,
-                threads: b.threads,
-            },
-        );
-    }
+    report.processes = process_reports(&inside, clk_tck);
     if let (Some(a), Some(b)) = (first.machine, last.machine) {
         let total = b.total.saturating_sub(a.total) as f64;
         if total > 0.0 {
@@ -461,6 +567,7 @@ mod tests {
         ];
         let r = summarize(
             &samples,
+            t0,
             t0 + Duration::from_millis(500),
             t0 + Duration::from_millis(11500),
             100.0,
@@ -468,11 +575,59 @@ mod tests {
         assert_eq!(r.window_s, 10.0);
         let b = r.processes["bridge"];
         assert!((b.cpu_pct - 50.0).abs() < 1e-9, "{b:?}");
-        assert_eq!(b.rss_max_mb, 3.0);
+        assert_eq!(b.rss_max_mib, 3.0);
         assert!((r.machine_busy_pct - 50.0).abs() < 1e-9);
         let s = r.bridge.unwrap();
         assert!((s.packets_sent_pps - 1000.0).abs() < 1e-9);
         assert_eq!(s.endpoints, 3.0);
         assert!((s.stress_level_max - 1.1).abs() < 1e-9);
+
+        // Whole run: 600 ticks over 12 s.
+        assert_eq!(r.run_s, 12.0);
+        assert!((r.run_processes["bridge"].cpu_pct - 50.0).abs() < 1e-9);
+        assert_eq!(r.run_processes["bridge"].rss_max_mib, 3.0);
+        // Timeline: one point per step, rates of that step.
+        assert_eq!(r.timeline.len(), 3);
+        let p = &r.timeline[1];
+        assert_eq!(p.t_s, 11.0);
+        assert!((p.processes["bridge"].cpu_pct - 50.0).abs() < 1e-9);
+        assert_eq!(p.processes["bridge"].rss_mib, 3.0);
+        assert_eq!(p.bridge_endpoints, Some(3.0));
+        assert!((p.bridge_packets_sent_pps.unwrap_or(0.0) - 1000.0).abs() < 1e-9);
+        assert!((p.machine_busy_pct.unwrap_or(0.0) - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_process_that_appears_late_is_measured_from_its_first_sample() {
+        let t0 = Instant::now();
+        let mk = |s: u64, p: Option<u64>| Sample {
+            at: t0 + Duration::from_secs(s),
+            procs: [(
+                "focus".to_owned(),
+                p.map(|ticks| ProcSample {
+                    cpu_ticks: ticks,
+                    rss_kb: 2048,
+                    hwm_kb: 2048,
+                    threads: 2,
+                }),
+            )]
+            .into_iter()
+            .collect(),
+            machine: None,
+            load1: None,
+            udp: None,
+            bridge: None,
+        };
+        let samples = vec![mk(0, None), mk(1, Some(100)), mk(3, Some(300)), mk(4, None)];
+        let r = summarize(&samples, t0, t0, t0 + Duration::from_secs(4), 100.0);
+        let f = r.processes["focus"];
+        assert!((f.cpu_pct - 100.0).abs() < 1e-9, "{f:?}");
+        assert!((f.cpu_seconds - 2.0).abs() < 1e-9);
+        assert!(r.bridge.is_none());
+        // Steps without the process have no point for it.
+        assert_eq!(r.timeline.len(), 3);
+        assert!(r.timeline[0].processes.is_empty());
+        assert_eq!(r.timeline[1].processes["focus"].rss_mib, 2.0);
+        assert!(r.timeline[2].processes.is_empty());
     }
 }

@@ -1,13 +1,13 @@
 //! The result of a run: every participant's report, the server side, and a summary (join-time
-//! percentiles, received tracks, loss, the bridge's cost per forwarded packet and per endpoint), as
-//! JSON and as text.
+//! percentiles, packets and bitrates, loss, the bridge's and the focus's CPU and memory, the
+//! bridge's cost per forwarded packet and per endpoint), as JSON, as text and as Markdown.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::participant::ParticipantReport;
-use crate::procstat::ServerReport;
+use crate::procstat::{ServerReport, TimelinePoint};
 use crate::receiver::Kind;
 
 /// The scenario as run.
@@ -22,15 +22,19 @@ pub struct ScenarioSummary {
     pub join_rate: f64,
     /// From the first join to "everybody connected or failed".
     pub joins_settled_s: f64,
+    /// The measurement window, in seconds since the run started (the timeline's clock).
+    pub window_start_s: f64,
+    pub window_end_s: f64,
     pub window_s: f64,
 }
 
-/// Median, 90th percentile and maximum.
+/// Median, 90th and 95th percentiles and maximum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Percentiles {
     pub n: usize,
     pub median: f64,
     pub p90: f64,
+    pub p95: f64,
     pub max: f64,
 }
 
@@ -49,6 +53,7 @@ pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
         n: values.len(),
         median: median(&values),
         p90: rank(0.9),
+        p95: rank(0.95),
         max: values[values.len() - 1],
     }
 }
@@ -69,9 +74,14 @@ pub fn median_of(mut v: Vec<f64>) -> f64 {
     median(&v)
 }
 
-/// Join times (ms from the conference request) over all participants.
+/// Join times over all participants (ms): `join` and `join_to_all_media` from the participant's
+/// start, `xmpp_login` too, the other steps from the conference request.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JoinTimes {
+    /// Start → bridge channel open (XMPP login, conference request, MUC, Jingle, ICE, DTLS, SCTP).
+    pub join: Percentiles,
+    /// Start → audio and video from every other sender.
+    pub join_to_all_media: Percentiles,
     pub xmpp_login: Percentiles,
     pub conference_ready: Percentiles,
     pub muc_joined: Percentiles,
@@ -99,15 +109,25 @@ pub struct MediaSummary {
     pub missing: usize,
     /// Heights of the forwarded video (height → tracks).
     pub video_heights: std::collections::BTreeMap<String, usize>,
+    /// RTP sent by all participants together.
     pub sent_pps: f64,
+    pub sent_mbps: f64,
+    /// Per participant (receivers and senders alike).
+    pub received_pps_per_participant: Percentiles,
+    pub received_kbps_per_participant: Percentiles,
+    /// Per sending participant.
+    pub sent_kbps_per_sender: Percentiles,
 }
 
-/// The bridge's cost.
+/// What the server side cost over the measurement window (CPU in % of one core, memory in MiB),
+/// and the focus's CPU over the whole run (it works during joins, not in the window).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Costs {
     pub bridge_cpu_pct: f64,
-    pub bridge_rss_mb: f64,
-    pub bridge_hwm_mb: f64,
+    /// `bridge_cpu_pct / 100`: cores busy.
+    pub bridge_cpu_cores: f64,
+    pub bridge_rss_mib: f64,
+    pub bridge_hwm_mib: f64,
     pub bridge_threads: u64,
     /// Bridge CPU time per packet it sent (forwarded RTP + its RTCP), µs.
     pub bridge_us_per_sent_packet: f64,
@@ -119,13 +139,19 @@ pub struct Costs {
     pub bridge_cpu_pct_per_video_stream: f64,
     /// Packets sent per second per fully busy core (extrapolated).
     pub bridge_egress_pps_per_core: f64,
-    pub bridge_rss_mb_per_endpoint: f64,
+    pub bridge_rss_mib_per_endpoint: f64,
     pub focus_cpu_pct: f64,
-    pub focus_rss_mb: f64,
+    pub focus_rss_mib: f64,
+    /// Whole run (joins and leaves included).
+    pub focus_run_cpu_pct: f64,
+    pub focus_run_cpu_seconds: f64,
+    pub focus_run_rss_max_mib: f64,
+    pub bridge_run_cpu_pct: f64,
+    pub bridge_run_rss_max_mib: f64,
     pub prosody_cpu_pct: f64,
-    pub prosody_rss_mb: f64,
+    pub prosody_rss_mib: f64,
     pub loadgen_cpu_pct: f64,
-    pub loadgen_rss_mb: f64,
+    pub loadgen_rss_mib: f64,
 }
 
 /// The headline numbers of a run.
@@ -168,11 +194,30 @@ impl RunReport {
     pub fn text(&self) -> String {
         human(self)
     }
+
+    /// The report as a Markdown document.
+    pub fn markdown(&self) -> String {
+        markdown(self)
+    }
+
+    /// A failure of the run itself (a server process died, …).
+    pub fn add_failure(&mut self, failure: String) {
+        self.summary.failures.push(failure);
+    }
+
+    /// No participant failed, everybody connected, and nothing else went wrong.
+    pub fn succeeded(&self) -> bool {
+        self.summary.failures.is_empty()
+            && self.summary.connected == self.summary.participants
+            && self.summary.failed == 0
+    }
 }
 
 fn join_times(ps: &[ParticipantReport]) -> JoinTimes {
     let p = |f: fn(&ParticipantReport) -> Option<f64>| percentiles(ps.iter().filter_map(f).collect());
     JoinTimes {
+        join: p(|r| r.timings.join_ms),
+        join_to_all_media: p(|r| r.timings.join_to_all_media_ms),
         xmpp_login: p(|r| r.timings.xmpp_login_ms),
         conference_ready: p(|r| r.timings.conference_ready_ms),
         muc_joined: p(|r| r.timings.muc_joined_ms),
@@ -215,7 +260,17 @@ pub fn summarize(ps: &[ParticipantReport], server: &ServerReport) -> Summary {
         }
         media.missing += p.missing.len();
         media.sent_pps += p.sent_pps;
+        media.sent_mbps += p.sent_kbps / 1000.0;
     }
+    media.received_pps_per_participant = percentiles(ps.iter().map(|p| p.received_pps).collect());
+    media.received_kbps_per_participant =
+        percentiles(ps.iter().map(|p| p.received_kbps).collect());
+    media.sent_kbps_per_sender = percentiles(
+        ps.iter()
+            .filter(|p| p.sender)
+            .map(|p| p.sent_kbps)
+            .collect(),
+    );
     media.loss_pct_overall = if expected > 0 {
         lost as f64 / expected as f64 * 100.0
     } else {
@@ -226,18 +281,25 @@ pub fn summarize(ps: &[ParticipantReport], server: &ServerReport) -> Summary {
     media.video_fps_per_track = percentiles(fps);
 
     let proc = |n: &str| server.processes.get(n).copied().unwrap_or_default();
+    let run = |n: &str| server.run_processes.get(n).copied().unwrap_or_default();
     let bridge = proc("bridge");
     let mut costs = Costs {
         bridge_cpu_pct: bridge.cpu_pct,
-        bridge_rss_mb: bridge.rss_max_mb,
-        bridge_hwm_mb: bridge.hwm_mb,
+        bridge_cpu_cores: bridge.cpu_pct / 100.0,
+        bridge_run_cpu_pct: run("bridge").cpu_pct,
+        bridge_run_rss_max_mib: run("bridge").rss_max_mib,
+        focus_run_cpu_pct: run("focus").cpu_pct,
+        focus_run_cpu_seconds: run("focus").cpu_seconds,
+        focus_run_rss_max_mib: run("focus").rss_max_mib,
+        bridge_rss_mib: bridge.rss_max_mib,
+        bridge_hwm_mib: bridge.hwm_mib,
         bridge_threads: bridge.threads,
         focus_cpu_pct: proc("focus").cpu_pct,
-        focus_rss_mb: proc("focus").rss_max_mb,
+        focus_rss_mib: proc("focus").rss_max_mib,
         prosody_cpu_pct: proc("prosody").cpu_pct,
-        prosody_rss_mb: proc("prosody").rss_max_mb,
+        prosody_rss_mib: proc("prosody").rss_max_mib,
         loadgen_cpu_pct: proc("loadtest").cpu_pct,
-        loadgen_rss_mb: proc("loadtest").rss_max_mb,
+        loadgen_rss_mib: proc("loadtest").rss_max_mib,
         ..Costs::default()
     };
     if let Some(b) = &server.bridge {
@@ -256,7 +318,7 @@ pub fn summarize(ps: &[ParticipantReport], server: &ServerReport) -> Summary {
         }
         if b.endpoints > 0.0 {
             costs.bridge_cpu_pct_per_endpoint = bridge.cpu_pct / b.endpoints;
-            costs.bridge_rss_mb_per_endpoint = bridge.rss_max_mb / b.endpoints;
+            costs.bridge_rss_mib_per_endpoint = bridge.rss_max_mib / b.endpoints;
         }
     }
     if media.video_tracks > 0 {
@@ -280,9 +342,26 @@ pub fn summarize(ps: &[ParticipantReport], server: &ServerReport) -> Summary {
 fn pline(out: &mut String, name: &str, p: &Percentiles) {
     let _ = writeln!(
         out,
-        "  {name:<18} median {:>7.0}  p90 {:>7.0}  max {:>7.0}  (n={})",
-        p.median, p.p90, p.max, p.n
+        "  {name:<18} median {:>7.0}  p95 {:>7.0}  max {:>7.0}  (n={})",
+        p.median, p.p95, p.max, p.n
     );
+}
+
+/// The steps of a join, in order, with their names.
+fn join_steps(j: &JoinTimes) -> [(&'static str, &Percentiles); 11] {
+    [
+        ("join (start → channel open)", &j.join),
+        ("join → all senders' media", &j.join_to_all_media),
+        ("XMPP login", &j.xmpp_login),
+        ("conference ready", &j.conference_ready),
+        ("MUC joined", &j.muc_joined),
+        ("session-initiate", &j.session_initiate),
+        ("ICE connected", &j.ice_connected),
+        ("DTLS connected", &j.dtls_connected),
+        ("channel open", &j.channel_open),
+        ("first media", &j.first_media),
+        ("all senders' media", &j.all_media),
+    ]
 }
 
 /// The text summary printed after a run.
@@ -308,17 +387,13 @@ pub fn human(r: &RunReport) -> String {
     for f in s.failures.iter().take(10) {
         let _ = writeln!(o, "  failure: {f}");
     }
-    let _ = writeln!(o, "join times (ms; login from start, the rest from the conference request):");
-    let j = &s.join_ms;
-    pline(&mut o, "xmpp login", &j.xmpp_login);
-    pline(&mut o, "conference ready", &j.conference_ready);
-    pline(&mut o, "MUC joined", &j.muc_joined);
-    pline(&mut o, "session-initiate", &j.session_initiate);
-    pline(&mut o, "ICE connected", &j.ice_connected);
-    pline(&mut o, "DTLS connected", &j.dtls_connected);
-    pline(&mut o, "channel open", &j.channel_open);
-    pline(&mut o, "first media", &j.first_media);
-    pline(&mut o, "all senders' media", &j.all_media);
+    let _ = writeln!(
+        o,
+        "join times (ms; the first three from the participant's start, the rest from the conference request):"
+    );
+    for (name, p) in join_steps(&s.join_ms) {
+        pline(&mut o, name, p);
+    }
     let m = &s.media;
     let _ = writeln!(
         o,
@@ -338,6 +413,15 @@ pub fn human(r: &RunReport) -> String {
         "video per track: median {:.0} kbps, {:.1} fps; forwarded heights {:?}",
         m.video_kbps_per_track.median, m.video_fps_per_track.median, m.video_heights
     );
+    let _ = writeln!(
+        o,
+        "sent: {:.0} pps, {:.1} Mbps in all (median {:.0} kbps per sender); received per participant: median {:.0} pps, {:.0} kbps",
+        m.sent_pps,
+        m.sent_mbps,
+        m.sent_kbps_per_sender.median,
+        m.received_pps_per_participant.median,
+        m.received_kbps_per_participant.median
+    );
     let c = &s.costs;
     let sv = &r.server;
     if let Some(b) = &sv.bridge {
@@ -355,10 +439,10 @@ pub fn human(r: &RunReport) -> String {
     }
     let _ = writeln!(
         o,
-        "bridge: {:.1} % CPU, RSS {:.1} MB (peak {:.1} MB), {} threads; {:.2} µs CPU per sent packet, {:.2} µs per handled packet, {:.2} % CPU per endpoint, {:.2} % per forwarded video stream, ≈{:.0} egress pps per core",
+        "bridge: {:.1} % CPU, RSS {:.1} MiB (peak {:.1} MiB), {} threads; {:.2} µs CPU per sent packet, {:.2} µs per handled packet, {:.2} % CPU per endpoint, {:.2} % per forwarded video stream, ≈{:.0} egress pps per core",
         c.bridge_cpu_pct,
-        c.bridge_rss_mb,
-        c.bridge_hwm_mb,
+        c.bridge_rss_mib,
+        c.bridge_hwm_mib,
         c.bridge_threads,
         c.bridge_us_per_sent_packet,
         c.bridge_us_per_packet,
@@ -368,14 +452,257 @@ pub fn human(r: &RunReport) -> String {
     );
     let _ = writeln!(
         o,
-        "focus: {:.1} % CPU, RSS {:.1} MB; prosody: {:.1} % CPU, RSS {:.1} MB; load generator: {:.1} % CPU, RSS {:.1} MB",
-        c.focus_cpu_pct, c.focus_rss_mb, c.prosody_cpu_pct, c.prosody_rss_mb, c.loadgen_cpu_pct, c.loadgen_rss_mb
+        "focus: {:.1} % CPU in the window, {:.1} % over the run ({:.2} CPU s), RSS {:.1} MiB; prosody: {:.1} % CPU, RSS {:.1} MiB; load generator (same machine): {:.1} % CPU, RSS {:.1} MiB",
+        c.focus_cpu_pct,
+        c.focus_run_cpu_pct,
+        c.focus_run_cpu_seconds,
+        c.focus_run_rss_max_mib,
+        c.prosody_cpu_pct,
+        c.prosody_rss_mib,
+        c.loadgen_cpu_pct,
+        c.loadgen_rss_mib
     );
     let _ = writeln!(
         o,
         "machine: {} CPUs, {:.1} % busy (steal {:.1} %), load1 {:.2}; UDP receive-buffer drops {}",
         sv.cpus, sv.machine_busy_pct, sv.machine_steal_pct, sv.load1_mean, sv.udp_rcvbuf_errors
     );
+    o
+}
+
+/// Formats an optional number, `–` when absent.
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+/// At most ~`rows` evenly spaced points of the timeline (the last one always kept).
+fn thin(timeline: &[TimelinePoint], rows: usize) -> Vec<&TimelinePoint> {
+    let step = timeline.len().div_ceil(rows.max(1)).max(1);
+    let mut out: Vec<&TimelinePoint> = timeline.iter().step_by(step).collect();
+    if let Some(last) = timeline.last()
+        && out.last().is_none_or(|p| !std::ptr::eq(*p, last))
+    {
+        out.push(last);
+    }
+    out
+}
+
+/// The report as Markdown: headline table, server side, join times, participants, timeline.
+pub fn markdown(r: &RunReport) -> String {
+    let s = &r.summary;
+    let sc = &r.scenario;
+    let m = &s.media;
+    let c = &s.costs;
+    let sv = &r.server;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# Load test: {} conference(s) × {} participants ({} senders each)\n",
+        sc.conferences, sc.participants_per_conference, sc.senders_per_conference
+    );
+    let _ = writeln!(
+        o,
+        "Video {}, audio from every sender; joins at {:.1}/s, settled after {:.1} s; warm-up {:.0} s; \
+         measurement window {:.1} s (t = {:.1}–{:.1} s).\n",
+        if sc.simulcast {
+            "VP8 simulcast 180p/360p/720p"
+        } else {
+            "VP8 720p"
+        },
+        sc.join_rate,
+        sc.joins_settled_s,
+        sc.warmup_s,
+        sc.window_s,
+        sc.window_start_s,
+        sc.window_end_s
+    );
+    let _ = writeln!(o, "| | |\n|---|---|");
+    let _ = writeln!(
+        o,
+        "| participants joined | {} of {} ({} with failures) |",
+        s.connected, s.participants, s.failed
+    );
+    let _ = writeln!(
+        o,
+        "| join time, start → bridge channel open | median {:.0} ms, p95 {:.0} ms, max {:.0} ms |",
+        s.join_ms.join.median, s.join_ms.join.p95, s.join_ms.join.max
+    );
+    let _ = writeln!(
+        o,
+        "| join time, start → everyone's media | median {:.0} ms, p95 {:.0} ms |",
+        s.join_ms.join_to_all_media.median, s.join_ms.join_to_all_media.p95
+    );
+    let _ = writeln!(
+        o,
+        "| sent (all participants) | {:.0} pps, {:.1} Mbps (median {:.0} kbps per sender) |",
+        m.sent_pps, m.sent_mbps, m.sent_kbps_per_sender.median
+    );
+    let _ = writeln!(
+        o,
+        "| received per participant | median {:.0} pps, {:.0} kbps |",
+        m.received_pps_per_participant.median, m.received_kbps_per_participant.median
+    );
+    let _ = writeln!(
+        o,
+        "| received tracks | {} audio, {} video ({} expected missing); video heights {:?} |",
+        m.audio_tracks, m.video_tracks, m.missing, m.video_heights
+    );
+    let _ = writeln!(
+        o,
+        "| loss | {:.3} % overall, per-track median {:.3} %, max {:.3} %, {} tracks > 1 % |",
+        m.loss_pct_overall,
+        m.loss_pct_per_track.median,
+        m.loss_pct_per_track.max,
+        m.tracks_over_1pct_loss
+    );
+    if let Some(b) = &sv.bridge {
+        let _ = writeln!(
+            o,
+            "| bridge packets | {:.0} pps in, {:.0} pps out (forwarded RTP + RTCP), {:.1} / {:.1} Mbps, {:.0} endpoints, stress max {:.3} |",
+            b.packets_received_pps,
+            b.packets_sent_pps,
+            b.bytes_received_mbps,
+            b.bytes_sent_mbps,
+            b.endpoints,
+            b.stress_level_max
+        );
+    }
+    let _ = writeln!(
+        o,
+        "| bridge CPU | {:.3} cores ({:.1} % of one core); {:.2} µs per sent packet; {:.2} % of a core per endpoint |",
+        c.bridge_cpu_cores, c.bridge_cpu_pct, c.bridge_us_per_sent_packet, c.bridge_cpu_pct_per_endpoint
+    );
+    let _ = writeln!(
+        o,
+        "| bridge RSS | {:.1} MiB max in the window, {:.1} MiB max over the run, {:.2} MiB per endpoint |",
+        c.bridge_rss_mib, c.bridge_run_rss_max_mib, c.bridge_rss_mib_per_endpoint
+    );
+    let _ = writeln!(
+        o,
+        "| focus | {:.2} % CPU in the window, {:.2} % over the run ({:.2} CPU s); RSS {:.1} MiB max |",
+        c.focus_cpu_pct, c.focus_run_cpu_pct, c.focus_run_cpu_seconds, c.focus_run_rss_max_mib
+    );
+    let _ = writeln!(
+        o,
+        "| load generator (same machine) | {:.1} % CPU, RSS {:.1} MiB |",
+        c.loadgen_cpu_pct, c.loadgen_rss_mib
+    );
+    let _ = writeln!(
+        o,
+        "| machine | {} CPUs, {:.1} % busy (steal {:.1} %), load1 {:.2}, UDP receive-buffer drops {} |",
+        sv.cpus, sv.machine_busy_pct, sv.machine_steal_pct, sv.load1_mean, sv.udp_rcvbuf_errors
+    );
+
+    let _ = writeln!(
+        o,
+        "\n## Server processes\n\nCPU in % of one core; RSS in MiB from `/proc/<pid>/status`.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| process | CPU % (window) | RSS max (window) | CPU % (run) | CPU s (run) | RSS max (run) | VmHWM | threads |\n|---|---|---|---|---|---|---|---|"
+    );
+    let names: std::collections::BTreeSet<&String> =
+        sv.processes.keys().chain(sv.run_processes.keys()).collect();
+    for n in names {
+        let w = sv.processes.get(n).copied().unwrap_or_default();
+        let a = sv.run_processes.get(n).copied().unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "| {n} | {:.2} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
+            w.cpu_pct,
+            w.rss_max_mib,
+            a.cpu_pct,
+            a.cpu_seconds,
+            a.rss_max_mib,
+            a.hwm_mib,
+            a.threads
+        );
+    }
+
+    let _ = writeln!(
+        o,
+        "\n## Join times (ms)\n\nThe first two rows and the XMPP login count from the participant's start, \
+         the other steps from its conference request.\n"
+    );
+    let _ = writeln!(o, "| step | n | median | p90 | p95 | max |\n|---|---|---|---|---|---|");
+    for (name, p) in join_steps(&s.join_ms) {
+        let _ = writeln!(
+            o,
+            "| {name} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            p.n, p.median, p.p90, p.p95, p.max
+        );
+    }
+
+    let _ = writeln!(
+        o,
+        "\n## Participants (measurement window)\n\n| conf | endpoint | sender | join ms | sent pps | sent kbps | recv pps | recv kbps | loss % | audio / video tracks | missing | failures |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for p in &r.participants {
+        let audio = p
+            .tracks
+            .iter()
+            .filter(|t| t.kind == Kind::Audio && t.packets > 0)
+            .count();
+        let video = p
+            .tracks
+            .iter()
+            .filter(|t| t.kind == Kind::Video && t.packets > 0)
+            .count();
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.3} | {audio} / {video} | {} | {} |",
+            p.conference,
+            p.endpoint,
+            if p.sender { "yes" } else { "no" },
+            opt(p.timings.join_ms, 0),
+            p.sent_pps,
+            p.sent_kbps,
+            p.received_pps,
+            p.received_kbps,
+            p.loss_pct,
+            p.missing.len(),
+            p.failures.join("; ").replace('|', "/")
+        );
+    }
+
+    if !sv.timeline.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n## Timeline\n\nPer sampling step (CPU % of one core over the step, RSS MiB at its end); t in s since the start.\n"
+        );
+        let _ = writeln!(
+            o,
+            "| t | bridge CPU % | bridge RSS | focus CPU % | focus RSS | prosody CPU % | loadtest CPU % | bridge endpoints | bridge pps in | bridge pps out | machine busy % |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        let cell = |p: &TimelinePoint, n: &str| {
+            p.processes.get(n).map_or_else(
+                || ("–".to_owned(), "–".to_owned()),
+                |x| (format!("{:.1}", x.cpu_pct), format!("{:.1}", x.rss_mib)),
+            )
+        };
+        for p in thin(&sv.timeline, 40) {
+            let (bc, br) = cell(p, "bridge");
+            let (fc, fr) = cell(p, "focus");
+            let (pc, _) = cell(p, "prosody");
+            let (lc, _) = cell(p, "loadtest");
+            let _ = writeln!(
+                o,
+                "| {:.0} | {bc} | {br} | {fc} | {fr} | {pc} | {lc} | {} | {} | {} | {} |",
+                p.t_s,
+                opt(p.bridge_endpoints, 0),
+                opt(p.bridge_packets_received_pps, 0),
+                opt(p.bridge_packets_sent_pps, 0),
+                opt(p.machine_busy_pct, 1)
+            );
+        }
+    }
+
+    if !s.failures.is_empty() {
+        let _ = writeln!(o, "\n## Failures\n");
+        for f in &s.failures {
+            let _ = writeln!(o, "- {f}");
+        }
+    }
     o
 }
 
@@ -391,6 +718,7 @@ mod tests {
         assert_eq!(p.n, 10);
         assert_eq!(p.median, 5.5);
         assert_eq!(p.p90, 9.0);
+        assert_eq!(p.p95, 10.0);
         assert_eq!(p.max, 10.0);
         assert_eq!(percentiles(vec![]), Percentiles::default());
         assert_eq!(percentiles(vec![f64::NAN, 3.0]).median, 3.0);
@@ -416,8 +744,13 @@ mod tests {
             jitter_ms: 0.0,
         };
         let p = ParticipantReport {
+            endpoint: "abcd1234".into(),
+            sender: true,
             connected: true,
             window_s: 10.0,
+            sent_kbps: 1500.0,
+            received_pps: 149.0,
+            received_kbps: 160.0,
             tracks: vec![track(Kind::Audio, 500, 500, None), track(Kind::Video, 990, 1000, Some(180))],
             ..ParticipantReport::default()
         };
@@ -435,11 +768,35 @@ mod tests {
             "bridge".into(),
             ProcessReport {
                 cpu_pct: 50.0,
-                rss_max_mb: 30.0,
+                rss_max_mib: 30.0,
                 ..ProcessReport::default()
             },
         );
-        let r = RunReport::new(ScenarioSummary::default(), vec![p], server);
+        server.run_processes.insert(
+            "focus".into(),
+            ProcessReport {
+                cpu_pct: 2.0,
+                cpu_seconds: 0.4,
+                rss_max_mib: 12.0,
+                ..ProcessReport::default()
+            },
+        );
+        server.timeline = (1..=100)
+            .map(|t| TimelinePoint {
+                t_s: f64::from(t),
+                processes: [(
+                    "bridge".to_owned(),
+                    crate::procstat::ProcessPoint {
+                        cpu_pct: 42.5,
+                        rss_mib: 30.0,
+                    },
+                )]
+                .into_iter()
+                .collect(),
+                ..TimelinePoint::default()
+            })
+            .collect();
+        let mut r = RunReport::new(ScenarioSummary::default(), vec![p], server);
         let s = &r.summary;
         assert_eq!((s.media.audio_tracks, s.media.video_tracks), (1, 1));
         assert!((s.media.loss_pct_overall - 10.0 / 1500.0 * 100.0).abs() < 1e-9);
@@ -448,7 +805,28 @@ mod tests {
         assert!((s.costs.bridge_us_per_sent_packet - 50.0).abs() < 1e-9);
         assert!((s.costs.bridge_egress_pps_per_core - 20_000.0).abs() < 1e-9);
         assert!((s.costs.bridge_cpu_pct_per_endpoint - 50.0 / 3.0).abs() < 1e-9);
+        assert_eq!(s.costs.bridge_cpu_cores, 0.5);
+        assert_eq!(s.costs.focus_run_cpu_seconds, 0.4);
+        assert_eq!(s.costs.focus_run_rss_max_mib, 12.0);
+        assert_eq!(s.media.sent_kbps_per_sender.median, 1500.0);
+        assert_eq!(s.media.received_pps_per_participant.median, 149.0);
         assert!(r.text().contains("1 connected of 1"));
         assert!(serde_json::to_string(&r).unwrap().contains("\"summary\""));
+        assert!(r.succeeded());
+
+        let md = r.markdown();
+        assert!(md.contains("| participants joined | 1 of 1 (0 with failures) |"), "{md}");
+        assert!(md.contains("| bridge CPU | 0.500 cores (50.0 % of one core)"), "{md}");
+        assert!(md.contains("| focus | 0.00 | 0.0 | 2.00 | 0.40 | 12.0 |"), "{md}");
+        assert!(md.contains("| 0 | abcd1234 | yes |"), "{md}");
+        // The timeline is thinned to about 40 rows, the last step kept.
+        let rows = md.lines().filter(|l| l.contains("| 42.5 | 30.0 |")).count();
+        assert!((34..=41).contains(&rows), "{rows} rows");
+        assert!(md.contains("| 100 | 42.5 |"), "{md}");
+        assert!(!md.contains("## Failures"));
+
+        r.add_failure("bridge exited".into());
+        assert!(!r.succeeded());
+        assert!(r.markdown().contains("## Failures\n\n- bridge exited"));
     }
 }

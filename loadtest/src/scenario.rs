@@ -37,6 +37,8 @@ pub struct ScenarioConfig {
     /// Each sender talks for this long in turn.
     pub speaker_slot: Duration,
     pub sample_interval: Duration,
+    /// Sampling goes on this long after everybody left (memory given back, CPU back to idle).
+    pub cooldown: Duration,
 }
 
 impl Default for ScenarioConfig {
@@ -58,6 +60,7 @@ impl Default for ScenarioConfig {
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80],
             speaker_slot: Duration::from_secs(3),
             sample_interval: Duration::from_secs(1),
+            cooldown: Duration::from_secs(2),
         }
     }
 }
@@ -129,6 +132,7 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
     let total = plan.len();
     let mut processes = target.pids.clone();
     processes.push(("loadtest".into(), std::process::id()));
+    let t0 = Instant::now();
     let sampler = Sampler::start(
         Targets {
             processes,
@@ -136,7 +140,6 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
         },
         cfg.sample_interval,
     );
-    let t0 = Instant::now();
     let (phase_tx, phase_rx) = watch::channel(Phase::Joining);
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::with_capacity(total);
@@ -189,8 +192,9 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
             }),
         }
     }
+    tokio::time::sleep(cfg.cooldown).await;
     let samples = sampler.finish();
-    let server = summarize(&samples, measure_start, measure_end, clock_ticks());
+    let server = summarize(&samples, t0, measure_start, measure_end, clock_ticks());
     let scenario = ScenarioSummary {
         conferences: cfg.conferences,
         participants_per_conference: cfg.participants,
@@ -200,6 +204,8 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
         simulcast: cfg.simulcast,
         join_rate: cfg.join_rate,
         joins_settled_s: joined_at.saturating_duration_since(t0).as_secs_f64(),
+        window_start_s: measure_start.saturating_duration_since(t0).as_secs_f64(),
+        window_end_s: measure_end.saturating_duration_since(t0).as_secs_f64(),
         window_s: measure_end.saturating_duration_since(measure_start).as_secs_f64(),
     };
     Ok(RunReport::new(scenario, participants, server))

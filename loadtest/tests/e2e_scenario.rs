@@ -1,5 +1,5 @@
 //! A small scenario against a real local deployment: Prosody (signaling::testing), our bridge and
-//! our focus binaries, three loadtest participants on loopback for 10 s.
+//! our focus binaries (built here), three loadtest participants on loopback for a 5 s window.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,7 +25,19 @@ fn binaries() -> PathBuf {
             cmd.env_remove(&k);
         }
     }
-    cmd.args(["build", "--quiet", "-p", "bridge", "-p", "focus", "--manifest-path"])
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "bridge",
+        "--bin",
+        "bridge",
+        "-p",
+        "focus",
+        "--bin",
+        "focus",
+        "--manifest-path",
+    ])
         .arg(&manifest)
         .arg("--target-dir")
         .arg(&target_dir);
@@ -53,9 +65,10 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
         conferences: 1,
         participants: 3,
         senders: 3,
-        duration: Duration::from_secs(10),
-        warmup: Duration::from_secs(3),
-        join_timeout: Duration::from_secs(30),
+        duration: Duration::from_secs(5),
+        warmup: Duration::from_secs(1),
+        join_timeout: Duration::from_secs(20),
+        cooldown: Duration::from_secs(1),
         ..ScenarioConfig::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -93,8 +106,10 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
         }
         assert!(p.srtp_profile.is_some());
         assert!(p.missing.is_empty(), "{}: missing {:?}", p.endpoint, p.missing);
-        assert!(p.window_s >= 9.0, "window {}", p.window_s);
-        // Audio and video from every other participant, < 1 % loss on loopback.
+        assert!(p.window_s >= 4.5, "window {}", p.window_s);
+        assert!(p.timings.join_ms.is_some_and(|ms| ms > 0.0 && ms < 20_000.0), "{:?}", p.timings);
+        // Audio and video from every other participant, decrypted (SRTP authenticated, VP8 payload
+        // descriptors and keyframe sizes parsed), < 2 % loss on loopback.
         for other in endpoints.iter().filter(|e| **e != p.endpoint) {
             for kind in [Kind::Audio, Kind::Video] {
                 let tracks: Vec<_> = p
@@ -105,7 +120,7 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
                 assert!(!tracks.is_empty(), "{} got no {kind:?} from {other}", p.endpoint);
                 for t in tracks {
                     assert!(
-                        t.loss_pct < 1.0,
+                        t.loss_pct < 2.0,
                         "{} ← {other} {kind:?}: {:.2} % loss ({} of {})",
                         p.endpoint,
                         t.loss_pct,
@@ -119,7 +134,7 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
                     assert!(t.pps >= min_pps, "{} ← {other} {kind:?}: {:.1} pps", p.endpoint, t.pps);
                     if kind == Kind::Video {
                         assert!(t.keyframes >= 1 && t.height.is_some(), "{t:?}");
-                        assert!(t.fps >= 20.0, "{t:?}");
+                        assert!(t.fps >= 15.0, "{t:?}");
                     }
                 }
             }
@@ -127,18 +142,49 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
         // The bridge channel works both ways: we sent constraints, the bridge sent us messages.
         assert!(p.channel.sent >= 1);
         assert!(!p.channel.by_class.is_empty(), "{:?}", p.channel);
-        // Every sender sent, and the bridge acknowledged with transport-cc feedback.
+        // Every sender sent (audio 50 pps + three simulcast encodings), and the bridge's RTCP
+        // (sender reports for what it forwards) reached us decrypted.
         assert!(p.sent_pps > 100.0, "sent {:.0} pps", p.sent_pps);
-        assert!(p.rtcp.transport_cc > 0, "{:?}", p.rtcp);
+        assert!(p.sent_kbps > 500.0, "sent {:.0} kbps", p.sent_kbps);
+        assert!(p.received_pps > 100.0 && p.received_kbps > 100.0, "{p:?}");
+        assert!(p.rtcp.sender_reports > 0, "{:?}", p.rtcp);
         assert_eq!(p.transport_drops.srtp_auth, 0);
         assert_eq!(p.receive_drops.malformed, 0);
     }
-    // The server side was measured.
-    let b = report.server.bridge.expect("bridge stats sampled");
+    assert!(report.succeeded());
+    // The server side was measured: the bridge's own stats, CPU and memory of the bridge and the
+    // focus from /proc, plausible for a 2-core machine and a 3-person call.
+    let sv = &report.server;
+    let b = sv.bridge.expect("bridge stats sampled");
     assert!((b.endpoints - 3.0).abs() < 0.5, "{b:?}");
-    assert!(b.packets_sent_pps > 100.0, "{b:?}");
-    let bridge = report.server.processes.get("bridge").expect("bridge process sampled");
-    assert!(bridge.rss_max_mb > 1.0);
-    assert!(report.server.processes.contains_key("focus"));
-    assert!(s.costs.bridge_us_per_sent_packet > 0.0);
+    assert!(b.packets_sent_pps > 100.0 && b.packets_received_pps > 100.0, "{b:?}");
+    let max_cpu = 100.0 * f64::from(sv.cpus.max(1)) + 10.0;
+    let bridge = sv.processes.get("bridge").expect("bridge process sampled");
+    assert!(bridge.cpu_pct > 0.0 && bridge.cpu_pct < max_cpu, "{bridge:?}");
+    assert!(bridge.rss_max_mib > 1.0 && bridge.rss_max_mib < 1024.0, "{bridge:?}");
+    let focus = sv.run_processes.get("focus").expect("focus process sampled");
+    // The focus works during the joins (conference, Jingle, COLIBRI): CPU over the run.
+    assert!(focus.cpu_seconds > 0.0 && focus.cpu_pct < max_cpu, "{focus:?}");
+    assert!(focus.rss_max_mib > 1.0 && focus.rss_max_mib < 1024.0, "{focus:?}");
+    assert!(sv.processes.contains_key("focus") && sv.processes.contains_key("loadtest"));
+    let c = &s.costs;
+    assert!(c.bridge_cpu_cores > 0.0 && c.bridge_rss_mib > 1.0, "{c:?}");
+    assert!(c.focus_run_cpu_seconds > 0.0 && c.focus_run_rss_max_mib > 1.0, "{c:?}");
+    assert!(c.bridge_us_per_sent_packet > 0.0);
+    // Over time: a point per sampling step, with both processes in it.
+    assert!(sv.timeline.len() >= 5, "{} timeline points", sv.timeline.len());
+    assert!(
+        sv.timeline
+            .iter()
+            .all(|p| p.processes.contains_key("bridge") && p.processes.contains_key("focus")),
+        "{:?}",
+        sv.timeline
+    );
+    assert!(sv.timeline.iter().any(|p| p.bridge_endpoints == Some(3.0)));
+    // Both renderings carry the figures.
+    let md = report.markdown();
+    assert!(md.contains("| participants joined | 3 of 3 (0 with failures) |"), "{md}");
+    assert!(md.contains("## Timeline"), "{md}");
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(json["summary"]["connected"], 3);
 }
