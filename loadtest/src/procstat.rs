@@ -1,6 +1,8 @@
 //! Server-side measurements during a run: CPU time and memory of processes from `/proc/<pid>/stat`
 //! and `/proc/<pid>/status`, the machine's CPU use and load from `/proc/stat` and `/proc/loadavg`,
-//! UDP receive-buffer drops from `/proc/net/snmp`, and the bridge's `/colibri/stats`.
+//! UDP receive-buffer drops from `/proc/net/snmp` (machine) and `/proc/net/udp{,6}` matched to the
+//! socket inodes in `/proc/<pid>/fd` (per process: the bridge's socket or the load generator's),
+//! and the bridge's `/colibri/stats`.
 //!
 //! Parsing is pure (unit-tested on sample text); [`Sampler`] reads every second on its own thread
 //! (blocking I/O, off the participants' runtime) and [`summarize`] turns the samples of the
@@ -22,6 +24,37 @@ pub struct ProcSample {
     pub rss_kb: u64,
     pub hwm_kb: u64,
     pub threads: u64,
+    /// Datagrams dropped by the kernel on this process's UDP sockets (full receive buffer), since
+    /// each socket was opened.
+    pub udp_drops: u64,
+}
+
+/// inode → drops of every socket in `/proc/net/udp` or `/proc/net/udp6` text.
+pub fn parse_udp_sockets(text: &str, out: &mut std::collections::HashMap<u64, u64>) {
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        let (Some(inode), Some(drops)) = (
+            f.get(9).and_then(|v| v.parse::<u64>().ok()),
+            f.get(12).and_then(|v| v.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        out.insert(inode, drops);
+    }
+}
+
+/// The socket inodes a process holds (`/proc/<pid>/fd/* -> socket:[inode]`).
+fn socket_inodes(pid: u32) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let target = std::fs::read_link(e.ok()?.path()).ok()?;
+        let t = target.to_str()?;
+        t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    })
+    .collect()
 }
 
 /// utime + stime from `/proc/<pid>/stat` (fields 14 and 15; the command name may contain spaces
@@ -54,17 +87,22 @@ pub fn parse_status(text: &str) -> (u64, u64, u64) {
     out
 }
 
-/// Reads a process's sample; `None` if it is gone.
-pub fn sample_process(pid: u32) -> Option<ProcSample> {
+/// Reads a process's sample; `None` if it is gone. `udp` maps socket inodes to their drops.
+pub fn sample_process(pid: u32, udp: &std::collections::HashMap<u64, u64>) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let cpu_ticks = parse_stat(&stat)?;
     let (rss_kb, hwm_kb, threads) = parse_status(&status);
+    let udp_drops = socket_inodes(pid)
+        .iter()
+        .filter_map(|i| udp.get(i))
+        .sum();
     Some(ProcSample {
         cpu_ticks,
         rss_kb,
         hwm_kb,
         threads,
+        udp_drops,
     })
 }
 
@@ -176,12 +214,18 @@ fn take_sample(t: &Targets) -> Sample {
             .filter(|r| r.status == 200)
             .and_then(|r| serde_json::from_str(&r.text()).ok())
     });
+    let mut sockets = std::collections::HashMap::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            parse_udp_sockets(&text, &mut sockets);
+        }
+    }
     Sample {
         at: Instant::now(),
         procs: t
             .processes
             .iter()
-            .map(|(n, pid)| (n.clone(), sample_process(*pid)))
+            .map(|(n, pid)| (n.clone(), sample_process(*pid, &sockets)))
             .collect(),
         machine: std::fs::read_to_string("/proc/stat")
             .ok()
@@ -252,6 +296,9 @@ pub struct ProcessReport {
     /// Peak RSS over the process's life (VmHWM).
     pub hwm_mib: f64,
     pub threads: u64,
+    /// Datagrams the kernel dropped on the process's UDP sockets (receive buffer full). Sockets
+    /// closed in between are not counted.
+    pub udp_drops: u64,
 }
 
 /// The bridge's own view over the window.
@@ -350,6 +397,7 @@ fn process_reports(inside: &[&Sample], clk_tck: f64) -> BTreeMap<String, Process
                 rss_end_mib: b.rss_kb as f64 / 1024.0,
                 hwm_mib: b.hwm_kb as f64 / 1024.0,
                 threads: b.threads,
+                udp_drops: b.udp_drops.saturating_sub(a.udp_drops),
             },
         );
     }
@@ -512,6 +560,11 @@ mod tests {
                 cpus: 2
             })
         );
+        let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n  123: 0100007F:2710 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n  124: 0100007F:2711 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4343 2 0000000000000000 0\n garbage\n";
+        let mut m = std::collections::HashMap::new();
+        parse_udp_sockets(udp, &mut m);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.get(&4242), Some(&17));
         let snmp = "Ip: Forwarding\nIp: 1\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors\nUdp: 1000 1 7 900 5 0 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
         assert_eq!(
             parse_snmp_udp(snmp),
@@ -526,8 +579,19 @@ mod tests {
 
     #[test]
     fn our_own_process_is_sampled() {
-        let me = sample_process(std::process::id()).expect("self");
+        // A socket of ours is found through its inode; nothing was dropped on it.
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        let mut udp = std::collections::HashMap::new();
+        parse_udp_sockets(
+            &std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp"),
+            &mut udp,
+        );
+        let ours = socket_inodes(std::process::id());
+        assert!(ours.iter().any(|i| udp.contains_key(i)), "port {port}: {ours:?}");
+        let me = sample_process(std::process::id(), &udp).expect("self");
         assert!(me.rss_kb > 0 && me.hwm_kb >= me.rss_kb && me.threads >= 1);
+        assert_eq!(me.udp_drops, 0);
         assert!(clock_ticks() >= 1.0);
     }
 
@@ -543,6 +607,7 @@ mod tests {
                     rss_kb: rss,
                     hwm_kb: 4096,
                     threads: 4,
+                    udp_drops: s,
                 }),
             )]
             .into_iter()
@@ -576,6 +641,7 @@ mod tests {
         let b = r.processes["bridge"];
         assert!((b.cpu_pct - 50.0).abs() < 1e-9, "{b:?}");
         assert_eq!(b.rss_max_mib, 3.0);
+        assert_eq!(b.udp_drops, 10);
         assert!((r.machine_busy_pct - 50.0).abs() < 1e-9);
         let s = r.bridge.unwrap();
         assert!((s.packets_sent_pps - 1000.0).abs() < 1e-9);
@@ -609,6 +675,7 @@ mod tests {
                     rss_kb: 2048,
                     hwm_kb: 2048,
                     threads: 2,
+                    udp_drops: 0,
                 }),
             )]
             .into_iter()

@@ -152,6 +152,10 @@ pub struct Costs {
     pub prosody_rss_mib: f64,
     pub loadgen_cpu_pct: f64,
     pub loadgen_rss_mib: f64,
+    /// Datagrams the kernel dropped in the window on the bridge's sockets (its receive buffer was
+    /// full) and on the load generator's (participants too slow to read).
+    pub bridge_udp_drops: u64,
+    pub loadgen_udp_drops: u64,
 }
 
 /// The headline numbers of a run.
@@ -300,6 +304,8 @@ pub fn summarize(ps: &[ParticipantReport], server: &ServerReport) -> Summary {
         prosody_rss_mib: proc("prosody").rss_max_mib,
         loadgen_cpu_pct: proc("loadtest").cpu_pct,
         loadgen_rss_mib: proc("loadtest").rss_max_mib,
+        bridge_udp_drops: bridge.udp_drops,
+        loadgen_udp_drops: proc("loadtest").udp_drops,
         ..Costs::default()
     };
     if let Some(b) = &server.bridge {
@@ -464,8 +470,14 @@ pub fn human(r: &RunReport) -> String {
     );
     let _ = writeln!(
         o,
-        "machine: {} CPUs, {:.1} % busy (steal {:.1} %), load1 {:.2}; UDP receive-buffer drops {}",
-        sv.cpus, sv.machine_busy_pct, sv.machine_steal_pct, sv.load1_mean, sv.udp_rcvbuf_errors
+        "machine: {} CPUs, {:.1} % busy (steal {:.1} %), load1 {:.2}; UDP receive-buffer drops {} (bridge sockets {}, load generator sockets {})",
+        sv.cpus,
+        sv.machine_busy_pct,
+        sv.machine_steal_pct,
+        sv.load1_mean,
+        sv.udp_rcvbuf_errors,
+        c.bridge_udp_drops,
+        c.loadgen_udp_drops
     );
     o
 }
@@ -589,8 +601,13 @@ pub fn markdown(r: &RunReport) -> String {
     );
     let _ = writeln!(
         o,
-        "| machine | {} CPUs, {:.1} % busy (steal {:.1} %), load1 {:.2}, UDP receive-buffer drops {} |",
-        sv.cpus, sv.machine_busy_pct, sv.machine_steal_pct, sv.load1_mean, sv.udp_rcvbuf_errors
+        "| machine | {} CPUs, {:.1} % busy (steal {:.1} %), load1 {:.2} |",
+        sv.cpus, sv.machine_busy_pct, sv.machine_steal_pct, sv.load1_mean
+    );
+    let _ = writeln!(
+        o,
+        "| UDP receive-buffer drops | {} on the machine: {} on the bridge's sockets, {} on the load generator's |",
+        sv.udp_rcvbuf_errors, c.bridge_udp_drops, c.loadgen_udp_drops
     );
 
     let _ = writeln!(
@@ -599,7 +616,7 @@ pub fn markdown(r: &RunReport) -> String {
     );
     let _ = writeln!(
         o,
-        "| process | CPU % (window) | RSS max (window) | CPU % (run) | CPU s (run) | RSS max (run) | VmHWM | threads |\n|---|---|---|---|---|---|---|---|"
+        "| process | CPU % (window) | RSS max (window) | UDP drops (window) | CPU % (run) | CPU s (run) | RSS max (run) | VmHWM | threads |\n|---|---|---|---|---|---|---|---|---|"
     );
     let names: std::collections::BTreeSet<&String> =
         sv.processes.keys().chain(sv.run_processes.keys()).collect();
@@ -608,9 +625,10 @@ pub fn markdown(r: &RunReport) -> String {
         let a = sv.run_processes.get(n).copied().unwrap_or_default();
         let _ = writeln!(
             o,
-            "| {n} | {:.2} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
+            "| {n} | {:.2} | {:.1} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
             w.cpu_pct,
             w.rss_max_mib,
+            w.udp_drops,
             a.cpu_pct,
             a.cpu_seconds,
             a.rss_max_mib,
@@ -817,7 +835,7 @@ mod tests {
         let md = r.markdown();
         assert!(md.contains("| participants joined | 1 of 1 (0 with failures) |"), "{md}");
         assert!(md.contains("| bridge CPU | 0.500 cores (50.0 % of one core)"), "{md}");
-        assert!(md.contains("| focus | 0.00 | 0.0 | 2.00 | 0.40 | 12.0 |"), "{md}");
+        assert!(md.contains("| focus | 0.00 | 0.0 | 0 | 2.00 | 0.40 | 12.0 |"), "{md}");
         assert!(md.contains("| 0 | abcd1234 | yes |"), "{md}");
         // The timeline is thinned to about 40 rows, the last step kept.
         let rows = md.lines().filter(|l| l.contains("| 42.5 | 30.0 |")).count();
