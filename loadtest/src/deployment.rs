@@ -138,11 +138,15 @@ fn tail(path: &Path, bytes: usize) -> String {
 }
 
 fn free_tcp_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Prosody + bridge + focus on loopback. Everything stops when this is dropped.
@@ -183,7 +187,8 @@ impl LocalDeployment {
              filename = (debug.getinfo(1, \"S\").source:match(\"^@(.*/)\") or \"./\") .. \"prosody.log\" }} }}\n",
             opts.prosody_log_level,
         );
-        let prosody = Prosody::start_with(popts).context("start Prosody (scripts/install-deps.sh)")?;
+        let prosody =
+            Prosody::start_with(popts).context("start Prosody (scripts/install-deps.sh)")?;
         let ports = prosody.ports();
         let bridge_rest_port = free_tcp_port()?;
         let media_port = free_udp_port()?;

@@ -112,7 +112,9 @@ fn to_dtls(p: SrtpProfile) -> SrtpProtectionProfile {
 fn from_dtls(p: SrtpProtectionProfile) -> Option<SrtpProfile> {
     match p {
         SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => Some(SrtpProfile::AeadAes128Gcm),
-        SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => Some(SrtpProfile::Aes128CmHmacSha1_80),
+        SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => {
+            Some(SrtpProfile::Aes128CmHmacSha1_80)
+        }
         _ => None,
     }
 }
@@ -203,7 +205,9 @@ impl DtlsClient {
         out: &mut Vec<DtlsOutput>,
     ) -> Result<(), DtlsError> {
         if !self.started {
-            return Err(DtlsError::Protocol("DTLS datagram before ClientHello".into()));
+            return Err(DtlsError::Protocol(
+                "DTLS datagram before ClientHello".into(),
+            ));
         }
         let events = self
             .endpoint
@@ -288,9 +292,11 @@ impl DtlsClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridge::transport::{DtlsIdentity, DropCounters, EndpointTransport, IceCredentials,
-        IceConfig as BridgeIceConfig, IceMode, RemoteTransport, TransportConfig, TransportEvent};
     use bridge::transport::stun::{Builder, Class, METHOD_BINDING};
+    use bridge::transport::{
+        DropCounters, DtlsIdentity, EndpointTransport, IceConfig as BridgeIceConfig,
+        IceCredentials, IceMode, RemoteTransport, TransportConfig, TransportEvent,
+    };
 
     /// Our client against the bridge's real endpoint transport (lite ICE so a single check selects).
     #[test]

@@ -369,7 +369,10 @@ impl ClientIce {
             IceState::Connected | IceState::Disconnected => {
                 let silent = now.saturating_duration_since(self.last_consent.unwrap_or(now));
                 if silent >= self.cfg.consent_timeout {
-                    self.fail(format!("consent expired: bridge silent for {} s", silent.as_secs()));
+                    self.fail(format!(
+                        "consent expired: bridge silent for {} s",
+                        silent.as_secs()
+                    ));
                 } else if silent >= self.cfg.disconnected_timeout
                     && self.state == IceState::Connected
                 {
@@ -419,7 +422,11 @@ impl ClientIce {
         self.transactions
             .iter()
             .map(|t| t.next_send)
-            .chain([deadline, next_check, self.next_consent].into_iter().flatten())
+            .chain(
+                [deadline, next_check, self.next_consent]
+                    .into_iter()
+                    .flatten(),
+            )
             .min()
     }
 
@@ -435,8 +442,8 @@ impl ClientIce {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridge::transport::ice::{IceAgent, IceConfig as BridgeIceConfig, IceEvent as BridgeEvent};
     use bridge::transport::DropCounters;
+    use bridge::transport::ice::{IceAgent, IceConfig as BridgeIceConfig, IceEvent as BridgeEvent};
     use std::sync::Arc;
 
     const BRIDGE: &str = "127.0.0.1:10000";
@@ -555,7 +562,10 @@ mod tests {
             assert_eq!(ours.state(), IceState::Connected, "at {:?}", now - t0);
             now += Duration::from_millis(100);
         }
-        assert!((9..=16).contains(&sent), "≈ one consent check per 5 s: {sent}");
+        assert!(
+            (9..=16).contains(&sent),
+            "≈ one consent check per 5 s: {sent}"
+        );
         // Now the bridge goes silent.
         let silent_from = now;
         let mut failed_at = None;
@@ -571,7 +581,10 @@ mod tests {
         }
         // 30 s after the last answer, which came at most one consent interval before the silence.
         let at = failed_at.expect("consent failure");
-        assert!(at >= Duration::from_secs(23) && at <= Duration::from_secs(31), "{at:?}");
+        assert!(
+            at >= Duration::from_secs(23) && at <= Duration::from_secs(31),
+            "{at:?}"
+        );
     }
 
     #[test]

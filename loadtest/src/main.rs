@@ -202,7 +202,10 @@ fn run() -> anyhow::Result<bool> {
             if let Some(d) = &args.bin_dir {
                 opts.bin_dir = d.clone();
             }
-            eprintln!("starting Prosody + bridge + focus from {}", opts.bin_dir.display());
+            eprintln!(
+                "starting Prosody + bridge + focus from {}",
+                opts.bin_dir.display()
+            );
             let d = LocalDeployment::start(&opts)?;
             let t = d.target();
             local = Some(d);

@@ -273,9 +273,15 @@ impl MediaEndpoint {
             self.channel.malformed += 1;
             return;
         };
-        *self.channel.by_class.entry(m.class().to_owned()).or_default() += 1;
+        *self
+            .channel
+            .by_class
+            .entry(m.class().to_owned())
+            .or_default() += 1;
         match m {
-            BridgeChannelMessage::SenderSourceConstraints(c) if c.source_name == self.video_source => {
+            BridgeChannelMessage::SenderSourceConstraints(c)
+                if c.source_name == self.video_source =>
+            {
                 self.channel.sender_max_height = Some(c.max_height);
                 self.sender.set_max_height(c.max_height);
             }
@@ -330,7 +336,8 @@ impl MediaEndpoint {
                 Packet::Remb(_) => self.rtcp.remb += 1,
                 Packet::SenderReport(sr) => {
                     self.rtcp.sender_reports += 1;
-                    self.receiver.on_sender_report(now, sr.ssrc(), sr.ntp_middle());
+                    self.receiver
+                        .on_sender_report(now, sr.ssrc(), sr.ntp_middle());
                     self.uplink_loss(sr.report_blocks(), &own);
                 }
                 Packet::ReceiverReport(rr) => self.uplink_loss(rr.report_blocks(), &own),
@@ -345,7 +352,8 @@ impl MediaEndpoint {
         own: &[u32],
     ) {
         for b in blocks.filter(|b| own.contains(&b.ssrc)) {
-            self.rtcp.max_uplink_fraction_lost = self.rtcp.max_uplink_fraction_lost.max(b.fraction_lost);
+            self.rtcp.max_uplink_fraction_lost =
+                self.rtcp.max_uplink_fraction_lost.max(b.fraction_lost);
         }
     }
 }

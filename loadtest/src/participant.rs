@@ -10,6 +10,7 @@ use bridge::transport::dtls::SrtpProfile;
 use bridge::transport::ice::IceCredentials;
 use minidom::Element;
 use serde::Serialize;
+use signaling::XmlElement;
 use signaling::focus_iq::ConferenceResponse;
 use signaling::jingle::{Action, Jingle};
 use signaling::ns;
@@ -17,7 +18,6 @@ use signaling::source_map::ConferenceSourceMap;
 use signaling::xmpp::{
     self, BareJid, ClientConfig, Event, IncomingIq, IqKind, Jid, MucJoin, ServerAddr, XmppHandle,
 };
-use signaling::XmlElement;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -31,8 +31,8 @@ use crate::sender::{
     AudioConfig, LayerConfig, MediaSender, SendCounters, Speaking, VideoConfig, default_layers,
 };
 use crate::session::{
-    LocalSources, Offer, conference_request, disco_info, is_disco_info, local_transport,
-    negotiate, parse_offer, presence_extra, remote_sources, session_accept, session_terminate,
+    LocalSources, Offer, conference_request, disco_info, is_disco_info, local_transport, negotiate,
+    parse_offer, presence_extra, remote_sources, session_accept, session_terminate,
 };
 use crate::transport::{BridgeTransport, ClientTransport, TransportDrops};
 
@@ -262,7 +262,8 @@ pub async fn run(
         Ok(j) => j,
         Err(e) => return fail(report, format!("domain: {e}")),
     };
-    let (xmpp, events) = xmpp::connect_client(ClientConfig::new(jid, "anonymous", cfg.server.clone()));
+    let (xmpp, events) =
+        xmpp::connect_client(ClientConfig::new(jid, "anonymous", cfg.server.clone()));
     let Some(_jid) = xmpp.wait_online(cfg.join_timeout).await else {
         xmpp.close();
         return fail(report, "XMPP login did not complete".into());
@@ -273,7 +274,11 @@ pub async fn run(
     let t_request = Instant::now();
     loop {
         let r = xmpp
-            .iq_set(cfg.focus.clone(), conference_request(&cfg.room, &cfg.endpoint), IQ_TIMEOUT)
+            .iq_set(
+                cfg.focus.clone(),
+                conference_request(&cfg.room, &cfg.endpoint),
+                IQ_TIMEOUT,
+            )
             .await;
         let ready = match r {
             Ok(res) => res
@@ -377,7 +382,9 @@ impl Participant {
                 .and_then(MediaEndpoint::poll_timeout)
                 .unwrap_or(now + Duration::from_millis(200))
                 .min(now + Duration::from_millis(200));
-            sleep.as_mut().reset(tokio::time::Instant::from_std(deadline));
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(ev) => self.on_xmpp(ev),
@@ -559,9 +566,12 @@ impl Participant {
         let now = Instant::now();
         match jingle.action {
             Action::SessionInitiate => {
-                self.report.timings.session_initiate_ms.get_or_insert_with(|| {
-                    now.saturating_duration_since(self.t_request).as_secs_f64() * 1000.0
-                });
+                self.report
+                    .timings
+                    .session_initiate_ms
+                    .get_or_insert_with(|| {
+                        now.saturating_duration_since(self.t_request).as_secs_f64() * 1000.0
+                    });
                 if let Some(f) = from {
                     self.focus_occupant = Some(f);
                 }
@@ -571,7 +581,9 @@ impl Participant {
             }
             Action::SourceAdd | Action::SourceRemove => {
                 let Ok(map) = ConferenceSourceMap::from_jingle(&jingle, None) else {
-                    self.report.failures.push(format!("unparsable {}", jingle.action));
+                    self.report
+                        .failures
+                        .push(format!("unparsable {}", jingle.action));
                     return;
                 };
                 let remote = remote_sources(&map, &self.cfg.endpoint);
@@ -613,13 +625,17 @@ impl Participant {
             IceConfig::default(),
         )
         .map_err(|e| e.to_string())?;
-        let audio = self.sources.audio.filter(|_| self.cfg.sender).map(|ssrc| AudioConfig {
-            ssrc,
-            payload_type: neg.opus.id,
-            audio_level_ext: neg.audio_ext(signaling::media::hdrext::AUDIO_LEVEL),
-            transport_cc_ext: neg.audio_ext(signaling::media::hdrext::TRANSPORT_CC),
-            payload_bytes: 80,
-        });
+        let audio = self
+            .sources
+            .audio
+            .filter(|_| self.cfg.sender)
+            .map(|ssrc| AudioConfig {
+                ssrc,
+                payload_type: neg.opus.id,
+                audio_level_ext: neg.audio_ext(signaling::media::hdrext::AUDIO_LEVEL),
+                transport_cc_ext: neg.audio_ext(signaling::media::hdrext::TRANSPORT_CC),
+                payload_bytes: 80,
+            });
         let video = (self.cfg.sender && !self.sources.video.is_empty()).then(|| VideoConfig {
             payload_type: neg.vp8.id,
             layers: if self.sources.video.len() == 3 {
@@ -651,7 +667,13 @@ impl Participant {
         );
         let rtcp_ssrc = self.sources.audio.unwrap_or(1);
         let receiver = MediaReceiver::new(now, rtcp_ssrc, neg.transport_cc());
-        let mut media = MediaEndpoint::new(transport, sender, receiver, &self.cfg.endpoint, self.cfg.view);
+        let mut media = MediaEndpoint::new(
+            transport,
+            sender,
+            receiver,
+            &self.cfg.endpoint,
+            self.cfg.view,
+        );
         media.add_sources(now, remote_sources(&offer.sources, &self.cfg.endpoint));
         let ours = local_transport(&creds, self.identity.fingerprint(), self.local_addr);
         let accept = session_accept(&offer, &neg, &self.sources, &ours, &self.occupant);
@@ -663,7 +685,11 @@ impl Participant {
         let el: Element = accept.to_element();
         self.pending.spawn(async move {
             let r = xmpp.iq_set(to, el, IQ_TIMEOUT).await;
-            ("session-accept", Instant::now(), r.map(|_| ()).map_err(|e| e.to_string()))
+            (
+                "session-accept",
+                Instant::now(),
+                r.map(|_| ()).map_err(|e| e.to_string()),
+            )
         });
         if let Some(mut old) = self.media.replace(media) {
             old.close(now);
@@ -714,7 +740,8 @@ impl Participant {
             m.close(Instant::now());
         }
         self.flush().await;
-        let _ = tokio::time::timeout(Duration::from_secs(3), self.xmpp.leave_muc(&self.cfg.room)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(3), self.xmpp.leave_muc(&self.cfg.room)).await;
         self.xmpp.close();
         self.pending.abort_all();
         self.report
@@ -746,7 +773,9 @@ impl Participant {
             .receiver()
             .tracks()
             .map(|t| {
-                let w = t.counters.since(before.get(&t.ssrc).unwrap_or(&TrackCounters::default()));
+                let w = t
+                    .counters
+                    .since(before.get(&t.ssrc).unwrap_or(&TrackCounters::default()));
                 if w.packets > 0 {
                     received.push((t.source.owner.clone(), t.source.kind));
                 }

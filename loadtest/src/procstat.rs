@@ -93,10 +93,7 @@ pub fn sample_process(pid: u32, udp: &std::collections::HashMap<u64, u64>) -> Op
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let cpu_ticks = parse_stat(&stat)?;
     let (rss_kb, hwm_kb, threads) = parse_status(&status);
-    let udp_drops = socket_inodes(pid)
-        .iter()
-        .filter_map(|i| udp.get(i))
-        .sum();
+    let udp_drops = socket_inodes(pid).iter().filter_map(|i| udp.get(i)).sum();
     Some(ProcSample {
         cpu_ticks,
         rss_kb,
@@ -327,6 +324,8 @@ pub struct ProcessPoint {
     pub cpu_pct: f64,
     /// RSS at the end of the step.
     pub rss_mib: f64,
+    /// Datagrams dropped on its UDP sockets during the step (receive buffer full).
+    pub udp_drops: u64,
 }
 
 /// One step of the timeline: what happened between two consecutive samples.
@@ -365,7 +364,9 @@ pub struct ServerReport {
 }
 
 fn num(v: &serde_json::Value, key: &str) -> f64 {
-    v.get(key).and_then(serde_json::Value::as_f64).unwrap_or(0.0)
+    v.get(key)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0)
 }
 
 /// CPU and memory of every process over `inside` (consecutive samples): CPU between the first and
@@ -427,6 +428,7 @@ pub fn timeline(samples: &[Sample], t0: Instant, clk_tck: f64) -> Vec<TimelinePo
                         ProcessPoint {
                             cpu_pct: cpu / secs * 100.0,
                             rss_mib: pb.rss_kb as f64 / 1024.0,
+                            udp_drops: pb.udp_drops.saturating_sub(pa.udp_drops),
                         },
                     ))
                 })
@@ -506,8 +508,13 @@ pub fn summarize(
     }
     let stats: Vec<&serde_json::Value> = inside.iter().filter_map(|s| s.bridge.as_ref()).collect();
     if let (Some(a), Some(b)) = (
-        inside.iter().find_map(|s| s.bridge.as_ref().map(|v| (s.at, v))),
-        inside.iter().rev().find_map(|s| s.bridge.as_ref().map(|v| (s.at, v))),
+        inside
+            .iter()
+            .find_map(|s| s.bridge.as_ref().map(|v| (s.at, v))),
+        inside
+            .iter()
+            .rev()
+            .find_map(|s| s.bridge.as_ref().map(|v| (s.at, v))),
     ) {
         let dt = b.0.saturating_duration_since(a.0).as_secs_f64();
         let rate = |k: &str| {
@@ -588,7 +595,10 @@ mod tests {
             &mut udp,
         );
         let ours = socket_inodes(std::process::id());
-        assert!(ours.iter().any(|i| udp.contains_key(i)), "port {port}: {ours:?}");
+        assert!(
+            ours.iter().any(|i| udp.contains_key(i)),
+            "port {port}: {ours:?}"
+        );
         let me = sample_process(std::process::id(), &udp).expect("self");
         assert!(me.rss_kb > 0 && me.hwm_kb >= me.rss_kb && me.threads >= 1);
         assert_eq!(me.udp_drops, 0);
@@ -658,6 +668,7 @@ mod tests {
         assert_eq!(p.t_s, 11.0);
         assert!((p.processes["bridge"].cpu_pct - 50.0).abs() < 1e-9);
         assert_eq!(p.processes["bridge"].rss_mib, 3.0);
+        assert_eq!(p.processes["bridge"].udp_drops, 10);
         assert_eq!(p.bridge_endpoints, Some(3.0));
         assert!((p.bridge_packets_sent_pps.unwrap_or(0.0) - 1000.0).abs() < 1e-9);
         assert!((p.machine_busy_pct.unwrap_or(0.0) - 50.0).abs() < 1e-9);

@@ -406,10 +406,16 @@ mod tests {
         assert!((t.counters.loss_fraction() - 0.05).abs() < 1e-9);
         assert_eq!(t.counters.keyframes, 1);
         assert_eq!(t.size, Some((640, 360)));
-        assert_eq!(r.owners_receiving(Kind::Video).collect::<Vec<_>>(), vec!["abcd0123"]);
+        assert_eq!(
+            r.owners_receiving(Kind::Video).collect::<Vec<_>>(),
+            vec!["abcd0123"]
+        );
         // A window: the difference of two snapshots.
         let a = r.snapshot()[&7];
-        r.on_rtp(now, &video_packet(65400u16.wrapping_add(202), 202, false, true));
+        r.on_rtp(
+            now,
+            &video_packet(65400u16.wrapping_add(202), 202, false, true),
+        );
         let b = r.snapshot()[&7];
         let w = b.since(&a);
         assert_eq!((w.packets, w.expected, w.lost()), (1, 3, 2));

@@ -218,7 +218,8 @@ impl RunReport {
 }
 
 fn join_times(ps: &[ParticipantReport]) -> JoinTimes {
-    let p = |f: fn(&ParticipantReport) -> Option<f64>| percentiles(ps.iter().filter_map(f).collect());
+    let p =
+        |f: fn(&ParticipantReport) -> Option<f64>| percentiles(ps.iter().filter_map(f).collect());
     JoinTimes {
         join: p(|r| r.timings.join_ms),
         join_to_all_media: p(|r| r.timings.join_to_all_media_ms),
@@ -267,8 +268,7 @@ pub fn summarize(ps: &[ParticipantReport], server: &ServerReport) -> Summary {
         media.sent_mbps += p.sent_kbps / 1000.0;
     }
     media.received_pps_per_participant = percentiles(ps.iter().map(|p| p.received_pps).collect());
-    media.received_kbps_per_participant =
-        percentiles(ps.iter().map(|p| p.received_kbps).collect());
+    media.received_kbps_per_participant = percentiles(ps.iter().map(|p| p.received_kbps).collect());
     media.sent_kbps_per_sender = percentiles(
         ps.iter()
             .filter(|p| p.sender)
@@ -332,7 +332,11 @@ pub fn summarize(ps: &[ParticipantReport], server: &ServerReport) -> Summary {
     }
     let failures: Vec<String> = ps
         .iter()
-        .flat_map(|p| p.failures.iter().map(move |f| format!("{}: {f}", p.endpoint)))
+        .flat_map(|p| {
+            p.failures
+                .iter()
+                .map(move |f| format!("{}: {f}", p.endpoint))
+        })
         .collect();
     Summary {
         participants: ps.len(),
@@ -582,7 +586,10 @@ pub fn markdown(r: &RunReport) -> String {
     let _ = writeln!(
         o,
         "| bridge CPU | {:.3} cores ({:.1} % of one core); {:.2} µs per sent packet; {:.2} % of a core per endpoint |",
-        c.bridge_cpu_cores, c.bridge_cpu_pct, c.bridge_us_per_sent_packet, c.bridge_cpu_pct_per_endpoint
+        c.bridge_cpu_cores,
+        c.bridge_cpu_pct,
+        c.bridge_us_per_sent_packet,
+        c.bridge_cpu_pct_per_endpoint
     );
     let _ = writeln!(
         o,
@@ -642,7 +649,10 @@ pub fn markdown(r: &RunReport) -> String {
         "\n## Join times (ms)\n\nThe first two rows and the XMPP login count from the participant's start, \
          the other steps from its conference request.\n"
     );
-    let _ = writeln!(o, "| step | n | median | p90 | p95 | max |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| step | n | median | p90 | p95 | max |\n|---|---|---|---|---|---|"
+    );
     for (name, p) in join_steps(&s.join_ms) {
         let _ = writeln!(
             o,
@@ -690,7 +700,7 @@ pub fn markdown(r: &RunReport) -> String {
         );
         let _ = writeln!(
             o,
-            "| t | bridge CPU % | bridge RSS | focus CPU % | focus RSS | prosody CPU % | loadtest CPU % | bridge endpoints | bridge pps in | bridge pps out | machine busy % |\n|---|---|---|---|---|---|---|---|---|---|---|"
+            "| t | bridge CPU % | bridge RSS | bridge UDP drops | focus CPU % | focus RSS | prosody CPU % | loadtest CPU % | bridge endpoints | bridge pps in | bridge pps out | machine busy % |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         let cell = |p: &TimelinePoint, n: &str| {
             p.processes.get(n).map_or_else(
@@ -700,12 +710,16 @@ pub fn markdown(r: &RunReport) -> String {
         };
         for p in thin(&sv.timeline, 40) {
             let (bc, br) = cell(p, "bridge");
+            let bd = p
+                .processes
+                .get("bridge")
+                .map_or_else(|| "–".to_owned(), |x| x.udp_drops.to_string());
             let (fc, fr) = cell(p, "focus");
             let (pc, _) = cell(p, "prosody");
             let (lc, _) = cell(p, "loadtest");
             let _ = writeln!(
                 o,
-                "| {:.0} | {bc} | {br} | {fc} | {fr} | {pc} | {lc} | {} | {} | {} | {} |",
+                "| {:.0} | {bc} | {br} | {bd} | {fc} | {fr} | {pc} | {lc} | {} | {} | {} | {} |",
                 p.t_s,
                 opt(p.bridge_endpoints, 0),
                 opt(p.bridge_packets_received_pps, 0),
@@ -769,7 +783,10 @@ mod tests {
             sent_kbps: 1500.0,
             received_pps: 149.0,
             received_kbps: 160.0,
-            tracks: vec![track(Kind::Audio, 500, 500, None), track(Kind::Video, 990, 1000, Some(180))],
+            tracks: vec![
+                track(Kind::Audio, 500, 500, None),
+                track(Kind::Video, 990, 1000, Some(180)),
+            ],
             ..ParticipantReport::default()
         };
         let mut server = ServerReport {
@@ -807,6 +824,7 @@ mod tests {
                     crate::procstat::ProcessPoint {
                         cpu_pct: 42.5,
                         rss_mib: 30.0,
+                        udp_drops: 0,
                     },
                 )]
                 .into_iter()
@@ -833,14 +851,23 @@ mod tests {
         assert!(r.succeeded());
 
         let md = r.markdown();
-        assert!(md.contains("| participants joined | 1 of 1 (0 with failures) |"), "{md}");
-        assert!(md.contains("| bridge CPU | 0.500 cores (50.0 % of one core)"), "{md}");
-        assert!(md.contains("| focus | 0.00 | 0.0 | 0 | 2.00 | 0.40 | 12.0 |"), "{md}");
+        assert!(
+            md.contains("| participants joined | 1 of 1 (0 with failures) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| bridge CPU | 0.500 cores (50.0 % of one core)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| focus | 0.00 | 0.0 | 0 | 2.00 | 0.40 | 12.0 |"),
+            "{md}"
+        );
         assert!(md.contains("| 0 | abcd1234 | yes |"), "{md}");
         // The timeline is thinned to about 40 rows, the last step kept.
         let rows = md.lines().filter(|l| l.contains("| 42.5 | 30.0 |")).count();
         assert!((34..=41).contains(&rows), "{rows} rows");
-        assert!(md.contains("| 100 | 42.5 |"), "{md}");
+        assert!(md.contains("| 100 | 42.5 | 30.0 | 0 |"), "{md}");
         assert!(!md.contains("## Failures"));
 
         r.add_failure("bridge exited".into());

@@ -22,7 +22,8 @@ const MAX_ONE_BYTE_LEN: usize = 16;
 /// data 1..=16 bytes (others are skipped). The payload is appended by the caller.
 pub fn write_header(out: &mut Vec<u8>, h: &RtpHeader, extensions: &[(u8, &[u8])]) {
     out.clear();
-    let valid = |(id, d): &&(u8, &[u8])| (1..=14).contains(id) && (1..=MAX_ONE_BYTE_LEN).contains(&d.len());
+    let valid =
+        |(id, d): &&(u8, &[u8])| (1..=14).contains(id) && (1..=MAX_ONE_BYTE_LEN).contains(&d.len());
     let has_ext = extensions.iter().any(|e| valid(&e));
     out.push(0x80 | if has_ext { 0x10 } else { 0 });
     out.push((h.payload_type & 0x7f) | if h.marker { 0x80 } else { 0 });
@@ -38,7 +39,7 @@ pub fn write_header(out: &mut Vec<u8>, h: &RtpHeader, extensions: &[(u8, &[u8])]
         out.push((id << 4) | (data.len() as u8 - 1));
         out.extend_from_slice(data);
     }
-    while (out.len() - start) % 4 != 0 {
+    while !(out.len() - start).is_multiple_of(4) {
         out.push(0);
     }
     let words = ((out.len() - start) / 4) as u16;
@@ -96,11 +97,17 @@ mod tests {
         assert_eq!(p.ssrc(), 0x0102_0304);
         assert_eq!(p.audio_level(1), Some((true, 30)));
         assert_eq!(p.transport_cc_seq(5), Some(513));
-        assert_eq!(p.extension(3), Some(&abs_send_time(Duration::from_millis(1500))[..]));
+        assert_eq!(
+            p.extension(3),
+            Some(&abs_send_time(Duration::from_millis(1500))[..])
+        );
         assert_eq!(p.extension(15), None);
         assert_eq!(p.payload(), &[9; 40][..]);
         // 1.5 s in 6.18 fixed point.
-        assert_eq!(abs_send_time(Duration::from_millis(1500)), [0x06, 0x00, 0x00]);
+        assert_eq!(
+            abs_send_time(Duration::from_millis(1500)),
+            [0x06, 0x00, 0x00]
+        );
         // Wraps at 64 s.
         assert_eq!(
             abs_send_time(Duration::from_secs(64)),

@@ -160,8 +160,11 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
     let mut connected = 0;
     let mut settled = 0;
     while settled < total {
-        match tokio::time::timeout_at(tokio::time::Instant::from_std(joins_end), progress_rx.recv())
-            .await
+        match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(joins_end),
+            progress_rx.recv(),
+        )
+        .await
         {
             Ok(Some((_, r))) => {
                 settled += 1;
@@ -171,7 +174,12 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
         }
     }
     let joined_at = Instant::now();
-    tracing::info!(connected, total, secs = (joined_at - t0).as_secs_f64(), "joins settled");
+    tracing::info!(
+        connected,
+        total,
+        secs = (joined_at - t0).as_secs_f64(),
+        "joins settled"
+    );
     tokio::time::sleep(cfg.warmup).await;
     let measure_start = Instant::now();
     let _ = phase_tx.send(Phase::Measuring);
@@ -206,7 +214,9 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
         joins_settled_s: joined_at.saturating_duration_since(t0).as_secs_f64(),
         window_start_s: measure_start.saturating_duration_since(t0).as_secs_f64(),
         window_end_s: measure_end.saturating_duration_since(t0).as_secs_f64(),
-        window_s: measure_end.saturating_duration_since(measure_start).as_secs_f64(),
+        window_s: measure_end
+            .saturating_duration_since(measure_start)
+            .as_secs_f64(),
     };
     Ok(RunReport::new(scenario, participants, server))
 }

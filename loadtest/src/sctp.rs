@@ -140,10 +140,12 @@ impl SctpClient {
                     }
                 }
                 Event::AssociationLost { reason, .. } => {
-                    self.events.push_back(ChannelEvent::Lost(reason.to_string()));
+                    self.events
+                        .push_back(ChannelEvent::Lost(reason.to_string()));
                 }
                 Event::HandshakeFailed { reason } => {
-                    self.events.push_back(ChannelEvent::Lost(reason.to_string()));
+                    self.events
+                        .push_back(ChannelEvent::Lost(reason.to_string()));
                 }
                 _ => {}
             }
@@ -157,15 +159,13 @@ impl SctpClient {
                     continue;
                 };
                 match chunks.ppi {
-                    Ppi::Dcep if data.first() == Some(&DCEP_ACK) => {
-                        if !self.acked {
-                            self.acked = true;
-                            self.events.push_back(ChannelEvent::Open);
-                        }
+                    Ppi::Dcep if data.first() == Some(&DCEP_ACK) && !self.acked => {
+                        self.acked = true;
+                        self.events.push_back(ChannelEvent::Open);
                     }
-                    Ppi::String => self
-                        .events
-                        .push_back(ChannelEvent::Text(String::from_utf8_lossy(&data).into_owned())),
+                    Ppi::String => self.events.push_back(ChannelEvent::Text(
+                        String::from_utf8_lossy(&data).into_owned(),
+                    )),
                     Ppi::StringEmpty => self.events.push_back(ChannelEvent::Text(String::new())),
                     _ => {}
                 }

@@ -61,7 +61,11 @@ pub struct VideoConfig {
 
 /// Jitsi's VP8 simulcast: 180p / 360p / 720p at ≈ 150 k / 500 k / 1.5 Mbps.
 pub fn default_layers(ssrcs: [u32; 3]) -> Vec<LayerConfig> {
-    let dims = [(320, 180, 150_000), (640, 360, 500_000), (1280, 720, 1_500_000)];
+    let dims = [
+        (320, 180, 150_000),
+        (640, 360, 500_000),
+        (1280, 720, 1_500_000),
+    ];
     ssrcs
         .iter()
         .zip(dims)
@@ -344,7 +348,9 @@ impl MediaSender {
             return;
         };
         let noise = self.random() as u8;
-        let (voice, level) = self.speaking.level(now.saturating_duration_since(self.start), noise);
+        let (voice, level) = self
+            .speaking
+            .level(now.saturating_duration_since(self.start), noise);
         let level_b = audio_level(voice, level);
         let tcc_b = self.tcc();
         let mut exts: [(u8, &[u8]); 2] = [(0, &[]), (0, &[])];
@@ -626,8 +632,9 @@ mod tests {
         let mut s = sender(t0);
         let mut out = Collect::default();
         run(&mut s, t0, 10, &mut out);
-        let mut per_ssrc: std::collections::HashMap<u32, (u64, u64, u64, Option<(u16, u16)>)> =
-            Default::default();
+        /// packets, payload bytes, keyframes, last keyframe size
+        type PerSsrc = (u64, u64, u64, Option<(u16, u16)>);
+        let mut per_ssrc: std::collections::HashMap<u32, PerSsrc> = Default::default();
         let mut tcc = Vec::new();
         let mut levels = Vec::new();
         for p in &out.rtp {
@@ -640,11 +647,11 @@ mod tests {
                 levels.push(pkt.audio_level(1).unwrap());
             } else {
                 assert!(pkt.extension(3).is_some(), "abs-send-time on video");
-                if let Some(f) = frame_start(pkt.payload()) {
-                    if f.keyframe {
-                        e.2 += 1;
-                        e.3 = f.size;
-                    }
+                if let Some(f) = frame_start(pkt.payload())
+                    && f.keyframe
+                {
+                    e.2 += 1;
+                    e.3 = f.size;
                 }
             }
         }
@@ -654,7 +661,11 @@ mod tests {
         assert!(levels.iter().any(|l| l.0 && l.1 < 40));
         assert!(levels.iter().any(|l| !l.0 && l.1 >= 90));
         // Video: each layer near its bitrate (payload bytes), keyframes every 3 s with the size.
-        for (ssrc, kbps, size) in [(10, 150.0, (320, 180)), (11, 500.0, (640, 360)), (12, 1500.0, (1280, 720))] {
+        for (ssrc, kbps, size) in [
+            (10, 150.0, (320, 180)),
+            (11, 500.0, (640, 360)),
+            (12, 1500.0, (1280, 720)),
+        ] {
             let (packets, bytes, keys, dims) = per_ssrc[&ssrc];
             let rate = bytes as f64 * 8.0 / 10.0 / 1000.0;
             assert!((rate / kbps - 1.0).abs() < 0.1, "ssrc {ssrc}: {rate} kbps");
@@ -697,7 +708,11 @@ mod tests {
         let tids: Vec<u8> = frames.iter().take(8).map(|f| f.2).collect();
         assert_eq!(tids, vec![0, 2, 1, 2, 0, 2, 1, 2]);
         for w in frames.windows(2) {
-            assert_eq!(w[1].0, (w[0].0 + 1) & 0x7fff, "PictureID increments per frame");
+            assert_eq!(
+                w[1].0,
+                (w[0].0 + 1) & 0x7fff,
+                "PictureID increments per frame"
+            );
             let tl0_step = if w[1].2 == 0 { 1 } else { 0 };
             assert_eq!(w[1].1, w[0].1.wrapping_add(tl0_step));
         }
@@ -739,6 +754,10 @@ mod tests {
         s.set_max_height(-1);
         assert_eq!(s.enabled_layers(), 3);
         s.set_max_height(100);
-        assert_eq!(s.enabled_layers(), 1, "the lowest stays on when video is wanted");
+        assert_eq!(
+            s.enabled_layers(),
+            1,
+            "the lowest stays on when video is wanted"
+        );
     }
 }

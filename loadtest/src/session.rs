@@ -15,14 +15,16 @@ use signaling::bridge_channel::{
     BridgeChannelMessage, LastNChanged, ReceiverVideoConstraints, VideoConstraints,
 };
 use signaling::focus_iq::{ConferenceRequest, Property};
-use signaling::jingle::{Action, Content, Creator, Group, Jingle, Reason, ReasonCondition, RtpDescription, Senders};
+use signaling::jingle::{
+    Action, Content, Creator, Group, Jingle, Reason, ReasonCondition, RtpDescription, Senders,
+};
 use signaling::media::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::ns;
 use signaling::source_map::{ConferenceSourceMap, JVB_OWNER};
 use signaling::sources::{Semantics, Source, SsrcGroup};
 use signaling::transport::{Candidate, Fingerprint, IceUdpTransport, SctpMap, Setup};
-use signaling::xmpp::BareJid;
 use signaling::xml::{Builder, XmlElement};
+use signaling::xmpp::BareJid;
 
 use crate::ice::HOST_PRIORITY;
 use crate::receiver::{Kind, RemoteSource};
@@ -123,7 +125,12 @@ fn base64(data: &[u8]) -> String {
 
 /// The children of our MUC presence (besides `<x xmlns=muc>`): stats-id, caps, codec type, muted
 /// state (legacy elements and `SourceInfo`), video type and nick.
-pub fn presence_extra(endpoint: &str, display_name: &str, audio: bool, video: bool) -> Vec<Element> {
+pub fn presence_extra(
+    endpoint: &str,
+    display_name: &str,
+    audio: bool,
+    video: bool,
+) -> Vec<Element> {
     let source_info = format!(
         r#"{{"{endpoint}-a0":{{"muted":{}}},"{endpoint}-v0":{{"muted":{},"videoType":"camera"}}}}"#,
         !audio, !video
@@ -155,11 +162,11 @@ pub fn disco_info(node: Option<&str>) -> Element {
                 .attr("name", "Jitsi Meet")
                 .build(),
         )
-        .children(
-            FEATURES
-                .iter()
-                .map(|f| Builder::new("feature", NS_DISCO_INFO).attr("var", f).build()),
-        )
+        .children(FEATURES.iter().map(|f| {
+            Builder::new("feature", NS_DISCO_INFO)
+                .attr("var", f)
+                .build()
+        }))
         .build()
 }
 
@@ -185,8 +192,14 @@ pub struct Offer {
 /// Reads a session-initiate.
 pub fn parse_offer(j: &Jingle) -> Result<Offer, SessionError> {
     let t = j.transport().ok_or(SessionError::NoTransport)?;
-    let ufrag = t.ufrag.clone().ok_or(SessionError::IncompleteTransport("ufrag"))?;
-    let pwd = t.pwd.clone().ok_or(SessionError::IncompleteTransport("pwd"))?;
+    let ufrag = t
+        .ufrag
+        .clone()
+        .ok_or(SessionError::IncompleteTransport("ufrag"))?;
+    let pwd = t
+        .pwd
+        .clone()
+        .ok_or(SessionError::IncompleteTransport("pwd"))?;
     let fingerprints: Vec<DtlsFingerprint> = t
         .fingerprints
         .iter()
@@ -400,7 +413,13 @@ pub fn local_transport(
             cryptex: false,
             value: fingerprint.value.clone(),
         }],
-        candidates: vec![Candidate::host_udp("1", "c1", addr.ip(), addr.port(), HOST_PRIORITY)],
+        candidates: vec![Candidate::host_udp(
+            "1",
+            "c1",
+            addr.ip(),
+            addr.port(),
+            HOST_PRIORITY,
+        )],
         web_sockets: Vec::new(),
         sctpmap: None,
     }
@@ -442,8 +461,10 @@ pub fn session_accept(
     let (sources, groups) = local.video_sources();
     video.sources = sources;
     video.ssrc_groups = groups;
-    j.contents.push(content("audio", Some(audio), transport.clone()));
-    j.contents.push(content("video", Some(video), transport.clone()));
+    j.contents
+        .push(content("audio", Some(audio), transport.clone()));
+    j.contents
+        .push(content("video", Some(video), transport.clone()));
     let mut names = vec!["audio", "video"];
     if offer.data {
         let mut data_transport = transport.clone();
@@ -564,7 +585,10 @@ mod tests {
     fn answers_a_focus_offer_like_the_2021_client() {
         let j = Jingle::from_xml(&offer_xml()).unwrap();
         let offer = parse_offer(&j).unwrap();
-        assert_eq!(offer.bridge.candidates, vec!["127.0.0.1:10000".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            offer.bridge.candidates,
+            vec!["127.0.0.1:10000".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(offer.bridge.ice.ufrag, "bu");
         assert!(offer.data);
         let neg = negotiate(&offer).unwrap();
@@ -586,7 +610,13 @@ mod tests {
             value: "01:02".into(),
         };
         let t = local_transport(&creds, &fp, "127.0.0.1:40000".parse().unwrap());
-        let accept = session_accept(&offer, &neg, &local, &t, "room@conference.meet.example/abcdef01");
+        let accept = session_accept(
+            &offer,
+            &neg,
+            &local,
+            &t,
+            "room@conference.meet.example/abcdef01",
+        );
         // Round trip through XML: what the focus will parse.
         let back = Jingle::from_xml(&accept.to_xml()).unwrap();
         assert_eq!(back.action, Action::SessionAccept);
@@ -595,8 +625,19 @@ mod tests {
         assert_eq!(names, vec!["audio", "video", "data"]);
         let tr = back.transport().unwrap();
         assert_eq!(tr.fingerprints[0].setup, Some(Setup::Active));
-        assert_eq!(tr.candidates[0].socket_addr(), Some("127.0.0.1:40000".parse::<SocketAddr>().unwrap()));
-        assert!(back.content("data").unwrap().transport.as_ref().unwrap().sctpmap.is_some());
+        assert_eq!(
+            tr.candidates[0].socket_addr(),
+            Some("127.0.0.1:40000".parse::<SocketAddr>().unwrap())
+        );
+        assert!(
+            back.content("data")
+                .unwrap()
+                .transport
+                .as_ref()
+                .unwrap()
+                .sctpmap
+                .is_some()
+        );
         assert_eq!(back.bundle().unwrap().contents.len(), 3);
         // Our sources, as the focus's source map reads them.
         let ours = ConferenceSourceMap::from_jingle(&back, Some("abcdef01")).unwrap();
@@ -604,18 +645,44 @@ mod tests {
         assert_eq!(mine.audio.sources.len(), 1);
         assert_eq!(mine.audio.sources[0].name.as_deref(), Some("abcdef01-a0"));
         assert_eq!(mine.video.sources.len(), 6);
-        assert!(mine.video.sources.iter().all(|s| s.name.as_deref() == Some("abcdef01-v0") && s.msid().is_some()));
-        let sims: Vec<&SsrcGroup> = mine.video.groups.iter().filter(|g| g.semantics == Semantics::Sim).collect();
+        assert!(
+            mine.video
+                .sources
+                .iter()
+                .all(|s| s.name.as_deref() == Some("abcdef01-v0") && s.msid().is_some())
+        );
+        let sims: Vec<&SsrcGroup> = mine
+            .video
+            .groups
+            .iter()
+            .filter(|g| g.semantics == Semantics::Sim)
+            .collect();
         assert_eq!(sims.len(), 1);
         assert_eq!(sims[0].ssrcs, local.video);
-        assert_eq!(mine.video.groups.iter().filter(|g| g.semantics == Semantics::Fid).count(), 3);
+        assert_eq!(
+            mine.video
+                .groups
+                .iter()
+                .filter(|g| g.semantics == Semantics::Fid)
+                .count(),
+            3
+        );
         signaling::source_map::validate_endpoint("abcdef01", mine).unwrap();
 
         // The other participant's sources: audio + primary video, not RTX, not the bridge's.
         let mut remote = remote_sources(&offer.sources, "abcdef01");
         remote.sort_by_key(|(s, _)| *s);
-        let got: Vec<(u32, Kind, &str)> = remote.iter().map(|(s, r)| (*s, r.kind, r.owner.as_str())).collect();
-        assert_eq!(got, vec![(100, Kind::Audio, "11111111"), (101, Kind::Video, "11111111")]);
+        let got: Vec<(u32, Kind, &str)> = remote
+            .iter()
+            .map(|(s, r)| (*s, r.kind, r.owner.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (100, Kind::Audio, "11111111"),
+                (101, Kind::Video, "11111111")
+            ]
+        );
         let _ = BridgeSession::new("x", None);
     }
 
@@ -661,13 +728,17 @@ mod tests {
 
     #[test]
     fn bridge_channel_messages_parse_as_the_bridge_reads_them() {
-        let m = BridgeChannelMessage::parse(&receiver_constraints(Some("11111111"), 720, 180)).unwrap();
+        let m =
+            BridgeChannelMessage::parse(&receiver_constraints(Some("11111111"), 720, 180)).unwrap();
         let BridgeChannelMessage::ReceiverVideoConstraints(c) = m else {
             panic!("{m:?}")
         };
         assert_eq!(c.last_n, Some(-1));
         assert_eq!(c.on_stage_endpoints, Some(vec!["11111111".to_owned()]));
-        assert_eq!(c.default_constraints, Some(VideoConstraints::max_height(180)));
+        assert_eq!(
+            c.default_constraints,
+            Some(VideoConstraints::max_height(180))
+        );
         assert_eq!(c.constraints.unwrap()["11111111"].max_height, 720);
         assert!(matches!(
             BridgeChannelMessage::parse(&last_n_unlimited()).unwrap(),
@@ -678,6 +749,9 @@ mod tests {
         assert_eq!(back.machine_uid.as_deref(), Some("m1"));
         assert_eq!(back.bool_property("rtcstatsEnabled"), Some(false));
         let t = session_terminate("s1");
-        assert_eq!(Jingle::from_xml(&t.to_xml()).unwrap().action, Action::SessionTerminate);
+        assert_eq!(
+            Jingle::from_xml(&t.to_xml()).unwrap().action,
+            Action::SessionTerminate
+        );
     }
 }

@@ -233,7 +233,8 @@ impl ClientTransport {
                 self.srtp = Some(srtp);
                 self.profile = Some(profile);
                 self.dtls_deadline = None;
-                self.events.push_back(TransportEvent::DtlsConnected(profile));
+                self.events
+                    .push_back(TransportEvent::DtlsConnected(profile));
                 if let Err(e) = self.sctp.connect(now) {
                     self.fail(format!("SCTP: {e}"));
                 }
@@ -335,7 +336,11 @@ impl ClientTransport {
     }
 
     /// Encrypts an RTP or RTCP packet for the selected pair (the caller sends it).
-    pub fn protect(&mut self, packet: &[u8], rtcp: bool) -> Result<(SocketAddr, BytesMut), SendError> {
+    pub fn protect(
+        &mut self,
+        packet: &[u8],
+        rtcp: bool,
+    ) -> Result<(SocketAddr, BytesMut), SendError> {
         let to = self.ice.selected().ok_or(SendError::NotConnected)?;
         let srtp = self.srtp.as_mut().ok_or(SendError::NotConnected)?;
         let r = if rtcp {
@@ -439,10 +444,10 @@ mod tests {
         let mut ours = Vec::new();
         let mut theirs = Vec::new();
         let step = |now: Instant,
-                        client: &mut ClientTransport,
-                        ep: &mut EndpointTransport,
-                        ours: &mut Vec<TransportEvent>,
-                        theirs: &mut Vec<BridgeEvent>| {
+                    client: &mut ClientTransport,
+                    ep: &mut EndpointTransport,
+                    ours: &mut Vec<TransportEvent>,
+                    theirs: &mut Vec<BridgeEvent>| {
             client.handle_timeout(now);
             ep.handle_timeout(now);
             for _ in 0..50 {
@@ -486,17 +491,28 @@ mod tests {
         // Media and channel messages both ways.
         let rtp = [0x80u8, 100, 0, 9, 0, 0, 0, 1, 0, 0, 0, 42, 7, 7, 7];
         client.send(&rtp, false).unwrap();
-        client.send_text(now, "{\"colibriClass\":\"LastNChangedEvent\",\"lastN\":-1}").unwrap();
-        ep.send_rtp(&rtp).unwrap();
-        ep.send_data_message(now, "{\"colibriClass\":\"ForwardedSources\",\"forwardedSources\":[]}")
+        client
+            .send_text(now, "{\"colibriClass\":\"LastNChangedEvent\",\"lastN\":-1}")
             .unwrap();
+        ep.send_rtp(&rtp).unwrap();
+        ep.send_data_message(
+            now,
+            "{\"colibriClass\":\"ForwardedSources\",\"forwardedSources\":[]}",
+        )
+        .unwrap();
         ours.clear();
         theirs.clear();
         step(now, &mut client, &mut ep, &mut ours, &mut theirs);
         assert!(theirs.contains(&BridgeEvent::Rtp(BytesMut::from(&rtp[..]))));
-        assert!(theirs.iter().any(|e| matches!(e, BridgeEvent::DataChannelMessage(m) if m.contains("LastN"))));
+        assert!(
+            theirs
+                .iter()
+                .any(|e| matches!(e, BridgeEvent::DataChannelMessage(m) if m.contains("LastN")))
+        );
         assert!(ours.contains(&TransportEvent::Rtp(BytesMut::from(&rtp[..]))));
-        assert!(ours.iter().any(|e| matches!(e, TransportEvent::ChannelMessage(m) if m.contains("ForwardedSources"))));
+        assert!(ours.iter().any(
+            |e| matches!(e, TransportEvent::ChannelMessage(m) if m.contains("ForwardedSources"))
+        ));
         assert_eq!(client.drops(), TransportDrops::default());
     }
 }
@@ -616,11 +632,22 @@ mod loss_tests {
                 let r = handshake(|up, n| up == from_client && n == k, Duration::from_secs(20));
                 // Recovered by one retransmission (1 s), not by luck after many.
                 if !(r.0 && r.1) || r.2 > Duration::from_secs(3) {
-                    stuck.push((if from_client { "client→bridge" } else { "bridge→client" }, k, r.0, r.1));
+                    stuck.push((
+                        if from_client {
+                            "client→bridge"
+                        } else {
+                            "bridge→client"
+                        },
+                        k,
+                        r.0,
+                        r.1,
+                    ));
                 }
             }
         }
-        assert!(stuck.is_empty(), "(direction, lost datagram, client open, bridge connected): {stuck:?}");
+        assert!(
+            stuck.is_empty(),
+            "(direction, lost datagram, client open, bridge connected): {stuck:?}"
+        );
     }
-
 }

@@ -194,7 +194,11 @@ mod tests {
         assert_eq!(Descriptor::parse(&out), Ok((d, 6)));
         // Every truncation is an error, never a panic.
         for n in 0..out.len() {
-            assert_eq!(Descriptor::parse(&out[..n]), Err(Vp8Error::Truncated), "{n}");
+            assert_eq!(
+                Descriptor::parse(&out[..n]),
+                Err(Vp8Error::Truncated),
+                "{n}"
+            );
         }
         // 7-bit PictureID and the minimal descriptor parse too.
         assert_eq!(

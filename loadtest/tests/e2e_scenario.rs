@@ -21,7 +21,10 @@ fn binaries() -> PathBuf {
     // Not the variables cargo set for this test: build scripts track some and would rebuild.
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if (k.starts_with("CARGO_") && k != "CARGO_HOME") || k.starts_with("RUSTC") || k == "OUT_DIR" {
+        if (k.starts_with("CARGO_") && k != "CARGO_HOME")
+            || k.starts_with("RUSTC")
+            || k == "OUT_DIR"
+        {
             cmd.env_remove(&k);
         }
     }
@@ -38,9 +41,9 @@ fn binaries() -> PathBuf {
         "focus",
         "--manifest-path",
     ])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir);
+    .arg(&manifest)
+    .arg("--target-dir")
+    .arg(&target_dir);
     if release {
         cmd.arg("--release");
     }
@@ -88,7 +91,11 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
     assert_eq!(s.participants, 3);
     assert_eq!(s.connected, 3, "{:?}\n{logs}", s.failures);
     assert!(s.failures.is_empty(), "{:?}\n{logs}", s.failures);
-    let endpoints: Vec<String> = report.participants.iter().map(|p| p.endpoint.clone()).collect();
+    let endpoints: Vec<String> = report
+        .participants
+        .iter()
+        .map(|p| p.endpoint.clone())
+        .collect();
     for p in &report.participants {
         let t = &p.timings;
         for (what, v) in [
@@ -105,9 +112,20 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
             assert!(v.is_some(), "{}: no {what}", p.endpoint);
         }
         assert!(p.srtp_profile.is_some());
-        assert!(p.missing.is_empty(), "{}: missing {:?}", p.endpoint, p.missing);
+        assert!(
+            p.missing.is_empty(),
+            "{}: missing {:?}",
+            p.endpoint,
+            p.missing
+        );
         assert!(p.window_s >= 4.5, "window {}", p.window_s);
-        assert!(p.timings.join_ms.is_some_and(|ms| ms > 0.0 && ms < 20_000.0), "{:?}", p.timings);
+        assert!(
+            p.timings
+                .join_ms
+                .is_some_and(|ms| ms > 0.0 && ms < 20_000.0),
+            "{:?}",
+            p.timings
+        );
         // Audio and video from every other participant, decrypted (SRTP authenticated, VP8 payload
         // descriptors and keyframe sizes parsed), < 2 % loss on loopback.
         for other in endpoints.iter().filter(|e| **e != p.endpoint) {
@@ -117,7 +135,11 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
                     .iter()
                     .filter(|t| t.owner == *other && t.kind == kind && t.packets > 0)
                     .collect();
-                assert!(!tracks.is_empty(), "{} got no {kind:?} from {other}", p.endpoint);
+                assert!(
+                    !tracks.is_empty(),
+                    "{} got no {kind:?} from {other}",
+                    p.endpoint
+                );
                 for t in tracks {
                     assert!(
                         t.loss_pct < 2.0,
@@ -131,7 +153,12 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
                         Kind::Audio => 40.0,
                         Kind::Video => 10.0,
                     };
-                    assert!(t.pps >= min_pps, "{} ← {other} {kind:?}: {:.1} pps", p.endpoint, t.pps);
+                    assert!(
+                        t.pps >= min_pps,
+                        "{} ← {other} {kind:?}: {:.1} pps",
+                        p.endpoint,
+                        t.pps
+                    );
                     if kind == Kind::Video {
                         assert!(t.keyframes >= 1 && t.height.is_some(), "{t:?}");
                         assert!(t.fps >= 15.0, "{t:?}");
@@ -157,22 +184,47 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
     let sv = &report.server;
     let b = sv.bridge.expect("bridge stats sampled");
     assert!((b.endpoints - 3.0).abs() < 0.5, "{b:?}");
-    assert!(b.packets_sent_pps > 100.0 && b.packets_received_pps > 100.0, "{b:?}");
+    assert!(
+        b.packets_sent_pps > 100.0 && b.packets_received_pps > 100.0,
+        "{b:?}"
+    );
     let max_cpu = 100.0 * f64::from(sv.cpus.max(1)) + 10.0;
     let bridge = sv.processes.get("bridge").expect("bridge process sampled");
-    assert!(bridge.cpu_pct > 0.0 && bridge.cpu_pct < max_cpu, "{bridge:?}");
-    assert!(bridge.rss_max_mib > 1.0 && bridge.rss_max_mib < 1024.0, "{bridge:?}");
-    let focus = sv.run_processes.get("focus").expect("focus process sampled");
+    assert!(
+        bridge.cpu_pct > 0.0 && bridge.cpu_pct < max_cpu,
+        "{bridge:?}"
+    );
+    assert!(
+        bridge.rss_max_mib > 1.0 && bridge.rss_max_mib < 1024.0,
+        "{bridge:?}"
+    );
+    let focus = sv
+        .run_processes
+        .get("focus")
+        .expect("focus process sampled");
     // The focus works during the joins (conference, Jingle, COLIBRI): CPU over the run.
-    assert!(focus.cpu_seconds > 0.0 && focus.cpu_pct < max_cpu, "{focus:?}");
-    assert!(focus.rss_max_mib > 1.0 && focus.rss_max_mib < 1024.0, "{focus:?}");
+    assert!(
+        focus.cpu_seconds > 0.0 && focus.cpu_pct < max_cpu,
+        "{focus:?}"
+    );
+    assert!(
+        focus.rss_max_mib > 1.0 && focus.rss_max_mib < 1024.0,
+        "{focus:?}"
+    );
     assert!(sv.processes.contains_key("focus") && sv.processes.contains_key("loadtest"));
     let c = &s.costs;
     assert!(c.bridge_cpu_cores > 0.0 && c.bridge_rss_mib > 1.0, "{c:?}");
-    assert!(c.focus_run_cpu_seconds > 0.0 && c.focus_run_rss_max_mib > 1.0, "{c:?}");
+    assert!(
+        c.focus_run_cpu_seconds > 0.0 && c.focus_run_rss_max_mib > 1.0,
+        "{c:?}"
+    );
     assert!(c.bridge_us_per_sent_packet > 0.0);
     // Over time: a point per sampling step, with both processes in it.
-    assert!(sv.timeline.len() >= 5, "{} timeline points", sv.timeline.len());
+    assert!(
+        sv.timeline.len() >= 5,
+        "{} timeline points",
+        sv.timeline.len()
+    );
     assert!(
         sv.timeline
             .iter()
@@ -183,7 +235,10 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
     assert!(sv.timeline.iter().any(|p| p.bridge_endpoints == Some(3.0)));
     // Both renderings carry the figures.
     let md = report.markdown();
-    assert!(md.contains("| participants joined | 3 of 3 (0 with failures) |"), "{md}");
+    assert!(
+        md.contains("| participants joined | 3 of 3 (0 with failures) |"),
+        "{md}"
+    );
     assert!(md.contains("## Timeline"), "{md}");
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(json["summary"]["connected"], 3);
