@@ -343,8 +343,9 @@ pub async fn run(
         progress: Some(progress),
         all_media_at: None,
     };
-    p.run_loop(events, &mut phase, deadline).await;
-    p.leave().await
+    let mut events = events;
+    p.run_loop(&mut events, &mut phase, deadline).await;
+    p.leave(events).await
 }
 
 impl Participant {
@@ -362,7 +363,7 @@ impl Participant {
 
     async fn run_loop(
         &mut self,
-        mut events: xmpp::XmppEvents,
+        events: &mut xmpp::XmppEvents,
         phase: &mut watch::Receiver<Phase>,
         join_deadline: tokio::time::Instant,
     ) {
@@ -721,27 +722,57 @@ impl Participant {
         }
     }
 
-    /// Snapshot, session-terminate, leave the room, close; then the report.
-    async fn leave(mut self) -> ParticipantReport {
+    /// Snapshot, session-terminate, leave the room, close; then the report. Everybody leaves at
+    /// once, so the focus's source-removes for the others keep arriving meanwhile: they are
+    /// acknowledged as a client would, not left to time out.
+    async fn leave(mut self, mut events: xmpp::XmppEvents) -> ParticipantReport {
         let end = Instant::now();
         if let Some(m) = self.media.take() {
             self.finish_report(end, &m);
             self.media = Some(m);
         }
-        if let (Some(offer), Some(to)) = (self.offer.as_ref(), self.focus_occupant.clone()) {
-            let t = session_terminate(&offer.sid).to_element();
-            let _ = tokio::time::timeout(
-                Duration::from_secs(3),
-                self.xmpp.iq_set(to, t, Duration::from_secs(3)),
-            )
-            .await;
+        {
+            let work = async {
+                if let (Some(offer), Some(to)) = (self.offer.as_ref(), self.focus_occupant.clone())
+                {
+                    let t = session_terminate(&offer.sid).to_element();
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(3),
+                        self.xmpp.iq_set(to, t, Duration::from_secs(3)),
+                    )
+                    .await;
+                }
+                if let Some(m) = self.media.as_mut() {
+                    m.close(Instant::now());
+                }
+                self.flush().await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    self.xmpp.leave_muc(&self.cfg.room),
+                )
+                .await;
+            };
+            tokio::pin!(work);
+            loop {
+                tokio::select! {
+                    () = &mut work => break,
+                    ev = events.recv() => match ev {
+                        Some(Event::IqRequest(iq)) if iq.kind == IqKind::Get && is_disco_info(&iq.payload) => {
+                            let node = iq.payload.attr("node").map(str::to_owned);
+                            iq.reply_result(Some(disco_info(node.as_deref())));
+                        }
+                        Some(Event::IqRequest(iq)) if iq.kind == IqKind::Set && iq.payload.is("jingle", ns::JINGLE) => {
+                            iq.reply_result(None);
+                        }
+                        Some(_) => {}
+                        None => {
+                            (&mut work).await;
+                            break;
+                        }
+                    },
+                }
+            }
         }
-        if let Some(m) = self.media.as_mut() {
-            m.close(Instant::now());
-        }
-        self.flush().await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(3), self.xmpp.leave_muc(&self.cfg.room)).await;
         self.xmpp.close();
         self.pending.abort_all();
         self.report
