@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 // Drives lib-jitsi-meet participants (one headless Chromium, one page each) for the focus's browser
 // tests. Protocol (JSON lines):
-//   argv[2]: path of a JSON file {"domain","muc","focus","serviceUrl","room","resolution"?}
+//   argv[2]: path of a JSON file {"domain","muc","focus","serviceUrl","room","resolution"?,"frameRate"?}
 //   stdin:   {"cmd":"join","id":"a"[,"room":…]}  → {"event":"joined","id":"a","endpoint":"…"}
 //            {"cmd":"open","id":"a","url":…}      → {"event":"opened","id":"a"} (a page that joins by
 //                                                   itself, e.g. the demo page of scripts/run.sh)
 //            {"cmd":"stats"}                      → {"event":"stats","pages":{"a":{…ljmStats()…}}}
 //            {"cmd":"leave","id":"a"}             → {"event":"left","id":"a"}
 //            {"cmd":"screenshot","id":"a","path"} → {"event":"screenshot","id":"a","path":…}
+//            {"cmd":"call","id":"a","fn":"ljmX","args":[…]} → {"event":"called","id":"a","result":…}
+//                                                   (one of the page's window.ljm* functions)
+//   A join may override page settings for that participant: {"cmd":"join","id":"a","resolution":720,
+//   "frameRate":15}.
 //            {"cmd":"quit"} or EOF ends.
 //   errors:  {"event":"error","id"?,"message"}
 'use strict';
@@ -33,7 +37,11 @@ async function main() {
         pages.set(c.id, page);
         await page.goto(`${web.url}/ljm.html`);
         process.stderr.write(`[driver] ${c.id}: joining\n`);
-        const endpoint = await page.evaluate((conf) => window.ljmJoin(conf), Object.assign({}, cfg, c.room ? { room: c.room } : {}));
+        const overrides = {};
+        if (c.room) overrides.room = c.room;
+        if (c.resolution) overrides.resolution = c.resolution;
+        if (c.frameRate) overrides.frameRate = c.frameRate;
+        const endpoint = await page.evaluate((conf) => window.ljmJoin(conf), Object.assign({}, cfg, overrides));
         process.stderr.write(`[driver] ${c.id}: joined as ${endpoint}\n`);
         emit({ event: 'joined', id: c.id, endpoint });
       } else if (c.cmd === 'open') {
@@ -57,6 +65,12 @@ async function main() {
           await page.close();
         }
         emit({ event: 'left', id: c.id });
+      } else if (c.cmd === 'call') {
+        const page = pages.get(c.id);
+        if (!page) throw new Error(`no page ${c.id}`);
+        if (!/^ljm[A-Za-z]+$/.test(c.fn)) throw new Error(`not a page function: ${c.fn}`);
+        const result = await page.evaluate(([fn, args]) => window[fn](...args), [c.fn, c.args || []]);
+        emit({ event: 'called', id: c.id, fn: c.fn, result: result === undefined ? null : result });
       } else if (c.cmd === 'screenshot') {
         const page = pages.get(c.id);
         await page.screenshot({ path: c.path, fullPage: true });

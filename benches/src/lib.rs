@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use bridge::sfu::vp8;
 use bridge::sfu::{
     EndpointHandle, EndpointParams, MediaKind, MediaSourceDesc, Output, Sfu, SfuConfig,
     TransportEvent,
@@ -106,15 +107,68 @@ pub fn rtp_packet(
     v.extend_from_slice(&0xBEDEu16.to_be_bytes());
     v.extend_from_slice(&((ext.len() / 4) as u16).to_be_bytes());
     v.extend_from_slice(&ext);
+    let start = v.len();
     v.extend((0..payload_len).map(|i| i as u8));
+    if !audio && pt == VP8 && payload_len >= VP8_HEADER_LEN {
+        // A VP8 payload as Chrome sends it: descriptor with 15-bit PictureID, TL0PICIDX and TID,
+        // and the keyframe header (see `set_seq_ts` for the frame structure).
+        let mut d = Vec::new();
+        vp8::Descriptor {
+            start_of_partition: true,
+            partition_id: 0,
+            non_reference: false,
+            picture_id: Some((0, true)),
+            tl0picidx: Some(0),
+            tid: Some((0, false)),
+            key_idx: None,
+        }
+        .write(&mut d);
+        vp8::write_frame_header(&mut d, true, 1280, 720);
+        v[start..start + d.len()].copy_from_slice(&d);
+        set_seq_ts(&mut v, seq, ts);
+    }
     v
 }
 
-/// Overwrites the sequence number and timestamp of a packet built by [`rtp_packet`].
+/// VP8 descriptor + keyframe header length in [`rtp_packet`]'s video packets.
+pub const VP8_HEADER_LEN: usize = 16;
+/// Packets per VP8 frame in [`rtp_packet`]'s video stream. Two, so that the 15-bit PictureID
+/// (sequence number / 2) wraps exactly when the sequence number does: benches run millions of
+/// packets, and a PictureID jumping back at the wrap would have the bridge drop every later frame
+/// as stale (until a keyframe resyncs it), so they would measure the drop path.
+pub const PACKETS_PER_FRAME: u16 = 2;
+/// Every this many frames is a keyframe (about 2 s at 30 fps): the forwarding path's cost is
+/// that of delta frames, as in a real stream.
+pub const KEYFRAME_INTERVAL: u16 = 64;
+
+/// Overwrites the sequence number and timestamp of a packet built by [`rtp_packet`]. For VP8
+/// packets it also sets the frame structure from the sequence number: [`PACKETS_PER_FRAME`]
+/// packets per frame (PictureID = TL0PICIDX = seq / 2, start bit on the first, marker on the
+/// last); frames whose PictureID is a multiple of [`KEYFRAME_INTERVAL`] are keyframes, the others
+/// delta frames (a receiver's stream starts at the first keyframe it gets).
 #[inline]
 pub fn set_seq_ts(p: &mut [u8], seq: u16, ts: u32) {
     p[2..4].copy_from_slice(&seq.to_be_bytes());
     p[4..8].copy_from_slice(&ts.to_be_bytes());
+    if p[1] & 0x7f != VP8 || p.len() < 16 + VP8_HEADER_LEN {
+        return;
+    }
+    let ext_words = usize::from(u16::from_be_bytes([p[14], p[15]]));
+    let d = 16 + 4 * ext_words;
+    if p.len() < d + VP8_HEADER_LEN {
+        return;
+    }
+    let pic = (seq / PACKETS_PER_FRAME) & 0x7fff;
+    let first = seq.is_multiple_of(PACKETS_PER_FRAME);
+    let last = seq % PACKETS_PER_FRAME == PACKETS_PER_FRAME - 1;
+    p[1] = (p[1] & 0x7f) | if last { 0x80 } else { 0 };
+    p[d] = 0x80 | if first { 0x10 } else { 0 };
+    p[d + 2] = 0x80 | (pic >> 8) as u8;
+    p[d + 3] = pic as u8;
+    p[d + 4] = pic as u8;
+    // The VP8 frame tag after the 6-byte descriptor: bit 0 set = not a keyframe.
+    let key = pic.is_multiple_of(KEYFRAME_INTERVAL);
+    p[d + 6] = (p[d + 6] & !1) | u8::from(!key);
 }
 
 /// One sender (endpoint 0) and `receivers` receivers, all connected with open channels.

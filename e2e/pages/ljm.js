@@ -73,10 +73,12 @@
       conn.connect();
     });
     note('connected');
+    const video = { height: { ideal: cfg.resolution || 240, max: cfg.resolution || 240 } };
+    if (cfg.frameRate) video.frameRate = { ideal: cfg.frameRate, max: cfg.frameRate };
     const tracks = await JM.createLocalTracks({
       devices: ['audio', 'video'],
       resolution: cfg.resolution || 240,
-      constraints: { video: { height: { ideal: cfg.resolution || 240, max: cfg.resolution || 240 } } },
+      constraints: { video },
     });
     const conf = conn.initJitsiConference(cfg.room, Object.assign({ p2p: { enabled: false } }, cfg.conference || {}));
     state.conf = conf;
@@ -104,6 +106,7 @@
     conf.on(E.CONNECTION_INTERRUPTED, () => note('media-interrupted'));
     conf.on(E.CONNECTION_RESTORED, () => note('media-restored'));
     conf.on(E.CONNECTION_ESTABLISHED, () => note('media-established'));
+    conf.on(E.STARTED_MUTED, () => note('started-muted'));
     for (const t of tracks) {
       await conf.addTrack(t);
       if (t.getType() === 'video') attach(t);
@@ -140,9 +143,24 @@
     const session = conf.jvbJingleSession;
     const pc = session && session.peerconnection && session.peerconnection.peerconnection;
     const inbound = [];
+    const outbound = [];
     if (pc) {
       const report = await pc.getStats();
-      report.forEach((r) => { if (r.type === 'inbound-rtp') inbound.push(r); });
+      report.forEach((r) => {
+        if (r.type === 'inbound-rtp') inbound.push(r);
+        if (r.type === 'outbound-rtp' && r.kind === 'video') {
+          outbound.push({
+            ssrc: r.ssrc,
+            rid: r.rid || null,
+            active: r.active,
+            frameHeight: r.frameHeight || 0,
+            framesEncoded: r.framesEncoded || 0,
+            framesPerSecond: r.framesPerSecond || 0,
+            bytesSent: r.bytesSent || 0,
+            qualityLimitationReason: r.qualityLimitationReason || null,
+          });
+        }
+      });
     }
     const remote = {};
     for (const [pid, byType] of Object.entries(state.remote)) {
@@ -158,6 +176,9 @@
           framesDecoded: s.framesDecoded || 0,
           totalSamplesReceived: s.totalSamplesReceived || 0,
           frameHeight: s.frameHeight || 0,
+          keyFramesDecoded: s.keyFramesDecoded || 0,
+          freezeCount: s.freezeCount || 0,
+          pliCount: s.pliCount || 0,
         };
       }
     }
@@ -177,8 +198,39 @@
       removed: state.removed,
       participants: conf.getParticipants().map((p) => p.getId()),
       ice: pc ? pc.iceConnectionState : null,
+      // This page's own video as sent (one entry per simulcast encoding).
+      outbound,
       videos,
       events: state.events,
+    };
+  };
+
+  /**
+   * Stage view as the Jitsi Meet app asks for it: `participant` on stage (selected), the others as
+   * thumbnails, at most `maxHeight` for the stage (lib-jitsi-meet sends ReceiverVideoConstraints).
+   */
+  window.ljmReceive = function (participant, maxHeight) {
+    const conf = state.conf;
+    if (!conf) throw new Error('not joined');
+    conf.selectParticipants([participant]);
+    conf.setReceiverVideoConstraint(maxHeight);
+    return true;
+  };
+
+  /**
+   * What the focus asked of this participant at the start (Jingle `startmuted`, which
+   * lib-jitsi-meet obeys by muting its local tracks), and the local tracks' mute state now.
+   */
+  window.ljmLocal = function () {
+    const conf = state.conf;
+    if (!conf) throw new Error('not joined');
+    const local = {};
+    for (const t of conf.getLocalTracks()) local[t.getType()] = { muted: t.isMuted() };
+    return {
+      startAudioMuted: conf.isStartAudioMuted(),
+      startVideoMuted: conf.isStartVideoMuted(),
+      startedMuted: state.events.some((e) => e.kind === 'started-muted'),
+      local,
     };
   };
 

@@ -173,6 +173,76 @@ async fn e2e_three_participants_then_one_leaves_then_a_fourth_joins() {
     p.quit().await;
 }
 
+/// config.js `startAudioMuted: 1, startVideoMuted: 1`: the first participant starts unmuted, the
+/// second is told so in its session-initiate and lib-jitsi-meet mutes its microphone and camera;
+/// it still receives the first one's media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_start_muted_after_the_first_participant() {
+    let prosody = start_prosody();
+    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
+    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
+    tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
+    let mut cfg = Participants::config(&prosody, "startmuted");
+    cfg["conference"] = serde_json::json!({"startAudioMuted": 1, "startVideoMuted": 1});
+    let mut p = Participants::start_with(cfg).await;
+    p.join("a").await;
+    let a = p.joined("a").await;
+    p.join("b").await;
+    let b = p.joined("b").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (la, lb) = loop {
+        let la = p.call("a", "ljmLocal", serde_json::json!([])).await;
+        let lb = p.call("b", "ljmLocal", serde_json::json!([])).await;
+        if lb["startedMuted"] == true
+            && lb["local"]["audio"]["muted"] == true
+            && lb["local"]["video"]["muted"] == true
+        {
+            break (la, lb);
+        }
+        assert!(Instant::now() < deadline, "b was not started muted: {lb}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        (&lb["startAudioMuted"], &lb["startVideoMuted"]),
+        (&Value::Bool(true), &Value::Bool(true)),
+        "{lb}"
+    );
+    assert_eq!(
+        (
+            &la["startAudioMuted"],
+            &la["startVideoMuted"],
+            &la["local"]["audio"]["muted"],
+            &la["local"]["video"]["muted"]
+        ),
+        (
+            &Value::Bool(false),
+            &Value::Bool(false),
+            &Value::Bool(false),
+            &Value::Bool(false)
+        ),
+        "the first participant starts unmuted: {la}"
+    );
+    // Muted at the start is not cut off: b receives a's audio and video.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut first: Option<Seen> = None;
+    loop {
+        let s = p.stats().await;
+        if let Some(now) = seen(&s, "b", &a) {
+            match first {
+                Some(f) if now.audio_samples > f.audio_samples && now.frames > f.frames => break,
+                None if now.frames > 0.0 => first = Some(now),
+                _ => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b gets no media from a ({b}): {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    p.quit().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_two_bridges_spread_conferences_and_a_killed_bridge_is_replaced() {
     let prosody = start_prosody();

@@ -3,10 +3,13 @@
 //! sends. The JSON wire types live in `signaling::bridge_channel`; this module only maps them.
 
 use signaling::bridge_channel::{
-    BridgeChannelMessage as M, DominantSpeakerChange, EndpointConnectivityStatus, EndpointMessage,
-    EndpointStats, ForwardedSources, LastNEndpointsChange,
+    BridgeChannelMessage as M, ConnectionStats, DominantSpeakerChange, EndpointConnectivityStatus,
+    EndpointMessage, EndpointStats, ForwardedSources, LastNEndpointsChange,
+    SenderSourceConstraints, SenderVideoConstraints,
 };
 use signaling::sources::VideoType;
+
+use super::allocation::VideoConstraints;
 
 /// A partial update of a receiver's video constraints (2021 endpoint-based and modern source-based
 /// forms merged: ids in `on_stage`/`selected`/`constraints` are endpoint ids or source names, and the
@@ -14,10 +17,19 @@ use signaling::sources::VideoType;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConstraintsUpdate {
     pub last_n: Option<i32>,
-    pub default_max_height: Option<i32>,
-    pub constraints: Option<Vec<(String, i32)>>,
+    pub default_constraints: Option<VideoConstraints>,
+    pub constraints: Option<Vec<(String, VideoConstraints)>>,
     pub on_stage: Option<Vec<String>>,
     pub selected: Option<Vec<String>>,
+    /// `assumedBandwidthBps` (honoured only if the bridge is configured to).
+    pub assumed_bandwidth_bps: Option<i64>,
+}
+
+fn constraints(c: signaling::bridge_channel::VideoConstraints) -> VideoConstraints {
+    VideoConstraints {
+        max_height: c.max_height,
+        max_frame_rate: c.max_frame_rate.unwrap_or(-1.0),
+    }
 }
 
 /// What a client sent, as far as the core is concerned.
@@ -55,19 +67,20 @@ pub fn decode(text: &str) -> Result<ClientMessage, ChannelError> {
         M::ReceiverVideoConstraints(c) => {
             ClientMessage::ReceiverVideoConstraints(ConstraintsUpdate {
                 last_n: c.last_n,
-                default_max_height: c.default_constraints.map(|d| d.max_height),
+                default_constraints: c.default_constraints.map(constraints),
                 constraints: c
                     .constraints
-                    .map(|m| m.into_iter().map(|(k, v)| (k, v.max_height)).collect()),
+                    .map(|m| m.into_iter().map(|(k, v)| (k, constraints(v))).collect()),
                 // Modern source names win over the 2021 endpoint-id form when both are present.
                 on_stage: c.on_stage_sources.or(c.on_stage_endpoints),
                 selected: c.selected_sources.or(c.selected_endpoints),
+                assumed_bandwidth_bps: c.assumed_bandwidth_bps,
             })
         }
         // Pre-2021 single constraint: a maxHeight for everything.
         M::ReceiverVideoConstraint(c) => {
             ClientMessage::ReceiverVideoConstraints(ConstraintsUpdate {
-                default_max_height: Some(c.max_frame_height),
+                default_constraints: Some(VideoConstraints::max_height(c.max_frame_height)),
                 ..Default::default()
             })
         }
@@ -130,6 +143,37 @@ pub fn dominant_speaker(endpoint: &str, previous: &[&str]) -> String {
     .to_json()
 }
 
+/// Tells a sender how high to encode one source (0 = stop sending it, -1 = unlimited).
+pub fn sender_source_constraints(source: &str, max_height: i32) -> String {
+    M::SenderSourceConstraints(SenderSourceConstraints {
+        source_name: source.to_owned(),
+        max_height,
+    })
+    .to_json()
+}
+
+/// The 2021 form, per endpoint. That client ignores a negative `idealHeight` (it would keep an
+/// earlier, lower limit), so "unlimited" is sent as [`UNLIMITED_IDEAL_HEIGHT`].
+pub fn sender_video_constraints(ideal_height: i32) -> String {
+    let h = if ideal_height < 0 {
+        UNLIMITED_IDEAL_HEIGHT
+    } else {
+        ideal_height
+    };
+    M::SenderVideoConstraints(SenderVideoConstraints::new(h)).to_json()
+}
+
+/// `idealHeight` standing for "no limit" in `SenderVideoConstraints` (2160p).
+pub const UNLIMITED_IDEAL_HEIGHT: i32 = 2160;
+
+/// The bridge's downlink estimate toward an endpoint.
+pub fn connection_stats(bps: u64) -> String {
+    M::ConnectionStats(ConnectionStats {
+        estimated_downlink_bandwidth: bps,
+    })
+    .to_json()
+}
+
 pub fn connectivity(endpoint: &str, active: bool) -> String {
     M::EndpointConnectivityStatusChangeEvent(EndpointConnectivityStatus {
         endpoint: endpoint.to_owned(),
@@ -154,10 +198,11 @@ mod tests {
             m,
             ClientMessage::ReceiverVideoConstraints(ConstraintsUpdate {
                 last_n: Some(2),
-                default_max_height: Some(180),
-                constraints: Some(vec![("ab".into(), 720)]),
+                default_constraints: Some(VideoConstraints::max_height(180)),
+                constraints: Some(vec![("ab".into(), VideoConstraints::max_height(720))]),
                 on_stage: Some(vec!["ab".into()]),
                 selected: None,
+                assumed_bandwidth_bps: None,
             })
         );
         let m = decode(
@@ -169,7 +214,25 @@ mod tests {
         };
         assert_eq!(u.last_n, None);
         assert_eq!(u.selected, Some(vec!["ab-v0".into()]));
-        assert_eq!(u.constraints, Some(vec![("ab-v0".into(), 0)]));
+        assert_eq!(
+            u.constraints,
+            Some(vec![("ab-v0".into(), VideoConstraints::max_height(0))])
+        );
+        let m = decode(
+            r#"{"colibriClass":"ReceiverVideoConstraints","defaultConstraints":{"maxHeight":180,"maxFrameRate":15},"assumedBandwidthBps":500000}"#,
+        )
+        .unwrap();
+        let ClientMessage::ReceiverVideoConstraints(u) = m else {
+            panic!()
+        };
+        assert_eq!(
+            u.default_constraints,
+            Some(VideoConstraints {
+                max_height: 180,
+                max_frame_rate: 15.0
+            })
+        );
+        assert_eq!(u.assumed_bandwidth_bps, Some(500_000));
     }
 
     #[test]
@@ -220,6 +283,20 @@ mod tests {
             v,
             serde_json::json!({"colibriClass":"LastNEndpointsChangeEvent","lastNEndpoints":["ab"]})
         );
+        let v: Value = serde_json::from_str(&sender_source_constraints("ab-v0", 0)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"colibriClass":"SenderSourceConstraints","sourceName":"ab-v0","maxHeight":0})
+        );
+        let v: Value = serde_json::from_str(&sender_video_constraints(360)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"colibriClass":"SenderVideoConstraints","videoConstraints":{"idealHeight":360}})
+        );
+        let v: Value = serde_json::from_str(&sender_video_constraints(-1)).unwrap();
+        assert_eq!(v["videoConstraints"]["idealHeight"], 2160);
+        let v: Value = serde_json::from_str(&connection_stats(1_000_000)).unwrap();
+        assert_eq!(v["estimatedDownlinkBandwidth"], 1_000_000);
         let v: Value = serde_json::from_str(&forwarded_sources(&["ab-v0"])).unwrap();
         assert_eq!(
             v,

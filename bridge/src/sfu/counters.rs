@@ -27,8 +27,14 @@ counters! {
         RtpSsrcNotOwned => "rtp_ssrc_not_owned",
         /// Padding-only packets (bandwidth probes) are terminated.
         RtpPaddingOnly => "rtp_padding_only",
-        /// RTX/FEC from a sender: terminated until the bridge requests retransmissions (issue 5).
+        /// FEC from a sender, or RTX that cannot be unwrapped (no payload type mapping, too short).
         RtpSenderRepair => "rtp_sender_repair",
+        /// A packet (or an unwrapped retransmission) the bridge already received.
+        RtpDuplicate => "rtp_duplicate",
+        /// Audio silence (level 127) after the first few packets of a silent stretch.
+        RtpSilence => "rtp_silence",
+        /// A video packet of a frame older than the projection tracks (per receiver).
+        RtpFrameTooOld => "rtp_frame_too_old",
         /// Media of a force-muted endpoint.
         RtpForceMuted => "rtp_force_muted",
         /// Receiver did not negotiate the payload type (per receiver).
@@ -37,6 +43,8 @@ counters! {
         RtpLateAfterSkip => "rtp_late_after_skip",
         /// Not parseable as RTCP.
         RtcpMalformed => "rtcp_malformed",
+        /// A transport-cc feedback whose chunks or deltas do not add up.
+        TccFeedbackMalformed => "tcc_feedback_malformed",
         /// PLI/FIR/NACK naming an SSRC the conference does not know.
         RtcpUnknownSsrc => "rtcp_unknown_ssrc",
         /// Keyframe request suppressed by the §7.5 throttle.
@@ -45,6 +53,11 @@ counters! {
         NackNotCached => "nack_not_cached",
         /// Same packet NACKed again too soon after a retransmission.
         NackRecentlyResent => "nack_recently_resent",
+        /// NACKed packet of a stream segment the receiver has switched away from (it decodes
+        /// from the new keyframe, the old packet is of no use).
+        NackSuperseded => "nack_superseded",
+        /// Retransmissions to this receiver already use their share of its bandwidth estimate.
+        NackRateLimited => "nack_rate_limited",
         /// SR of an SSRC that no receiver gets (e.g. a non-primary simulcast encoding).
         SrNotProjected => "sr_not_projected",
         /// Bridge-channel text that is not JSON or not a known shape.
@@ -80,8 +93,22 @@ counters! {
         PliSent => "pli_sent",
         FirSent => "fir_sent",
         NackReceived => "nack_received",
+        /// NACKs the bridge sent to senders for packets missing on the way in.
+        NackSent => "nack_sent",
+        /// Transport-cc feedback packets sent to senders.
+        TccFeedbackSent => "tcc_feedback_sent",
         RetransmissionsRtx => "retransmissions_rtx",
         RetransmissionsPlain => "retransmissions_plain",
+        /// Retransmissions from senders (RTX) unwrapped into their media stream.
+        RtxUnwrapped => "rtx_unwrapped",
+        /// Allocation runs (one per receiver).
+        Allocations => "allocations",
+        /// Encoding switches started by the allocation (target encoding changed).
+        LayerSwitches => "layer_switches",
+        SenderConstraintsSent => "sender_constraints_sent",
+        /// Probing packets (RTX or padding) sent to raise a receiver's bandwidth estimate.
+        ProbePackets => "probe_packets",
+        ProbeBytes => "probe_bytes",
         ChannelMessagesReceived => "channel_messages_received",
         ChannelMessagesSent => "channel_messages_sent",
         DominantSpeakerChanges => "dominant_speaker_changes",

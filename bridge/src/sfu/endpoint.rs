@@ -6,50 +6,66 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::EndpointHandle;
+use super::allocation::{Allocation, VideoConstraints};
+use super::bwe::SendSideBwe;
 use super::channel::ConstraintsUpdate;
+use super::layers::RateTracker;
 use super::model::{MediaKind, MediaParams};
 use super::projection::Projection;
 use super::rtx_cache::SentLog;
+use super::tcc_feedback::generator::TccFeedbackGenerator;
 
 /// A receiver's video preferences (from `ReceiverVideoConstraints`, `LastNChangedEvent`, COLIBRI2
-/// `initial-last-n`).
-#[derive(Debug, Clone)]
+/// `initial-last-n`). Constraints and on-stage/selected entries are source names (current clients) or
+/// endpoint ids (2021 client); lookups try both.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReceiverSettings {
     /// -1 = unlimited.
     pub last_n: i32,
-    /// maxHeight for sources without an explicit constraint; < 0 unlimited, 0 = off.
-    pub default_max_height: i32,
-    /// Per source name (modern) or per endpoint id (2021) maxHeight.
-    pub constraints: HashMap<String, i32>,
+    /// For sources without an explicit constraint.
+    pub default_constraints: VideoConstraints,
+    pub constraints: HashMap<String, VideoConstraints>,
     pub on_stage: Vec<String>,
     pub selected: Vec<String>,
+    /// `assumedBandwidthBps` (already capped by the bridge's limit), if allowed and given.
+    pub assumed_bandwidth_bps: Option<u64>,
+    /// A `ReceiverVideoConstraints` was applied (after which a missing `defaultConstraints` means
+    /// "keep", before it "use the default").
+    ever_set: bool,
 }
 
 impl ReceiverSettings {
     pub fn new(last_n: i32, default_max_height: i32) -> Self {
         ReceiverSettings {
             last_n,
-            default_max_height,
+            default_constraints: VideoConstraints::max_height(default_max_height),
             constraints: HashMap::new(),
             on_stage: Vec::new(),
             selected: Vec::new(),
+            assumed_bandwidth_bps: None,
+            ever_set: false,
         }
     }
 
-    /// Applies a partial update; returns whether anything changed.
-    pub fn apply(&mut self, u: ConstraintsUpdate) -> bool {
-        let before = (
-            self.last_n,
-            self.default_max_height,
-            self.constraints.clone(),
-            self.on_stage.clone(),
-            self.selected.clone(),
-        );
+    /// Applies a partial update; returns whether anything changed. `default_max_height` replaces a
+    /// missing `defaultConstraints` in the first message; `assumed_limit` caps (and enables)
+    /// `assumedBandwidthBps`.
+    pub fn apply(
+        &mut self,
+        u: ConstraintsUpdate,
+        default_max_height: i32,
+        assumed_limit: Option<u64>,
+    ) -> bool {
+        let before = self.clone();
         if let Some(n) = u.last_n {
             self.last_n = n;
         }
-        if let Some(h) = u.default_max_height {
-            self.default_max_height = h;
+        match u.default_constraints {
+            Some(d) => self.default_constraints = d,
+            None if !self.ever_set => {
+                self.default_constraints = VideoConstraints::max_height(default_max_height)
+            }
+            None => {}
         }
         if let Some(c) = u.constraints {
             self.constraints = c.into_iter().collect();
@@ -60,35 +76,22 @@ impl ReceiverSettings {
         if let Some(s) = u.selected {
             self.selected = s;
         }
-        before
-            != (
-                self.last_n,
-                self.default_max_height,
-                self.constraints.clone(),
-                self.on_stage.clone(),
-                self.selected.clone(),
-            )
+        if let (Some(b), Some(limit)) = (u.assumed_bandwidth_bps, assumed_limit) {
+            self.assumed_bandwidth_bps = u64::try_from(b).ok().map(|b| b.min(limit));
+        }
+        self.ever_set = true;
+        let mut after = self.clone();
+        after.ever_set = before.ever_set;
+        after != before
     }
 
-    /// The maxHeight that applies to `source` owned by `owner`.
-    pub fn max_height(&self, source: &str, owner: &str) -> i32 {
+    /// The constraints that apply to `source` owned by `owner`.
+    pub fn constraints_for(&self, source: &str, owner: &str) -> VideoConstraints {
         self.constraints
             .get(source)
             .or_else(|| self.constraints.get(owner))
             .copied()
-            .unwrap_or(self.default_max_height)
-    }
-
-    /// 0 = on stage, 1 = selected, 2 = the rest.
-    pub fn priority(&self, source: &str, owner: &str) -> u8 {
-        let has = |v: &Vec<String>| v.iter().any(|s| s == source || s == owner);
-        if has(&self.on_stage) {
-            0
-        } else if has(&self.selected) {
-            1
-        } else {
-            2
-        }
+            .unwrap_or(self.default_constraints)
     }
 }
 
@@ -128,6 +131,24 @@ pub struct Endpoint {
     pub tcc_seq: u16,
     /// What was sent to this receiver (for NACKs).
     pub sent: SentLog,
+    /// Downlink bandwidth estimate (bandwidth estimator, REMB, or the shell), bps.
+    pub bwe_bps: Option<u64>,
+    /// The bandwidth the last allocation used (re-run when the estimate moves by more than the
+    /// threshold).
+    pub allocated_bwe_bps: Option<u64>,
+    /// The last allocation for this receiver (forwarded layers, target and ideal bitrates).
+    pub allocation: Allocation,
+    /// `idealHeight` last sent to this endpoint as a sender (`SenderVideoConstraints`).
+    pub sent_ideal_height: Option<i32>,
+    /// Uplink: transport-cc feedback toward this endpoint as a sender.
+    pub tcc_gen: Option<TccFeedbackGenerator>,
+    /// Downlink: the send-side bandwidth estimator toward this endpoint as a receiver (if it
+    /// negotiated transport-cc).
+    pub bwe: Option<SendSideBwe>,
+    /// Probing paused until then (the last probe packet could not be built).
+    pub probe_hold: Option<Instant>,
+    /// Retransmissions sent to this receiver (bounded by a share of its estimate).
+    pub rtx_rate: RateTracker,
 }
 
 impl Endpoint {

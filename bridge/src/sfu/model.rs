@@ -8,7 +8,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use signaling::media::{RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup, VideoType};
 
+use super::codec::Codec;
 use super::keyframe::RateLimit;
+use super::layers::SourceLayers;
+use super::nack_gen::NackGenerator;
 use super::recv_stats::ReceiveStats;
 use super::rtx_cache::PacketStore;
 
@@ -109,6 +112,14 @@ pub struct MediaSource {
     pub keyframe_limit: RateLimit,
     /// Recent ingress packets, for retransmissions to receivers (video only).
     pub store: Option<PacketStore>,
+    /// Measured layers (video only).
+    pub layers: Option<SourceLayers>,
+    /// maxHeight last announced to the owner (`SenderSourceConstraints`), `None` before the first.
+    pub sent_max_height: Option<i32>,
+    /// Consecutive silent audio packets (level 127) seen.
+    pub silence_run: u32,
+    /// Active layers at the last check ([`SourceLayers::active_mask`]).
+    pub active_mask: u64,
 }
 
 impl MediaSource {
@@ -136,6 +147,56 @@ pub struct SsrcEntry {
     pub role: SsrcRole,
     pub kind: MediaKind,
     pub stats: ReceiveStats,
+    /// Recently received sequence numbers (media SSRCs): drops duplicates, e.g. a sender's RTX
+    /// answer to a packet that arrived after all.
+    pub seen: SeqWindow,
+    /// Requests missing packets from the sender (video media SSRCs that negotiated NACK).
+    pub nack: Option<NackGenerator>,
+}
+
+/// A 512-packet window of received sequence numbers.
+#[derive(Debug, Clone, Default)]
+pub struct SeqWindow {
+    highest: Option<u16>,
+    bits: [u64; 8],
+}
+
+impl SeqWindow {
+    const SIZE: u16 = 512;
+
+    fn bit(&mut self, seq: u16) -> (usize, u64) {
+        let i = usize::from(seq % Self::SIZE);
+        (i / 64, 1u64 << (i % 64))
+    }
+
+    /// Records `seq`; returns false if it was already recorded (or is too old to tell).
+    pub fn insert(&mut self, seq: u16) -> bool {
+        let Some(h) = self.highest else {
+            self.highest = Some(seq);
+            let (w, b) = self.bit(seq);
+            self.bits[w] |= b;
+            return true;
+        };
+        let d = seq.wrapping_sub(h);
+        if d != 0 && d < 0x8000 {
+            // Newer: clear the numbers between the old highest and this one.
+            if d >= Self::SIZE {
+                self.bits = [0; 8];
+            } else {
+                for k in 1..=d {
+                    let (w, b) = self.bit(h.wrapping_add(k));
+                    self.bits[w] &= !b;
+                }
+            }
+            self.highest = Some(seq);
+        } else if h.wrapping_sub(seq) >= Self::SIZE {
+            return false;
+        }
+        let (w, b) = self.bit(seq);
+        let new = self.bits[w] & b == 0;
+        self.bits[w] |= b;
+        new
+    }
 }
 
 /// Identity hasher tweak for SSRC keys: SSRCs are random 32-bit values chosen by the senders, so a
@@ -179,6 +240,8 @@ pub struct MediaParams {
     pub rtx: Vec<(u8, u8)>,
     /// `(pt, clock rate)`.
     pub clock_rates: Vec<(u8, u32)>,
+    /// `(pt, codec)` of the video payload types the bridge tells apart.
+    pub codecs: Vec<(u8, Codec)>,
     pub pli: bool,
     pub fir: bool,
     pub ext: HdrExtIds,
@@ -207,6 +270,10 @@ impl MediaParams {
             if let Some(c) = pt.clockrate {
                 m.clock_rates.push((pt.id, c));
             }
+            let codec = Codec::from_name(&pt.name);
+            if codec != Codec::Other {
+                m.codecs.push((pt.id, codec));
+            }
         }
         let id = |uri| p.hdrext_id(uri).unwrap_or(0);
         m.ext = HdrExtIds {
@@ -229,6 +296,19 @@ impl MediaParams {
 
     pub fn rtx_pt_for(&self, apt: u8) -> Option<u8> {
         self.rtx.iter().find(|(a, _)| *a == apt).map(|(_, r)| *r)
+    }
+
+    /// The payload type an RTX payload type repairs.
+    pub fn apt_of(&self, rtx_pt: u8) -> Option<u8> {
+        self.rtx.iter().find(|(_, r)| *r == rtx_pt).map(|(a, _)| *a)
+    }
+
+    #[inline]
+    pub fn codec(&self, pt: u8) -> Codec {
+        self.codecs
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map_or(Codec::Other, |(_, c)| *c)
     }
 
     pub fn clock_rate(&self, pt: u8) -> Option<u32> {
@@ -309,5 +389,22 @@ mod tests {
         assert_eq!(m.ext.transport_cc, 5);
         assert_eq!(m.ext.video_orientation, 11);
         assert_eq!(m.clock_rate(100), Some(90000));
+        assert_eq!(m.codec(100), Codec::Vp8);
+        assert_eq!(m.codec(96), Codec::Other);
+        assert_eq!(m.apt_of(96), Some(100));
+    }
+
+    #[test]
+    fn seq_window_finds_duplicates() {
+        let mut w = SeqWindow::default();
+        assert!(w.insert(65530));
+        assert!(!w.insert(65530));
+        assert!(w.insert(2)); // across the wrap
+        assert!(w.insert(65533)); // late, not a duplicate
+        assert!(!w.insert(65533));
+        assert!(!w.insert(65000)); // too old to tell
+        assert!(w.insert(1000));
+        assert!(w.insert(600));
+        assert!(!w.insert(1000));
     }
 }

@@ -444,6 +444,58 @@ pub fn write_rtx(
     out.extend_from_slice(original.payload());
 }
 
+/// Rebuilds the original packet from a sender's RTX packet (RFC 4588): media SSRC, the original
+/// sequence number (first two payload bytes) and payload type, same header extensions, the payload
+/// after the OSN, no padding. Returns false (leaving `out` cleared) if the payload is too short.
+pub fn write_unwrapped_rtx(
+    rtx: &RtpPacket<'_>,
+    media_ssrc: u32,
+    pt: u8,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
+    let p = rtx.payload();
+    let Some(osn) = p.get(..2) else {
+        return false;
+    };
+    let src = rtx.as_bytes();
+    out.push(src[0] & !0x20);
+    out.push((src[1] & 0x80) | (pt & 0x7f));
+    out.extend_from_slice(osn);
+    out.extend_from_slice(&src[4..8]);
+    out.extend_from_slice(&media_ssrc.to_be_bytes());
+    out.extend_from_slice(&src[FIXED_HEADER_LEN..rtx.header_len]);
+    out.extend_from_slice(&p[2..]);
+    true
+}
+
+/// Builds a padding-only packet (`padding` bytes of padding, 1–255) with the header fields of `rw`
+/// and only its transport-cc element (bandwidth probes on an RTX stream).
+pub fn write_padding(rw: &Rewrite<'_>, padding: u8, out: &mut Vec<u8>) {
+    out.clear();
+    let pad = padding.max(1);
+    let id = rw.ext.tcc_out;
+    out.push(0x80 | 0x20 | if id != 0 { 0x10 } else { 0 });
+    out.push(rw.payload_type & 0x7f);
+    out.extend_from_slice(&rw.seq.to_be_bytes());
+    out.extend_from_slice(&rw.timestamp.to_be_bytes());
+    out.extend_from_slice(&rw.ssrc.to_be_bytes());
+    if id != 0 {
+        if id <= 14 {
+            out.extend_from_slice(&ONE_BYTE_PROFILE.to_be_bytes());
+            out.extend_from_slice(&[0, 1, (id << 4) | 1]);
+            out.extend_from_slice(&rw.tcc_seq.to_be_bytes());
+            out.push(0);
+        } else {
+            out.extend_from_slice(&TWO_BYTE_PROFILE.to_be_bytes());
+            out.extend_from_slice(&[0, 1, id, 2]);
+            out.extend_from_slice(&rw.tcc_seq.to_be_bytes());
+        }
+    }
+    out.resize(out.len() + usize::from(pad) - 1, 0);
+    out.push(pad);
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -692,6 +744,55 @@ pub(crate) mod tests {
         let q = RtpPacket::parse(&out).unwrap();
         assert_eq!(q.ext_form(), Some(ExtForm::TwoByte));
         assert_eq!(q.extension(20), Some(&[0x85u8][..]));
+    }
+
+    #[test]
+    fn rtx_unwraps_to_the_original() {
+        let orig = build(100, 4242, 20, 30, &[(1, &[0x85])], b"media");
+        let p = RtpPacket::parse(&orig).unwrap();
+        let mut rtx = Vec::new();
+        write_rtx(&p, 555, 96, 7, &mut rtx);
+        let r = RtpPacket::parse(&rtx).unwrap();
+        let mut back = Vec::new();
+        assert!(write_unwrapped_rtx(&r, 30, 100, &mut back));
+        assert_eq!(back, orig);
+        let short = build(96, 1, 1, 555, &[], b"x");
+        assert!(!write_unwrapped_rtx(
+            &RtpPacket::parse(&short).unwrap(),
+            30,
+            100,
+            &mut back
+        ));
+    }
+
+    #[test]
+    fn padding_packets_parse_as_padding_only() {
+        let map = ExtMap {
+            keep: [(0, 0); 2],
+            tcc_out: 5,
+            allow_two_byte: false,
+        };
+        let mut out = Vec::new();
+        write_padding(
+            &Rewrite {
+                ssrc: 9,
+                seq: 10,
+                timestamp: 11,
+                payload_type: 96,
+                ext: &map,
+                tcc_seq: 0x1234,
+            },
+            200,
+            &mut out,
+        );
+        let p = RtpPacket::parse(&out).unwrap();
+        assert!(p.is_padding_only());
+        assert_eq!(p.padding_len(), 200);
+        assert_eq!(p.transport_cc_seq(5), Some(0x1234));
+        assert_eq!(
+            (p.ssrc(), p.sequence_number(), p.payload_type()),
+            (9, 10, 96)
+        );
     }
 
     #[test]

@@ -88,17 +88,37 @@ impl PacketStore {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SentEntry {
     pub ssrc: u32,
-    pub seq: u16,
-    pub video: bool,
     pub timestamp: u32,
-    /// Source slot and its generation (the store lives in the source).
+    /// Source slot (the store lives in the source).
     pub source: u32,
-    pub source_gen: u32,
     pub stored: StoreRef,
     /// Milliseconds since the log's epoch (wrapping).
     pub sent_ms: u32,
     /// When last resent, or [`NEVER`].
     pub resent_ms: u32,
+    pub seq: u16,
+    /// Low 16 bits of the source slot's generation.
+    pub source_gen: u16,
+    /// VP8 PictureID written (if `flags & VP8`).
+    pub vp8_pic: u16,
+    pub vp8_tl0: u8,
+    pub flags: u8,
+}
+
+impl SentEntry {
+    pub const VIDEO: u8 = 1;
+    pub const VP8: u8 = 2;
+    /// A packet of a keyframe.
+    pub const KEYFRAME: u8 = 4;
+
+    pub fn video(&self) -> bool {
+        self.flags & Self::VIDEO != 0
+    }
+
+    /// The `(PictureID, TL0PICIDX)` rewrite that was applied.
+    pub fn vp8(&self) -> Option<(u16, u8)> {
+        (self.flags & Self::VP8 != 0).then_some((self.vp8_pic, self.vp8_tl0))
+    }
 }
 
 /// `resent_ms` of a packet never resent.
@@ -145,13 +165,29 @@ impl SentLog {
     /// Index and copy of the newest entry for (`ssrc`, `seq`) sent within the max age.
     pub fn find(&self, now: Instant, ssrc: u32, seq: u16) -> Option<(usize, SentEntry)> {
         let n = self.entries.len();
+        if n == 0 {
+            return None;
+        }
         let now_ms = self.ms(now);
-        let newest = (self.next + n - 1) % n.max(1);
+        let newest = (self.next + n - 1) % n;
         (0..n).map(|k| (newest + n - k) % n).find_map(|i| {
             let e = self.entries[i];
             (e.ssrc == ssrc && e.seq == seq && now_ms.wrapping_sub(e.sent_ms) <= self.max_age_ms)
                 .then_some((i, e))
         })
+    }
+
+    /// Up to `n` entries sent within the max age, newest first.
+    pub fn recent(&self, now: Instant, n: usize) -> impl Iterator<Item = (usize, SentEntry)> + '_ {
+        let len = self.entries.len();
+        let now_ms = self.ms(now);
+        let newest = (self.next + len).wrapping_sub(1) % len.max(1);
+        (0..len.min(n))
+            .map(move |k| (newest + len - k) % len)
+            .filter_map(move |i| {
+                let e = *self.entries.get(i)?;
+                (now_ms.wrapping_sub(e.sent_ms) <= self.max_age_ms).then_some((i, e))
+            })
     }
 
     pub fn get_mut(&mut self, i: usize) -> Option<&mut SentEntry> {
@@ -199,7 +235,7 @@ mod tests {
         SentEntry {
             ssrc,
             seq,
-            video: true,
+            flags: SentEntry::VIDEO,
             timestamp: 0,
             source: 0,
             source_gen: 0,
@@ -209,6 +245,8 @@ mod tests {
             },
             sent_ms: l.ms(now),
             resent_ms: NEVER,
+            vp8_pic: 0,
+            vp8_tl0: 0,
         }
     }
 

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use jid::BareJid;
 use minidom::Element;
 use signaling::colibri2::Reason as Colibri2Reason;
-use signaling::focus_iq::ConferenceResponse;
+use signaling::focus_iq::{ConferenceRequest, ConferenceResponse};
 use signaling::jingle::{
     Action, BridgeSession as BridgeSessionEl, Content, Group, Jingle, Reason, ReasonCondition,
-    RtpDescription,
+    RtpDescription, StartMuted,
 };
 use signaling::media::MediaType;
 use signaling::ns;
@@ -137,6 +137,9 @@ struct Participant {
     ended_sids: VecDeque<String>,
     /// Accepted restart requests, for rate limiting.
     restarts: VecDeque<Instant>,
+    /// A session-initiate went out before: later ones are re-invitations (moves, restarts), to which
+    /// the moderator's start-muted policy does not apply (as in Jicofo).
+    invited_before: bool,
 }
 
 impl Participant {
@@ -147,6 +150,7 @@ impl Participant {
             session: None,
             ended_sids: VecDeque::new(),
             restarts: VecDeque::new(),
+            invited_before: false,
         }
     }
 }
@@ -165,6 +169,40 @@ struct BridgeSession {
     feedback: ConferenceSourceMap,
     /// Endpoints allocated on the bridge.
     endpoints: BTreeSet<String>,
+}
+
+/// Who starts with microphone / camera muted (`<startmuted>` in session-initiate, which the client
+/// obeys by muting its local tracks).
+#[derive(Debug, Clone, Copy, Default)]
+struct StartMutedRules {
+    /// `startAudioMuted` / `startVideoMuted` of the conference request that created the conference
+    /// (config.js): members after this many in join order start muted.
+    audio_after: Option<u64>,
+    video_after: Option<u64>,
+    /// The policy a moderator sets with `<startmuted>` in its presence ("everyone starts muted"):
+    /// applies to members invited for the first time from then on.
+    policy: StartMuted,
+}
+
+impl StartMutedRules {
+    fn from_request(r: &ConferenceRequest) -> Self {
+        let limit = |name| r.property(name).and_then(|v| v.trim().parse::<u64>().ok());
+        StartMutedRules {
+            audio_after: limit("startAudioMuted"),
+            video_after: limit("startVideoMuted"),
+            policy: StartMuted::default(),
+        }
+    }
+
+    /// For the member `order`-th in join order; `first_invitation` is false for re-invitations.
+    fn for_member(&self, order: u64, first_invitation: bool) -> StartMuted {
+        StartMuted {
+            audio: (self.policy.audio && first_invitation)
+                || self.audio_after.is_some_and(|n| order > n),
+            video: (self.policy.video && first_invitation)
+                || self.video_after.is_some_and(|n| order > n),
+        }
+    }
 }
 
 /// A conference.
@@ -187,6 +225,7 @@ pub(crate) struct Conference {
     retry_deadline: Option<Instant>,
     /// Members seen since the last (re)join; the others left while we were away.
     seen: Option<BTreeSet<String>>,
+    start_muted: StartMutedRules,
 }
 
 /// The reply to a Jingle request from someone without a session: item-not-found + unknown-session.
@@ -205,10 +244,10 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 const ENDED_SIDS: usize = 4;
 
 impl Conference {
-    /// Creates the conference and joins its room.
-    pub fn new(ctx: &mut Ctx<'_>, room: BareJid) -> Self {
+    /// Creates the conference for `request` (whose properties configure it) and joins its room.
+    pub fn new(ctx: &mut Ctx<'_>, request: &ConferenceRequest) -> Self {
         let mut c = Conference {
-            room,
+            room: request.room.clone(),
             state: RoomState::Stopped,
             meeting_id: None,
             waiters: Vec::new(),
@@ -223,6 +262,7 @@ impl Conference {
             start_deadline: None,
             retry_deadline: None,
             seen: None,
+            start_muted: StartMutedRules::from_request(request),
         };
         c.join(ctx);
         c
@@ -427,6 +467,7 @@ impl Conference {
             return;
         }
         let caps_key = p.caps.as_ref().map(|(node, ver)| format!("{node}#{ver}"));
+        self.read_start_muted_policy(&p);
         match self.members.get_mut(&p.nick) {
             Some(m) => {
                 m.real_jid = p.real_jid.clone().or(m.real_jid.take());
@@ -465,6 +506,29 @@ impl Conference {
                     self.ensure_owner(ctx);
                     self.maybe_invite(ctx, Some(&p.nick));
                 }
+            }
+        }
+    }
+
+    /// A room owner's or admin's `<startmuted>` presence child sets the policy for members invited
+    /// from then on; anyone else's is ignored (Jicofo's rule).
+    fn read_start_muted_policy(&mut self, p: &MucPresence) {
+        let Some(el) = p.element.get_child("startmuted", ns::JITMEET_START_MUTED) else {
+            return;
+        };
+        if !matches!(p.affiliation.as_deref(), Some("owner" | "admin")) {
+            debug!(room = %self.room, nick = %p.nick, "start-muted policy from a non-moderator ignored");
+            return;
+        }
+        match StartMuted::from_element(el) {
+            Ok(policy) => {
+                if policy != self.start_muted.policy {
+                    info!(room = %self.room, nick = %p.nick, audio = policy.audio, video = policy.video, "start-muted policy");
+                }
+                self.start_muted.policy = policy;
+            }
+            Err(e) => {
+                debug!(room = %self.room, nick = %p.nick, error = %e, "bad startmuted ignored")
             }
         }
     }
@@ -861,9 +925,15 @@ impl Conference {
             },
         );
         let bridge_session = bs.id.clone();
+        let order = self.members.get(nick).map_or(0, |m| m.order);
         let Some(p) = self.participants.get_mut(nick) else {
             return;
         };
+        let start_muted = self.start_muted.for_member(order, !p.invited_before);
+        if start_muted.audio || start_muted.video {
+            jingle.start_muted = Some(start_muted);
+        }
+        p.invited_before = true;
         p.stage = Stage::Invited;
         p.session = Some(Session {
             sid: sid.clone(),

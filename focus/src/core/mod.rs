@@ -529,7 +529,7 @@ impl Focus {
             return;
         }
         ctx.counters.conferences_created += 1;
-        let mut c = Conference::new(&mut ctx, room.clone());
+        let mut c = Conference::new(&mut ctx, &request);
         c.add_waiter(waiter);
         conferences.insert(room, c);
     }

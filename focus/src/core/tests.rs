@@ -226,11 +226,20 @@ impl Harness {
 
     /// A client asks for the conference; the focus joins and configures the room and answers ready.
     fn create_room(&mut self, room: &str) {
+        self.create_room_with(room, &[("disableRtx", "false")]);
+    }
+
+    /// Creates `room` with a conference request carrying `properties`.
+    fn create_room_with(&mut self, room: &str, properties: &[(&str, &str)]) {
+        let props: String = properties
+            .iter()
+            .map(|(k, v)| format!(r#"<property name="{k}" value="{v}"/>"#))
+            .collect();
         let id = self.iq(
             Link::Component,
             "u1@meet.example/abc",
             IqKind::Set,
-            &format!(r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m1"><property name="disableRtx" value="false"/></conference>"#),
+            &format!(r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m1">{props}</conference>"#),
         );
         assert!(
             self.replies().is_empty(),
@@ -1424,4 +1433,82 @@ fn requests_that_could_not_be_sent_are_retried_without_blaming_the_bridge() {
     h.advance(Duration::from_secs(6));
     assert_eq!(h.answer_allocations().len(), 1);
     assert_eq!(h.session_initiates().len(), 1);
+}
+
+/// The start-muted rules of each session-initiate, by nick.
+fn start_muted_of(inits: &[(String, Jingle)]) -> BTreeMap<String, Option<(bool, bool)>> {
+    inits
+        .iter()
+        .map(|(n, j)| (n.clone(), j.start_muted.map(|m| (m.audio, m.video))))
+        .collect()
+}
+
+#[test]
+fn start_muted_after_n_members_from_the_conference_request() {
+    let mut h = Harness::new();
+    h.add_bridge("jvb1", 0.1);
+    // config.js startAudioMuted: 2, startVideoMuted: 1.
+    h.create_room_with(ROOM, &[("startAudioMuted", "2"), ("startVideoMuted", "1")]);
+    for n in ["aaaa1111", "bbbb2222", "cccc3333"] {
+        h.join_member(ROOM, n);
+    }
+    h.answer_discos();
+    h.answer_allocations();
+    let got = start_muted_of(&h.session_initiates());
+    assert_eq!(got["aaaa1111"], None, "the first member starts unmuted");
+    assert_eq!(got["bbbb2222"], Some((false, true)), "video muted after 1");
+    assert_eq!(got["cccc3333"], Some((true, true)), "audio muted after 2");
+    // The written element is what the client looks for: jingle>startmuted with both attributes.
+    let mut j = Jingle::new(Action::SessionInitiate, "s");
+    j.start_muted = Some(signaling::jingle::StartMuted {
+        audio: false,
+        video: true,
+    });
+    let written = j.to_element();
+    let el = written
+        .get_child("startmuted", "http://jitsi.org/jitmeet/start-muted")
+        .expect("jingle>startmuted");
+    assert_eq!(
+        (el.attr("audio"), el.attr("video")),
+        (Some("false"), Some("true"))
+    );
+}
+
+#[test]
+fn a_moderators_start_muted_policy_applies_to_later_first_invitations_only() {
+    let mut h = Harness::new();
+    h.add_bridge("jvb1", 0.1);
+    h.create_room(ROOM);
+    h.join_member(ROOM, "aaaa1111");
+    h.join_member(ROOM, "bbbb2222");
+    h.answer_discos();
+    h.answer_allocations();
+    let got = start_muted_of(&h.session_initiates());
+    assert!(got.values().all(Option::is_none), "{got:?}");
+    let policy = |nick: &str, affiliation: &str, role: &str| {
+        format!(
+            r#"<presence xmlns="jabber:client" from="{ROOM}/{nick}"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="{affiliation}" role="{role}" jid="{nick}@meet.example/res"/></x>
+            <startmuted xmlns="http://jitsi.org/jitmeet/start-muted" audio="true" video="false"/></presence>"#
+        )
+    };
+    // A plain participant cannot set it.
+    h.presence(&policy("bbbb2222", "none", "participant"));
+    h.join_member(ROOM, "cccc3333");
+    h.answer_allocations();
+    assert_eq!(start_muted_of(&h.session_initiates())["cccc3333"], None);
+    // The owner (the focus made the first member owner) can.
+    h.presence(&policy("aaaa1111", "owner", "moderator"));
+    h.join_member(ROOM, "dddd4444");
+    h.answer_allocations();
+    assert_eq!(
+        start_muted_of(&h.session_initiates())["dddd4444"],
+        Some((true, false))
+    );
+    // Moving everyone to another bridge re-invites without the policy: nobody is muted again.
+    h.add_bridge("jvb2", 0.1);
+    h.remove_bridge("jvb1");
+    h.answer_allocations();
+    let again = start_muted_of(&h.session_initiates());
+    assert_eq!(again.len(), 4, "{again:?}");
+    assert!(again.values().all(Option::is_none), "{again:?}");
 }

@@ -27,15 +27,20 @@ pub struct Participants {
 impl Participants {
     /// Starts Chromium for participants of `room` on `prosody` (installs the npm harness if needed).
     pub async fn start(prosody: &Prosody, room: &str) -> Participants {
-        let cfg = json!({
+        Self::start_with(Self::config(prosody, room)).await
+    }
+
+    /// The page configuration [`Participants::start`] uses; `"conference"` may be added (options of
+    /// `initJitsiConference`, i.e. config.js's).
+    pub fn config(prosody: &Prosody, room: &str) -> Value {
+        json!({
             "domain": prosody.domain(),
             "muc": prosody.muc_domain(),
             "focus": prosody.focus_domain(),
             "serviceUrl": prosody.websocket_url(),
             "room": room,
             "resolution": 180,
-        });
-        Self::start_with(cfg).await
+        })
     }
 
     /// Starts the driver with a page configuration (see `e2e/ljm-peer.js`).
@@ -157,6 +162,30 @@ impl Participants {
             })
             .await;
         v["endpoint"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Starts joining with page settings of its own (e.g. `{"resolution": 720}` for its camera).
+    pub async fn join_with(&mut self, id: &str, settings: Value) {
+        let mut cmd = json!({"cmd": "join", "id": id});
+        if let (Some(c), Some(s)) = (cmd.as_object_mut(), settings.as_object()) {
+            for (k, v) in s {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        self.send(cmd).await;
+    }
+
+    /// Calls the page function `window[fun](...args)` of `id` (one of `e2e/pages/ljm.js`'s
+    /// `ljm*` functions); returns its result.
+    pub async fn call(&mut self, id: &str, fun: &str, args: Value) -> Value {
+        self.send(json!({"cmd": "call", "id": id, "fn": fun, "args": args}))
+            .await;
+        let v = self
+            .wait(&format!("{id}.{fun}"), Duration::from_secs(30), |v| {
+                v["event"] == "called" && v["id"] == id && v["fn"] == fun
+            })
+            .await;
+        v["result"].clone()
     }
 
     /// Opens a page that joins by itself (the demo page).

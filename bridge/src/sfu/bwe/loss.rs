@@ -26,6 +26,18 @@ impl LossController {
         self.limit_bps
     }
 
+    /// The last measurement said the link is losing a lot (above 10 %): a reason not to probe.
+    /// A cap kept by a few percent of loss ("hold") is not: a probe measures the path anyway.
+    pub fn high_loss(&self) -> bool {
+        self.fraction > HIGH_LOSS
+    }
+
+    /// A probe measured more capacity than the cap (GoogCC sets the send rate from a probe
+    /// result, over the loss-based estimate): the cap goes.
+    pub fn on_probe_result(&mut self) {
+        self.limit_bps = None;
+    }
+
     /// Counts of one feedback; `target_bps` is the current overall target.
     pub fn on_feedback(
         &mut self,

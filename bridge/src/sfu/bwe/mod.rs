@@ -197,6 +197,9 @@ impl SendSideBwe {
             .map(|(_, b)| b)
             .filter(|b| *b > self.delay.estimate_bps());
         let acked = self.acked.bitrate_bps().or_else(|| self.acked.peek_bps());
+        if probe_bps.is_some() {
+            self.loss.on_probe_result();
+        }
         let res = self.delay.on_feedback(now_us, received, acked, probe_bps);
         if res.probe {
             self.acked.expect_fast_change();
@@ -238,8 +241,8 @@ impl SendSideBwe {
     /// allocation's ideal rate exceeds the estimate (e.g. each allocation run or every 100 ms).
     pub fn probe_request(&mut self, now: Instant, desired_bps: u64) -> Option<ProbeCluster> {
         let now_us = self.us(now);
-        let limited = self.delay.detector.usage() == BandwidthUsage::Overusing
-            || self.loss.limit_bps().is_some();
+        let limited =
+            self.delay.detector.usage() == BandwidthUsage::Overusing || self.loss.high_loss();
         self.prober.request(
             now_us,
             desired_bps as f64,
