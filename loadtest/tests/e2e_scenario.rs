@@ -185,7 +185,11 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
     assert!(
         report.participants.iter().any(|p| p.sent_layers == 3),
         "{:?}",
-        report.participants.iter().map(|p| p.sent_layers).collect::<Vec<_>>()
+        report
+            .participants
+            .iter()
+            .map(|p| p.sent_layers)
+            .collect::<Vec<_>>()
     );
     // The server side was measured: the bridge's own stats, CPU and memory of the bridge and the
     // focus from /proc, plausible for a 2-core machine and a 3-person call.
