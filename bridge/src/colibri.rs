@@ -477,6 +477,7 @@ mod tests {
             srtp_profiles: vec![crate::config::SrtpProfile::AeadAes128Gcm],
             endpoint_expire_timeout: std::time::Duration::from_secs(60),
             colibri_ws_base: Some("wss://meet.example/colibri-ws/jvb-1".into()),
+            udp_buffer_size: 0,
         };
         let env = MediaEnv::new(&settings, settings.bind).unwrap();
         let port = PortState::new(env.counters.clone());

@@ -167,6 +167,9 @@ pub struct MediaConfig {
     /// In preference order.
     pub srtp_profiles: Vec<SrtpProfile>,
     pub trust_bwe: bool,
+    /// Receive/send buffer the media socket asks for, in bytes (0 = the kernel's default). Bursts
+    /// of a few hundred streams overflow Linux's 208 KiB default (measured: loadtest/REPORT.md).
+    pub udp_buffer_size: u32,
 }
 
 /// REST API settings.
@@ -262,6 +265,7 @@ signaling::settings_layer! {
     disable_stun: bool,
     srtp_profiles: Vec<SrtpProfile>,
     trust_bwe: bool,
+    udp_buffer_size: u32,
     rest_host: IpAddr,
     rest_port: u16,
     colibri_stats: bool,
@@ -677,6 +681,25 @@ pub static SETTINGS: &[Setting] = &[
         switch: true,
         apply: set!(trust_bwe, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.media.trust_bwe)),
+    },
+    Setting {
+        env: "JVB_UDP_BUFFER_SIZE",
+        toml: "media.udp_buffer_size",
+        flag: Some("udp-buffer-size"),
+        value_name: "BYTES",
+        default: "8388608",
+        help: "SO_RCVBUF/SO_SNDBUF the media socket asks for (capped by net.core.rmem_max/wmem_max \
+               without CAP_NET_ADMIN; 0 = kernel default)",
+        switch: false,
+        apply: |l, v| {
+            l.udp_buffer_size = Some(
+                v.trim()
+                    .parse()
+                    .map_err(|_| "expected a number of bytes".to_string())?,
+            );
+            Ok(())
+        },
+        show: |c| Some(int(c.media.udp_buffer_size.into())),
     },
     // --- REST
     Setting {
@@ -1192,6 +1215,7 @@ impl Layer {
                     vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80]
                 }),
                 trust_bwe: self.trust_bwe.unwrap_or(true),
+                udp_buffer_size: self.udp_buffer_size.unwrap_or(8 << 20),
             },
             rest: RestConfig {
                 bind: SocketAddr::new(

@@ -68,6 +68,8 @@ pub struct MediaSettings {
     /// `ws[s]://host[:port]/colibri-ws/<server-id>` when colibri-ws is enabled: each endpoint's
     /// transport then carries `<web-socket url="<base>/<conference-id>/<endpoint-id>?pwd=…"/>`.
     pub colibri_ws_base: Option<String>,
+    /// Receive/send buffer to ask for (0 = kernel default).
+    pub udp_buffer_size: u32,
 }
 
 impl MediaSettings {
@@ -80,6 +82,7 @@ impl MediaSettings {
             srtp_profiles: c.media.srtp_profiles.clone(),
             endpoint_expire_timeout: c.expiry.endpoint_timeout,
             colibri_ws_base: c.colibri_ws.url_base(&c.xmpp.muc_nickname),
+            udp_buffer_size: c.media.udp_buffer_size,
         }
     }
 }
@@ -794,6 +797,21 @@ impl MediaPlane {
                 }
             };
         let bound = port.local_addr().context("UDP local address")?;
+        if settings.udp_buffer_size > 0 {
+            match port.set_buffer_sizes(settings.udp_buffer_size) {
+                Ok((receive, send)) => {
+                    if receive < settings.udp_buffer_size as usize / 2 {
+                        tracing::warn!(
+                            asked = settings.udp_buffer_size,
+                            granted = receive,
+                            "the kernel capped the media socket's receive buffer: raise net.core.rmem_max (or grant CAP_NET_ADMIN) to avoid drops in bursts"
+                        );
+                    }
+                    tracing::info!(receive, send, "media socket buffers");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot size the media socket buffers"),
+            }
+        }
         let mut env = MediaEnv::new(&settings, bound)?;
         // The port's demux counts into the same counters as the endpoints.
         env.counters = Arc::clone(port.state_mut().counters());

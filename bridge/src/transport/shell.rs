@@ -183,6 +183,28 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
         self.socket.local_addr()
     }
 
+    /// Asks the kernel for `bytes` of receive and of send buffer and returns what it granted
+    /// `(receive, send)`. A media port takes bursts from hundreds of streams at once; Linux's
+    /// default (≈ 208 KiB) overflows and drops them while the bridge is far from busy. The
+    /// privileged options (`SO_RCVBUFFORCE`, CAP_NET_ADMIN) go past `net.core.rmem_max`; without
+    /// the capability the plain options are capped there, which is not an error.
+    pub fn set_buffer_sizes(&self, bytes: u32) -> io::Result<(usize, usize)> {
+        use std::os::fd::AsRawFd;
+        let fd = self.socket.as_raw_fd();
+        let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        for (forced, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if setsockopt_int(fd, forced, want).is_err() {
+                setsockopt_int(fd, plain, want)?;
+            }
+        }
+        // Linux reports twice the requested size (its bookkeeping overhead); half is the payload.
+        let granted = |opt| getsockopt_int(fd, opt).map(|v| usize::try_from(v / 2).unwrap_or(0));
+        Ok((granted(libc::SO_RCVBUF)?, granted(libc::SO_SNDBUF)?))
+    }
+
     pub fn state_mut(&mut self) -> &mut PortState<K> {
         &mut self.state
     }
@@ -267,10 +289,82 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     }
 }
 
+fn setsockopt_int(
+    fd: std::os::fd::RawFd,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket owned by the caller for the duration of the call; the option
+    // value is a valid c_int whose size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn getsockopt_int(fd: std::os::fd::RawFd, option: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket; `value` and `len` are valid for writes of the sizes given.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::transport::{DtlsIdentity, IceCredentials, TransportConfig};
+
+    /// The media socket gets the buffer it asks for, up to what the kernel allows this process:
+    /// everything with CAP_NET_ADMIN, `net.core.rmem_max`/`wmem_max` without.
+    #[tokio::test]
+    async fn media_socket_buffers_grow_to_what_the_kernel_allows() {
+        let port: Port<u32> = Port::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(DropCounters::new()),
+        )
+        .await
+        .unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&port.socket);
+        let before = getsockopt_int(fd, libc::SO_RCVBUF).unwrap() as usize / 2;
+        let max = |name: &str| -> usize {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let asked = 4usize << 20;
+        let (receive, send) = port.set_buffer_sizes(asked as u32).unwrap();
+        assert!(
+            receive >= asked.min(max("rmem_max")) && receive > before.min(asked) / 2,
+            "receive buffer {receive} (before {before}, rmem_max {})",
+            max("rmem_max")
+        );
+        assert!(send >= asked.min(max("wmem_max")), "send buffer {send}");
+    }
 
     fn state_with(n: u32) -> PortState<u32> {
         let counters = Arc::new(DropCounters::new());
