@@ -1,0 +1,37 @@
+//! Browserless Jitsi participants that speak the real client protocol, and load scenarios built on
+//! them.
+//!
+//! A participant does what lib-jitsi-meet (the 2021 client) does toward Prosody, the focus and the
+//! bridge: anonymous XMPP login, the conference request to `focus.<domain>`, the MUC join with an
+//! 8-hex-character nickname, `session-accept` for the focus's `session-initiate` (its own ICE-UDP
+//! transport, DTLS `setup=active`, audio `<ep>-a0` and 3-layer simulcast video `<ep>-v0`), then the
+//! media plane as a client: ICE (controlled, full), DTLS client, SRTP, SCTP + DCEP for the bridge
+//! channel, synthetic Opus-sized audio with audio levels and VP8 simulcast with real payload
+//! descriptors, receive statistics, receiver reports and transport-cc feedback.
+//!
+//! Layout (sans-IO cores, thin async shells, as in the bridge):
+//! - [`ice`], [`dtls`], [`sctp`], [`transport`]: the client side of the media transport, reusing the
+//!   bridge's STUN codec, SRTP contexts and DCEP encoding;
+//! - [`rtp`], [`vp8`], [`sender`], [`receiver`]: synthetic media out, statistics and feedback in;
+//!   [`media`] puts them together with the bridge channel (sans-IO);
+//! - [`session`]: the Jingle/XMPP side of a participant (conference request, presence, disco answer,
+//!   session-accept from a session-initiate, remote source bookkeeping), pure functions;
+//! - [`participant`]: the async shell running one participant (XMPP session + UDP socket + timers);
+//! - [`scenario`], [`deployment`], [`procstat`], [`report`]: conferences × participants with join
+//!   pacing, the local deployment (Prosody + bridge + focus), server-side sampling, the report.
+
+pub mod deployment;
+pub mod dtls;
+pub mod ice;
+pub mod media;
+pub mod participant;
+pub mod procstat;
+pub mod receiver;
+pub mod report;
+pub mod rtp;
+pub mod scenario;
+pub mod sctp;
+pub mod sender;
+pub mod session;
+pub mod transport;
+pub mod vp8;

@@ -1,0 +1,359 @@
+//! One participant's media plane, sans-IO: the transport toward the bridge, the synthetic sender,
+//! the receiver statistics and feedback, and the bridge channel (what we send when it opens, what
+//! the bridge tells us: sender constraints, dominant speaker, forwarded sources).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bridge::sfu::rtcp::{Compound, Packet};
+use bytes::Bytes;
+use serde::Serialize;
+use signaling::bridge_channel::BridgeChannelMessage;
+
+use crate::receiver::{Kind, MediaReceiver, RemoteSource};
+use crate::sender::{MediaSender, PacketSink};
+use crate::session::receiver_constraints;
+use crate::transport::{ClientTransport, TransportEvent};
+
+/// When each step of the connection completed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Milestones {
+    pub ice_connected: Option<Instant>,
+    pub dtls_connected: Option<Instant>,
+    pub channel_open: Option<Instant>,
+    pub first_media: Option<Instant>,
+}
+
+/// What arrived on the bridge channel.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChannelCounters {
+    pub by_class: BTreeMap<String, u64>,
+    pub malformed: u64,
+    pub dominant_speaker_changes: u64,
+    pub last_dominant_speaker: Option<String>,
+    pub forwarded_sources: Option<Vec<String>>,
+    /// The last maxHeight the bridge asked us to send.
+    pub sender_max_height: Option<i32>,
+    pub estimated_downlink_bps: Option<u64>,
+    pub sent: u64,
+}
+
+/// RTCP the bridge sent us.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RtcpCounters {
+    pub packets: u64,
+    pub malformed: u64,
+    pub pli: u64,
+    pub fir: u64,
+    pub nack_packets: u64,
+    pub nacked_sequences: u64,
+    pub transport_cc: u64,
+    pub remb: u64,
+    pub sender_reports: u64,
+    /// Highest fraction lost (0..=255) the bridge reported for our streams: uplink loss.
+    pub max_uplink_fraction_lost: u8,
+}
+
+/// Receive-side choices (the 2021 client in stage view).
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiveView {
+    pub stage_height: i32,
+    pub thumbnail_height: i32,
+}
+
+/// The media plane of one participant.
+pub struct MediaEndpoint {
+    transport: ClientTransport,
+    sender: MediaSender,
+    receiver: MediaReceiver,
+    video_source: String,
+    view: ReceiveView,
+    on_stage: Option<String>,
+    pub milestones: Milestones,
+    pub channel: ChannelCounters,
+    pub rtcp: RtcpCounters,
+    pub send_errors: u64,
+    pub failure: Option<String>,
+}
+
+/// Encrypts the sender's packets into the transport's queue.
+struct Sink<'a> {
+    transport: &'a mut ClientTransport,
+    errors: &'a mut u64,
+}
+
+impl PacketSink for Sink<'_> {
+    fn rtp(&mut self, packet: &[u8]) {
+        if self.transport.send(packet, false).is_err() {
+            *self.errors += 1;
+        }
+    }
+    fn rtcp(&mut self, packet: &[u8]) {
+        if self.transport.send(packet, true).is_err() {
+            *self.errors += 1;
+        }
+    }
+}
+
+impl MediaEndpoint {
+    pub fn new(
+        transport: ClientTransport,
+        sender: MediaSender,
+        receiver: MediaReceiver,
+        endpoint: &str,
+        view: ReceiveView,
+    ) -> Self {
+        MediaEndpoint {
+            transport,
+            sender,
+            receiver,
+            video_source: format!("{endpoint}-v0"),
+            view,
+            on_stage: None,
+            milestones: Milestones::default(),
+            channel: ChannelCounters::default(),
+            rtcp: RtcpCounters::default(),
+            send_errors: 0,
+            failure: None,
+        }
+    }
+
+    pub fn transport(&self) -> &ClientTransport {
+        &self.transport
+    }
+
+    pub fn sender(&self) -> &MediaSender {
+        &self.sender
+    }
+
+    pub fn receiver(&self) -> &MediaReceiver {
+        &self.receiver
+    }
+
+    /// Remote sources signalled (session-initiate / source-add).
+    pub fn add_sources(&mut self, now: Instant, sources: Vec<(u32, RemoteSource)>) {
+        for (ssrc, s) in sources {
+            self.receiver.add_source(ssrc, s);
+        }
+        self.update_stage(now);
+    }
+
+    pub fn remove_sources(&mut self, now: Instant, ssrcs: impl IntoIterator<Item = u32>) {
+        for s in ssrcs {
+            self.receiver.remove_source(s);
+        }
+        self.update_stage(now);
+    }
+
+    /// A member left: forget its sources (the focus sends no source-remove for that).
+    pub fn remove_owner(&mut self, now: Instant, owner: &str) {
+        self.receiver.remove_owner(owner);
+        if self.on_stage.as_deref() == Some(owner) {
+            self.on_stage = None;
+        }
+        self.update_stage(now);
+    }
+
+    /// Stage view: the lowest endpoint id among the others who send video (so a conference tends
+    /// to watch one speaker, as after a dominant-speaker switch).
+    fn update_stage(&mut self, now: Instant) {
+        if self.on_stage.is_some() {
+            return;
+        }
+        let mut owners: Vec<&str> = self.video_owners().collect();
+        owners.sort_unstable();
+        if let Some(first) = owners.first() {
+            self.on_stage = Some((*first).to_owned());
+            if self.transport.channel_open() {
+                self.send_constraints(now);
+            }
+        }
+    }
+
+    fn video_owners(&self) -> impl Iterator<Item = &str> + '_ {
+        self.receiver
+            .sources()
+            .filter(|s| s.kind == Kind::Video)
+            .map(|s| s.owner.as_str())
+    }
+
+    fn send_constraints(&mut self, now: Instant) {
+        let msg = receiver_constraints(
+            self.on_stage.as_deref(),
+            self.view.stage_height,
+            self.view.thumbnail_height,
+        );
+        match self.transport.send_text(now, &msg) {
+            Ok(()) => self.channel.sent += 1,
+            Err(_) => self.send_errors += 1,
+        }
+    }
+
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.transport.handle_datagram(now, from, data);
+        self.drain_events(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.transport.handle_timeout(now);
+        if self.transport.has_keys() {
+            if self.sender.poll_timeout().is_some_and(|t| t <= now) {
+                let mut sink = Sink {
+                    transport: &mut self.transport,
+                    errors: &mut self.send_errors,
+                };
+                self.sender.handle_timeout(now, &mut sink);
+            }
+            if self.receiver.poll_timeout().is_some_and(|t| t <= now) {
+                let transport = &mut self.transport;
+                let errors = &mut self.send_errors;
+                self.receiver.handle_timeout(now, |p| {
+                    if transport.send(p, true).is_err() {
+                        *errors += 1;
+                    }
+                });
+            }
+        }
+        self.drain_events(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let media = if self.transport.has_keys() {
+            [self.sender.poll_timeout(), self.receiver.poll_timeout()]
+        } else {
+            [None, None]
+        };
+        std::iter::once(self.transport.poll_timeout())
+            .chain(media)
+            .flatten()
+            .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.transport.poll_transmit()
+    }
+
+    /// close_notify (leaving).
+    pub fn close(&mut self, now: Instant) {
+        self.transport.close(now);
+    }
+
+    fn drain_events(&mut self, now: Instant) {
+        while let Some(e) = self.transport.poll_event() {
+            match e {
+                TransportEvent::IceConnected(_) => {
+                    self.milestones.ice_connected.get_or_insert(now);
+                }
+                TransportEvent::IceDisconnected => {}
+                TransportEvent::DtlsConnected(_) => {
+                    self.milestones.dtls_connected.get_or_insert(now);
+                }
+                TransportEvent::ChannelOpen => {
+                    self.milestones.channel_open.get_or_insert(now);
+                    self.send_constraints(now);
+                }
+                TransportEvent::ChannelMessage(text) => self.on_channel_message(&text),
+                TransportEvent::Rtp(p) => {
+                    self.receiver.on_rtp(now, &p);
+                    if self.milestones.first_media.is_none() {
+                        self.milestones.first_media = self.receiver.first_media_at;
+                    }
+                }
+                TransportEvent::Rtcp(p) => self.on_rtcp(now, &p),
+                TransportEvent::Failed(r) => {
+                    self.failure.get_or_insert(r);
+                }
+            }
+        }
+    }
+
+    fn on_channel_message(&mut self, text: &str) {
+        let Ok(m) = BridgeChannelMessage::parse(text) else {
+            self.channel.malformed += 1;
+            return;
+        };
+        *self
+            .channel
+            .by_class
+            .entry(m.class().to_owned())
+            .or_default() += 1;
+        match m {
+            BridgeChannelMessage::SenderSourceConstraints(c)
+                if c.source_name == self.video_source =>
+            {
+                self.channel.sender_max_height = Some(c.max_height);
+                self.sender.set_max_height(c.max_height);
+            }
+            BridgeChannelMessage::SenderVideoConstraints(c) => {
+                let h = c.video_constraints.ideal_height;
+                self.channel.sender_max_height = Some(h);
+                self.sender.set_max_height(h);
+            }
+            BridgeChannelMessage::DominantSpeakerEndpointChangeEvent(d) => {
+                self.channel.dominant_speaker_changes += 1;
+                self.channel.last_dominant_speaker = Some(d.dominant_speaker_endpoint);
+            }
+            BridgeChannelMessage::ForwardedSources(f) => {
+                self.channel.forwarded_sources = Some(f.forwarded_sources);
+            }
+            BridgeChannelMessage::ConnectionStats(c) => {
+                self.channel.estimated_downlink_bps = Some(c.estimated_downlink_bandwidth);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rtcp(&mut self, now: Instant, p: &[u8]) {
+        self.rtcp.packets += 1;
+        let Ok(c) = Compound::parse(p) else {
+            self.rtcp.malformed += 1;
+            return;
+        };
+        let own: Vec<u32> = self
+            .sender
+            .audio_ssrc()
+            .into_iter()
+            .chain(self.sender.video_ssrcs())
+            .collect();
+        for pkt in c.packets() {
+            match pkt {
+                Packet::Pli(pli) => {
+                    self.rtcp.pli += 1;
+                    self.sender.request_keyframe(now, pli.media_ssrc);
+                }
+                Packet::Fir(fir) => {
+                    self.rtcp.fir += 1;
+                    for (ssrc, _) in fir.entries() {
+                        self.sender.request_keyframe(now, ssrc);
+                    }
+                }
+                Packet::Nack(n) => {
+                    self.rtcp.nack_packets += 1;
+                    self.rtcp.nacked_sequences += n.lost().count() as u64;
+                }
+                Packet::TransportCc(_) => self.rtcp.transport_cc += 1,
+                Packet::Remb(_) => self.rtcp.remb += 1,
+                Packet::SenderReport(sr) => {
+                    self.rtcp.sender_reports += 1;
+                    self.receiver
+                        .on_sender_report(now, sr.ssrc(), sr.ntp_middle());
+                    self.uplink_loss(sr.report_blocks(), &own);
+                }
+                Packet::ReceiverReport(rr) => self.uplink_loss(rr.report_blocks(), &own),
+                _ => {}
+            }
+        }
+    }
+
+    fn uplink_loss(
+        &mut self,
+        blocks: impl Iterator<Item = bridge::sfu::rtcp::ReportBlock>,
+        own: &[u32],
+    ) {
+        for b in blocks.filter(|b| own.contains(&b.ssrc)) {
+            self.rtcp.max_uplink_fraction_lost =
+                self.rtcp.max_uplink_fraction_lost.max(b.fraction_lost);
+        }
+    }
+}

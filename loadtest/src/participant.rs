@@ -1,0 +1,868 @@
+//! The async shell of one participant: its XMPP session (anonymous login, conference request, MUC,
+//! Jingle with the focus), its UDP socket, and the timers of its [`MediaEndpoint`]. One tokio task
+//! per participant; every packet is handled synchronously in that task.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bridge::transport::dtls::SrtpProfile;
+use bridge::transport::ice::IceCredentials;
+use minidom::Element;
+use serde::Serialize;
+use signaling::XmlElement;
+use signaling::focus_iq::ConferenceResponse;
+use signaling::jingle::{Action, Jingle};
+use signaling::ns;
+use signaling::source_map::ConferenceSourceMap;
+use signaling::xmpp::{
+    self, BareJid, ClientConfig, Event, IncomingIq, IqKind, Jid, MucJoin, ServerAddr, XmppHandle,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::dtls::ClientIdentity;
+use crate::ice::IceConfig;
+use crate::media::{ChannelCounters, MediaEndpoint, ReceiveView, RtcpCounters};
+use crate::receiver::{Kind, MediaReceiver, ReceiveDrops, TrackCounters};
+use crate::sender::{
+    AudioConfig, LayerConfig, MediaSender, SendCounters, Speaking, VideoConfig, default_layers,
+};
+use crate::session::{
+    LocalSources, Offer, conference_request, disco_info, is_disco_info, local_transport, negotiate,
+    parse_offer, presence_extra, remote_sources, session_accept, session_terminate,
+};
+use crate::transport::{BridgeTransport, ClientTransport, TransportDrops};
+
+/// How long an IQ to the focus may take.
+const IQ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Datagrams handled per wake-up before timers get a turn.
+const RECV_BATCH: usize = 64;
+/// Receive buffer of a participant's socket (bursts of keyframes from several senders).
+const RECV_BUFFER: usize = 2 * 1024 * 1024;
+
+/// Who a participant is and what it does.
+#[derive(Debug, Clone)]
+pub struct ParticipantConfig {
+    pub conference: usize,
+    pub index: usize,
+    /// 8 hex characters: the MUC nickname and endpoint id.
+    pub endpoint: String,
+    pub display_name: String,
+    pub room: BareJid,
+    /// The anonymous VirtualHost.
+    pub domain: String,
+    /// Where conference requests go (`focus.<domain>`).
+    pub focus: Jid,
+    pub server: ServerAddr,
+    /// Sends audio and video (otherwise receive-only, as a muted participant).
+    pub sender: bool,
+    pub simulcast: bool,
+    pub speaking: Speaking,
+    pub srtp_profiles: Vec<SrtpProfile>,
+    pub view: ReceiveView,
+    pub bind: IpAddr,
+    /// Limit for login + conference request + MUC join + media connection.
+    pub join_timeout: Duration,
+    /// Endpoint ids of the other senders in this conference.
+    pub expected_senders: Vec<String>,
+    pub seed: u64,
+}
+
+/// What the scenario tells every participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Joining,
+    /// Measurement window open (counters snapshotted when this arrives).
+    Measuring,
+    Leaving,
+}
+
+/// What a participant tells the scenario once: connected (bridge channel open) or failed.
+pub type Progress = (usize, Result<(), String>);
+
+/// Milliseconds of each step: login and the two totals from the participant's start, the rest from
+/// the conference request.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    /// Start → bridge channel open: the participant's join time (what a user waits for).
+    pub join_ms: Option<f64>,
+    /// Start → audio and video from every expected sender.
+    pub join_to_all_media_ms: Option<f64>,
+    pub xmpp_login_ms: Option<f64>,
+    pub conference_ready_ms: Option<f64>,
+    pub muc_joined_ms: Option<f64>,
+    pub session_initiate_ms: Option<f64>,
+    pub session_accept_acked_ms: Option<f64>,
+    pub ice_connected_ms: Option<f64>,
+    pub dtls_connected_ms: Option<f64>,
+    pub channel_open_ms: Option<f64>,
+    pub first_media_ms: Option<f64>,
+    /// Audio and video from every expected sender.
+    pub all_media_ms: Option<f64>,
+}
+
+/// One received track over the measurement window.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackReport {
+    pub owner: String,
+    pub kind: Kind,
+    pub ssrc: u32,
+    pub packets: u64,
+    pub bytes: u64,
+    pub kbps: f64,
+    pub pps: f64,
+    pub expected: u64,
+    pub lost: u64,
+    pub loss_pct: f64,
+    pub fps: f64,
+    pub keyframes: u64,
+    /// Height of the last keyframe received (the simulcast layer forwarded).
+    pub height: Option<u16>,
+    pub jitter_ms: f64,
+}
+
+/// Everything one participant measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ParticipantReport {
+    pub conference: usize,
+    pub index: usize,
+    pub endpoint: String,
+    pub sender: bool,
+    /// ICE, DTLS and the bridge channel came up.
+    pub connected: bool,
+    pub failures: Vec<String>,
+    pub timings: Timings,
+    pub srtp_profile: Option<String>,
+    pub window_s: f64,
+    pub tracks: Vec<TrackReport>,
+    /// `<endpoint>/<kind>` expected but not received in the window.
+    pub missing: Vec<String>,
+    pub sent: SendCounters,
+    /// Encodings the bridge let us send at the end.
+    pub sent_layers: usize,
+    pub channel: ChannelCounters,
+    pub rtcp: RtcpCounters,
+    pub transport_drops: TransportDrops,
+    pub receive_drops: ReceiveDrops,
+    pub send_errors: u64,
+    pub sessions: u32,
+    /// RTP packets we sent per second in the window, and their bitrate (RTP headers and payload,
+    /// before SRTP).
+    pub sent_pps: f64,
+    pub sent_kbps: f64,
+    /// Everything received in the window (all tracks together).
+    pub received_pps: f64,
+    pub received_kbps: f64,
+    /// Lost / expected over all received tracks in the window.
+    pub loss_pct: f64,
+}
+
+fn sent_packets(c: &SendCounters) -> u64 {
+    c.audio_packets + c.video_packets.iter().sum::<u64>()
+}
+
+fn sent_bytes(c: &SendCounters) -> u64 {
+    c.audio_bytes + c.video_bytes.iter().sum::<u64>()
+}
+
+/// Counters at the start of the measurement window.
+#[derive(Debug, Clone)]
+struct WindowStart {
+    at: Instant,
+    tracks: HashMap<u32, TrackCounters>,
+    sent_packets: u64,
+    sent_bytes: u64,
+}
+
+fn ms(from: Instant, at: Option<Instant>) -> Option<f64> {
+    at.map(|a| a.saturating_duration_since(from).as_secs_f64() * 1000.0)
+}
+
+fn random_u32() -> u32 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    u32::from_be_bytes(b)
+}
+
+/// A UDP socket on `ip` with a large receive buffer.
+fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
+    let domain = if ip.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    let _ = s.set_recv_buffer_size(RECV_BUFFER);
+    let _ = s.set_send_buffer_size(RECV_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::new(ip, 0).into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// The state of one participant between its join and its leave.
+struct Participant {
+    cfg: ParticipantConfig,
+    xmpp: XmppHandle,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    identity: ClientIdentity,
+    sources: LocalSources,
+    occupant: String,
+    media: Option<MediaEndpoint>,
+    offer: Option<Offer>,
+    focus_occupant: Option<Jid>,
+    pending: JoinSet<(&'static str, Instant, Result<(), String>)>,
+    report: ParticipantReport,
+    t_start: Instant,
+    t_request: Instant,
+    window_start: Option<WindowStart>,
+    progress: Option<mpsc::UnboundedSender<Progress>>,
+    all_media_at: Option<Instant>,
+}
+
+/// Runs one participant until the scenario says `Leaving` (or it fails), and reports.
+pub async fn run(
+    cfg: ParticipantConfig,
+    mut phase: watch::Receiver<Phase>,
+    progress: mpsc::UnboundedSender<Progress>,
+) -> ParticipantReport {
+    let start = Instant::now();
+    let mut report = ParticipantReport {
+        conference: cfg.conference,
+        index: cfg.index,
+        endpoint: cfg.endpoint.clone(),
+        sender: cfg.sender,
+        ..ParticipantReport::default()
+    };
+    let fail = |mut report: ParticipantReport, why: String| {
+        let _ = progress.send((cfg.index, Err(why.clone())));
+        report.failures.push(why);
+        report
+    };
+    let socket = match bind_socket(cfg.bind) {
+        Ok(s) => s,
+        Err(e) => return fail(report, format!("UDP bind: {e}")),
+    };
+    let Ok(local_addr) = socket.local_addr() else {
+        return fail(report, "UDP socket has no address".into());
+    };
+    let identity = match ClientIdentity::generate() {
+        Ok(i) => i,
+        Err(e) => return fail(report, e.to_string()),
+    };
+    let deadline = tokio::time::Instant::from_std(start + cfg.join_timeout);
+
+    // Anonymous login: the user part is only a placeholder (Prosody's anonymous host offers only
+    // SASL ANONYMOUS, which tokio-xmpp picks; the server assigns the JID).
+    let jid = match BareJid::new(&format!("anonymous@{}", cfg.domain)) {
+        Ok(j) => j,
+        Err(e) => return fail(report, format!("domain: {e}")),
+    };
+    let (xmpp, events) =
+        xmpp::connect_client(ClientConfig::new(jid, "anonymous", cfg.server.clone()));
+    let Some(_jid) = xmpp.wait_online(cfg.join_timeout).await else {
+        xmpp.close();
+        return fail(report, "XMPP login did not complete".into());
+    };
+    report.timings.xmpp_login_ms = ms(start, Some(Instant::now()));
+
+    // Conference request, retried while the focus says not ready.
+    let t_request = Instant::now();
+    loop {
+        let r = xmpp
+            .iq_set(
+                cfg.focus.clone(),
+                conference_request(&cfg.room, &cfg.endpoint),
+                IQ_TIMEOUT,
+            )
+            .await;
+        let ready = match r {
+            Ok(res) => res
+                .payload
+                .as_ref()
+                .and_then(|p| ConferenceResponse::from_element(p).ok())
+                .is_some_and(|c| c.ready),
+            Err(e) => {
+                xmpp.close();
+                return fail(report, format!("conference request: {e}"));
+            }
+        };
+        if ready {
+            break;
+        }
+        if tokio::time::Instant::now() + Duration::from_secs(1) > deadline {
+            xmpp.close();
+            return fail(report, "the focus never said ready".into());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    report.timings.conference_ready_ms = ms(t_request, Some(Instant::now()));
+
+    let layers = if cfg.simulcast { 3 } else { 1 };
+    let sources = LocalSources::new(
+        &cfg.endpoint,
+        true,
+        if cfg.sender { layers } else { 0 },
+        random_u32,
+    );
+    let join = MucJoin::new(cfg.room.clone(), cfg.endpoint.clone()).with_extra(presence_extra(
+        &cfg.endpoint,
+        &cfg.display_name,
+        cfg.sender,
+        cfg.sender,
+    ));
+    let occupant = match xmpp.join_muc(join).await {
+        Ok(j) => j.occupant.to_string(),
+        Err(e) => {
+            xmpp.close();
+            return fail(report, format!("MUC join: {e}"));
+        }
+    };
+    report.timings.muc_joined_ms = ms(t_request, Some(Instant::now()));
+
+    let mut p = Participant {
+        cfg,
+        xmpp,
+        socket,
+        local_addr,
+        identity,
+        sources,
+        occupant,
+        media: None,
+        offer: None,
+        focus_occupant: None,
+        pending: JoinSet::new(),
+        report,
+        t_start: start,
+        t_request,
+        window_start: None,
+        progress: Some(progress),
+        all_media_at: None,
+    };
+    let mut events = events;
+    p.run_loop(&mut events, &mut phase, deadline).await;
+    p.leave(events).await
+}
+
+impl Participant {
+    fn progress(&mut self, r: Result<(), String>) {
+        if let Some(tx) = self.progress.take() {
+            let _ = tx.send((self.cfg.index, r));
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        warn!(endpoint = %self.cfg.endpoint, %why, "participant failure");
+        self.progress(Err(why.clone()));
+        self.report.failures.push(why);
+    }
+
+    async fn run_loop(
+        &mut self,
+        events: &mut xmpp::XmppEvents,
+        phase: &mut watch::Receiver<Phase>,
+        join_deadline: tokio::time::Instant,
+    ) {
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far);
+        tokio::pin!(sleep);
+        let mut buf = vec![0u8; 2048];
+        let mut next_check = Instant::now();
+        if *phase.borrow() == Phase::Measuring {
+            self.open_window();
+        }
+        loop {
+            let now = Instant::now();
+            let deadline = self
+                .media
+                .as_ref()
+                .and_then(MediaEndpoint::poll_timeout)
+                .unwrap_or(now + Duration::from_millis(200))
+                .min(now + Duration::from_millis(200));
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_xmpp(ev),
+                    None => {
+                        self.fail("XMPP session closed".into());
+                        return;
+                    }
+                },
+                changed = phase.changed() => {
+                    let p = *phase.borrow();
+                    if changed.is_err() || p == Phase::Leaving {
+                        return;
+                    }
+                    if p == Phase::Measuring {
+                        self.open_window();
+                    }
+                },
+                r = self.socket.readable(), if self.media.is_some() => {
+                    if r.is_ok() {
+                        self.receive(&mut buf);
+                    }
+                },
+                () = &mut sleep => {
+                    let now = Instant::now();
+                    if let Some(m) = self.media.as_mut() {
+                        m.handle_timeout(now);
+                    }
+                    if now >= next_check {
+                        next_check = now + Duration::from_millis(100);
+                        self.check_progress(now, join_deadline);
+                    }
+                },
+                Some(done) = self.pending.join_next() => {
+                    if let Ok((what, at, r)) = done {
+                        match r {
+                            Ok(()) if what == "session-accept" => {
+                                self.report.timings.session_accept_acked_ms = ms(self.t_request, Some(at));
+                            }
+                            Ok(()) => {}
+                            Err(e) => self.fail(format!("{what}: {e}")),
+                        }
+                    }
+                },
+            }
+            self.flush().await;
+        }
+    }
+
+    fn receive(&mut self, buf: &mut [u8]) {
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
+        for _ in 0..RECV_BATCH {
+            match self.socket.try_recv_from(buf) {
+                Ok((n, from)) => {
+                    let now = Instant::now();
+                    if let Some(d) = buf.get(..n) {
+                        media.handle_datagram(now, from, d);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    debug!(error = %e, "recv error");
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
+        while let Some((to, d)) = media.poll_transmit() {
+            match self.socket.try_send_to(&d, to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.socket.send_to(&d, to).await.is_err() {
+                        self.report.send_errors += 1;
+                    }
+                }
+                Err(_) => self.report.send_errors += 1,
+            }
+        }
+    }
+
+    fn open_window(&mut self) {
+        let snap = self
+            .media
+            .as_ref()
+            .map(|m| m.receiver().snapshot())
+            .unwrap_or_default();
+        let sent = self.media.as_ref().map(|m| &m.sender().counters);
+        self.window_start = Some(WindowStart {
+            at: Instant::now(),
+            tracks: snap,
+            sent_packets: sent.map_or(0, sent_packets),
+            sent_bytes: sent.map_or(0, sent_bytes),
+        });
+    }
+
+    /// Connected when the bridge channel is open; everything expected arrived when every other
+    /// sender's audio and video flow.
+    fn check_progress(&mut self, now: Instant, join_deadline: tokio::time::Instant) {
+        let late = tokio::time::Instant::from_std(now) > join_deadline;
+        let Some(m) = self.media.as_ref() else {
+            if late && self.progress.is_some() {
+                self.fail("no session-initiate from the focus before the join timeout".into());
+            }
+            return;
+        };
+        let failure = m.failure.clone();
+        let open = m.milestones.channel_open.is_some();
+        let all_media = self.all_media_at.is_none() && {
+            let r = m.receiver();
+            let audio: Vec<&str> = r.owners_receiving(Kind::Audio).collect();
+            let video: Vec<&str> = r.owners_receiving(Kind::Video).collect();
+            self.cfg
+                .expected_senders
+                .iter()
+                .all(|e| audio.contains(&e.as_str()) && video.contains(&e.as_str()))
+        };
+        if all_media {
+            self.all_media_at = Some(now);
+        }
+        if let Some(f) = failure {
+            if !self.report.failures.contains(&f) {
+                self.fail(f);
+            }
+        } else if open {
+            self.report.connected = true;
+            self.progress(Ok(()));
+        } else if late && self.progress.is_some() {
+            self.fail("ICE/DTLS/bridge channel not up before the join timeout".into());
+        }
+    }
+
+    fn on_xmpp(&mut self, ev: Event) {
+        match ev {
+            Event::IqRequest(iq) => self.on_iq(iq),
+            Event::Presence(p) => {
+                if p.type_ == xmpp::parsers::presence::Type::Unavailable
+                    && let Some(from) = &p.from
+                    && from.to_bare() == self.cfg.room
+                    && let Some(nick) = from.resource()
+                    && let Some(m) = self.media.as_mut()
+                {
+                    m.remove_owner(Instant::now(), nick.as_str());
+                }
+            }
+            Event::Disconnected { reason } => self.fail(format!("XMPP disconnected: {reason}")),
+            Event::MucRemoved { room } => self.fail(format!("removed from {room}")),
+            _ => {}
+        }
+    }
+
+    fn on_iq(&mut self, iq: IncomingIq) {
+        if iq.kind == IqKind::Get && is_disco_info(&iq.payload) {
+            let node = iq.payload.attr("node").map(str::to_owned);
+            iq.reply_result(Some(disco_info(node.as_deref())));
+            return;
+        }
+        if !iq.payload.is("jingle", ns::JINGLE) || iq.kind != IqKind::Set {
+            return; // answered service-unavailable by the drop guard
+        }
+        let from_focus = iq.from.as_ref().is_some_and(|f| {
+            f.to_bare() == self.cfg.room && f.resource().is_some_and(|r| r.as_str() == "focus")
+        });
+        let jingle = match Jingle::from_element(&iq.payload) {
+            Ok(j) if from_focus => j,
+            Ok(_) => return,
+            Err(e) => {
+                self.report.failures.push(format!("unparsable Jingle: {e}"));
+                return;
+            }
+        };
+        let from = iq.from.clone();
+        iq.reply_result(None);
+        let now = Instant::now();
+        match jingle.action {
+            Action::SessionInitiate => {
+                self.report
+                    .timings
+                    .session_initiate_ms
+                    .get_or_insert_with(|| {
+                        now.saturating_duration_since(self.t_request).as_secs_f64() * 1000.0
+                    });
+                if let Some(f) = from {
+                    self.focus_occupant = Some(f);
+                }
+                if let Err(e) = self.start_session(now, &jingle) {
+                    self.fail(format!("session-initiate: {e}"));
+                }
+            }
+            Action::SourceAdd | Action::SourceRemove => {
+                let Ok(map) = ConferenceSourceMap::from_jingle(&jingle, None) else {
+                    self.report
+                        .failures
+                        .push(format!("unparsable {}", jingle.action));
+                    return;
+                };
+                let remote = remote_sources(&map, &self.cfg.endpoint);
+                if let Some(m) = self.media.as_mut() {
+                    if jingle.action == Action::SourceAdd {
+                        m.add_sources(now, remote);
+                    } else {
+                        m.remove_sources(now, remote.into_iter().map(|(s, _)| s));
+                    }
+                }
+            }
+            Action::SessionTerminate => {
+                // The focus moves us (bridge failure) or ends the session: wait for a new offer.
+                if let Some(mut m) = self.media.take() {
+                    m.close(now);
+                    self.absorb(&m);
+                }
+                self.offer = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Answers a session-initiate: our transport and sources, then ICE toward the bridge.
+    fn start_session(&mut self, now: Instant, jingle: &Jingle) -> Result<(), String> {
+        let offer = parse_offer(jingle).map_err(|e| e.to_string())?;
+        let neg = negotiate(&offer).map_err(|e| e.to_string())?;
+        let creds = IceCredentials::random();
+        let transport = ClientTransport::new(
+            now,
+            creds.clone(),
+            &self.identity,
+            BridgeTransport {
+                ice: offer.bridge.ice.clone(),
+                fingerprints: offer.bridge.fingerprints.clone(),
+                candidates: offer.bridge.candidates.clone(),
+            },
+            &self.cfg.srtp_profiles,
+            IceConfig::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let audio = self
+            .sources
+            .audio
+            .filter(|_| self.cfg.sender)
+            .map(|ssrc| AudioConfig {
+                ssrc,
+                payload_type: neg.opus.id,
+                audio_level_ext: neg.audio_ext(signaling::media::hdrext::AUDIO_LEVEL),
+                transport_cc_ext: neg.audio_ext(signaling::media::hdrext::TRANSPORT_CC),
+                payload_bytes: 80,
+            });
+        let video = (self.cfg.sender && !self.sources.video.is_empty()).then(|| VideoConfig {
+            payload_type: neg.vp8.id,
+            layers: if self.sources.video.len() == 3 {
+                default_layers([
+                    self.sources.video[0],
+                    self.sources.video[1],
+                    self.sources.video[2],
+                ])
+            } else {
+                vec![LayerConfig {
+                    ssrc: self.sources.video[0],
+                    width: 1280,
+                    height: 720,
+                    bitrate_bps: 1_500_000,
+                }]
+            },
+            fps: 30,
+            keyframe_interval: Duration::from_secs(3),
+            transport_cc_ext: neg.video_ext(signaling::media::hdrext::TRANSPORT_CC),
+            abs_send_time_ext: neg.video_ext(signaling::media::hdrext::ABS_SEND_TIME),
+        });
+        let sender = MediaSender::new(
+            now,
+            audio,
+            video,
+            self.cfg.speaking,
+            &self.cfg.display_name,
+            self.cfg.seed,
+        );
+        let rtcp_ssrc = self.sources.audio.unwrap_or(1);
+        let receiver = MediaReceiver::new(now, rtcp_ssrc, neg.transport_cc());
+        let mut media = MediaEndpoint::new(
+            transport,
+            sender,
+            receiver,
+            &self.cfg.endpoint,
+            self.cfg.view,
+        );
+        media.add_sources(now, remote_sources(&offer.sources, &self.cfg.endpoint));
+        let ours = local_transport(&creds, self.identity.fingerprint(), self.local_addr);
+        let accept = session_accept(&offer, &neg, &self.sources, &ours, &self.occupant);
+        let to = self
+            .focus_occupant
+            .clone()
+            .ok_or_else(|| "session-initiate without a sender".to_string())?;
+        let xmpp = self.xmpp.clone();
+        let el: Element = accept.to_element();
+        self.pending.spawn(async move {
+            let r = xmpp.iq_set(to, el, IQ_TIMEOUT).await;
+            (
+                "session-accept",
+                Instant::now(),
+                r.map(|_| ()).map_err(|e| e.to_string()),
+            )
+        });
+        if let Some(mut old) = self.media.replace(media) {
+            old.close(now);
+            self.absorb(&old);
+        }
+        self.offer = Some(offer);
+        self.report.sessions += 1;
+        Ok(())
+    }
+
+    /// Keeps the milestones of a session that ended (a re-invite starts a new one).
+    fn absorb(&mut self, m: &MediaEndpoint) {
+        let t = &mut self.report.timings;
+        let r = self.t_request;
+        if t.ice_connected_ms.is_none() {
+            t.ice_connected_ms = ms(r, m.milestones.ice_connected);
+        }
+        if t.dtls_connected_ms.is_none() {
+            t.dtls_connected_ms = ms(r, m.milestones.dtls_connected);
+        }
+        if t.channel_open_ms.is_none() {
+            t.channel_open_ms = ms(r, m.milestones.channel_open);
+        }
+        if t.first_media_ms.is_none() {
+            t.first_media_ms = ms(r, m.milestones.first_media);
+        }
+        if t.join_ms.is_none() {
+            t.join_ms = ms(self.t_start, m.milestones.channel_open);
+        }
+    }
+
+    /// Snapshot, session-terminate, leave the room, close; then the report. Everybody leaves at
+    /// once, so the focus's source-removes for the others keep arriving meanwhile: they are
+    /// acknowledged as a client would, not left to time out.
+    async fn leave(mut self, mut events: xmpp::XmppEvents) -> ParticipantReport {
+        let end = Instant::now();
+        if let Some(m) = self.media.take() {
+            self.finish_report(end, &m);
+            self.media = Some(m);
+        }
+        {
+            let work = async {
+                if let (Some(offer), Some(to)) = (self.offer.as_ref(), self.focus_occupant.clone())
+                {
+                    let t = session_terminate(&offer.sid).to_element();
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(3),
+                        self.xmpp.iq_set(to, t, Duration::from_secs(3)),
+                    )
+                    .await;
+                }
+                if let Some(m) = self.media.as_mut() {
+                    m.close(Instant::now());
+                }
+                self.flush().await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    self.xmpp.leave_muc(&self.cfg.room),
+                )
+                .await;
+            };
+            tokio::pin!(work);
+            loop {
+                tokio::select! {
+                    () = &mut work => break,
+                    ev = events.recv() => match ev {
+                        Some(Event::IqRequest(iq)) if iq.kind == IqKind::Get && is_disco_info(&iq.payload) => {
+                            let node = iq.payload.attr("node").map(str::to_owned);
+                            iq.reply_result(Some(disco_info(node.as_deref())));
+                        }
+                        Some(Event::IqRequest(iq)) if iq.kind == IqKind::Set && iq.payload.is("jingle", ns::JINGLE) => {
+                            iq.reply_result(None);
+                        }
+                        Some(_) => {}
+                        None => {
+                            (&mut work).await;
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+        self.xmpp.close();
+        self.pending.abort_all();
+        self.report
+    }
+
+    fn finish_report(&mut self, end: Instant, m: &MediaEndpoint) {
+        self.absorb(m);
+        self.report.timings.all_media_ms = ms(self.t_request, self.all_media_at);
+        self.report.timings.join_to_all_media_ms = ms(self.t_start, self.all_media_at);
+        self.report.srtp_profile = m.transport().srtp_profile().map(|p| p.name().to_owned());
+        let ws = self.window_start.clone().unwrap_or_else(|| WindowStart {
+            at: end,
+            tracks: HashMap::new(),
+            sent_packets: 0,
+            sent_bytes: 0,
+        });
+        let before = &ws.tracks;
+        let secs = end.saturating_duration_since(ws.at).as_secs_f64();
+        self.report.window_s = secs;
+        if secs > 0.0 {
+            let c = &m.sender().counters;
+            let packets = sent_packets(c).saturating_sub(ws.sent_packets);
+            let bytes = sent_bytes(c).saturating_sub(ws.sent_bytes);
+            self.report.sent_pps = packets as f64 / secs;
+            self.report.sent_kbps = bytes as f64 * 8.0 / 1000.0 / secs;
+        }
+        let mut received: Vec<(String, Kind)> = Vec::new();
+        let mut tracks: Vec<TrackReport> = m
+            .receiver()
+            .tracks()
+            .map(|t| {
+                let w = t
+                    .counters
+                    .since(before.get(&t.ssrc).unwrap_or(&TrackCounters::default()));
+                if w.packets > 0 {
+                    received.push((t.source.owner.clone(), t.source.kind));
+                }
+                let per_s = |v: u64| if secs > 0.0 { v as f64 / secs } else { 0.0 };
+                TrackReport {
+                    owner: t.source.owner.clone(),
+                    kind: t.source.kind,
+                    ssrc: t.ssrc,
+                    packets: w.packets,
+                    bytes: w.bytes,
+                    kbps: per_s(w.bytes) * 8.0 / 1000.0,
+                    pps: per_s(w.packets),
+                    expected: w.expected,
+                    lost: w.lost(),
+                    loss_pct: w.loss_fraction() * 100.0,
+                    fps: per_s(w.frames),
+                    keyframes: w.keyframes,
+                    height: t.size.map(|(_, h)| h),
+                    jitter_ms: t.jitter_ms(),
+                }
+            })
+            .collect();
+        tracks.sort_by(|a, b| (&a.owner, a.kind, a.ssrc).cmp(&(&b.owner, b.kind, b.ssrc)));
+        self.report.received_pps = tracks.iter().map(|t| t.pps).sum();
+        self.report.received_kbps = tracks.iter().map(|t| t.kbps).sum();
+        let (lost, expected) = tracks
+            .iter()
+            .fold((0u64, 0u64), |(l, e), t| (l + t.lost, e + t.expected));
+        self.report.loss_pct = if expected > 0 {
+            lost as f64 / expected as f64 * 100.0
+        } else {
+            0.0
+        };
+        self.report.tracks = tracks;
+        for e in &self.cfg.expected_senders {
+            for kind in [Kind::Audio, Kind::Video] {
+                if !received.iter().any(|(o, k)| o == e && *k == kind) {
+                    let k = match kind {
+                        Kind::Audio => "audio",
+                        Kind::Video => "video",
+                    };
+                    self.report.missing.push(format!("{e}/{k}"));
+                }
+            }
+        }
+        self.report.sent = m.sender().counters.clone();
+        self.report.sent_layers = m.sender().enabled_layers();
+        self.report.channel = m.channel.clone();
+        self.report.rtcp = m.rtcp;
+        self.report.transport_drops = m.transport().drops();
+        self.report.receive_drops = m.receiver().drops;
+        self.report.send_errors += m.send_errors;
+        if let Some(f) = &m.failure
+            && !self.report.failures.contains(f)
+        {
+            self.report.failures.push(f.clone());
+        }
+    }
+}

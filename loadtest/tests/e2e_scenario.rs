@@ -1,0 +1,257 @@
+//! A small scenario against a real local deployment: Prosody (signaling::testing), our bridge and
+//! our focus binaries (built here), three loadtest participants on loopback for a 5 s window.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use loadtest::deployment::{LocalDeployment, LocalOptions};
+use loadtest::receiver::Kind;
+use loadtest::scenario::{self, ScenarioConfig};
+
+/// Builds the workspace's `bridge` and `focus` binaries into the profile directory of this test
+/// (same target dir and profile) and returns that directory.
+fn binaries() -> PathBuf {
+    let me = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let profile_dir = me.parent().expect("profile dir").to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // Not the variables cargo set for this test: build scripts track some and would rebuild.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if (k.starts_with("CARGO_") && k != "CARGO_HOME")
+            || k.starts_with("RUSTC")
+            || k == "OUT_DIR"
+        {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "bridge",
+        "--bin",
+        "bridge",
+        "-p",
+        "focus",
+        "--bin",
+        "focus",
+        "--manifest-path",
+    ])
+    .arg(&manifest)
+    .arg("--target-dir")
+    .arg(&target_dir);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building bridge and focus failed");
+    profile_dir
+}
+
+#[test]
+fn e2e_three_participants_join_connect_and_receive_everyone() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "loadtest=info,warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let mut opts = LocalOptions::next_to_current_exe().expect("options");
+    opts.bin_dir = binaries();
+    let mut deployment = LocalDeployment::start(&opts).expect("local deployment");
+    let cfg = ScenarioConfig {
+        conferences: 1,
+        participants: 3,
+        senders: 3,
+        duration: Duration::from_secs(5),
+        warmup: Duration::from_secs(1),
+        join_timeout: Duration::from_secs(20),
+        cooldown: Duration::from_secs(1),
+        ..ScenarioConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = rt
+        .block_on(scenario::run(&cfg, &deployment.target()))
+        .expect("scenario");
+    println!("{}", report.text());
+    let alive = deployment.check_alive();
+    let logs = deployment.log_tails(4000);
+    assert!(alive.is_ok(), "{alive:?}\n{logs}");
+
+    let s = &report.summary;
+    assert_eq!(s.participants, 3);
+    assert_eq!(s.connected, 3, "{:?}\n{logs}", s.failures);
+    assert!(s.failures.is_empty(), "{:?}\n{logs}", s.failures);
+    let endpoints: Vec<String> = report
+        .participants
+        .iter()
+        .map(|p| p.endpoint.clone())
+        .collect();
+    for p in &report.participants {
+        let t = &p.timings;
+        for (what, v) in [
+            ("conference ready", t.conference_ready_ms),
+            ("MUC joined", t.muc_joined_ms),
+            ("session-initiate", t.session_initiate_ms),
+            ("session-accept acked", t.session_accept_acked_ms),
+            ("ICE connected", t.ice_connected_ms),
+            ("DTLS connected", t.dtls_connected_ms),
+            ("bridge channel open", t.channel_open_ms),
+            ("first media", t.first_media_ms),
+            ("everyone's media", t.all_media_ms),
+        ] {
+            assert!(v.is_some(), "{}: no {what}", p.endpoint);
+        }
+        assert!(p.srtp_profile.is_some());
+        assert!(
+            p.missing.is_empty(),
+            "{}: missing {:?}",
+            p.endpoint,
+            p.missing
+        );
+        assert!(p.window_s >= 4.5, "window {}", p.window_s);
+        assert!(
+            p.timings
+                .join_ms
+                .is_some_and(|ms| ms > 0.0 && ms < 20_000.0),
+            "{:?}",
+            p.timings
+        );
+        // Audio and video from every other participant, decrypted (SRTP authenticated, VP8 payload
+        // descriptors and keyframe sizes parsed), < 2 % loss on loopback.
+        for other in endpoints.iter().filter(|e| **e != p.endpoint) {
+            for kind in [Kind::Audio, Kind::Video] {
+                let tracks: Vec<_> = p
+                    .tracks
+                    .iter()
+                    .filter(|t| t.owner == *other && t.kind == kind && t.packets > 0)
+                    .collect();
+                assert!(
+                    !tracks.is_empty(),
+                    "{} got no {kind:?} from {other}",
+                    p.endpoint
+                );
+                for t in tracks {
+                    assert!(
+                        t.loss_pct < 2.0,
+                        "{} ← {other} {kind:?}: {:.2} % loss ({} of {})",
+                        p.endpoint,
+                        t.loss_pct,
+                        t.lost,
+                        t.expected
+                    );
+                    let min_pps = match kind {
+                        Kind::Audio => 40.0,
+                        Kind::Video => 10.0,
+                    };
+                    assert!(
+                        t.pps >= min_pps,
+                        "{} ← {other} {kind:?}: {:.1} pps",
+                        p.endpoint,
+                        t.pps
+                    );
+                    if kind == Kind::Video {
+                        assert!(t.keyframes >= 1 && t.height.is_some(), "{t:?}");
+                        assert!(t.fps >= 15.0, "{t:?}");
+                    }
+                }
+            }
+        }
+        // The bridge channel works both ways: we sent constraints, the bridge sent us messages.
+        assert!(p.channel.sent >= 1);
+        assert!(!p.channel.by_class.is_empty(), "{:?}", p.channel);
+        // Every sender sent audio (50 pps) and at least its 180p encoding (the bridge switches off
+        // the encodings nobody watches), and the bridge's RTCP (sender reports for what it
+        // forwards) reached us decrypted.
+        assert!(p.sent_pps > 70.0, "sent {:.0} pps", p.sent_pps);
+        assert!(p.sent_kbps > 100.0, "sent {:.0} kbps", p.sent_kbps);
+        assert!(p.sent_layers >= 1, "{p:?}");
+        assert!(p.received_pps > 100.0 && p.received_kbps > 100.0, "{p:?}");
+        assert!(p.rtcp.sender_reports > 0, "{:?}", p.rtcp);
+        assert_eq!(p.transport_drops.srtp_auth, 0);
+        assert_eq!(p.receive_drops.malformed, 0);
+    }
+    assert!(report.succeeded());
+    // Somebody is on somebody's stage at 720p, so one sender keeps all three encodings.
+    assert!(
+        report.participants.iter().any(|p| p.sent_layers == 3),
+        "{:?}",
+        report
+            .participants
+            .iter()
+            .map(|p| p.sent_layers)
+            .collect::<Vec<_>>()
+    );
+    // The server side was measured: the bridge's own stats, CPU and memory of the bridge and the
+    // focus from /proc, plausible for a 2-core machine and a 3-person call.
+    let sv = &report.server;
+    let b = sv.bridge.expect("bridge stats sampled");
+    assert!((b.endpoints - 3.0).abs() < 0.5, "{b:?}");
+    assert!(
+        b.packets_sent_pps > 100.0 && b.packets_received_pps > 100.0,
+        "{b:?}"
+    );
+    let max_cpu = 100.0 * f64::from(sv.cpus.max(1)) + 10.0;
+    let bridge = sv.processes.get("bridge").expect("bridge process sampled");
+    assert!(
+        bridge.cpu_pct > 0.0 && bridge.cpu_pct < max_cpu,
+        "{bridge:?}"
+    );
+    assert!(
+        bridge.rss_max_mib > 1.0 && bridge.rss_max_mib < 1024.0,
+        "{bridge:?}"
+    );
+    let focus = sv
+        .run_processes
+        .get("focus")
+        .expect("focus process sampled");
+    // The focus works during the joins (conference, Jingle, COLIBRI): CPU over the run.
+    assert!(
+        focus.cpu_seconds > 0.0 && focus.cpu_pct < max_cpu,
+        "{focus:?}"
+    );
+    assert!(
+        focus.rss_max_mib > 1.0 && focus.rss_max_mib < 1024.0,
+        "{focus:?}"
+    );
+    assert!(sv.processes.contains_key("focus") && sv.processes.contains_key("loadtest"));
+    let c = &s.costs;
+    assert!(c.bridge_cpu_cores > 0.0 && c.bridge_rss_mib > 1.0, "{c:?}");
+    assert!(
+        c.focus_run_cpu_seconds > 0.0 && c.focus_run_rss_max_mib > 1.0,
+        "{c:?}"
+    );
+    assert!(c.bridge_us_per_sent_packet > 0.0);
+    // Over time: a point per sampling step, with both processes in it.
+    assert!(
+        sv.timeline.len() >= 5,
+        "{} timeline points",
+        sv.timeline.len()
+    );
+    assert!(
+        sv.timeline
+            .iter()
+            .all(|p| p.processes.contains_key("bridge") && p.processes.contains_key("focus")),
+        "{:?}",
+        sv.timeline
+    );
+    assert!(sv.timeline.iter().any(|p| p.bridge_endpoints == Some(3.0)));
+    // Both renderings carry the figures.
+    let md = report.markdown();
+    assert!(
+        md.contains("| participants joined | 3 of 3 (0 with failures) |"),
+        "{md}"
+    );
+    assert!(md.contains("## Timeline"), "{md}");
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(json["summary"]["connected"], 3);
+}
