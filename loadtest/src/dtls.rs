@@ -9,11 +9,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bridge::transport::dtls::{Fingerprint, SrtpProfile, fingerprint_of, matches_any};
+use bridge::transport::dtls::{DtlsIdentity, Fingerprint, SrtpProfile, matches_any};
 use bridge::transport::srtp::SrtpSession;
 use bytes::BytesMut;
 use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType, HandshakeConfig};
-use rtc_dtls::crypto::Certificate;
 use rtc_dtls::crypto_provider::RTCCryptoProvider;
 use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
 use rtc_dtls::extension::extension_use_srtp::SrtpProtectionProfile;
@@ -38,58 +37,31 @@ pub enum DtlsError {
     Keying(String),
 }
 
-/// A participant's certificate (one per participant, as a browser has one per peer connection).
-#[derive(Clone)]
-pub struct ClientIdentity {
-    certificate: Certificate,
-    fingerprint: Fingerprint,
-    provider: Arc<dyn RTCCryptoProvider>,
-}
-
-impl std::fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("fingerprint", &self.fingerprint)
-            .finish()
-    }
-}
+/// A participant's certificate (one per participant, as a browser has one per peer connection):
+/// the same kind of identity as the bridge's.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity(DtlsIdentity);
 
 impl ClientIdentity {
     /// A fresh self-signed ECDSA P-256 certificate and its SHA-256 fingerprint.
     pub fn generate() -> Result<Self, DtlsError> {
-        let provider = rtc_dtls::crypto_provider::default_provider()
-            .map_err(|e| DtlsError::Crypto(e.to_string()))?;
-        let certificate =
-            Certificate::generate_self_signed(vec!["loadtest".to_owned()], provider.crypto())
-                .map_err(|e| DtlsError::Certificate(e.to_string()))?;
-        let der = certificate
-            .certificate
-            .first()
-            .ok_or_else(|| DtlsError::Certificate("empty chain".into()))?;
-        let value = fingerprint_of(der.as_ref(), "sha-256")
-            .ok_or_else(|| DtlsError::Certificate("sha-256 unavailable".into()))?;
-        Ok(ClientIdentity {
-            certificate,
-            fingerprint: Fingerprint {
-                algorithm: "sha-256".into(),
-                value,
-            },
-            provider,
-        })
+        DtlsIdentity::generate_named("loadtest")
+            .map(ClientIdentity)
+            .map_err(|e| DtlsError::Certificate(e.to_string()))
     }
 
     pub fn fingerprint(&self) -> &Fingerprint {
-        &self.fingerprint
+        self.0.fingerprint()
     }
 
     pub fn provider(&self) -> &Arc<dyn RTCCryptoProvider> {
-        &self.provider
+        self.0.provider()
     }
 
     fn client_config(&self, profiles: &[SrtpProfile]) -> Result<Arc<HandshakeConfig>, DtlsError> {
         let cfg = ConfigBuilder::default()
-            .with_crypto_provider(self.provider.clone())
-            .with_certificates(vec![self.certificate.clone()])
+            .with_crypto_provider(self.provider().clone())
+            .with_certificates(vec![self.0.certificate().clone()])
             .with_srtp_protection_profiles(profiles.iter().map(|p| to_dtls(*p)).collect())
             .with_extended_master_secret(ExtendedMasterSecretType::Require)
             // No CA chain: the bridge's self-signed certificate is checked against the signalled

@@ -2,54 +2,18 @@
 //! our focus binaries (built here), three loadtest participants on loopback for a 5 s window.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use loadtest::deployment::{LocalDeployment, LocalOptions};
 use loadtest::receiver::Kind;
 use loadtest::scenario::{self, ScenarioConfig};
 
-/// Builds the workspace's `bridge` and `focus` binaries into the profile directory of this test
-/// (same target dir and profile) and returns that directory.
+/// The workspace's `bridge` and `focus` binaries, built into this test's profile directory.
 fn binaries() -> PathBuf {
-    let me = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
-    let profile_dir = me.parent().expect("profile dir").to_path_buf();
-    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    // Not the variables cargo set for this test: build scripts track some and would rebuild.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if (k.starts_with("CARGO_") && k != "CARGO_HOME")
-            || k.starts_with("RUSTC")
-            || k == "OUT_DIR"
-        {
-            cmd.env_remove(&k);
-        }
-    }
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "bridge",
-        "--bin",
-        "bridge",
-        "-p",
-        "focus",
-        "--bin",
-        "focus",
-        "--manifest-path",
-    ])
-    .arg(&manifest)
-    .arg("--target-dir")
-    .arg(&target_dir);
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "building bridge and focus failed");
-    profile_dir
+    signaling::testing::build_workspace_binaries(
+        std::path::Path::new(env!("CARGO_BIN_EXE_loadtest")),
+        &[("bridge", "bridge"), ("focus", "focus")],
+    )
 }
 
 #[test]

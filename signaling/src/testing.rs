@@ -626,6 +626,43 @@ fn read_from(path: &Path, offset: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Builds workspace binaries (`(package, bin)` pairs) next to `sibling`, an executable of the running
+/// test (`env!("CARGO_BIN_EXE_…")`): same target directory and profile, so a release test run gets
+/// release binaries. Returns the profile directory. Other crates' binaries have no
+/// `CARGO_BIN_EXE_` variable, so tests that run them build them this way.
+pub fn build_workspace_binaries(sibling: &Path, bins: &[(&str, &str)]) -> PathBuf {
+    let profile_dir = sibling.parent().expect("profile dir").to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // Not the variables cargo set for the test (CARGO_MANIFEST_DIR …): build scripts track some of
+    // them and would rebuild their crates on every call.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if (k.starts_with("CARGO_") && k != "CARGO_HOME")
+            || k.starts_with("RUSTC")
+            || k == "OUT_DIR"
+        {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.args(["build", "--quiet"]);
+    for (package, bin) in bins {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    cmd.arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building {bins:?} failed");
+    profile_dir
+}
+
 /// The exact environment the manifests give a container: `manifests/env/<name>.env` (generated from
 /// the rendered manifests by `manifests/policy_test.py`), with its `${…}` placeholders replaced from
 /// `subs` (`("HOST_IP", "127.0.0.1")` replaces `${HOST_IP}`) and then `overrides` set: a loopback test

@@ -130,16 +130,23 @@ impl std::fmt::Debug for DtlsIdentity {
 impl DtlsIdentity {
     /// Generates a fresh self-signed ECDSA P-256 certificate.
     pub fn generate() -> Result<Self, DtlsSetupError> {
+        Self::generate_named("jitsi-bridge")
+    }
+
+    /// [`DtlsIdentity::generate`] with another subject name (the load generator's participants
+    /// use the same kind of certificate as a browser's peer connection).
+    pub fn generate_named(subject: &str) -> Result<Self, DtlsSetupError> {
         let provider = rtc_dtls::crypto_provider::default_provider()
             .map_err(|e| DtlsSetupError::Crypto(e.to_string()))?;
         let certificate =
-            Certificate::generate_self_signed(vec!["jitsi-bridge".to_owned()], provider.crypto())
+            Certificate::generate_self_signed(vec![subject.to_owned()], provider.crypto())
                 .map_err(|e| DtlsSetupError::Certificate(e.to_string()))?;
         let der = certificate
             .certificate
             .first()
             .ok_or_else(|| DtlsSetupError::Certificate("empty chain".into()))?;
-        let value = fingerprint_of(der.as_ref(), "sha-256").unwrap_or_default();
+        let value = fingerprint_of(der.as_ref(), "sha-256")
+            .ok_or_else(|| DtlsSetupError::Certificate("sha-256 unavailable".into()))?;
         Ok(Self {
             certificate,
             fingerprint: Fingerprint {
@@ -155,8 +162,12 @@ impl DtlsIdentity {
         &self.fingerprint
     }
 
-    pub(crate) fn provider(&self) -> &Arc<dyn RTCCryptoProvider> {
+    pub fn provider(&self) -> &Arc<dyn RTCCryptoProvider> {
         &self.provider
+    }
+
+    pub fn certificate(&self) -> &Certificate {
+        &self.certificate
     }
 
     /// A server handshake configuration offering `profiles`.

@@ -276,42 +276,11 @@ pub fn bridge_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let focus = PathBuf::from(env!("CARGO_BIN_EXE_focus"));
-            let profile_dir = focus.parent().expect("profile dir").to_path_buf();
-            let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            // Not the variables cargo set for this test (CARGO_MANIFEST_DIR …): build scripts track
-            // some of them and would rebuild their crates on every call.
-            for (k, _) in std::env::vars_os() {
-                let k = k.to_string_lossy().into_owned();
-                if (k.starts_with("CARGO_") && k != "CARGO_HOME")
-                    || k.starts_with("RUSTC")
-                    || k == "OUT_DIR"
-                {
-                    cmd.env_remove(&k);
-                }
-            }
-            cmd.args([
-                "build",
-                "--quiet",
-                "-p",
-                "bridge",
-                "--bin",
-                "bridge",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target_dir);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("run cargo build -p bridge");
-            assert!(status.success(), "building the bridge failed");
-            profile_dir.join("bridge")
+            signaling::testing::build_workspace_binaries(
+                std::path::Path::new(env!("CARGO_BIN_EXE_focus")),
+                &[("bridge", "bridge")],
+            )
+            .join("bridge")
         })
         .clone()
 }
