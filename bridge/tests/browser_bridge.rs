@@ -18,7 +18,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +35,10 @@ use signaling::media::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext}
 use signaling::ns;
 use signaling::service::{HttpResponse, http_request};
 use signaling::sources::{Semantics, Source, SsrcGroup};
-use signaling::testing::{JVB_PASSWORD, Prosody, ProsodyOptions};
+use signaling::testing::{
+    JVB_PASSWORD, Prosody, ProsodyOptions, e2e_dir, ensure_browser_harness, free_tcp_port,
+    free_udp_port,
+};
 use signaling::transport::{Candidate, Fingerprint, IceUdpTransport, Setup};
 use signaling::xml::XmlElement;
 use signaling::xmpp::{self, BareJid, Event, IqError, Jid, MucJoin, XmppHandle};
@@ -51,45 +53,6 @@ const AUDIO_LEVEL_ID: u8 = 1;
 const TCC_ID: u8 = 5;
 const IQ_TIMEOUT: Duration = Duration::from_secs(15);
 const NICK: &str = "jvb-test";
-
-fn e2e_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("e2e")
-}
-
-/// The harness's npm packages and Chromium (install.sh is idempotent and pinned); once per process.
-fn ensure_harness() -> Result<()> {
-    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let r = DONE.get_or_init(|| {
-        let st = std::process::Command::new("bash")
-            .arg(e2e_dir().join("install.sh"))
-            .status()
-            .map_err(|e| format!("running e2e/install.sh: {e}"))?;
-        if !st.success() {
-            return Err("e2e/install.sh failed".into());
-        }
-        if !std::path::Path::new("/usr/bin/chromium").exists()
-            && std::env::var_os("CHROMIUM_PATH").is_none()
-        {
-            return Err("chromium is not installed: run scripts/install-deps.sh".into());
-        }
-        Ok(())
-    });
-    r.clone().map_err(anyhow::Error::msg)
-}
-
-fn free_udp_port() -> Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn free_tcp_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 // ------------------------------------------------------------------------------------------------
 // The bridge process
@@ -338,7 +301,7 @@ struct Peers {
 
 impl Peers {
     async fn start() -> Result<Peers> {
-        ensure_harness()?;
+        ensure_browser_harness()?;
         let mut child = tokio::process::Command::new("node")
             .arg(e2e_dir().join("bridge-peers.js"))
             .stdin(Stdio::piped())
@@ -929,7 +892,7 @@ fn expect_error(
 }
 
 async fn run_call(profile: &str, cipher: &str) -> Result<()> {
-    ensure_harness()?;
+    ensure_browser_harness()?;
     let prosody = tokio::task::spawn_blocking(Prosody::start).await??;
     let (media_port, rest_port) = (free_udp_port()?, free_tcp_port()?);
     let bridge = BridgeProc::start(

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use bridge::transport::{
     SrtpProfile, TransportConfig, TransportEvent,
 };
 use serde_json::Value;
+use signaling::testing::{e2e_dir, ensure_browser_harness};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
@@ -32,34 +32,6 @@ const BRIDGE_AUDIO_SSRC: u32 = 0x3333_4444;
 const VP8_PT: u8 = 100;
 const OPUS_PT: u8 = 111;
 const EP: u32 = 1;
-
-fn e2e_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("e2e")
-}
-
-/// Makes sure the harness's npm packages are there (install.sh is idempotent and pinned). Once per
-/// process, so `cargo test` running these in parallel threads does not race two `npm ci`.
-fn ensure_harness() -> Result<()> {
-    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let r = DONE.get_or_init(|| {
-        let st = std::process::Command::new("bash")
-            .arg(e2e_dir().join("install.sh"))
-            .status()
-            .map_err(|e| format!("running e2e/install.sh: {e}"))?;
-        if !st.success() {
-            return Err("e2e/install.sh failed".into());
-        }
-        if !std::path::Path::new("/usr/bin/chromium").exists()
-            && std::env::var_os("CHROMIUM_PATH").is_none()
-        {
-            return Err("chromium is not installed: run scripts/install-deps.sh".into());
-        }
-        Ok(())
-    });
-    r.clone().map_err(anyhow::Error::msg)
-}
 
 fn offer_sdp(local: &IceCredentials, fp: &Fingerprint, port: SocketAddr, lite: bool) -> String {
     let mut s = String::new();
@@ -476,7 +448,7 @@ async fn throw_garbage(port: SocketAddr, local: &IceCredentials) -> Result<()> {
 }
 
 async fn run_call(profile: SrtpProfile, mode: IceMode) -> Result<()> {
-    ensure_harness()?;
+    ensure_browser_harness()?;
     let identity = DtlsIdentity::generate()?;
     let counters = Arc::new(DropCounters::new());
     let mut port: Port<u32> = Port::bind("127.0.0.1:0".parse()?, counters.clone()).await?;

@@ -137,18 +137,6 @@ fn tail(path: &Path, bytes: usize) -> String {
     text[start..].to_owned()
 }
 
-fn free_tcp_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Prosody + bridge + focus on loopback. Everything stops when this is dropped.
 pub struct LocalDeployment {
     // Drop order: focus, bridge, then Prosody.
@@ -190,8 +178,8 @@ impl LocalDeployment {
         let prosody =
             Prosody::start_with(popts).context("start Prosody (scripts/install-deps.sh)")?;
         let ports = prosody.ports();
-        let bridge_rest_port = free_tcp_port()?;
-        let media_port = free_udp_port()?;
+        let bridge_rest_port = signaling::testing::free_tcp_port()?;
+        let media_port = signaling::testing::free_udp_port()?;
         let mut cmd = Command::new(&bridge_bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -216,7 +204,7 @@ impl LocalDeployment {
         }
         let mut bridge = Proc::spawn("bridge", cmd, dir.path().join("bridge.log"))?;
 
-        let focus_rest_port = free_tcp_port()?;
+        let focus_rest_port = signaling::testing::free_tcp_port()?;
         let mut cmd = Command::new(&focus_bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -56,6 +56,8 @@ pub enum HarnessError {
     NotRunning,
     #[error("{path}: {reason}")]
     ManifestEnv { path: String, reason: String },
+    #[error("browser harness: {0} (run scripts/install-deps.sh)")]
+    BrowserHarness(String),
 }
 
 /// A user account to register before start.
@@ -543,6 +545,44 @@ fn send_signal(pid: u32, sig: &str) -> io::Result<bool> {
         .stdin(Stdio::null())
         .status()
         .map(|s| s.success())
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the process under test).
+pub fn free_tcp_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A free UDP port on 127.0.0.1 (bound, then released for the process under test).
+pub fn free_udp_port() -> io::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The browser end-to-end harness directory (`e2e/`: Playwright drivers and pages).
+pub fn e2e_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e")
+}
+
+/// Makes sure the browser harness is usable: its npm packages (`e2e/install.sh`, idempotent and
+/// pinned) and Chromium. Once per process, so tests running in parallel threads do not race two
+/// `npm ci`.
+pub fn ensure_browser_harness() -> Result<(), HarnessError> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let r = DONE.get_or_init(|| {
+        let st = Command::new("bash")
+            .arg(e2e_dir().join("install.sh"))
+            .status()
+            .map_err(|e| format!("running e2e/install.sh: {e}"))?;
+        if !st.success() {
+            return Err("e2e/install.sh failed".into());
+        }
+        if !Path::new("/usr/bin/chromium").exists() && std::env::var_os("CHROMIUM_PATH").is_none() {
+            return Err("chromium is not installed".into());
+        }
+        Ok(())
+    });
+    r.clone().map_err(HarnessError::BrowserHarness)
 }
 
 /// Three distinct free loopback ports (bound together, then released for Prosody).

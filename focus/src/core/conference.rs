@@ -390,6 +390,19 @@ impl Conference {
         );
     }
 
+    /// A Jingle IQ set to the participant `nick`, answered into `what`.
+    fn send_jingle(&self, ctx: &mut Ctx<'_>, nick: &str, jingle: &Jingle, what: RoomRequest) {
+        let to = self.occupant(nick);
+        self.request(
+            ctx,
+            Link::Client,
+            to,
+            IqKind::Set,
+            jingle.to_element(),
+            what,
+        );
+    }
+
     // ---- room lifecycle ---------------------------------------------------------------------------
 
     /// The client connection is back: join the room again.
@@ -944,13 +957,10 @@ impl Conference {
         });
         let epoch = p.epoch;
         info!(room = %self.room, %nick, %sid, "sending session-initiate");
-        let to = self.occupant(nick);
-        self.request(
+        self.send_jingle(
             ctx,
-            Link::Client,
-            to,
-            IqKind::Set,
-            jingle.to_element(),
+            nick,
+            &jingle,
             RoomRequest::SessionInitiate {
                 nick: nick.to_owned(),
                 epoch,
@@ -981,13 +991,10 @@ impl Conference {
                 let mut j = Jingle::new(Action::SessionTerminate, &s.sid);
                 j.initiator = Some(ctx.cfg.focus_full_jid.clone());
                 j.reason = Some(Reason::new(condition, Some(text)));
-                let to = self.occupant(nick);
-                self.request(
+                self.send_jingle(
                     ctx,
-                    Link::Client,
-                    to,
-                    IqKind::Set,
-                    j.to_element(),
+                    nick,
+                    &j,
                     RoomRequest::Jingle {
                         nick: nick.to_owned(),
                         action: "session-terminate",
@@ -1198,13 +1205,10 @@ impl Conference {
             },
         );
         debug!(room = %self.room, %nick, %action, "signalling sources");
-        let to = self.occupant(nick);
-        self.request(
+        self.send_jingle(
             ctx,
-            Link::Client,
-            to,
-            IqKind::Set,
-            j.to_element(),
+            nick,
+            &j,
             RoomRequest::Jingle {
                 nick: nick.to_owned(),
                 action: match op {

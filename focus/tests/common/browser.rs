@@ -1,18 +1,13 @@
 //! lib-jitsi-meet participants in headless Chromium, driven through `e2e/ljm-peer.js`.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use signaling::testing::Prosody;
+use signaling::testing::{Prosody, e2e_dir};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
-
-fn e2e_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../e2e")
-}
 
 /// The browser driver process.
 pub struct Participants {
@@ -45,12 +40,8 @@ impl Participants {
 
     /// Starts the driver with a page configuration (see `e2e/ljm-peer.js`).
     pub async fn start_with(cfg: Value) -> Participants {
-        let install = Command::new("bash")
-            .arg(e2e_dir().join("install.sh"))
-            .status()
-            .await
-            .expect("run e2e/install.sh");
-        assert!(install.success(), "e2e/install.sh failed");
+        tokio::task::block_in_place(signaling::testing::ensure_browser_harness)
+            .expect("browser harness");
         let config = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(config.path(), cfg.to_string()).expect("write config");
         let mut child = Command::new("node")
