@@ -229,6 +229,9 @@ impl SctpTransport {
                             }
                         }
                     }
+                    // Data on a stream whose DATA_CHANNEL_OPEN never came belongs to no
+                    // channel: dropped, as JVB's DataChannelStack does (found by fuzz/sctp).
+                    Ppi::String | Ppi::StringEmpty | Ppi::Binary | Ppi::BinaryEmpty if !c.open => {}
                     Ppi::String | Ppi::StringEmpty => {
                         let text = if chunks.ppi == Ppi::StringEmpty {
                             String::new()
@@ -368,5 +371,200 @@ mod tests {
                 .collect();
             let _ = s.handle(now, Bytes::from(v));
         }
+    }
+
+    /// A browser-side association (rtc-sctp client) exchanging packets with `server`.
+    struct Peer {
+        endpoint: Endpoint,
+        assoc: (AssociationHandle, Association),
+    }
+
+    impl Peer {
+        fn connect(now: Instant) -> Self {
+            let mut endpoint = Endpoint::new(
+                PLACEHOLDER,
+                TransportProtocol::UDP,
+                Arc::new(EndpointConfig::new()),
+                None,
+            );
+            let cfg = rtc_sctp::ClientConfig::new(TransportConfig::default().with_sctp_port(5000));
+            let assoc = endpoint.connect(now, cfg, PLACEHOLDER).unwrap();
+            Peer { endpoint, assoc }
+        }
+
+        fn send(&mut self, now: Instant, stream: u16, ppi: Ppi, data: &[u8]) {
+            let a = &mut self.assoc.1;
+            let mut s = match a.stream(stream) {
+                Ok(s) => s,
+                Err(_) => a.open_stream(stream, ppi).unwrap(),
+            };
+            s.write_with_ppi(now, data, ppi).unwrap();
+        }
+
+        /// Moves packets both ways until both sides are quiet.
+        fn pump(&mut self, server: &mut SctpTransport, now: Instant) {
+            for _ in 0..16 {
+                let mut moved = false;
+                while let Some(t) = self.assoc.1.poll_transmit(now) {
+                    if let Payload::RawEncode(packets) = t.message {
+                        for p in packets {
+                            let _ = server.handle(now, p);
+                            moved = true;
+                        }
+                    }
+                }
+                while let Some(p) = server.poll_packet() {
+                    self.receive(now, p);
+                    moved = true;
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        /// A packet from the bridge.
+        fn receive(&mut self, now: Instant, p: Bytes) {
+            let (h, a) = &mut self.assoc;
+            if let Some((ch, DatagramEvent::AssociationEvent(ev))) =
+                self.endpoint.handle(now, PLACEHOLDER, None, p)
+                && ch == *h
+            {
+                a.handle_event(ev);
+            }
+            while let Some(ev) = a.poll_endpoint_event() {
+                self.endpoint.handle_event(*h, ev);
+            }
+            while a.poll().is_some() {}
+        }
+    }
+
+    fn events(s: &mut SctpTransport) -> Vec<SctpEvent> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    /// Regression (fuzz/sctp, input `02 14 2f 2f b3 b3`): messages on a stream that was never
+    /// opened with DATA_CHANNEL_OPEN surfaced as bridge-channel messages.
+    #[test]
+    fn data_before_data_channel_open_is_dropped() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new();
+        let mut peer = Peer::connect(now);
+        peer.pump(&mut server, now);
+        assert_eq!(events(&mut server), vec![]);
+
+        peer.send(now, 1, Ppi::Binary, &[0xb3, 0xb3]);
+        peer.send(now, 1, Ppi::String, b"{}");
+        peer.pump(&mut server, now);
+        assert_eq!(events(&mut server), vec![], "data on an unopened stream");
+        assert_eq!(server.open_channel(), None);
+
+        let open = DcepOpen {
+            channel_type: 0,
+            priority: 256,
+            reliability: 0,
+            label: "JVB data channel".into(),
+            protocol: String::new(),
+        };
+        peer.send(now, 1, Ppi::Dcep, &encode_dcep_open(&open));
+        peer.send(now, 1, Ppi::String, b"{}");
+        peer.pump(&mut server, now);
+        assert_eq!(
+            events(&mut server),
+            vec![
+                SctpEvent::ChannelOpen {
+                    stream: 1,
+                    label: open.label,
+                    protocol: String::new()
+                },
+                SctpEvent::Text {
+                    stream: 1,
+                    text: "{}".into()
+                },
+            ]
+        );
+    }
+
+    /// Writes a valid CRC-32c into an SCTP packet.
+    fn checksum(p: &mut [u8]) {
+        p[8..12].fill(0);
+        let sum = crc32c::crc32c(p);
+        p[8..12].copy_from_slice(&sum.to_le_bytes());
+    }
+
+    /// An SCTP packet from port 5000 to 5000 with `vtag`, one chunk and a valid CRC-32c.
+    fn raw_packet(vtag: u32, chunk_type: u8, value: &[u8]) -> Bytes {
+        let mut p = vec![0x13, 0x88, 0x13, 0x88];
+        p.extend_from_slice(&vtag.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&[chunk_type, 0]);
+        p.extend_from_slice(&((4 + value.len()) as u16).to_be_bytes());
+        p.extend_from_slice(value);
+        while !p.len().is_multiple_of(4) {
+            p.push(0);
+        }
+        checksum(&mut p);
+        Bytes::from(p)
+    }
+
+    /// An association established by a browser-like peer (rtc-sctp client, which announces
+    /// FORWARD-TSN support) whose INIT says its first TSN is `initial_tsn`; returns the tag the
+    /// bridge expects from the peer.
+    fn established(server: &mut SctpTransport, now: Instant, initial_tsn: u32) -> u32 {
+        let mut peer = Peer::connect(now);
+        let mut init = None;
+        while let Some(t) = peer.assoc.1.poll_transmit(now) {
+            if let Payload::RawEncode(packets) = t.message {
+                init = init.or(packets.into_iter().next());
+            }
+        }
+        let mut init = init.expect("INIT").to_vec();
+        assert_eq!(init[12], 1, "INIT");
+        // Header 12, chunk header 4, initiate tag, a_rwnd, stream counts: the initial TSN at 28.
+        init[28..32].copy_from_slice(&initial_tsn.to_be_bytes());
+        checksum(&mut init);
+        server.handle(now, Bytes::from(init)).unwrap();
+        let ack = server.poll_packet().expect("INIT-ACK");
+        assert_eq!(ack[12], 2, "INIT-ACK");
+        let tag = u32::from_be_bytes([ack[16], ack[17], ack[18], ack[19]]);
+        peer.receive(now, ack);
+        peer.pump(server, now);
+        assert_eq!(events(server), vec![]);
+        tag
+    }
+
+    /// The cumulative TSN of the SACK the bridge answers with (delayed SACKs included).
+    fn sack_cumulative_tsn(server: &mut SctpTransport, now: Instant) -> u32 {
+        server.handle_timeout(now + std::time::Duration::from_secs(1));
+        let p = std::iter::from_fn(|| server.poll_packet())
+            .find(|p| p.len() >= 20 && p[12] == 3)
+            .expect("SACK");
+        u32::from_be_bytes([p[16], p[17], p[18], p[19]])
+    }
+
+    /// Regression (fuzz/sctp timeout): a FORWARD-TSN 2^31 − 1 ahead made rtc-sctp step through
+    /// every TSN to it — a stalled media task in release; here, in a debug build, ≈ 1 minute and
+    /// then `attempt to add with overflow` once the cumulative TSN reached 2^32 − 1.
+    #[test]
+    fn forward_tsn_far_ahead_is_cheap() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new();
+        let tag = established(&mut server, now, 0x8000_0001);
+        server
+            .handle(now, raw_packet(tag, 192, &u32::MAX.to_be_bytes()))
+            .unwrap();
+        assert_eq!(sack_cumulative_tsn(&mut server, now), u32::MAX);
+    }
+
+    /// Regression: the same walk overflowed (`attempt to add with overflow`) crossing TSN 2^32 − 1.
+    #[test]
+    fn forward_tsn_across_the_wrap() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new();
+        let tag = established(&mut server, now, 0xffff_fff0);
+        server
+            .handle(now, raw_packet(tag, 192, &0x10u32.to_be_bytes()))
+            .unwrap();
+        assert_eq!(sack_cumulative_tsn(&mut server, now), 0x10);
     }
 }

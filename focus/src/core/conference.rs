@@ -206,7 +206,7 @@ impl StartMutedRules {
 }
 
 /// A conference.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Conference {
     room: BareJid,
     state: RoomState,
