@@ -567,4 +567,22 @@ mod tests {
             .unwrap();
         assert_eq!(sack_cumulative_tsn(&mut server, now), 0x10);
     }
+
+    /// Regression (fuzz/sctp): chunks whose contents claim more than the chunk holds panicked in
+    /// rtc-sctp's parser — an ERROR or ABORT cause longer than its chunk (input
+    /// `crash-df05e9ae…`: cause length 47 in an 8-byte chunk), a FORWARD-TSN shorter than its TSN.
+    #[test]
+    fn chunks_longer_inside_than_outside_are_errors_not_panics() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new();
+        let tag = established(&mut server, now, 1000);
+        for (chunk_type, value) in [
+            (9u8, &[0x00, 0x01, 0x00, 0x2f][..]), // ERROR, cause of 47 bytes
+            (192, &[0x00, 0x01][..]),             // FORWARD-TSN without its TSN
+            (192, &[0x00, 0x00, 0x03, 0xe8, 0x00][..]), // … a partial stream entry
+            (6, &[0x00, 0x0d, 0x01, 0x00][..]),   // ABORT, cause of 256 bytes
+        ] {
+            let _ = server.handle(now, raw_packet(tag, chunk_type, value));
+        }
+    }
 }

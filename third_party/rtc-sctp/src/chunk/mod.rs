@@ -148,6 +148,10 @@ impl ErrorCause {
         }
 
         let value_length = len as usize - ERROR_CAUSE_HEADER_LENGTH;
+        // Patched (third_party/rtc-sctp/PATCHED.md): a cause longer than its chunk panicked here.
+        if buf.len() < ERROR_CAUSE_HEADER_LENGTH + value_length {
+            return Err(Error::ErrErrorCauseTooSmall);
+        }
         let raw = buf.slice(ERROR_CAUSE_HEADER_LENGTH..ERROR_CAUSE_HEADER_LENGTH + value_length);
 
         Ok(ErrorCause { code, raw })
