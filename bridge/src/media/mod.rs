@@ -338,6 +338,7 @@ impl Plane {
                 sfu::Event::ConferenceExpired {
                     conference,
                     meeting_id,
+                    ..
                 } => {
                     if let Some(c) = self.conferences.remove(&conference) {
                         self.traffic.conference_seconds +=
