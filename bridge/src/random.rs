@@ -32,6 +32,11 @@ impl Rng {
     pub fn next_u32(&mut self) -> u32 {
         (self.next_u64() >> 32) as u32
     }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// HMAC_DRBG (SHA-256) state: `K` and `V` of SP 800-90A §10.1.2.
@@ -132,5 +137,6 @@ mod tests {
         let v: Vec<u32> = (0..4).map(|_| r.next_u32()).collect();
         assert!(v.iter().all(|x| *x != 0));
         assert_eq!(Rng::new(0).next_u32(), v[0]);
+        assert!((0..1000).map(|_| r.unit()).all(|u| (0.0..1.0).contains(&u)));
     }
 }

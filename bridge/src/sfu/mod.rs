@@ -317,6 +317,16 @@ impl Sfu {
 
     // ---------------------------------------------------------------------------- media
 
+    /// Runs `f` on the conference of endpoint `h` (an input from it); counted as dropped if the
+    /// conference is gone.
+    #[inline]
+    fn route(&mut self, h: EndpointHandle, f: impl FnOnce(&mut Conference, &mut Ctx)) {
+        match conf_mut(&mut self.conferences, h.conf) {
+            Some(c) => f(c, &mut self.ctx),
+            None => self.ctx.counters.drop(DropReason::UnknownEndpoint),
+        }
+    }
+
     /// A decrypted RTP packet from `from`. Forwarded copies go to the sink as [`Output::Rtp`].
     pub fn handle_rtp(
         &mut self,
@@ -325,11 +335,7 @@ impl Sfu {
         packet: &[u8],
         sink: &mut impl Sink,
     ) {
-        let Some(c) = conf_mut(&mut self.conferences, from.conf) else {
-            self.ctx.counters.drop(DropReason::UnknownEndpoint);
-            return;
-        };
-        c.on_rtp(now, from, packet, &mut self.ctx, sink);
+        self.route(from, |c, ctx| c.on_rtp(now, from, packet, ctx, sink));
     }
 
     /// A receiver's downlink bandwidth estimate (bps) from outside the core (the shell's
@@ -342,11 +348,9 @@ impl Sfu {
         bps: u64,
         sink: &mut impl Sink,
     ) {
-        let Some(c) = conf_mut(&mut self.conferences, ep.conf) else {
-            self.ctx.counters.drop(DropReason::UnknownEndpoint);
-            return;
-        };
-        c.on_bandwidth_estimate(now, ep, bps, &mut self.ctx, sink);
+        self.route(ep, |c, ctx| {
+            c.on_bandwidth_estimate(now, ep, bps, ctx, sink)
+        });
     }
 
     /// The downlink bandwidth estimator's state for receiver `ep` (stats, diagnostics).
@@ -378,11 +382,7 @@ impl Sfu {
         packet: &[u8],
         sink: &mut impl Sink,
     ) {
-        let Some(c) = conf_mut(&mut self.conferences, from.conf) else {
-            self.ctx.counters.drop(DropReason::UnknownEndpoint);
-            return;
-        };
-        c.on_rtcp(now, from, packet, &mut self.ctx, sink);
+        self.route(from, |c, ctx| c.on_rtcp(now, from, packet, ctx, sink));
     }
 
     /// A bridge-channel text message from `from`.
@@ -393,11 +393,9 @@ impl Sfu {
         text: &str,
         sink: &mut impl Sink,
     ) {
-        let Some(c) = conf_mut(&mut self.conferences, from.conf) else {
-            self.ctx.counters.drop(DropReason::UnknownEndpoint);
-            return;
-        };
-        c.on_channel_message(now, from, text, &mut self.ctx, sink);
+        self.route(from, |c, ctx| {
+            c.on_channel_message(now, from, text, ctx, sink)
+        });
     }
 
     /// A transport state change of `ep`.
@@ -408,11 +406,7 @@ impl Sfu {
         event: TransportEvent,
         sink: &mut impl Sink,
     ) {
-        let Some(c) = conf_mut(&mut self.conferences, ep.conf) else {
-            self.ctx.counters.drop(DropReason::UnknownEndpoint);
-            return;
-        };
-        c.on_transport_event(now, ep, event, &mut self.ctx, sink);
+        self.route(ep, |c, ctx| c.on_transport_event(now, ep, event, ctx, sink));
         self.reap(ep.conf.idx, sink);
     }
 

@@ -40,6 +40,29 @@ struct Frame {
 }
 
 impl Frame {
+    /// A frame as its first packet `p` describes it (offsets not decided yet).
+    fn first_packet(
+        pic: u16,
+        p: &VideoPacket<'_>,
+        start: bool,
+        keyframe: bool,
+        tid: u8,
+        accepted: bool,
+    ) -> Frame {
+        Frame {
+            valid: true,
+            pic,
+            first_seq: p.seq,
+            last_seq: p.seq,
+            start_seen: start,
+            end_seen: p.marker,
+            keyframe,
+            tid,
+            accepted,
+            ..Frame::default()
+        }
+    }
+
     fn out_first(&self) -> u16 {
         self.first_seq.wrapping_sub(self.seq_delta)
     }
@@ -327,19 +350,9 @@ fn project(
         out.segment_start = Some(out_first);
         s.newest = pic;
         let f = Frame {
-            valid: true,
-            pic,
-            first_seq: p.seq,
-            last_seq: p.seq,
-            start_seen: start,
-            end_seen: p.marker,
-            keyframe,
-            tid,
-            accepted: true,
-            pad_after: 0,
             seq_delta: p.seq.wrapping_sub(out_first),
             out_pic,
-            closed_at: None,
+            ..Frame::first_packet(pic, p, start, keyframe, tid, true)
         };
         s.last_seq_delta = f.seq_delta;
         s.last_pic_delta = pic.wrapping_sub(out_pic);
@@ -369,18 +382,7 @@ fn project(
     }
     let accepted = accepted && s.decodable(pic, tid, keyframe);
     let i = s.slot(pic);
-    s.frames[i] = Frame {
-        valid: true,
-        pic,
-        first_seq: p.seq,
-        last_seq: p.seq,
-        start_seen: start,
-        end_seen: p.marker,
-        keyframe,
-        tid,
-        accepted,
-        ..Frame::default()
-    };
+    s.frames[i] = Frame::first_packet(pic, p, start, keyframe, tid, accepted);
     if !accepted {
         return Step::Drop;
     }
