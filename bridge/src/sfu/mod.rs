@@ -29,7 +29,7 @@
 //! | `endpoint.rs` | identity, negotiated parameters, transport state, activity | the one endpoint record |
 //! | `uplink.rs` | per sender: SSRC table (receive stats, duplicate window, NACK generator), transport-cc feedback generator | ingress stages, feedback toward the sender |
 //! | `source.rs` | per published source: encodings, layer measurement, retransmission store, keyframe limiter | measurement stage |
-//! | `downlink.rs` | per receiver: settings, allocation, forwarded set, projections, sent log, estimator | forward stage, NACK answers, probing |
+//! | `downlink.rs`, `settings.rs` | per receiver: settings (constraints, last-N), allocation, forwarded set, projections, sent log, estimator | forward stage, NACK answers, probing |
 //! | `projection/` | per (receiver, source): target, switch filter, codec context | the forwarding decision and rewrite, codec by codec |
 //! | `codec.rs`, `vp8.rs` | — | the codec interface; VP8 payload descriptor |
 //! | `allocation.rs`, `layers.rs` | — | layer selection (pure function), layer bitrates and heights |

@@ -476,4 +476,54 @@ mod tests {
         st.drain_transmits(&mut out);
         assert!(st.dirty.is_empty());
     }
+
+    /// The endpoints' timers live in one table: after they start checking, the next deadline is
+    /// the earliest of theirs (read from the table, not by asking each), firing runs exactly the
+    /// due endpoints and re-arms them, and queueing media does not re-read timers.
+    #[test]
+    fn endpoint_timers_come_from_one_table() {
+        use crate::transport::{RemoteCandidate, RemoteTransport};
+        let mut st = state_with(20);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for k in 0..20u32 {
+            let ep = st.endpoint_mut(&k).unwrap();
+            ep.set_remote(
+                t0,
+                RemoteTransport {
+                    ice: IceCredentials::random(),
+                    fingerprints: Vec::new(),
+                    candidates: vec![RemoteCandidate {
+                        addr: SocketAddr::from(([127, 0, 0, 1], 20_000 + k as u16)),
+                        priority: 1,
+                    }],
+                },
+            );
+        }
+        st.drain_transmits(&mut out);
+        let earliest = |st: &PortState<u32>| {
+            st.endpoints
+                .values()
+                .filter_map(|s| s.ep.poll_timeout())
+                .min()
+        };
+        let next = st.poll_timeout();
+        assert!(next.is_some() && next <= earliest(&st), "{next:?}");
+        assert!(st.timers.len() <= 2 * 20, "{} entries", st.timers.len());
+        // Run the timers for a while: checks go out, deadlines follow, the table stays small.
+        let mut now = t0;
+        for _ in 0..200 {
+            let Some(t) = st.poll_timeout() else { break };
+            now = t.max(now);
+            st.handle_timeout(now);
+            out.clear();
+            st.drain_transmits(&mut out);
+            assert!(st.poll_timeout() <= earliest(&st));
+            assert!(st.timers.len() <= 2 * 20, "{} entries", st.timers.len());
+        }
+        assert!(now > t0, "timers fired");
+        // Queueing media (not connected here: refused) does not mark timers for re-reading.
+        let _ = st.send_rtp(&3, &[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert!(st.endpoints[&3].dirty && !st.endpoints[&3].timer_dirty);
+    }
 }
