@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::sfu::codec::PayloadRewrite;
 
 use super::seq::{SeqRewriter, ts_newer};
-use super::stream::{CodecStream, OutState, Rewritten, Segment, Step, VideoPacket};
+use super::stream::{CodecStream, OutState, Rewritten, Segment, VideoPacket};
 use super::switch::SwitchFilter;
 use super::target::Target;
 
@@ -24,52 +24,44 @@ impl CodecStream for GenericStream {
     type Desc = ();
 
     fn project(
-        cur: Option<&mut Self>,
+        slot: &mut Option<Self>,
         filter: &mut SwitchFilter,
         out: &mut OutState,
         now: Instant,
         p: &VideoPacket<'_>,
         _: &(),
         target: Target,
-    ) -> Step<Self> {
+    ) -> Option<Rewritten> {
         let before = filter.current();
         // Unknown codecs: every packet may start a segment (nothing better to go by).
         let keyframe = p.info.keyframe.unwrap_or(true);
-        let cur = cur.filter(|g| g.encoding == p.encoding);
         if !filter.accept(now, p.encoding, 0, keyframe, target) {
-            if let Some(g) = cur {
+            if let Some(g) = slot.as_mut().filter(|g| g.encoding == p.encoding) {
                 g.seq.skip(p.seq);
             }
-            return Step::Drop;
+            return None;
         }
-        match cur {
-            Some(g) if before == Some(p.encoding) => match g.forward(out, now, p) {
-                Some(r) => Step::Forward(r),
-                None => Step::Drop,
-            },
-            _ => {
-                let mut g = GenericStream {
-                    encoding: p.encoding,
-                    seq: SeqRewriter::default(),
-                    ts_delta: 0,
-                };
-                if out.started {
-                    g.seq.rebase(p.seq, out.last_seq.wrapping_add(1));
-                    g.ts_delta = out.switch_ts(now).wrapping_sub(p.timestamp);
-                }
-                out.segment_start = Some(if out.started {
-                    out.last_seq.wrapping_add(1)
-                } else {
-                    p.seq
-                });
-                out.last_frame_at = Some(now);
-                // The first packet of a rebased segment always maps.
-                match g.forward(out, now, p) {
-                    Some(r) => Step::Start(g, r),
-                    None => Step::Drop,
-                }
+        let continuing =
+            before == Some(p.encoding) && slot.as_ref().is_some_and(|g| g.encoding == p.encoding);
+        if !continuing {
+            let mut g = GenericStream {
+                encoding: p.encoding,
+                seq: SeqRewriter::default(),
+                ts_delta: 0,
+            };
+            if out.started {
+                g.seq.rebase(p.seq, out.last_seq.wrapping_add(1));
+                g.ts_delta = out.switch_ts(now).wrapping_sub(p.timestamp);
             }
+            out.segment_start = Some(if out.started {
+                out.last_seq.wrapping_add(1)
+            } else {
+                p.seq
+            });
+            out.last_frame_at = Some(now);
+            *slot = Some(g);
         }
+        slot.as_mut()?.forward(out, now, p)
     }
 }
 

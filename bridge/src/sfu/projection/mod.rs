@@ -40,7 +40,7 @@ use generic::GenericStream;
 use vp8::Vp8Stream;
 
 pub use seq::{SeqRewriter, seq_newer};
-pub use stream::{CodecStream, OutState, Rewritten, Segment, Step, VideoPacket};
+pub use stream::{CodecStream, OutState, Rewritten, Segment, VideoPacket};
 pub use switch::SwitchFilter;
 pub use target::{ALL_TEMPORAL, Target};
 
@@ -60,30 +60,27 @@ impl Context {
     }
 }
 
-/// The current segment, of the current context.
-#[derive(Debug, Clone)]
-enum Mode {
-    /// Nothing forwarded yet in this context (or the segment ended).
-    Idle,
-    Generic(GenericStream),
-    Vp8(Box<Vp8Stream>),
+/// The current segment: one slot per codec context, at most one of them filled (the context of
+/// the latest packets).
+#[derive(Debug, Clone, Default)]
+struct Segments {
+    generic: Option<GenericStream>,
+    vp8: Option<Box<Vp8Stream>>,
 }
 
-impl Mode {
-    fn segment(&self) -> Option<&dyn Segment> {
-        match self {
-            Mode::Idle => None,
-            Mode::Generic(g) => Some(g),
-            Mode::Vp8(s) => Some(s),
+impl Segments {
+    fn current(&self) -> Option<&dyn Segment> {
+        if let Some(g) = &self.generic {
+            return Some(g);
         }
+        self.vp8.as_ref().map(|s| s as &dyn Segment)
     }
 
-    fn segment_mut(&mut self) -> Option<&mut dyn Segment> {
-        match self {
-            Mode::Idle => None,
-            Mode::Generic(g) => Some(g),
-            Mode::Vp8(s) => Some(s),
+    fn current_mut(&mut self) -> Option<&mut dyn Segment> {
+        if let Some(g) = &mut self.generic {
+            return Some(g);
         }
+        self.vp8.as_mut().map(|s| s as &mut dyn Segment)
     }
 }
 
@@ -93,38 +90,13 @@ struct VideoState {
     filter: SwitchFilter,
     out: OutState,
     context: Context,
-    mode: Mode,
+    segments: Segments,
 }
 
 #[derive(Debug, Clone)]
 enum State {
     Audio(SeqRewriter),
     Video(Box<VideoState>),
-}
-
-/// Runs codec context `S` on one packet: `cur` finds its segment in the mode, `install` makes a
-/// new one current.
-#[inline]
-fn drive<S: CodecStream>(
-    v: &mut VideoState,
-    now: Instant,
-    p: &VideoPacket<'_>,
-    desc: &S::Desc,
-    target: Target,
-    cur: fn(&mut Mode) -> Option<&mut S>,
-    install: fn(S) -> Mode,
-) -> Option<Rewritten> {
-    let VideoState {
-        filter, out, mode, ..
-    } = v;
-    match S::project(cur(mode), filter, out, now, p, desc, target) {
-        Step::Drop => None,
-        Step::Forward(r) => Some(r),
-        Step::Start(s, r) => {
-            *mode = install(s);
-            Some(r)
-        }
-    }
 }
 
 /// Per (receiver, source) forwarding state.
@@ -176,7 +148,7 @@ impl Projection {
                 filter: SwitchFilter::default(),
                 out: OutState::default(),
                 context: Context::Generic,
-                mode: Mode::Idle,
+                segments: Segments::default(),
             })),
         )
     }
@@ -255,7 +227,7 @@ impl Projection {
         match &mut self.state {
             State::Audio(s) => s.skip(seq),
             State::Video(v) => {
-                if let Some(s) = v.mode.segment_mut()
+                if let Some(s) = v.segments.current_mut()
                     && s.encoding() == encoding
                 {
                     s.skip(seq);
@@ -270,8 +242,8 @@ impl Projection {
         match &self.state {
             State::Audio(_) => Some(ts),
             State::Video(v) => v
-                .mode
-                .segment()
+                .segments
+                .current()
                 .filter(|s| s.encoding() == encoding)
                 .map(|s| s.egress_timestamp(ts)),
         }
@@ -288,34 +260,22 @@ impl Projection {
         if context != v.context {
             // Another context: a new segment starting at a keyframe.
             v.context = context;
-            v.mode = Mode::Idle;
+            v.segments = Segments::default();
             v.filter.reset();
         }
+        let VideoState {
+            filter,
+            out,
+            segments,
+            ..
+        } = &mut **v;
         let r = match &p.info.frame {
-            FrameDesc::Vp8(h) => drive(
-                v,
-                now,
-                p,
-                h,
-                target,
-                |m| match m {
-                    Mode::Vp8(s) => Some(s),
-                    _ => None,
-                },
-                Mode::Vp8,
-            ),
-            FrameDesc::None => drive(
-                v,
-                now,
-                p,
-                &(),
-                target,
-                |m| match m {
-                    Mode::Generic(g) => Some(g),
-                    _ => None,
-                },
-                Mode::Generic,
-            ),
+            FrameDesc::Vp8(h) => {
+                CodecStream::project(&mut segments.vp8, filter, out, now, p, h, target)
+            }
+            FrameDesc::None => {
+                CodecStream::project(&mut segments.generic, filter, out, now, p, &(), target)
+            }
         }?;
         self.packets_sent += 1;
         self.last_sent_at = Some(now);

@@ -68,27 +68,15 @@ pub struct VideoPacket<'a> {
     pub info: &'a VideoInfo,
 }
 
-/// What a codec context decided about one packet.
-#[derive(Debug)]
-pub enum Step<S> {
-    /// Not forwarded to this receiver.
-    Drop,
-    /// Forwarded in the current segment.
-    Forward(Rewritten),
-    /// Forwarded as the first packet of a new segment of this context (a switch, a resume, or the
-    /// first keyframe): the projection makes `S` its current segment.
-    Start(S, Rewritten),
-}
-
 /// One codec's forwarding context: the state of a forwarded segment (one encoding, from the
 /// keyframe that started it) and the per-packet decision. The projection keeps at most one
-/// segment, of the context the packets' descriptor selects; codec-independent parts (which
-/// encoding, when to switch: [`SwitchFilter`]; where the receiver's stream stands: [`OutState`])
-/// are passed in.
+/// segment, of the context the packets' descriptor selects, in that context's slot;
+/// codec-independent parts (which encoding, when to switch: [`SwitchFilter`]; where the receiver's
+/// stream stands: [`OutState`]) are passed in.
 ///
 /// Adding a codec adds one implementation (a file next to `generic.rs` and `vp8.rs`), a variant of
-/// [`FrameDesc`](crate::sfu::codec::FrameDesc) its ingress parser fills, and the match arms that
-/// pick it in `mod.rs`. A VP9 context keys frames by PictureID like VP8 and filters by spatial
+/// [`FrameDesc`](crate::sfu::codec::FrameDesc) its ingress parser fills, and in `mod.rs` its slot
+/// and the match arms that pick it. A VP9 context keys frames by PictureID like VP8 and filters by spatial
 /// and temporal id; an AV1 one reads frame numbers and decode-target membership from the
 /// Dependency Descriptor and rewrites the frame number (a header extension: its
 /// [`PayloadRewrite::apply`] gets the whole egress packet).
@@ -96,18 +84,19 @@ pub trait CodecStream: Segment + Sized {
     /// What the context reads from each packet (parsed once at ingress, shared by all receivers).
     type Desc;
 
-    /// Decides about one packet and computes its rewrite. `cur` is the receiver's current segment
-    /// if it is of this context; a switch to another encoding of the same codec starts a new one.
+    /// Decides about one packet and computes its rewrite (`None`: drop). `slot` holds the
+    /// receiver's current segment of this context, if any; a switch (another encoding, a resume)
+    /// puts a new segment there.
     #[allow(clippy::too_many_arguments)]
     fn project(
-        cur: Option<&mut Self>,
+        slot: &mut Option<Self>,
         filter: &mut SwitchFilter,
         out: &mut OutState,
         now: Instant,
         p: &VideoPacket<'_>,
         desc: &Self::Desc,
         target: Target,
-    ) -> Step<Self>;
+    ) -> Option<Rewritten>;
 }
 
 /// What the projection asks of a current segment whatever its codec.

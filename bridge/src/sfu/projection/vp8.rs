@@ -9,7 +9,7 @@ use crate::sfu::codec::PayloadRewrite;
 use crate::sfu::vp8::{self, Vp8Header};
 
 use super::seq::{seq_diff, seq_newer};
-use super::stream::{CodecStream, OutState, Rewritten, Segment, Step, VideoPacket};
+use super::stream::{CodecStream, OutState, Rewritten, Segment, VideoPacket};
 use super::switch::SwitchFilter;
 use super::target::Target;
 
@@ -217,15 +217,15 @@ impl CodecStream for Box<Vp8Stream> {
     type Desc = Vp8Header;
 
     fn project(
-        cur: Option<&mut Self>,
+        slot: &mut Option<Self>,
         filter: &mut SwitchFilter,
         out: &mut OutState,
         now: Instant,
         p: &VideoPacket<'_>,
         h: &Vp8Header,
         target: Target,
-    ) -> Step<Self> {
-        project(cur, filter, out, now, p, h, target)
+    ) -> Option<Rewritten> {
+        project(slot, filter, out, now, p, h, target)
     }
 }
 
@@ -254,23 +254,21 @@ impl Segment for Box<Vp8Stream> {
 }
 
 fn project(
-    mut cur: Option<&mut Box<Vp8Stream>>,
+    slot: &mut Option<Box<Vp8Stream>>,
     filter: &mut SwitchFilter,
     out: &mut OutState,
     now: Instant,
     p: &VideoPacket<'_>,
     h: &Vp8Header,
     target: Target,
-) -> Step<Box<Vp8Stream>> {
-    let Some(pic) = h.picture_id else {
-        return Step::Drop;
-    };
+) -> Option<Rewritten> {
+    let pic = h.picture_id?;
     let mask = h.picture_id_mask();
     let tid = h.tid.unwrap_or(0);
     let start = h.start_of_frame();
 
     // A packet of a frame already seen on the forwarded encoding.
-    if let Some(s) = cur.as_deref_mut()
+    if let Some(s) = slot.as_deref_mut()
         && s.encoding == p.encoding
         && s.mask == mask
         && s.get(pic).is_some()
@@ -286,10 +284,10 @@ fn project(
         f.start_seen |= start;
         f.end_seen |= p.marker;
         if !f.accepted || f.closed_at.is_some_and(|c| seq_newer(p.seq, c)) {
-            return Step::Drop;
+            return None;
         }
         let f = *f;
-        return Step::Forward(s.emit(out, p, h, &f));
+        return Some(s.emit(out, p, h, &f));
     }
 
     // A new frame: one decision for all its packets.
@@ -297,7 +295,7 @@ fn project(
     let keyframe = start && h.keyframe;
     let accepted = filter.accept(now, p.encoding, tid, keyframe, target);
     let continuing = before == Some(p.encoding)
-        && cur
+        && slot
             .as_deref()
             .is_some_and(|s| s.encoding == p.encoding && s.mask == mask);
 
@@ -307,12 +305,12 @@ fn project(
     let resync = continuing
         && accepted
         && keyframe
-        && cur
+        && slot
             .as_deref()
             .is_some_and(|s| s.dist(pic, s.newest) <= -(RING as i32 - 1));
     if !continuing || resync {
         if !accepted {
-            return Step::Drop;
+            return None;
         }
         // A new segment: continue the output where it stands.
         let mut s = Box::new(Vp8Stream::new(p.encoding, mask));
@@ -323,7 +321,7 @@ fn project(
         if out.started {
             let last_seq = out.last_seq;
             // The previous VP8 segment (any encoding) may have a frame still open.
-            let cut_short = match cur.as_deref_mut() {
+            let cut_short = match slot.as_deref_mut() {
                 Some(old) => match old
                     .frames
                     .iter_mut()
@@ -360,15 +358,14 @@ fn project(
         s.frames[i] = f;
         out.last_frame_at = Some(now);
         let r = s.emit(out, p, h, &f);
-        return Step::Start(s, r);
+        *slot = Some(s);
+        return Some(r);
     }
 
-    let Some(s) = cur else {
-        return Step::Drop;
-    };
+    let s = slot.as_deref_mut()?;
     let ahead = s.dist(pic, s.newest);
     if ahead <= -(RING as i32 - 1) {
-        return Step::Drop; // older than anything tracked
+        return None; // older than anything tracked
     }
     if ahead > 0 {
         // Slots between the newest frame and this one now describe frames never seen.
@@ -384,7 +381,7 @@ fn project(
     let i = s.slot(pic);
     s.frames[i] = Frame::first_packet(pic, p, start, keyframe, tid, accepted);
     if !accepted {
-        return Step::Drop;
+        return None;
     }
     let (seq_delta, pic_delta) = s.in_layer_offsets(pic);
     let f = &mut s.frames[i];
@@ -394,7 +391,7 @@ fn project(
     s.last_seq_delta = seq_delta;
     s.last_pic_delta = pic_delta;
     out.last_frame_at = Some(now);
-    Step::Forward(s.emit(out, p, h, &f))
+    Some(s.emit(out, p, h, &f))
 }
 
 impl Vp8Stream {
