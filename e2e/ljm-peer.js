@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Drives lib-jitsi-meet participants (one headless Chromium, one page each) for the focus's browser
 // tests. Protocol (JSON lines):
-//   argv[2]: path of a JSON file {"domain","muc","focus","serviceUrl","room","resolution"?,"frameRate"?}
+//   argv[2]: path of a JSON file {"domain","muc","focus","serviceUrl","room","resolution"?,"frameRate"?,
+//            "stockBrowser"?} — stockBrowser: Chromium without the loopback test flag, as users have it
 //   stdin:   {"cmd":"join","id":"a"[,"room":…]}  → {"event":"joined","id":"a","endpoint":"…"}
 //            {"cmd":"open","id":"a","url":…}      → {"event":"opened","id":"a"} (a page that joins by
 //                                                   itself, e.g. the demo page of scripts/run.sh)
@@ -26,7 +27,7 @@ async function main() {
     if (!fs.existsSync(f)) throw new Error(`${f} missing: run e2e/install.sh`);
   }
   const web = await serve(path.join(__dirname, 'pages'), routes);
-  const browser = await launch(['--autoplay-policy=no-user-gesture-required']);
+  const browser = await launch(['--autoplay-policy=no-user-gesture-required'], { stock: !!cfg.stockBrowser });
   const pages = new Map();
   const run = async (c) => {
     try {

@@ -13,6 +13,8 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+# ip/tc: the stock-browser tests run the demo in a network namespace of their own.
+{ command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1; } || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

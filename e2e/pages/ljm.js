@@ -4,7 +4,11 @@
 'use strict';
 
 (function () {
-  const state = { conn: null, conf: null, remote: {}, removed: [], events: [] };
+  const state = {
+    conn: null, conf: null, remote: {}, removed: [], events: [],
+    // What the page shows about media (see updateMediaStatus).
+    media: { state: 'starting', message: '', since: null, failure: null, decoded: {} },
+  };
   window.ljmState = state;
 
   function note(kind, detail) {
@@ -25,8 +29,12 @@
       const l = document.createElement('div');
       l.className = 'label';
       l.textContent = label;
+      const st = document.createElement('div');
+      st.className = 'status';
+      st.id = 'status-' + id;
       el.appendChild(v);
       el.appendChild(l);
+      el.appendChild(st);
       document.getElementById('videos').appendChild(el);
     }
     return el;
@@ -46,6 +54,121 @@
     }
   }
 
+  // ---- media state, as the user sees it ---------------------------------------------------------
+  // A black tile explains nothing: every remote tile says connecting / connected / failed (and why),
+  // and the status line says what to do when the browser cannot reach the bridge's media port.
+
+  /** Seconds without a media connection before the page says it is stuck. */
+  const STALLED_AFTER_MS = 10000;
+
+  /** The bridge's ICE candidates from the remote description: "udp 10.0.0.5:10000", … */
+  function bridgeCandidates(pc) {
+    const sdp = (pc && pc.remoteDescription && pc.remoteDescription.sdp) || '';
+    const out = [];
+    for (const line of sdp.split(/\r?\n/)) {
+      const m = /^a=candidate:\S+ \d+ (\w+) \d+ (\S+) (\d+) typ (\w+)/.exec(line);
+      if (m) {
+        const c = `${m[1].toLowerCase()} ${m[2].includes(':') ? '[' + m[2] + ']' : m[2]}:${m[3]}`;
+        if (!out.includes(c)) out.push(c);
+      }
+    }
+    return out;
+  }
+
+  function jvbPeerConnection() {
+    const session = state.conf && state.conf.jvbJingleSession;
+    return session && session.peerconnection && session.peerconnection.peerconnection;
+  }
+
+  function unreachableAdvice(cands) {
+    const where = cands.length ? cands.join(', ') : 'the addresses the bridge advertised';
+    let advice = `This browser could not reach the bridge's media port (${where}). `;
+    if (cands.length && cands.every((c) => / (127\.|\[::1\])/.test(c))) {
+      advice += 'Browsers do not use 127.0.0.1 for WebRTC: start scripts/run.sh without RUN_MEDIA_IP, '
+        + 'or set RUN_MEDIA_IP to an address of this machine that the browser can reach.';
+    } else {
+      advice += 'Check that a firewall lets that UDP port through, and that the address is one this '
+        + 'browser can reach (scripts/run.sh: RUN_MEDIA_IP).';
+    }
+    return advice;
+  }
+
+  async function updateMediaStatus() {
+    const m = state.media;
+    const conf = state.conf;
+    const pc = jvbPeerConnection();
+    const others = conf ? conf.getParticipants().map((p) => p.getId()) : [];
+    const ice = pc ? pc.iceConnectionState : null;
+    if (pc && !m.since) m.since = Date.now();
+    const cands = bridgeCandidates(pc);
+    if (ice === 'failed') {
+      m.failure = `ICE failed: ${unreachableAdvice(cands)}`;
+    }
+    if (!conf) {
+      m.state = 'starting';
+      m.message = '';
+    } else if (ice === 'connected' || ice === 'completed') {
+      m.state = 'connected';
+      m.message = `media connected to the bridge (${cands.join(', ')})`;
+      m.failure = null;
+    } else if (m.failure) {
+      m.state = 'failed';
+      m.message = m.failure + (pc && ice !== 'failed' ? ' (retrying…)' : '');
+    } else if (!pc) {
+      m.state = others.length ? 'connecting' : 'waiting';
+      m.message = others.length ? 'waiting for the media offer from the focus'
+        : 'waiting for someone else — open this page in another tab';
+    } else if (Date.now() - m.since > STALLED_AFTER_MS) {
+      m.state = 'stalled';
+      m.message = `no media connection after ${Math.round((Date.now() - m.since) / 1000)} s. `
+        + unreachableAdvice(cands);
+    } else {
+      m.state = 'connecting';
+      m.message = `connecting to the bridge (${cands.join(', ') || 'no candidates yet'})…`;
+    }
+    // Per remote participant: decoding frames, or why not.
+    let inbound = [];
+    if (pc && m.state === 'connected') {
+      try {
+        const report = await pc.getStats();
+        report.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') inbound.push(r); });
+      } catch (_) { inbound = []; }
+    }
+    for (const pid of others) {
+      tile(pid, pid);
+      const track = state.remote[pid] && state.remote[pid].video;
+      const ssrc = track && track.getSSRC();
+      const s = inbound.find((r) => r.ssrc === ssrc);
+      const frames = (s && s.framesDecoded) || 0;
+      const before = m.decoded[pid] || 0;
+      m.decoded[pid] = frames;
+      let text;
+      if (m.state === 'failed' || m.state === 'stalled') text = 'no media: ' + m.state;
+      else if (m.state !== 'connected') text = 'connecting…';
+      else if (!track) text = 'connected, no video from this participant';
+      else if (frames > before) text = 'connected';
+      else text = 'connected, video paused';
+      const el = document.getElementById('status-' + pid);
+      if (el && el.textContent !== text) el.textContent = text;
+    }
+    const line = document.getElementById('media');
+    if (line) {
+      line.textContent = m.message;
+      line.className = m.state;
+    }
+  }
+
+  /** What the page shows about media: the status line and each remote tile's status. */
+  window.ljmMediaStatus = function () {
+    const tiles = {};
+    document.querySelectorAll('.status').forEach((el) => {
+      const id = el.id.slice('status-'.length);
+      if (id !== 'local') tiles[id] = el.textContent;
+    });
+    const line = document.getElementById('media');
+    return { state: state.media.state, text: line ? line.textContent : state.media.message, tiles };
+  };
+
   function detach(track) {
     const pid = track.getParticipantId();
     if (track.getType() === 'video') {
@@ -63,7 +186,9 @@
     JM.setLogLevel(JM.logLevels.WARN);
     const options = {
       hosts: { domain: cfg.domain, muc: cfg.muc, focus: cfg.focus },
-      serviceUrl: cfg.serviceUrl,
+      // The demo server gives Prosody's WebSocket port: same host as the page (loopback, or the
+      // address scripts/run.sh was asked to listen on).
+      serviceUrl: cfg.serviceUrl || `ws://${location.host.replace(/:\d+$/, '')}:${cfg.websocketPort}/xmpp-websocket`,
     };
     const conn = new JM.JitsiConnection(null, null, options);
     state.conn = conn;
@@ -101,8 +226,12 @@
       note('track-removed', { participant: pid, type });
       detach(track);
     });
-    conf.on(E.USER_JOINED, (id) => note('user-joined', { participant: id }));
-    conf.on(E.USER_LEFT, (id) => note('user-left', { participant: id }));
+    conf.on(E.USER_JOINED, (id) => { note('user-joined', { participant: id }); tile(id, id); });
+    conf.on(E.USER_LEFT, (id) => {
+      note('user-left', { participant: id });
+      const t = document.getElementById('tile-' + id);
+      if (t) t.remove();
+    });
     conf.on(E.CONNECTION_INTERRUPTED, () => note('media-interrupted'));
     conf.on(E.CONNECTION_RESTORED, () => note('media-restored'));
     conf.on(E.CONNECTION_ESTABLISHED, () => note('media-established'));
@@ -117,6 +246,7 @@
       conf.join();
     });
     note('joined', { id: conf.myUserId() });
+    setInterval(() => { updateMediaStatus().catch(() => {}); }, 1000);
     // Ask the bridge for video (its default receive constraint is 0 = none).
     conf.setReceiverVideoConstraint(720);
     return conf.myUserId();
@@ -200,6 +330,7 @@
       ice: pc ? pc.iceConnectionState : null,
       // This page's own video as sent (one entry per simulcast encoding).
       outbound,
+      mediaStatus: window.ljmMediaStatus(),
       videos,
       events: state.events,
     };

@@ -9,6 +9,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
+use super::netns::NetNs;
+
 /// The browser driver process.
 pub struct Participants {
     child: Child,
@@ -40,11 +42,20 @@ impl Participants {
 
     /// Starts the driver with a page configuration (see `e2e/ljm-peer.js`).
     pub async fn start_with(cfg: Value) -> Participants {
+        Self::start_in(cfg, None).await
+    }
+
+    /// Starts the driver inside `netns` (its Chromium then sees only that namespace's network).
+    pub async fn start_in(cfg: Value, netns: Option<&NetNs>) -> Participants {
         tokio::task::block_in_place(signaling::testing::ensure_browser_harness)
             .expect("browser harness");
         let config = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(config.path(), cfg.to_string()).expect("write config");
-        let mut child = Command::new("node")
+        let mut command = match netns {
+            Some(ns) => ns.tokio_command("node"),
+            None => Command::new("node"),
+        };
+        let mut child = command
             .arg(e2e_dir().join("ljm-peer.js"))
             .arg(config.path())
             .stdin(Stdio::piped())

@@ -262,6 +262,7 @@ pub fn el(xml: &str) -> Element {
 }
 
 pub mod browser;
+pub mod netns;
 
 /// Builds the workspace's `bridge` binary next to the `focus` binary under test (same target dir and
 /// profile) and returns its path.
