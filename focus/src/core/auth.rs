@@ -328,28 +328,36 @@ mod tests {
 
     const ROOM: &str = "room@conference.meet.example";
 
+    /// A conference request for [`ROOM`] from `from` on `machine`, with `session`.
+    fn ask(
+        a: &mut Authority,
+        now: Instant,
+        rng: &mut Rng,
+        (machine, session): (Option<&str>, Option<&str>),
+        from: &str,
+        room_exists: bool,
+    ) -> Result<AuthAnswer, StanzaError> {
+        a.process(
+            now,
+            rng,
+            &request(ROOM, machine, session),
+            from,
+            room_exists,
+        )
+    }
+
     #[test]
     fn only_users_of_the_login_domain_create_rooms() {
         let now = Instant::now();
         let mut rng = Rng(1);
         let mut a = authority(AuthKind::Xmpp);
         let guest = "x1y2@guest.meet.example/r1";
-        let err = a
-            .process(
-                now,
-                &mut rng,
-                &request(ROOM, Some("m1"), None),
-                guest,
-                false,
-            )
-            .unwrap_err();
+        let err = ask(&mut a, now, &mut rng, (Some("m1"), None), guest, false).unwrap_err();
         assert_eq!(err.condition, Condition::NotAuthorized);
         assert_eq!(a.session_count(), 0);
 
         let host = "alice@meet.example/r2";
-        let ok = a
-            .process(now, &mut rng, &request(ROOM, Some("m2"), None), host, false)
-            .unwrap();
+        let ok = ask(&mut a, now, &mut rng, (Some("m2"), None), host, false).unwrap();
         let (sid, identity) = ok.session.clone().unwrap();
         assert_eq!(identity, "alice@meet.example");
         assert_eq!(a.identity(host), Some("alice@meet.example"));
@@ -364,9 +372,7 @@ mod tests {
         );
 
         // Once the room exists, the guest may join it (not authenticated, no session).
-        let ok = a
-            .process(now, &mut rng, &request(ROOM, Some("m1"), None), guest, true)
-            .unwrap();
+        let ok = ask(&mut a, now, &mut rng, (Some("m1"), None), guest, true).unwrap();
         assert_eq!(ok.enabled, Some(false));
         assert!(ok.session.is_none());
     }
@@ -376,17 +382,17 @@ mod tests {
         let now = Instant::now();
         let mut rng = Rng(2);
         let mut a = authority(AuthKind::Xmpp);
-        let (sid, _) = a
-            .process(
-                now,
-                &mut rng,
-                &request(ROOM, Some("m1"), None),
-                "alice@meet.example/tab",
-                false,
-            )
-            .unwrap()
-            .session
-            .unwrap();
+        let (sid, _) = ask(
+            &mut a,
+            now,
+            &mut rng,
+            (Some("m1"), None),
+            "alice@meet.example/tab",
+            false,
+        )
+        .unwrap()
+        .session
+        .unwrap();
         // The guest connection of the same browser upgrades with the session.
         let guest = "x1y2@guest.meet.example/r1";
         let ok = a
@@ -431,15 +437,15 @@ mod tests {
     #[test]
     fn an_authenticated_user_without_machine_uid_is_not_acceptable() {
         let mut a = authority(AuthKind::Xmpp);
-        let err = a
-            .process(
-                Instant::now(),
-                &mut Rng(3),
-                &request(ROOM, None, None),
-                "alice@meet.example/x",
-                false,
-            )
-            .unwrap_err();
+        let err = ask(
+            &mut a,
+            Instant::now(),
+            &mut Rng(3),
+            (None, None),
+            "alice@meet.example/x",
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err.condition, Condition::NotAcceptable);
     }
 
@@ -448,10 +454,11 @@ mod tests {
         let t0 = Instant::now();
         let mut rng = Rng(4);
         let mut a = authority(AuthKind::Xmpp);
-        a.process(
+        ask(
+            &mut a,
             t0,
             &mut rng,
-            &request(ROOM, Some("m1"), None),
+            (Some("m1"), None),
             "alice@meet.example/x",
             false,
         )
@@ -464,15 +471,15 @@ mod tests {
         assert_eq!(a.session_count(), 0);
 
         let mut j = authority(AuthKind::Jwt);
-        let ok = j
-            .process(
-                t0,
-                &mut rng,
-                &request(ROOM, Some("m1"), None),
-                "alice@meet.example/x",
-                false,
-            )
-            .unwrap();
+        let ok = ask(
+            &mut j,
+            t0,
+            &mut rng,
+            (Some("m1"), None),
+            "alice@meet.example/x",
+            false,
+        )
+        .unwrap();
         assert_eq!(ok.enabled, Some(true), "JWT authentication is external");
         j.expire(t0 + Duration::from_secs(1), |_| true);
         assert_eq!(j.session_count(), 1);
@@ -483,15 +490,15 @@ mod tests {
     #[test]
     fn without_authentication_everyone_may_create_rooms() {
         let mut a = Authority::new(None);
-        let ok = a
-            .process(
-                Instant::now(),
-                &mut Rng(5),
-                &request(ROOM, None, None),
-                "x@guest/y",
-                false,
-            )
-            .unwrap();
+        let ok = ask(
+            &mut a,
+            Instant::now(),
+            &mut Rng(5),
+            (None, None),
+            "x@guest/y",
+            false,
+        )
+        .unwrap();
         assert_eq!(ok, AuthAnswer::default());
         let answer = ok.response(ROOM.parse().unwrap(), "focus@auth.meet.example", true);
         assert_eq!(answer.bool_property("authentication"), Some(false));
@@ -509,17 +516,17 @@ mod tests {
             a.login_url(&q).unwrap().attr("url"),
             Some("./room?login=true")
         );
-        let (sid, _) = a
-            .process(
-                Instant::now(),
-                &mut Rng(6),
-                &request(ROOM, Some("m1"), None),
-                "alice@meet.example/x",
-                false,
-            )
-            .unwrap()
-            .session
-            .unwrap();
+        let (sid, _) = ask(
+            &mut a,
+            Instant::now(),
+            &mut Rng(6),
+            (Some("m1"), None),
+            "alice@meet.example/x",
+            false,
+        )
+        .unwrap()
+        .session
+        .unwrap();
         let q: Element =
             format!(r#"<logout xmlns="http://jitsi.org/protocol/focus" session-id="{sid}"/>"#)
                 .parse()

@@ -687,19 +687,21 @@ impl Conference {
         else {
             return;
         };
-        let bare = jid
-            .split_once('/')
-            .map_or(jid.as_str(), |(b, _)| b)
-            .to_owned();
         debug!(room = %self.room, %nick, "granting ownership");
         self.owner = Some(nick);
+        self.grant_owner(ctx, &jid);
+    }
+
+    /// Asks the room to make the real JID `jid` (full or bare) an owner.
+    fn grant_owner(&self, ctx: &mut Ctx<'_>, jid: &str) {
+        let bare = jid.split_once('/').map_or(jid, |(b, _)| b);
         let to = self.room.to_string();
         self.request(
             ctx,
             Link::Client,
             to,
             IqKind::Set,
-            muc::grant_owner(&bare),
+            muc::grant_owner(bare),
             RoomRequest::GrantOwner,
         );
     }
@@ -1073,8 +1075,15 @@ impl Conference {
         }
         let meeting_id = self.meeting_id.clone().unwrap_or_default();
         let payload = colibri::expire_endpoints(&meeting_id, [nick]);
-        let to = bs.bridge.clone();
-        let bridge_session = bs.id.clone();
+        self.send_to_bridge(ctx, None, payload);
+    }
+
+    /// Sends a COLIBRI2 request about `nick` (or about nobody in particular) to the conference's bridge.
+    fn send_to_bridge(&self, ctx: &mut Ctx<'_>, nick: Option<&str>, payload: Element) {
+        let Some(bs) = self.bridge.as_ref() else {
+            return;
+        };
+        let (to, bridge_session) = (bs.bridge.clone(), bs.id.clone());
         self.request(
             ctx,
             ctx.cfg.brewery_link,
@@ -1082,7 +1091,7 @@ impl Conference {
             IqKind::Set,
             payload,
             RoomRequest::BridgeUpdate {
-                nick: None,
+                nick: nick.map(str::to_owned),
                 bridge_session,
             },
         );
@@ -1300,19 +1309,7 @@ impl Conference {
         let stats_id = self.members.get(nick).and_then(|m| m.stats_id.as_deref());
         let meeting_id = self.meeting_id.clone().unwrap_or_default();
         let payload = colibri::update(&meeting_id, nick, stats_id, transport, all, initial_last_n);
-        let to = bs.bridge.clone();
-        let bridge_session = bs.id.clone();
-        self.request(
-            ctx,
-            ctx.cfg.brewery_link,
-            to,
-            IqKind::Set,
-            payload,
-            RoomRequest::BridgeUpdate {
-                nick: Some(nick.to_owned()),
-                bridge_session,
-            },
-        );
+        self.send_to_bridge(ctx, Some(nick), payload);
     }
 
     // ---- Jingle from clients ----------------------------------------------------------------------
@@ -1740,9 +1737,13 @@ impl Conference {
     /// gets it with its allocation).
     fn sync_force_mute(&mut self, ctx: &mut Ctx<'_>, nick: &str) {
         let wanted = self.wanted_force_mute(nick);
-        let Some(bs) = self.bridge.as_ref().filter(|b| b.endpoints.contains(nick)) else {
+        if !self
+            .bridge
+            .as_ref()
+            .is_some_and(|b| b.endpoints.contains(nick))
+        {
             return;
-        };
+        }
         let Some(p) = self.participants.get_mut(nick) else {
             return;
         };
@@ -1753,19 +1754,7 @@ impl Conference {
         debug!(room = %self.room, %nick, audio = wanted.audio, video = wanted.video, "bridge force-mute");
         let meeting_id = self.meeting_id.clone().unwrap_or_default();
         let payload = colibri::force_mute(&meeting_id, nick, wanted);
-        let to = bs.bridge.clone();
-        let bridge_session = bs.id.clone();
-        self.request(
-            ctx,
-            ctx.cfg.brewery_link,
-            to,
-            IqKind::Set,
-            payload,
-            RoomRequest::BridgeUpdate {
-                nick: Some(nick.to_owned()),
-                bridge_session,
-            },
-        );
+        self.send_to_bridge(ctx, Some(nick), payload);
     }
 
     /// A/V moderation changed (from the `av_moderation` component): enabling it mutes everyone but the
@@ -1829,19 +1818,9 @@ impl Conference {
             })
             .collect();
         for (nick, jid) in grants {
-            let bare = jid.split_once('/').map_or(jid.as_str(), |(b, _)| b);
             info!(room = %self.room, %nick, identity = ?ctx.auth.identity(&jid), "granting ownership to an authenticated member");
-            let payload = muc::grant_owner(bare);
             self.granted_owners.insert(nick);
-            let to = self.room.to_string();
-            self.request(
-                ctx,
-                Link::Client,
-                to,
-                IqKind::Set,
-                payload,
-                RoomRequest::GrantOwner,
-            );
+            self.grant_owner(ctx, &jid);
         }
     }
 

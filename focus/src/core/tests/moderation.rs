@@ -9,7 +9,11 @@ const C: &str = "cccc3333";
 
 /// A conference of `A` (a moderator), `B` and `C`, every session accepted.
 fn moderated() -> Harness {
-    let (mut h, inits) = Harness::conference(ROOM, &[A, B, C]);
+    moderated_with(|_| {})
+}
+
+fn moderated_with(tweak: impl FnOnce(&mut CoreConfig)) -> Harness {
+    let (mut h, inits) = Harness::conference_with(ROOM, &[A, B, C], tweak);
     for (i, n) in [A, B, C].iter().enumerate() {
         let sid = sid_of(&inits, n);
         let accept = session_accept(n, &sid, 1000 * (i as u32 + 1));
@@ -205,19 +209,9 @@ fn av_message(h: &mut Harness, from: &str, json: &str) {
 }
 
 fn with_av_component() -> Harness {
-    let (mut h, inits) = Harness::conference_with(ROOM, &[A, B, C], |c| {
+    moderated_with(|c| {
         c.av_moderation_component = Some("avmoderation.meet.example".into());
-    });
-    for (i, n) in [A, B, C].iter().enumerate() {
-        let sid = sid_of(&inits, n);
-        let accept = session_accept(n, &sid, 1000 * (i as u32 + 1));
-        assert!(h.jingle_from(ROOM, n, &accept).is_ok());
-    }
-    h.bridge_updates();
-    h.jingles("source-add");
-    make_moderator(&mut h, A);
-    h.take();
-    h
+    })
 }
 
 #[test]
