@@ -4,7 +4,9 @@
 'use strict';
 
 (function () {
-  const state = { conn: null, conf: null, remote: {}, removed: [], events: [], iqs: [] };
+  const state = { conn: null, conf: null, remote: {}, removed: [], events: [] };
+  // Answers of the focus to this page's requests (see spyOnFocusRequests).
+  state.iqs = [];
   window.ljmState = state;
 
   function note(kind, detail) {
@@ -61,10 +63,12 @@
     const JM = window.JitsiMeetJS;
     JM.init({ disableAudioLevels: true });
     JM.setLogLevel(JM.logLevels.WARN);
-    const hosts = { domain: cfg.domain, muc: cfg.muc, focus: cfg.focus };
+    const options = {
+      hosts: { domain: cfg.domain, muc: cfg.muc, focus: cfg.focus },
+      serviceUrl: cfg.serviceUrl,
+    };
     // A secure domain with guests: anonymous users log in to the guest domain.
-    if (cfg.anonymousdomain) hosts.anonymousdomain = cfg.anonymousdomain;
-    const options = { hosts, serviceUrl: cfg.serviceUrl };
+    if (cfg.anonymousdomain) options.hosts.anonymousdomain = cfg.anonymousdomain;
     const conn = new JM.JitsiConnection(null, null, options);
     state.conn = conn;
     await new Promise((resolve, reject) => {
