@@ -5,8 +5,6 @@
 
 (function () {
   const state = { conn: null, conf: null, remote: {}, removed: [], events: [] };
-  // Answers of the focus to this page's requests (see spyOnFocusRequests).
-  state.iqs = [];
   window.ljmState = state;
 
   function note(kind, detail) {
@@ -268,6 +266,7 @@
    * condition, or 'timeout'; `onAnswer(record)` is called with each.
    */
   function spyOnFocusRequests(conf, onAnswer) {
+    state.iqs = [];
     const c = conf.room && conf.room.connection;
     if (!c || c.__spied) return;
     c.__spied = true;
@@ -293,7 +292,7 @@
 
   /** The answers the focus gave to this page's conference / mute / Jibri / dial requests. */
   window.ljmFocusAnswers = function () {
-    return state.iqs;
+    return state.iqs || [];
   };
 
   /** A moderator's "Mute" on one participant's tile (`conference.muteParticipant`). */
