@@ -12,7 +12,10 @@
 //            {"cmd":"call","id":"a","fn":"ljmX","args":[…]} → {"event":"called","id":"a","result":…}
 //                                                   (one of the page's window.ljm* functions)
 //   A join may override page settings for that participant: {"cmd":"join","id":"a","resolution":720,
-//   "frameRate":15}.
+//   "frameRate":15}, or any with "page":{…} (e.g. {"id":"alice@…","password":…} to log in,
+//   "anonymousdomain", "waitForHost"); "origin":"localhost" opens the page on another origin (another
+//   browser profile's localStorage, as a different person's browser); with "expectFail":true a failed
+//   join is {"event":"join-failed","id","message"} instead of an error.
 //            {"cmd":"quit"} or EOF ends.
 //   errors:  {"event":"error","id"?,"message"}
 'use strict';
@@ -36,13 +39,21 @@ async function main() {
         page.on('console', (m) => process.stderr.write(`[${c.id}] ${m.text()}\n`));
         page.on('pageerror', (e) => process.stderr.write(`[${c.id}] page error: ${e}\n`));
         pages.set(c.id, page);
-        await page.goto(`${web.url}/ljm.html`);
+        const base = c.origin ? web.url.replace('127.0.0.1', c.origin) : web.url;
+        await page.goto(`${base}/ljm.html`);
         process.stderr.write(`[driver] ${c.id}: joining\n`);
-        const overrides = {};
+        const overrides = Object.assign({}, c.page || {});
         if (c.room) overrides.room = c.room;
         if (c.resolution) overrides.resolution = c.resolution;
         if (c.frameRate) overrides.frameRate = c.frameRate;
-        const endpoint = await page.evaluate((conf) => window.ljmJoin(conf), Object.assign({}, cfg, overrides));
+        let endpoint;
+        try {
+          endpoint = await page.evaluate((conf) => window.ljmJoin(conf), Object.assign({}, cfg, overrides));
+        } catch (e) {
+          if (!c.expectFail) throw e;
+          emit({ event: 'join-failed', id: c.id, message: String((e && e.message) || e) });
+          return;
+        }
         process.stderr.write(`[driver] ${c.id}: joined as ${endpoint}\n`);
         emit({ event: 'joined', id: c.id, endpoint });
       } else if (c.cmd === 'open') {

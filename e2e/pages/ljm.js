@@ -190,12 +190,15 @@
       // address scripts/run.sh was asked to listen on).
       serviceUrl: cfg.serviceUrl || `ws://${location.host.replace(/:\d+$/, '')}:${cfg.websocketPort}/xmpp-websocket`,
     };
+    // A secure domain with guests: anonymous users log in to the guest domain.
+    if (cfg.anonymousdomain) options.hosts.anonymousdomain = cfg.anonymousdomain;
     const conn = new JM.JitsiConnection(null, null, options);
     state.conn = conn;
     await new Promise((resolve, reject) => {
       conn.addEventListener(JM.events.connection.CONNECTION_ESTABLISHED, resolve);
       conn.addEventListener(JM.events.connection.CONNECTION_FAILED, (e) => reject(new Error('connection failed: ' + e)));
-      conn.connect();
+      // A host logs in with a user name and password (Prosody checks them); others anonymously.
+      conn.connect(cfg.id ? { id: cfg.id, password: cfg.password } : {});
     });
     note('connected');
     const video = { height: { ideal: cfg.resolution || 240, max: cfg.resolution || 240 } };
@@ -236,13 +239,35 @@
     conf.on(E.CONNECTION_RESTORED, () => note('media-restored'));
     conf.on(E.CONNECTION_ESTABLISHED, () => note('media-established'));
     conf.on(E.STARTED_MUTED, () => note('started-muted'));
+    conf.on(E.RECORDER_STATE_CHANGED, (session) => note('recorder-state', {
+      status: session && session.getStatus ? session.getStatus() : null,
+      error: session && session.getError ? session.getError() : null,
+    }));
+    // What the Jitsi Meet app does when the focus says the room needs a host (not-authorized →
+    // AUTHENTICATION_REQUIRED): show "waiting for the host" and ask again a few seconds later.
+    let hostWait = null;
+    const waitForHost = () => {
+      if (!cfg.waitForHost || hostWait) return false;
+      note('waiting-for-host');
+      hostWait = setTimeout(() => { hostWait = null; conf.join(); }, 5000);
+      return true;
+    };
+    spyOnFocusRequests(conf, (rec) => {
+      // The CI's 2021 build (@lyno/lib-jitsi-meet) emits its moderator events under an undefined
+      // name (its XMPPEvents import is a named export read as a default), so AUTHENTICATION_REQUIRED
+      // never becomes CONFERENCE_FAILED there: react to the focus's answer itself.
+      if (rec.child === 'conference' && rec.answer === 'not-authorized') waitForHost();
+    });
     for (const t of tracks) {
       await conf.addTrack(t);
       if (t.getType() === 'video') attach(t);
     }
     await new Promise((resolve, reject) => {
       conf.on(E.CONFERENCE_JOINED, resolve);
-      conf.on(E.CONFERENCE_FAILED, (e) => reject(new Error('conference failed: ' + e)));
+      conf.on(E.CONFERENCE_FAILED, (e) => {
+        if (e === JM.errors.conference.AUTHENTICATION_REQUIRED && (hostWait || waitForHost())) return;
+        reject(new Error('conference failed: ' + e));
+      });
       conf.join();
     });
     note('joined', { id: conf.myUserId() });
@@ -358,11 +383,115 @@
     const local = {};
     for (const t of conf.getLocalTracks()) local[t.getType()] = { muted: t.isMuted() };
     return {
+      moderator: conf.isModerator(),
       startAudioMuted: conf.isStartAudioMuted(),
       startVideoMuted: conf.isStartVideoMuted(),
       startedMuted: state.events.some((e) => e.kind === 'started-muted'),
       local,
     };
+  };
+
+  /**
+   * Records the answers to the requests the client sends the focus (conference, mute, Jibri, dial),
+   * without changing them: `state.iqs` gets {child, ns, text, answer} with answer 'result', the error
+   * condition, or 'timeout'; `onAnswer(record)` is called with each.
+   */
+  function spyOnFocusRequests(conf, onAnswer) {
+    state.iqs = [];
+    const c = conf.room && conf.room.connection;
+    if (!c || c.__spied) return;
+    c.__spied = true;
+    const send = c.sendIQ.bind(c);
+    c.sendIQ = function (elem, ok, fail, timeout) {
+      const tree = elem && elem.tree ? elem.tree() : elem;
+      const child = tree && tree.firstElementChild;
+      const name = child ? child.tagName : null;
+      if (!['conference', 'mute', 'jibri', 'dial'].includes(name)) return send(elem, ok, fail, timeout);
+      const rec = { child: name, ns: child.getAttribute('xmlns'), text: child.textContent, answer: null };
+      state.iqs.push(rec);
+      // The client's own callbacks may throw (see ljmJoin): ours run regardless.
+      return send(elem, (res) => {
+        rec.answer = 'result';
+        try { if (ok) ok(res); } finally { onAnswer(rec); }
+      }, (err) => {
+        const e = err && err.getElementsByTagName ? err.getElementsByTagName('error')[0] : null;
+        rec.answer = e && e.children.length ? e.children[0].tagName : 'timeout';
+        try { if (fail) fail(err); } finally { onAnswer(rec); }
+      }, timeout);
+    };
+  }
+
+  /** The answers the focus gave to this page's conference / mute / Jibri / dial requests. */
+  window.ljmFocusAnswers = function () {
+    return state.iqs || [];
+  };
+
+  /** A moderator's "Mute" on one participant's tile (`conference.muteParticipant`). */
+  window.ljmMuteParticipant = function (participant, mediaType) {
+    state.conf.muteParticipant(participant, mediaType);
+    return true;
+  };
+
+  /** "Mute everyone" as the Jitsi Meet app does it: one mute per remote participant. */
+  window.ljmMuteEveryone = function (mediaType) {
+    const ids = state.conf.getParticipants().map((p) => p.getId());
+    for (const id of ids) state.conf.muteParticipant(id, mediaType);
+    return ids;
+  };
+
+  /** The user's own mute button for `type` (audio|video). */
+  window.ljmSetMuted = async function (type, muted) {
+    const t = state.conf.getLocalTracks().find((x) => x.getType() === type);
+    if (!t) throw new Error('no local ' + type + ' track');
+    if (muted) await t.mute(); else await t.unmute();
+    return t.isMuted();
+  };
+
+  /**
+   * A modified client: turns its microphone (or camera) back on (`on`) behind lib-jitsi-meet's back
+   * after the focus muted it, without telling the focus — or stops doing so.
+   */
+  window.ljmCheat = function (type, on) {
+    const t = state.conf.getLocalTracks().find((x) => x.getType() === type);
+    const mst = t && t.getTrack();
+    if (!mst) throw new Error('no local ' + type + ' track');
+    mst.enabled = on;
+    return mst.enabled;
+  };
+
+  /** Starts recording (`file`) or live streaming (`stream`, with a stream key); the outcome. */
+  window.ljmStartRecording = async function (mode) {
+    const options = mode === 'stream' ? { mode, streamId: 'abcd-efgh-ijkl-mnop' } : { mode };
+    try {
+      await state.conf.startRecording(options);
+      return { started: true };
+    } catch (e) {
+      const err = e && e.getElementsByTagName ? e.getElementsByTagName('error')[0] : null;
+      return { started: false, condition: err && err.children.length ? err.children[0].tagName : String(e) };
+    }
+  };
+
+  /** Dial-out (Jigasi); the outcome. */
+  window.ljmDial = async function (number) {
+    try {
+      await state.conf.dial(number);
+      return { dialled: true };
+    } catch (e) {
+      const err = e && e.getElementsByTagName ? e.getElementsByTagName('error')[0] : null;
+      return { dialled: false, condition: err && err.children.length ? err.children[0].tagName : String(e) };
+    }
+  };
+
+  /** This page's outgoing audio: bytes the browser sent (to tell muted from silent). */
+  window.ljmAudioSent = async function () {
+    const session = state.conf && state.conf.jvbJingleSession;
+    const pc = session && session.peerconnection && session.peerconnection.peerconnection;
+    if (!pc) return 0;
+    let bytes = 0;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'outbound-rtp' && r.kind === 'audio') bytes += r.bytesSent || 0;
+    });
+    return bytes;
   };
 
   window.ljmLeave = async function () {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::core::offer::CodecConfig;
-use crate::core::{BridgeConfig, ConferenceConfig, SelectionStrategy};
+use crate::core::{AuthConfig, AuthKind, BridgeConfig, ConferenceConfig, SelectionStrategy};
 
 /// Why the configuration could not be assembled.
 #[derive(Debug, Error, PartialEq)]
@@ -70,6 +70,44 @@ pub struct ComponentConfig {
     pub secret: String,
 }
 
+/// Secure domain (Jicofo `jicofo.authentication`, docker `ENABLE_AUTH`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSettings {
+    pub kind: AuthKind,
+    /// The domain whose users are authenticated; `None`: `XMPP_DOMAIN` (what docker renders).
+    pub login_url: Option<String>,
+    /// Keep authentication sessions after their conference (XMPP only; JWT sessions never are).
+    pub enable_auto_login: bool,
+    /// How long an unused session lives (XMPP only; JWT sessions live one minute).
+    pub lifetime: Duration,
+}
+
+impl AuthSettings {
+    /// Jicofo's defaults for `kind`.
+    pub fn new(kind: AuthKind) -> Self {
+        AuthSettings {
+            kind,
+            login_url: None,
+            enable_auto_login: true,
+            lifetime: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// docker's `AUTH_TYPE`s: `jwt` is token authentication, the others (`internal`, `ldap`, `matrix`,
+/// `hybrid_matrix_token`) log users in to `XMPP_DOMAIN` with Prosody checking the credentials.
+fn parse_auth_type(name: &str, v: &str) -> Result<AuthKind, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "jwt" => Ok(AuthKind::Jwt),
+        "internal" | "ldap" | "matrix" | "hybrid_matrix_token" | "xmpp" => Ok(AuthKind::Xmpp),
+        _ => Err(invalid(
+            name,
+            v,
+            "expected internal, jwt, ldap, matrix or hybrid_matrix_token",
+        )),
+    }
+}
+
 /// REST server on 8888.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestConfig {
@@ -103,6 +141,11 @@ pub struct Config {
     pub codecs: CodecConfig,
     pub rest: RestConfig,
     pub log_json: bool,
+    /// Secure domain; `None`: everyone may create rooms.
+    pub auth: Option<AuthSettings>,
+    /// The `av_moderation` Prosody component (`avmoderation.<XMPP_DOMAIN>` in docker) whose A/V
+    /// moderation messages are trusted.
+    pub av_moderation_component: Option<String>,
 }
 
 impl Default for Config {
@@ -125,6 +168,7 @@ impl Default for Config {
             service_muc_domain: None,
             component: None,
             client_proxy: Some(format!("focus.{xmpp_domain}")),
+            av_moderation_component: Some(format!("avmoderation.{xmpp_domain}")),
             xmpp_domain,
             reply_timeout: Duration::from_secs(15),
             conference: ConferenceConfig::default(),
@@ -135,6 +179,7 @@ impl Default for Config {
                 port: 8888,
             },
             log_json: false,
+            auth: None,
         }
     }
 }
@@ -147,6 +192,32 @@ impl Config {
             .as_deref()
             .unwrap_or(&self.internal_muc_domain);
         format!("{}@{}", self.brewery_room, domain)
+    }
+
+    /// The core's authentication settings: users of the login domain (`XMPP_DOMAIN` unless set) are
+    /// authenticated; JWT sessions are short and per conference, as Jicofo fixes them.
+    pub fn auth_config(&self) -> Option<AuthConfig> {
+        let a = self.auth.as_ref()?;
+        let domain = a.login_url.as_deref().unwrap_or(&self.xmpp_domain);
+        Some(match a.kind {
+            AuthKind::Jwt => AuthConfig::new(AuthKind::Jwt, domain),
+            AuthKind::Xmpp => AuthConfig {
+                enable_auto_login: a.enable_auto_login,
+                lifetime: a.lifetime,
+                ..AuthConfig::new(AuthKind::Xmpp, domain)
+            },
+        })
+    }
+
+    /// Sets `XMPP_DOMAIN` and the names derived from it (the client_proxy and A/V moderation
+    /// components).
+    fn set_xmpp_domain(&mut self, v: &str) {
+        self.client_proxy = Some(format!("focus.{v}"));
+        self.av_moderation_component = Some(format!("avmoderation.{v}"));
+        if let Some(c) = self.component.as_mut() {
+            c.jid = format!("focus.{v}");
+        }
+        self.xmpp_domain = v.to_owned();
     }
 
     /// The focus's bare JID as clients see it (`focus@auth.meet.jitsi`).
@@ -182,13 +253,7 @@ impl Config {
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let mut e = EnvReader { get: &get };
 
-        if e.bool("JICOFO_ENABLE_AUTH")?.or(e.bool("ENABLE_AUTH")?) == Some(true) {
-            return Err(ConfigError::Unsupported(
-                "ENABLE_AUTH/JICOFO_ENABLE_AUTH=1: authentication is not supported by this focus; \
-                 unset it (rooms are open to every client Prosody admits)"
-                    .into(),
-            ));
-        }
+        self.apply_auth_env(&e)?;
         if e.bool("ENABLE_VISITORS")? == Some(true) {
             return Err(ConfigError::Unsupported(
                 "ENABLE_VISITORS=1: visitor nodes are not supported by this focus".into(),
@@ -196,8 +261,7 @@ impl Config {
         }
 
         if let Some(v) = get("XMPP_DOMAIN") {
-            self.client_proxy = Some(format!("focus.{v}"));
-            self.xmpp_domain = v;
+            self.set_xmpp_domain(&v);
         }
         if let Some(v) = get("XMPP_MUC_DOMAIN") {
             self.muc_domain = v;
@@ -342,6 +406,9 @@ impl Config {
         if let Some(v) = e.bool("ENABLE_AUTO_OWNER")? {
             self.conference.enable_auto_owner = v;
         }
+        if let Some(v) = e.bool("ENABLE_MODERATOR_CHECKS")? {
+            self.conference.enable_moderator_checks = v;
+        }
         if let Some(v) = e.num::<usize>("JICOFO_MIN_PARTICIPANTS")? {
             self.conference.min_participants = v;
         }
@@ -369,6 +436,38 @@ impl Config {
         Ok(())
     }
 
+    /// The jicofo image's authentication variables (its `jicofo.conf` template): `JICOFO_ENABLE_AUTH`
+    /// (default `ENABLE_AUTH`), `JICOFO_AUTH_TYPE` (default `AUTH_TYPE`, default `internal`),
+    /// `ENABLE_AUTO_LOGIN`, `JICOFO_AUTH_LIFETIME`; the login domain is `XMPP_DOMAIN`.
+    /// `ENABLE_GUESTS` and `XMPP_GUEST_DOMAIN` configure Prosody and the web app, not the focus: a
+    /// guest is anyone not logged in to `XMPP_DOMAIN`.
+    fn apply_auth_env(&mut self, e: &EnvReader<'_>) -> Result<(), ConfigError> {
+        let enabled = match e.bool("JICOFO_ENABLE_AUTH")? {
+            Some(v) => v,
+            None => e.bool("ENABLE_AUTH")?.unwrap_or(false),
+        };
+        if !enabled {
+            return Ok(());
+        }
+        let (name, kind) = match (e.get)("JICOFO_AUTH_TYPE") {
+            Some(v) => ("JICOFO_AUTH_TYPE", Some(v)),
+            None => ("AUTH_TYPE", (e.get)("AUTH_TYPE")),
+        };
+        let kind = match kind {
+            Some(v) => parse_auth_type(name, &v)?,
+            None => AuthKind::Xmpp,
+        };
+        let mut a = AuthSettings::new(kind);
+        if let Some(v) = e.bool("ENABLE_AUTO_LOGIN")? {
+            a.enable_auto_login = v;
+        }
+        if let Some(v) = e.duration("JICOFO_AUTH_LIFETIME")? {
+            a.lifetime = v;
+        }
+        self.auth = Some(a);
+        Ok(())
+    }
+
     /// Applies a TOML file (keys mirror the structure of this type; see [`TomlConfig`]).
     pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
         let t: TomlConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
@@ -391,11 +490,7 @@ impl Config {
             self.client.port = v;
         }
         if let Some(v) = &f.xmpp_domain {
-            self.client_proxy = Some(format!("focus.{v}"));
-            if let Some(c) = self.component.as_mut() {
-                c.jid = format!("focus.{v}");
-            }
-            self.xmpp_domain = v.clone();
+            self.set_xmpp_domain(v);
         }
         if let Some(v) = &f.auth_domain {
             self.client.login_domain = v.clone();
@@ -481,6 +576,16 @@ impl Config {
                 "JICOFO_AUTH_USER",
                 &self.client.username,
                 "not a valid user name",
+            ));
+        }
+        if let Some(a) = &self.auth
+            && let Some(d) = &a.login_url
+            && (jid::BareJid::new(d).is_err() || d.contains('@'))
+        {
+            return Err(invalid(
+                "authentication.login-url",
+                d,
+                "not a valid XMPP domain",
             ));
         }
         if self.conference.min_participants == 0 {
@@ -665,6 +770,20 @@ pub struct TomlConfig {
     pub codec: Option<TomlCodec>,
     pub rest: Option<TomlRest>,
     pub log_json: Option<bool>,
+    pub authentication: Option<TomlAuthentication>,
+}
+
+/// Jicofo's `jicofo.authentication` keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlAuthentication {
+    pub enabled: Option<bool>,
+    /// `XMPP` or `JWT` (Jicofo's names) or a docker `AUTH_TYPE`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub login_url: Option<String>,
+    pub enable_auto_login: Option<bool>,
+    pub authentication_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -683,6 +802,8 @@ pub struct TomlXmpp {
     pub component_secret: Option<String>,
     pub component_port: Option<u16>,
     pub client_proxy: Option<String>,
+    /// The `av_moderation` component's domain; empty ignores A/V moderation messages.
+    pub av_moderation_component: Option<String>,
     pub reply_timeout: Option<String>,
 }
 
@@ -699,6 +820,7 @@ pub struct TomlConference {
     pub strip_simulcast: Option<bool>,
     pub use_json_encoded_sources: Option<bool>,
     pub enable_auto_owner: Option<bool>,
+    pub enable_moderator_checks: Option<bool>,
     pub restart_min_interval: Option<String>,
     pub restart_max_requests: Option<u32>,
     pub restart_interval: Option<String>,
@@ -774,8 +896,7 @@ impl TomlConfig {
             }
             set(&mut c.client.port, x.port);
             if let Some(v) = &x.domain {
-                c.client_proxy = Some(format!("focus.{v}"));
-                c.xmpp_domain = v.clone();
+                c.set_xmpp_domain(v);
             }
             set(&mut c.client.login_domain, x.auth_domain.clone());
             set(&mut c.muc_domain, x.muc_domain.clone());
@@ -804,6 +925,9 @@ impl TomlConfig {
             if let Some(v) = &x.client_proxy {
                 c.client_proxy = if v.is_empty() { None } else { Some(v.clone()) };
             }
+            if let Some(v) = &x.av_moderation_component {
+                c.av_moderation_component = if v.is_empty() { None } else { Some(v.clone()) };
+            }
             if let Some(d) = toml_duration("xmpp.reply-timeout", &x.reply_timeout)? {
                 c.reply_timeout = d;
             }
@@ -827,6 +951,7 @@ impl TomlConfig {
             set(&mut k.strip_simulcast, x.strip_simulcast);
             set(&mut k.use_json_encoded_sources, x.use_json_encoded_sources);
             set(&mut k.enable_auto_owner, x.enable_auto_owner);
+            set(&mut k.enable_moderator_checks, x.enable_moderator_checks);
             if let Some(d) =
                 toml_duration("conference.restart-min-interval", &x.restart_min_interval)?
             {
@@ -927,11 +1052,56 @@ impl TomlConfig {
             }
             set(&mut c.codecs.extmap_allow_mixed, x.extmap_allow_mixed);
         }
+        if let Some(x) = &self.authentication {
+            x.apply(c)?;
+        }
         if let Some(x) = &self.rest {
             set(&mut c.rest.host, x.host);
             set(&mut c.rest.port, x.port);
         }
         set(&mut c.log_json, self.log_json);
+        Ok(())
+    }
+}
+
+impl TomlAuthentication {
+    fn apply(&self, c: &mut Config) -> Result<(), ConfigError> {
+        let kind = self
+            .kind
+            .as_deref()
+            .map(|k| match k.trim().to_ascii_uppercase().as_str() {
+                "NONE" => Ok(None),
+                "XMPP" => Ok(Some(AuthKind::Xmpp)),
+                _ => parse_auth_type("authentication.type", k).map(Some),
+            })
+            .transpose()?;
+        let enabled = match (self.enabled, kind) {
+            (Some(false), _) | (_, Some(None)) => false,
+            (Some(true), _) | (None, Some(Some(_))) => true,
+            (None, None) => c.auth.is_some(),
+        };
+        if !enabled {
+            c.auth = None;
+            return Ok(());
+        }
+        let mut a = c
+            .auth
+            .take()
+            .unwrap_or_else(|| AuthSettings::new(kind.flatten().unwrap_or(AuthKind::Xmpp)));
+        if let Some(Some(k)) = kind {
+            a.kind = k;
+        }
+        if let Some(v) = &self.login_url {
+            a.login_url = Some(v.clone());
+        }
+        set(&mut a.enable_auto_login, self.enable_auto_login);
+        if let Some(d) = toml_duration(
+            "authentication.authentication-lifetime",
+            &self.authentication_lifetime,
+        )? {
+            a.lifetime = d;
+        }
+        c.auth = Some(a);
         Ok(())
     }
 }
@@ -1046,11 +1216,102 @@ mod tests {
             ConfigError::Missing(_)
         ));
 
-        let e = env(&[("JICOFO_AUTH_PASSWORD", "x"), ("ENABLE_AUTH", "1")]);
-        assert!(matches!(
-            Config::load(&e, &Flags::default()).unwrap_err(),
-            ConfigError::Unsupported(_)
-        ));
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("ENABLE_AUTH", "1"),
+            ("AUTH_TYPE", "kerberos"),
+        ]);
+        let err = Config::load(&e, &Flags::default()).unwrap_err();
+        assert!(err.to_string().contains("AUTH_TYPE"), "{err}");
+    }
+
+    #[test]
+    fn secure_domain_as_the_jicofo_image_maps_it() {
+        // Off by default, and with ENABLE_AUTH=0.
+        let c = Config::load(&env(&[("JICOFO_AUTH_PASSWORD", "x")]), &Flags::default()).unwrap();
+        assert_eq!(c.auth_config(), None);
+        // ENABLE_AUTH=1, AUTH_TYPE internal (the default): users of XMPP_DOMAIN are authenticated.
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("ENABLE_AUTH", "1"),
+            ("ENABLE_GUESTS", "1"),
+            ("XMPP_DOMAIN", "meet.example"),
+            ("XMPP_GUEST_DOMAIN", "guest.meet.example"),
+        ]);
+        let c = Config::load(&e, &Flags::default()).unwrap();
+        let a = c.auth_config().unwrap();
+        assert_eq!(a.kind, AuthKind::Xmpp);
+        assert_eq!(a.login_domain, "meet.example");
+        assert!(a.enable_auto_login);
+        assert_eq!(a.lifetime, Duration::from_secs(86400));
+        // JICOFO_ENABLE_AUTH wins over ENABLE_AUTH; lifetime and auto-login are read.
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("ENABLE_AUTH", "1"),
+            ("JICOFO_ENABLE_AUTH", "0"),
+        ]);
+        assert_eq!(
+            Config::load(&e, &Flags::default()).unwrap().auth_config(),
+            None
+        );
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("JICOFO_ENABLE_AUTH", "true"),
+            ("AUTH_TYPE", "ldap"),
+            ("ENABLE_AUTO_LOGIN", "0"),
+            ("JICOFO_AUTH_LIFETIME", "2 hours"),
+        ]);
+        let a = Config::load(&e, &Flags::default())
+            .unwrap()
+            .auth_config()
+            .unwrap();
+        assert_eq!(a.kind, AuthKind::Xmpp);
+        assert!(!a.enable_auto_login);
+        assert_eq!(a.lifetime, Duration::from_secs(7200));
+        // JWT: external, per-conference sessions of a minute, whatever the variables say.
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("ENABLE_AUTH", "1"),
+            ("AUTH_TYPE", "internal"),
+            ("JICOFO_AUTH_TYPE", "jwt"),
+            ("ENABLE_AUTO_LOGIN", "1"),
+        ]);
+        let a = Config::load(&e, &Flags::default())
+            .unwrap()
+            .auth_config()
+            .unwrap();
+        assert_eq!(a.kind, AuthKind::Jwt);
+        assert!(!a.enable_auto_login);
+        assert_eq!(a.lifetime, Duration::from_secs(60));
+        // TOML: Jicofo's keys.
+        let mut c = Config::default();
+        c.apply_toml(
+            "[authentication]\nenabled = true\ntype = \"XMPP\"\nlogin-url = \"corp.example\"\nauthentication-lifetime = \"10 minutes\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let a = c.auth_config().unwrap();
+        assert_eq!(a.login_domain, "corp.example");
+        assert_eq!(a.lifetime, Duration::from_secs(600));
+        c.apply_toml("[authentication]\ntype = \"NONE\"\n", "t.toml")
+            .unwrap();
+        assert_eq!(c.auth_config(), None);
+    }
+
+    #[test]
+    fn moderator_checks_and_the_av_moderation_component_follow_docker() {
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("XMPP_DOMAIN", "meet.example"),
+            ("ENABLE_MODERATOR_CHECKS", "0"),
+        ]);
+        let c = Config::load(&e, &Flags::default()).unwrap();
+        assert!(!c.conference.enable_moderator_checks);
+        assert_eq!(
+            c.av_moderation_component.as_deref(),
+            Some("avmoderation.meet.example")
+        );
+        assert!(Config::default().conference.enable_moderator_checks);
     }
 
     #[test]

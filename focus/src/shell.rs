@@ -106,6 +106,9 @@ pub fn core_config(config: &Config) -> anyhow::Result<CoreConfig> {
     core.conference = config.conference.clone();
     core.bridge = config.bridge.clone();
     core.codecs = config.codecs.clone();
+    core.auth = config.auth_config();
+    core.client_proxy = config.client_proxy.clone();
+    core.av_moderation_component = config.av_moderation_component.clone();
     Ok(core)
 }
 
@@ -374,7 +377,15 @@ impl Shell {
                     },
                 );
             }
-            Event::Message(_) => {}
+            Event::Message(m) => {
+                focus.handle(
+                    now,
+                    Input::Message {
+                        link,
+                        message: Element::from(m),
+                    },
+                );
+            }
             Event::MucRejoined { .. }
             | Event::MucRejoinFailed { .. }
             | Event::MucRemoved { .. } => {}

@@ -58,6 +58,37 @@ pub fn start_prosody_with_client_proxy() -> Prosody {
     Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
 }
 
+/// The secure domain's authenticated VirtualHost (docker's `XMPP_DOMAIN` with `ENABLE_AUTH=1`).
+pub const SECURE_DOMAIN: &str = "meet.example";
+/// Its anonymous guest VirtualHost (`XMPP_GUEST_DOMAIN`).
+pub const GUEST_DOMAIN: &str = "guest.meet.example";
+
+/// Prosody laid out as docker-jitsi-meet with `ENABLE_AUTH=1 AUTH_TYPE=internal ENABLE_GUESTS=1`:
+/// `meet.example` authenticates users with passwords (internal_hashed; user `alice`, password
+/// `alice-pw`), `guest.meet.example` admits anyone anonymously; rooms, the focus component and the
+/// focus's and bridges' accounts as usual. Start the focus with [`secure_focus_env`].
+pub fn start_secure_prosody() -> Prosody {
+    init_tracing();
+    let mut opts = ProsodyOptions::new(SECURE_DOMAIN);
+    // The harness's anonymous host becomes the guest host.
+    opts.domain = GUEST_DOMAIN.into();
+    opts.extra_global_config =
+        format!("VirtualHost \"{SECURE_DOMAIN}\"\n  authentication = \"internal_hashed\"\n");
+    let opts = opts.user("alice", SECURE_DOMAIN, "alice-pw");
+    Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
+}
+
+/// The jicofo image's environment for [`start_secure_prosody`].
+pub fn secure_focus_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("XMPP_DOMAIN", SECURE_DOMAIN),
+        ("ENABLE_AUTH", "1"),
+        ("AUTH_TYPE", "internal"),
+        ("ENABLE_GUESTS", "1"),
+        ("XMPP_GUEST_DOMAIN", GUEST_DOMAIN),
+    ]
+}
+
 /// Prosody configuration adding the client_proxy stand-in component `domain` in front of `target`.
 pub fn client_proxy_config(domain: &str, target: &str) -> String {
     let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/prosody-modules");
