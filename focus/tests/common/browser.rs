@@ -4,7 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use signaling::testing::{Prosody, e2e_dir};
+use testkit::{Prosody, e2e_dir};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
@@ -40,8 +40,7 @@ impl Participants {
 
     /// Starts the driver with a page configuration (see `e2e/ljm-peer.js`).
     pub async fn start_with(cfg: Value) -> Participants {
-        tokio::task::block_in_place(signaling::testing::ensure_browser_harness)
-            .expect("browser harness");
+        tokio::task::block_in_place(testkit::ensure_browser_harness).expect("browser harness");
         let config = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(config.path(), cfg.to_string()).expect("write config");
         let mut child = Command::new("node")
