@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use signaling::service::{VersionInfo, common_routes, not_found, text_response};
+use service::{VersionInfo, common_routes, not_found, text_response};
 
 use crate::metrics::FocusMetrics;
 use crate::shell::LoopHandle;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use signaling::service::LogFormat;
+use service::LogFormat;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -647,11 +647,11 @@ impl EnvReader<'_> {
 
 /// docker's `toBool`: 1/0, true/false, yes/no, on/off (any case).
 pub fn parse_bool(v: &str) -> Option<bool> {
-    signaling::service::parse_bool(v).ok()
+    service::parse_bool(v).ok()
 }
 
 /// A HOCON-style duration: `20 seconds`, `20s`, `1 minute`, `500 ms`. Unlike
-/// `signaling::service::parse_duration`, a bare number is milliseconds, as HOCON (and so Jicofo, whose
+/// `service::parse_duration`, a bare number is milliseconds, as HOCON (and so Jicofo, whose
 /// docker template pastes these variables into `jicofo.conf`) reads it.
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let s = v.trim().trim_matches('"').trim();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use focus::config::{Config, Flags};
-use signaling::service::{LogFormat, ProcessSignal, Signals, http_request, init_tracing};
+use service::{LogFormat, ProcessSignal, Signals, http_request, init_tracing};
 use tracing::{error, info};
 
 /// Jitsi conference focus (drop-in for Jicofo).

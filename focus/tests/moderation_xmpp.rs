@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use common::{FocusProcess, TestClient, WAIT, el};
 use signaling::ns;
-use signaling::testing::{Prosody, ProsodyOptions};
 use signaling::xmpp::{
     BareJid, ComponentConfig, DefinedCondition, Event, Jid, MucJoin, connect_component,
 };
+use testkit::{Prosody, ProsodyOptions};
 
 const AV_DOMAIN: &str = "avmoderation.meet.example";
 const AV_SECRET: &str = "av-moderation-secret";

@@ -8,9 +8,9 @@ use signaling::colibri2::{
     ConferenceModified, ConferenceModify, Endpoint, ForceMute, Media, MediaSource, Sctp, Sources,
     Transport, capability,
 };
-use signaling::media::{MediaType, RtpParameters};
+use signaling::ice_udp::IceUdpTransport;
+use signaling::rtp_description::{MediaType, RtpParameters};
 use signaling::source_map::{ConferenceSourceMap, EndpointSources, JVB_OWNER};
-use signaling::transport::IceUdpTransport;
 use signaling::xml::XmlElement;
 
 /// What to allocate for one participant.

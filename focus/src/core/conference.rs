@@ -15,17 +15,17 @@ use jid::BareJid;
 use minidom::Element;
 use signaling::colibri2::{ForceMute, Reason as Colibri2Reason};
 use signaling::focus_iq::ConferenceRequest;
+use signaling::ice_udp::SctpMap;
 use signaling::jingle::{
     Action, BridgeSession as BridgeSessionEl, Content, Group, Jingle, Reason, ReasonCondition,
     RtpDescription, StartMuted,
 };
-use signaling::media::MediaType;
 use signaling::ns;
+use signaling::rtp_description::MediaType;
 use signaling::source_map::{
     ConferenceSourceMap, EndpointSources, SourceEncoding, SourceLimits, check_owner,
 };
 use signaling::sources::VideoType;
-use signaling::transport::SctpMap;
 use signaling::xml::XmlElement;
 use tracing::{debug, info, warn};
 
@@ -1294,7 +1294,7 @@ impl Conference {
         &mut self,
         ctx: &mut Ctx<'_>,
         nick: &str,
-        transport: Option<&signaling::transport::IceUdpTransport>,
+        transport: Option<&signaling::ice_udp::IceUdpTransport>,
         sources: bool,
         initial_last_n: Option<u32>,
     ) {

@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use signaling::testing::{Prosody, e2e_dir};
+use testkit::{Prosody, e2e_dir};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
@@ -48,8 +48,7 @@ impl Participants {
 
     /// Starts the driver inside `netns` (its Chromium then sees only that namespace's network).
     pub async fn start_in(cfg: Value, netns: Option<&NetNs>) -> Participants {
-        tokio::task::block_in_place(signaling::testing::ensure_browser_harness)
-            .expect("browser harness");
+        tokio::task::block_in_place(testkit::ensure_browser_harness).expect("browser harness");
         let config = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(config.path(), cfg.to_string()).expect("write config");
         let mut command = match netns {

@@ -1,4 +1,4 @@
-//! Shared by the focus's integration tests: a real Prosody (signaling::testing), the `focus` binary as
+//! Shared by the focus's integration tests: a real Prosody (testkit), the `focus` binary as
 //! a child process, REST probes and XMPP test clients.
 
 #![allow(dead_code)]
@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use minidom::Element;
-use signaling::service::http_request;
-use signaling::testing::{Prosody, ProsodyOptions};
+use service::http_request;
 use signaling::xmpp::{Event, XmppEvents, XmppHandle, connect_client};
+use testkit::{Prosody, ProsodyOptions};
 use tokio::sync::mpsc;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -25,11 +25,11 @@ pub fn init_tracing() {
 }
 
 pub fn free_port() -> u16 {
-    signaling::testing::free_tcp_port().expect("a free TCP port")
+    testkit::free_tcp_port().expect("a free TCP port")
 }
 
 pub fn free_udp_port() -> u16 {
-    signaling::testing::free_udp_port().expect("a free UDP port")
+    testkit::free_udp_port().expect("a free UDP port")
 }
 
 fn options() -> ProsodyOptions {
@@ -126,7 +126,7 @@ impl FocusProcess {
             ("XMPP_AUTH_DOMAIN", prosody.auth_domain()),
             ("XMPP_MUC_DOMAIN", prosody.muc_domain()),
             ("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain()),
-            ("JICOFO_AUTH_PASSWORD", signaling::testing::FOCUS_PASSWORD),
+            ("JICOFO_AUTH_PASSWORD", testkit::FOCUS_PASSWORD),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -301,7 +301,7 @@ pub fn bridge_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            signaling::testing::build_workspace_binaries(
+            testkit::build_workspace_binaries(
                 std::path::Path::new(env!("CARGO_BIN_EXE_focus")),
                 &[("bridge", "bridge")],
             )
@@ -335,7 +335,7 @@ impl BridgeProcess {
             ("XMPP_AUTH_DOMAIN", prosody.auth_domain()),
             ("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain()),
             ("JVB_AUTH_USER", "jvb"),
-            ("JVB_AUTH_PASSWORD", signaling::testing::JVB_PASSWORD),
+            ("JVB_AUTH_PASSWORD", testkit::JVB_PASSWORD),
             ("JVB_BREWERY_MUC", "jvbbrewery"),
             ("JVB_MUC_NICKNAME", nick),
             ("JVB_PORT", &media_port.to_string()),
