@@ -258,8 +258,8 @@ struct Images {
 }
 
 /// Builds (or reuses: unchanged layers are cached) `localhost/jitsi-rs-test/{bridge,focus}:<profile>`
-/// with `manifests/docker/build-local.sh` from this profile's binaries, debug info stripped unless
-/// they are release binaries (the production path, `docker build`, builds release in the image).
+/// with `manifests/docker/build-local.sh` from this profile's binaries (debug info stripped, as the
+/// Dockerfiles' build stage does; the production path, `docker build`, builds release binaries).
 fn images() -> Images {
     init_tracing();
     let focus_bin = PathBuf::from(env!("CARGO_BIN_EXE_focus"));
@@ -288,9 +288,6 @@ fn images() -> Images {
             "CONTAINERS_CONF",
             repo().join("manifests/docker/podman/containers.conf"),
         );
-    if tag != "release" {
-        cmd.arg("--strip");
-    }
     let out = cmd.output().expect("run manifests/docker/build-local.sh");
     assert!(
         out.status.success(),
@@ -529,15 +526,20 @@ fn run_to_exit(
     }
 }
 
-/// Removes containers left by an earlier run of these tests that was killed before its drops ran.
+/// Removes containers left by a test process that died before its drops ran (their names carry the
+/// process ID; containers of live test processes are left alone).
 fn remove_stale_containers(podman: &Podman) {
     let names = podman.ok(&["ps", "--all", "--format", "{{.Names}}"]);
-    let mine = format!("jrs-test-{}-", std::process::id());
-    for name in names
-        .lines()
-        .filter(|n| n.starts_with("jrs-test-") && !n.starts_with(&mine))
-    {
-        let _ = podman.output(&["rm", "--force", "--time", "0", name]);
+    for name in names.lines() {
+        let Some(pid) = name
+            .strip_prefix("jrs-test-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = podman.output(&["rm", "--force", "--time", "0", name]);
+        }
     }
 }
 
@@ -1110,6 +1112,20 @@ async fn e2e_container_manifests_env_call_health_and_drain() {
         .extend(["JICOFO_AUTH_PASSWORD", "XMPP_SERVER", "XMPP_PORT"]);
 
     let p = hold_call(&prosody, "container-manifests").await;
+    // The bridge's own stats show the call (dashboards and drain scripts read them).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = get(&format!("{}/colibri/stats", envs.bridge_rest)).expect("stats");
+        let s: Value = serde_json::from_str(&body).expect("JSON");
+        if s["local_endpoints"] == 2 && s["participants"] == 2 && s["conferences"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/colibri/stats does not show the call: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let s = focus_stats(&envs.focus_rest);
     assert_eq!(
         (s["conferences"].as_u64(), s["participants"].as_u64()),
@@ -1204,11 +1220,14 @@ async fn e2e_container_docker_jitsi_meet_env_call_and_upstream_script_paths() {
     wait_operational_bridge(&envs.focus_rest);
 
     let p = hold_call(&prosody, "container-docker").await;
-    // As an autoscaler sidecar or a preStop hook written for jitsi/jvb calls it (-t is accepted and
-    // ignored; the bridge exits by itself once drained).
+    // As a preStop hook written for jitsi/jvb calls it: -p and -t accepted and ignored (the bridge
+    // exits by itself once drained), -h without a scheme as curl takes it, -s silent unless it fails.
     let script = "/usr/share/jitsi-videobridge/graceful_shutdown.sh";
-    let (_, took) = drain_during_call(&bridge, &envs, p, &[script, "-t", "3"]).await;
-    println!("{script} -t 3 returned 0 {took:.1?} after the participants left");
+    let rest = envs.bridge_rest.trim_start_matches("http://").to_owned();
+    let drain = [script, "-p", "1", "-h", &rest, "-t", "3", "-s"];
+    let (said, took) = drain_during_call(&bridge, &envs, p, &drain).await;
+    assert_eq!(said.trim(), "", "{drain:?} is not silent");
+    println!("{drain:?} returned 0, silently, {took:.1?} after the participants left");
     let (_, stats) = get(&format!("{}/colibri/stats", envs.bridge_rest)).expect("stats");
     let stats: Value = serde_json::from_str(&stats).expect("JSON");
     assert!(stats["shutting_down"] == true, "{stats}");

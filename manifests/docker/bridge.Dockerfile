@@ -15,10 +15,13 @@ FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and target dir between builds; the binary is copied out of the cache.
+# Debug info (≈ 35 MB of the 46 MB release binary) is stripped; symbols stay, so a panic's
+# backtrace still names functions.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p bridge \
-    && install -D -m 0755 target/release/bridge /out/bridge
+    && install -D -m 0755 target/release/bridge /out/bridge \
+    && objcopy --strip-debug /out/bridge
 
 FROM debian:12.15-slim
 # No shell tools are needed at run time: health checks and graceful shutdown are subcommands of the

@@ -5,27 +5,25 @@
 # its own Dockerfile with the prebuilt binary handed in as the `build` stage (a named build context
 # replaces the stage of that name, so the Rust stage is skipped). Only Debian's package mirror is used.
 #
-#   manifests/docker/build-local.sh --binaries DIR [--strip] [--tag TAG] [--prefix PREFIX]
+#   manifests/docker/build-local.sh --binaries DIR [--tag TAG] [--prefix PREFIX]
 #
-#   --binaries DIR  directory holding the `bridge` and `focus` executables (e.g. target/release)
-#   --strip         strip debug info from the copies put in the images (for debug builds: the
-#                   production path, `docker build`, builds release binaries in the image)
+#   --binaries DIR  directory holding the `bridge` and `focus` executables (e.g. target/release); the
+#                   copies put in the images lose their debug info, as in the Dockerfiles' build stage
 #   --tag, --prefix images are PREFIX/bridge:TAG and PREFIX/focus:TAG (localhost/jitsi-rs, 0.1.0)
 #
 # Environment: CONTAINERS_CONF (default: podman/containers.conf next to this script); PODMAN_ROOT=DIR
 # keeps images and containers under DIR/storage and DIR/run instead of podman's default store;
 # DEBIAN_MIRROR (default http://deb.debian.org/debian). Needs root (debootstrap), podman, runc,
-# debootstrap (scripts/install-deps.sh installs them). Prints each image's size and what it adds to
+# debootstrap, objcopy (scripts/install-deps.sh installs them). Prints each image's size and what it adds to
 # the base. Safe to run concurrently and again: the base is made once, unchanged layers are reused.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-binaries='' strip='' tag=0.1.0 prefix=localhost/jitsi-rs
+binaries='' tag=0.1.0 prefix=localhost/jitsi-rs
 while [ $# -gt 0 ]; do
   case $1 in
     --binaries) binaries=${2:?--binaries needs a directory}; shift 2 ;;
-    --strip) strip=1; shift ;;
     --tag) tag=${2:?--tag needs a value}; shift 2 ;;
     --prefix) prefix=${2:?--prefix needs a value}; shift 2 ;;
     *) echo "build-local.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
@@ -40,7 +38,7 @@ if [ -n "${PODMAN_ROOT:-}" ]; then
   mkdir -p "$PODMAN_ROOT"
   podman+=(--root "$PODMAN_ROOT/storage" --runroot "$PODMAN_ROOT/run")
 fi
-for tool in podman runc debootstrap; do
+for tool in podman runc debootstrap objcopy; do
   command -v "$tool" >/dev/null || { echo "build-local.sh: $tool is missing: run scripts/install-deps.sh" >&2; exit 1; }
 done
 
@@ -88,10 +86,7 @@ for name in bridge focus; do
   "${podman[@]}" image exists "docker.io/library/$base" || make_base "$base"
   [ -x "$binaries/$name" ] || { echo "build-local.sh: $binaries/$name is missing or not executable" >&2; exit 1; }
   mkdir -p "$tmp/$name/out"
-  cp "$binaries/$name" "$tmp/$name/out/$name"
-  if [ -n "$strip" ]; then
-    objcopy --strip-debug "$tmp/$name/out/$name"
-  fi
+  objcopy --strip-debug "$binaries/$name" "$tmp/$name/out/$name"
   image=$prefix/$name:$tag
   # --format docker: OCI image configs have no HEALTHCHECK. --pull=never: the base is local.
   "${podman[@]}" build --quiet --format docker --pull=never \

@@ -14,10 +14,12 @@
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY . .
+# Debug info stripped, symbols kept (as in bridge.Dockerfile).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p focus \
-    && install -D -m 0755 target/release/focus /out/focus
+    && install -D -m 0755 target/release/focus /out/focus \
+    && objcopy --strip-debug /out/focus
 
 FROM debian:12.15-slim
 # No shell tools are needed at run time: the health check is a subcommand (`focus healthcheck`).
