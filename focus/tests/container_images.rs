@@ -259,7 +259,8 @@ struct Images {
 
 /// Builds (or reuses: unchanged layers are cached) `localhost/jitsi-rs-test/{bridge,focus}:<profile>`
 /// with `manifests/docker/build-local.sh` from this profile's binaries (debug info stripped, as the
-/// Dockerfiles' build stage does; the production path, `docker build`, builds release binaries).
+/// Dockerfiles' build stage does; the production path, `docker build`, builds release binaries), and
+/// removes containers that earlier test processes left behind.
 fn images() -> Images {
     init_tracing();
     let focus_bin = PathBuf::from(env!("CARGO_BIN_EXE_focus"));
@@ -297,6 +298,7 @@ fn images() -> Images {
     );
     print!("{}", String::from_utf8_lossy(&out.stdout));
     println!("images ready after {:.1?}", started.elapsed());
+    remove_stale_containers(&podman);
     Images {
         podman,
         bridge: format!("localhost/jitsi-rs-test/bridge:{tag}"),
@@ -469,13 +471,7 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.logs();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!(
-                "--- {} log tail ---\n{}",
-                self.name,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+            common::eprint_log_tail(&self.name, &self.logs(), 60);
         }
         let _ = self
             .podman
@@ -614,37 +610,38 @@ fn manifests_envs(c2s: u16) -> Envs {
 /// loopback: the ports (the Prosody's and free ones), REST and media on loopback, no STUN.
 fn docker_jitsi_meet_envs(c2s: u16) -> Envs {
     let (bridge_rest, media_port, focus_rest) = (free_port(), free_udp_port(), free_port());
-    let pairs = |v: &[(&str, String)]| -> Env {
-        v.iter()
+    // Both services: TZ from .env, the compose file's SENTRY_DSN literal (quotes included), our
+    // override's LOG_FORMAT, and the test Prosody's port.
+    let shared = [
+        ("TZ", "UTC".to_owned()),
+        ("SENTRY_DSN", "\"0\"".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("XMPP_PORT", c2s.to_string()),
+    ];
+    let env = |own: &[(&str, String)]| -> Env {
+        shared
+            .iter()
+            .chain(own)
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect()
     };
-    let bridge = pairs(&[
+    let bridge = env(&[
         // From .env.
-        ("TZ", "UTC".into()),
         ("JVB_AUTH_PASSWORD", JVB_PASSWORD.into()),
         ("JVB_ADVERTISE_IPS", "127.0.0.1".into()),
-        // The compose file's literal, quotes included.
-        ("SENTRY_DSN", "\"0\"".into()),
-        // Our override file.
-        ("LOG_FORMAT", "json".into()),
         // Loopback: compose publishes 8080 on the host's 127.0.0.1 only; here the host is the network.
         ("JVB_REST_HOST", "127.0.0.1".into()),
         ("JVB_REST_PORT", bridge_rest.to_string()),
         ("JVB_PORT", media_port.to_string()),
         ("JVB_MEDIA_HOST", "127.0.0.1".into()),
         ("JVB_DISABLE_STUN", "true".into()),
-        ("XMPP_PORT", c2s.to_string()),
     ]);
-    let focus = pairs(&[
-        ("TZ", "UTC".into()),
+    let focus = env(&[
         ("JICOFO_AUTH_PASSWORD", FOCUS_PASSWORD.into()),
-        ("SENTRY_DSN", "\"0\"".into()),
+        // Our override file.
         ("JICOFO_ENABLE_REST", "1".into()),
-        ("LOG_FORMAT", "json".into()),
         ("JICOFO_REST_HOST", "127.0.0.1".into()),
         ("JICOFO_REST_PORT", focus_rest.to_string()),
-        ("XMPP_PORT", c2s.to_string()),
     ]);
     Envs {
         bridge,
@@ -1016,7 +1013,6 @@ async fn drain_during_call(
 async fn e2e_container_manifests_env_call_health_and_drain() {
     let images = tokio::task::block_in_place(images);
     let podman = &images.podman;
-    remove_stale_containers(podman);
     let prosody = start_prosody();
     let envs = manifests_envs(prosody.ports().c2s);
     let mut seen = Observations::default();
@@ -1168,7 +1164,6 @@ async fn e2e_container_manifests_env_call_health_and_drain() {
 async fn e2e_container_docker_jitsi_meet_env_call_and_upstream_script_paths() {
     let images = tokio::task::block_in_place(images);
     let podman = &images.podman;
-    remove_stale_containers(podman);
     let prosody = start_prosody();
     let envs = docker_jitsi_meet_envs(prosody.ports().c2s);
     // SHUTDOWN_REST_ENABLED is off by default in the jvb image; the drain needs it, so .env sets it.
@@ -1253,7 +1248,6 @@ async fn e2e_container_docker_jitsi_meet_env_call_and_upstream_script_paths() {
 #[test]
 fn e2e_container_bad_variable_stops_the_container_naming_it() {
     let images = images();
-    remove_stale_containers(&images.podman);
     // No Prosody: configuration is checked before anything connects.
     let envs = manifests_envs(free_port());
     let mut problems = refusal_problems(&images.podman, &images.bridge, BRIDGE_VARS, &envs.bridge);
@@ -1274,7 +1268,6 @@ fn e2e_container_bad_variable_stops_the_container_naming_it() {
 fn e2e_container_checks_catch_a_broken_image_variant() {
     let images = images();
     let podman = &images.podman;
-    remove_stale_containers(podman);
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("Dockerfile"),
