@@ -226,14 +226,18 @@ impl Drop for FocusProcess {
             let _ = c.wait();
         }
         if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(150).collect();
-            eprintln!(
-                "--- focus log tail ---\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+            eprint_log_tail("focus", &self.log(), 150);
         }
     }
+}
+
+/// Prints the last `lines` lines of a failed test's process log.
+pub fn eprint_log_tail(what: &str, log: &str, lines: usize) {
+    let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+    eprintln!(
+        "--- {what} log tail ---\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 }
 
 /// A test XMPP client whose events are forwarded to a channel.
@@ -410,13 +414,7 @@ impl Drop for BridgeProcess {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!(
-                "--- bridge {} log tail ---\n{}",
-                self.nick,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+            eprint_log_tail(&format!("bridge {}", self.nick), &self.log(), 60);
         }
     }
 }
