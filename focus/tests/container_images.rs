@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use common::browser::{Participants, wait_media};
 use common::{client_proxy_config, free_port, free_udp_port, init_tracing};
 use serde_json::Value;
-use signaling::service::http_request;
-use signaling::testing::{FOCUS_PASSWORD, JVB_PASSWORD, Prosody, ProsodyOptions, manifest_env};
+use service::http_request;
+use testkit::{FOCUS_PASSWORD, JVB_PASSWORD, Prosody, ProsodyOptions, manifest_env};
 
 type Env = Vec<(String, String)>;
 
