@@ -392,26 +392,9 @@ impl IceAgent {
             self.counters.count(DropReason::StunBadIntegrity);
             return;
         }
-        // Role conflict (RFC 8445 §7.3.1.1).
-        if self.controlling {
-            if let Some(theirs) = msg.ice_controlling() {
-                if self.tie_breaker >= theirs {
-                    self.send_error(from, msg, 487, "Role Conflict");
-                    return;
-                }
-                self.controlling = false;
-            }
-        } else if let Some(theirs) = msg.ice_controlled() {
-            // A lite agent cannot take control: it asks the peer to switch instead.
-            if self.is_full() && self.tie_breaker >= theirs {
-                self.controlling = true;
-                self.next_check.get_or_insert(now);
-            } else {
-                self.send_error(from, msg, 487, "Role Conflict");
-                return;
-            }
+        if self.is_full() && !self.resolve_role_conflict(now, from, msg) {
+            return;
         }
-
         self.start(now);
         self.validate(from);
         // Consent is per pair (RFC 7675): only the selected pair's traffic refreshes it.
@@ -434,6 +417,29 @@ impl IceAgent {
             self.state = IceState::Connected;
             self.events.push_back(IceEvent::Connected(from));
         }
+    }
+
+    /// Role conflict (RFC 8445 §7.3.1.1, a procedure of full agents: a lite agent stays
+    /// controlled and just answers). Returns false when the request got a 487 answer.
+    fn resolve_role_conflict(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) -> bool {
+        if self.controlling {
+            if let Some(theirs) = msg.ice_controlling() {
+                if self.tie_breaker >= theirs {
+                    self.send_error(from, msg, 487, "Role Conflict");
+                    return false;
+                }
+                self.controlling = false;
+            }
+        } else if let Some(theirs) = msg.ice_controlled() {
+            if self.tie_breaker >= theirs {
+                self.controlling = true;
+                self.next_check.get_or_insert(now);
+            } else {
+                self.send_error(from, msg, 487, "Role Conflict");
+                return false;
+            }
+        }
+        true
     }
 
     fn handle_response(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
@@ -1188,6 +1194,30 @@ mod tests {
         assert_eq!(m.class, Class::Error);
         assert_eq!(m.error_code(), Some(487));
         assert!(b.is_controlling());
+        // A lite agent does not repair conflicts (RFC 8445 §7.3.1.1 is for full agents): a
+        // check claiming controlled is answered, and the agent stays controlled and silent.
+        let (mut c, peer, _) = setup(IceMode::Lite);
+        c.tie_breaker = u64::MAX;
+        c.set_remote(now, peer.creds.clone(), &[]);
+        c.handle_stun(now, from, &peer.check(1, false, false));
+        let tx = c.poll_transmit().unwrap();
+        assert_eq!(Message::parse(&tx.data).unwrap().class, Class::Success);
+        assert!(!c.is_controlling());
+        c.handle_timeout(now + Duration::from_secs(1));
+        assert!(c.poll_transmit().is_none());
+        // A controlled full agent with the higher tie-breaker takes control.
+        let mut d = IceAgent::new(
+            peer.bridge.clone(),
+            IceConfig {
+                role: IceRole::Controlled,
+                ..IceConfig::default()
+            },
+            Arc::new(DropCounters::new()),
+            TransportRng::seeded(2),
+        );
+        d.tie_breaker = u64::MAX;
+        d.handle_stun(now, from, &peer.check(1, false, false));
+        assert!(d.is_controlling());
     }
 
     // ---- The controlled role (a participant opposite the bridge) against a controlling agent.
