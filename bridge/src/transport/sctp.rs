@@ -235,9 +235,19 @@ impl SctpTransport {
         while let Some(ev) = a.poll() {
             match ev {
                 Event::AssociationLost { reason, .. } | Event::HandshakeFailed { reason } => {
+                    // A client's channel that never opened closes too, as an RTCDataChannel
+                    // fires `close` (open channels close in `close_all_channels`).
+                    let pending = self.role == Role::Client
+                        && !self.lost
+                        && !self.channels.iter().any(|c| c.ours.is_some() && c.open);
                     self.lost = true;
                     self.events
                         .push_back(SctpEvent::AssociationLost(reason.to_string()));
+                    if pending {
+                        self.events.push_back(SctpEvent::ChannelClosed {
+                            stream: CLIENT_STREAM,
+                        });
+                    }
                 }
                 Event::Connected
                     if self.role == Role::Client
@@ -415,6 +425,7 @@ impl SctpTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn dcep_open_roundtrip_and_truncation() {
@@ -534,5 +545,40 @@ mod tests {
         // A server never initiates.
         server.connect(now).unwrap();
         assert!(server.poll_packet().is_none());
+    }
+
+    /// A client whose INIT is never answered gives up after rtc-sctp's retransmissions, and its
+    /// channel reports closed (the endpoint turns that into `DataChannelClosed`).
+    #[test]
+    fn an_unanswered_client_reports_its_channel_closed() {
+        let t0 = Instant::now();
+        let mut client = SctpTransport::new(Role::Client, ChannelSpec::default());
+        client.connect(t0).unwrap();
+        let mut now = t0;
+        let mut events = Vec::new();
+        while let Some(t) = client.poll_timeout() {
+            assert!(
+                t >= now && t < t0 + Duration::from_secs(600),
+                "{:?}",
+                t - t0
+            );
+            now = t;
+            client.handle_timeout(now);
+            while client.poll_packet().is_some() {}
+            while let Some(e) = client.poll_event() {
+                events.push(e);
+            }
+        }
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    SctpEvent::AssociationLost(_),
+                    SctpEvent::ChannelClosed { stream: 0 }
+                ]
+            ),
+            "{events:?}"
+        );
+        assert_eq!(client.open_channel(), None);
     }
 }
