@@ -3,8 +3,9 @@
 //! side toward the bridge ([`Role::Client`], what `loadtest` runs).
 //!
 //! Feed it every datagram for it (`handle_datagram`), drive its timers (`poll_timeout` /
-//! `handle_timeout`), drain `poll_transmit` and `poll_event`. It never touches a socket, a
-//! clock or the OS's randomness: everything random comes from the injected [`TransportRng`].
+//! `handle_timeout`), drain `poll_transmit` and `poll_event`. It never touches a socket or a
+//! clock, and what it chooses at random comes from the injected [`TransportRng`] (README.md lists
+//! what rtc-dtls and rtc-sctp still draw from the OS themselves).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
