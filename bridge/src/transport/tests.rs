@@ -58,49 +58,33 @@ impl Link {
         let mut rng = TransportRng::seeded(seed);
         let server_identity = DtlsIdentity::generate().unwrap();
         let client_identity = DtlsIdentity::generate_named("participant").unwrap();
-        let (server_counters, client_counters) =
-            (Arc::new(DropCounters::new()), Arc::new(DropCounters::new()));
-        let server_creds = IceCredentials::generate(&mut rng);
-        let mut server = EndpointTransport::with_rng(
-            server_creds.clone(),
-            &server_identity,
-            server_cfg,
-            server_counters.clone(),
-            rng.fork(),
-        )
-        .unwrap();
-        let client_creds = IceCredentials::generate(&mut rng);
-        let mut client = EndpointTransport::with_rng(
-            client_creds.clone(),
-            &client_identity,
-            client_cfg,
-            client_counters.clone(),
-            rng.fork(),
-        )
-        .unwrap();
-        // The offer (bridge → participant) and the answer.
-        client.set_remote(
-            t0,
-            RemoteTransport {
-                ice: server_creds,
-                fingerprints: vec![server_identity.fingerprint().clone()],
+        // One side: its transport (every random value from `rng`), its counters, and the
+        // transport it signals to the other.
+        let mut side = |cfg: TransportConfig, identity: &DtlsIdentity, at: &str| {
+            let creds = IceCredentials::generate(&mut rng);
+            let counters = Arc::new(DropCounters::new());
+            let t = EndpointTransport::with_rng(
+                creds.clone(),
+                identity,
+                cfg,
+                counters.clone(),
+                rng.fork(),
+            )
+            .unwrap();
+            let signalled = RemoteTransport {
+                ice: creds,
+                fingerprints: vec![identity.fingerprint().clone()],
                 candidates: vec![RemoteCandidate {
-                    addr: addr(SERVER),
+                    addr: addr(at),
                     priority: HOST_PRIORITY,
                 }],
-            },
-        );
-        server.set_remote(
-            t0,
-            RemoteTransport {
-                ice: client_creds,
-                fingerprints: vec![client_identity.fingerprint().clone()],
-                candidates: vec![RemoteCandidate {
-                    addr: addr(CLIENT),
-                    priority: HOST_PRIORITY,
-                }],
-            },
-        );
+            };
+            (t, counters, signalled)
+        };
+        let (mut server, server_counters, offer) = side(server_cfg, &server_identity, SERVER);
+        let (mut client, client_counters, answer) = side(client_cfg, &client_identity, CLIENT);
+        client.set_remote(t0, offer);
+        server.set_remote(t0, answer);
         Link {
             client,
             server,
@@ -124,38 +108,9 @@ impl Link {
         self.client.handle_timeout(now);
         self.server.handle_timeout(now);
         for _ in 0..100 {
-            let mut moved = false;
-            while let Some(t) = self.client.poll_transmit() {
-                moved = true;
-                assert_eq!(t.to, addr(SERVER));
-                match classify(&t.data) {
-                    PacketKind::Stun => self.trace.stun.push((at, true, t.data.to_vec())),
-                    PacketKind::Dtls => {
-                        self.dtls_up += 1;
-                        if lose(true, self.dtls_up - 1) {
-                            continue;
-                        }
-                    }
-                    _ => {}
-                }
-                self.server.handle_datagram(now, addr(CLIENT), &t.data);
-            }
-            while let Some(t) = self.server.poll_transmit() {
-                moved = true;
-                assert_eq!(t.to, addr(CLIENT));
-                match classify(&t.data) {
-                    PacketKind::Stun => self.trace.stun.push((at, false, t.data.to_vec())),
-                    PacketKind::Dtls => {
-                        self.dtls_down += 1;
-                        if lose(false, self.dtls_down - 1) {
-                            continue;
-                        }
-                    }
-                    _ => {}
-                }
-                self.client.handle_datagram(now, addr(SERVER), &t.data);
-            }
-            if !moved {
+            let up = self.forward(true, lose);
+            let down = self.forward(false, lose);
+            if !(up || down) {
                 break;
             }
         }
@@ -171,6 +126,46 @@ impl Link {
             rel(self.client.poll_timeout()),
             rel(self.server.poll_timeout()),
         ));
+    }
+
+    /// Delivers what one side queued (`up`: the client's) to the other, tracing STUN and counting
+    /// (and maybe losing) DTLS. Returns whether anything was queued.
+    fn forward(&mut self, up: bool, lose: &mut impl FnMut(bool, usize) -> bool) -> bool {
+        let (now, at) = (self.now, self.now - self.t0);
+        let (from, to, src, dst, dtls) = if up {
+            (
+                CLIENT,
+                SERVER,
+                &mut self.client,
+                &mut self.server,
+                &mut self.dtls_up,
+            )
+        } else {
+            (
+                SERVER,
+                CLIENT,
+                &mut self.server,
+                &mut self.client,
+                &mut self.dtls_down,
+            )
+        };
+        let mut moved = false;
+        while let Some(t) = src.poll_transmit() {
+            moved = true;
+            assert_eq!(t.to, addr(to));
+            match classify(&t.data) {
+                PacketKind::Stun => self.trace.stun.push((at, up, t.data.to_vec())),
+                PacketKind::Dtls => {
+                    *dtls += 1;
+                    if lose(up, *dtls - 1) {
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            dst.handle_datagram(now, addr(from), &t.data);
+        }
+        moved
     }
 
     /// Steps until `done` or `limit` of virtual time, jumping to the next timer (at most `max_step`
@@ -222,29 +217,20 @@ fn call(seed: u64) -> Link {
         l.client_events,
         l.server_events
     );
-    let gcm = SrtpProfile::AeadAes128Gcm;
-    assert_eq!(
-        &l.client_events[..3],
-        &[
-            TransportEvent::Connected(addr(SERVER)),
-            TransportEvent::DtlsConnected(gcm),
-            TransportEvent::DataChannelOpen {
-                label: "JVB data channel".into(),
-                protocol: "http://jitsi.org/protocols/colibri".into()
-            },
-        ]
-    );
-    assert_eq!(
-        &l.server_events[..3],
-        &[
-            TransportEvent::Connected(addr(CLIENT)),
-            TransportEvent::DtlsConnected(gcm),
-            TransportEvent::DataChannelOpen {
-                label: "JVB data channel".into(),
-                protocol: "http://jitsi.org/protocols/colibri".into()
-            },
-        ]
-    );
+    // Each side: ICE, then DTLS (GCM, Chromium's first choice), then the bridge channel.
+    for (events, peer) in [(&l.client_events, SERVER), (&l.server_events, CLIENT)] {
+        assert_eq!(
+            &events[..3],
+            &[
+                TransportEvent::Connected(addr(peer)),
+                TransportEvent::DtlsConnected(SrtpProfile::AeadAes128Gcm),
+                TransportEvent::DataChannelOpen {
+                    label: "JVB data channel".into(),
+                    protocol: "http://jitsi.org/protocols/colibri".into()
+                },
+            ]
+        );
+    }
     // SRTP and SRTCP both ways, the bridge channel both ways.
     let rtp = [0x80u8, 100, 0, 9, 0, 0, 0, 1, 0, 0, 0, 42, 7, 7, 7];
     let rtcp = [0x80u8, 201, 0, 1, 0, 0, 0, 42];
