@@ -8,6 +8,12 @@ use super::bridges::BridgeSelectorStats;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counters {
     pub conference_requests: u64,
+    /// Requests for a room that had no conference yet.
+    pub conference_requests_new: u64,
+    /// Requests refused: a room outside the conference MUC services (e.g. the brewery).
+    pub conference_requests_refused: u64,
+    /// Requests for new rooms answered "not ready" because too many conferences were still empty.
+    pub conference_requests_deferred: u64,
     pub conferences_created: u64,
     /// Participants ever invited (re-invites not counted).
     pub participants: u64,
@@ -36,6 +42,13 @@ pub struct FocusStats {
     /// `conference_sizes[n]` = number of conferences with `n` participants (the last bucket is 22+).
     pub conference_sizes: Vec<usize>,
     pub bridge_selector: BridgeSelectorStats,
+    pub total_conference_requests_refused: u64,
+    pub total_conference_requests_deferred: u64,
+    /// Whether the focus is in the brewery now, how often it had to join again, and brewery
+    /// presences with stats from occupants that are not trusted bridge accounts.
+    pub brewery_joined: bool,
+    pub total_brewery_rejoins: u64,
+    pub total_untrusted_brewery_presences: u64,
 }
 
 impl FocusStats {
@@ -61,6 +74,11 @@ impl FocusStats {
             total_colibri_failures: c.colibri_failures,
             conference_sizes: buckets,
             bridge_selector,
+            total_conference_requests_refused: c.conference_requests_refused,
+            total_conference_requests_deferred: c.conference_requests_deferred,
+            brewery_joined: false,
+            total_brewery_rejoins: 0,
+            total_untrusted_brewery_presences: 0,
         }
     }
 }

@@ -30,6 +30,17 @@ const CLIENT_FEATURES: &[&str] = &[
     "http://jitsi.org/tcc",
 ];
 
+/// The 2021 client's disco#info answer.
+fn client_disco() -> Element {
+    let features: String = CLIENT_FEATURES
+        .iter()
+        .map(|f| format!(r#"<feature var="{f}"/>"#))
+        .collect();
+    el(&format!(
+        r#"<query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="web" name="https://jitsi.org/jitsi-meet"/>{features}</query>"#
+    ))
+}
+
 struct Harness {
     focus: Focus,
     now: Instant,
@@ -57,6 +68,7 @@ impl Harness {
 
     fn with(tweak: impl FnOnce(&mut CoreConfig)) -> Self {
         let mut cfg = CoreConfig::new(FOCUS, BREWERY.parse().unwrap());
+        cfg.conference_domains = vec!["conference.meet.example".into()];
         tweak(&mut cfg);
         let mut h = Harness {
             focus: Focus::new(cfg, 7),
@@ -212,7 +224,7 @@ impl Harness {
 
     fn add_bridge(&mut self, nick: &str, stress: f64) {
         self.presence(&format!(
-            r#"<presence xmlns="jabber:client" from="{BREWERY}/{nick}"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="participant"/></x>
+            r#"<presence xmlns="jabber:client" from="{BREWERY}/{nick}"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="participant" jid="jvb@auth.meet.example/{nick}"/></x>
             <stats xmlns="http://jitsi.org/protocol/colibri"><stat name="stress_level" value="{stress}"/><stat name="drain" value="false"/>
             <stat name="graceful_shutdown" value="false"/><stat name="shutting_down" value="false"/><stat name="version" value="0.1.0"/><stat name="region" value="local"/></stats></presence>"#
         ));
@@ -264,10 +276,20 @@ impl Harness {
         assert_eq!(answer.attr("focusjid"), Some("focus@auth.meet.example"));
     }
 
+    /// Answers the room configuration requests that follow the focus's own presence.
+    fn answer_room_config(&mut self, room: &str) {
+        let owner = |r: &Req| r.to == room && r.payload.is("query", ns::MUC_OWNER);
+        let form = self.one_request("config form", |r| owner(r) && r.kind == IqKind::Get);
+        self.respond(form.id, Ok(None));
+        let submit = self.one_request("config submit", |r| owner(r) && r.kind == IqKind::Set);
+        self.respond(submit.id, Ok(None));
+    }
+
     fn join_member(&mut self, room: &str, nick: &str) {
+        let ver = caps::ver_of(&client_disco());
         self.presence(&format!(
             r#"<presence xmlns="jabber:client" from="{room}/{nick}"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="participant" jid="{nick}@meet.example/res"/></x>
-            <stats-id>stats-{nick}</stats-id><c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://jitsi.org/jitsi-meet" ver="v2021"/></presence>"#
+            <stats-id>stats-{nick}</stats-id><c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://jitsi.org/jitsi-meet" ver="{ver}"/></presence>"#
         ));
     }
 
@@ -282,16 +304,7 @@ impl Harness {
         let discos = self.requests(|r| r.payload.is("query", muc::NS_DISCO_INFO));
         let n = discos.len();
         for d in discos {
-            let features: String = CLIENT_FEATURES
-                .iter()
-                .map(|f| format!(r#"<feature var="{f}"/>"#))
-                .collect();
-            self.respond(
-                d.id,
-                Ok(Some(el(&format!(
-                    r#"<query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="web" name="https://jitsi.org/jitsi-meet"/>{features}</query>"#
-                )))),
-            );
+            self.respond(d.id, Ok(Some(client_disco())));
         }
         n
     }
@@ -1056,7 +1069,7 @@ fn shutting_down_bridge_moves_its_participants() {
     let (mut h, _) = Harness::conference(ROOM, &["aaaa1111", "bbbb2222"]);
     h.add_bridge("jvb2", 0.5);
     h.presence(&format!(
-        r#"<presence xmlns="jabber:client" from="{BREWERY}/jvb1"><stats xmlns="http://jitsi.org/protocol/colibri"><stat name="shutting_down" value="true"/></stats></presence>"#
+        r#"<presence xmlns="jabber:client" from="{BREWERY}/jvb1"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="participant" jid="jvb@auth.meet.example/jvb1"/></x><stats xmlns="http://jitsi.org/protocol/colibri"><stat name="shutting_down" value="true"/></stats></presence>"#
     ));
     assert_eq!(h.jingles("session-terminate").len(), 2);
     let allocs = h.answer_allocations();
@@ -1187,7 +1200,7 @@ fn empty_conference_stops_after_the_initial_timeout() {
 }
 
 #[test]
-fn reconnect_rejoins_and_forgets_members_that_left_meanwhile() {
+fn reconnect_rejoins_and_forgets_members_that_do_not_come_back() {
     let (mut h, _) = Harness::conference(ROOM, &["aaaa1111", "bbbb2222", "cccc3333"]);
     h.input(Input::Offline(Link::Client));
     h.input(Input::Online(Link::Client));
@@ -1199,6 +1212,22 @@ fn reconnect_rejoins_and_forgets_members_that_left_meanwhile() {
     h.presence(&format!(
         r#"<presence xmlns="jabber:client" from="{ROOM}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/></x></presence>"#
     ));
+    h.answer_room_config(ROOM);
+    // c may still be reconnecting (Prosody restarted): its session is kept for the grace period.
+    h.advance(MEMBER_REJOIN_GRACE - Duration::from_secs(1));
+    assert!(
+        !h.bridge_updates()
+            .iter()
+            .any(|(_, p)| String::from(p).contains("cccc3333")),
+        "c's endpoint is kept during the grace"
+    );
+    assert_eq!(
+        h.focus
+            .participants(&ROOM.parse::<BareJid>().unwrap())
+            .len(),
+        3
+    );
+    h.advance(Duration::from_secs(2));
     let updates = h.bridge_updates();
     assert!(
         updates
@@ -1214,6 +1243,39 @@ fn reconnect_rejoins_and_forgets_members_that_left_meanwhile() {
     );
     // Nobody is re-invited.
     assert!(h.answer_allocations().is_empty());
+}
+
+/// Prosody restarted: the focus re-joins, members come back after it, within the grace, under the same
+/// nicknames — their sessions (and media) are kept, nobody is re-invited, no session-terminate.
+#[test]
+fn members_that_come_back_after_a_rejoin_keep_their_sessions() {
+    let (mut h, _) = Harness::conference(ROOM, &["aaaa1111", "bbbb2222"]);
+    h.take();
+    h.input(Input::Offline(Link::Client));
+    h.input(Input::Online(Link::Client));
+    // The room is new: only us.
+    h.presence(&format!(
+        r#"<presence xmlns="jabber:client" from="{ROOM}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
+    ));
+    h.answer_room_config(ROOM);
+    h.advance(Duration::from_secs(5));
+    h.join_member(ROOM, "aaaa1111");
+    h.join_member(ROOM, "bbbb2222");
+    h.advance(MEMBER_REJOIN_GRACE * 2);
+    assert!(h.jingles("session-terminate").is_empty());
+    assert!(h.answer_allocations().is_empty());
+    assert!(
+        !h.bridge_updates()
+            .iter()
+            .any(|(_, p)| String::from(p).contains("expire")),
+        "no endpoint expired"
+    );
+    assert_eq!(
+        h.focus
+            .participants(&ROOM.parse::<BareJid>().unwrap())
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -1512,3 +1574,6 @@ fn a_moderators_start_muted_policy_applies_to_later_first_invitations_only() {
     assert_eq!(again.len(), 4, "{again:?}");
     assert!(again.values().all(Option::is_none), "{again:?}");
 }
+
+#[path = "tests_hardening.rs"]
+mod hardening;
