@@ -88,6 +88,13 @@ pub struct Config {
     pub internal_muc_domain: String,
     /// `JVB_BREWERY_MUC`: the brewery room's local part.
     pub brewery_room: String,
+    /// Whether breakout rooms (`breakout.<XMPP_DOMAIN>`, docker's `ENABLE_BREAKOUT_ROOMS`, default on)
+    /// are conference rooms the focus serves, and their MUC service if not the docker one.
+    pub breakout_rooms: bool,
+    pub breakout_muc_domain: Option<String>,
+    /// Domains whose accounts may be bridges in the brewery; empty: the domain the focus logs in to
+    /// on the brewery connection (`XMPP_AUTH_DOMAIN`, or `JVB_XMPP_AUTH_DOMAIN` on a separate server).
+    pub bridge_trusted_domains: Vec<String>,
     pub client: XmppClientConfig,
     /// A separate XMPP server for the brewery (`ENABLE_JVB_XMPP_SERVER`); `None` uses `client`.
     pub service: Option<XmppClientConfig>,
@@ -112,6 +119,9 @@ impl Default for Config {
             muc_domain: "muc.meet.jitsi".into(),
             internal_muc_domain: "internal-muc.meet.jitsi".into(),
             brewery_room: "jvbbrewery".into(),
+            breakout_rooms: true,
+            breakout_muc_domain: None,
+            bridge_trusted_domains: Vec::new(),
             client: XmppClientConfig {
                 host: "xmpp.meet.jitsi".into(),
                 port: 5222,
@@ -147,6 +157,29 @@ impl Config {
             .as_deref()
             .unwrap_or(&self.internal_muc_domain);
         format!("{}@{}", self.brewery_room, domain)
+    }
+
+    /// The MUC services whose rooms the focus serves: `XMPP_MUC_DOMAIN` and the breakout-room service.
+    /// Conference requests for other rooms (the brewery above all) are refused.
+    pub fn conference_domains(&self) -> Vec<String> {
+        let mut d = vec![self.muc_domain.clone()];
+        if self.breakout_rooms {
+            d.push(
+                self.breakout_muc_domain
+                    .clone()
+                    .unwrap_or_else(|| format!("breakout.{}", self.xmpp_domain)),
+            );
+        }
+        d
+    }
+
+    /// Domains whose accounts may be bridges (see [`Config::bridge_trusted_domains`]).
+    pub fn bridge_domains(&self) -> Vec<String> {
+        if !self.bridge_trusted_domains.is_empty() {
+            return self.bridge_trusted_domains.clone();
+        }
+        let login = self.service.as_ref().unwrap_or(&self.client);
+        vec![login.login_domain.clone()]
     }
 
     /// The focus's bare JID as clients see it (`focus@auth.meet.jitsi`).
@@ -229,6 +262,13 @@ impl Config {
         if let Some(v) = get("JVB_BREWERY_MUC") {
             self.brewery_room = v;
         }
+        if let Some(v) = e.bool("ENABLE_BREAKOUT_ROOMS")? {
+            self.breakout_rooms = v;
+        }
+        // Ours (docker has no such variable): bridges' account domains when not the auth domain.
+        if let Some(v) = get("JICOFO_BRIDGE_TRUSTED_DOMAINS") {
+            self.bridge_trusted_domains = split_list(&v);
+        }
         if let Some(v) = e.bool("XMPP_USE_TLS")? {
             self.client.use_tls = Some(v);
         }
@@ -297,6 +337,10 @@ impl Config {
         }
         if let Some(v) = get("JICOFO_OCTO_REGION") {
             self.bridge.local_region = Some(v);
+        }
+        if let Some(v) = get("JICOFO_BRIDGE_REGION_GROUPS") {
+            self.bridge.region_groups = parse_region_groups(&v)
+                .map_err(|r| invalid("JICOFO_BRIDGE_REGION_GROUPS", &v, r))?;
         }
         if let Some(v) = e.bool("JICOFO_ENABLE_BRIDGE_HEALTH_CHECKS")? {
             self.bridge.health_checks_enabled = v;
@@ -469,6 +513,21 @@ impl Config {
                 return Err(invalid(name, value, "not a valid XMPP domain"));
             }
         }
+        let brewery_domain = self.brewery_jid();
+        let brewery_domain = brewery_domain.split_once('@').map_or("", |(_, d)| d);
+        for d in self.conference_domains() {
+            if d.eq_ignore_ascii_case(brewery_domain) {
+                return Err(invalid(
+                    "XMPP_MUC_DOMAIN",
+                    &d,
+                    "is the brewery's MUC service (XMPP_INTERNAL_MUC_DOMAIN); conference rooms must \
+                     live elsewhere",
+                ));
+            }
+            if jid::BareJid::new(&d).is_err() || d.contains('@') {
+                return Err(invalid("xmpp.breakout-muc-domain", &d, "not a valid XMPP domain"));
+            }
+        }
         if jid::BareJid::new(&self.brewery_jid()).is_err() {
             return Err(invalid(
                 "JVB_BREWERY_MUC",
@@ -569,6 +628,39 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
         return Err("out of range".into());
     }
     Ok(Duration::from_millis(millis as u64))
+}
+
+/// docker's `JICOFO_BRIDGE_REGION_GROUPS`, pasted into `region-groups = [ … ]` of jicofo.conf: HOCON
+/// lists of region names, e.g. `["us-east", "us-west"], ["eu-central", "eu-west"]` (quotes optional).
+fn parse_region_groups(v: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut groups = Vec::new();
+    let mut rest = v.trim();
+    while !rest.is_empty() {
+        let open = rest
+            .strip_prefix('[')
+            .ok_or("expected a list like [\"us-east\", \"us-west\"]")?;
+        let (inner, after) = open.split_once(']').ok_or("unclosed '['")?;
+        let group: Vec<String> = inner
+            .split(',')
+            .map(|r| r.trim().trim_matches('"').trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
+        if group.is_empty() {
+            return Err("empty region group".into());
+        }
+        groups.push(group);
+        rest = after.trim_start().trim_start_matches(',').trim_start();
+    }
+    Ok(groups)
+}
+
+/// A comma-separated list, blanks dropped.
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn split_host_port(name: &str, v: &str) -> Result<(String, Option<u16>), ConfigError> {
@@ -677,6 +769,8 @@ pub struct TomlXmpp {
     pub muc_domain: Option<String>,
     pub internal_muc_domain: Option<String>,
     pub brewery_room: Option<String>,
+    /// `""` disables breakout rooms.
+    pub breakout_muc_domain: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
     pub use_tls: Option<bool>,
@@ -718,6 +812,8 @@ pub struct TomlBridge {
     pub health_checks: Option<bool>,
     pub health_check_interval: Option<String>,
     pub health_checks_use_presence: Option<bool>,
+    /// Account domains of bridges (default: the auth domain of the brewery connection).
+    pub trusted_domains: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -781,6 +877,10 @@ impl TomlConfig {
             set(&mut c.muc_domain, x.muc_domain.clone());
             set(&mut c.internal_muc_domain, x.internal_muc_domain.clone());
             set(&mut c.brewery_room, x.brewery_room.clone());
+            if let Some(v) = &x.breakout_muc_domain {
+                c.breakout_rooms = !v.is_empty();
+                c.breakout_muc_domain = (!v.is_empty()).then(|| v.clone());
+            }
             set(&mut c.client.username, x.username.clone());
             set(&mut c.client.password, x.password.clone());
             if x.use_tls.is_some() {
@@ -875,6 +975,9 @@ impl TomlConfig {
                 &mut b.health_checks_use_presence,
                 x.health_checks_use_presence,
             );
+            if let Some(v) = &x.trusted_domains {
+                c.bridge_trusted_domains = v.clone();
+            }
         }
         if let Some(x) = &self.codec {
             for (name, v) in x.video.iter().flatten() {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod docker_env;
 pub mod core;
 pub mod metrics;
 pub mod shell;

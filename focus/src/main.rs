@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use focus::config::{Config, Flags};
 use signaling::service::{LogFormat, ProcessSignal, Signals, http_request, init_tracing};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Jitsi conference focus (drop-in for Jicofo).
 ///
@@ -102,6 +102,9 @@ fn run(flags: &Flags) -> ExitCode {
     if let Err(e) = init_tracing(format, &filter) {
         eprintln!("focus: {e}");
         return ExitCode::from(2);
+    }
+    for i in focus::docker_env::ignored(&env) {
+        warn!(variable = i.name, value = %i.value, "{} is ignored: {}", i.name, i.effect);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

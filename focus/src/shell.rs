@@ -103,6 +103,8 @@ pub fn core_config(config: &Config) -> anyhow::Result<CoreConfig> {
         Link::Client
     };
     core.reply_timeout = config.reply_timeout;
+    core.conference_domains = config.conference_domains();
+    core.bridge_domains = config.bridge_domains();
     core.conference = config.conference.clone();
     core.bridge = config.bridge.clone();
     core.codecs = config.codecs.clone();
