@@ -1135,6 +1135,7 @@ impl Conference {
             return;
         }
         // The session is gone with the bridge: no expire requests to it.
+        ctx.counters.bridges_removed += 1;
         self.restart_session(ctx, why, false, true);
     }
 

@@ -432,6 +432,7 @@ impl Focus {
 
     fn on_offline(&mut self, link: Link) {
         warn!(?link, "connection offline");
+        self.counters.xmpp_disconnects += 1;
         if link == Link::Client {
             self.client_online = false;
             for c in self.conferences.values_mut() {

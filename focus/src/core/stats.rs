@@ -23,6 +23,10 @@ pub struct Counters {
     pub participants_ice_failed: u64,
     pub jingle_errors: u64,
     pub colibri_failures: u64,
+    /// Times a conference lost its bridge (Jicofo `bridges_removed`).
+    pub bridges_removed: u64,
+    /// Times an XMPP connection went down.
+    pub xmpp_disconnects: u64,
 }
 
 /// A snapshot of the focus's state.
@@ -39,6 +43,11 @@ pub struct FocusStats {
     pub total_participants_ice_failed: u64,
     pub total_jingle_errors: u64,
     pub total_colibri_failures: u64,
+    pub total_conference_requests_new: u64,
+    pub total_bridges_removed: u64,
+    pub total_xmpp_disconnects: u64,
+    /// Σ n·(n−1) over conferences of n participants (Jicofo `participants_pairs`).
+    pub participants_pairs: u64,
     /// `conference_sizes[n]` = number of conferences with `n` participants (the last bucket is 22+).
     pub conference_sizes: Vec<usize>,
     pub bridge_selector: BridgeSelectorStats,
@@ -72,6 +81,13 @@ impl FocusStats {
             total_participants_ice_failed: c.participants_ice_failed,
             total_jingle_errors: c.jingle_errors,
             total_colibri_failures: c.colibri_failures,
+            total_conference_requests_new: c.conference_requests_new,
+            total_bridges_removed: c.bridges_removed,
+            total_xmpp_disconnects: c.xmpp_disconnects,
+            participants_pairs: sizes
+                .iter()
+                .map(|&n| (n as u64).saturating_mul((n as u64).saturating_sub(1)))
+                .sum(),
             conference_sizes: buckets,
             bridge_selector,
             total_conference_requests_refused: c.conference_requests_refused,
