@@ -7,16 +7,21 @@
 //! | `/stats` | JSON: `conferences`, `participants`, `largest_conference`, `total_participants`, `total_conferences_created`, `conference_sizes`, `bridge_selector{bridge_count, operational_bridge_count, …}`, … |
 //! | `/metrics` | Prometheus text, `jitsi_jicofo_*` |
 //! | `/debug` | JSON: every conference with its room state, bridge, bridge session and participants |
+//! | `POST /conference-request/v1` | the conference request as JSON, answered as Jicofo does ([`crate::conference_http`]) |
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use signaling::focus_iq::ConferenceResponse;
+use signaling::xml::XmlElement;
 use signaling::service::{VersionInfo, common_routes, not_found, text_response};
 
+use crate::conference_http;
 use crate::metrics::FocusMetrics;
 use crate::shell::LoopHandle;
 
@@ -51,6 +56,10 @@ pub fn router(focus: LoopHandle, metrics: Arc<FocusMetrics>) -> Router {
         .route("/about/health", get(health))
         .route("/stats", get(stats))
         .route("/debug", get(debug))
+        .route(
+            "/conference-request/v1",
+            post(conference_request).options(|| async { StatusCode::OK }),
+        )
         .with_state(ApiState { focus })
         .merge(common_routes(version, render))
         .fallback(not_found)
@@ -88,5 +97,42 @@ async fn debug(State(s): State<ApiState>) -> Response {
         )
             .into_response(),
         None => text_response(StatusCode::SERVICE_UNAVAILABLE, "focus is shutting down"),
+    }
+}
+
+/// How long an HTTP conference request may wait for the room to be joined (the core answers within
+/// its join timeout; this only guards against a loop that never answers).
+const CONFERENCE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn conference_request(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let request = match conference_http::parse_request(&body, bearer) {
+        Ok(r) => r,
+        Err(e) => return conference_http::error_response(&e.0).into_response(),
+    };
+    let answer =
+        tokio::time::timeout(CONFERENCE_REQUEST_TIMEOUT, s.focus.conference_request(request.to_element()))
+            .await;
+    match answer {
+        Ok(Some(Ok(Some(el)))) => match ConferenceResponse::from_element(&el) {
+            Ok(r) => (
+                [(header::CONTENT_TYPE, "application/json")],
+                conference_http::response_json(&r).to_string(),
+            )
+                .into_response(),
+            Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, format!("Internal error: {e}")),
+        },
+        Ok(Some(Ok(None))) => {
+            text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error: empty answer")
+        }
+        Ok(Some(Err(e))) => conference_http::stanza_error_response(&e).into_response(),
+        Ok(None) => text_response(StatusCode::SERVICE_UNAVAILABLE, "focus is shutting down"),
+        Err(_) => text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error: no answer"),
     }
 }

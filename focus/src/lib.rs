@@ -5,6 +5,7 @@
 //! REST API on 8888 ([`api`], [`metrics`]).
 
 pub mod api;
+pub mod conference_http;
 pub mod config;
 pub mod docker_env;
 pub mod core;
