@@ -1,7 +1,8 @@
 //! lib-jitsi-meet participants in headless Chromium, driven through `e2e/ljm-peer.js`.
 
+use std::collections::HashMap;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use signaling::testing::{Prosody, e2e_dir};
@@ -219,4 +220,89 @@ impl Participants {
         self.send(json!({"cmd": "quit"})).await;
         let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
     }
+}
+
+/// What a receiver saw of one sender at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Seen {
+    pub audio_bytes: f64,
+    pub audio_samples: f64,
+    pub video_bytes: f64,
+    pub frames: f64,
+}
+
+pub fn seen(stats: &Value, page: &str, sender: &str) -> Option<Seen> {
+    let r = &stats[page]["remote"][sender];
+    if r["audio"].is_null() || r["video"].is_null() {
+        return None;
+    }
+    let n = |v: &Value| v.as_f64().unwrap_or(0.0);
+    Some(Seen {
+        audio_bytes: n(&r["audio"]["bytesReceived"]),
+        audio_samples: n(&r["audio"]["totalSamplesReceived"]),
+        video_bytes: n(&r["video"]["bytesReceived"]),
+        frames: n(&r["video"]["framesDecoded"]),
+    })
+}
+
+/// Waits until every page in `pages` (id → its endpoint) receives audio and video from every other one:
+/// audio bytes and decoded samples rising, video bytes rising and frames decoded. With `new_session`,
+/// only counts a page once its Jingle session differs from the one given (after a move). Returns how
+/// long it took.
+pub async fn wait_media(
+    p: &mut Participants,
+    pages: &[(&str, &str)],
+    timeout: Duration,
+    new_session: Option<&HashMap<String, String>>,
+) -> Duration {
+    let start = Instant::now();
+    let mut last: HashMap<(String, String), Seen> = HashMap::new();
+    loop {
+        let s = p.stats().await;
+        let mut missing = Vec::new();
+        for (page, me) in pages {
+            let sid = s[*page]["sid"].as_str().unwrap_or_default().to_owned();
+            let old = new_session.and_then(|m| m.get(*page));
+            for (_, other) in pages.iter().filter(|(_, e)| e != me) {
+                let key = ((*page).to_owned(), (*other).to_owned());
+                let now = seen(&s, page, other);
+                let ok = match (now, last.get(&key)) {
+                    (Some(n), Some(prev)) => {
+                        n.audio_bytes > prev.audio_bytes
+                            && n.audio_samples > prev.audio_samples
+                            && n.video_bytes > prev.video_bytes
+                            && n.frames > 0.0
+                            && old.is_none_or(|o| *o != sid)
+                    }
+                    _ => false,
+                };
+                if let Some(n) = now {
+                    last.insert(key, n);
+                }
+                if !ok {
+                    missing.push(format!("{page} <- {other}: {now:?}"));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "media not flowing after {timeout:?}: {missing:?}\n{s}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn sessions(stats: &Value, pages: &[&str]) -> HashMap<String, String> {
+    pages
+        .iter()
+        .map(|p| {
+            (
+                (*p).to_owned(),
+                stats[*p]["sid"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
