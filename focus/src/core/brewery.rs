@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use jid::{BareJid, Jid};
 use tracing::{debug, info, warn};
 
+use super::LEAVE_CONFIRM_DELAY;
 use super::muc::{self, MucPresence};
 use super::stanza::Link;
 use super::Io;
@@ -175,7 +176,7 @@ impl Brewery {
             self.failed_attempts = 0;
             // Every occupant is announced before our own presence: whoever was not is missing.
             for jid in known {
-                if !self.seen.contains(jid) && !self.missing.contains_key(jid) {
+                if !self.seen.contains(jid) {
                     debug!(bridge = %jid, "bridge not (yet) back in the brewery");
                     self.missing.insert(jid.to_owned(), now + BRIDGE_REJOIN_GRACE);
                 }
@@ -187,6 +188,13 @@ impl Brewery {
     pub fn bridge_present(&mut self, jid: &str) {
         self.seen.insert(jid.to_owned());
         self.missing.remove(jid);
+    }
+
+    /// A bridge's unavailable presence: dropped after [`LEAVE_CONFIRM_DELAY`] unless our own connection
+    /// drops first (Prosody shutting down), in which case it gets the re-join grace.
+    pub fn bridge_left(&mut self, now: Instant, jid: &str) {
+        self.seen.remove(jid);
+        self.missing.insert(jid.to_owned(), now + LEAVE_CONFIRM_DELAY);
     }
 
     /// A bridge was dropped for another reason.

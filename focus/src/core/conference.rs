@@ -45,6 +45,8 @@ pub struct ConferenceDebug {
     pub bridge: Option<String>,
     pub bridge_session: Option<String>,
     pub participants: Vec<ParticipantDebug>,
+    /// Members that left or were missing after a re-join, not yet taken as gone.
+    pub absent: Vec<String>,
 }
 
 /// `/debug` view of a participant.
@@ -256,6 +258,9 @@ pub const MAX_QUEUED_SOURCE_CHANGES: usize = 64;
 /// How long members missing from the room after the focus re-joined it (Prosody restarted) may take to
 /// come back before they are taken as gone.
 pub const MEMBER_REJOIN_GRACE: Duration = Duration::from_secs(30);
+/// A member's (or a bridge's) unavailable presence takes effect this much later, unless the focus's
+/// own connection drops in between (Prosody shutting down announces everybody as gone first).
+pub const LEAVE_CONFIRM_DELAY: Duration = Duration::from_secs(1);
 
 impl Conference {
     /// Creates the conference for `request` (whose properties configure it) and joins its room.
@@ -334,6 +339,7 @@ impl Conference {
             members: self.members.len(),
             bridge: self.bridge.as_ref().map(|b| b.bridge.clone()),
             bridge_session: self.bridge.as_ref().map(|b| b.id.clone()),
+            absent: self.absent.keys().cloned().collect(),
             participants: self
                 .participants
                 .iter()
@@ -506,7 +512,11 @@ impl Conference {
         self.absent.remove(&p.nick);
         if !p.available {
             if self.members.contains_key(&p.nick) {
-                self.member_left(ctx, &p.nick);
+                // Taken as gone a moment later: when Prosody shuts down it announces every occupant
+                // as gone just before it closes our stream too, and those members (whose media never
+                // stopped) may well be back after the restart — then they get the re-join grace.
+                self.absent
+                    .insert(p.nick.clone(), ctx.now + LEAVE_CONFIRM_DELAY);
             }
             return;
         }
@@ -597,7 +607,7 @@ impl Conference {
             if let Some(seen) = self.seen.take() {
                 let deadline = ctx.now + MEMBER_REJOIN_GRACE;
                 for n in self.members.keys().filter(|n| !seen.contains(*n)) {
-                    self.absent.entry(n.clone()).or_insert(deadline);
+                    self.absent.insert(n.clone(), deadline);
                 }
             }
             self.state = RoomState::Configuring {
@@ -712,7 +722,6 @@ impl Conference {
             for n in gone {
                 self.absent.remove(&n);
                 if self.members.contains_key(&n) {
-                    info!(room = %self.room, nick = %n, "member did not come back after the re-join");
                     self.member_left(ctx, &n);
                     if self.is_stopped() {
                         return;

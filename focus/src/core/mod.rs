@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 pub use bridges::{BridgeConfig, BridgeStats, Bridges, SelectionStrategy};
 use brewery::Brewery;
 pub use brewery::{BRIDGE_REJOIN_GRACE, REJOIN_FIRST_DELAY, REJOIN_MAX_DELAY};
-pub use conference::{MAX_QUEUED_SOURCE_CHANGES, MEMBER_REJOIN_GRACE};
+pub use conference::{LEAVE_CONFIRM_DELAY, MAX_QUEUED_SOURCE_CHANGES, MEMBER_REJOIN_GRACE};
 use caps::CapsCache;
 use conference::Conference;
 pub use conference::{ConferenceDebug, ParticipantDebug};
@@ -631,7 +631,7 @@ impl Focus {
         }
         if !p.available {
             if self.bridges.get(&jid).is_some() {
-                self.bridge_down(now, &jid, "left the brewery", true);
+                self.brewery.bridge_left(now, &jid);
             }
             return;
         }
@@ -803,7 +803,7 @@ impl Focus {
         let brewery = self.brewery.handle_timeout(now, &mut self.io);
         for jid in brewery.gone {
             if self.bridges.get(&jid).is_some() {
-                self.bridge_down(now, &jid, "not back in the brewery after re-joining", true);
+                self.bridge_down(now, &jid, "gone from the brewery", true);
             }
         }
         // Health checks.

@@ -230,10 +230,12 @@ impl Harness {
         ));
     }
 
+    /// The bridge leaves the brewery (taken as gone after LEAVE_CONFIRM_DELAY).
     fn remove_bridge(&mut self, nick: &str) {
         self.presence(&format!(
             r#"<presence xmlns="jabber:client" type="unavailable" from="{BREWERY}/{nick}"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="none"/></x></presence>"#
         ));
+        self.advance(LEAVE_CONFIRM_DELAY);
     }
 
     /// A client asks for the conference; the focus joins and configures the room and answers ready.
@@ -293,10 +295,12 @@ impl Harness {
         ));
     }
 
+    /// The member leaves the room (taken as gone after LEAVE_CONFIRM_DELAY).
     fn leave_member(&mut self, room: &str, nick: &str) {
         self.presence(&format!(
             r#"<presence xmlns="jabber:client" type="unavailable" from="{room}/{nick}"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="none"/></x></presence>"#
         ));
+        self.advance(LEAVE_CONFIRM_DELAY);
     }
 
     /// Answers pending disco#info requests like the 2021 client.

@@ -298,3 +298,63 @@ fn source_changes_queued_for_a_pending_session_are_bounded() {
     assert!(added.contains(&9999) && added.contains(&2010), "{added:?}");
     assert!(!added.contains(&2000) && !added.iter().any(|s| (5000..9999).contains(s)), "{added:?}");
 }
+
+/// Prosody shutting down (SIGTERM) closes every session: the focus first hears every member and the
+/// bridge leave, then its own stream ends. Nothing is torn down; after the restart everybody is back
+/// (loadtest-style clients re-join under the same nickname) and keeps its session.
+#[test]
+fn departures_announced_by_a_shutting_down_prosody_are_not_acted_on() {
+    let (mut h, _) = Harness::conference(ROOM, &["aaaa1111", "bbbb2222"]);
+    h.take();
+    for from in [
+        format!("{ROOM}/aaaa1111"),
+        format!("{ROOM}/bbbb2222"),
+        format!("{BREWERY}/jvb1"),
+    ] {
+        h.presence(&format!(
+            r#"<presence xmlns="jabber:client" type="unavailable" from="{from}"><status>Disconnected: Received SIGTERM</status><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="none"/></x></presence>"#
+        ));
+    }
+    h.input(Input::Offline(Link::Client));
+    h.advance(Duration::from_secs(5));
+    let nothing = |h: &mut Harness| {
+        assert!(h.jingles("session-terminate").is_empty());
+        assert!(h.answer_allocations().is_empty());
+        assert!(
+            !h.bridge_updates()
+                .iter()
+                .any(|(_, p)| String::from(p).contains("expire")),
+            "no endpoint expired"
+        );
+    };
+    nothing(&mut h);
+    // Prosody is back.
+    h.input(Input::Online(Link::Client));
+    h.add_bridge("jvb1", 0.1);
+    h.presence(&own_brewery_presence(""));
+    h.presence(&format!(
+        r#"<presence xmlns="jabber:client" from="{ROOM}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
+    ));
+    h.answer_room_config(ROOM);
+    h.advance(Duration::from_secs(3));
+    h.join_member(ROOM, "aaaa1111");
+    h.join_member(ROOM, "bbbb2222");
+    h.advance(MEMBER_REJOIN_GRACE * 2);
+    nothing(&mut h);
+    let s = h.focus.stats(h.now);
+    assert_eq!((s.participants, s.bridge_selector.bridge_count), (2, 1));
+}
+
+/// Without a disconnect, a departure takes effect after LEAVE_CONFIRM_DELAY.
+#[test]
+fn a_real_departure_takes_effect_after_the_confirm_delay() {
+    let (mut h, _) = Harness::conference(ROOM, &["aaaa1111", "bbbb2222", "cccc3333"]);
+    h.take();
+    h.presence(&format!(
+        r#"<presence xmlns="jabber:client" type="unavailable" from="{ROOM}/cccc3333"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="none"/></x></presence>"#
+    ));
+    assert!(!h.bridge_updates().iter().any(|(_, p)| String::from(p).contains("cccc3333")));
+    h.advance(LEAVE_CONFIRM_DELAY);
+    assert!(h.bridge_updates().iter().any(|(_, p)| String::from(p).contains("cccc3333")));
+    assert_eq!(h.focus.stats(h.now).participants, 2);
+}
