@@ -18,8 +18,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use signaling::focus_iq::ConferenceResponse;
-use signaling::xml::XmlElement;
 use signaling::service::{VersionInfo, common_routes, not_found, text_response};
+use signaling::xml::XmlElement;
 
 use crate::conference_http;
 use crate::metrics::FocusMetrics;
@@ -116,9 +116,11 @@ async fn conference_request(
         Ok(r) => r,
         Err(e) => return conference_http::error_response(&e.0).into_response(),
     };
-    let answer =
-        tokio::time::timeout(CONFERENCE_REQUEST_TIMEOUT, s.focus.conference_request(request.to_element()))
-            .await;
+    let answer = tokio::time::timeout(
+        CONFERENCE_REQUEST_TIMEOUT,
+        s.focus.conference_request(request.to_element()),
+    )
+    .await;
     match answer {
         Ok(Some(Ok(Some(el)))) => match ConferenceResponse::from_element(&el) {
             Ok(r) => (
@@ -126,13 +128,20 @@ async fn conference_request(
                 conference_http::response_json(&r).to_string(),
             )
                 .into_response(),
-            Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, format!("Internal error: {e}")),
+            Err(e) => text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Internal error: {e}"),
+            ),
         },
-        Ok(Some(Ok(None))) => {
-            text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error: empty answer")
-        }
+        Ok(Some(Ok(None))) => text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error: empty answer",
+        ),
         Ok(Some(Err(e))) => conference_http::stanza_error_response(&e).into_response(),
         Ok(None) => text_response(StatusCode::SERVICE_UNAVAILABLE, "focus is shutting down"),
-        Err(_) => text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error: no answer"),
+        Err(_) => text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error: no answer",
+        ),
     }
 }

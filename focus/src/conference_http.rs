@@ -148,8 +148,14 @@ mod tests {
             (br#"{"room":"no-local-part"}"#, "Invalid room name"),
             (br#"{"room":"a@b@c"}"#, "Invalid room name"),
             (br#"{"room":5}"#, "'room' must be a string"),
-            (br#"{"room":"a@muc.x","properties":[]}"#, "'properties' must be an object"),
-            (br#"{"room":"a@muc.x","properties":{"p":{"x":1}}}"#, "property 'p'"),
+            (
+                br#"{"room":"a@muc.x","properties":[]}"#,
+                "'properties' must be an object",
+            ),
+            (
+                br#"{"room":"a@muc.x","properties":{"p":{"x":1}}}"#,
+                "property 'p'",
+            ),
         ] {
             let e = parse_request(body, None).unwrap_err();
             assert!(e.0.contains(text), "{body:?}: {e:?}");
@@ -161,7 +167,10 @@ mod tests {
 
     #[test]
     fn the_answer_is_what_the_client_reads() {
-        let mut r = ConferenceResponse::ready("myroom@muc.meet.jitsi".parse().unwrap(), "focus@auth.meet.jitsi");
+        let mut r = ConferenceResponse::ready(
+            "myroom@muc.meet.jitsi".parse().unwrap(),
+            "focus@auth.meet.jitsi",
+        );
         let v = response_json(&r);
         assert_eq!(
             v,
@@ -178,13 +187,22 @@ mod tests {
     #[test]
     fn errors_map_as_jicofo_maps_them() {
         let e = StanzaError::new(Condition::NotAuthorized, "not authorized user domain");
-        assert_eq!(stanza_error_response(&e), (StatusCode::FORBIDDEN, "Error".into()));
+        assert_eq!(
+            stanza_error_response(&e),
+            (StatusCode::FORBIDDEN, "Error".into())
+        );
         let e = StanzaError::new(Condition::NotAcceptable, "session invalid");
         assert_eq!(
             stanza_error_response(&e),
-            (StatusCode::BAD_REQUEST, "Bad request: invalid-session".into())
+            (
+                StatusCode::BAD_REQUEST,
+                "Bad request: invalid-session".into()
+            )
         );
-        let e = StanzaError::new(Condition::Forbidden, "jvbbrewery@internal is an internal room");
+        let e = StanzaError::new(
+            Condition::Forbidden,
+            "jvbbrewery@internal is an internal room",
+        );
         let (status, body) = stanza_error_response(&e);
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.starts_with("Bad request: forbidden"), "{body}");

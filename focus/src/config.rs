@@ -525,7 +525,11 @@ impl Config {
                 ));
             }
             if jid::BareJid::new(&d).is_err() || d.contains('@') {
-                return Err(invalid("xmpp.breakout-muc-domain", &d, "not a valid XMPP domain"));
+                return Err(invalid(
+                    "xmpp.breakout-muc-domain",
+                    &d,
+                    "not a valid XMPP domain",
+                ));
             }
         }
         if jid::BareJid::new(&self.brewery_jid()).is_err() {

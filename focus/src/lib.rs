@@ -7,7 +7,7 @@
 pub mod api;
 pub mod conference_http;
 pub mod config;
-pub mod docker_env;
 pub mod core;
+pub mod docker_env;
 pub mod metrics;
 pub mod shell;

@@ -73,7 +73,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "participants_restart_requested",
         "Number of times a participant requested a restart via session-terminate.",
     ),
-    ("conference_requests", "Number of conference requests received."),
+    (
+        "conference_requests",
+        "Number of conference requests received.",
+    ),
     (
         "conference_requests_new",
         "Number of conference requests received for new conferences.",
@@ -254,8 +257,8 @@ impl FocusMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::bridges::{BridgeSelectorStats, BridgeState};
     use crate::core::Counters as CoreCounters;
+    use crate::core::bridges::{BridgeSelectorStats, BridgeState};
 
     fn bridge(jid: &str, endpoints: usize) -> BridgeState {
         BridgeState {
@@ -349,10 +352,19 @@ mod tests {
         assert!(text.contains("# TYPE jitsi_jicofo_participants_restart_requested_total counter"));
         assert!(text.contains("# TYPE jitsi_jicofo_participants_current gauge"));
         // A bridge that is gone loses its series.
-        m.observe(&stats(vec![bridge("jvbbrewery@internal-muc.meet.jitsi/jvb-2", 1)]), false);
+        m.observe(
+            &stats(vec![bridge("jvbbrewery@internal-muc.meet.jitsi/jvb-2", 1)]),
+            false,
+        );
         let text = m.render();
-        assert_eq!(value(&text, "jitsi_jicofo_bridge_endpoints{jvb=\"jvb-1\"}"), None);
-        assert_eq!(value(&text, "jitsi_jicofo_bridge_endpoints{jvb=\"jvb-2\"}"), Some(1.0));
+        assert_eq!(
+            value(&text, "jitsi_jicofo_bridge_endpoints{jvb=\"jvb-1\"}"),
+            None
+        );
+        assert_eq!(
+            value(&text, "jitsi_jicofo_bridge_endpoints{jvb=\"jvb-2\"}"),
+            Some(1.0)
+        );
         assert_eq!(value(&text, "jitsi_jicofo_healthy"), Some(0.0));
         // Counters do not go back.
         assert_eq!(value(&text, "jitsi_jicofo_participants_total"), Some(9.0));
@@ -377,7 +389,8 @@ mod tests {
         assert!(names.len() > 10);
         for name in names {
             assert!(
-                text.lines().any(|l| l.starts_with(&format!("# TYPE {name} "))),
+                text.lines()
+                    .any(|l| l.starts_with(&format!("# TYPE {name} "))),
                 "{name} is promised but not exported"
             );
         }

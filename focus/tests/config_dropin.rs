@@ -31,9 +31,15 @@ fn defaults_are_the_upstream_jicofo_images() {
     let c = load(&[]);
     // xmpp.client (template: hostname xmpp.meet.jitsi, domain auth.meet.jitsi, username focus,
     // client-proxy focus.<XMPP_DOMAIN>, conference-muc-jid muc.meet.jitsi).
-    assert_eq!((c.client.host.as_str(), c.client.port), ("xmpp.meet.jitsi", 5222));
+    assert_eq!(
+        (c.client.host.as_str(), c.client.port),
+        ("xmpp.meet.jitsi", 5222)
+    );
     assert_eq!(c.client.login_domain, "auth.meet.jitsi");
-    assert_eq!((c.client.username.as_str(), c.client.resource.as_str()), ("focus", "focus"));
+    assert_eq!(
+        (c.client.username.as_str(), c.client.resource.as_str()),
+        ("focus", "focus")
+    );
     assert_eq!(c.client_proxy.as_deref(), Some("focus.meet.jitsi"));
     assert_eq!(c.muc_domain, "muc.meet.jitsi");
     assert_eq!(c.brewery_jid(), "jvbbrewery@internal-muc.meet.jitsi");
@@ -45,7 +51,10 @@ fn defaults_are_the_upstream_jicofo_images() {
     assert_eq!(k.initial_timeout, Duration::from_secs(15));
     assert_eq!(k.single_participant_timeout, Duration::from_secs(20));
     assert_eq!((k.max_ssrcs_per_user, k.max_ssrc_groups_per_user), (20, 20));
-    assert_eq!((k.max_audio_senders, k.max_video_senders), (999_999, 999_999));
+    assert_eq!(
+        (k.max_audio_senders, k.max_video_senders),
+        (999_999, 999_999)
+    );
     assert!(k.strip_simulcast && k.use_ssrc_rewriting && k.use_json_encoded_sources);
     assert!(k.enable_auto_owner);
     assert_eq!(k.restart_min_interval, Duration::from_secs(5));
@@ -65,7 +74,12 @@ fn defaults_are_the_upstream_jicofo_images() {
     assert!(b.region_groups.is_empty() && b.local_region.is_none());
     // codec (jicofo-common); mid and VLA off as the template renders ENABLE_VLA / JICOFO_ENABLE_MID.
     let v = &c.codecs;
-    for (codec, pt, rtx) in [(&v.av1, 41, 42), (&v.vp8, 100, 96), (&v.vp9, 101, 97), (&v.h264, 107, 99)] {
+    for (codec, pt, rtx) in [
+        (&v.av1, 41, 42),
+        (&v.vp8, 100, 96),
+        (&v.vp9, 101, 97),
+        (&v.h264, 107, 99),
+    ] {
         assert!(codec.enabled && codec.enable_remb);
         assert_eq!((codec.pt, codec.rtx_pt), (pt, Some(rtx)));
     }
@@ -89,8 +103,14 @@ fn defaults_are_the_upstream_jicofo_images() {
     }
     assert!(v.extmap_allow_mixed);
     // rest: 127.0.0.1:8888, 0.0.0.0 with JICOFO_ENABLE_REST=1.
-    assert_eq!((c.rest.host, c.rest.port), (IpAddr::from([127, 0, 0, 1]), 8888));
-    assert_eq!(load(&[("JICOFO_ENABLE_REST", "1")]).rest.host, IpAddr::from([0, 0, 0, 0]));
+    assert_eq!(
+        (c.rest.host, c.rest.port),
+        (IpAddr::from([127, 0, 0, 1]), 8888)
+    );
+    assert_eq!(
+        load(&[("JICOFO_ENABLE_REST", "1")]).rest.host,
+        IpAddr::from([0, 0, 0, 0])
+    );
     // ENABLE_JVB_XMPP_SERVER: the template's service connection defaults.
     let s = load(&[("ENABLE_JVB_XMPP_SERVER", "1")]);
     let svc = s.service.as_ref().unwrap();
@@ -102,8 +122,14 @@ fn defaults_are_the_upstream_jicofo_images() {
 /// The focus serves rooms of XMPP_MUC_DOMAIN and of docker's breakout-room service only.
 #[test]
 fn conference_domains_follow_the_docker_variables() {
-    let c = load(&[("XMPP_DOMAIN", "meet.example"), ("XMPP_MUC_DOMAIN", "conference.meet.example")]);
-    assert_eq!(c.conference_domains(), ["conference.meet.example", "breakout.meet.example"]);
+    let c = load(&[
+        ("XMPP_DOMAIN", "meet.example"),
+        ("XMPP_MUC_DOMAIN", "conference.meet.example"),
+    ]);
+    assert_eq!(
+        c.conference_domains(),
+        ["conference.meet.example", "breakout.meet.example"]
+    );
     let c = load(&[("ENABLE_BREAKOUT_ROOMS", "false")]);
     assert_eq!(c.conference_domains(), ["muc.meet.jitsi"]);
     // Conference rooms in the brewery's service: refused at start-up, naming the variable.
@@ -115,9 +141,11 @@ fn conference_domains_follow_the_docker_variables() {
     assert!(err.to_string().contains("XMPP_MUC_DOMAIN"), "{err}");
     // TOML can name another breakout service or disable it.
     let mut c = load(&[]);
-    c.apply_toml("[xmpp]\nbreakout-muc-domain = \"rooms.example\"\n", "t").unwrap();
+    c.apply_toml("[xmpp]\nbreakout-muc-domain = \"rooms.example\"\n", "t")
+        .unwrap();
     assert_eq!(c.conference_domains(), ["muc.meet.jitsi", "rooms.example"]);
-    c.apply_toml("[xmpp]\nbreakout-muc-domain = \"\"\n", "t").unwrap();
+    c.apply_toml("[xmpp]\nbreakout-muc-domain = \"\"\n", "t")
+        .unwrap();
     assert_eq!(c.conference_domains(), ["muc.meet.jitsi"]);
 }
 
@@ -130,8 +158,11 @@ fn bridge_account_domains_default_to_the_brewery_connections_auth_domain() {
         ["auth.meet.example"]
     );
     assert_eq!(
-        load(&[("ENABLE_JVB_XMPP_SERVER", "1"), ("JVB_XMPP_AUTH_DOMAIN", "auth.jvb.example")])
-            .bridge_domains(),
+        load(&[
+            ("ENABLE_JVB_XMPP_SERVER", "1"),
+            ("JVB_XMPP_AUTH_DOMAIN", "auth.jvb.example")
+        ])
+        .bridge_domains(),
         ["auth.jvb.example"]
     );
     assert_eq!(
@@ -139,22 +170,32 @@ fn bridge_account_domains_default_to_the_brewery_connections_auth_domain() {
         ["a.example", "b.example"]
     );
     let mut c = load(&[]);
-    c.apply_toml("[bridge]\ntrusted-domains = [\"jvb.example\"]\n", "t").unwrap();
+    c.apply_toml("[bridge]\ntrusted-domains = [\"jvb.example\"]\n", "t")
+        .unwrap();
     assert_eq!(c.bridge_domains(), ["jvb.example"]);
 }
 
 /// JICOFO_BRIDGE_REGION_GROUPS, which the template pastes into `region-groups = [ … ]`.
 #[test]
 fn region_groups_from_the_docker_variable() {
-    let c = load(&[("JICOFO_BRIDGE_REGION_GROUPS", r#"["us-east", "us-west"], [eu-central,eu-west]"#)]);
+    let c = load(&[(
+        "JICOFO_BRIDGE_REGION_GROUPS",
+        r#"["us-east", "us-west"], [eu-central,eu-west]"#,
+    )]);
     assert_eq!(
         c.bridge.region_groups,
         vec![vec!["us-east", "us-west"], vec!["eu-central", "eu-west"]]
     );
     for bad in ["us-east", "[us-east", "[]"] {
-        let err = Config::load(&env(&[("JICOFO_BRIDGE_REGION_GROUPS", bad)]), &Flags::default())
-            .unwrap_err();
-        assert!(err.to_string().contains("JICOFO_BRIDGE_REGION_GROUPS"), "{err}");
+        let err = Config::load(
+            &env(&[("JICOFO_BRIDGE_REGION_GROUPS", bad)]),
+            &Flags::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("JICOFO_BRIDGE_REGION_GROUPS"),
+            "{err}"
+        );
     }
 }
 
@@ -196,10 +237,18 @@ fn start_up_warns_about_each_ignored_docker_variable() {
         text.lines()
             .any(|l| l.contains("WARN") && l.contains(&format!("{name} is ignored")))
     };
-    for name in ["ENABLE_RECORDING", "JIBRI_BREWERY_MUC", "JIGASI_SIP_URI", "ENABLE_OCTO"] {
+    for name in [
+        "ENABLE_RECORDING",
+        "JIBRI_BREWERY_MUC",
+        "JIGASI_SIP_URI",
+        "ENABLE_OCTO",
+    ] {
         assert!(warned(name), "no warning for {name}:\n{text}");
     }
     for name in ["ENABLE_TRANSCRIPTIONS", "SENTRY_DSN"] {
-        assert!(!warned(name), "{name} has the value Jicofo ignores too:\n{text}");
+        assert!(
+            !warned(name),
+            "{name} has the value Jicofo ignores too:\n{text}"
+        );
     }
 }

@@ -17,18 +17,25 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::{Participants, sessions, wait_media};
-use common::{BridgeProcess, FocusProcess, WAIT, el, start_prosody, wait_for_bridges};
+use common::{
+    BridgeProcess, FocusProcess, TestClient, conference_iq, start_prosody, wait_for_bridges,
+};
 use loadtest::deployment::Target;
 use loadtest::participant::{self, ParticipantReport, Phase};
 use loadtest::receiver::Kind;
 use loadtest::scenario::{ScenarioConfig, plan};
 use serde_json::Value;
 use signaling::testing::Prosody;
-use signaling::xmpp::{BareJid, ClientConfig, DefinedCondition, Jid, connect_client};
+use signaling::xmpp::{DefinedCondition, Jid};
 use tokio::sync::{mpsc, watch};
 
 /// Polls the focus's `/stats` until `ok`, failing after `timeout`.
-async fn wait_focus(focus: &FocusProcess, what: &str, timeout: Duration, ok: impl Fn(&Value) -> bool) -> Duration {
+async fn wait_focus(
+    focus: &FocusProcess,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Duration {
     let start = Instant::now();
     loop {
         let s = tokio::task::block_in_place(|| focus.get("/stats"))
@@ -38,7 +45,11 @@ async fn wait_focus(focus: &FocusProcess, what: &str, timeout: Duration, ok: imp
         if ok(&s) {
             return start.elapsed();
         }
-        assert!(start.elapsed() < timeout, "{what} after {timeout:?}: {s}\n{}", focus.log());
+        assert!(
+            start.elapsed() < timeout,
+            "{what} after {timeout:?}: {s}\n{}",
+            focus.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -61,6 +72,45 @@ fn target(prosody: &Prosody) -> Target {
         focus: prosody.focus_domain().to_owned(),
         bridge_stats_url: None,
         pids: Vec::new(),
+    }
+}
+
+/// Prosody, a bridge, the focus and two 2021 clients in `room` exchanging media.
+struct Call {
+    prosody: Prosody,
+    bridge: BridgeProcess,
+    focus: FocusProcess,
+    p: Participants,
+    a: String,
+    b: String,
+}
+
+impl Call {
+    async fn start(room: &str) -> Call {
+        let prosody = start_prosody();
+        let bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
+        let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
+        tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
+        let mut p = Participants::start(&prosody, room).await;
+        p.join("a").await;
+        p.join("b").await;
+        let a = p.joined("a").await;
+        let b = p.joined("b").await;
+        wait_media(
+            &mut p,
+            &[("a", &a), ("b", &b)],
+            Duration::from_secs(90),
+            None,
+        )
+        .await;
+        Call {
+            prosody,
+            bridge,
+            focus,
+            p,
+            a,
+            b,
+        }
     }
 }
 
@@ -101,9 +151,10 @@ async fn e2e_prosody_restart_mid_call() {
     let _ = phase_tx.send(Phase::Measuring);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let disconnects_before = tokio::task::block_in_place(|| focus.stats())["total_xmpp_disconnects"]
-        .as_u64()
-        .unwrap_or(0);
+    let disconnects_before =
+        tokio::task::block_in_place(|| focus.stats())["total_xmpp_disconnects"]
+            .as_u64()
+            .unwrap_or(0);
     let restart = Instant::now();
     tokio::task::block_in_place(|| {
         prosody.stop().expect("stop Prosody");
@@ -112,11 +163,16 @@ async fn e2e_prosody_restart_mid_call() {
     });
     // The focus reconnected, is back in the brewery and in its room (state Joined, both participants
     // still there with their sessions).
-    let back = wait_focus(&focus, "focus back in the brewery", Duration::from_secs(40), |s| {
-        s["total_xmpp_disconnects"].as_u64() > Some(disconnects_before)
-            && s["brewery_joined"] == true
-            && s["bridge_selector"]["operational_bridge_count"] == 1
-    })
+    let back = wait_focus(
+        &focus,
+        "focus back in the brewery",
+        Duration::from_secs(40),
+        |s| {
+            s["total_xmpp_disconnects"].as_u64() > Some(disconnects_before)
+                && s["brewery_joined"] == true
+                && s["bridge_selector"]["operational_bridge_count"] == 1
+        },
+    )
     .await;
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -129,7 +185,11 @@ async fn e2e_prosody_restart_mid_call() {
         if c["state"] == "Joined" && c["members"] == 2 && active == Some(2) && awaited == Some(0) {
             break;
         }
-        assert!(Instant::now() < deadline, "focus not back in {room}: {c}\n{}", focus.log());
+        assert!(
+            Instant::now() < deadline,
+            "focus not back in {room}: {c}\n{}",
+            focus.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!(
@@ -143,12 +203,21 @@ async fn e2e_prosody_restart_mid_call() {
     let _ = phase_tx.send(Phase::Leaving);
     let mut reports: Vec<ParticipantReport> = Vec::new();
     for t in tasks {
-        reports.push(tokio::time::timeout(Duration::from_secs(30), t).await.expect("leave").expect("task"));
+        reports.push(
+            tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("leave")
+                .expect("task"),
+        );
     }
     for r in &reports {
         // The Jingle session and its media went on through the restart: one session, every track
         // of the other participant received over the whole window with (almost) nothing lost.
-        assert_eq!(r.sessions, 1, "{}: re-invited: {:?}", r.endpoint, r.failures);
+        assert_eq!(
+            r.sessions, 1,
+            "{}: re-invited: {:?}",
+            r.endpoint, r.failures
+        );
         assert!(r.connected, "{}: {:?}", r.endpoint, r.failures);
         let unexpected: Vec<&String> = r
             .failures
@@ -158,7 +227,11 @@ async fn e2e_prosody_restart_mid_call() {
         assert!(unexpected.is_empty(), "{}: {unexpected:?}", r.endpoint);
         for kind in [Kind::Audio, Kind::Video] {
             let tracks: Vec<_> = r.tracks.iter().filter(|t| t.kind == kind).collect();
-            assert!(!tracks.is_empty(), "{}: no {kind:?} received: {r:?}", r.endpoint);
+            assert!(
+                !tracks.is_empty(),
+                "{}: no {kind:?} received: {r:?}",
+                r.endpoint
+            );
             assert!(tracks.iter().all(|t| t.packets > 0));
         }
         println!(
@@ -166,7 +239,12 @@ async fn e2e_prosody_restart_mid_call() {
             r.endpoint, r.window_s, r.received_pps, r.loss_pct
         );
         assert!(r.window_s > 15.0, "{}: window {}", r.endpoint, r.window_s);
-        assert!(r.loss_pct < 1.0, "{}: {:.2} % lost across the restart", r.endpoint, r.loss_pct);
+        assert!(
+            r.loss_pct < 1.0,
+            "{}: {:.2} % lost across the restart",
+            r.endpoint,
+            r.loss_pct
+        );
     }
 
     // Participants joining afterwards get media (the focus reaches the bridge through the brewery
@@ -176,7 +254,13 @@ async fn e2e_prosody_restart_mid_call() {
     p.join("b").await;
     let a = p.joined("a").await;
     let b = p.joined("b").await;
-    let took = wait_media(&mut p, &[("a", &a), ("b", &b)], Duration::from_secs(90), None).await;
+    let took = wait_media(
+        &mut p,
+        &[("a", &a), ("b", &b)],
+        Duration::from_secs(90),
+        None,
+    )
+    .await;
     println!("after the Prosody restart: new participants have media after {took:?}");
     p.quit().await;
     drop(bridge);
@@ -191,16 +275,14 @@ async fn e2e_prosody_restart_mid_call() {
 /// through the new focus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_focus_restart_mid_call() {
-    let prosody = start_prosody();
-    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
-    let mut focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
-    tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
-    let mut p = Participants::start(&prosody, "focusrestart").await;
-    p.join("a").await;
-    p.join("b").await;
-    let a = p.joined("a").await;
-    let b = p.joined("b").await;
-    wait_media(&mut p, &[("a", &a), ("b", &b)], Duration::from_secs(90), None).await;
+    let Call {
+        prosody,
+        bridge: _bridge,
+        mut focus,
+        mut p,
+        a,
+        b,
+    } = Call::start("focusrestart").await;
     let before = sessions(&p.stats().await, &["a", "b"]);
 
     let killed = Instant::now();
@@ -209,7 +291,13 @@ async fn e2e_focus_restart_mid_call() {
     tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
     let serving = killed.elapsed();
     // Without a focus, the call goes on: both still receive each other, on the same session.
-    let gap = wait_media(&mut p, &[("a", &a), ("b", &b)], Duration::from_secs(10), None).await;
+    let gap = wait_media(
+        &mut p,
+        &[("a", &a), ("b", &b)],
+        Duration::from_secs(10),
+        None,
+    )
+    .await;
     let s = p.stats().await;
     assert_eq!(sessions(&s, &["a", "b"]), before, "same Jingle sessions");
     // A third participant joins: the new focus creates the conference and everybody gets media
@@ -241,7 +329,10 @@ async fn e2e_focus_restart_mid_call() {
     assert_eq!(st["participants"], 3, "{st}");
     assert_eq!(st["conferences"], 1, "{st}");
     // The bound this test states (see focus/README.md for the measured figures).
-    assert!(took_over < Duration::from_secs(45), "media through the new focus only after {took_over:?}");
+    assert!(
+        took_over < Duration::from_secs(45),
+        "media through the new focus only after {took_over:?}"
+    );
     p.quit().await;
 }
 
@@ -250,23 +341,16 @@ async fn e2e_focus_restart_mid_call() {
 /// 15 s at which the focus used to leave the brewery, and a participant joining afterwards gets media.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_brewery_and_foreign_room_requests_are_refused_while_a_call_keeps_media() {
-    let prosody = start_prosody();
-    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
-    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
-    tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
-    let mut p = Participants::start(&prosody, "keepsmedia").await;
-    p.join("a").await;
-    p.join("b").await;
-    let a = p.joined("a").await;
-    let b = p.joined("b").await;
-    wait_media(&mut p, &[("a", &a), ("b", &b)], Duration::from_secs(90), None).await;
+    let Call {
+        prosody,
+        bridge: _bridge,
+        focus,
+        mut p,
+        a,
+        b,
+    } = Call::start("keepsmedia").await;
 
-    let (mallory, _events) = connect_client(ClientConfig::new(
-        BareJid::new(&format!("anonymous@{}", prosody.domain())).unwrap(),
-        "anonymous",
-        prosody.c2s_addr(),
-    ));
-    mallory.wait_online(WAIT).await.expect("anonymous login");
+    let mallory = TestClient::anonymous(&prosody).await;
     let component: Jid = prosody.focus_domain().parse().unwrap();
     for room in [
         format!("jvbbrewery@{}", prosody.internal_muc_domain()),
@@ -274,26 +358,41 @@ async fn e2e_brewery_and_foreign_room_requests_are_refused_while_a_call_keeps_me
         "keepsmedia@conference.elsewhere.example".to_owned(),
     ] {
         let e = mallory
+            .handle
             .iq_set(
                 component.clone(),
-                el(&format!(
-                    r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="evil"/>"#
-                )),
+                conference_iq(&room),
                 Duration::from_secs(20),
             )
             .await
             .expect_err("refused");
-        assert_eq!(e.condition(), Some(&DefinedCondition::Forbidden), "{room}: {e}");
+        assert_eq!(
+            e.condition(),
+            Some(&DefinedCondition::Forbidden),
+            "{room}: {e}"
+        );
     }
     // Past the old 15 s join timeout: the call still has media, the focus is still in the brewery.
     tokio::time::sleep(Duration::from_secs(17)).await;
-    wait_media(&mut p, &[("a", &a), ("b", &b)], Duration::from_secs(10), None).await;
+    wait_media(
+        &mut p,
+        &[("a", &a), ("b", &b)],
+        Duration::from_secs(10),
+        None,
+    )
+    .await;
     let s = tokio::task::block_in_place(|| focus.stats());
     assert_eq!(s["brewery_joined"], true, "{s}");
     assert_eq!(s["total_conference_requests_refused"], 3, "{s}");
     // A third participant gets a COLIBRI2 allocation through the brewery and media.
     p.join("c").await;
     let c = p.joined("c").await;
-    wait_media(&mut p, &[("a", &a), ("b", &b), ("c", &c)], Duration::from_secs(90), None).await;
+    wait_media(
+        &mut p,
+        &[("a", &a), ("b", &b), ("c", &c)],
+        Duration::from_secs(90),
+        None,
+    )
+    .await;
     p.quit().await;
 }

@@ -7,21 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FocusProcess, TestClient, WAIT, el, start_prosody};
+use common::{FocusProcess, TestClient, WAIT, conference_iq, start_prosody};
 use signaling::ns;
 use signaling::service::http_request;
 use signaling::testing::Prosody;
 use signaling::xml::Builder;
-use signaling::xmpp::{
-    BareJid, ClientConfig, DefinedCondition, Event, IqError, Jid, MucJoin, XmppHandle,
-    connect_client,
-};
-
-fn conference_iq(room: &str) -> minidom::Element {
-    el(&format!(
-        r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m-1"/>"#
-    ))
-}
+use signaling::xmpp::{BareJid, DefinedCondition, Event, IqError, Jid, MucJoin, XmppHandle};
 
 fn brewery(prosody: &Prosody) -> BareJid {
     BareJid::new(&format!("jvbbrewery@{}", prosody.internal_muc_domain())).unwrap()
@@ -45,25 +36,12 @@ fn stats(region: &str) -> minidom::Element {
         .build()
 }
 
-/// An anonymous client on the main domain, as a browser logs in.
-async fn anonymous(prosody: &Prosody) -> TestClient {
-    let jid = BareJid::new(&format!("anonymous@{}", prosody.domain())).unwrap();
-    let (handle, events) = connect_client(ClientConfig::new(jid, "anonymous", prosody.c2s_addr()));
-    handle.wait_online(WAIT).await.expect("anonymous login");
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut events = events;
-        while let Some(ev) = events.recv().await {
-            if tx.send(ev).is_err() {
-                break;
-            }
-        }
-    });
-    TestClient { handle, events: rx }
-}
-
 /// A bridge account in the brewery answering health checks, as our bridge does.
-async fn fake_bridge(prosody: &Prosody, nick: &str, region: &str) -> (XmppHandle, tokio::task::JoinHandle<()>) {
+async fn fake_bridge(
+    prosody: &Prosody,
+    nick: &str,
+    region: &str,
+) -> (XmppHandle, tokio::task::JoinHandle<()>) {
     let mut jvb = TestClient::connect(prosody, "jvb", signaling::testing::JVB_PASSWORD).await;
     jvb.handle
         .join_muc(MucJoin::new(brewery(prosody), nick).with_extra(vec![stats(region)]))
@@ -109,7 +87,11 @@ async fn conference_request(
     loop {
         let r = client
             .handle
-            .iq_set(component.clone(), conference_iq(room), Duration::from_secs(20))
+            .iq_set(
+                component.clone(),
+                conference_iq(room),
+                Duration::from_secs(20),
+            )
             .await;
         match &r {
             Err(e)
@@ -136,7 +118,7 @@ async fn requests_for_the_brewery_and_foreign_rooms_are_refused_and_the_focus_ke
         s["bridge_selector"]["operational_bridge_count"] == 1
     })
     .await;
-    let mallory = anonymous(&prosody).await;
+    let mallory = TestClient::anonymous(&prosody).await;
     for room in [
         brewery(&prosody).to_string(),
         format!("other@{}", prosody.internal_muc_domain()),
@@ -147,8 +129,15 @@ async fn requests_for_the_brewery_and_foreign_rooms_are_refused_and_the_focus_ke
         let e = conference_request(&mallory, &prosody, &room)
             .await
             .expect_err("refused");
-        assert_eq!(e.condition(), Some(&DefinedCondition::Forbidden), "{room}: {e}");
-        assert!(started.elapsed() < Duration::from_secs(5), "answered at once");
+        assert_eq!(
+            e.condition(),
+            Some(&DefinedCondition::Forbidden),
+            "{room}: {e}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "answered at once"
+        );
     }
     // Past the join timeout the old bug would have struck: still in the brewery, bridge healthy.
     tokio::time::sleep(Duration::from_secs(17)).await;
@@ -160,10 +149,14 @@ async fn requests_for_the_brewery_and_foreign_rooms_are_refused_and_the_focus_ke
     let (status, body) = tokio::task::block_in_place(|| focus.get("/about/health")).unwrap();
     assert_eq!(status, 200, "{body}");
     // A real conference still works.
-    let ready = conference_request(&mallory, &prosody, &format!("fine@{}", prosody.muc_domain()))
-        .await
-        .expect("conference answer")
-        .expect("payload");
+    let ready = conference_request(
+        &mallory,
+        &prosody,
+        &format!("fine@{}", prosody.muc_domain()),
+    )
+    .await
+    .expect("conference answer")
+    .expect("payload");
     assert_eq!(ready.attr("ready"), Some("true"));
     let (_, metrics) = tokio::task::block_in_place(|| focus.get("/metrics")).unwrap();
     assert!(
@@ -183,7 +176,7 @@ async fn stats_presence_from_an_anonymous_brewery_occupant_is_not_a_bridge() {
         s["bridge_selector"]["bridge_count"] == 1
     })
     .await;
-    let mallory = anonymous(&prosody).await;
+    let mallory = TestClient::anonymous(&prosody).await;
     mallory
         .handle
         .join_muc(MucJoin::new(brewery(&prosody), "fake-jvb").with_extra(vec![stats("r9")]))
@@ -227,7 +220,11 @@ async fn the_focus_joins_the_brewery_again_after_being_thrown_out() {
         .build();
     alice
         .handle
-        .iq_set(Jid::from(brewery(&prosody)), destroy, Duration::from_secs(10))
+        .iq_set(
+            Jid::from(brewery(&prosody)),
+            destroy,
+            Duration::from_secs(10),
+        )
         .await
         .expect("alice destroys the brewery");
     // The bridge (as ours does) joins again, with new stats; only a focus that is back in the room
@@ -237,11 +234,15 @@ async fn the_focus_joins_the_brewery_again_after_being_thrown_out() {
     jvb.join_muc(MucJoin::new(brewery(&prosody), "jvb-1").with_extra(vec![stats("r2")]))
         .await
         .expect("bridge joins again");
-    wait_stats(&focus, "focus back in the brewery, seeing the bridge's new stats", |s| {
-        s["brewery_joined"] == true
-            && s["total_brewery_rejoins"] == 1
-            && s["bridge_selector"]["bridges"][0]["region"] == "r2"
-    })
+    wait_stats(
+        &focus,
+        "focus back in the brewery, seeing the bridge's new stats",
+        |s| {
+            s["brewery_joined"] == true
+                && s["total_brewery_rejoins"] == 1
+                && s["bridge_selector"]["bridges"][0]["region"] == "r2"
+        },
+    )
     .await;
 }
 
@@ -260,8 +261,13 @@ async fn http_conference_request() {
         let url = url.clone();
         let body = body.to_owned();
         tokio::task::block_in_place(move || {
-            http_request("POST", &url, Some(("application/json", body.as_bytes())), Duration::from_secs(30))
-                .expect("HTTP answer")
+            http_request(
+                "POST",
+                &url,
+                Some(("application/json", body.as_bytes())),
+                Duration::from_secs(30),
+            )
+            .expect("HTTP answer")
         })
     };
     // While the focus's XMPP client comes up the answer may be "not ready" (the client retries).
@@ -273,7 +279,11 @@ async fn http_conference_request() {
         if v["ready"] == true {
             break v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{v}\n{}", focus.log());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{v}\n{}",
+            focus.log()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(answer["room"], room.as_str());
@@ -290,7 +300,11 @@ async fn http_conference_request() {
     let focus_occupant = format!("{room}/focus");
     alice
         .wait_for("focus in the room", |ev| match ev {
-            Event::Presence(p) if p.from.as_ref().map(|f| f.to_string()) == Some(focus_occupant.clone()) => Some(()),
+            Event::Presence(p)
+                if p.from.as_ref().map(|f| f.to_string()) == Some(focus_occupant.clone()) =>
+            {
+                Some(())
+            }
             _ => None,
         })
         .await;
@@ -298,9 +312,15 @@ async fn http_conference_request() {
     for (body, text) in [
         ("{", "Bad request: "),
         ("{}", "Bad request: No 'room' specified."),
-        (r#"{"room":"nolocalpart"}"#, "Bad request: Invalid room name"),
         (
-            &format!(r#"{{"room":"jvbbrewery@{}"}}"#, prosody.internal_muc_domain()),
+            r#"{"room":"nolocalpart"}"#,
+            "Bad request: Invalid room name",
+        ),
+        (
+            &format!(
+                r#"{{"room":"jvbbrewery@{}"}}"#,
+                prosody.internal_muc_domain()
+            ),
             "Bad request: forbidden",
         ),
     ] {

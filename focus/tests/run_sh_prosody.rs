@@ -26,7 +26,8 @@ impl Drop for RunShProsody {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default();
             eprintln!("--- prosody log ---\n{log}");
         }
     }
@@ -59,7 +60,11 @@ prosodyctl --config "$tmp/prosody/prosody.cfg.lua" register jvb "$auth" jvb-pw >
         http = common::free_port(),
         run = repo().join("scripts/run.sh").display(),
     );
-    let out = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "rendering run.sh's Prosody config: {}{}",

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use jid::{BareJid, Jid};
 use tracing::{debug, info, warn};
 
+use super::Io;
 use super::LEAVE_CONFIRM_DELAY;
 use super::muc::{self, MucPresence};
 use super::stanza::Link;
-use super::Io;
 
 /// How long bridges known before a re-join may take to show up again.
 pub const BRIDGE_REJOIN_GRACE: Duration = Duration::from_secs(30);
@@ -41,10 +41,14 @@ enum State {
     /// The connection that sees the brewery is down.
     Offline,
     /// Join presence sent; our own presence is due before the deadline.
-    Joining { deadline: Instant },
+    Joining {
+        deadline: Instant,
+    },
     Joined,
     /// Out of the room; join again at `at`.
-    Waiting { at: Instant },
+    Waiting {
+        at: Instant,
+    },
 }
 
 /// What the focus must do after a brewery event.
@@ -178,7 +182,8 @@ impl Brewery {
             for jid in known {
                 if !self.seen.contains(jid) {
                     debug!(bridge = %jid, "bridge not (yet) back in the brewery");
-                    self.missing.insert(jid.to_owned(), now + BRIDGE_REJOIN_GRACE);
+                    self.missing
+                        .insert(jid.to_owned(), now + BRIDGE_REJOIN_GRACE);
                 }
             }
         }
@@ -194,7 +199,8 @@ impl Brewery {
     /// drops first (Prosody shutting down), in which case it gets the re-join grace.
     pub fn bridge_left(&mut self, now: Instant, jid: &str) {
         self.seen.remove(jid);
-        self.missing.insert(jid.to_owned(), now + LEAVE_CONFIRM_DELAY);
+        self.missing
+            .insert(jid.to_owned(), now + LEAVE_CONFIRM_DELAY);
     }
 
     /// A bridge was dropped for another reason.
@@ -210,10 +216,11 @@ impl Brewery {
             .as_deref()
             .and_then(|j| j.parse::<Jid>().ok())
             .map(|j| j.domain().to_string());
-        if domain
-            .as_deref()
-            .is_some_and(|d| self.trusted_domains.iter().any(|t| t.eq_ignore_ascii_case(d)))
-        {
+        if domain.as_deref().is_some_and(|d| {
+            self.trusted_domains
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(d))
+        }) {
             return true;
         }
         self.untrusted_presences += 1;

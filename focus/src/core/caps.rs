@@ -41,7 +41,11 @@ impl Caps {
     /// Whether `query` (a disco#info answer) is what `ver` claims: `hash='sha-1'` and the base64 SHA-1
     /// of its verification string equals `ver`.
     pub fn verifies(&self, query: &Element) -> bool {
-        if !self.hash.as_deref().is_some_and(|h| h.eq_ignore_ascii_case("sha-1")) {
+        if !self
+            .hash
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case("sha-1"))
+        {
             return false;
         }
         ver_of(query) == self.ver
@@ -260,10 +264,14 @@ mod tests {
         let mut cache = CapsCache::new(10);
         let query = el(SIMPLE);
         let honest = caps(&ver_of(&query));
-        let mut forged_features = Features::default();
-        forged_features.audio = false;
+        let forged_features = Features {
+            audio: false,
+            ..Features::default()
+        };
         // A client advertising the honest build's ver with another answer.
-        let forged = el(r#"<query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="web"/></query>"#);
+        let forged = el(
+            r#"<query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="web"/></query>"#,
+        );
         assert!(!cache.insert_verified(&honest, &forged, forged_features));
         assert_eq!(cache.get(&honest), None);
         // Wrong or missing hash algorithm.

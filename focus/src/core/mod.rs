@@ -26,13 +26,13 @@ use signaling::ns;
 use signaling::xml::{Builder, XmlElement};
 use tracing::{debug, info, warn};
 
-pub use bridges::{BridgeConfig, BridgeStats, Bridges, SelectionStrategy};
 use brewery::Brewery;
 pub use brewery::{BRIDGE_REJOIN_GRACE, REJOIN_FIRST_DELAY, REJOIN_MAX_DELAY};
-pub use conference::{LEAVE_CONFIRM_DELAY, MAX_QUEUED_SOURCE_CHANGES, MEMBER_REJOIN_GRACE};
+pub use bridges::{BridgeConfig, BridgeStats, Bridges, SelectionStrategy};
 use caps::CapsCache;
 use conference::Conference;
 pub use conference::{ConferenceDebug, ParticipantDebug};
+pub use conference::{LEAVE_CONFIRM_DELAY, MAX_QUEUED_SOURCE_CHANGES, MEMBER_REJOIN_GRACE};
 pub use offer::{CodecConfig, Features};
 pub use stanza::{
     Condition, IqKind, IqRequest, Link, Output, RequestFailure, RequestId, StanzaError,
@@ -535,11 +535,7 @@ impl Focus {
             to: req.from.clone(),
             id: req.id.clone(),
         };
-        let pending = self
-            .conferences
-            .values()
-            .filter(|c| c.is_pending())
-            .count();
+        let pending = self.conferences.values().filter(|c| c.is_pending()).count();
         let (mut ctx, conferences) = self.ctx(now);
         let not_ready = |ctx: &mut Ctx<'_>, room: BareJid| {
             let mut answer = ConferenceResponse::ready(room, &ctx.cfg.focus_bare_jid);

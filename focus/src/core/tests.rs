@@ -1249,39 +1249,6 @@ fn reconnect_rejoins_and_forgets_members_that_do_not_come_back() {
     assert!(h.answer_allocations().is_empty());
 }
 
-/// Prosody restarted: the focus re-joins, members come back after it, within the grace, under the same
-/// nicknames — their sessions (and media) are kept, nobody is re-invited, no session-terminate.
-#[test]
-fn members_that_come_back_after_a_rejoin_keep_their_sessions() {
-    let (mut h, _) = Harness::conference(ROOM, &["aaaa1111", "bbbb2222"]);
-    h.take();
-    h.input(Input::Offline(Link::Client));
-    h.input(Input::Online(Link::Client));
-    // The room is new: only us.
-    h.presence(&format!(
-        r#"<presence xmlns="jabber:client" from="{ROOM}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
-    ));
-    h.answer_room_config(ROOM);
-    h.advance(Duration::from_secs(5));
-    h.join_member(ROOM, "aaaa1111");
-    h.join_member(ROOM, "bbbb2222");
-    h.advance(MEMBER_REJOIN_GRACE * 2);
-    assert!(h.jingles("session-terminate").is_empty());
-    assert!(h.answer_allocations().is_empty());
-    assert!(
-        !h.bridge_updates()
-            .iter()
-            .any(|(_, p)| String::from(p).contains("expire")),
-        "no endpoint expired"
-    );
-    assert_eq!(
-        h.focus
-            .participants(&ROOM.parse::<BareJid>().unwrap())
-            .len(),
-        2
-    );
-}
-
 #[test]
 fn auto_owner_is_granted_to_the_first_member() {
     let mut h = Harness::new();

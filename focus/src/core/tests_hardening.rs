@@ -4,13 +4,27 @@
 
 use super::*;
 
+impl Harness {
+    /// The focus's own presence in `room` (re-created after a Prosody restart) and the configuration.
+    fn focus_in_room(&mut self, room: &str) {
+        self.presence(&format!(
+            r#"<presence xmlns="jabber:client" from="{room}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
+        ));
+        self.answer_room_config(room);
+    }
+}
+
 fn conference_iq(room: &str) -> String {
-    format!(r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m1"/>"#)
+    format!(
+        r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m1"/>"#
+    )
 }
 
 fn presences_to(out: &[Output], to: &str) -> usize {
     out.iter()
-        .filter(|o| matches!(o, Output::Presence { presence, .. } if presence.attr("to") == Some(to)))
+        .filter(
+            |o| matches!(o, Output::Presence { presence, .. } if presence.attr("to") == Some(to)),
+        )
         .count()
 }
 
@@ -44,7 +58,11 @@ fn a_conference_request_for_the_brewery_or_an_internal_room_is_refused() {
             &conference_iq(&room),
         );
         let reply = h.reply_to(&id);
-        assert_eq!(condition(&reply), Some(Condition::Forbidden), "{room}: {reply:?}");
+        assert_eq!(
+            condition(&reply),
+            Some(Condition::Forbidden),
+            "{room}: {reply:?}"
+        );
         let out = h.take();
         assert!(
             !out.iter().any(|o| matches!(o, Output::Presence { .. })),
@@ -54,7 +72,11 @@ fn a_conference_request_for_the_brewery_or_an_internal_room_is_refused() {
     // Nothing happens at the join timeout either: still in the brewery, the bridge still usable.
     h.advance(Duration::from_secs(60));
     let out = h.take();
-    assert_eq!(presences_to(&out, &format!("{BREWERY}/focus")), 0, "{out:?}");
+    assert_eq!(
+        presences_to(&out, &format!("{BREWERY}/focus")),
+        0,
+        "{out:?}"
+    );
     let s = h.focus.stats(h.now);
     assert!(s.brewery_joined);
     assert_eq!(s.bridge_selector.operational_bridge_count, 1);
@@ -125,13 +147,23 @@ fn bridges_missing_after_a_brewery_rejoin_get_a_grace_period() {
     reconnect(&mut h);
     h.presence(&own_brewery_presence(""));
     h.advance(BRIDGE_REJOIN_GRACE - Duration::from_secs(1));
-    assert!(h.jingles("session-terminate").is_empty(), "nobody moved yet");
+    assert!(
+        h.jingles("session-terminate").is_empty(),
+        "nobody moved yet"
+    );
     assert_eq!(h.focus.stats(h.now).bridge_selector.bridge_count, 2);
     // jvb1 (the conference's) comes back in time, jvb2 does not.
     h.add_bridge("jvb1", 0.1);
     h.advance(Duration::from_secs(2));
-    assert!(h.jingles("session-terminate").is_empty(), "jvb1 kept its conference");
-    assert_eq!(h.focus.stats(h.now).bridge_selector.bridge_count, 1, "jvb2 given up");
+    assert!(
+        h.jingles("session-terminate").is_empty(),
+        "jvb1 kept its conference"
+    );
+    assert_eq!(
+        h.focus.stats(h.now).bridge_selector.bridge_count,
+        1,
+        "jvb2 given up"
+    );
     assert_eq!(h.focus.stats(h.now).conferences, 1);
 
     // Again, and now jvb1 does not come back: its participants move to jvb2.
@@ -152,9 +184,15 @@ fn stats_from_occupants_that_are_not_bridge_accounts_are_ignored() {
     let mut h = Harness::new();
     for (nick, item) in [
         // An anonymous user of the main domain.
-        ("evil1", r#"<item affiliation="none" role="participant" jid="x1@meet.example/r"/>"#),
+        (
+            "evil1",
+            r#"<item affiliation="none" role="participant" jid="x1@meet.example/r"/>"#,
+        ),
         // A look-alike domain.
-        ("evil2", r#"<item affiliation="none" role="participant" jid="jvb@auth.meet.example.evil/r"/>"#),
+        (
+            "evil2",
+            r#"<item affiliation="none" role="participant" jid="jvb@auth.meet.example.evil/r"/>"#,
+        ),
         // Real JID hidden.
         ("evil3", r#"<item affiliation="none" role="participant"/>"#),
     ] {
@@ -172,7 +210,10 @@ fn stats_from_occupants_that_are_not_bridge_accounts_are_ignored() {
     h.join_member(ROOM, "aaaa1111");
     h.join_member(ROOM, "bbbb2222");
     h.answer_discos();
-    assert!(h.requests(|r| r.payload.is("conference-modify", ns::COLIBRI2)).is_empty());
+    assert!(
+        h.requests(|r| r.payload.is("conference-modify", ns::COLIBRI2))
+            .is_empty()
+    );
     h.add_bridge("jvb1", 0.1);
     h.advance(Duration::from_secs(6));
     let allocs = h.answer_allocations();
@@ -191,7 +232,9 @@ fn forged_caps_answers_do_not_poison_other_clients_offers() {
     h.join_member(ROOM, "bbbb2222");
     for d in h.requests(|r| r.payload.is("query", muc::NS_DISCO_INFO)) {
         let answer = if d.to.ends_with("/evil0000") {
-            el(r#"<query xmlns="http://jabber.org/protocol/disco#info"><feature var="urn:xmpp:jingle:1"/></query>"#)
+            el(
+                r#"<query xmlns="http://jabber.org/protocol/disco#info"><feature var="urn:xmpp:jingle:1"/></query>"#,
+            )
         } else {
             client_disco()
         };
@@ -204,7 +247,12 @@ fn forged_caps_answers_do_not_poison_other_clients_offers() {
     assert_eq!(h.answer_discos(), 0);
     h.answer_allocations();
     let inits = h.session_initiates();
-    let names: Vec<&str> = inits[0].1.contents.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = inits[0]
+        .1
+        .contents
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(names, ["audio", "video", "data"]);
 }
 
@@ -214,7 +262,12 @@ fn conference_requests_waiting_for_a_join_are_bounded() {
     let mut h = Harness::new();
     let mut ids = Vec::new();
     for _ in 0..MAX_WAITERS_PER_CONFERENCE + 10 {
-        ids.push(h.iq(Link::Component, "u@meet.example/r", IqKind::Set, &conference_iq(ROOM)));
+        ids.push(h.iq(
+            Link::Component,
+            "u@meet.example/r",
+            IqKind::Set,
+            &conference_iq(ROOM),
+        ));
     }
     let early = h.replies();
     assert_eq!(early.len(), 10, "the excess is answered at once");
@@ -222,13 +275,14 @@ fn conference_requests_waiting_for_a_join_are_bounded() {
         let answer = r.as_ref().unwrap().as_ref().unwrap();
         assert_eq!(answer.attr("ready"), Some("false"));
     }
-    h.presence(&format!(
-        r#"<presence xmlns="jabber:client" from="{ROOM}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
-    ));
-    h.answer_room_config(ROOM);
+    h.focus_in_room(ROOM);
     let ready = h.replies();
     assert_eq!(ready.len(), MAX_WAITERS_PER_CONFERENCE);
-    assert!(ready.iter().all(|(_, _, r)| r.as_ref().unwrap().as_ref().unwrap().attr("ready") == Some("true")));
+    assert!(
+        ready
+            .iter()
+            .all(|(_, _, r)| r.as_ref().unwrap().as_ref().unwrap().attr("ready") == Some("true"))
+    );
 }
 
 /// Requests for ever new rooms make the focus join at most MAX_PENDING_CONFERENCES rooms nobody is in.
@@ -255,7 +309,12 @@ fn rooms_nobody_joined_are_bounded() {
     let s = h.focus.stats(h.now);
     assert_eq!(s.conferences, MAX_PENDING_CONFERENCES);
     assert_eq!(s.total_conference_requests_deferred, 1);
-    assert!(h.take().iter().all(|o| !matches!(o, Output::Presence { .. })), "no room joined");
+    assert!(
+        h.take()
+            .iter()
+            .all(|o| !matches!(o, Output::Presence { .. })),
+        "no room joined"
+    );
     // They time out (initial-timeout); then new rooms are served again.
     h.advance(Duration::from_secs(60));
     assert_eq!(h.focus.stats(h.now).conferences, 0);
@@ -269,7 +328,10 @@ fn rooms_nobody_joined_are_bounded() {
 fn source_changes_queued_for_a_pending_session_are_bounded() {
     let (mut h, inits) = Harness::conference(ROOM, &["aaaa1111", "bbbb2222"]);
     let sid_b = sid_of(&inits, "bbbb2222");
-    assert!(h.jingle_from(ROOM, "bbbb2222", &session_accept("bbbb2222", &sid_b, 2000)).is_ok());
+    assert!(
+        h.jingle_from(ROOM, "bbbb2222", &session_accept("bbbb2222", &sid_b, 2000))
+            .is_ok()
+    );
     let add_remove = |action: &str, ssrc: u32| {
         format!(
             r#"<jingle xmlns="urn:xmpp:jingle:1" action="{action}" sid="{sid_b}"><content name="audio"><description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio">
@@ -277,26 +339,52 @@ fn source_changes_queued_for_a_pending_session_are_bounded() {
         )
     };
     // b removes its audio, then adds and removes fresh SSRCs many times, ending with one added.
-    assert!(h.jingle_from(ROOM, "bbbb2222", &add_remove("source-remove", 2000)).is_ok());
+    assert!(
+        h.jingle_from(ROOM, "bbbb2222", &add_remove("source-remove", 2000))
+            .is_ok()
+    );
     for i in 0..(MAX_QUEUED_SOURCE_CHANGES as u32 * 3) {
-        assert!(h.jingle_from(ROOM, "bbbb2222", &add_remove("source-add", 5000 + i)).is_ok());
-        assert!(h.jingle_from(ROOM, "bbbb2222", &add_remove("source-remove", 5000 + i)).is_ok());
+        assert!(
+            h.jingle_from(ROOM, "bbbb2222", &add_remove("source-add", 5000 + i))
+                .is_ok()
+        );
+        assert!(
+            h.jingle_from(ROOM, "bbbb2222", &add_remove("source-remove", 5000 + i))
+                .is_ok()
+        );
     }
-    assert!(h.jingle_from(ROOM, "bbbb2222", &add_remove("source-add", 9999)).is_ok());
+    assert!(
+        h.jingle_from(ROOM, "bbbb2222", &add_remove("source-add", 9999))
+            .is_ok()
+    );
     assert!(h.jingles("source-add").is_empty() && h.jingles("source-remove").is_empty());
     let sid_a = sid_of(&inits, "aaaa1111");
-    assert!(h.jingle_from(ROOM, "aaaa1111", &session_accept("aaaa1111", &sid_a, 1000)).is_ok());
+    assert!(
+        h.jingle_from(ROOM, "aaaa1111", &session_accept("aaaa1111", &sid_a, 1000))
+            .is_ok()
+    );
     // a's offer had none of b's sources: it learns b's current ones in one source-add — its video and
     // 9999 — and nothing of the churn in between.
-    let removes: Vec<_> = h.jingles("source-remove").into_iter().filter(|(n, _)| n == "aaaa1111").collect();
-    let adds: Vec<_> = h.jingles("source-add").into_iter().filter(|(n, _)| n == "aaaa1111").collect();
+    let removes: Vec<_> = h
+        .jingles("source-remove")
+        .into_iter()
+        .filter(|(n, _)| n == "aaaa1111")
+        .collect();
+    let adds: Vec<_> = h
+        .jingles("source-add")
+        .into_iter()
+        .filter(|(n, _)| n == "aaaa1111")
+        .collect();
     assert_eq!((removes.len(), adds.len()), (0, 1));
     let added: Vec<u32> = sources_of(&adds[0].1)
         .get("bbbb2222")
         .map(|s| s.sources().map(|(_, src)| src.ssrc).collect())
         .unwrap_or_default();
     assert!(added.contains(&9999) && added.contains(&2010), "{added:?}");
-    assert!(!added.contains(&2000) && !added.iter().any(|s| (5000..9999).contains(s)), "{added:?}");
+    assert!(
+        !added.contains(&2000) && !added.iter().any(|s| (5000..9999).contains(s)),
+        "{added:?}"
+    );
 }
 
 /// Prosody shutting down (SIGTERM) closes every session: the focus first hears every member and the
@@ -332,10 +420,7 @@ fn departures_announced_by_a_shutting_down_prosody_are_not_acted_on() {
     h.input(Input::Online(Link::Client));
     h.add_bridge("jvb1", 0.1);
     h.presence(&own_brewery_presence(""));
-    h.presence(&format!(
-        r#"<presence xmlns="jabber:client" from="{ROOM}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
-    ));
-    h.answer_room_config(ROOM);
+    h.focus_in_room(ROOM);
     h.advance(Duration::from_secs(3));
     h.join_member(ROOM, "aaaa1111");
     h.join_member(ROOM, "bbbb2222");
@@ -353,8 +438,46 @@ fn a_real_departure_takes_effect_after_the_confirm_delay() {
     h.presence(&format!(
         r#"<presence xmlns="jabber:client" type="unavailable" from="{ROOM}/cccc3333"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="none"/></x></presence>"#
     ));
-    assert!(!h.bridge_updates().iter().any(|(_, p)| String::from(p).contains("cccc3333")));
+    assert!(
+        !h.bridge_updates()
+            .iter()
+            .any(|(_, p)| String::from(p).contains("cccc3333"))
+    );
     h.advance(LEAVE_CONFIRM_DELAY);
-    assert!(h.bridge_updates().iter().any(|(_, p)| String::from(p).contains("cccc3333")));
+    assert!(
+        h.bridge_updates()
+            .iter()
+            .any(|(_, p)| String::from(p).contains("cccc3333"))
+    );
     assert_eq!(h.focus.stats(h.now).participants, 2);
+}
+
+/// Prosody restarted: the focus re-joins, members come back after it, within the grace, under the same
+/// nicknames — their sessions (and media) are kept, nobody is re-invited, no session-terminate.
+#[test]
+fn members_that_come_back_after_a_rejoin_keep_their_sessions() {
+    let (mut h, _) = Harness::conference(ROOM, &["aaaa1111", "bbbb2222"]);
+    h.take();
+    h.input(Input::Offline(Link::Client));
+    h.input(Input::Online(Link::Client));
+    // The room is new: only us.
+    h.focus_in_room(ROOM);
+    h.advance(Duration::from_secs(5));
+    h.join_member(ROOM, "aaaa1111");
+    h.join_member(ROOM, "bbbb2222");
+    h.advance(MEMBER_REJOIN_GRACE * 2);
+    assert!(h.jingles("session-terminate").is_empty());
+    assert!(h.answer_allocations().is_empty());
+    assert!(
+        !h.bridge_updates()
+            .iter()
+            .any(|(_, p)| String::from(p).contains("expire")),
+        "no endpoint expired"
+    );
+    assert_eq!(
+        h.focus
+            .participants(&ROOM.parse::<BareJid>().unwrap())
+            .len(),
+        2
+    );
 }

@@ -232,6 +232,22 @@ impl TestClient {
         }
     }
 
+    /// An anonymous client of the main domain, as every browser logs in.
+    pub async fn anonymous(prosody: &Prosody) -> TestClient {
+        let jid = signaling::xmpp::BareJid::new(&format!("anonymous@{}", prosody.domain()))
+            .expect("domain");
+        let (handle, events) = connect_client(signaling::xmpp::ClientConfig::new(
+            jid,
+            "anonymous",
+            prosody.c2s_addr(),
+        ));
+        handle.wait_online(WAIT).await.expect("anonymous login");
+        TestClient {
+            handle,
+            events: forward(events),
+        }
+    }
+
     /// Waits for the first event `pick` accepts; other events are discarded.
     pub async fn wait_for<T>(
         &mut self,
@@ -263,6 +279,13 @@ fn forward(mut events: XmppEvents) -> mpsc::UnboundedReceiver<Event> {
         }
     });
     rx
+}
+
+/// The 2021 client's conference request for `room`.
+pub fn conference_iq(room: &str) -> Element {
+    el(&format!(
+        r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m-1"/>"#
+    ))
 }
 
 pub fn el(xml: &str) -> Element {
