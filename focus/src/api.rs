@@ -2,7 +2,7 @@
 //!
 //! | path | response |
 //! |---|---|
-//! | `/about/health` | 200 `OK` with ≥ 1 operational bridge and the XMPP client online; 503 with the reason otherwise |
+//! | `/about/health` | 200 `OK` with ≥ 1 operational bridge and the XMPP client online; 503 with the reason otherwise; not served (404) with `JICOFO_ENABLE_HEALTH_CHECKS=false` |
 //! | `/about/version` | `{"name","version","os"}` |
 //! | `/stats` | JSON: `conferences`, `participants`, `largest_conference`, `total_participants`, `total_conferences_created`, `conference_sizes`, `bridge_selector{bridge_count, operational_bridge_count, …}`, … |
 //! | `/metrics` | Prometheus text, `jitsi_jicofo_*` |
@@ -17,8 +17,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use service::{VersionInfo, common_routes, not_found, text_response};
 use signaling::focus_iq::ConferenceResponse;
-use signaling::service::{VersionInfo, common_routes, not_found, text_response};
 use signaling::xml::XmlElement;
 
 use crate::conference_http;
@@ -33,8 +33,8 @@ struct ApiState {
     focus: LoopHandle,
 }
 
-/// Builds the router.
-pub fn router(focus: LoopHandle, metrics: Arc<FocusMetrics>) -> Router {
+/// Builds the router; without `health`, `/about/health` is not served (Jicofo with health checks off).
+pub fn router(focus: LoopHandle, metrics: Arc<FocusMetrics>, health: bool) -> Router {
     let version = VersionInfo::new(SERVICE_NAME, env!("CARGO_PKG_VERSION"));
     let for_metrics = focus.clone();
     // The renderer is synchronous; it asks the loop from a blocking context of the runtime.
@@ -52,8 +52,13 @@ pub fn router(focus: LoopHandle, metrics: Arc<FocusMetrics>) -> Router {
         }
         metrics.render()
     });
-    Router::new()
-        .route("/about/health", get(health))
+    let router = Router::new();
+    let router = if health {
+        router.route("/about/health", get(health_check))
+    } else {
+        router
+    };
+    router
         .route("/stats", get(stats))
         .route("/debug", get(debug))
         .route(
@@ -65,7 +70,7 @@ pub fn router(focus: LoopHandle, metrics: Arc<FocusMetrics>) -> Router {
         .fallback(not_found)
 }
 
-async fn health(State(s): State<ApiState>) -> Response {
+async fn health_check(State(s): State<ApiState>) -> Response {
     match s.focus.health().await {
         Some(h) if h.operational_bridges > 0 && h.xmpp_online => {
             text_response(StatusCode::OK, "OK")

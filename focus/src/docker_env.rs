@@ -25,8 +25,6 @@ enum When {
     Set,
     /// Set to a true value (docker's `toBool`).
     True,
-    /// Set to a false value (Jicofo's default is true).
-    False,
     /// Set, and the named variable is true.
     SetWith(&'static str),
     /// Set to something else than docker's default `0` (compose passes `SENTRY_DSN=0`).
@@ -110,16 +108,6 @@ const IGNORED: &[(&str, When, &str)] = &[
         "no shared-document (Etherpad) name is published",
     ),
     (
-        "ENABLE_MODERATOR_CHECKS",
-        When::False,
-        "moderator rights are always checked",
-    ),
-    (
-        "JICOFO_ENABLE_HEALTH_CHECKS",
-        When::False,
-        "/about/health is always served (it needs an operational bridge and the XMPP connection)",
-    ),
-    (
         "JICOFO_TRANSLATION_URL_TEMPLATE",
         When::Set,
         "no translation service is used",
@@ -147,7 +135,6 @@ pub fn ignored(env: &dyn Fn(&str) -> Option<String>) -> Vec<Ignored> {
             let applies = match when {
                 When::Set => true,
                 When::True => parse_bool(&value) == Some(true),
-                When::False => parse_bool(&value) == Some(false),
                 When::SetWith(other) => truthy(other),
                 When::SetNotZero => !matches!(parse_bool(&value), Some(false)),
             };
@@ -192,8 +179,6 @@ mod tests {
             ("JICOFO_CONF_SOURCE_SIGNALING_DELAYS", "{ 50 = 1000 }"),
             ("JICOFO_MULTI_STREAM_BACKWARD_COMPAT", "1"),
             ("ENABLE_SHARED_DOCUMENT_RANDOM_NAME", "1"),
-            ("ENABLE_MODERATOR_CHECKS", "0"),
-            ("JICOFO_ENABLE_HEALTH_CHECKS", "false"),
             (
                 "JICOFO_TRANSLATION_URL_TEMPLATE",
                 "https://t.example/{{room}}",
@@ -206,6 +191,37 @@ mod tests {
         let r = ignored(&|k: &str| (k == "ENABLE_RECORDING").then(|| "true".to_owned()));
         assert_eq!(r[0].value, "true");
         assert!(r[0].effect.contains("Jibri"));
+    }
+
+    /// A variable moves out of [`IGNORED`] when the configuration starts reading it (as
+    /// `ENABLE_MODERATOR_CHECKS`, the authentication variables and `JICOFO_ENABLE_HEALTH_CHECKS` did).
+    #[test]
+    fn no_variable_the_configuration_reads_is_reported_as_ignored() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        // Turn on what makes more variables read (secure domain, a separate brewery server).
+        let env = |name: &str| {
+            asked.borrow_mut().insert(name.to_owned());
+            match name {
+                "JICOFO_AUTH_PASSWORD" => Some("x".to_owned()),
+                "ENABLE_AUTH" | "ENABLE_JVB_XMPP_SERVER" | "ENABLE_RECORDING" => Some("1".into()),
+                _ => None,
+            }
+        };
+        crate::config::Config::load(&env, &crate::config::Flags::default()).unwrap();
+        let asked = asked.into_inner();
+        for name in [
+            "ENABLE_MODERATOR_CHECKS",
+            "JICOFO_ENABLE_HEALTH_CHECKS",
+            "AUTH_TYPE",
+        ] {
+            assert!(asked.contains(name), "{name} is read");
+        }
+        let both: Vec<&str> = IGNORED
+            .iter()
+            .map(|(n, ..)| *n)
+            .filter(|n| asked.contains(*n))
+            .collect();
+        assert!(both.is_empty(), "read and reported as ignored: {both:?}");
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl FocusMetrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        signaling::service::encode_prometheus_text(&self.registry)
+        service::encode_prometheus_text(&self.registry)
     }
 }
 

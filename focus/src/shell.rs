@@ -122,10 +122,14 @@ pub fn core_config(config: &Config) -> anyhow::Result<CoreConfig> {
     };
     core.reply_timeout = config.reply_timeout;
     core.conference_domains = config.conference_domains();
+    core.breakout_domain = config.breakout_domain();
     core.bridge_domains = config.bridge_domains();
     core.conference = config.conference.clone();
     core.bridge = config.bridge.clone();
     core.codecs = config.codecs.clone();
+    core.auth = config.auth_config();
+    core.client_proxy = config.client_proxy.clone();
+    core.av_moderation_component = config.av_moderation_component.clone();
     Ok(core)
 }
 
@@ -414,7 +418,15 @@ impl Shell {
                     },
                 );
             }
-            Event::Message(_) => {}
+            Event::Message(m) => {
+                focus.handle(
+                    now,
+                    Input::Message {
+                        link,
+                        message: Element::from(m),
+                    },
+                );
+            }
             Event::MucRejoined { .. }
             | Event::MucRejoinFailed { .. }
             | Event::MucRemoved { .. } => {}

@@ -111,6 +111,9 @@ fn defaults_are_the_upstream_jicofo_images() {
         load(&[("JICOFO_ENABLE_REST", "1")]).rest.host,
         IpAddr::from([0, 0, 0, 0])
     );
+    // The one deliberate difference: /about/health is served unless JICOFO_ENABLE_HEALTH_CHECKS=false
+    // (Jicofo's health.enabled defaults to false; see `RestConfig::health`).
+    assert!(c.rest.health);
     // ENABLE_JVB_XMPP_SERVER: the template's service connection defaults.
     let s = load(&[("ENABLE_JVB_XMPP_SERVER", "1")]);
     let svc = s.service.as_ref().unwrap();
@@ -130,8 +133,13 @@ fn conference_domains_follow_the_docker_variables() {
         c.conference_domains(),
         ["conference.meet.example", "breakout.meet.example"]
     );
+    assert_eq!(
+        c.breakout_domain().as_deref(),
+        Some("breakout.meet.example")
+    );
     let c = load(&[("ENABLE_BREAKOUT_ROOMS", "false")]);
     assert_eq!(c.conference_domains(), ["muc.meet.jitsi"]);
+    assert_eq!(c.breakout_domain(), None);
     // Conference rooms in the brewery's service: refused at start-up, naming the variable.
     let err = Config::load(
         &env(&[("XMPP_MUC_DOMAIN", "internal-muc.meet.jitsi")]),
@@ -206,8 +214,8 @@ fn start_up_warns_about_each_ignored_docker_variable() {
     let log = dir.path().join("focus.log");
     let out = std::fs::File::create(&log).unwrap();
     // Nothing listens on this port: the focus keeps reconnecting, which is fine for reading its log.
-    let port = signaling::testing::free_tcp_port().unwrap();
-    let rest = signaling::testing::free_tcp_port().unwrap();
+    let port = testkit::free_tcp_port().unwrap();
+    let rest = testkit::free_tcp_port().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_focus"))
         .env_clear()
         .env("JICOFO_AUTH_PASSWORD", "pw")
@@ -250,5 +258,74 @@ fn start_up_warns_about_each_ignored_docker_variable() {
             !warned(name),
             "{name} has the value Jicofo ignores too:\n{text}"
         );
+    }
+}
+
+/// `JICOFO_ENABLE_HEALTH_CHECKS`: on unless turned off (our default; Jicofo's is off). Off, there is no
+/// `/about/health` (404, as Jicofo leaves the path out) and `focus healthcheck` in the same environment
+/// (the image's HEALTHCHECK, `healthcheck.sh`) only checks that the REST API answers.
+#[test]
+fn health_checks_follow_jicofo_enable_health_checks() {
+    // Nothing listens on the XMPP port: the focus is up but not healthy.
+    let xmpp = testkit::free_tcp_port().unwrap();
+    for setting in [None, Some("true"), Some("false")] {
+        let rest = testkit::free_tcp_port().unwrap();
+        let mut env = vec![
+            ("JICOFO_AUTH_PASSWORD", "pw".to_owned()),
+            ("XMPP_SERVER", format!("127.0.0.1:{xmpp}")),
+            ("JICOFO_REST_PORT", rest.to_string()),
+        ];
+        if let Some(v) = setting {
+            env.push(("JICOFO_ENABLE_HEALTH_CHECKS", v.to_owned()));
+        }
+        let command = |args: &[&str]| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_focus"));
+            c.env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .args(args);
+            c
+        };
+        let mut child = command(&[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let get = |path: &str| {
+            service::http_request(
+                "GET",
+                &format!("http://127.0.0.1:{rest}{path}"),
+                None,
+                Duration::from_secs(5),
+            )
+            .ok()
+            .map(|r| r.status)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while get("/about/version") != Some(200) {
+            assert!(std::time::Instant::now() < deadline, "REST never answered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let health = get("/about/health");
+        let check = command(&["healthcheck"]).output().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        if setting == Some("false") {
+            assert_eq!(health, Some(404), "not served with health checks off");
+            assert!(
+                check.status.success(),
+                "healthcheck with health checks off: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        } else {
+            assert_eq!(
+                health,
+                Some(503),
+                "{setting:?}: served, unhealthy without XMPP"
+            );
+            assert!(
+                !check.status.success(),
+                "{setting:?}: healthcheck succeeded"
+            );
+        }
     }
 }

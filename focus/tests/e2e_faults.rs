@@ -25,8 +25,8 @@ use loadtest::participant::{self, ParticipantReport, Phase};
 use loadtest::receiver::Kind;
 use loadtest::scenario::{ScenarioConfig, plan};
 use serde_json::Value;
-use signaling::testing::Prosody;
 use signaling::xmpp::{DefinedCondition, Jid};
+use testkit::Prosody;
 use tokio::sync::{mpsc, watch};
 
 /// Polls the focus's `/stats` until `ok`, failing after `timeout`.

@@ -8,11 +8,11 @@ mod common;
 use std::time::Duration;
 
 use common::{FocusProcess, TestClient, WAIT, conference_iq, start_prosody};
+use service::http_request;
 use signaling::ns;
-use signaling::service::http_request;
-use signaling::testing::Prosody;
 use signaling::xml::Builder;
 use signaling::xmpp::{BareJid, DefinedCondition, Event, IqError, Jid, MucJoin, XmppHandle};
+use testkit::Prosody;
 
 fn brewery(prosody: &Prosody) -> BareJid {
     BareJid::new(&format!("jvbbrewery@{}", prosody.internal_muc_domain())).unwrap()
@@ -42,7 +42,7 @@ async fn fake_bridge(
     nick: &str,
     region: &str,
 ) -> (XmppHandle, tokio::task::JoinHandle<()>) {
-    let mut jvb = TestClient::connect(prosody, "jvb", signaling::testing::JVB_PASSWORD).await;
+    let mut jvb = TestClient::connect(prosody, "jvb", testkit::JVB_PASSWORD).await;
     jvb.handle
         .join_muc(MucJoin::new(brewery(prosody), nick).with_extra(vec![stats(region)]))
         .await

@@ -633,8 +633,8 @@ impl Participant {
             .map(|ssrc| AudioConfig {
                 ssrc,
                 payload_type: neg.opus.id,
-                audio_level_ext: neg.audio_ext(signaling::media::hdrext::AUDIO_LEVEL),
-                transport_cc_ext: neg.audio_ext(signaling::media::hdrext::TRANSPORT_CC),
+                audio_level_ext: neg.audio_ext(signaling::rtp_description::hdrext::AUDIO_LEVEL),
+                transport_cc_ext: neg.audio_ext(signaling::rtp_description::hdrext::TRANSPORT_CC),
                 payload_bytes: 80,
             });
         let video = (self.cfg.sender && !self.sources.video.is_empty()).then(|| VideoConfig {
@@ -655,8 +655,8 @@ impl Participant {
             },
             fps: 30,
             keyframe_interval: Duration::from_secs(3),
-            transport_cc_ext: neg.video_ext(signaling::media::hdrext::TRANSPORT_CC),
-            abs_send_time_ext: neg.video_ext(signaling::media::hdrext::ABS_SEND_TIME),
+            transport_cc_ext: neg.video_ext(signaling::rtp_description::hdrext::TRANSPORT_CC),
+            abs_send_time_ext: neg.video_ext(signaling::rtp_description::hdrext::ABS_SEND_TIME),
         });
         let sender = MediaSender::new(
             now,

@@ -15,14 +15,14 @@ use signaling::bridge_channel::{
     BridgeChannelMessage, LastNChanged, ReceiverVideoConstraints, VideoConstraints,
 };
 use signaling::focus_iq::{ConferenceRequest, Property};
+use signaling::ice_udp::{Candidate, Fingerprint, IceUdpTransport, SctpMap, Setup};
 use signaling::jingle::{
     Action, Content, Creator, Group, Jingle, Reason, ReasonCondition, RtpDescription, Senders,
 };
-use signaling::media::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::ns;
+use signaling::rtp_description::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::source_map::{ConferenceSourceMap, JVB_OWNER};
 use signaling::sources::{Semantics, Source, SsrcGroup};
-use signaling::transport::{Candidate, Fingerprint, IceUdpTransport, SctpMap, Setup};
 use signaling::xml::{Builder, XmlElement};
 use signaling::xmpp::BareJid;
 

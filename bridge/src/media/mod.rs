@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ring::rand::{SecureRandom, SystemRandom};
+use service::HostPort;
 use signaling::colibri2::{Colibri2ErrorResponse, ConferenceModified, ConferenceModify};
-use signaling::service::HostPort;
-use signaling::transport::Candidate;
+use signaling::ice_udp::Candidate;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 

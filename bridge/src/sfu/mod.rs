@@ -91,7 +91,7 @@ mod tests;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use signaling::media::RtpParameters;
+use signaling::rtp_description::RtpParameters;
 use thiserror::Error;
 
 pub use counters::{Counters, DropReason, Stat};

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use signaling::transport::{
+use signaling::ice_udp::{
     Candidate, CandidateType, Fingerprint as SigFingerprint, IceUdpTransport, Setup,
 };
 

@@ -6,11 +6,14 @@
 //! [`RequestId`] the shell reports the answer under), IQ replies and presence. No sockets, clocks, tasks or
 //! locks live here, so every flow can be driven deterministically in tests with virtual time.
 
+pub mod auth;
 mod brewery;
 pub mod bridges;
 pub mod caps;
 pub mod colibri;
 mod conference;
+pub mod jibri;
+pub mod moderation;
 pub mod muc;
 pub mod offer;
 pub mod stanza;
@@ -21,11 +24,12 @@ use std::time::{Duration, Instant};
 
 use jid::BareJid;
 use minidom::Element;
-use signaling::focus_iq::{ConferenceRequest, ConferenceResponse};
+use signaling::focus_iq::ConferenceRequest;
 use signaling::ns;
 use signaling::xml::{Builder, XmlElement};
 use tracing::{debug, info, warn};
 
+pub use auth::{AuthConfig, AuthKind};
 use brewery::Brewery;
 pub use brewery::{BRIDGE_REJOIN_GRACE, REJOIN_FIRST_DELAY, REJOIN_MAX_DELAY};
 pub use bridges::{BridgeConfig, BridgeStats, Bridges, SelectionStrategy};
@@ -60,6 +64,8 @@ pub struct ConferenceConfig {
     pub use_json_encoded_sources: bool,
     /// Make the first member an owner of the room.
     pub enable_auto_owner: bool,
+    /// Only moderators may start recording or dial out (Jicofo `enable-moderator-checks`).
+    pub enable_moderator_checks: bool,
     /// Client restart requests (session-terminate with restart): minimum spacing and a rate cap.
     pub restart_min_interval: Duration,
     pub restart_max_requests: u32,
@@ -80,6 +86,7 @@ impl Default for ConferenceConfig {
             use_ssrc_rewriting: true,
             use_json_encoded_sources: true,
             enable_auto_owner: true,
+            enable_moderator_checks: true,
             restart_min_interval: Duration::from_secs(5),
             restart_max_requests: 5,
             restart_interval: Duration::from_secs(60),
@@ -104,6 +111,9 @@ pub struct CoreConfig {
     /// conference requests for any other room — the brewery, internal rooms, other domains — are
     /// refused. Empty refuses everything.
     pub conference_domains: Vec<String>,
+    /// The breakout-room service (one of `conference_domains`): its rooms are not authenticated, Prosody's
+    /// breakout module decides who moves there (Jicofo `ConferenceIqHandler.processExtensions`).
+    pub breakout_domain: Option<String>,
     /// Domains whose accounts may be bridges in the brewery (default: the focus's own domain, the auth
     /// domain where `jvb@` lives too).
     pub bridge_domains: Vec<String>,
@@ -118,6 +128,12 @@ pub struct CoreConfig {
     pub codecs: CodecConfig,
     /// Advertised in presence and `/about/version`.
     pub version: String,
+    /// Secure domain: only authenticated users create rooms (`None`: everyone may).
+    pub auth: Option<AuthConfig>,
+    /// The `client_proxy` component whose IQs carry the original sender in the resource.
+    pub client_proxy: Option<String>,
+    /// The `av_moderation` Prosody component whose A/V moderation messages the focus trusts.
+    pub av_moderation_component: Option<String>,
 }
 
 impl CoreConfig {
@@ -136,6 +152,7 @@ impl CoreConfig {
             brewery,
             brewery_link: Link::Client,
             conference_domains: Vec::new(),
+            breakout_domain: None,
             reply_timeout: Duration::from_secs(15),
             disco_timeout: Duration::from_secs(5),
             join_timeout: Duration::from_secs(15),
@@ -143,6 +160,9 @@ impl CoreConfig {
             bridge: BridgeConfig::default(),
             codecs: CodecConfig::default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            auth: None,
+            client_proxy: None,
+            av_moderation_component: None,
         }
     }
 }
@@ -158,6 +178,8 @@ pub enum Input {
     Iq(IqRequest),
     /// A presence stanza.
     Presence { link: Link, presence: Element },
+    /// A message stanza (A/V moderation from the `av_moderation` component).
+    Message { link: Link, message: Element },
     /// The answer (or its absence) to a request the core sent.
     IqResponse {
         request: RequestId,
@@ -311,6 +333,8 @@ pub(crate) struct Ctx<'a> {
     pub counters: &'a mut Counters,
     pub features: &'a mut CapsCache,
     pub client_online: bool,
+    /// Authentication sessions (who is a host).
+    pub auth: &'a auth::Authority,
 }
 
 #[derive(Debug, Default)]
@@ -333,6 +357,7 @@ pub struct Focus {
     features: CapsCache,
     client_online: bool,
     brewery: Brewery,
+    auth: auth::Authority,
 }
 
 impl Focus {
@@ -346,6 +371,7 @@ impl Focus {
             cfg.join_timeout,
             cfg.bridge_domains.clone(),
         );
+        let auth = auth::Authority::new(cfg.auth.clone());
         Focus {
             cfg,
             conferences: BTreeMap::new(),
@@ -361,6 +387,7 @@ impl Focus {
             features: CapsCache::default(),
             client_online: false,
             brewery,
+            auth,
         }
     }
 
@@ -380,7 +407,10 @@ impl Focus {
             .values()
             .filter_map(Conference::next_deadline);
         let health = self.health.values().filter_map(|h| h.next);
-        conf.chain(health).chain(self.brewery.poll_timeout()).min()
+        conf.chain(health)
+            .chain(self.brewery.poll_timeout())
+            .chain(self.auth.next_deadline())
+            .min()
     }
 
     /// Handles one input.
@@ -391,7 +421,9 @@ impl Focus {
             Input::Iq(req) => self.on_iq(now, req),
             Input::Presence { presence, .. } => self.on_presence(now, presence),
             Input::IqResponse { request, result } => self.on_response(now, request, result),
+            Input::Message { message, .. } => self.on_message(now, &message),
         }
+        self.expire_sessions(now);
     }
 
     fn ctx(&mut self, now: Instant) -> (Ctx<'_>, &mut BTreeMap<BareJid, Conference>) {
@@ -404,6 +436,7 @@ impl Focus {
                 counters: &mut self.counters,
                 features: &mut self.features,
                 client_online: self.client_online,
+                auth: &self.auth,
             },
             &mut self.conferences,
         )
@@ -451,10 +484,7 @@ impl Focus {
         if p.is("conference", ns::FOCUS) && req.kind == IqKind::Set {
             self.on_conference_request(now, req);
         } else if p.is("jingle", ns::JINGLE) && req.kind == IqKind::Set {
-            let room = req
-                .from
-                .split_once('/')
-                .and_then(|(room, _)| room.parse::<BareJid>().ok());
+            let room = room_of(&req.from);
             let (mut ctx, conferences) = self.ctx(now);
             match room.and_then(|r| conferences.get_mut(&r)) {
                 Some(c) => c.on_jingle(&mut ctx, &req),
@@ -471,6 +501,8 @@ impl Focus {
                     );
                 }
             }
+        } else if self.on_room_iq(now, &req) || self.on_auth_iq(&req) {
+            // Handled: mute, recording, dial-out, login and logout requests.
         } else if p.is("ping", "urn:xmpp:ping") {
             self.io.reply(req.link, &req.from, &req.id, Ok(None));
         } else if p.is("query", muc::NS_DISCO_INFO) && req.kind == IqKind::Get {
@@ -530,40 +562,39 @@ impl Focus {
             return;
         }
         info!(%room, from = %req.from, "conference request");
+        let Some(auth) = self.authenticate(now, &req, &request) else {
+            return;
+        };
         let waiter = conference::Waiter {
             link: req.link,
             to: req.from.clone(),
             id: req.id.clone(),
+            auth,
         };
         let pending = self.conferences.values().filter(|c| c.is_pending()).count();
         let (mut ctx, conferences) = self.ctx(now);
-        let not_ready = |ctx: &mut Ctx<'_>, room: BareJid| {
-            let mut answer = ConferenceResponse::ready(room, &ctx.cfg.focus_bare_jid);
-            answer.ready = false;
-            ctx.io
-                .reply(req.link, &req.from, &req.id, Ok(Some(answer.to_element())));
-        };
         if let Some(c) = conferences.get_mut(&room) {
+            if waiter.auth.session.is_some() {
+                c.grant_authenticated_owners(&mut ctx);
+            }
             if c.is_joined() {
-                let answer = ConferenceResponse::ready(room, &ctx.cfg.focus_bare_jid);
-                ctx.io
-                    .reply(req.link, &req.from, &req.id, Ok(Some(answer.to_element())));
+                waiter.answer(&mut ctx, room, true);
             } else if c.waiter_count() >= MAX_WAITERS_PER_CONFERENCE {
                 // The client asks again later (lib-jitsi-meet retries a not-ready answer).
-                not_ready(&mut ctx, room);
+                waiter.answer(&mut ctx, room, false);
             } else {
                 c.add_waiter(waiter);
             }
             return;
         }
         if !ctx.client_online {
-            not_ready(&mut ctx, room);
+            waiter.answer(&mut ctx, room, false);
             return;
         }
         if pending >= MAX_PENDING_CONFERENCES {
             warn!(%room, pending, "too many conferences nobody has joined yet; asking to retry");
             ctx.counters.conference_requests_deferred += 1;
-            not_ready(&mut ctx, room);
+            waiter.answer(&mut ctx, room, false);
             return;
         }
         ctx.counters.conference_requests_new += 1;
@@ -594,6 +625,137 @@ impl Focus {
             ));
         }
         Ok(())
+    }
+
+    /// Secure domain: checks who asks for the conference (see [`auth`]), except for breakout rooms,
+    /// which Jicofo does not authenticate either. Refusals are answered here.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        req: &IqRequest,
+        request: &ConferenceRequest,
+    ) -> Option<auth::AuthAnswer> {
+        // Over HTTP there is no JID: only a session id can authenticate (see [`auth`]).
+        let sender = match req.link {
+            Link::Rest => None,
+            _ => Some(auth::original_sender(
+                &req.from,
+                self.cfg.client_proxy.as_deref(),
+            )),
+        };
+        let breakout = self
+            .cfg
+            .breakout_domain
+            .as_deref()
+            .is_some_and(|d| d.eq_ignore_ascii_case(request.room.domain().as_str()));
+        if breakout {
+            return Some(self.auth.unchecked());
+        }
+        let exists = self.conferences.contains_key(&request.room);
+        match self
+            .auth
+            .process(now, &mut self.io.rng, request, sender, exists)
+        {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let sender = sender.unwrap_or(&req.from);
+                info!(room = %request.room, %sender, error = %e, "conference request refused");
+                self.io.reply(req.link, &req.from, &req.id, Err(e));
+                None
+            }
+        }
+    }
+
+    /// Requests a client sends the focus inside a conference (to its occupant JID): mute, Jibri
+    /// (recording, live streaming) and Rayo dial (Jigasi). False for any other IQ.
+    fn on_room_iq(&mut self, now: Instant, req: &IqRequest) -> bool {
+        let p = &req.payload;
+        let ours = moderation::MuteIq::parse(p).is_some()
+            || p.is("jibri", jibri::NS_JIBRI)
+            || p.is("dial", jibri::NS_RAYO);
+        if !ours || req.kind != IqKind::Set {
+            return false;
+        }
+        let room = room_of(&req.from);
+        let (mut ctx, conferences) = self.ctx(now);
+        match room.and_then(|r| conferences.get_mut(&r)) {
+            Some(c) => c.on_room_iq(&mut ctx, req),
+            None => {
+                debug!(from = %req.from, payload = p.name(), "request from outside any conference");
+                ctx.io.reply(
+                    req.link,
+                    &req.from,
+                    &req.id,
+                    Err(StanzaError::new(
+                        Condition::ItemNotFound,
+                        "not a participant of any conference",
+                    )),
+                );
+            }
+        }
+        true
+    }
+
+    /// `login-url` (get) and `logout` (set): the app's login and logout with a secure domain.
+    fn on_auth_iq(&mut self, req: &IqRequest) -> bool {
+        let p = &req.payload;
+        let answer = if p.is("login-url", ns::FOCUS) && req.kind == IqKind::Get {
+            self.auth.login_url(p)
+        } else if p.is("logout", ns::FOCUS) && req.kind == IqKind::Set {
+            self.auth.logout(p)
+        } else {
+            return false;
+        };
+        self.io
+            .reply(req.link, &req.from, &req.id, answer.map(Some));
+        true
+    }
+
+    /// Ends authentication sessions that expired or (without auto-login) whose conference ended.
+    fn expire_sessions(&mut self, now: Instant) {
+        let conferences = &self.conferences;
+        self.auth.expire(now, |room| conferences.contains_key(room));
+    }
+
+    // ---- messages ---------------------------------------------------------------------------------
+
+    /// A/V moderation changes from the `av_moderation` component (Jicofo `AvModerationHandler`); every
+    /// other message is ignored.
+    fn on_message(&mut self, now: Instant, message: &Element) {
+        let Some(component) = self.cfg.av_moderation_component.as_deref() else {
+            return;
+        };
+        let normal = message.attr("type").is_none_or(|t| t == "normal");
+        let from_component = message
+            .attr("from")
+            .is_some_and(|f| f.eq_ignore_ascii_case(component));
+        if !normal || !from_component {
+            return;
+        }
+        let Some(json) = message.get_child("json-message", ns::JITMEET) else {
+            warn!(from = component, "message without json-message ignored");
+            return;
+        };
+        let msg = match moderation::AvModerationMessage::parse(&json.text()) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(from = component, error = %e, "malformed av_moderation message ignored");
+                return;
+            }
+        };
+        let Some(room) = msg.room.as_deref().and_then(|r| r.parse::<BareJid>().ok()) else {
+            warn!(
+                from = component,
+                "av_moderation message without a valid room ignored"
+            );
+            return;
+        };
+        let (mut ctx, conferences) = self.ctx(now);
+        match conferences.get_mut(&room) {
+            Some(c) => c.on_av_moderation(&mut ctx, &msg),
+            None => warn!(%room, "av_moderation message for a room without a conference"),
+        }
     }
 
     // ---- presence ---------------------------------------------------------------------------------
@@ -835,6 +997,7 @@ impl Focus {
         for room in stopped {
             conferences.remove(&room);
         }
+        self.expire_sessions(now);
     }
 
     /// Stops every conference (expiring them on their bridges, leaving their rooms) and leaves the
@@ -890,6 +1053,12 @@ impl Focus {
             .map(Conference::participant_bridges)
             .unwrap_or_default()
     }
+}
+
+/// The room of an occupant JID (`room@muc/nick` → `room@muc`).
+fn room_of(from: &str) -> Option<BareJid> {
+    from.split_once('/')
+        .and_then(|(room, _)| room.parse::<BareJid>().ok())
 }
 
 /// Reads the `<stats xmlns='http://jitsi.org/protocol/colibri'>` of a brewery presence. `None` when there

@@ -413,7 +413,16 @@ impl Harness {
 
     /// Room with `nicks` joined and invited: disco, allocation and session-initiate all done.
     fn conference(room: &str, nicks: &[&str]) -> (Harness, Vec<(String, Jingle)>) {
-        let mut h = Harness::new();
+        Self::conference_with(room, nicks, |_| {})
+    }
+
+    /// [`Harness::conference`] with a configuration of its own.
+    fn conference_with(
+        room: &str,
+        nicks: &[&str],
+        tweak: impl FnOnce(&mut CoreConfig),
+    ) -> (Harness, Vec<(String, Jingle)>) {
+        let mut h = Harness::with(tweak);
         h.add_bridge("jvb1", 0.1);
         h.create_room(room);
         for n in nicks {
@@ -1548,3 +1557,5 @@ fn a_moderators_start_muted_policy_applies_to_later_first_invitations_only() {
 
 #[path = "tests_hardening.rs"]
 mod hardening;
+mod moderation;
+mod secure_domain;

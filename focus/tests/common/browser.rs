@@ -5,10 +5,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use signaling::testing::{Prosody, e2e_dir};
+use testkit::{Prosody, e2e_dir};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
+
+use super::netns::NetNs;
 
 /// The browser driver process.
 pub struct Participants {
@@ -41,11 +43,19 @@ impl Participants {
 
     /// Starts the driver with a page configuration (see `e2e/ljm-peer.js`).
     pub async fn start_with(cfg: Value) -> Participants {
-        tokio::task::block_in_place(signaling::testing::ensure_browser_harness)
-            .expect("browser harness");
+        Self::start_in(cfg, None).await
+    }
+
+    /// Starts the driver inside `netns` (its Chromium then sees only that namespace's network).
+    pub async fn start_in(cfg: Value, netns: Option<&NetNs>) -> Participants {
+        tokio::task::block_in_place(testkit::ensure_browser_harness).expect("browser harness");
         let config = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(config.path(), cfg.to_string()).expect("write config");
-        let mut child = Command::new("node")
+        let mut command = match netns {
+            Some(ns) => ns.tokio_command("node"),
+            None => Command::new("node"),
+        };
+        let mut child = command
             .arg(e2e_dir().join("ljm-peer.js"))
             .arg(config.path())
             .stdin(Stdio::piped())
@@ -78,6 +88,7 @@ impl Participants {
                     || l.contains("warn")
                     || l.contains("fail")
                     || l.starts_with("[driver]")
+                    || l.trim_start().starts_with("at ")
                 {
                     eprintln!("[browser] {line}");
                 }
@@ -165,6 +176,34 @@ impl Participants {
             }
         }
         self.send(cmd).await;
+    }
+
+    /// Starts joining with page settings merged into the configuration (`e2e/ljm-peer.js`'s `page`:
+    /// `{"id": user, "password": …}` to log in, `"anonymousdomain"`, `"waitForHost"`), from the page
+    /// origin `origin` (another origin is another browser's storage, e.g. `"localhost"`). With
+    /// `expect_fail`, a failed join is reported to [`Participants::join_failed`].
+    pub async fn join_page(
+        &mut self,
+        id: &str,
+        page: Value,
+        origin: Option<&str>,
+        expect_fail: bool,
+    ) {
+        self.send(json!({
+            "cmd": "join", "id": id, "page": page, "origin": origin, "expectFail": expect_fail,
+        }))
+        .await;
+    }
+
+    /// Waits until a join started with `expect_fail` failed; returns the page's error message.
+    pub async fn join_failed(&mut self, id: &str) -> String {
+        let v = self
+            .wait(&format!("{id} join failed"), Duration::from_secs(60), |v| {
+                (v["event"] == "join-failed" || v["event"] == "joined") && v["id"] == id
+            })
+            .await;
+        assert_eq!(v["event"], "join-failed", "{id} joined: {v}");
+        v["message"].as_str().unwrap_or_default().to_owned()
     }
 
     /// Calls the page function `window[fun](...args)` of `id` (one of `e2e/pages/ljm.js`'s

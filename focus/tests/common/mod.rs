@@ -1,4 +1,4 @@
-//! Shared by the focus's integration tests: a real Prosody (signaling::testing), the `focus` binary as
+//! Shared by the focus's integration tests: a real Prosody (testkit), the `focus` binary as
 //! a child process, REST probes and XMPP test clients.
 
 #![allow(dead_code)]
@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use minidom::Element;
-use signaling::service::http_request;
-use signaling::testing::{Prosody, ProsodyOptions};
+use service::http_request;
 use signaling::xmpp::{Event, XmppEvents, XmppHandle, connect_client};
+use testkit::{Prosody, ProsodyOptions};
 use tokio::sync::mpsc;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -25,11 +25,11 @@ pub fn init_tracing() {
 }
 
 pub fn free_port() -> u16 {
-    signaling::testing::free_tcp_port().expect("a free TCP port")
+    testkit::free_tcp_port().expect("a free TCP port")
 }
 
 pub fn free_udp_port() -> u16 {
-    signaling::testing::free_udp_port().expect("a free UDP port")
+    testkit::free_udp_port().expect("a free UDP port")
 }
 
 fn options() -> ProsodyOptions {
@@ -56,6 +56,37 @@ pub fn start_prosody_with_client_proxy() -> Prosody {
     let mut opts = options();
     opts.extra_global_config = client_proxy_config(PROXY_DOMAIN, "focus@auth.meet.example");
     Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
+}
+
+/// The secure domain's authenticated VirtualHost (docker's `XMPP_DOMAIN` with `ENABLE_AUTH=1`).
+pub const SECURE_DOMAIN: &str = "meet.example";
+/// Its anonymous guest VirtualHost (`XMPP_GUEST_DOMAIN`).
+pub const GUEST_DOMAIN: &str = "guest.meet.example";
+
+/// Prosody laid out as docker-jitsi-meet with `ENABLE_AUTH=1 AUTH_TYPE=internal ENABLE_GUESTS=1`:
+/// `meet.example` authenticates users with passwords (internal_hashed; user `alice`, password
+/// `alice-pw`), `guest.meet.example` admits anyone anonymously; rooms, the focus component and the
+/// focus's and bridges' accounts as usual. Start the focus with [`secure_focus_env`].
+pub fn start_secure_prosody() -> Prosody {
+    init_tracing();
+    let mut opts = ProsodyOptions::new(SECURE_DOMAIN);
+    // The harness's anonymous host becomes the guest host.
+    opts.domain = GUEST_DOMAIN.into();
+    opts.extra_global_config =
+        format!("VirtualHost \"{SECURE_DOMAIN}\"\n  authentication = \"internal_hashed\"\n");
+    let opts = opts.user("alice", SECURE_DOMAIN, "alice-pw");
+    Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
+}
+
+/// The jicofo image's environment for [`start_secure_prosody`].
+pub fn secure_focus_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("XMPP_DOMAIN", SECURE_DOMAIN),
+        ("ENABLE_AUTH", "1"),
+        ("AUTH_TYPE", "internal"),
+        ("ENABLE_GUESTS", "1"),
+        ("XMPP_GUEST_DOMAIN", GUEST_DOMAIN),
+    ]
 }
 
 /// Prosody configuration adding the client_proxy stand-in component `domain` in front of `target`.
@@ -95,7 +126,7 @@ impl FocusProcess {
             ("XMPP_AUTH_DOMAIN", prosody.auth_domain()),
             ("XMPP_MUC_DOMAIN", prosody.muc_domain()),
             ("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain()),
-            ("JICOFO_AUTH_PASSWORD", signaling::testing::FOCUS_PASSWORD),
+            ("JICOFO_AUTH_PASSWORD", testkit::FOCUS_PASSWORD),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -203,14 +234,18 @@ impl Drop for FocusProcess {
             let _ = c.wait();
         }
         if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(150).collect();
-            eprintln!(
-                "--- focus log tail ---\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+            eprint_log_tail("focus", &self.log(), 150);
         }
     }
+}
+
+/// Prints the last `lines` lines of a failed test's process log.
+pub fn eprint_log_tail(what: &str, log: &str, lines: usize) {
+    let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+    eprintln!(
+        "--- {what} log tail ---\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 }
 
 /// A test XMPP client whose events are forwarded to a channel.
@@ -293,6 +328,7 @@ pub fn el(xml: &str) -> Element {
 }
 
 pub mod browser;
+pub mod netns;
 
 /// Builds the workspace's `bridge` binary next to the `focus` binary under test (same target dir and
 /// profile) and returns its path.
@@ -300,7 +336,7 @@ pub fn bridge_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            signaling::testing::build_workspace_binaries(
+            testkit::build_workspace_binaries(
                 std::path::Path::new(env!("CARGO_BIN_EXE_focus")),
                 &[("bridge", "bridge")],
             )
@@ -334,7 +370,7 @@ impl BridgeProcess {
             ("XMPP_AUTH_DOMAIN", prosody.auth_domain()),
             ("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain()),
             ("JVB_AUTH_USER", "jvb"),
-            ("JVB_AUTH_PASSWORD", signaling::testing::JVB_PASSWORD),
+            ("JVB_AUTH_PASSWORD", testkit::JVB_PASSWORD),
             ("JVB_BREWERY_MUC", "jvbbrewery"),
             ("JVB_MUC_NICKNAME", nick),
             ("JVB_PORT", &media_port.to_string()),
@@ -409,13 +445,7 @@ impl Drop for BridgeProcess {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!(
-                "--- bridge {} log tail ---\n{}",
-                self.nick,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+            eprint_log_tail(&format!("bridge {}", self.nick), &self.log(), 60);
         }
     }
 }
