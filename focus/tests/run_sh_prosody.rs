@@ -47,7 +47,7 @@ fn start() -> RunShProsody {
     let c2s = common::free_port();
     let script = format!(
         r#"set -euo pipefail
-tmp='{tmp}'; c2s={c2s}; component={component}; http={http}
+tmp='{tmp}'; c2s={c2s}; component={component}; http={http}; listen_ip=127.0.0.1
 domain={DOMAIN}; auth={AUTH}; muc=muc.$domain; internal={INTERNAL}; focus_domain=focus.$domain
 secret=s3cret
 eval "$(sed -n '/^cat > "\$tmp\/prosody\/prosody.cfg.lua" <<EOF$/,/^EOF$/p' '{run}')"
