@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::browser::{Participants, wait_media};
+use common::browser::Participants;
 use common::{client_proxy_config, free_port, free_udp_port, init_tracing};
 use serde_json::Value;
 use service::http_request;
@@ -924,17 +924,7 @@ async fn hold_call(prosody: &Prosody, room: &str) -> Participants {
     let mut cfg = Participants::config(prosody, room);
     cfg["focus"] = PROXY.into();
     let mut p = Participants::start_with(cfg).await;
-    p.join("a").await;
-    p.join("b").await;
-    let a = p.joined("a").await;
-    let b = p.joined("b").await;
-    let took = wait_media(
-        &mut p,
-        &[("a", &a), ("b", &b)],
-        Duration::from_secs(90),
-        None,
-    )
-    .await;
+    let (_, took) = p.join_with_media(&["a", "b"]).await;
     println!("call through the containers: audio and video both ways after {took:?}");
     p
 }

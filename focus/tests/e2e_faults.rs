@@ -17,15 +17,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::{Participants, sessions, wait_media};
-use common::{
-    BridgeProcess, FocusProcess, TestClient, conference_iq, start_prosody, wait_for_bridges,
-};
+use common::{BridgeProcess, FocusProcess, TestClient, start_prosody, wait_for_bridges};
 use loadtest::deployment::Target;
 use loadtest::participant::{self, ParticipantReport, Phase};
 use loadtest::receiver::Kind;
 use loadtest::scenario::{ScenarioConfig, plan};
 use serde_json::Value;
-use signaling::xmpp::{DefinedCondition, Jid};
 use testkit::Prosody;
 use tokio::sync::{mpsc, watch};
 
@@ -92,17 +89,8 @@ impl Call {
         let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
         tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
         let mut p = Participants::start(&prosody, room).await;
-        p.join("a").await;
-        p.join("b").await;
-        let a = p.joined("a").await;
-        let b = p.joined("b").await;
-        wait_media(
-            &mut p,
-            &[("a", &a), ("b", &b)],
-            Duration::from_secs(90),
-            None,
-        )
-        .await;
+        let (endpoints, _) = p.join_with_media(&["a", "b"]).await;
+        let [a, b] = <[String; 2]>::try_from(endpoints).expect("two endpoints");
         Call {
             prosody,
             bridge,
@@ -250,17 +238,7 @@ async fn e2e_prosody_restart_mid_call() {
     // Participants joining afterwards get media (the focus reaches the bridge through the brewery
     // again: COLIBRI2 allocations work).
     let mut p = Participants::start(&prosody, "after-restart").await;
-    p.join("a").await;
-    p.join("b").await;
-    let a = p.joined("a").await;
-    let b = p.joined("b").await;
-    let took = wait_media(
-        &mut p,
-        &[("a", &a), ("b", &b)],
-        Duration::from_secs(90),
-        None,
-    )
-    .await;
+    let (_, took) = p.join_with_media(&["a", "b"]).await;
     println!("after the Prosody restart: new participants have media after {took:?}");
     p.quit().await;
     drop(bridge);
@@ -351,26 +329,12 @@ async fn e2e_brewery_and_foreign_room_requests_are_refused_while_a_call_keeps_me
     } = Call::start("keepsmedia").await;
 
     let mallory = TestClient::anonymous(&prosody).await;
-    let component: Jid = prosody.focus_domain().parse().unwrap();
     for room in [
         format!("jvbbrewery@{}", prosody.internal_muc_domain()),
         format!("jigasibrewery@{}", prosody.internal_muc_domain()),
         "keepsmedia@conference.elsewhere.example".to_owned(),
     ] {
-        let e = mallory
-            .handle
-            .iq_set(
-                component.clone(),
-                conference_iq(&room),
-                Duration::from_secs(20),
-            )
-            .await
-            .expect_err("refused");
-        assert_eq!(
-            e.condition(),
-            Some(&DefinedCondition::Forbidden),
-            "{room}: {e}"
-        );
+        mallory.conference_forbidden(&prosody, &room).await;
     }
     // Past the old 15 s join timeout: the call still has media, the focus is still in the brewery.
     tokio::time::sleep(Duration::from_secs(17)).await;

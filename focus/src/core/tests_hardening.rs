@@ -387,6 +387,18 @@ fn source_changes_queued_for_a_pending_session_are_bounded() {
     );
 }
 
+/// No session terminated, no re-invitation, no endpoint expired on the bridge.
+fn nothing_torn_down(h: &mut Harness) {
+    assert!(h.jingles("session-terminate").is_empty());
+    assert!(h.answer_allocations().is_empty());
+    assert!(
+        !h.bridge_updates()
+            .iter()
+            .any(|(_, p)| String::from(p).contains("expire")),
+        "no endpoint expired"
+    );
+}
+
 /// Prosody shutting down (SIGTERM) closes every session: the focus first hears every member and the
 /// bridge leave, then its own stream ends. Nothing is torn down; after the restart everybody is back
 /// (loadtest-style clients re-join under the same nickname) and keeps its session.
@@ -405,17 +417,7 @@ fn departures_announced_by_a_shutting_down_prosody_are_not_acted_on() {
     }
     h.input(Input::Offline(Link::Client));
     h.advance(Duration::from_secs(5));
-    let nothing = |h: &mut Harness| {
-        assert!(h.jingles("session-terminate").is_empty());
-        assert!(h.answer_allocations().is_empty());
-        assert!(
-            !h.bridge_updates()
-                .iter()
-                .any(|(_, p)| String::from(p).contains("expire")),
-            "no endpoint expired"
-        );
-    };
-    nothing(&mut h);
+    nothing_torn_down(&mut h);
     // Prosody is back.
     h.input(Input::Online(Link::Client));
     h.add_bridge("jvb1", 0.1);
@@ -425,7 +427,7 @@ fn departures_announced_by_a_shutting_down_prosody_are_not_acted_on() {
     h.join_member(ROOM, "aaaa1111");
     h.join_member(ROOM, "bbbb2222");
     h.advance(MEMBER_REJOIN_GRACE * 2);
-    nothing(&mut h);
+    nothing_torn_down(&mut h);
     let s = h.focus.stats(h.now);
     assert_eq!((s.participants, s.bridge_selector.bridge_count), (2, 1));
 }
@@ -466,14 +468,7 @@ fn members_that_come_back_after_a_rejoin_keep_their_sessions() {
     h.join_member(ROOM, "aaaa1111");
     h.join_member(ROOM, "bbbb2222");
     h.advance(MEMBER_REJOIN_GRACE * 2);
-    assert!(h.jingles("session-terminate").is_empty());
-    assert!(h.answer_allocations().is_empty());
-    assert!(
-        !h.bridge_updates()
-            .iter()
-            .any(|(_, p)| String::from(p).contains("expire")),
-        "no endpoint expired"
-    );
+    nothing_torn_down(&mut h);
     assert_eq!(
         h.focus
             .participants(&ROOM.parse::<BareJid>().unwrap())

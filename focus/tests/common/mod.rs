@@ -283,6 +283,53 @@ impl TestClient {
         }
     }
 
+    /// Sends the 2021 client's conference request for `room` to the focus component, retrying while
+    /// the component is not connected yet; the answer's payload or the XMPP error.
+    pub async fn conference_request(
+        &self,
+        prosody: &Prosody,
+        room: &str,
+    ) -> Result<Option<Element>, signaling::xmpp::IqError> {
+        let component: signaling::xmpp::Jid = prosody.focus_domain().parse().expect("domain");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = self
+                .handle
+                .iq_set(
+                    component.clone(),
+                    conference_iq(room),
+                    Duration::from_secs(20),
+                )
+                .await;
+            match &r {
+                Err(e)
+                    if e.condition()
+                        == Some(&signaling::xmpp::DefinedCondition::ServiceUnavailable)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => return r.map(|ok| ok.payload),
+            }
+        }
+    }
+
+    /// Asks for `room` and expects `forbidden` (a room the focus does not serve); returns how long the
+    /// answer took.
+    pub async fn conference_forbidden(&self, prosody: &Prosody, room: &str) -> Duration {
+        let started = Instant::now();
+        let e = self
+            .conference_request(prosody, room)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            e.condition(),
+            Some(&signaling::xmpp::DefinedCondition::Forbidden),
+            "{room}: {e}"
+        );
+        started.elapsed()
+    }
+
     /// Waits for the first event `pick` accepts; other events are discarded.
     pub async fn wait_for<T>(
         &mut self,

@@ -24,22 +24,28 @@ fn request(h: &mut Harness, link: Link, from: &str, attrs: &str) -> String {
     )
 }
 
-/// The focus joins and configures the room it is creating.
-fn finish_join(h: &mut Harness) {
+/// The focus joins and configures `room`, which it is creating.
+fn finish_join_of(h: &mut Harness, room: &str) {
     h.presence(&format!(
-        r#"<presence xmlns="jabber:client" from="{ROOM}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
+        r#"<presence xmlns="jabber:client" from="{room}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
     ));
-    let form = h.one_request("config form", |r| r.to == ROOM && r.kind == IqKind::Get);
-    h.respond(form.id, Ok(None));
-    let submit = h.one_request("config submit", |r| r.to == ROOM && r.kind == IqKind::Set);
-    h.respond(submit.id, Ok(None));
+    h.answer_room_config(room);
+}
+
+fn finish_join(h: &mut Harness) {
+    finish_join_of(h, ROOM);
+}
+
+/// Whether the focus has started joining `room`.
+fn joins(h: &Harness, room: &str) -> bool {
+    h.out.iter().any(|o| {
+        matches!(o, Output::Presence { presence, .. }
+            if presence.attr("to") == Some(&format!("{room}/focus")))
+    })
 }
 
 fn joins_room(h: &Harness) -> bool {
-    h.out.iter().any(|o| {
-        matches!(o, Output::Presence { presence, .. }
-            if presence.attr("to") == Some(&format!("{ROOM}/focus")))
-    })
+    joins(h, ROOM)
 }
 
 fn member(h: &mut Harness, nick: &str, jid: &str) {
@@ -266,16 +272,10 @@ fn http_requests_are_authenticated_by_a_session_id_only() {
         ),
     );
     assert!(
-        h.out
-            .iter()
-            .any(|o| matches!(o, Output::Presence { presence, .. }
-            if presence.attr("to") == Some(&format!("{ROOM2}/focus")))),
+        joins(&h, ROOM2),
         "a valid session may create the room over HTTP"
     );
-    h.presence(&format!(
-        r#"<presence xmlns="jabber:client" from="{ROOM2}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
-    ));
-    h.answer_room_config(ROOM2);
+    finish_join_of(&mut h, ROOM2);
     let r = ConferenceResponse::from_element(&h.reply_to(&id).unwrap().unwrap()).unwrap();
     assert!(r.ready);
     assert_eq!(r.session_id.as_deref(), Some(sid.as_str()));
@@ -327,16 +327,10 @@ fn a_guest_may_open_a_breakout_room() {
         ),
     );
     assert!(
-        h.out
-            .iter()
-            .any(|o| matches!(o, Output::Presence { presence, .. }
-            if presence.attr("to") == Some(&format!("{BREAKOUT}/focus")))),
+        joins(&h, BREAKOUT),
         "the focus joins the breakout room for a guest"
     );
-    h.presence(&format!(
-        r#"<presence xmlns="jabber:client" from="{BREAKOUT}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
-    ));
-    h.answer_room_config(BREAKOUT);
+    finish_join_of(&mut h, BREAKOUT);
     let r = ConferenceResponse::from_element(&h.reply_to(&id).unwrap().unwrap()).unwrap();
     assert!(r.ready);
     assert_eq!(r.bool_property("authentication"), Some(true));
