@@ -185,6 +185,10 @@ Component "$muc" "muc"
 Component "$internal" "muc"
   restrict_room_creation = true
   muc_room_locking = false
+  -- The brewery is for the focus and the bridge only (server admins, so owners of every room): rooms
+  -- here are members-only, as docker-jitsi-meet's muc_filter_access admits only the auth domain.
+  muc_room_default_members_only = true
+  muc_room_default_public_jids = true
 Component "$focus_domain"
   component_secret = "$secret"
 EOF

@@ -239,6 +239,9 @@
     conf.on(E.CONNECTION_RESTORED, () => note('media-restored'));
     conf.on(E.CONNECTION_ESTABLISHED, () => note('media-established'));
     conf.on(E.STARTED_MUTED, () => note('started-muted'));
+    // After the join: e.g. `conference.focusLeft` when the focus goes away (the app reloads then).
+    conf.on(E.CONFERENCE_FAILED, (e) => note('conference-failed', { error: String(e) }));
+    conn.addEventListener(JM.events.connection.CONNECTION_FAILED, (e) => note('connection-failed', { error: String(e) }));
     conf.on(E.RECORDER_STATE_CHANGED, (session) => note('recorder-state', {
       status: session && session.getStatus ? session.getStatus() : null,
       error: session && session.getError ? session.getError() : null,

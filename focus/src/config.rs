@@ -113,6 +113,12 @@ fn parse_auth_type(name: &str, v: &str) -> Result<AuthKind, ConfigError> {
 pub struct RestConfig {
     pub host: IpAddr,
     pub port: u16,
+    /// Serve `/about/health` (Jicofo `jicofo.health.enabled`, docker `JICOFO_ENABLE_HEALTH_CHECKS`).
+    /// On unless turned off, unlike Jicofo, whose default is off: Jicofo's check starts a test
+    /// conference, ours only reads state the focus already has (an operational bridge, the XMPP
+    /// connection), and the images' HEALTHCHECK, the manifests' probes, run.sh and the load test ask it.
+    /// Off, the path is not served, as Jicofo leaves it out (404).
+    pub health: bool,
 }
 
 /// The whole configuration of the `focus` binary.
@@ -126,6 +132,13 @@ pub struct Config {
     pub internal_muc_domain: String,
     /// `JVB_BREWERY_MUC`: the brewery room's local part.
     pub brewery_room: String,
+    /// Whether breakout rooms (`breakout.<XMPP_DOMAIN>`, docker's `ENABLE_BREAKOUT_ROOMS`, default on)
+    /// are conference rooms the focus serves, and their MUC service if not the docker one.
+    pub breakout_rooms: bool,
+    pub breakout_muc_domain: Option<String>,
+    /// Domains whose accounts may be bridges in the brewery; empty: the domain the focus logs in to
+    /// on the brewery connection (`XMPP_AUTH_DOMAIN`, or `JVB_XMPP_AUTH_DOMAIN` on a separate server).
+    pub bridge_trusted_domains: Vec<String>,
     pub client: XmppClientConfig,
     /// A separate XMPP server for the brewery (`ENABLE_JVB_XMPP_SERVER`); `None` uses `client`.
     pub service: Option<XmppClientConfig>,
@@ -155,6 +168,9 @@ impl Default for Config {
             muc_domain: "muc.meet.jitsi".into(),
             internal_muc_domain: "internal-muc.meet.jitsi".into(),
             brewery_room: "jvbbrewery".into(),
+            breakout_rooms: true,
+            breakout_muc_domain: None,
+            bridge_trusted_domains: Vec::new(),
             client: XmppClientConfig {
                 host: "xmpp.meet.jitsi".into(),
                 port: 5222,
@@ -177,6 +193,7 @@ impl Default for Config {
             rest: RestConfig {
                 host: IpAddr::from([127, 0, 0, 1]),
                 port: 8888,
+                health: true,
             },
             log_json: false,
             auth: None,
@@ -192,6 +209,32 @@ impl Config {
             .as_deref()
             .unwrap_or(&self.internal_muc_domain);
         format!("{}@{}", self.brewery_room, domain)
+    }
+
+    /// The MUC services whose rooms the focus serves: `XMPP_MUC_DOMAIN` and the breakout-room service.
+    /// Conference requests for other rooms (the brewery above all) are refused.
+    pub fn conference_domains(&self) -> Vec<String> {
+        let mut d = vec![self.muc_domain.clone()];
+        d.extend(self.breakout_domain());
+        d
+    }
+
+    /// The breakout-room MUC service, if breakout rooms are on.
+    pub fn breakout_domain(&self) -> Option<String> {
+        self.breakout_rooms.then(|| {
+            self.breakout_muc_domain
+                .clone()
+                .unwrap_or_else(|| format!("breakout.{}", self.xmpp_domain))
+        })
+    }
+
+    /// Domains whose accounts may be bridges (see [`Config::bridge_trusted_domains`]).
+    pub fn bridge_domains(&self) -> Vec<String> {
+        if !self.bridge_trusted_domains.is_empty() {
+            return self.bridge_trusted_domains.clone();
+        }
+        let login = self.service.as_ref().unwrap_or(&self.client);
+        vec![login.login_domain.clone()]
     }
 
     /// The core's authentication settings: users of the login domain (`XMPP_DOMAIN` unless set) are
@@ -293,6 +336,13 @@ impl Config {
         if let Some(v) = get("JVB_BREWERY_MUC") {
             self.brewery_room = v;
         }
+        if let Some(v) = e.bool("ENABLE_BREAKOUT_ROOMS")? {
+            self.breakout_rooms = v;
+        }
+        // Ours (docker has no such variable): bridges' account domains when not the auth domain.
+        if let Some(v) = get("JICOFO_BRIDGE_TRUSTED_DOMAINS") {
+            self.bridge_trusted_domains = split_list(&v);
+        }
         if let Some(v) = e.bool("XMPP_USE_TLS")? {
             self.client.use_tls = Some(v);
         }
@@ -362,6 +412,10 @@ impl Config {
         if let Some(v) = get("JICOFO_OCTO_REGION") {
             self.bridge.local_region = Some(v);
         }
+        if let Some(v) = get("JICOFO_BRIDGE_REGION_GROUPS") {
+            self.bridge.region_groups = parse_region_groups(&v)
+                .map_err(|r| invalid("JICOFO_BRIDGE_REGION_GROUPS", &v, r))?;
+        }
         if let Some(v) = e.bool("JICOFO_ENABLE_BRIDGE_HEALTH_CHECKS")? {
             self.bridge.health_checks_enabled = v;
         }
@@ -424,6 +478,9 @@ impl Config {
         }
         if let Some(v) = e.num::<u16>("JICOFO_REST_PORT")? {
             self.rest.port = v;
+        }
+        if let Some(v) = e.bool("JICOFO_ENABLE_HEALTH_CHECKS")? {
+            self.rest.health = v;
         }
         if let Some(v) = e.bool("JICOFO_LOG_JSON")? {
             self.log_json = v;
@@ -564,6 +621,25 @@ impl Config {
                 return Err(invalid(name, value, "not a valid XMPP domain"));
             }
         }
+        let brewery_domain = self.brewery_jid();
+        let brewery_domain = brewery_domain.split_once('@').map_or("", |(_, d)| d);
+        for d in self.conference_domains() {
+            if d.eq_ignore_ascii_case(brewery_domain) {
+                return Err(invalid(
+                    "XMPP_MUC_DOMAIN",
+                    &d,
+                    "is the brewery's MUC service (XMPP_INTERNAL_MUC_DOMAIN); conference rooms must \
+                     live elsewhere",
+                ));
+            }
+            if jid::BareJid::new(&d).is_err() || d.contains('@') {
+                return Err(invalid(
+                    "xmpp.breakout-muc-domain",
+                    &d,
+                    "not a valid XMPP domain",
+                ));
+            }
+        }
         if jid::BareJid::new(&self.brewery_jid()).is_err() {
             return Err(invalid(
                 "JVB_BREWERY_MUC",
@@ -676,6 +752,39 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis as u64))
 }
 
+/// docker's `JICOFO_BRIDGE_REGION_GROUPS`, pasted into `region-groups = [ … ]` of jicofo.conf: HOCON
+/// lists of region names, e.g. `["us-east", "us-west"], ["eu-central", "eu-west"]` (quotes optional).
+fn parse_region_groups(v: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut groups = Vec::new();
+    let mut rest = v.trim();
+    while !rest.is_empty() {
+        let open = rest
+            .strip_prefix('[')
+            .ok_or("expected a list like [\"us-east\", \"us-west\"]")?;
+        let (inner, after) = open.split_once(']').ok_or("unclosed '['")?;
+        let group: Vec<String> = inner
+            .split(',')
+            .map(|r| r.trim().trim_matches('"').trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
+        if group.is_empty() {
+            return Err("empty region group".into());
+        }
+        groups.push(group);
+        rest = after.trim_start().trim_start_matches(',').trim_start();
+    }
+    Ok(groups)
+}
+
+/// A comma-separated list, blanks dropped.
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn split_host_port(name: &str, v: &str) -> Result<(String, Option<u16>), ConfigError> {
     let v = v.trim();
     if v.is_empty() {
@@ -771,6 +880,14 @@ pub struct TomlConfig {
     pub rest: Option<TomlRest>,
     pub log_json: Option<bool>,
     pub authentication: Option<TomlAuthentication>,
+    pub health: Option<TomlHealth>,
+}
+
+/// Jicofo's `jicofo.health` keys (only `enabled`: whether `/about/health` is served).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlHealth {
+    pub enabled: Option<bool>,
 }
 
 /// Jicofo's `jicofo.authentication` keys.
@@ -796,6 +913,8 @@ pub struct TomlXmpp {
     pub muc_domain: Option<String>,
     pub internal_muc_domain: Option<String>,
     pub brewery_room: Option<String>,
+    /// `""` disables breakout rooms.
+    pub breakout_muc_domain: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
     pub use_tls: Option<bool>,
@@ -840,6 +959,8 @@ pub struct TomlBridge {
     pub health_checks: Option<bool>,
     pub health_check_interval: Option<String>,
     pub health_checks_use_presence: Option<bool>,
+    /// Account domains of bridges (default: the auth domain of the brewery connection).
+    pub trusted_domains: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -902,6 +1023,10 @@ impl TomlConfig {
             set(&mut c.muc_domain, x.muc_domain.clone());
             set(&mut c.internal_muc_domain, x.internal_muc_domain.clone());
             set(&mut c.brewery_room, x.brewery_room.clone());
+            if let Some(v) = &x.breakout_muc_domain {
+                c.breakout_rooms = !v.is_empty();
+                c.breakout_muc_domain = (!v.is_empty()).then(|| v.clone());
+            }
             set(&mut c.client.username, x.username.clone());
             set(&mut c.client.password, x.password.clone());
             if x.use_tls.is_some() {
@@ -1000,6 +1125,9 @@ impl TomlConfig {
                 &mut b.health_checks_use_presence,
                 x.health_checks_use_presence,
             );
+            if let Some(v) = &x.trusted_domains {
+                c.bridge_trusted_domains = v.clone();
+            }
         }
         if let Some(x) = &self.codec {
             for (name, v) in x.video.iter().flatten() {
@@ -1058,6 +1186,9 @@ impl TomlConfig {
         if let Some(x) = &self.rest {
             set(&mut c.rest.host, x.host);
             set(&mut c.rest.port, x.port);
+        }
+        if let Some(x) = &self.health {
+            set(&mut c.rest.health, x.enabled);
         }
         set(&mut c.log_json, self.log_json);
         Ok(())
@@ -1154,6 +1285,22 @@ mod tests {
     }
 
     #[test]
+    fn health_checks_are_on_unless_turned_off() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("JICOFO_AUTH_PASSWORD", "x")];
+            all.extend_from_slice(pairs);
+            Config::load(&env(&all), &Flags::default()).unwrap()
+        };
+        assert!(load(&[]).rest.health, "served without the variable");
+        assert!(load(&[("JICOFO_ENABLE_HEALTH_CHECKS", "true")]).rest.health);
+        assert!(!load(&[("JICOFO_ENABLE_HEALTH_CHECKS", "0")]).rest.health);
+        let mut c = load(&[]);
+        c.apply_toml("[health]\nenabled = false\n", "t.toml")
+            .unwrap();
+        assert!(!c.rest.health);
+    }
+
+    #[test]
     fn rest_address_and_log_format_from_the_manifests_variables() {
         let e = env(&[
             ("JICOFO_AUTH_PASSWORD", "x"),
@@ -1178,6 +1325,7 @@ mod tests {
             ("JICOFO_REST_PORT", "http"),
             ("JICOFO_REST_HOST", "localhost:1"),
             ("LOG_FORMAT", "xml"),
+            ("JICOFO_ENABLE_HEALTH_CHECKS", "maybe"),
         ] {
             let e = env(&[("JICOFO_AUTH_PASSWORD", "x"), (name, bad)]);
             let err = Config::load(&e, &Flags::default()).unwrap_err();

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::browser::{Participants, Seen, seen, wait_media};
+use common::browser::{Participants, Seen, seen, sessions, wait_media};
 use common::{BridgeProcess, FocusProcess, TestClient, el, start_prosody, wait_for_bridges};
 use serde_json::Value;
 use signaling::jingle::Jingle;
@@ -15,18 +14,6 @@ use signaling::ns;
 use signaling::source_map::ConferenceSourceMap;
 use signaling::xml::XmlElement;
 use signaling::xmpp::{BareJid, DefinedCondition, Event, IqError, Jid, MucJoin};
-
-fn sessions(stats: &Value, pages: &[&str]) -> HashMap<String, String> {
-    pages
-        .iter()
-        .map(|p| {
-            (
-                (*p).to_owned(),
-                stats[*p]["sid"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_three_participants_then_one_leaves_then_a_fourth_joins() {

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::browser::{Participants, wait_media};
+use common::browser::Participants;
 use common::{client_proxy_config, free_port, free_udp_port, init_tracing};
 use serde_json::Value;
 use service::http_request;
@@ -109,10 +109,9 @@ const BRIDGE_VARS: &[(&str, &[Proof])] = &[
 /// Every variable of `manifests/env/focus.env`.
 const FOCUS_VARS: &[(&str, &[Proof])] = &[
     ("JICOFO_AUTH_PASSWORD", &[Refused(""), Observed]),
-    // The focus does not read it: its health checks are always on, which is what `true` asks (Jicofo
-    // serves /about/health only with them on). Observed: unhealthy (503) without a bridge, healthy
-    // (200) once one is operational. With `false` the focus would not turn them off as Jicofo does.
-    ("JICOFO_ENABLE_HEALTH_CHECKS", &[Observed]),
+    // `true` serves /about/health (as Jicofo; `false` leaves it out). Observed: unhealthy (503)
+    // without a bridge, healthy (200) once one is operational. `tests/config_dropin.rs` proves `false`.
+    ("JICOFO_ENABLE_HEALTH_CHECKS", &[Refused("maybe"), Observed]),
     // Its effect (REST on all addresses) is decided by JICOFO_REST_HOST, which the manifests set too.
     ("JICOFO_ENABLE_REST", &[Refused("maybe")]),
     (
@@ -925,17 +924,7 @@ async fn hold_call(prosody: &Prosody, room: &str) -> Participants {
     let mut cfg = Participants::config(prosody, room);
     cfg["focus"] = PROXY.into();
     let mut p = Participants::start_with(cfg).await;
-    p.join("a").await;
-    p.join("b").await;
-    let a = p.joined("a").await;
-    let b = p.joined("b").await;
-    let took = wait_media(
-        &mut p,
-        &[("a", &a), ("b", &b)],
-        Duration::from_secs(90),
-        None,
-    )
-    .await;
+    let (_, took) = p.join_with_media(&["a", "b"]).await;
     println!("call through the containers: audio and video both ways after {took:?}");
     p
 }

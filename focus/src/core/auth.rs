@@ -15,6 +15,15 @@
 //! - Members whose real JID has a session are made owners (Jicofo's `AuthenticationRoleManager`,
 //!   replacing auto-owner).
 //!
+//! - A request over HTTP (`POST /conference-request/v1`, [`super::Link::Rest`]) has no JID: only its
+//!   `sessionId` (with its `machineUid`) can authenticate it, and it leaves the session bound to the JID
+//!   it authenticated over XMPP. Jicofo runs these requests through the same authority with no sender
+//!   (jicofo `ktor/ConferenceRequest.kt`), so a session id is all that can vouch for them there too.
+//!   (Jicofo then looks the creator up by its missing JID and refuses every room creation over HTTP;
+//!   here a valid session may create the room, as the same session may over XMPP from a guest JID.) A
+//!   JWT in `Authorization` is not checked by the focus (Prosody checks tokens; the focus has no key),
+//!   so it never authenticates an HTTP request.
+//!
 //! Sessions expire `lifetime` after their last use; without auto-login they end with their conference.
 
 use std::collections::BTreeMap;
@@ -145,14 +154,15 @@ impl Authority {
         }
     }
 
-    /// Checks a conference request from `sender` (the client's real full JID) for `room_exists` or
-    /// not: opens or reuses a session, or refuses. Returns what the answer must say.
+    /// Checks a conference request from `sender` (the client's real full JID; `None` over HTTP, where
+    /// only a session id authenticates) for `room_exists` or not: opens or reuses a session, or
+    /// refuses. Returns what the answer must say.
     pub fn process(
         &mut self,
         now: Instant,
         rng: &mut Rng,
         request: &ConferenceRequest,
-        sender: &str,
+        sender: Option<&str>,
         room_exists: bool,
     ) -> Result<AuthAnswer, StanzaError> {
         let Some(cfg) = self.cfg.clone() else {
@@ -176,7 +186,8 @@ impl Authority {
             }
             None => None,
         };
-        if sid.is_none() && domain_of(sender).eq_ignore_ascii_case(&cfg.login_domain) {
+        let login_user = sender.filter(|s| domain_of(s).eq_ignore_ascii_case(&cfg.login_domain));
+        if let (None, Some(sender)) = (&sid, login_user) {
             if machine_uid.is_empty() {
                 return Err(StanzaError::new(
                     Condition::NotAcceptable,
@@ -198,10 +209,17 @@ impl Authority {
             sid = Some(id);
         }
         if let Some(s) = sid.as_ref().and_then(|id| self.sessions.get_mut(id)) {
-            if s.jid != sender {
-                info!(jid = sender, identity = %s.identity, "authenticated with an existing session");
+            match sender {
+                Some(sender) => {
+                    if s.jid != sender {
+                        info!(jid = sender, identity = %s.identity, "authenticated with an existing session");
+                    }
+                    s.jid = sender.to_owned();
+                }
+                None => {
+                    info!(identity = %s.identity, "HTTP request authenticated with an existing session")
+                }
             }
-            s.jid = sender.to_owned();
             s.used = now;
             answer.session = sid.map(|id| (id, s.identity.clone()));
         }
@@ -212,6 +230,15 @@ impl Authority {
             ));
         }
         Ok(answer)
+    }
+
+    /// The answer for a request that is not authenticated at all (a breakout room): it says whether
+    /// authentication is on, and carries no session.
+    pub fn unchecked(&self) -> AuthAnswer {
+        AuthAnswer {
+            enabled: self.cfg.as_ref().map(AuthConfig::external),
+            session: None,
+        }
     }
 
     /// The identity `jid` (a real full JID) is authenticated as, if any.
@@ -341,7 +368,7 @@ mod tests {
             now,
             rng,
             &request(ROOM, machine, session),
-            from,
+            Some(from),
             room_exists,
         )
     }
@@ -400,7 +427,7 @@ mod tests {
                 now,
                 &mut rng,
                 &request(ROOM, Some("m1"), Some(&sid)),
-                guest,
+                Some(guest),
                 false,
             )
             .unwrap();
@@ -412,7 +439,7 @@ mod tests {
                 now,
                 &mut rng,
                 &request(ROOM, Some("m9"), Some(&sid)),
-                guest,
+                Some(guest),
                 true,
             )
             .unwrap_err();
@@ -422,11 +449,66 @@ mod tests {
                 now,
                 &mut rng,
                 &request(ROOM, Some("m1"), Some("nope")),
-                guest,
+                Some(guest),
                 true,
             )
             .unwrap_err();
         assert_eq!(err.condition, Condition::NotAcceptable);
+        assert!(
+            err.extra
+                .as_deref()
+                .is_some_and(|e| e.is(SESSION_INVALID, ns::FOCUS))
+        );
+    }
+
+    #[test]
+    fn over_http_only_a_session_id_authenticates() {
+        let now = Instant::now();
+        let mut rng = Rng(7);
+        let mut a = authority(AuthKind::Xmpp);
+        let http =
+            |a: &mut Authority, rng: &mut Rng, muid: Option<&str>, sid: Option<&str>, exists| {
+                a.process(now, rng, &request(ROOM, muid, sid), None, exists)
+            };
+        // No JID, no session: a guest. It may not create the room, it may join it once it exists.
+        let err = http(&mut a, &mut rng, Some("m1"), None, false).unwrap_err();
+        assert_eq!(err.condition, Condition::NotAuthorized);
+        let ok = http(&mut a, &mut rng, Some("m1"), None, true).unwrap();
+        assert_eq!((ok.enabled, ok.session), (Some(false), None));
+        assert_eq!(a.session_count(), 0, "an HTTP request opens no session");
+
+        // The host logged in over XMPP; its session id authenticates its HTTP request.
+        let host = "alice@meet.example/tab";
+        let (sid, _) = ask(&mut a, now, &mut rng, (Some("m1"), None), host, false)
+            .unwrap()
+            .session
+            .unwrap();
+        let later = now + Duration::from_secs(3600);
+        let ok = a
+            .process(
+                later,
+                &mut rng,
+                &request(ROOM, Some("m1"), Some(&sid)),
+                None,
+                false,
+            )
+            .unwrap();
+        assert_eq!(ok.session, Some((sid.clone(), "alice@meet.example".into())));
+        assert_eq!(
+            a.identity(host),
+            Some("alice@meet.example"),
+            "still bound to its JID"
+        );
+        assert_eq!(
+            a.next_deadline(),
+            Some(later + Duration::from_secs(86400)),
+            "used"
+        );
+
+        // A wrong machine or an unknown session: not-acceptable (HTTP 400 invalid-session).
+        let err = http(&mut a, &mut rng, Some("m2"), Some(&sid), true).unwrap_err();
+        assert_eq!(err.condition, Condition::NotAcceptable);
+        let err = http(&mut a, &mut rng, Some("m1"), Some("nope"), true).unwrap_err();
         assert!(
             err.extra
                 .as_deref()

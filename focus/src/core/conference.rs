@@ -30,6 +30,7 @@ use signaling::xml::XmlElement;
 use tracing::{debug, info, warn};
 
 use super::auth::AuthAnswer;
+use super::caps::Caps;
 use super::colibri::{self, EndpointSpec};
 use super::jibri;
 use super::moderation::{
@@ -50,6 +51,8 @@ pub struct ConferenceDebug {
     pub bridge: Option<String>,
     pub bridge_session: Option<String>,
     pub participants: Vec<ParticipantDebug>,
+    /// Members that left or were missing after a re-join, not yet taken as gone.
+    pub absent: Vec<String>,
 }
 
 /// `/debug` view of a participant.
@@ -105,7 +108,7 @@ struct Member {
     role: Option<String>,
     stats_id: Option<String>,
     region: Option<String>,
-    caps_key: Option<String>,
+    caps: Option<Caps>,
     features: Option<Features>,
     disco_in_flight: bool,
     /// Join order, for electing an owner.
@@ -143,8 +146,13 @@ struct Session {
     active: bool,
     json: bool,
     bridge_session: String,
-    /// Source changes to signal once the session is active.
+    /// Source changes to signal once the session is active (at most [`MAX_QUEUED_SOURCE_CHANGES`]).
     queued: Vec<(SourceOp, ConferenceSourceMap)>,
+    /// The remote sources the session-initiate announced (before simulcast stripping).
+    initial: ConferenceSourceMap,
+    /// The queue overflowed: at activation, send the difference between `initial` and the current
+    /// sources instead.
+    resync: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +265,8 @@ pub(crate) struct Conference {
     retry_deadline: Option<Instant>,
     /// Members seen since the last (re)join; the others left while we were away.
     seen: Option<BTreeSet<String>>,
+    /// Members missing after a re-join → when they are taken as gone.
+    absent: BTreeMap<String, Instant>,
     start_muted: StartMutedRules,
     av_moderation: AvModeration,
     /// Members made owners because they are authenticated (secure domain).
@@ -277,6 +287,15 @@ fn bad_request(text: impl std::fmt::Display) -> StanzaError {
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// How many ended session ids a participant remembers.
 const ENDED_SIDS: usize = 4;
+/// Source changes queued for a participant whose session is not active yet; beyond, the difference
+/// is computed at activation instead (as Jicofo's `SourceSignaling` does all the time).
+pub const MAX_QUEUED_SOURCE_CHANGES: usize = 64;
+/// How long members missing from the room after the focus re-joined it (Prosody restarted) may take to
+/// come back before they are taken as gone.
+pub const MEMBER_REJOIN_GRACE: Duration = Duration::from_secs(30);
+/// A member's (or a bridge's) unavailable presence takes effect this much later, unless the focus's
+/// own connection drops in between (Prosody shutting down announces everybody as gone first).
+pub const LEAVE_CONFIRM_DELAY: Duration = Duration::from_secs(1);
 
 impl Conference {
     /// Creates the conference for `request` (whose properties configure it) and joins its room.
@@ -297,6 +316,7 @@ impl Conference {
             start_deadline: None,
             retry_deadline: None,
             seen: None,
+            absent: BTreeMap::new(),
             start_muted: StartMutedRules::from_request(request),
             av_moderation: AvModeration::default(),
             granted_owners: BTreeSet::new(),
@@ -334,6 +354,15 @@ impl Conference {
         self.waiters.push(w);
     }
 
+    pub fn waiter_count(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Nobody has joined the room yet.
+    pub fn is_pending(&self) -> bool {
+        self.members.is_empty()
+    }
+
     pub fn participant_count(&self) -> usize {
         self.participants.len()
     }
@@ -347,6 +376,7 @@ impl Conference {
             members: self.members.len(),
             bridge: self.bridge.as_ref().map(|b| b.bridge.clone()),
             bridge_session: self.bridge.as_ref().map(|b| b.id.clone()),
+            absent: self.absent.keys().cloned().collect(),
             participants: self
                 .participants
                 .iter()
@@ -386,11 +416,17 @@ impl Conference {
             RoomState::Joining { deadline } | RoomState::Configuring { deadline } => Some(deadline),
             _ => None,
         };
+        // Absent members are given up only while in the room (out of it, nobody can come back).
+        let absent = self
+            .is_joined()
+            .then(|| self.absent.values().copied().min())
+            .flatten();
         [
             state,
             self.single_deadline,
             self.start_deadline,
             self.retry_deadline,
+            absent,
         ]
         .into_iter()
         .flatten()
@@ -507,13 +543,18 @@ impl Conference {
         if let Some(seen) = self.seen.as_mut() {
             seen.insert(p.nick.clone());
         }
+        self.absent.remove(&p.nick);
         if !p.available {
             if self.members.contains_key(&p.nick) {
-                self.member_left(ctx, &p.nick);
+                // Taken as gone a moment later: when Prosody shuts down it announces every occupant
+                // as gone just before it closes our stream too, and those members (whose media never
+                // stopped) may well be back after the restart — then they get the re-join grace.
+                self.absent
+                    .insert(p.nick.clone(), ctx.now + LEAVE_CONFIRM_DELAY);
             }
             return;
         }
-        let caps_key = p.caps.as_ref().map(|(node, ver)| format!("{node}#{ver}"));
+        let caps = p.caps.clone();
         self.read_start_muted_policy(&p);
         match self.members.get_mut(&p.nick) {
             Some(m) => {
@@ -522,8 +563,8 @@ impl Conference {
                 m.role = p.role.clone();
                 m.stats_id = p.stats_id.clone().or(m.stats_id.take());
                 m.region = p.region.clone().or(m.region.take());
-                if caps_key.is_some() && caps_key != m.caps_key {
-                    m.caps_key = caps_key;
+                if caps.is_some() && caps != m.caps {
+                    m.caps = caps;
                 }
                 if p.affiliation.as_deref() == Some("owner") && self.owner.is_none() {
                     self.owner = Some(p.nick.clone());
@@ -532,7 +573,7 @@ impl Conference {
             None => {
                 info!(room = %self.room, nick = %p.nick, stats_id = ?p.stats_id, region = ?p.region, "member joined");
                 self.next_order += 1;
-                let features = caps_key.as_ref().and_then(|k| ctx.features.get(k).copied());
+                let features = caps.as_ref().and_then(|c| ctx.features.get(c));
                 self.members.insert(
                     p.nick.clone(),
                     Member {
@@ -541,7 +582,7 @@ impl Conference {
                         role: p.role.clone(),
                         stats_id: p.stats_id.clone(),
                         region: p.region.clone(),
-                        caps_key,
+                        caps,
                         features,
                         disco_in_flight: false,
                         order: self.next_order,
@@ -596,16 +637,13 @@ impl Conference {
             return;
         }
         if let RoomState::Joining { .. } = self.state {
-            // Everybody present has been announced before our own presence.
+            // Everybody present has been announced before our own presence. Members that are not
+            // (after a re-join: Prosody restarted) get a grace period to come back — their clients
+            // reconnect too, and their media with the bridge never stopped.
             if let Some(seen) = self.seen.take() {
-                let gone: Vec<String> = self
-                    .members
-                    .keys()
-                    .filter(|n| !seen.contains(*n))
-                    .cloned()
-                    .collect();
-                for n in gone {
-                    self.member_left(ctx, &n);
+                let deadline = ctx.now + MEMBER_REJOIN_GRACE;
+                for n in self.members.keys().filter(|n| !seen.contains(*n)) {
+                    self.absent.insert(n.clone(), deadline);
                 }
             }
             self.state = RoomState::Configuring {
@@ -718,6 +756,23 @@ impl Conference {
             }
             _ => {}
         }
+        if self.is_joined() {
+            let gone: Vec<String> = self
+                .absent
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in gone {
+                self.absent.remove(&n);
+                if self.members.contains_key(&n) {
+                    self.member_left(ctx, &n);
+                    if self.is_stopped() {
+                        return;
+                    }
+                }
+            }
+        }
         if self.start_deadline.is_some_and(|t| t <= now) {
             self.start_deadline = None;
             if self.members.is_empty() {
@@ -802,9 +857,9 @@ impl Conference {
         p.epoch += 1;
         p.stage = Stage::WaitingFeatures;
         if member.features.is_none()
-            && let Some(f) = member.caps_key.as_ref().and_then(|k| ctx.features.get(k))
+            && let Some(f) = member.caps.as_ref().and_then(|c| ctx.features.get(c))
         {
-            member.features = Some(*f);
+            member.features = Some(f);
         }
         let Some(features) = member.features else {
             if !member.disco_in_flight {
@@ -972,6 +1027,7 @@ impl Conference {
         jingle.bridge_session = Some(BridgeSessionEl::new(&bs.id, bs.region.as_deref()));
         let mut remote = self.sources.without(nick);
         remote.add(&bs.feedback);
+        let announced = remote.clone();
         if ctx.cfg.conference.strip_simulcast {
             remote = remote.stripped_simulcast();
         }
@@ -1001,6 +1057,8 @@ impl Conference {
             json,
             bridge_session,
             queued: Vec::new(),
+            initial: announced,
+            resync: false,
         });
         let epoch = p.epoch;
         info!(room = %self.room, %nick, %sid, "sending session-initiate");
@@ -1140,6 +1198,7 @@ impl Conference {
             return;
         }
         // The session is gone with the bridge: no expire requests to it.
+        ctx.counters.bridges_removed += 1;
         self.restart_session(ctx, why, false, true);
     }
 
@@ -1221,6 +1280,16 @@ impl Conference {
             return;
         };
         if !session.active {
+            if session.resync {
+                return;
+            }
+            if session.queued.len() >= MAX_QUEUED_SOURCE_CHANGES {
+                // A client that never accepts must not grow the queue without bound.
+                debug!(room = %self.room, %nick, "source queue full; will send the difference at activation");
+                session.queued.clear();
+                session.resync = true;
+                return;
+            }
             session.queued.push((op, map));
             return;
         }
@@ -1282,8 +1351,20 @@ impl Conference {
         else {
             return;
         };
-        let queued = std::mem::take(&mut session.queued);
+        let mut queued = std::mem::take(&mut session.queued);
         let (sid, json) = (session.sid.clone(), session.json);
+        if std::mem::take(&mut session.resync) {
+            let initial = std::mem::take(&mut session.initial);
+            let mut current = self.sources.without(nick);
+            if let Some(bs) = self.bridge.as_ref() {
+                current.add(&bs.feedback);
+            }
+            let diff = initial.diff(&current);
+            queued = vec![
+                (SourceOp::Remove, diff.removed),
+                (SourceOp::Add, diff.added),
+            ];
+        }
         for (op, map) in queued {
             self.send_sources(ctx, nick, &sid, json, op, map);
         }
@@ -1887,10 +1968,10 @@ impl Conference {
                 let m = self.members.get_mut(&nick)?;
                 m.disco_in_flight = false;
                 m.features = Some(features);
-                if result.is_ok()
-                    && let Some(k) = &m.caps_key
+                if let (Ok(Some(q)), Some(caps)) = (&result, &m.caps)
+                    && !ctx.features.insert_verified(caps, q, features)
                 {
-                    ctx.features.insert(k.clone(), features);
+                    debug!(room = %self.room, %nick, node = %caps.node, "disco#info does not match the advertised caps; not cached");
                 }
                 if self
                     .participants

@@ -20,6 +20,9 @@ pub enum Link {
     Service,
     /// The XEP-0114 component `focus.<domain>` that stock Prosody routes conference IQs to.
     Component,
+    /// A conference request that came over HTTP (`POST /conference-request/v1`); its reply goes back
+    /// to the REST API, not to XMPP.
+    Rest,
 }
 
 /// An IQ's `type` for requests.

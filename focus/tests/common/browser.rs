@@ -151,6 +151,25 @@ impl Participants {
         self.send(json!({"cmd": "join", "id": id})).await;
     }
 
+    /// `ids` join the configured room; waits until each receives audio and video from every other one
+    /// (see [`wait_media`], at most 90 s). Returns their endpoint ids and how long media took.
+    pub async fn join_with_media(&mut self, ids: &[&str]) -> (Vec<String>, Duration) {
+        for id in ids {
+            self.join(id).await;
+        }
+        let mut endpoints = Vec::new();
+        for id in ids {
+            endpoints.push(self.joined(id).await);
+        }
+        let pages: Vec<(&str, &str)> = ids
+            .iter()
+            .zip(&endpoints)
+            .map(|(id, e)| (*id, e.as_str()))
+            .collect();
+        let took = wait_media(self, &pages, Duration::from_secs(90), None).await;
+        (endpoints, took)
+    }
+
     /// Starts joining `room` (another room than the configured one).
     pub async fn send_join(&mut self, id: &str, room: &str) {
         self.send(json!({"cmd": "join", "id": id, "room": room}))
@@ -332,4 +351,16 @@ pub async fn wait_media(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+pub fn sessions(stats: &Value, pages: &[&str]) -> HashMap<String, String> {
+    pages
+        .iter()
+        .map(|p| {
+            (
+                (*p).to_owned(),
+                stats[*p]["sid"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }

@@ -198,6 +198,14 @@ impl FocusProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL: the process vanishes without leaving its rooms, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
@@ -259,6 +267,69 @@ impl TestClient {
         }
     }
 
+    /// An anonymous client of the main domain, as every browser logs in.
+    pub async fn anonymous(prosody: &Prosody) -> TestClient {
+        let jid = signaling::xmpp::BareJid::new(&format!("anonymous@{}", prosody.domain()))
+            .expect("domain");
+        let (handle, events) = connect_client(signaling::xmpp::ClientConfig::new(
+            jid,
+            "anonymous",
+            prosody.c2s_addr(),
+        ));
+        handle.wait_online(WAIT).await.expect("anonymous login");
+        TestClient {
+            handle,
+            events: forward(events),
+        }
+    }
+
+    /// Sends the 2021 client's conference request for `room` to the focus component, retrying while
+    /// the component is not connected yet; the answer's payload or the XMPP error.
+    pub async fn conference_request(
+        &self,
+        prosody: &Prosody,
+        room: &str,
+    ) -> Result<Option<Element>, signaling::xmpp::IqError> {
+        let component: signaling::xmpp::Jid = prosody.focus_domain().parse().expect("domain");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = self
+                .handle
+                .iq_set(
+                    component.clone(),
+                    conference_iq(room),
+                    Duration::from_secs(20),
+                )
+                .await;
+            match &r {
+                Err(e)
+                    if e.condition()
+                        == Some(&signaling::xmpp::DefinedCondition::ServiceUnavailable)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => return r.map(|ok| ok.payload),
+            }
+        }
+    }
+
+    /// Asks for `room` and expects `forbidden` (a room the focus does not serve); returns how long the
+    /// answer took.
+    pub async fn conference_forbidden(&self, prosody: &Prosody, room: &str) -> Duration {
+        let started = Instant::now();
+        let e = self
+            .conference_request(prosody, room)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            e.condition(),
+            Some(&signaling::xmpp::DefinedCondition::Forbidden),
+            "{room}: {e}"
+        );
+        started.elapsed()
+    }
+
     /// Waits for the first event `pick` accepts; other events are discarded.
     pub async fn wait_for<T>(
         &mut self,
@@ -290,6 +361,13 @@ fn forward(mut events: XmppEvents) -> mpsc::UnboundedReceiver<Event> {
         }
     });
     rx
+}
+
+/// The 2021 client's conference request for `room`.
+pub fn conference_iq(room: &str) -> Element {
+    el(&format!(
+        r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m-1"/>"#
+    ))
 }
 
 pub fn el(xml: &str) -> Element {

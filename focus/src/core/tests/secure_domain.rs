@@ -24,22 +24,28 @@ fn request(h: &mut Harness, link: Link, from: &str, attrs: &str) -> String {
     )
 }
 
-/// The focus joins and configures the room it is creating.
-fn finish_join(h: &mut Harness) {
+/// The focus joins and configures `room`, which it is creating.
+fn finish_join_of(h: &mut Harness, room: &str) {
     h.presence(&format!(
-        r#"<presence xmlns="jabber:client" from="{ROOM}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
+        r#"<presence xmlns="jabber:client" from="{room}/focus"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="owner" role="moderator" jid="{FOCUS}"/><status code="110"/><status code="201"/></x></presence>"#
     ));
-    let form = h.one_request("config form", |r| r.to == ROOM && r.kind == IqKind::Get);
-    h.respond(form.id, Ok(None));
-    let submit = h.one_request("config submit", |r| r.to == ROOM && r.kind == IqKind::Set);
-    h.respond(submit.id, Ok(None));
+    h.answer_room_config(room);
+}
+
+fn finish_join(h: &mut Harness) {
+    finish_join_of(h, ROOM);
+}
+
+/// Whether the focus has started joining `room`.
+fn joins(h: &Harness, room: &str) -> bool {
+    h.out.iter().any(|o| {
+        matches!(o, Output::Presence { presence, .. }
+            if presence.attr("to") == Some(&format!("{room}/focus")))
+    })
 }
 
 fn joins_room(h: &Harness) -> bool {
-    h.out.iter().any(|o| {
-        matches!(o, Output::Presence { presence, .. }
-            if presence.attr("to") == Some(&format!("{ROOM}/focus")))
-    })
+    joins(h, ROOM)
 }
 
 fn member(h: &mut Harness, nick: &str, jid: &str) {
@@ -239,4 +245,98 @@ fn sessions_end_after_their_lifetime() {
         &format!(r#"machine-uid="host-machine" session-id="{sid}""#),
     );
     assert_eq!(condition(&h.reply_to(&id)), Some(Condition::NotAcceptable));
+}
+
+/// `POST /conference-request/v1` comes in as [`Link::Rest`] from the shell's `"http"`: there is no JID
+/// to trust, so only a session id authenticates it, and it never rebinds the session.
+#[test]
+fn http_requests_are_authenticated_by_a_session_id_only() {
+    let mut h = secure();
+    // Without a session: a guest, whatever the `from` says (the shell's sender, or a JID-like one).
+    for from in ["http", HOST] {
+        let id = request(&mut h, Link::Rest, from, r#"machine-uid="host-machine""#);
+        assert_eq!(condition(&h.reply_to(&id)), Some(Condition::NotAuthorized));
+        assert!(!joins_room(&h), "{from}");
+    }
+    assert_eq!(h.focus.auth.session_count(), 0);
+
+    // The host's XMPP session id authenticates its HTTP request for a room nobody created yet.
+    let sid = host_creates_room(&mut h);
+    const ROOM2: &str = "room2@conference.meet.example";
+    let id = h.iq(
+        Link::Rest,
+        "http",
+        IqKind::Set,
+        &format!(
+            r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{ROOM2}" machine-uid="host-machine" session-id="{sid}"/>"#
+        ),
+    );
+    assert!(
+        joins(&h, ROOM2),
+        "a valid session may create the room over HTTP"
+    );
+    finish_join_of(&mut h, ROOM2);
+    let r = ConferenceResponse::from_element(&h.reply_to(&id).unwrap().unwrap()).unwrap();
+    assert!(r.ready);
+    assert_eq!(r.session_id.as_deref(), Some(sid.as_str()));
+    assert_eq!(r.identity.as_deref(), Some("alice@meet.example"));
+    // The session still names the host's XMPP JID: the host is made owner when it joins.
+    assert_eq!(h.focus.auth.identity(HOST), Some("alice@meet.example"));
+    h.take();
+    member(&mut h, "aaaa1111", HOST);
+    assert_eq!(owner_grants(&mut h), vec!["alice@meet.example".to_owned()]);
+
+    // A session of another machine, or an unknown one: not-acceptable (HTTP 400 invalid-session).
+    let id = request(
+        &mut h,
+        Link::Rest,
+        "http",
+        &format!(r#"machine-uid="other" session-id="{sid}""#),
+    );
+    assert_eq!(condition(&h.reply_to(&id)), Some(Condition::NotAcceptable));
+    let id = request(
+        &mut h,
+        Link::Rest,
+        "http",
+        r#"machine-uid="host-machine" session-id="nope""#,
+    );
+    assert_eq!(condition(&h.reply_to(&id)), Some(Condition::NotAcceptable));
+    // The room exists: an HTTP guest joins it, unauthenticated.
+    let id = request(&mut h, Link::Rest, "http", r#"machine-uid="g""#);
+    let r = ConferenceResponse::from_element(&h.reply_to(&id).unwrap().unwrap()).unwrap();
+    assert!(r.ready);
+    assert_eq!((r.session_id, r.identity), (None, None));
+}
+
+/// Breakout rooms are not authenticated (Jicofo `ConferenceIqHandler`): Prosody's breakout module
+/// decides who moves there, and a guest may be the first to arrive.
+#[test]
+fn a_guest_may_open_a_breakout_room() {
+    const BREAKOUT: &str = "b1@breakout.meet.example";
+    let mut h = Harness::with(|c| {
+        c.auth = Some(AuthConfig::new(AuthKind::Xmpp, "meet.example"));
+        c.conference_domains.push("breakout.meet.example".into());
+        c.breakout_domain = Some("breakout.meet.example".into());
+    });
+    let id = h.iq(
+        Link::Component,
+        GUEST,
+        IqKind::Set,
+        &format!(
+            r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{BREAKOUT}" machine-uid="g"/>"#
+        ),
+    );
+    assert!(
+        joins(&h, BREAKOUT),
+        "the focus joins the breakout room for a guest"
+    );
+    finish_join_of(&mut h, BREAKOUT);
+    let r = ConferenceResponse::from_element(&h.reply_to(&id).unwrap().unwrap()).unwrap();
+    assert!(r.ready);
+    assert_eq!(r.bool_property("authentication"), Some(true));
+    assert_eq!((r.session_id, r.identity), (None, None));
+    assert_eq!(h.focus.auth.session_count(), 0);
+    // The main room still needs a host.
+    let id = request(&mut h, Link::Component, GUEST, r#"machine-uid="g""#);
+    assert_eq!(condition(&h.reply_to(&id)), Some(Condition::NotAuthorized));
 }
