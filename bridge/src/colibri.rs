@@ -31,9 +31,9 @@ use signaling::colibri2::{
     self, Colibri2ErrorResponse as Error, ConferenceModified, ConferenceModify, Endpoint, MucRole,
     Sctp, SctpRole, Sources, Transport, capability,
 };
-use signaling::media::{MediaType, RtpParameters};
+use signaling::ice_udp::IceUdpTransport;
+use signaling::rtp_description::{MediaType, RtpParameters};
 use signaling::sources::Source;
-use signaling::transport::IceUdpTransport;
 use signaling::xmpp::BareJid;
 
 use crate::lifecycle::Admission;
@@ -445,9 +445,9 @@ mod tests {
     use crate::random::TokenRng;
     use crate::sfu::SfuConfig;
     use signaling::colibri2::{Condition, ForceMute as C2ForceMute, Reason};
-    use signaling::media::{PayloadType, RtpHdrExt, hdrext};
+    use signaling::ice_udp::{Candidate, Fingerprint, Setup};
+    use signaling::rtp_description::{PayloadType, RtpHdrExt, hdrext};
     use signaling::sources::{Semantics, SsrcGroup};
-    use signaling::transport::{Candidate, Fingerprint, Setup};
     use signaling::xml::XmlElement;
 
     fn setup() -> (Plane, PortState<Key>) {

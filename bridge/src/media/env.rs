@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
-use signaling::transport::Candidate;
+use signaling::ice_udp::Candidate;
 
 use crate::transport::signal::{AdvertisedAddress, local_candidates};
 use crate::transport::{DropCounters, DtlsIdentity, SrtpProfile};

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use signaling::service::HostPort;
+use service::HostPort;
 
 use crate::config::{self, Config};
 use crate::transport::SrtpProfile;

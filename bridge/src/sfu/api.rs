@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use signaling::media::RtpParameters;
+use signaling::rtp_description::RtpParameters;
 use thiserror::Error;
 
 use super::model::MediaSourceDesc;

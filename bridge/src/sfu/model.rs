@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use signaling::media::{RtpParameters, hdrext};
+use signaling::rtp_description::{RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup, VideoType};
 
 use super::codec::Codec;
@@ -261,7 +261,7 @@ impl MediaParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use signaling::media::{PayloadType, RtpHdrExt};
+    use signaling::rtp_description::{PayloadType, RtpHdrExt};
 
     #[test]
     fn encodings_from_sim_and_fid_groups() {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use signaling::media::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::rtp_description::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup};
 
 use super::rtcp::{self, Compound, Packet};
