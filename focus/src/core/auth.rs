@@ -36,7 +36,7 @@ use signaling::ns;
 use signaling::xml::Builder;
 use tracing::info;
 
-use super::Rng;
+use super::rng::Rng;
 use super::stanza::{Condition, StanzaError};
 
 /// The application-specific condition of an unknown session (`<session-invalid xmlns=focus/>`).

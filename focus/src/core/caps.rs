@@ -13,8 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 use base64::Engine as _;
 use minidom::Element;
 
-use super::muc::NS_DISCO_INFO;
 use super::offer::Features;
+
+/// XEP-0030 service discovery, the query XEP-0115 capabilities are answers to.
+pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 
 /// Entries kept; one per client build in use, so a few dozen in practice.
 pub const CAPS_CACHE_CAPACITY: usize = 1000;

@@ -10,7 +10,7 @@ use super::caps::Caps;
 
 /// XEP-0115 entity capabilities.
 pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+pub use super::caps::NS_DISCO_INFO;
 pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 
 /// An occupant's presence, as far as the focus cares.
