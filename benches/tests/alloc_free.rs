@@ -1,8 +1,6 @@
 //! The forwarding path does not allocate per packet: a counting global allocator watches
 //! `handle_rtp` (video and audio, 1 and 50 receivers) and NACK → RTX after warm-up.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Duration;
 
 use benches::{
@@ -11,37 +9,12 @@ use benches::{
 use bridge::sfu::rtcp;
 use bridge::sfu::{Output, SfuConfig, Stat};
 
-/// Counts allocations of the current thread only (the test harness allocates on other threads).
-struct Counting;
+mod counting;
 
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+use counting::allocs;
 
 #[global_allocator]
-static A: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
+static A: counting::Counting = counting::Counting;
 
 #[test]
 fn the_counter_sees_allocations_of_this_thread() {

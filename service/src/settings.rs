@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use clap::{Arg, ArgAction, ArgMatches};
 
-use super::{Env, Origin, ValueError};
+use crate::{Env, Origin, ValueError};
 
 /// One setting of a binary whose partial configuration is `L` and resolved configuration `C`.
 pub struct Setting<L: 'static, C: 'static> {
@@ -355,7 +355,7 @@ pub fn check_table<L, C>(settings: &[Setting<L, C>]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{parse_bool, parse_port};
+    use crate::{parse_bool, parse_port};
 
     crate::settings_layer! {
         struct DemoLayer { port: u16, verbose: bool, name: String }

@@ -1,9 +1,10 @@
-//! Process plumbing shared by the bridge and the focus binaries.
+//! Process plumbing shared by the bridge and the focus binaries (the loadtest's probes use
+//! [`http_request`] too). Kept out of `signaling`, which holds wire formats and XMPP only.
 //!
 //! Both binaries replace a docker-jitsi-meet container, so both read environment variables, TOML and
 //! flags, log through `tracing`, serve `/about/version` and `/metrics`, stop on signals, and ship
 //! `healthcheck`-style subcommands for images without curl. The pieces here are generic: nothing in
-//! this module knows about bridges or conferences.
+//! this crate knows about bridges or conferences.
 //!
 //! - [`ValueError`] / [`Origin`]: a bad setting names where it came from and the value, e.g.
 //!   `JVB_PORT="abc": invalid port`.

@@ -1,6 +1,15 @@
-//! A real Prosody for tests (feature `testing`): the bridge's, the focus's and this crate's tests start
-//! one per test, each on its own free loopback ports, and can stop, kill and restart it on the same
-//! ports to exercise reconnects.
+//! Test support shared by the workspace's tests and the loadtest's local deployment.
+//!
+//! - [`Prosody`]: a real Prosody; the bridge's, the focus's and signaling's tests start one per test,
+//!   each on its own free loopback ports, and can stop, kill and restart it on the same ports to
+//!   exercise reconnects.
+//! - [`free_tcp_port`], [`free_udp_port`]: loopback ports for the process under test.
+//! - [`e2e_dir`], [`ensure_browser_harness`]: the Playwright / Chromium harness in `e2e/`.
+//! - [`build_workspace_binaries`]: other crates' binaries, built next to the running test's.
+//! - [`manifest_env`]: the environment the Kubernetes manifests give a container.
+//!
+//! A dev-dependency of signaling, bridge and focus; a normal dependency of loadtest only, whose
+//! `deployment` module starts the same local Prosody + bridge + focus for load runs.
 //!
 //! Prosody must be installed (`scripts/install-deps.sh` does it); without it [`Prosody::start`] fails
 //! with [`HarnessError::NotInstalled`] — tests must not skip.
@@ -23,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::xmpp::{BareJid, ClientConfig, ComponentConfig, ServerAddr};
+use signaling::xmpp::{BareJid, ClientConfig, ComponentConfig, ServerAddr};
 
 /// How long Prosody may take to open its ports.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -397,7 +406,7 @@ impl Prosody {
         let p = self.ports;
         let path = |name: &str| lua_str(&d.join(name).to_string_lossy());
         let mut c = String::new();
-        let _ = writeln!(c, "-- written by signaling::testing");
+        let _ = writeln!(c, "-- written by testkit");
         let _ = writeln!(c, "run_as_root = true");
         let _ = writeln!(c, "daemonize = false");
         let _ = writeln!(c, "pidfile = {}", path("prosody.pid"));
