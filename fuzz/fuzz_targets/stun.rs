@@ -101,8 +101,8 @@ fuzz_target!(|data: &[u8]| {
 
     let mut demux = Demux::new(Arc::new(DropCounters::new()));
     demux.register(LOCAL_UFRAG, 1u32);
-    if let Some(k) = demux.route(PEER, &datagram) {
-        assert_eq!(k, 1);
+    if let Some((k, kind)) = demux.route(PEER, &datagram) {
+        assert_eq!((k, kind), (1, classify(&datagram)));
     }
 
     ep.handle_datagram(now, PEER, &datagram);

@@ -9,7 +9,7 @@
 //! with the parser.
 #![no_main]
 
-use bridge::sfu::codec::{Codec, inspect};
+use bridge::sfu::codec::{Codec, FrameDesc, inspect};
 use bridge::sfu::vp8::{self, Descriptor, Vp8Header, picture_id_delta};
 use libfuzzer_sys::fuzz_target;
 
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(info.keyframe, Some(h.keyframe));
     assert_eq!(info.size, h.size);
-    assert_eq!(info.vp8.is_some(), h.projectable());
+    assert_eq!(matches!(info.frame, FrameDesc::Vp8(_)), h.projectable());
     let len = usize::from(h.descriptor_len);
     assert!(len <= payload.len());
     if h.picture_id.is_some() {

@@ -9,11 +9,12 @@ use std::time::Instant;
 use bridge::colibri;
 use bridge::lifecycle::Admission;
 use bridge::media::{Key, MediaEnv, Plane};
+use bridge::random::TokenRng;
 use bridge::sfu::SfuConfig;
 use bridge::transport::signal::{AdvertisedAddress, local_candidates};
 use bridge::transport::{DropCounters, PortState, SrtpProfile};
 use signaling::colibri2::ConferenceModify;
-use signaling::transport::CandidateType;
+use signaling::ice_udp::CandidateType;
 use signaling::xml::XmlElement;
 
 use crate::stun_util::identity;
@@ -53,7 +54,7 @@ pub fn media_env() -> MediaEnv {
 pub fn empty_plane() -> (Plane, PortState<Key>) {
     let env = media_env();
     let port = PortState::new(env.counters.clone());
-    (Plane::new(SfuConfig::default(), env), port)
+    (Plane::new(SfuConfig::default(), env, TokenRng::new([9; 32])), port)
 }
 
 /// The two `conference-modify` requests that create conference `meeting` with endpoints

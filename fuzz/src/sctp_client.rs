@@ -7,7 +7,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bridge::transport::sctp::{DcepOpen, SctpTransport, encode_dcep_open};
+use bridge::transport::sctp::{ChannelSpec, DcepOpen, SctpTransport, encode_dcep_open};
+use bridge::transport::Role;
 use bytes::Bytes;
 use rtc_sctp::{
     Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig, Payload,
@@ -126,7 +127,7 @@ pub fn pump(client: &mut SctpClient, server: &mut SctpTransport, now: Instant) {
 
 /// The bridge's transport with the client brought to `stage`. `None` client for [`Stage::Nothing`].
 pub fn setup(stage: Stage, now: Instant) -> (SctpTransport, Option<SctpClient>) {
-    let mut server = SctpTransport::new();
+    let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
     if stage == Stage::Nothing {
         return (server, None);
     }

@@ -11,7 +11,7 @@ use bridge::sfu::{
     SfuConfig, Sink, TransportEvent,
 };
 use signaling::bridge_channel::BridgeChannelMessage;
-use signaling::media::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::rtp_description::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup};
 
 pub const OPUS: u8 = 111;

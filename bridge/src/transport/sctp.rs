@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rtc_sctp::{
-    Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig, Event,
-    Payload, PayloadProtocolIdentifier as Ppi, ServerConfig, TransportConfig,
+    Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig,
+    EndpointEvent, Event, Payload, PayloadProtocolIdentifier as Ppi, ServerConfig, TransportConfig,
 };
 use rtc_shared::TransportProtocol;
 
@@ -136,6 +136,9 @@ pub struct SctpTransport {
     events: VecDeque<SctpEvent>,
     outgoing: VecDeque<Bytes>,
     lost: bool,
+    /// The association told the endpoint it drained (the endpoint released it then; releasing
+    /// it again would free a slot the endpoint may have reused).
+    drained: bool,
 }
 
 const PLACEHOLDER: SocketAddr =
@@ -175,6 +178,7 @@ impl SctpTransport {
             events: VecDeque::new(),
             outgoing: VecDeque::new(),
             lost: false,
+            drained: false,
         }
     }
 
@@ -196,12 +200,19 @@ impl SctpTransport {
     pub fn handle(&mut self, now: Instant, packet: Bytes) -> Result<(), SctpError> {
         match self.endpoint.handle(now, PLACEHOLDER, None, packet) {
             Some((h, DatagramEvent::NewAssociation(a))) => {
-                if self.assoc.is_some() {
-                    // A second INIT (peer restarted SCTP): replace the association.
+                if let Some((old, _)) = self.assoc.take() {
+                    // A second INIT (peer restarted SCTP): the new association replaces the old
+                    // one, and the endpoint forgets the old one too — it keeps every association
+                    // it created until told it drained, so each INIT grew its tables and after
+                    // 100 000 (rtc-sctp's `concurrent_associations`) it refused every INIT.
+                    if !self.drained {
+                        self.endpoint.handle_event(old, EndpointEvent::drained());
+                    }
                     self.close_all_channels();
                 }
                 self.assoc = Some((h, a));
                 self.lost = false;
+                self.drained = false;
             }
             Some((h, DatagramEvent::AssociationEvent(ev))) => match &mut self.assoc {
                 Some((ch, a)) if *ch == h => a.handle_event(ev),
@@ -230,6 +241,7 @@ impl SctpTransport {
         };
         let h = *h;
         while let Some(ev) = a.poll_endpoint_event() {
+            self.drained |= ev.is_drained();
             self.endpoint.handle_event(h, ev);
         }
         while let Some(ev) = a.poll() {
@@ -670,31 +682,7 @@ mod tests {
         peer.pump(&mut server, now);
         assert_eq!(events(&mut server), vec![], "data on an unopened stream");
         assert_eq!(server.open_channel(), None);
-
-        let open = DcepOpen {
-            channel_type: 0,
-            priority: 256,
-            reliability: 0,
-            label: "JVB data channel".into(),
-            protocol: String::new(),
-        };
-        peer.send(now, 1, Ppi::Dcep, &encode_dcep_open(&open));
-        peer.send(now, 1, Ppi::String, b"{}");
-        peer.pump(&mut server, now);
-        assert_eq!(
-            events(&mut server),
-            vec![
-                SctpEvent::ChannelOpen {
-                    stream: 1,
-                    label: open.label,
-                    protocol: String::new()
-                },
-                SctpEvent::Text {
-                    stream: 1,
-                    text: "{}".into()
-                },
-            ]
-        );
+        assert_eq!(open_and_talk(&mut peer, &mut server, now, 1), talked(1));
     }
 
     /// Writes a valid CRC-32c into an SCTP packet.
@@ -722,7 +710,7 @@ mod tests {
     /// An association established by a browser-like peer (rtc-sctp client, which announces
     /// FORWARD-TSN support) whose INIT says its first TSN is `initial_tsn`; returns the tag the
     /// bridge expects from the peer.
-    fn established(server: &mut SctpTransport, now: Instant, initial_tsn: u32) -> u32 {
+    fn established(server: &mut SctpTransport, now: Instant, initial_tsn: u32) -> (u32, Peer) {
         let mut peer = Peer::connect(now);
         let mut init = None;
         while let Some(t) = peer.assoc.1.poll_transmit(now) {
@@ -742,7 +730,7 @@ mod tests {
         peer.receive(now, ack);
         peer.pump(server, now);
         assert_eq!(events(server), vec![]);
-        tag
+        (tag, peer)
     }
 
     /// The cumulative TSN of the SACK the bridge answers with (delayed SACKs included).
@@ -761,7 +749,7 @@ mod tests {
     fn forward_tsn_far_ahead_is_cheap() {
         let now = Instant::now();
         let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
-        let tag = established(&mut server, now, 0x8000_0001);
+        let (tag, _peer) = established(&mut server, now, 0x8000_0001);
         server
             .handle(now, raw_packet(tag, 192, &u32::MAX.to_be_bytes()))
             .unwrap();
@@ -773,28 +761,92 @@ mod tests {
     fn forward_tsn_across_the_wrap() {
         let now = Instant::now();
         let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
-        let tag = established(&mut server, now, 0xffff_fff0);
+        let (tag, _peer) = established(&mut server, now, 0xffff_fff0);
         server
             .handle(now, raw_packet(tag, 192, &0x10u32.to_be_bytes()))
             .unwrap();
         assert_eq!(sack_cumulative_tsn(&mut server, now), 0x10);
     }
 
-    /// Regression (fuzz/sctp): chunks whose contents claim more than the chunk holds panicked in
-    /// rtc-sctp's parser — an ERROR or ABORT cause longer than its chunk (input
-    /// `crash-df05e9ae…`: cause length 47 in an 8-byte chunk), a FORWARD-TSN shorter than its TSN.
+    /// The peer opens the bridge channel on `stream` and sends `{}`; what the bridge reports.
+    fn open_and_talk(
+        peer: &mut Peer,
+        server: &mut SctpTransport,
+        now: Instant,
+        stream: u16,
+    ) -> Vec<SctpEvent> {
+        let open = DcepOpen {
+            channel_type: 0,
+            priority: 256,
+            reliability: 0,
+            label: BRIDGE_CHANNEL_LABEL.into(),
+            protocol: String::new(),
+        };
+        peer.send(now, stream, Ppi::Dcep, &encode_dcep_open(&open));
+        peer.send(now, stream, Ppi::String, b"{}");
+        peer.pump(server, now);
+        events(server)
+    }
+
+    /// What [`open_and_talk`] reports when the association works.
+    fn talked(stream: u16) -> Vec<SctpEvent> {
+        vec![
+            SctpEvent::ChannelOpen {
+                stream,
+                label: BRIDGE_CHANNEL_LABEL.into(),
+                protocol: String::new(),
+            },
+            SctpEvent::Text {
+                stream,
+                text: "{}".into(),
+            },
+        ]
+    }
+
+    /// Regression (fuzz/sctp, input `crash-df05e9ae…`): an ERROR or ABORT chunk whose cause claims
+    /// more bytes than the chunk holds panicked in rtc-sctp's parser (`range end out of bounds`) —
+    /// in the media task, from any participant with a DTLS session. The packet is dropped now and
+    /// the association carries on.
     #[test]
-    fn chunks_longer_inside_than_outside_are_errors_not_panics() {
+    fn an_error_cause_longer_than_its_chunk_is_dropped() {
         let now = Instant::now();
         let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
-        let tag = established(&mut server, now, 1000);
+        let (tag, mut peer) = established(&mut server, now, 1000);
         for (chunk_type, value) in [
-            (9u8, &[0x00, 0x01, 0x00, 0x2f][..]), // ERROR, cause of 47 bytes
-            (192, &[0x00, 0x01][..]),             // FORWARD-TSN without its TSN
-            (192, &[0x00, 0x00, 0x03, 0xe8, 0x00][..]), // … a partial stream entry
-            (6, &[0x00, 0x0d, 0x01, 0x00][..]),   // ABORT, cause of 256 bytes
+            (9u8, &[0x00, 0x01, 0x00, 0x2f][..]), // ERROR, a cause of 47 bytes in 4
+            (6, &[0x00, 0x0d, 0x01, 0x00][..]),   // ABORT, a cause of 256 bytes in 4
         ] {
             let _ = server.handle(now, raw_packet(tag, chunk_type, value));
+            assert_eq!(events(&mut server), vec![]);
         }
+        assert_eq!(open_and_talk(&mut peer, &mut server, now, 1), talked(1));
+    }
+
+    /// Regression (issue 11): a second INIT replaced our association, but rtc-sctp's endpoint kept
+    /// the old one (its tag and its slot) until told it drained, which nothing did — memory grew
+    /// with every INIT, and after 100 000 the endpoint refused every INIT, so the participant could
+    /// never restart SCTP. Now the endpoint holds one association however many INITs come.
+    #[test]
+    fn repeated_inits_release_the_associations_they_replace() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
+        let mut client = SctpTransport::new(Role::Client, ChannelSpec::default());
+        client.connect(now).unwrap();
+        let init = client.poll_packet().expect("INIT").to_vec();
+        assert_eq!(init[12], 1, "INIT");
+        for n in 1..=100_000u32 {
+            // Header 12, chunk header 4: the initiate tag at 16.
+            let mut p = init.clone();
+            p[16..20].copy_from_slice(&n.to_be_bytes());
+            checksum(&mut p);
+            server.handle(now, Bytes::from(p)).unwrap();
+            let ack = server.poll_packet().expect("INIT-ACK");
+            assert_eq!(ack[12], 2, "INIT-ACK for INIT {n}");
+            assert_eq!(server.poll_packet(), None);
+        }
+        // A real peer (re)starts after all that, and talks.
+        let mut peer = Peer::connect(now);
+        peer.pump(&mut server, now);
+        assert_eq!(open_and_talk(&mut peer, &mut server, now, 1), talked(1));
     }
 }

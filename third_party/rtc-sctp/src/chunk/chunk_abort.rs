@@ -58,10 +58,10 @@ impl Chunk for ChunkAbort {
 
         let mut error_causes = vec![];
         let mut offset = CHUNK_HEADER_SIZE;
-        // Patched: the causes end with the chunk, not with `raw` (a cause past it panicked).
-        let end = CHUNK_HEADER_SIZE + header.value_length();
-        while offset + 4 <= end {
-            let e = ErrorCause::unmarshal(&raw.slice(offset..end))?;
+        while offset + 4 <= raw.len() {
+            let e = ErrorCause::unmarshal(
+                &raw.slice(offset..CHUNK_HEADER_SIZE + header.value_length()),
+            )?;
             offset += e.length();
             error_causes.push(e);
         }

@@ -64,20 +64,21 @@ impl Chunk for ChunkForwardTsn {
         }
 
         let mut offset = CHUNK_HEADER_SIZE + NEW_CUMULATIVE_TSN_LENGTH;
-        // Patched (third_party/rtc-sctp/PATCHED.md): bounds are the chunk's, not the buffer's
-        // (a chunk shorter than its TSN, or padding after it, panicked).
-        let end = CHUNK_HEADER_SIZE + header.value_length();
-        if end < offset {
+        if buf.len() < offset {
             return Err(Error::ErrChunkTooShort);
         }
 
-        let reader = &mut buf.slice(CHUNK_HEADER_SIZE..end);
+        let reader = &mut buf.slice(CHUNK_HEADER_SIZE..CHUNK_HEADER_SIZE + header.value_length());
         let new_cumulative_tsn = reader.get_u32();
 
         let mut streams = vec![];
-        while offset < end {
-            let s = ChunkForwardTsnStream::unmarshal(&buf.slice(offset..end))?;
+        let mut remaining = buf.len() - offset;
+        while remaining > 0 {
+            let s = ChunkForwardTsnStream::unmarshal(
+                &buf.slice(offset..CHUNK_HEADER_SIZE + header.value_length()),
+            )?;
             offset += s.value_length();
+            remaining -= s.value_length();
             streams.push(s);
         }
 
