@@ -834,12 +834,15 @@ mod tests {
         client.connect(now).unwrap();
         let init = client.poll_packet().expect("INIT").to_vec();
         assert_eq!(init[12], 1, "INIT");
-        for n in 1..=100_000u32 {
+        // One more than rtc-sctp's `concurrent_associations`.
+        for n in 1..=100_001u32 {
             // Header 12, chunk header 4: the initiate tag at 16.
             let mut p = init.clone();
             p[16..20].copy_from_slice(&n.to_be_bytes());
             checksum(&mut p);
-            server.handle(now, Bytes::from(p)).unwrap();
+            if let Err(e) = server.handle(now, Bytes::from(p)) {
+                panic!("INIT {n}: {e}");
+            }
             let ack = server.poll_packet().expect("INIT-ACK");
             assert_eq!(ack[12], 2, "INIT-ACK for INIT {n}");
             assert_eq!(server.poll_packet(), None);
