@@ -30,8 +30,8 @@ if $ci; then
   # CI: the cheapest build that still fuzzes with coverage feedback — unoptimised, no debug info,
   # debug assertions on (an integer overflow is a crash), no sanitizer. Given up against the long
   # runs: AddressSanitizer (memory errors in unsafe code and C dependencies, leaks) and execution
-  # speed (several times fewer execs per second). It builds in a third of the time, in its own
-  # target directory.
+  # speed (several times fewer execs per second); build times in fuzz/README.md. Its own target
+  # directory, so that it and the long runs' build do not overwrite each other.
   build_flags=(--dev --sanitizer none --target-dir target/ci)
   export CARGO_PROFILE_DEV_DEBUG=false CARGO_INCREMENTAL=0
   bin_dir=target/ci/$triple/debug

@@ -23,6 +23,8 @@ command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v objcopy >/dev/null 2>&1 || need_apt+=(binutils)
+# libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets (fuzz/run.sh).
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

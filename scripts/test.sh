@@ -22,7 +22,7 @@ if [ -x scripts/test-release.sh ]; then
   scripts/test-release.sh
 fi
 echo "== fuzz: every target for a bounded time on its seed corpus (fails on any crash)"
-fuzz/run.sh --ci "${FUZZ_SECONDS:-20}"
+fuzz/run.sh --ci "${FUZZ_SECONDS:-15}"
 if [ -x manifests/check.sh ]; then
   echo "== manifests"
   manifests/check.sh

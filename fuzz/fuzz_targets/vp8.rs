@@ -1,7 +1,7 @@
 //! The VP8 payload descriptor (`bridge/src/sfu/vp8.rs`, RFC 7741) and the per-codec packet
-//! inspection of the forwarding path (`bridge/src/sfu/codec.rs`: VP8, and H264 keyframe sniffing;
-//! VP9 and AV1 have targets of their own). Input: two bytes of new PictureID, one of new TL0PICIDX,
-//! then an RTP payload.
+//! inspection of the forwarding path (`bridge/src/sfu/codec.rs`: VP8, and the VP9 descriptor and
+//! H264 as far as keyframe detection reads them; the bridge reads no AV1 Dependency Descriptor
+//! yet). Input: two bytes of new PictureID, one of new TL0PICIDX, then an RTP payload.
 //!
 //! Properties: parsing never panics and its offsets stay inside the descriptor; the in-place rewrite
 //! changes exactly PictureID (in the sender's width) and TL0PICIDX; the descriptor written back from
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let new_pid = u16::from_be_bytes([cfg[0], cfg[1]]);
     let new_tl0 = cfg[2];
-    for codec in [Codec::H264, Codec::Other] {
+    for codec in [Codec::H264, Codec::Vp9, Codec::Other] {
         let _ = inspect(codec, payload);
     }
     let info = inspect(Codec::Vp8, payload);

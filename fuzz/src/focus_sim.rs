@@ -20,6 +20,7 @@ use minidom::Element;
 
 pub const FOCUS_JID: &str = "focus@auth.meet.example/focus";
 pub const BREWERY: &str = "jvbbrewery@internal.auth.meet.example";
+pub const MUC_DOMAIN: &str = "conference.meet.example";
 pub const ROOM: &str = "room1@conference.meet.example";
 pub const BRIDGE_NICK: &str = "jvb1";
 /// Members of [`ROOM`] when the fixture is done.
@@ -99,6 +100,8 @@ impl FocusSim {
     pub fn with_conference() -> Self {
         let mut cfg = CoreConfig::new(FOCUS_JID, BREWERY.parse().expect("brewery"));
         cfg.bridge.health_check_interval = Duration::from_secs(10);
+        // XMPP_MUC_DOMAIN: the focus serves rooms there only.
+        cfg.conference_domains = vec![MUC_DOMAIN.into()];
         let mut sim = FocusSim {
             focus: Focus::new(cfg, 7),
             now: Instant::now(),
