@@ -423,7 +423,8 @@ fn sctp_seeds() -> Vec<(&'static str, Vec<u8>)> {
 
 // -------------------------------------------------------------------------------------- RTP/RTCP
 
-/// An RTP packet: `ext` = (profile, element bytes unpadded).
+/// An RTP packet: `ext` = (profile, element bytes unpadded). One argument per header field.
+#[allow(clippy::too_many_arguments)]
 fn rtp_packet(
     pt: u8,
     seq: u16,

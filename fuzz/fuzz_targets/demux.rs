@@ -87,7 +87,10 @@ fuzz_target!(|data: &[u8]| {
                     None => assert_eq!(counted, 1, "a dropped datagram is counted once"),
                     Some((k, routed_kind)) => {
                         assert_eq!(counted, 0, "a routed datagram is not counted");
-                        assert_eq!(routed_kind, kind, "routed with another kind than classify's");
+                        assert_eq!(
+                            routed_kind, kind,
+                            "routed with another kind than classify's"
+                        );
                         let stun_request = kind == PacketKind::Stun
                             && Message::parse(payload).is_ok_and(|m| m.class == Class::Request);
                         if stun_request {

@@ -54,7 +54,10 @@ pub fn media_env() -> MediaEnv {
 pub fn empty_plane() -> (Plane, PortState<Key>) {
     let env = media_env();
     let port = PortState::new(env.counters.clone());
-    (Plane::new(SfuConfig::default(), env, TokenRng::new([9; 32])), port)
+    (
+        Plane::new(SfuConfig::default(), env, TokenRng::new([9; 32])),
+        port,
+    )
 }
 
 /// The two `conference-modify` requests that create conference `meeting` with endpoints

@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bridge::transport::sctp::{ChannelSpec, DcepOpen, SctpTransport, encode_dcep_open};
 use bridge::transport::Role;
+use bridge::transport::sctp::{ChannelSpec, DcepOpen, SctpTransport, encode_dcep_open};
 use bytes::Bytes;
 use rtc_sctp::{
     Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig, Payload,
