@@ -7,6 +7,7 @@
 #   fuzz/run.sh --ci SECONDS       CI: each target for SECONDS on a scratch copy; exits non-zero on
 #                                  the first crash, timeout or leak, printing the input's path
 #   fuzz/run.sh --only a,b ...     restrict to some targets (either mode)
+#   fuzz/run.sh --cheap SECONDS    a long run on CI's cheap build (no AddressSanitizer, unoptimised)
 #
 # Prints a table of exec counts per target. FUZZ_JOBS targets run at once (default: nproc).
 # Needs cargo-fuzz (scripts/install-deps.sh installs it); stable rustc with RUSTC_BOOTSTRAP=1
@@ -14,11 +15,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ci=false
+cheap=false
 only=""
 secs=60
 while [ $# -gt 0 ]; do
   case "$1" in
-    --ci) ci=true; shift ;;
+    --ci) ci=true; cheap=true; shift ;;
+    --cheap) cheap=true; shift ;;
     --only) only="$2"; shift 2 ;;
     *) secs=$1; shift ;;
   esac
@@ -26,7 +29,7 @@ done
 jobs=${FUZZ_JOBS:-$(nproc)}
 export RUSTC_BOOTSTRAP=1
 triple=x86_64-unknown-linux-gnu
-if $ci; then
+if $cheap; then
   # CI: the cheapest build that still fuzzes with coverage feedback — unoptimised, no debug info,
   # debug assertions on (an integer overflow is a crash), no sanitizer. Given up against the long
   # runs: AddressSanitizer (memory errors in unsafe code and C dependencies, leaks) and execution
