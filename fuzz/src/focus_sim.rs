@@ -34,21 +34,6 @@ const NS_COLIBRI2: &str = "jitsi:colibri2";
 /// More outputs than this for one input means a request/answer loop (or unbounded fan-out).
 const MAX_OUTPUTS_PER_INPUT: usize = 20_000;
 
-/// The features the 2021 lib-jitsi-meet (Chrome) advertises.
-const CLIENT_FEATURES: &[&str] = &[
-    "urn:xmpp:jingle:1",
-    "urn:xmpp:jingle:apps:rtp:1",
-    "urn:xmpp:jingle:transports:ice-udp:1",
-    "urn:xmpp:jingle:apps:dtls:0",
-    "urn:xmpp:jingle:transports:dtls-sctp:1",
-    "urn:xmpp:jingle:apps:rtp:audio",
-    "urn:xmpp:jingle:apps:rtp:video",
-    "http://jitsi.org/json-encoded-sources",
-    "urn:ietf:rfc:4588",
-    "http://jitsi.org/remb",
-    "http://jitsi.org/tcc",
-];
-
 /// The focus and its simulated surroundings.
 #[derive(Clone)]
 pub struct FocusSim {
@@ -383,13 +368,7 @@ fn simulated_answer(
     payload: &Element,
 ) -> Result<Option<Element>, RequestFailure> {
     if payload.is("query", NS_DISCO_INFO) {
-        let features: String = CLIENT_FEATURES
-            .iter()
-            .map(|f| format!(r#"<feature var="{f}"/>"#))
-            .collect();
-        return Ok(Some(el(&format!(
-            r#"<query xmlns="{NS_DISCO_INFO}"><identity category="client" type="web" name="https://jitsi.org/jitsi-meet"/>{features}</query>"#
-        ))));
+        return Ok(Some(el(&testkit::client_2021_disco_info())));
     }
     if payload.is("query", NS_MUC_OWNER) && kind == IqKind::Get {
         return Ok(Some(el(&format!(

@@ -15,30 +15,9 @@ const ROOM: &str = "room1@conference.meet.example";
 const BREWERY: &str = "jvbbrewery@internal.auth.meet.example";
 const FOCUS: &str = "focus@auth.meet.example/focus";
 
-/// The chromium features the 2021 client advertises.
-const CLIENT_FEATURES: &[&str] = &[
-    "urn:xmpp:jingle:1",
-    "urn:xmpp:jingle:apps:rtp:1",
-    "urn:xmpp:jingle:transports:ice-udp:1",
-    "urn:xmpp:jingle:apps:dtls:0",
-    "urn:xmpp:jingle:transports:dtls-sctp:1",
-    "urn:xmpp:jingle:apps:rtp:audio",
-    "urn:xmpp:jingle:apps:rtp:video",
-    "http://jitsi.org/json-encoded-sources",
-    "urn:ietf:rfc:4588",
-    "http://jitsi.org/remb",
-    "http://jitsi.org/tcc",
-];
-
 /// The 2021 client's disco#info answer.
 fn client_disco() -> Element {
-    let features: String = CLIENT_FEATURES
-        .iter()
-        .map(|f| format!(r#"<feature var="{f}"/>"#))
-        .collect();
-    el(&format!(
-        r#"<query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="web" name="https://jitsi.org/jitsi-meet"/>{features}</query>"#
-    ))
+    el(&testkit::client_2021_disco_info())
 }
 
 struct Harness {
