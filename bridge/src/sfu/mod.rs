@@ -27,7 +27,8 @@
 //! | `context.rs` | counters, egress buffers, PRNG, the timer table | what all conferences of a core share |
 //! | `conference/` | endpoint, source and SSRC-claim tables, speaker detector, periodic deadlines | the router between uplinks and downlinks (see its docs) |
 //! | `endpoint.rs` | identity, negotiated parameters, transport state, activity | the one endpoint record |
-//! | `uplink.rs` | per sender: SSRC table (receive stats, duplicate window, NACK generator), transport-cc feedback generator | ingress stages, feedback toward the sender |
+//! | `uplink.rs` | per sender: SSRC table (receive stats, duplicate window, NACK generator), transport-cc feedback generator, what it was asked to encode | ingress stages, feedback toward the sender |
+//! | `sender_constraints.rs` | — | when a sender constraint goes out: hold-off, coalescing, re-send on channel open, verification and nudge |
 //! | `source.rs` | per published source: encodings, layer measurement, retransmission store, keyframe limiter | measurement stage |
 //! | `downlink.rs`, `settings.rs` | per receiver: settings (constraints, last-N), allocation, forwarded set, projections, sent log, estimator | forward stage, NACK answers, probing |
 //! | `projection/` | per (receiver, source): target, switch filter, codec context | the forwarding decision and rewrite, codec by codec |
@@ -102,6 +103,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod rtx_cache;
 mod settings;
+pub mod sender_constraints;
 mod source;
 pub mod speaker;
 pub mod tcc_feedback;
