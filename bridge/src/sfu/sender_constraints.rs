@@ -15,7 +15,8 @@
 //!   whose application failed cannot be re-sent as is. When the sender's measured layers do not
 //!   follow the value [`VERIFY_AFTER`] after it was sent, the value is *nudged*: sent as
 //!   `height + 1`, which both clients map to the same layers (a layer is enabled when its height is
-//!   at most the value), then as `height` again, at most [`MAX_NUDGES`] times per value.
+//!   at most the value), then as `height` again, at most [`MAX_NUDGES`] times per value. The
+//!   layers are compared again whenever they change later.
 //! - A value told while the channel was closed is lost; every value is (re)sent when the channel
 //!   opens.
 //!
@@ -167,6 +168,16 @@ impl Announcement {
                 Due::Nothing
             }
         }
+    }
+
+    /// The sender's layers changed since it was told: compare them with the told value again
+    /// (a client may fail to apply a value long after it was sent). Returns when.
+    pub fn recheck(&mut self, now: Instant) -> Option<Instant> {
+        let (t, _) = self.told?;
+        if self.verify_at.is_none() && t.height != 0 && self.nudges < MAX_NUDGES {
+            self.verify_at = Some(now + VERIFY_AFTER);
+        }
+        self.next_due()
     }
 
     /// The answer to [`Due::Verify`]: `Some(true)` the layers follow, `Some(false)` they do not

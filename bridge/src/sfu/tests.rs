@@ -1283,6 +1283,194 @@ fn source_update_keeps_unchanged_sources_and_registers_new_ones() {
     );
 }
 
+// ------------------------------------------------------------------------------------ sender constraints
+
+/// The sender constraints `out` carries to `to`: `(sourceName, maxHeight)` and the 2021
+/// `idealHeight`s, in order.
+fn constraints_to(out: &[OwnedOutput], to: EndpointHandle) -> (Vec<(String, Value)>, Vec<Value>) {
+    let t = texts_to(out, to);
+    let ssc = of_class(&t, "SenderSourceConstraints")
+        .iter()
+        .map(|m| {
+            (
+                m["sourceName"].as_str().unwrap().to_owned(),
+                m["maxHeight"].clone(),
+            )
+        })
+        .collect();
+    let svc = of_class(&t, "SenderVideoConstraints")
+        .iter()
+        .map(|m| m["videoConstraints"]["idealHeight"].clone())
+        .collect();
+    (ssc, svc)
+}
+
+/// Runs `ms` of virtual time in 30 ms frames; each frame, endpoint `e` (base `b`) sends one
+/// packet on each of `encodings`. Returns every output.
+fn send_video_for(
+    h: &mut H,
+    e: EndpointHandle,
+    b: u32,
+    encodings: &[usize],
+    ms: u64,
+    seq: &mut u16,
+) -> Vec<OwnedOutput> {
+    let mut all = Vec::new();
+    for _ in 0..ms / 30 {
+        *seq = seq.wrapping_add(1);
+        for &enc in encodings {
+            let ssrc = ssrcs(b).sim[enc];
+            let p = vp8(*seq, 3000 * u32::from(*seq), ssrc, &[], b"frame");
+            all.extend(h.rtp(e, &p));
+        }
+        h.advance(Duration::from_millis(30));
+        all.extend(h.take());
+    }
+    all
+}
+
+/// Three endpoints whose constraints have settled (B and C receive A at the default 180p).
+fn settled() -> (H, [EndpointHandle; 3]) {
+    let (mut h, eps) = three();
+    h.advance(Duration::from_secs(1));
+    h.take();
+    (h, eps)
+}
+
+#[test]
+fn sender_constraints_are_held_off_and_only_the_latest_value_goes_out() {
+    let (mut h, [a, b, _c]) = settled();
+    let t0 = h.now;
+    // B puts A on stage at 720p and 5 ms later settles for 360p: A must never see the 720.
+    let mut out = h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":720}}}),
+    );
+    h.advance(Duration::from_millis(5));
+    out.extend(h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":360}}}),
+    ));
+    h.advance(Duration::from_millis(280));
+    out.extend(h.take());
+    assert_eq!(constraints_to(&out, a), (vec![], vec![]), "held off");
+    let mut sent_at = None;
+    for _ in 0..100 {
+        h.advance(Duration::from_millis(10));
+        let o = h.take();
+        if !texts_to(&o, a).is_empty() && sent_at.is_none() {
+            sent_at = Some(h.now - t0);
+        }
+        out.extend(o);
+    }
+    let (ssc, svc) = constraints_to(&out, a);
+    assert_eq!(ssc, vec![("aaaa-v0".to_owned(), json!(360))]);
+    assert_eq!(svc, vec![json!(360)]);
+    assert!(ssc[0].1.is_i64(), "maxHeight is a JSON number");
+    let at = sent_at.unwrap();
+    assert!(
+        at >= Duration::from_millis(300) && at <= Duration::from_millis(320),
+        "sent {at:?} after the first change"
+    );
+    // Only A's own sources are named, and nobody else was told anything.
+    assert!(constraints_to(&out, b).0.is_empty() && constraints_to(&out, b).1.is_empty());
+    // A change right after a message waits for the hold-off since that message; a change back
+    // to the value told is no message at all.
+    let out = h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":180}}}),
+    );
+    h.advance(Duration::from_millis(100));
+    h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":360}}}),
+    );
+    h.advance(Duration::from_secs(2));
+    let mut all = out;
+    all.extend(h.take());
+    assert_eq!(constraints_to(&all, a), (vec![], vec![]));
+}
+
+#[test]
+fn sender_constraints_are_sent_again_when_the_channel_opens() {
+    let (mut h, [a, b, _c]) = settled();
+    h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":720}}}),
+    );
+    h.advance(Duration::from_millis(400));
+    let (ssc, _) = constraints_to(&h.take(), a);
+    assert_eq!(ssc, vec![("aaaa-v0".to_owned(), json!(720))]);
+    // The channel drops (a colibri-ws reconnect): nothing is lost while it is closed, and the
+    // current value goes out as soon as it is open again, unchanged or not.
+    h.sfu
+        .handle_transport_event(h.now, a, TransportEvent::DataChannelClosed, &mut h.out);
+    h.advance(Duration::from_secs(1));
+    h.sfu
+        .handle_transport_event(h.now, a, TransportEvent::DataChannelOpen, &mut h.out);
+    let (ssc, svc) = constraints_to(&h.take(), a);
+    assert_eq!(ssc, vec![("aaaa-v0".to_owned(), json!(720))]);
+    assert_eq!(svc, vec![json!(720)]);
+    h.sfu
+        .handle_transport_event(h.now, a, TransportEvent::DataChannelClosed, &mut h.out);
+    h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":360}}}),
+    );
+    h.advance(Duration::from_secs(1));
+    assert_eq!(constraints_to(&h.take(), a), (vec![], vec![]), "closed");
+    h.sfu
+        .handle_transport_event(h.now, a, TransportEvent::DataChannelOpen, &mut h.out);
+    let (ssc, svc) = constraints_to(&h.take(), a);
+    assert_eq!(ssc, vec![("aaaa-v0".to_owned(), json!(360))]);
+    assert_eq!(svc, vec![json!(360)]);
+}
+
+#[test]
+fn a_sender_whose_layers_do_not_follow_is_nudged_with_a_different_value() {
+    let (mut h, [a, b, _c]) = settled();
+    let mut seq = 100;
+    // A sends its three layers; B asks for 720.
+    send_video_for(&mut h, a, 1000, &[0, 1, 2], 600, &mut seq);
+    h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":720}}}),
+    );
+    let out = send_video_for(&mut h, a, 1000, &[0, 1, 2], 6000, &mut seq);
+    let (ssc, svc) = constraints_to(&out, a);
+    assert_eq!(
+        ssc,
+        vec![("aaaa-v0".to_owned(), json!(720))],
+        "followed: told once"
+    );
+    assert_eq!(svc, vec![json!(720)]);
+    // Its client applied a 180 that came too close to the 720 and stays there (the 2021 race):
+    // only the low layer arrives. A few seconds later the bridge says 721 (the same layers for
+    // the client, but not a repeat it would drop), then 720 again, and stops after a few.
+    let t0 = h.now;
+    let mut nudges = Vec::new();
+    for _ in 0..(12_000 / 300) {
+        let out = send_video_for(&mut h, a, 1000, &[0], 300, &mut seq);
+        let (ssc, svc) = constraints_to(&out, a);
+        for (n, v) in ssc {
+            assert_eq!(n, "aaaa-v0");
+            nudges.push(((h.now - t0).as_millis() / 100, v, svc.clone()));
+        }
+    }
+    let values: Vec<Value> = nudges.iter().map(|n| n.1.clone()).collect();
+    assert_eq!(
+        values,
+        vec![json!(721), json!(720), json!(721)],
+        "{nudges:?}"
+    );
+    assert_eq!(nudges[0].2, vec![json!(721)], "the 2021 form too");
+    // The first within a few seconds of the layers dropping.
+    assert!(nudges[0].0 <= 40, "{nudges:?}");
+    // Once the layers follow again, nothing more.
+    let out = send_video_for(&mut h, a, 1000, &[0, 1, 2], 8000, &mut seq);
+    assert_eq!(constraints_to(&out, a), (vec![], vec![]));
+}
+
 // ------------------------------------------------------------------------------------ liveness
 
 #[test]
@@ -1450,9 +1638,9 @@ fn the_timer_table_stays_small_while_every_endpoint_sends() {
         h.advance(Duration::from_millis(20));
         largest = largest.max(h.sfu.ctx.timers.len());
     }
-    // Six periodic jobs, an uplink and a downlink per endpoint, and the lowered deadlines still
+    // Seven periodic jobs, an uplink and a downlink per endpoint, and the lowered deadlines still
     // in flight: bounded by the endpoints, not by the 5 000 packets.
-    assert!(largest <= 6 + 4 * n as usize, "{largest} entries");
+    assert!(largest <= 7 + 4 * n as usize, "{largest} entries");
     let c = h.sfu.counters();
     assert!(c.get(Stat::NackSent) > 0);
     assert!(c.get(Stat::TccFeedbackSent) > 0);

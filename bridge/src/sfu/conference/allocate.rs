@@ -12,8 +12,8 @@ use crate::sfu::channel;
 use crate::sfu::config::SfuConfig;
 use crate::sfu::context::{ConferenceTimer, Ctx};
 use crate::sfu::counters::Stat;
-use crate::sfu::model::MediaKind;
 use crate::sfu::layers::TEMPORAL_LAYERS;
+use crate::sfu::model::MediaKind;
 use crate::sfu::projection::{Projection, Target};
 use crate::sfu::sender_constraints::{Announcement, Due, Told, layers_follow};
 use crate::sfu::source::MediaSource;
@@ -349,19 +349,34 @@ impl Conference {
     /// Layers whose activity changed (an encoding stopped or started): allocate again.
     pub(super) fn check_layers(&mut self, now: Instant, ctx: &mut Ctx) {
         let now_ms = self.ms(now);
-        let mut changed = false;
-        for s in self.sources.iter_mut().flatten() {
+        let mut changed: Vec<(u32, u32)> = Vec::new(); // (owner, source)
+        for (si, s) in self.sources.iter_mut().enumerate() {
+            let Some(s) = s else { continue };
             if let Some(l) = s.layers.as_ref() {
                 let m = l.active_mask(now_ms);
                 if m != s.active_mask {
                     s.active_mask = m;
-                    changed = true;
+                    changed.push((s.owner, si as u32));
                 }
             }
         }
-        if changed {
-            self.reallocate_soon(now, ctx);
+        if changed.is_empty() {
+            return;
         }
+        self.reallocate_soon(now, ctx);
+        // Does the sender still follow what it was told?
+        let mut due: Option<Instant> = None;
+        for (owner, si) in changed {
+            let Some(Some(o)) = self.endpoints.get_mut(owner as usize) else {
+                continue;
+            };
+            let up = &mut o.uplink;
+            for (_, _, a) in up.source_constraints.iter_mut().filter(|c| c.0 == si) {
+                due = earliest(due, a.recheck(now));
+            }
+            due = earliest(due, up.video_constraints.recheck(now));
+        }
+        self.arm_earlier(ConferenceTimer::SenderConstraints, due, ctx);
     }
 
     /// Sends receiver `r` its forwarded set in both dialects (modern `ForwardedSources` with source
@@ -418,7 +433,8 @@ fn source_follows(s: &MediaSource, height: i32, now_ms: u64) -> Option<bool> {
         .iter()
         .enumerate()
         .map(|(e, enc)| {
-            let active = e * TEMPORAL_LAYERS < 64 && (mask >> (e * TEMPORAL_LAYERS)) & per_encoding != 0;
+            let active =
+                e * TEMPORAL_LAYERS < 64 && (mask >> (e * TEMPORAL_LAYERS)) & per_encoding != 0;
             (enc.height, active)
         })
         .collect();
