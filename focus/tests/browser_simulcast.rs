@@ -4,6 +4,8 @@
 //! a receiver puts it on stage and asks for 180p, then 720p, then 180p again, the way the Jitsi Meet
 //! app does (`selectParticipants` + `setReceiverVideoConstraint` → `ReceiverVideoConstraints`). The
 //! receiver's own `getStats()` must show `frameHeight` following, with frames decoded all along.
+//! The same in a three-party call, with the times the bridge's sender constraints allow: 720p within
+//! 3 s of the stage request, back down within about 1 s.
 
 mod common;
 
@@ -22,6 +24,15 @@ const MAX_STALL: Duration = Duration::from_millis(1000);
 const UP_WITHIN: Duration = Duration::from_secs(12);
 /// Asked for 180p again: only a keyframe of the low layer is needed. Typically 0.1–0.4 s.
 const DOWN_WITHIN: Duration = Duration::from_secs(5);
+/// On stage in a three-party call: the sender is told 720 after the bridge's hold-off (0.3 s) and
+/// enables its encodings (lib-jitsi-meet's `setParameters`); once its high layer carries frames the
+/// receiver switches on its first keyframe. Each within this.
+const STAGE_UP_WITHIN: Duration = Duration::from_secs(3);
+/// How long the sender's own bandwidth estimate may take to let its high layer through: Chromium's
+/// business, not the bridge's (on this shared 2-core machine, under load, 1–20 s).
+const SENDER_RAMP_WITHIN: Duration = Duration::from_secs(30);
+/// Off stage again: the bridge switches the receiver down on the low layer's next keyframe.
+const STAGE_DOWN_WITHIN: Duration = Duration::from_millis(1500);
 
 /// One reading of what the receiver decodes of the sender's video.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +93,49 @@ impl Watch {
                 "{what}: not reached after {timeout:?}; last sample {s:?}; sender sends {}; receiver sees {}",
                 self.last["s"]["outbound"],
                 self.last[self.receiver]["remote"][self.sender.as_str()]["video"]
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The sender's encodings in the last sample: `(active, frameHeight, framesEncoded)` each.
+    fn sender_encodings(&self) -> Vec<(bool, u64, u64)> {
+        self.last["s"]["outbound"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|o| {
+                        (
+                            o["active"].as_bool().unwrap_or(false),
+                            o["frameHeight"].as_u64().unwrap_or(0),
+                            o["framesEncoded"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Samples until the sender's encodings satisfy `done`, or fails after `timeout`; returns how
+    /// long it took.
+    async fn until_sender(
+        &mut self,
+        p: &mut Participants,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[(bool, u64, u64)]) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            self.sample(p).await;
+            let e = self.sender_encodings();
+            if done(&e) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{what}: not reached after {timeout:?}; the sender sends {}",
+                self.last["s"]["outbound"]
             );
             tokio::time::sleep(POLL).await;
         }
@@ -232,6 +286,190 @@ async fn e2e_simulcast_receiver_constraints_change_the_decoded_height() {
     assert!(
         stall <= MAX_STALL,
         "video stalled for {stall:?} (samples every {POLL:?})"
+    );
+    p.quit().await;
+}
+
+/// A three-party call: the sender (720p camera) is put on stage by one receiver while the third
+/// participant keeps it as a 180p thumbnail, three times over. Each time the sender turns its
+/// encodings on within [`STAGE_UP_WITHIN`] (the bridge's constraint, applied by the client), the
+/// receiver decodes 720p within [`STAGE_UP_WITHIN`] of the sender's high layer carrying frames,
+/// and 180p again within [`STAGE_DOWN_WITHIN`] of leaving the stage, after which the sender turns
+/// its upper encodings off; the thumbnail viewer keeps decoding all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_simulcast_on_stage_in_a_three_party_call_reaches_720p_within_3_s() {
+    let test_start = Instant::now();
+    let prosody = start_prosody();
+    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
+    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
+    tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
+
+    // The sender first (it sets the shared fake camera's format, see above).
+    let mut p = Participants::start(&prosody, "stage").await;
+    p.join_with("s", json!({"resolution": 720, "frameRate": 15}))
+        .await;
+    let sender = p.joined("s").await;
+    p.join("r").await;
+    let _receiver = p.joined("r").await;
+    p.join("t").await;
+    let _third = p.joined("t").await;
+    println!("[{:?}] joined", test_start.elapsed());
+
+    let mut w = Watch {
+        receiver: "r",
+        sender: sender.clone(),
+        samples: Vec::new(),
+        last: Value::Null,
+    };
+    let mut thumb = Watch {
+        receiver: "t",
+        sender: sender.clone(),
+        samples: Vec::new(),
+        last: Value::Null,
+    };
+    w.until(
+        &mut p,
+        "the receiver decodes the sender's video",
+        Duration::from_secs(60),
+        Duration::ZERO,
+        |s| s.frames > 0,
+    )
+    .await;
+    thumb
+        .until(
+            &mut p,
+            "the third participant decodes the sender's video",
+            Duration::from_secs(60),
+            Duration::ZERO,
+            |s| s.frames > 0,
+        )
+        .await;
+    // Both watch the sender as a thumbnail first.
+    p.call("r", "ljmReceive", json!([sender, 180])).await;
+    p.call("t", "ljmReceive", json!([sender, 180])).await;
+    w.until(
+        &mut p,
+        "180p thumbnail",
+        Duration::from_secs(15),
+        Duration::from_secs(2),
+        |s| s.height > 0 && s.height <= 180,
+    )
+    .await;
+    println!("[{:?}] video flowing at 180p", test_start.elapsed());
+
+    let t_first = Instant::now();
+    let thumb_frames = thumb.sample(&mut p).await.frames;
+    let mut told = Vec::new();
+    let mut ramps = Vec::new();
+    let mut ups = Vec::new();
+    let mut downs = Vec::new();
+    for round in 0..3 {
+        let t_up = Instant::now();
+        p.call("r", "ljmReceive", json!([sender, 720])).await;
+        // The bridge's sender constraint reached the client and was applied: every encoding on.
+        let on = w
+            .until_sender(
+                &mut p,
+                &format!("round {round}: the sender enables its encodings"),
+                STAGE_UP_WITHIN,
+                |e| e.len() == 3 && e.iter().all(|x| x.0),
+            )
+            .await;
+        // Its own bandwidth estimate lets the high layer through (Chromium's ramp).
+        let top_frames = w.sender_encodings().iter().map(|x| x.2).max().unwrap_or(0);
+        let ramp = w
+            .until_sender(
+                &mut p,
+                &format!("round {round}: the sender's 720p layer carries frames"),
+                SENDER_RAMP_WITHIN,
+                |e| {
+                    e.iter()
+                        .any(|x| x.1 >= 720 && x.2 > top_frames.min(x.2.saturating_sub(1)))
+                },
+            )
+            .await;
+        let t_layer = Instant::now();
+        let up = w
+            .until(
+                &mut p,
+                &format!("round {round}: 720p on stage"),
+                STAGE_UP_WITHIN,
+                Duration::ZERO,
+                |s| s.height >= 720,
+            )
+            .await;
+        // It stays there.
+        w.until(
+            &mut p,
+            &format!("round {round}: 720p held"),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            |s| s.height >= 720,
+        )
+        .await;
+        println!(
+            "[{:?}] round {round}: encodings on after {on:?}, 720p layer after {:?}, decoded 720p {up:?} later ({:?} in all; heights {:?})",
+            test_start.elapsed(),
+            on + ramp,
+            t_layer + up - t_up,
+            w.heights(t_up, Instant::now())
+        );
+        told.push(on);
+        ramps.push(on + ramp);
+        ups.push(t_layer + up - t_up);
+        let t_down = Instant::now();
+        p.call("r", "ljmReceive", json!([sender, 180])).await;
+        let down = w
+            .until(
+                &mut p,
+                &format!("round {round}: back to 180p"),
+                STAGE_DOWN_WITHIN,
+                Duration::ZERO,
+                |s| s.height > 0 && s.height <= 180,
+            )
+            .await;
+        w.until(
+            &mut p,
+            &format!("round {round}: 180p held"),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            |s| s.height > 0 && s.height <= 180,
+        )
+        .await;
+        // And the sender is told to stop its upper encodings.
+        w.until_sender(
+            &mut p,
+            &format!("round {round}: the sender keeps only its low encoding"),
+            STAGE_UP_WITHIN,
+            |e| e.iter().filter(|x| x.0).count() == 1,
+        )
+        .await;
+        println!(
+            "[{:?}] round {round}: 180p after {down:?} (heights {:?})",
+            test_start.elapsed(),
+            w.heights(t_down, Instant::now())
+        );
+        downs.push(down);
+    }
+    let stall = w.longest_stall(t_first);
+    let thumb_now = thumb.sample(&mut p).await;
+    let r = &w.last["r"]["remote"][sender.as_str()]["video"];
+    println!(
+        "sender told and applied {told:?}; its 720p layer after {ramps:?}; 720p decoded after {ups:?}; back to 180p after {downs:?}; longest stall {stall:?}; receiver: {} keyframes decoded, {} PLIs, {} freezes; thumbnail viewer decoded {} frames at {}p meanwhile; {:?} in all",
+        r["keyFramesDecoded"],
+        r["pliCount"],
+        r["freezeCount"],
+        thumb_now.frames - thumb_frames,
+        thumb_now.height,
+        test_start.elapsed(),
+    );
+    assert!(
+        stall <= MAX_STALL,
+        "video stalled for {stall:?} (samples every {POLL:?})"
+    );
+    assert!(
+        thumb_now.frames > thumb_frames,
+        "the thumbnail viewer kept decoding"
     );
     p.quit().await;
 }
