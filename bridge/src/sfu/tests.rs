@@ -1283,6 +1283,160 @@ fn source_update_keeps_unchanged_sources_and_registers_new_ones() {
     );
 }
 
+/// What a receiver may see on the wire: for every other endpoint present, the SSRCs the focus
+/// signals it (audio, the video's primary SSRC and its RTX partner; lib-jitsi-meet keeps only
+/// those of a SIM group).
+fn signalled_to(present: &[(EndpointHandle, u32)], me: EndpointHandle) -> Vec<u32> {
+    present
+        .iter()
+        .filter(|(e, _)| *e != me)
+        .flat_map(|(_, b)| {
+            let s = ssrcs(*b);
+            [s.audio, s.sim[0], s.rtx[0]]
+        })
+        .collect()
+}
+
+/// Whatever happens — joins, leaves, a sender re-signalling its video with new SSRCs, receivers
+/// suspending and resuming sources, NACKs, probes — every RTP packet a receiver gets is on an SSRC
+/// it was told about for a source that exists at that moment: never a secondary simulcast or RTX
+/// SSRC of the sender, never a source after it was removed.
+#[test]
+fn receivers_only_ever_see_ssrcs_they_were_told_about() {
+    let mut h = H::new();
+    let mut rng = crate::random::Rng::new(7);
+    let mut present: Vec<(EndpointHandle, u32)> = Vec::new();
+    let mut next_base = 1000;
+    for _ in 0..4 {
+        let e = h.join(&format!("e{next_base}"), next_base);
+        present.push((e, next_base));
+        next_base += 1000;
+    }
+    let mut seq = 0u16;
+    let mut stray: Vec<String> = Vec::new();
+    let mut delivered = 0;
+    for step in 0..1500 {
+        let out = match rng.next_u32() % 20 {
+            // A receiver changes what it wants of one sender.
+            0 => {
+                let (r, _) = present[rng.next_u32() as usize % present.len()];
+                let (_, sb) = present[rng.next_u32() as usize % present.len()];
+                let height = [0, 180, 360, 720][rng.next_u32() as usize % 4];
+                h.msg(
+                    r,
+                    json!({"colibriClass":"ReceiverVideoConstraints",
+                           "constraints":{format!("e{sb}-v0"):{"maxHeight":height}}}),
+                )
+            }
+            // A receiver NACKs a few recent packets of a sender's primary SSRC.
+            1 => {
+                let (r, _) = present[rng.next_u32() as usize % present.len()];
+                let (_, sb) = present[rng.next_u32() as usize % present.len()];
+                let mut nack = Vec::new();
+                let lost = [seq.wrapping_sub(1), seq.wrapping_sub(3)];
+                rtcp::write_nack(&mut nack, 0x2222, ssrcs(sb).sim[0], &lost);
+                h.rtcp(r, &nack)
+            }
+            // A sender re-signals its sources with new SSRCs (the focus's source-remove and
+            // source-add reach the receivers at the same time, in this model).
+            2 if step % 7 == 0 => {
+                let i = rng.next_u32() as usize % present.len();
+                let (e, _) = present[i];
+                let id = h.sfu.endpoint_id(e).unwrap().to_owned();
+                present[i].1 = next_base;
+                let srcs = sources(&id, next_base);
+                next_base += 1000;
+                h.take();
+                h.sfu
+                    .update_endpoint(
+                        h.now,
+                        e,
+                        EndpointUpdate {
+                            sources: Some(srcs),
+                            ..Default::default()
+                        },
+                        &mut h.out,
+                    )
+                    .unwrap();
+                h.take()
+            }
+            // Someone leaves and someone new joins.
+            3 if step % 11 == 0 && present.len() > 2 => {
+                let i = rng.next_u32() as usize % present.len();
+                let (e, _) = present.remove(i);
+                h.take();
+                h.sfu.expire_endpoint(h.now, e, &mut h.out);
+                let mut out = h.take();
+                let n = h.join(&format!("e{next_base}"), next_base);
+                present.push((n, next_base));
+                next_base += 1000;
+                out.extend(h.take());
+                out
+            }
+            // Time passes (timers: probes, allocation, keyframe requests).
+            4..=6 => {
+                h.take();
+                h.advance(Duration::from_millis(u64::from(rng.next_u32() % 200)));
+                h.take()
+            }
+            // Media: every sender, every encoding (a keyframe now and then).
+            _ => {
+                seq = seq.wrapping_add(1);
+                let mut out = Vec::new();
+                for &(e, b) in &present.clone() {
+                    let s = ssrcs(b);
+                    out.extend(h.rtp(
+                        e,
+                        &packet(OPUS, seq, 960 * u32::from(seq), s.audio, &[], b"opus"),
+                    ));
+                    for (enc, ssrc) in s.sim.iter().enumerate() {
+                        let p = if seq % 16 == 0 {
+                            vp8(seq, 3000 * u32::from(seq), *ssrc, &[(TCC_ID, &[0, 1])], b"k")
+                        } else {
+                            let mut d = Vec::new();
+                            super::vp8::Descriptor {
+                                start_of_partition: true,
+                                partition_id: 0,
+                                non_reference: false,
+                                picture_id: Some((seq & 0x7fff, true)),
+                                tl0picidx: Some(seq as u8),
+                                tid: Some((0, false)),
+                                key_idx: None,
+                            }
+                            .write(&mut d);
+                            super::vp8::write_frame_header(&mut d, false, 320, 180);
+                            let mut p = packet(VP8, seq, 3000 * u32::from(seq), *ssrc, &[], &d);
+                            p[1] |= 0x80;
+                            p
+                        };
+                        out.extend(h.rtp(e, &p));
+                        // The sender's own retransmission of the previous packet, on its RTX SSRC.
+                        if enc == 1 && seq % 5 == 0 {
+                            let orig = RtpPacket::parse(&p).unwrap();
+                            let mut rtx = Vec::new();
+                            rtp::write_rtx(&orig, s.rtx[enc], RTX, seq, &mut rtx);
+                            out.extend(h.rtp(e, &rtx));
+                        }
+                    }
+                }
+                out
+            }
+        };
+        for &(r, _) in &present {
+            let allowed = signalled_to(&present, r);
+            for p in rtp_to(&out, r) {
+                let ssrc = RtpPacket::parse(&p).unwrap().ssrc();
+                delivered += 1;
+                if !allowed.contains(&ssrc) {
+                    stray.push(format!("step {step}: {ssrc} to {r:?}"));
+                }
+            }
+        }
+    }
+    assert!(delivered > 10_000, "{delivered} packets delivered");
+    assert!(stray.is_empty(), "{} stray packets: {:?}", stray.len(), &stray[..stray.len().min(10)]);
+}
+
 // ------------------------------------------------------------------------------------ sender constraints
 
 /// The sender constraints `out` carries to `to`: `(sourceName, maxHeight)` and the 2021
