@@ -472,3 +472,49 @@ async fn e2e_simulcast_on_stage_in_a_three_party_call_reaches_720p_within_3_s() 
     );
     p.quit().await;
 }
+
+/// Four participants join at once (the joins overlap: sources are added while others are still
+/// setting up). However the source additions and the media race, no participant receives a video
+/// stream on an SSRC it was not told about: every video stream its browser decodes is one of its
+/// remote tracks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_four_party_join_no_video_stream_outside_the_remote_tracks() {
+    let prosody = start_prosody();
+    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
+    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
+    tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
+    let mut p = Participants::start(&prosody, "four").await;
+    let ids = ["a", "b", "c", "d"];
+    let (_endpoints, took) = p.join_with_media(&ids).await;
+    println!("media between all four after {took:?}");
+    // Let the streams run a little (late strays would show up here too).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = p.stats().await;
+    let mut stray = Vec::new();
+    for id in ids {
+        let tracks: Vec<u64> = s[id]["remote"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|v| v["video"]["ssrc"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let inbound = s[id]["inboundVideo"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        println!("{id}: remote video tracks {tracks:?}; inbound video {inbound:?}");
+        for v in inbound {
+            let ssrc = v["ssrc"].as_u64().unwrap_or(0);
+            if !tracks.contains(&ssrc) && v["bytesReceived"].as_u64().unwrap_or(0) > 0 {
+                stray.push(format!("{id}: {v}"));
+            }
+        }
+    }
+    assert!(
+        stray.is_empty(),
+        "video streams outside the remote tracks: {stray:?}"
+    );
+    p.quit().await;
+}
