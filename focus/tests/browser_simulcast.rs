@@ -52,6 +52,15 @@ struct Watch {
 }
 
 impl Watch {
+    fn new(receiver: &'static str, sender: &str) -> Watch {
+        Watch {
+            receiver,
+            sender: sender.to_owned(),
+            samples: Vec::new(),
+            last: Value::Null,
+        }
+    }
+
     async fn sample(&mut self, p: &mut Participants) -> Sample {
         let s = p.stats().await;
         let v = &s[self.receiver]["remote"][self.sender.as_str()]["video"];
@@ -141,6 +150,29 @@ impl Watch {
         }
     }
 
+    /// Samples until the receiver decodes the sender's video (at most 60 s).
+    async fn decoding(&mut self, p: &mut Participants, what: &str) {
+        self.until(p, what, Duration::from_secs(60), Duration::ZERO, |s| {
+            s.frames > 0
+        })
+        .await;
+    }
+
+    /// Samples until the receiver has decoded at most `height` (and something) for 2 s, or
+    /// fails after `timeout`; returns how long it took.
+    async fn settles_at_most(
+        &mut self,
+        p: &mut Participants,
+        what: &str,
+        height: u64,
+        timeout: Duration,
+    ) -> Duration {
+        self.until(p, what, timeout, Duration::from_secs(2), |s| {
+            s.height > 0 && s.height <= height
+        })
+        .await
+    }
+
     /// The longest time between two samples that show new decoded frames, from `from` on.
     fn longest_stall(&self, from: Instant) -> Duration {
         let mut worst = Duration::ZERO;
@@ -170,54 +202,60 @@ impl Watch {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_simulcast_receiver_constraints_change_the_decoded_height() {
-    let test_start = Instant::now();
+/// Prosody, our bridge and our focus, ready for browsers (kept alive while the test runs).
+struct Stack {
+    prosody: testkit::Prosody,
+    _bridge: BridgeProcess,
+    _focus: FocusProcess,
+}
+
+fn stack() -> Stack {
     let prosody = start_prosody();
-    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
+    let bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
     let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
     tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
+    Stack {
+        prosody,
+        _bridge: bridge,
+        _focus: focus,
+    }
+}
 
-    // The sender's camera is 720p at 15 fps (at the fake device's 20 fps, three encodings starve
-    // Chromium of CPU on a loaded 2-core machine and its own bandwidth estimate then holds the
-    // high layer back); the receiver's stays at 180p (it only needs to join). One after
-    // the other: the pages share Chromium's fake capture device, whose format is set by the first
-    // page to open it (the receiver first would give the sender a 180p-based picture).
-    let mut p = Participants::start(&prosody, "simulcast").await;
+/// The sender `s` (720p camera at 15 fps) joins `room`, then each of `others`, one after the
+/// other: the pages share Chromium's fake capture device, whose format is set by the first page
+/// to open it (a receiver first would give the sender a 180p-based picture). At the fake device's
+/// 20 fps, three encodings starve Chromium of CPU on a loaded 2-core machine and its own bandwidth
+/// estimate then holds the high layer back. Returns the participants and the sender's endpoint.
+async fn sender_first(st: &Stack, room: &str, others: &[&str]) -> (Participants, String) {
+    let mut p = Participants::start(&st.prosody, room).await;
     p.join_with("s", json!({"resolution": 720, "frameRate": 15}))
         .await;
     let sender = p.joined("s").await;
-    p.join("r").await;
-    let _receiver = p.joined("r").await;
+    for id in others {
+        p.join(id).await;
+        p.joined(id).await;
+    }
+    (p, sender)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_simulcast_receiver_constraints_change_the_decoded_height() {
+    let test_start = Instant::now();
+    let st = stack();
+
+    let (mut p, sender) = sender_first(&st, "simulcast", &["r"]).await;
     println!("[{:?}] joined", test_start.elapsed());
 
-    let mut w = Watch {
-        receiver: "r",
-        sender: sender.clone(),
-        samples: Vec::new(),
-        last: Value::Null,
-    };
-    w.until(
-        &mut p,
-        "the receiver decodes the sender's video",
-        Duration::from_secs(60),
-        Duration::ZERO,
-        |s| s.frames > 0,
-    )
-    .await;
+    let mut w = Watch::new("r", &sender);
+    w.decoding(&mut p, "the receiver decodes the sender's video")
+        .await;
     println!("[{:?}] video flowing", test_start.elapsed());
 
     // 1. On stage at 180p: the low layer.
     let t1 = Instant::now();
     p.call("r", "ljmReceive", json!([sender, 180])).await;
     let took = w
-        .until(
-            &mut p,
-            "180p on stage",
-            Duration::from_secs(15),
-            Duration::from_secs(2),
-            |s| s.height > 0 && s.height <= 180,
-        )
+        .settles_at_most(&mut p, "180p on stage", 180, Duration::from_secs(15))
         .await;
     println!(
         "[{:?}] 180p asked: decoding {}p after {took:?}",
@@ -256,13 +294,7 @@ async fn e2e_simulcast_receiver_constraints_change_the_decoded_height() {
     let t3 = Instant::now();
     p.call("r", "ljmReceive", json!([sender, 180])).await;
     let down = w
-        .until(
-            &mut p,
-            "back to 180p",
-            DOWN_WITHIN,
-            Duration::from_secs(2),
-            |s| s.height > 0 && s.height <= 180,
-        )
+        .settles_at_most(&mut p, "back to 180p", 180, DOWN_WITHIN)
         .await;
     println!(
         "[{:?}] 180p asked again: decoding {}p after {down:?}",
@@ -299,62 +331,23 @@ async fn e2e_simulcast_receiver_constraints_change_the_decoded_height() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_simulcast_on_stage_in_a_three_party_call_reaches_720p_within_3_s() {
     let test_start = Instant::now();
-    let prosody = start_prosody();
-    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
-    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
-    tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
+    let st = stack();
 
-    // The sender first (it sets the shared fake camera's format, see above).
-    let mut p = Participants::start(&prosody, "stage").await;
-    p.join_with("s", json!({"resolution": 720, "frameRate": 15}))
-        .await;
-    let sender = p.joined("s").await;
-    p.join("r").await;
-    let _receiver = p.joined("r").await;
-    p.join("t").await;
-    let _third = p.joined("t").await;
+    let (mut p, sender) = sender_first(&st, "stage", &["r", "t"]).await;
     println!("[{:?}] joined", test_start.elapsed());
 
-    let mut w = Watch {
-        receiver: "r",
-        sender: sender.clone(),
-        samples: Vec::new(),
-        last: Value::Null,
-    };
-    let mut thumb = Watch {
-        receiver: "t",
-        sender: sender.clone(),
-        samples: Vec::new(),
-        last: Value::Null,
-    };
-    w.until(
-        &mut p,
-        "the receiver decodes the sender's video",
-        Duration::from_secs(60),
-        Duration::ZERO,
-        |s| s.frames > 0,
-    )
-    .await;
+    let mut w = Watch::new("r", &sender);
+    let mut thumb = Watch::new("t", &sender);
+    w.decoding(&mut p, "the receiver decodes the sender's video")
+        .await;
     thumb
-        .until(
-            &mut p,
-            "the third participant decodes the sender's video",
-            Duration::from_secs(60),
-            Duration::ZERO,
-            |s| s.frames > 0,
-        )
+        .decoding(&mut p, "the third participant decodes the sender's video")
         .await;
     // Both watch the sender as a thumbnail first.
     p.call("r", "ljmReceive", json!([sender, 180])).await;
     p.call("t", "ljmReceive", json!([sender, 180])).await;
-    w.until(
-        &mut p,
-        "180p thumbnail",
-        Duration::from_secs(15),
-        Duration::from_secs(2),
-        |s| s.height > 0 && s.height <= 180,
-    )
-    .await;
+    w.settles_at_most(&mut p, "180p thumbnail", 180, Duration::from_secs(15))
+        .await;
     println!("[{:?}] video flowing at 180p", test_start.elapsed());
 
     let t_first = Instant::now();
@@ -479,11 +472,8 @@ async fn e2e_simulcast_on_stage_in_a_three_party_call_reaches_720p_within_3_s() 
 /// remote tracks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_four_party_join_no_video_stream_outside_the_remote_tracks() {
-    let prosody = start_prosody();
-    let _bridge = tokio::task::block_in_place(|| BridgeProcess::start(&prosody, "jvb-1"));
-    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
-    tokio::task::block_in_place(|| wait_for_bridges(&focus, 1));
-    let mut p = Participants::start(&prosody, "four").await;
+    let st = stack();
+    let mut p = Participants::start(&st.prosody, "four").await;
     let ids = ["a", "b", "c", "d"];
     let (_endpoints, took) = p.join_with_media(&ids).await;
     println!("media between all four after {took:?}");

@@ -101,6 +101,18 @@ fn sources(id: &str, b: u32) -> Vec<MediaSourceDesc> {
 /// A one-packet VP8 keyframe (PictureID and TL0PICIDX from `seq`, marker set) whose VP8 data ends
 /// with `tail`.
 fn vp8(seq: u16, ts: u32, ssrc: u32, exts: &[(u8, &[u8])], tail: &[u8]) -> Vec<u8> {
+    vp8_frame(seq, ts, ssrc, exts, tail, true)
+}
+
+/// A one-packet VP8 frame, key or delta (see [`vp8`]).
+fn vp8_frame(
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    exts: &[(u8, &[u8])],
+    tail: &[u8],
+    keyframe: bool,
+) -> Vec<u8> {
     let mut payload = Vec::new();
     super::vp8::Descriptor {
         start_of_partition: true,
@@ -112,7 +124,7 @@ fn vp8(seq: u16, ts: u32, ssrc: u32, exts: &[(u8, &[u8])], tail: &[u8]) -> Vec<u
         key_idx: None,
     }
     .write(&mut payload);
-    super::vp8::write_frame_header(&mut payload, true, 320, 180);
+    super::vp8::write_frame_header(&mut payload, keyframe, 320, 180);
     payload.extend_from_slice(tail);
     let mut v = packet(VP8, seq, ts, ssrc, exts, &payload);
     v[1] |= 0x80;
@@ -181,6 +193,19 @@ impl H {
             &mut self.out,
         );
         h
+    }
+
+    /// COLIBRI2 replaces endpoint `e`'s sources; returns the outputs.
+    fn set_sources(&mut self, e: EndpointHandle, srcs: Vec<MediaSourceDesc>) -> Vec<OwnedOutput> {
+        self.take();
+        let u = EndpointUpdate {
+            sources: Some(srcs),
+            ..Default::default()
+        };
+        self.sfu
+            .update_endpoint(self.now, e, u, &mut self.out)
+            .unwrap();
+        self.take()
     }
 
     fn take(&mut self) -> Vec<OwnedOutput> {
@@ -1246,18 +1271,7 @@ fn source_update_keeps_unchanged_sources_and_registers_new_ones() {
         sources: vec![Source::new(1500), Source::new(1501)],
         groups: vec![SsrcGroup::new(Semantics::Fid, vec![1500, 1501])],
     });
-    h.sfu
-        .update_endpoint(
-            h.now,
-            a,
-            EndpointUpdate {
-                sources: Some(srcs),
-                ..Default::default()
-            },
-            &mut h.out,
-        )
-        .unwrap();
-    let fs = of_class(&texts_to(&h.take(), b), "ForwardedSources");
+    let fs = of_class(&texts_to(&h.set_sources(a, srcs), b), "ForwardedSources");
     assert_eq!(
         strings(&fs[0]["forwardedSources"]),
         vec!["aaaa-v0", "aaaa-v1", "cccc-v0"]
@@ -1265,17 +1279,7 @@ fn source_update_keeps_unchanged_sources_and_registers_new_ones() {
     let out = h.rtp(a, &vp8(1, 1, 1500, &[], b"screen"));
     assert_eq!(rtp_to(&out, b).len(), 1);
     // Clearing the sources stops everything from A.
-    h.sfu
-        .update_endpoint(
-            h.now,
-            a,
-            EndpointUpdate {
-                sources: Some(vec![]),
-                ..Default::default()
-            },
-            &mut h.out,
-        )
-        .unwrap();
+    h.set_sources(a, vec![]);
     assert!(h.rtp(a, &vp8(2, 1, 1500, &[], b"screen")).is_empty());
     assert!(
         h.rtp(a, &packet(OPUS, 2, 1, ssrcs(1000).audio, &[], b"a"))
@@ -1315,7 +1319,7 @@ fn receivers_only_ever_see_ssrcs_they_were_told_about() {
     let mut seq = 0u16;
     let mut stray: Vec<String> = Vec::new();
     let mut delivered = 0;
-    for step in 0..1500 {
+    for step in 0..1500u32 {
         let out = match rng.next_u32() % 20 {
             // A receiver changes what it wants of one sender.
             0 => {
@@ -1339,29 +1343,17 @@ fn receivers_only_ever_see_ssrcs_they_were_told_about() {
             }
             // A sender re-signals its sources with new SSRCs (the focus's source-remove and
             // source-add reach the receivers at the same time, in this model).
-            2 if step % 7 == 0 => {
+            2 if step.is_multiple_of(7) => {
                 let i = rng.next_u32() as usize % present.len();
                 let (e, _) = present[i];
                 let id = h.sfu.endpoint_id(e).unwrap().to_owned();
                 present[i].1 = next_base;
                 let srcs = sources(&id, next_base);
                 next_base += 1000;
-                h.take();
-                h.sfu
-                    .update_endpoint(
-                        h.now,
-                        e,
-                        EndpointUpdate {
-                            sources: Some(srcs),
-                            ..Default::default()
-                        },
-                        &mut h.out,
-                    )
-                    .unwrap();
-                h.take()
+                h.set_sources(e, srcs)
             }
             // Someone leaves and someone new joins.
-            3 if step % 11 == 0 && present.len() > 2 => {
+            3 if step.is_multiple_of(11) && present.len() > 2 => {
                 let i = rng.next_u32() as usize % present.len();
                 let (e, _) = present.remove(i);
                 h.take();
@@ -1390,28 +1382,17 @@ fn receivers_only_ever_see_ssrcs_they_were_told_about() {
                         &packet(OPUS, seq, 960 * u32::from(seq), s.audio, &[], b"opus"),
                     ));
                     for (enc, ssrc) in s.sim.iter().enumerate() {
-                        let p = if seq % 16 == 0 {
-                            vp8(seq, 3000 * u32::from(seq), *ssrc, &[(TCC_ID, &[0, 1])], b"k")
-                        } else {
-                            let mut d = Vec::new();
-                            super::vp8::Descriptor {
-                                start_of_partition: true,
-                                partition_id: 0,
-                                non_reference: false,
-                                picture_id: Some((seq & 0x7fff, true)),
-                                tl0picidx: Some(seq as u8),
-                                tid: Some((0, false)),
-                                key_idx: None,
-                            }
-                            .write(&mut d);
-                            super::vp8::write_frame_header(&mut d, false, 320, 180);
-                            let mut p = packet(VP8, seq, 3000 * u32::from(seq), *ssrc, &[], &d);
-                            p[1] |= 0x80;
-                            p
-                        };
+                        let p = vp8_frame(
+                            seq,
+                            3000 * u32::from(seq),
+                            *ssrc,
+                            &[(TCC_ID, &[0, 1])],
+                            b"f",
+                            seq.is_multiple_of(16),
+                        );
                         out.extend(h.rtp(e, &p));
                         // The sender's own retransmission of the previous packet, on its RTX SSRC.
-                        if enc == 1 && seq % 5 == 0 {
+                        if enc == 1 && seq.is_multiple_of(5) {
                             let orig = RtpPacket::parse(&p).unwrap();
                             let mut rtx = Vec::new();
                             rtp::write_rtx(&orig, s.rtx[enc], RTX, seq, &mut rtx);
@@ -1434,7 +1415,12 @@ fn receivers_only_ever_see_ssrcs_they_were_told_about() {
         }
     }
     assert!(delivered > 10_000, "{delivered} packets delivered");
-    assert!(stray.is_empty(), "{} stray packets: {:?}", stray.len(), &stray[..stray.len().min(10)]);
+    assert!(
+        stray.is_empty(),
+        "{} stray packets: {:?}",
+        stray.len(),
+        &stray[..stray.len().min(10)]
+    );
 }
 
 // ------------------------------------------------------------------------------------ sender constraints
