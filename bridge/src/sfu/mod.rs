@@ -64,7 +64,10 @@
 //! and speaker changes, when its bandwidth estimate moves by more than 15 %, and every 5 s; its
 //! result sets the projections' targets, the forwarded set (`ForwardedSources` and
 //! `LastNEndpointsChangeEvent`) and, over all receivers, what each sender is asked to encode
-//! (`SenderSourceConstraints`, `SenderVideoConstraints`). Receivers that negotiated transport-cc
+//! (`SenderSourceConstraints`, `SenderVideoConstraints`): held off 300 ms after a change and after
+//! the previous message so that only the latest value goes out, re-sent when the sender's channel
+//! opens, and nudged (`h + 1`, then `h`) when the layers the bridge receives do not follow it a few
+//! seconds later ([`sender_constraints`]). Receivers that negotiated transport-cc
 //! get a send-side estimator ([`bwe`]) fed by their feedback; when the allocation wants more than
 //! the estimate, probe clusters of RTX copies (or RTX padding) test the link. The end-to-end
 //! behaviour (links of limited capacity, loss, jitter; simulated browsers) is exercised by
