@@ -230,7 +230,11 @@ impl Stack {
         let text = self.bridge.get("/metrics").map(|r| r.1).unwrap_or_default();
         text.lines()
             .filter(|l| !l.starts_with('#'))
-            .filter(|l| ["pli", "fir", "keyframe"].iter().any(|k| l.contains(k)))
+            .filter(|l| {
+                ["pli", "fir", "keyframe", "dominant"]
+                    .iter()
+                    .any(|k| l.contains(k))
+            })
             .map(str::to_owned)
             .collect()
     }
