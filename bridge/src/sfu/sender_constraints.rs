@@ -13,7 +13,8 @@
 //!   (2021 `modules/qualitycontrol/SendVideoController.js`, current
 //!   `modules/qualitycontrol/SendVideoController.ts`, `onSenderConstraintsReceived`), so a value
 //!   whose application failed cannot be re-sent as is. When the sender's measured layers do not
-//!   follow the value [`VERIFY_AFTER`] after it was sent, the value is *nudged*: sent as
+//!   follow the value [`VERIFY_AFTER`] after it was sent ([`layers_follow`]: a layer above the
+//!   value, or only the lowest layer when more were asked for), the value is *nudged*: sent as
 //!   `height + 1`, which both clients map to the same layers (a layer is enabled when its height is
 //!   at most the value), then as `height` again, at most [`MAX_NUDGES`] times per value. The
 //!   layers are compared again whenever they change later.
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 /// ten).
 pub const HOLD_OFF: Duration = Duration::from_millis(300);
 /// How long after a message the sender's layers are compared with it.
-pub const VERIFY_AFTER: Duration = Duration::from_millis(2500);
+pub const VERIFY_AFTER: Duration = Duration::from_millis(4000);
 /// Nudges per value before the bridge gives up (the sender may simply lack the bandwidth or CPU).
 pub const MAX_NUDGES: u8 = 3;
 /// `maxHeight` / `idealHeight` that stands for "no limit" when a value must be a height
@@ -208,8 +209,14 @@ impl Announcement {
 /// Whether a simulcast sender's layers follow a constraint: `(height, active)` per encoding,
 /// lowest first. Both clients enable a layer when its height is at most the value and always
 /// keep the lowest one (2021 `modules/RTC/TPCUtils.js`, current `modules/RTC/TPCUtils.ts`,
-/// `calculateEncodingsActiveState`). `None` when nothing is sent (a muted camera: nothing to
-/// judge by). A single encoding is judged only downwards (its top height is the capture's).
+/// `calculateEncodingsActiveState`).
+///
+/// `Some(false)` only for what a sender's bandwidth estimate cannot explain: a layer above the
+/// value is sent, or only the lowest layer is sent although the value asks for more (the 2021
+/// client stuck on a value it failed to apply). A sender that sends some upper layers but not
+/// all is most likely held back by its own bandwidth estimate, and a nudge would only make it
+/// reconfigure its encoder in the middle of its ramp: `None`, as when nothing is sent at all (a
+/// muted camera). A single encoding is judged only downwards (its top height is the capture's).
 pub fn layers_follow(height: i32, encodings: &[(i32, bool)]) -> Option<bool> {
     if height == 0 || !encodings.iter().any(|(_, a)| *a) {
         return None;
@@ -219,12 +226,24 @@ pub fn layers_follow(height: i32, encodings: &[(i32, bool)]) -> Option<bool> {
         // A little above is rounding (e.g. 540 for a 536 capture); twice is another layer.
         return Some(*h <= limit.saturating_mul(3) / 2);
     }
-    Some(
-        encodings
-            .iter()
-            .enumerate()
-            .all(|(i, &(h, active))| active == (i == 0 || h <= limit)),
-    )
+    let wanted = |i: usize, h: i32| i == 0 || h <= limit;
+    let over = encodings
+        .iter()
+        .enumerate()
+        .any(|(i, &(h, active))| active && !wanted(i, h));
+    if over {
+        return Some(false);
+    }
+    let missing = encodings
+        .iter()
+        .enumerate()
+        .any(|(i, &(h, active))| !active && wanted(i, h));
+    let base_only = encodings.iter().skip(1).all(|(_, active)| !active);
+    match (missing, base_only) {
+        (false, _) => Some(true),
+        (true, true) => Some(false),
+        (true, false) => None,
+    }
 }
 
 #[cfg(test)]
@@ -322,17 +341,17 @@ mod tests {
             sent,
             vec![
                 (300, plain(720)),
-                (2800, nudged),
-                (5300, plain(720)),
-                (7800, nudged)
+                (4300, nudged),
+                (8300, plain(720)),
+                (12_300, nudged)
             ]
         );
         assert_eq!(nudged.max_height(), 721);
         assert_eq!(nudged.ideal_height(), 721);
         // A new value starts over.
         a.want(t0 + ms(20_000), 360);
-        let sent = run(&mut a, t0, 20_000, 23_000, Some(false));
-        assert_eq!(sent, vec![(20_300, plain(360)), (22_800, sent[1].1)]);
+        let sent = run(&mut a, t0, 20_000, 25_000, Some(false));
+        assert_eq!(sent, vec![(20_300, plain(360)), (24_300, sent[1].1)]);
         assert!(sent[1].1.nudged);
         // Layers that follow: no nudge; 0 is never nudged (1 would turn a layer on).
         let mut b = Announcement::default();
@@ -368,6 +387,8 @@ mod tests {
         assert_eq!(layers_follow(-1, &l([true, true, true])), Some(true));
         assert_eq!(layers_follow(360, &l([true, true, false])), Some(true));
         assert_eq!(layers_follow(361, &l([true, true, false])), Some(true));
+        // Upper layers but not all: the sender's bandwidth estimate, not a lost value.
+        assert_eq!(layers_follow(720, &l([true, true, false])), None);
         // The 2021 race: asked for 360, stuck at 180.
         assert_eq!(layers_follow(360, &l([true, false, false])), Some(false));
         assert_eq!(layers_follow(180, &l([true, true, true])), Some(false));
