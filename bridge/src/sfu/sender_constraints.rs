@@ -13,8 +13,9 @@
 //!   (2021 `modules/qualitycontrol/SendVideoController.js`, current
 //!   `modules/qualitycontrol/SendVideoController.ts`, `onSenderConstraintsReceived`), so a value
 //!   whose application failed cannot be re-sent as is. When the sender's measured layers do not
-//!   follow the value [`VERIFY_AFTER`] after it was sent ([`layers_follow`]: a layer above the
-//!   value, or only the lowest layer when more were asked for), the value is *nudged*: sent as
+//!   follow the value ([`layers_follow`]: a layer above it [`VERIFY_AFTER`] after it was sent,
+//!   or only the lowest layer when more were asked for [`STUCK_AFTER`] after), the value is
+//!   *nudged*: sent as
 //!   `height + 1`, which both clients map to the same layers (a layer is enabled when its height is
 //!   at most the value), then as `height` again, at most [`MAX_NUDGES`] times per value. The
 //!   layers are compared again whenever they change later.
@@ -33,6 +34,10 @@ use std::time::{Duration, Instant};
 pub const HOLD_OFF: Duration = Duration::from_millis(300);
 /// How long after a message the sender's layers are compared with it.
 pub const VERIFY_AFTER: Duration = Duration::from_millis(4000);
+/// How long a sender may send only its lowest layer when more were asked for before it is nudged:
+/// a sender starting its upper layers ramps its own bandwidth estimate first (seconds under load),
+/// and a nudge in the middle makes it reconfigure its encoder and start over.
+pub const STUCK_AFTER: Duration = Duration::from_secs(10);
 /// Nudges per value before the bridge gives up (the sender may simply lack the bandwidth or CPU).
 pub const MAX_NUDGES: u8 = 3;
 /// `maxHeight` / `idealHeight` that stands for "no limit" when a value must be a height
@@ -181,13 +186,18 @@ impl Announcement {
         self.next_due()
     }
 
-    /// The answer to [`Due::Verify`]: `Some(true)` the layers follow, `Some(false)` they do not
-    /// (a nudge is returned, to be sent), `None` nothing to judge by (no media).
-    pub fn verified(&mut self, now: Instant, follows: Option<bool>) -> Option<Told> {
+    /// The answer to [`Due::Verify`]: a nudge to send when the layers do not follow.
+    pub fn verified(&mut self, now: Instant, verdict: Verdict) -> Option<Told> {
         self.verify_at = None;
-        let (t, _) = self.told?;
-        if follows != Some(false) {
-            return None;
+        let (t, at) = self.told?;
+        match verdict {
+            Verdict::Follows | Verdict::Unknown => return None,
+            Verdict::Over => {}
+            Verdict::Stuck if now < at + STUCK_AFTER => {
+                self.verify_at = Some(at + STUCK_AFTER);
+                return None;
+            }
+            Verdict::Stuck => {}
         }
         self.nudges += 1;
         let told = Told {
@@ -206,33 +216,46 @@ impl Announcement {
     }
 }
 
-/// Whether a simulcast sender's layers follow a constraint: `(height, active)` per encoding,
+/// How a sender's layers compare with what it was told (worst last: combining several sources
+/// takes the maximum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Nothing to judge by (nothing sent: a muted camera), or a shortfall its own bandwidth
+    /// estimate explains (some upper layers, not all).
+    Unknown,
+    Follows,
+    /// Only the lowest layer although more were asked for: a value the client failed to apply
+    /// (the 2021 race), or a very slow ramp — nudged after [`STUCK_AFTER`].
+    Stuck,
+    /// A layer above the value: never the sender's bandwidth estimate — nudged at once.
+    Over,
+}
+
+/// How a simulcast sender's layers compare with a constraint: `(height, active)` per encoding,
 /// lowest first. Both clients enable a layer when its height is at most the value and always
 /// keep the lowest one (2021 `modules/RTC/TPCUtils.js`, current `modules/RTC/TPCUtils.ts`,
-/// `calculateEncodingsActiveState`).
-///
-/// `Some(false)` only for what a sender's bandwidth estimate cannot explain: a layer above the
-/// value is sent, or only the lowest layer is sent although the value asks for more (the 2021
-/// client stuck on a value it failed to apply). A sender that sends some upper layers but not
-/// all is most likely held back by its own bandwidth estimate, and a nudge would only make it
-/// reconfigure its encoder in the middle of its ramp: `None`, as when nothing is sent at all (a
-/// muted camera). A single encoding is judged only downwards (its top height is the capture's).
-pub fn layers_follow(height: i32, encodings: &[(i32, bool)]) -> Option<bool> {
+/// `calculateEncodingsActiveState`). A single encoding is judged only downwards (its top height
+/// is the capture's).
+pub fn layers_follow(height: i32, encodings: &[(i32, bool)]) -> Verdict {
     if height == 0 || !encodings.iter().any(|(_, a)| *a) {
-        return None;
+        return Verdict::Unknown;
     }
     let limit = if height < 0 { i32::MAX } else { height };
     if let [(h, _)] = encodings {
         // A little above is rounding (e.g. 540 for a 536 capture); twice is another layer.
-        return Some(*h <= limit.saturating_mul(3) / 2);
+        return if *h <= limit.saturating_mul(3) / 2 {
+            Verdict::Follows
+        } else {
+            Verdict::Over
+        };
     }
     let wanted = |i: usize, h: i32| i == 0 || h <= limit;
-    let over = encodings
+    if encodings
         .iter()
         .enumerate()
-        .any(|(i, &(h, active))| active && !wanted(i, h));
-    if over {
-        return Some(false);
+        .any(|(i, &(h, active))| active && !wanted(i, h))
+    {
+        return Verdict::Over;
     }
     let missing = encodings
         .iter()
@@ -240,9 +263,9 @@ pub fn layers_follow(height: i32, encodings: &[(i32, bool)]) -> Option<bool> {
         .any(|(i, &(h, active))| !active && wanted(i, h));
     let base_only = encodings.iter().skip(1).all(|(_, active)| !active);
     match (missing, base_only) {
-        (false, _) => Some(true),
-        (true, true) => Some(false),
-        (true, false) => None,
+        (false, _) => Verdict::Follows,
+        (true, true) => Verdict::Stuck,
+        (true, false) => Verdict::Unknown,
     }
 }
 
@@ -261,7 +284,7 @@ mod tests {
         t0: Instant,
         from: u64,
         until: u64,
-        follows: Option<bool>,
+        follows: Verdict,
     ) -> Vec<(u64, Told)> {
         let mut out = Vec::new();
         let mut t = from;
@@ -296,18 +319,18 @@ mod tests {
         let mut a = Announcement::default();
         a.want(t0, 180);
         a.want(t0 + ms(5), 360);
-        let sent = run(&mut a, t0, 0, 1000, Some(true));
+        let sent = run(&mut a, t0, 0, 1000, Verdict::Follows);
         assert_eq!(sent, vec![(300, plain(360))]);
         // A change right after a message waits for the hold-off since that message.
         a.want(t0 + ms(1010), 720);
         a.want(t0 + ms(1020), 180);
         a.want(t0 + ms(1200), 720);
-        let sent = run(&mut a, t0, 1010, 2000, Some(true));
+        let sent = run(&mut a, t0, 1010, 2000, Verdict::Follows);
         assert_eq!(sent, vec![(1310, plain(720))]);
         // Back to the told value before it went out: nothing.
         a.want(t0 + ms(2000), 360);
         a.want(t0 + ms(2100), 720);
-        assert_eq!(run(&mut a, t0, 2000, 6000, Some(true)), vec![]);
+        assert_eq!(run(&mut a, t0, 2000, 6000, Verdict::Follows), vec![]);
     }
 
     #[test]
@@ -315,10 +338,13 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Announcement::default();
         a.want(t0, 360);
-        assert_eq!(run(&mut a, t0, 0, 400, Some(true)), vec![(300, plain(360))]);
+        assert_eq!(
+            run(&mut a, t0, 0, 400, Verdict::Follows),
+            vec![(300, plain(360))]
+        );
         a.channel_opened(t0 + ms(5000));
         assert_eq!(
-            run(&mut a, t0, 5000, 5100, Some(true)),
+            run(&mut a, t0, 5000, 5100, Verdict::Follows),
             vec![(5000, plain(360))]
         );
         // Nothing decided yet: nothing to send.
@@ -332,7 +358,7 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Announcement::default();
         a.want(t0, 720);
-        let sent = run(&mut a, t0, 0, 20_000, Some(false));
+        let sent = run(&mut a, t0, 0, 20_000, Verdict::Over);
         let nudged = Told {
             height: 720,
             nudged: true,
@@ -350,22 +376,35 @@ mod tests {
         assert_eq!(nudged.ideal_height(), 721);
         // A new value starts over.
         a.want(t0 + ms(20_000), 360);
-        let sent = run(&mut a, t0, 20_000, 25_000, Some(false));
+        let sent = run(&mut a, t0, 20_000, 25_000, Verdict::Over);
         assert_eq!(sent, vec![(20_300, plain(360)), (24_300, sent[1].1)]);
         assert!(sent[1].1.nudged);
         // Layers that follow: no nudge; 0 is never nudged (1 would turn a layer on).
         let mut b = Announcement::default();
         b.want(t0, 180);
         assert_eq!(
-            run(&mut b, t0, 0, 10_000, Some(true)),
+            run(&mut b, t0, 0, 10_000, Verdict::Follows),
             vec![(300, plain(180))]
         );
         let mut c = Announcement::default();
         c.want(t0, 0);
         assert_eq!(
-            run(&mut c, t0, 0, 10_000, Some(false)),
+            run(&mut c, t0, 0, 10_000, Verdict::Over),
             vec![(300, plain(0))]
         );
+    }
+
+    #[test]
+    fn a_sender_stuck_on_its_lowest_layer_is_nudged_only_after_a_long_while() {
+        let t0 = Instant::now();
+        let mut a = Announcement::default();
+        a.want(t0, 720);
+        let sent = run(&mut a, t0, 0, 20_000, Verdict::Stuck);
+        let nudged = Told {
+            height: 720,
+            nudged: true,
+        };
+        assert_eq!(sent, vec![(300, plain(720)), (10_300, nudged)]);
     }
 
     #[test]
@@ -383,21 +422,36 @@ mod tests {
     #[test]
     fn simulcast_layers_follow_a_height() {
         let l = |a: [bool; 3]| [(180, a[0]), (360, a[1]), (720, a[2])];
-        assert_eq!(layers_follow(720, &l([true, true, true])), Some(true));
-        assert_eq!(layers_follow(-1, &l([true, true, true])), Some(true));
-        assert_eq!(layers_follow(360, &l([true, true, false])), Some(true));
-        assert_eq!(layers_follow(361, &l([true, true, false])), Some(true));
+        assert_eq!(layers_follow(720, &l([true, true, true])), Verdict::Follows);
+        assert_eq!(layers_follow(-1, &l([true, true, true])), Verdict::Follows);
+        assert_eq!(
+            layers_follow(360, &l([true, true, false])),
+            Verdict::Follows
+        );
+        assert_eq!(
+            layers_follow(361, &l([true, true, false])),
+            Verdict::Follows
+        );
         // Upper layers but not all: the sender's bandwidth estimate, not a lost value.
-        assert_eq!(layers_follow(720, &l([true, true, false])), None);
+        assert_eq!(
+            layers_follow(720, &l([true, true, false])),
+            Verdict::Unknown
+        );
         // The 2021 race: asked for 360, stuck at 180.
-        assert_eq!(layers_follow(360, &l([true, false, false])), Some(false));
-        assert_eq!(layers_follow(180, &l([true, true, true])), Some(false));
+        assert_eq!(layers_follow(360, &l([true, false, false])), Verdict::Stuck);
+        assert_eq!(layers_follow(180, &l([true, true, true])), Verdict::Over);
         // The lowest layer stays on below its height.
-        assert_eq!(layers_follow(90, &l([true, false, false])), Some(true));
-        assert_eq!(layers_follow(720, &l([false, false, false])), None);
-        assert_eq!(layers_follow(0, &l([true, false, false])), None);
-        assert_eq!(layers_follow(180, &[(720, true)]), Some(false));
-        assert_eq!(layers_follow(720, &[(720, true)]), Some(true));
-        assert_eq!(layers_follow(360, &[(180, true)]), Some(true));
+        assert_eq!(
+            layers_follow(90, &l([true, false, false])),
+            Verdict::Follows
+        );
+        assert_eq!(
+            layers_follow(720, &l([false, false, false])),
+            Verdict::Unknown
+        );
+        assert_eq!(layers_follow(0, &l([true, false, false])), Verdict::Unknown);
+        assert_eq!(layers_follow(180, &[(720, true)]), Verdict::Over);
+        assert_eq!(layers_follow(720, &[(720, true)]), Verdict::Follows);
+        assert_eq!(layers_follow(360, &[(180, true)]), Verdict::Follows);
     }
 }

@@ -1589,7 +1589,7 @@ fn a_sender_whose_layers_do_not_follow_is_nudged_with_a_different_value() {
     // the client, but not a repeat it would drop), then 720 again, and stops after a few.
     let t0 = h.now;
     let mut nudges = Vec::new();
-    for _ in 0..(16_000 / 300) {
+    for _ in 0..(30_000 / 300) {
         let out = send_video_for(&mut h, a, 1000, &[0], 300, &mut seq);
         let (ssc, svc) = constraints_to(&out, a);
         for (n, v) in ssc {

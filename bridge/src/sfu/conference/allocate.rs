@@ -15,7 +15,7 @@ use crate::sfu::counters::Stat;
 use crate::sfu::layers::TEMPORAL_LAYERS;
 use crate::sfu::model::MediaKind;
 use crate::sfu::projection::{Projection, Target};
-use crate::sfu::sender_constraints::{Announcement, Due, Told, layers_follow};
+use crate::sfu::sender_constraints::{Announcement, Due, Told, Verdict, layers_follow};
 use crate::sfu::source::MediaSource;
 use crate::sfu::uplink::earliest;
 
@@ -317,18 +317,11 @@ impl Conference {
             let mine: Vec<u32> = up.source_constraints.iter().map(|c| c.0).collect();
             let a = &mut up.video_constraints;
             let follows = |h: i32| {
-                let v: Vec<Option<bool>> = mine
-                    .iter()
+                mine.iter()
                     .filter_map(|si| src(*si))
                     .map(|s| source_follows(s, h, now_ms))
-                    .collect();
-                if v.contains(&Some(false)) {
-                    Some(false)
-                } else if v.contains(&Some(true)) {
-                    Some(true)
-                } else {
-                    None
-                }
+                    .max()
+                    .unwrap_or(Verdict::Unknown)
             };
             while let Some(told) = poll_announcement(a, now, follows) {
                 let m = channel::sender_video_constraints(told.ideal_height());
@@ -414,7 +407,7 @@ impl Conference {
 fn poll_announcement(
     a: &mut Announcement,
     now: Instant,
-    follows: impl Fn(i32) -> Option<bool>,
+    follows: impl Fn(i32) -> Verdict,
 ) -> Option<Told> {
     match a.poll(now) {
         Due::Nothing => None,
@@ -424,8 +417,10 @@ fn poll_announcement(
 }
 
 /// Whether the layers the bridge receives of `s` follow a constraint of `height`.
-fn source_follows(s: &MediaSource, height: i32, now_ms: u64) -> Option<bool> {
-    let l = s.layers.as_ref()?;
+fn source_follows(s: &MediaSource, height: i32, now_ms: u64) -> Verdict {
+    let Some(l) = s.layers.as_ref() else {
+        return Verdict::Unknown;
+    };
     let mask = l.active_mask(now_ms);
     let per_encoding = (1u64 << TEMPORAL_LAYERS) - 1;
     let encodings: Vec<(i32, bool)> = l
