@@ -65,6 +65,7 @@
 //! store and the compact (36-byte) per-receiver sent log.
 
 pub mod allocation;
+pub mod av1;
 pub mod bwe;
 pub mod channel;
 pub mod codec;
@@ -72,6 +73,7 @@ mod conference;
 pub mod counters;
 pub mod dsi;
 pub mod endpoint;
+pub mod frames;
 pub mod keyframe;
 pub mod layers;
 pub mod model;
@@ -84,6 +86,7 @@ pub mod rtx_cache;
 pub mod speaker;
 pub mod tcc_feedback;
 pub mod vp8;
+pub mod vp9;
 
 #[cfg(test)]
 mod tests;

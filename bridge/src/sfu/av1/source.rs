@@ -1,0 +1,248 @@
+//! One RTP stream's Dependency Descriptor state, kept once per sender stream (not per receiver):
+//! the latest template dependency structure (and the one before it, for packets that arrive late
+//! around a keyframe), the decode targets the sender says are active, and the frame number
+//! unwrapped. [`DdSource::parse`] turns each packet's descriptor into a [`DdInfo`] every receiver's
+//! projection then reads.
+//!
+//! A structure is parsed into scratch space and only replaces the current one once the whole
+//! descriptor validated, so a malformed keyframe packet changes nothing. Nothing allocates after
+//! [`DdSource::new`].
+
+use super::descriptor::{
+    self, DdError, Descriptor, MAX_CHAINS, MAX_DECODE_TARGETS, Parsed, Resolution, Structure,
+    mask_of,
+};
+use crate::sfu::frames::Unwrapper;
+
+/// A packet's descriptor as the projections need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DdInfo {
+    pub descriptor: Descriptor,
+    /// The frame number extended to 64 bits (decode order across wraps).
+    pub frame_index: u64,
+    /// Which structure the descriptor was resolved against (see [`DdSource::structure`]).
+    pub generation: u32,
+    /// The chains this frame is part of (A.6 `PartOfActiveChain`, active chains only), bit per
+    /// chain.
+    pub chains: u32,
+}
+
+impl DdInfo {
+    /// The first packet of a keyframe: the only packets that carry a structure.
+    pub fn starts_keyframe(&self) -> bool {
+        self.descriptor.structure_attached
+    }
+}
+
+/// One decode target as the allocation sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeTarget {
+    pub index: u8,
+    pub spatial: u8,
+    pub temporal: u8,
+    /// Render resolution of its spatial layer, if the structure has resolutions.
+    pub resolution: Option<Resolution>,
+    /// The sender says it is being produced.
+    pub active: bool,
+}
+
+/// A sender stream's Dependency Descriptor state.
+#[derive(Debug, Clone)]
+pub struct DdSource {
+    current: Option<Box<Structure>>,
+    previous: Option<Box<Structure>>,
+    scratch: Box<Structure>,
+    generation: u32,
+    /// Decode targets the sender produces (A.4), valid for the current structure.
+    active: u32,
+    /// Per chain, the decode targets it protects (current structure).
+    chain_dts: [u32; MAX_CHAINS],
+    /// Per decode target, the chains protecting decode targets of lower spatial layers.
+    lower_chains: [u32; MAX_DECODE_TARGETS],
+    frames: Unwrapper,
+}
+
+impl Default for DdSource {
+    fn default() -> Self {
+        DdSource::new()
+    }
+}
+
+impl DdSource {
+    pub fn new() -> Self {
+        DdSource {
+            current: None,
+            previous: None,
+            scratch: Box::default(),
+            generation: 0,
+            active: 0,
+            chain_dts: [0; MAX_CHAINS],
+            lower_chains: [0; MAX_DECODE_TARGETS],
+            frames: Unwrapper::default(),
+        }
+    }
+
+    /// Parses one packet's descriptor (the header extension element's bytes). A structure the
+    /// packet carries becomes current.
+    pub fn parse(&mut self, ext: &[u8]) -> Result<DdInfo, DdError> {
+        let parsed = match descriptor::parse(ext, self.current.as_deref(), &mut self.scratch) {
+            Err(DdError::TemplateOutOfRange) if self.previous.is_some() => {
+                // A late packet of the frames before the latest keyframe.
+                let prev = self.previous.as_deref();
+                return match descriptor::parse(ext, prev, &mut self.scratch)? {
+                    Parsed::Frame(d) => Ok(self.info(d, self.generation.wrapping_sub(1))),
+                    Parsed::WithStructure(_) => Err(DdError::TemplateOutOfRange),
+                };
+            }
+            r => r?,
+        };
+        let d = match parsed {
+            Parsed::Frame(d) => d,
+            Parsed::WithStructure(d) => {
+                if self.current.as_deref() != Some(&*self.scratch) {
+                    let old = self.current.take();
+                    // Reuse the old previous box as the next scratch space: no allocation.
+                    let next_scratch = self.previous.take().unwrap_or_default();
+                    self.current = Some(std::mem::replace(&mut self.scratch, next_scratch));
+                    self.previous = old;
+                    self.generation = self.generation.wrapping_add(1);
+                    self.derive();
+                }
+                d
+            }
+        };
+        if let Some(m) = d.active_decode_targets {
+            self.active = m;
+        }
+        Ok(self.info(d, self.generation))
+    }
+
+    fn info(&mut self, d: Descriptor, generation: u32) -> DdInfo {
+        let frame_index = self.frames.unwrap(u32::from(d.frame_number), 16);
+        let chains = if generation == self.generation {
+            self.chains_of(&d)
+        } else {
+            0
+        };
+        DdInfo {
+            descriptor: d,
+            frame_index,
+            generation,
+            chains,
+        }
+    }
+
+    /// The active chains `d`'s frame is part of.
+    fn chains_of(&self, d: &Descriptor) -> u32 {
+        let Some(s) = self.current.as_deref() else {
+            return 0;
+        };
+        let n = usize::from(s.decode_target_count);
+        // Decode targets for which the frame is a switch or required.
+        let mut strong = 0u32;
+        for dt in 0..n {
+            if (d.frame.dtis.0 >> (2 * dt)) & 2 != 0 {
+                strong |= 1 << dt;
+            }
+        }
+        let mut m = 0u32;
+        for c in 0..usize::from(s.chain_count) {
+            let dts = self.chain_dts[c];
+            if dts & !strong == 0 && dts & self.active != 0 {
+                m |= 1 << c;
+            }
+        }
+        m
+    }
+
+    fn derive(&mut self) {
+        self.chain_dts = [0; MAX_CHAINS];
+        self.lower_chains = [0; MAX_DECODE_TARGETS];
+        let Some(s) = self.current.as_deref() else {
+            return;
+        };
+        let n = usize::from(s.decode_target_count);
+        self.active = mask_of(n);
+        if let Some(_c) = s.chain_of(0) {
+            for dt in 0..n {
+                let c = usize::from(s.protected_by[dt]);
+                self.chain_dts[c] |= 1 << dt;
+            }
+            for dt in 0..n {
+                for other in 0..n {
+                    if s.dt_spatial[other] < s.dt_spatial[dt] {
+                        self.lower_chains[dt] |= 1 << s.protected_by[other];
+                    }
+                }
+            }
+        }
+    }
+
+    /// The structure a [`DdInfo`] was resolved against (the current one, or the previous one
+    /// for late packets); `None` if it has been replaced twice since.
+    pub fn structure(&self, generation: u32) -> Option<&Structure> {
+        if generation == self.generation {
+            self.current.as_deref()
+        } else if generation == self.generation.wrapping_sub(1) {
+            self.previous.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// The latest structure.
+    pub fn current(&self) -> Option<&Structure> {
+        self.current.as_deref()
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The decode targets the sender produces, bit per decode target.
+    pub fn active_decode_targets(&self) -> u32 {
+        self.active
+    }
+
+    /// The chains protecting decode targets of lower spatial layers than `dt`'s.
+    pub fn lower_chains(&self, dt: usize) -> u32 {
+        self.lower_chains.get(dt).copied().unwrap_or(0)
+    }
+
+    /// Every decode target of the current structure with its layers and resolution.
+    pub fn decode_targets(&self) -> impl Iterator<Item = DecodeTarget> + '_ {
+        let s = self.current.as_deref();
+        let n = s.map_or(0, |s| usize::from(s.decode_target_count));
+        (0..n).filter_map(move |dt| {
+            let s = s?;
+            let (spatial, temporal) = s.layer_of(dt);
+            Some(DecodeTarget {
+                index: dt as u8,
+                spatial,
+                temporal,
+                resolution: s.resolution(spatial),
+                active: self.active & (1 << dt) != 0,
+            })
+        })
+    }
+
+    /// The decode targets whose receivers get this packet's frame (bit per decode target): those
+    /// the frame is part of, plus, with `keep_lower_chains`, those above a lower spatial layer
+    /// whose chain the frame belongs to (see `DdProjection`). The core measures each decode
+    /// target's bitrate from this.
+    pub fn forwarded_to(&self, info: &DdInfo, keep_lower_chains: bool) -> u32 {
+        let Some(s) = self.structure(info.generation) else {
+            return 0;
+        };
+        let n = usize::from(s.decode_target_count);
+        let mut m = info.descriptor.decode_targets(s);
+        if keep_lower_chains && info.chains != 0 {
+            for dt in 0..n {
+                if self.lower_chains[dt] & info.chains != 0 {
+                    m |= 1 << dt;
+                }
+            }
+        }
+        m
+    }
+}
