@@ -62,6 +62,8 @@ pub enum DdError {
     TooManyFrameDiffs,
     #[error("template dependency structure attached to a packet that does not start a frame")]
     StructureNotAtFrameStart,
+    #[error("template dependency structure of a keyframe older than the current structure's")]
+    StaleStructure,
     #[error("a chain or decode target index outside the structure")]
     BadIndex,
     #[error("output buffer too small for the descriptor")]

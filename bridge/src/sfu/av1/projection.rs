@@ -143,6 +143,8 @@ pub struct DdProjection {
     segment: Option<Segment>,
     /// The decode target being forwarded (index in the source's current structure).
     current_dt: Option<u8>,
+    /// `(spatial, temporal)` of `current_dt`, to find it again in a new structure.
+    current_layers: (u8, u8),
     /// Structure generation `current_dt` refers to.
     dt_generation: u32,
     ring: FrameRing,
@@ -151,6 +153,8 @@ pub struct DdProjection {
     last_frame_number: Option<u16>,
     /// `(template_id_offset, template_count)` of the last structure the receiver got.
     receiver_structure: Option<(u8, u8)>,
+    /// The source's structure generation the receiver has (it got that structure).
+    receiver_generation: Option<u32>,
     /// A DT switch is pending that only a keyframe can complete.
     dt_needs_keyframe: bool,
     pub packets_sent: u64,
@@ -164,11 +168,13 @@ impl DdProjection {
             filter: SwitchFilter::default(),
             segment: None,
             current_dt: None,
+            current_layers: (0, 0),
             dt_generation: 0,
             ring: FrameRing::default(),
             out: Continuity::default(),
             last_frame_number: None,
             receiver_structure: None,
+            receiver_generation: None,
             dt_needs_keyframe: false,
             packets_sent: 0,
         }
@@ -242,6 +248,13 @@ impl DdProjection {
         best.or(lowest).map(|b| b.2)
     }
 
+    fn set_dt(&mut self, structure: &Structure, dt: Option<u8>) {
+        self.current_dt = dt;
+        if let Some(dt) = dt {
+            self.current_layers = structure.layer_of(usize::from(dt));
+        }
+    }
+
     /// Decides about one packet and computes its rewrite (`None`: drop).
     pub fn forward(&mut self, now: Instant, p: &DdPacket<'_>) -> Option<DdRewrite> {
         let info = p.info;
@@ -310,9 +323,17 @@ impl DdProjection {
             }
             return None;
         }
-        if keyframe || self.dt_generation != info.generation {
+        if keyframe {
             // A keyframe (maybe with a new structure) decodes on its own: take the target now.
-            self.current_dt = Self::resolve(structure, active, target.spatial, target.temporal);
+            self.set_dt(
+                structure,
+                Self::resolve(structure, active, target.spatial, target.temporal),
+            );
+            self.dt_generation = info.generation;
+        } else if self.dt_generation != info.generation {
+            // A new structure whose keyframe this receiver did not get: the same layers in it.
+            let (s, t) = self.current_layers;
+            self.set_dt(structure, Self::resolve(structure, active, s, t));
             self.dt_generation = info.generation;
         }
         let mut cur = usize::from(self.current_dt?);
@@ -352,7 +373,7 @@ impl DdProjection {
         if want != cur && decodable && (d.frame.dtis.get(want) == Dti::Switch || chain_intact(want))
         {
             cur = want;
-            self.current_dt = Some(want as u8);
+            self.set_dt(structure, Some(want as u8));
         }
         self.dt_needs_keyframe = want != cur
             && match structure.chain_of(want) {
@@ -369,7 +390,10 @@ impl DdProjection {
             dti != Dti::NotPresent
                 || (self.config.keep_lower_chains && info.chains & p.source.lower_chains(cur) != 0)
         };
-        let accepted = wanted && decodable;
+        // The receiver must have the frame's structure, or get it with the frame's first packet.
+        let resolvable = self.receiver_generation == Some(info.generation)
+            || (d.start_of_frame && info.generation == p.source.generation());
+        let accepted = wanted && decodable && resolvable;
         let f = self
             .ring
             .insert(idx, p.seq, d.start_of_frame, d.end_of_frame);
@@ -422,7 +446,7 @@ impl DdProjection {
             fn_delta,
             template_delta,
         });
-        self.current_dt = Some(dt);
+        self.set_dt(structure, Some(dt));
         self.dt_generation = p.info.generation;
         self.dt_needs_keyframe = false;
         self.out.segment_start = Some(first);
@@ -447,11 +471,23 @@ impl DdProjection {
         let frame_number = d.frame_number.wrapping_add(seg.fn_delta);
         let template_id =
             ((usize::from(d.template_id) + usize::from(seg.template_delta)) % MAX_TEMPLATES) as u8;
-        let structure_offset = d.structure_attached.then(|| {
+        // The structure goes with the keyframe that carries it, and again with the next frame
+        // the receiver gets if it missed a newer one (a keyframe it did not need). A packet
+        // whose structure the receiver does not have and cannot get with it (not the start of
+        // a frame, or a late packet of a replaced structure) would be misread: dropped.
+        let attach = d.structure_attached
+            || (d.start_of_frame
+                && p.info.generation == p.source.generation()
+                && self.receiver_generation != Some(p.info.generation));
+        if !attach && self.receiver_generation != Some(p.info.generation) {
+            return None;
+        }
+        let structure_offset = attach.then(|| {
             let off = ((usize::from(structure.template_id_offset)
                 + usize::from(seg.template_delta))
                 % MAX_TEMPLATES) as u8;
             self.receiver_structure = Some((off, structure.template_count));
+            self.receiver_generation = Some(p.info.generation);
             off
         });
         let all = structure.all_decode_targets();

@@ -60,6 +60,8 @@ pub struct DdSource {
     /// Per decode target, the chains protecting decode targets of lower spatial layers.
     lower_chains: [u32; MAX_DECODE_TARGETS],
     frames: Unwrapper,
+    /// Frame index of the keyframe that brought the current structure.
+    keyframe_index: Option<u64>,
 }
 
 impl Default for DdSource {
@@ -79,46 +81,59 @@ impl DdSource {
             chain_dts: [0; MAX_CHAINS],
             lower_chains: [0; MAX_DECODE_TARGETS],
             frames: Unwrapper::default(),
+            keyframe_index: None,
         }
     }
 
     /// Parses one packet's descriptor (the header extension element's bytes). A structure the
-    /// packet carries becomes current.
+    /// packet carries becomes current, unless it comes with a frame older than the current
+    /// structure's keyframe (a retransmission: as libwebrtc's receiver, an older keyframe's
+    /// structure never replaces a newer one).
     pub fn parse(&mut self, ext: &[u8]) -> Result<DdInfo, DdError> {
         let parsed = match descriptor::parse(ext, self.current.as_deref(), &mut self.scratch) {
             Err(DdError::TemplateOutOfRange) if self.previous.is_some() => {
                 // A late packet of the frames before the latest keyframe.
                 let prev = self.previous.as_deref();
                 return match descriptor::parse(ext, prev, &mut self.scratch)? {
-                    Parsed::Frame(d) => Ok(self.info(d, self.generation.wrapping_sub(1))),
+                    Parsed::Frame(d) => {
+                        let idx = self.frames.unwrap(u32::from(d.frame_number), 16);
+                        Ok(self.info(d, idx, self.generation.wrapping_sub(1)))
+                    }
                     Parsed::WithStructure(_) => Err(DdError::TemplateOutOfRange),
                 };
             }
             r => r?,
         };
-        let d = match parsed {
-            Parsed::Frame(d) => d,
-            Parsed::WithStructure(d) => {
-                if self.current.as_deref() != Some(&*self.scratch) {
-                    let old = self.current.take();
-                    // Reuse the old previous box as the next scratch space: no allocation.
-                    let next_scratch = self.previous.take().unwrap_or_default();
-                    self.current = Some(std::mem::replace(&mut self.scratch, next_scratch));
-                    self.previous = old;
-                    self.generation = self.generation.wrapping_add(1);
-                    self.derive();
-                }
-                d
-            }
+        let (d, structure) = match parsed {
+            Parsed::Frame(d) => (d, false),
+            Parsed::WithStructure(d) => (d, true),
         };
+        let idx = self.frames.unwrap(u32::from(d.frame_number), 16);
+        if structure && self.current.as_deref() != Some(&*self.scratch) {
+            if self.keyframe_index.is_some_and(|k| idx < k) {
+                if self.previous.as_deref() == Some(&*self.scratch) {
+                    return Ok(self.info(d, idx, self.generation.wrapping_sub(1)));
+                }
+                return Err(DdError::StaleStructure);
+            }
+            let old = self.current.take();
+            // Reuse the old previous box as the next scratch space: no allocation.
+            let next_scratch = self.previous.take().unwrap_or_default();
+            self.current = Some(std::mem::replace(&mut self.scratch, next_scratch));
+            self.previous = old;
+            self.generation = self.generation.wrapping_add(1);
+            self.derive();
+        }
+        if structure {
+            self.keyframe_index = Some(self.keyframe_index.map_or(idx, |k| k.max(idx)));
+        }
         if let Some(m) = d.active_decode_targets {
             self.active = m;
         }
-        Ok(self.info(d, self.generation))
+        Ok(self.info(d, idx, self.generation))
     }
 
-    fn info(&mut self, d: Descriptor, generation: u32) -> DdInfo {
-        let frame_index = self.frames.unwrap(u32::from(d.frame_number), 16);
+    fn info(&self, d: Descriptor, frame_index: u64, generation: u32) -> DdInfo {
         let chains = if generation == self.generation {
             self.chains_of(&d)
         } else {
@@ -163,7 +178,7 @@ impl DdSource {
         };
         let n = usize::from(s.decode_target_count);
         self.active = mask_of(n);
-        if let Some(_c) = s.chain_of(0) {
+        if s.chain_count > 0 {
             for dt in 0..n {
                 let c = usize::from(s.protected_by[dt]);
                 self.chain_dts[c] |= 1 << dt;

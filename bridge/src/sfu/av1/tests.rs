@@ -755,10 +755,10 @@ fn simulated_l3t3_key_receiver_switches_without_keyframes_down_and_bounded_up() 
     // (from TU, target spatial, target temporal)
     let plan = [
         (0u64, 2u8, 2u8),
-        (60, 0, 2),  // 720p → 180p
-        (120, 2, 2), // 180p → 720p: needs a keyframe (K-SVC)
-        (200, 2, 1), // 30 → 15 fps
-        (260, 1, 2), // 720p → 360p
+        (61, 0, 2),  // 720p → 180p (mid temporal pattern)
+        (122, 2, 2), // 180p → 720p: needs a keyframe (K-SVC)
+        (201, 2, 1), // 30 → 15 fps
+        (263, 1, 2), // 720p → 360p
     ];
     let mut shown_by_phase: Vec<Vec<(u64, u8)>> = vec![Vec::new(); plan.len()];
     let mut out = [0u8; MAX_LEN];
@@ -804,7 +804,7 @@ fn simulated_l3t3_key_receiver_switches_without_keyframes_down_and_bounded_up() 
     // frame rate change.
     assert!(!requests.is_empty());
     assert!(
-        requests.iter().all(|&r| (120..200).contains(&r)),
+        requests.iter().all(|&r| (122..201).contains(&r)),
         "keyframe requests at {requests:?}"
     );
     let switch_latency = |phase: usize, want: u8| -> u64 {
@@ -958,4 +958,120 @@ fn active_decode_targets_follow_the_receivers_decode_target() {
     assert_eq!(rx.active_decode_targets(), 0b110_110_000);
     // A mandatory-only descriptor grows by the flags and the 9-bit mask.
     assert_eq!(descriptor::len_with_active_mask(9), 5);
+}
+
+#[test]
+fn an_older_keyframes_structure_never_replaces_a_newer_one() {
+    let a = spec_l1t3();
+    let mut b = spec_l1t3();
+    b.template_id_offset = 20;
+    let mut c = spec_l1t3();
+    c.template_id_offset = 40;
+    let key = |s: &Structure, fn_: u16| {
+        let mut buf = [0u8; MAX_LEN];
+        let n = descriptor::write(
+            &Fields {
+                structure: Some(s),
+                attach_structure: Some(s.template_id_offset),
+                ..Fields::mandatory(true, true, s.template_id_offset, fn_)
+            },
+            &mut buf,
+        )
+        .unwrap();
+        buf[..n].to_vec()
+    };
+    let mut src = DdSource::new();
+    let ga = src.parse(&key(&a, 10)).unwrap().generation;
+    let gb = src.parse(&key(&b, 20)).unwrap().generation;
+    assert_ne!(ga, gb);
+    // A retransmission of the first keyframe: resolved against the previous structure, the
+    // current one stays.
+    let late = src.parse(&key(&a, 10)).unwrap();
+    assert_eq!(late.generation, ga);
+    assert_eq!(src.current().unwrap().template_id_offset, 20);
+    // An older keyframe with a structure never seen: refused.
+    assert_eq!(src.parse(&key(&c, 5)), Err(DdError::StaleStructure));
+    assert_eq!(src.generation(), gb);
+}
+
+#[test]
+fn a_structure_the_receiver_missed_goes_with_its_next_frame() {
+    // Two independent layers (simulcast-like): the keyframe of spatial layer 0 carries the
+    // structure, a receiver of layer 1 does not need it, and must still learn the new structure.
+    let layered = |offset: u8| {
+        Structure::new(
+            offset,
+            2,
+            &[
+                FrameDeps::new(0, 0, "S-", &[], &[0, 0]),
+                FrameDeps::new(1, 0, "-S", &[], &[0, 0]),
+                FrameDeps::new(1, 0, "-S", &[1], &[1, 1]),
+            ],
+            &[0, 1],
+            None,
+        )
+    };
+    let (s1, s2) = (layered(0), layered(10));
+    let mut src = DdSource::new();
+    let mut rx = DdSource::new();
+    let mut proj = DdProjection::new(DdConfig {
+        keep_lower_chains: false,
+    });
+    proj.set_target(Some(DdTarget {
+        encoding: 0,
+        spatial: 1,
+        temporal: 0,
+    }));
+    let now = Instant::now();
+    let mut out = [0u8; MAX_LEN];
+    let mut seq = 0u16;
+    let mut send = |src: &mut DdSource, f: Fields<'_>| -> Option<(DdInfo, Vec<u8>)> {
+        let mut buf = [0u8; MAX_LEN];
+        let n = descriptor::write(&f, &mut buf).unwrap();
+        let info = src.parse(&buf[..n]).unwrap();
+        seq += 1;
+        let rw = proj.forward(
+            now,
+            &DdPacket {
+                encoding: 0,
+                seq,
+                timestamp: u32::from(seq),
+                marker: true,
+                info: &info,
+                source: src,
+            },
+        )?;
+        let n = rw
+            .write_descriptor(&info, src.structure(info.generation).unwrap(), &mut out)
+            .unwrap();
+        Some((info, out[..n].to_vec()))
+    };
+    // Keyframe with s1 (a new segment takes it), then layer 1.
+    let k1 = Fields {
+        structure: Some(&s1),
+        attach_structure: Some(0),
+        ..Fields::mandatory(true, true, 0, 1)
+    };
+    rx.parse(&send(&mut src, k1).unwrap().1).unwrap();
+    let (_, b) = send(&mut src, Fields::mandatory(true, true, 1, 2)).unwrap();
+    rx.parse(&b).unwrap();
+    // A new structure with the next keyframe: not for layer 1's receiver.
+    let k2 = Fields {
+        structure: Some(&s2),
+        attach_structure: Some(10),
+        ..Fields::mandatory(true, true, 10, 3)
+    };
+    assert!(send(&mut src, k2).is_none());
+    // The end of a layer 1 frame whose first packet was lost: the structure cannot go with it,
+    // and without it the receiver would misread it: dropped.
+    assert!(send(&mut src, Fields::mandatory(false, true, 11, 4)).is_none());
+    // Layer 1's next frame (new template ids): the structure is re-attached.
+    let (info, b) = send(&mut src, Fields::mandatory(true, true, 11, 5)).unwrap();
+    let got = rx.parse(&b).unwrap();
+    assert!(got.descriptor.structure_attached);
+    assert_eq!(got.descriptor.frame, info.descriptor.frame);
+    assert_eq!(rx.current().unwrap().template_id_offset, 10);
+    // And only once.
+    let (_, b) = send(&mut src, Fields::mandatory(true, true, 12, 6)).unwrap();
+    assert!(!rx.parse(&b).unwrap().descriptor.structure_attached);
 }

@@ -36,7 +36,9 @@ pub enum Vp9Error {
     RefsWithoutPictureId,
     #[error("VP9 descriptor with more than 3 reference indices")]
     TooManyRefs,
-    #[error("VP9 packet without PictureID: not projectable per layer")]
+    #[error(
+        "VP9 packet without PictureID or with a spatial layer above 3: not projectable per layer"
+    )]
     NotProjectable,
     #[error("VP9 payload descriptor longer than 255 bytes")]
     TooLong,

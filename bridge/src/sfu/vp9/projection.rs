@@ -233,6 +233,24 @@ impl Vp9Projection {
         true
     }
 
+    /// Whether the latest temporal-base frame of layer `sid` before this picture was forwarded.
+    fn base_intact(&self, info: &Vp9Info, sid: u8) -> bool {
+        for k in 1..=NESTING_SEARCH {
+            let Some(i) = info.frame_of(k, sid) else {
+                return false;
+            };
+            if !self.ring.in_window(i) {
+                return false;
+            }
+            if let Some(f) = self.ring.get(i)
+                && f.tag == 0
+            {
+                return f.accepted;
+            }
+        }
+        false
+    }
+
     fn new_frame(&mut self, now: Instant, p: &Vp9Packet<'_>) -> Option<Vp9Rewrite> {
         let info = p.info;
         let h = &info.header;
@@ -277,7 +295,10 @@ impl Vp9Projection {
         if toward {
             if decodable {
                 self.spatial = s;
-            } else {
+            } else if !self.base_intact(info, s) {
+                // Its temporal base was not forwarded: no later frame of the layer will be
+                // decodable before a keyframe (a spatial up-switch; K-SVC down without
+                // `keep_lower_chains`). Otherwise a later frame of the layer will do.
                 self.spatial_needs_keyframe = true;
             }
         }

@@ -2,8 +2,12 @@
 //! many spatial layers, their resolutions) and the PictureID unwrapped, so that every receiver's
 //! projection gets layer frames in one decode-order index.
 
-use super::descriptor::{self, MAX_SPATIAL_LAYERS, ScalabilityStructure, Vp9Error, Vp9Header};
+use super::descriptor::{self, ScalabilityStructure, Vp9Error, Vp9Header};
 use crate::sfu::frames::Unwrapper;
+
+/// Spatial layers a picture can have in the projection's frame index (WebRTC's scalability modes
+/// go up to 3; the descriptor could say 8).
+pub const INDEX_LAYERS: u64 = 4;
 
 /// A packet's descriptor as the projections need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,7 +15,7 @@ pub struct Vp9Info {
     pub header: Vp9Header,
     /// The PictureID extended to 64 bits.
     pub picture_index: u64,
-    /// Decode order of layer frames: `picture_index × 8 + SID`.
+    /// Decode order of layer frames: `picture_index × 4 + SID`.
     pub frame_index: u64,
 }
 
@@ -19,7 +23,7 @@ impl Vp9Info {
     /// The frame index of spatial layer `sid` of the picture `pdiff` pictures back.
     pub fn frame_of(&self, pdiff: u64, sid: u8) -> Option<u64> {
         let pic = self.picture_index.checked_sub(pdiff)?;
-        Some(pic * MAX_SPATIAL_LAYERS as u64 + u64::from(sid))
+        Some(pic * INDEX_LAYERS + u64::from(sid))
     }
 }
 
@@ -36,13 +40,16 @@ impl Vp9Source {
     }
 
     /// Parses one packet's payload descriptor (payload without padding). Only packets with a
-    /// PictureID and layer indices can be projected per layer; others are an error here (the
-    /// core forwards them with its generic keyframe-switching context).
+    /// PictureID and a spatial layer below 4 can be projected per layer; others are an error here
+    /// (`NotProjectable`: the core forwards them with its generic keyframe-switching context).
     pub fn parse(&mut self, payload: &[u8]) -> Result<Vp9Info, Vp9Error> {
         let header = descriptor::parse(payload)?;
         let Some(pid) = header.picture_id else {
             return Err(Vp9Error::NotProjectable);
         };
+        if u64::from(header.sid) >= INDEX_LAYERS {
+            return Err(Vp9Error::NotProjectable);
+        }
         if header.has_ss() {
             self.ss = descriptor::parse_ss(payload, &header)?;
         }
@@ -51,7 +58,7 @@ impl Vp9Source {
         Ok(Vp9Info {
             header,
             picture_index,
-            frame_index: picture_index * MAX_SPATIAL_LAYERS as u64 + u64::from(header.sid),
+            frame_index: picture_index * INDEX_LAYERS + u64::from(header.sid),
         })
     }
 
