@@ -11,73 +11,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bridge::sfu::av1::descriptor::{self as dd, Fields, MAX_LEN};
-use bridge::sfu::av1::{DdConfig, DdPacket, DdProjection, DdSource, DdTarget, Structure};
-use bridge::sfu::vp9::descriptor::{self as vp9d, Descriptor};
+use benches::svc::{av1_stream, captured, vp9_stream};
+use bridge::sfu::av1::descriptor::MAX_LEN;
+use bridge::sfu::av1::{DdConfig, DdPacket, DdProjection, DdSource, DdTarget};
+use bridge::sfu::vp9::descriptor as vp9d;
 use bridge::sfu::vp9::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Source, Vp9Target};
 use criterion::{Criterion, criterion_group, criterion_main};
-
-/// Column `col` of the first packet lines of a capture in `bridge/src/sfu/testdata/`.
-fn captured(col: usize) -> Vec<Vec<u8>> {
-    include_str!("../../bridge/src/sfu/testdata/chrome156_av1_l3t3_key.txt")
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(' ').nth(col).filter(|h| *h != "-"))
-        .map(|h| {
-            (0..h.len() / 2)
-                .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect()
-}
-
-struct AvPacket {
-    seq: u16,
-    ts: u32,
-    marker: bool,
-    dd: Vec<u8>,
-}
-
-/// `tus` temporal units of Chromium's AV1 L3T3_KEY (structure from the capture), a keyframe every
-/// 300.
-fn av1_stream(structure: &Structure, tus: usize) -> Vec<AvPacket> {
-    let mut v = Vec::new();
-    let (mut fnum, mut seq, mut ts) = (0u16, 0u16, 0u32);
-    for tu in 0..tus {
-        let key = tu % 300 == 0;
-        let tpls: [u8; 3] = if key {
-            [0, 5, 10]
-        } else {
-            [[1, 6, 11], [3, 8, 13], [2, 7, 12], [4, 9, 14]][(tu % 300) % 4]
-        };
-        ts = ts.wrapping_add(3000);
-        for (sp, &tpl) in tpls.iter().enumerate() {
-            fnum = fnum.wrapping_add(1);
-            let t = structure.templates()[usize::from(tpl)];
-            let n = if t.temporal == 0 { sp + 1 } else { 1 };
-            for k in 0..n {
-                let mut buf = [0u8; MAX_LEN];
-                let len = dd::write(
-                    &Fields {
-                        structure: Some(structure),
-                        attach_structure: (key && sp == 0 && k == 0).then_some(0),
-                        ..Fields::mandatory(k == 0, k == n - 1, tpl, fnum)
-                    },
-                    &mut buf,
-                )
-                .unwrap();
-                seq = seq.wrapping_add(1);
-                v.push(AvPacket {
-                    seq,
-                    ts,
-                    marker: sp == 2 && k == n - 1,
-                    dd: buf[..len].to_vec(),
-                });
-            }
-        }
-    }
-    v
-}
 
 fn av1_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("av1_dd");
@@ -177,60 +116,6 @@ fn av1_benches(c: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-struct Vp9Pkt {
-    seq: u16,
-    ts: u32,
-    marker: bool,
-    payload: Vec<u8>,
-}
-
-const RES: &[(u16, u16)] = &[(320, 180), (640, 360), (1280, 720)];
-
-/// `pictures` pictures of VP9 L3T3_KEY as Chromium 156 sends it (flexible mode, 15-bit
-/// PictureIDs, Z on delta frames, SS on keyframes), a keyframe every 300.
-fn vp9_stream(pictures: usize) -> Vec<Vp9Pkt> {
-    let mut v = Vec::new();
-    let (mut seq, mut ts) = (0u16, 0u32);
-    for n in 0..pictures {
-        let key = n % 300 == 0;
-        let tid = if key {
-            0
-        } else {
-            [0u8, 2, 1, 2][(n % 300) % 4]
-        };
-        let pid = (n as u16) & 0x7fff;
-        ts = ts.wrapping_add(3000);
-        for sid in 0..3u8 {
-            let packets = if tid == 0 { usize::from(sid) + 1 } else { 1 };
-            for k in 0..packets {
-                let mut p = Vec::with_capacity(1200);
-                Descriptor {
-                    inter_picture: !key,
-                    flexible: true,
-                    begin: k == 0,
-                    end: k == packets - 1,
-                    not_ref_for_upper: sid == 2 || !key,
-                    picture_id: Some((pid, true)),
-                    layers: Some((tid, true, sid, key && sid > 0)),
-                    tl0picidx: None,
-                    pdiffs: [&[4u8][..], &[2], &[1]][usize::from(tid)],
-                    ss: (key && sid == 0 && k == 0).then_some(RES),
-                }
-                .write(&mut p);
-                p.resize(1100, 0x5a);
-                seq = seq.wrapping_add(1);
-                v.push(Vp9Pkt {
-                    seq,
-                    ts,
-                    marker: sid == 2 && k == packets - 1,
-                    payload: p,
-                });
-            }
-        }
-    }
-    v
 }
 
 fn vp9_benches(c: &mut Criterion) {

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod svc;
+
 use bridge::sfu::vp8;
 use bridge::sfu::{
     EndpointHandle, EndpointParams, MediaKind, MediaSourceDesc, Output, Sfu, SfuConfig,

@@ -120,13 +120,14 @@ impl Dtis {
     /// Bit `i` set for every decode target `i < count` the frame is part of.
     #[inline]
     pub fn present(self, count: usize) -> u32 {
-        let mut m = 0u32;
-        for dt in 0..count.min(MAX_DECODE_TARGETS) {
-            if self.get(dt) != Dti::NotPresent {
-                m |= 1 << dt;
-            }
-        }
-        m
+        compress_pairs(self.0 | (self.0 >> 1)) & mask_of(count)
+    }
+
+    /// Bit `i` set for every decode target `i < count` the frame is a switch or required for
+    /// (what A.6's `PartOfActiveChain` looks at).
+    #[inline]
+    pub fn strong(self, count: usize) -> u32 {
+        compress_pairs(self.0 >> 1) & mask_of(count)
     }
 
     /// Parses DTI symbols as the specification's tables write them (`"SSR-D"`); for tests and
@@ -224,6 +225,8 @@ pub struct Structure {
     pub dt_spatial: [u8; MAX_DECODE_TARGETS],
     /// Highest temporal id among the frames of each decode target.
     pub dt_temporal: [u8; MAX_DECODE_TARGETS],
+    /// Per decode target, [`Structure::contained_in`].
+    contained: [u32; MAX_DECODE_TARGETS],
 }
 
 impl Default for Structure {
@@ -240,6 +243,7 @@ impl Default for Structure {
             resolutions: None,
             dt_spatial: [0; MAX_DECODE_TARGETS],
             dt_temporal: [0; MAX_DECODE_TARGETS],
+            contained: [0; MAX_DECODE_TARGETS],
         }
     }
 }
@@ -329,15 +333,9 @@ impl Structure {
     /// The decode targets whose frames are all part of decode target `dt` (a receiver getting
     /// `dt` can decode each of them): what a forwarder announces as active (JVB's
     /// `getDtBitmaskForDt`).
+    #[inline]
     pub fn contained_in(&self, dt: usize) -> u32 {
-        let n = usize::from(self.decode_target_count);
-        let mut m = mask_of(n);
-        for t in self.templates() {
-            if t.dtis.get(dt) == Dti::NotPresent {
-                m &= !t.dtis.present(n);
-            }
-        }
-        m
+        self.contained.get(dt).copied().unwrap_or(0)
     }
 
     /// A.6 `PartOfActiveChain`: `frame` belongs to chain `chain` (no decode target protected by
@@ -368,7 +366,17 @@ impl Structure {
     }
 
     fn derive_layers(&mut self) {
-        for dt in 0..usize::from(self.decode_target_count) {
+        let n = usize::from(self.decode_target_count);
+        for dt in 0..n {
+            let mut m = mask_of(n);
+            for t in &self.templates[..usize::from(self.template_count)] {
+                if t.dtis.get(dt) == Dti::NotPresent {
+                    m &= !t.dtis.present(n);
+                }
+            }
+            self.contained[dt] = m;
+        }
+        for dt in 0..n {
             let (mut s, mut t) = (0, 0);
             for tpl in &self.templates[..usize::from(self.template_count)] {
                 if tpl.dtis.get(dt) != Dti::NotPresent {
@@ -384,6 +392,9 @@ impl Structure {
     /// Reads `template_dependency_structure()` into `self`; on error `self` is left in an
     /// unspecified (but safe) state, so callers parse into scratch space.
     fn read(&mut self, r: &mut BitReader<'_>) -> Result<(), DdError> {
+        // Start clean so that equal structures compare equal whatever the scratch held (keyframes
+        // only: the 5 KB clear is not on the per-packet path).
+        *self = Structure::default();
         self.template_id_offset = r.bits(6)? as u8;
         let dt_cnt = r.bits(5)? as usize + 1;
         self.decode_target_count = dt_cnt as u8;
@@ -446,7 +457,6 @@ impl Structure {
         // template_chains()
         let chains = r.ns(dt_cnt as u32 + 1)? as usize;
         self.chain_count = chains as u8;
-        self.protected_by = [0; MAX_DECODE_TARGETS];
         if chains > 0 {
             for dt in 0..dt_cnt {
                 self.protected_by[dt] = r.ns(chains as u32)? as u8;
@@ -531,6 +541,18 @@ impl Structure {
         }
         Ok(())
     }
+}
+
+/// Bit 0 of every 2-bit pair of `x`, packed into 32 bits.
+#[inline]
+fn compress_pairs(x: u64) -> u32 {
+    let mut x = x & 0x5555_5555_5555_5555;
+    x = (x | (x >> 1)) & 0x3333_3333_3333_3333;
+    x = (x | (x >> 2)) & 0x0f0f_0f0f_0f0f_0f0f;
+    x = (x | (x >> 4)) & 0x00ff_00ff_00ff_00ff;
+    x = (x | (x >> 8)) & 0x0000_ffff_0000_ffff;
+    x = (x | (x >> 16)) & 0x0000_0000_ffff_ffff;
+    x as u32
 }
 
 /// `(1 << n) - 1` for `n <= 32`.

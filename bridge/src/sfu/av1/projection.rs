@@ -123,6 +123,10 @@ impl DdRewrite {
     }
 }
 
+/// What a decode target was resolved from: `(generation, active decode targets, spatial,
+/// temporal)`.
+type ResolveKey = (u32, u32, u8, u8);
+
 /// The forwarded segment: one encoding from a keyframe on, with constant offsets.
 #[derive(Debug, Clone, Copy)]
 struct Segment {
@@ -155,6 +159,8 @@ pub struct DdProjection {
     receiver_structure: Option<(u8, u8)>,
     /// The source's structure generation the receiver has (it got that structure).
     receiver_generation: Option<u32>,
+    /// The last [`Self::resolve`] of the target.
+    want_cache: Option<(ResolveKey, Option<u8>)>,
     /// A DT switch is pending that only a keyframe can complete.
     dt_needs_keyframe: bool,
     pub packets_sent: u64,
@@ -175,6 +181,7 @@ impl DdProjection {
             last_frame_number: None,
             receiver_structure: None,
             receiver_generation: None,
+            want_cache: None,
             dt_needs_keyframe: false,
             packets_sent: 0,
         }
@@ -338,8 +345,16 @@ impl DdProjection {
         }
         let mut cur = usize::from(self.current_dt?);
         let want = if p.encoding == target.encoding {
-            Self::resolve(structure, active, target.spatial, target.temporal)
-                .map_or(cur, usize::from)
+            let key = (info.generation, active, target.spatial, target.temporal);
+            let dt = match self.want_cache {
+                Some((k, dt)) if k == key => dt,
+                _ => {
+                    let dt = Self::resolve(structure, active, target.spatial, target.temporal);
+                    self.want_cache = Some((key, dt));
+                    dt
+                }
+            };
+            dt.map_or(cur, usize::from)
         } else {
             cur
         };

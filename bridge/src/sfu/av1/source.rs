@@ -152,14 +152,8 @@ impl DdSource {
         let Some(s) = self.current.as_deref() else {
             return 0;
         };
-        let n = usize::from(s.decode_target_count);
         // Decode targets for which the frame is a switch or required.
-        let mut strong = 0u32;
-        for dt in 0..n {
-            if (d.frame.dtis.0 >> (2 * dt)) & 2 != 0 {
-                strong |= 1 << dt;
-            }
-        }
+        let strong = d.frame.dtis.strong(usize::from(s.decode_target_count));
         let mut m = 0u32;
         for c in 0..usize::from(s.chain_count) {
             let dts = self.chain_dts[c];

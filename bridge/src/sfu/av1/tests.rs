@@ -148,6 +148,8 @@ fn chrome_l3t3_key_descriptors_parse_and_resolve() {
         }
     }
     assert!(structures >= 2, "{structures}");
+    // Every keyframe repeated the same structure: it stayed the current one.
+    assert_eq!(src.generation(), 1);
     assert!(frames_seen > 200 && padding > 0, "{frames_seen} {padding}");
     // The encoder started with two spatial layers: the first keyframe says so (A.4).
     let mut src = DdSource::new();
