@@ -4,17 +4,27 @@
 
 use super::descriptor::DdError;
 
+/// Bytes of a descriptor read through a padded copy (every per-packet descriptor; structures are
+/// longer and read from the slice).
+const SMALL: usize = 32;
+
 /// Reads bits from a byte slice, most significant bit first.
 #[derive(Debug, Clone)]
 pub struct BitReader<'a> {
     buf: &'a [u8],
+    /// `buf` followed by zeros when it is short: every 8-byte window is in range.
+    small: [u8; SMALL + 8],
     /// Position in bits.
     pos: usize,
 }
 
 impl<'a> BitReader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        BitReader { buf, pos: 0 }
+        let mut small = [0u8; SMALL + 8];
+        if buf.len() <= SMALL {
+            small[..buf.len()].copy_from_slice(buf);
+        }
+        BitReader { buf, small, pos: 0 }
     }
 
     pub fn remaining(&self) -> usize {
@@ -25,21 +35,28 @@ impl<'a> BitReader<'a> {
     #[inline]
     pub fn bits(&mut self, n: u32) -> Result<u32, DdError> {
         debug_assert!(n <= 32);
+        if n == 0 {
+            return Ok(0);
+        }
         if n as usize > self.remaining() {
             return Err(DdError::Truncated);
         }
-        let mut v: u64 = 0;
-        let mut left = n;
-        while left > 0 {
-            let byte = self.buf[self.pos / 8];
-            let used = (self.pos % 8) as u32;
-            let avail = 8 - used;
-            let take = avail.min(left);
-            let chunk = (u32::from(byte) >> (avail - take)) & ((1u32 << take) - 1);
-            v = (v << take) | u64::from(chunk);
-            self.pos += take as usize;
-            left -= take;
-        }
+        // A 64-bit window at the current byte holds the ≤ 7 + 32 bits needed.
+        let i = self.pos / 8;
+        let w = if self.buf.len() <= SMALL {
+            &self.small[i..i + 8]
+        } else if let Some(w) = self.buf.get(i..i + 8) {
+            w
+        } else {
+            // The last bytes of a long descriptor (a structure): zero-pad them.
+            let tail = &self.buf[i..];
+            self.small = [0; SMALL + 8];
+            self.small[..tail.len()].copy_from_slice(tail);
+            &self.small[..8]
+        };
+        let word = u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let v = (word << (self.pos % 8)) >> (64 - n);
+        self.pos += n as usize;
         Ok(v as u32)
     }
 
@@ -68,12 +85,21 @@ impl<'a> BitReader<'a> {
 #[derive(Debug)]
 pub struct BitWriter<'a> {
     buf: &'a mut [u8],
+    /// Bits written (flushed or pending).
     pos: usize,
+    /// Pending bits (fewer than 8), right-aligned.
+    acc: u64,
+    pending: u32,
 }
 
 impl<'a> BitWriter<'a> {
     pub fn new(buf: &'a mut [u8]) -> Self {
-        BitWriter { buf, pos: 0 }
+        BitWriter {
+            buf,
+            pos: 0,
+            acc: 0,
+            pending: 0,
+        }
     }
 
     #[cfg(test)]
@@ -88,20 +114,16 @@ impl<'a> BitWriter<'a> {
         if self.pos + n as usize > self.buf.len() * 8 {
             return Err(DdError::OutputTooSmall);
         }
-        let mut left = n;
-        while left > 0 {
-            let used = (self.pos % 8) as u32;
-            let avail = 8 - used;
-            let take = avail.min(left);
-            let chunk = ((u64::from(v) >> (left - take)) & ((1u64 << take) - 1)) as u8;
-            let i = self.pos / 8;
-            if used == 0 {
-                self.buf[i] = 0;
-            }
-            self.buf[i] |= chunk << (avail - take);
-            self.pos += take as usize;
-            left -= take;
+        let v = u64::from(v) & ((1u64 << n) - 1);
+        self.acc = (self.acc << n) | v;
+        self.pending += n;
+        self.pos += n as usize;
+        while self.pending >= 8 {
+            self.pending -= 8;
+            let i = (self.pos - self.pending as usize) / 8 - 1;
+            self.buf[i] = (self.acc >> self.pending) as u8;
         }
+        self.acc &= (1u64 << self.pending) - 1;
         Ok(())
     }
 
@@ -165,6 +187,7 @@ mod tests {
             let mut w = BitWriter::new(&mut buf);
             w.ns(5, v).unwrap();
             assert_eq!(w.position(), code.len(), "{v}");
+            w.finish().unwrap();
             let bits = u8::from_str_radix(code, 2).unwrap() << (8 - code.len());
             assert_eq!(buf[0], bits, "{v}");
             assert_eq!(BitReader::new(&buf).ns(5).unwrap(), v);
@@ -175,8 +198,40 @@ mod tests {
                 let mut buf = [0u8; 2];
                 let mut w = BitWriter::new(&mut buf);
                 w.ns(n, v).unwrap();
+                w.finish().unwrap();
                 assert_eq!(BitReader::new(&buf).ns(n).unwrap(), v, "n={n} v={v}");
             }
+        }
+    }
+
+    #[test]
+    fn random_widths_round_trip_across_byte_boundaries() {
+        let mut x: u32 = 0x1234_5678;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for _ in 0..200 {
+            let fields: Vec<(u32, u32)> = (0..40)
+                .map(|_| {
+                    let n = next() % 33;
+                    let v = if n == 0 { 0 } else { next() >> (32 - n) };
+                    (n, v)
+                })
+                .collect();
+            let mut buf = [0u8; 200];
+            let mut w = BitWriter::new(&mut buf);
+            for &(n, v) in &fields {
+                w.bits(n, v).unwrap();
+            }
+            let len = w.finish().unwrap();
+            let mut r = BitReader::new(&buf[..len]);
+            for &(n, v) in &fields {
+                assert_eq!(r.bits(n).unwrap(), v, "{n}");
+            }
+            assert!(r.remaining() < 8);
         }
     }
 

@@ -19,9 +19,9 @@
 //! (a structure is parsed into a caller-provided [`Structure`]). [`write`] encodes a descriptor into
 //! a caller's buffer: the rewrite of a forwarded packet and the descriptors of our test senders.
 //!
-//! Limits of this implementation (the syntax has none): at most 16 frame diffs per frame or
-//! template, 4 spatial and 8 temporal layers (AV1's OBU extension header cannot express more).
-//! libwebrtc's writer stays well inside them.
+//! Limits of this implementation (the syntax has none): at most 8 frame diffs per frame or
+//! template (an AV1 frame has 7 reference slots), 4 spatial and 8 temporal layers (AV1's OBU
+//! extension header cannot express more). libwebrtc's writer stays well inside them.
 
 use thiserror::Error;
 
@@ -36,8 +36,8 @@ pub const MAX_TEMPLATES: usize = 64;
 pub const MAX_DECODE_TARGETS: usize = 32;
 /// `chain_cnt` is at most the number of decode targets.
 pub const MAX_CHAINS: usize = 32;
-/// Frame diffs kept per frame or template (see the module docs).
-pub const MAX_FDIFFS: usize = 16;
+/// Frame diffs kept per frame or template (an AV1 frame refers to at most 7 others).
+pub const MAX_FDIFFS: usize = 8;
 pub const MAX_SPATIAL_LAYERS: usize = 4;
 pub const MAX_TEMPORAL_LAYERS: usize = 8;
 /// The longest descriptor an RTP header extension element can carry (two-byte form).
@@ -58,7 +58,7 @@ pub enum DdError {
     TooManyTemplates,
     #[error("template dependency structure with more than 4 spatial or 8 temporal layers")]
     TooManyLayers,
-    #[error("more than 16 frame diffs")]
+    #[error("more than 8 frame diffs")]
     TooManyFrameDiffs,
     #[error("template dependency structure attached to a packet that does not start a frame")]
     StructureNotAtFrameStart,
@@ -164,18 +164,20 @@ pub struct FrameDeps {
 
 impl Default for FrameDeps {
     fn default() -> Self {
-        FrameDeps {
-            spatial: 0,
-            temporal: 0,
-            dtis: Dtis(0),
-            fdiff_count: 0,
-            fdiffs: [0; MAX_FDIFFS],
-            chain_fdiffs: [0; MAX_CHAINS],
-        }
+        FrameDeps::EMPTY
     }
 }
 
 impl FrameDeps {
+    pub const EMPTY: FrameDeps = FrameDeps {
+        spatial: 0,
+        temporal: 0,
+        dtis: Dtis(0),
+        fdiff_count: 0,
+        fdiffs: [0; MAX_FDIFFS],
+        chain_fdiffs: [0; MAX_CHAINS],
+    };
+
     pub fn fdiffs(&self) -> &[u16] {
         &self.fdiffs[..usize::from(self.fdiff_count)]
     }
@@ -601,6 +603,20 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
+    /// All fields cleared.
+    pub const EMPTY: Descriptor = Descriptor {
+        start_of_frame: false,
+        end_of_frame: false,
+        template_id: 0,
+        frame_number: 0,
+        structure_attached: false,
+        active_decode_targets: None,
+        custom_dtis: false,
+        custom_fdiffs: false,
+        custom_chains: false,
+        frame: FrameDeps::EMPTY,
+    };
+
     /// Bit `i` set for every decode target `i` the frame is part of.
     pub fn decode_targets(&self, structure: &Structure) -> u32 {
         self.frame
@@ -625,23 +641,37 @@ pub fn parse(
     current: Option<&Structure>,
     scratch: &mut Structure,
 ) -> Result<Parsed, DdError> {
+    let mut d = Descriptor::EMPTY;
+    Ok(if parse_into(buf, current, scratch, &mut d)? {
+        Parsed::WithStructure(d)
+    } else {
+        Parsed::Frame(d)
+    })
+}
+
+/// [`parse`] into `out` (no copies of the result on the per-packet path); returns whether the
+/// packet carried a structure. On error `out` is unspecified.
+#[inline]
+pub fn parse_into(
+    buf: &[u8],
+    current: Option<&Structure>,
+    scratch: &mut Structure,
+    d: &mut Descriptor,
+) -> Result<bool, DdError> {
     let m = parse_mandatory(buf)?;
-    let mut d = Descriptor {
-        start_of_frame: m.start_of_frame,
-        end_of_frame: m.end_of_frame,
-        template_id: m.template_id,
-        frame_number: m.frame_number,
-        structure_attached: false,
-        active_decode_targets: None,
-        custom_dtis: false,
-        custom_fdiffs: false,
-        custom_chains: false,
-        frame: FrameDeps::default(),
-    };
+    d.start_of_frame = m.start_of_frame;
+    d.end_of_frame = m.end_of_frame;
+    d.template_id = m.template_id;
+    d.frame_number = m.frame_number;
+    d.structure_attached = false;
+    d.active_decode_targets = None;
+    d.custom_dtis = false;
+    d.custom_fdiffs = false;
+    d.custom_chains = false;
     if buf.len() == MANDATORY_LEN {
         let s = current.ok_or(DdError::NoStructure)?;
         d.frame = *s.template(m.template_id)?;
-        return Ok(Parsed::Frame(d));
+        return Ok(false);
     }
     let mut r = BitReader::new(buf);
     r.bits(24)?;
@@ -695,11 +725,7 @@ pub fn parse(
         }
     }
     // The rest is zero padding (ignored, as the specification asks of receivers).
-    Ok(if has_structure {
-        Parsed::WithStructure(d)
-    } else {
-        Parsed::Frame(d)
-    })
+    Ok(has_structure)
 }
 
 /// What to write: the mandatory fields and which optional parts to include.

@@ -9,8 +9,7 @@
 //! [`DdSource::new`].
 
 use super::descriptor::{
-    self, DdError, Descriptor, MAX_CHAINS, MAX_DECODE_TARGETS, Parsed, Resolution, Structure,
-    mask_of,
+    self, DdError, Descriptor, MAX_CHAINS, MAX_DECODE_TARGETS, Resolution, Structure, mask_of,
 };
 use crate::sfu::frames::Unwrapper;
 
@@ -90,29 +89,36 @@ impl DdSource {
     /// structure's keyframe (a retransmission: as libwebrtc's receiver, an older keyframe's
     /// structure never replaces a newer one).
     pub fn parse(&mut self, ext: &[u8]) -> Result<DdInfo, DdError> {
-        let parsed = match descriptor::parse(ext, self.current.as_deref(), &mut self.scratch) {
-            Err(DdError::TemplateOutOfRange) if self.previous.is_some() => {
-                // A late packet of the frames before the latest keyframe.
-                let prev = self.previous.as_deref();
-                return match descriptor::parse(ext, prev, &mut self.scratch)? {
-                    Parsed::Frame(d) => {
-                        let idx = self.frames.unwrap(u32::from(d.frame_number), 16);
-                        Ok(self.info(d, idx, self.generation.wrapping_sub(1)))
+        let mut info = DdInfo {
+            descriptor: Descriptor::EMPTY,
+            frame_index: 0,
+            generation: self.generation,
+            chains: 0,
+        };
+        let d = &mut info.descriptor;
+        let structure =
+            match descriptor::parse_into(ext, self.current.as_deref(), &mut self.scratch, d) {
+                Ok(s) => s,
+                Err(DdError::TemplateOutOfRange) if self.previous.is_some() => {
+                    // A late packet of the frames before the latest keyframe.
+                    let prev = self.previous.as_deref();
+                    if descriptor::parse_into(ext, prev, &mut self.scratch, d)? {
+                        return Err(DdError::TemplateOutOfRange);
                     }
-                    Parsed::WithStructure(_) => Err(DdError::TemplateOutOfRange),
-                };
-            }
-            r => r?,
-        };
-        let (d, structure) = match parsed {
-            Parsed::Frame(d) => (d, false),
-            Parsed::WithStructure(d) => (d, true),
-        };
-        let idx = self.frames.unwrap(u32::from(d.frame_number), 16);
+                    info.frame_index = self.frames.unwrap(u32::from(d.frame_number), 16);
+                    info.generation = self.generation.wrapping_sub(1);
+                    return Ok(info);
+                }
+                Err(e) => return Err(e),
+            };
+        info.frame_index = self
+            .frames
+            .unwrap(u32::from(info.descriptor.frame_number), 16);
         if structure && self.current.as_deref() != Some(&*self.scratch) {
-            if self.keyframe_index.is_some_and(|k| idx < k) {
+            if self.keyframe_index.is_some_and(|k| info.frame_index < k) {
                 if self.previous.as_deref() == Some(&*self.scratch) {
-                    return Ok(self.info(d, idx, self.generation.wrapping_sub(1)));
+                    info.generation = self.generation.wrapping_sub(1);
+                    return Ok(info);
                 }
                 return Err(DdError::StaleStructure);
             }
@@ -125,26 +131,15 @@ impl DdSource {
             self.derive();
         }
         if structure {
+            let idx = info.frame_index;
             self.keyframe_index = Some(self.keyframe_index.map_or(idx, |k| k.max(idx)));
         }
-        if let Some(m) = d.active_decode_targets {
+        if let Some(m) = info.descriptor.active_decode_targets {
             self.active = m;
         }
-        Ok(self.info(d, idx, self.generation))
-    }
-
-    fn info(&self, d: Descriptor, frame_index: u64, generation: u32) -> DdInfo {
-        let chains = if generation == self.generation {
-            self.chains_of(&d)
-        } else {
-            0
-        };
-        DdInfo {
-            descriptor: d,
-            frame_index,
-            generation,
-            chains,
-        }
+        info.generation = self.generation;
+        info.chains = self.chains_of(&info.descriptor);
+        Ok(info)
     }
 
     /// The active chains `d`'s frame is part of.
