@@ -41,13 +41,18 @@ pub struct Unwrapper {
 impl Unwrapper {
     /// Unwraps `v` of a `bits`-bit counter (`bits <= 32`).
     pub fn unwrap(&mut self, v: u32, bits: u32) -> u64 {
+        let i = self.peek(v, bits);
+        self.update(i);
+        i
+    }
+
+    /// What [`unwrap`](Self::unwrap) would return, without recording it.
+    pub fn peek(&self, v: u32, bits: u32) -> u64 {
         let range = 1u64 << bits;
         let v = u64::from(v) & (range - 1);
         let Some(last) = self.last else {
             // Start far from zero so that reordered packets before the first one stay positive.
-            let first = (range << 16) | v;
-            self.last = Some(first);
-            return first;
+            return (range << 16) | v;
         };
         let base = last & !(range - 1);
         let mut cand = base | v;
@@ -56,10 +61,14 @@ impl Unwrapper {
         } else if cand > last + range / 2 && cand >= range {
             cand -= range;
         }
-        if cand > last {
-            self.last = Some(cand);
-        }
         cand
+    }
+
+    /// Records an unwrapped value from [`peek`](Self::peek).
+    pub fn update(&mut self, i: u64) {
+        if self.last.is_none_or(|l| i > l) {
+            self.last = Some(i);
+        }
     }
 }
 

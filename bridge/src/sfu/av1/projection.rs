@@ -40,7 +40,7 @@ use std::time::Instant;
 
 use super::descriptor::{self, DdError, Dti, Fields, MAX_TEMPLATES, Structure};
 use super::source::{DdInfo, DdSource};
-use crate::sfu::frames::{Continuity, FrameRing};
+use crate::sfu::frames::{Continuity, FrameRing, RING};
 use crate::sfu::projection::{SwitchFilter, Target};
 
 /// Which layers of a source a receiver should get.
@@ -159,8 +159,13 @@ pub struct DdProjection {
     receiver_structure: Option<(u8, u8)>,
     /// The source's structure generation the receiver has (it got that structure).
     receiver_generation: Option<u32>,
+    /// The frame index with which the receiver got it: earlier frames it resolves against the
+    /// structure before (as libwebrtc's receiver, and `DdSource`).
+    receiver_structure_at: Option<u64>,
     /// The last [`Self::resolve`] of the target.
     want_cache: Option<(ResolveKey, Option<u8>)>,
+    /// The sender's frame numbers jumped: nothing until a keyframe.
+    resync: bool,
     /// A DT switch is pending that only a keyframe can complete.
     dt_needs_keyframe: bool,
     pub packets_sent: u64,
@@ -181,7 +186,9 @@ impl DdProjection {
             last_frame_number: None,
             receiver_structure: None,
             receiver_generation: None,
+            receiver_structure_at: None,
             want_cache: None,
+            resync: false,
             dt_needs_keyframe: false,
             packets_sent: 0,
         }
@@ -208,7 +215,11 @@ impl DdProjection {
         if let Some(e) = self.filter.needs_keyframe() {
             return Some(e);
         }
-        if self.segment.is_none() || self.current_dt.is_none() || self.dt_needs_keyframe {
+        if self.segment.is_none()
+            || self.current_dt.is_none()
+            || self.dt_needs_keyframe
+            || self.resync
+        {
             return Some(t.encoding);
         }
         None
@@ -316,10 +327,18 @@ impl DdProjection {
         }
         let structure = p.source.structure(info.generation)?;
         let active = p.source.active_decode_targets();
-        let new_segment =
-            keyframe && (!in_segment || before != Some(p.encoding) || self.current_dt.is_none());
+        // Frame numbers that jump further than the frames tracked: the sender restarted, or a
+        // long stretch was lost. Only a keyframe can follow (as a new segment, so that the
+        // receiver's frame numbers keep growing).
+        let jump = in_segment && self.ring.newest().is_some_and(|n| idx > n + RING as u64);
+        let new_segment = keyframe
+            && (!in_segment || before != Some(p.encoding) || self.current_dt.is_none() || jump);
         if new_segment {
             return self.start_segment(now, p, target, structure, active);
+        }
+        if jump {
+            self.resync = true;
+            return None;
         }
         if !in_segment || self.current_dt.is_none() || info.generation != p.source.generation() {
             // Not forwarding this encoding yet (waiting for its keyframe), or a late frame of a
@@ -406,8 +425,7 @@ impl DdProjection {
                 || (self.config.keep_lower_chains && info.chains & p.source.lower_chains(cur) != 0)
         };
         // The receiver must have the frame's structure, or get it with the frame's first packet.
-        let resolvable = self.receiver_generation == Some(info.generation)
-            || (d.start_of_frame && info.generation == p.source.generation());
+        let resolvable = self.structure_for_receiver(p).is_some();
         let accepted = wanted && decodable && resolvable;
         let f = self
             .ring
@@ -464,6 +482,7 @@ impl DdProjection {
         self.set_dt(structure, Some(dt));
         self.dt_generation = p.info.generation;
         self.dt_needs_keyframe = false;
+        self.resync = false;
         self.out.segment_start = Some(first);
         self.ring.reset(idx);
         let f = self
@@ -476,6 +495,27 @@ impl DdProjection {
         self.rewrite(now, p, delta)
     }
 
+    /// Whether the receiver can resolve this packet's descriptor: `Some(false)` it has the
+    /// structure, `Some(true)` it gets it with this packet (the keyframe's own, or again with
+    /// the first packet of the next frame it gets after missing a keyframe it did not need),
+    /// `None` it cannot (not a frame start, a late packet of a replaced structure, or a frame
+    /// before the one it got the structure with): such a packet would be misread.
+    fn structure_for_receiver(&self, p: &DdPacket<'_>) -> Option<bool> {
+        let d = &p.info.descriptor;
+        let idx = p.info.frame_index;
+        if self.receiver_structure_at.is_some_and(|at| idx < at) {
+            return None;
+        }
+        let current = p.info.generation == p.source.generation();
+        if d.structure_attached {
+            return current.then_some(true);
+        }
+        if self.receiver_generation == Some(p.info.generation) {
+            return Some(false);
+        }
+        (d.start_of_frame && current).then_some(true)
+    }
+
     fn rewrite(&mut self, now: Instant, p: &DdPacket<'_>, seq_delta: u16) -> Option<DdRewrite> {
         let seg = self.segment?;
         let d = &p.info.descriptor;
@@ -486,29 +526,25 @@ impl DdProjection {
         let frame_number = d.frame_number.wrapping_add(seg.fn_delta);
         let template_id =
             ((usize::from(d.template_id) + usize::from(seg.template_delta)) % MAX_TEMPLATES) as u8;
-        // The structure goes with the keyframe that carries it, and again with the next frame
-        // the receiver gets if it missed a newer one (a keyframe it did not need). A packet
-        // whose structure the receiver does not have and cannot get with it (not the start of
-        // a frame, or a late packet of a replaced structure) would be misread: dropped.
-        let attach = d.structure_attached
-            || (d.start_of_frame
-                && p.info.generation == p.source.generation()
-                && self.receiver_generation != Some(p.info.generation));
-        if !attach && self.receiver_generation != Some(p.info.generation) {
-            return None;
-        }
+        let attach = self.structure_for_receiver(p)?;
         let structure_offset = attach.then(|| {
             let off = ((usize::from(structure.template_id_offset)
                 + usize::from(seg.template_delta))
                 % MAX_TEMPLATES) as u8;
             self.receiver_structure = Some((off, structure.template_count));
             self.receiver_generation = Some(p.info.generation);
+            let idx = p.info.frame_index;
+            self.receiver_structure_at =
+                Some(self.receiver_structure_at.map_or(idx, |a| a.max(idx)));
             off
         });
         let all = structure.all_decode_targets();
         let mask = structure.contained_in(cur) & p.source.active_decode_targets();
-        let active_decode_targets =
-            (mask != all || d.active_decode_targets.is_some_and(|m| m != all)).then_some(mask);
+        // Every packet while the receiver cannot decode every DT; and whenever the sender
+        // signalled a change (so that "all again" reaches the receiver too).
+        let active_decode_targets = (mask != all
+            || (d.active_decode_targets.is_some() && !d.structure_attached))
+            .then_some(mask);
         let top = structure.dt_spatial[cur.min(structure.dt_spatial.len() - 1)];
         let marker = p.marker || (d.end_of_frame && d.frame.spatial == top);
         if self

@@ -89,35 +89,52 @@ impl DdSource {
     /// structure's keyframe (a retransmission: as libwebrtc's receiver, an older keyframe's
     /// structure never replaces a newer one).
     pub fn parse(&mut self, ext: &[u8]) -> Result<DdInfo, DdError> {
+        let m = descriptor::parse_mandatory(ext)?;
+        let frame_index = self.frames.peek(u32::from(m.frame_number), 16);
         let mut info = DdInfo {
             descriptor: Descriptor::EMPTY,
-            frame_index: 0,
+            frame_index,
             generation: self.generation,
             chains: 0,
         };
+        // A frame before the current structure's keyframe belongs to the previous structure.
+        let before_keyframe = self.keyframe_index.is_some_and(|k| frame_index < k);
         let d = &mut info.descriptor;
-        let structure =
+        let structure = if before_keyframe {
+            // (With no previous structure, a frame from before any keyframe received cannot be
+            // resolved: `NoStructure`.)
+            descriptor::parse_into(ext, self.previous.as_deref(), &mut self.scratch, d)
+        } else {
             match descriptor::parse_into(ext, self.current.as_deref(), &mut self.scratch, d) {
-                Ok(s) => s,
+                // A late packet of the previous structure's frames whose frame number does not
+                // say so (the keyframe was lost).
                 Err(DdError::TemplateOutOfRange) if self.previous.is_some() => {
-                    // A late packet of the frames before the latest keyframe.
-                    let prev = self.previous.as_deref();
-                    if descriptor::parse_into(ext, prev, &mut self.scratch, d)? {
-                        return Err(DdError::TemplateOutOfRange);
-                    }
-                    info.frame_index = self.frames.unwrap(u32::from(d.frame_number), 16);
-                    info.generation = self.generation.wrapping_sub(1);
-                    return Ok(info);
+                    descriptor::parse_into(ext, self.previous.as_deref(), &mut self.scratch, d).map(
+                        |s| {
+                            info.generation = self.generation.wrapping_sub(1);
+                            s
+                        },
+                    )
                 }
-                Err(e) => return Err(e),
-            };
-        info.frame_index = self
-            .frames
-            .unwrap(u32::from(info.descriptor.frame_number), 16);
+                r => r,
+            }
+        }?;
+        if before_keyframe && !structure {
+            info.generation = self.generation.wrapping_sub(1);
+        }
+        if info.generation != self.generation {
+            if structure {
+                return Err(DdError::StaleStructure);
+            }
+            self.frames.update(frame_index);
+            return Ok(info);
+        }
         if structure && self.current.as_deref() != Some(&*self.scratch) {
-            if self.keyframe_index.is_some_and(|k| info.frame_index < k) {
+            if before_keyframe {
+                // An older keyframe's structure (a retransmission) never replaces a newer one.
                 if self.previous.as_deref() == Some(&*self.scratch) {
                     info.generation = self.generation.wrapping_sub(1);
+                    self.frames.update(frame_index);
                     return Ok(info);
                 }
                 return Err(DdError::StaleStructure);
@@ -130,11 +147,16 @@ impl DdSource {
             self.generation = self.generation.wrapping_add(1);
             self.derive();
         }
+        self.frames.update(frame_index);
         if structure {
-            let idx = info.frame_index;
-            self.keyframe_index = Some(self.keyframe_index.map_or(idx, |k| k.max(idx)));
+            self.keyframe_index = Some(
+                self.keyframe_index
+                    .map_or(frame_index, |k| k.max(frame_index)),
+            );
         }
-        if let Some(m) = info.descriptor.active_decode_targets {
+        if let Some(m) = info.descriptor.active_decode_targets
+            && !before_keyframe
+        {
             self.active = m;
         }
         info.generation = self.generation;

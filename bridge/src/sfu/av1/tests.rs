@@ -1077,3 +1077,78 @@ fn a_structure_the_receiver_missed_goes_with_its_next_frame() {
     let (_, b) = send(&mut src, Fields::mandatory(true, true, 12, 6)).unwrap();
     assert!(!rx.parse(&b).unwrap().descriptor.structure_attached);
 }
+
+#[test]
+fn frame_numbers_that_jump_wait_for_a_keyframe_and_stay_monotonic() {
+    let s = spec_l1t3();
+    let mut src = DdSource::new();
+    let mut proj = DdProjection::new(DdConfig::default());
+    proj.set_target(Some(DdTarget {
+        encoding: 0,
+        spatial: 0,
+        temporal: 2,
+    }));
+    let mut rx = Receiver::default();
+    let now = Instant::now();
+    let mut out = [0u8; MAX_LEN];
+    let mut seq = 0u16;
+    let mut send = |src: &mut DdSource, proj: &mut DdProjection, f: Fields<'_>| -> bool {
+        let mut buf = [0u8; MAX_LEN];
+        let n = descriptor::write(&f, &mut buf).unwrap();
+        let info = src.parse(&buf[..n]).unwrap();
+        seq += 1;
+        let pkt = DdPacket {
+            encoding: 0,
+            seq,
+            timestamp: u32::from(seq) * 3000,
+            marker: true,
+            info: &info,
+            source: src,
+        };
+        let Some(rw) = proj.forward(now, &pkt) else {
+            return false;
+        };
+        let n = rw
+            .write_descriptor(&info, src.structure(info.generation).unwrap(), &mut out)
+            .unwrap();
+        rx.on_packet(rw.seq, rw.timestamp, rw.marker, &out[..n]);
+        true
+    };
+    let key = |fnum: u16| Fields {
+        structure: Some(&s),
+        attach_structure: Some(1),
+        ..Fields::mandatory(true, true, 1, fnum)
+    };
+    assert!(send(&mut src, &mut proj, key(100)));
+    // T0 frames 4 apart.
+    for k in 1..5u16 {
+        assert!(send(
+            &mut src,
+            &mut proj,
+            Fields::mandatory(true, true, 2, 100 + 4 * k)
+        ));
+    }
+    // The sender's counter jumps by 30000: not forwardable until a keyframe.
+    assert!(!send(
+        &mut src,
+        &mut proj,
+        Fields::mandatory(true, true, 2, 30120)
+    ));
+    assert!(proj.needs_keyframe().is_some());
+    assert!(send(&mut src, &mut proj, key(30124)));
+    assert!(proj.needs_keyframe().is_none());
+    assert!(send(
+        &mut src,
+        &mut proj,
+        Fields::mandatory(true, true, 2, 30128)
+    ));
+    // The receiver's frame numbers kept growing (its Receiver asserts it) across the restart.
+    assert_eq!(rx.keyframes, 2);
+    // A receiver that never got a structure cannot resolve frames from before its keyframe.
+    let mut fresh = DdSource::new();
+    let mut buf = [0u8; MAX_LEN];
+    let n = descriptor::write(&key(500), &mut buf).unwrap();
+    fresh.parse(&buf[..n]).unwrap();
+    let n = descriptor::write(&Fields::mandatory(true, true, 2, 490), &mut buf).unwrap();
+    assert_eq!(fresh.parse(&buf[..n]), Err(DdError::NoStructure));
+}
