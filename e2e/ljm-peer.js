@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Drives lib-jitsi-meet participants (one headless Chromium, one page each) for the focus's browser
 // tests. Protocol (JSON lines):
-//   argv[2]: path of a JSON file {"domain","muc","focus","serviceUrl","room","resolution"?,"frameRate"?}
+//   argv[2]: path of a JSON file {"domain","muc","focus","serviceUrl","room","resolution"?,"frameRate"?,
+//            "stockBrowser"?} — stockBrowser: Chromium without the loopback test flag, as users have it
 //   stdin:   {"cmd":"join","id":"a"[,"room":…]}  → {"event":"joined","id":"a","endpoint":"…"}
 //            {"cmd":"open","id":"a","url":…}      → {"event":"opened","id":"a"} (a page that joins by
 //                                                   itself, e.g. the demo page of scripts/run.sh)
@@ -11,7 +12,10 @@
 //            {"cmd":"call","id":"a","fn":"ljmX","args":[…]} → {"event":"called","id":"a","result":…}
 //                                                   (one of the page's window.ljm* functions)
 //   A join may override page settings for that participant: {"cmd":"join","id":"a","resolution":720,
-//   "frameRate":15}.
+//   "frameRate":15}, or any with "page":{…} (e.g. {"id":"alice@…","password":…} to log in,
+//   "anonymousdomain", "waitForHost"); "origin":"localhost" opens the page on another origin (another
+//   browser profile's localStorage, as a different person's browser); with "expectFail":true a failed
+//   join is {"event":"join-failed","id","message"} instead of an error.
 //            {"cmd":"quit"} or EOF ends.
 //   errors:  {"event":"error","id"?,"message"}
 'use strict';
@@ -26,7 +30,7 @@ async function main() {
     if (!fs.existsSync(f)) throw new Error(`${f} missing: run e2e/install.sh`);
   }
   const web = await serve(path.join(__dirname, 'pages'), routes);
-  const browser = await launch(['--autoplay-policy=no-user-gesture-required']);
+  const browser = await launch(['--autoplay-policy=no-user-gesture-required'], { stock: !!cfg.stockBrowser });
   const pages = new Map();
   const run = async (c) => {
     try {
@@ -35,13 +39,21 @@ async function main() {
         page.on('console', (m) => process.stderr.write(`[${c.id}] ${m.text()}\n`));
         page.on('pageerror', (e) => process.stderr.write(`[${c.id}] page error: ${e}\n`));
         pages.set(c.id, page);
-        await page.goto(`${web.url}/ljm.html`);
+        const base = c.origin ? web.url.replace('127.0.0.1', c.origin) : web.url;
+        await page.goto(`${base}/ljm.html`);
         process.stderr.write(`[driver] ${c.id}: joining\n`);
-        const overrides = {};
+        const overrides = Object.assign({}, c.page || {});
         if (c.room) overrides.room = c.room;
         if (c.resolution) overrides.resolution = c.resolution;
         if (c.frameRate) overrides.frameRate = c.frameRate;
-        const endpoint = await page.evaluate((conf) => window.ljmJoin(conf), Object.assign({}, cfg, overrides));
+        let endpoint;
+        try {
+          endpoint = await page.evaluate((conf) => window.ljmJoin(conf), Object.assign({}, cfg, overrides));
+        } catch (e) {
+          if (!c.expectFail) throw e;
+          emit({ event: 'join-failed', id: c.id, message: String((e && e.message) || e) });
+          return;
+        }
         process.stderr.write(`[driver] ${c.id}: joined as ${endpoint}\n`);
         emit({ event: 'joined', id: c.id, endpoint });
       } else if (c.cmd === 'open') {

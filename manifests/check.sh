@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks everything under manifests/ (run by scripts/test.sh; needs no cluster and no network):
-#   1. yamllint over every YAML source (.yamllint); shellcheck over the scripts;
+#   1. yamllint over every YAML source (.yamllint); shellcheck over the scripts (also the images'
+#      wrapper scripts and docker/build-local.sh);
 #   2. hadolint over both Dockerfiles (and proves it rejects policy-fixtures/root-latest.Dockerfile);
 #   3. `kubectl kustomize` of every overlay (plus ops/prometheus-adapter and an add-shard.sh dry run);
 #   4. `kubernetes-validate --strict` on every render and on the Secret template; kinds it has no schema
@@ -56,8 +57,14 @@ step "yamllint"
 yamllint -c .yamllint --strict .
 
 step "shellcheck"
-shellcheck check.sh add-shard.sh create-secret.sh
-echo "shellcheck: scripts clean"
+# The images' wrapper scripts (rootfs/) are copied with their mode: they must stay executable.
+mapfile -t image_scripts < <(find docker/rootfs -type f -name '*.sh' | sort)
+[ ${#image_scripts[@]} -ge 3 ] || { echo "docker/rootfs: wrapper scripts missing" >&2; exit 1; }
+for s in "${image_scripts[@]}"; do
+  [ -x "$s" ] || { echo "$s is not executable (the image would carry it so)" >&2; exit 1; }
+done
+shellcheck check.sh add-shard.sh create-secret.sh docker/build-local.sh "${image_scripts[@]}"
+echo "shellcheck: scripts clean (${#image_scripts[@]} image wrapper scripts executable)"
 
 step "hadolint"
 hadolint --config docker/.hadolint.yaml docker/bridge.Dockerfile docker/focus.Dockerfile

@@ -691,8 +691,38 @@ def check_promql(docs, overlay, adapter_docs=()):
     return v
 
 
+# docker-jitsi-meet's Prosody image keeps the internal MUC (the bridge brewery) to accounts of
+# XMPP_AUTH_DOMAIN (`muc_filter_access` with `muc_filter_whitelist`) from stable-10008 on; before, any
+# anonymous user could enter the brewery and pose as a bridge or take the focus out of it (issue 11).
+PROSODY_MIN_RELEASE = 10008
+
+
+def check_prosody_brewery_access(docs, overlay):
+    v = []
+    for d, _, spec in workloads(docs):
+        for c, _ in containers(spec):
+            image = c.get("image", "")
+            name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+            if not name.startswith("prosody:"):
+                continue
+            tag = name.split(":", 1)[1]
+            m = re.fullmatch(r"stable-(\d+)(-\d+)?", tag)
+            if not m or int(m.group(1)) < PROSODY_MIN_RELEASE:
+                v.append(
+                    f"{ident(d)}: Prosody image {image!r} must be a docker-jitsi-meet release >= "
+                    f"stable-{PROSODY_MIN_RELEASE} (its internal MUC admits only XMPP_AUTH_DOMAIN accounts)"
+                )
+            env = resolve_env(docs, c)
+            if env.get("XMPP_INTERNAL_MUC_DOMAIN", "internal-muc.meet.jitsi") == env.get(
+                "XMPP_MUC_DOMAIN", "muc.meet.jitsi"
+            ):
+                v.append(f"{ident(d)}: XMPP_INTERNAL_MUC_DOMAIN must not be the conference MUC domain (the brewery would be open to participants)")
+    return v
+
+
 RENDER_CHECKS = [
     check_bridges,
+    check_prosody_brewery_access,
     check_containers,
     check_our_containers_hardened,
     check_images,

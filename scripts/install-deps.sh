@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local deployment need, idempotently: Prosody (the real XMPP
 # server), Chromium + ChromeDriver (real browsers), the npm packages of the browser harness (playwright-core,
-# lib-jitsi-meet, jquery), the manifest validators, and cargo-nextest. Safe to run again: each step checks
-# first. Needs root (apt-get) on a Debian machine; network access only to the package registries.
+# lib-jitsi-meet, jquery), podman + runc + debootstrap (the container images), the manifest validators,
+# and cargo-nextest. Safe to run again: each step checks first. Needs root (apt-get) on a Debian machine;
+# network access only to the package registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,15 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+# ip/tc: the stock-browser tests run the demo in a network namespace of their own.
+{ command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1; } || need_apt+=(iproute2)
+# Container images (manifests/docker/build-local.sh, focus/tests/container_images.rs): podman with runc
+# (crun fails here, see manifests/docker/podman/containers.conf), debootstrap for the Debian base,
+# objcopy (binutils) to strip debug builds.
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+command -v objcopy >/dev/null 2>&1 || need_apt+=(binutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# The main job: a complete local Jitsi deployment on this machine, loopback only —
+# The main job: a complete local Jitsi deployment on this machine —
 #   Prosody (installed if missing, configured in a temp dir), our bridge, our focus, and a demo page
-#   (lib-jitsi-meet) served on 127.0.0.1. Open the printed URL in two tabs and talk to yourself.
+#   (lib-jitsi-meet). Open the printed URL in two tabs of any browser and talk to yourself.
 # Ctrl-C (or SIGTERM) stops everything and removes the temp dir.
+#
+# Like JVB, the bridge's media port listens on every interface and advertises the machine's
+# non-loopback addresses: browsers never use 127.0.0.1 for WebRTC (only a test flag,
+# --allow-loopback-in-peer-connection, makes them), so a loopback-only media port would leave every
+# remote video black. XMPP, the bridge/focus REST APIs and the demo page stay on 127.0.0.1.
 #
 # Environment (all optional):
 #   RUN_ROOM         room name of the demo link (default: demo)
 #   RUN_WEB_PORT     demo page port (default 8000, or a free one)
-#   RUN_MEDIA_IP     address the bridge advertises to browsers (default 127.0.0.1; set your LAN
-#                    address to join from another device — the bridge's UDP port must be reachable)
+#   RUN_MEDIA_PORT   the bridge's UDP media port (default 10000, or a free one)
+#   RUN_MEDIA_IP     address(es) the bridge advertises to browsers, comma-separated (default: this
+#                    machine's non-loopback addresses). A 127.x address also binds the media port
+#                    there only — then just browsers started with the loopback test flag connect.
+#   RUN_LISTEN_IP    address for the demo page and Prosody's WebSocket (default 127.0.0.1; set a LAN
+#                    address to open the page from another device — browsers only give a camera to
+#                    http pages on localhost, so that device needs https in front, or a browser flag)
 #   RUN_NO_BUILD=1   use the already built release binaries
 #   CARGO_TARGET_DIR where cargo puts the binaries (default: target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 
 log() { printf 'run.sh: %s\n' "$*" >&2; }
 
@@ -55,15 +64,37 @@ port() { # $1 = preferred, $2 = tcp|udp
 c2s=$(port 5222 tcp)
 component=$(port 5347 tcp)
 http=$(port 5280 tcp)
-media=$(port 10000 udp)
+media=$(port "${RUN_MEDIA_PORT:-10000}" udp)
 bridge_rest=$(port 8080 tcp)
 focus_rest=$(port 8888 tcp)
 web=$(port "${RUN_WEB_PORT:-8000}" tcp)
 room="${RUN_ROOM:-demo}"
-media_ip="${RUN_MEDIA_IP:-127.0.0.1}"
-# A loopback address also binds the media port there (no candidate on other interfaces); any other
-# address binds all interfaces, as the bridge does by default.
-case "$media_ip" in 127.*) media_host="$media_ip" ;; *) media_host=0.0.0.0 ;; esac
+listen_ip="${RUN_LISTEN_IP:-127.0.0.1}"
+
+# The addresses the bridge advertises: RUN_MEDIA_IP, else every global-scope interface address (what
+# the bridge itself would pick, listed here to print them and to warn when there is none).
+machine_ips() {
+  if command -v ip >/dev/null 2>&1; then
+    ip -o addr show scope global 2>/dev/null | awk '{ split($4, a, "/"); print a[1] }'
+  else
+    hostname -I 2>/dev/null | tr ' ' '\n'
+  fi | grep -v -e '^$' -e '^127\.' -e '^::1$' -e '^fe80:' || true
+}
+if [ -n "${RUN_MEDIA_IP:-}" ]; then
+  media_ips="$RUN_MEDIA_IP"
+else
+  media_ips=$(machine_ips | paste -sd, -)
+fi
+media_warning=""
+if [ -z "$media_ips" ]; then
+  media_ips=127.0.0.1
+  media_warning="This machine has no non-loopback address: browsers will not reach the bridge's media
+  port on 127.0.0.1 (WebRTC never uses loopback without --allow-loopback-in-peer-connection).
+  Connect the machine to a network, or set RUN_MEDIA_IP to an address browsers can reach."
+fi
+# Loopback-only advertising binds the media port there too (nothing else can reach it anyway); any
+# other address binds all interfaces, as the bridge does by default.
+case "$media_ips" in 127.*) media_host=127.0.0.1 ;; *) media_host=0.0.0.0 ;; esac
 
 domain=meet.jitsi
 auth=auth.$domain
@@ -131,7 +162,7 @@ c2s_direct_tls_ports = {}
 component_ports = { $component }
 component_interfaces = { "127.0.0.1" }
 http_ports = { $http }
-http_interfaces = { "127.0.0.1" }
+http_interfaces = { "$listen_ip" }
 https_ports = {}
 legacy_ssl_ports = {}
 s2s_ports = {}
@@ -154,6 +185,10 @@ Component "$muc" "muc"
 Component "$internal" "muc"
   restrict_room_creation = true
   muc_room_locking = false
+  -- The brewery is for the focus and the bridge only (server admins, so owners of every room): rooms
+  -- here are members-only, as docker-jitsi-meet's muc_filter_access admits only the auth domain.
+  muc_room_default_members_only = true
+  muc_room_default_public_jids = true
 Component "$focus_domain"
   component_secret = "$secret"
 EOF
@@ -168,7 +203,7 @@ log "Prosody on 127.0.0.1:$c2s (XMPP), :$http (WebSocket)"
 env XMPP_SERVER=127.0.0.1 XMPP_PORT="$c2s" XMPP_DOMAIN="$domain" XMPP_AUTH_DOMAIN="$auth" \
   XMPP_INTERNAL_MUC_DOMAIN="$internal" JVB_AUTH_USER=jvb JVB_AUTH_PASSWORD="$jvb_pw" \
   JVB_BREWERY_MUC=jvbbrewery JVB_MUC_NICKNAME=jvb-local JVB_PORT="$media" JVB_MEDIA_HOST="$media_host" \
-  JVB_ADVERTISE_IPS="$media_ip" JVB_DISABLE_STUN=true JVB_REST_HOST=127.0.0.1 JVB_REST_PORT="$bridge_rest" \
+  JVB_ADVERTISE_IPS="$media_ips" JVB_DISABLE_STUN=true JVB_REST_HOST=127.0.0.1 JVB_REST_PORT="$bridge_rest" \
   "$bridge_bin" >"$tmp/bridge.log" 2>&1 &
 pids+=($!)
 bridge_pid=${pids[-1]}
@@ -183,13 +218,13 @@ focus_pid=${pids[-1]}
 # Healthy = the focus sees an operational bridge in the brewery.
 wait_http_ok "http://127.0.0.1:$focus_rest/about/health" focus "$focus_pid"
 kill -0 "$bridge_pid" 2>/dev/null || { log "bridge exited"; cat "$tmp/bridge.log" >&2; exit 1; }
-log "bridge on udp 127.0.0.1:$media (REST :$bridge_rest); focus REST :$focus_rest"
+log "bridge media on udp $media_host:$media, advertised as $media_ips (REST 127.0.0.1:$bridge_rest); focus REST 127.0.0.1:$focus_rest"
 
 # ---- demo page ------------------------------------------------------------------------------------
 cat > "$tmp/demo.json" <<EOF
-{"domain":"$domain","muc":"$muc","focus":"$focus_domain","serviceUrl":"ws://127.0.0.1:$http/xmpp-websocket","room":"$room","resolution":360}
+{"domain":"$domain","muc":"$muc","focus":"$focus_domain","websocketPort":$http,"room":"$room","resolution":360,"mediaPort":$media,"mediaAddresses":"$media_ips"}
 EOF
-node e2e/demo-server.js "$web" "$tmp/demo.json" >"$tmp/demo.url" 2>"$tmp/demo.log" &
+node e2e/demo-server.js "$web" "$tmp/demo.json" "$listen_ip" >"$tmp/demo.url" 2>"$tmp/demo.log" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$tmp/demo.url" ] && break; sleep 0.1; done
 url=$(cat "$tmp/demo.url")
@@ -197,10 +232,16 @@ url=$(cat "$tmp/demo.url")
 
 cat <<EOF
 
-  Local Jitsi deployment is up (Prosody + jitsi-rs bridge + jitsi-rs focus), all on 127.0.0.1.
+  Local Jitsi deployment is up (Prosody + jitsi-rs bridge + jitsi-rs focus).
 
     Open in two browser tabs:  $url
 
+  Browsers send media to the bridge at udp $media_ips port $media.
+  If the other tab's video stays black, the page tells why; most often a firewall drops that
+  UDP port, or the advertised address is not one the browser can reach (set RUN_MEDIA_IP).
+${media_warning:+
+  WARNING: $media_warning
+}
   Logs: $tmp/{prosody,bridge,focus}.log   Stats: http://127.0.0.1:$focus_rest/stats
   Press Ctrl-C to stop.
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test: installs what the tests need, then format, lint, and all tests
-# (unit, Prosody integration, browser end-to-end, manifest checks). Exits non-zero on the first failure.
+# (unit, Prosody integration, browser end-to-end, container images, manifest checks). Exits non-zero on
+# the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -10,7 +11,12 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo nextest (debug build: unit + integration tests)"
-cargo nextest run --workspace --locked --profile ci
+# The container tests run in their own step below.
+cargo nextest run --workspace --locked --profile ci -E 'not binary(container_images)'
+echo "== containers: build the bridge and focus images with podman and run them (focus/tests/container_images.rs)"
+containers_started=$SECONDS
+cargo nextest run -p focus --locked --profile ci --test container_images
+echo "== containers: $((SECONDS - containers_started)) s"
 if [ -x scripts/test-release.sh ]; then
   echo "== release-build tests"
   scripts/test-release.sh

@@ -12,11 +12,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use benches::svc::{av1_stream, captured, vp9_stream};
+use bridge::sfu::av1::DdSource;
 use bridge::sfu::av1::descriptor::MAX_LEN;
-use bridge::sfu::av1::{DdConfig, DdPacket, DdProjection, DdSource, DdTarget};
+use bridge::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget};
+use bridge::sfu::projection::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Target};
 use bridge::sfu::vp8;
+use bridge::sfu::vp9::Vp9Source;
 use bridge::sfu::vp9::descriptor as vp9d;
-use bridge::sfu::vp9::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Source, Vp9Target};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// The VP8 descriptor parse of `benches/benches/simulcast.rs` (20 ns on a quiet machine), measured

@@ -213,10 +213,7 @@ fn vp8_benches(c: &mut Criterion) {
     let t0 = Instant::now();
     let new_projection = || {
         let mut p = Projection::new_video(0, 0x1111, Some(0x2222), 0);
-        p.target = Target::Layer {
-            encoding: 0,
-            temporal: 1,
-        };
+        p.target = Target::layer(0, 1);
         p
     };
     let mut proj = new_projection();
@@ -283,10 +280,8 @@ fn vp8_benches(c: &mut Criterion) {
                     },
                     &mut out,
                 );
-                if let (Some((pic, tl0)), Some(h)) = (r.vp8, info.vp8.as_ref()) {
-                    let off = out.len() - (pkt.as_bytes().len() - pkt.header_len());
-                    vp8::rewrite(&mut out[off..], h, pic, tl0);
-                }
+                let off = out.len() - (pkt.as_bytes().len() - pkt.header_len());
+                r.payload.apply(&info.frame, &mut out, off);
             }
             black_box(out.len())
         })

@@ -11,7 +11,7 @@ use bridge::sfu::{
     EndpointHandle, EndpointParams, MediaKind, MediaSourceDesc, Output, Sfu, SfuConfig,
     TransportEvent,
 };
-use signaling::media::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::rtp_description::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup};
 
 pub const OPUS: u8 = 111;

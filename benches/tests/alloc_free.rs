@@ -2,51 +2,26 @@
 //! `handle_rtp` (video and audio, 1 and 50 receivers) and NACK → RTX after warm-up, and the SVC
 //! codec paths (`bridge::sfu::av1`, `bridge::sfu::vp9`) on Chromium-like streams.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use benches::svc;
 use benches::{
     Fixture, KEYFRAME_INTERVAL, OPUS, PACKETS_PER_FRAME, VP8, rtp_packet, set_seq_ts, ssrcs,
 };
+use bridge::sfu::av1::DdSource;
 use bridge::sfu::av1::descriptor::MAX_LEN;
-use bridge::sfu::av1::{DdConfig, DdPacket, DdProjection, DdSource, DdTarget};
+use bridge::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget};
+use bridge::sfu::projection::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Target};
 use bridge::sfu::rtcp;
-use bridge::sfu::vp9::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Source, Vp9Target};
+use bridge::sfu::vp9::Vp9Source;
 use bridge::sfu::{Output, SfuConfig, Stat};
 
-/// Counts allocations of the current thread only (the test harness allocates on other threads).
-struct Counting;
+mod counting;
 
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+use counting::allocs;
 
 #[global_allocator]
-static A: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
+static A: counting::Counting = counting::Counting;
 
 #[test]
 fn the_counter_sees_allocations_of_this_thread() {

@@ -1,8 +1,6 @@
 //! The congestion-control and speaker components do not allocate per packet / per feedback
 //! once warm: transport-cc generator and parser, send-side estimator, NACK generator, DSI.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use bridge::sfu::bwe::{BweConfig, SendSideBwe};
@@ -12,37 +10,12 @@ use bridge::sfu::speaker::SpeakerDetector;
 use bridge::sfu::tcc_feedback::TransportFeedback;
 use bridge::sfu::tcc_feedback::generator::{GeneratorConfig, TccFeedbackGenerator};
 
-/// Counts allocations of the current thread only.
-struct Counting;
+mod counting;
 
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+use counting::allocs;
 
 #[global_allocator]
-static A: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
+static A: counting::Counting = counting::Counting;
 
 /// Sender → link (20 ms delay, every 30th packet lost) → receiver's generator → estimator, for
 /// `ms` milliseconds at 2 packets per ms; plus NACK generation on the same sequence numbers.

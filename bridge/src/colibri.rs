@@ -1,7 +1,7 @@
 //! COLIBRI2 `conference-modify` → operations on the media plane, answered with
-//! `conference-modified` or a [`Colibri2ErrorResponse`] (brief §2.1–2.3).
+//! `conference-modified` or a [`Colibri2ErrorResponse`] (jitsi-videobridge `jvb/src/main/kotlin/org/jitsi/videobridge/colibri2/Colibri2ConferenceHandler.kt`).
 //!
-//! Sans-IO: [`conference_modify`] runs synchronously inside the media task on the [`Plane`] (sfu +
+//! Sans-IO: [`conference_modify`] runs synchronously inside the media worker on the [`Plane`] (sfu +
 //! shell tables) and the port's [`PortState`] (transports), and is unit-tested without sockets.
 //! The rules are the reference bridge's (jitsi-videobridge `Videobridge.getOrCreateConference`,
 //! `Colibri2ConferenceHandler`):
@@ -31,13 +31,13 @@ use signaling::colibri2::{
     self, Colibri2ErrorResponse as Error, ConferenceModified, ConferenceModify, Endpoint, MucRole,
     Sctp, SctpRole, Sources, Transport, capability,
 };
-use signaling::media::{MediaType, RtpParameters};
+use signaling::ice_udp::IceUdpTransport;
+use signaling::rtp_description::{MediaType, RtpParameters};
 use signaling::sources::Source;
-use signaling::transport::IceUdpTransport;
 use signaling::xmpp::BareJid;
 
 use crate::lifecycle::Admission;
-use crate::media::{ConferenceMeta, EndpointMeta, Key, Plane, random_token};
+use crate::media::plane::{Key, Plane};
 use crate::sfu::{
     ConferenceHandle, EndpointParams, EndpointUpdate, FeedbackSources, ForceMute, MediaKind,
     MediaSourceDesc, SfuError,
@@ -82,11 +82,11 @@ pub fn conference_modify(
     {
         resp.sources = Some(feedback_sources(fb));
     }
-    let alive = plane.conferences.contains_key(&conf);
+    let alive = plane.sfu.meeting_id(conf).is_some();
     if req.expire {
         tracing::info!(meeting_id = req.meeting_id, "conference expire requested");
         plane.with_sfu(now, port, |sfu, out| sfu.expire_conference(now, conf, out));
-    } else if alive && !req.create && plane.endpoint_count(conf) == 0 {
+    } else if alive && !req.create && plane.sfu.endpoint_count(conf) == 0 {
         tracing::info!(
             meeting_id = req.meeting_id,
             "all endpoints removed; expiring the conference"
@@ -114,14 +114,7 @@ fn create_conference(
         .sfu
         .create_conference(now, &req.meeting_id, req.name.as_deref())
         .map_err(|e| sfu_error(e, &req.meeting_id, ""))?;
-    plane.conferences.insert(
-        conf,
-        ConferenceMeta {
-            meeting_id: req.meeting_id.clone(),
-            ws_id: random_token(16),
-            created_at: now,
-        },
-    );
+    plane.add_conference(conf);
     tracing::info!(meeting_id = req.meeting_id, name = ?req.name, "conference created");
     Ok(conf)
 }
@@ -251,7 +244,7 @@ fn endpoint(
     }
     let mut answer = Endpoint::new(e.id.clone());
     if created {
-        answer.transport = Some(local_answer(plane, port, conf, key, e)?);
+        answer.transport = Some(local_answer(plane, port, key, e)?);
     }
     Ok(answer)
 }
@@ -335,20 +328,14 @@ fn create_endpoint(
         env.counters.clone(),
     )
     .map_err(|err| internal(format!("transport setup failed: {err}")))?;
-    let meeting_id = plane
-        .conferences
-        .get(&conf)
-        .map(|c| c.meeting_id.clone())
-        .unwrap_or_default();
+    let meeting_id = plane.sfu.meeting_id(conf).unwrap_or_default().to_owned();
     let key = plane
         .with_sfu(now, port, |sfu, out| {
             sfu.create_endpoint(now, conf, params, out)
         })
         .map_err(|err| sfu_error(err, &meeting_id, &e.id))?;
     port.add_endpoint(key, ep);
-    plane
-        .endpoints
-        .insert(key, EndpointMeta::new(&e.id, conf, visitor));
+    plane.add_endpoint(key);
     tracing::info!(
         meeting_id,
         endpoint = e.id,
@@ -366,7 +353,7 @@ fn update_endpoint(
     key: Key,
     e: &Endpoint,
 ) -> Result<(), Error> {
-    let visitor = plane.endpoints.get(&key).is_some_and(|m| m.visitor);
+    let visitor = plane.sfu.endpoint_info(key).is_some_and(|i| i.visitor);
     let mut u = EndpointUpdate::default();
     let mut any = false;
     if let Some(a) = rtp(e, MediaType::Audio) {
@@ -430,7 +417,6 @@ fn apply_remote_transport(
 fn local_answer(
     plane: &Plane,
     port: &PortState<Key>,
-    conf: ConferenceHandle,
     key: Key,
     e: &Endpoint,
 ) -> Result<Transport, Error> {
@@ -438,13 +424,8 @@ fn local_answer(
         .endpoint(&key)
         .ok_or_else(|| internal("transport vanished".into()))?;
     let mut ice = local_transport(ep, plane.env.candidates.clone());
-    if let (Some(base), Some(c), Some(m)) = (
-        &plane.env.colibri_ws_base,
-        plane.conferences.get(&conf),
-        plane.endpoints.get(&key),
-    ) {
-        ice.web_sockets
-            .push(format!("{base}/{}/{}?pwd={}", c.ws_id, e.id, m.ws_password));
+    if let Some(url) = plane.ws_url(key) {
+        ice.web_sockets.push(url);
     }
     let sctp = e.transport.as_ref().and_then(|t| t.sctp).map(|_| Sctp {
         port: Some(SCTP_PORT),
@@ -461,11 +442,12 @@ fn local_answer(
 mod tests {
     use super::*;
     use crate::media::{MediaEnv, MediaSettings};
+    use crate::random::TokenRng;
     use crate::sfu::SfuConfig;
     use signaling::colibri2::{Condition, ForceMute as C2ForceMute, Reason};
-    use signaling::media::{PayloadType, RtpHdrExt, hdrext};
+    use signaling::ice_udp::{Candidate, Fingerprint, Setup};
+    use signaling::rtp_description::{PayloadType, RtpHdrExt, hdrext};
     use signaling::sources::{Semantics, SsrcGroup};
-    use signaling::transport::{Candidate, Fingerprint, Setup};
     use signaling::xml::XmlElement;
 
     fn setup() -> (Plane, PortState<Key>) {
@@ -481,7 +463,10 @@ mod tests {
         };
         let env = MediaEnv::new(&settings, settings.bind).unwrap();
         let port = PortState::new(env.counters.clone());
-        (Plane::new(SfuConfig::default(), env), port)
+        (
+            Plane::new(SfuConfig::default(), env, TokenRng::new([9; 32])),
+            port,
+        )
     }
 
     fn media() -> Vec<colibri2::Media> {
@@ -607,7 +592,10 @@ mod tests {
         assert_ne!(a.sources[0].ssrc, v.sources[0].ssrc);
         assert_eq!(a.sources[0].name.as_deref(), Some("jvb-a0"));
         assert_eq!(port.keys().count(), 1);
-        assert_eq!(plane.conference_sizes(), vec![1]);
+        assert_eq!(
+            crate::media::publish::export(&plane).conference_sizes,
+            vec![1]
+        );
 
         // An update without create: no transport, no feedback sources.
         let mut upd = Endpoint::new("ab12cd34");
@@ -850,7 +838,10 @@ mod tests {
         run(&mut plane, &mut port, &exp).unwrap();
         assert!(plane.sfu.find_conference("m3").is_none());
         assert_eq!(port.keys().count(), 0);
-        assert_eq!(plane.export().conferences_completed, 3);
+        assert_eq!(
+            crate::media::publish::export(&plane).conferences_completed,
+            3
+        );
     }
 
     #[test]

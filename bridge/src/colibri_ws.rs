@@ -26,7 +26,10 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::media::{Key, MediaCommand, MediaHandle, WsRefusal};
+use crate::media::handle::MediaHandle;
+use crate::media::plane::Key;
+use crate::media::worker::MediaCommand;
+use crate::media::ws::WsRefusal;
 
 /// Keepalive ping period (JVB: 15 s).
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use clap::{Arg, ArgMatches};
 use serde::Serialize;
-use signaling::service::settings::{self, SettingsError};
-use signaling::service::{
+use service::settings::{self, SettingsError};
+use service::{
     Env, HostPort, LogFormat, Origin, format_duration, hostname, parse_bool, parse_duration,
     parse_host_ports, parse_list, parse_log_filter, parse_port, parse_u64,
 };
@@ -243,7 +243,7 @@ pub struct Config {
 // ---------------------------------------------------------------------------------------------------
 // Layers
 
-signaling::settings_layer! {
+service::settings_layer! {
     /// One configuration layer (env, TOML file or flags): every setting optional.
     pub struct Layer {
     disable_xmpp: bool,
@@ -305,7 +305,7 @@ macro_rules! set {
     };
 }
 
-/// One setting of the bridge (see [`signaling::service::settings`]).
+/// One setting of the bridge (see [`service::settings`]).
 pub type Setting = settings::Setting<Layer, Config>;
 
 /// Why the configuration could not be loaded.

@@ -18,7 +18,7 @@ use bridge::sfu::dsi::DominantSpeakerIdentification;
 use bridge::stats::{StatsSample, StatsSource};
 use bridge::xmpp::{XmppClients, XmppDeps, XmppStatus};
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use signaling::service::{Env, ProcessSignal, Signals, init_tracing, parse_duration};
+use service::{Env, ProcessSignal, Signals, init_tracing, parse_duration};
 
 const ABOUT: &str = "Jitsi-compatible selective forwarding unit (drop-in for jitsi-videobridge)";
 

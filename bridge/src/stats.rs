@@ -747,7 +747,7 @@ impl BridgeMetrics {
 
     /// Text exposition format 0.0.4.
     pub fn render(&self) -> String {
-        signaling::service::encode_prometheus_text(&self.registry)
+        service::encode_prometheus_text(&self.registry)
     }
 }
 

@@ -1,5 +1,5 @@
 //! The real `bridge` binary as a JVB drop-in, against real peers: a real Prosody
-//! (`signaling::testing`), this test acting as the focus over XMPP (`signaling::xmpp`: logs in as
+//! (`testkit`), this test acting as the focus over XMPP (`signaling::xmpp`: logs in as
 //! `focus@auth`, joins the brewery, reads the bridge's stats presence, allocates with COLIBRI2), and
 //! two headless Chromium participants (e2e/bridge-peers.js + e2e/pages/bridge-peer.html) whose SDP
 //! the test builds from the COLIBRI2 answers, as jicofo + lib-jitsi-meet do with Jingle.
@@ -25,23 +25,23 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use bridge::transport::stun::{Builder, Class, METHOD_BINDING, Message};
 use serde_json::{Value, json};
+use service::{HttpResponse, http_request};
 use signaling::brewery::Stats;
 use signaling::colibri2::{
     Colibri2ErrorResponse, Condition, ConferenceModified, ConferenceModify, Endpoint, Media,
     MediaSource, Reason, Sctp, Sources, Transport, capability,
 };
 use signaling::health::HealthCheck;
-use signaling::media::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::ice_udp::{Candidate, Fingerprint, IceUdpTransport, Setup};
 use signaling::ns;
-use signaling::service::{HttpResponse, http_request};
+use signaling::rtp_description::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup};
-use signaling::testing::{
+use signaling::xml::XmlElement;
+use signaling::xmpp::{self, BareJid, Event, IqError, Jid, MucJoin, XmppHandle};
+use testkit::{
     JVB_PASSWORD, Prosody, ProsodyOptions, e2e_dir, ensure_browser_harness, free_tcp_port,
     free_udp_port,
 };
-use signaling::transport::{Candidate, Fingerprint, IceUdpTransport, Setup};
-use signaling::xml::XmlElement;
-use signaling::xmpp::{self, BareJid, Event, IqError, Jid, MucJoin, XmppHandle};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
@@ -1311,7 +1311,7 @@ fn manifest_env(
     media_port: u16,
     rest_port: u16,
 ) -> Result<Vec<(String, String)>> {
-    Ok(signaling::testing::manifest_env(
+    Ok(testkit::manifest_env(
         "bridge",
         &[
             ("HOST_IP", "127.0.0.1"),

@@ -22,7 +22,7 @@ use bridge::transport::{
     SrtpProfile, TransportConfig, TransportEvent,
 };
 use serde_json::Value;
-use signaling::testing::{e2e_dir, ensure_browser_harness};
+use testkit::{e2e_dir, ensure_browser_harness};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 

@@ -15,7 +15,7 @@ use bridge::control::ControlPlane;
 use bridge::health::{Health, HealthRegistry};
 use bridge::lifecycle::{Admission, ShutdownState};
 use bridge::stats::{StatsSample, StatsSource};
-use signaling::service::{Env, HttpResponse, http_request};
+use service::{Env, HttpResponse, http_request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bridge");
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -671,8 +671,5 @@ fn control_plane_in_process_graceful_shutdown_waits_for_endpoints() {
     });
     rt.block_on(cp.close());
     let err = http_request("GET", &format!("{base}/about/health"), None, TIMEOUT).unwrap_err();
-    assert!(matches!(
-        err,
-        signaling::service::HttpClientError::Unreachable { .. }
-    ));
+    assert!(matches!(err, service::HttpClientError::Unreachable { .. }));
 }

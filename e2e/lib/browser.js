@@ -10,8 +10,11 @@ const { chromium } = require('playwright-core');
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
-// Flags from shared/real-peers.md, plus loopback candidates so ICE can stay on 127.0.0.1.
-const FLAGS = [
+// Fake camera and microphone, no background network traffic (the machine's network is closed). A stock
+// browser uses no loopback address for WebRTC; tests that keep media on 127.0.0.1 add
+// LOOPBACK_FLAG, tests of what users get (`stock: true`) do not.
+const LOOPBACK_FLAG = '--allow-loopback-in-peer-connection';
+const STOCK_FLAGS = [
   '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream',
   '--no-sandbox',
@@ -21,11 +24,14 @@ const FLAGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
-  '--allow-loopback-in-peer-connection',
 ];
+const FLAGS = [...STOCK_FLAGS, LOOPBACK_FLAG];
 
-/** Launches Chromium with a fresh profile; returns { context, close }. */
-async function launch(extraArgs = []) {
+/**
+ * Launches Chromium with a fresh profile; returns { context, close }. `stock` leaves out the loopback
+ * test flag, as a user's browser is.
+ */
+async function launch(extraArgs = [], { stock = false } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`chromium not found at ${CHROMIUM} (run scripts/install-deps.sh)`);
   }
@@ -33,7 +39,7 @@ async function launch(extraArgs = []) {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [...FLAGS, ...extraArgs],
+    args: [...(stock ? STOCK_FLAGS : FLAGS), ...extraArgs],
   });
   const close = async () => {
     try { await context.close(); } catch (_) { /* already gone */ }
@@ -45,10 +51,11 @@ async function launch(extraArgs = []) {
 const TYPES = { '.html': 'text/html', '.js': 'application/javascript', '.json': 'application/json' };
 
 /**
- * Serves `dir` on 127.0.0.1 (random port, or `port`); returns { url, close }. `routes` maps extra URL
- * paths to files outside `dir` (e.g. vendored scripts) or to functions returning a body.
+ * Serves `dir` on `host` (127.0.0.1 unless given; random port, or `port`); returns { url, close }.
+ * `routes` maps extra URL paths to files outside `dir` (e.g. vendored scripts) or to functions
+ * returning a body.
  */
-async function serve(dir = path.join(__dirname, '..', 'pages'), routes = {}, port = 0) {
+async function serve(dir = path.join(__dirname, '..', 'pages'), routes = {}, port = 0, host = '127.0.0.1') {
   const root = path.resolve(dir);
   const server = http.createServer((req, res) => {
     const rel = decodeURIComponent((req.url || '/').split('?')[0]);
@@ -69,10 +76,11 @@ async function serve(dir = path.join(__dirname, '..', 'pages'), routes = {}, por
   });
   await new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', resolve);
+    server.listen(port, host, resolve);
   });
   const bound = server.address().port;
-  return { url: `http://127.0.0.1:${bound}`, close: () => new Promise((r) => server.close(r)) };
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return { url: `http://${shown}:${bound}`, close: () => new Promise((r) => server.close(r)) };
 }
 
 /** Writes one JSON line to stdout (the test reads them). */
@@ -94,4 +102,4 @@ async function* commands() {
   }
 }
 
-module.exports = { launch, serve, emit, commands, FLAGS };
+module.exports = { launch, serve, emit, commands, FLAGS, STOCK_FLAGS };

@@ -8,13 +8,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use signaling::service::LogFormat;
+use service::LogFormat;
 
 use serde::Deserialize;
 use thiserror::Error;
 
 use crate::core::offer::CodecConfig;
-use crate::core::{BridgeConfig, ConferenceConfig, SelectionStrategy};
+use crate::core::{AuthConfig, AuthKind, BridgeConfig, ConferenceConfig, SelectionStrategy};
 
 /// Why the configuration could not be assembled.
 #[derive(Debug, Error, PartialEq)]
@@ -70,11 +70,55 @@ pub struct ComponentConfig {
     pub secret: String,
 }
 
+/// Secure domain (Jicofo `jicofo.authentication`, docker `ENABLE_AUTH`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSettings {
+    pub kind: AuthKind,
+    /// The domain whose users are authenticated; `None`: `XMPP_DOMAIN` (what docker renders).
+    pub login_url: Option<String>,
+    /// Keep authentication sessions after their conference (XMPP only; JWT sessions never are).
+    pub enable_auto_login: bool,
+    /// How long an unused session lives (XMPP only; JWT sessions live one minute).
+    pub lifetime: Duration,
+}
+
+impl AuthSettings {
+    /// Jicofo's defaults for `kind`.
+    pub fn new(kind: AuthKind) -> Self {
+        AuthSettings {
+            kind,
+            login_url: None,
+            enable_auto_login: true,
+            lifetime: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// docker's `AUTH_TYPE`s: `jwt` is token authentication, the others (`internal`, `ldap`, `matrix`,
+/// `hybrid_matrix_token`) log users in to `XMPP_DOMAIN` with Prosody checking the credentials.
+fn parse_auth_type(name: &str, v: &str) -> Result<AuthKind, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "jwt" => Ok(AuthKind::Jwt),
+        "internal" | "ldap" | "matrix" | "hybrid_matrix_token" | "xmpp" => Ok(AuthKind::Xmpp),
+        _ => Err(invalid(
+            name,
+            v,
+            "expected internal, jwt, ldap, matrix or hybrid_matrix_token",
+        )),
+    }
+}
+
 /// REST server on 8888.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestConfig {
     pub host: IpAddr,
     pub port: u16,
+    /// Serve `/about/health` (Jicofo `jicofo.health.enabled`, docker `JICOFO_ENABLE_HEALTH_CHECKS`).
+    /// On unless turned off, unlike Jicofo, whose default is off: Jicofo's check starts a test
+    /// conference, ours only reads state the focus already has (an operational bridge, the XMPP
+    /// connection), and the images' HEALTHCHECK, the manifests' probes, run.sh and the load test ask it.
+    /// Off, the path is not served, as Jicofo leaves it out (404).
+    pub health: bool,
 }
 
 /// The whole configuration of the `focus` binary.
@@ -88,6 +132,13 @@ pub struct Config {
     pub internal_muc_domain: String,
     /// `JVB_BREWERY_MUC`: the brewery room's local part.
     pub brewery_room: String,
+    /// Whether breakout rooms (`breakout.<XMPP_DOMAIN>`, docker's `ENABLE_BREAKOUT_ROOMS`, default on)
+    /// are conference rooms the focus serves, and their MUC service if not the docker one.
+    pub breakout_rooms: bool,
+    pub breakout_muc_domain: Option<String>,
+    /// Domains whose accounts may be bridges in the brewery; empty: the domain the focus logs in to
+    /// on the brewery connection (`XMPP_AUTH_DOMAIN`, or `JVB_XMPP_AUTH_DOMAIN` on a separate server).
+    pub bridge_trusted_domains: Vec<String>,
     pub client: XmppClientConfig,
     /// A separate XMPP server for the brewery (`ENABLE_JVB_XMPP_SERVER`); `None` uses `client`.
     pub service: Option<XmppClientConfig>,
@@ -103,6 +154,11 @@ pub struct Config {
     pub codecs: CodecConfig,
     pub rest: RestConfig,
     pub log_json: bool,
+    /// Secure domain; `None`: everyone may create rooms.
+    pub auth: Option<AuthSettings>,
+    /// The `av_moderation` Prosody component (`avmoderation.<XMPP_DOMAIN>` in docker) whose A/V
+    /// moderation messages are trusted.
+    pub av_moderation_component: Option<String>,
 }
 
 impl Default for Config {
@@ -112,6 +168,9 @@ impl Default for Config {
             muc_domain: "muc.meet.jitsi".into(),
             internal_muc_domain: "internal-muc.meet.jitsi".into(),
             brewery_room: "jvbbrewery".into(),
+            breakout_rooms: true,
+            breakout_muc_domain: None,
+            bridge_trusted_domains: Vec::new(),
             client: XmppClientConfig {
                 host: "xmpp.meet.jitsi".into(),
                 port: 5222,
@@ -125,6 +184,7 @@ impl Default for Config {
             service_muc_domain: None,
             component: None,
             client_proxy: Some(format!("focus.{xmpp_domain}")),
+            av_moderation_component: Some(format!("avmoderation.{xmpp_domain}")),
             xmpp_domain,
             reply_timeout: Duration::from_secs(15),
             conference: ConferenceConfig::default(),
@@ -133,8 +193,10 @@ impl Default for Config {
             rest: RestConfig {
                 host: IpAddr::from([127, 0, 0, 1]),
                 port: 8888,
+                health: true,
             },
             log_json: false,
+            auth: None,
         }
     }
 }
@@ -147,6 +209,58 @@ impl Config {
             .as_deref()
             .unwrap_or(&self.internal_muc_domain);
         format!("{}@{}", self.brewery_room, domain)
+    }
+
+    /// The MUC services whose rooms the focus serves: `XMPP_MUC_DOMAIN` and the breakout-room service.
+    /// Conference requests for other rooms (the brewery above all) are refused.
+    pub fn conference_domains(&self) -> Vec<String> {
+        let mut d = vec![self.muc_domain.clone()];
+        d.extend(self.breakout_domain());
+        d
+    }
+
+    /// The breakout-room MUC service, if breakout rooms are on.
+    pub fn breakout_domain(&self) -> Option<String> {
+        self.breakout_rooms.then(|| {
+            self.breakout_muc_domain
+                .clone()
+                .unwrap_or_else(|| format!("breakout.{}", self.xmpp_domain))
+        })
+    }
+
+    /// Domains whose accounts may be bridges (see [`Config::bridge_trusted_domains`]).
+    pub fn bridge_domains(&self) -> Vec<String> {
+        if !self.bridge_trusted_domains.is_empty() {
+            return self.bridge_trusted_domains.clone();
+        }
+        let login = self.service.as_ref().unwrap_or(&self.client);
+        vec![login.login_domain.clone()]
+    }
+
+    /// The core's authentication settings: users of the login domain (`XMPP_DOMAIN` unless set) are
+    /// authenticated; JWT sessions are short and per conference, as Jicofo fixes them.
+    pub fn auth_config(&self) -> Option<AuthConfig> {
+        let a = self.auth.as_ref()?;
+        let domain = a.login_url.as_deref().unwrap_or(&self.xmpp_domain);
+        Some(match a.kind {
+            AuthKind::Jwt => AuthConfig::new(AuthKind::Jwt, domain),
+            AuthKind::Xmpp => AuthConfig {
+                enable_auto_login: a.enable_auto_login,
+                lifetime: a.lifetime,
+                ..AuthConfig::new(AuthKind::Xmpp, domain)
+            },
+        })
+    }
+
+    /// Sets `XMPP_DOMAIN` and the names derived from it (the client_proxy and A/V moderation
+    /// components).
+    fn set_xmpp_domain(&mut self, v: &str) {
+        self.client_proxy = Some(format!("focus.{v}"));
+        self.av_moderation_component = Some(format!("avmoderation.{v}"));
+        if let Some(c) = self.component.as_mut() {
+            c.jid = format!("focus.{v}");
+        }
+        self.xmpp_domain = v.to_owned();
     }
 
     /// The focus's bare JID as clients see it (`focus@auth.meet.jitsi`).
@@ -182,13 +296,7 @@ impl Config {
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let mut e = EnvReader { get: &get };
 
-        if e.bool("JICOFO_ENABLE_AUTH")?.or(e.bool("ENABLE_AUTH")?) == Some(true) {
-            return Err(ConfigError::Unsupported(
-                "ENABLE_AUTH/JICOFO_ENABLE_AUTH=1: authentication is not supported by this focus; \
-                 unset it (rooms are open to every client Prosody admits)"
-                    .into(),
-            ));
-        }
+        self.apply_auth_env(&e)?;
         if e.bool("ENABLE_VISITORS")? == Some(true) {
             return Err(ConfigError::Unsupported(
                 "ENABLE_VISITORS=1: visitor nodes are not supported by this focus".into(),
@@ -196,8 +304,7 @@ impl Config {
         }
 
         if let Some(v) = get("XMPP_DOMAIN") {
-            self.client_proxy = Some(format!("focus.{v}"));
-            self.xmpp_domain = v;
+            self.set_xmpp_domain(&v);
         }
         if let Some(v) = get("XMPP_MUC_DOMAIN") {
             self.muc_domain = v;
@@ -228,6 +335,13 @@ impl Config {
         }
         if let Some(v) = get("JVB_BREWERY_MUC") {
             self.brewery_room = v;
+        }
+        if let Some(v) = e.bool("ENABLE_BREAKOUT_ROOMS")? {
+            self.breakout_rooms = v;
+        }
+        // Ours (docker has no such variable): bridges' account domains when not the auth domain.
+        if let Some(v) = get("JICOFO_BRIDGE_TRUSTED_DOMAINS") {
+            self.bridge_trusted_domains = split_list(&v);
         }
         if let Some(v) = e.bool("XMPP_USE_TLS")? {
             self.client.use_tls = Some(v);
@@ -298,6 +412,10 @@ impl Config {
         if let Some(v) = get("JICOFO_OCTO_REGION") {
             self.bridge.local_region = Some(v);
         }
+        if let Some(v) = get("JICOFO_BRIDGE_REGION_GROUPS") {
+            self.bridge.region_groups = parse_region_groups(&v)
+                .map_err(|r| invalid("JICOFO_BRIDGE_REGION_GROUPS", &v, r))?;
+        }
         if let Some(v) = e.bool("JICOFO_ENABLE_BRIDGE_HEALTH_CHECKS")? {
             self.bridge.health_checks_enabled = v;
         }
@@ -342,6 +460,9 @@ impl Config {
         if let Some(v) = e.bool("ENABLE_AUTO_OWNER")? {
             self.conference.enable_auto_owner = v;
         }
+        if let Some(v) = e.bool("ENABLE_MODERATOR_CHECKS")? {
+            self.conference.enable_moderator_checks = v;
+        }
         if let Some(v) = e.num::<usize>("JICOFO_MIN_PARTICIPANTS")? {
             self.conference.min_participants = v;
         }
@@ -358,6 +479,9 @@ impl Config {
         if let Some(v) = e.num::<u16>("JICOFO_REST_PORT")? {
             self.rest.port = v;
         }
+        if let Some(v) = e.bool("JICOFO_ENABLE_HEALTH_CHECKS")? {
+            self.rest.health = v;
+        }
         if let Some(v) = e.bool("JICOFO_LOG_JSON")? {
             self.log_json = v;
         }
@@ -366,6 +490,38 @@ impl Config {
             self.log_json = v == LogFormat::Json;
         }
         let _ = &mut e;
+        Ok(())
+    }
+
+    /// The jicofo image's authentication variables (its `jicofo.conf` template): `JICOFO_ENABLE_AUTH`
+    /// (default `ENABLE_AUTH`), `JICOFO_AUTH_TYPE` (default `AUTH_TYPE`, default `internal`),
+    /// `ENABLE_AUTO_LOGIN`, `JICOFO_AUTH_LIFETIME`; the login domain is `XMPP_DOMAIN`.
+    /// `ENABLE_GUESTS` and `XMPP_GUEST_DOMAIN` configure Prosody and the web app, not the focus: a
+    /// guest is anyone not logged in to `XMPP_DOMAIN`.
+    fn apply_auth_env(&mut self, e: &EnvReader<'_>) -> Result<(), ConfigError> {
+        let enabled = match e.bool("JICOFO_ENABLE_AUTH")? {
+            Some(v) => v,
+            None => e.bool("ENABLE_AUTH")?.unwrap_or(false),
+        };
+        if !enabled {
+            return Ok(());
+        }
+        let (name, kind) = match (e.get)("JICOFO_AUTH_TYPE") {
+            Some(v) => ("JICOFO_AUTH_TYPE", Some(v)),
+            None => ("AUTH_TYPE", (e.get)("AUTH_TYPE")),
+        };
+        let kind = match kind {
+            Some(v) => parse_auth_type(name, &v)?,
+            None => AuthKind::Xmpp,
+        };
+        let mut a = AuthSettings::new(kind);
+        if let Some(v) = e.bool("ENABLE_AUTO_LOGIN")? {
+            a.enable_auto_login = v;
+        }
+        if let Some(v) = e.duration("JICOFO_AUTH_LIFETIME")? {
+            a.lifetime = v;
+        }
+        self.auth = Some(a);
         Ok(())
     }
 
@@ -391,11 +547,7 @@ impl Config {
             self.client.port = v;
         }
         if let Some(v) = &f.xmpp_domain {
-            self.client_proxy = Some(format!("focus.{v}"));
-            if let Some(c) = self.component.as_mut() {
-                c.jid = format!("focus.{v}");
-            }
-            self.xmpp_domain = v.clone();
+            self.set_xmpp_domain(v);
         }
         if let Some(v) = &f.auth_domain {
             self.client.login_domain = v.clone();
@@ -469,6 +621,25 @@ impl Config {
                 return Err(invalid(name, value, "not a valid XMPP domain"));
             }
         }
+        let brewery_domain = self.brewery_jid();
+        let brewery_domain = brewery_domain.split_once('@').map_or("", |(_, d)| d);
+        for d in self.conference_domains() {
+            if d.eq_ignore_ascii_case(brewery_domain) {
+                return Err(invalid(
+                    "XMPP_MUC_DOMAIN",
+                    &d,
+                    "is the brewery's MUC service (XMPP_INTERNAL_MUC_DOMAIN); conference rooms must \
+                     live elsewhere",
+                ));
+            }
+            if jid::BareJid::new(&d).is_err() || d.contains('@') {
+                return Err(invalid(
+                    "xmpp.breakout-muc-domain",
+                    &d,
+                    "not a valid XMPP domain",
+                ));
+            }
+        }
         if jid::BareJid::new(&self.brewery_jid()).is_err() {
             return Err(invalid(
                 "JVB_BREWERY_MUC",
@@ -481,6 +652,16 @@ impl Config {
                 "JICOFO_AUTH_USER",
                 &self.client.username,
                 "not a valid user name",
+            ));
+        }
+        if let Some(a) = &self.auth
+            && let Some(d) = &a.login_url
+            && (jid::BareJid::new(d).is_err() || d.contains('@'))
+        {
+            return Err(invalid(
+                "authentication.login-url",
+                d,
+                "not a valid XMPP domain",
             ));
         }
         if self.conference.min_participants == 0 {
@@ -542,11 +723,11 @@ impl EnvReader<'_> {
 
 /// docker's `toBool`: 1/0, true/false, yes/no, on/off (any case).
 pub fn parse_bool(v: &str) -> Option<bool> {
-    signaling::service::parse_bool(v).ok()
+    service::parse_bool(v).ok()
 }
 
 /// A HOCON-style duration: `20 seconds`, `20s`, `1 minute`, `500 ms`. Unlike
-/// `signaling::service::parse_duration`, a bare number is milliseconds, as HOCON (and so Jicofo, whose
+/// `service::parse_duration`, a bare number is milliseconds, as HOCON (and so Jicofo, whose
 /// docker template pastes these variables into `jicofo.conf`) reads it.
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let s = v.trim().trim_matches('"').trim();
@@ -569,6 +750,39 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
         return Err("out of range".into());
     }
     Ok(Duration::from_millis(millis as u64))
+}
+
+/// docker's `JICOFO_BRIDGE_REGION_GROUPS`, pasted into `region-groups = [ … ]` of jicofo.conf: HOCON
+/// lists of region names, e.g. `["us-east", "us-west"], ["eu-central", "eu-west"]` (quotes optional).
+fn parse_region_groups(v: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut groups = Vec::new();
+    let mut rest = v.trim();
+    while !rest.is_empty() {
+        let open = rest
+            .strip_prefix('[')
+            .ok_or("expected a list like [\"us-east\", \"us-west\"]")?;
+        let (inner, after) = open.split_once(']').ok_or("unclosed '['")?;
+        let group: Vec<String> = inner
+            .split(',')
+            .map(|r| r.trim().trim_matches('"').trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
+        if group.is_empty() {
+            return Err("empty region group".into());
+        }
+        groups.push(group);
+        rest = after.trim_start().trim_start_matches(',').trim_start();
+    }
+    Ok(groups)
+}
+
+/// A comma-separated list, blanks dropped.
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn split_host_port(name: &str, v: &str) -> Result<(String, Option<u16>), ConfigError> {
@@ -665,6 +879,28 @@ pub struct TomlConfig {
     pub codec: Option<TomlCodec>,
     pub rest: Option<TomlRest>,
     pub log_json: Option<bool>,
+    pub authentication: Option<TomlAuthentication>,
+    pub health: Option<TomlHealth>,
+}
+
+/// Jicofo's `jicofo.health` keys (only `enabled`: whether `/about/health` is served).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlHealth {
+    pub enabled: Option<bool>,
+}
+
+/// Jicofo's `jicofo.authentication` keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TomlAuthentication {
+    pub enabled: Option<bool>,
+    /// `XMPP` or `JWT` (Jicofo's names) or a docker `AUTH_TYPE`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub login_url: Option<String>,
+    pub enable_auto_login: Option<bool>,
+    pub authentication_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -677,12 +913,16 @@ pub struct TomlXmpp {
     pub muc_domain: Option<String>,
     pub internal_muc_domain: Option<String>,
     pub brewery_room: Option<String>,
+    /// `""` disables breakout rooms.
+    pub breakout_muc_domain: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
     pub use_tls: Option<bool>,
     pub component_secret: Option<String>,
     pub component_port: Option<u16>,
     pub client_proxy: Option<String>,
+    /// The `av_moderation` component's domain; empty ignores A/V moderation messages.
+    pub av_moderation_component: Option<String>,
     pub reply_timeout: Option<String>,
 }
 
@@ -699,6 +939,7 @@ pub struct TomlConference {
     pub strip_simulcast: Option<bool>,
     pub use_json_encoded_sources: Option<bool>,
     pub enable_auto_owner: Option<bool>,
+    pub enable_moderator_checks: Option<bool>,
     pub restart_min_interval: Option<String>,
     pub restart_max_requests: Option<u32>,
     pub restart_interval: Option<String>,
@@ -718,6 +959,8 @@ pub struct TomlBridge {
     pub health_checks: Option<bool>,
     pub health_check_interval: Option<String>,
     pub health_checks_use_presence: Option<bool>,
+    /// Account domains of bridges (default: the auth domain of the brewery connection).
+    pub trusted_domains: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -774,13 +1017,16 @@ impl TomlConfig {
             }
             set(&mut c.client.port, x.port);
             if let Some(v) = &x.domain {
-                c.client_proxy = Some(format!("focus.{v}"));
-                c.xmpp_domain = v.clone();
+                c.set_xmpp_domain(v);
             }
             set(&mut c.client.login_domain, x.auth_domain.clone());
             set(&mut c.muc_domain, x.muc_domain.clone());
             set(&mut c.internal_muc_domain, x.internal_muc_domain.clone());
             set(&mut c.brewery_room, x.brewery_room.clone());
+            if let Some(v) = &x.breakout_muc_domain {
+                c.breakout_rooms = !v.is_empty();
+                c.breakout_muc_domain = (!v.is_empty()).then(|| v.clone());
+            }
             set(&mut c.client.username, x.username.clone());
             set(&mut c.client.password, x.password.clone());
             if x.use_tls.is_some() {
@@ -803,6 +1049,9 @@ impl TomlConfig {
             }
             if let Some(v) = &x.client_proxy {
                 c.client_proxy = if v.is_empty() { None } else { Some(v.clone()) };
+            }
+            if let Some(v) = &x.av_moderation_component {
+                c.av_moderation_component = if v.is_empty() { None } else { Some(v.clone()) };
             }
             if let Some(d) = toml_duration("xmpp.reply-timeout", &x.reply_timeout)? {
                 c.reply_timeout = d;
@@ -827,6 +1076,7 @@ impl TomlConfig {
             set(&mut k.strip_simulcast, x.strip_simulcast);
             set(&mut k.use_json_encoded_sources, x.use_json_encoded_sources);
             set(&mut k.enable_auto_owner, x.enable_auto_owner);
+            set(&mut k.enable_moderator_checks, x.enable_moderator_checks);
             if let Some(d) =
                 toml_duration("conference.restart-min-interval", &x.restart_min_interval)?
             {
@@ -875,6 +1125,9 @@ impl TomlConfig {
                 &mut b.health_checks_use_presence,
                 x.health_checks_use_presence,
             );
+            if let Some(v) = &x.trusted_domains {
+                c.bridge_trusted_domains = v.clone();
+            }
         }
         if let Some(x) = &self.codec {
             for (name, v) in x.video.iter().flatten() {
@@ -927,11 +1180,59 @@ impl TomlConfig {
             }
             set(&mut c.codecs.extmap_allow_mixed, x.extmap_allow_mixed);
         }
+        if let Some(x) = &self.authentication {
+            x.apply(c)?;
+        }
         if let Some(x) = &self.rest {
             set(&mut c.rest.host, x.host);
             set(&mut c.rest.port, x.port);
         }
+        if let Some(x) = &self.health {
+            set(&mut c.rest.health, x.enabled);
+        }
         set(&mut c.log_json, self.log_json);
+        Ok(())
+    }
+}
+
+impl TomlAuthentication {
+    fn apply(&self, c: &mut Config) -> Result<(), ConfigError> {
+        let kind = self
+            .kind
+            .as_deref()
+            .map(|k| match k.trim().to_ascii_uppercase().as_str() {
+                "NONE" => Ok(None),
+                "XMPP" => Ok(Some(AuthKind::Xmpp)),
+                _ => parse_auth_type("authentication.type", k).map(Some),
+            })
+            .transpose()?;
+        let enabled = match (self.enabled, kind) {
+            (Some(false), _) | (_, Some(None)) => false,
+            (Some(true), _) | (None, Some(Some(_))) => true,
+            (None, None) => c.auth.is_some(),
+        };
+        if !enabled {
+            c.auth = None;
+            return Ok(());
+        }
+        let mut a = c
+            .auth
+            .take()
+            .unwrap_or_else(|| AuthSettings::new(kind.flatten().unwrap_or(AuthKind::Xmpp)));
+        if let Some(Some(k)) = kind {
+            a.kind = k;
+        }
+        if let Some(v) = &self.login_url {
+            a.login_url = Some(v.clone());
+        }
+        set(&mut a.enable_auto_login, self.enable_auto_login);
+        if let Some(d) = toml_duration(
+            "authentication.authentication-lifetime",
+            &self.authentication_lifetime,
+        )? {
+            a.lifetime = d;
+        }
+        c.auth = Some(a);
         Ok(())
     }
 }
@@ -984,6 +1285,22 @@ mod tests {
     }
 
     #[test]
+    fn health_checks_are_on_unless_turned_off() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("JICOFO_AUTH_PASSWORD", "x")];
+            all.extend_from_slice(pairs);
+            Config::load(&env(&all), &Flags::default()).unwrap()
+        };
+        assert!(load(&[]).rest.health, "served without the variable");
+        assert!(load(&[("JICOFO_ENABLE_HEALTH_CHECKS", "true")]).rest.health);
+        assert!(!load(&[("JICOFO_ENABLE_HEALTH_CHECKS", "0")]).rest.health);
+        let mut c = load(&[]);
+        c.apply_toml("[health]\nenabled = false\n", "t.toml")
+            .unwrap();
+        assert!(!c.rest.health);
+    }
+
+    #[test]
     fn rest_address_and_log_format_from_the_manifests_variables() {
         let e = env(&[
             ("JICOFO_AUTH_PASSWORD", "x"),
@@ -1008,6 +1325,7 @@ mod tests {
             ("JICOFO_REST_PORT", "http"),
             ("JICOFO_REST_HOST", "localhost:1"),
             ("LOG_FORMAT", "xml"),
+            ("JICOFO_ENABLE_HEALTH_CHECKS", "maybe"),
         ] {
             let e = env(&[("JICOFO_AUTH_PASSWORD", "x"), (name, bad)]);
             let err = Config::load(&e, &Flags::default()).unwrap_err();
@@ -1046,11 +1364,102 @@ mod tests {
             ConfigError::Missing(_)
         ));
 
-        let e = env(&[("JICOFO_AUTH_PASSWORD", "x"), ("ENABLE_AUTH", "1")]);
-        assert!(matches!(
-            Config::load(&e, &Flags::default()).unwrap_err(),
-            ConfigError::Unsupported(_)
-        ));
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("ENABLE_AUTH", "1"),
+            ("AUTH_TYPE", "kerberos"),
+        ]);
+        let err = Config::load(&e, &Flags::default()).unwrap_err();
+        assert!(err.to_string().contains("AUTH_TYPE"), "{err}");
+    }
+
+    #[test]
+    fn secure_domain_as_the_jicofo_image_maps_it() {
+        // Off by default, and with ENABLE_AUTH=0.
+        let c = Config::load(&env(&[("JICOFO_AUTH_PASSWORD", "x")]), &Flags::default()).unwrap();
+        assert_eq!(c.auth_config(), None);
+        // ENABLE_AUTH=1, AUTH_TYPE internal (the default): users of XMPP_DOMAIN are authenticated.
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("ENABLE_AUTH", "1"),
+            ("ENABLE_GUESTS", "1"),
+            ("XMPP_DOMAIN", "meet.example"),
+            ("XMPP_GUEST_DOMAIN", "guest.meet.example"),
+        ]);
+        let c = Config::load(&e, &Flags::default()).unwrap();
+        let a = c.auth_config().unwrap();
+        assert_eq!(a.kind, AuthKind::Xmpp);
+        assert_eq!(a.login_domain, "meet.example");
+        assert!(a.enable_auto_login);
+        assert_eq!(a.lifetime, Duration::from_secs(86400));
+        // JICOFO_ENABLE_AUTH wins over ENABLE_AUTH; lifetime and auto-login are read.
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("ENABLE_AUTH", "1"),
+            ("JICOFO_ENABLE_AUTH", "0"),
+        ]);
+        assert_eq!(
+            Config::load(&e, &Flags::default()).unwrap().auth_config(),
+            None
+        );
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("JICOFO_ENABLE_AUTH", "true"),
+            ("AUTH_TYPE", "ldap"),
+            ("ENABLE_AUTO_LOGIN", "0"),
+            ("JICOFO_AUTH_LIFETIME", "2 hours"),
+        ]);
+        let a = Config::load(&e, &Flags::default())
+            .unwrap()
+            .auth_config()
+            .unwrap();
+        assert_eq!(a.kind, AuthKind::Xmpp);
+        assert!(!a.enable_auto_login);
+        assert_eq!(a.lifetime, Duration::from_secs(7200));
+        // JWT: external, per-conference sessions of a minute, whatever the variables say.
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("ENABLE_AUTH", "1"),
+            ("AUTH_TYPE", "internal"),
+            ("JICOFO_AUTH_TYPE", "jwt"),
+            ("ENABLE_AUTO_LOGIN", "1"),
+        ]);
+        let a = Config::load(&e, &Flags::default())
+            .unwrap()
+            .auth_config()
+            .unwrap();
+        assert_eq!(a.kind, AuthKind::Jwt);
+        assert!(!a.enable_auto_login);
+        assert_eq!(a.lifetime, Duration::from_secs(60));
+        // TOML: Jicofo's keys.
+        let mut c = Config::default();
+        c.apply_toml(
+            "[authentication]\nenabled = true\ntype = \"XMPP\"\nlogin-url = \"corp.example\"\nauthentication-lifetime = \"10 minutes\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let a = c.auth_config().unwrap();
+        assert_eq!(a.login_domain, "corp.example");
+        assert_eq!(a.lifetime, Duration::from_secs(600));
+        c.apply_toml("[authentication]\ntype = \"NONE\"\n", "t.toml")
+            .unwrap();
+        assert_eq!(c.auth_config(), None);
+    }
+
+    #[test]
+    fn moderator_checks_and_the_av_moderation_component_follow_docker() {
+        let e = env(&[
+            ("JICOFO_AUTH_PASSWORD", "x"),
+            ("XMPP_DOMAIN", "meet.example"),
+            ("ENABLE_MODERATOR_CHECKS", "0"),
+        ]);
+        let c = Config::load(&e, &Flags::default()).unwrap();
+        assert!(!c.conference.enable_moderator_checks);
+        assert_eq!(
+            c.av_moderation_component.as_deref(),
+            Some("avmoderation.meet.example")
+        );
+        assert!(Config::default().conference.enable_moderator_checks);
     }
 
     #[test]

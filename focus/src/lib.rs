@@ -5,7 +5,9 @@
 //! REST API on 8888 ([`api`], [`metrics`]).
 
 pub mod api;
+pub mod conference_http;
 pub mod config;
 pub mod core;
+pub mod docker_env;
 pub mod metrics;
 pub mod shell;

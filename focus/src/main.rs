@@ -1,7 +1,8 @@
 //! The `focus` binary.
 //!
 //! `focus [OPTIONS]` runs the focus; `focus healthcheck [--url URL]` exits 0 iff a running focus's
-//! `/about/health` answers 200 (for images without curl). See `focus --help`.
+//! `/about/health` answers 200 (for images without curl; with health checks turned off, iff its REST API
+//! answers). See `focus --help`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use focus::config::{Config, Flags};
-use signaling::service::{LogFormat, ProcessSignal, Signals, http_request, init_tracing};
-use tracing::{error, info};
+use service::{LogFormat, ProcessSignal, Signals, http_request, init_tracing};
+use tracing::{error, info, warn};
 
 /// Jitsi conference focus (drop-in for Jicofo).
 ///
@@ -30,6 +31,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Exit 0 iff the focus's GET /about/health answers 200.
+    ///
+    /// With JICOFO_ENABLE_HEALTH_CHECKS=false the focus serves no /about/health (as Jicofo); the
+    /// default URL is then /about/version: the check only says the focus answers.
     Healthcheck {
         /// Health URL (default: from JICOFO_REST_HOST/JICOFO_REST_PORT as the focus itself reads
         /// them, on 127.0.0.1 when bound to all interfaces; http://127.0.0.1:8888/about/health).
@@ -69,7 +73,7 @@ fn main() -> ExitCode {
 }
 
 /// The health URL of a focus started with this process's environment (the image's HEALTHCHECK runs
-/// in the container's environment).
+/// in the container's environment): `/about/health`, or `/about/version` when health checks are off.
 fn default_health_url() -> Result<String, focus::config::ConfigError> {
     let mut config = Config::default();
     config.apply_env(&|name: &str| std::env::var(name).ok())?;
@@ -78,8 +82,13 @@ fn default_health_url() -> Result<String, focus::config::ConfigError> {
     } else {
         config.rest.host
     };
+    let path = if config.rest.health {
+        "/about/health"
+    } else {
+        "/about/version"
+    };
     Ok(format!(
-        "http://{}/about/health",
+        "http://{}{path}",
         std::net::SocketAddr::new(host, config.rest.port)
     ))
 }
@@ -102,6 +111,9 @@ fn run(flags: &Flags) -> ExitCode {
     if let Err(e) = init_tracing(format, &filter) {
         eprintln!("focus: {e}");
         return ExitCode::from(2);
+    }
+    for i in focus::docker_env::ignored(&env) {
+        warn!(variable = i.name, value = %i.value, "{} is ignored: {}", i.name, i.effect);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -133,7 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the REST API to {addr}"))?;
     info!(rest = %listener.local_addr().unwrap_or(addr), xmpp = %config.client.host, "focus started");
-    let app = focus::api::router(running.handle.clone(), metrics);
+    let app = focus::api::router(running.handle.clone(), metrics, config.rest.health);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let signal: ProcessSignal = signals.recv().await;
     info!(?signal, "stopping");

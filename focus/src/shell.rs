@@ -32,9 +32,14 @@ use crate::core::{
 #[derive(Debug)]
 pub enum Query {
     Stats(oneshot::Sender<FocusStats>),
+    /// A conference request from the REST API, answered as the `<conference>` IQ would be.
+    ConferenceRequest(Element, oneshot::Sender<RestReply>),
     Health(oneshot::Sender<Health>),
     Debug(oneshot::Sender<Vec<crate::core::ConferenceDebug>>),
 }
+
+/// The core's answer to a conference request that came over HTTP.
+pub type RestReply = Result<Option<Element>, crate::core::StanzaError>;
 
 /// What `/about/health` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +67,25 @@ impl LoopHandle {
         rx.await.ok()
     }
 
+    /// Hands a `<conference>` request to the core; `None` when the loop is gone.
+    pub async fn conference_request(&self, request: Element) -> Option<RestReply> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Query::ConferenceRequest(request, tx))
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
     pub async fn health(&self) -> Option<Health> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Query::Health(tx)).await.ok()?;
         rx.await.ok()
     }
 }
+
+/// The sender the core sees for conference requests that came over HTTP (they have no JID).
+pub const REST_SENDER: &str = "http";
 
 /// How long an unanswered incoming IQ is kept before it is answered `service-unavailable`.
 const INCOMING_IQ_LIFETIME: Duration = Duration::from_secs(60);
@@ -103,9 +121,15 @@ pub fn core_config(config: &Config) -> anyhow::Result<CoreConfig> {
         Link::Client
     };
     core.reply_timeout = config.reply_timeout;
+    core.conference_domains = config.conference_domains();
+    core.breakout_domain = config.breakout_domain();
+    core.bridge_domains = config.bridge_domains();
     core.conference = config.conference.clone();
     core.bridge = config.bridge.clone();
     core.codecs = config.codecs.clone();
+    core.auth = config.auth_config();
+    core.client_proxy = config.client_proxy.clone();
+    core.av_moderation_component = config.av_moderation_component.clone();
     Ok(core)
 }
 
@@ -183,6 +207,9 @@ struct Shell {
     service: Option<XmppHandle>,
     answers: mpsc::UnboundedSender<Answer>,
     incoming: HashMap<(Link, String, String), (IncomingIq, Instant)>,
+    /// Conference requests from the REST API waiting for the core's answer, by request id.
+    rest: HashMap<String, oneshot::Sender<RestReply>>,
+    next_rest_id: u64,
     online: HashMap<Link, bool>,
 }
 
@@ -215,6 +242,8 @@ async fn run(
         service,
         answers,
         incoming: HashMap::new(),
+        rest: HashMap::new(),
+        next_rest_id: 0,
         online: HashMap::new(),
     };
     let mut housekeeping = tokio::time::interval(Duration::from_secs(10));
@@ -241,6 +270,18 @@ async fn run(
                 match q {
                     Query::Stats(tx) => { let _ = tx.send(focus.stats(now)); }
                     Query::Debug(tx) => { let _ = tx.send(focus.debug()); }
+                    Query::ConferenceRequest(payload, tx) => {
+                        shell.next_rest_id += 1;
+                        let id = format!("rest-{}", shell.next_rest_id);
+                        shell.rest.insert(id.clone(), tx);
+                        focus.handle(now, Input::Iq(IqRequest {
+                            link: Link::Rest,
+                            from: REST_SENDER.into(),
+                            id,
+                            kind: IqKind::Set,
+                            payload,
+                        }));
+                    }
                     Query::Health(tx) => {
                         let _ = tx.send(Health {
                             xmpp_online: shell.online.get(&Link::Client).copied().unwrap_or(false),
@@ -255,6 +296,8 @@ async fn run(
             _ = housekeeping.tick() => {
                 let now = Instant::now();
                 shell.incoming.retain(|_, (_, at)| now.duration_since(*at) < INCOMING_IQ_LIFETIME);
+                // HTTP clients that went away.
+                shell.rest.retain(|_, tx| !tx.is_closed());
             }
             _ = shutdown.changed() => {
                 info!("shutting down: leaving rooms");
@@ -314,6 +357,7 @@ impl Shell {
             Link::Client => &self.client,
             Link::Component => self.component.as_ref().unwrap_or(&self.client),
             Link::Service => self.service.as_ref().unwrap_or(&self.client),
+            Link::Rest => &self.client,
         }
     }
 
@@ -374,7 +418,15 @@ impl Shell {
                     },
                 );
             }
-            Event::Message(_) => {}
+            Event::Message(m) => {
+                focus.handle(
+                    now,
+                    Input::Message {
+                        link,
+                        message: Element::from(m),
+                    },
+                );
+            }
             Event::MucRejoined { .. }
             | Event::MucRejoinFailed { .. }
             | Event::MucRemoved { .. } => {}
@@ -414,6 +466,16 @@ impl Shell {
                         },
                     )
                     .await;
+                }
+                Output::Reply {
+                    link: Link::Rest,
+                    id,
+                    response,
+                    ..
+                } => {
+                    if let Some(tx) = self.rest.remove(&id) {
+                        let _ = tx.send(response);
+                    }
                 }
                 Output::Reply {
                     link,

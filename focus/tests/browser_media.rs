@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::browser::Participants;
+use common::browser::{Participants, Seen, seen, sessions, wait_media};
 use common::{BridgeProcess, FocusProcess, TestClient, el, start_prosody, wait_for_bridges};
 use serde_json::Value;
 use signaling::jingle::Jingle;
@@ -15,91 +14,6 @@ use signaling::ns;
 use signaling::source_map::ConferenceSourceMap;
 use signaling::xml::XmlElement;
 use signaling::xmpp::{BareJid, DefinedCondition, Event, IqError, Jid, MucJoin};
-
-/// What a receiver saw of one sender at one instant.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Seen {
-    audio_bytes: f64,
-    audio_samples: f64,
-    video_bytes: f64,
-    frames: f64,
-}
-
-fn seen(stats: &Value, page: &str, sender: &str) -> Option<Seen> {
-    let r = &stats[page]["remote"][sender];
-    if r["audio"].is_null() || r["video"].is_null() {
-        return None;
-    }
-    let n = |v: &Value| v.as_f64().unwrap_or(0.0);
-    Some(Seen {
-        audio_bytes: n(&r["audio"]["bytesReceived"]),
-        audio_samples: n(&r["audio"]["totalSamplesReceived"]),
-        video_bytes: n(&r["video"]["bytesReceived"]),
-        frames: n(&r["video"]["framesDecoded"]),
-    })
-}
-
-/// Waits until every page in `pages` (id → its endpoint) receives audio and video from every other one:
-/// audio bytes and decoded samples rising, video bytes rising and frames decoded. With `new_session`,
-/// only counts a page once its Jingle session differs from the one given (after a move). Returns how
-/// long it took.
-async fn wait_media(
-    p: &mut Participants,
-    pages: &[(&str, &str)],
-    timeout: Duration,
-    new_session: Option<&HashMap<String, String>>,
-) -> Duration {
-    let start = Instant::now();
-    let mut last: HashMap<(String, String), Seen> = HashMap::new();
-    loop {
-        let s = p.stats().await;
-        let mut missing = Vec::new();
-        for (page, me) in pages {
-            let sid = s[*page]["sid"].as_str().unwrap_or_default().to_owned();
-            let old = new_session.and_then(|m| m.get(*page));
-            for (_, other) in pages.iter().filter(|(_, e)| e != me) {
-                let key = ((*page).to_owned(), (*other).to_owned());
-                let now = seen(&s, page, other);
-                let ok = match (now, last.get(&key)) {
-                    (Some(n), Some(prev)) => {
-                        n.audio_bytes > prev.audio_bytes
-                            && n.audio_samples > prev.audio_samples
-                            && n.video_bytes > prev.video_bytes
-                            && n.frames > 0.0
-                            && old.is_none_or(|o| *o != sid)
-                    }
-                    _ => false,
-                };
-                if let Some(n) = now {
-                    last.insert(key, n);
-                }
-                if !ok {
-                    missing.push(format!("{page} <- {other}: {now:?}"));
-                }
-            }
-        }
-        if missing.is_empty() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "media not flowing after {timeout:?}: {missing:?}\n{s}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn sessions(stats: &Value, pages: &[&str]) -> HashMap<String, String> {
-    pages
-        .iter()
-        .map(|p| {
-            (
-                (*p).to_owned(),
-                stats[*p]["sid"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_three_participants_then_one_leaves_then_a_fourth_joins() {
@@ -469,112 +383,5 @@ async fn e2e_bad_input_is_refused_and_the_conference_continues() {
         "[{:?}] browsers closed ({:?} since the test started)",
         t0.elapsed(),
         test_start.elapsed()
-    );
-}
-
-/// The main job: `scripts/run.sh` brings up Prosody, the bridge, the focus and the demo page; two
-/// headless tabs on the printed URL talk to each other; a screenshot shows both videos playing; Ctrl-C
-/// (SIGINT) stops everything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_run_sh_demo_page_with_two_tabs() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
-    common::init_tracing();
-    let bridge = tokio::task::block_in_place(common::bridge_binary);
-    // run.sh takes release binaries from $CARGO_TARGET_DIR/release: point that at the binaries under test.
-    let fake_target = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(bridge.parent().unwrap(), fake_target.path().join("release"))
-        .unwrap();
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut run = Command::new("bash")
-        .arg(repo.join("scripts/run.sh"))
-        .env("CARGO_TARGET_DIR", fake_target.path())
-        .env("RUN_NO_BUILD", "1")
-        .env("RUN_WEB_PORT", common::free_port().to_string())
-        .env("RUN_ROOM", "selftalk")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start scripts/run.sh");
-    let stdout = run.stdout.take().unwrap();
-    let url = tokio::task::spawn_blocking(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(u) = line
-                .split_whitespace()
-                .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("room="))
-            {
-                return Some(u.to_owned());
-            }
-        }
-        None
-    })
-    .await
-    .unwrap()
-    .expect("run.sh printed the demo URL");
-    println!("demo page: {url}");
-
-    let mut p = Participants::start_with(serde_json::json!({})).await;
-    p.open("tab1", &url).await;
-    p.open("tab2", &url).await;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let shot = std::env::temp_dir().join(format!("jitsi-rs-demo-{}.png", std::process::id()));
-    loop {
-        let s = p.stats().await;
-        // Each tab: its own preview plus the other tab's video, both playing.
-        let playing = |tab: &str| {
-            let me = s[tab]["me"].as_str().unwrap_or_default().to_owned();
-            let videos = s[tab]["videos"].as_array().cloned().unwrap_or_default();
-            // Playing, and showing a picture (the fake camera's green frame, not black).
-            let shows =
-                |v: &Value| v["playing"] == true && v["luma"].as_f64().unwrap_or(0.0) > 20.0;
-            let remote_playing = videos
-                .iter()
-                .any(|v| shows(v) && v["id"] != "video-local" && v["id"] != format!("video-{me}"));
-            let local_playing = videos.iter().any(|v| v["id"] == "video-local" && shows(v));
-            remote_playing && local_playing
-        };
-        if playing("tab1") && playing("tab2") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "demo videos not playing: {s}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    p.screenshot("tab1", &shot).await;
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "screenshot looks empty"
-    );
-    println!("demo screenshot with two participants: {}", shot.display());
-    p.quit().await;
-
-    // Ctrl-C: everything stops.
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(run.id().to_string())
-        .status();
-    let status = tokio::task::spawn_blocking(move || run.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        status.code(),
-        Some(130),
-        "run.sh exits 130 on Ctrl-C: {status:?}"
-    );
-    let leftovers = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ps -eo args | grep -F '{}' | grep -v grep || true",
-            fake_target.path().display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&leftovers.stdout).trim().is_empty(),
-        "processes left running: {}",
-        String::from_utf8_lossy(&leftovers.stdout)
     );
 }

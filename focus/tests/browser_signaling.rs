@@ -22,9 +22,9 @@ use minidom::Element;
 use signaling::colibri2::{
     ConferenceModified, ConferenceModify, Endpoint, Sctp, Sources, Transport,
 };
+use signaling::ice_udp::{Candidate, Fingerprint, IceUdpTransport, Setup};
 use signaling::ns;
 use signaling::sources::Source;
-use signaling::transport::{Candidate, Fingerprint, IceUdpTransport, Setup};
 use signaling::xml::{Builder, XmlElement};
 use signaling::xmpp::{BareJid, Event, MucJoin};
 
@@ -75,11 +75,15 @@ fn answer(req: &ConferenceModify, n: usize) -> Element {
         out.endpoints.push(e);
     }
     if req.create || req.endpoints.iter().any(|e| e.create) {
-        let mut a =
-            signaling::colibri2::MediaSource::new(signaling::media::MediaType::Audio, "jvb-a0");
+        let mut a = signaling::colibri2::MediaSource::new(
+            signaling::rtp_description::MediaType::Audio,
+            "jvb-a0",
+        );
         a.sources.push(Source::named(1111, "jvb-a0"));
-        let mut v =
-            signaling::colibri2::MediaSource::new(signaling::media::MediaType::Video, "jvb-v0");
+        let mut v = signaling::colibri2::MediaSource::new(
+            signaling::rtp_description::MediaType::Video,
+            "jvb-v0",
+        );
         v.sources.push(Source::named(2222, "jvb-v0"));
         out.sources = Some(Sources {
             media_sources: vec![a, v],
@@ -95,7 +99,7 @@ async fn e2e_signalling_with_lib_jitsi_meet_offer_answer_and_source_add() {
 
     // The stand-in bridge.
     let brewery = BareJid::new(&format!("jvbbrewery@{}", prosody.internal_muc_domain())).unwrap();
-    let mut jvb = TestClient::connect(&prosody, "jvb", signaling::testing::JVB_PASSWORD).await;
+    let mut jvb = TestClient::connect(&prosody, "jvb", testkit::JVB_PASSWORD).await;
     let stats = Builder::new("stats", signaling::ns::COLIBRI)
         .children(
             [
@@ -194,7 +198,7 @@ async fn e2e_signalling_with_lib_jitsi_meet_offer_answer_and_source_add() {
         let video = sources
             .media_sources
             .iter()
-            .find(|m| m.media_type == signaling::media::MediaType::Video)
+            .find(|m| m.media_type == signaling::rtp_description::MediaType::Video)
             .expect("video media-source");
         // Chrome's simulcast: 3 SIM layers each with RTX.
         assert_eq!(video.sources.len(), 6, "{video:?}");

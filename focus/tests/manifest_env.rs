@@ -11,8 +11,8 @@ use common::{
     BridgeProcess, FocusProcess, TestClient, WAIT, client_proxy_config, free_port, free_udp_port,
     init_tracing,
 };
-use signaling::testing::{FOCUS_PASSWORD, JVB_PASSWORD, Prosody, ProsodyOptions, manifest_env};
 use signaling::xmpp::Jid;
+use testkit::{FOCUS_PASSWORD, JVB_PASSWORD, Prosody, ProsodyOptions, manifest_env};
 
 /// Where docker-jitsi-meet's Prosody puts the focus's client_proxy (our stand-in lives beside the
 /// harness's own `focus.meet.jitsi` component).

@@ -264,7 +264,7 @@ async fn brewery_occupants_with_stats_are_bridges() {
     let mut focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
     let brewery = BareJid::new(&format!("jvbbrewery@{}", prosody.internal_muc_domain())).unwrap();
     // A brewery occupant that publishes stats and answers health checks, as a bridge does.
-    let mut jvb = TestClient::connect(&prosody, "jvb", signaling::testing::JVB_PASSWORD).await;
+    let mut jvb = TestClient::connect(&prosody, "jvb", testkit::JVB_PASSWORD).await;
     let stats = Builder::new("stats", ns::COLIBRI)
         .children(
             [
@@ -407,10 +407,8 @@ async fn conference_requests_through_client_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brewery_on_a_separate_xmpp_server() {
     let prosody = start_prosody();
-    let brewery_prosody = signaling::testing::Prosody::start_with(
-        signaling::testing::ProsodyOptions::new("jvb.example"),
-    )
-    .expect("second Prosody");
+    let brewery_prosody = testkit::Prosody::start_with(testkit::ProsodyOptions::new("jvb.example"))
+        .expect("second Prosody");
     let server = format!("127.0.0.1:{}", brewery_prosody.ports().c2s);
     let env = [
         ("ENABLE_JVB_XMPP_SERVER", "1"),

@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use bridge::sfu::projection::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Target};
+use bridge::sfu::vp9::Vp9Source;
 use bridge::sfu::vp9::descriptor;
-use bridge::sfu::vp9::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Source, Vp9Target};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

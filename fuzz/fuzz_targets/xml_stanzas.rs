@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use signaling::xml::{Element, XmlElement, parse_element};
-use signaling::{brewery, colibri2, focus_iq, health, jingle, media, sources, transport};
+use signaling::{brewery, colibri2, focus_iq, health, ice_udp, jingle, rtp_description, sources};
 
 fn roundtrip<T: XmlElement + PartialEq + std::fmt::Debug>(el: &Element) {
     if let Ok(value) = T::from_element(el) {
@@ -33,13 +33,13 @@ fn payload(el: &Element) {
         "stats" => roundtrip::<brewery::Stats>(el),
         "healthcheck" => roundtrip::<health::HealthCheck>(el),
         "transport" => {
-            roundtrip::<transport::IceUdpTransport>(el);
+            roundtrip::<ice_udp::IceUdpTransport>(el);
             roundtrip::<colibri2::Transport>(el);
         }
-        "candidate" => roundtrip::<transport::Candidate>(el),
-        "fingerprint" => roundtrip::<transport::Fingerprint>(el),
-        "payload-type" => roundtrip::<media::PayloadType>(el),
-        "rtp-hdrext" => roundtrip::<media::RtpHdrExt>(el),
+        "candidate" => roundtrip::<ice_udp::Candidate>(el),
+        "fingerprint" => roundtrip::<ice_udp::Fingerprint>(el),
+        "payload-type" => roundtrip::<rtp_description::PayloadType>(el),
+        "rtp-hdrext" => roundtrip::<rtp_description::RtpHdrExt>(el),
         "source" => roundtrip::<sources::Source>(el),
         "ssrc-group" => roundtrip::<sources::SsrcGroup>(el),
         _ => {}

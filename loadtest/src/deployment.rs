@@ -1,5 +1,5 @@
 //! Where the participants go: an existing deployment (XMPP address and domains), or a local one
-//! started here on loopback — a real Prosody (`signaling::testing`), our `bridge` and our `focus`
+//! started here on loopback — a real Prosody (`testkit`), our `bridge` and our `focus`
 //! binaries (release builds for measurements) — with the process ids the sampler watches.
 
 use std::path::{Path, PathBuf};
@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use signaling::testing::{FOCUS_PASSWORD, JVB_PASSWORD, Prosody, ProsodyOptions};
 use signaling::xmpp::ServerAddr;
+use testkit::{FOCUS_PASSWORD, JVB_PASSWORD, Prosody, ProsodyOptions};
 
 /// The deployment the participants join.
 #[derive(Debug, Clone)]
@@ -178,8 +178,8 @@ impl LocalDeployment {
         let prosody =
             Prosody::start_with(popts).context("start Prosody (scripts/install-deps.sh)")?;
         let ports = prosody.ports();
-        let bridge_rest_port = signaling::testing::free_tcp_port()?;
-        let media_port = signaling::testing::free_udp_port()?;
+        let bridge_rest_port = testkit::free_tcp_port()?;
+        let media_port = testkit::free_udp_port()?;
         let mut cmd = Command::new(&bridge_bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -204,7 +204,7 @@ impl LocalDeployment {
         }
         let mut bridge = Proc::spawn("bridge", cmd, dir.path().join("bridge.log"))?;
 
-        let focus_rest_port = signaling::testing::free_tcp_port()?;
+        let focus_rest_port = testkit::free_tcp_port()?;
         let mut cmd = Command::new(&focus_bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -230,7 +230,7 @@ impl LocalDeployment {
             if let Some(e) = bridge.exited().or_else(|| focus.exited()) {
                 bail!("{e}");
             }
-            let ok = signaling::service::http_request("GET", &health, None, Duration::from_secs(2))
+            let ok = service::http_request("GET", &health, None, Duration::from_secs(2))
                 .is_ok_and(|r| r.status == 200);
             if ok {
                 break;

@@ -5,13 +5,14 @@
 //! bridge: anonymous XMPP login, the conference request to `focus.<domain>`, the MUC join with an
 //! 8-hex-character nickname, `session-accept` for the focus's `session-initiate` (its own ICE-UDP
 //! transport, DTLS `setup=active`, audio `<ep>-a0` and 3-layer simulcast video `<ep>-v0`), then the
-//! media plane as a client: ICE (controlled, full), DTLS client, SRTP, SCTP + DCEP for the bridge
-//! channel, synthetic Opus-sized audio with audio levels and VP8 simulcast with real payload
+//! media plane as a client — the bridge's own transport (`bridge::transport::EndpointTransport`)
+//! in the client role: ICE (controlled, full), DTLS client, SRTP, SCTP + DCEP for the bridge
+//! channel — synthetic Opus-sized audio with audio levels and VP8 simulcast with real payload
 //! descriptors, receive statistics, receiver reports and transport-cc feedback.
 //!
 //! Layout (sans-IO cores, thin async shells, as in the bridge):
-//! - [`ice`], [`dtls`], [`sctp`], [`transport`]: the client side of the media transport, reusing the
-//!   bridge's STUN codec, SRTP contexts and DCEP encoding;
+//! - the media transport is the bridge's (`bridge::transport`, `Role::Client`); nothing of it is
+//!   copied here;
 //! - [`rtp`], [`vp8`], [`sender`], [`receiver`]: synthetic media out, statistics and feedback in;
 //!   [`media`] puts them together with the bridge channel (sans-IO);
 //! - [`session`]: the Jingle/XMPP side of a participant (conference request, presence, disco answer,
@@ -21,8 +22,6 @@
 //!   pacing, the local deployment (Prosody + bridge + focus), server-side sampling, the report.
 
 pub mod deployment;
-pub mod dtls;
-pub mod ice;
 pub mod media;
 pub mod participant;
 pub mod procstat;
@@ -30,8 +29,6 @@ pub mod receiver;
 pub mod report;
 pub mod rtp;
 pub mod scenario;
-pub mod sctp;
 pub mod sender;
 pub mod session;
-pub mod transport;
 pub mod vp8;

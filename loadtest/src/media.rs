@@ -1,12 +1,14 @@
-//! One participant's media plane, sans-IO: the transport toward the bridge, the synthetic sender,
-//! the receiver statistics and feedback, and the bridge channel (what we send when it opens, what
-//! the bridge tells us: sender constraints, dominant speaker, forwarded sources).
+//! One participant's media plane, sans-IO: the transport toward the bridge (the bridge's own
+//! `EndpointTransport` in the client role), the synthetic sender, the receiver statistics and
+//! feedback, and the bridge channel (what we send when it opens, what the bridge tells us: sender
+//! constraints, dominant speaker, forwarded sources).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bridge::sfu::rtcp::{Compound, Packet};
+use bridge::transport::{DropCounters, DropReason, EndpointTransport, TransportEvent};
 use bytes::Bytes;
 use serde::Serialize;
 use signaling::bridge_channel::BridgeChannelMessage;
@@ -14,7 +16,6 @@ use signaling::bridge_channel::BridgeChannelMessage;
 use crate::receiver::{Kind, MediaReceiver, RemoteSource};
 use crate::sender::{MediaSender, PacketSink};
 use crate::session::receiver_constraints;
-use crate::transport::{ClientTransport, TransportEvent};
 
 /// When each step of the connection completed.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,6 +56,45 @@ pub struct RtcpCounters {
     pub max_uplink_fraction_lost: u8,
 }
 
+/// Datagrams the transport refused, by reason (a healthy run has zeros except `before_keys`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TransportDrops {
+    pub unvalidated_address: u64,
+    pub dtls: u64,
+    /// SRTP before the keys were ready.
+    pub before_keys: u64,
+    pub srtp_auth: u64,
+    pub malformed: u64,
+    pub unknown: u64,
+    pub sctp: u64,
+    pub stun: u64,
+}
+
+impl TransportDrops {
+    /// The report's grouping of the transport's drop counters.
+    pub fn from_counters(c: &DropCounters) -> Self {
+        TransportDrops {
+            unvalidated_address: c.get(DropReason::UnvalidatedAddress),
+            dtls: c.get(DropReason::DtlsError),
+            before_keys: c.get(DropReason::SrtpNotReady),
+            srtp_auth: c.get(DropReason::SrtpAuth),
+            malformed: c.get(DropReason::RtpMalformed),
+            unknown: c.get(DropReason::UnknownProtocol),
+            sctp: c.get(DropReason::SctpError),
+            stun: [
+                DropReason::StunMalformed,
+                DropReason::StunUnknownUfrag,
+                DropReason::StunBadIntegrity,
+                DropReason::StunBadFingerprint,
+                DropReason::StunUnexpected,
+            ]
+            .into_iter()
+            .map(|r| c.get(r))
+            .sum(),
+        }
+    }
+}
+
 /// Receive-side choices (the 2021 client in stage view).
 #[derive(Debug, Clone, Copy)]
 pub struct ReceiveView {
@@ -64,7 +104,7 @@ pub struct ReceiveView {
 
 /// The media plane of one participant.
 pub struct MediaEndpoint {
-    transport: ClientTransport,
+    transport: EndpointTransport,
     sender: MediaSender,
     receiver: MediaReceiver,
     video_source: String,
@@ -79,26 +119,27 @@ pub struct MediaEndpoint {
 
 /// Encrypts the sender's packets into the transport's queue.
 struct Sink<'a> {
-    transport: &'a mut ClientTransport,
+    transport: &'a mut EndpointTransport,
     errors: &'a mut u64,
 }
 
 impl PacketSink for Sink<'_> {
     fn rtp(&mut self, packet: &[u8]) {
-        if self.transport.send(packet, false).is_err() {
+        if self.transport.send_rtp(packet).is_err() {
             *self.errors += 1;
         }
     }
     fn rtcp(&mut self, packet: &[u8]) {
-        if self.transport.send(packet, true).is_err() {
+        if self.transport.send_rtcp(packet).is_err() {
             *self.errors += 1;
         }
     }
 }
 
 impl MediaEndpoint {
+    /// `transport` is a client-role transport that already has the bridge's remote transport.
     pub fn new(
-        transport: ClientTransport,
+        transport: EndpointTransport,
         sender: MediaSender,
         receiver: MediaReceiver,
         endpoint: &str,
@@ -119,8 +160,12 @@ impl MediaEndpoint {
         }
     }
 
-    pub fn transport(&self) -> &ClientTransport {
+    pub fn transport(&self) -> &EndpointTransport {
         &self.transport
+    }
+
+    pub fn transport_drops(&self) -> TransportDrops {
+        TransportDrops::from_counters(self.transport.counters())
     }
 
     pub fn sender(&self) -> &MediaSender {
@@ -165,7 +210,7 @@ impl MediaEndpoint {
         owners.sort_unstable();
         if let Some(first) = owners.first() {
             self.on_stage = Some((*first).to_owned());
-            if self.transport.channel_open() {
+            if self.transport.has_data_channel() {
                 self.send_constraints(now);
             }
         }
@@ -184,7 +229,7 @@ impl MediaEndpoint {
             self.view.stage_height,
             self.view.thumbnail_height,
         );
-        match self.transport.send_text(now, &msg) {
+        match self.transport.send_data_message(now, &msg) {
             Ok(()) => self.channel.sent += 1,
             Err(_) => self.send_errors += 1,
         }
@@ -197,7 +242,7 @@ impl MediaEndpoint {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.transport.handle_timeout(now);
-        if self.transport.has_keys() {
+        if self.transport.srtp_profile().is_some() {
             if self.sender.poll_timeout().is_some_and(|t| t <= now) {
                 let mut sink = Sink {
                     transport: &mut self.transport,
@@ -209,7 +254,7 @@ impl MediaEndpoint {
                 let transport = &mut self.transport;
                 let errors = &mut self.send_errors;
                 self.receiver.handle_timeout(now, |p| {
-                    if transport.send(p, true).is_err() {
+                    if transport.send_rtcp(p).is_err() {
                         *errors += 1;
                     }
                 });
@@ -219,7 +264,7 @@ impl MediaEndpoint {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let media = if self.transport.has_keys() {
+        let media = if self.transport.srtp_profile().is_some() {
             [self.sender.poll_timeout(), self.receiver.poll_timeout()]
         } else {
             [None, None]
@@ -231,7 +276,7 @@ impl MediaEndpoint {
     }
 
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
-        self.transport.poll_transmit()
+        self.transport.poll_transmit().map(|t| (t.to, t.data))
     }
 
     /// close_notify (leaving).
@@ -242,18 +287,24 @@ impl MediaEndpoint {
     fn drain_events(&mut self, now: Instant) {
         while let Some(e) = self.transport.poll_event() {
             match e {
-                TransportEvent::IceConnected(_) => {
+                TransportEvent::Connected(_) => {
                     self.milestones.ice_connected.get_or_insert(now);
                 }
-                TransportEvent::IceDisconnected => {}
+                TransportEvent::SelectedChanged(_) | TransportEvent::Disconnected => {}
                 TransportEvent::DtlsConnected(_) => {
                     self.milestones.dtls_connected.get_or_insert(now);
                 }
-                TransportEvent::ChannelOpen => {
+                TransportEvent::DataChannelOpen { .. } => {
                     self.milestones.channel_open.get_or_insert(now);
                     self.send_constraints(now);
                 }
-                TransportEvent::ChannelMessage(text) => self.on_channel_message(&text),
+                TransportEvent::DataChannelMessage(text) => self.on_channel_message(&text),
+                // The bridge closed DTLS or the SCTP association was lost: a participant without
+                // its bridge channel is broken.
+                TransportEvent::DataChannelClosed => {
+                    self.failure
+                        .get_or_insert_with(|| "the bridge channel closed".into());
+                }
                 TransportEvent::Rtp(p) => {
                     self.receiver.on_rtp(now, &p);
                     if self.milestones.first_media.is_none() {

@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge::transport::dtls::SrtpProfile;
-use bridge::transport::ice::IceCredentials;
+use bridge::transport::{
+    DropCounters, DtlsIdentity, EndpointTransport, IceCredentials, SrtpProfile, TransportConfig,
+};
 use minidom::Element;
 use serde::Serialize;
 use signaling::XmlElement;
@@ -23,9 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::dtls::ClientIdentity;
-use crate::ice::IceConfig;
-use crate::media::{ChannelCounters, MediaEndpoint, ReceiveView, RtcpCounters};
+use crate::media::{ChannelCounters, MediaEndpoint, ReceiveView, RtcpCounters, TransportDrops};
 use crate::receiver::{Kind, MediaReceiver, ReceiveDrops, TrackCounters};
 use crate::sender::{
     AudioConfig, LayerConfig, MediaSender, SendCounters, Speaking, VideoConfig, default_layers,
@@ -34,7 +34,6 @@ use crate::session::{
     LocalSources, Offer, conference_request, disco_info, is_disco_info, local_transport, negotiate,
     parse_offer, presence_extra, remote_sources, session_accept, session_terminate,
 };
-use crate::transport::{BridgeTransport, ClientTransport, TransportDrops};
 
 /// How long an IQ to the focus may take.
 const IQ_TIMEOUT: Duration = Duration::from_secs(15);
@@ -209,7 +208,8 @@ struct Participant {
     xmpp: XmppHandle,
     socket: UdpSocket,
     local_addr: SocketAddr,
-    identity: ClientIdentity,
+    /// Our certificate (one per participant, as a browser has one per peer connection).
+    identity: DtlsIdentity,
     sources: LocalSources,
     occupant: String,
     media: Option<MediaEndpoint>,
@@ -250,7 +250,7 @@ pub async fn run(
     let Ok(local_addr) = socket.local_addr() else {
         return fail(report, "UDP socket has no address".into());
     };
-    let identity = match ClientIdentity::generate() {
+    let identity = match DtlsIdentity::generate_named("loadtest") {
         Ok(i) => i,
         Err(e) => return fail(report, e.to_string()),
     };
@@ -612,20 +612,18 @@ impl Participant {
     fn start_session(&mut self, now: Instant, jingle: &Jingle) -> Result<(), String> {
         let offer = parse_offer(jingle).map_err(|e| e.to_string())?;
         let neg = negotiate(&offer).map_err(|e| e.to_string())?;
-        let creds = IceCredentials::random();
-        let transport = ClientTransport::new(
-            now,
-            creds.clone(),
+        let cfg = TransportConfig {
+            srtp_profiles: self.cfg.srtp_profiles.clone(),
+            ..TransportConfig::client()
+        };
+        let mut transport = EndpointTransport::new(
+            IceCredentials::random(),
             &self.identity,
-            BridgeTransport {
-                ice: offer.bridge.ice.clone(),
-                fingerprints: offer.bridge.fingerprints.clone(),
-                candidates: offer.bridge.candidates.clone(),
-            },
-            &self.cfg.srtp_profiles,
-            IceConfig::default(),
+            cfg,
+            Arc::new(DropCounters::new()),
         )
         .map_err(|e| e.to_string())?;
+        transport.set_remote(now, offer.bridge.clone());
         let audio = self
             .sources
             .audio
@@ -633,8 +631,8 @@ impl Participant {
             .map(|ssrc| AudioConfig {
                 ssrc,
                 payload_type: neg.opus.id,
-                audio_level_ext: neg.audio_ext(signaling::media::hdrext::AUDIO_LEVEL),
-                transport_cc_ext: neg.audio_ext(signaling::media::hdrext::TRANSPORT_CC),
+                audio_level_ext: neg.audio_ext(signaling::rtp_description::hdrext::AUDIO_LEVEL),
+                transport_cc_ext: neg.audio_ext(signaling::rtp_description::hdrext::TRANSPORT_CC),
                 payload_bytes: 80,
             });
         let video = (self.cfg.sender && !self.sources.video.is_empty()).then(|| VideoConfig {
@@ -655,8 +653,8 @@ impl Participant {
             },
             fps: 30,
             keyframe_interval: Duration::from_secs(3),
-            transport_cc_ext: neg.video_ext(signaling::media::hdrext::TRANSPORT_CC),
-            abs_send_time_ext: neg.video_ext(signaling::media::hdrext::ABS_SEND_TIME),
+            transport_cc_ext: neg.video_ext(signaling::rtp_description::hdrext::TRANSPORT_CC),
+            abs_send_time_ext: neg.video_ext(signaling::rtp_description::hdrext::ABS_SEND_TIME),
         });
         let sender = MediaSender::new(
             now,
@@ -676,7 +674,7 @@ impl Participant {
             self.cfg.view,
         );
         media.add_sources(now, remote_sources(&offer.sources, &self.cfg.endpoint));
-        let ours = local_transport(&creds, self.identity.fingerprint(), self.local_addr);
+        let ours = local_transport(media.transport(), self.local_addr);
         let accept = session_accept(&offer, &neg, &self.sources, &ours, &self.occupant);
         let to = self
             .focus_occupant
@@ -856,7 +854,7 @@ impl Participant {
         self.report.sent_layers = m.sender().enabled_layers();
         self.report.channel = m.channel.clone();
         self.report.rtcp = m.rtcp;
-        self.report.transport_drops = m.transport().drops();
+        self.report.transport_drops = m.transport_drops();
         self.report.receive_drops = m.receiver().drops;
         self.report.send_errors += m.send_errors;
         if let Some(f) = &m.failure

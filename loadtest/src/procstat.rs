@@ -206,7 +206,7 @@ pub struct Targets {
 
 fn take_sample(t: &Targets) -> Sample {
     let bridge = t.bridge_stats_url.as_ref().and_then(|u| {
-        signaling::service::http_request("GET", u, None, Duration::from_millis(800))
+        service::http_request("GET", u, None, Duration::from_millis(800))
             .ok()
             .filter(|r| r.status == 200)
             .and_then(|r| serde_json::from_str(&r.text()).ok())

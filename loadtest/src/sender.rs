@@ -698,11 +698,11 @@ mod tests {
                 if pkt.ssrc() != 12 {
                     return None;
                 }
-                let (d, _) = Descriptor::parse(pkt.payload()).ok()?;
-                if !d.start {
+                let h = bridge::sfu::vp8::parse(pkt.payload()).ok()?;
+                if !h.start_of_partition {
                     return None;
                 }
-                Some((d.picture_id?, d.tl0_pic_idx?, d.tid?, d.layer_sync))
+                Some((h.picture_id?, h.tl0picidx?, h.tid?, h.layer_sync))
             })
             .collect();
         let tids: Vec<u8> = frames.iter().take(8).map(|f| f.2).collect();

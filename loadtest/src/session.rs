@@ -7,28 +7,28 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use bridge::transport::dtls::Fingerprint as DtlsFingerprint;
-use bridge::transport::ice::IceCredentials;
+use bridge::transport::signal::{
+    AdvertisedAddress, local_candidates, remote_candidates, remote_transport,
+};
+use bridge::transport::{EndpointTransport, RemoteTransport};
 use minidom::Element;
 use ring::digest;
 use signaling::bridge_channel::{
     BridgeChannelMessage, LastNChanged, ReceiverVideoConstraints, VideoConstraints,
 };
 use signaling::focus_iq::{ConferenceRequest, Property};
+use signaling::ice_udp::{CandidateType, IceUdpTransport, SctpMap};
 use signaling::jingle::{
     Action, Content, Creator, Group, Jingle, Reason, ReasonCondition, RtpDescription, Senders,
 };
-use signaling::media::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::ns;
+use signaling::rtp_description::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::source_map::{ConferenceSourceMap, JVB_OWNER};
 use signaling::sources::{Semantics, Source, SsrcGroup};
-use signaling::transport::{Candidate, Fingerprint, IceUdpTransport, SctpMap, Setup};
 use signaling::xml::{Builder, XmlElement};
 use signaling::xmpp::BareJid;
 
-use crate::ice::HOST_PRIORITY;
 use crate::receiver::{Kind, RemoteSource};
-use crate::transport::BridgeTransport;
 
 /// XEP-0115 node lib-jitsi-meet advertises.
 pub const CAPS_NODE: &str = "https://jitsi.org/jitsi-meet";
@@ -184,7 +184,9 @@ pub struct Offer {
     pub video: Option<RtpParameters>,
     /// A `data` content: the bridge channel goes over SCTP.
     pub data: bool,
-    pub bridge: BridgeTransport,
+    /// The bridge's transport: credentials, fingerprints, UDP candidates of every content
+    /// (BUNDLE), highest priority first.
+    pub bridge: RemoteTransport,
     /// Everybody's sources, including the bridge's feedback sources (`jvb`).
     pub sources: ConferenceSourceMap,
 }
@@ -192,36 +194,24 @@ pub struct Offer {
 /// Reads a session-initiate.
 pub fn parse_offer(j: &Jingle) -> Result<Offer, SessionError> {
     let t = j.transport().ok_or(SessionError::NoTransport)?;
-    let ufrag = t
-        .ufrag
-        .clone()
-        .ok_or(SessionError::IncompleteTransport("ufrag"))?;
-    let pwd = t
-        .pwd
-        .clone()
-        .ok_or(SessionError::IncompleteTransport("pwd"))?;
-    let fingerprints: Vec<DtlsFingerprint> = t
-        .fingerprints
-        .iter()
-        .map(|f| DtlsFingerprint {
-            algorithm: f.hash.clone(),
-            value: f.value.clone(),
-        })
-        .collect();
-    if fingerprints.is_empty() {
+    let mut bridge = remote_transport(t).map_err(|_| {
+        SessionError::IncompleteTransport(if t.ufrag.is_none() { "ufrag" } else { "pwd" })
+    })?;
+    if bridge.fingerprints.is_empty() {
         return Err(SessionError::IncompleteTransport("fingerprint"));
     }
-    let mut candidates: Vec<(u32, SocketAddr)> = j
+    // Every content's candidates (BUNDLE: normally the same ones), highest priority first.
+    bridge.candidates = j
         .contents
         .iter()
         .filter_map(|c| c.transport.as_ref())
-        .flat_map(|t| t.candidates.iter())
-        .filter(|c| c.protocol.eq_ignore_ascii_case("udp") && c.component == 1)
-        .filter_map(|c| c.socket_addr().map(|a| (c.priority, a)))
+        .flat_map(|t| remote_candidates(&t.candidates))
         .collect();
-    candidates.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
-    candidates.dedup_by_key(|(_, a)| *a);
-    if candidates.is_empty() {
+    bridge
+        .candidates
+        .sort_by_key(|c| std::cmp::Reverse(c.priority));
+    bridge.candidates.dedup_by_key(|c| c.addr);
+    if bridge.candidates.is_empty() {
         return Err(SessionError::IncompleteTransport("a UDP candidate"));
     }
     let rtp = |m: MediaType| {
@@ -239,11 +229,7 @@ pub fn parse_offer(j: &Jingle) -> Result<Offer, SessionError> {
         audio: rtp(MediaType::Audio),
         video: rtp(MediaType::Video),
         data: j.contents.iter().any(|c| c.name == "data"),
-        bridge: BridgeTransport {
-            ice: IceCredentials { ufrag, pwd },
-            fingerprints,
-            candidates: candidates.into_iter().map(|(_, a)| a).collect(),
-        },
+        bridge,
         sources,
     })
 }
@@ -397,32 +383,15 @@ impl LocalSources {
     }
 }
 
-/// Our ICE-UDP transport: credentials, fingerprint `setup="active"`, one host candidate.
-pub fn local_transport(
-    creds: &IceCredentials,
-    fingerprint: &DtlsFingerprint,
-    addr: SocketAddr,
-) -> IceUdpTransport {
-    IceUdpTransport {
-        ufrag: Some(creds.ufrag.clone()),
-        pwd: Some(creds.pwd.clone()),
-        rtcp_mux: true,
-        fingerprints: vec![Fingerprint {
-            hash: fingerprint.algorithm.clone(),
-            setup: Some(Setup::Active),
-            cryptex: false,
-            value: fingerprint.value.clone(),
-        }],
-        candidates: vec![Candidate::host_udp(
-            "1",
-            "c1",
-            addr.ip(),
-            addr.port(),
-            HOST_PRIORITY,
-        )],
-        web_sockets: Vec::new(),
-        sctpmap: None,
-    }
+/// Our ICE-UDP transport: credentials, fingerprint (`setup="active"`: `transport` is a client),
+/// one host candidate (our socket).
+pub fn local_transport(transport: &EndpointTransport, addr: SocketAddr) -> IceUdpTransport {
+    let host = AdvertisedAddress {
+        addr,
+        typ: CandidateType::Host,
+        related: None,
+    };
+    bridge::transport::signal::local_transport(transport, local_candidates(&[host]))
 }
 
 /// The session-accept for `offer`, as lib-jitsi-meet builds it from its SDP answer: contents
@@ -546,6 +515,7 @@ pub fn last_n_unlimited() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use signaling::ice_udp::Setup;
     use signaling::jingle::BridgeSession;
 
     /// A session-initiate shaped like the focus's (composed for this test): bridge transport with
@@ -585,8 +555,9 @@ mod tests {
     fn answers_a_focus_offer_like_the_2021_client() {
         let j = Jingle::from_xml(&offer_xml()).unwrap();
         let offer = parse_offer(&j).unwrap();
+        let addrs: Vec<SocketAddr> = offer.bridge.candidates.iter().map(|c| c.addr).collect();
         assert_eq!(
-            offer.bridge.candidates,
+            addrs,
             vec!["127.0.0.1:10000".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(offer.bridge.ice.ufrag, "bu");
@@ -604,12 +575,15 @@ mod tests {
             n += 7;
             n
         });
-        let creds = IceCredentials::random();
-        let fp = DtlsFingerprint {
-            algorithm: "sha-256".into(),
-            value: "01:02".into(),
-        };
-        let t = local_transport(&creds, &fp, "127.0.0.1:40000".parse().unwrap());
+        let identity = bridge::transport::DtlsIdentity::generate_named("loadtest").unwrap();
+        let ours = EndpointTransport::new(
+            bridge::transport::IceCredentials::random(),
+            &identity,
+            bridge::transport::TransportConfig::client(),
+            std::sync::Arc::new(bridge::transport::DropCounters::new()),
+        )
+        .unwrap();
+        let t = local_transport(&ours, "127.0.0.1:40000".parse().unwrap());
         let accept = session_accept(
             &offer,
             &neg,

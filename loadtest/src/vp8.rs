@@ -1,8 +1,12 @@
-//! VP8 RTP payload (RFC 7741): the payload descriptor (PictureID, TL0PICIDX, TID/Y/KEYIDX) and
-//! the start of the VP8 frame (RFC 6386 §9.1: frame tag, and for keyframes the start code and the
-//! resolution), which is what an SFU inspects to find keyframes, temporal layers and frame sizes.
+//! VP8 RTP payload (RFC 7741) as a sender writes it: the payload descriptor (PictureID,
+//! TL0PICIDX, TID/Y/KEYIDX) and the start of the VP8 frame (RFC 6386 §9.1: frame tag with the
+//! first partition's size, and for keyframes the start code and the resolution). Reading is the
+//! bridge's parser (`bridge::sfu::vp8::parse`), which is what an SFU inspects to find keyframes,
+//! temporal layers and frame sizes.
 
-/// The payload descriptor fields we write and read.
+use bridge::sfu::vp8;
+
+/// The payload descriptor fields we write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Descriptor {
     /// S: first packet of a partition (with `partition == 0`: first packet of the frame).
@@ -17,13 +21,6 @@ pub struct Descriptor {
     /// Y: layer sync (the frame depends only on the base layer).
     pub layer_sync: bool,
     pub key_idx: Option<u8>,
-}
-
-/// Why a payload is not a valid VP8 payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Vp8Error {
-    #[error("VP8 payload descriptor truncated")]
-    Truncated,
 }
 
 impl Descriptor {
@@ -78,50 +75,6 @@ impl Descriptor {
             out.push(b);
         }
     }
-
-    /// Parses the descriptor; returns it and its length.
-    pub fn parse(p: &[u8]) -> Result<(Descriptor, usize), Vp8Error> {
-        let b0 = *p.first().ok_or(Vp8Error::Truncated)?;
-        let mut d = Descriptor {
-            start: b0 & 0x10 != 0,
-            non_reference: b0 & 0x20 != 0,
-            partition: b0 & 0x07,
-            ..Descriptor::default()
-        };
-        let mut i = 1;
-        if b0 & 0x80 == 0 {
-            return Ok((d, i));
-        }
-        let b1 = *p.get(i).ok_or(Vp8Error::Truncated)?;
-        i += 1;
-        if b1 & 0x80 != 0 {
-            let hi = *p.get(i).ok_or(Vp8Error::Truncated)?;
-            if hi & 0x80 != 0 {
-                let lo = *p.get(i + 1).ok_or(Vp8Error::Truncated)?;
-                d.picture_id = Some((u16::from(hi & 0x7f) << 8) | u16::from(lo));
-                i += 2;
-            } else {
-                d.picture_id = Some(u16::from(hi));
-                i += 1;
-            }
-        }
-        if b1 & 0x40 != 0 {
-            d.tl0_pic_idx = Some(*p.get(i).ok_or(Vp8Error::Truncated)?);
-            i += 1;
-        }
-        if b1 & 0x30 != 0 {
-            let b = *p.get(i).ok_or(Vp8Error::Truncated)?;
-            if b1 & 0x20 != 0 {
-                d.tid = Some(b >> 6);
-                d.layer_sync = b & 0x20 != 0;
-            }
-            if b1 & 0x10 != 0 {
-                d.key_idx = Some(b & 0x1f);
-            }
-            i += 1;
-        }
-        Ok((d, i))
-    }
 }
 
 /// Appends the 3-byte VP8 frame tag (RFC 6386 §9.1), and for a keyframe the start code and the
@@ -154,21 +107,15 @@ pub struct FrameStart {
 /// Reads the frame start from an RTP payload (descriptor included); `None` when the packet is not
 /// the first packet of a frame or is malformed.
 pub fn frame_start(payload: &[u8]) -> Option<FrameStart> {
-    let (d, n) = Descriptor::parse(payload).ok()?;
-    if !d.start || d.partition != 0 {
+    let h = vp8::parse(payload).ok()?;
+    // A frame start carries at least the frame tag.
+    if !h.start_of_frame() || payload.len() <= usize::from(h.descriptor_len) {
         return None;
     }
-    let f = payload.get(n..)?;
-    let tag = *f.first()?;
-    let keyframe = tag & 0x01 == 0;
-    let size = if keyframe && f.get(3..6) == Some(&[0x9d, 0x01, 0x2a][..]) {
-        let w = u16::from_le_bytes([*f.get(6)?, *f.get(7)?]) & 0x3fff;
-        let h = u16::from_le_bytes([*f.get(8)?, *f.get(9)?]) & 0x3fff;
-        Some((w, h))
-    } else {
-        None
-    };
-    Some(FrameStart { keyframe, size })
+    Some(FrameStart {
+        keyframe: h.keyframe,
+        size: h.size,
+    })
 }
 
 #[cfg(test)]
@@ -176,7 +123,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn descriptor_roundtrips_with_every_field() {
+    fn descriptor_with_every_field_reads_back_in_the_bridge() {
         let d = Descriptor {
             start: true,
             non_reference: false,
@@ -191,22 +138,23 @@ mod tests {
         d.write(&mut out);
         // X|S, I|L|T, M|pid_hi, pid_lo, tl0, TID=2|Y.
         assert_eq!(out, vec![0x90, 0xE0, 0x92, 0x34, 200, 0xA0]);
-        assert_eq!(Descriptor::parse(&out), Ok((d, 6)));
-        // Every truncation is an error, never a panic.
-        for n in 0..out.len() {
-            assert_eq!(
-                Descriptor::parse(&out[..n]),
-                Err(Vp8Error::Truncated),
-                "{n}"
-            );
-        }
-        // 7-bit PictureID and the minimal descriptor parse too.
+        // What the bridge reads from it.
+        let h = vp8::parse(&out).unwrap();
+        assert!(h.start_of_frame() && !h.non_reference);
+        assert_eq!((h.picture_id, h.picture_id_15), (Some(0x1234), true));
         assert_eq!(
-            Descriptor::parse(&[0x80, 0x80, 0x05]).unwrap().0.picture_id,
-            Some(5)
+            (h.tl0picidx, h.tid, h.layer_sync),
+            (Some(200), Some(2), true)
         );
-        let (min, n) = Descriptor::parse(&[0x10]).unwrap();
-        assert!(min.start && min.picture_id.is_none() && n == 1);
+        assert_eq!((h.key_idx, h.descriptor_len), (None, 6));
+        // The minimal descriptor.
+        let mut min = Vec::new();
+        Descriptor {
+            start: true,
+            ..Descriptor::default()
+        }
+        .write(&mut min);
+        assert_eq!(min, vec![0x10]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! A small scenario against a real local deployment: Prosody (signaling::testing), our bridge and
+//! A small scenario against a real local deployment: Prosody (testkit), our bridge and
 //! our focus binaries (built here), three loadtest participants on loopback for a 5 s window.
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use loadtest::scenario::{self, ScenarioConfig};
 
 /// The workspace's `bridge` and `focus` binaries, built into this test's profile directory.
 fn binaries() -> PathBuf {
-    signaling::testing::build_workspace_binaries(
+    testkit::build_workspace_binaries(
         std::path::Path::new(env!("CARGO_BIN_EXE_loadtest")),
         &[("bridge", "bridge"), ("focus", "focus")],
     )

@@ -12,10 +12,10 @@
 use std::fmt;
 
 use crate::error::ParseError;
-use crate::media::RtpParameters;
+use crate::ice_udp::IceUdpTransport;
 use crate::ns;
+use crate::rtp_description::RtpParameters;
 use crate::sources::{Source, SsrcGroup};
-use crate::transport::IceUdpTransport;
 use crate::xml::{self, Builder, Element, XmlElement};
 
 use crate::xml::string_enum;
@@ -23,7 +23,7 @@ use crate::xml::string_enum;
 /// `type` of `media` and `media-source`: the same enum as Jingle's description `media`, so the focus
 /// maps one onto the other without conversion. `application` never carries RTP, and is refused where
 /// COLIBRI2 expects audio or video.
-pub use crate::media::MediaType;
+pub use crate::rtp_description::MediaType;
 
 /// Reads a `type` attribute that must be audio or video.
 fn rtp_media_type(el: &Element, element: &'static str) -> Result<MediaType, ParseError> {

@@ -17,12 +17,19 @@
 use serde_json::Value;
 
 use crate::error::ParseError;
-use crate::media::MediaType;
+use crate::rtp_description::MediaType;
 use crate::source_map::{ConferenceSourceMap, EndpointSources, MediaSources};
 use crate::sources::{Semantics, Source, SsrcGroup, VideoType};
 use crate::xml::{MAX_REPEATED, MAX_STANZA_BYTES};
 
 const E: &str = "json-message";
+
+impl ConferenceSourceMap {
+    /// The compact JSON encoding, `{"sources":{…}}` (see [`encode`]).
+    pub fn to_json(&self) -> String {
+        encode(self)
+    }
+}
 
 /// A JSON string literal (quoted and escaped).
 fn quoted(s: &str) -> String {

@@ -2,10 +2,13 @@
 //! RTP sources and SSRC groups, per media type.
 //!
 //! The focus keeps one map per conference. It fills it from what clients signal (session-accept,
-//! source-add, source-remove — [`ConferenceSourceMap::from_jingle`], [`check_owner`],
+//! source-add, source-remove — `ConferenceSourceMap::from_jingle` in `jingle_sources`, [`check_owner`],
 //! [`ConferenceSourceMap::try_add`] / [`ConferenceSourceMap::try_remove`]), and tells every other
-//! participant about changes as Jingle contents or the compact JSON ([`Jingle::set_sources`]), usually
-//! after [`ConferenceSourceMap::stripped_simulcast`].
+//! participant about changes as Jingle contents or the compact JSON (`Jingle::set_sources`, also in
+//! `jingle_sources`), usually after [`ConferenceSourceMap::stripped_simulcast`].
+//!
+//! This file holds the map, its validation and its XML form (Jingle contents); the JSON form is
+//! `json_sources`, and reading or writing a whole stanza's sources in either form is `jingle_sources`.
 //!
 //! Inside the map a [`Source`] is normalised to what both wire encodings carry: SSRC, name, video type and
 //! the `msid` parameter; the owner is the map key, never the `owner` field. Validation is pure: the
@@ -17,9 +20,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use thiserror::Error;
 
 use crate::error::ParseError;
-use crate::jingle::{Content, Jingle, RtpDescription};
-use crate::json_sources;
-use crate::media::MediaType;
+use crate::jingle::{Content, RtpDescription};
+use crate::rtp_description::MediaType;
 use crate::sources::{Semantics, Source, SsrcGroup};
 
 /// Owner of the bridge's own (feedback) sources.
@@ -566,25 +568,6 @@ impl ConferenceSourceMap {
         Ok(map)
     }
 
-    /// All sources a Jingle stanza carries: those in its contents and those of its `json-message`.
-    pub fn from_jingle(
-        jingle: &Jingle,
-        default_owner: Option<&str>,
-    ) -> Result<ConferenceSourceMap, ParseError> {
-        let mut map = Self::from_contents(&jingle.contents, default_owner)?;
-        if let Some(text) = &jingle.json_message
-            && let Some(json) = json_sources::decode(text)?
-        {
-            map.add(&json);
-        }
-        Ok(map)
-    }
-
-    /// The compact JSON encoding, `{"sources":{…}}` (see [`crate::json_sources`]).
-    pub fn to_json(&self) -> String {
-        json_sources::encode(self)
-    }
-
     /// Contents named `audio` / `video` (only those with sources) whose descriptions list every source
     /// with its `ssrc-info owner`, then the groups: the XML form of source-add / source-remove.
     pub fn to_contents(&self) -> Vec<Content> {
@@ -865,14 +848,4 @@ pub fn validate_endpoint(owner: &str, sources: &EndpointSources) -> Result<(), V
         }
     }
     Ok(())
-}
-
-impl Jingle {
-    /// Puts `sources` into this stanza: as a `json-message` (replacing any) or appended to the contents.
-    pub fn set_sources(&mut self, sources: &ConferenceSourceMap, encoding: SourceEncoding) {
-        match encoding {
-            SourceEncoding::Json => self.json_message = Some(sources.to_json()),
-            SourceEncoding::Xml => sources.add_to_contents(&mut self.contents),
-        }
-    }
 }

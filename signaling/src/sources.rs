@@ -5,8 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::ParseError;
-use crate::media::Parameter;
 use crate::ns;
+use crate::rtp_description::Parameter;
 use crate::xml::string_enum;
 use crate::xml::{self, Builder, Element, XmlElement};
 

@@ -4,9 +4,9 @@
 use signaling::ParseError;
 use signaling::XmlElement;
 use signaling::colibri2::*;
-use signaling::media::hdrext;
+use signaling::ice_udp::{CandidateType, Setup};
+use signaling::rtp_description::hdrext;
 use signaling::sources::{Semantics, SsrcGroup, VideoType};
-use signaling::transport::{CandidateType, Setup};
 use signaling::xml::{self, MAX_STANZA_BYTES};
 
 const ENDPOINT_CREATE: &str = include_str!("samples/colibri2/endpoint_create.xml");

@@ -4,14 +4,14 @@
 mod common;
 
 use common::{mutations, payload, roundtrip};
+use signaling::ice_udp::{CandidateType, Setup};
 use signaling::jingle::{
     Action, BridgeSession, Content, Creator, Group, Jingle, Reason, ReasonCondition, Senders,
     StartMuted,
 };
-use signaling::media::{MediaType, hdrext};
+use signaling::rtp_description::{MediaType, hdrext};
 use signaling::source_map::{ConferenceSourceMap, JVB_OWNER, SourceEncoding};
 use signaling::sources::{Semantics, SsrcGroup, VideoType};
-use signaling::transport::{CandidateType, Setup};
 use signaling::xml::MAX_STANZA_BYTES;
 use signaling::{ParseError, XmlElement};
 

@@ -6,7 +6,7 @@ mod common;
 use common::{mutations, payload};
 use signaling::jingle::{Action, Jingle};
 use signaling::json_sources;
-use signaling::media::MediaType;
+use signaling::rtp_description::MediaType;
 use signaling::source_map::{
     ConferenceSourceMap, EndpointSources, SourceEncoding, SourceLimits, ValidationError,
     check_owner, endpoint_id_of, validate_endpoint,

@@ -1,4 +1,4 @@
-//! signaling::xmpp against a real Prosody (started per test by signaling::testing on free ports).
+//! signaling::xmpp against a real Prosody (started per test by testkit on free ports).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -8,13 +8,13 @@ use signaling::XmlElement;
 use signaling::colibri2::{Colibri2ErrorResponse, Condition, Reason};
 use signaling::health::{HealthCheck, HealthCheckOutcome};
 use signaling::ns;
-use signaling::testing::{Prosody, ProsodyOptions};
 use signaling::xml::Builder;
 use signaling::xmpp::{
     BareJid, ConnState, DefinedCondition, ErrorType, Event, IqError, IqKind, Jid, Keepalive,
     MUC_ROOMCONFIG_WHOIS, MucError, MucJoin, SendError, XmppEvents, XmppHandle, connect_client,
     connect_component,
 };
+use testkit::{Prosody, ProsodyOptions};
 use tokio::sync::mpsc;
 
 const ECHO: &str = "urn:test:echo";

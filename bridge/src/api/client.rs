@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use signaling::service::{Env, HttpClientError, ValueError, http_request, parse_port};
+use service::{Env, HttpClientError, ValueError, http_request, parse_port};
 
 /// Timeout of each HTTP request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

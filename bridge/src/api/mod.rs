@@ -27,7 +27,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use signaling::service::{VersionInfo, common_routes, not_found, text_response};
+use service::{VersionInfo, common_routes, not_found, text_response};
 
 use crate::health::{Health, HealthRegistry};
 use crate::lifecycle::LifecycleHandle;

@@ -18,8 +18,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use signaling::service::HostPort;
-use signaling::transport::CandidateType;
+use service::HostPort;
+use signaling::ice_udp::CandidateType;
 
 use crate::config::AdvertisedAddress as Configured;
 use crate::transport::signal::AdvertisedAddress;

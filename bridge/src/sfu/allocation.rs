@@ -1,5 +1,6 @@
 //! Bandwidth allocation for one receiver: which layer of each video source it gets, as a pure function
-//! of the inputs (brief §7.3, JVB's `doc/allocation.md`).
+//! of the inputs (JVB's `doc/allocation.md` and
+//! `jvb/src/main/kotlin/org/jitsi/videobridge/cc/allocation/BandwidthAllocator.kt`).
 //!
 //! 1. **Prioritise**: sources arrive in conference speaker order; the receiver's on-stage sources,
 //!    then its selected sources (each in the order given) move to the front; disabled sources
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 
 use signaling::sources::VideoType;
 
-use super::layers::layer_index;
+pub use super::layers::LayerInfo;
 
 /// A receiver's constraint for one source. `max_height`: < 0 unlimited, 0 off; `max_frame_rate`:
 /// < 0 unlimited, 0 off.
@@ -63,24 +64,6 @@ impl VideoConstraints {
 
     pub fn frame_rate_limited(&self) -> bool {
         self.max_frame_rate >= 0.0
-    }
-}
-
-/// One layer of a source as measured now.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LayerInfo {
-    pub encoding: u8,
-    pub temporal: u8,
-    pub height: i32,
-    pub fps: f32,
-    /// Measured, including the lower temporal layers of the same encoding.
-    pub bitrate_bps: u64,
-}
-
-impl LayerInfo {
-    /// JVB layer index.
-    pub fn index(&self) -> u16 {
-        layer_index(self.encoding, self.temporal)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The bridge-channel messages as the core sees them (brief §3.2): what a client's message means for
+//! The bridge-channel messages as the core sees them (jitsi-videobridge `jvb/src/main/kotlin/org/jitsi/videobridge/message/BridgeChannelMessage.kt`): what a client's message means for
 //! the core ([`ClientMessage`], decoded from `signaling::bridge_channel`), and the messages the core
 //! sends. The JSON wire types live in `signaling::bridge_channel`; this module only maps them.
 

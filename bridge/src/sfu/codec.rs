@@ -1,9 +1,20 @@
-//! What the forwarding path needs to know about a video packet, per codec: is it the start of a
-//! keyframe, which temporal layer does it belong to, and (VP8) the fields the projection rewrites.
-//! VP8 gets the full treatment ([`super::vp8`]); H264 and VP9 only keyframe detection (their streams
-//! are forwarded by the generic context: one encoding at a time, switching on keyframes); anything
-//! else is forwarded without keyframe knowledge.
+//! The codec interface of the forwarding path, ingress and egress side.
+//!
+//! Ingress, once per packet for all receivers: [`inspect_packet`] turns a video packet into
+//! [`VideoInfo`] — keyframe, temporal (and, for SVC codecs, spatial) layer, frame size, and the
+//! codec's frame descriptor ([`FrameDesc`]) that selects the projection's codec context
+//! (`projection/`). Egress, per receiver: the context returns a [`PayloadRewrite`] that
+//! [`PayloadRewrite::apply`] writes into the egress copy; it is logged per sent packet so a
+//! retransmission is rewritten exactly as the original.
+//!
+//! VP8 gets the full treatment ([`super::vp8`]: frame tracking, PictureID/TL0PICIDX rewrite); H264
+//! and VP9 only keyframe detection (forwarded by the generic context: one encoding at a time,
+//! switching on keyframes); anything else is forwarded without keyframe knowledge. VP9 and AV1
+//! slot in as a `FrameDesc` variant each (VP9: its payload descriptor; AV1: the Dependency
+//! Descriptor header extension, which is why [`inspect_packet`] gets the whole packet) and a `PayloadRewrite` variant each (VP9: PictureID/TL0PICIDX; AV1: the
+//! frame number in the extension).
 
+use super::rtp::RtpPacket;
 use super::vp8::{self, Vp8Header};
 
 /// Video codecs the bridge tells apart, from the payload type's encoding name.
@@ -38,10 +49,73 @@ pub struct VideoInfo {
     pub keyframe: Option<bool>,
     /// Temporal layer, 0 when the stream has no temporal scalability.
     pub tid: u8,
-    /// The VP8 descriptor, when it has PictureID and TID (the frame-tracking VP8 context).
-    pub vp8: Option<Vp8Header>,
+    /// Spatial layer of an SVC codec (VP9, AV1); 0 for VP8 simulcast and H264.
+    pub sid: u8,
+    /// The codec's frame descriptor: which projection context handles the packet.
+    pub frame: FrameDesc,
     /// Frame size from a keyframe header.
     pub size: Option<(u16, u16)>,
+}
+
+/// What a codec context of the projection reads from a packet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FrameDesc {
+    /// No frame tracking: the generic context (H264, VP9 for now, VP8 without PictureID or TID,
+    /// unknown codecs).
+    #[default]
+    None,
+    /// VP8 with PictureID and TID: the frame-tracking VP8 context.
+    Vp8(Vp8Header),
+}
+
+/// The codec-specific part of a forwarded packet's rewrite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PayloadRewrite {
+    /// Nothing beyond the RTP header.
+    #[default]
+    None,
+    /// VP8 PictureID (15-bit space, written in the sender's width) and TL0PICIDX.
+    Vp8 { picture_id: u16, tl0picidx: u8 },
+}
+
+impl PayloadRewrite {
+    /// Writes the rewrite into `egress`, a forwarded copy of the packet `frame` was parsed from
+    /// whose payload starts at `payload_offset`.
+    #[inline]
+    pub fn apply(&self, frame: &FrameDesc, egress: &mut [u8], payload_offset: usize) {
+        if let (
+            PayloadRewrite::Vp8 {
+                picture_id,
+                tl0picidx,
+            },
+            FrameDesc::Vp8(h),
+        ) = (self, frame)
+            && let Some(payload) = egress.get_mut(payload_offset..)
+        {
+            vp8::rewrite(payload, h, *picture_id, *tl0picidx);
+        }
+    }
+
+    /// The same for a packet rebuilt from the retransmission store: the descriptor is parsed
+    /// again from `ingress` (the packet as the sender sent it).
+    pub fn apply_stored(&self, ingress: &RtpPacket<'_>, egress: &mut [u8], payload_offset: usize) {
+        if let PayloadRewrite::Vp8 {
+            picture_id,
+            tl0picidx,
+        } = self
+            && let Ok(h) = vp8::parse(ingress.payload())
+            && let Some(payload) = egress.get_mut(payload_offset..)
+        {
+            vp8::rewrite(payload, &h, *picture_id, *tl0picidx);
+        }
+    }
+}
+
+/// Inspects a video packet of `codec`. The whole packet, because AV1 describes its frames in a
+/// header extension (the Dependency Descriptor, whose negotiated id joins `model::HdrExtIds`).
+#[inline]
+pub fn inspect_packet(codec: Codec, pkt: &RtpPacket<'_>) -> VideoInfo {
+    inspect(codec, pkt.payload())
 }
 
 impl VideoInfo {
@@ -50,14 +124,20 @@ impl VideoInfo {
     }
 }
 
-/// Inspects a video payload (RTP payload without padding).
+/// Inspects a video payload (RTP payload without padding) of a codec that describes its frames
+/// in the payload.
 pub fn inspect(codec: Codec, payload: &[u8]) -> VideoInfo {
     match codec {
         Codec::Vp8 => match vp8::parse(payload) {
             Ok(h) => VideoInfo {
                 keyframe: Some(h.keyframe),
                 tid: h.tid.unwrap_or(0),
-                vp8: h.projectable().then_some(h),
+                sid: 0,
+                frame: if h.projectable() {
+                    FrameDesc::Vp8(h)
+                } else {
+                    FrameDesc::None
+                },
                 size: h.size,
             },
             Err(_) => VideoInfo::default(),
@@ -164,10 +244,10 @@ mod tests {
         let i = inspect(Codec::Vp8, &p);
         assert!(i.is_keyframe());
         assert_eq!((i.tid, i.size), (1, Some((640, 360))));
-        assert!(i.vp8.is_some());
+        assert!(matches!(i.frame, FrameDesc::Vp8(_)));
         // Without PictureID: no frame tracking, keyframe detection still works.
         let i = inspect(Codec::Vp8, &[0x10, 0x10, 0, 0]);
-        assert!(i.is_keyframe() && i.vp8.is_none());
+        assert!(i.is_keyframe() && i.frame == FrameDesc::None);
         assert_eq!(inspect(Codec::Vp8, &[]).keyframe, None);
         assert_eq!(inspect(Codec::Other, &[1, 2]).keyframe, None);
         // VP9: I=1 (7-bit pid), L=1, B=1, P=0; layer byte TID=2.

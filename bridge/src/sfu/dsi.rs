@@ -1,4 +1,5 @@
-//! Dominant speaker identification (brief §8): the algorithm of Volfin & Cohen, "Dominant speaker
+//! Dominant speaker identification (JVB `jvb/src/main/java/org/jitsi/videobridge/ConferenceSpeechActivity.java`, which uses
+//! jitsi-utils' `DominantSpeakerIdentification`): the algorithm of Volfin & Cohen, "Dominant speaker
 //! identification for multipoint videoconferencing", as JVB applies it to RFC 6464 audio levels.
 //!
 //! Per speaker the last 50 levels (≈ 1 s at one level per 20 ms packet) are kept, as activity

@@ -1,4 +1,5 @@
-//! Keyframe request throttling (brief §7.5, JVB `jmt.keyframe.*`): per (receiver, source) at most one
+//! Keyframe request throttling (JVB `jmt.keyframe.*` in `jitsi-media-transform/src/main/resources/reference.conf`,
+//! `jitsi-media-transform/src/main/kotlin/org/jitsi/nlj/rtcp/KeyframeRequester.kt`): per (receiver, source) at most one
 //! request per 200 ms and 3 per 10 s; per source at most one per 200 ms whoever asks.
 
 use std::time::{Duration, Instant};

@@ -9,8 +9,6 @@
 //! Heights start at the nominal 180/360/720 (doubling per encoding) and are replaced by what the
 //! encoding's keyframes say; frame rates are nominal (7.5/15/30 for temporal layers 0/1/2).
 
-use super::allocation::LayerInfo;
-
 /// Temporal layers assumed per encoding (JVB assumes 3: over-estimating is safe).
 pub const TEMPORAL_LAYERS: usize = 3;
 const BUCKET_MS: u64 = 20;
@@ -19,6 +17,24 @@ const BUCKETS: usize = 50;
 pub const WINDOW_MS: u64 = BUCKET_MS * BUCKETS as u64;
 /// Height of the lowest simulcast encoding until a keyframe says otherwise.
 pub const BASE_HEIGHT: i32 = 180;
+
+/// One layer of a source as measured now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerInfo {
+    pub encoding: u8,
+    pub temporal: u8,
+    pub height: i32,
+    pub fps: f32,
+    /// Measured, including the lower temporal layers of the same encoding.
+    pub bitrate_bps: u64,
+}
+
+impl LayerInfo {
+    /// JVB layer index.
+    pub fn index(&self) -> u16 {
+        layer_index(self.encoding, self.temporal)
+    }
+}
 
 /// JVB layer index of `(encoding, temporal)`.
 #[inline]

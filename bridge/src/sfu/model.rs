@@ -1,19 +1,15 @@
 //! The conference model the forwarding path reads: what an endpoint negotiated (payload types,
-//! feedback, header extension ids) in a per-packet friendly form, and the media sources with their
-//! encodings as registered from COLIBRI2.
+//! feedback, header extension ids) in a per-packet friendly form, the source descriptions with
+//! their encodings as COLIBRI2 registers them, and the SSRC-keyed map and sequence window the
+//! uplink tables use.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use signaling::media::{RtpParameters, hdrext};
+use signaling::rtp_description::{RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup, VideoType};
 
 use super::codec::Codec;
-use super::keyframe::RateLimit;
-use super::layers::SourceLayers;
-use super::nack_gen::NackGenerator;
-use super::recv_stats::ReceiveStats;
-use super::rtx_cache::PacketStore;
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,63 +91,6 @@ pub struct Encoding {
     pub ssrc: u32,
     pub rtx: Option<u32>,
     pub fec: Option<u32>,
-}
-
-/// A source registered in a conference.
-#[derive(Debug)]
-pub struct MediaSource {
-    pub generation: u32,
-    pub owner: u32,
-    pub name: String,
-    pub kind: MediaKind,
-    pub video_type: VideoType,
-    pub encodings: Vec<Encoding>,
-    /// FIR command sequence number (RFC 5104) toward the owner, per source.
-    pub fir_seq: u8,
-    /// Source-wide keyframe request limiter.
-    pub keyframe_limit: RateLimit,
-    /// Recent ingress packets, for retransmissions to receivers (video only).
-    pub store: Option<PacketStore>,
-    /// Measured layers (video only).
-    pub layers: Option<SourceLayers>,
-    /// maxHeight last announced to the owner (`SenderSourceConstraints`), `None` before the first.
-    pub sent_max_height: Option<i32>,
-    /// Consecutive silent audio packets (level 127) seen.
-    pub silence_run: u32,
-    /// Active layers at the last check ([`SourceLayers::active_mask`]).
-    pub active_mask: u64,
-}
-
-impl MediaSource {
-    /// The encoding the receivers are told about (first SIM SSRC).
-    pub fn primary(&self) -> Option<&Encoding> {
-        self.encodings.first()
-    }
-}
-
-/// What an SSRC is within its source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SsrcRole {
-    Media,
-    Rtx,
-    Fec,
-}
-
-/// The conference-wide SSRC table entry: one hash lookup per packet gives owner, source, encoding,
-/// and the receive statistics.
-#[derive(Debug)]
-pub struct SsrcEntry {
-    pub owner: u32,
-    pub source: u32,
-    pub encoding: u8,
-    pub role: SsrcRole,
-    pub kind: MediaKind,
-    pub stats: ReceiveStats,
-    /// Recently received sequence numbers (media SSRCs): drops duplicates, e.g. a sender's RTX
-    /// answer to a packet that arrived after all.
-    pub seen: SeqWindow,
-    /// Requests missing packets from the sender (video media SSRCs that negotiated NACK).
-    pub nack: Option<NackGenerator>,
 }
 
 /// A 512-packet window of received sequence numbers.
@@ -322,7 +261,7 @@ impl MediaParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use signaling::media::{PayloadType, RtpHdrExt};
+    use signaling::rtp_description::{PayloadType, RtpHdrExt};
 
     #[test]
     fn encodings_from_sim_and_fid_groups() {

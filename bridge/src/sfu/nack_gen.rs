@@ -1,4 +1,4 @@
-//! NACK generation toward senders (brief §7.7): per incoming video SSRC, sequence-number gaps
+//! NACK generation toward senders (JVB `jitsi-media-transform/src/main/kotlin/org/jitsi/nlj/rtcp/RetransmissionRequester.kt`): per incoming video SSRC, sequence-number gaps
 //! up to 100 packets behind the newest are requested with generic NACKs (RFC 4585 PID+BLP),
 //! each missing packet at once and then every 150 ms (or about an RTT when configured), at most
 //! 10 times; a packet that arrives (directly or recovered from RTX) or falls more than 100

@@ -19,6 +19,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::codec::PayloadRewrite;
+
 #[derive(Debug, Default)]
 struct StoredPacket {
     buf: Vec<u8>,
@@ -99,25 +101,69 @@ pub struct SentEntry {
     pub seq: u16,
     /// Low 16 bits of the source slot's generation.
     pub source_gen: u16,
-    /// VP8 PictureID written (if `flags & VP8`).
-    pub vp8_pic: u16,
-    pub vp8_tl0: u8,
+    /// The codec rewrite that was applied, packed (see [`SentEntry::rewrite`]): the codec in
+    /// `flags`, its fields here.
+    rewrite_a: u16,
+    rewrite_b: u8,
     pub flags: u8,
 }
 
 impl SentEntry {
     pub const VIDEO: u8 = 1;
-    pub const VP8: u8 = 2;
+    /// `flags` bit: the rewrite is [`PayloadRewrite::Vp8`].
+    const VP8: u8 = 2;
     /// A packet of a keyframe.
     pub const KEYFRAME: u8 = 4;
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn new(
+        ssrc: u32,
+        seq: u16,
+        timestamp: u32,
+        source: u32,
+        source_gen: u16,
+        stored: StoreRef,
+        sent_ms: u32,
+        rewrite: PayloadRewrite,
+        flags: u8,
+    ) -> Self {
+        let (codec, rewrite_a, rewrite_b) = match rewrite {
+            PayloadRewrite::None => (0, 0, 0),
+            PayloadRewrite::Vp8 {
+                picture_id,
+                tl0picidx,
+            } => (Self::VP8, picture_id, tl0picidx),
+        };
+        SentEntry {
+            ssrc,
+            timestamp,
+            source,
+            stored,
+            sent_ms,
+            resent_ms: NEVER,
+            seq,
+            source_gen,
+            rewrite_a,
+            rewrite_b,
+            flags: (flags & !Self::VP8) | codec,
+        }
+    }
 
     pub fn video(&self) -> bool {
         self.flags & Self::VIDEO != 0
     }
 
-    /// The `(PictureID, TL0PICIDX)` rewrite that was applied.
-    pub fn vp8(&self) -> Option<(u16, u8)> {
-        (self.flags & Self::VP8 != 0).then_some((self.vp8_pic, self.vp8_tl0))
+    /// The codec rewrite that was applied.
+    pub fn rewrite(&self) -> PayloadRewrite {
+        if self.flags & Self::VP8 != 0 {
+            PayloadRewrite::Vp8 {
+                picture_id: self.rewrite_a,
+                tl0picidx: self.rewrite_b,
+            }
+        } else {
+            PayloadRewrite::None
+        }
     }
 }
 
@@ -232,22 +278,42 @@ mod tests {
     }
 
     fn entry(l: &SentLog, now: Instant, ssrc: u32, seq: u16) -> SentEntry {
-        SentEntry {
+        let stored = StoreRef {
+            slot: 0,
+            generation: 0,
+        };
+        let rewrite = PayloadRewrite::Vp8 {
+            picture_id: seq,
+            tl0picidx: 3,
+        };
+        SentEntry::new(
             ssrc,
             seq,
-            flags: SentEntry::VIDEO,
-            timestamp: 0,
-            source: 0,
-            source_gen: 0,
-            stored: StoreRef {
-                slot: 0,
-                generation: 0,
-            },
-            sent_ms: l.ms(now),
-            resent_ms: NEVER,
-            vp8_pic: 0,
-            vp8_tl0: 0,
-        }
+            0,
+            0,
+            0,
+            stored,
+            l.ms(now),
+            rewrite,
+            SentEntry::VIDEO | SentEntry::KEYFRAME,
+        )
+    }
+
+    #[test]
+    fn an_entry_keeps_its_rewrite_in_36_bytes() {
+        let t0 = Instant::now();
+        let l = SentLog::new(4, Duration::from_secs(1), t0);
+        let e = entry(&l, t0, 1, 77);
+        assert_eq!(std::mem::size_of::<SentEntry>(), 36);
+        assert!(e.video() && e.flags & SentEntry::KEYFRAME != 0);
+        assert_eq!(
+            e.rewrite(),
+            PayloadRewrite::Vp8 {
+                picture_id: 77,
+                tl0picidx: 3
+            }
+        );
+        assert_eq!(e.resent_ms, NEVER);
     }
 
     #[test]

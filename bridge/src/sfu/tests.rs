@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use signaling::media::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::rtp_description::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup};
 
 use super::rtcp::{self, Compound, Packet};
@@ -1429,4 +1429,34 @@ fn a_conference_nobody_joins_expires_after_the_endpoint_timeout() {
         matches!(&ev[..], [Event::ConferenceExpired { meeting_id, .. }] if meeting_id == "0b7e0000-meeting")
     );
     assert!(h.sfu.poll_timeout().is_none());
+}
+
+// ------------------------------------------------------------------------------------ timers
+
+/// The core's timers are one heap keyed by what fires: however long every endpoint sends (with
+/// gaps, so NACKs are scheduled and cancelled), it holds about one entry per armed timer — stale
+/// entries leave as they come due — while feedback, NACKs and receiver reports keep flowing.
+#[test]
+fn the_timer_table_stays_small_while_every_endpoint_sends() {
+    let mut h = H::new();
+    let n = 12u32;
+    let bases: Vec<u32> = (1..=n).map(|i| 1000 * i).collect();
+    let eps: Vec<EndpointHandle> = bases.iter().map(|b| h.join(&format!("e{b}"), *b)).collect();
+    let mut largest = 0;
+    for seq in 0..500u16 {
+        if seq % 10 != 3 {
+            send_all(&mut h, &eps, &bases, seq);
+        }
+        h.advance(Duration::from_millis(20));
+        largest = largest.max(h.sfu.ctx.timers.len());
+    }
+    // Six periodic jobs, an uplink and a downlink per endpoint, and the lowered deadlines still
+    // in flight: bounded by the endpoints, not by the 5 000 packets.
+    assert!(largest <= 6 + 4 * n as usize, "{largest} entries");
+    let c = h.sfu.counters();
+    assert!(c.get(Stat::NackSent) > 0);
+    assert!(c.get(Stat::TccFeedbackSent) > 0);
+    assert!(c.get(Stat::ReceiverReportsSent) >= u64::from(n) * 15);
+    // Nothing is due that did not run.
+    assert!(h.sfu.poll_timeout().is_some_and(|t| t > h.now));
 }

@@ -1,5 +1,7 @@
 //! Demultiplexing of the single UDP port: by protocol (RFC 7983 first byte) and by endpoint
-//! (STUN USERNAME → local ufrag → endpoint, otherwise source address → endpoint).
+//! (STUN USERNAME → local ufrag → endpoint, otherwise source address → endpoint). The first stage
+//! of a datagram's path: [`Demux::route`] classifies it once and hands the kind on with the
+//! endpoint key.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -91,16 +93,17 @@ impl<K: Clone + Eq + Hash> Demux<K> {
         }
     }
 
-    /// Which endpoint `datagram` from `from` belongs to. On `None` the datagram was counted as
-    /// dropped and must be discarded.
-    pub fn route(&self, from: SocketAddr, datagram: &[u8]) -> Option<K> {
+    /// Which endpoint `datagram` from `from` belongs to, and what it carries. On `None` the
+    /// datagram was counted as dropped and must be discarded.
+    pub fn route(&self, from: SocketAddr, datagram: &[u8]) -> Option<(K, PacketKind)> {
         if let Some(f) = self.source_filter
             && !f(&from)
         {
             self.counters.count(DropReason::SourceFiltered);
             return None;
         }
-        match classify(datagram) {
+        let kind = classify(datagram);
+        let key = match kind {
             PacketKind::Unknown => {
                 self.counters.count(DropReason::UnknownProtocol);
                 None
@@ -128,23 +131,20 @@ impl<K: Clone + Eq + Hash> Demux<K> {
                         }
                     }
                 } else {
-                    match self.by_addr.get(&from) {
-                        Some(k) => Some(k.clone()),
-                        None => {
-                            self.counters.count(DropReason::UnknownAddress);
-                            None
-                        }
-                    }
+                    self.by_address(from)
                 }
             }
-            PacketKind::Dtls | PacketKind::Rtp | PacketKind::Rtcp => {
-                match self.by_addr.get(&from) {
-                    Some(k) => Some(k.clone()),
-                    None => {
-                        self.counters.count(DropReason::UnknownAddress);
-                        None
-                    }
-                }
+            PacketKind::Dtls | PacketKind::Rtp | PacketKind::Rtcp => self.by_address(from),
+        };
+        Some((key?, kind))
+    }
+
+    fn by_address(&self, from: SocketAddr) -> Option<K> {
+        match self.by_addr.get(&from) {
+            Some(k) => Some(k.clone()),
+            None => {
+                self.counters.count(DropReason::UnknownAddress);
+                None
             }
         }
     }
@@ -207,8 +207,8 @@ mod tests {
         d.register("bbbb", 2);
         let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:2000".parse().unwrap();
-        assert_eq!(d.route(a, &req("aaaa:zz")), Some(1));
-        assert_eq!(d.route(a, &req("bbbb:zz")), Some(2));
+        assert_eq!(d.route(a, &req("aaaa:zz")), Some((1, PacketKind::Stun)));
+        assert_eq!(d.route(a, &req("bbbb:zz")).map(|r| r.0), Some(2));
         assert_eq!(d.route(a, &req("cccc:zz")), None);
         assert_eq!(counters.get(DropReason::StunUnknownUfrag), 1);
         // Media from an unknown address.
@@ -217,9 +217,9 @@ mod tests {
         assert_eq!(counters.get(DropReason::UnknownAddress), 2);
         d.learn(a, &1);
         d.learn(b, &2);
-        assert_eq!(d.route(a, &[0x80, 96, 0, 1]), Some(1));
-        assert_eq!(d.route(b, &[0x80, 200, 0, 1]), Some(2));
-        assert_eq!(d.route(b, &[22, 254, 253]), Some(2));
+        assert_eq!(d.route(a, &[0x80, 96, 0, 1]), Some((1, PacketKind::Rtp)));
+        assert_eq!(d.route(b, &[0x80, 200, 0, 1]), Some((2, PacketKind::Rtcp)));
+        assert_eq!(d.route(b, &[22, 254, 253]), Some((2, PacketKind::Dtls)));
         // Garbage and truncated STUN.
         assert_eq!(d.route(a, &[]), None);
         assert_eq!(d.route(a, &[0xFF; 40]), None);
@@ -234,10 +234,10 @@ mod tests {
             None
         );
         assert_eq!(counters.get(DropReason::SourceFiltered), 1);
-        assert_eq!(d.route(a, &req("aaaa:zz")), Some(1));
+        assert_eq!(d.route(a, &req("aaaa:zz")).map(|r| r.0), Some(1));
         d.unregister(&1);
         assert_eq!(d.route(a, &[0x80, 96, 0, 1]), None);
         assert_eq!(d.route(a, &req("aaaa:zz")), None);
-        assert_eq!(d.route(b, &[0x80, 96, 0, 1]), Some(2));
+        assert_eq!(d.route(b, &[0x80, 96, 0, 1]).map(|r| r.0), Some(2));
     }
 }

@@ -1,9 +1,11 @@
-//! DTLS 1.2 server side of DTLS-SRTP (RFC 5763/5764) over `rtc-dtls`.
+//! DTLS 1.2 for DTLS-SRTP (RFC 5763/5764) over `rtc-dtls`, as server or client.
 //!
-//! The bridge is always the DTLS server (it offers `actpass`, the browser answers `active`).
-//! One self-signed ECDSA certificate per bridge process; its SHA-256 fingerprint goes into the
-//! transport description. The peer's certificate is checked against the fingerprint(s) it
-//! signalled once the handshake completes (before any key is used).
+//! The bridge is the DTLS server (it offers `actpass`, the browser answers `active`); a
+//! participant ([`Role::Client`]) starts the handshake once ICE has selected a pair. One
+//! self-signed ECDSA certificate per process (the bridge) or per participant; its SHA-256
+//! fingerprint goes into the transport description. The peer's certificate is checked against the
+//! fingerprint(s) it signalled once the handshake completes (before any key is used), by the
+//! endpoint transport.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
 use rtc_dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc_dtls::state::State;
 use rtc_shared::TransportProtocol;
+
+use super::role::Role;
 
 /// The SRTP protection profiles the bridge can negotiate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,26 +174,38 @@ impl DtlsIdentity {
         &self.certificate
     }
 
-    /// A server handshake configuration offering `profiles`.
+    /// A handshake configuration for `role` offering `profiles`, with `provider` (this identity's
+    /// operations with the transport's injected randomness, [`TransportRng::dtls_provider`]).
     ///
-    /// rtc-dtls picks the first profile of the *client's* list that we enable, so the set of
-    /// enabled profiles is what this controls (Chromium lists GCM before CM_SHA1).
-    pub(crate) fn server_config(
+    /// As server, rtc-dtls picks the first profile of the *client's* list that we enable, so the
+    /// set of enabled profiles is what this controls (Chromium lists GCM before CM_SHA1); as
+    /// client, `profiles` is the offered list in preference order.
+    ///
+    /// [`TransportRng::dtls_provider`]: super::rng::TransportRng::dtls_provider
+    pub(crate) fn handshake_config(
         &self,
+        role: Role,
         profiles: &[SrtpProfile],
+        provider: Arc<dyn RTCCryptoProvider>,
     ) -> Result<Arc<HandshakeConfig>, DtlsSetupError> {
-        let cfg = ConfigBuilder::default()
-            .with_crypto_provider(self.provider.clone())
+        let mut b = ConfigBuilder::default()
+            .with_crypto_provider(provider)
             .with_certificates(vec![self.certificate.clone()])
             .with_srtp_protection_profiles(profiles.iter().map(|p| p.to_dtls()).collect())
             .with_extended_master_secret(ExtendedMasterSecretType::Require)
-            // We need the browser's certificate to compare it with its signalled fingerprint;
-            // there is no CA chain to verify.
-            .with_client_auth(ClientAuthType::RequireAnyClientCert)
+            // No CA chain: the peer's self-signed certificate is compared with its signalled
+            // fingerprint after the handshake instead.
             .with_insecure_skip_verify(true)
-            .with_mtu(1200)
-            .build(false, None)
-            .map_err(|e| DtlsSetupError::Config(e.to_string()))?;
+            .with_mtu(1200);
+        if role == Role::Server {
+            // We need the browser's certificate to compare it with its fingerprint.
+            b = b.with_client_auth(ClientAuthType::RequireAnyClientCert);
+        }
+        let cfg = match role {
+            Role::Server => b.build(false, None),
+            Role::Client => b.build(true, Some(PLACEHOLDER)),
+        }
+        .map_err(|e| DtlsSetupError::Config(e.to_string()))?;
         Ok(Arc::new(cfg))
     }
 }
@@ -202,26 +218,52 @@ pub enum DtlsOutput {
     Closed,
 }
 
-/// DTLS server for one endpoint. The rtc-dtls endpoint keys associations by address; we use a
-/// fixed placeholder because the real destination is whatever ICE selected (it may change).
-pub struct DtlsServer {
+/// The DTLS association of one endpoint, either side. The rtc-dtls endpoint keys associations by
+/// address; we use a fixed placeholder because the real destination is whatever ICE selected (it
+/// may change).
+pub struct DtlsSession {
     endpoint: Endpoint,
+    /// The client's handshake configuration until [`DtlsSession::start`] uses it.
+    client_config: Option<Arc<HandshakeConfig>>,
+    started: bool,
     connected: bool,
 }
 
 const PLACEHOLDER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 9));
 
-impl DtlsServer {
-    pub fn new(config: Arc<HandshakeConfig>) -> Self {
-        let endpoint = Endpoint::new(PLACEHOLDER, TransportProtocol::UDP, Some(config));
+impl DtlsSession {
+    /// A server answers the first ClientHello; a client waits for [`DtlsSession::start`].
+    pub fn new(role: Role, config: Arc<HandshakeConfig>) -> Self {
+        let (server, client_config) = match role {
+            Role::Server => (Some(config), None),
+            Role::Client => (None, Some(config)),
+        };
         Self {
-            endpoint,
+            endpoint: Endpoint::new(PLACEHOLDER, TransportProtocol::UDP, server),
+            started: client_config.is_none(),
+            client_config,
             connected: false,
         }
     }
 
     pub fn is_connected(&self) -> bool {
         self.connected
+    }
+
+    /// Whether the handshake is under way (always for a server; after `start` for a client).
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// A client sends its ClientHello (once); a server does nothing.
+    pub fn start(&mut self, now: Instant) -> Result<(), String> {
+        let Some(config) = self.client_config.take() else {
+            return Ok(());
+        };
+        self.started = true;
+        self.endpoint
+            .connect(now, PLACEHOLDER, config, None)
+            .map_err(|e| e.to_string())
     }
 
     /// Feeds one DTLS datagram; outputs are appended to `out`.
@@ -231,6 +273,9 @@ impl DtlsServer {
         datagram: &[u8],
         out: &mut Vec<DtlsOutput>,
     ) -> Result<(), String> {
+        if !self.started {
+            return Err("DTLS datagram before our ClientHello".into());
+        }
         let events = self
             .endpoint
             .read(now, PLACEHOLDER, None, BytesMut::from(datagram))
@@ -320,6 +365,9 @@ mod tests {
             value: fp.value.clone(),
         };
         assert!(!matches_any(der, &[unknown]));
-        assert!(id.server_config(&[SrtpProfile::AeadAes128Gcm]).is_ok());
+        for role in [Role::Server, Role::Client] {
+            let cfg = id.handshake_config(role, &[SrtpProfile::AeadAes128Gcm], id.provider.clone());
+            assert!(cfg.is_ok());
+        }
     }
 }

@@ -1,8 +1,11 @@
-//! One endpoint's transport: ICE + DTLS + SRTP + SCTP/DCEP behind a single sans-IO object.
+//! One endpoint's transport: ICE + DTLS + SRTP + SCTP/DCEP behind a single sans-IO object, in
+//! either [`Role`] — the bridge's side of a participant ([`Role::Server`]) or a participant's
+//! side toward the bridge ([`Role::Client`], what `loadtest` runs).
 //!
-//! Feed it every datagram the port demux routed to it (`handle_datagram`), drive its timers
-//! (`poll_timeout` / `handle_timeout`), drain `poll_transmit` and `poll_event`. It never touches
-//! a socket or a clock.
+//! Feed it every datagram for it (`handle_datagram`), drive its timers (`poll_timeout` /
+//! `handle_timeout`), drain `poll_transmit` and `poll_event`. It never touches a socket or a
+//! clock, and what it chooses at random comes from the injected [`TransportRng`] (README.md lists
+//! what rtc-dtls and rtc-sctp still draw from the OS themselves).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -14,29 +17,57 @@ use bytes::{Bytes, BytesMut};
 use super::counters::{DropCounters, DropReason};
 use super::demux::{PacketKind, classify};
 use super::dtls::{
-    DtlsIdentity, DtlsOutput, DtlsServer, DtlsSetupError, Fingerprint, SrtpProfile, matches_any,
+    DtlsIdentity, DtlsOutput, DtlsSession, DtlsSetupError, Fingerprint, SrtpProfile, matches_any,
 };
-use super::ice::{IceAgent, IceConfig, IceCredentials, IceEvent, IceState, RemoteCandidate};
-use super::sctp::{SctpEvent, SctpTransport};
+use super::ice::{
+    IceAgent, IceConfig, IceCredentials, IceEvent, IceRole, IceState, RemoteCandidate,
+};
+use super::rng::TransportRng;
+use super::role::Role;
+use super::sctp::{ChannelSpec, SctpEvent, SctpTransport};
 use super::srtp::{SrtpSession, rtcp_sender_ssrc, rtp_ssrc};
 
 /// Per-endpoint transport configuration.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
+    /// Which side we play in DTLS and SCTP. The bridge is [`Role::Server`].
+    pub role: Role,
+    /// ICE mode, role and timers: the bridge is controlling (full) or lite, a participant
+    /// controlled ([`TransportConfig::client`]) unless the bridge is lite.
     pub ice: IceConfig,
-    /// SRTP profiles enabled for DTLS-SRTP negotiation (the browser's order decides between
-    /// the enabled ones; restrict to one to force it).
+    /// SRTP profiles for DTLS-SRTP. As server, the enabled set (the browser's order decides
+    /// between them; restrict to one to force it); as client, the offer in preference order.
     pub srtp_profiles: Vec<SrtpProfile>,
     /// DTLS must complete within this long after ICE connects (JVB: 30 s).
     pub dtls_timeout: Duration,
+    /// The data channel a client opens once SCTP is up (a server accepts whatever the peer opens).
+    pub channel: ChannelSpec,
 }
 
 impl Default for TransportConfig {
+    /// The bridge's side.
     fn default() -> Self {
         Self {
+            role: Role::Server,
             ice: IceConfig::default(),
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80],
             dtls_timeout: Duration::from_secs(30),
+            channel: ChannelSpec::default(),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// A participant's side toward a full (controlling) bridge, as a browser: full ICE
+    /// controlled, DTLS client offering GCM then CM_SHA1 (Chromium's order), the bridge channel.
+    pub fn client() -> Self {
+        Self {
+            role: Role::Client,
+            ice: IceConfig {
+                role: IceRole::Controlled,
+                ..IceConfig::default()
+            },
+            ..Self::default()
         }
     }
 }
@@ -66,15 +97,18 @@ pub enum TransportEvent {
     Rtp(BytesMut),
     /// A decrypted RTCP compound packet.
     Rtcp(BytesMut),
+    /// A data channel is open: the peer opened it (server) or acknowledged ours (client).
     DataChannelOpen {
         label: String,
         protocol: String,
     },
     DataChannelMessage(String),
+    /// The channel closed: the peer reset its stream, the SCTP association was lost, or the peer
+    /// closed DTLS (close_notify).
     DataChannelClosed,
 }
 
-/// A datagram to send from the port.
+/// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub to: SocketAddr,
@@ -126,12 +160,12 @@ fn all_records_of_type(mut d: &[u8], ct: u8) -> bool {
     true
 }
 
-/// ICE + DTLS + SRTP + SCTP for one endpoint.
+/// ICE + DTLS + SRTP + SCTP for one endpoint, either role.
 pub struct EndpointTransport {
     cfg: TransportConfig,
     identity: DtlsIdentity,
     ice: IceAgent,
-    dtls: DtlsServer,
+    dtls: DtlsSession,
     srtp: Option<SrtpSession>,
     sctp: SctpTransport,
     remote_fingerprints: Vec<Fingerprint>,
@@ -146,21 +180,36 @@ pub struct EndpointTransport {
 }
 
 impl EndpointTransport {
-    /// A new endpoint with `local` ICE credentials (register `local.ufrag` with the demux).
+    /// A new endpoint with `local` ICE credentials (register `local.ufrag` with the demux), its
+    /// randomness from the OS. What the bridge does per COLIBRI2 endpoint.
     pub fn new(
         local: IceCredentials,
         identity: &DtlsIdentity,
         cfg: TransportConfig,
         counters: Arc<DropCounters>,
     ) -> Result<Self, DtlsSetupError> {
-        let dtls = DtlsServer::new(identity.server_config(&cfg.srtp_profiles)?);
+        Self::with_rng(local, identity, cfg, counters, TransportRng::from_entropy())
+    }
+
+    /// [`EndpointTransport::new`] drawing every random value from `rng` — ICE tie-breaker,
+    /// transaction ids, consent jitter, and rtc-dtls's provider randomness — so a seeded `rng`
+    /// makes our outputs reproducible (draw `local` from it too, [`IceCredentials::generate`]).
+    pub fn with_rng(
+        local: IceCredentials,
+        identity: &DtlsIdentity,
+        cfg: TransportConfig,
+        counters: Arc<DropCounters>,
+        mut rng: TransportRng,
+    ) -> Result<Self, DtlsSetupError> {
+        let provider = rng.dtls_provider(identity.provider().clone());
+        let dtls_config = identity.handshake_config(cfg.role, &cfg.srtp_profiles, provider)?;
         Ok(Self {
-            ice: IceAgent::new(local, cfg.ice.clone(), counters.clone()),
+            ice: IceAgent::new(local, cfg.ice.clone(), counters.clone(), rng.fork()),
+            dtls: DtlsSession::new(cfg.role, dtls_config),
+            sctp: SctpTransport::new(cfg.role, cfg.channel.clone()),
             cfg,
             identity: identity.clone(),
-            dtls,
             srtp: None,
-            sctp: SctpTransport::new(),
             remote_fingerprints: Vec::new(),
             dtls_unverified: false,
             dtls_deadline: None,
@@ -172,13 +221,22 @@ impl EndpointTransport {
         })
     }
 
+    pub fn role(&self) -> Role {
+        self.cfg.role
+    }
+
     pub fn local_credentials(&self) -> &IceCredentials {
         self.ice.local_credentials()
     }
 
-    /// The fingerprint to signal for this endpoint (the process-wide certificate).
+    /// The fingerprint to signal for this endpoint (the identity's certificate).
     pub fn local_fingerprint(&self) -> &Fingerprint {
         self.identity.fingerprint()
+    }
+
+    /// Where this endpoint counts what it drops.
+    pub fn counters(&self) -> &Arc<DropCounters> {
+        &self.counters
     }
 
     pub fn ice_state(&self) -> IceState {
@@ -189,7 +247,7 @@ impl EndpointTransport {
         self.failed
     }
 
-    /// The negotiated SRTP profile once DTLS is up.
+    /// The negotiated SRTP profile once DTLS is up (and the peer's fingerprint verified).
     pub fn srtp_profile(&self) -> Option<SrtpProfile> {
         self.srtp.as_ref().map(|s| s.profile())
     }
@@ -208,16 +266,16 @@ impl EndpointTransport {
                 self.verify_and_key(now);
             }
         }
-        self.pump_ice();
+        self.pump_ice(now);
     }
 
     /// Trickled candidates.
     pub fn add_remote_candidates(&mut self, now: Instant, candidates: &[RemoteCandidate]) {
         self.ice.add_remote_candidates(now, candidates);
-        self.pump_ice();
+        self.pump_ice(now);
     }
 
-    /// Handles one datagram routed to this endpoint.
+    /// Handles one datagram for this endpoint.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if self.failed {
             return;
@@ -225,7 +283,7 @@ impl EndpointTransport {
         match classify(data) {
             PacketKind::Stun => {
                 self.ice.handle_stun(now, from, data);
-                self.pump_ice();
+                self.pump_ice(now);
             }
             PacketKind::Dtls => {
                 if !self.ice.is_validated(from) {
@@ -239,43 +297,48 @@ impl EndpointTransport {
                 self.handle_dtls(now, data);
                 self.ice.note_authenticated_traffic(now, from);
             }
-            PacketKind::Rtp | PacketKind::Rtcp => {
-                if !self.ice.is_validated(from) {
-                    self.counters.count(DropReason::UnvalidatedAddress);
-                    return;
-                }
-                let rtcp = classify(data) == PacketKind::Rtcp;
-                let ok = if rtcp {
-                    rtcp_sender_ssrc(data).is_some()
-                } else {
-                    rtp_ssrc(data).is_some()
-                };
-                if !ok {
-                    self.counters.count(DropReason::RtpMalformed);
-                    return;
-                }
-                let Some(srtp) = &mut self.srtp else {
-                    self.counters.count(DropReason::SrtpNotReady);
-                    return;
-                };
-                let r = if rtcp {
-                    srtp.decrypt_rtcp(data)
-                } else {
-                    srtp.decrypt_rtp(data)
-                };
-                match r {
-                    Ok(p) => {
-                        self.ice.note_authenticated_traffic(now, from);
-                        self.events.push_back(if rtcp {
-                            TransportEvent::Rtcp(p)
-                        } else {
-                            TransportEvent::Rtp(p)
-                        });
-                    }
-                    Err(_) => self.counters.count(DropReason::SrtpAuth),
-                }
+            kind @ (PacketKind::Rtp | PacketKind::Rtcp) => {
+                self.handle_srtp(now, from, data, kind == PacketKind::Rtcp);
             }
             PacketKind::Unknown => self.counters.count(DropReason::UnknownProtocol),
+        }
+    }
+
+    /// SRTP/SRTCP: address and header checks, then decryption. Checks that need no keys (e.g.
+    /// whether the SSRC was signalled) belong before `decrypt_*`, where they save the work.
+    fn handle_srtp(&mut self, now: Instant, from: SocketAddr, data: &[u8], rtcp: bool) {
+        if !self.ice.is_validated(from) {
+            self.counters.count(DropReason::UnvalidatedAddress);
+            return;
+        }
+        let ssrc = if rtcp {
+            rtcp_sender_ssrc(data)
+        } else {
+            rtp_ssrc(data)
+        };
+        if ssrc.is_none() {
+            self.counters.count(DropReason::RtpMalformed);
+            return;
+        }
+        let Some(srtp) = &mut self.srtp else {
+            self.counters.count(DropReason::SrtpNotReady);
+            return;
+        };
+        let r = if rtcp {
+            srtp.decrypt_rtcp(data)
+        } else {
+            srtp.decrypt_rtp(data)
+        };
+        match r {
+            Ok(p) => {
+                self.ice.note_authenticated_traffic(now, from);
+                self.events.push_back(if rtcp {
+                    TransportEvent::Rtcp(p)
+                } else {
+                    TransportEvent::Rtp(p)
+                });
+            }
+            Err(_) => self.counters.count(DropReason::SrtpAuth),
         }
     }
 
@@ -319,7 +382,8 @@ impl EndpointTransport {
         self.pump_sctp(now);
     }
 
-    /// Checks the peer certificate against its signalled fingerprint and keys SRTP.
+    /// Checks the peer certificate against its signalled fingerprint, keys SRTP, and (client)
+    /// starts SCTP.
     fn verify_and_key(&mut self, now: Instant) {
         if self.remote_fingerprints.is_empty() {
             return; // wait for signalling
@@ -340,13 +404,16 @@ impl EndpointTransport {
             );
             return;
         }
-        match SrtpSession::from_dtls(state, self.identity.provider().as_ref()) {
+        match SrtpSession::from_dtls(state, self.identity.provider().as_ref(), self.cfg.role) {
             Ok(s) => {
                 let profile = s.profile();
                 self.srtp = Some(s);
                 self.dtls_deadline = None;
                 self.events
                     .push_back(TransportEvent::DtlsConnected(profile));
+                if let Err(e) = self.sctp.connect(now) {
+                    self.fail(now, e.to_string());
+                }
             }
             Err(e) => self.fail(now, format!("SRTP keying failed: {e}")),
         }
@@ -363,7 +430,7 @@ impl EndpointTransport {
         self.events.push_back(TransportEvent::Failed(reason));
     }
 
-    fn pump_ice(&mut self) {
+    fn pump_ice(&mut self, now: Instant) {
         while let Some(t) = self.ice.poll_transmit() {
             self.transmits.push_back(Transmit {
                 to: t.to,
@@ -372,7 +439,16 @@ impl EndpointTransport {
         }
         while let Some(e) = self.ice.poll_event() {
             let ev = match e {
-                IceEvent::Connected(a) => TransportEvent::Connected(a),
+                IceEvent::Connected(a) => {
+                    // A DTLS client says ClientHello once a pair is selected.
+                    if !self.dtls.is_started() {
+                        if let Err(e) = self.dtls.start(now) {
+                            self.fail(now, format!("DTLS: {e}"));
+                        }
+                        self.pump_dtls();
+                    }
+                    TransportEvent::Connected(a)
+                }
                 IceEvent::SelectedChanged(a) => TransportEvent::SelectedChanged(a),
                 IceEvent::Disconnected => TransportEvent::Disconnected,
                 IceEvent::Failed(r) => {
@@ -415,6 +491,7 @@ impl EndpointTransport {
                 SctpEvent::Text { text, .. } => TransportEvent::DataChannelMessage(text),
                 SctpEvent::Binary { .. } => continue,
                 SctpEvent::ChannelClosed { .. } => TransportEvent::DataChannelClosed,
+                // Followed by ChannelClosed for every open channel.
                 SctpEvent::AssociationLost(_) => continue,
             };
             self.events.push_back(ev);
@@ -427,14 +504,16 @@ impl EndpointTransport {
             return;
         }
         self.ice.handle_timeout(now);
-        self.pump_ice();
+        self.pump_ice(now);
+        if self.failed {
+            return;
+        }
         if self.dtls_deadline.is_none() && self.srtp.is_none() && self.ice.selected().is_some() {
             self.dtls_deadline = Some(now + self.cfg.dtls_timeout);
         }
         if let Some(d) = self.dtls_deadline
             && d <= now
             && self.srtp.is_none()
-            && !self.failed
         {
             self.fail(now, "DTLS handshake did not complete".into());
             return;
@@ -496,7 +575,7 @@ impl EndpointTransport {
         })
     }
 
-    /// Sends a text message on the bridge channel (PPID 51).
+    /// Sends a text message (PPID 51) on the open data channel (the bridge channel).
     pub fn send_data_message(&mut self, now: Instant, text: &str) -> Result<(), SendError> {
         let stream = self.sctp.open_channel().ok_or(SendError::NoDataChannel)?;
         self.sctp
@@ -518,7 +597,7 @@ impl EndpointTransport {
         self.events.pop_front()
     }
 
-    /// Closes DTLS (close_notify) — used when the endpoint expires.
+    /// Closes DTLS (close_notify) — used when the endpoint expires or the participant leaves.
     pub fn close(&mut self, now: Instant) {
         self.dtls.close(now);
         self.pump_dtls();

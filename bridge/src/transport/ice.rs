@@ -1,25 +1,30 @@
-//! ICE for one endpoint on the shared port (RFC 8445 subset, RFC 7675 consent freshness).
+//! ICE for one endpoint (RFC 8445 subset, RFC 7675 consent freshness), in either role.
 //!
-//! The bridge has exactly one local candidate (the port), so a "pair" is just a remote address.
-//! Two modes:
-//! - [`IceMode::Full`]: the bridge is a full agent and (by default) the controlling one, as JVB
-//!   is with lib-jitsi-meet (which does not signal ice-lite): it answers checks, sends its own
-//!   checks (triggered by the peer's checks, and paced over signalled candidates), and nominates
-//!   the first valid pair with USE-CANDIDATE. Consent is refreshed with its own checks.
+//! The transport has exactly one local candidate (the bridge's shared port, or a participant's
+//! socket), so a "pair" is just a remote address. Modes and roles:
+//! - [`IceMode::Full`] + [`IceRole::Controlling`]: what JVB is for lib-jitsi-meet (which does not
+//!   signal ice-lite): answers checks, sends its own (triggered by the peer's checks, and paced
+//!   over signalled candidates), nominates the first valid pair with USE-CANDIDATE.
+//! - [`IceMode::Full`] + [`IceRole::Controlled`]: what a browser is opposite JVB: answers checks,
+//!   sends its own (and keeps re-checking, slower, until nominated), selects the pair the peer
+//!   nominates.
 //! - [`IceMode::Lite`]: responder only (RFC 8445 §2.5); the peer controls and nominates.
 //!
 //! Either way the peer's checks are answered (short-term credentials, MESSAGE-INTEGRITY,
 //! FINGERPRINT, XOR-MAPPED-ADDRESS) and unknown source addresses become peer-reflexive pairs.
-//! An endpoint whose peer stops proving consent for `consent_timeout` is failed.
+//! A full agent refreshes consent with its own checks every 5 s ±20 %. An endpoint whose peer
+//! stops proving consent for `consent_timeout` is failed.
+//!
+//! Randomness (credentials, tie-breaker, transaction ids, consent jitter) comes from the
+//! injected [`TransportRng`], so the agent is deterministic for a given seed.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ring::rand::{SecureRandom, SystemRandom};
-
 use super::counters::{DropCounters, DropReason};
+use super::rng::TransportRng;
 use super::stun::{self, Builder, Class, METHOD_BINDING, Message};
 
 /// Short-term ICE credentials.
@@ -31,59 +36,60 @@ pub struct IceCredentials {
 
 const ICE_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-fn random_string(rng: &SystemRandom, n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    // SystemRandom only fails if the OS RNG is unavailable; fall back to a fixed pattern is not
-    // acceptable for credentials, so retry once and otherwise use the time as entropy.
-    if rng.fill(&mut bytes).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(31);
-        }
-    }
-    bytes
-        .iter()
-        .map(|b| char::from(ICE_CHARS[usize::from(*b) % ICE_CHARS.len()]))
+fn random_string(rng: &mut TransportRng, n: usize) -> String {
+    (0..n)
+        .map(|_| {
+            // 2^32 mod 62 is tiny: the bias is negligible.
+            let i = rng.next_u32() as usize % ICE_CHARS.len();
+            char::from(ICE_CHARS[i])
+        })
         .collect()
 }
 
-fn random_u64(rng: &SystemRandom) -> u64 {
-    let mut b = [0u8; 8];
-    let _ = rng.fill(&mut b);
-    u64::from_be_bytes(b)
-}
-
 impl IceCredentials {
-    /// Fresh random credentials: 8-char ufrag, 24-char password (RFC 8445 minimums are 4 / 22).
+    /// Fresh credentials from the OS: 8-char ufrag, 24-char password (RFC 8445 minimums are
+    /// 4 / 22).
     pub fn random() -> Self {
-        let rng = SystemRandom::new();
+        Self::generate(&mut TransportRng::from_entropy())
+    }
+
+    /// Fresh credentials drawn from `rng` (deterministic for a seeded generator).
+    pub fn generate(rng: &mut TransportRng) -> Self {
         Self {
-            ufrag: random_string(&rng, 8),
-            pwd: random_string(&rng, 24),
+            ufrag: random_string(rng, 8),
+            pwd: random_string(rng, 24),
         }
     }
 }
 
-/// Full (controlling, nominating) or lite (responder only).
+/// Full agent (sends checks and consent checks) or lite (responder only, always controlled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IceMode {
     Full,
     Lite,
 }
 
+/// Who nominates (RFC 8445 §6.1.1). A lite agent is always controlled, whatever is asked; a role
+/// conflict with the peer may switch a full agent's role (§7.3.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceRole {
+    Controlling,
+    Controlled,
+}
+
 /// ICE timing and role configuration.
 #[derive(Debug, Clone)]
 pub struct IceConfig {
     pub mode: IceMode,
+    /// The role we start in. The bridge controls (JVB does with lib-jitsi-meet); a participant
+    /// is controlled, unless the bridge is lite.
+    pub role: IceRole,
     /// Pacing of ordinary checks (Ta).
     pub check_interval: Duration,
     /// Retransmission interval of an unanswered check, and how many times a check is sent.
     pub check_rto: Duration,
     pub check_max_sends: u32,
-    /// Interval of consent checks on the selected pair (full mode; jittered ±20 %).
+    /// Interval of consent checks on the selected pair (full mode; jittered ±20 %, RFC 7675 §5.1).
     pub consent_interval: Duration,
     /// No consent for this long → `Disconnected` (recoverable).
     pub disconnected_timeout: Duration,
@@ -97,6 +103,7 @@ impl Default for IceConfig {
     fn default() -> Self {
         Self {
             mode: IceMode::Full,
+            role: IceRole::Controlling,
             check_interval: Duration::from_millis(50),
             check_rto: Duration::from_millis(250),
             check_max_sends: 8,
@@ -191,7 +198,9 @@ pub struct IceAgent {
     events: VecDeque<IceEvent>,
     transmits: VecDeque<StunTransmit>,
     counters: Arc<DropCounters>,
-    rng: SystemRandom,
+    rng: TransportRng,
+    /// Round-robin position of a controlled agent's re-checks while it waits for nomination.
+    recheck: usize,
     buf: Vec<u8>,
 }
 
@@ -201,11 +210,17 @@ const OUR_PRFLX_PRIORITY: u32 = (110 << 24) | (65535 << 8) | 255;
 const MAX_PAIRS: usize = 32;
 
 impl IceAgent {
-    pub fn new(local: IceCredentials, cfg: IceConfig, counters: Arc<DropCounters>) -> Self {
-        let rng = SystemRandom::new();
-        let tie_breaker = random_u64(&rng);
+    /// An agent with `local` credentials in `cfg.role` (a lite agent is controlled whatever the
+    /// role); every random value it needs comes from `rng`.
+    pub fn new(
+        local: IceCredentials,
+        cfg: IceConfig,
+        counters: Arc<DropCounters>,
+        mut rng: TransportRng,
+    ) -> Self {
+        let tie_breaker = rng.next_u64();
         Self {
-            controlling: cfg.mode == IceMode::Full,
+            controlling: cfg.mode == IceMode::Full && cfg.role == IceRole::Controlling,
             cfg,
             local,
             remote: None,
@@ -224,6 +239,7 @@ impl IceAgent {
             transmits: VecDeque::new(),
             counters,
             rng,
+            recheck: 0,
             buf: Vec::with_capacity(128),
         }
     }
@@ -238,6 +254,10 @@ impl IceAgent {
 
     pub fn is_controlling(&self) -> bool {
         self.controlling
+    }
+
+    fn is_full(&self) -> bool {
+        self.cfg.mode == IceMode::Full
     }
 
     /// The remote address media goes to: the selected pair, or before selection the most
@@ -286,7 +306,7 @@ impl IceAgent {
         if self.state == IceState::New {
             self.state = IceState::Checking;
         }
-        if self.controlling && self.next_check.is_none() {
+        if self.is_full() && self.next_check.is_none() {
             self.next_check = Some(now);
         }
     }
@@ -372,25 +392,9 @@ impl IceAgent {
             self.counters.count(DropReason::StunBadIntegrity);
             return;
         }
-        // Role conflict (RFC 8445 §7.3.1.1).
-        if self.controlling {
-            if let Some(theirs) = msg.ice_controlling() {
-                if self.tie_breaker >= theirs {
-                    self.send_error(from, msg, 487, "Role Conflict");
-                    return;
-                }
-                self.controlling = false;
-            }
-        } else if let Some(theirs) = msg.ice_controlled() {
-            if self.tie_breaker >= theirs {
-                self.controlling = true;
-                self.next_check.get_or_insert(now);
-            } else {
-                self.send_error(from, msg, 487, "Role Conflict");
-                return;
-            }
+        if self.is_full() && !self.resolve_role_conflict(now, from, msg) {
+            return;
         }
-
         self.start(now);
         self.validate(from);
         // Consent is per pair (RFC 7675): only the selected pair's traffic refreshes it.
@@ -400,20 +404,42 @@ impl IceAgent {
         self.send_success(from, msg);
 
         let priority = msg.priority().unwrap_or(0);
-        self.add_pair(from, priority, self.controlling);
-        if self.controlling && self.needs_pair() {
+        // A full agent answers a check with a triggered check of its own (RFC 8445 §7.3.1.4).
+        self.add_pair(from, priority, self.is_full());
+        if !self.controlling && msg.use_candidate() {
+            // Controlled (or lite): the peer nominates. Before that a lite agent answers DTLS on
+            // the most recently validated address (`send_address`).
+            self.select(now, from);
+        } else if self.is_full() && self.needs_pair() {
             self.next_check = Some(now);
-        } else if msg.use_candidate() || self.cfg.mode == IceMode::Lite && self.selected.is_none() {
-            // Controlled: the peer nominates. A lite agent also uses the first checked address
-            // until nomination so it can answer DTLS early.
-            if msg.use_candidate() {
-                self.select(now, from);
-            }
         }
         if self.state == IceState::Disconnected && self.selected == Some(from) {
             self.state = IceState::Connected;
             self.events.push_back(IceEvent::Connected(from));
         }
+    }
+
+    /// Role conflict (RFC 8445 §7.3.1.1, a procedure of full agents: a lite agent stays
+    /// controlled and just answers). Returns false when the request got a 487 answer.
+    fn resolve_role_conflict(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) -> bool {
+        if self.controlling {
+            if let Some(theirs) = msg.ice_controlling() {
+                if self.tie_breaker >= theirs {
+                    self.send_error(from, msg, 487, "Role Conflict");
+                    return false;
+                }
+                self.controlling = false;
+            }
+        } else if let Some(theirs) = msg.ice_controlled() {
+            if self.tie_breaker >= theirs {
+                self.controlling = true;
+                self.next_check.get_or_insert(now);
+            } else {
+                self.send_error(from, msg, 487, "Role Conflict");
+                return false;
+            }
+        }
+        true
     }
 
     fn handle_response(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
@@ -441,11 +467,10 @@ impl IceAgent {
         }
         if msg.class == Class::Error {
             if msg.error_code() == Some(487) {
+                // We sent the check, so we are a full agent: switch roles and check again.
                 self.controlling = !self.controlling;
                 self.set_pair_state(t.addr, PairState::Waiting);
-                if self.controlling {
-                    self.next_check = Some(now);
-                }
+                self.next_check = Some(now);
             } else {
                 self.set_pair_state(t.addr, PairState::Failed);
             }
@@ -506,19 +531,16 @@ impl IceAgent {
                 self.state = IceState::Connected;
                 self.last_consent = Some(now);
                 self.events.push_back(IceEvent::Connected(addr));
-                if self.controlling {
+                if self.is_full() {
                     self.next_consent_check = Some(now + self.jittered_consent_interval());
                 }
             }
         }
     }
 
-    fn jittered_consent_interval(&self) -> Duration {
-        let mut b = [0u8; 1];
-        let _ = self.rng.fill(&mut b);
-        // 0.8 .. 1.2 of the interval (RFC 7675 §5.1).
-        let factor = 0.8 + 0.4 * f64::from(b[0]) / 255.0;
-        self.cfg.consent_interval.mul_f64(factor)
+    /// 0.8 .. 1.2 of the interval (RFC 7675 §5.1).
+    fn jittered_consent_interval(&mut self) -> Duration {
+        self.rng.jittered(self.cfg.consent_interval, 0.2)
     }
 
     fn send_success(&mut self, to: SocketAddr, req: &Message<'_>) {
@@ -555,7 +577,7 @@ impl IceAgent {
     /// Sends a new check (a new transaction) to `to`.
     fn send_check(&mut self, now: Instant, to: SocketAddr, nominate: bool, consent: bool) {
         let mut id = [0u8; 12];
-        let _ = self.rng.fill(&mut id);
+        self.rng.fill(&mut id);
         self.transactions.push(Transaction {
             id,
             addr: to,
@@ -638,9 +660,9 @@ impl IceAgent {
             i += 1;
         }
 
-        // Paced ordinary checks (controlling, before selection or while the selected pair has
+        // Paced ordinary checks (full agents, before selection or while the selected pair has
         // lost consent).
-        if self.controlling
+        if self.is_full()
             && self.remote.is_some()
             && self.needs_pair()
             && let Some(at) = self.next_check
@@ -655,18 +677,26 @@ impl IceAgent {
             if let Some(addr) = next {
                 self.send_check(now, addr, false, false);
                 self.next_check = Some(now + self.cfg.check_interval);
-            } else {
+            } else if self.controlling {
                 self.next_check = None;
+            } else {
+                // Controlled: nothing new to check, so re-check one pair per round (slower)
+                // until the peer nominates, keeping our address validated on its side even if
+                // it got our candidates late or lost our first checks.
+                if let Some(addr) = self.next_recheck() {
+                    self.send_check(now, addr, false, false);
+                }
+                self.next_check = Some(now + self.cfg.check_rto * 2);
             }
         }
 
-        // Consent checks on the selected pair (full mode only; a lite agent does not send).
-        if self.controlling
-            && self.cfg.mode == IceMode::Full
+        // Consent checks on the selected pair (full agents; a lite agent does not send).
+        if self.is_full()
             && let (Some(sel), Some(at)) = (self.selected, self.next_consent_check)
             && at <= now
         {
-            self.send_check(now, sel, true, true);
+            let nominate = self.controlling;
+            self.send_check(now, sel, nominate, true);
             self.next_consent_check = Some(now + self.jittered_consent_interval());
         }
 
@@ -685,7 +715,8 @@ impl IceAgent {
                 {
                     self.state = IceState::Disconnected;
                     self.events.push_back(IceEvent::Disconnected);
-                    // From now on a controlling agent looks for another valid pair.
+                    // From now on a full agent checks the other pairs again (a controlling one
+                    // nominates another valid pair, e.g. after a NAT rebinding).
                     for p in &mut self.pairs {
                         if Some(p.addr) != self.selected {
                             p.state = PairState::Waiting;
@@ -703,6 +734,20 @@ impl IceAgent {
             }
             IceState::New | IceState::Failed => {}
         }
+    }
+
+    /// The next pair, round robin, with no check of ours in flight.
+    fn next_recheck(&mut self) -> Option<SocketAddr> {
+        let n = self.pairs.len();
+        for k in 0..n {
+            let i = (self.recheck + k) % n;
+            let addr = self.pairs[i].addr;
+            if !self.transactions.iter().any(|t| t.addr == addr) {
+                self.recheck = i + 1;
+                return Some(addr);
+            }
+        }
+        None
     }
 
     fn fail(&mut self, reason: String) {
@@ -735,10 +780,10 @@ impl IceAgent {
         for tr in &self.transactions {
             consider(Some(tr.next_send));
         }
-        if self.controlling && self.remote.is_some() && self.needs_pair() {
+        if self.is_full() && self.remote.is_some() && self.needs_pair() {
             consider(self.next_check);
         }
-        if self.controlling && self.cfg.mode == IceMode::Full {
+        if self.is_full() {
             consider(self.next_consent_check);
         }
         match self.state {
@@ -828,7 +873,12 @@ mod tests {
             mode,
             ..IceConfig::default()
         };
-        let agent = IceAgent::new(local.clone(), cfg, counters.clone());
+        let agent = IceAgent::new(
+            local.clone(),
+            cfg,
+            counters.clone(),
+            TransportRng::seeded(1),
+        );
         let peer = Peer {
             creds: creds("peer", "peerpasswordpeerpassword"),
             bridge: local,
@@ -1144,5 +1194,228 @@ mod tests {
         assert_eq!(m.class, Class::Error);
         assert_eq!(m.error_code(), Some(487));
         assert!(b.is_controlling());
+        // A lite agent does not repair conflicts (RFC 8445 §7.3.1.1 is for full agents): a
+        // check claiming controlled is answered, and the agent stays controlled and silent.
+        let (mut c, peer, _) = setup(IceMode::Lite);
+        c.tie_breaker = u64::MAX;
+        c.set_remote(now, peer.creds.clone(), &[]);
+        c.handle_stun(now, from, &peer.check(1, false, false));
+        let tx = c.poll_transmit().unwrap();
+        assert_eq!(Message::parse(&tx.data).unwrap().class, Class::Success);
+        assert!(!c.is_controlling());
+        c.handle_timeout(now + Duration::from_secs(1));
+        assert!(c.poll_transmit().is_none());
+        // A controlled full agent with the higher tie-breaker takes control.
+        let mut d = IceAgent::new(
+            peer.bridge.clone(),
+            IceConfig {
+                role: IceRole::Controlled,
+                ..IceConfig::default()
+            },
+            Arc::new(DropCounters::new()),
+            TransportRng::seeded(2),
+        );
+        d.tie_breaker = u64::MAX;
+        d.handle_stun(now, from, &peer.check(1, false, false));
+        assert!(d.is_controlling());
+    }
+
+    // ---- The controlled role (a participant opposite the bridge) against a controlling agent.
+
+    const BRIDGE: &str = "127.0.0.1:10000";
+    const US: &str = "127.0.0.1:40000";
+
+    /// A controlling full agent (the bridge) and a controlled one (the participant), each knowing
+    /// the other's credentials and candidate, as after the Jingle offer/answer.
+    fn both_roles(seed: u64) -> (IceAgent, IceAgent, Arc<DropCounters>, Instant) {
+        let now = Instant::now();
+        let mut rng = TransportRng::seeded(seed);
+        let (bridge_creds, our_creds) = (
+            IceCredentials::generate(&mut rng),
+            IceCredentials::generate(&mut rng),
+        );
+        let mut bridge = IceAgent::new(
+            bridge_creds.clone(),
+            IceConfig::default(),
+            Arc::new(DropCounters::new()),
+            rng.fork(),
+        );
+        bridge.set_remote(
+            now,
+            our_creds.clone(),
+            &[RemoteCandidate {
+                addr: US.parse().unwrap(),
+                priority: 2_130_706_431,
+            }],
+        );
+        let counters = Arc::new(DropCounters::new());
+        let controlled = IceConfig {
+            role: IceRole::Controlled,
+            ..IceConfig::default()
+        };
+        let mut ours = IceAgent::new(our_creds, controlled, counters.clone(), rng.fork());
+        ours.set_remote(
+            now,
+            bridge_creds,
+            &[RemoteCandidate {
+                addr: BRIDGE.parse().unwrap(),
+                priority: 2_130_706_431,
+            }],
+        );
+        (ours, bridge, counters, now)
+    }
+
+    /// Moves datagrams both ways until quiet; returns the controlled agent's events.
+    fn exchange(ours: &mut IceAgent, bridge: &mut IceAgent, now: Instant) -> Vec<IceEvent> {
+        let (us, br): (SocketAddr, SocketAddr) = (US.parse().unwrap(), BRIDGE.parse().unwrap());
+        let mut events = Vec::new();
+        for _ in 0..50 {
+            let mut moved = false;
+            while let Some(t) = ours.poll_transmit() {
+                assert_eq!(t.to, br);
+                bridge.handle_stun(now, us, &t.data);
+                moved = true;
+            }
+            while let Some(t) = bridge.poll_transmit() {
+                assert_eq!(t.to, us);
+                ours.handle_stun(now, br, &t.data);
+                moved = true;
+            }
+            while let Some(e) = ours.poll_event() {
+                events.push(e);
+            }
+            if !moved {
+                break;
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn controlled_agent_connects_when_the_controlling_agent_nominates() {
+        let (mut ours, mut bridge, counters, t0) = both_roles(5);
+        assert!(!ours.is_controlling() && bridge.is_controlling());
+        let mut now = t0;
+        let mut events = Vec::new();
+        while now < t0 + Duration::from_secs(2) && ours.state() != IceState::Connected {
+            ours.handle_timeout(now);
+            bridge.handle_timeout(now);
+            events.extend(exchange(&mut ours, &mut bridge, now));
+            now += Duration::from_millis(10);
+        }
+        let (us, br): (SocketAddr, SocketAddr) = (US.parse().unwrap(), BRIDGE.parse().unwrap());
+        assert_eq!(events, vec![IceEvent::Connected(br)]);
+        assert_eq!(ours.selected(), Some(br));
+        assert!(ours.is_validated(br));
+        assert_eq!(bridge.poll_event(), Some(IceEvent::Connected(us)));
+        assert_eq!(bridge.selected(), Some(us));
+        // No role conflict: the roles stayed as configured.
+        assert!(!ours.is_controlling() && bridge.is_controlling());
+        assert_eq!(counters.total(), 0);
+    }
+
+    #[test]
+    fn controlled_agent_sends_consent_checks_and_fails_when_the_peer_goes_silent() {
+        let (mut ours, mut bridge, _, t0) = both_roles(6);
+        let mut now = t0;
+        while ours.state() != IceState::Connected {
+            ours.handle_timeout(now);
+            bridge.handle_timeout(now);
+            exchange(&mut ours, &mut bridge, now);
+            now += Duration::from_millis(10);
+        }
+        // 60 s with the bridge answering: still connected, consent checks were sent.
+        let (us, br): (SocketAddr, SocketAddr) = (US.parse().unwrap(), BRIDGE.parse().unwrap());
+        let mut sent = 0;
+        let end = now + Duration::from_secs(60);
+        while now < end {
+            ours.handle_timeout(now);
+            bridge.handle_timeout(now);
+            while let Some(t) = ours.poll_transmit() {
+                if Message::parse(&t.data).is_ok_and(|m| m.class == Class::Request) {
+                    sent += 1;
+                }
+                bridge.handle_stun(now, us, &t.data);
+            }
+            while let Some(t) = bridge.poll_transmit() {
+                ours.handle_stun(now, br, &t.data);
+            }
+            assert_eq!(ours.state(), IceState::Connected, "at {:?}", now - t0);
+            now += Duration::from_millis(100);
+        }
+        assert!(
+            (9..=16).contains(&sent),
+            "≈ one consent check per 5 s: {sent}"
+        );
+        // Now the bridge goes silent.
+        let silent_from = now;
+        let mut failed_at = None;
+        while now < silent_from + Duration::from_secs(40) {
+            ours.handle_timeout(now);
+            while ours.poll_transmit().is_some() {}
+            while let Some(e) = ours.poll_event() {
+                if matches!(e, IceEvent::Failed(_)) {
+                    failed_at = Some(now - silent_from);
+                }
+            }
+            now += Duration::from_millis(100);
+        }
+        // 30 s after the last answer, which came at most one consent interval before the silence.
+        let at = failed_at.expect("consent failure");
+        assert!(
+            at >= Duration::from_secs(23) && at <= Duration::from_secs(31),
+            "{at:?}"
+        );
+    }
+
+    #[test]
+    fn controlled_agent_keeps_checking_until_the_connect_timeout() {
+        let (mut ours, _bridge, _, t0) = both_roles(7);
+        let mut t = t0;
+        let mut sent = 0;
+        while ours.state() == IceState::Checking {
+            t = ours.poll_timeout().expect("a timer while checking");
+            ours.handle_timeout(t);
+            while ours.poll_transmit().is_some() {
+                sent += 1;
+            }
+        }
+        assert_eq!(ours.state(), IceState::Failed);
+        assert_eq!(t - t0, Duration::from_secs(30));
+        // New checks all along (not only the first transaction's 8 sends).
+        assert!(sent > 30, "kept checking: {sent}");
+    }
+
+    #[test]
+    fn controlled_agent_refuses_forged_checks() {
+        let (mut ours, _bridge, counters, now) = both_roles(8);
+        let br: SocketAddr = BRIDGE.parse().unwrap();
+        let user = format!("{}:x", ours.local_credentials().ufrag);
+        let mut buf = Vec::new();
+        Builder::new(&mut buf, Class::Request, METHOD_BINDING, &[1; 12])
+            .username(&user)
+            .ice_controlling(1)
+            .use_candidate()
+            .integrity(b"wrong-password-wrong-pw")
+            .fingerprint();
+        ours.handle_stun(now, br, &buf);
+        assert_eq!(counters.get(DropReason::StunBadIntegrity), 1);
+        assert!(ours.selected().is_none() && !ours.is_validated(br));
+        assert!(ours.poll_event().is_none());
+    }
+
+    #[test]
+    fn same_seed_same_credentials_tie_breaker_and_transaction_ids() {
+        let run = |seed| {
+            let (mut ours, _, _, t0) = both_roles(seed);
+            ours.handle_timeout(t0);
+            let t = ours.poll_transmit().unwrap();
+            (ours.local_credentials().clone(), ours.tie_breaker, t.data)
+        };
+        assert_eq!(run(9), run(9));
+        let (a, b) = (run(9), run(10));
+        assert_ne!(a.0, b.0);
+        assert_ne!(a.1, b.1);
+        assert_ne!(a.2, b.2);
     }
 }

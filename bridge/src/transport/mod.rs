@@ -1,10 +1,14 @@
-//! Media transport of the bridge on one UDP port: ICE, DTLS-SRTP, SCTP/DCEP.
+//! Media transport on UDP: ICE, DTLS-SRTP, SCTP/DCEP — the bridge's side of every endpoint on
+//! its shared port, and (same code, [`Role::Client`]) a participant's side toward the bridge,
+//! which `loadtest` runs.
 //!
-//! Sans-IO: [`EndpointTransport`] is one endpoint's state machine (ICE agent, DTLS server, SRTP
-//! contexts, SCTP association with the bridge channel); [`Demux`] maps each datagram of the
-//! shared port to an endpoint (RFC 7983 first byte, STUN USERNAME ufrag, then source address);
-//! [`DropCounters`] counts what was dropped and why. [`shell::Port`] is the thin tokio shell that
-//! owns the socket. See `README.md` in this directory for the design choices and measurements.
+//! Sans-IO: [`EndpointTransport`] is one endpoint's state machine (ICE agent, DTLS server or
+//! client, SRTP contexts, SCTP association with the bridge channel), its randomness injected
+//! ([`TransportRng`], seedable); [`Demux`] maps each datagram of the shared port to an endpoint
+//! (RFC 7983 first byte, STUN USERNAME ufrag, then source address); [`DropCounters`] counts what
+//! was dropped and why. [`shell::Port`] is the thin tokio shell that owns the socket. See
+//! `README.md` in this directory for the design choices, what the rtc-* crates draw from the OS,
+//! and measurements.
 //!
 //! Typical use (the bridge binary does this per COLIBRI2 endpoint):
 //! 1. once per process: [`DtlsIdentity::generate`]; once per port: [`shell::Port::bind`];
@@ -21,11 +25,15 @@ pub mod demux;
 pub mod dtls;
 pub mod endpoint;
 pub mod ice;
+pub mod rng;
+pub mod role;
 pub mod sctp;
 pub mod shell;
 pub mod signal;
 pub mod srtp;
 pub mod stun;
+#[cfg(test)]
+mod tests;
 
 pub use counters::{DropCounters, DropReason};
 pub use demux::{Demux, PacketKind, classify};
@@ -33,5 +41,8 @@ pub use dtls::{DtlsIdentity, Fingerprint, SrtpProfile};
 pub use endpoint::{
     EndpointTransport, RemoteTransport, SendError, Transmit, TransportConfig, TransportEvent,
 };
-pub use ice::{IceConfig, IceCredentials, IceMode, IceState, RemoteCandidate};
+pub use ice::{IceConfig, IceCredentials, IceMode, IceRole, IceState, RemoteCandidate};
+pub use rng::TransportRng;
+pub use role::Role;
+pub use sctp::ChannelSpec;
 pub use shell::{Port, PortHandler, PortState};

@@ -1,9 +1,16 @@
-//! SCTP over DTLS (RFC 8261) and WebRTC data channels (RFC 8831, DCEP RFC 8832).
+//! SCTP over DTLS (RFC 8261) and WebRTC data channels (RFC 8831, DCEP RFC 8832), either end.
 //!
-//! The bridge is the passive side: the browser sends INIT (port 5000) and opens the bridge
-//! channel with DATA_CHANNEL_OPEN (label "JVB data channel"); we answer DATA_CHANNEL_ACK.
-//! Messages are UTF-8 JSON with PPID 51 (WebRTC String). SCTP is `rtc-sctp`; DCEP is here
-//! (two message types, not worth a dependency).
+//! [`Role::Server`] (the bridge) is the passive side: the browser sends INIT (port 5000) and opens
+//! the bridge channel with DATA_CHANNEL_OPEN (label "JVB data channel"); we answer
+//! DATA_CHANNEL_ACK. [`Role::Client`] (a participant) sends INIT once DTLS is up and opens the
+//! channel described by its [`ChannelSpec`] on stream 0 (the DTLS client uses even stream ids,
+//! RFC 8832 §6), as lib-jitsi-meet does. Messages are UTF-8 JSON with PPID 51 (WebRTC String).
+//! SCTP is `rtc-sctp`; DCEP is here (two message types, not worth a dependency).
+//!
+//! Randomness: our code chooses nothing at random here (stream 0, fixed DCEP fields). rtc-sctp
+//! draws the verification tag, the initial TSN and the state cookie from `rand`'s thread-local
+//! generator; its `EndpointConfig::aid_generator` hook takes a trait the crate does not export,
+//! so none of that can be injected (README.md).
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -12,10 +19,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rtc_sctp::{
-    Association, AssociationHandle, DatagramEvent, Endpoint, EndpointConfig, Event, Payload,
-    PayloadProtocolIdentifier as Ppi, ServerConfig, StreamEvent, TransportConfig,
+    Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig, Event,
+    Payload, PayloadProtocolIdentifier as Ppi, ServerConfig, TransportConfig,
 };
 use rtc_shared::TransportProtocol;
+
+use super::role::Role;
 
 const DCEP_OPEN: u8 = 0x03;
 const DCEP_ACK: u8 = 0x02;
@@ -23,6 +32,29 @@ const DCEP_ACK: u8 = 0x02;
 const MAX_MESSAGE: usize = 256 * 1024;
 /// JVB allows one channel per endpoint; accept a few to be lenient, bounded.
 const MAX_CHANNELS: usize = 8;
+/// The stream a DTLS client opens its channel on (even ids, RFC 8832 §6).
+const CLIENT_STREAM: u16 = 0;
+
+/// lib-jitsi-meet's bridge channel (`modules/RTC/BridgeChannel.js`).
+pub const BRIDGE_CHANNEL_LABEL: &str = "JVB data channel";
+pub const BRIDGE_CHANNEL_PROTOCOL: &str = "http://jitsi.org/protocols/colibri";
+
+/// The channel a [`Role::Client`] opens once SCTP is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSpec {
+    pub label: String,
+    pub protocol: String,
+}
+
+impl Default for ChannelSpec {
+    /// The bridge channel, reliable and ordered, as lib-jitsi-meet opens it.
+    fn default() -> Self {
+        Self {
+            label: BRIDGE_CHANNEL_LABEL.into(),
+            protocol: BRIDGE_CHANNEL_PROTOCOL.into(),
+        }
+    }
+}
 
 /// A DATA_CHANNEL_OPEN, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +84,7 @@ pub fn parse_dcep_open(b: &[u8]) -> Option<DcepOpen> {
     })
 }
 
-/// Encodes a DATA_CHANNEL_OPEN (used by tests acting as the browser).
+/// Encodes a DATA_CHANNEL_OPEN.
 pub fn encode_dcep_open(o: &DcepOpen) -> Vec<u8> {
     let mut v = vec![DCEP_OPEN, o.channel_type];
     v.extend_from_slice(&o.priority.to_be_bytes());
@@ -90,10 +122,14 @@ pub enum SctpEvent {
 struct Channel {
     stream: u16,
     open: bool,
+    /// Opened by us (we sent DATA_CHANNEL_OPEN and wait for the ACK): label and protocol.
+    ours: Option<ChannelSpec>,
 }
 
 /// The SCTP association of one endpoint, fed with DTLS application data.
 pub struct SctpTransport {
+    role: Role,
+    channel: ChannelSpec,
     endpoint: Endpoint,
     assoc: Option<(AssociationHandle, Association)>,
     channels: Vec<Channel>,
@@ -110,27 +146,29 @@ const PLACEHOLDER: SocketAddr =
 #[error("sctp: {0}")]
 pub struct SctpError(pub String);
 
-impl Default for SctpTransport {
-    fn default() -> Self {
-        Self::new()
-    }
+fn transport_config() -> TransportConfig {
+    TransportConfig::default()
+        .with_sctp_port(5000)
+        .with_max_message_size(MAX_MESSAGE as u32)
+        .with_max_num_inbound_streams(1024)
+        .with_max_num_outbound_streams(1024)
 }
 
 impl SctpTransport {
-    pub fn new() -> Self {
-        let transport = TransportConfig::default()
-            .with_sctp_port(5000)
-            .with_max_message_size(MAX_MESSAGE as u32)
-            .with_max_num_inbound_streams(1024)
-            .with_max_num_outbound_streams(1024);
-        let server = ServerConfig::new(transport);
+    /// A server accepts the peer's association; a client [`connect`](Self::connect)s and then
+    /// opens `channel`.
+    pub fn new(role: Role, channel: ChannelSpec) -> Self {
+        let server =
+            (role == Role::Server).then(|| Arc::new(ServerConfig::new(transport_config())));
         let endpoint = Endpoint::new(
             PLACEHOLDER,
             TransportProtocol::UDP,
             Arc::new(EndpointConfig::new()),
-            Some(Arc::new(server)),
+            server,
         );
         Self {
+            role,
+            channel,
             endpoint,
             assoc: None,
             channels: Vec::new(),
@@ -138,6 +176,20 @@ impl SctpTransport {
             outgoing: VecDeque::new(),
             lost: false,
         }
+    }
+
+    /// A client sends INIT (once DTLS is connected); a server does nothing.
+    pub fn connect(&mut self, now: Instant) -> Result<(), SctpError> {
+        if self.role == Role::Server || self.assoc.is_some() {
+            return Ok(());
+        }
+        let a = self
+            .endpoint
+            .connect(now, ClientConfig::new(transport_config()), PLACEHOLDER)
+            .map_err(|e| SctpError(e.to_string()))?;
+        self.assoc = Some(a);
+        self.drive(now);
+        Ok(())
     }
 
     /// Feeds one SCTP packet (decrypted DTLS application data).
@@ -183,15 +235,46 @@ impl SctpTransport {
         while let Some(ev) = a.poll() {
             match ev {
                 Event::AssociationLost { reason, .. } | Event::HandshakeFailed { reason } => {
+                    // A client's channel that never opened closes too, as an RTCDataChannel
+                    // fires `close` (open channels close in `close_all_channels`).
+                    let pending = self.role == Role::Client
+                        && !self.lost
+                        && !self.channels.iter().any(|c| c.ours.is_some() && c.open);
                     self.lost = true;
                     self.events
                         .push_back(SctpEvent::AssociationLost(reason.to_string()));
+                    if pending {
+                        self.events.push_back(SctpEvent::ChannelClosed {
+                            stream: CLIENT_STREAM,
+                        });
+                    }
                 }
-                Event::Stream(StreamEvent::Opened { .. })
-                | Event::Stream(StreamEvent::Readable { .. })
-                | Event::Connected
-                | Event::DatagramReceived
-                | Event::Stream(_) => {}
+                Event::Connected
+                    if self.role == Role::Client
+                        && !self.channels.iter().any(|c| c.ours.is_some()) =>
+                {
+                    let open = encode_dcep_open(&DcepOpen {
+                        channel_type: 0, // DATA_CHANNEL_RELIABLE (ordered)
+                        priority: 256,
+                        reliability: 0,
+                        label: self.channel.label.clone(),
+                        protocol: self.channel.protocol.clone(),
+                    });
+                    if a.open_stream(CLIENT_STREAM, Ppi::Dcep)
+                        .and_then(|mut s| s.write_with_ppi(now, &open, Ppi::Dcep))
+                        .is_ok()
+                    {
+                        self.channels.push(Channel {
+                            stream: CLIENT_STREAM,
+                            open: false,
+                            ours: Some(self.channel.clone()),
+                        });
+                    } else {
+                        self.events.push_back(SctpEvent::AssociationLost(
+                            "could not open the data channel".into(),
+                        ));
+                    }
+                }
                 _ => {}
             }
         }
@@ -202,6 +285,7 @@ impl SctpTransport {
                 self.channels.push(Channel {
                     stream: id,
                     open: false,
+                    ours: None,
                 });
             }
         }
@@ -216,19 +300,32 @@ impl SctpTransport {
                     continue;
                 };
                 match chunks.ppi {
-                    Ppi::Dcep => {
-                        if let Some(open) = parse_dcep_open(&data) {
-                            acks.push(c.stream);
-                            if !c.open {
-                                c.open = true;
-                                self.events.push_back(SctpEvent::ChannelOpen {
-                                    stream: c.stream,
-                                    label: open.label,
-                                    protocol: open.protocol,
-                                });
+                    Ppi::Dcep => match (&c.ours, data.first()) {
+                        // The peer opens a channel: acknowledge (again, if it repeats).
+                        (None, _) => {
+                            if let Some(open) = parse_dcep_open(&data) {
+                                acks.push(c.stream);
+                                if !c.open {
+                                    c.open = true;
+                                    self.events.push_back(SctpEvent::ChannelOpen {
+                                        stream: c.stream,
+                                        label: open.label,
+                                        protocol: open.protocol,
+                                    });
+                                }
                             }
                         }
-                    }
+                        // The peer acknowledges the channel we opened.
+                        (Some(spec), Some(&DCEP_ACK)) if !c.open => {
+                            c.open = true;
+                            self.events.push_back(SctpEvent::ChannelOpen {
+                                stream: c.stream,
+                                label: spec.label.clone(),
+                                protocol: spec.protocol.clone(),
+                            });
+                        }
+                        _ => {}
+                    },
                     Ppi::String | Ppi::StringEmpty => {
                         let text = if chunks.ppi == Ppi::StringEmpty {
                             String::new()
@@ -328,6 +425,7 @@ impl SctpTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn dcep_open_roundtrip_and_truncation() {
@@ -348,7 +446,7 @@ mod tests {
 
     #[test]
     fn garbage_sctp_is_an_error_not_a_panic() {
-        let mut s = SctpTransport::new();
+        let mut s = SctpTransport::new(Role::Server, ChannelSpec::default());
         let now = Instant::now();
         assert!(s.handle(now, Bytes::from_static(&[])).is_err());
         assert!(
@@ -368,5 +466,119 @@ mod tests {
                 .collect();
             let _ = s.handle(now, Bytes::from(v));
         }
+    }
+
+    fn pump(
+        now: Instant,
+        client: &mut SctpTransport,
+        server: &mut SctpTransport,
+    ) -> Vec<SctpEvent> {
+        let mut events = Vec::new();
+        for _ in 0..30 {
+            let mut moved = false;
+            while let Some(p) = client.poll_packet() {
+                server.handle(now, p).unwrap();
+                moved = true;
+            }
+            while let Some(p) = server.poll_packet() {
+                client.handle(now, p).unwrap();
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        while let Some(e) = server.poll_event() {
+            events.push(e);
+        }
+        events
+    }
+
+    /// Client INIT, DCEP OPEN/ACK, text both ways (the empty string too).
+    #[test]
+    fn client_opens_the_bridge_channel_on_the_server() {
+        let now = Instant::now();
+        let mut client = SctpTransport::new(Role::Client, ChannelSpec::default());
+        let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
+        client.connect(now).unwrap();
+        let server_events = pump(now, &mut client, &mut server);
+        assert!(matches!(
+            &server_events[..],
+            [SctpEvent::ChannelOpen { stream: 0, label, protocol }]
+                if label == BRIDGE_CHANNEL_LABEL && protocol == BRIDGE_CHANNEL_PROTOCOL
+        ));
+        assert_eq!(
+            client.poll_event(),
+            Some(SctpEvent::ChannelOpen {
+                stream: 0,
+                label: BRIDGE_CHANNEL_LABEL.into(),
+                protocol: BRIDGE_CHANNEL_PROTOCOL.into(),
+            })
+        );
+        assert_eq!(client.open_channel(), Some(0));
+        assert_eq!(server.open_channel(), Some(0));
+        client
+            .send_text(now, 0, r#"{"colibriClass":"ReceiverVideoConstraints"}"#)
+            .unwrap();
+        server
+            .send_text(now, 0, r#"{"colibriClass":"ForwardedSources"}"#)
+            .unwrap();
+        server.send_text(now, 0, "").unwrap();
+        let server_events = pump(now, &mut client, &mut server);
+        assert!(
+            matches!(&server_events[..], [SctpEvent::Text { text, .. }] if text.contains("ReceiverVideoConstraints"))
+        );
+        assert_eq!(
+            client.poll_event(),
+            Some(SctpEvent::Text {
+                stream: 0,
+                text: r#"{"colibriClass":"ForwardedSources"}"#.into()
+            })
+        );
+        assert_eq!(
+            client.poll_event(),
+            Some(SctpEvent::Text {
+                stream: 0,
+                text: String::new()
+            })
+        );
+        // A server never initiates.
+        server.connect(now).unwrap();
+        assert!(server.poll_packet().is_none());
+    }
+
+    /// A client whose INIT is never answered gives up after rtc-sctp's retransmissions, and its
+    /// channel reports closed (the endpoint turns that into `DataChannelClosed`).
+    #[test]
+    fn an_unanswered_client_reports_its_channel_closed() {
+        let t0 = Instant::now();
+        let mut client = SctpTransport::new(Role::Client, ChannelSpec::default());
+        client.connect(t0).unwrap();
+        let mut now = t0;
+        let mut events = Vec::new();
+        while let Some(t) = client.poll_timeout() {
+            assert!(
+                t >= now && t < t0 + Duration::from_secs(600),
+                "{:?}",
+                t - t0
+            );
+            now = t;
+            client.handle_timeout(now);
+            while client.poll_packet().is_some() {}
+            while let Some(e) = client.poll_event() {
+                events.push(e);
+            }
+        }
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    SctpEvent::AssociationLost(_),
+                    SctpEvent::ChannelClosed { stream: 0 }
+                ]
+            ),
+            "{events:?}"
+        );
+        assert_eq!(client.open_channel(), None);
     }
 }

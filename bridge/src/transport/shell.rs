@@ -4,6 +4,12 @@
 //! [`PortHandler`] synchronously for every transport event and every command, so the consumer
 //! (the forwarding core, or a test) runs in the same task as the socket: no channel hop and no
 //! lock per packet. Transmits are flushed after each callback.
+//!
+//! A datagram's path here: [`Demux::route`] (classify once, find the endpoint) →
+//! `EndpointTransport::handle_datagram` (ICE / DTLS / SRTP) → its events to the handler → the
+//! transmits the handler queued, flushed. The endpoints' timers are one
+//! [`TimerTable`](crate::timer::TimerTable) keyed by endpoint: re-armed only for endpoints whose
+//! state changed, so neither a datagram nor [`PortState::poll_timeout`] scans every endpoint.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -14,6 +20,8 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+
+use crate::timer::{Deadline, TimerTable};
 
 use super::counters::DropCounters;
 use super::demux::Demux;
@@ -26,11 +34,17 @@ pub struct PortState<K> {
     /// Endpoints touched since the last flush, each once (its slot's flag says whether it is listed,
     /// so marking is O(1) however many receivers one ingress packet fans out to).
     dirty: Vec<K>,
+    /// The endpoints' transport timers.
+    timers: TimerTable<K>,
 }
 
 struct Slot {
     ep: EndpointTransport,
+    /// Listed in `dirty` (transmits to flush).
     dirty: bool,
+    /// Its timers may have moved (anything but queueing media): re-read at the flush.
+    timer_dirty: bool,
+    deadline: Deadline,
 }
 
 /// Lists `key` for the next flush unless it already is.
@@ -41,12 +55,19 @@ fn touch<K: Clone>(dirty: &mut Vec<K>, key: &K, slot: &mut Slot) {
     }
 }
 
+/// [`touch`], and the endpoint's timers are re-read at the flush.
+fn touch_all<K: Clone>(dirty: &mut Vec<K>, key: &K, slot: &mut Slot) {
+    touch(dirty, key, slot);
+    slot.timer_dirty = true;
+}
+
 impl<K: Clone + Eq + Hash> PortState<K> {
     pub fn new(counters: Arc<DropCounters>) -> Self {
         Self {
             demux: Demux::new(counters),
             endpoints: HashMap::new(),
             dirty: Vec::new(),
+            timers: TimerTable::default(),
         }
     }
 
@@ -63,8 +84,13 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     pub fn add_endpoint(&mut self, key: K, ep: EndpointTransport) {
         self.demux
             .register(&ep.local_credentials().ufrag, key.clone());
-        let mut slot = Slot { ep, dirty: false };
-        touch(&mut self.dirty, &key, &mut slot);
+        let mut slot = Slot {
+            ep,
+            dirty: false,
+            timer_dirty: false,
+            deadline: Deadline::default(),
+        };
+        touch_all(&mut self.dirty, &key, &mut slot);
         self.endpoints.insert(key, slot);
     }
 
@@ -76,10 +102,10 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         Some(slot.ep)
     }
 
-    /// Mutable access; marks the endpoint for a transmit flush.
+    /// Mutable access; marks the endpoint for a transmit flush and a timer re-read.
     pub fn endpoint_mut(&mut self, key: &K) -> Option<&mut EndpointTransport> {
         let slot = self.endpoints.get_mut(key)?;
-        touch(&mut self.dirty, key, slot);
+        touch_all(&mut self.dirty, key, slot);
         Some(&mut slot.ep)
     }
 
@@ -91,37 +117,70 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         self.endpoints.keys()
     }
 
-    /// Convenience: encrypt and queue RTP for `key`.
+    /// Encrypts and queues RTP for `key` (the forwarding path: its timers do not move).
     pub fn send_rtp(&mut self, key: &K, packet: &[u8]) -> Result<(), SendError> {
-        self.endpoint_mut(key)
-            .ok_or(SendError::NotConnected)?
-            .send_rtp(packet)
+        let slot = self.endpoints.get_mut(key).ok_or(SendError::NotConnected)?;
+        touch(&mut self.dirty, key, slot);
+        slot.ep.send_rtp(packet)
+    }
+
+    /// Encrypts and queues an RTCP compound for `key`.
+    pub fn send_rtcp(&mut self, key: &K, packet: &[u8]) -> Result<(), SendError> {
+        let slot = self.endpoints.get_mut(key).ok_or(SendError::NotConnected)?;
+        touch(&mut self.dirty, key, slot);
+        slot.ep.send_rtcp(packet)
     }
 
     /// Routes one datagram; returns the endpoint key it went to.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Option<K> {
-        let key = self.demux.route(from, data)?;
+        let (key, _kind) = self.demux.route(from, data)?;
         let slot = self.endpoints.get_mut(&key)?;
         slot.ep.handle_datagram(now, from, data);
-        touch(&mut self.dirty, &key, slot);
+        touch_all(&mut self.dirty, &key, slot);
         Some(key)
     }
 
-    /// Runs due timers of every endpoint.
+    /// Runs the endpoint timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for (k, slot) in self.endpoints.iter_mut() {
+        self.refresh_timers();
+        let mut budget = self.timers.len() + 16;
+        while budget > 0
+            && let Some((k, at)) = self.timers.pop_due(now)
+        {
+            budget -= 1;
+            let Some(slot) = self.endpoints.get_mut(&k) else {
+                continue;
+            };
+            if !slot.deadline.fire(at) {
+                continue;
+            }
+            // An armed deadline may be early (it is only ever lowered): ask the transport.
             if slot.ep.poll_timeout().is_some_and(|t| t <= now) {
                 slot.ep.handle_timeout(now);
-                touch(&mut self.dirty, k, slot);
             }
+            touch_all(&mut self.dirty, &k, slot);
         }
+        self.refresh_timers();
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoints
-            .values()
-            .filter_map(|s| s.ep.poll_timeout())
-            .min()
+    /// The earliest endpoint timer (a heap peek after re-reading the timers of endpoints that
+    /// changed).
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.refresh_timers();
+        self.timers.next_deadline()
+    }
+
+    /// Re-reads the timers of endpoints whose state changed since.
+    fn refresh_timers(&mut self) {
+        for k in &self.dirty {
+            if let Some(slot) = self.endpoints.get_mut(k)
+                && slot.timer_dirty
+            {
+                slot.timer_dirty = false;
+                self.timers
+                    .lower(&mut slot.deadline, k.clone(), slot.ep.poll_timeout());
+            }
+        }
     }
 
     /// Drains events of dirty endpoints into `out`.
@@ -137,6 +196,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
 
     /// Drains transmits of dirty endpoints, learning destination addresses in the demux.
     pub fn drain_transmits(&mut self, out: &mut Vec<(SocketAddr, bytes::Bytes)>) {
+        self.refresh_timers();
         for k in self.dirty.drain(..) {
             if let Some(slot) = self.endpoints.get_mut(&k) {
                 slot.dirty = false;
@@ -157,6 +217,7 @@ pub trait PortHandler<K> {
     /// A command from outside (signalling). Return false to stop the port.
     fn on_command(&mut self, now: Instant, cmd: Self::Command, port: &mut PortState<K>) -> bool;
     /// When the handler's own timers (e.g. the forwarding core's) next want [`on_timeout`](Self::on_timeout).
+    /// Called once per loop turn: it should not scan anything that grows with the endpoints.
     fn poll_timeout(&self) -> Option<Instant> {
         None
     }
@@ -414,5 +475,55 @@ mod tests {
         assert!(st.endpoint_mut(&0).is_none());
         st.drain_transmits(&mut out);
         assert!(st.dirty.is_empty());
+    }
+
+    /// The endpoints' timers live in one table: after they start checking, the next deadline is
+    /// the earliest of theirs (read from the table, not by asking each), firing runs exactly the
+    /// due endpoints and re-arms them, and queueing media does not re-read timers.
+    #[test]
+    fn endpoint_timers_come_from_one_table() {
+        use crate::transport::{RemoteCandidate, RemoteTransport};
+        let mut st = state_with(20);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for k in 0..20u32 {
+            let ep = st.endpoint_mut(&k).unwrap();
+            ep.set_remote(
+                t0,
+                RemoteTransport {
+                    ice: IceCredentials::random(),
+                    fingerprints: Vec::new(),
+                    candidates: vec![RemoteCandidate {
+                        addr: SocketAddr::from(([127, 0, 0, 1], 20_000 + k as u16)),
+                        priority: 1,
+                    }],
+                },
+            );
+        }
+        st.drain_transmits(&mut out);
+        let earliest = |st: &PortState<u32>| {
+            st.endpoints
+                .values()
+                .filter_map(|s| s.ep.poll_timeout())
+                .min()
+        };
+        let next = st.poll_timeout();
+        assert!(next.is_some() && next <= earliest(&st), "{next:?}");
+        assert!(st.timers.len() <= 2 * 20, "{} entries", st.timers.len());
+        // Run the timers for a while: checks go out, deadlines follow, the table stays small.
+        let mut now = t0;
+        for _ in 0..200 {
+            let Some(t) = st.poll_timeout() else { break };
+            now = t.max(now);
+            st.handle_timeout(now);
+            out.clear();
+            st.drain_transmits(&mut out);
+            assert!(st.poll_timeout() <= earliest(&st));
+            assert!(st.timers.len() <= 2 * 20, "{} entries", st.timers.len());
+        }
+        assert!(now > t0, "timers fired");
+        // Queueing media (not connected here: refused) does not mark timers for re-reading.
+        let _ = st.send_rtp(&3, &[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert!(st.endpoints[&3].dirty && !st.endpoints[&3].timer_dirty);
     }
 }

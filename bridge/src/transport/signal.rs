@@ -1,16 +1,17 @@
-//! Conversions between the transport and its signalled form (`signaling::transport`, used by both
+//! Conversions between the transport and its signalled form (`signaling::ice_udp`, used by both
 //! COLIBRI2 and Jingle): our endpoint's `<transport>` for the answer, and the peer's
 //! `<transport>` into a [`RemoteTransport`].
 
 use std::net::{IpAddr, SocketAddr};
 
-use signaling::transport::{
+use signaling::ice_udp::{
     Candidate, CandidateType, Fingerprint as SigFingerprint, IceUdpTransport, Setup,
 };
 
 use super::dtls::Fingerprint;
 use super::endpoint::{EndpointTransport, RemoteTransport};
 use super::ice::{IceCredentials, RemoteCandidate};
+use super::role::Role;
 
 /// RFC 8445 §5.1.2.1 priority for component 1.
 pub fn candidate_priority(typ: CandidateType, local_preference: u16) -> u32 {
@@ -59,7 +60,8 @@ pub fn local_candidates(addrs: &[AdvertisedAddress]) -> Vec<Candidate> {
 }
 
 /// Our endpoint's transport element: ufrag/pwd, rtcp-mux, sha-256 fingerprint with
-/// `setup="actpass"`, and `candidates`.
+/// `setup="actpass"` (the bridge, [`Role::Server`]; the peer answers `active`) or `setup="active"`
+/// (a participant's answer, [`Role::Client`]), and `candidates`.
 pub fn local_transport(ep: &EndpointTransport, candidates: Vec<Candidate>) -> IceUdpTransport {
     let creds = ep.local_credentials();
     let fp = ep.local_fingerprint();
@@ -69,7 +71,10 @@ pub fn local_transport(ep: &EndpointTransport, candidates: Vec<Candidate>) -> Ic
         rtcp_mux: true,
         fingerprints: vec![SigFingerprint {
             hash: fp.algorithm.clone(),
-            setup: Some(Setup::Actpass),
+            setup: Some(match ep.role() {
+                Role::Server => Setup::Actpass,
+                Role::Client => Setup::Active,
+            }),
             cryptex: false,
             value: fp.value.clone(),
         }],

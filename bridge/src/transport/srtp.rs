@@ -10,6 +10,7 @@ use rtc_srtp::context::Context;
 use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 
 use super::dtls::SrtpProfile;
+use super::role::Role;
 use rtc_dtls::crypto_provider::RTCCryptoProvider;
 
 /// Replay window (packets). Generous because video bursts reorder on the way.
@@ -27,15 +28,20 @@ pub enum SrtpError {
 /// Inbound (decrypt) and outbound (encrypt) contexts.
 pub struct SrtpSession {
     profile: SrtpProfile,
-    /// Protects what we send (server write key).
+    /// Protects what we send (our side's write key).
     local: Context,
-    /// Unprotects what the peer sends (client write key).
+    /// Unprotects what the peer sends (the peer's write key).
     remote: Context,
 }
 
 impl SrtpSession {
-    /// Derives both contexts from a completed DTLS association (we are the DTLS server).
-    pub fn from_dtls(state: &State, provider: &dyn RTCCryptoProvider) -> Result<Self, SrtpError> {
+    /// Derives both contexts from a completed DTLS association in which we played `role`: the
+    /// client write key protects what the DTLS client sends (RFC 5764 §4.2).
+    pub fn from_dtls(
+        state: &State,
+        provider: &dyn RTCCryptoProvider,
+        role: Role,
+    ) -> Result<Self, SrtpError> {
         let profile = SrtpProfile::from_dtls(state.srtp_protection_profile())
             .ok_or_else(|| SrtpError::Keying("no supported SRTP profile negotiated".into()))?;
         let mut cfg = Config {
@@ -46,7 +52,7 @@ impl SrtpSession {
         let km = state
             .export_keying_material(LABEL_EXTRACTOR_DTLS_SRTP, &[], len)
             .map_err(|e| SrtpError::Keying(e.to_string()))?;
-        cfg.set_session_keys_from_keying_material(km.as_ref(), false)
+        cfg.set_session_keys_from_keying_material(km.as_ref(), role == Role::Client)
             .map_err(|e| SrtpError::Keying(e.to_string()))?;
         Self::from_keys(profile, &cfg.keys, provider)
     }

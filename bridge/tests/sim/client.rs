@@ -16,7 +16,7 @@ use bridge::sfu::rtp::RtpPacket;
 use bridge::sfu::tcc_feedback::generator::{GeneratorConfig, TccFeedbackGenerator};
 use bridge::sfu::vp8;
 use bridge::sfu::{EndpointHandle, EndpointParams, MediaKind, MediaSourceDesc};
-use signaling::media::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::rtp_description::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup};
 
 use super::Rng;

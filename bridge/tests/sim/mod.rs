@@ -21,27 +21,8 @@ use bridge::sfu::{
 
 pub use client::{Client, ClientConfig};
 
-/// Tiny deterministic PRNG (xorshift64*).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The bridge's seeded PRNG (xorshift64*): deterministic runs.
+pub use bridge::random::Rng;
 
 /// One direction of a network path.
 #[derive(Debug, Clone)]

@@ -5,12 +5,12 @@
 use minidom::Element;
 use signaling::ParseError;
 use signaling::colibri2::{
-    ConferenceModified, ConferenceModify, Endpoint, Media, MediaSource, Sctp, Sources, Transport,
-    capability,
+    ConferenceModified, ConferenceModify, Endpoint, ForceMute, Media, MediaSource, Sctp, Sources,
+    Transport, capability,
 };
-use signaling::media::{MediaType, RtpParameters};
+use signaling::ice_udp::IceUdpTransport;
+use signaling::rtp_description::{MediaType, RtpParameters};
 use signaling::source_map::{ConferenceSourceMap, EndpointSources, JVB_OWNER};
-use signaling::transport::IceUdpTransport;
 use signaling::xml::XmlElement;
 
 /// What to allocate for one participant.
@@ -23,6 +23,8 @@ pub struct EndpointSpec<'a> {
     pub sctp: bool,
     pub ssrc_rewriting: bool,
     pub sources: Option<&'a EndpointSources>,
+    /// Media the bridge must drop from the start (a participant muted by a moderator, re-invited).
+    pub force_mute: ForceMute,
 }
 
 /// The `<sources>` of one endpoint: a `media-source` per source name (`<ep>-a0`/`<ep>-v0` when the
@@ -96,6 +98,7 @@ pub fn allocate(
         ..Transport::default()
     });
     endpoint.sources = ep.sources.map(|s| endpoint_sources(ep.id, s));
+    endpoint.force_mute = (ep.force_mute != ForceMute::default()).then_some(ep.force_mute);
     endpoint
         .capabilities
         .push(capability::SOURCE_NAMES.to_owned());
@@ -130,6 +133,16 @@ pub fn update(
     });
     endpoint.sources = sources.map(|s| endpoint_sources(endpoint_id, s));
     endpoint.initial_last_n = initial_last_n.and_then(|n| i32::try_from(n).ok());
+    let mut req = ConferenceModify::new(meeting_id);
+    req.endpoints.push(endpoint);
+    req.to_element()
+}
+
+/// Sets what the bridge drops of an endpoint's media (both kinds each time, as Jicofo's
+/// `Colibri2Session.updateForceMute` does).
+pub fn force_mute(meeting_id: &str, endpoint_id: &str, mute: ForceMute) -> Element {
+    let mut endpoint = Endpoint::new(endpoint_id);
+    endpoint.force_mute = Some(mute);
     let mut req = ConferenceModify::new(meeting_id);
     req.endpoints.push(endpoint);
     req.to_element()
@@ -248,6 +261,7 @@ mod tests {
                 sctp: true,
                 ssrc_rewriting: false,
                 sources: None,
+                force_mute: ForceMute::default(),
             },
         );
         assert_eq!(el.attr("create"), Some("true"));
@@ -268,6 +282,47 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn force_mute_is_sent_alone_and_with_an_allocation() {
+        let el = force_mute(
+            "m-1",
+            "ab12cd34",
+            ForceMute {
+                audio: true,
+                video: false,
+            },
+        );
+        let ep = el.get_child("endpoint", ns::COLIBRI2).unwrap();
+        assert_eq!(ep.attr("id"), Some("ab12cd34"));
+        let fm = ep.get_child("force-mute", ns::COLIBRI2).unwrap();
+        assert_eq!(fm.attr("audio"), Some("true"));
+        assert!(ep.get_child("transport", ns::COLIBRI2).is_none());
+        let rtp = RtpParameters::default();
+        let spec = |force_mute| EndpointSpec {
+            id: "ab12cd34",
+            stats_id: None,
+            audio: Some(&rtp),
+            video: None,
+            sctp: false,
+            ssrc_rewriting: false,
+            sources: None,
+            force_mute,
+        };
+        let plain = allocate("m-1", None, &spec(ForceMute::default()));
+        let ep = plain.get_child("endpoint", ns::COLIBRI2).unwrap();
+        assert!(ep.get_child("force-mute", ns::COLIBRI2).is_none());
+        let muted = allocate(
+            "m-1",
+            None,
+            &spec(ForceMute {
+                audio: false,
+                video: true,
+            }),
+        );
+        let ep = muted.get_child("endpoint", ns::COLIBRI2).unwrap();
+        assert!(ep.get_child("force-mute", ns::COLIBRI2).is_some());
     }
 
     #[test]

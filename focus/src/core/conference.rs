@@ -13,22 +13,29 @@ use std::time::{Duration, Instant};
 
 use jid::BareJid;
 use minidom::Element;
-use signaling::colibri2::Reason as Colibri2Reason;
-use signaling::focus_iq::{ConferenceRequest, ConferenceResponse};
+use signaling::colibri2::{ForceMute, Reason as Colibri2Reason};
+use signaling::focus_iq::ConferenceRequest;
+use signaling::ice_udp::SctpMap;
 use signaling::jingle::{
     Action, BridgeSession as BridgeSessionEl, Content, Group, Jingle, Reason, ReasonCondition,
     RtpDescription, StartMuted,
 };
-use signaling::media::MediaType;
 use signaling::ns;
+use signaling::rtp_description::MediaType;
 use signaling::source_map::{
     ConferenceSourceMap, EndpointSources, SourceEncoding, SourceLimits, check_owner,
 };
-use signaling::transport::SctpMap;
+use signaling::sources::VideoType;
 use signaling::xml::XmlElement;
 use tracing::{debug, info, warn};
 
+use super::auth::AuthAnswer;
+use super::caps::Caps;
 use super::colibri::{self, EndpointSpec};
+use super::jibri;
+use super::moderation::{
+    self, AvModeration, AvModerationMessage, MuteCheck, MuteIq, MuteMedia, MuteRefusal, MuteState,
+};
 use super::muc::{self, MucPresence};
 use super::offer::{Features, Offer, OfferOptions};
 use super::stanza::{Condition, IqKind, IqRequest, Link, RequestFailure, StanzaError};
@@ -44,6 +51,8 @@ pub struct ConferenceDebug {
     pub bridge: Option<String>,
     pub bridge_session: Option<String>,
     pub participants: Vec<ParticipantDebug>,
+    /// Members that left or were missing after a re-join, not yet taken as gone.
+    pub absent: Vec<String>,
 }
 
 /// `/debug` view of a participant.
@@ -62,6 +71,17 @@ pub(crate) struct Waiter {
     pub link: Link,
     pub to: String,
     pub id: String,
+    /// What the answer says about authentication.
+    pub auth: AuthAnswer,
+}
+
+impl Waiter {
+    /// Answers the conference IQ for `room` (`ready` or not yet).
+    pub fn answer(&self, ctx: &mut Ctx<'_>, room: BareJid, ready: bool) {
+        let answer = self.auth.response(room, &ctx.cfg.focus_bare_jid, ready);
+        ctx.io
+            .reply(self.link, &self.to, &self.id, Ok(Some(answer.to_element())));
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,13 +105,22 @@ enum RoomState {
 struct Member {
     real_jid: Option<String>,
     affiliation: Option<String>,
+    role: Option<String>,
     stats_id: Option<String>,
     region: Option<String>,
-    caps_key: Option<String>,
+    caps: Option<Caps>,
     features: Option<Features>,
     disco_in_flight: bool,
     /// Join order, for electing an owner.
     order: u64,
+}
+
+impl Member {
+    /// Owners, admins and the moderator role have moderator rights (Jicofo `MemberRole`).
+    fn is_moderator(&self) -> bool {
+        matches!(self.affiliation.as_deref(), Some("owner" | "admin"))
+            || self.role.as_deref() == Some("moderator")
+    }
 }
 
 /// Where a participant's invitation stands.
@@ -117,8 +146,13 @@ struct Session {
     active: bool,
     json: bool,
     bridge_session: String,
-    /// Source changes to signal once the session is active.
+    /// Source changes to signal once the session is active (at most [`MAX_QUEUED_SOURCE_CHANGES`]).
     queued: Vec<(SourceOp, ConferenceSourceMap)>,
+    /// The remote sources the session-initiate announced (before simulcast stripping).
+    initial: ConferenceSourceMap,
+    /// The queue overflowed: at activation, send the difference between `initial` and the current
+    /// sources instead.
+    resync: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +174,10 @@ struct Participant {
     /// A session-initiate went out before: later ones are re-invitations (moves, restarts), to which
     /// the moderator's start-muted policy does not apply (as in Jicofo).
     invited_before: bool,
+    /// What the focus muted (moderator mute, A/V moderation); kept across re-invitations.
+    muted: MuteState,
+    /// The force-mute the bridge was last told for this participant.
+    force_mute: ForceMute,
 }
 
 impl Participant {
@@ -151,6 +189,8 @@ impl Participant {
             ended_sids: VecDeque::new(),
             restarts: VecDeque::new(),
             invited_before: false,
+            muted: MuteState::default(),
+            force_mute: ForceMute::default(),
         }
     }
 }
@@ -225,7 +265,12 @@ pub(crate) struct Conference {
     retry_deadline: Option<Instant>,
     /// Members seen since the last (re)join; the others left while we were away.
     seen: Option<BTreeSet<String>>,
+    /// Members missing after a re-join → when they are taken as gone.
+    absent: BTreeMap<String, Instant>,
     start_muted: StartMutedRules,
+    av_moderation: AvModeration,
+    /// Members made owners because they are authenticated (secure domain).
+    granted_owners: BTreeSet<String>,
 }
 
 /// The reply to a Jingle request from someone without a session: item-not-found + unknown-session.
@@ -242,6 +287,15 @@ fn bad_request(text: impl std::fmt::Display) -> StanzaError {
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// How many ended session ids a participant remembers.
 const ENDED_SIDS: usize = 4;
+/// Source changes queued for a participant whose session is not active yet; beyond, the difference
+/// is computed at activation instead (as Jicofo's `SourceSignaling` does all the time).
+pub const MAX_QUEUED_SOURCE_CHANGES: usize = 64;
+/// How long members missing from the room after the focus re-joined it (Prosody restarted) may take to
+/// come back before they are taken as gone.
+pub const MEMBER_REJOIN_GRACE: Duration = Duration::from_secs(30);
+/// A member's (or a bridge's) unavailable presence takes effect this much later, unless the focus's
+/// own connection drops in between (Prosody shutting down announces everybody as gone first).
+pub const LEAVE_CONFIRM_DELAY: Duration = Duration::from_secs(1);
 
 impl Conference {
     /// Creates the conference for `request` (whose properties configure it) and joins its room.
@@ -262,7 +316,10 @@ impl Conference {
             start_deadline: None,
             retry_deadline: None,
             seen: None,
+            absent: BTreeMap::new(),
             start_muted: StartMutedRules::from_request(request),
+            av_moderation: AvModeration::default(),
+            granted_owners: BTreeSet::new(),
         };
         c.join(ctx);
         c
@@ -297,6 +354,15 @@ impl Conference {
         self.waiters.push(w);
     }
 
+    pub fn waiter_count(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Nobody has joined the room yet.
+    pub fn is_pending(&self) -> bool {
+        self.members.is_empty()
+    }
+
     pub fn participant_count(&self) -> usize {
         self.participants.len()
     }
@@ -310,6 +376,7 @@ impl Conference {
             members: self.members.len(),
             bridge: self.bridge.as_ref().map(|b| b.bridge.clone()),
             bridge_session: self.bridge.as_ref().map(|b| b.id.clone()),
+            absent: self.absent.keys().cloned().collect(),
             participants: self
                 .participants
                 .iter()
@@ -349,11 +416,17 @@ impl Conference {
             RoomState::Joining { deadline } | RoomState::Configuring { deadline } => Some(deadline),
             _ => None,
         };
+        // Absent members are given up only while in the room (out of it, nobody can come back).
+        let absent = self
+            .is_joined()
+            .then(|| self.absent.values().copied().min())
+            .flatten();
         [
             state,
             self.single_deadline,
             self.start_deadline,
             self.retry_deadline,
+            absent,
         ]
         .into_iter()
         .flatten()
@@ -420,11 +493,8 @@ impl Conference {
     }
 
     fn answer_waiters(&mut self, ctx: &mut Ctx<'_>, ready: bool) {
-        for w in self.waiters.drain(..) {
-            let mut answer = ConferenceResponse::ready(self.room.clone(), &ctx.cfg.focus_bare_jid);
-            answer.ready = ready;
-            ctx.io
-                .reply(w.link, &w.to, &w.id, Ok(Some(answer.to_element())));
+        for w in std::mem::take(&mut self.waiters) {
+            w.answer(ctx, self.room.clone(), ready);
         }
     }
 
@@ -473,22 +543,28 @@ impl Conference {
         if let Some(seen) = self.seen.as_mut() {
             seen.insert(p.nick.clone());
         }
+        self.absent.remove(&p.nick);
         if !p.available {
             if self.members.contains_key(&p.nick) {
-                self.member_left(ctx, &p.nick);
+                // Taken as gone a moment later: when Prosody shuts down it announces every occupant
+                // as gone just before it closes our stream too, and those members (whose media never
+                // stopped) may well be back after the restart — then they get the re-join grace.
+                self.absent
+                    .insert(p.nick.clone(), ctx.now + LEAVE_CONFIRM_DELAY);
             }
             return;
         }
-        let caps_key = p.caps.as_ref().map(|(node, ver)| format!("{node}#{ver}"));
+        let caps = p.caps.clone();
         self.read_start_muted_policy(&p);
         match self.members.get_mut(&p.nick) {
             Some(m) => {
                 m.real_jid = p.real_jid.clone().or(m.real_jid.take());
                 m.affiliation = p.affiliation.clone();
+                m.role = p.role.clone();
                 m.stats_id = p.stats_id.clone().or(m.stats_id.take());
                 m.region = p.region.clone().or(m.region.take());
-                if caps_key.is_some() && caps_key != m.caps_key {
-                    m.caps_key = caps_key;
+                if caps.is_some() && caps != m.caps {
+                    m.caps = caps;
                 }
                 if p.affiliation.as_deref() == Some("owner") && self.owner.is_none() {
                     self.owner = Some(p.nick.clone());
@@ -497,15 +573,16 @@ impl Conference {
             None => {
                 info!(room = %self.room, nick = %p.nick, stats_id = ?p.stats_id, region = ?p.region, "member joined");
                 self.next_order += 1;
-                let features = caps_key.as_ref().and_then(|k| ctx.features.get(k).copied());
+                let features = caps.as_ref().and_then(|c| ctx.features.get(c));
                 self.members.insert(
                     p.nick.clone(),
                     Member {
                         real_jid: p.real_jid.clone(),
                         affiliation: p.affiliation.clone(),
+                        role: p.role.clone(),
                         stats_id: p.stats_id.clone(),
                         region: p.region.clone(),
-                        caps_key,
+                        caps,
                         features,
                         disco_in_flight: false,
                         order: self.next_order,
@@ -560,16 +637,13 @@ impl Conference {
             return;
         }
         if let RoomState::Joining { .. } = self.state {
-            // Everybody present has been announced before our own presence.
+            // Everybody present has been announced before our own presence. Members that are not
+            // (after a re-join: Prosody restarted) get a grace period to come back — their clients
+            // reconnect too, and their media with the bridge never stopped.
             if let Some(seen) = self.seen.take() {
-                let gone: Vec<String> = self
-                    .members
-                    .keys()
-                    .filter(|n| !seen.contains(*n))
-                    .cloned()
-                    .collect();
-                for n in gone {
-                    self.member_left(ctx, &n);
+                let deadline = ctx.now + MEMBER_REJOIN_GRACE;
+                for n in self.members.keys().filter(|n| !seen.contains(*n)) {
+                    self.absent.insert(n.clone(), deadline);
                 }
             }
             self.state = RoomState::Configuring {
@@ -590,6 +664,7 @@ impl Conference {
     fn member_left(&mut self, ctx: &mut Ctx<'_>, nick: &str) {
         info!(room = %self.room, %nick, "member left");
         self.members.remove(nick);
+        self.granted_owners.remove(nick);
         if self.participants.contains_key(nick) {
             // No session-terminate (the client is gone) and no source-remove: clients drop the sources of
             // a member when its unavailable presence arrives.
@@ -615,8 +690,13 @@ impl Conference {
         }
     }
 
-    /// Makes the longest-present member an owner if no member is one (Jicofo's auto-owner).
+    /// Makes the longest-present member an owner if no member is one (Jicofo's auto-owner). With a
+    /// secure domain, authenticated members are the owners instead.
     fn ensure_owner(&mut self, ctx: &mut Ctx<'_>) {
+        if ctx.cfg.auth.is_some() {
+            self.grant_authenticated_owners(ctx);
+            return;
+        }
         if !ctx.cfg.conference.enable_auto_owner || !self.is_joined() {
             return;
         }
@@ -645,19 +725,21 @@ impl Conference {
         else {
             return;
         };
-        let bare = jid
-            .split_once('/')
-            .map_or(jid.as_str(), |(b, _)| b)
-            .to_owned();
         debug!(room = %self.room, %nick, "granting ownership");
         self.owner = Some(nick);
+        self.grant_owner(ctx, &jid);
+    }
+
+    /// Asks the room to make the real JID `jid` (full or bare) an owner.
+    fn grant_owner(&self, ctx: &mut Ctx<'_>, jid: &str) {
+        let bare = jid.split_once('/').map_or(jid, |(b, _)| b);
         let to = self.room.to_string();
         self.request(
             ctx,
             Link::Client,
             to,
             IqKind::Set,
-            muc::grant_owner(&bare),
+            muc::grant_owner(bare),
             RoomRequest::GrantOwner,
         );
     }
@@ -673,6 +755,23 @@ impl Conference {
                 return;
             }
             _ => {}
+        }
+        if self.is_joined() {
+            let gone: Vec<String> = self
+                .absent
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in gone {
+                self.absent.remove(&n);
+                if self.members.contains_key(&n) {
+                    self.member_left(ctx, &n);
+                    if self.is_stopped() {
+                        return;
+                    }
+                }
+            }
         }
         if self.start_deadline.is_some_and(|t| t <= now) {
             self.start_deadline = None;
@@ -758,9 +857,9 @@ impl Conference {
         p.epoch += 1;
         p.stage = Stage::WaitingFeatures;
         if member.features.is_none()
-            && let Some(f) = member.caps_key.as_ref().and_then(|k| ctx.features.get(k))
+            && let Some(f) = member.caps.as_ref().and_then(|c| ctx.features.get(c))
         {
-            member.features = Some(*f);
+            member.features = Some(f);
         }
         let Some(features) = member.features else {
             if !member.disco_in_flight {
@@ -814,6 +913,7 @@ impl Conference {
                 endpoints: BTreeSet::new(),
             });
         }
+        let force_mute = self.wanted_force_mute(nick);
         let Some(bs) = self.bridge.as_mut() else {
             return;
         };
@@ -844,6 +944,7 @@ impl Conference {
                 sctp: offer.sctp,
                 ssrc_rewriting: ctx.cfg.conference.use_ssrc_rewriting && features.ssrc_rewriting,
                 sources: own_sources,
+                force_mute,
             },
         );
         bs.created = true;
@@ -854,6 +955,7 @@ impl Conference {
         let Some(p) = self.participants.get_mut(nick) else {
             return;
         };
+        p.force_mute = force_mute;
         p.stage = Stage::Allocating { offer, features };
         let epoch = p.epoch;
         debug!(room = %self.room, %nick, %bridge, "allocating");
@@ -925,6 +1027,7 @@ impl Conference {
         jingle.bridge_session = Some(BridgeSessionEl::new(&bs.id, bs.region.as_deref()));
         let mut remote = self.sources.without(nick);
         remote.add(&bs.feedback);
+        let announced = remote.clone();
         if ctx.cfg.conference.strip_simulcast {
             remote = remote.stripped_simulcast();
         }
@@ -954,6 +1057,8 @@ impl Conference {
             json,
             bridge_session,
             queued: Vec::new(),
+            initial: announced,
+            resync: false,
         });
         let epoch = p.epoch;
         info!(room = %self.room, %nick, %sid, "sending session-initiate");
@@ -1028,8 +1133,15 @@ impl Conference {
         }
         let meeting_id = self.meeting_id.clone().unwrap_or_default();
         let payload = colibri::expire_endpoints(&meeting_id, [nick]);
-        let to = bs.bridge.clone();
-        let bridge_session = bs.id.clone();
+        self.send_to_bridge(ctx, None, payload);
+    }
+
+    /// Sends a COLIBRI2 request about `nick` (or about nobody in particular) to the conference's bridge.
+    fn send_to_bridge(&self, ctx: &mut Ctx<'_>, nick: Option<&str>, payload: Element) {
+        let Some(bs) = self.bridge.as_ref() else {
+            return;
+        };
+        let (to, bridge_session) = (bs.bridge.clone(), bs.id.clone());
         self.request(
             ctx,
             ctx.cfg.brewery_link,
@@ -1037,7 +1149,7 @@ impl Conference {
             IqKind::Set,
             payload,
             RoomRequest::BridgeUpdate {
-                nick: None,
+                nick: nick.map(str::to_owned),
                 bridge_session,
             },
         );
@@ -1086,6 +1198,7 @@ impl Conference {
             return;
         }
         // The session is gone with the bridge: no expire requests to it.
+        ctx.counters.bridges_removed += 1;
         self.restart_session(ctx, why, false, true);
     }
 
@@ -1167,6 +1280,16 @@ impl Conference {
             return;
         };
         if !session.active {
+            if session.resync {
+                return;
+            }
+            if session.queued.len() >= MAX_QUEUED_SOURCE_CHANGES {
+                // A client that never accepts must not grow the queue without bound.
+                debug!(room = %self.room, %nick, "source queue full; will send the difference at activation");
+                session.queued.clear();
+                session.resync = true;
+                return;
+            }
             session.queued.push((op, map));
             return;
         }
@@ -1228,8 +1351,20 @@ impl Conference {
         else {
             return;
         };
-        let queued = std::mem::take(&mut session.queued);
+        let mut queued = std::mem::take(&mut session.queued);
         let (sid, json) = (session.sid.clone(), session.json);
+        if std::mem::take(&mut session.resync) {
+            let initial = std::mem::take(&mut session.initial);
+            let mut current = self.sources.without(nick);
+            if let Some(bs) = self.bridge.as_ref() {
+                current.add(&bs.feedback);
+            }
+            let diff = initial.diff(&current);
+            queued = vec![
+                (SourceOp::Remove, diff.removed),
+                (SourceOp::Add, diff.added),
+            ];
+        }
         for (op, map) in queued {
             self.send_sources(ctx, nick, &sid, json, op, map);
         }
@@ -1240,7 +1375,7 @@ impl Conference {
         &mut self,
         ctx: &mut Ctx<'_>,
         nick: &str,
-        transport: Option<&signaling::transport::IceUdpTransport>,
+        transport: Option<&signaling::ice_udp::IceUdpTransport>,
         sources: bool,
         initial_last_n: Option<u32>,
     ) {
@@ -1255,19 +1390,7 @@ impl Conference {
         let stats_id = self.members.get(nick).and_then(|m| m.stats_id.as_deref());
         let meeting_id = self.meeting_id.clone().unwrap_or_default();
         let payload = colibri::update(&meeting_id, nick, stats_id, transport, all, initial_last_n);
-        let to = bs.bridge.clone();
-        let bridge_session = bs.id.clone();
-        self.request(
-            ctx,
-            ctx.cfg.brewery_link,
-            to,
-            IqKind::Set,
-            payload,
-            RoomRequest::BridgeUpdate {
-                nick: Some(nick.to_owned()),
-                bridge_session,
-            },
-        );
+        self.send_to_bridge(ctx, Some(nick), payload);
     }
 
     // ---- Jingle from clients ----------------------------------------------------------------------
@@ -1391,6 +1514,8 @@ impl Conference {
         }
         info!(room = %self.room, %nick, ssrcs = accepted.ssrc_count(), "session accepted");
         self.update_bridge(ctx, nick, Some(&transport), true, jingle.initial_last_n());
+        // A screen share added or removed changes what a video mute must drop.
+        self.sync_force_mute(ctx, nick);
         self.signal_to_others(ctx, nick, SourceOp::Add, &accepted);
         self.flush(ctx, nick);
         Ok(())
@@ -1444,6 +1569,8 @@ impl Conference {
             .map_err(bad_request)?;
         info!(room = %self.room, %nick, ssrcs = accepted.ssrc_count(), "source-add");
         self.update_bridge(ctx, nick, None, true, None);
+        // A screen share added or removed changes what a video mute must drop.
+        self.sync_force_mute(ctx, nick);
         self.signal_to_others(ctx, nick, SourceOp::Add, &accepted);
         Ok(())
     }
@@ -1464,6 +1591,8 @@ impl Conference {
             .map_err(bad_request)?;
         info!(room = %self.room, %nick, ssrcs = removed.ssrc_count(), "source-remove");
         self.update_bridge(ctx, nick, None, true, None);
+        // A screen share added or removed changes what a video mute must drop.
+        self.sync_force_mute(ctx, nick);
         self.signal_to_others(ctx, nick, SourceOp::Remove, &removed);
         Ok(())
     }
@@ -1564,6 +1693,218 @@ impl Conference {
         Ok(())
     }
 
+    // ---- moderation: mute, A/V moderation, owners, Jibri and Jigasi requests ----------------------
+
+    /// `Some(has moderator rights)` for a member, `None` for anyone else.
+    fn moderator(&self, nick: &str) -> Option<bool> {
+        self.members.get(nick).map(Member::is_moderator)
+    }
+
+    /// A mute, Jibri or Rayo dial request from the occupant `req.from`.
+    pub fn on_room_iq(&mut self, ctx: &mut Ctx<'_>, req: &IqRequest) {
+        let nick = req.from.split_once('/').map_or("", |(_, n)| n).to_owned();
+        let checks = ctx.cfg.conference.enable_moderator_checks;
+        let result = if let Some(mute) = MuteIq::parse(&req.payload) {
+            self.on_mute(ctx, &nick, &mute)
+        } else if req.payload.is("jibri", jibri::NS_JIBRI) {
+            let e = jibri::answer_jibri(&req.payload, self.moderator(&nick), checks);
+            info!(room = %self.room, %nick, error = %e, "recording / live streaming refused: no Jibri here");
+            Err(e)
+        } else {
+            let room = self.room.to_string();
+            let e = jibri::answer_dial(&req.payload, &room, self.moderator(&nick), checks);
+            info!(room = %self.room, %nick, error = %e, "dial-out / transcription refused: no Jigasi here");
+            Err(e)
+        };
+        ctx.io
+            .reply(req.link, &req.from, &req.id, result.map(|()| None));
+    }
+
+    /// `muter` asks to (un)mute someone (see [`moderation`]).
+    fn on_mute(&mut self, ctx: &mut Ctx<'_>, muter: &str, req: &MuteIq) -> Result<(), StanzaError> {
+        let (Some(jid), Some(mute)) = (req.jid.as_deref(), req.mute) else {
+            return Err(bad_request("a mute request needs a jid and true/false"));
+        };
+        let target = jid
+            .parse::<jid::Jid>()
+            .ok()
+            .filter(|j| j.to_bare() == self.room)
+            .and_then(|j| j.resource().map(|r| r.to_string()));
+        let participant = |n: &str| {
+            self.participants
+                .contains_key(n)
+                .then(|| self.moderator(n).unwrap_or(false))
+        };
+        let self_request = target.as_deref() == Some(muter);
+        let av_allows_unmute = target.as_deref().is_none_or(|t| {
+            self.av_moderation
+                .allows_unmute(&self.occupant(t), req.media)
+        });
+        let check = MuteCheck {
+            muter: participant(muter),
+            target: target.as_deref().and_then(participant),
+            self_request,
+            mute,
+            av_allows_unmute,
+        };
+        let refused = |condition, why: &str| {
+            info!(room = %self.room, %muter, %jid, media = req.media.as_str(), mute, why, "mute request refused");
+            StanzaError::new(condition, why)
+        };
+        match moderation::check_mute(check) {
+            Ok(()) => {}
+            Err(MuteRefusal::NotAllowed(why)) => return Err(refused(Condition::NotAllowed, why)),
+            Err(MuteRefusal::Error(why)) => {
+                return Err(refused(Condition::InternalServerError, why));
+            }
+        }
+        let Some(target) = target else {
+            return Err(refused(Condition::InternalServerError, "no target"));
+        };
+        info!(room = %self.room, %muter, %target, media = req.media.as_str(), mute, "mute");
+        self.set_muted(ctx, &target, req.media, mute);
+        if !self_request {
+            self.tell_muted(ctx, &target, req.media, Some(self.occupant(muter)));
+        }
+        Ok(())
+    }
+
+    /// Tells `nick` it was muted (the IQ lib-jitsi-meet mutes its local track on).
+    fn tell_muted(&self, ctx: &mut Ctx<'_>, nick: &str, media: MuteMedia, actor: Option<String>) {
+        let notice = MuteIq {
+            media,
+            jid: None,
+            mute: Some(true),
+            actor,
+        };
+        // The client does not answer it.
+        ctx.io.request(
+            Link::Client,
+            self.occupant(nick),
+            IqKind::Set,
+            notice.to_element(),
+            ctx.cfg.reply_timeout,
+            Pending::Ignore {
+                what: "mute notice",
+            },
+        );
+    }
+
+    fn set_muted(&mut self, ctx: &mut Ctx<'_>, nick: &str, media: MuteMedia, muted: bool) {
+        if let Some(p) = self.participants.get_mut(nick) {
+            p.muted.set(media, muted);
+        }
+        self.sync_force_mute(ctx, nick);
+    }
+
+    /// What the bridge must drop of `nick`'s media now: its mute state, given its video sources.
+    fn wanted_force_mute(&self, nick: &str) -> ForceMute {
+        let Some(p) = self.participants.get(nick) else {
+            return ForceMute::default();
+        };
+        let videos = self.sources.get(nick).map(|s| s.video.sources.as_slice());
+        let is_desktop = |s: &&signaling::sources::Source| {
+            matches!(
+                s.video_type,
+                Some(VideoType::Desktop | VideoType::DesktopHighFps)
+            )
+        };
+        let has_desktop = videos.is_some_and(|v| v.iter().any(|s| is_desktop(&s)));
+        let has_camera = videos.is_some_and(|v| v.iter().any(|s| !is_desktop(&s)));
+        p.muted.force_mute(has_camera, has_desktop)
+    }
+
+    /// Tells the bridge when what it must drop of `nick`'s media changed (an endpoint not allocated yet
+    /// gets it with its allocation).
+    fn sync_force_mute(&mut self, ctx: &mut Ctx<'_>, nick: &str) {
+        let wanted = self.wanted_force_mute(nick);
+        if !self
+            .bridge
+            .as_ref()
+            .is_some_and(|b| b.endpoints.contains(nick))
+        {
+            return;
+        }
+        let Some(p) = self.participants.get_mut(nick) else {
+            return;
+        };
+        if p.force_mute == wanted {
+            return;
+        }
+        p.force_mute = wanted;
+        debug!(room = %self.room, %nick, audio = wanted.audio, video = wanted.video, "bridge force-mute");
+        let meeting_id = self.meeting_id.clone().unwrap_or_default();
+        let payload = colibri::force_mute(&meeting_id, nick, wanted);
+        self.send_to_bridge(ctx, Some(nick), payload);
+    }
+
+    /// A/V moderation changed (from the `av_moderation` component): enabling it mutes everyone but the
+    /// moderator who enabled it (Jicofo's `muteAllParticipants`).
+    pub fn on_av_moderation(&mut self, ctx: &mut Ctx<'_>, msg: &AvModerationMessage) {
+        for (media, list) in msg.whitelists.iter().flatten() {
+            self.av_moderation.set_whitelist(*media, list.clone());
+        }
+        let (Some(enabled), Some(media)) = (msg.enabled, msg.media_type) else {
+            return;
+        };
+        let was = self.av_moderation.enabled(media);
+        self.av_moderation.set_enabled(media, enabled);
+        info!(room = %self.room, media = media.as_str(), enabled, actor = ?msg.actor, "A/V moderation");
+        if !enabled || was {
+            return;
+        }
+        // Video moderation covers the screen share too.
+        let kinds: &[MuteMedia] = match media {
+            MuteMedia::Audio => &[MuteMedia::Audio],
+            _ => &[MuteMedia::Video, MuteMedia::Desktop],
+        };
+        let actor_nick = msg
+            .actor
+            .as_deref()
+            .and_then(|a| a.strip_prefix(&format!("{}/", self.room)))
+            .map(str::to_owned);
+        let targets: Vec<String> = self
+            .participants
+            .keys()
+            .filter(|n| Some(n.as_str()) != actor_nick.as_deref())
+            .cloned()
+            .collect();
+        for n in &targets {
+            for k in kinds {
+                if let Some(p) = self.participants.get_mut(n) {
+                    p.muted.set(*k, true);
+                }
+            }
+            self.sync_force_mute(ctx, n);
+            self.tell_muted(ctx, n, media, None);
+        }
+    }
+
+    /// Secure domain: makes every member whose real JID is authenticated an owner (Jicofo's
+    /// `AuthenticationRoleManager`).
+    pub fn grant_authenticated_owners(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.is_joined() {
+            return;
+        }
+        let grants: Vec<(String, String)> = self
+            .members
+            .iter()
+            .filter(|(n, m)| {
+                m.affiliation.as_deref() != Some("owner") && !self.granted_owners.contains(*n)
+            })
+            .filter_map(|(n, m)| {
+                let jid = m.real_jid.as_deref()?;
+                ctx.auth.identity(jid)?;
+                Some((n.clone(), jid.to_owned()))
+            })
+            .collect();
+        for (nick, jid) in grants {
+            info!(room = %self.room, %nick, identity = ?ctx.auth.identity(&jid), "granting ownership to an authenticated member");
+            self.granted_owners.insert(nick);
+            self.grant_owner(ctx, &jid);
+        }
+    }
+
     // ---- answers to our requests ------------------------------------------------------------------
 
     /// Handles an answer; returns a bridge that must be treated as failed, with the reason.
@@ -1627,10 +1968,10 @@ impl Conference {
                 let m = self.members.get_mut(&nick)?;
                 m.disco_in_flight = false;
                 m.features = Some(features);
-                if result.is_ok()
-                    && let Some(k) = &m.caps_key
+                if let (Ok(Some(q)), Some(caps)) = (&result, &m.caps)
+                    && !ctx.features.insert_verified(caps, q, features)
                 {
-                    ctx.features.insert(k.clone(), features);
+                    debug!(room = %self.room, %nick, node = %caps.node, "disco#info does not match the advertised caps; not cached");
                 }
                 if self
                     .participants

@@ -6,28 +6,40 @@
 //! [`RequestId`] the shell reports the answer under), IQ replies and presence. No sockets, clocks, tasks or
 //! locks live here, so every flow can be driven deterministically in tests with virtual time.
 
+pub mod auth;
+mod brewery;
 pub mod bridges;
+pub mod caps;
 pub mod colibri;
 mod conference;
+pub mod jibri;
+pub mod moderation;
 pub mod muc;
 pub mod offer;
+mod rng;
 pub mod stanza;
 mod stats;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use jid::BareJid;
 use minidom::Element;
-use signaling::focus_iq::{ConferenceRequest, ConferenceResponse};
+use signaling::focus_iq::ConferenceRequest;
 use signaling::ns;
 use signaling::xml::{Builder, XmlElement};
 use tracing::{debug, info, warn};
 
+pub use auth::{AuthConfig, AuthKind};
+use brewery::Brewery;
+pub use brewery::{BRIDGE_REJOIN_GRACE, REJOIN_FIRST_DELAY, REJOIN_MAX_DELAY};
 pub use bridges::{BridgeConfig, BridgeStats, Bridges, SelectionStrategy};
+use caps::CapsCache;
 use conference::Conference;
 pub use conference::{ConferenceDebug, ParticipantDebug};
+pub use conference::{LEAVE_CONFIRM_DELAY, MAX_QUEUED_SOURCE_CHANGES, MEMBER_REJOIN_GRACE};
 pub use offer::{CodecConfig, Features};
+pub(crate) use rng::Rng;
 pub use stanza::{
     Condition, IqKind, IqRequest, Link, Output, RequestFailure, RequestId, StanzaError,
 };
@@ -54,6 +66,8 @@ pub struct ConferenceConfig {
     pub use_json_encoded_sources: bool,
     /// Make the first member an owner of the room.
     pub enable_auto_owner: bool,
+    /// Only moderators may start recording or dial out (Jicofo `enable-moderator-checks`).
+    pub enable_moderator_checks: bool,
     /// Client restart requests (session-terminate with restart): minimum spacing and a rate cap.
     pub restart_min_interval: Duration,
     pub restart_max_requests: u32,
@@ -74,6 +88,7 @@ impl Default for ConferenceConfig {
             use_ssrc_rewriting: true,
             use_json_encoded_sources: true,
             enable_auto_owner: true,
+            enable_moderator_checks: true,
             restart_min_interval: Duration::from_secs(5),
             restart_max_requests: 5,
             restart_interval: Duration::from_secs(60),
@@ -94,6 +109,16 @@ pub struct CoreConfig {
     pub brewery: BareJid,
     /// Which connection sees the brewery (and talks to bridges).
     pub brewery_link: Link,
+    /// MUC services whose rooms the focus serves (`XMPP_MUC_DOMAIN`, and the breakout-room service);
+    /// conference requests for any other room — the brewery, internal rooms, other domains — are
+    /// refused. Empty refuses everything.
+    pub conference_domains: Vec<String>,
+    /// The breakout-room service (one of `conference_domains`): its rooms are not authenticated, Prosody's
+    /// breakout module decides who moves there (Jicofo `ConferenceIqHandler.processExtensions`).
+    pub breakout_domain: Option<String>,
+    /// Domains whose accounts may be bridges in the brewery (default: the focus's own domain, the auth
+    /// domain where `jvb@` lives too).
+    pub bridge_domains: Vec<String>,
     /// Answer timeout for COLIBRI2 and Jingle requests.
     pub reply_timeout: Duration,
     /// Answer timeout for disco#info to clients (after it, default features are assumed).
@@ -105,6 +130,12 @@ pub struct CoreConfig {
     pub codecs: CodecConfig,
     /// Advertised in presence and `/about/version`.
     pub version: String,
+    /// Secure domain: only authenticated users create rooms (`None`: everyone may).
+    pub auth: Option<AuthConfig>,
+    /// The `client_proxy` component whose IQs carry the original sender in the resource.
+    pub client_proxy: Option<String>,
+    /// The `av_moderation` Prosody component whose A/V moderation messages the focus trusts.
+    pub av_moderation_component: Option<String>,
 }
 
 impl CoreConfig {
@@ -114,12 +145,16 @@ impl CoreConfig {
             .split_once('/')
             .map_or(focus_full_jid, |(b, _)| b)
             .to_owned();
+        let own_domain = bare.split_once('@').map_or(bare.as_str(), |(_, d)| d);
         CoreConfig {
             focus_full_jid: focus_full_jid.to_owned(),
+            bridge_domains: vec![own_domain.to_owned()],
             focus_bare_jid: bare,
             nick: "focus".into(),
             brewery,
             brewery_link: Link::Client,
+            conference_domains: Vec::new(),
+            breakout_domain: None,
             reply_timeout: Duration::from_secs(15),
             disco_timeout: Duration::from_secs(5),
             join_timeout: Duration::from_secs(15),
@@ -127,6 +162,9 @@ impl CoreConfig {
             bridge: BridgeConfig::default(),
             codecs: CodecConfig::default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            auth: None,
+            client_proxy: None,
+            av_moderation_component: None,
         }
     }
 }
@@ -142,44 +180,13 @@ pub enum Input {
     Iq(IqRequest),
     /// A presence stanza.
     Presence { link: Link, presence: Element },
+    /// A message stanza (A/V moderation from the `av_moderation` component).
+    Message { link: Link, message: Element },
     /// The answer (or its absence) to a request the core sent.
     IqResponse {
         request: RequestId,
         result: Result<Option<Element>, RequestFailure>,
     },
-}
-
-/// A small deterministic generator for ids (session ids, bridge-session ids, meeting ids).
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn uuid(&mut self) -> String {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.next_u64().to_le_bytes());
-        bytes[8..].copy_from_slice(&self.next_u64().to_le_bytes());
-        uuid::Builder::from_random_bytes(bytes)
-            .into_uuid()
-            .to_string()
-    }
-
-    pub fn hex(&mut self, len: usize) -> String {
-        let mut s = String::with_capacity(len);
-        while s.len() < len {
-            s.push_str(&format!("{:016x}", self.next_u64()));
-        }
-        s.truncate(len);
-        s
-    }
 }
 
 /// What a request was for, so that its answer can be routed.
@@ -278,6 +285,14 @@ impl Io {
     }
 }
 
+/// Conference requests waiting for one room's join to finish; more get a not-ready answer (the client
+/// asks again).
+pub const MAX_WAITERS_PER_CONFERENCE: usize = 64;
+/// Conferences nobody has joined yet (each is a MUC room the focus joined on a request). Past this,
+/// requests for new rooms get a not-ready answer until some are joined or time out
+/// (`initial-timeout`), so a request flood cannot make the focus join rooms without bound.
+pub const MAX_PENDING_CONFERENCES: usize = 1000;
+
 /// The state shared by conferences while one input is handled.
 pub(crate) struct Ctx<'a> {
     pub now: Instant,
@@ -285,8 +300,10 @@ pub(crate) struct Ctx<'a> {
     pub bridges: &'a mut Bridges,
     pub io: &'a mut Io,
     pub counters: &'a mut Counters,
-    pub features: &'a mut HashMap<String, Features>,
+    pub features: &'a mut CapsCache,
     pub client_online: bool,
+    /// Authentication sessions (who is a host).
+    pub auth: &'a auth::Authority,
 }
 
 #[derive(Debug, Default)]
@@ -305,19 +322,25 @@ pub struct Focus {
     health: BTreeMap<String, HealthCheck>,
     io: Io,
     counters: Counters,
-    /// disco#info answers by caps `node#ver`, so each client build is asked once.
-    features: HashMap<String, Features>,
+    /// disco#info answers by verified caps `node#ver`, so each client build is asked once.
+    features: CapsCache,
     client_online: bool,
-    brewery_online: bool,
-    brewery_joined: bool,
-    /// Bridges seen since the brewery was (re)joined; the rest are gone once our own presence arrives.
-    brewery_seen: Option<BTreeSet<String>>,
+    brewery: Brewery,
+    auth: auth::Authority,
 }
 
 impl Focus {
     /// `seed` makes generated ids reproducible in tests; use a random one in production.
     pub fn new(cfg: CoreConfig, seed: u64) -> Self {
         let bridges = Bridges::new(cfg.bridge.clone());
+        let brewery = Brewery::new(
+            cfg.brewery.clone(),
+            cfg.nick.clone(),
+            cfg.brewery_link,
+            cfg.join_timeout,
+            cfg.bridge_domains.clone(),
+        );
+        let auth = auth::Authority::new(cfg.auth.clone());
         Focus {
             cfg,
             conferences: BTreeMap::new(),
@@ -330,11 +353,10 @@ impl Focus {
                 rng: Rng(seed),
             },
             counters: Counters::default(),
-            features: HashMap::new(),
+            features: CapsCache::default(),
             client_online: false,
-            brewery_online: false,
-            brewery_joined: false,
-            brewery_seen: None,
+            brewery,
+            auth,
         }
     }
 
@@ -354,7 +376,10 @@ impl Focus {
             .values()
             .filter_map(Conference::next_deadline);
         let health = self.health.values().filter_map(|h| h.next);
-        conf.chain(health).min()
+        conf.chain(health)
+            .chain(self.brewery.poll_timeout())
+            .chain(self.auth.next_deadline())
+            .min()
     }
 
     /// Handles one input.
@@ -365,7 +390,9 @@ impl Focus {
             Input::Iq(req) => self.on_iq(now, req),
             Input::Presence { presence, .. } => self.on_presence(now, presence),
             Input::IqResponse { request, result } => self.on_response(now, request, result),
+            Input::Message { message, .. } => self.on_message(now, &message),
         }
+        self.expire_sessions(now);
     }
 
     fn ctx(&mut self, now: Instant) -> (Ctx<'_>, &mut BTreeMap<BareJid, Conference>) {
@@ -378,6 +405,7 @@ impl Focus {
                 counters: &mut self.counters,
                 features: &mut self.features,
                 client_online: self.client_online,
+                auth: &self.auth,
             },
             &mut self.conferences,
         )
@@ -399,30 +427,23 @@ impl Focus {
                 c.rejoin(&mut ctx);
             }
         }
-        if link == self.cfg.brewery_link {
-            self.brewery_online = true;
-            self.join_brewery();
+        if link == self.brewery.link() {
+            self.brewery.on_online(now, &mut self.io);
         }
     }
 
     fn on_offline(&mut self, link: Link) {
         warn!(?link, "connection offline");
+        self.counters.xmpp_disconnects += 1;
         if link == Link::Client {
             self.client_online = false;
             for c in self.conferences.values_mut() {
                 c.connection_lost();
             }
         }
-        if link == self.cfg.brewery_link {
-            self.brewery_online = false;
-            self.brewery_joined = false;
+        if link == self.brewery.link() {
+            self.brewery.on_offline();
         }
-    }
-
-    fn join_brewery(&mut self) {
-        let presence = muc::join_presence(&self.cfg.brewery, &self.cfg.nick, &[]);
-        self.brewery_seen = Some(BTreeSet::new());
-        self.io.presence(self.cfg.brewery_link, presence);
     }
 
     // ---- IQ requests ------------------------------------------------------------------------------
@@ -432,10 +453,7 @@ impl Focus {
         if p.is("conference", ns::FOCUS) && req.kind == IqKind::Set {
             self.on_conference_request(now, req);
         } else if p.is("jingle", ns::JINGLE) && req.kind == IqKind::Set {
-            let room = req
-                .from
-                .split_once('/')
-                .and_then(|(room, _)| room.parse::<BareJid>().ok());
+            let room = room_of(&req.from);
             let (mut ctx, conferences) = self.ctx(now);
             match room.and_then(|r| conferences.get_mut(&r)) {
                 Some(c) => c.on_jingle(&mut ctx, &req),
@@ -452,6 +470,8 @@ impl Focus {
                     );
                 }
             }
+        } else if self.on_room_iq(now, &req) || self.on_auth_iq(&req) {
+            // Handled: mute, recording, dial-out, login and logout requests.
         } else if p.is("ping", "urn:xmpp:ping") {
             self.io.reply(req.link, &req.from, &req.id, Ok(None));
         } else if p.is("query", muc::NS_DISCO_INFO) && req.kind == IqKind::Get {
@@ -504,34 +524,207 @@ impl Focus {
             }
         };
         let room = request.room.clone();
+        if let Err(e) = self.admit_room(&room) {
+            warn!(%room, from = %req.from, error = %e, "conference request refused");
+            self.counters.conference_requests_refused += 1;
+            self.io.reply(req.link, &req.from, &req.id, Err(e));
+            return;
+        }
         info!(%room, from = %req.from, "conference request");
+        let Some(auth) = self.authenticate(now, &req, &request) else {
+            return;
+        };
         let waiter = conference::Waiter {
             link: req.link,
             to: req.from.clone(),
             id: req.id.clone(),
+            auth,
         };
+        let pending = self.conferences.values().filter(|c| c.is_pending()).count();
         let (mut ctx, conferences) = self.ctx(now);
         if let Some(c) = conferences.get_mut(&room) {
+            if waiter.auth.session.is_some() {
+                c.grant_authenticated_owners(&mut ctx);
+            }
             if c.is_joined() {
-                let answer = ConferenceResponse::ready(room, &ctx.cfg.focus_bare_jid);
-                ctx.io
-                    .reply(req.link, &req.from, &req.id, Ok(Some(answer.to_element())));
+                waiter.answer(&mut ctx, room, true);
+            } else if c.waiter_count() >= MAX_WAITERS_PER_CONFERENCE {
+                // The client asks again later (lib-jitsi-meet retries a not-ready answer).
+                waiter.answer(&mut ctx, room, false);
             } else {
                 c.add_waiter(waiter);
             }
             return;
         }
         if !ctx.client_online {
-            let mut answer = ConferenceResponse::ready(room, &ctx.cfg.focus_bare_jid);
-            answer.ready = false;
-            ctx.io
-                .reply(req.link, &req.from, &req.id, Ok(Some(answer.to_element())));
+            waiter.answer(&mut ctx, room, false);
             return;
         }
+        if pending >= MAX_PENDING_CONFERENCES {
+            warn!(%room, pending, "too many conferences nobody has joined yet; asking to retry");
+            ctx.counters.conference_requests_deferred += 1;
+            waiter.answer(&mut ctx, room, false);
+            return;
+        }
+        ctx.counters.conference_requests_new += 1;
         ctx.counters.conferences_created += 1;
         let mut c = Conference::new(&mut ctx, &request);
         c.add_waiter(waiter);
         conferences.insert(room, c);
+    }
+
+    /// Whether the focus serves `room`: a room of a conference MUC service, never the brewery or any
+    /// other room of the internal MUC. Joining the brewery as a conference room would re-send our
+    /// presence there and, when the conference gave up, leave the brewery (issue 11).
+    fn admit_room(&self, room: &BareJid) -> Result<(), StanzaError> {
+        let domain = room.domain().as_str();
+        let refuse = |why: String| Err(StanzaError::new(Condition::Forbidden, why));
+        if room == self.brewery.room() || domain == self.brewery.room().domain().as_str() {
+            return refuse(format!("{room} is an internal room"));
+        }
+        if !self
+            .cfg
+            .conference_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            return refuse(format!(
+                "{room} is not in a conference MUC service ({})",
+                self.cfg.conference_domains.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Secure domain: checks who asks for the conference (see [`auth`]), except for breakout rooms,
+    /// which Jicofo does not authenticate either. Refusals are answered here.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        req: &IqRequest,
+        request: &ConferenceRequest,
+    ) -> Option<auth::AuthAnswer> {
+        // Over HTTP there is no JID: only a session id can authenticate (see [`auth`]).
+        let sender = match req.link {
+            Link::Rest => None,
+            _ => Some(auth::original_sender(
+                &req.from,
+                self.cfg.client_proxy.as_deref(),
+            )),
+        };
+        let breakout = self
+            .cfg
+            .breakout_domain
+            .as_deref()
+            .is_some_and(|d| d.eq_ignore_ascii_case(request.room.domain().as_str()));
+        if breakout {
+            return Some(self.auth.unchecked());
+        }
+        let exists = self.conferences.contains_key(&request.room);
+        match self
+            .auth
+            .process(now, &mut self.io.rng, request, sender, exists)
+        {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let sender = sender.unwrap_or(&req.from);
+                info!(room = %request.room, %sender, error = %e, "conference request refused");
+                self.io.reply(req.link, &req.from, &req.id, Err(e));
+                None
+            }
+        }
+    }
+
+    /// Requests a client sends the focus inside a conference (to its occupant JID): mute, Jibri
+    /// (recording, live streaming) and Rayo dial (Jigasi). False for any other IQ.
+    fn on_room_iq(&mut self, now: Instant, req: &IqRequest) -> bool {
+        let p = &req.payload;
+        let ours = moderation::MuteIq::parse(p).is_some()
+            || p.is("jibri", jibri::NS_JIBRI)
+            || p.is("dial", jibri::NS_RAYO);
+        if !ours || req.kind != IqKind::Set {
+            return false;
+        }
+        let room = room_of(&req.from);
+        let (mut ctx, conferences) = self.ctx(now);
+        match room.and_then(|r| conferences.get_mut(&r)) {
+            Some(c) => c.on_room_iq(&mut ctx, req),
+            None => {
+                debug!(from = %req.from, payload = p.name(), "request from outside any conference");
+                ctx.io.reply(
+                    req.link,
+                    &req.from,
+                    &req.id,
+                    Err(StanzaError::new(
+                        Condition::ItemNotFound,
+                        "not a participant of any conference",
+                    )),
+                );
+            }
+        }
+        true
+    }
+
+    /// `login-url` (get) and `logout` (set): the app's login and logout with a secure domain.
+    fn on_auth_iq(&mut self, req: &IqRequest) -> bool {
+        let p = &req.payload;
+        let answer = if p.is("login-url", ns::FOCUS) && req.kind == IqKind::Get {
+            self.auth.login_url(p)
+        } else if p.is("logout", ns::FOCUS) && req.kind == IqKind::Set {
+            self.auth.logout(p)
+        } else {
+            return false;
+        };
+        self.io
+            .reply(req.link, &req.from, &req.id, answer.map(Some));
+        true
+    }
+
+    /// Ends authentication sessions that expired or (without auto-login) whose conference ended.
+    fn expire_sessions(&mut self, now: Instant) {
+        let conferences = &self.conferences;
+        self.auth.expire(now, |room| conferences.contains_key(room));
+    }
+
+    // ---- messages ---------------------------------------------------------------------------------
+
+    /// A/V moderation changes from the `av_moderation` component (Jicofo `AvModerationHandler`); every
+    /// other message is ignored.
+    fn on_message(&mut self, now: Instant, message: &Element) {
+        let Some(component) = self.cfg.av_moderation_component.as_deref() else {
+            return;
+        };
+        let normal = message.attr("type").is_none_or(|t| t == "normal");
+        let from_component = message
+            .attr("from")
+            .is_some_and(|f| f.eq_ignore_ascii_case(component));
+        if !normal || !from_component {
+            return;
+        }
+        let Some(json) = message.get_child("json-message", ns::JITMEET) else {
+            warn!(from = component, "message without json-message ignored");
+            return;
+        };
+        let msg = match moderation::AvModerationMessage::parse(&json.text()) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(from = component, error = %e, "malformed av_moderation message ignored");
+                return;
+            }
+        };
+        let Some(room) = msg.room.as_deref().and_then(|r| r.parse::<BareJid>().ok()) else {
+            warn!(
+                from = component,
+                "av_moderation message without a valid room ignored"
+            );
+            return;
+        };
+        let (mut ctx, conferences) = self.ctx(now);
+        match conferences.get_mut(&room) {
+            Some(c) => c.on_av_moderation(&mut ctx, &msg),
+            None => warn!(%room, "av_moderation message for a room without a conference"),
+        }
     }
 
     // ---- presence ---------------------------------------------------------------------------------
@@ -540,7 +733,7 @@ impl Focus {
         let Some(p) = muc::MucPresence::parse(&presence) else {
             return;
         };
-        if p.room == self.cfg.brewery {
+        if &p.room == self.brewery.room() {
             self.on_brewery_presence(now, p);
             return;
         }
@@ -557,40 +750,28 @@ impl Focus {
 
     fn on_brewery_presence(&mut self, now: Instant, p: muc::MucPresence) {
         let jid = format!("{}/{}", p.room, p.nick);
-        if p.nick == self.cfg.nick {
-            if p.error {
-                warn!("cannot join the brewery {}", self.cfg.brewery);
-                return;
-            }
-            if p.available && !self.brewery_joined {
-                self.brewery_joined = true;
-                info!(brewery = %self.cfg.brewery, "joined the brewery");
-                if let Some(seen) = self.brewery_seen.take() {
-                    let gone: Vec<String> = self
-                        .bridges
-                        .iter()
-                        .map(|b| b.jid.clone())
-                        .filter(|j| !seen.contains(j))
-                        .collect();
-                    for j in gone {
-                        self.bridge_down(now, &j, "not in the brewery after re-joining", true);
-                    }
-                }
-            }
+        if self.brewery.is_own(&p) {
+            let known: Vec<String> = self.bridges.iter().map(|b| b.jid.clone()).collect();
+            self.brewery
+                .on_own_presence(now, &p, known.iter().map(String::as_str));
             return;
         }
         if !p.available {
             if self.bridges.get(&jid).is_some() {
-                self.bridge_down(now, &jid, "left the brewery", true);
+                self.brewery.bridge_left(now, &jid);
             }
+            return;
+        }
+        if p.element.get_child("stats", ns::COLIBRI).is_none() {
+            return;
+        }
+        if !self.brewery.is_trusted(&p) {
             return;
         }
         let Some(stats) = parse_stats(&p.element) else {
             return;
         };
-        if let Some(seen) = self.brewery_seen.as_mut() {
-            seen.insert(jid.clone());
-        }
+        self.brewery.bridge_present(&jid);
         match self.bridges.update(&jid, &stats, now) {
             bridges::BridgeEvent::Added => {
                 info!(bridge = %jid, ?stats, "bridge added");
@@ -629,6 +810,7 @@ impl Focus {
         if remove {
             self.bridges.remove(jid);
             self.health.remove(jid);
+            self.brewery.forget(jid);
         } else {
             self.bridges.mark_failed(jid, now);
         }
@@ -744,6 +926,13 @@ impl Focus {
 
     /// Runs everything that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Staying in the brewery; bridges that did not come back after a re-join.
+        let brewery = self.brewery.handle_timeout(now, &mut self.io);
+        for jid in brewery.gone {
+            if self.bridges.get(&jid).is_some() {
+                self.bridge_down(now, &jid, "gone from the brewery", true);
+            }
+        }
         // Health checks.
         let due: Vec<String> = self
             .health
@@ -777,6 +966,7 @@ impl Focus {
         for room in stopped {
             conferences.remove(&room);
         }
+        self.expire_sessions(now);
     }
 
     /// Stops every conference (expiring them on their bridges, leaving their rooms) and leaves the
@@ -787,10 +977,7 @@ impl Focus {
             c.shutdown(&mut ctx);
         }
         conferences.clear();
-        self.io.presence(
-            self.cfg.brewery_link,
-            muc::leave_presence(&self.cfg.brewery, &self.cfg.nick),
-        );
+        self.brewery.leave(&mut self.io);
     }
 
     // ---- observation ------------------------------------------------------------------------------
@@ -802,7 +989,11 @@ impl Focus {
             .values()
             .map(Conference::participant_count)
             .collect();
-        FocusStats::new(&self.counters, &sizes, self.bridges.stats(now))
+        let mut stats = FocusStats::new(&self.counters, &sizes, self.bridges.stats(now));
+        stats.brewery_joined = self.brewery.is_joined();
+        stats.total_brewery_rejoins = self.brewery.rejoins;
+        stats.total_untrusted_brewery_presences = self.brewery.untrusted_presences;
+        stats
     }
 
     /// Healthy = at least one operational bridge (what `/about/health` reports).
@@ -831,6 +1022,12 @@ impl Focus {
             .map(Conference::participant_bridges)
             .unwrap_or_default()
     }
+}
+
+/// The room of an occupant JID (`room@muc/nick` → `room@muc`).
+fn room_of(from: &str) -> Option<BareJid> {
+    from.split_once('/')
+        .and_then(|(room, _)| room.parse::<BareJid>().ok())
 }
 
 /// Reads the `<stats xmlns='http://jitsi.org/protocol/colibri'>` of a brewery presence. `None` when there

@@ -6,9 +6,11 @@ use minidom::Element;
 use signaling::ns;
 use signaling::xml::Builder;
 
+use super::caps::Caps;
+
 /// XEP-0115 entity capabilities.
 pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+pub use super::caps::NS_DISCO_INFO;
 pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 
 /// An occupant's presence, as far as the focus cares.
@@ -29,8 +31,8 @@ pub struct MucPresence {
     pub status_codes: Vec<u16>,
     pub stats_id: Option<String>,
     pub region: Option<String>,
-    /// `(node, ver)` of XEP-0115 caps, the key of the feature cache.
-    pub caps: Option<(String, String)>,
+    /// XEP-0115 caps, the key of the feature cache.
+    pub caps: Option<Caps>,
     /// The whole stanza, for the brewery's `stats` child.
     pub element: Element,
 }
@@ -61,9 +63,13 @@ impl MucPresence {
                 .map(|c| c.text().trim().to_owned())
                 .filter(|t| !t.is_empty())
         };
-        let caps = el
-            .get_child("c", NS_CAPS)
-            .and_then(|c| Some((c.attr("node")?.to_owned(), c.attr("ver")?.to_owned())));
+        let caps = el.get_child("c", NS_CAPS).and_then(|c| {
+            Some(Caps {
+                hash: c.attr("hash").map(str::to_owned),
+                node: c.attr("node")?.to_owned(),
+                ver: c.attr("ver")?.to_owned(),
+            })
+        });
         Some(MucPresence {
             room,
             nick,
@@ -235,10 +241,11 @@ mod tests {
         assert_eq!(p.region.as_deref(), Some("eu"));
         assert_eq!(
             p.caps,
-            Some((
-                "https://jitsi.org/jitsi-meet".into(),
-                "k0R1ZSnKBGuqy2V2RGzGkuJ5fG8=".into()
-            ))
+            Some(Caps {
+                hash: Some("sha-1".into()),
+                node: "https://jitsi.org/jitsi-meet".into(),
+                ver: "k0R1ZSnKBGuqy2V2RGzGkuJ5fG8=".into()
+            })
         );
     }
 

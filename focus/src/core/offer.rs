@@ -3,7 +3,7 @@
 //! the participant's advertised features. The same RTP parameters go into the Jingle offer and into the
 //! COLIBRI2 `media` of the participant's endpoint, so client and bridge agree on ids.
 
-use signaling::media::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::rtp_description::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
 
 /// A video codec and its RTX companion.
 #[derive(Debug, Clone, PartialEq)]
@@ -303,10 +303,12 @@ pub fn audio_parameters(c: &CodecConfig, o: &OfferOptions) -> RtpParameters {
         if red {
             // RED first so that it is the selected codec; fmtp is the unnamed `111/111`.
             let mut red_pt = PayloadType::new(c.opus_red.pt, "red", 48000, Some(2));
-            red_pt.parameters.push(signaling::media::Parameter::new(
-                "",
-                format!("{}/{}", c.opus.pt, c.opus.pt),
-            ));
+            red_pt
+                .parameters
+                .push(signaling::rtp_description::Parameter::new(
+                    "",
+                    format!("{}/{}", c.opus.pt, c.opus.pt),
+                ));
             pts.push(red_pt);
         }
         let mut opus = PayloadType::new(c.opus.pt, "opus", 48000, Some(2))

@@ -20,6 +20,9 @@ pub enum Link {
     Service,
     /// The XEP-0114 component `focus.<domain>` that stock Prosody routes conference IQs to.
     Component,
+    /// A conference request that came over HTTP (`POST /conference-request/v1`); its reply goes back
+    /// to the REST API, not to XMPP.
+    Rest,
 }
 
 /// An IQ's `type` for requests.
@@ -115,6 +118,7 @@ pub enum Condition {
     InternalServerError,
     ItemNotFound,
     NotAcceptable,
+    NotAllowed,
     NotAuthorized,
     ResourceConstraint,
     ServiceUnavailable,
@@ -132,6 +136,7 @@ impl Condition {
             Condition::InternalServerError => "internal-server-error",
             Condition::ItemNotFound => "item-not-found",
             Condition::NotAcceptable => "not-acceptable",
+            Condition::NotAllowed => "not-allowed",
             Condition::NotAuthorized => "not-authorized",
             Condition::ResourceConstraint => "resource-constraint",
             Condition::ServiceUnavailable => "service-unavailable",

@@ -1,13 +1,16 @@
 //! lib-jitsi-meet participants in headless Chromium, driven through `e2e/ljm-peer.js`.
 
+use std::collections::HashMap;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use signaling::testing::{Prosody, e2e_dir};
+use testkit::{Prosody, e2e_dir};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
+
+use super::netns::NetNs;
 
 /// The browser driver process.
 pub struct Participants {
@@ -40,11 +43,19 @@ impl Participants {
 
     /// Starts the driver with a page configuration (see `e2e/ljm-peer.js`).
     pub async fn start_with(cfg: Value) -> Participants {
-        tokio::task::block_in_place(signaling::testing::ensure_browser_harness)
-            .expect("browser harness");
+        Self::start_in(cfg, None).await
+    }
+
+    /// Starts the driver inside `netns` (its Chromium then sees only that namespace's network).
+    pub async fn start_in(cfg: Value, netns: Option<&NetNs>) -> Participants {
+        tokio::task::block_in_place(testkit::ensure_browser_harness).expect("browser harness");
         let config = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(config.path(), cfg.to_string()).expect("write config");
-        let mut child = Command::new("node")
+        let mut command = match netns {
+            Some(ns) => ns.tokio_command("node"),
+            None => Command::new("node"),
+        };
+        let mut child = command
             .arg(e2e_dir().join("ljm-peer.js"))
             .arg(config.path())
             .stdin(Stdio::piped())
@@ -77,6 +88,7 @@ impl Participants {
                     || l.contains("warn")
                     || l.contains("fail")
                     || l.starts_with("[driver]")
+                    || l.trim_start().starts_with("at ")
                 {
                     eprintln!("[browser] {line}");
                 }
@@ -139,6 +151,25 @@ impl Participants {
         self.send(json!({"cmd": "join", "id": id})).await;
     }
 
+    /// `ids` join the configured room; waits until each receives audio and video from every other one
+    /// (see [`wait_media`], at most 90 s). Returns their endpoint ids and how long media took.
+    pub async fn join_with_media(&mut self, ids: &[&str]) -> (Vec<String>, Duration) {
+        for id in ids {
+            self.join(id).await;
+        }
+        let mut endpoints = Vec::new();
+        for id in ids {
+            endpoints.push(self.joined(id).await);
+        }
+        let pages: Vec<(&str, &str)> = ids
+            .iter()
+            .zip(&endpoints)
+            .map(|(id, e)| (*id, e.as_str()))
+            .collect();
+        let took = wait_media(self, &pages, Duration::from_secs(90), None).await;
+        (endpoints, took)
+    }
+
     /// Starts joining `room` (another room than the configured one).
     pub async fn send_join(&mut self, id: &str, room: &str) {
         self.send(json!({"cmd": "join", "id": id, "room": room}))
@@ -164,6 +195,34 @@ impl Participants {
             }
         }
         self.send(cmd).await;
+    }
+
+    /// Starts joining with page settings merged into the configuration (`e2e/ljm-peer.js`'s `page`:
+    /// `{"id": user, "password": …}` to log in, `"anonymousdomain"`, `"waitForHost"`), from the page
+    /// origin `origin` (another origin is another browser's storage, e.g. `"localhost"`). With
+    /// `expect_fail`, a failed join is reported to [`Participants::join_failed`].
+    pub async fn join_page(
+        &mut self,
+        id: &str,
+        page: Value,
+        origin: Option<&str>,
+        expect_fail: bool,
+    ) {
+        self.send(json!({
+            "cmd": "join", "id": id, "page": page, "origin": origin, "expectFail": expect_fail,
+        }))
+        .await;
+    }
+
+    /// Waits until a join started with `expect_fail` failed; returns the page's error message.
+    pub async fn join_failed(&mut self, id: &str) -> String {
+        let v = self
+            .wait(&format!("{id} join failed"), Duration::from_secs(60), |v| {
+                (v["event"] == "join-failed" || v["event"] == "joined") && v["id"] == id
+            })
+            .await;
+        assert_eq!(v["event"], "join-failed", "{id} joined: {v}");
+        v["message"].as_str().unwrap_or_default().to_owned()
     }
 
     /// Calls the page function `window[fun](...args)` of `id` (one of `e2e/pages/ljm.js`'s
@@ -219,4 +278,89 @@ impl Participants {
         self.send(json!({"cmd": "quit"})).await;
         let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
     }
+}
+
+/// What a receiver saw of one sender at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Seen {
+    pub audio_bytes: f64,
+    pub audio_samples: f64,
+    pub video_bytes: f64,
+    pub frames: f64,
+}
+
+pub fn seen(stats: &Value, page: &str, sender: &str) -> Option<Seen> {
+    let r = &stats[page]["remote"][sender];
+    if r["audio"].is_null() || r["video"].is_null() {
+        return None;
+    }
+    let n = |v: &Value| v.as_f64().unwrap_or(0.0);
+    Some(Seen {
+        audio_bytes: n(&r["audio"]["bytesReceived"]),
+        audio_samples: n(&r["audio"]["totalSamplesReceived"]),
+        video_bytes: n(&r["video"]["bytesReceived"]),
+        frames: n(&r["video"]["framesDecoded"]),
+    })
+}
+
+/// Waits until every page in `pages` (id → its endpoint) receives audio and video from every other one:
+/// audio bytes and decoded samples rising, video bytes rising and frames decoded. With `new_session`,
+/// only counts a page once its Jingle session differs from the one given (after a move). Returns how
+/// long it took.
+pub async fn wait_media(
+    p: &mut Participants,
+    pages: &[(&str, &str)],
+    timeout: Duration,
+    new_session: Option<&HashMap<String, String>>,
+) -> Duration {
+    let start = Instant::now();
+    let mut last: HashMap<(String, String), Seen> = HashMap::new();
+    loop {
+        let s = p.stats().await;
+        let mut missing = Vec::new();
+        for (page, me) in pages {
+            let sid = s[*page]["sid"].as_str().unwrap_or_default().to_owned();
+            let old = new_session.and_then(|m| m.get(*page));
+            for (_, other) in pages.iter().filter(|(_, e)| e != me) {
+                let key = ((*page).to_owned(), (*other).to_owned());
+                let now = seen(&s, page, other);
+                let ok = match (now, last.get(&key)) {
+                    (Some(n), Some(prev)) => {
+                        n.audio_bytes > prev.audio_bytes
+                            && n.audio_samples > prev.audio_samples
+                            && n.video_bytes > prev.video_bytes
+                            && n.frames > 0.0
+                            && old.is_none_or(|o| *o != sid)
+                    }
+                    _ => false,
+                };
+                if let Some(n) = now {
+                    last.insert(key, n);
+                }
+                if !ok {
+                    missing.push(format!("{page} <- {other}: {now:?}"));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "media not flowing after {timeout:?}: {missing:?}\n{s}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn sessions(stats: &Value, pages: &[&str]) -> HashMap<String, String> {
+    pages
+        .iter()
+        .map(|p| {
+            (
+                (*p).to_owned(),
+                stats[*p]["sid"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }

@@ -1,4 +1,4 @@
-//! Shared by the focus's integration tests: a real Prosody (signaling::testing), the `focus` binary as
+//! Shared by the focus's integration tests: a real Prosody (testkit), the `focus` binary as
 //! a child process, REST probes and XMPP test clients.
 
 #![allow(dead_code)]
@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use minidom::Element;
-use signaling::service::http_request;
-use signaling::testing::{Prosody, ProsodyOptions};
+use service::http_request;
 use signaling::xmpp::{Event, XmppEvents, XmppHandle, connect_client};
+use testkit::{Prosody, ProsodyOptions};
 use tokio::sync::mpsc;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -25,11 +25,11 @@ pub fn init_tracing() {
 }
 
 pub fn free_port() -> u16 {
-    signaling::testing::free_tcp_port().expect("a free TCP port")
+    testkit::free_tcp_port().expect("a free TCP port")
 }
 
 pub fn free_udp_port() -> u16 {
-    signaling::testing::free_udp_port().expect("a free UDP port")
+    testkit::free_udp_port().expect("a free UDP port")
 }
 
 fn options() -> ProsodyOptions {
@@ -56,6 +56,37 @@ pub fn start_prosody_with_client_proxy() -> Prosody {
     let mut opts = options();
     opts.extra_global_config = client_proxy_config(PROXY_DOMAIN, "focus@auth.meet.example");
     Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
+}
+
+/// The secure domain's authenticated VirtualHost (docker's `XMPP_DOMAIN` with `ENABLE_AUTH=1`).
+pub const SECURE_DOMAIN: &str = "meet.example";
+/// Its anonymous guest VirtualHost (`XMPP_GUEST_DOMAIN`).
+pub const GUEST_DOMAIN: &str = "guest.meet.example";
+
+/// Prosody laid out as docker-jitsi-meet with `ENABLE_AUTH=1 AUTH_TYPE=internal ENABLE_GUESTS=1`:
+/// `meet.example` authenticates users with passwords (internal_hashed; user `alice`, password
+/// `alice-pw`), `guest.meet.example` admits anyone anonymously; rooms, the focus component and the
+/// focus's and bridges' accounts as usual. Start the focus with [`secure_focus_env`].
+pub fn start_secure_prosody() -> Prosody {
+    init_tracing();
+    let mut opts = ProsodyOptions::new(SECURE_DOMAIN);
+    // The harness's anonymous host becomes the guest host.
+    opts.domain = GUEST_DOMAIN.into();
+    opts.extra_global_config =
+        format!("VirtualHost \"{SECURE_DOMAIN}\"\n  authentication = \"internal_hashed\"\n");
+    let opts = opts.user("alice", SECURE_DOMAIN, "alice-pw");
+    Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
+}
+
+/// The jicofo image's environment for [`start_secure_prosody`].
+pub fn secure_focus_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("XMPP_DOMAIN", SECURE_DOMAIN),
+        ("ENABLE_AUTH", "1"),
+        ("AUTH_TYPE", "internal"),
+        ("ENABLE_GUESTS", "1"),
+        ("XMPP_GUEST_DOMAIN", GUEST_DOMAIN),
+    ]
 }
 
 /// Prosody configuration adding the client_proxy stand-in component `domain` in front of `target`.
@@ -95,7 +126,7 @@ impl FocusProcess {
             ("XMPP_AUTH_DOMAIN", prosody.auth_domain()),
             ("XMPP_MUC_DOMAIN", prosody.muc_domain()),
             ("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain()),
-            ("JICOFO_AUTH_PASSWORD", signaling::testing::FOCUS_PASSWORD),
+            ("JICOFO_AUTH_PASSWORD", testkit::FOCUS_PASSWORD),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -167,6 +198,14 @@ impl FocusProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL: the process vanishes without leaving its rooms, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
@@ -195,14 +234,18 @@ impl Drop for FocusProcess {
             let _ = c.wait();
         }
         if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(150).collect();
-            eprintln!(
-                "--- focus log tail ---\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+            eprint_log_tail("focus", &self.log(), 150);
         }
     }
+}
+
+/// Prints the last `lines` lines of a failed test's process log.
+pub fn eprint_log_tail(what: &str, log: &str, lines: usize) {
+    let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+    eprintln!(
+        "--- {what} log tail ---\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 }
 
 /// A test XMPP client whose events are forwarded to a channel.
@@ -222,6 +265,69 @@ impl TestClient {
             handle,
             events: forward(events),
         }
+    }
+
+    /// An anonymous client of the main domain, as every browser logs in.
+    pub async fn anonymous(prosody: &Prosody) -> TestClient {
+        let jid = signaling::xmpp::BareJid::new(&format!("anonymous@{}", prosody.domain()))
+            .expect("domain");
+        let (handle, events) = connect_client(signaling::xmpp::ClientConfig::new(
+            jid,
+            "anonymous",
+            prosody.c2s_addr(),
+        ));
+        handle.wait_online(WAIT).await.expect("anonymous login");
+        TestClient {
+            handle,
+            events: forward(events),
+        }
+    }
+
+    /// Sends the 2021 client's conference request for `room` to the focus component, retrying while
+    /// the component is not connected yet; the answer's payload or the XMPP error.
+    pub async fn conference_request(
+        &self,
+        prosody: &Prosody,
+        room: &str,
+    ) -> Result<Option<Element>, signaling::xmpp::IqError> {
+        let component: signaling::xmpp::Jid = prosody.focus_domain().parse().expect("domain");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = self
+                .handle
+                .iq_set(
+                    component.clone(),
+                    conference_iq(room),
+                    Duration::from_secs(20),
+                )
+                .await;
+            match &r {
+                Err(e)
+                    if e.condition()
+                        == Some(&signaling::xmpp::DefinedCondition::ServiceUnavailable)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => return r.map(|ok| ok.payload),
+            }
+        }
+    }
+
+    /// Asks for `room` and expects `forbidden` (a room the focus does not serve); returns how long the
+    /// answer took.
+    pub async fn conference_forbidden(&self, prosody: &Prosody, room: &str) -> Duration {
+        let started = Instant::now();
+        let e = self
+            .conference_request(prosody, room)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            e.condition(),
+            Some(&signaling::xmpp::DefinedCondition::Forbidden),
+            "{room}: {e}"
+        );
+        started.elapsed()
     }
 
     /// Waits for the first event `pick` accepts; other events are discarded.
@@ -257,11 +363,19 @@ fn forward(mut events: XmppEvents) -> mpsc::UnboundedReceiver<Event> {
     rx
 }
 
+/// The 2021 client's conference request for `room`.
+pub fn conference_iq(room: &str) -> Element {
+    el(&format!(
+        r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m-1"/>"#
+    ))
+}
+
 pub fn el(xml: &str) -> Element {
     xml.parse().unwrap_or_else(|e| panic!("bad XML {e}: {xml}"))
 }
 
 pub mod browser;
+pub mod netns;
 
 /// Builds the workspace's `bridge` binary next to the `focus` binary under test (same target dir and
 /// profile) and returns its path.
@@ -269,7 +383,7 @@ pub fn bridge_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            signaling::testing::build_workspace_binaries(
+            testkit::build_workspace_binaries(
                 std::path::Path::new(env!("CARGO_BIN_EXE_focus")),
                 &[("bridge", "bridge")],
             )
@@ -303,7 +417,7 @@ impl BridgeProcess {
             ("XMPP_AUTH_DOMAIN", prosody.auth_domain()),
             ("XMPP_INTERNAL_MUC_DOMAIN", prosody.internal_muc_domain()),
             ("JVB_AUTH_USER", "jvb"),
-            ("JVB_AUTH_PASSWORD", signaling::testing::JVB_PASSWORD),
+            ("JVB_AUTH_PASSWORD", testkit::JVB_PASSWORD),
             ("JVB_BREWERY_MUC", "jvbbrewery"),
             ("JVB_MUC_NICKNAME", nick),
             ("JVB_PORT", &media_port.to_string()),
@@ -378,13 +492,7 @@ impl Drop for BridgeProcess {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!(
-                "--- bridge {} log tail ---\n{}",
-                self.nick,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+            eprint_log_tail(&format!("bridge {}", self.nick), &self.log(), 60);
         }
     }
 }

@@ -1,10 +1,10 @@
 //! `<content>` and its RTP `<description>`.
 
 use crate::error::ParseError;
-use crate::media::{MediaType, RtcpFb, RtpParameters};
+use crate::ice_udp::IceUdpTransport;
 use crate::ns;
+use crate::rtp_description::{MediaType, RtcpFb, RtpParameters};
 use crate::sources::{Source, SsrcGroup};
-use crate::transport::IceUdpTransport;
 use crate::xml::string_enum;
 use crate::xml::{self, Builder, Element, XmlElement};
 

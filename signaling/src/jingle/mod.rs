@@ -15,8 +15,8 @@ pub use content::{Content, Creator, RtpDescription, Senders};
 pub use payloads::{BridgeSession, Group, Reason, ReasonCondition, StartMuted};
 
 use crate::error::ParseError;
+use crate::ice_udp::IceUdpTransport;
 use crate::ns;
-use crate::transport::IceUdpTransport;
 use crate::xml::{self, Builder, Element, XmlElement};
 
 /// The `action` of a Jingle request.

@@ -10,7 +10,6 @@ use thiserror::Error;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::session::Responder;
 use super::stanza::{NS_CLIENT, NS_STANZAS};
 
 /// The timeout Jicofo uses for IQs to bridges and participants.
@@ -102,6 +101,47 @@ impl IqError {
             IqError::ErrorReply(e) => Some(&e.condition),
             _ => None,
         }
+    }
+}
+
+/// Sends the answer to an [`IncomingIq`] into its session's outgoing queue. The session supplies the
+/// queue as a closure, so this module does not depend on the session's command type.
+pub(crate) struct Responder {
+    /// Queues one stanza; false when the session has closed.
+    send: Box<dyn FnOnce(Element) -> bool + Send + Sync>,
+    component: bool,
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("component", &self.component)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    /// `send` queues one stanza and says whether the session took it; `component` is true for a
+    /// XEP-0114 component session (answers carry an explicit `from`).
+    pub(crate) fn new(
+        send: impl FnOnce(Element) -> bool + Send + Sync + 'static,
+        component: bool,
+    ) -> Self {
+        Responder {
+            send: Box::new(send),
+            component,
+        }
+    }
+
+    pub(crate) fn send(self, stanza: Element) {
+        if !(self.send)(stanza) {
+            tracing::debug!("IQ answer not sent: session closed");
+        }
+    }
+
+    /// The `from` of an answer: the addressed JID for a component, nothing (server-stamped) for a client.
+    pub(crate) fn us<'a>(&self, to: &'a Option<Jid>) -> Option<&'a Jid> {
+        if self.component { to.as_ref() } else { None }
     }
 }
 

@@ -22,8 +22,8 @@ use super::backoff::{Backoff, random_unit};
 use super::config::{ClientConfig, ComponentConfig};
 use super::connect::{self, ConnectError, Connected, ElementStream, describe_stream_error};
 use super::iq::{
-    IdGen, IncomingIq, IqError, IqKind, IqResult, PendingIqs, decode_error_reply, error_stanza,
-    request_stanza, result_stanza,
+    IdGen, IncomingIq, IqError, IqKind, IqResult, PendingIqs, Responder, decode_error_reply,
+    error_stanza, request_stanza, result_stanza,
 };
 use super::muc::{
     JOIN_TIMEOUT, MucError, MucJoin, MucJoined, MucOutcome, Rooms, owner_form_request,
@@ -130,26 +130,6 @@ pub(crate) enum Command {
         done: oneshot::Sender<Result<(), MucError>>,
     },
     Close,
-}
-
-/// Sends the answer to an [`IncomingIq`].
-#[derive(Debug)]
-pub(crate) struct Responder {
-    tx: mpsc::UnboundedSender<Command>,
-    component: bool,
-}
-
-impl Responder {
-    pub(crate) fn send(self, stanza: Element) {
-        if self.tx.send(Command::Send { stanza, done: None }).is_err() {
-            debug!("IQ answer not sent: session closed");
-        }
-    }
-
-    /// The `from` of an answer: the addressed JID for a component, nothing (server-stamped) for a client.
-    pub(crate) fn us<'a>(&self, to: &'a Option<Jid>) -> Option<&'a Jid> {
-        if self.component { to.as_ref() } else { None }
-    }
 }
 
 /// Cloneable handle on a session, usable from any task.
@@ -900,10 +880,10 @@ impl Session {
                 id,
                 kind,
                 payload,
-                responder: Some(Responder {
-                    tx,
-                    component: self.kind.is_component(),
-                }),
+                responder: Some(Responder::new(
+                    move |stanza| tx.send(Command::Send { stanza, done: None }).is_ok(),
+                    self.kind.is_component(),
+                )),
             })),
             None => debug!("IQ request ignored: session closing"),
         }

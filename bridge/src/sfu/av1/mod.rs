@@ -13,12 +13,10 @@
 
 mod bits;
 pub mod descriptor;
-pub mod projection;
 pub mod source;
 
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use descriptor::{DdError, Descriptor, Dti, Dtis, FrameDeps, Resolution, Structure, URI};
-pub use projection::{DdConfig, DdPacket, DdProjection, DdRewrite, DdTarget};
 pub use source::{DdInfo, DdSource, DecodeTarget};

@@ -3,7 +3,13 @@
 //! hold on underuse (queues draining). A link-capacity estimate (mean and normalised variance of
 //! the throughput at past overuses) decides which increase mode applies.
 
-use super::BandwidthUsage;
+/// The delay detector's verdict (what the AIMD control acts on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BandwidthUsage {
+    Normal,
+    Underusing,
+    Overusing,
+}
 
 const BETA: f64 = 0.85;
 

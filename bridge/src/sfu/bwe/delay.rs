@@ -6,8 +6,7 @@
 
 use std::collections::VecDeque;
 
-use super::BandwidthUsage;
-use super::aimd::Aimd;
+use super::aimd::{Aimd, BandwidthUsage};
 use super::history::PacketResult;
 
 const GROUP_US: i64 = 5_000;

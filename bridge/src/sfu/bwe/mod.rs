@@ -1,6 +1,6 @@
 //! Send-side bandwidth estimation for the downlink (bridge → one receiver), GoogCC-style, from the
 //! transport-cc feedback the receiver returns for the bridge's own transport-wide sequence
-//! numbers (brief §7.6). One [`SendSideBwe`] per receiving endpoint; sans-IO, fed `now`.
+//! numbers (JVB `jitsi-media-transform/src/main/kotlin/org/jitsi/nlj/rtp/bandwidthestimation2/`). One [`SendSideBwe`] per receiving endpoint; sans-IO, fed `now`.
 //!
 //! ```text
 //!  on_packet_sent ──▶ history (seq → send time, size, probe cluster)
@@ -67,19 +67,12 @@ use std::time::{Duration, Instant};
 use crate::sfu::tcc_feedback::TransportFeedback;
 
 use ack_bitrate::AckedBitrate;
+pub use aimd::BandwidthUsage;
 use delay::DelayBasedBwe;
 use history::{PacketResult, SentHistory};
 use loss::LossController;
 use probe::Prober;
 pub use probe::{ProbeCluster, ProbeConfig, ProbeSend};
-
-/// The delay detector's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BandwidthUsage {
-    Normal,
-    Underusing,
-    Overusing,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct BweConfig {

@@ -2,7 +2,7 @@
 //! transport-wide sequence number arrived (padding-only probes included — they are what the
 //! sender's prober measures) and returns feedback so the sender's browser can run its own GCC.
 //!
-//! Timing follows JVB (brief §7.7): feedback every 100 ms, or 20 ms after the last one when a
+//! Timing follows JVB (`jitsi-media-transform/src/main/kotlin/org/jitsi/nlj/transform/node/incoming/TccGeneratorNode.kt`): feedback every 100 ms, or 20 ms after the last one when a
 //! packet with the marker bit (end of a frame) arrived. Arrival times live in a fixed ring indexed
 //! by the unwrapped sequence number and are kept after being reported, so a late (reordered)
 //! packet re-opens the window and the re-sent range carries the right times for the packets

@@ -9,12 +9,10 @@
 //! Dependency Descriptor must be stripped (the receiver would follow it, as JVB strips it).
 
 pub mod descriptor;
-pub mod projection;
 pub mod source;
 
 #[cfg(test)]
 mod tests;
 
 pub use descriptor::{ScalabilityStructure, Vp9Error, Vp9Header};
-pub use projection::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Rewrite, Vp9Target};
 pub use source::{Vp9Info, Vp9Source};

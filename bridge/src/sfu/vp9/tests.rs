@@ -9,6 +9,9 @@ use super::descriptor::{self, Descriptor};
 use super::*;
 use crate::sfu::av1::tests::{Captured, load};
 use crate::sfu::av1::{self, DdSource};
+use crate::sfu::projection::{
+    DdConfig, DdPacket, DdProjection, DdTarget, Vp9Config, Vp9Packet, Vp9Projection, Vp9Target,
+};
 
 fn chrome_vp9() -> Vec<Captured> {
     load(include_str!("../testdata/chrome156_vp9_l3t3_key.txt"))
@@ -690,8 +693,8 @@ fn chrome_vp9_with_dependency_descriptor_through_the_dd_projection() {
     // negotiated the extension): decodable at 360p, and the marker follows the DD's layers.
     let pk = chrome_vp9();
     let mut src = DdSource::new();
-    let mut proj = av1::DdProjection::new(av1::DdConfig::default());
-    proj.set_target(Some(av1::DdTarget {
+    let mut proj = DdProjection::new(DdConfig::default());
+    proj.set_target(Some(DdTarget {
         encoding: 0,
         spatial: 1,
         temporal: 2,
@@ -706,7 +709,7 @@ fn chrome_vp9_with_dependency_descriptor_through_the_dd_projection() {
             continue;
         };
         let info = src.parse(dd).unwrap();
-        let pkt = av1::DdPacket {
+        let pkt = DdPacket {
             encoding: 0,
             seq: p.seq,
             timestamp: p.ts,

@@ -1,0 +1,357 @@
+//! Layer selection: per receiver, which layer of which source ([`allocation::allocate`], a pure
+//! function of the inputs collected here), applied to the receiver's projections; the forwarded
+//! set announced to it; and, over all receivers, what each sender is asked to encode.
+
+use std::time::Instant;
+
+use signaling::sources::VideoType;
+
+use crate::sfu::allocation::{self, Allocation, LayerInfo, ReceiverInput, SourceInput};
+use crate::sfu::api::{EndpointHandle, Output, Sink};
+use crate::sfu::channel;
+use crate::sfu::config::SfuConfig;
+use crate::sfu::context::{ConferenceTimer, Ctx};
+use crate::sfu::counters::Stat;
+use crate::sfu::model::MediaKind;
+use crate::sfu::projection::{Projection, Target};
+
+use super::{Conference, max_height};
+
+impl Conference {
+    /// Endpoints in speaker order: recent dominant speakers first, then the others by join order;
+    /// endpoints that send no video move after those that do.
+    fn speaker_order(&self, now_ms: u64) -> Vec<u32> {
+        let mut v = self.recent_speakers.clone();
+        v.extend(
+            self.join_order
+                .iter()
+                .filter(|e| !self.recent_speakers.contains(e)),
+        );
+        let sends_video = |e: u32| {
+            self.ep(e).is_some_and(|ep| {
+                ep.uplink.sources.iter().any(|&si| {
+                    self.src(si)
+                        .and_then(|s| s.layers.as_ref())
+                        .is_some_and(|l| l.active_mask(now_ms) != 0)
+                })
+            })
+        };
+        v.sort_by_key(|&e| !sends_video(e));
+        v
+    }
+
+    /// Re-decides every (receiver, source) projection target, announces changed forwarded sets and
+    /// sender constraints. Runs on membership, source, constraint, layer and dominant-speaker
+    /// changes and every `max_time_between_allocations` — never per packet.
+    pub(super) fn reallocate(&mut self, now: Instant, ctx: &mut Ctx, sink: &mut impl Sink) {
+        self.run_allocation(now, None, ctx, sink);
+    }
+
+    /// Allocation for every receiver (`only` = None) or one receiver (its bandwidth changed).
+    pub(super) fn run_allocation(
+        &mut self,
+        now: Instant,
+        only: Option<u32>,
+        ctx: &mut Ctx,
+        sink: &mut impl Sink,
+    ) {
+        if only.is_none() {
+            let next = now + ctx.cfg.max_time_between_allocations;
+            self.arm(ConferenceTimer::Allocation, Some(next), ctx);
+        }
+        let now_ms = self.ms(now);
+        let order = self.speaker_order(now_ms);
+        // Layer snapshots of every video source, owners in speaker order.
+        let mut layers: Vec<LayerInfo> = Vec::new();
+        let mut video: Vec<(u32, u32, std::ops::Range<usize>)> = Vec::new();
+        for &e in &order {
+            let Some(owner) = self.ep(e) else { continue };
+            for &si in &owner.uplink.sources {
+                let Some(s) = self.src(si) else { continue };
+                let Some(l) = s.layers.as_ref() else { continue };
+                let start = layers.len();
+                l.snapshot(now_ms, &mut layers);
+                video.push((si, e, start..layers.len()));
+            }
+        }
+        let receivers: Vec<u32> = match only {
+            Some(r) => vec![r],
+            None => self
+                .endpoints
+                .iter()
+                .flatten()
+                .map(|e| e.handle.idx)
+                .collect(),
+        };
+        let cfg = &ctx.cfg;
+        let mut results: Vec<(u32, Allocation, Option<u64>)> = Vec::with_capacity(receivers.len());
+        for r in receivers {
+            let Some(recv) = self.ep(r) else { continue };
+            let inputs: Vec<SourceInput<'_>> = video
+                .iter()
+                .filter(|(_, owner, _)| *owner != r)
+                .filter_map(|(si, owner, range)| {
+                    let s = self.src(*si)?;
+                    let o = self.ep(*owner)?;
+                    Some(SourceInput {
+                        slot: *si,
+                        name: &s.name,
+                        owner: &o.id,
+                        video_type: if o.force_mute_video {
+                            VideoType::None
+                        } else {
+                            s.video_type
+                        },
+                        layers: &layers[range.clone()],
+                    })
+                })
+                .collect();
+            let s = &recv.downlink.settings;
+            let rin = ReceiverInput {
+                last_n: effective_last_n(s.last_n, cfg),
+                on_stage: &s.on_stage,
+                selected: &s.selected,
+                default_constraints: s.default_constraints,
+                constraints: &s.constraints,
+                bandwidth_bps: recv.downlink.available_bandwidth(cfg.trust_bwe),
+            };
+            results.push((
+                r,
+                allocation::allocate(&inputs, &rin, &cfg.alloc),
+                recv.downlink.bwe_bps,
+            ));
+        }
+        // (source, generation, primary, rtx, owner, kind)
+        let all: Vec<(u32, u32, u32, Option<u32>, u32, MediaKind)> = self
+            .sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = s.as_ref()?;
+                let p = s.primary()?;
+                Some((i as u32, s.generation, p.ssrc, p.rtx, s.owner, s.kind))
+            })
+            .collect();
+        // Base layer bitrate per (source, encoding), for pending down-switches.
+        let base_rate = |si: u32, e: u8| -> u64 {
+            video
+                .iter()
+                .find(|(s, _, _)| *s == si)
+                .and_then(|(_, _, range)| {
+                    layers[range.clone()]
+                        .iter()
+                        .find(|l| l.encoding == e && l.temporal == 0)
+                })
+                .map_or(0, |l| l.bitrate_bps)
+        };
+        let mut keyframes: Vec<(u32, u8)> = Vec::new();
+        for (r, alloc, bwe) in results {
+            ctx.counters.inc(Stat::Allocations);
+            let Some(Some(recv)) = self.endpoints.get_mut(r as usize) else {
+                continue;
+            };
+            let bandwidth = recv.downlink.available_bandwidth(ctx.cfg.trust_bwe);
+            let connected = recv.transport.connected;
+            let d = &mut recv.downlink;
+            for &(si, generation, ssrc, rtx, owner, kind) in &all {
+                if owner == r {
+                    continue;
+                }
+                let want = match kind {
+                    MediaKind::Audio => Target::encoding(0),
+                    MediaKind::Video => alloc
+                        .get(si)
+                        .and_then(|a| a.target)
+                        .map_or(Target::Suspended, |l| Target::layer(l.encoding, l.temporal)),
+                };
+                let i = si as usize;
+                if d.projections.len() <= i {
+                    d.projections.resize_with(i + 1, || None);
+                }
+                let slot = &mut d.projections[i];
+                if slot.as_ref().is_none_or(|p| p.source_gen != generation) {
+                    let rtx_seq = ctx.rng.next_u32() as u16;
+                    *slot = Some(match kind {
+                        MediaKind::Audio => Projection::new_audio(generation, ssrc, rtx, rtx_seq),
+                        MediaKind::Video => Projection::new_video(generation, ssrc, rtx, rtx_seq),
+                    });
+                }
+                if let Some(p) = slot {
+                    if kind == MediaKind::Video
+                        && let Some(e) = want.encoding_id()
+                        && p.target.encoding_id() != Some(e)
+                    {
+                        ctx.counters.inc(Stat::LayerSwitches);
+                        if connected && p.current_encoding() != Some(e) {
+                            keyframes.push((si, e));
+                        }
+                    }
+                    p.target = want;
+                    let drain = match (p.current_encoding(), want.encoding_id()) {
+                        (Some(cur), Some(t)) if cur > t => base_rate(si, cur) > bandwidth,
+                        _ => false,
+                    };
+                    p.set_drain(drain);
+                }
+            }
+            let fwd: Vec<u32> = alloc.forwarded().collect();
+            let changed = {
+                let mut a = d.forwarded.clone();
+                let mut b = fwd.clone();
+                a.sort_unstable();
+                b.sort_unstable();
+                a != b
+            };
+            d.forwarded = fwd;
+            d.allocation = alloc;
+            d.allocated_bwe_bps = bwe;
+            if changed {
+                self.send_forwarded(r, ctx, sink);
+            }
+        }
+        keyframes.sort_unstable();
+        keyframes.dedup();
+        for (si, e) in keyframes {
+            self.request_keyframe(now, si, e, ctx, sink);
+        }
+        if let Some(r) = only {
+            if let Some(Some(recv)) = self.endpoints.get_mut(r as usize) {
+                let connected = recv.transport.connected;
+                recv.downlink.maybe_probe(now, connected, ctx);
+            }
+        } else {
+            self.update_sender_constraints(ctx, sink);
+        }
+    }
+
+    /// What each sender needs to encode: per video source the largest effective maxHeight any
+    /// receiver has for it (0 if nobody wants it, -1 unlimited), announced when it changes as
+    /// `SenderSourceConstraints`, and per endpoint (2021 dialect) as `SenderVideoConstraints`.
+    fn update_sender_constraints(&mut self, ctx: &mut Ctx, sink: &mut impl Sink) {
+        let mut changes: Vec<(u32, u32, i32)> = Vec::new(); // (owner, source, height)
+        for (si, s) in self.sources.iter().enumerate() {
+            let Some(s) = s else { continue };
+            if s.kind != MediaKind::Video {
+                continue;
+            }
+            let mut h = 0i32;
+            for r in self.endpoints.iter().flatten() {
+                if r.handle.idx == s.owner {
+                    continue;
+                }
+                if let Some(a) = r.downlink.allocation.get(si as u32) {
+                    h = max_height(h, a.effective.max_height);
+                }
+            }
+            if s.sent_max_height != Some(h) {
+                changes.push((s.owner, si as u32, h));
+            }
+        }
+        for &(owner, si, h) in &changes {
+            if let Some(Some(s)) = self.sources.get_mut(si as usize) {
+                s.sent_max_height = Some(h);
+            }
+            let (Some(o), Some(s)) = (self.ep(owner), self.src(si)) else {
+                continue;
+            };
+            if o.transport.data_channel_open {
+                let m = channel::sender_source_constraints(&s.name, h);
+                ctx.counters.inc(Stat::SenderConstraintsSent);
+                ctx.counters.inc(Stat::ChannelMessagesSent);
+                sink.emit(Output::Text {
+                    to: o.handle,
+                    text: &m,
+                });
+            }
+        }
+        let mut owners: Vec<u32> = changes.iter().map(|c| c.0).collect();
+        owners.dedup();
+        for owner in owners {
+            let Some(o) = self.ep(owner) else { continue };
+            let ideal = o
+                .uplink
+                .sources
+                .iter()
+                .filter_map(|&si| self.src(si))
+                .filter_map(|s| s.sent_max_height)
+                .fold(0, max_height);
+            if o.uplink.sent_ideal_height == Some(ideal) {
+                continue;
+            }
+            let open = o.transport.data_channel_open;
+            let handle = o.handle;
+            if let Some(Some(o)) = self.endpoints.get_mut(owner as usize) {
+                o.uplink.sent_ideal_height = Some(ideal);
+            }
+            if open {
+                let m = channel::sender_video_constraints(ideal);
+                ctx.counters.inc(Stat::ChannelMessagesSent);
+                sink.emit(Output::Text {
+                    to: handle,
+                    text: &m,
+                });
+            }
+        }
+    }
+
+    /// The receiver's current allocation, for the shell and tests.
+    pub fn allocation(&self, h: EndpointHandle) -> Option<&Allocation> {
+        Some(&self.endpoint(h)?.downlink.allocation)
+    }
+
+    /// Layers whose activity changed (an encoding stopped or started): allocate again.
+    pub(super) fn check_layers(&mut self, now: Instant, ctx: &mut Ctx) {
+        let now_ms = self.ms(now);
+        let mut changed = false;
+        for s in self.sources.iter_mut().flatten() {
+            if let Some(l) = s.layers.as_ref() {
+                let m = l.active_mask(now_ms);
+                if m != s.active_mask {
+                    s.active_mask = m;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.reallocate_soon(now, ctx);
+        }
+    }
+
+    /// Sends receiver `r` its forwarded set in both dialects (modern `ForwardedSources` with source
+    /// names, 2021 `LastNEndpointsChangeEvent` with endpoint ids).
+    pub(super) fn send_forwarded(&self, r: u32, ctx: &mut Ctx, sink: &mut impl Sink) {
+        let Some(recv) = self.ep(r) else { return };
+        if !recv.transport.data_channel_open {
+            return;
+        }
+        let mut names: Vec<&str> = Vec::new();
+        let mut owners: Vec<&str> = Vec::new();
+        for &si in &recv.downlink.forwarded {
+            let Some(s) = self.src(si) else { continue };
+            names.push(&s.name);
+            if let Some(o) = self.ep(s.owner)
+                && !owners.contains(&o.id.as_str())
+            {
+                owners.push(&o.id);
+            }
+        }
+        let m1 = channel::forwarded_sources(&names);
+        let m2 = channel::last_n_endpoints(&owners);
+        for m in [m1, m2] {
+            ctx.counters.inc(Stat::ChannelMessagesSent);
+            sink.emit(Output::Text {
+                to: recv.handle,
+                text: &m,
+            });
+        }
+    }
+}
+
+/// Last-N after the bridge's limits (`jvb-last-n` and the video SSRC limit); < 0 = unlimited.
+fn effective_last_n(client: i32, cfg: &SfuConfig) -> i32 {
+    [client, cfg.last_n_limit, cfg.max_video_ssrcs]
+        .into_iter()
+        .filter(|n| *n >= 0)
+        .min()
+        .unwrap_or(-1)
+}
