@@ -87,7 +87,7 @@ fn av1_benches(c: &mut Criterion) {
                 },
             )
             .unwrap();
-        let rw = bridge::sfu::av1::DdRewrite {
+        let rw = bridge::sfu::projection::DdRewrite {
             structure_offset: None,
             ..rw
         };

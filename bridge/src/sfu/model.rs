@@ -166,6 +166,8 @@ pub struct HdrExtIds {
     pub audio_level: u8,
     pub transport_cc: u8,
     pub video_orientation: u8,
+    /// The AV1 Dependency Descriptor (`hdrext::AV1_DEPENDENCY_DESCRIPTOR`).
+    pub dependency_descriptor: u8,
 }
 
 /// One endpoint's negotiated parameters for one media kind, in per-packet friendly form.
@@ -219,6 +221,7 @@ impl MediaParams {
             audio_level: id(hdrext::AUDIO_LEVEL),
             transport_cc: id(hdrext::TRANSPORT_CC),
             video_orientation: id(hdrext::VIDEO_ORIENTATION),
+            dependency_descriptor: id(hdrext::AV1_DEPENDENCY_DESCRIPTOR),
         };
         m
     }

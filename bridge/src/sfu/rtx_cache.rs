@@ -114,6 +114,12 @@ impl SentEntry {
     const VP8: u8 = 2;
     /// A packet of a keyframe.
     pub const KEYFRAME: u8 = 4;
+    /// `flags` bit: the rewrite is [`PayloadRewrite::Av1`] (frame number and template id kept;
+    /// a retransmission patches the sender's descriptor with them, see
+    /// [`PayloadRewrite::descriptor`]).
+    const AV1: u8 = 8;
+    /// With [`Self::AV1`]: the marker bit the packet was sent with.
+    const MARKER: u8 = 16;
 
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -134,6 +140,16 @@ impl SentEntry {
                 picture_id,
                 tl0picidx,
             } => (Self::VP8, picture_id, tl0picidx),
+            PayloadRewrite::Av1 {
+                frame_number,
+                template_id,
+                marker,
+                ..
+            } => (
+                Self::AV1 | if marker { Self::MARKER } else { 0 },
+                frame_number,
+                template_id,
+            ),
         };
         SentEntry {
             ssrc,
@@ -146,7 +162,7 @@ impl SentEntry {
             source_gen,
             rewrite_a,
             rewrite_b,
-            flags: (flags & !Self::VP8) | codec,
+            flags: (flags & !(Self::VP8 | Self::AV1 | Self::MARKER)) | codec,
         }
     }
 
@@ -160,6 +176,14 @@ impl SentEntry {
             PayloadRewrite::Vp8 {
                 picture_id: self.rewrite_a,
                 tl0picidx: self.rewrite_b,
+            }
+        } else if self.flags & Self::AV1 != 0 {
+            PayloadRewrite::Av1 {
+                frame_number: self.rewrite_a,
+                template_id: self.rewrite_b,
+                structure_offset: None,
+                active_decode_targets: None,
+                marker: self.flags & Self::MARKER != 0,
             }
         } else {
             PayloadRewrite::None

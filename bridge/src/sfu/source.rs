@@ -10,10 +10,12 @@
 
 use signaling::sources::VideoType;
 
-use super::codec::VideoInfo;
+use super::av1::{DdError, DdInfo, DdSource};
+use super::codec::{FrameDesc, VideoInfo};
 use super::keyframe::RateLimit;
 use super::layers::SourceLayers;
 use super::model::{Encoding, MediaKind};
+use super::projection::DdConfig;
 use super::rtx_cache::PacketStore;
 
 /// A source registered in a conference.
@@ -40,6 +42,9 @@ pub struct MediaSource {
     pub silence_run: u32,
     /// Active layers at the last check ([`SourceLayers::active_mask`]).
     pub active_mask: u64,
+    /// Per encoding, the Dependency Descriptor state of its stream (AV1), from its first
+    /// descriptor on.
+    descriptors: Vec<Option<Box<DdSource>>>,
 }
 
 impl MediaSource {
@@ -66,6 +71,7 @@ impl MediaSource {
             sent_max_height: None,
             silence_run: 0,
             active_mask: 0,
+            descriptors: Vec::new(),
             encodings,
         }
     }
@@ -87,13 +93,73 @@ impl MediaSource {
         }
     }
 
+    /// Parses a packet's Dependency Descriptor (the header extension's bytes) against its
+    /// encoding's stream state. An error: drop the packet for everyone.
+    pub fn parse_descriptor(&mut self, encoding: u8, ext: &[u8]) -> Result<DdInfo, DdError> {
+        let i = usize::from(encoding);
+        if self.descriptors.len() <= i {
+            self.descriptors.resize_with(i + 1, || None);
+        }
+        self.descriptors[i]
+            .get_or_insert_with(Box::default)
+            .parse(ext)
+    }
+
+    /// Lends `encoding`'s descriptor state out for one fan-out (the receivers' projections read
+    /// it while the packet store is written); give it back with [`Self::return_descriptor_state`].
+    pub fn lend_descriptor_state(&mut self, encoding: u8) -> Option<Box<DdSource>> {
+        self.descriptors.get_mut(usize::from(encoding))?.take()
+    }
+
+    pub fn return_descriptor_state(&mut self, encoding: u8, d: Box<DdSource>) {
+        if let Some(slot) = self.descriptors.get_mut(usize::from(encoding)) {
+            *slot = Some(d);
+        }
+    }
+
     /// A video packet of `encoding` counted into its layer's bitrate; a keyframe's size updates the
     /// encoding's height. True when the layers changed (a layer started, a height changed): the
     /// allocation should run again.
+    ///
+    /// An SVC stream (one encoding whose Dependency Descriptor structure has several spatial
+    /// layers) is measured per decode target: each spatial layer counts as an encoding of the
+    /// allocation's (height from the structure's render resolution), and a packet counts toward
+    /// every decode target whose receivers get it (`DdSource::forwarded_to`), in the lowest
+    /// temporal layer of each spatial layer that needs it, so that the cumulative temporal rates
+    /// are the decode targets' bitrates.
     pub fn measure(&mut self, now_ms: u64, encoding: u8, info: &VideoInfo, bytes: usize) -> bool {
         let Some(l) = self.layers.as_mut() else {
             return false;
         };
+        if let FrameDesc::Av1(d) = &info.frame
+            && self.encodings.len() == 1
+            && let Some(dd) = self
+                .descriptors
+                .get(usize::from(encoding))
+                .and_then(|s| s.as_deref())
+            && dd.spatial_layers() > 1
+        {
+            let mut changed = l.set_encoding_count(usize::from(dd.spatial_layers()));
+            let mask = dd.forwarded_to(d, DdConfig::default().keep_lower_chains);
+            let mut lowest = [u8::MAX; 8];
+            for t in dd.decode_targets() {
+                let s = usize::from(t.spatial).min(7);
+                if d.starts_keyframe()
+                    && let Some(r) = t.resolution
+                {
+                    changed |= l.set_height(t.spatial, i32::from(r.height));
+                }
+                if mask & (1 << t.index) != 0 {
+                    lowest[s] = lowest[s].min(t.temporal);
+                }
+            }
+            for (s, &t) in lowest.iter().enumerate() {
+                if t != u8::MAX {
+                    changed |= l.on_packet(now_ms, s as u8, t, bytes);
+                }
+            }
+            return changed;
+        }
         let started = l.on_packet(now_ms, encoding, info.tid, bytes);
         let resized = info
             .size

@@ -1460,3 +1460,5 @@ fn the_timer_table_stays_small_while_every_endpoint_sends() {
     // Nothing is due that did not run.
     assert!(h.sfu.poll_timeout().is_some_and(|t| t > h.now));
 }
+
+mod svc;

@@ -584,6 +584,28 @@ pub fn parse_mandatory(buf: &[u8]) -> Result<Mandatory, DdError> {
     })
 }
 
+/// Rewrites a descriptor in place (a retransmission of a packet forwarded with these values):
+/// the frame number, the template id, and the `template_id_offset` of an attached structure moved
+/// by the same amount as the template id (A.8.3: ids of one structure move together). Everything
+/// else stays as sent, so the length does not change.
+pub fn patch(buf: &mut [u8], template_id: u8, frame_number: u16) -> Result<(), DdError> {
+    let m = parse_mandatory(buf)?;
+    let delta = template_id.wrapping_sub(m.template_id) & 0x3f;
+    buf[0] = (buf[0] & 0xc0) | (template_id & 0x3f);
+    buf[1..3].copy_from_slice(&frame_number.to_be_bytes());
+    // Extended fields: structure present flag, then four flags, then the 6-bit offset.
+    if let Some(&flags) = buf.get(MANDATORY_LEN)
+        && flags & 0x80 != 0
+    {
+        let next = *buf.get(MANDATORY_LEN + 1).ok_or(DdError::Truncated)?;
+        let offset = ((flags & 0x07) << 3) | (next >> 5);
+        let moved = offset.wrapping_add(delta) & 0x3f;
+        buf[MANDATORY_LEN] = (flags & 0xf8) | (moved >> 3);
+        buf[MANDATORY_LEN + 1] = (next & 0x1f) | ((moved & 0x07) << 5);
+    }
+    Ok(())
+}
+
 /// One packet's descriptor, resolved against a structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Descriptor {

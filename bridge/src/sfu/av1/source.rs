@@ -9,7 +9,8 @@
 //! [`DdSource::new`].
 
 use super::descriptor::{
-    self, DdError, Descriptor, MAX_CHAINS, MAX_DECODE_TARGETS, Resolution, Structure, mask_of,
+    self, DdError, Descriptor, Fields, MAX_CHAINS, MAX_DECODE_TARGETS, Resolution, Structure,
+    mask_of,
 };
 use crate::sfu::frames::Unwrapper;
 
@@ -30,6 +31,37 @@ impl DdInfo {
     /// The first packet of a keyframe: the only packets that carry a structure.
     pub fn starts_keyframe(&self) -> bool {
         self.descriptor.structure_attached
+    }
+
+    /// Writes this packet's descriptor as a receiver gets it (resolved against `structure`):
+    /// frame number and template id as given, `structure` attached at `structure_offset`, the
+    /// active decode targets; custom fields kept as they were. Its length.
+    pub fn write_rewritten(
+        &self,
+        structure: &Structure,
+        frame_number: u16,
+        template_id: u8,
+        structure_offset: Option<u8>,
+        active_decode_targets: Option<u32>,
+        out: &mut [u8],
+    ) -> Result<usize, DdError> {
+        let d = &self.descriptor;
+        let chains = usize::from(structure.chain_count);
+        descriptor::write(
+            &Fields {
+                start_of_frame: d.start_of_frame,
+                end_of_frame: d.end_of_frame,
+                template_id,
+                frame_number,
+                structure: Some(structure),
+                attach_structure: structure_offset,
+                active_decode_targets,
+                custom_dtis: d.custom_dtis.then_some(d.frame.dtis),
+                custom_fdiffs: d.custom_fdiffs.then(|| d.frame.fdiffs()),
+                custom_chains: d.custom_chains.then(|| &d.frame.chain_fdiffs[..chains]),
+            },
+            out,
+        )
     }
 }
 
@@ -61,6 +93,8 @@ pub struct DdSource {
     frames: Unwrapper,
     /// Frame index of the keyframe that brought the current structure.
     keyframe_index: Option<u64>,
+    /// Spatial layers of the current structure (0 before any).
+    spatial_layers: u8,
 }
 
 impl Default for DdSource {
@@ -81,6 +115,7 @@ impl DdSource {
             lower_chains: [0; MAX_DECODE_TARGETS],
             frames: Unwrapper::default(),
             keyframe_index: None,
+            spatial_layers: 0,
         }
     }
 
@@ -109,12 +144,12 @@ impl DdSource {
                 // A late packet of the previous structure's frames whose frame number does not
                 // say so (the keyframe was lost).
                 Err(DdError::TemplateOutOfRange) if self.previous.is_some() => {
-                    descriptor::parse_into(ext, self.previous.as_deref(), &mut self.scratch, d).map(
-                        |s| {
-                            info.generation = self.generation.wrapping_sub(1);
-                            s
-                        },
-                    )
+                    let r =
+                        descriptor::parse_into(ext, self.previous.as_deref(), &mut self.scratch, d);
+                    if r.is_ok() {
+                        info.generation = self.generation.wrapping_sub(1);
+                    }
+                    r
                 }
                 r => r,
             }
@@ -184,11 +219,13 @@ impl DdSource {
     fn derive(&mut self) {
         self.chain_dts = [0; MAX_CHAINS];
         self.lower_chains = [0; MAX_DECODE_TARGETS];
+        self.spatial_layers = 0;
         let Some(s) = self.current.as_deref() else {
             return;
         };
         let n = usize::from(s.decode_target_count);
         self.active = mask_of(n);
+        self.spatial_layers = s.dt_spatial[..n].iter().max().map_or(0, |m| m + 1);
         if s.chain_count > 0 {
             for dt in 0..n {
                 let c = usize::from(s.protected_by[dt]);
@@ -202,6 +239,11 @@ impl DdSource {
                 }
             }
         }
+    }
+
+    /// Spatial layers of the current structure (0 before any): more than one is an SVC stream.
+    pub fn spatial_layers(&self) -> u8 {
+        self.spatial_layers
     }
 
     /// The structure a [`DdInfo`] was resolved against (the current one, or the previous one

@@ -506,20 +506,20 @@ fn malformed_descriptors_are_typed_errors() {
 // stream is one a decoder can follow.
 
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     src: DdSource,
     last_seq: Option<u16>,
     last_frame: Option<u64>,
     /// frame index → (spatial, complete, decodable, timestamp)
     frames: BTreeMap<u64, (u8, bool, bool, u32)>,
     /// Spatial layer shown per temporal unit that ended with a marker.
-    shown: Vec<(u32, u8)>,
-    keyframes: usize,
-    packets: usize,
+    pub(crate) shown: Vec<(u32, u8)>,
+    pub(crate) keyframes: usize,
+    pub(crate) packets: usize,
 }
 
 impl Receiver {
-    fn on_packet(&mut self, seq: u16, ts: u32, marker: bool, dd: &[u8]) {
+    pub(crate) fn on_packet(&mut self, seq: u16, ts: u32, marker: bool, dd: &[u8]) {
         self.packets += 1;
         if let Some(l) = self.last_seq {
             assert_eq!(
@@ -659,33 +659,33 @@ fn chrome_capture_through_projections_is_decodable_for_every_target() {
 // whose target changes, keyframes on request after a round trip.
 
 /// Chromium's L3T3_KEY structure, as captured.
-fn chrome_structure() -> Structure {
+pub(crate) fn chrome_structure() -> Structure {
     let pk = chrome_av1();
     let mut src = DdSource::new();
     src.parse(pk[0].dd.as_ref().unwrap()).unwrap();
     src.current().unwrap().clone()
 }
 
-struct Sender {
-    structure: Structure,
-    frame_number: u16,
-    seq: u16,
-    ts: u32,
+pub(crate) struct Sender {
+    pub(crate) structure: Structure,
+    pub(crate) frame_number: u16,
+    pub(crate) seq: u16,
+    pub(crate) ts: u32,
     /// Temporal units since the last keyframe.
-    since_key: u64,
+    pub(crate) since_key: u64,
 }
 
-struct SimPacket {
-    seq: u16,
-    ts: u32,
-    marker: bool,
-    dd: Vec<u8>,
+pub(crate) struct SimPacket {
+    pub(crate) seq: u16,
+    pub(crate) ts: u32,
+    pub(crate) marker: bool,
+    pub(crate) dd: Vec<u8>,
 }
 
 impl Sender {
     /// One temporal unit: per spatial layer one frame of 1–3 packets, templates in Chromium's
     /// order (keyframe 0/5/10, then T2 3/8/13, T1 2/7/12, T2 4/9/14, T0 1/6/11).
-    fn temporal_unit(&mut self, keyframe: bool) -> Vec<SimPacket> {
+    pub(crate) fn temporal_unit(&mut self, keyframe: bool) -> Vec<SimPacket> {
         if keyframe {
             self.since_key = 0;
         } else {

@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use crate::sfu::api::{EndpointHandle, Sink};
-use crate::sfu::codec::{self, VideoInfo};
+use crate::sfu::codec::{self, Codec, FrameDesc, VideoInfo};
 use crate::sfu::context::Ctx;
 use crate::sfu::counters::{DropReason, Stat};
 use crate::sfu::downlink::{FanOut, Forwarding};
@@ -135,11 +135,23 @@ impl Conference {
             }
             MediaKind::Video if drop_reason.is_none() => {
                 info = codec::inspect_packet(codec, pkt);
-                layers_changed = src.measure(now_ms, encoding, &info, pkt.as_bytes().len());
+                if codec == Codec::Av1
+                    && sender_ext.dependency_descriptor != 0
+                    && let Some(ext) = pkt.extension(sender_ext.dependency_descriptor)
+                {
+                    match src.parse_descriptor(encoding, ext) {
+                        Ok(d) => info = codec::with_descriptor(info, d),
+                        Err(_) => drop_reason = Some(DropReason::RtpMalformedDescriptor),
+                    }
+                }
+                if drop_reason.is_none() {
+                    layers_changed = src.measure(now_ms, encoding, &info, pkt.as_bytes().len());
+                }
             }
             MediaKind::Video => {}
         }
         let source_gen = src.generation;
+
         if layers_changed {
             self.reallocate_soon(now, ctx);
         }
@@ -153,6 +165,11 @@ impl Conference {
             }
             return;
         }
+        // The structures the AV1 context resolves frames against, read by every receiver.
+        let dd_state = match (&info.frame, self.sources.get_mut(source as usize)) {
+            (FrameDesc::Av1(_), Some(Some(src))) => src.lend_descriptor_state(encoding),
+            _ => None,
+        };
         let m = Forwarding {
             pkt,
             kind,
@@ -165,10 +182,17 @@ impl Conference {
                 timestamp: pkt.timestamp(),
                 marker: pkt.marker(),
                 info: &info,
+                dd: dd_state.as_deref(),
             },
             tail_len: pkt.as_bytes().len() - pkt.header_len(),
         };
-        if let Some(e) = self.fan_out(now, from.idx, &m, ctx, sink) {
+        let keyframe_for = self.fan_out(now, from.idx, &m, ctx, sink);
+        if let Some(d) = dd_state
+            && let Some(Some(src)) = self.sources.get_mut(source as usize)
+        {
+            src.return_descriptor_state(encoding, d);
+        }
+        if let Some(e) = keyframe_for {
             self.request_keyframe(now, source, e, ctx, sink);
         }
     }

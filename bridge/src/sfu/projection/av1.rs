@@ -38,10 +38,12 @@
 
 use std::time::Instant;
 
+use super::stream::{CodecStream, OutState, Rewritten, Segment as StreamSegment, VideoPacket};
 use super::switch::SwitchFilter;
 use super::target::Target;
-use crate::sfu::av1::descriptor::{self, DdError, Dti, Fields, MAX_TEMPLATES, Structure};
+use crate::sfu::av1::descriptor::{DdError, Dti, MAX_TEMPLATES, Structure};
 use crate::sfu::av1::source::{DdInfo, DdSource};
+use crate::sfu::codec::PayloadRewrite;
 use crate::sfu::frames::{Continuity, FrameRing, RING};
 
 /// Which layers of a source a receiver should get.
@@ -104,21 +106,12 @@ impl DdRewrite {
         structure: &Structure,
         out: &mut [u8],
     ) -> Result<usize, DdError> {
-        let d = &info.descriptor;
-        let chains = usize::from(structure.chain_count);
-        descriptor::write(
-            &Fields {
-                start_of_frame: d.start_of_frame,
-                end_of_frame: d.end_of_frame,
-                template_id: self.template_id,
-                frame_number: self.frame_number,
-                structure: Some(structure),
-                attach_structure: self.structure_offset,
-                active_decode_targets: self.active_decode_targets,
-                custom_dtis: d.custom_dtis.then_some(d.frame.dtis),
-                custom_fdiffs: d.custom_fdiffs.then(|| d.frame.fdiffs()),
-                custom_chains: d.custom_chains.then(|| &d.frame.chain_fdiffs[..chains]),
-            },
+        info.write_rewritten(
+            structure,
+            self.frame_number,
+            self.template_id,
+            self.structure_offset,
+            self.active_decode_targets,
             out,
         )
     }
@@ -212,8 +205,15 @@ impl DdProjection {
     /// The encoding a keyframe is needed for: an encoding switch, a resumption, or a layer switch
     /// the structure allows only at a keyframe.
     pub fn needs_keyframe(&self) -> Option<u8> {
+        self.needs_keyframe_with(&self.filter)
+    }
+
+    /// [`Self::needs_keyframe`] with the switch filter kept outside (a [`Projection`]'s).
+    ///
+    /// [`Projection`]: super::Projection
+    pub fn needs_keyframe_with(&self, filter: &SwitchFilter) -> Option<u8> {
         let t = self.target?;
-        if let Some(e) = self.filter.needs_keyframe() {
+        if let Some(e) = filter.needs_keyframe() {
             return Some(e);
         }
         if self.segment.is_none()
@@ -276,6 +276,21 @@ impl DdProjection {
 
     /// Decides about one packet and computes its rewrite (`None`: drop).
     pub fn forward(&mut self, now: Instant, p: &DdPacket<'_>) -> Option<DdRewrite> {
+        let mut filter = std::mem::take(&mut self.filter);
+        let r = self.forward_with(&mut filter, now, p);
+        self.filter = filter;
+        r
+    }
+
+    /// [`Self::forward`] with the switch filter kept outside (a [`Projection`]'s).
+    ///
+    /// [`Projection`]: super::Projection
+    pub fn forward_with(
+        &mut self,
+        filter: &mut SwitchFilter,
+        now: Instant,
+        p: &DdPacket<'_>,
+    ) -> Option<DdRewrite> {
         let info = p.info;
         let d = &info.descriptor;
         let idx = info.frame_index;
@@ -294,24 +309,28 @@ impl DdProjection {
         if in_segment && !self.ring.in_window(idx) {
             return None;
         }
-        self.new_frame(now, p)
+        self.new_frame(filter, now, p)
     }
 
-    fn new_frame(&mut self, now: Instant, p: &DdPacket<'_>) -> Option<DdRewrite> {
+    fn new_frame(
+        &mut self,
+        filter: &mut SwitchFilter,
+        now: Instant,
+        p: &DdPacket<'_>,
+    ) -> Option<DdRewrite> {
         let info = p.info;
         let d = &info.descriptor;
         let idx = info.frame_index;
         let Some(target) = self.target else {
-            self.filter
-                .accept(now, p.encoding, 0, false, Target::Suspended);
+            filter.accept(now, p.encoding, 0, false, Target::Suspended);
             self.segment = None;
             self.current_dt = None;
             self.dt_needs_keyframe = false;
             return None;
         };
         let keyframe = info.starts_keyframe();
-        let before = self.filter.current();
-        let ok = self.filter.accept(
+        let before = filter.current();
+        let ok = filter.accept(
             now,
             p.encoding,
             0,
@@ -565,6 +584,121 @@ impl DdProjection {
             structure_offset,
             active_decode_targets,
             keyframe: p.info.starts_keyframe(),
+        })
+    }
+}
+
+/// The Dependency Descriptor context of a [`Projection`](super::Projection): a [`DdProjection`]
+/// whose switch filter is the projection's and whose target comes from the allocation's
+/// [`Target`]. For an SVC sender (one encoding whose structure has several spatial layers) the
+/// allocation sees each spatial layer as an encoding (`source.rs` measures them so): its
+/// `Target::Layer { encoding: s, temporal: t }` is spatial layer `s`, temporal layer `t` of the
+/// one encoding.
+#[derive(Debug, Clone)]
+pub struct Av1Stream(DdProjection);
+
+impl Av1Stream {
+    /// The encoding a keyframe is needed for (a switch the structure allows only at a keyframe
+    /// included).
+    pub fn needs_keyframe(&self, filter: &SwitchFilter) -> Option<u8> {
+        self.0.needs_keyframe_with(filter)
+    }
+
+    fn target(p: &VideoPacket<'_>, source: &DdSource, target: Target) -> Option<DdTarget> {
+        let Target::Layer {
+            encoding,
+            spatial,
+            temporal,
+        } = target
+        else {
+            return None;
+        };
+        let svc = p.encoding == 0 && source.spatial_layers() > 1;
+        Some(if svc {
+            DdTarget {
+                encoding: 0,
+                spatial: encoding.max(spatial),
+                temporal,
+            }
+        } else {
+            DdTarget {
+                encoding,
+                spatial,
+                temporal,
+            }
+        })
+    }
+}
+
+impl StreamSegment for Box<Av1Stream> {
+    fn encoding(&self) -> u8 {
+        self.0.segment.map_or(0, |s| s.encoding)
+    }
+
+    fn skip(&mut self, seq: u16) {
+        let e = self.encoding();
+        self.0.skip(e, seq);
+    }
+
+    fn egress_timestamp(&self, ts: u32) -> u32 {
+        self.0.segment.map_or(ts, |s| ts.wrapping_add(s.ts_delta))
+    }
+}
+
+/// Boxed: the frame ring is large and a context is built once per codec change.
+impl CodecStream for Box<Av1Stream> {
+    type Desc = DdInfo;
+
+    fn project(
+        slot: &mut Option<Self>,
+        filter: &mut SwitchFilter,
+        out: &mut OutState,
+        now: Instant,
+        p: &VideoPacket<'_>,
+        desc: &DdInfo,
+        target: Target,
+    ) -> Option<Rewritten> {
+        let source = p.dd?;
+        let s = slot.get_or_insert_with(|| {
+            // A new context continues the receiver's stream where the previous one left it.
+            let mut proj = DdProjection::new(DdConfig::default());
+            proj.out = Continuity {
+                started: out.started,
+                last_seq: out.last_seq,
+                last_ts: out.last_ts,
+                last_frame_at: out.last_frame_at,
+                open_frame: false,
+                segment_start: out.segment_start,
+            };
+            Box::new(Av1Stream(proj))
+        });
+        s.0.set_target(Av1Stream::target(p, source, target));
+        let r = s.0.forward_with(
+            filter,
+            now,
+            &DdPacket {
+                encoding: p.encoding,
+                seq: p.seq,
+                timestamp: p.timestamp,
+                marker: p.marker,
+                info: desc,
+                source,
+            },
+        )?;
+        out.on_sent(r.seq, r.timestamp);
+        out.last_frame_at = s.0.out.last_frame_at;
+        out.segment_start = s.0.out.segment_start;
+        Some(Rewritten {
+            seq: r.seq,
+            timestamp: r.timestamp,
+            payload: PayloadRewrite::Av1 {
+                frame_number: r.frame_number,
+                template_id: r.template_id,
+                structure_offset: r.structure_offset,
+                active_decode_targets: r.active_decode_targets,
+                marker: r.marker,
+            },
+            keyframe: r.keyframe,
         })
     }
 }

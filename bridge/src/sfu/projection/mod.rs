@@ -12,6 +12,8 @@
 //! |---|---|
 //! | `vp8.rs` | VP8 with PictureID and TID: decisions per *frame*; a ring of recent frames gives each accepted frame its sequence-number and PictureID offsets, collapsing dropped frames |
 //! | `generic.rs` | H264, VP9 (for now), VP8 without PictureID, others: linear sequence/timestamp offsets per segment |
+//! | `av1.rs` | AV1 with the Dependency Descriptor: decode targets (spatial and temporal), chains, switches without keyframes where the structure allows; rewrites sequence numbers, frame numbers, template ids, active decode targets |
+//! | `vp9.rs` | VP9 payload descriptor (SVC and simulcast; standalone, not yet selected by the packet path) |
 //!
 //! Shared by all contexts: [`SwitchFilter`] (`switch.rs`: which encoding, switching only on
 //! keyframes, and temporal layer dropping), [`OutState`] (`stream.rs`: where the receiver's stream
@@ -38,6 +40,7 @@ mod tests;
 mod vp8;
 mod vp9;
 
+use av1::Av1Stream;
 use generic::GenericStream;
 use vp8::Vp8Stream;
 
@@ -53,6 +56,7 @@ pub use vp9::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Rewrite, Vp9Target};
 enum Context {
     Generic,
     Vp8,
+    Av1,
 }
 
 impl Context {
@@ -60,6 +64,7 @@ impl Context {
         match info.frame {
             FrameDesc::None => Context::Generic,
             FrameDesc::Vp8(_) => Context::Vp8,
+            FrameDesc::Av1(_) => Context::Av1,
         }
     }
 }
@@ -70,6 +75,7 @@ impl Context {
 struct Segments {
     generic: Option<GenericStream>,
     vp8: Option<Box<Vp8Stream>>,
+    av1: Option<Box<Av1Stream>>,
 }
 
 impl Segments {
@@ -77,12 +83,18 @@ impl Segments {
         if let Some(g) = &self.generic {
             return Some(g);
         }
+        if let Some(s) = &self.av1 {
+            return Some(s);
+        }
         self.vp8.as_ref().map(|s| s as &dyn Segment)
     }
 
     fn current_mut(&mut self) -> Option<&mut dyn Segment> {
         if let Some(g) = &mut self.generic {
             return Some(g);
+        }
+        if let Some(s) = &mut self.av1 {
+            return Some(s);
         }
         self.vp8.as_mut().map(|s| s as &mut dyn Segment)
     }
@@ -185,6 +197,17 @@ impl Projection {
         }
     }
 
+    /// Whether moving the target to encoding `e` needs a keyframe from the sender at once. The
+    /// AV1 context knows the stream's structure (an SVC sender's spatial layers are the
+    /// allocation's encodings, most switches need no keyframe): it asks for one itself, with
+    /// the next packet, when a switch needs it ([`Self::needs_keyframe`]).
+    pub fn switch_needs_keyframe(&self, e: u8) -> bool {
+        match &self.state {
+            State::Video(v) if v.segments.av1.is_some() => false,
+            _ => self.current_encoding() != Some(e),
+        }
+    }
+
     /// While a down-switch is pending, drop the current encoding entirely (set by the allocation
     /// when even its base layer exceeds the receiver's bandwidth).
     pub fn set_drain(&mut self, drain: bool) {
@@ -196,7 +219,10 @@ impl Projection {
     /// The encoding a keyframe is needed for (switch pending or nothing forwarded yet).
     pub fn needs_keyframe(&self) -> Option<u8> {
         match &self.state {
-            State::Video(v) if self.target != Target::Suspended => v.filter.needs_keyframe(),
+            State::Video(v) if self.target != Target::Suspended => match &v.segments.av1 {
+                Some(s) => s.needs_keyframe(&v.filter),
+                None => v.filter.needs_keyframe(),
+            },
             _ => None,
         }
     }
@@ -279,6 +305,9 @@ impl Projection {
             }
             FrameDesc::None => {
                 CodecStream::project(&mut segments.generic, filter, out, now, p, &(), target)
+            }
+            FrameDesc::Av1(d) => {
+                CodecStream::project(&mut segments.av1, filter, out, now, p, d, target)
             }
         }?;
         self.packets_sent += 1;

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use crate::sfu::av1::DdSource;
 use crate::sfu::codec::{PayloadRewrite, VideoInfo};
 
 use super::seq::{seq_newer, ts_newer};
@@ -66,6 +67,9 @@ pub struct VideoPacket<'a> {
     pub timestamp: u32,
     pub marker: bool,
     pub info: &'a VideoInfo,
+    /// The sender stream's Dependency Descriptor state, when the packet has a descriptor (the
+    /// structures its frames are resolved against).
+    pub dd: Option<&'a DdSource>,
 }
 
 /// One codec's forwarding context: the state of a forwarded segment (one encoding, from the

@@ -1,0 +1,255 @@
+//! SVC through the whole core: an AV1 sender with Chromium's `L3T3_KEY` structure and Dependency
+//! Descriptor (one SSRC, three spatial layers 320x180 / 640x360 / 1280x720, three temporal
+//! layers, keyframes only on the spatial-layer switch points) and a receiver whose bandwidth
+//! changes. What the receiver gets is checked by a decoder model (`av1::tests::Receiver`:
+//! contiguous sequence numbers, growing frame numbers, every frame's references received, the
+//! layer shown per temporal unit) and the keyframe requests the bridge sends the sender are
+//! counted.
+
+use super::*;
+use crate::sfu::av1::tests::{Receiver, Sender, chrome_structure};
+
+const AV1: u8 = 45;
+const AV1_RTX: u8 = 46;
+const DD_ID: u8 = 11;
+/// Payload bytes per packet by spatial layer (≈ 60 / 210 / 600 kbps per decode target at 30 fps).
+const PAYLOAD: [usize; 3] = [250, 500, 1000];
+
+fn av1_params() -> RtpParameters {
+    RtpParameters {
+        payload_types: vec![
+            PayloadType::new(AV1, "AV1", 90000, None)
+                .with_rtcp_fb("nack", None)
+                .with_rtcp_fb("nack", Some("pli"))
+                .with_rtcp_fb("transport-cc", None),
+            PayloadType::new(AV1_RTX, "rtx", 90000, None).with_parameter("apt", "45"),
+        ],
+        header_extensions: vec![
+            RtpHdrExt::new(TCC_ID, hdrext::TRANSPORT_CC),
+            RtpHdrExt::new(DD_ID, hdrext::AV1_DEPENDENCY_DESCRIPTOR),
+        ],
+        extmap_allow_mixed: true,
+    }
+}
+
+/// One SVC video source (one SSRC b+10 and its RTX b+20) and audio.
+fn svc_sources(id: &str, b: u32) -> Vec<MediaSourceDesc> {
+    let s = ssrcs(b);
+    let mut video = vec![
+        Source::named(s.sim[0], &format!("{id}-v0")),
+        Source::named(s.rtx[0], &format!("{id}-v0")),
+    ];
+    video[0].owner = Some(id.into());
+    vec![
+        MediaSourceDesc {
+            kind: MediaKind::Audio,
+            name: format!("{id}-a0"),
+            sources: vec![Source::named(s.audio, &format!("{id}-a0"))],
+            groups: vec![],
+        },
+        MediaSourceDesc {
+            kind: MediaKind::Video,
+            name: format!("{id}-v0"),
+            sources: video,
+            groups: vec![SsrcGroup::new(Semantics::Fid, vec![s.sim[0], s.rtx[0]])],
+        },
+    ]
+}
+
+/// An RTP packet with two-byte extensions (the descriptor with a structure exceeds 16 bytes).
+fn packet_two_byte(
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    marker: bool,
+    exts: &[(u8, &[u8])],
+    payload_len: usize,
+) -> Vec<u8> {
+    let mut v = vec![0x90, AV1 | if marker { 0x80 } else { 0 }];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&ts.to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    let mut data = Vec::new();
+    for (id, d) in exts {
+        data.push(*id);
+        data.push(d.len() as u8);
+        data.extend_from_slice(d);
+    }
+    while data.len() % 4 != 0 {
+        data.push(0);
+    }
+    v.extend_from_slice(&[0x10, 0x00]);
+    v.extend_from_slice(&((data.len() / 4) as u16).to_be_bytes());
+    v.extend_from_slice(&data);
+    v.resize(v.len() + payload_len, 0x5a);
+    v
+}
+
+/// The scenario's state: the harness, the sender model and the receiver's decoder model.
+struct Svc {
+    h: H,
+    a: EndpointHandle,
+    b: EndpointHandle,
+    sender: Sender,
+    rx: Receiver,
+    /// Keyframe requests (PLI) the bridge sent the sender.
+    plis: usize,
+    keyframe_pending: bool,
+    tcc: u16,
+}
+
+impl Svc {
+    fn new() -> Self {
+        let mut h = H::with_config(SfuConfig {
+            assumed_bandwidth_limit: Some(100_000_000),
+            ..SfuConfig::default()
+        });
+        let params = |id: &str, b: u32| EndpointParams {
+            id: id.into(),
+            stats_id: None,
+            audio: audio_params(AUDIO_LEVEL_ID),
+            video: av1_params(),
+            sources: svc_sources(id, b),
+            ..Default::default()
+        };
+        let a = h.join_with(params("aaaa", 1000));
+        let b = h.join_with(params("bbbb", 2000));
+        h.take();
+        Svc {
+            h,
+            a,
+            b,
+            sender: Sender {
+                structure: chrome_structure(),
+                frame_number: 65000, // wraps during the run
+                seq: 65000,
+                ts: 0,
+                since_key: 0,
+            },
+            rx: Receiver::default(),
+            plis: 0,
+            keyframe_pending: true,
+            tcc: 0,
+        }
+    }
+
+    fn bandwidth(&mut self, bps: u64) {
+        let out = self.h.msg(
+            self.b,
+            json!({
+                "colibriClass": "ReceiverVideoConstraints",
+                "onStageSources": ["aaaa-v0"],
+                "defaultConstraints": {"maxHeight": 720},
+                "constraints": {"aaaa-v0": {"maxHeight": 720}},
+                "assumedBandwidthBps": bps,
+            }),
+        );
+        self.observe(&out);
+    }
+
+    /// What the bridge emitted: the receiver's media into its decoder model, PLIs to the sender.
+    fn observe(&mut self, out: &[OwnedOutput]) {
+        for p in rtp_to(out, self.b) {
+            let q = RtpPacket::parse(&p).unwrap();
+            if q.payload_type() != AV1 {
+                continue;
+            }
+            let dd = q
+                .extension(DD_ID)
+                .expect("the receiver gets the descriptor");
+            self.rx
+                .on_packet(q.sequence_number(), q.timestamp(), q.marker(), dd);
+        }
+        for p in rtcp_to(out, self.a) {
+            let c = Compound::parse(&p).unwrap();
+            for pk in c.packets() {
+                if matches!(pk, Packet::Pli(_) | Packet::Fir(_)) {
+                    self.plis += 1;
+                    self.keyframe_pending = true;
+                }
+            }
+        }
+    }
+
+    /// `n` temporal units at 30 fps; a requested keyframe comes with the next one.
+    fn run(&mut self, n: usize) {
+        let ssrc = ssrcs(1000).sim[0];
+        for _ in 0..n {
+            self.h.advance(Duration::from_millis(33));
+            let out = self.h.take();
+            self.observe(&out);
+            let key = std::mem::take(&mut self.keyframe_pending);
+            for p in self.sender.temporal_unit(key) {
+                let sp = self
+                    .h
+                    .sfu
+                    .counters()
+                    .dropped(DropReason::RtpMalformedDescriptor);
+                assert_eq!(sp, 0, "the sender's descriptors parse");
+                self.tcc = self.tcc.wrapping_add(1);
+                let spatial = Self::spatial_of(&self.sender, &p.dd);
+                let pkt = packet_two_byte(
+                    p.seq,
+                    p.ts,
+                    ssrc,
+                    p.marker,
+                    &[(TCC_ID, &self.tcc.to_be_bytes()), (DD_ID, &p.dd)],
+                    PAYLOAD[spatial],
+                );
+                let out = self.h.rtp(self.a, &pkt);
+                self.observe(&out);
+            }
+        }
+    }
+
+    fn spatial_of(sender: &Sender, dd: &[u8]) -> usize {
+        let tpl = usize::from(dd[0] & 0x3f);
+        let s = &sender.structure;
+        let i = (tpl + 64 - usize::from(s.template_id_offset)) % 64;
+        usize::from(s.templates()[i].spatial).min(2)
+    }
+
+    /// The spatial layer the receiver showed in each of the last `n` temporal units.
+    fn shown(&self, n: usize) -> Vec<u8> {
+        let s = &self.rx.shown;
+        s[s.len().saturating_sub(n)..].iter().map(|x| x.1).collect()
+    }
+}
+
+#[test]
+fn av1_l3t3_key_receiver_follows_its_bandwidth_across_spatial_layers() {
+    let mut s = Svc::new();
+    // A receiver with plenty of bandwidth ends at 720p (spatial layer 2).
+    s.bandwidth(5_000_000);
+    s.run(90);
+    assert!(s.rx.keyframes >= 1);
+    assert_eq!(s.shown(30), vec![2; 30], "720p at high bandwidth");
+    let plis_before = s.plis;
+    let keyframes_before = s.rx.keyframes;
+
+    // Bandwidth for 360p, then for 180p only: down with no keyframe (K-SVC: the lower layers'
+    // chains were kept intact for this receiver).
+    s.bandwidth(300_000);
+    s.run(60);
+    assert_eq!(s.shown(30), vec![1; 30], "360p at medium bandwidth");
+    s.bandwidth(100_000);
+    s.run(60);
+    assert_eq!(s.shown(30), vec![0; 30], "180p at low bandwidth");
+    assert_eq!(s.plis, plis_before, "a down-switch needs no keyframe");
+    assert_eq!(s.rx.keyframes, keyframes_before);
+
+    // Back up: K-SVC's upper layers start at a keyframe; one request, not a storm.
+    s.bandwidth(5_000_000);
+    s.run(90);
+    assert_eq!(s.shown(30), vec![2; 30], "720p again");
+    assert!(
+        (1..=3).contains(&(s.plis - plis_before)),
+        "keyframe requests for the up-switch: {}",
+        s.plis - plis_before
+    );
+    assert_eq!(
+        s.h.drop_count(DropReason::RtpMalformedDescriptor),
+        0,
+        "every descriptor parsed"
+    );
+}
