@@ -181,6 +181,41 @@ fn chrome_descriptors_reencode_byte_exact() {
     assert!(n_ext > 5);
 }
 
+#[test]
+fn patched_descriptors_resolve_to_the_same_frames() {
+    // A retransmission patches the sender's descriptor (frame number, template id, the offset of
+    // an attached structure): a receiver parsing the patched stream sees the same frames.
+    let mut orig = DdSource::new();
+    let mut patched = DdSource::new();
+    let shift = 41u8;
+    let mut checked = 0;
+    for p in chrome_av1() {
+        let Some(dd) = p.dd else { continue };
+        let a = orig.parse(&dd).unwrap();
+        let mut buf = dd.clone();
+        let fnum = a.descriptor.frame_number.wrapping_add(20_000);
+        descriptor::patch(&mut buf, (a.descriptor.template_id + shift) % 64, fnum).unwrap();
+        assert_eq!(buf.len(), dd.len());
+        let b = patched.parse(&buf).unwrap();
+        assert_eq!(b.descriptor.frame_number, fnum);
+        assert_eq!(b.descriptor.frame, a.descriptor.frame, "seq {}", p.seq);
+        assert_eq!(
+            b.descriptor.structure_attached,
+            a.descriptor.structure_attached
+        );
+        if a.descriptor.structure_attached {
+            let (sa, sb) = (orig.current().unwrap(), patched.current().unwrap());
+            assert_eq!(sb.template_id_offset, (sa.template_id_offset + shift) % 64);
+        }
+        checked += 1;
+    }
+    assert!(checked > 100);
+    assert_eq!(
+        descriptor::patch(&mut [0x80, 1], 3, 4),
+        Err(DdError::Truncated)
+    );
+}
+
 fn spec_l1t3() -> Structure {
     // A.10.2.1: decode targets 30/15/7.5 fps, one chain.
     Structure::new(

@@ -96,6 +96,9 @@ struct Svc {
     plis: usize,
     keyframe_pending: bool,
     tcc: u16,
+    /// The AV1 packets the receiver got, by sequence number.
+    got: std::collections::HashMap<u16, Vec<u8>>,
+    newest: Option<u16>,
 }
 
 impl Svc {
@@ -130,6 +133,8 @@ impl Svc {
             plis: 0,
             keyframe_pending: true,
             tcc: 0,
+            got: std::collections::HashMap::new(),
+            newest: None,
         }
     }
 
@@ -159,6 +164,8 @@ impl Svc {
                 .expect("the receiver gets the descriptor");
             self.rx
                 .on_packet(q.sequence_number(), q.timestamp(), q.marker(), dd);
+            self.got.insert(q.sequence_number(), p.clone());
+            self.newest = Some(q.sequence_number());
         }
         for p in rtcp_to(out, self.a) {
             let c = Compound::parse(&p).unwrap();
@@ -252,4 +259,28 @@ fn av1_l3t3_key_receiver_follows_its_bandwidth_across_spatial_layers() {
         0,
         "every descriptor parsed"
     );
+
+    // NACKs are answered with RTX copies of exactly what the receiver got: the descriptor's
+    // frame number and template id as rewritten, the marker, the payload.
+    let newest = s.newest.unwrap();
+    let lost: Vec<u16> = [40u16, 20, 2]
+        .iter()
+        .map(|d| newest.wrapping_sub(*d))
+        .collect();
+    let mut nack = Vec::new();
+    rtcp::write_nack(&mut nack, 0x2222, ssrcs(1000).sim[0], &lost);
+    let out = s.h.rtcp(s.b, &nack);
+    let rtx = rtp_to(&out, s.b);
+    assert_eq!(rtx.len(), 3);
+    for p in rtx {
+        let q = RtpPacket::parse(&p).unwrap();
+        assert_eq!((q.ssrc(), q.payload_type()), (ssrcs(1000).rtx[0], AV1_RTX));
+        let osn = u16::from_be_bytes([q.payload()[0], q.payload()[1]]);
+        let orig = s.got.get(&osn).expect("a packet the receiver got");
+        let o = RtpPacket::parse(orig).unwrap();
+        let (dd, odd) = (q.extension(DD_ID).unwrap(), o.extension(DD_ID).unwrap());
+        assert_eq!(dd[..3], odd[..3], "frame number and template id as sent");
+        assert_eq!(q.marker(), o.marker());
+        assert_eq!(&q.payload()[2..], o.payload());
+    }
 }
