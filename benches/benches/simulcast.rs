@@ -231,7 +231,7 @@ fn vp8_benches(c: &mut Criterion) {
                 timestamp: ts,
                 marker,
                 info: &infos[i],
-                dd: None,
+                stream: None,
             };
             let now = t0 + Duration::from_millis(i as u64 * 8);
             i += 1;
@@ -264,7 +264,7 @@ fn vp8_benches(c: &mut Criterion) {
                 timestamp: pkt.timestamp(),
                 marker: pkt.marker(),
                 info: &info,
-                dd: None,
+                stream: None,
             };
             let now = t0 + Duration::from_millis(i as u64 * 8);
             i += 1;

@@ -13,9 +13,10 @@
 //! found); H264 and VP9 only keyframe detection (forwarded by the generic context: one encoding
 //! at a time, switching on keyframes); anything else is forwarded without keyframe knowledge.
 
-use super::av1::{DdInfo, descriptor as dd};
+use super::av1::{DdInfo, DdSource, descriptor as dd};
 use super::rtp::RtpPacket;
 use super::vp8::{self, Vp8Header};
+use super::vp9::{self, Vp9Info, Vp9Source};
 
 /// Video codecs the bridge tells apart, from the payload type's encoding name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,6 +72,42 @@ pub enum FrameDesc {
     Vp8(Vp8Header),
     /// A frame described by the Dependency Descriptor (AV1): the decode-target context.
     Av1(DdInfo),
+    /// A VP9 layer frame with PictureID and layer indices: the VP9 SVC/simulcast context.
+    Vp9(Vp9Info),
+}
+
+/// Per encoding, the state of a sender's stream that parsing its packets keeps and every
+/// receiver's codec context reads: the structures later packets refer to.
+#[derive(Debug, Clone)]
+pub enum StreamState {
+    /// AV1: the Dependency Descriptor's template structures.
+    Dd(DdSource),
+    /// VP9: the scalability structure and the PictureIDs unwrapped.
+    Vp9(Vp9Source),
+}
+
+impl StreamState {
+    pub fn dd(&self) -> Option<&DdSource> {
+        match self {
+            StreamState::Dd(s) => Some(s),
+            StreamState::Vp9(_) => None,
+        }
+    }
+
+    pub fn vp9(&self) -> Option<&Vp9Source> {
+        match self {
+            StreamState::Vp9(s) => Some(s),
+            StreamState::Dd(_) => None,
+        }
+    }
+
+    /// Spatial layers of the stream as its structure says (1 without one).
+    pub fn spatial_layers(&self) -> u8 {
+        match self {
+            StreamState::Dd(s) => s.spatial_layers().max(1),
+            StreamState::Vp9(s) => s.spatial_layers(),
+        }
+    }
 }
 
 /// The codec-specific part of a forwarded packet's rewrite.
@@ -81,6 +118,13 @@ pub enum PayloadRewrite {
     None,
     /// VP8 PictureID (15-bit space, written in the sender's width) and TL0PICIDX.
     Vp8 { picture_id: u16, tl0picidx: u8 },
+    /// VP9 PictureID and TL0PICIDX (in the sender's widths) and the RTP marker (end of the
+    /// receiver's picture).
+    Vp9 {
+        picture_id: u16,
+        tl0picidx: u8,
+        marker: bool,
+    },
     /// The Dependency Descriptor as the receiver gets it (written by the downlink into the
     /// extension, [`PayloadRewrite::descriptor`]) and the RTP marker (end of the receiver's
     /// temporal unit).
@@ -101,6 +145,19 @@ impl PayloadRewrite {
     pub fn apply(&self, frame: &FrameDesc, egress: &mut [u8], payload_offset: usize) {
         self.apply_marker(egress);
         if let (
+            PayloadRewrite::Vp9 {
+                picture_id,
+                tl0picidx,
+                ..
+            },
+            FrameDesc::Vp9(info),
+        ) = (self, frame)
+            && let Some(payload) = egress.get_mut(payload_offset..)
+        {
+            // Checked before: the context only forwards what it parsed.
+            let _ = vp9::descriptor::rewrite(payload, &info.header, *picture_id, *tl0picidx);
+        }
+        if let (
             PayloadRewrite::Vp8 {
                 picture_id,
                 tl0picidx,
@@ -117,6 +174,16 @@ impl PayloadRewrite {
     /// again from `ingress` (the packet as the sender sent it).
     pub fn apply_stored(&self, ingress: &RtpPacket<'_>, egress: &mut [u8], payload_offset: usize) {
         self.apply_marker(egress);
+        if let PayloadRewrite::Vp9 {
+            picture_id,
+            tl0picidx,
+            ..
+        } = self
+            && let Ok(h) = vp9::descriptor::parse(ingress.payload())
+            && let Some(payload) = egress.get_mut(payload_offset..)
+        {
+            let _ = vp9::descriptor::rewrite(payload, &h, *picture_id, *tl0picidx);
+        }
         if let PayloadRewrite::Vp8 {
             picture_id,
             tl0picidx,
@@ -137,8 +204,12 @@ impl PayloadRewrite {
     /// AV1: the marker the receiver needs (the sender's marker ends the top spatial layer's
     /// temporal unit; a receiver below it needs it on the last frame it gets).
     fn apply_marker(&self, egress: &mut [u8]) {
-        if let (PayloadRewrite::Av1 { marker, .. }, Some(b1)) = (self, egress.get_mut(1)) {
-            *b1 = (*b1 & 0x7f) | if *marker { 0x80 } else { 0 };
+        let marker = match self {
+            PayloadRewrite::Av1 { marker, .. } | PayloadRewrite::Vp9 { marker, .. } => *marker,
+            _ => return,
+        };
+        if let Some(b1) = egress.get_mut(1) {
+            *b1 = (*b1 & 0x7f) | if marker { 0x80 } else { 0 };
         }
     }
 
@@ -186,6 +257,18 @@ impl PayloadRewrite {
                 Some(n)
             }
         }
+    }
+}
+
+/// Adds a packet's parsed VP9 payload descriptor to its [`VideoInfo`]: the VP9 context forwards
+/// it (layer frames, spatial and temporal ids).
+pub fn with_vp9(info: VideoInfo, d: Vp9Info) -> VideoInfo {
+    VideoInfo {
+        keyframe: Some(d.header.starts_keyframe()),
+        tid: d.header.tid,
+        sid: d.header.sid,
+        frame: FrameDesc::Vp9(d),
+        size: info.size,
     }
 }
 

@@ -214,7 +214,7 @@ impl Downlink {
         let ext = ext_map(&m.sender_ext, params, m.kind, out.payload.is_av1());
         // AV1: the receiver's Dependency Descriptor, written whole.
         let mut dd = [0u8; MAX_LEN];
-        let replace = match (&m.video.info.frame, m.video.dd) {
+        let replace = match (&m.video.info.frame, m.video.stream.and_then(|s| s.dd())) {
             (FrameDesc::Av1(info), Some(src)) if ext.keep[1].0 != 0 => {
                 let Some(n) = src
                     .structure(info.generation)

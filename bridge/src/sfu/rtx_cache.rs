@@ -118,8 +118,10 @@ impl SentEntry {
     /// a retransmission patches the sender's descriptor with them, see
     /// [`PayloadRewrite::descriptor`]).
     const AV1: u8 = 8;
-    /// With [`Self::AV1`]: the marker bit the packet was sent with.
+    /// With [`Self::AV1`] or [`Self::VP9`]: the marker bit the packet was sent with.
     const MARKER: u8 = 16;
+    /// `flags` bit: the rewrite is [`PayloadRewrite::Vp9`].
+    const VP9: u8 = 32;
 
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -140,6 +142,15 @@ impl SentEntry {
                 picture_id,
                 tl0picidx,
             } => (Self::VP8, picture_id, tl0picidx),
+            PayloadRewrite::Vp9 {
+                picture_id,
+                tl0picidx,
+                marker,
+            } => (
+                Self::VP9 | if marker { Self::MARKER } else { 0 },
+                picture_id,
+                tl0picidx,
+            ),
             PayloadRewrite::Av1 {
                 frame_number,
                 template_id,
@@ -162,7 +173,7 @@ impl SentEntry {
             source_gen,
             rewrite_a,
             rewrite_b,
-            flags: (flags & !(Self::VP8 | Self::AV1 | Self::MARKER)) | codec,
+            flags: (flags & !(Self::VP8 | Self::AV1 | Self::VP9 | Self::MARKER)) | codec,
         }
     }
 
@@ -176,6 +187,12 @@ impl SentEntry {
             PayloadRewrite::Vp8 {
                 picture_id: self.rewrite_a,
                 tl0picidx: self.rewrite_b,
+            }
+        } else if self.flags & Self::VP9 != 0 {
+            PayloadRewrite::Vp9 {
+                picture_id: self.rewrite_a,
+                tl0picidx: self.rewrite_b,
+                marker: self.flags & Self::MARKER != 0,
             }
         } else if self.flags & Self::AV1 != 0 {
             PayloadRewrite::Av1 {

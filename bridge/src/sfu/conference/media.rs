@@ -20,6 +20,7 @@ use crate::sfu::model::MediaKind;
 use crate::sfu::projection::VideoPacket;
 use crate::sfu::rtp::RtpPacket;
 use crate::sfu::uplink::{SsrcRole, Uplink};
+use crate::sfu::vp9::Vp9Error;
 
 use super::Conference;
 
@@ -143,6 +144,13 @@ impl Conference {
                         Ok(d) => info = codec::with_descriptor(info, d),
                         Err(_) => drop_reason = Some(DropReason::RtpMalformedDescriptor),
                     }
+                } else if codec == Codec::Vp9 {
+                    match src.parse_vp9(encoding, pkt.payload()) {
+                        Ok(d) => info = codec::with_vp9(info, d),
+                        // Without PictureID or layer indices: the generic context.
+                        Err(Vp9Error::NotProjectable) => {}
+                        Err(_) => drop_reason = Some(DropReason::RtpMalformedDescriptor),
+                    }
                 }
                 if drop_reason.is_none() {
                     layers_changed = src.measure(now_ms, encoding, &info, pkt.as_bytes().len());
@@ -166,8 +174,10 @@ impl Conference {
             return;
         }
         // The structures the AV1 context resolves frames against, read by every receiver.
-        let dd_state = match (&info.frame, self.sources.get_mut(source as usize)) {
-            (FrameDesc::Av1(_), Some(Some(src))) => src.lend_descriptor_state(encoding),
+        let stream = match (&info.frame, self.sources.get_mut(source as usize)) {
+            (FrameDesc::Av1(_) | FrameDesc::Vp9(_), Some(Some(src))) => {
+                src.lend_stream_state(encoding)
+            }
             _ => None,
         };
         let m = Forwarding {
@@ -182,15 +192,15 @@ impl Conference {
                 timestamp: pkt.timestamp(),
                 marker: pkt.marker(),
                 info: &info,
-                dd: dd_state.as_deref(),
+                stream: stream.as_deref(),
             },
             tail_len: pkt.as_bytes().len() - pkt.header_len(),
         };
         let keyframe_for = self.fan_out(now, from.idx, &m, ctx, sink);
-        if let Some(d) = dd_state
+        if let Some(s) = stream
             && let Some(Some(src)) = self.sources.get_mut(source as usize)
         {
-            src.return_descriptor_state(encoding, d);
+            src.return_stream_state(encoding, s);
         }
         if let Some(e) = keyframe_for {
             self.request_keyframe(now, source, e, ctx, sink);

@@ -38,7 +38,9 @@
 
 use std::time::Instant;
 
-use super::stream::{CodecStream, OutState, Rewritten, Segment as StreamSegment, VideoPacket};
+use super::stream::{
+    CodecStream, OutState, Rewritten, Segment as StreamSegment, VideoPacket, svc_layers,
+};
 use super::switch::SwitchFilter;
 use super::target::Target;
 use crate::sfu::av1::descriptor::{DdError, Dti, MAX_TEMPLATES, Structure};
@@ -590,10 +592,7 @@ impl DdProjection {
 
 /// The Dependency Descriptor context of a [`Projection`](super::Projection): a [`DdProjection`]
 /// whose switch filter is the projection's and whose target comes from the allocation's
-/// [`Target`]. For an SVC sender (one encoding whose structure has several spatial layers) the
-/// allocation sees each spatial layer as an encoding (`source.rs` measures them so): its
-/// `Target::Layer { encoding: s, temporal: t }` is spatial layer `s`, temporal layer `t` of the
-/// one encoding.
+/// [`Target`] ([`svc_layers`]).
 #[derive(Debug, Clone)]
 pub struct Av1Stream(DdProjection);
 
@@ -602,31 +601,6 @@ impl Av1Stream {
     /// included).
     pub fn needs_keyframe(&self, filter: &SwitchFilter) -> Option<u8> {
         self.0.needs_keyframe_with(filter)
-    }
-
-    fn target(p: &VideoPacket<'_>, source: &DdSource, target: Target) -> Option<DdTarget> {
-        let Target::Layer {
-            encoding,
-            spatial,
-            temporal,
-        } = target
-        else {
-            return None;
-        };
-        let svc = p.encoding == 0 && source.spatial_layers() > 1;
-        Some(if svc {
-            DdTarget {
-                encoding: 0,
-                spatial: encoding.max(spatial),
-                temporal,
-            }
-        } else {
-            DdTarget {
-                encoding,
-                spatial,
-                temporal,
-            }
-        })
     }
 }
 
@@ -658,21 +632,20 @@ impl CodecStream for Box<Av1Stream> {
         desc: &DdInfo,
         target: Target,
     ) -> Option<Rewritten> {
-        let source = p.dd?;
+        let source = p.stream?.dd()?;
         let s = slot.get_or_insert_with(|| {
             // A new context continues the receiver's stream where the previous one left it.
             let mut proj = DdProjection::new(DdConfig::default());
-            proj.out = Continuity {
-                started: out.started,
-                last_seq: out.last_seq,
-                last_ts: out.last_ts,
-                last_frame_at: out.last_frame_at,
-                open_frame: false,
-                segment_start: out.segment_start,
-            };
+            proj.out = out.continuity();
             Box::new(Av1Stream(proj))
         });
-        s.0.set_target(Av1Stream::target(p, source, target));
+        s.0.set_target(svc_layers(target, p.encoding, source.spatial_layers()).map(
+            |(encoding, spatial, temporal)| DdTarget {
+                encoding,
+                spatial,
+                temporal,
+            },
+        ));
         let r = s.0.forward_with(
             filter,
             now,
@@ -685,9 +658,7 @@ impl CodecStream for Box<Av1Stream> {
                 source,
             },
         )?;
-        out.on_sent(r.seq, r.timestamp);
-        out.last_frame_at = s.0.out.last_frame_at;
-        out.segment_start = s.0.out.segment_start;
+        out.follow(&s.0.out, r.seq, r.timestamp);
         Some(Rewritten {
             seq: r.seq,
             timestamp: r.timestamp,

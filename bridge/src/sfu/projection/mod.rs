@@ -13,7 +13,7 @@
 //! | `vp8.rs` | VP8 with PictureID and TID: decisions per *frame*; a ring of recent frames gives each accepted frame its sequence-number and PictureID offsets, collapsing dropped frames |
 //! | `generic.rs` | H264, VP9 (for now), VP8 without PictureID, others: linear sequence/timestamp offsets per segment |
 //! | `av1.rs` | AV1 with the Dependency Descriptor: decode targets (spatial and temporal), chains, switches without keyframes where the structure allows; rewrites sequence numbers, frame numbers, template ids, active decode targets |
-//! | `vp9.rs` | VP9 payload descriptor (SVC and simulcast; standalone, not yet selected by the packet path) |
+//! | `vp9.rs` | VP9 with PictureID and layer indices: SVC (full and K-SVC, flexible and non-flexible) and simulcast, per layer frame; rewrites sequence numbers, PictureID, TL0PICIDX, the marker |
 //!
 //! Shared by all contexts: [`SwitchFilter`] (`switch.rs`: which encoding, switching only on
 //! keyframes, and temporal layer dropping), [`OutState`] (`stream.rs`: where the receiver's stream
@@ -43,6 +43,7 @@ mod vp9;
 use av1::Av1Stream;
 use generic::GenericStream;
 use vp8::Vp8Stream;
+use vp9::Vp9Stream;
 
 pub use av1::{DdConfig, DdPacket, DdProjection, DdRewrite, DdTarget};
 pub use seq::{SeqRewriter, seq_newer};
@@ -57,6 +58,7 @@ enum Context {
     Generic,
     Vp8,
     Av1,
+    Vp9,
 }
 
 impl Context {
@@ -65,6 +67,7 @@ impl Context {
             FrameDesc::None => Context::Generic,
             FrameDesc::Vp8(_) => Context::Vp8,
             FrameDesc::Av1(_) => Context::Av1,
+            FrameDesc::Vp9(_) => Context::Vp9,
         }
     }
 }
@@ -76,6 +79,7 @@ struct Segments {
     generic: Option<GenericStream>,
     vp8: Option<Box<Vp8Stream>>,
     av1: Option<Box<Av1Stream>>,
+    vp9: Option<Box<Vp9Stream>>,
 }
 
 impl Segments {
@@ -86,6 +90,9 @@ impl Segments {
         if let Some(s) = &self.av1 {
             return Some(s);
         }
+        if let Some(s) = &self.vp9 {
+            return Some(s);
+        }
         self.vp8.as_ref().map(|s| s as &dyn Segment)
     }
 
@@ -94,6 +101,9 @@ impl Segments {
             return Some(g);
         }
         if let Some(s) = &mut self.av1 {
+            return Some(s);
+        }
+        if let Some(s) = &mut self.vp9 {
             return Some(s);
         }
         self.vp8.as_mut().map(|s| s as &mut dyn Segment)
@@ -198,12 +208,12 @@ impl Projection {
     }
 
     /// Whether moving the target to encoding `e` needs a keyframe from the sender at once. The
-    /// AV1 context knows the stream's structure (an SVC sender's spatial layers are the
-    /// allocation's encodings, most switches need no keyframe): it asks for one itself, with
-    /// the next packet, when a switch needs it ([`Self::needs_keyframe`]).
+    /// AV1 and VP9 contexts know the stream's structure (an SVC sender's spatial layers are the
+    /// allocation's encodings, most switches need no keyframe): they ask for one themselves,
+    /// with the next packet, when a switch needs it ([`Self::needs_keyframe`]).
     pub fn switch_needs_keyframe(&self, e: u8) -> bool {
         match &self.state {
-            State::Video(v) if v.segments.av1.is_some() => false,
+            State::Video(v) if v.segments.av1.is_some() || v.segments.vp9.is_some() => false,
             _ => self.current_encoding() != Some(e),
         }
     }
@@ -219,10 +229,13 @@ impl Projection {
     /// The encoding a keyframe is needed for (switch pending or nothing forwarded yet).
     pub fn needs_keyframe(&self) -> Option<u8> {
         match &self.state {
-            State::Video(v) if self.target != Target::Suspended => match &v.segments.av1 {
-                Some(s) => s.needs_keyframe(&v.filter),
-                None => v.filter.needs_keyframe(),
-            },
+            State::Video(v) if self.target != Target::Suspended => {
+                match (&v.segments.av1, &v.segments.vp9) {
+                    (Some(s), _) => s.needs_keyframe(&v.filter),
+                    (_, Some(s)) => s.needs_keyframe(&v.filter),
+                    _ => v.filter.needs_keyframe(),
+                }
+            }
             _ => None,
         }
     }
@@ -308,6 +321,9 @@ impl Projection {
             }
             FrameDesc::Av1(d) => {
                 CodecStream::project(&mut segments.av1, filter, out, now, p, d, target)
+            }
+            FrameDesc::Vp9(d) => {
+                CodecStream::project(&mut segments.vp9, filter, out, now, p, d, target)
             }
         }?;
         self.packets_sent += 1;

@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use crate::sfu::av1::DdSource;
-use crate::sfu::codec::{PayloadRewrite, VideoInfo};
+use crate::sfu::codec::{PayloadRewrite, StreamState, VideoInfo};
+use crate::sfu::frames::Continuity;
 
 use super::seq::{seq_newer, ts_newer};
 use super::switch::SwitchFilter;
@@ -38,6 +38,26 @@ impl OutState {
         self.started = true;
     }
 
+    /// Where a codec context that keeps its own [`Continuity`] (AV1, VP9) starts: where the
+    /// previous context left the receiver's stream.
+    pub fn continuity(&self) -> Continuity {
+        Continuity {
+            started: self.started,
+            last_seq: self.last_seq,
+            last_ts: self.last_ts,
+            last_frame_at: self.last_frame_at,
+            open_frame: false,
+            segment_start: self.segment_start,
+        }
+    }
+
+    /// Follows such a context after it forwarded a packet as `(seq, ts)`.
+    pub fn follow(&mut self, c: &Continuity, seq: u16, ts: u32) {
+        self.on_sent(seq, ts);
+        self.last_frame_at = c.last_frame_at;
+        self.segment_start = c.segment_start;
+    }
+
     /// The timestamp a new segment starts at.
     pub fn switch_ts(&self, now: Instant) -> u32 {
         let frames = self.last_frame_at.map_or(1, |t| {
@@ -46,6 +66,26 @@ impl OutState {
         self.last_ts
             .wrapping_add(3000u32.wrapping_mul(frames.min(u128::from(u32::MAX / 3000)) as u32))
     }
+}
+
+/// The `(encoding, spatial, temporal)` layers a context that knows spatial layers forwards for
+/// `target`. For an SVC sender (one encoding, several spatial layers) the allocation sees each
+/// spatial layer as an encoding (`source.rs` measures them so): `Target::Layer { encoding: s,
+/// temporal: t }` is spatial layer `s`, temporal layer `t` of encoding 0.
+pub fn svc_layers(target: Target, packet_encoding: u8, spatial_layers: u8) -> Option<(u8, u8, u8)> {
+    let Target::Layer {
+        encoding,
+        spatial,
+        temporal,
+    } = target
+    else {
+        return None;
+    };
+    Some(if packet_encoding == 0 && spatial_layers > 1 {
+        (0, encoding.max(spatial), temporal)
+    } else {
+        (encoding, spatial, temporal)
+    })
 }
 
 /// How a forwarded packet is rewritten.
@@ -67,9 +107,9 @@ pub struct VideoPacket<'a> {
     pub timestamp: u32,
     pub marker: bool,
     pub info: &'a VideoInfo,
-    /// The sender stream's Dependency Descriptor state, when the packet has a descriptor (the
-    /// structures its frames are resolved against).
-    pub dd: Option<&'a DdSource>,
+    /// The sender stream's codec state, when its codec keeps one (AV1: the Dependency
+    /// Descriptor's structures; VP9: the scalability structure).
+    pub stream: Option<&'a StreamState>,
 }
 
 /// One codec's forwarding context: the state of a forwarded segment (one encoding, from the

@@ -24,8 +24,12 @@
 
 use std::time::Instant;
 
+use super::stream::{
+    CodecStream, OutState, Rewritten, Segment as StreamSegment, VideoPacket, svc_layers,
+};
 use super::switch::SwitchFilter;
 use super::target::Target;
+use crate::sfu::codec::PayloadRewrite;
 use crate::sfu::frames::{Continuity, FrameRing};
 use crate::sfu::vp9::descriptor::{self, Vp9Error, Vp9Header};
 use crate::sfu::vp9::source::{Vp9Info, Vp9Source};
@@ -147,8 +151,15 @@ impl Vp9Projection {
 
     /// The encoding a keyframe is needed for (encoding switch, resumption, spatial up-switch).
     pub fn needs_keyframe(&self) -> Option<u8> {
+        self.needs_keyframe_with(&self.filter)
+    }
+
+    /// [`Self::needs_keyframe`] with the switch filter kept outside (a [`Projection`]'s).
+    ///
+    /// [`Projection`]: super::Projection
+    pub fn needs_keyframe_with(&self, filter: &SwitchFilter) -> Option<u8> {
         let t = self.target?;
-        if let Some(e) = self.filter.needs_keyframe() {
+        if let Some(e) = filter.needs_keyframe() {
             return Some(e);
         }
         (self.segment.is_none() || self.spatial_needs_keyframe).then_some(t.encoding)
@@ -172,6 +183,21 @@ impl Vp9Projection {
 
     /// Decides about one packet and computes its rewrite (`None`: drop).
     pub fn forward(&mut self, now: Instant, p: &Vp9Packet<'_>) -> Option<Vp9Rewrite> {
+        let mut filter = std::mem::take(&mut self.filter);
+        let r = self.forward_with(&mut filter, now, p);
+        self.filter = filter;
+        r
+    }
+
+    /// [`Self::forward`] with the switch filter kept outside (a [`Projection`]'s).
+    ///
+    /// [`Projection`]: super::Projection
+    pub fn forward_with(
+        &mut self,
+        filter: &mut SwitchFilter,
+        now: Instant,
+        p: &Vp9Packet<'_>,
+    ) -> Option<Vp9Rewrite> {
         let h = &p.info.header;
         let idx = p.info.frame_index;
         let in_segment = self.segment.is_some_and(|s| s.encoding == p.encoding);
@@ -185,7 +211,7 @@ impl Vp9Projection {
         if in_segment && !self.ring.in_window(idx) {
             return None;
         }
-        self.new_frame(now, p)
+        self.new_frame(filter, now, p)
     }
 
     /// `Some(false)` only for a frame seen and dropped (or before the segment): unknown frames
@@ -252,20 +278,24 @@ impl Vp9Projection {
         false
     }
 
-    fn new_frame(&mut self, now: Instant, p: &Vp9Packet<'_>) -> Option<Vp9Rewrite> {
+    fn new_frame(
+        &mut self,
+        filter: &mut SwitchFilter,
+        now: Instant,
+        p: &Vp9Packet<'_>,
+    ) -> Option<Vp9Rewrite> {
         let info = p.info;
         let h = &info.header;
         let idx = info.frame_index;
         let Some(target) = self.target else {
-            self.filter
-                .accept(now, p.encoding, 0, false, Target::Suspended);
+            filter.accept(now, p.encoding, 0, false, Target::Suspended);
             self.segment = None;
             self.spatial_needs_keyframe = false;
             return None;
         };
         let keyframe = h.starts_keyframe();
-        let before = self.filter.current();
-        let ok = self.filter.accept(
+        let before = filter.current();
+        let ok = filter.accept(
             now,
             p.encoding,
             0,
@@ -407,6 +437,87 @@ impl Vp9Projection {
             picture_id,
             tl0picidx,
             keyframe: h.starts_keyframe() || (h.intra_picture() && h.begin),
+        })
+    }
+}
+
+/// The VP9 context of a [`Projection`](super::Projection): a [`Vp9Projection`] whose switch
+/// filter is the projection's and whose target comes from the allocation's [`Target`]
+/// ([`svc_layers`]).
+#[derive(Debug, Clone)]
+pub struct Vp9Stream(Vp9Projection);
+
+impl Vp9Stream {
+    /// The encoding a keyframe is needed for (a spatial up-switch included).
+    pub fn needs_keyframe(&self, filter: &SwitchFilter) -> Option<u8> {
+        self.0.needs_keyframe_with(filter)
+    }
+}
+
+impl StreamSegment for Box<Vp9Stream> {
+    fn encoding(&self) -> u8 {
+        self.0.segment.map_or(0, |s| s.encoding)
+    }
+
+    fn skip(&mut self, seq: u16) {
+        let e = self.encoding();
+        self.0.skip(e, seq);
+    }
+
+    fn egress_timestamp(&self, ts: u32) -> u32 {
+        self.0.segment.map_or(ts, |s| ts.wrapping_add(s.ts_delta))
+    }
+}
+
+/// Boxed: the frame ring is large and a context is built once per codec change.
+impl CodecStream for Box<Vp9Stream> {
+    type Desc = Vp9Info;
+
+    fn project(
+        slot: &mut Option<Self>,
+        filter: &mut SwitchFilter,
+        out: &mut OutState,
+        now: Instant,
+        p: &VideoPacket<'_>,
+        desc: &Vp9Info,
+        target: Target,
+    ) -> Option<Rewritten> {
+        let source = p.stream?.vp9()?;
+        let s = slot.get_or_insert_with(|| {
+            // A new context continues the receiver's stream where the previous one left it.
+            let mut proj = Vp9Projection::new(Vp9Config::default());
+            proj.out = out.continuity();
+            Box::new(Vp9Stream(proj))
+        });
+        s.0.set_target(svc_layers(target, p.encoding, source.spatial_layers()).map(
+            |(encoding, spatial, temporal)| Vp9Target {
+                encoding,
+                spatial,
+                temporal,
+            },
+        ));
+        let r = s.0.forward_with(
+            filter,
+            now,
+            &Vp9Packet {
+                encoding: p.encoding,
+                seq: p.seq,
+                timestamp: p.timestamp,
+                marker: p.marker,
+                info: desc,
+                source,
+            },
+        )?;
+        out.follow(&s.0.out, r.seq, r.timestamp);
+        Some(Rewritten {
+            seq: r.seq,
+            timestamp: r.timestamp,
+            payload: PayloadRewrite::Vp9 {
+                picture_id: r.picture_id,
+                tl0picidx: r.tl0picidx,
+                marker: r.marker,
+            },
+            keyframe: r.keyframe,
         })
     }
 }

@@ -12,7 +12,7 @@ pub mod descriptor;
 pub mod source;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use descriptor::{ScalabilityStructure, Vp9Error, Vp9Header};
 pub use source::{Vp9Info, Vp9Source};

@@ -261,7 +261,7 @@ fn malformed_descriptors_are_typed_errors() {
 // Receiver model: checks that what a projection sends is a stream a VP9 decoder can follow.
 
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     last_seq: Option<u16>,
     /// Highest egress PictureID seen (15-bit space), per new picture.
     last_pic: Option<u16>,
@@ -269,13 +269,13 @@ struct Receiver {
     /// (picture, sid) → (complete, timestamp)
     frames: BTreeMap<(u64, u8), (bool, u32)>,
     pic_index: crate::sfu::frames::Unwrapper,
-    shown: Vec<(u32, u8)>,
-    keyframes: usize,
+    pub(crate) shown: Vec<(u32, u8)>,
+    pub(crate) keyframes: usize,
     tl0: Option<u8>,
 }
 
 impl Receiver {
-    fn on_packet(&mut self, seq: u16, ts: u32, marker: bool, payload: &[u8]) {
+    pub(crate) fn on_packet(&mut self, seq: u16, ts: u32, marker: bool, payload: &[u8]) {
         if let Some(l) = self.last_seq {
             assert_eq!(
                 seq,
@@ -402,27 +402,27 @@ fn chrome_capture_through_projections_is_decodable_for_every_target() {
 }
 
 /// A VP9 SVC sender: 3 spatial layers, temporal pattern 0-2-1-2, 15-bit PictureIDs.
-struct Sender {
+pub(crate) struct Sender {
     /// K-SVC in flexible mode (Chromium's L3T3_KEY) or full SVC in non-flexible mode.
-    ksvc_flexible: bool,
-    pid: u16,
-    tl0: u8,
-    seq: u16,
-    ts: u32,
-    since_key: u64,
+    pub(crate) ksvc_flexible: bool,
+    pub(crate) pid: u16,
+    pub(crate) tl0: u8,
+    pub(crate) seq: u16,
+    pub(crate) ts: u32,
+    pub(crate) since_key: u64,
 }
 
-struct SimPacket {
-    seq: u16,
-    ts: u32,
-    marker: bool,
-    payload: Vec<u8>,
+pub(crate) struct SimPacket {
+    pub(crate) seq: u16,
+    pub(crate) ts: u32,
+    pub(crate) marker: bool,
+    pub(crate) payload: Vec<u8>,
 }
 
 const RES: &[(u16, u16)] = &[(320, 180), (640, 360), (1280, 720)];
 
 impl Sender {
-    fn picture(&mut self, keyframe: bool) -> Vec<SimPacket> {
+    pub(crate) fn picture(&mut self, keyframe: bool) -> Vec<SimPacket> {
         if keyframe {
             self.since_key = 0;
         } else {
