@@ -38,14 +38,13 @@
 
 use std::time::Instant;
 
-use super::stream::{
-    CodecStream, OutState, Rewritten, Segment as StreamSegment, VideoPacket, svc_layers,
-};
+use super::layered::Layered;
+use super::stream::{Rewritten, VideoPacket};
 use super::switch::SwitchFilter;
 use super::target::Target;
 use crate::sfu::av1::descriptor::{DdError, Dti, MAX_TEMPLATES, Structure};
 use crate::sfu::av1::source::{DdInfo, DdSource};
-use crate::sfu::codec::PayloadRewrite;
+use crate::sfu::codec::{PayloadRewrite, StreamState};
 use crate::sfu::frames::{Continuity, FrameRing, RING};
 
 /// Which layers of a source a receiver should get.
@@ -590,63 +589,42 @@ impl DdProjection {
     }
 }
 
-/// The Dependency Descriptor context of a [`Projection`](super::Projection): a [`DdProjection`]
-/// whose switch filter is the projection's and whose target comes from the allocation's
-/// [`Target`] ([`svc_layers`]).
-#[derive(Debug, Clone)]
-pub struct Av1Stream(DdProjection);
+/// The Dependency Descriptor context of a [`Projection`](super::Projection).
+impl Layered for DdProjection {
+    type Info = DdInfo;
+    type Source = DdSource;
 
-impl Av1Stream {
-    /// The encoding a keyframe is needed for (a switch the structure allows only at a keyframe
-    /// included).
-    pub fn needs_keyframe(&self, filter: &SwitchFilter) -> Option<u8> {
-        self.0.needs_keyframe_with(filter)
-    }
-}
-
-impl StreamSegment for Box<Av1Stream> {
-    fn encoding(&self) -> u8 {
-        self.0.segment.map_or(0, |s| s.encoding)
+    fn continuing(c: Continuity) -> Self {
+        let mut p = DdProjection::new(DdConfig::default());
+        p.out = c;
+        p
     }
 
-    fn skip(&mut self, seq: u16) {
-        let e = self.encoding();
-        self.0.skip(e, seq);
+    fn source(stream: &StreamState) -> Option<&DdSource> {
+        stream.dd()
     }
 
-    fn egress_timestamp(&self, ts: u32) -> u32 {
-        self.0.segment.map_or(ts, |s| ts.wrapping_add(s.ts_delta))
+    fn spatial_layers(source: &DdSource) -> u8 {
+        source.spatial_layers()
     }
-}
 
-/// Boxed: the frame ring is large and a context is built once per codec change.
-impl CodecStream for Box<Av1Stream> {
-    type Desc = DdInfo;
+    fn set_layers(&mut self, layers: Option<(u8, u8, u8)>) {
+        self.set_target(layers.map(|(encoding, spatial, temporal)| DdTarget {
+            encoding,
+            spatial,
+            temporal,
+        }));
+    }
 
-    fn project(
-        slot: &mut Option<Self>,
+    fn forward(
+        &mut self,
         filter: &mut SwitchFilter,
-        out: &mut OutState,
         now: Instant,
         p: &VideoPacket<'_>,
-        desc: &DdInfo,
-        target: Target,
+        info: &DdInfo,
+        source: &DdSource,
     ) -> Option<Rewritten> {
-        let source = p.stream?.dd()?;
-        let s = slot.get_or_insert_with(|| {
-            // A new context continues the receiver's stream where the previous one left it.
-            let mut proj = DdProjection::new(DdConfig::default());
-            proj.out = out.continuity();
-            Box::new(Av1Stream(proj))
-        });
-        s.0.set_target(svc_layers(target, p.encoding, source.spatial_layers()).map(
-            |(encoding, spatial, temporal)| DdTarget {
-                encoding,
-                spatial,
-                temporal,
-            },
-        ));
-        let r = s.0.forward_with(
+        let r = self.forward_with(
             filter,
             now,
             &DdPacket {
@@ -654,11 +632,10 @@ impl CodecStream for Box<Av1Stream> {
                 seq: p.seq,
                 timestamp: p.timestamp,
                 marker: p.marker,
-                info: desc,
+                info,
                 source,
             },
         )?;
-        out.follow(&s.0.out, r.seq, r.timestamp);
         Some(Rewritten {
             seq: r.seq,
             timestamp: r.timestamp,
@@ -671,5 +648,21 @@ impl CodecStream for Box<Av1Stream> {
             },
             keyframe: r.keyframe,
         })
+    }
+
+    fn continuity(&self) -> &Continuity {
+        &self.out
+    }
+
+    fn needs_keyframe(&self, filter: &SwitchFilter) -> Option<u8> {
+        self.needs_keyframe_with(filter)
+    }
+
+    fn segment(&self) -> Option<(u8, u32)> {
+        self.segment.map(|s| (s.encoding, s.ts_delta))
+    }
+
+    fn skip(&mut self, encoding: u8, seq: u16) {
+        DdProjection::skip(self, encoding, seq);
     }
 }

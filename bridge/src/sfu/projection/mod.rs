@@ -31,6 +31,7 @@ use super::keyframe::RateLimit;
 
 mod av1;
 mod generic;
+mod layered;
 mod seq;
 mod stream;
 mod switch;
@@ -40,10 +41,12 @@ mod tests;
 mod vp8;
 mod vp9;
 
-use av1::Av1Stream;
 use generic::GenericStream;
+use layered::LayeredStream;
 use vp8::Vp8Stream;
-use vp9::Vp9Stream;
+
+type Av1Stream = LayeredStream<DdProjection>;
+type Vp9Stream = LayeredStream<Vp9Projection>;
 
 pub use av1::{DdConfig, DdPacket, DdProjection, DdRewrite, DdTarget};
 pub use seq::{SeqRewriter, seq_newer};

@@ -68,26 +68,6 @@ impl OutState {
     }
 }
 
-/// The `(encoding, spatial, temporal)` layers a context that knows spatial layers forwards for
-/// `target`. For an SVC sender (one encoding, several spatial layers) the allocation sees each
-/// spatial layer as an encoding (`source.rs` measures them so): `Target::Layer { encoding: s,
-/// temporal: t }` is spatial layer `s`, temporal layer `t` of encoding 0.
-pub fn svc_layers(target: Target, packet_encoding: u8, spatial_layers: u8) -> Option<(u8, u8, u8)> {
-    let Target::Layer {
-        encoding,
-        spatial,
-        temporal,
-    } = target
-    else {
-        return None;
-    };
-    Some(if packet_encoding == 0 && spatial_layers > 1 {
-        (0, encoding.max(spatial), temporal)
-    } else {
-        (encoding, spatial, temporal)
-    })
-}
-
 /// How a forwarded packet is rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rewritten {

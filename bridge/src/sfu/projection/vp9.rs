@@ -24,12 +24,11 @@
 
 use std::time::Instant;
 
-use super::stream::{
-    CodecStream, OutState, Rewritten, Segment as StreamSegment, VideoPacket, svc_layers,
-};
+use super::layered::Layered;
+use super::stream::{Rewritten, VideoPacket};
 use super::switch::SwitchFilter;
 use super::target::Target;
-use crate::sfu::codec::PayloadRewrite;
+use crate::sfu::codec::{PayloadRewrite, StreamState};
 use crate::sfu::frames::{Continuity, FrameRing};
 use crate::sfu::vp9::descriptor::{self, Vp9Error, Vp9Header};
 use crate::sfu::vp9::source::{Vp9Info, Vp9Source};
@@ -441,62 +440,42 @@ impl Vp9Projection {
     }
 }
 
-/// The VP9 context of a [`Projection`](super::Projection): a [`Vp9Projection`] whose switch
-/// filter is the projection's and whose target comes from the allocation's [`Target`]
-/// ([`svc_layers`]).
-#[derive(Debug, Clone)]
-pub struct Vp9Stream(Vp9Projection);
+/// The VP9 context of a [`Projection`](super::Projection).
+impl Layered for Vp9Projection {
+    type Info = Vp9Info;
+    type Source = Vp9Source;
 
-impl Vp9Stream {
-    /// The encoding a keyframe is needed for (a spatial up-switch included).
-    pub fn needs_keyframe(&self, filter: &SwitchFilter) -> Option<u8> {
-        self.0.needs_keyframe_with(filter)
-    }
-}
-
-impl StreamSegment for Box<Vp9Stream> {
-    fn encoding(&self) -> u8 {
-        self.0.segment.map_or(0, |s| s.encoding)
+    fn continuing(c: Continuity) -> Self {
+        let mut p = Vp9Projection::new(Vp9Config::default());
+        p.out = c;
+        p
     }
 
-    fn skip(&mut self, seq: u16) {
-        let e = self.encoding();
-        self.0.skip(e, seq);
+    fn source(stream: &StreamState) -> Option<&Vp9Source> {
+        stream.vp9()
     }
 
-    fn egress_timestamp(&self, ts: u32) -> u32 {
-        self.0.segment.map_or(ts, |s| ts.wrapping_add(s.ts_delta))
+    fn spatial_layers(source: &Vp9Source) -> u8 {
+        source.spatial_layers()
     }
-}
 
-/// Boxed: the frame ring is large and a context is built once per codec change.
-impl CodecStream for Box<Vp9Stream> {
-    type Desc = Vp9Info;
+    fn set_layers(&mut self, layers: Option<(u8, u8, u8)>) {
+        self.set_target(layers.map(|(encoding, spatial, temporal)| Vp9Target {
+            encoding,
+            spatial,
+            temporal,
+        }));
+    }
 
-    fn project(
-        slot: &mut Option<Self>,
+    fn forward(
+        &mut self,
         filter: &mut SwitchFilter,
-        out: &mut OutState,
         now: Instant,
         p: &VideoPacket<'_>,
-        desc: &Vp9Info,
-        target: Target,
+        info: &Vp9Info,
+        source: &Vp9Source,
     ) -> Option<Rewritten> {
-        let source = p.stream?.vp9()?;
-        let s = slot.get_or_insert_with(|| {
-            // A new context continues the receiver's stream where the previous one left it.
-            let mut proj = Vp9Projection::new(Vp9Config::default());
-            proj.out = out.continuity();
-            Box::new(Vp9Stream(proj))
-        });
-        s.0.set_target(svc_layers(target, p.encoding, source.spatial_layers()).map(
-            |(encoding, spatial, temporal)| Vp9Target {
-                encoding,
-                spatial,
-                temporal,
-            },
-        ));
-        let r = s.0.forward_with(
+        let r = self.forward_with(
             filter,
             now,
             &Vp9Packet {
@@ -504,11 +483,10 @@ impl CodecStream for Box<Vp9Stream> {
                 seq: p.seq,
                 timestamp: p.timestamp,
                 marker: p.marker,
-                info: desc,
+                info,
                 source,
             },
         )?;
-        out.follow(&s.0.out, r.seq, r.timestamp);
         Some(Rewritten {
             seq: r.seq,
             timestamp: r.timestamp,
@@ -519,5 +497,21 @@ impl CodecStream for Box<Vp9Stream> {
             },
             keyframe: r.keyframe,
         })
+    }
+
+    fn continuity(&self) -> &Continuity {
+        &self.out
+    }
+
+    fn needs_keyframe(&self, filter: &SwitchFilter) -> Option<u8> {
+        self.needs_keyframe_with(filter)
+    }
+
+    fn segment(&self) -> Option<(u8, u32)> {
+        self.segment.map(|s| (s.encoding, s.ts_delta))
+    }
+
+    fn skip(&mut self, encoding: u8, seq: u16) {
+        Vp9Projection::skip(self, encoding, seq);
     }
 }
