@@ -6,6 +6,9 @@
 use bridge::sfu::av1::descriptor::{self as dd, Fields, MAX_LEN};
 use bridge::sfu::av1::{DdSource, Structure};
 use bridge::sfu::vp9::descriptor::Descriptor;
+use bridge::sfu::{MediaKind, MediaSourceDesc};
+use signaling::rtp_description::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
+use signaling::sources::{Semantics, Source, SsrcGroup};
 
 /// Column `col` of the first packet lines of a capture in `bridge/src/sfu/testdata/`.
 pub fn captured(col: usize) -> Vec<Vec<u8>> {
@@ -129,4 +132,69 @@ pub fn chrome_av1_structure() -> Structure {
     src.parse(&captured(3)[0])
         .expect("the captured keyframe parses");
     src.current().expect("a structure").clone()
+}
+
+/// AV1 payload type and the Dependency Descriptor's extension id of [`av1_params`].
+pub const AV1: u8 = 45;
+pub const DD_ID: u8 = 11;
+
+/// Video parameters of an AV1 SVC endpoint: AV1 (NACK, PLI, transport-cc) with RTX, the
+/// Dependency Descriptor and transport-cc extensions, two-byte extensions allowed.
+pub fn av1_params() -> RtpParameters {
+    RtpParameters {
+        payload_types: vec![
+            PayloadType::new(AV1, "AV1", 90000, None)
+                .with_rtcp_fb("nack", None)
+                .with_rtcp_fb("nack", Some("pli"))
+                .with_rtcp_fb("transport-cc", None),
+            PayloadType::new(crate::RTX, "rtx", 90000, None).with_parameter("apt", "45"),
+        ],
+        header_extensions: vec![
+            RtpHdrExt::new(crate::TCC_ID, hdrext::TRANSPORT_CC),
+            RtpHdrExt::new(DD_ID, hdrext::AV1_DEPENDENCY_DESCRIPTOR),
+        ],
+        extmap_allow_mixed: true,
+    }
+}
+
+/// Sources of an SVC endpoint `i`: audio and one video SSRC (the first of [`crate::ssrcs`]) with
+/// its RTX.
+pub fn svc_sources(id: &str, i: u32) -> Vec<MediaSourceDesc> {
+    let (a, sim, rtx) = crate::ssrcs(i);
+    vec![
+        MediaSourceDesc {
+            kind: MediaKind::Audio,
+            name: format!("{id}-a0"),
+            sources: vec![Source::named(a, &format!("{id}-a0"))],
+            groups: vec![],
+        },
+        MediaSourceDesc {
+            kind: MediaKind::Video,
+            name: format!("{id}-v0"),
+            sources: vec![Source::new(sim[0]), Source::new(rtx[0])],
+            groups: vec![SsrcGroup::new(Semantics::Fid, vec![sim[0], rtx[0]])],
+        },
+    ]
+}
+
+/// Where a packet of [`av1_rtp`] keeps its Dependency Descriptor's frame number.
+pub const AV1_FRAME_NUMBER_AT: usize = 12 + 4 + 4 + 2 + 1;
+
+/// An AV1 packet as Chromium sends it: two-byte extensions (transport-cc, then the descriptor),
+/// `payload_len` bytes of payload.
+pub fn av1_rtp(p: &AvPacket, ssrc: u32, payload_len: usize) -> Vec<u8> {
+    let mut v = vec![0x90, AV1 | if p.marker { 0x80 } else { 0 }];
+    v.extend_from_slice(&p.seq.to_be_bytes());
+    v.extend_from_slice(&p.ts.to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    let mut ext = vec![crate::TCC_ID, 2, 0, 7, DD_ID, p.dd.len() as u8];
+    ext.extend_from_slice(&p.dd);
+    while ext.len() % 4 != 0 {
+        ext.push(0);
+    }
+    v.extend_from_slice(&0x1000u16.to_be_bytes());
+    v.extend_from_slice(&((ext.len() / 4) as u16).to_be_bytes());
+    v.extend_from_slice(&ext);
+    v.resize(v.len() + payload_len, 0x5a);
+    v
 }
