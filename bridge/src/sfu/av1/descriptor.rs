@@ -16,7 +16,7 @@
 //!
 //! [`parse`] validates the whole descriptor (every field, template range, limits) before it
 //! returns, so a packet either resolves completely or is a typed [`DdError`]; it allocates nothing
-//! (a structure is parsed into a caller-provided [`Structure`]). [`write`] encodes a descriptor into
+//! (a structure is parsed into a caller-provided [`Structure`]). [`write()`] encodes a descriptor into
 //! a caller's buffer: the rewrite of a forwarded packet and the descriptors of our test senders.
 //!
 //! Limits of this implementation (the syntax has none): at most 8 frame diffs per frame or
@@ -862,7 +862,7 @@ pub fn write(f: &Fields<'_>, out: &mut [u8]) -> Result<usize, DdError> {
     w.finish()
 }
 
-/// The length [`write`] would produce for a descriptor with the active decode target mask (of a
+/// The length [`write()`] would produce for a descriptor with the active decode target mask (of a
 /// structure with `dt_cnt` decode targets) and no other extended field: 3 bytes + the flags and
 /// mask rounded up.
 pub fn len_with_active_mask(dt_cnt: usize) -> usize {
