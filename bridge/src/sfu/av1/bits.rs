@@ -2,7 +2,7 @@
 //! `f(n)` reads bits high to low, `ns(n)` is the non-symmetric integer). Reads past the end are
 //! errors, never panics; writes past the end of the output are errors too.
 
-use super::descriptor::DdError;
+use super::error::DdError;
 
 /// Bytes of a descriptor read through a padded copy (every per-packet descriptor; structures are
 /// longer and read from the slice).

@@ -23,9 +23,8 @@
 //! template (an AV1 frame has 7 reference slots), 4 spatial and 8 temporal layers (AV1's OBU
 //! extension header cannot express more). libwebrtc's writer stays well inside them.
 
-use thiserror::Error;
-
 use super::bits::{BitReader, BitWriter};
+pub use super::error::DdError;
 
 /// The extension's URI for `a=extmap` / COLIBRI2 `rtp-hdrext`.
 pub const URI: &str =
@@ -44,31 +43,6 @@ pub const MAX_TEMPORAL_LAYERS: usize = 8;
 pub const MAX_LEN: usize = 255;
 /// The mandatory fields' length.
 pub const MANDATORY_LEN: usize = 3;
-
-/// Why a descriptor cannot be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum DdError {
-    #[error("dependency descriptor shorter than its fields")]
-    Truncated,
-    #[error("dependency descriptor refers to a template dependency structure not received")]
-    NoStructure,
-    #[error("frame_dependency_template_id outside the structure's templates")]
-    TemplateOutOfRange,
-    #[error("template dependency structure with more than 64 templates")]
-    TooManyTemplates,
-    #[error("template dependency structure with more than 4 spatial or 8 temporal layers")]
-    TooManyLayers,
-    #[error("more than 8 frame diffs")]
-    TooManyFrameDiffs,
-    #[error("template dependency structure attached to a packet that does not start a frame")]
-    StructureNotAtFrameStart,
-    #[error("template dependency structure of a keyframe older than the current structure's")]
-    StaleStructure,
-    #[error("a chain or decode target index outside the structure")]
-    BadIndex,
-    #[error("output buffer too small for the descriptor")]
-    OutputTooSmall,
-}
 
 /// Decode target indication: how a frame relates to one decode target (table A.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -14,6 +14,7 @@
 
 mod bits;
 pub mod descriptor;
+mod error;
 pub mod source;
 
 #[cfg(test)]
