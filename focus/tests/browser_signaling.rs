@@ -56,6 +56,7 @@ fn bridge_transport(n: usize) -> IceUdpTransport {
         )],
         web_sockets: Vec::new(),
         sctpmap: None,
+        ice_generation: None,
     }
 }
 

@@ -1558,4 +1558,5 @@ fn a_moderators_start_muted_policy_applies_to_later_first_invitations_only() {
 #[path = "tests_hardening.rs"]
 mod hardening;
 mod moderation;
+mod modern;
 mod secure_domain;
