@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{FocusProcess, TestClient, WAIT, el, start_prosody};
@@ -20,26 +21,22 @@ use signaling::xml::XmlElement;
 use signaling::xmpp::Event;
 use testkit::Prosody;
 
-/// The 2021 client's disco#info features (lib-jitsi-meet `xmpp.js`, without json-encoded-sources so
-/// that sources arrive as XML).
-const FEATURES_2021: &[&str] = &[
-    "urn:xmpp:jingle:1",
-    "urn:xmpp:jingle:apps:rtp:1",
-    "urn:xmpp:jingle:transports:ice-udp:1",
-    "urn:xmpp:jingle:apps:dtls:0",
-    "urn:xmpp:jingle:transports:dtls-sctp:1",
-    "urn:xmpp:jingle:apps:rtp:audio",
-    "urn:xmpp:jingle:apps:rtp:video",
-    "urn:ietf:rfc:4588",
-    "http://jitsi.org/tcc",
-];
-
 /// What the current client adds with `flags.ssrcRewritingEnabled` (lib-jitsi-meet `xmpp.ts`).
-const FEATURES_MODERN: &[&str] = &[
-    "http://jitsi.org/source-name",
-    "http://jitsi.org/receive-multiple-video-streams",
-    "http://jitsi.org/ssrc-rewriting-1",
-];
+const SSRC_REWRITING: &str = "http://jitsi.org/ssrc-rewriting-1";
+
+/// The features of a client: the load test's participants' (the 2021 client's with source names),
+/// without json-encoded-sources so that sources arrive as XML, plus SSRC rewriting when `modern`.
+fn features(modern: bool) -> Vec<&'static str> {
+    let mut f: Vec<&'static str> = loadtest::session::FEATURES
+        .iter()
+        .copied()
+        .filter(|f| *f != "http://jitsi.org/json-encoded-sources")
+        .collect();
+    if modern {
+        f.push(SSRC_REWRITING);
+    }
+    f
+}
 
 /// What a participant's client saw from the focus.
 enum Seen {
@@ -66,14 +63,10 @@ impl Member {
     ) -> Member {
         let client = TestClient::connect(prosody, user, &format!("{user}-pw")).await;
         client.enter(prosody, room, nick, Vec::new()).await;
-        let mut features = FEATURES_2021.to_vec();
-        if modern {
-            features.extend_from_slice(FEATURES_MODERN);
-        }
         Member {
             client,
             nick,
-            features,
+            features: features(modern),
             room: room.to_owned(),
         }
     }
@@ -161,13 +154,14 @@ impl Member {
     }
 }
 
-fn conference_property(presence: &Element, key: &str) -> Option<String> {
+/// The focus's `conference-properties` as key → value.
+fn conference_properties(presence: &Element) -> BTreeMap<String, String> {
     presence
-        .get_child("conference-properties", ns::FOCUS)?
         .children()
-        .find(|p| p.attr("key") == Some(key))
-        .and_then(|p| p.attr("value"))
-        .map(str::to_owned)
+        .filter(|c| c.is("conference-properties", ns::FOCUS))
+        .flat_map(|c| c.children())
+        .filter_map(|p| Some((p.attr("key")?.to_owned(), p.attr("value")?.to_owned())))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,8 +198,9 @@ async fn codecs_and_ssrc_rewriting_on_the_wire() {
     };
     let ((presence, offer), bob_offer) = tokio::join!(alice_sees, bob.jingle("session-initiate"));
     let presence = presence.unwrap();
+    let properties = conference_properties(&presence);
     assert_eq!(
-        conference_property(&presence, "visitor-codecs").as_deref(),
+        properties.get("visitor-codecs").map(String::as_str),
         Some("vp8,vp9"),
         "{presence:?}"
     );

@@ -56,6 +56,20 @@ struct Req {
     payload: Element,
 }
 
+impl Req {
+    /// The pending output it was taken from.
+    fn into_output(self) -> Output {
+        Output::Request {
+            request: self.id,
+            link: Link::Client,
+            to: self.to,
+            kind: self.kind,
+            payload: self.payload,
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
 fn el(xml: &str) -> Element {
     xml.parse()
         .unwrap_or_else(|e| panic!("bad test XML {e}: {xml}"))
@@ -145,6 +159,11 @@ impl Harness {
         self.now = end;
     }
 
+    /// Returns requests taken with [`Self::requests`] to the pending outputs, to be answered later.
+    fn put_back(&mut self, reqs: Vec<Req>) {
+        self.out.extend(reqs.into_iter().map(Req::into_output));
+    }
+
     /// Removes and returns the requests matching `pred` from the pending outputs.
     fn requests(&mut self, pred: impl Fn(&Req) -> bool) -> Vec<Req> {
         let mut found = Vec::new();
@@ -167,14 +186,7 @@ impl Harness {
                     if pred(&r) {
                         found.push(r);
                     } else {
-                        rest.push(Output::Request {
-                            request: r.id,
-                            link: Link::Client,
-                            to: r.to,
-                            kind: r.kind,
-                            payload: r.payload,
-                            timeout: Duration::from_secs(15),
-                        });
+                        rest.push(r.into_output());
                     }
                 }
                 other => rest.push(other),
@@ -641,16 +653,7 @@ fn allocation_and_session_initiate_carry_what_the_client_needs() {
     );
     assert_eq!(allocs[1].payload.attr("create"), None);
     // Put them back and answer.
-    for a in allocs {
-        h.out.push(Output::Request {
-            request: a.id,
-            link: Link::Client,
-            to: a.to,
-            kind: a.kind,
-            payload: a.payload,
-            timeout: Duration::from_secs(15),
-        });
-    }
+    h.put_back(allocs);
     h.answer_allocations();
     let inits = h.session_initiates();
     assert_eq!(inits.len(), 2);

@@ -401,6 +401,18 @@ pub fn conference_iq(room: &str) -> Element {
     ))
 }
 
+/// A bridge's `<stats xmlns='http://jitsi.org/protocol/colibri'>` presence extension with `stats`.
+pub fn bridge_stats(stats: &[(&str, &str)]) -> Element {
+    signaling::xml::Builder::new("stats", signaling::ns::COLIBRI)
+        .children(stats.iter().map(|(n, v)| {
+            signaling::xml::Builder::new("stat", signaling::ns::COLIBRI)
+                .attr("name", *n)
+                .attr("value", *v)
+                .build()
+        }))
+        .build()
+}
+
 pub fn el(xml: &str) -> Element {
     xml.parse().unwrap_or_else(|e| panic!("bad XML {e}: {xml}"))
 }

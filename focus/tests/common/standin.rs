@@ -15,7 +15,7 @@ use signaling::ice_udp::{Candidate, Fingerprint, IceUdpTransport, Setup};
 use signaling::ns;
 use signaling::rtp_description::MediaType;
 use signaling::sources::Source;
-use signaling::xml::{Builder, XmlElement};
+use signaling::xml::XmlElement;
 use signaling::xmpp::{BareJid, Event, MucJoin};
 use testkit::Prosody;
 
@@ -88,21 +88,11 @@ fn answer(req: &ConferenceModify, n: usize) -> Element {
 pub async fn join(prosody: &Prosody) -> Requests {
     let brewery = BareJid::new(&format!("jvbbrewery@{}", prosody.internal_muc_domain())).unwrap();
     let jvb = TestClient::connect(prosody, "jvb", testkit::JVB_PASSWORD).await;
-    let stats = Builder::new("stats", ns::COLIBRI)
-        .children(
-            [
-                ("stress_level", "0.1"),
-                ("drain", "false"),
-                ("version", "1.0"),
-            ]
-            .map(|(n, v)| {
-                Builder::new("stat", ns::COLIBRI)
-                    .attr("name", n)
-                    .attr("value", v)
-                    .build()
-            }),
-        )
-        .build();
+    let stats = super::bridge_stats(&[
+        ("stress_level", "0.1"),
+        ("drain", "false"),
+        ("version", "1.0"),
+    ]);
     jvb.handle
         .join_muc(MucJoin::new(brewery, "standin").with_extra(vec![stats]))
         .await

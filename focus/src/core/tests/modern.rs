@@ -256,16 +256,7 @@ fn the_offer_and_the_allocation_carry_exactly_the_advertised_codecs() {
         })
         .collect();
     assert_eq!(bridge_video.len(), 2);
-    for a in allocs {
-        h.out.push(Output::Request {
-            request: a.id,
-            link: Link::Client,
-            to: a.to,
-            kind: a.kind,
-            payload: a.payload,
-            timeout: Duration::from_secs(15),
-        });
-    }
+    h.put_back(allocs);
     h.answer_allocations();
     let inits = h.session_initiates();
     assert_eq!(inits.len(), 2);
@@ -343,16 +334,7 @@ fn ssrc_rewriting_clients_get_only_the_bridges_sources_in_a_mixed_conference() {
     };
     assert_eq!(caps_of(A), ["source-names", "ssrc-rewriting"]);
     assert_eq!(caps_of(B), ["source-names"]);
-    for a in allocs {
-        h.out.push(Output::Request {
-            request: a.id,
-            link: Link::Client,
-            to: a.to,
-            kind: a.kind,
-            payload: a.payload,
-            timeout: Duration::from_secs(15),
-        });
-    }
+    h.put_back(allocs);
     h.answer_allocations();
     let inits = h.session_initiates();
     accept(&mut h, &inits, A, 1000);
@@ -579,6 +561,19 @@ fn names_video_types_owners_and_msids_are_relayed_unchanged_in_xml_and_json() {
         ids,
         [format!("{A}-a0"), format!("{A}-v0"), format!("{A}-v1")]
     );
+    // Each with its sources' videoType, as Jicofo writes them (JVB sorts a desktop source apart).
+    let video_types = |id: &str| -> Vec<Option<&str>> {
+        srcs.children()
+            .find(|m| m.attr("id") == Some(id))
+            .unwrap()
+            .children()
+            .filter(|s| s.is("source", ns::JINGLE_SSMA))
+            .map(|s| s.attr("videoType"))
+            .collect()
+    };
+    assert_eq!(video_types(&format!("{A}-v0")), [Some("camera"); 6]);
+    assert_eq!(video_types(&format!("{A}-v1")), [Some("desktop"); 2]);
+    assert_eq!(video_types(&format!("{A}-a0")), [None]);
 
     let adds = h.jingles("source-add");
     let check = |m: &ConferenceSourceMap, with_camera_type: bool| {
