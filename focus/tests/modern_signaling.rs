@@ -3,7 +3,9 @@
 //! the focus's room presence names the offered codecs (`conference-properties visitor-codecs`), the
 //! offer carries exactly those with FIR/NACK/PLI and the AV1 dependency descriptor at id 11, and a
 //! client that advertises SSRC rewriting is allocated with it and never sent another endpoint's sources
-//! in Jingle, while a 2021 client in the same room still is. The bridge is `common::standin`.
+//! in Jingle, while a 2021 client in the same room still is; its in-place ICE restart goes through
+//! COLIBRI2 and comes back as a transport-info with an `ice-generation`. The bridge is
+//! `common::standin`.
 
 mod common;
 
@@ -165,7 +167,7 @@ fn conference_properties(presence: &Element) -> BTreeMap<String, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn codecs_and_ssrc_rewriting_on_the_wire() {
+async fn codecs_ssrc_rewriting_and_ice_restart_on_the_wire() {
     let prosody = start_prosody();
     let env = [("ENABLE_CODEC_AV1", "0"), ("ENABLE_CODEC_H264", "0")];
     let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &env));
@@ -267,5 +269,41 @@ async fn codecs_and_ssrc_rewriting_on_the_wire() {
             panic!("alice was sent a {} ({j:?})", j.action);
         }
     }
+
+    // In-place ICE restart (lib-jitsi-meet `enableIceRestart`): alice's session-info goes to the
+    // bridge as a COLIBRI2 ICE restart; the bridge's new transport comes back to her in a
+    // transport-info with its ice-generation.
+    let bridge_session = offer
+        .bridge_session
+        .as_ref()
+        .expect("bridge-session in the offer")
+        .id
+        .clone();
+    let info = format!(
+        r#"<jingle xmlns="urn:xmpp:jingle:1" action="session-info" sid="{sid}"><bridge-session xmlns="http://jitsi.org/protocol/focus" id="{bridge_session}" ice-restart="true"/></jingle>"#,
+        sid = offer.sid
+    );
+    let focus_jid: signaling::xmpp::Jid = format!("{room}/focus").parse().unwrap();
+    alice
+        .client
+        .handle
+        .iq_set(focus_jid, el(&info), Duration::from_secs(10))
+        .await
+        .expect("ICE restart accepted");
+    let restart = alice.jingle("transport-info").await;
+    let t = restart
+        .content("audio")
+        .and_then(|c| c.transport.as_ref())
+        .expect("the bridge's transport");
+    let generation = t.ice_generation.expect("ice-generation");
+    assert!(generation >= 1);
+    assert!(t.ufrag.as_deref().is_some_and(|u| u.starts_with("standin")));
+    assert!(
+        requests.lock().unwrap().iter().any(|r| r
+            .endpoints
+            .iter()
+            .any(|e| e.id == "aaaa1111" && e.transport.as_ref().is_some_and(|t| t.ice_restart))),
+        "no COLIBRI2 ICE restart"
+    );
     assert_eq!(focus.stats()["participants"], 2);
 }

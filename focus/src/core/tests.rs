@@ -32,8 +32,14 @@ const CLIENT_FEATURES: &[&str] = &[
 
 /// The 2021 client's disco#info answer.
 fn client_disco() -> Element {
+    client_disco_with(&[])
+}
+
+/// The disco#info answer of a client advertising `extra` features on top of the 2021 client's.
+fn client_disco_with(extra: &[&str]) -> Element {
     let features: String = CLIENT_FEATURES
         .iter()
+        .chain(extra)
         .map(|f| format!(r#"<feature var="{f}"/>"#))
         .collect();
     el(&format!(
@@ -300,7 +306,12 @@ impl Harness {
     }
 
     fn join_member(&mut self, room: &str, nick: &str) {
-        let ver = caps::ver_of(&client_disco());
+        self.join_member_with(room, nick, &[]);
+    }
+
+    /// A member whose client advertises `extra` features on top of the 2021 client's (in its caps).
+    fn join_member_with(&mut self, room: &str, nick: &str, extra: &[&str]) {
+        let ver = caps::ver_of(&client_disco_with(extra));
         self.presence(&format!(
             r#"<presence xmlns="jabber:client" from="{room}/{nick}"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="participant" jid="{nick}@meet.example/res"/></x>
             <stats-id>stats-{nick}</stats-id><c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://jitsi.org/jitsi-meet" ver="{ver}"/></presence>"#

@@ -1,7 +1,8 @@
 //! A stand-in for **Jitsi's own JVB** on the signalling level, which cannot run on this machine (no
 //! Maven Central): a brewery occupant that records every COLIBRI2 request and answers with a
 //! syntactically valid transport whose candidate nobody serves, so ICE never completes and no media
-//! flows, plus the bridge's feedback sources (`jvb-a0`, `jvb-v0`) as JVB sends them. Media end to end
+//! flows, plus the bridge's feedback sources (`jvb-a0`, `jvb-v0`) as JVB sends them; an in-place ICE
+//! restart is answered with a new transport tagged `ice-generation`. Media end to end
 //! with our real bridge is what `BridgeProcess` is for.
 
 use std::sync::{Arc, Mutex};
@@ -66,6 +67,23 @@ fn answer(req: &ConferenceModify, n: usize) -> Element {
             sctp: Some(Sctp {
                 port: Some(5000),
                 role: None,
+            }),
+            ..Transport::default()
+        });
+        out.endpoints.push(e);
+    }
+    // An in-place ICE restart (as JVB with ICE connected): a new agent's transport, tagged with its
+    // generation (the request count: increasing).
+    for ep in req
+        .endpoints
+        .iter()
+        .filter(|e| e.transport.as_ref().is_some_and(|t| t.ice_restart))
+    {
+        let mut e = Endpoint::new(ep.id.clone());
+        e.transport = Some(Transport {
+            ice_udp: Some(IceUdpTransport {
+                ice_generation: Some(n as u32),
+                ..transport(n)
             }),
             ..Transport::default()
         });

@@ -22,24 +22,9 @@ const MODERN_FEATURES: &[&str] = &[
     "http://jitsi.org/rtp-mid-demux",
 ];
 
-fn disco_of(features: &[&str]) -> Element {
-    let vars: String = CLIENT_FEATURES
-        .iter()
-        .chain(features)
-        .map(|f| format!(r#"<feature var="{f}"/>"#))
-        .collect();
-    el(&format!(
-        r#"<query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="web" name="https://jitsi.org/jitsi-meet"/>{vars}</query>"#
-    ))
-}
-
 /// A member whose client advertises `extra` features on top of the 2021 client's.
 fn join_with(h: &mut Harness, nick: &str, extra: &[&str]) {
-    let ver = caps::ver_of(&disco_of(extra));
-    h.presence(&format!(
-        r#"<presence xmlns="jabber:client" from="{ROOM}/{nick}"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="participant" jid="{nick}@meet.example/res"/></x>
-        <stats-id>stats-{nick}</stats-id><c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://jitsi.org/jitsi-meet" ver="{ver}"/></presence>"#
-    ));
+    h.join_member_with(ROOM, nick, extra);
 }
 
 /// Answers pending disco#info requests with each member's own features.
@@ -50,15 +35,16 @@ fn answer_discos_with(h: &mut Harness, features: &[(&str, &[&str])]) {
             .iter()
             .find(|(n, _)| *n == nick)
             .map_or(&[][..], |(_, f)| *f);
-        h.respond(d.id, Ok(Some(disco_of(extra))));
+        h.respond(d.id, Ok(Some(client_disco_with(extra))));
     }
 }
 
-/// A conference of `members` (nick, extra features), every session initiated (not accepted).
-fn conference_of(
+/// A room of `members` (nick, extra features) whose features are known; returns the COLIBRI2
+/// allocations, taken out of the outputs before the bridge answered them.
+fn members_allocated(
     members: &[(&str, &[&str])],
     tweak: impl FnOnce(&mut CoreConfig),
-) -> (Harness, Vec<(String, Jingle)>) {
+) -> (Harness, Vec<Req>) {
     let mut h = Harness::with(tweak);
     h.add_bridge("jvb1", 0.1);
     h.create_room(ROOM);
@@ -66,6 +52,17 @@ fn conference_of(
         join_with(&mut h, n, f);
     }
     answer_discos_with(&mut h, members);
+    let allocs = h.requests(|r| r.payload.is("conference-modify", ns::COLIBRI2));
+    (h, allocs)
+}
+
+/// A conference of `members` (nick, extra features), every session initiated (not accepted).
+fn conference_of(
+    members: &[(&str, &[&str])],
+    tweak: impl FnOnce(&mut CoreConfig),
+) -> (Harness, Vec<(String, Jingle)>) {
+    let (mut h, allocs) = members_allocated(members, tweak);
+    h.put_back(allocs);
     h.answer_allocations();
     let inits = h.session_initiates();
     assert_eq!(inits.len(), members.len());
@@ -226,16 +223,8 @@ fn the_offer_and_the_allocation_carry_exactly_the_advertised_codecs() {
         c.codecs.av1.enabled = false;
         c.codecs.h264.enabled = false;
     };
-    let mut h = Harness::with(tweak);
-    h.add_bridge("jvb1", 0.1);
-    h.create_room(ROOM);
-    let members: [(&str, &[&str]); 2] = [(A, MODERN_FEATURES), (B, &[])];
-    for (n, f) in members {
-        join_with(&mut h, n, f);
-    }
-    answer_discos_with(&mut h, &members);
     // The COLIBRI2 allocations, read before they are answered.
-    let allocs = h.requests(|r| r.payload.is("conference-modify", ns::COLIBRI2));
+    let (mut h, allocs) = members_allocated(&[(A, MODERN_FEATURES), (B, &[])], tweak);
     let bridge_video: Vec<(String, Vec<(u8, String)>)> = allocs
         .iter()
         .map(|r| {
@@ -313,13 +302,7 @@ fn the_offer_and_the_allocation_carry_exactly_the_advertised_codecs() {
 #[test]
 fn ssrc_rewriting_clients_get_only_the_bridges_sources_in_a_mixed_conference() {
     // A: current client with SSRC rewriting; B: the 2021 client.
-    let mut h = Harness::new();
-    h.add_bridge("jvb1", 0.1);
-    h.create_room(ROOM);
-    join_with(&mut h, A, MODERN_FEATURES);
-    join_with(&mut h, B, &[]);
-    answer_discos_with(&mut h, &[(A, MODERN_FEATURES), (B, &[])]);
-    let allocs = h.requests(|r| r.payload.is("conference-modify", ns::COLIBRI2));
+    let (mut h, allocs) = members_allocated(&[(A, MODERN_FEATURES), (B, &[])], |_| {});
     let caps_of = |nick: &str| {
         allocs
             .iter()
@@ -445,16 +428,11 @@ fn ssrc_rewriting_off_in_the_focus_signals_sources_as_before() {
 #[test]
 fn mid_demux_is_asked_for_only_with_rewriting_the_feature_and_the_mid_extension() {
     let alloc_caps = |features: &'static [&'static str], mid: bool, demux: bool| {
-        let mut h = Harness::with(|c| {
+        let (_, allocs) = members_allocated(&[(A, features)], |c| {
             c.codecs.extensions.mid.enabled = mid;
             c.conference.use_rtp_mid_demux = demux;
             c.conference.min_participants = 1;
         });
-        h.add_bridge("jvb1", 0.1);
-        h.create_room(ROOM);
-        join_with(&mut h, A, features);
-        answer_discos_with(&mut h, &[(A, features)]);
-        let allocs = h.requests(|r| r.payload.is("conference-modify", ns::COLIBRI2));
         capabilities(&allocs[0].payload)
     };
     // JICOFO_ENABLE_MID=1 and a client with both flags.
@@ -528,9 +506,9 @@ fn names_video_types_owners_and_msids_are_relayed_unchanged_in_xml_and_json() {
               <feature var="urn:xmpp:jingle:apps:rtp:audio"/><feature var="urn:xmpp:jingle:apps:rtp:video"/>
               <feature var="urn:xmpp:jingle:transports:dtls-sctp:1"/><feature var="http://jitsi.org/source-name"/></query>"#)
         } else if nick == B {
-            disco_of(&["http://jitsi.org/source-name"])
+            client_disco_with(&["http://jitsi.org/source-name"])
         } else {
-            disco_of(MODERN_FEATURES)
+            client_disco_with(MODERN_FEATURES)
         };
         h.respond(d.id, Ok(Some(disco)));
     }
