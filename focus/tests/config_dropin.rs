@@ -55,7 +55,10 @@ fn defaults_are_the_upstream_jicofo_images() {
         (k.max_audio_senders, k.max_video_senders),
         (999_999, 999_999)
     );
-    assert!(k.strip_simulcast && k.use_ssrc_rewriting && k.use_json_encoded_sources);
+    assert!(k.strip_simulcast && k.use_json_encoded_sources);
+    // The one deliberate difference: SSRC rewriting (Jicofo: on) stays off until our bridge
+    // rewrites SSRCs, or rewriting clients would get no sources (focus/src/core/mod.rs).
+    assert!(!k.use_ssrc_rewriting);
     // use-rtp-mid-demux and enable-ice-restart (jicofo reference.conf); no docker variable.
     assert!(k.use_rtp_mid_demux && k.enable_ice_restart);
     assert!(k.enable_auto_owner);

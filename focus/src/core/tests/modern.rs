@@ -45,7 +45,11 @@ fn members_allocated(
     members: &[(&str, &[&str])],
     tweak: impl FnOnce(&mut CoreConfig),
 ) -> (Harness, Vec<Req>) {
-    let mut h = Harness::with(tweak);
+    // SSRC rewriting on, as Jicofo has it by default (ours waits for the bridge: core/mod.rs).
+    let mut h = Harness::with(|c| {
+        c.conference.use_ssrc_rewriting = true;
+        tweak(c);
+    });
     h.add_bridge("jvb1", 0.1);
     h.create_room(ROOM);
     for (n, f) in members {
@@ -493,7 +497,10 @@ fn initial_last_n_from_the_video_content_goes_to_the_bridge() {
 #[test]
 fn names_video_types_owners_and_msids_are_relayed_unchanged_in_xml_and_json() {
     // B reads JSON sources; C does not (no json-encoded-sources), so it gets XML.
-    let mut h = Harness::with(|c| c.conference.min_participants = 3);
+    let mut h = Harness::with(|c| {
+        c.conference.min_participants = 3;
+        c.conference.use_ssrc_rewriting = true;
+    });
     h.add_bridge("jvb1", 0.1);
     h.create_room(ROOM);
     join_with(&mut h, A, MODERN_FEATURES);
