@@ -604,6 +604,7 @@ fn control_plane_in_process_graceful_shutdown_waits_for_endpoints() {
         disable_xmpp: Some(true),
         rest_port: Some(0),
         shutdown_api: Some(true),
+        colibri_stats: Some(true),
         stats_interval: Some(Duration::from_millis(100)),
         shutting_down_delay: Some(Duration::from_millis(300)),
         ..Layer::default()
