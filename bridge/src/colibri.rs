@@ -593,7 +593,7 @@ mod tests {
         assert_eq!(a.sources[0].name.as_deref(), Some("jvb-a0"));
         assert_eq!(port.keys().count(), 1);
         assert_eq!(
-            crate::media::publish::export(&plane).conference_sizes,
+            crate::media::publish::export(&plane, Instant::now()).conference_sizes,
             vec![1]
         );
 
@@ -839,7 +839,7 @@ mod tests {
         assert!(plane.sfu.find_conference("m3").is_none());
         assert_eq!(port.keys().count(), 0);
         assert_eq!(
-            crate::media::publish::export(&plane).conferences_completed,
+            crate::media::publish::export(&plane, Instant::now()).conferences_completed,
             3
         );
     }

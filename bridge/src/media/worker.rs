@@ -66,7 +66,7 @@ impl MediaWorker {
     }
 
     fn export(&mut self, now: Instant) {
-        self.shared.publish(publish::export(&self.plane));
+        self.shared.publish(publish::export(&self.plane, now));
         self.next_export = now + STATS_EXPORT_INTERVAL;
     }
 }
