@@ -8,7 +8,7 @@ use bridge::sfu::av1::{DdSource, Structure};
 use bridge::sfu::vp9::descriptor::Descriptor;
 use bridge::sfu::{MediaKind, MediaSourceDesc};
 use signaling::rtp_description::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
-use signaling::sources::{Semantics, Source, SsrcGroup};
+use signaling::sources::{Semantics, SsrcGroup};
 
 /// Column `col` of the first packet lines of a capture in `bridge/src/sfu/testdata/`.
 pub fn captured(col: usize) -> Vec<Vec<u8>> {
@@ -160,21 +160,13 @@ pub fn av1_params() -> RtpParameters {
 /// Sources of an SVC endpoint `i`: audio and one video SSRC (the first of [`crate::ssrcs`]) with
 /// its RTX.
 pub fn svc_sources(id: &str, i: u32) -> Vec<MediaSourceDesc> {
-    let (a, sim, rtx) = crate::ssrcs(i);
-    vec![
-        MediaSourceDesc {
-            kind: MediaKind::Audio,
-            name: format!("{id}-a0"),
-            sources: vec![Source::named(a, &format!("{id}-a0"))],
-            groups: vec![],
-        },
-        MediaSourceDesc {
-            kind: MediaKind::Video,
-            name: format!("{id}-v0"),
-            sources: vec![Source::new(sim[0]), Source::new(rtx[0])],
-            groups: vec![SsrcGroup::new(Semantics::Fid, vec![sim[0], rtx[0]])],
-        },
-    ]
+    let (_, sim, rtx) = crate::ssrcs(i);
+    let mut v = crate::sources(id, i);
+    for d in v.iter_mut().filter(|d| d.kind == MediaKind::Video) {
+        d.sources.retain(|x| x.ssrc == sim[0] || x.ssrc == rtx[0]);
+        d.groups = vec![SsrcGroup::new(Semantics::Fid, vec![sim[0], rtx[0]])];
+    }
+    v
 }
 
 /// Where a packet of [`av1_rtp`] keeps its Dependency Descriptor's frame number.

@@ -44,25 +44,13 @@ fn svc_params() -> RtpParameters {
 /// One SVC video source (one SSRC b+10 and its RTX b+20) and audio.
 fn svc_sources(id: &str, b: u32) -> Vec<MediaSourceDesc> {
     let s = ssrcs(b);
-    let mut video = vec![
-        Source::named(s.sim[0], &format!("{id}-v0")),
-        Source::named(s.rtx[0], &format!("{id}-v0")),
-    ];
-    video[0].owner = Some(id.into());
-    vec![
-        MediaSourceDesc {
-            kind: MediaKind::Audio,
-            name: format!("{id}-a0"),
-            sources: vec![Source::named(s.audio, &format!("{id}-a0"))],
-            groups: vec![],
-        },
-        MediaSourceDesc {
-            kind: MediaKind::Video,
-            name: format!("{id}-v0"),
-            sources: video,
-            groups: vec![SsrcGroup::new(Semantics::Fid, vec![s.sim[0], s.rtx[0]])],
-        },
-    ]
+    let mut v = sources(id, b);
+    for d in v.iter_mut().filter(|d| d.kind == MediaKind::Video) {
+        d.sources
+            .retain(|x| x.ssrc == s.sim[0] || x.ssrc == s.rtx[0]);
+        d.groups = vec![SsrcGroup::new(Semantics::Fid, vec![s.sim[0], s.rtx[0]])];
+    }
+    v
 }
 
 /// An RTP packet with two-byte extensions (the descriptor with a structure exceeds 16 bytes).
