@@ -42,9 +42,12 @@ use crate::sfu::{
     ConferenceHandle, EndpointParams, EndpointUpdate, FeedbackSources, ForceMute, MediaKind,
     MediaSourceDesc, SfuError,
 };
-use crate::transport::signal::{local_transport, remote_candidates, remote_transport};
+use crate::transport::signal::{
+    candidate_allowed, local_transport, remote_candidates, remote_transport,
+};
 use crate::transport::{
-    EndpointTransport, IceConfig, IceCredentials, IceMode, PortState, TransportConfig,
+    EndpointTransport, IceConfig, IceCredentials, IceMode, PortState, RemoteCandidate,
+    TransportConfig,
 };
 
 /// The SCTP port of the bridge channel (both sides), as WebRTC data channels use.
@@ -235,8 +238,10 @@ fn endpoint(
             None => return Err(Error::unknown_endpoint(&e.id)),
         }
     };
+    sync_ssrc_filters(plane, port, conf);
     if let Some(t) = e.transport.as_ref().and_then(|t| t.ice_udp.as_ref()) {
-        apply_remote_transport(port, now, key, &e.id, t)?;
+        let on_loopback = plane.env.bound.ip().is_loopback();
+        apply_remote_transport(port, now, key, &e.id, t, on_loopback)?;
     }
     if e.transport.as_ref().is_some_and(|t| t.ice_restart) {
         // Answering without a transport tells the focus the restart did not happen (it re-invites).
@@ -247,6 +252,16 @@ fn endpoint(
         answer.transport = Some(local_answer(plane, port, key, e)?);
     }
     Ok(answer)
+}
+
+/// Tells every endpoint transport of `conf` which SSRCs it may decrypt: the sources the
+/// conference accepted from it. All of them, as a claim can move an SSRC between endpoints.
+fn sync_ssrc_filters(plane: &Plane, port: &mut PortState<Key>, conf: ConferenceHandle) {
+    for h in plane.sfu.endpoints(conf) {
+        if let Some(ep) = port.endpoint_mut(&h) {
+            ep.set_signalled_ssrcs(plane.sfu.endpoint_ssrcs(h));
+        }
+    }
 }
 
 fn create_endpoint(
@@ -399,16 +414,27 @@ fn apply_remote_transport(
     key: Key,
     id: &str,
     t: &IceUdpTransport,
+    bridge_on_loopback: bool,
 ) -> Result<(), Error> {
     let Some(ep) = port.endpoint_mut(&key) else {
         return Err(Error::unknown_endpoint(id));
     };
+    let keep = |c: &RemoteCandidate| {
+        let ok = candidate_allowed(&c.addr, bridge_on_loopback);
+        if !ok {
+            tracing::info!(endpoint = id, candidate = %c.addr, "remote candidate ignored");
+        }
+        ok
+    };
     if t.ufrag.is_some() && t.pwd.is_some() {
-        let remote = remote_transport(t)
+        let mut remote = remote_transport(t)
             .map_err(|err| Error::bad_request(&format!("endpoint {id}: {err}")))?;
+        remote.candidates.retain(keep);
         ep.set_remote(now, remote);
     } else if !t.candidates.is_empty() {
-        ep.add_remote_candidates(now, &remote_candidates(&t.candidates));
+        let mut candidates = remote_candidates(&t.candidates);
+        candidates.retain(keep);
+        ep.add_remote_candidates(now, &candidates);
     }
     Ok(())
 }
@@ -439,7 +465,7 @@ fn local_answer(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::media::{MediaEnv, MediaSettings};
     use crate::random::TokenRng;
@@ -450,7 +476,7 @@ mod tests {
     use signaling::sources::{Semantics, SsrcGroup};
     use signaling::xml::XmlElement;
 
-    fn setup() -> (Plane, PortState<Key>) {
+    pub(crate) fn setup() -> (Plane, PortState<Key>) {
         let settings = MediaSettings {
             bind: "127.0.0.1:10000".parse().unwrap(),
             advertise_ips: vec!["203.0.113.9".parse().unwrap()],
@@ -469,7 +495,7 @@ mod tests {
         )
     }
 
-    fn media() -> Vec<colibri2::Media> {
+    pub(crate) fn media() -> Vec<colibri2::Media> {
         vec![
             colibri2::Media {
                 media_type: MediaType::Audio,
@@ -495,7 +521,7 @@ mod tests {
         ]
     }
 
-    fn new_endpoint(id: &str) -> Endpoint {
+    pub(crate) fn new_endpoint(id: &str) -> Endpoint {
         Endpoint {
             create: true,
             media: media(),
@@ -522,7 +548,7 @@ mod tests {
         }
     }
 
-    fn req(meeting: &str, create: bool, endpoints: Vec<Endpoint>) -> ConferenceModify {
+    pub(crate) fn req(meeting: &str, create: bool, endpoints: Vec<Endpoint>) -> ConferenceModify {
         ConferenceModify {
             create,
             name: Some("room@conference.meet.example".into()),
@@ -604,6 +630,35 @@ mod tests {
         assert!(m.sources.is_none());
         assert!(m.endpoint("ab12cd34").unwrap().transport.is_none());
         assert_eq!(plane.sfu.stats().sources, 2);
+    }
+
+    /// Every endpoint's transport decrypts only the SSRCs the conference accepted from it (RTX
+    /// included), from its creation on; a source update replaces them.
+    #[test]
+    fn transports_filter_the_signalled_ssrcs() {
+        let (mut plane, mut port) = setup();
+        run(
+            &mut plane,
+            &mut port,
+            &req("m1", true, vec![new_endpoint("a")]),
+        )
+        .unwrap();
+        let key = plane
+            .sfu
+            .find_endpoint(plane.sfu.find_conference("m1").unwrap(), "a");
+        let signalled = |port: &PortState<Key>| {
+            let ep = port.endpoint(&key.unwrap()).unwrap();
+            ep.ssrc_filter().map(|f| f.signalled().to_vec())
+        };
+        assert_eq!(signalled(&port), Some(vec![]));
+        let mut upd = Endpoint::new("a");
+        upd.sources = Some(sources("a", 11, 22, 23));
+        run(&mut plane, &mut port, &req("m1", false, vec![upd])).unwrap();
+        assert_eq!(signalled(&port), Some(vec![11, 22, 23]));
+        let mut upd = Endpoint::new("a");
+        upd.sources = Some(sources("a", 12, 22, 23));
+        run(&mut plane, &mut port, &req("m1", false, vec![upd])).unwrap();
+        assert_eq!(signalled(&port), Some(vec![12, 22, 23]));
     }
 
     fn expect_err(

@@ -34,9 +34,9 @@ pub mod ws;
 
 pub use env::MediaEnv;
 pub use handle::MediaHandle;
-pub use plane::{Key, Plane, ShellConference, ShellEndpoint, Traffic, WsSender};
+pub use plane::{Key, Plane, ShellConference, ShellEndpoint, Traffic};
 pub use publish::{MediaStats, STATS_EXPORT_INTERVAL};
 pub use service::{HEALTH_COMPONENT, MediaPlane};
 pub use settings::MediaSettings;
 pub use worker::MediaCommand;
-pub use ws::WsRefusal;
+pub use ws::{WsConn, WsDirectory, WsRefusal, WsSocket};

@@ -1460,3 +1460,66 @@ fn the_timer_table_stays_small_while_every_endpoint_sends() {
     // Nothing is due that did not run.
     assert!(h.sfu.poll_timeout().is_some_and(|t| t > h.now));
 }
+
+/// One sender flooding `EndpointMessage`s: the burst is relayed, the rest dropped and counted
+/// until the budget refills; other senders are not affected.
+#[test]
+fn relayed_messages_are_rate_limited_per_sender() {
+    use crate::sfu::rate::{RELAY_MESSAGE_BURST, RELAY_MESSAGES_PER_SEC};
+    let (mut h, [a, b, c]) = three();
+    let mut relayed = 0;
+    for i in 0..1000 {
+        let out = h.msg(
+            a,
+            json!({"colibriClass":"EndpointMessage","to":"","msgPayload":{"i":i}}),
+        );
+        relayed += texts_to(&out, b).len();
+    }
+    assert_eq!(relayed, RELAY_MESSAGE_BURST as usize);
+    assert_eq!(
+        h.drop_count(DropReason::ChannelRateLimited),
+        1000 - u64::from(RELAY_MESSAGE_BURST)
+    );
+    // Another sender still gets through, stats included.
+    let out = h.msg(
+        c,
+        json!({"colibriClass":"EndpointStats","bitrate":{"upload":100}}),
+    );
+    assert_eq!(texts_to(&out, b).len(), 1);
+    // A second later, the sustained rate.
+    h.advance(Duration::from_secs(1));
+    let mut relayed = 0;
+    for _ in 0..1000 {
+        let out = h.msg(
+            a,
+            json!({"colibriClass":"EndpointStats","bitrate":{"upload":100}}),
+        );
+        relayed += texts_to(&out, b).len();
+    }
+    assert_eq!(relayed, RELAY_MESSAGES_PER_SEC as usize);
+}
+
+/// A `VideoTypeMessage` that changes nothing runs no allocation; one that changes the type does.
+#[test]
+fn a_repeated_video_type_does_not_reallocate() {
+    let (mut h, [a, ..]) = three();
+    let allocations = |h: &H| h.sfu.counters().get(Stat::Allocations);
+    h.msg(
+        a,
+        json!({"colibriClass":"VideoTypeMessage","videoType":"desktop"}),
+    );
+    let after_change = allocations(&h);
+    for _ in 0..10 {
+        h.msg(
+            a,
+            json!({"colibriClass":"VideoTypeMessage","videoType":"desktop"}),
+        );
+    }
+    assert_eq!(allocations(&h), after_change);
+    let before = allocations(&h);
+    h.msg(
+        a,
+        json!({"colibriClass":"VideoTypeMessage","videoType":"camera"}),
+    );
+    assert!(allocations(&h) > before);
+}

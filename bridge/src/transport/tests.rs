@@ -411,3 +411,85 @@ fn the_dtls_handshake_survives_any_single_lost_datagram() {
         "(client→server?, lost datagram, done, took): {stuck:?}"
     );
 }
+
+/// A connected call, then `n` SRTP and SRTCP packets from the participant's validated address
+/// with random SSRCs and bad tags. Returns the bytes the server kept (this thread's allocation
+/// balance) and the server's counters.
+fn flood_random_ssrcs(filter: bool, n: u32) -> (isize, Arc<DropCounters>, Link) {
+    let mut l = Link::new(5, TransportConfig::client(), TransportConfig::default());
+    l.run_until(
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+        &mut no_loss,
+        Link::up,
+    );
+    assert!(l.up());
+    if filter {
+        l.server.set_signalled_ssrcs([42, 43]);
+    }
+    // Warm up the legitimate streams (their contexts exist before we measure).
+    let rtp = [0x80u8, 100, 0, 9, 0, 0, 0, 1, 0, 0, 0, 42, 7, 7, 7];
+    l.client.send_rtp(&rtp).unwrap();
+    l.step(&mut no_loss);
+    let mut x = TransportRng::seeded(99);
+    let mut pkt = [0u8; 120];
+    let now = l.now;
+    let before = crate::test_alloc::live_bytes();
+    for i in 0..n {
+        for b in pkt.iter_mut() {
+            *b = x.next_u32() as u8;
+        }
+        if i % 2 == 0 {
+            pkt[0] = 0x80; // RTP, no CSRC, no extension
+            pkt[1] = 100;
+        } else {
+            pkt[0] = 0x80;
+            pkt[1] = 201; // RTCP RR: the sender SSRC at 4..8
+        }
+        l.server.handle_datagram(now, addr(CLIENT), &pkt);
+    }
+    let kept = crate::test_alloc::live_bytes() - before;
+    let counters = l.server_counters.clone();
+    (kept, counters, l)
+}
+
+/// Random-SSRC SRTP/SRTCP with bad tags from an authenticated participant's address: with the
+/// filter on (the bridge's endpoints) nothing reaches rtc-srtp, so its per-SSRC state does not
+/// grow, and every packet is counted; the signalled stream keeps flowing. Without the filter
+/// (control) the same flood keeps hundreds of bytes per packet.
+#[test]
+fn random_ssrc_srtp_is_dropped_before_decryption_without_growing_memory() {
+    use super::counters::DropReason;
+    use super::ssrc_filter::MAX_UNSIGNALLED_RTCP_SSRCS;
+    const N: u32 = 20_000;
+    let (kept, counters, mut l) = flood_random_ssrcs(true, N);
+    assert!(kept < 16 * 1024, "kept {kept} bytes for {N} packets");
+    let unsignalled = counters.get(DropReason::SsrcUnsignalled);
+    let auth = counters.get(DropReason::SrtpAuth);
+    // Only the few RTCP senders the filter admits unsignalled reached decryption (and failed).
+    assert_eq!(auth, MAX_UNSIGNALLED_RTCP_SSRCS as u64);
+    assert_eq!(
+        unsignalled + auth,
+        u64::from(N),
+        "{:?}",
+        counters.snapshot()
+    );
+    let admitted = l.server.ssrc_filter().map(|f| f.admitted());
+    assert_eq!(admitted, Some(1 + MAX_UNSIGNALLED_RTCP_SSRCS));
+    // The signalled stream still gets through.
+    l.server_events.clear();
+    let rtp = [0x80u8, 100, 0, 10, 0, 0, 0, 2, 0, 0, 0, 42, 7, 7, 7];
+    l.client.send_rtp(&rtp).unwrap();
+    l.step(&mut no_loss);
+    assert!(
+        l.server_events
+            .contains(&TransportEvent::Rtp(BytesMut::from(&rtp[..])))
+    );
+
+    let (kept_unfiltered, counters, _) = flood_random_ssrcs(false, N);
+    assert_eq!(counters.get(DropReason::SrtpAuth), u64::from(N));
+    assert!(
+        kept_unfiltered > 100 * N as isize,
+        "control: {kept_unfiltered} bytes kept without the filter"
+    );
+}
