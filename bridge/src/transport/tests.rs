@@ -493,3 +493,45 @@ fn random_ssrc_srtp_is_dropped_before_decryption_without_growing_memory() {
         "control: {kept_unfiltered} bytes kept without the filter"
     );
 }
+
+/// A receiver that never reads (its SCTP acknowledges nothing): the bridge's side queues at most
+/// `MAX_CHANNEL_BACKLOG` bytes of bridge-channel messages and refuses the rest.
+#[test]
+fn a_receiver_that_never_reads_costs_at_most_the_channel_backlog() {
+    use super::endpoint::{MAX_CHANNEL_BACKLOG, SendError};
+    let mut l = Link::new(11, TransportConfig::client(), TransportConfig::default());
+    l.run_until(
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+        &mut no_loss,
+        Link::up,
+    );
+    assert!(l.up());
+    let msg = format!(
+        r#"{{"colibriClass":"EndpointMessage","msgPayload":"{}"}}"#,
+        "x".repeat(4000)
+    );
+    let (mut sent, mut refused) = (0usize, 0usize);
+    let before = crate::test_alloc::live_bytes();
+    for _ in 0..2000 {
+        let now = l.now;
+        match l.server.send_data_message(now, &msg) {
+            Ok(()) => sent += 1,
+            Err(SendError::Backlogged) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        // The client never gets anything: nothing is acknowledged.
+        while l.server.poll_transmit().is_some() {}
+        l.now += Duration::from_millis(1);
+        l.server.handle_timeout(l.now);
+    }
+    let kept = crate::test_alloc::live_bytes() - before;
+    assert!(sent * msg.len() <= MAX_CHANNEL_BACKLOG, "{sent} sent");
+    assert!(sent >= MAX_CHANNEL_BACKLOG / msg.len() - 1, "{sent} sent");
+    assert_eq!(sent + refused, 2000);
+    // What the server holds is about the backlog (SCTP chunks and bookkeeping), not 8 MB.
+    assert!(
+        kept < 2 * MAX_CHANNEL_BACKLOG as isize,
+        "kept {kept} bytes for {sent} queued messages"
+    );
+}
