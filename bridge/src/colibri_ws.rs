@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use crate::media::handle::MediaHandle;
 use crate::media::plane::Key;
 use crate::media::worker::MediaCommand;
-use crate::media::ws::{WsDirectory, WsOut, WsRefusal, WsSocket, ws_pair};
+use crate::media::ws_link::{CLOSE_EXPIRED, WsDirectory, WsOut, WsRefusal, WsSocket, ws_pair};
 
 /// Keepalive ping period (JVB: 15 s).
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
@@ -159,7 +159,7 @@ async fn run_socket(socket: WebSocket, key: Key, mut worker: WsSocket, media: Me
                     break;
                 }
                 None => {
-                    close = Some((crate::media::ws::CLOSE_EXPIRED, "endpoint expired"));
+                    close = Some((CLOSE_EXPIRED, "endpoint expired"));
                     break;
                 }
             },

@@ -25,7 +25,7 @@ use crate::sfu::{
 use crate::transport::{PortState, SendError, TransportEvent as NetEvent};
 
 use super::env::MediaEnv;
-use super::ws::{WsConn, WsDirectory};
+use super::ws_link::{WsConn, WsDirectory};
 
 /// The endpoint key of the port and of the shell's tables: the sfu's handle (Copy + Hash), so no
 /// string lookups per packet.

@@ -24,7 +24,7 @@ use super::plane::{Key, Plane};
 use super::publish::MediaStats;
 use super::settings::MediaSettings;
 use super::worker::{MediaCommand, MediaWorker};
-use super::ws::WsDirectory;
+use super::ws_link::WsDirectory;
 
 /// The health component name of the UDP port.
 pub const HEALTH_COMPONENT: &str = "udp";

@@ -19,7 +19,7 @@ use crate::transport::{PortHandler, PortState, TransportEvent as NetEvent};
 
 use super::plane::{Key, Plane};
 use super::publish::{self, MediaStats, STATS_EXPORT_INTERVAL};
-use super::ws::{WsConn, WsRefusal};
+use super::ws_link::{WsConn, WsRefusal};
 
 /// Requests into a media worker.
 pub enum MediaCommand {
