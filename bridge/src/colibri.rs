@@ -495,6 +495,14 @@ pub(crate) mod tests {
         )
     }
 
+    /// [`setup`] with conference `m1` holding endpoint `a`.
+    fn setup_with_a() -> (Plane, PortState<Key>) {
+        let (mut plane, mut port) = setup();
+        let create = req("m1", true, vec![new_endpoint("a")]);
+        run(&mut plane, &mut port, &create).unwrap();
+        (plane, port)
+    }
+
     pub(crate) fn media() -> Vec<colibri2::Media> {
         vec![
             colibri2::Media {
@@ -636,13 +644,7 @@ pub(crate) mod tests {
     /// included), from its creation on; a source update replaces them.
     #[test]
     fn transports_filter_the_signalled_ssrcs() {
-        let (mut plane, mut port) = setup();
-        run(
-            &mut plane,
-            &mut port,
-            &req("m1", true, vec![new_endpoint("a")]),
-        )
-        .unwrap();
+        let (mut plane, mut port) = setup_with_a();
         let key = plane
             .sfu
             .find_endpoint(plane.sfu.find_conference("m1").unwrap(), "a");
@@ -676,13 +678,7 @@ pub(crate) mod tests {
 
     #[test]
     fn error_rules() {
-        let (mut plane, mut port) = setup();
-        run(
-            &mut plane,
-            &mut port,
-            &req("m1", true, vec![new_endpoint("a")]),
-        )
-        .unwrap();
+        let (mut plane, mut port) = setup_with_a();
         // Duplicate conference.
         expect_err(
             run(&mut plane, &mut port, &req("m1", true, vec![])),
@@ -802,13 +798,7 @@ pub(crate) mod tests {
 
     #[test]
     fn graceful_shutdown_refuses_new_conferences_only() {
-        let (mut plane, mut port) = setup();
-        run(
-            &mut plane,
-            &mut port,
-            &req("m1", true, vec![new_endpoint("a")]),
-        )
-        .unwrap();
+        let (mut plane, mut port) = setup_with_a();
         let refused = conference_modify(
             &mut plane,
             &mut port,
@@ -834,13 +824,7 @@ pub(crate) mod tests {
 
     #[test]
     fn expiry_rules() {
-        let (mut plane, mut port) = setup();
-        run(
-            &mut plane,
-            &mut port,
-            &req("m1", true, vec![new_endpoint("a")]),
-        )
-        .unwrap();
+        let (mut plane, mut port) = setup_with_a();
         run(
             &mut plane,
             &mut port,
@@ -901,13 +885,7 @@ pub(crate) mod tests {
 
     #[test]
     fn transport_update_starts_ice() {
-        let (mut plane, mut port) = setup();
-        run(
-            &mut plane,
-            &mut port,
-            &req("m1", true, vec![new_endpoint("a")]),
-        )
-        .unwrap();
+        let (mut plane, mut port) = setup_with_a();
         let key = *port.keys().next().unwrap();
         assert_eq!(
             port.endpoint(&key).unwrap().ice_state(),

@@ -789,6 +789,19 @@ fn parse_answer(endpoint: &str, sdp: &str) -> Result<(IceUdpTransport, PeerSourc
 // ------------------------------------------------------------------------------------------------
 // Bad input
 
+/// A connectivity check with the endpoint's bridge-side credentials (what the endpoint's peer
+/// sends): it makes the sending address an ICE-validated one of that endpoint.
+fn authenticated_check(ufrag: &str, pwd: &str, transaction_id: [u8; 12]) -> Vec<u8> {
+    let mut check = Vec::new();
+    Builder::new(&mut check, Class::Request, METHOD_BINDING, &transaction_id)
+        .username(&format!("{ufrag}:peer"))
+        .priority(1)
+        .ice_controlled(1)
+        .integrity(pwd.as_bytes())
+        .fingerprint();
+    check
+}
+
 /// Garbage, truncated STUN/DTLS/RTP, unknown-address packets and wrong-credential STUN thrown at
 /// the bridge's UDP port; `ufrag`/`pwd` are one endpoint's bridge-side credentials (the focus
 /// knows them from the COLIBRI2 answer).
@@ -819,13 +832,7 @@ async fn throw_garbage(port: SocketAddr, ufrag: &str, pwd: &str) -> Result<()> {
     sock.send_to(&rtp, port).await?;
     // Authenticate this socket as an extra address of the endpoint (an attacker on the path could
     // not), then send broken DTLS/SRTP from it: dropped by the endpoint's DTLS and SRTP layers.
-    let mut good = Vec::new();
-    Builder::new(&mut good, Class::Request, METHOD_BINDING, &[9; 12])
-        .username(&format!("{ufrag}:evil"))
-        .priority(1)
-        .ice_controlled(1)
-        .integrity(pwd.as_bytes())
-        .fingerprint();
+    let good = authenticated_check(ufrag, pwd, [9; 12]);
     sock.send_to(&good, port).await?;
     let mut buf = [0u8; 1500];
     let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf)).await??;
@@ -1427,13 +1434,7 @@ async fn garbage_flood(
     // An address ICE-validated for endpoint A (what an attacker who can spoof A's address gets):
     // its forged SRTP reaches A's SRTP layer.
     let srtp_from = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let mut check = Vec::new();
-    Builder::new(&mut check, Class::Request, METHOD_BINDING, &[0x42; 12])
-        .username(&format!("{ufrag}:flood"))
-        .priority(1)
-        .ice_controlled(1)
-        .integrity(pwd.as_bytes())
-        .fingerprint();
+    let check = authenticated_check(ufrag, pwd, [0x42; 12]);
     srtp_from.send_to(&check, port).await?;
     let mut b = [0u8; 1500];
     tokio::time::timeout(Duration::from_secs(2), srtp_from.recv_from(&mut b)).await??;

@@ -575,31 +575,15 @@ mod tests {
         let _ = st.send_rtp(&3, &[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert!(st.endpoints[&3].dirty && !st.endpoints[&3].timer_dirty);
     }
-}
-
-#[cfg(test)]
-mod learning_tests {
-    use super::*;
-    use crate::transport::{
-        DropReason, DtlsIdentity, IceCredentials, RemoteCandidate, RemoteTransport, TransportConfig,
-    };
 
     /// Sending checks to a participant-chosen candidate teaches the demux nothing: media from
     /// that address is refused as unknown, an answer with a wrong integrity is routed (by its
     /// transaction id) but still teaches nothing; only an endpoint's authenticated STUN would.
     #[test]
     fn addresses_are_not_learnt_from_transmits_or_unauthenticated_answers() {
-        let counters = Arc::new(DropCounters::new());
-        let identity = DtlsIdentity::generate().unwrap();
-        let mut st: PortState<u32> = PortState::new(counters.clone());
-        let ep = EndpointTransport::new(
-            IceCredentials::random(),
-            &identity,
-            TransportConfig::default(),
-            counters.clone(),
-        )
-        .unwrap();
-        st.add_endpoint(1, ep);
+        use crate::transport::{DropReason, RemoteCandidate, RemoteTransport};
+        let mut st = state_with(2);
+        let counters = Arc::clone(st.counters());
         let x = SocketAddr::from(([192, 0, 2, 9], 5000));
         let now = Instant::now();
         st.endpoint_mut(&1).unwrap().set_remote(

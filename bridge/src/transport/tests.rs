@@ -204,19 +204,7 @@ fn no_loss(_: bool, _: usize) -> bool {
 
 /// Connects, exchanges media and channel messages both ways, then idles 12 s (consent checks).
 fn call(seed: u64) -> Link {
-    let mut l = Link::new(seed, TransportConfig::client(), TransportConfig::default());
-    l.run_until(
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-        &mut no_loss,
-        Link::up,
-    );
-    assert!(
-        l.up(),
-        "client {:?}\nserver {:?}",
-        l.client_events,
-        l.server_events
-    );
+    let mut l = connected(seed);
     // Each side: ICE, then DTLS (GCM, Chromium's first choice), then the bridge channel.
     for (events, peer) in [(&l.client_events, SERVER), (&l.server_events, CLIENT)] {
         assert_eq!(
@@ -412,18 +400,29 @@ fn the_dtls_handshake_survives_any_single_lost_datagram() {
     );
 }
 
-/// A connected call, then `n` SRTP and SRTCP packets from the participant's validated address
-/// with random SSRCs and bad tags. Returns the bytes the server kept (this thread's allocation
-/// balance) and the server's counters.
-fn flood_random_ssrcs(filter: bool, n: u32) -> (isize, Arc<DropCounters>, Link) {
-    let mut l = Link::new(5, TransportConfig::client(), TransportConfig::default());
+/// A client and a server connected (ICE, DTLS, SCTP) with seed `seed`.
+fn connected(seed: u64) -> Link {
+    let mut l = Link::new(seed, TransportConfig::client(), TransportConfig::default());
     l.run_until(
         Duration::from_secs(5),
         Duration::from_secs(1),
         &mut no_loss,
         Link::up,
     );
-    assert!(l.up());
+    assert!(
+        l.up(),
+        "client {:?}\nserver {:?}",
+        l.client_events,
+        l.server_events
+    );
+    l
+}
+
+/// A connected call, then `n` SRTP and SRTCP packets from the participant's validated address
+/// with random SSRCs and bad tags. Returns the bytes the server kept (this thread's allocation
+/// balance) and the server's counters.
+fn flood_random_ssrcs(filter: bool, n: u32) -> (isize, Arc<DropCounters>, Link) {
+    let mut l = connected(5);
     if filter {
         l.server.set_signalled_ssrcs([42, 43]);
     }
@@ -499,14 +498,7 @@ fn random_ssrc_srtp_is_dropped_before_decryption_without_growing_memory() {
 #[test]
 fn a_receiver_that_never_reads_costs_at_most_the_channel_backlog() {
     use super::endpoint::{MAX_CHANNEL_BACKLOG, SendError};
-    let mut l = Link::new(11, TransportConfig::client(), TransportConfig::default());
-    l.run_until(
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-        &mut no_loss,
-        Link::up,
-    );
-    assert!(l.up());
+    let mut l = connected(11);
     let msg = format!(
         r#"{{"colibriClass":"EndpointMessage","msgPayload":"{}"}}"#,
         "x".repeat(4000)
