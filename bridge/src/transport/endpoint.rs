@@ -32,6 +32,11 @@ use super::ssrc_filter::{FilterDrop, SsrcFilter};
 /// refused ([`SendError::Backlogged`]), so a receiver that stops reading costs at most this.
 pub const MAX_CHANNEL_BACKLOG: usize = 1024 * 1024;
 
+/// A STUN transaction id that makes [`EndpointTransport::handle_datagram`] panic (unit tests of
+/// the port's fault isolation).
+#[cfg(test)]
+pub(crate) const TEST_PANIC_TRANSACTION: [u8; 12] = [0xDE; 12];
+
 /// Per-endpoint transport configuration.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
@@ -311,6 +316,10 @@ impl EndpointTransport {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if self.failed {
             return;
+        }
+        #[cfg(test)]
+        if data.get(8..20) == Some(&TEST_PANIC_TRANSACTION[..]) {
+            panic!("injected by a test");
         }
         match classify(data) {
             PacketKind::Stun => {

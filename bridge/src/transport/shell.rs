@@ -627,4 +627,37 @@ mod tests {
         stray[8] ^= 0xFF;
         assert_eq!(st.handle_datagram(now, x, &stray), None);
     }
+
+    /// A transport that panics on a datagram is removed and reported; the port and the other
+    /// endpoints carry on. Without the isolation the panic unwinds out of the port's task.
+    #[test]
+    fn a_panicking_transport_is_removed_and_reported() {
+        use crate::transport::endpoint::TEST_PANIC_TRANSACTION;
+        use crate::transport::stun::{Builder, Class, METHOD_BINDING};
+        let mut st = state_with(2);
+        let ufrag = st.endpoint(&0).unwrap().local_credentials().ufrag.clone();
+        let mut poison = Vec::new();
+        Builder::new(
+            &mut poison,
+            Class::Request,
+            METHOD_BINDING,
+            &TEST_PANIC_TRANSACTION,
+        )
+        .username(&format!("{ufrag}:x"))
+        .fingerprint();
+        let from = SocketAddr::from(([192, 0, 2, 1], 4000));
+        assert_eq!(st.handle_datagram(Instant::now(), from, &poison), None);
+        assert_eq!(st.take_faulted(), vec![0]);
+        assert!(st.endpoint(&0).is_none());
+        assert!(st.endpoint(&1).is_some());
+        // Its ufrag routes nowhere now; the other endpoint still gets its datagrams.
+        assert_eq!(st.handle_datagram(Instant::now(), from, &poison), None);
+        assert!(st.take_faulted().is_empty());
+        let ufrag1 = st.endpoint(&1).unwrap().local_credentials().ufrag.clone();
+        let mut check = Vec::new();
+        Builder::new(&mut check, Class::Request, METHOD_BINDING, &[1; 12])
+            .username(&format!("{ufrag1}:x"))
+            .fingerprint();
+        assert_eq!(st.handle_datagram(Instant::now(), from, &check), Some(1));
+    }
 }
