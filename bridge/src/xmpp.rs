@@ -139,7 +139,7 @@ impl XmppClients {
             Health::Degraded("connecting to XMPP".into()),
         );
         // Not XMPP_DOMAIN: that is where anonymous clients log in.
-        let trusted = vec![config.auth_domain.clone()];
+        let trusted = config.trusted_domains.clone();
         let mut handles = Vec::new();
         let mut tasks = Vec::new();
         for (i, server) in config.servers.iter().enumerate() {
