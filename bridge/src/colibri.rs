@@ -67,6 +67,10 @@ pub fn conference_modify(
         Some(c) => c,
         None => create_conference(plane, now, req, admission)?,
     };
+    #[cfg(test)]
+    if req.meeting_id == TEST_PANIC_MEETING {
+        panic!("injected by a test");
+    }
     validate(req)?;
     if req.connects.as_ref().is_some_and(|c| !c.is_empty()) {
         tracing::warn!(
@@ -231,7 +235,10 @@ fn endpoint(
     } else {
         match plane.sfu.find_endpoint(conf, &e.id) {
             Some(h) => {
-                update_endpoint(plane, port, now, h, e)?;
+                let updated = update_endpoint(plane, port, now, h, e);
+                // Even a refused update may have changed SSRC claims: keep the filters in step.
+                sync_ssrc_filters(plane, port, conf);
+                updated?;
                 (h, false)
             }
             None if ignore_unknown => return Ok(Endpoint::new(e.id.clone())),
@@ -253,6 +260,11 @@ fn endpoint(
     }
     Ok(answer)
 }
+
+/// A meeting id whose request panics after its conference was created (unit tests of the media
+/// worker's fault isolation).
+#[cfg(test)]
+pub(crate) const TEST_PANIC_MEETING: &str = "test-panic-meeting";
 
 /// Tells every endpoint transport of `conf` which SSRCs it may decrypt: the sources the
 /// conference accepted from it. All of them, as a claim can move an SSRC between endpoints.

@@ -302,4 +302,30 @@ mod tests {
         let sample = publish::export(&w.plane);
         assert_eq!(sample.dropped_packets.get("handler_panic"), Some(&1));
     }
+
+    /// A COLIBRI2 request that panics (after creating its conference) gets no answer (the XMPP
+    /// side replies with an error), its conference is removed, and the worker keeps serving.
+    #[test]
+    fn a_panicking_colibri2_request_is_isolated() {
+        use crate::colibri::TEST_PANIC_MEETING;
+        let (plane, mut port) = setup();
+        let stats = Arc::new(MediaStats::new(Arc::clone(&plane.env.counters)));
+        let mut w = MediaWorker::new(plane, stats, Instant::now());
+        colibri(&mut w, &mut port, req("m2", true, vec![new_endpoint("b")]));
+        let (reply, mut rx) = oneshot::channel();
+        let cmd = MediaCommand::Colibri {
+            request: Box::new(req(TEST_PANIC_MEETING, true, vec![new_endpoint("a")])),
+            admission: Admission::Accept,
+            reply,
+        };
+        assert!(
+            w.on_command(Instant::now(), cmd, &mut port),
+            "the worker goes on"
+        );
+        assert!(rx.try_recv().is_err(), "no answer");
+        assert!(w.plane.sfu.find_conference(TEST_PANIC_MEETING).is_none());
+        assert!(w.plane.sfu.find_conference("m2").is_some());
+        assert_eq!(w.plane.traffic.handler_panics, 1);
+        colibri(&mut w, &mut port, req("m3", true, vec![new_endpoint("c")]));
+    }
 }
