@@ -127,6 +127,10 @@ pub use model::{MediaKind, MediaSourceDesc};
 use conference::Conference;
 use context::Ctx;
 
+/// A conference whose timer jobs panic (unit tests of the isolation in [`Sfu::handle_timeout`]).
+#[cfg(test)]
+pub(crate) const TEST_PANIC_TIMER_MEETING: &str = "test-panic-timer";
+
 /// The live conference `h` names (the handle's generation must match).
 fn conf_mut(confs: &mut [Option<Conference>], h: ConferenceHandle) -> Option<&mut Conference> {
     confs
@@ -451,6 +455,10 @@ impl Sfu {
                 // A panic in one conference's job removes that conference, not the others'.
                 let ctx = &mut self.ctx;
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    #[cfg(test)]
+                    if c.meeting_id == TEST_PANIC_TIMER_MEETING {
+                        panic!("injected by a test");
+                    }
                     c.on_timer(now, key, at, ctx, sink);
                 }));
                 if ran.is_err() {

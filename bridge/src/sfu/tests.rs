@@ -1523,3 +1523,42 @@ fn a_repeated_video_type_does_not_reallocate() {
     );
     assert!(allocations(&h) > before);
 }
+
+/// A conference whose timer job panics is removed (its endpoints expire with reason `Fault`,
+/// counted); the other conference's timers keep running.
+#[test]
+fn a_panicking_conference_timer_removes_only_that_conference() {
+    let (mut h, [a, ..]) = three();
+    let bad = h
+        .sfu
+        .create_conference(h.now, crate::sfu::TEST_PANIC_TIMER_MEETING, None)
+        .unwrap();
+    let p = h.params("zzzz", 9000);
+    let z = h.sfu.create_endpoint(h.now, bad, p, &mut h.out).unwrap();
+    h.take();
+    h.advance(Duration::from_secs(2));
+    let out = h.take();
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(e, Event::EndpointExpired { endpoint, reason: ExpireReason::Fault, .. } if *endpoint == z)), "{ev:?}");
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, Event::ConferenceExpired { conference, .. } if *conference == bad)
+        )
+    );
+    assert!(
+        h.sfu
+            .find_conference(crate::sfu::TEST_PANIC_TIMER_MEETING)
+            .is_none()
+    );
+    assert_eq!(h.sfu.counters().get(Stat::ConferencesFaulted), 1);
+    // The first conference is intact and its periodic jobs still run: its idle endpoints expire
+    // for inactivity in time.
+    assert_eq!(h.sfu.find_conference("0b7e0000-meeting"), Some(h.conf));
+    assert!(h.sfu.endpoint_id(a).is_some());
+    h.advance(h.sfu.config().endpoint_expire_timeout + Duration::from_secs(2));
+    let ev = events(&h.take());
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::EndpointExpired { endpoint, reason: ExpireReason::Inactivity, .. } if *endpoint == a)),
+        "{ev:?}"
+    );
+}
