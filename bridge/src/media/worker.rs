@@ -243,6 +243,12 @@ mod tests {
     use crate::media::plane::TEST_PANIC;
     use crate::sfu::Stat;
 
+    fn worker() -> (MediaWorker, PortState<Key>) {
+        let (plane, port) = setup();
+        let stats = Arc::new(MediaStats::new(Arc::clone(&plane.env.counters)));
+        (MediaWorker::new(plane, stats, Instant::now()), port)
+    }
+
     fn colibri(w: &mut MediaWorker, port: &mut PortState<Key>, r: ConferenceModify) {
         let (reply, mut rx) = oneshot::channel();
         let cmd = MediaCommand::Colibri {
@@ -260,10 +266,8 @@ mod tests {
     /// by panicking).
     #[test]
     fn a_panic_in_one_conference_leaves_the_others_running() {
-        let (plane, mut port) = setup();
-        let stats = Arc::new(MediaStats::new(Arc::clone(&plane.env.counters)));
+        let (mut w, mut port) = worker();
         let now = Instant::now();
-        let mut w = MediaWorker::new(plane, stats, now);
         colibri(&mut w, &mut port, req("m1", true, vec![new_endpoint("a")]));
         colibri(&mut w, &mut port, req("m2", true, vec![new_endpoint("b")]));
         let sfu = &w.plane.sfu;
@@ -308,9 +312,7 @@ mod tests {
     #[test]
     fn a_panicking_colibri2_request_is_isolated() {
         use crate::colibri::TEST_PANIC_MEETING;
-        let (plane, mut port) = setup();
-        let stats = Arc::new(MediaStats::new(Arc::clone(&plane.env.counters)));
-        let mut w = MediaWorker::new(plane, stats, Instant::now());
+        let (mut w, mut port) = worker();
         colibri(&mut w, &mut port, req("m2", true, vec![new_endpoint("b")]));
         let (reply, mut rx) = oneshot::channel();
         let cmd = MediaCommand::Colibri {
@@ -327,5 +329,59 @@ mod tests {
         assert!(w.plane.sfu.find_conference("m2").is_some());
         assert_eq!(w.plane.traffic.handler_panics, 1);
         colibri(&mut w, &mut port, req("m3", true, vec![new_endpoint("c")]));
+    }
+
+    /// A colibri-ws receiver whose socket never writes anything out: the bridge queues at most
+    /// 1 MiB for it and drops (and counts) the rest of what a sender relays to it.
+    #[test]
+    fn a_colibri_ws_receiver_that_never_reads_is_bounded() {
+        use crate::media::ws_link::{MAX_CHANNEL_BACKLOG, WsOut, ws_pair};
+        use std::time::Duration;
+        let (mut w, mut port) = worker();
+        let t0 = Instant::now();
+        colibri(&mut w, &mut port, req("m1", true, vec![new_endpoint("r")]));
+        colibri(&mut w, &mut port, req("m1", false, vec![new_endpoint("s")]));
+        let conf = w.plane.sfu.find_conference("m1").unwrap();
+        let r = w.plane.sfu.find_endpoint(conf, "r").unwrap();
+        let s = w.plane.sfu.find_endpoint(conf, "s").unwrap();
+        let ws_id = w.plane.conferences[&conf].ws_id.clone();
+        let pwd = w.plane.endpoints[&r].ws_password.clone();
+        let (conn, mut socket) = ws_pair();
+        w.plane
+            .ws_attach(t0, &mut port, &ws_id, "r", &pwd, conn)
+            .unwrap();
+        let msg = serde_json::json!({
+            "colibriClass": "EndpointMessage", "to": "r", "msgPayload": "x".repeat(16 * 1024)
+        })
+        .to_string();
+        // Within the sender's relay budget (5 a second): only the backlog limits.
+        for i in 0..200u32 {
+            let now = t0 + Duration::from_millis(200 * u64::from(i));
+            w.on_event(
+                now,
+                &s,
+                NetEvent::DataChannelMessage(msg.clone()),
+                &mut port,
+            );
+        }
+        let mut queued = 0;
+        while let Ok(out) = socket.rx.try_recv() {
+            if let WsOut::Text(t) = out {
+                queued += t.len();
+            }
+        }
+        assert!(queued <= MAX_CHANNEL_BACKLOG, "{queued} bytes queued");
+        assert!(
+            queued >= MAX_CHANNEL_BACKLOG - 2 * msg.len(),
+            "{queued} bytes queued"
+        );
+        let t = &w.plane.traffic;
+        assert!(t.channel_backlog_drops >= 200 - 64, "{t:?}");
+        assert_eq!(
+            publish::export(&w.plane)
+                .dropped_packets
+                .get("channel_backlog_full"),
+            Some(&t.channel_backlog_drops)
+        );
     }
 }
