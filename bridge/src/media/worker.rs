@@ -338,9 +338,10 @@ mod tests {
         use crate::media::ws_link::{MAX_CHANNEL_BACKLOG, WsOut, ws_pair};
         use std::time::Duration;
         let (mut w, mut port) = worker();
+        for (id, create) in [("r", true), ("s", false)] {
+            colibri(&mut w, &mut port, req("m1", create, vec![new_endpoint(id)]));
+        }
         let t0 = Instant::now();
-        colibri(&mut w, &mut port, req("m1", true, vec![new_endpoint("r")]));
-        colibri(&mut w, &mut port, req("m1", false, vec![new_endpoint("s")]));
         let conf = w.plane.sfu.find_conference("m1").unwrap();
         let r = w.plane.sfu.find_endpoint(conf, "r").unwrap();
         let s = w.plane.sfu.find_endpoint(conf, "s").unwrap();
