@@ -1350,8 +1350,10 @@ async fn browser_bridge_garbage_flood() -> Result<()> {
 // ------------------------------------------------------------------------------------------------
 // The garbage flood
 
-/// Packets per second the flood sends, and for how long.
-const FLOOD_PPS: u64 = 20_000;
+/// Packets per second the flood aims at (above the issue's floor of 20 000, which is asserted, so
+/// a busy machine's slower sending still meets it), and for how long.
+const FLOOD_PPS: u64 = 22_000;
+const FLOOD_MIN_PPS: f64 = 20_000.0;
 const FLOOD_TIME: Duration = Duration::from_secs(8);
 
 /// (packets received, packets lost) by both browsers from each other (audio and video).
@@ -1409,8 +1411,10 @@ fn flood(to: SocketAddr, srtp_from: std::net::UdpSocket) -> Result<(u64, u64, f6
             let _ = srtp_from.send_to(&buf[..len], to);
             srtp += 1;
         }
-        // Keep to the rate: sleep whenever ahead of schedule.
-        if i % 500 == 0 {
+        // Keep to the rate, smoothly: a burst larger than the bridge's socket buffer (the kernel
+        // caps it at net.core.rmem_max without CAP_NET_ADMIN) would be dropped by the kernel,
+        // call packets with it — a test artefact, not the bridge's throughput.
+        if i % 20 == 0 {
             let due = Duration::from_secs_f64(i as f64 / FLOOD_PPS as f64);
             if let Some(ahead) = due.checked_sub(start.elapsed()) {
                 std::thread::sleep(ahead);
@@ -1446,8 +1450,10 @@ async fn garbage_flood(
     tokio::time::sleep(FLOOD_TIME).await;
     let base1 = received_and_lost(peers, sa, sb);
     let (rss0, drops0) = (bridge.rss(), bridge.metric_drops().await?);
+    let cpu0 = bridge.cpu_time();
     let flooding = tokio::task::spawn_blocking(move || flood(port, srtp_from));
     let (garbage, srtp, secs) = flooding.await??;
+    let cpu = bridge.cpu_time() - cpu0;
     // Stats arrive once a second: let the window's last packets be counted.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let flood1 = received_and_lost(peers, sa, sb);
@@ -1471,17 +1477,19 @@ async fn garbage_flood(
     eprintln!(
         "garbage flood: {garbage} random + {srtp} forged SRTP in {secs:.1} s ({:.0} pps); \
          counted {garbage_counted} + {srtp_counted} (ssrc_unsignalled {}); call loss {:.3} % \
-         before, {:.3} % during; bridge RSS {} KiB -> {} KiB ({:+} KiB)",
+         before, {:.3} % during; bridge RSS {} KiB -> {} KiB ({:+} KiB); bridge CPU {:.0} % of \
+         one core during the flood",
         (garbage + srtp) as f64 / secs,
         delta("ssrc_unsignalled"),
         100.0 * base_loss,
         100.0 * flood_loss,
         rss0 / 1024,
         rss1 / 1024,
-        growth / 1024
+        growth / 1024,
+        100.0 * cpu.as_secs_f64() / secs
     );
     ensure!(
-        (garbage + srtp) as f64 / secs >= FLOOD_PPS as f64 * 0.95,
+        (garbage + srtp) as f64 / secs >= FLOOD_MIN_PPS,
         "flood too slow"
     );
     ensure!(
