@@ -639,7 +639,7 @@ pub(crate) mod tests {
         assert_eq!(a.sources[0].name.as_deref(), Some("jvb-a0"));
         assert_eq!(port.keys().count(), 1);
         assert_eq!(
-            crate::media::publish::export(&plane).conference_sizes,
+            crate::media::publish::export(&plane, Instant::now()).conference_sizes,
             vec![1]
         );
 
@@ -890,7 +890,7 @@ pub(crate) mod tests {
         assert!(plane.sfu.find_conference("m3").is_none());
         assert_eq!(port.keys().count(), 0);
         assert_eq!(
-            crate::media::publish::export(&plane).conferences_completed,
+            crate::media::publish::export(&plane, Instant::now()).conferences_completed,
             3
         );
     }

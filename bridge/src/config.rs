@@ -759,8 +759,8 @@ pub static SETTINGS: &[Setting] = &[
         toml: "rest.colibri_stats",
         flag: Some("colibri-stats"),
         value_name: "BOOL",
-        default: "true",
-        help: "Serve GET /colibri/stats (JVB gates it behind the COLIBRI REST API; we serve it unless set to false)",
+        default: "false",
+        help: "Serve GET /colibri/stats (JVB serves it with its COLIBRI REST API, off in the jitsi/jvb image)",
         switch: true,
         apply: set!(colibri_stats, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.rest.colibri_stats)),
@@ -1247,7 +1247,7 @@ impl Layer {
                     self.rest_host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                     self.rest_port.unwrap_or(8080),
                 ),
-                colibri_stats: self.colibri_stats.unwrap_or(true),
+                colibri_stats: self.colibri_stats.unwrap_or(false),
                 shutdown_api: self.shutdown_api.unwrap_or(false),
             },
             colibri_ws: ColibriWsConfig {
@@ -1424,7 +1424,7 @@ mod tests {
             c.rest.bind,
             "127.0.0.1:8080".parse::<std::net::SocketAddr>().unwrap()
         );
-        assert!(c.rest.colibri_stats);
+        assert!(!c.rest.colibri_stats);
         assert!(!c.rest.shutdown_api);
         assert_eq!(c.lifecycle, LifecycleConfig::default());
         assert_eq!(c.stats.interval, Duration::from_secs(5));

@@ -884,6 +884,7 @@ fn bridge_env(
         ("JVB_SRTP_PROFILES", profile.to_owned()),
         ("JVB_STATS_INTERVAL", "500ms".to_owned()),
         ("SHUTDOWN_REST_ENABLED", "true".to_owned()),
+        ("COLIBRI_REST_ENABLED", "true".to_owned()),
         ("LOG_LEVEL", "info".to_owned()),
     ]
     .into_iter()
@@ -1208,6 +1209,35 @@ async fn call(
     ensure!(cs["total_packets_sent"].as_u64() > Some(100), "{cs}");
     ensure!(
         cs["total_data_channel_messages_received"].as_u64() >= Some(1),
+        "{cs}"
+    );
+    // What the Jitsi exporters and dashboards read: measured, not constant zeros. RTT needs a
+    // receiver report echoing a forwarded SR, so wait for one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cs = loop {
+        let cs = bridge.colibri_stats().await?;
+        if cs["rtt_aggregate"].as_f64() > Some(0.0) {
+            break cs;
+        }
+        ensure!(Instant::now() < deadline, "no RTT measured: {cs}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    ensure!(cs["rtt_aggregate"].as_f64() < Some(1000.0), "{cs}");
+    ensure!(
+        cs["endpoints_sending_audio"] == 2 && cs["endpoints_sending_video"] == 2,
+        "{cs}"
+    );
+    ensure!(cs["audiochannels"] == 2 && cs["videochannels"] == 2, "{cs}");
+    ensure!(cs["videostreams"].as_u64() >= Some(2), "{cs}");
+    ensure!(cs["jitter_aggregate"].as_f64() >= Some(0.0), "{cs}");
+    for key in ["loss_rate_download", "loss_rate_upload", "overall_loss"] {
+        ensure!(
+            cs[key].as_f64().is_some_and(|l| (0.0..0.5).contains(&l)),
+            "{key}: {cs}"
+        );
+    }
+    ensure!(
+        cs["total_failed_conferences"] == 0 && cs["total_partially_failed_conferences"] == 0,
         "{cs}"
     );
 

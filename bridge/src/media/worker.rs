@@ -69,7 +69,7 @@ impl MediaWorker {
     }
 
     fn export(&mut self, now: Instant) {
-        self.shared.publish(publish::export(&self.plane));
+        self.shared.publish(publish::export(&self.plane, now));
         self.next_export = now + STATS_EXPORT_INTERVAL;
     }
 
@@ -303,7 +303,7 @@ mod tests {
         );
         // COLIBRI2 keeps working, also for the faulted meeting id.
         colibri(&mut w, &mut port, req("m1", true, vec![new_endpoint("a")]));
-        let sample = publish::export(&w.plane);
+        let sample = publish::export(&w.plane, Instant::now());
         assert_eq!(sample.dropped_packets.get("handler_panic"), Some(&1));
     }
 
@@ -379,7 +379,7 @@ mod tests {
         let t = &w.plane.traffic;
         assert!(t.channel_backlog_drops >= 200 - 64, "{t:?}");
         assert_eq!(
-            publish::export(&w.plane)
+            publish::export(&w.plane, Instant::now())
                 .dropped_packets
                 .get("channel_backlog_full"),
             Some(&t.channel_backlog_drops)

@@ -120,6 +120,19 @@ counters! {
         ConferencesExpired => "conferences_expired",
         /// Conferences removed because handling one of their inputs panicked.
         ConferencesFaulted => "conferences_faulted",
+        /// Report blocks from receivers about the streams the bridge sends them, and the sum of
+        /// their fraction-lost values (1/256 units): their ratio is the outgoing loss.
+        ReportBlocksReceived => "report_blocks_received",
+        ReportedLossQ8 => "reported_loss_q8",
+        /// Packets the bridge expected and lost from senders, counted per receiver-report interval
+        /// (RFC 3550 A.3): their ratio is the incoming loss.
+        PacketsExpected => "packets_expected",
+        PacketsLost => "packets_lost",
+        /// Conferences that ended without any endpoint connecting (JVB `total_failed_conferences`).
+        ConferencesFailed => "conferences_failed",
+        /// Conferences that ended with some endpoints connected and some failing to
+        /// (JVB `total_partially_failed_conferences`).
+        ConferencesPartiallyFailed => "conferences_partially_failed",
     }
 }
 

@@ -23,6 +23,7 @@ use super::codec::PayloadRewrite;
 use super::context::{Ctx, TimerKey};
 use super::counters::{DropReason, Stat};
 use super::layers::RateTracker;
+use super::link_quality::LinkQuality;
 use super::model::{HdrExtIds, MediaKind, MediaParams};
 use super::projection::{Projection, Rewritten, Target, VideoPacket};
 use super::rtcp;
@@ -90,6 +91,8 @@ pub struct Downlink {
     pub rtx_rate: RateTracker,
     /// The armed deadline of [`TimerKey::Downlink`].
     pub timer: Deadline,
+    /// RTT and loss as this receiver's reports describe them.
+    pub link: LinkQuality,
 }
 
 impl Downlink {
@@ -113,6 +116,7 @@ impl Downlink {
             probe_hold: None,
             rtx_rate: RateTracker::default(),
             timer: Deadline::default(),
+            link: LinkQuality::default(),
         }
     }
 
@@ -268,8 +272,10 @@ impl Downlink {
     /// A sender report of `source` (its `encoding`) projected onto this receiver's stream: without
     /// report blocks, SSRC and RTP timestamp as the receiver knows them. False when the receiver
     /// does not get that encoding.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_sender_report(
         &mut self,
+        now: Instant,
         source: u32,
         source_gen: u32,
         encoding: u8,
@@ -300,6 +306,7 @@ impl Downlink {
             },
             &[],
         );
+        self.link.on_sender_report_sent(now, sr.ntp());
         ctx.counters.inc(Stat::SenderReportsForwarded);
         ctx.counters.inc(Stat::RtcpSent);
         sink.emit(Output::Rtcp {

@@ -94,6 +94,7 @@ pub mod dsi;
 mod endpoint;
 pub mod keyframe;
 pub mod layers;
+pub mod link_quality;
 pub mod model;
 pub mod nack_gen;
 pub mod projection;
@@ -122,6 +123,7 @@ pub use api::{
 };
 pub use config::SfuConfig;
 pub use counters::{Counters, DropReason, Stat};
+pub use link_quality::LinkStats;
 pub use model::{MediaKind, MediaSourceDesc};
 
 use conference::Conference;
@@ -528,6 +530,9 @@ impl Sfu {
             self.by_meeting.remove(&c.meeting_id);
             self.gens[idx as usize] = self.gens[idx as usize].wrapping_add(1);
             self.ctx.counters.inc(Stat::ConferencesExpired);
+            if let Some(outcome) = c.outcome() {
+                self.ctx.counters.inc(outcome);
+            }
             sink.emit(Output::Event(Event::ConferenceExpired {
                 conference: c.handle,
                 meeting_id: c.meeting_id,
@@ -537,6 +542,15 @@ impl Sfu {
     }
 
     // ---------------------------------------------------------------------------- stats
+
+    /// RTT, jitter and who is sending, over every endpoint (`/colibri/stats`).
+    pub fn link_stats(&self, now: Instant) -> LinkStats {
+        let mut s = LinkStats::default();
+        for c in self.conferences.iter().flatten() {
+            c.add_link_stats(now, &mut s);
+        }
+        s
+    }
 
     pub fn stats(&self) -> SfuStats {
         let mut s = SfuStats::default();

@@ -81,6 +81,7 @@ pub fn local_transport(ep: &EndpointTransport, candidates: Vec<Candidate>) -> Ic
         candidates,
         web_sockets: Vec::new(),
         sctpmap: None,
+        ice_generation: None,
     }
 }
 

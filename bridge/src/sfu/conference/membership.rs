@@ -304,6 +304,9 @@ impl Conference {
         if let Some(g) = self.ep_gens.get_mut(idx as usize) {
             *g = g.wrapping_add(1);
         }
+        if !ep.transport.connected {
+            self.never_connected += 1;
+        }
         self.speaker.remove(idx);
         self.recent_speakers.retain(|e| *e != idx);
         self.join_order.retain(|e| *e != idx);
@@ -350,6 +353,7 @@ impl Conference {
                         .enumerate()
                         .filter_map(|(i, p)| Some((i as u32, p.as_ref()?.target.encoding_id()?)))
                         .collect();
+                    self.any_connected = true;
                     for (si, e) in wanted {
                         if self.src(si).is_some_and(|s| s.kind == MediaKind::Video) {
                             self.request_keyframe(now, si, e, ctx, sink);
