@@ -294,7 +294,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .server_id
                 .clone()
                 .unwrap_or_else(|| config.xmpp.muc_nickname.clone());
-            Some(ColibriWs::start(config.colibri_ws.bind, server_id, m.handle()).await?)
+            Some(
+                ColibriWs::start(
+                    config.colibri_ws.bind,
+                    server_id,
+                    m.handle(),
+                    m.ws_directory(),
+                )
+                .await?,
+            )
         }
         _ => None,
     };

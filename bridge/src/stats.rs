@@ -63,6 +63,8 @@ pub const KNOWN_DROP_REASONS: &[&str] = &[
     "srtp_auth",
     "sctp_error",
     "source_filtered",
+    "ssrc_unsignalled",
+    "ssrc_limit",
 ];
 
 /// One reading of the bridge's counters and current state. Counters are cumulative since start;

@@ -27,6 +27,14 @@ pub fn export(plane: &Plane, now: Instant) -> StatsSample {
     for (reason, n) in c.drops() {
         *dropped.entry(reason.as_str().to_owned()).or_default() += n;
     }
+    if t.channel_backlog_drops > 0 {
+        *dropped
+            .entry("channel_backlog_full".to_owned())
+            .or_default() += t.channel_backlog_drops;
+    }
+    if t.handler_panics > 0 {
+        *dropped.entry("handler_panic".to_owned()).or_default() += t.handler_panics;
+    }
     let channel_in = c.get(Stat::ChannelMessagesReceived);
     let channel_out = c.get(Stat::ChannelMessagesSent);
     StatsSample {

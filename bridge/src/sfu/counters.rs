@@ -72,6 +72,8 @@ counters! {
         ChannelUnknownTarget => "channel_unknown_target",
         /// Message to an endpoint whose data channel is not open.
         ChannelNotOpen => "channel_not_open",
+        /// `EndpointMessage` / `EndpointStats` past its sender's relay budget (`sfu/rate.rs`).
+        ChannelRateLimited => "channel_rate_limited",
         /// Input for an endpoint or conference handle that no longer exists.
         UnknownEndpoint => "unknown_endpoint",
         /// A signalled SSRC already belongs to another endpoint of the conference.
@@ -120,6 +122,8 @@ counters! {
         EndpointsExpired => "endpoints_expired",
         ConferencesCreated => "conferences_created",
         ConferencesExpired => "conferences_expired",
+        /// Conferences removed because handling one of their inputs panicked.
+        ConferencesFaulted => "conferences_faulted",
         /// Report blocks from receivers about the streams the bridge sends them, and the sum of
         /// their fraction-lost values (1/256 units): their ratio is the outgoing loss.
         ReportBlocksReceived => "report_blocks_received",

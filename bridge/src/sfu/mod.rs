@@ -103,6 +103,7 @@ pub mod link_quality;
 pub mod model;
 pub mod nack_gen;
 pub mod projection;
+pub mod rate;
 pub mod recv_stats;
 pub mod rtcp;
 pub mod rtp;
@@ -133,6 +134,10 @@ pub use model::{MediaKind, MediaSourceDesc};
 
 use conference::Conference;
 use context::Ctx;
+
+/// A conference whose timer jobs panic (unit tests of the isolation in [`Sfu::handle_timeout`]).
+#[cfg(test)]
+pub(crate) const TEST_PANIC_TIMER_MEETING: &str = "test-panic-timer";
 
 /// The live conference `h` names (the handle's generation must match).
 fn conf_mut(confs: &mut [Option<Conference>], h: ConferenceHandle) -> Option<&mut Conference> {
@@ -289,6 +294,22 @@ impl Sfu {
         })
     }
 
+    /// The SSRCs endpoint `ep` sends that the conference accepted (its sources' media, RTX and
+    /// FEC SSRCs): what its transport may decrypt (`transport::ssrc_filter`).
+    pub fn endpoint_ssrcs(&self, ep: EndpointHandle) -> impl Iterator<Item = u32> + '_ {
+        self.conf(ep.conf)
+            .and_then(|c| c.endpoint(ep))
+            .into_iter()
+            .flat_map(|e| e.uplink.ssrcs.keys().copied())
+    }
+
+    /// The endpoints of conference `conf`.
+    pub fn endpoints(&self, conf: ConferenceHandle) -> impl Iterator<Item = EndpointHandle> + '_ {
+        self.conf(conf)
+            .into_iter()
+            .flat_map(Conference::endpoint_handles)
+    }
+
     /// Endpoints in conference `conf` (0 for an unknown one).
     pub fn endpoint_count(&self, conf: ConferenceHandle) -> usize {
         self.conf(conf).map_or(0, Conference::endpoint_count)
@@ -439,10 +460,66 @@ impl Sfu {
             budget -= 1;
             let conf = key.conference();
             if let Some(c) = conf_mut(&mut self.conferences, conf) {
-                c.on_timer(now, key, at, &mut self.ctx, sink);
+                // A panic in one conference's job removes that conference, not the others'.
+                let ctx = &mut self.ctx;
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    #[cfg(test)]
+                    if c.meeting_id == TEST_PANIC_TIMER_MEETING {
+                        panic!("injected by a test");
+                    }
+                    c.on_timer(now, key, at, ctx, sink);
+                }));
+                if ran.is_err() {
+                    // The shell logs the conference's expiry with reason `Fault`.
+                    self.remove_faulted_conference(conf, sink);
+                    continue;
+                }
                 self.reap(conf.idx, sink);
             }
         }
+    }
+
+    /// Removes conference `conf` after handling one of its inputs panicked, running none of its
+    /// logic (its state may be half-updated): each endpoint expires ([`ExpireReason::Fault`], so
+    /// the shell tears its transport down), then the conference. False if it is already gone.
+    pub fn remove_faulted_conference(
+        &mut self,
+        conf: ConferenceHandle,
+        sink: &mut impl Sink,
+    ) -> bool {
+        let Some(slot) = self.conferences.get_mut(conf.idx as usize) else {
+            return false;
+        };
+        if !slot.as_ref().is_some_and(|c| c.handle == conf) {
+            return false;
+        }
+        let Some(c) = slot.take() else { return false };
+        let endpoints: Vec<(EndpointHandle, String)> = c
+            .endpoint_handles()
+            .filter_map(|h| Some((h, c.endpoint(h)?.id.clone())))
+            .collect();
+        for (endpoint, endpoint_id) in endpoints {
+            self.ctx.counters.inc(Stat::EndpointsExpired);
+            sink.emit(Output::Event(Event::EndpointExpired {
+                endpoint,
+                meeting_id: c.meeting_id.clone(),
+                endpoint_id,
+                reason: ExpireReason::Fault,
+            }));
+        }
+        self.ctx.timers.retain(|k| k.conference() != conf);
+        self.by_meeting.remove(&c.meeting_id);
+        if let Some(g) = self.gens.get_mut(conf.idx as usize) {
+            *g = g.wrapping_add(1);
+        }
+        self.ctx.counters.inc(Stat::ConferencesExpired);
+        self.ctx.counters.inc(Stat::ConferencesFaulted);
+        sink.emit(Output::Event(Event::ConferenceExpired {
+            conference: c.handle,
+            meeting_id: c.meeting_id,
+            created_at: c.created_at,
+        }));
+        true
     }
 
     /// Removes a conference that has become empty, with its event.

@@ -1461,6 +1461,108 @@ fn the_timer_table_stays_small_while_every_endpoint_sends() {
     assert!(h.sfu.poll_timeout().is_some_and(|t| t > h.now));
 }
 
+/// One sender flooding `EndpointMessage`s: the burst is relayed, the rest dropped and counted
+/// until the budget refills; other senders are not affected.
+#[test]
+fn relayed_messages_are_rate_limited_per_sender() {
+    use crate::sfu::rate::{RELAY_MESSAGE_BURST, RELAY_MESSAGES_PER_SEC};
+    let (mut h, [a, b, c]) = three();
+    let mut relayed = 0;
+    for i in 0..1000 {
+        let out = h.msg(
+            a,
+            json!({"colibriClass":"EndpointMessage","to":"","msgPayload":{"i":i}}),
+        );
+        relayed += texts_to(&out, b).len();
+    }
+    assert_eq!(relayed, RELAY_MESSAGE_BURST as usize);
+    assert_eq!(
+        h.drop_count(DropReason::ChannelRateLimited),
+        1000 - u64::from(RELAY_MESSAGE_BURST)
+    );
+    // Another sender still gets through, stats included.
+    let out = h.msg(
+        c,
+        json!({"colibriClass":"EndpointStats","bitrate":{"upload":100}}),
+    );
+    assert_eq!(texts_to(&out, b).len(), 1);
+    // A second later, the sustained rate.
+    h.advance(Duration::from_secs(1));
+    let mut relayed = 0;
+    for _ in 0..1000 {
+        let out = h.msg(
+            a,
+            json!({"colibriClass":"EndpointStats","bitrate":{"upload":100}}),
+        );
+        relayed += texts_to(&out, b).len();
+    }
+    assert_eq!(relayed, RELAY_MESSAGES_PER_SEC as usize);
+}
+
+/// A `VideoTypeMessage` that changes nothing runs no allocation; one that changes the type does.
+#[test]
+fn a_repeated_video_type_does_not_reallocate() {
+    let (mut h, [a, ..]) = three();
+    let allocations = |h: &H| h.sfu.counters().get(Stat::Allocations);
+    h.msg(
+        a,
+        json!({"colibriClass":"VideoTypeMessage","videoType":"desktop"}),
+    );
+    let after_change = allocations(&h);
+    for _ in 0..10 {
+        h.msg(
+            a,
+            json!({"colibriClass":"VideoTypeMessage","videoType":"desktop"}),
+        );
+    }
+    assert_eq!(allocations(&h), after_change);
+    let before = allocations(&h);
+    h.msg(
+        a,
+        json!({"colibriClass":"VideoTypeMessage","videoType":"camera"}),
+    );
+    assert!(allocations(&h) > before);
+}
+
+/// A conference whose timer job panics is removed (its endpoints expire with reason `Fault`,
+/// counted); the other conference's timers keep running.
+#[test]
+fn a_panicking_conference_timer_removes_only_that_conference() {
+    let (mut h, [a, ..]) = three();
+    let bad = h
+        .sfu
+        .create_conference(h.now, crate::sfu::TEST_PANIC_TIMER_MEETING, None)
+        .unwrap();
+    let p = h.params("zzzz", 9000);
+    let z = h.sfu.create_endpoint(h.now, bad, p, &mut h.out).unwrap();
+    h.take();
+    h.advance(Duration::from_secs(2));
+    let out = h.take();
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(e, Event::EndpointExpired { endpoint, reason: ExpireReason::Fault, .. } if *endpoint == z)), "{ev:?}");
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, Event::ConferenceExpired { conference, .. } if *conference == bad)
+        )
+    );
+    assert!(
+        h.sfu
+            .find_conference(crate::sfu::TEST_PANIC_TIMER_MEETING)
+            .is_none()
+    );
+    assert_eq!(h.sfu.counters().get(Stat::ConferencesFaulted), 1);
+    // The first conference is intact and its periodic jobs still run: its idle endpoints expire
+    // for inactivity in time.
+    assert_eq!(h.sfu.find_conference("0b7e0000-meeting"), Some(h.conf));
+    assert!(h.sfu.endpoint_id(a).is_some());
+    h.advance(h.sfu.config().endpoint_expire_timeout + Duration::from_secs(2));
+    let ev = events(&h.take());
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::EndpointExpired { endpoint, reason: ExpireReason::Inactivity, .. } if *endpoint == a)),
+        "{ev:?}"
+    );
+}
+
 /// `/colibri/stats`' link measurements: a receiver's report block echoing a forwarded SR gives its
 /// RTT; its fraction lost and the bridge's own view of a sender's gaps give the loss counters;
 /// who is sending and what each negotiated give the channel counts.

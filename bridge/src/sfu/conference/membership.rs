@@ -12,6 +12,7 @@ use crate::sfu::counters::{DropReason, Stat};
 use crate::sfu::downlink::Downlink;
 use crate::sfu::endpoint::{Endpoint, TransportState};
 use crate::sfu::model::{MediaKind, MediaParams, MediaSourceDesc, SeqWindow};
+use crate::sfu::rate::RelayBudget;
 use crate::sfu::recv_stats::ReceiveStats;
 use crate::sfu::rtx_cache::SentLog;
 use crate::sfu::settings::ReceiverSettings;
@@ -73,6 +74,7 @@ impl Conference {
             active: true,
             uplink: Uplink::new(handle, self.feedback.video_ssrc),
             downlink,
+            relay_budget: RelayBudget::new(now),
         });
         self.had_endpoints = true;
         self.join_order.push(idx as u32);

@@ -210,6 +210,10 @@ impl Conference {
             .map(|e| e.handle)
     }
 
+    pub fn endpoint_handles(&self) -> impl Iterator<Item = EndpointHandle> + '_ {
+        self.endpoints.iter().flatten().map(|e| e.handle)
+    }
+
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.iter().flatten().count()
     }
