@@ -41,6 +41,10 @@ counters! {
         RtpPayloadTypeNotNegotiated => "rtp_pt_not_negotiated",
         /// A late packet from before a point where packets were skipped (per receiver).
         RtpLateAfterSkip => "rtp_late_after_skip",
+        /// A video packet whose codec descriptor (the Dependency Descriptor header extension) is
+        /// malformed or refers to a structure the bridge does not have: never forwarded
+        /// half-understood.
+        RtpMalformedDescriptor => "rtp_malformed_descriptor",
         /// Not parseable as RTCP.
         RtcpMalformed => "rtcp_malformed",
         /// A transport-cc feedback whose chunks or deltas do not add up.

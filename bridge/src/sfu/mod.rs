@@ -28,10 +28,10 @@
 //! | `conference/` | endpoint, source and SSRC-claim tables, speaker detector, periodic deadlines | the router between uplinks and downlinks (see its docs) |
 //! | `endpoint.rs` | identity, negotiated parameters, transport state, activity | the one endpoint record |
 //! | `uplink.rs` | per sender: SSRC table (receive stats, duplicate window, NACK generator), transport-cc feedback generator | ingress stages, feedback toward the sender |
-//! | `source.rs` | per published source: encodings, layer measurement, retransmission store, keyframe limiter | measurement stage |
+//! | `source.rs` | per published source: encodings, per-encoding codec stream state (AV1 Dependency Descriptor structures, VP9 scalability structure), layer measurement, retransmission store, keyframe limiter | measurement stage |
 //! | `downlink.rs`, `settings.rs` | per receiver: settings (constraints, last-N), allocation, forwarded set, projections, sent log, estimator | forward stage, NACK answers, probing |
 //! | `projection/` | per (receiver, source): target, switch filter, codec context | the forwarding decision and rewrite, codec by codec |
-//! | `codec.rs`, `vp8.rs` | — | the codec interface; VP8 payload descriptor |
+//! | `codec.rs`, `vp8.rs`, `av1/`, `vp9/` | — | the codec interface; VP8 payload descriptor; AV1 Dependency Descriptor (parse, write, per-stream structures); VP9 payload descriptor and scalability structure |
 //! | `allocation.rs`, `layers.rs` | — | layer selection (pure function), layer bitrates and heights |
 //! | `bwe/`, `tcc_feedback/`, `nack_gen.rs`, `recv_stats.rs`, `rtx_cache.rs`, `keyframe.rs` | — | estimator, feedback formats and generators, RR statistics, retransmission store and log, keyframe throttle |
 //! | `speaker.rs`, `dsi.rs` | — | dominant speaker detection |
@@ -67,7 +67,10 @@
 //! get a send-side estimator ([`bwe`]) fed by their feedback; when the allocation wants more than
 //! the estimate, probe clusters of RTX copies (or RTX padding) test the link. The end-to-end
 //! behaviour (links of limited capacity, loss, jitter; simulated browsers) is exercised by
-//! `bridge/tests/sim_simulcast.rs`.
+//! `bridge/tests/sim_simulcast.rs`. An SVC sender (AV1 or VP9, one SSRC with spatial layers) is
+//! measured per spatial layer, each an encoding of the allocation (`source.rs`); its codec context
+//! maps the target back to a spatial/temporal layer and switches without a keyframe wherever the
+//! structure allows (`projection/layered.rs`; scenario: `tests/svc.rs`).
 //!
 //! Measured (`cargo bench -p benches --bench sfu_packet_path -- --warm-up-time 1
 //! --measurement-time 3`, release, this 2-core machine shared with other builds, medians): RTP
@@ -82,6 +85,7 @@
 
 pub mod allocation;
 pub mod api;
+pub mod av1;
 pub mod bwe;
 pub mod channel;
 pub mod codec;
@@ -92,6 +96,7 @@ pub mod counters;
 mod downlink;
 pub mod dsi;
 mod endpoint;
+pub mod frames;
 pub mod keyframe;
 pub mod layers;
 pub mod link_quality;
@@ -109,6 +114,7 @@ pub mod speaker;
 pub mod tcc_feedback;
 mod uplink;
 pub mod vp8;
+pub mod vp9;
 
 #[cfg(test)]
 mod tests;

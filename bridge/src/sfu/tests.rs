@@ -1663,3 +1663,5 @@ fn conference_outcomes_are_counted_when_they_end() {
     assert_eq!(outcome(&[true, false]), (0, 1));
     assert_eq!(outcome(&[true, true]), (0, 0));
 }
+
+mod svc;
