@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 secs=${1:-60}
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
-for t in xml_stanzas bridge_channel json_sources; do
+for t in xml_stanzas bridge_channel json_sources dependency_descriptor vp9_descriptor; do
   mkdir -p "work/$t"
   echo "== $t ($secs s)"
   # New inputs go to work/ (ignored by git); the committed seeds in corpus/ are read-only inputs.

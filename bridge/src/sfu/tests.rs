@@ -1799,3 +1799,208 @@ fn the_timer_table_stays_small_while_every_endpoint_sends() {
     // Nothing is due that did not run.
     assert!(h.sfu.poll_timeout().is_some_and(|t| t > h.now));
 }
+
+/// One sender flooding `EndpointMessage`s: the burst is relayed, the rest dropped and counted
+/// until the budget refills; other senders are not affected.
+#[test]
+fn relayed_messages_are_rate_limited_per_sender() {
+    use crate::sfu::rate::{RELAY_MESSAGE_BURST, RELAY_MESSAGES_PER_SEC};
+    let (mut h, [a, b, c]) = three();
+    let mut relayed = 0;
+    for i in 0..1000 {
+        let out = h.msg(
+            a,
+            json!({"colibriClass":"EndpointMessage","to":"","msgPayload":{"i":i}}),
+        );
+        relayed += texts_to(&out, b).len();
+    }
+    assert_eq!(relayed, RELAY_MESSAGE_BURST as usize);
+    assert_eq!(
+        h.drop_count(DropReason::ChannelRateLimited),
+        1000 - u64::from(RELAY_MESSAGE_BURST)
+    );
+    // Another sender still gets through, stats included.
+    let out = h.msg(
+        c,
+        json!({"colibriClass":"EndpointStats","bitrate":{"upload":100}}),
+    );
+    assert_eq!(texts_to(&out, b).len(), 1);
+    // A second later, the sustained rate.
+    h.advance(Duration::from_secs(1));
+    let mut relayed = 0;
+    for _ in 0..1000 {
+        let out = h.msg(
+            a,
+            json!({"colibriClass":"EndpointStats","bitrate":{"upload":100}}),
+        );
+        relayed += texts_to(&out, b).len();
+    }
+    assert_eq!(relayed, RELAY_MESSAGES_PER_SEC as usize);
+}
+
+/// A `VideoTypeMessage` that changes nothing runs no allocation; one that changes the type does.
+#[test]
+fn a_repeated_video_type_does_not_reallocate() {
+    let (mut h, [a, ..]) = three();
+    let allocations = |h: &H| h.sfu.counters().get(Stat::Allocations);
+    h.msg(
+        a,
+        json!({"colibriClass":"VideoTypeMessage","videoType":"desktop"}),
+    );
+    let after_change = allocations(&h);
+    for _ in 0..10 {
+        h.msg(
+            a,
+            json!({"colibriClass":"VideoTypeMessage","videoType":"desktop"}),
+        );
+    }
+    assert_eq!(allocations(&h), after_change);
+    let before = allocations(&h);
+    h.msg(
+        a,
+        json!({"colibriClass":"VideoTypeMessage","videoType":"camera"}),
+    );
+    assert!(allocations(&h) > before);
+}
+
+/// A conference whose timer job panics is removed (its endpoints expire with reason `Fault`,
+/// counted); the other conference's timers keep running.
+#[test]
+fn a_panicking_conference_timer_removes_only_that_conference() {
+    let (mut h, [a, ..]) = three();
+    let bad = h
+        .sfu
+        .create_conference(h.now, crate::sfu::TEST_PANIC_TIMER_MEETING, None)
+        .unwrap();
+    let p = h.params("zzzz", 9000);
+    let z = h.sfu.create_endpoint(h.now, bad, p, &mut h.out).unwrap();
+    h.take();
+    h.advance(Duration::from_secs(2));
+    let out = h.take();
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(e, Event::EndpointExpired { endpoint, reason: ExpireReason::Fault, .. } if *endpoint == z)), "{ev:?}");
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, Event::ConferenceExpired { conference, .. } if *conference == bad)
+        )
+    );
+    assert!(
+        h.sfu
+            .find_conference(crate::sfu::TEST_PANIC_TIMER_MEETING)
+            .is_none()
+    );
+    assert_eq!(h.sfu.counters().get(Stat::ConferencesFaulted), 1);
+    // The first conference is intact and its periodic jobs still run: its idle endpoints expire
+    // for inactivity in time.
+    assert_eq!(h.sfu.find_conference("0b7e0000-meeting"), Some(h.conf));
+    assert!(h.sfu.endpoint_id(a).is_some());
+    h.advance(h.sfu.config().endpoint_expire_timeout + Duration::from_secs(2));
+    let ev = events(&h.take());
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::EndpointExpired { endpoint, reason: ExpireReason::Inactivity, .. } if *endpoint == a)),
+        "{ev:?}"
+    );
+}
+
+/// `/colibri/stats`' link measurements: a receiver's report block echoing a forwarded SR gives its
+/// RTT; its fraction lost and the bridge's own view of a sender's gaps give the loss counters;
+/// who is sending and what each negotiated give the channel counts.
+#[test]
+fn link_stats_measure_rtt_loss_jitter_and_senders() {
+    let (mut h, [a, b, c]) = three();
+    let sa = ssrcs(1000);
+    send_all(&mut h, &[a], &[1000], 1);
+    let ntp = 0xe000_0000_8000_0000_u64;
+    let mut sr = Vec::new();
+    rtcp::write_sr(
+        &mut sr,
+        &rtcp::SenderInfo {
+            ssrc: sa.sim[0],
+            ntp,
+            ..Default::default()
+        },
+        &[],
+    );
+    assert_eq!(rtcp_to(&h.rtcp(a, &sr), b).len(), 1);
+    // B reports 40 ms later that it held the SR 10 ms (DLSR 655/65536 s) and lost a quarter.
+    h.now += Duration::from_millis(40);
+    let mut rr = Vec::new();
+    rtcp::write_rr(
+        &mut rr,
+        4242,
+        &[rtcp::ReportBlock {
+            ssrc: sa.sim[0],
+            fraction_lost: 64,
+            last_sr: (ntp >> 16) as u32,
+            delay_since_last_sr: 655,
+            ..Default::default()
+        }],
+    );
+    h.rtcp(b, &rr);
+    let s = h.sfu.link_stats(h.now);
+    assert!(
+        (s.rtt_aggregate_ms() - 30.0).abs() < 1.0,
+        "rtt {}",
+        s.rtt_aggregate_ms()
+    );
+    assert_eq!(s.rtt_count, 1, "only B measured one");
+    assert_eq!(h.sfu.counters().get(Stat::ReportBlocksReceived), 1);
+    assert_eq!(h.sfu.counters().get(Stat::ReportedLossQ8), 64);
+    // A sends audio and video; everyone negotiated both; each receiver's allocation forwards
+    // the other two cameras.
+    assert_eq!(
+        (s.endpoints_sending_audio, s.endpoints_sending_video),
+        (1, 1)
+    );
+    assert_eq!((s.audio_channels, s.video_channels), (3, 3));
+    assert_eq!(s.video_streams, 6);
+    assert!(s.jitter_count >= 2 && s.jitter_aggregate_ms() >= 0.0);
+    // A's video jumps from 1 to 12: the next receiver-report interval counts 2..=11 lost.
+    h.sfu
+        .handle_rtp(h.now, a, &vp8(12, 3000, sa.sim[0], &[], b"v"), &mut h.out);
+    let expected_before = h.sfu.counters().get(Stat::PacketsExpected);
+    h.advance(Duration::from_millis(1100));
+    assert!(h.sfu.counters().get(Stat::PacketsExpected) > expected_before);
+    assert_eq!(h.sfu.counters().get(Stat::PacketsLost), 10);
+    // Minutes later nobody counts as sending any more.
+    h.now += Duration::from_secs(5);
+    let s = h.sfu.link_stats(h.now);
+    assert_eq!(
+        (s.endpoints_sending_audio, s.endpoints_sending_video),
+        (0, 0)
+    );
+    let _ = c;
+}
+
+/// JVB's `total_failed_conferences` (nobody connected) and `total_partially_failed_conferences`
+/// (some did, some never did), counted when the conference ends.
+#[test]
+fn conference_outcomes_are_counted_when_they_end() {
+    let outcome = |connect: &[bool]| {
+        let mut h = H::new();
+        let mut eps = Vec::new();
+        for (i, &up) in connect.iter().enumerate() {
+            let p = h.params(&format!("e{i:03}"), 1000 * (i as u32 + 1));
+            let e = h.sfu.create_endpoint(h.now, h.conf, p, &mut h.out).unwrap();
+            if up {
+                h.sfu
+                    .handle_transport_event(h.now, e, TransportEvent::Connected, &mut h.out);
+            }
+            eps.push(e);
+        }
+        for e in eps {
+            h.sfu
+                .handle_transport_event(h.now, e, TransportEvent::Failed, &mut h.out);
+        }
+        assert!(h.sfu.find_conference("0b7e0000-meeting").is_none());
+        (
+            h.sfu.counters().get(Stat::ConferencesFailed),
+            h.sfu.counters().get(Stat::ConferencesPartiallyFailed),
+        )
+    };
+    assert_eq!(outcome(&[false, false]), (1, 0));
+    assert_eq!(outcome(&[true, false]), (0, 1));
+    assert_eq!(outcome(&[true, true]), (0, 0));
+}
+
+mod svc;

@@ -278,15 +278,27 @@ impl Uplink {
     }
 
     /// Report blocks for the receiver reports toward this sender, one per SSRC that is
-    /// receiving, audio first, each kind by SSRC.
-    pub fn report_blocks(&mut self, now: Instant, out: &mut Vec<(MediaKind, ReportBlock)>) {
+    /// receiving, audio first, each kind by SSRC. Returns the packets its media streams were
+    /// expected to send and lost in the intervals these blocks cover.
+    pub fn report_blocks(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<(MediaKind, ReportBlock)>,
+    ) -> (u64, u64) {
         out.clear();
+        let (mut expected, mut lost) = (0u64, 0u64);
         for (ssrc, e) in self.ssrcs.iter_mut() {
             if e.stats.is_active() {
                 out.push((e.kind, e.stats.report_block(now, *ssrc)));
+                if e.role == SsrcRole::Media {
+                    let (x, l) = e.stats.last_interval();
+                    expected += u64::from(x);
+                    lost += u64::from(l);
+                }
             }
         }
         out.sort_unstable_by_key(|(k, b)| (*k == MediaKind::Video, b.ssrc));
+        (expected, lost)
     }
 }
 

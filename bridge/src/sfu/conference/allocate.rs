@@ -186,7 +186,7 @@ impl Conference {
                         && p.target.encoding_id() != Some(e)
                     {
                         ctx.counters.inc(Stat::LayerSwitches);
-                        if connected && p.current_encoding() != Some(e) {
+                        if connected && p.switch_needs_keyframe(e) {
                             keyframes.push((si, e));
                         }
                     }

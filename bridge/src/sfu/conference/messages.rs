@@ -60,6 +60,10 @@ impl Conference {
                 if ep.visitor {
                     return;
                 }
+                if !ep.relay_budget.take(now, text.len()) {
+                    ctx.counters.drop(DropReason::ChannelRateLimited);
+                    return;
+                }
                 ctx.text = channel::relay_message(&m, &ep.id);
                 if m.is_broadcast() {
                     self.broadcast_text(from.idx, ctx, sink, |_| true);
@@ -80,6 +84,10 @@ impl Conference {
                 }
             }
             ClientMessage::EndpointStats(st) => {
+                if !ep.relay_budget.take(now, text.len()) {
+                    ctx.counters.drop(DropReason::ChannelRateLimited);
+                    return;
+                }
                 let sender_sources = ep.uplink.sources.clone();
                 ctx.text = channel::relay_stats(&st, &ep.id);
                 let filter = self.endpoint_count() >= ctx.cfg.stats_filter_threshold;
@@ -109,14 +117,21 @@ impl Conference {
             }
             ClientMessage::VideoType(video_type) => {
                 let owned = ep.uplink.sources.clone();
+                let mut changed = false;
                 for si in owned {
                     if let Some(Some(s)) = self.sources.get_mut(si as usize)
                         && s.kind == MediaKind::Video
+                        && s.video_type != video_type
                     {
                         s.video_type = video_type;
+                        changed = true;
                     }
                 }
-                self.reallocate(now, ctx, sink);
+                // Allocation runs only when something changed: a client repeating its video type
+                // costs no allocation (nor the messages it sends).
+                if changed {
+                    self.reallocate(now, ctx, sink);
+                }
             }
             ClientMessage::Ignored => {}
         }
