@@ -27,7 +27,8 @@
 //! | `context.rs` | counters, egress buffers, PRNG, the timer table | what all conferences of a core share |
 //! | `conference/` | endpoint, source and SSRC-claim tables, speaker detector, periodic deadlines | the router between uplinks and downlinks (see its docs) |
 //! | `endpoint.rs` | identity, negotiated parameters, transport state, activity | the one endpoint record |
-//! | `uplink.rs` | per sender: SSRC table (receive stats, duplicate window, NACK generator), transport-cc feedback generator | ingress stages, feedback toward the sender |
+//! | `uplink.rs` | per sender: SSRC table (receive stats, duplicate window, NACK generator), transport-cc feedback generator, what it was asked to encode | ingress stages, feedback toward the sender |
+//! | `sender_constraints.rs` | — | when a sender constraint goes out: hold-off, coalescing, re-send on channel open, verification and nudge |
 //! | `source.rs` | per published source: encodings, per-encoding codec stream state (AV1 Dependency Descriptor structures, VP9 scalability structure), layer measurement, retransmission store, keyframe limiter | measurement stage |
 //! | `downlink.rs`, `settings.rs` | per receiver: settings (constraints, last-N), allocation, forwarded set, projections, sent log, estimator | forward stage, NACK answers, probing |
 //! | `projection/` | per (receiver, source): target, switch filter, codec context | the forwarding decision and rewrite, codec by codec |
@@ -63,7 +64,10 @@
 //! and speaker changes, when its bandwidth estimate moves by more than 15 %, and every 5 s; its
 //! result sets the projections' targets, the forwarded set (`ForwardedSources` and
 //! `LastNEndpointsChangeEvent`) and, over all receivers, what each sender is asked to encode
-//! (`SenderSourceConstraints`, `SenderVideoConstraints`). Receivers that negotiated transport-cc
+//! (`SenderSourceConstraints`, `SenderVideoConstraints`): held off 300 ms after a change and after
+//! the previous message so that only the latest value goes out, re-sent when the sender's channel
+//! opens, and nudged (`h + 1`, then `h`) when the layers the bridge receives do not follow it a few
+//! seconds later ([`sender_constraints`]). Receivers that negotiated transport-cc
 //! get a send-side estimator ([`bwe`]) fed by their feedback; when the allocation wants more than
 //! the estimate, probe clusters of RTX copies (or RTX padding) test the link. The end-to-end
 //! behaviour (links of limited capacity, loss, jitter; simulated browsers) is exercised by
@@ -108,6 +112,7 @@ pub mod recv_stats;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtx_cache;
+pub mod sender_constraints;
 mod settings;
 mod source;
 pub mod speaker;

@@ -1,6 +1,6 @@
 //! A source an endpoint publishes (a COLIBRI2 `media-source`) as the router holds it: its
 //! encodings, what the bridge measured of them, the packets kept for retransmissions, and what the
-//! owner was asked for (keyframes, constraints).
+//! owner was asked for (keyframes).
 //!
 //! Sources live in the conference's source table, indexed by slot, because every receiver's
 //! projection of a source is indexed by the same slot; each belongs to one sender
@@ -37,8 +37,6 @@ pub struct MediaSource {
     pub store: Option<PacketStore>,
     /// Measured layers (video only).
     pub layers: Option<SourceLayers>,
-    /// maxHeight last announced to the owner (`SenderSourceConstraints`), `None` before the first.
-    pub sent_max_height: Option<i32>,
     /// Consecutive silent audio packets (level 127) seen.
     pub silence_run: u32,
     /// Active layers at the last check ([`SourceLayers::active_mask`]).
@@ -68,7 +66,6 @@ impl MediaSource {
             keyframe_limit: RateLimit::per_source(),
             store: video.then(|| PacketStore::new(rtx_store_packets)),
             layers: video.then(|| SourceLayers::new(encodings.len())),
-            sent_max_height: None,
             silence_run: 0,
             active_mask: 0,
             streams: Vec::new(),

@@ -364,7 +364,7 @@ impl Conference {
             TransportEvent::DataChannelOpen => {
                 ep.last_activity = now;
                 ep.transport.data_channel_open = true;
-                self.on_channel_open(h.idx, ctx, sink);
+                self.on_channel_open(now, h.idx, ctx, sink);
             }
             TransportEvent::DataChannelClosed => ep.transport.data_channel_open = false,
             TransportEvent::Failed => {

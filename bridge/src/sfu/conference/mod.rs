@@ -137,12 +137,15 @@ impl Conference {
         ctx.timers.set(&mut self.timers[t.index()], key, at);
     }
 
+    /// Arms periodic job `t` at `at` if that is earlier than its armed deadline.
+    fn arm_earlier(&mut self, t: ConferenceTimer, at: Option<Instant>, ctx: &mut Ctx) {
+        let key = TimerKey::Conference(self.handle, t);
+        ctx.timers.lower(&mut self.timers[t.index()], key, at);
+    }
+
     /// Runs a re-allocation at `now` from the timer (after the current input): the layers changed.
     fn reallocate_soon(&mut self, now: Instant, ctx: &mut Ctx) {
-        let t = ConferenceTimer::Allocation;
-        let key = TimerKey::Conference(self.handle, t);
-        ctx.timers
-            .lower(&mut self.timers[t.index()], key, Some(now));
+        self.arm_earlier(ConferenceTimer::Allocation, Some(now), ctx);
     }
 
     // ------------------------------------------------------------------------------ lookups

@@ -91,6 +91,11 @@ impl Conference {
                 self.reallocate(now, ctx, sink);
                 None
             }
+            ConferenceTimer::SenderConstraints => {
+                // Re-arms itself.
+                self.flush_sender_constraints(now, ctx, sink);
+                None
+            }
             ConferenceTimer::ProbeCheck => {
                 for ep in self.endpoints.iter_mut().flatten() {
                     let connected = ep.transport.connected;
