@@ -3,7 +3,7 @@
 //! then command-line flags. Each layer overrides the ones before it. Any bad value stops start-up with an
 //! error that names the variable, key or flag.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use service::LogFormat;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::core::offer::CodecConfig;
+use crate::core::offer::{CodecConfig, VideoCodecKind};
 use crate::core::{AuthConfig, AuthKind, BridgeConfig, ConferenceConfig, SelectionStrategy};
 
 /// Why the configuration could not be assembled.
@@ -390,6 +390,11 @@ impl Config {
         }
         if let Some(v) = e.bool("ENABLE_CODEC_OPUS_RED")? {
             self.codecs.opus_red.enabled = v;
+        }
+        // Ours (no docker variable): which codecs the bridge forwards correctly.
+        if let Some(v) = get("JICOFO_BRIDGE_VIDEO_CODECS") {
+            self.codecs.bridge_video_codecs =
+                parse_video_codecs("JICOFO_BRIDGE_VIDEO_CODECS", v.split(','))?;
         }
         // docker renders these two unconditionally with default 0.
         self.codecs.extensions.video_layers_allocation.enabled =
@@ -937,6 +942,9 @@ pub struct TomlConference {
     pub max_audio_senders: Option<usize>,
     pub max_video_senders: Option<usize>,
     pub strip_simulcast: Option<bool>,
+    pub use_ssrc_rewriting: Option<bool>,
+    pub use_rtp_mid_demux: Option<bool>,
+    pub enable_ice_restart: Option<bool>,
     pub use_json_encoded_sources: Option<bool>,
     pub enable_auto_owner: Option<bool>,
     pub enable_moderator_checks: Option<bool>,
@@ -974,6 +982,9 @@ pub struct TomlCodec {
     /// `{ tcc = { enabled = true, id = 5 } }`.
     pub rtp_extensions: Option<BTreeMap<String, TomlToggle>>,
     pub extmap_allow_mixed: Option<bool>,
+    /// Ours: the video codecs the bridge forwards correctly (`["av1", "vp8", "h264", "vp9"]`); only
+    /// enabled codecs in this list are offered.
+    pub bridge_video_codecs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -997,6 +1008,24 @@ pub struct TomlToggle {
 pub struct TomlRest {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
+}
+
+/// A list of video codec names (`av1`, `vp8`, `h264`, `vp9`, any case); an unknown name or an
+/// empty list is refused naming `key`.
+fn parse_video_codecs<'a>(
+    key: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeSet<VideoCodecKind>, ConfigError> {
+    let mut out = BTreeSet::new();
+    for n in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
+        let kind = VideoCodecKind::parse(n)
+            .ok_or_else(|| invalid(key, n, "expected a list of av1, vp8, h264, vp9"))?;
+        out.insert(kind);
+    }
+    if out.is_empty() {
+        return Err(invalid(key, "", "names no video codec"));
+    }
+    Ok(out)
 }
 
 fn toml_duration(key: &str, v: &Option<String>) -> Result<Option<Duration>, ConfigError> {
@@ -1074,6 +1103,9 @@ impl TomlConfig {
             set(&mut k.max_audio_senders, x.max_audio_senders);
             set(&mut k.max_video_senders, x.max_video_senders);
             set(&mut k.strip_simulcast, x.strip_simulcast);
+            set(&mut k.use_ssrc_rewriting, x.use_ssrc_rewriting);
+            set(&mut k.use_rtp_mid_demux, x.use_rtp_mid_demux);
+            set(&mut k.enable_ice_restart, x.enable_ice_restart);
             set(&mut k.use_json_encoded_sources, x.use_json_encoded_sources);
             set(&mut k.enable_auto_owner, x.enable_auto_owner);
             set(&mut k.enable_moderator_checks, x.enable_moderator_checks);
@@ -1179,6 +1211,10 @@ impl TomlConfig {
                 set(&mut ext.id, t.id);
             }
             set(&mut c.codecs.extmap_allow_mixed, x.extmap_allow_mixed);
+            if let Some(v) = &x.bridge_video_codecs {
+                c.codecs.bridge_video_codecs =
+                    parse_video_codecs("codec.bridge-video-codecs", v.iter().map(String::as_str))?;
+            }
         }
         if let Some(x) = &self.authentication {
             x.apply(c)?;
@@ -1282,6 +1318,55 @@ mod tests {
         assert_eq!(c.conference.max_ssrc_groups_per_user, 30);
         // docker disables mid by default.
         assert!(!c.codecs.extensions.mid.enabled);
+    }
+
+    #[test]
+    fn offered_codecs_follow_enable_codec_and_the_bridge_list() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("JICOFO_AUTH_PASSWORD", "x")];
+            all.extend_from_slice(pairs);
+            Config::load(&env(&all), &Flags::default())
+        };
+        let c = load(&[]).unwrap();
+        assert_eq!(c.codecs.visitor_codecs(), "av1,vp8,h264,vp9");
+        let c = load(&[("ENABLE_CODEC_AV1", "0"), ("ENABLE_CODEC_VP9", "false")]).unwrap();
+        assert_eq!(c.codecs.visitor_codecs(), "vp8,h264");
+        let c = load(&[("JICOFO_BRIDGE_VIDEO_CODECS", " VP9, vp8 ")]).unwrap();
+        assert_eq!(c.codecs.visitor_codecs(), "vp8,vp9");
+        assert!(
+            c.codecs.av1.enabled,
+            "enabled, but not forwarded: not offered"
+        );
+        let err = load(&[("JICOFO_BRIDGE_VIDEO_CODECS", "vp8,hevc")]).unwrap_err();
+        assert!(
+            err.to_string().contains("JICOFO_BRIDGE_VIDEO_CODECS"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("hevc"), "{err}");
+        let err = load(&[
+            ("JICOFO_BRIDGE_VIDEO_CODECS", "h264"),
+            ("ENABLE_CODEC_H264", "0"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("no video codec"), "{err}");
+        // Jicofo's conference keys and ours in TOML.
+        let mut c = load(&[("JICOFO_CONF_SSRC_REWRITING", "0")]).unwrap();
+        assert!(!c.conference.use_ssrc_rewriting);
+        c.apply_toml(
+            "[conference]\nuse-ssrc-rewriting = true\nuse-rtp-mid-demux = false\nenable-ice-restart = false\n[codec]\nbridge-video-codecs = [\"vp8\", \"AV1\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.conference.use_ssrc_rewriting);
+        assert!(!c.conference.use_rtp_mid_demux && !c.conference.enable_ice_restart);
+        assert_eq!(c.codecs.visitor_codecs(), "av1,vp8");
+        let err = c
+            .apply_toml("[codec]\nbridge-video-codecs = []\n", "t.toml")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("codec.bridge-video-codecs"),
+            "{err}"
+        );
     }
 
     #[test]

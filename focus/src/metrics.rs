@@ -95,9 +95,25 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     ("jingle_errors", "Jingle requests refused with an error."),
     ("colibri_failures", "COLIBRI2 requests that failed."),
+    (
+        "ice_restarts_requested",
+        "In-place ICE restarts participants asked for (session-info with bridge-session ice-restart).",
+    ),
+    (
+        "ice_restarts_relayed",
+        "In-place ICE restarts whose new bridge transport went to the participant in a transport-info.",
+    ),
+    (
+        "ice_restarts_not_needed",
+        "In-place ICE restarts the bridge answered with its unchanged transport (nothing to relay).",
+    ),
+    (
+        "ice_restarts_failed",
+        "In-place ICE restarts refused, declined by the bridge (re-invite instead) or dropped as stale.",
+    ),
 ];
 
-fn counter_values(s: &FocusStats) -> [u64; 13] {
+fn counter_values(s: &FocusStats) -> [u64; 17] {
     [
         s.total_conferences_created,
         s.total_participants,
@@ -112,6 +128,10 @@ fn counter_values(s: &FocusStats) -> [u64; 13] {
         s.total_xmpp_disconnects,
         s.total_jingle_errors,
         s.total_colibri_failures,
+        s.total_ice_restarts_requested,
+        s.total_ice_restarts_relayed,
+        s.total_ice_restarts_not_needed,
+        s.total_ice_restarts_failed,
     ]
 }
 

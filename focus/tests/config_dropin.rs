@@ -55,7 +55,12 @@ fn defaults_are_the_upstream_jicofo_images() {
         (k.max_audio_senders, k.max_video_senders),
         (999_999, 999_999)
     );
-    assert!(k.strip_simulcast && k.use_ssrc_rewriting && k.use_json_encoded_sources);
+    assert!(k.strip_simulcast && k.use_json_encoded_sources);
+    // The one deliberate difference: SSRC rewriting (Jicofo: on) stays off until our bridge
+    // rewrites SSRCs, or rewriting clients would get no sources (focus/src/core/mod.rs).
+    assert!(!k.use_ssrc_rewriting);
+    // use-rtp-mid-demux and enable-ice-restart (jicofo reference.conf); no docker variable.
+    assert!(k.use_rtp_mid_demux && k.enable_ice_restart);
     assert!(k.enable_auto_owner);
     assert_eq!(k.restart_min_interval, Duration::from_secs(5));
     assert_eq!(k.restart_max_requests, 5);
@@ -102,6 +107,8 @@ fn defaults_are_the_upstream_jicofo_images() {
         assert_eq!((ext.enabled, ext.id), (on, id));
     }
     assert!(v.extmap_allow_mixed);
+    // Ours: every codec counts as forwarded by the bridge, so all four are offered, in Jicofo's order.
+    assert_eq!(v.visitor_codecs(), "av1,vp8,h264,vp9");
     // rest: 127.0.0.1:8888, 0.0.0.0 with JICOFO_ENABLE_REST=1.
     assert_eq!(
         (c.rest.host, c.rest.port),

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use common::{FocusProcess, TestClient, WAIT, el};
 use signaling::ns;
-use signaling::xmpp::{
-    BareJid, ComponentConfig, DefinedCondition, Event, Jid, MucJoin, connect_component,
-};
+use signaling::xmpp::{BareJid, ComponentConfig, DefinedCondition, Event, Jid, connect_component};
 use testkit::{Prosody, ProsodyOptions};
 
 const AV_DOMAIN: &str = "avmoderation.meet.example";
@@ -24,36 +22,6 @@ fn prosody_with_av_component() -> Prosody {
     opts.extra_global_config =
         format!("Component \"{AV_DOMAIN}\"\n  component_secret = \"{AV_SECRET}\"\n");
     Prosody::start_with(opts).expect("start Prosody (run scripts/install-deps.sh)")
-}
-
-/// Asks the focus for `room` until it answers ready, then joins it as `nick`.
-async fn enter(prosody: &Prosody, client: &TestClient, room: &str, nick: &str) {
-    let component: Jid = prosody.focus_domain().parse().unwrap();
-    let request = el(&format!(
-        r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m-{nick}"/>"#
-    ));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let r = client
-            .handle
-            .iq_set(component.clone(), request.clone(), Duration::from_secs(10))
-            .await;
-        if r.as_ref()
-            .ok()
-            .and_then(|r| r.payload.as_ref())
-            .and_then(|p| p.attr("ready"))
-            == Some("true")
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not ready: {r:?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    client
-        .handle
-        .join_muc(MucJoin::new(BareJid::new(room).unwrap(), nick))
-        .await
-        .expect("join the room");
 }
 
 fn mute(room: &str, ns_media: &str, target: &str, on: bool) -> minidom::Element {
@@ -86,8 +54,8 @@ async fn mute_requests_and_av_moderation_messages_over_xmpp() {
     let focus_occupant: Jid = format!("{room}/focus").parse().unwrap();
     let alice = TestClient::connect(&prosody, "alice", "alice-pw").await;
     let mut bob = TestClient::connect(&prosody, "bob", "bob-pw").await;
-    enter(&prosody, &alice, &room, "aaaa1111").await;
-    enter(&prosody, &bob, &room, "bbbb2222").await;
+    alice.enter(&prosody, &room, "aaaa1111", Vec::new()).await;
+    bob.enter(&prosody, &room, "bbbb2222", Vec::new()).await;
     // Both are participants; alice (first) is the owner.
     let deadline = tokio::time::Instant::now() + WAIT;
     while focus.stats()["participants"] != 2 {

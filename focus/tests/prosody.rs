@@ -265,22 +265,12 @@ async fn brewery_occupants_with_stats_are_bridges() {
     let brewery = BareJid::new(&format!("jvbbrewery@{}", prosody.internal_muc_domain())).unwrap();
     // A brewery occupant that publishes stats and answers health checks, as a bridge does.
     let mut jvb = TestClient::connect(&prosody, "jvb", testkit::JVB_PASSWORD).await;
-    let stats = Builder::new("stats", ns::COLIBRI)
-        .children(
-            [
-                ("stress_level", "0.1"),
-                ("drain", "false"),
-                ("version", "1.0"),
-                ("region", "r1"),
-            ]
-            .map(|(n, v)| {
-                Builder::new("stat", ns::COLIBRI)
-                    .attr("name", n)
-                    .attr("value", v)
-                    .build()
-            }),
-        )
-        .build();
+    let stats = common::bridge_stats(&[
+        ("stress_level", "0.1"),
+        ("drain", "false"),
+        ("version", "1.0"),
+        ("region", "r1"),
+    ]);
     jvb.handle
         .join_muc(MucJoin::new(brewery.clone(), "jvb-1").with_extra(vec![stats]))
         .await
@@ -428,14 +418,7 @@ async fn brewery_on_a_separate_xmpp_server() {
     let (jvb, events) = signaling::xmpp::connect_client(brewery_prosody.jvb_client_config());
     jvb.wait_online(WAIT).await.expect("jvb online");
     drop(events);
-    let stats = Builder::new("stats", ns::COLIBRI)
-        .children([("stress_level", "0.2"), ("drain", "false")].map(|(n, v)| {
-            Builder::new("stat", ns::COLIBRI)
-                .attr("name", n)
-                .attr("value", v)
-                .build()
-        }))
-        .build();
+    let stats = common::bridge_stats(&[("stress_level", "0.2"), ("drain", "false")]);
     jvb.join_muc(MucJoin::new(brewery, "remote-jvb").with_extra(vec![stats]))
         .await
         .expect("join the brewery");

@@ -19,21 +19,11 @@ fn brewery(prosody: &Prosody) -> BareJid {
 }
 
 fn stats(region: &str) -> minidom::Element {
-    Builder::new("stats", ns::COLIBRI)
-        .children(
-            [
-                ("stress_level", "0.1"),
-                ("drain", "false"),
-                ("region", region),
-            ]
-            .map(|(n, v)| {
-                Builder::new("stat", ns::COLIBRI)
-                    .attr("name", n)
-                    .attr("value", v)
-                    .build()
-            }),
-        )
-        .build()
+    common::bridge_stats(&[
+        ("stress_level", "0.1"),
+        ("drain", "false"),
+        ("region", region),
+    ])
 }
 
 /// A bridge account in the brewery answering health checks, as our bridge does.

@@ -61,7 +61,8 @@ fn world() -> &'static World {
             ))
             .expect("media plane");
         let media = plane.handle();
-        let router = bridge::colibri_ws::router(SERVER_ID.into(), media.clone());
+        let router =
+            bridge::colibri_ws::router(SERVER_ID.into(), media.clone(), plane.ws_directory());
         World {
             rt,
             media,

@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
         payload_type: cfg[7] & 0x7f,
         ext: &ext,
         tcc_seq,
+        replace: None,
     };
 
     // The forwarded copy.

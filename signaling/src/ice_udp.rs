@@ -191,11 +191,17 @@ impl XmlElement for SctpMap {
     }
 }
 
-/// `<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag pwd>`.
+/// `<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag pwd ice-generation>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IceUdpTransport {
     pub ufrag: Option<String>,
     pub pwd: Option<String>,
+    /// `ice-generation`: the round of an in-place ICE restart this transport belongs to (≥ 1). The
+    /// bridge tags the new agent's transport with it in its COLIBRI2 answer, the focus relays it in a
+    /// Jingle transport-info, and the client tags its answering transport-info with the same value
+    /// (lib-jitsi-meet `JingleSessionPC.onBridgeIceRestartTransport`; jicofo
+    /// `ColibriV2SessionManager.endpointIceRestarted`). Absent everywhere else.
+    pub ice_generation: Option<u32>,
     pub rtcp_mux: bool,
     pub fingerprints: Vec<Fingerprint>,
     pub candidates: Vec<Candidate>,
@@ -222,6 +228,7 @@ impl XmlElement for IceUdpTransport {
         Ok(IceUdpTransport {
             ufrag: xml::opt_string(el, "ufrag"),
             pwd: xml::opt_string(el, "pwd"),
+            ice_generation: xml::opt_num(el, E, "ice-generation")?,
             // Written without a namespace of its own, so it inherits the transport's; accept any.
             rtcp_mux: el.children().any(|c| c.name() == "rtcp-mux"),
             fingerprints: xml::parse_children(el, "fingerprint", ns::JINGLE_DTLS)?,
@@ -234,7 +241,8 @@ impl XmlElement for IceUdpTransport {
     fn to_element(&self) -> Element {
         let mut b = Builder::new("transport", ns::JINGLE_ICE_UDP)
             .opt_attr("ufrag", self.ufrag.as_ref())
-            .opt_attr("pwd", self.pwd.as_ref());
+            .opt_attr("pwd", self.pwd.as_ref())
+            .opt_attr("ice-generation", self.ice_generation);
         if self.rtcp_mux {
             b = b.child(Element::bare("rtcp-mux", ns::JINGLE_ICE_UDP));
         }
@@ -298,8 +306,32 @@ mod tests {
             )],
             web_sockets: vec!["wss://meet.example/colibri-ws/jvb1/c1/ep1?pwd=x".into()],
             sctpmap: Some(SctpMap::webrtc_datachannel()),
+            ice_generation: None,
         };
         assert_eq!(IceUdpTransport::from_xml(&t.to_xml()).unwrap(), t);
+    }
+
+    #[test]
+    fn ice_generation_of_an_in_place_restart_roundtrips() {
+        let tagged = CHROME_TRANSPORT.replace(r#"pwd="m0y7"#, r#"ice-generation="3" pwd="m0y7"#);
+        let t = IceUdpTransport::from_xml(&tagged).unwrap();
+        assert_eq!(t.ice_generation, Some(3));
+        assert_eq!(t.to_element().attr("ice-generation"), Some("3"));
+        assert_eq!(IceUdpTransport::from_xml(&t.to_xml()).unwrap(), t);
+        assert_eq!(
+            IceUdpTransport::from_xml(CHROME_TRANSPORT)
+                .unwrap()
+                .ice_generation,
+            None
+        );
+        let bad = CHROME_TRANSPORT.replace(r#"pwd="m0y7"#, r#"ice-generation="x" pwd="m0y7"#);
+        assert!(matches!(
+            IceUdpTransport::from_xml(&bad).unwrap_err(),
+            ParseError::BadAttribute {
+                attribute: "ice-generation",
+                ..
+            }
+        ));
     }
 
     #[test]

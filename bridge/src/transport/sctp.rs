@@ -409,6 +409,16 @@ impl SctpTransport {
         Ok(())
     }
 
+    /// Bytes written on `stream` and not yet acknowledged by the peer (0 without an association).
+    pub fn buffered_amount(&mut self, stream: u16) -> usize {
+        let Some((_, a)) = &mut self.assoc else {
+            return 0;
+        };
+        a.stream(stream)
+            .and_then(|s| s.buffered_amount())
+            .unwrap_or(0)
+    }
+
     /// The first open channel (the bridge channel), if any.
     pub fn open_channel(&self) -> Option<u16> {
         self.channels.iter().find(|c| c.open).map(|c| c.stream)

@@ -1,6 +1,8 @@
 //! The COLIBRI2 requests the focus sends a bridge (`conference-modify`) and what it reads from the answers
 //! (`conference-modified`): endpoint allocation with media, ICE-controlling transport with SCTP and the
-//! `source-names` capability; updates with the client's transport and complete source set; expiry.
+//! `source-names` capability (plus `ssrc-rewriting` / `rtp-mid-demux` when the participant uses them);
+//! updates with the client's transport, complete source set and `initial-last-n`; in-place ICE
+//! restarts; expiry.
 
 use minidom::Element;
 use signaling::ParseError;
@@ -22,6 +24,9 @@ pub struct EndpointSpec<'a> {
     pub video: Option<&'a RtpParameters>,
     pub sctp: bool,
     pub ssrc_rewriting: bool,
+    /// With `ssrc_rewriting`: the bridge stamps sdes:mid on what it forwards and puts a `mid` in its
+    /// source maps (Jicofo `Participant.useRtpMidDemux`).
+    pub rtp_mid_demux: bool,
     pub sources: Option<&'a EndpointSources>,
     /// Media the bridge must drop from the start (a participant muted by a moderator, re-invited).
     pub force_mute: ForceMute,
@@ -106,6 +111,11 @@ pub fn allocate(
         endpoint
             .capabilities
             .push(capability::SSRC_REWRITING.to_owned());
+        if ep.rtp_mid_demux {
+            endpoint
+                .capabilities
+                .push(capability::RTP_MID_DEMUX.to_owned());
+        }
     }
     let mut req = ConferenceModify::new(meeting_id);
     if let Some(room) = create_conference {
@@ -136,6 +146,55 @@ pub fn update(
     let mut req = ConferenceModify::new(meeting_id);
     req.endpoints.push(endpoint);
     req.to_element()
+}
+
+/// Asks for an in-place ICE restart of an endpoint: `<endpoint id stats-id><transport
+/// ice-restart="true"/></endpoint>` (Jicofo `Colibri2Session.restartIce`).
+pub fn ice_restart(meeting_id: &str, endpoint_id: &str, stats_id: Option<&str>) -> Element {
+    let mut endpoint = Endpoint::new(endpoint_id);
+    endpoint.stats_id = stats_id.map(str::to_owned);
+    endpoint.transport = Some(Transport {
+        ice_restart: true,
+        ..Transport::default()
+    });
+    let mut req = ConferenceModify::new(meeting_id);
+    req.endpoints.push(endpoint);
+    req.to_element()
+}
+
+/// What a bridge answered to an in-place ICE restart.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IceRestartAnswer {
+    /// No transport for the endpoint: the bridge cannot restart (not supported, disabled, or the
+    /// endpoint is going away). The participant is re-invited instead.
+    Declined,
+    /// Its transport without `ice-generation`: ICE had not connected yet, nothing was restarted and
+    /// there is nothing to relay.
+    NotNeeded,
+    /// The new agent's transport, tagged with its `ice-generation` (≥ 1, increasing per endpoint).
+    Restarted(IceUdpTransport),
+}
+
+/// Reads the `conference-modified` answering [`ice_restart`] for `endpoint_id`.
+pub fn parse_ice_restart(el: &Element, endpoint_id: &str) -> Result<IceRestartAnswer, ParseError> {
+    let answer = ConferenceModified::from_element(el)?;
+    let transport = answer
+        .endpoint(endpoint_id)
+        .and_then(|e| e.transport.as_ref())
+        .and_then(|t| t.ice_udp.as_ref());
+    let Some(t) = transport else {
+        return Ok(IceRestartAnswer::Declined);
+    };
+    if t.ice_generation.is_none() {
+        return Ok(IceRestartAnswer::NotNeeded);
+    }
+    if t.ufrag.is_none() || t.pwd.is_none() {
+        return Err(ParseError::invalid(
+            "transport",
+            "a restarted transport needs ufrag and pwd",
+        ));
+    }
+    Ok(IceRestartAnswer::Restarted(t.clone()))
 }
 
 /// Sets what the bridge drops of an endpoint's media (both kinds each time, as Jicofo's
@@ -260,6 +319,7 @@ mod tests {
                 video: Some(&rtp),
                 sctp: true,
                 ssrc_rewriting: false,
+                rtp_mid_demux: false,
                 sources: None,
                 force_mute: ForceMute::default(),
             },
@@ -307,6 +367,7 @@ mod tests {
             video: None,
             sctp: false,
             ssrc_rewriting: false,
+            rtp_mid_demux: false,
             sources: None,
             force_mute,
         };

@@ -17,8 +17,8 @@ use signaling::colibri2::{ForceMute, Reason as Colibri2Reason};
 use signaling::focus_iq::ConferenceRequest;
 use signaling::ice_udp::SctpMap;
 use signaling::jingle::{
-    Action, BridgeSession as BridgeSessionEl, Content, Group, Jingle, Reason, ReasonCondition,
-    RtpDescription, StartMuted,
+    Action, BridgeSession as BridgeSessionEl, Content, Creator, Group, Jingle, Reason,
+    ReasonCondition, RtpDescription, StartMuted,
 };
 use signaling::ns;
 use signaling::rtp_description::MediaType;
@@ -63,6 +63,8 @@ pub struct ParticipantDebug {
     pub session: Option<String>,
     pub active: bool,
     pub sources: usize,
+    /// The bridge rewrites SSRCs for this participant (it gets no other endpoint's sources in Jingle).
+    pub ssrc_rewriting: bool,
 }
 
 /// A conference IQ waiting for the room to be ready.
@@ -153,6 +155,14 @@ struct Session {
     /// The queue overflowed: at activation, send the difference between `initial` and the current
     /// sources instead.
     resync: bool,
+    /// The bridge rewrites SSRCs for this participant and announces the sources it forwards over the
+    /// bridge channel: the session carries only the bridge's feedback sources, never a source-add or
+    /// source-remove (Jicofo `Participant.addRemoteSources`).
+    rewriting: bool,
+    /// The offer had a data content (SCTP bridge channel): no `web-socket` in transports sent to it.
+    sctp: bool,
+    /// The `ice-generation` of the last bridge transport relayed to the client (in-place ICE restart).
+    ice_generation: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,8 +179,10 @@ struct Participant {
     session: Option<Session>,
     /// Session ids that ended (answers to them are `gone`).
     ended_sids: VecDeque<String>,
-    /// Accepted restart requests, for rate limiting.
+    /// Accepted restart requests (session-terminate with restart), for rate limiting.
     restarts: VecDeque<Instant>,
+    /// Accepted in-place ICE restart requests: a budget of their own, as in Jicofo.
+    ice_restarts: VecDeque<Instant>,
     /// A session-initiate went out before: later ones are re-invitations (moves, restarts), to which
     /// the moderator's start-muted policy does not apply (as in Jicofo).
     invited_before: bool,
@@ -188,6 +200,7 @@ impl Participant {
             session: None,
             ended_sids: VecDeque::new(),
             restarts: VecDeque::new(),
+            ice_restarts: VecDeque::new(),
             invited_before: false,
             muted: MuteState::default(),
             force_mute: ForceMute::default(),
@@ -325,9 +338,17 @@ impl Conference {
         c
     }
 
+    /// The focus's own presence in the room. `visitor-codecs` lists the video codecs of the offer: the
+    /// current lib-jitsi-meet narrows its codec preference to them (see
+    /// [`super::offer::CodecConfig::visitor_codecs`]), the 2021 one ignores it. It is in the join
+    /// presence, so clients have it before any session-initiate.
     fn presence_extensions(ctx: &Ctx<'_>) -> Vec<Element> {
+        let codecs = ctx.cfg.codecs.visitor_codecs();
         vec![
-            muc::conference_properties(&[("support-terminate-restart", "true")]),
+            muc::conference_properties(&[
+                ("support-terminate-restart", "true"),
+                ("visitor-codecs", &codecs),
+            ]),
             muc::versions(&ctx.cfg.version),
         ]
     }
@@ -392,6 +413,7 @@ impl Conference {
                     session: p.session.as_ref().map(|s| s.sid.clone()),
                     active: p.session.as_ref().is_some_and(|s| s.active),
                     sources: self.sources.get(id).map_or(0, |s| s.ssrc_count()),
+                    ssrc_rewriting: p.session.as_ref().is_some_and(|s| s.rewriting),
                 })
                 .collect(),
         }
@@ -933,6 +955,12 @@ impl Conference {
         let room = self.room.to_string();
         let create = (!bs.created).then_some(room.as_str());
         let own_sources = self.sources.get(nick);
+        let c = &ctx.cfg.conference;
+        let rewriting = c.use_ssrc_rewriting && features.ssrc_rewriting;
+        let rtp_mid_demux = rewriting
+            && c.use_rtp_mid_demux
+            && features.rtp_mid_demux
+            && ctx.cfg.codecs.extensions.mid.enabled;
         let payload = colibri::allocate(
             &meeting_id,
             create,
@@ -942,7 +970,8 @@ impl Conference {
                 audio: offer.audio.as_ref(),
                 video: offer.video.as_ref(),
                 sctp: offer.sctp,
-                ssrc_rewriting: ctx.cfg.conference.use_ssrc_rewriting && features.ssrc_rewriting,
+                ssrc_rewriting: rewriting,
+                rtp_mid_demux,
                 sources: own_sources,
                 force_mute,
             },
@@ -1025,8 +1054,9 @@ impl Conference {
         jingle.groups = vec![Group::bundle(contents.iter().map(|c| c.name.clone()))];
         jingle.contents = contents;
         jingle.bridge_session = Some(BridgeSessionEl::new(&bs.id, bs.region.as_deref()));
-        let mut remote = self.sources.without(nick);
-        remote.add(&bs.feedback);
+        let bridge_session = bs.id.clone();
+        let rewriting = ctx.cfg.conference.use_ssrc_rewriting && features.ssrc_rewriting;
+        let mut remote = self.remote_sources(nick, rewriting);
         let announced = remote.clone();
         if ctx.cfg.conference.strip_simulcast {
             remote = remote.stripped_simulcast();
@@ -1040,7 +1070,6 @@ impl Conference {
                 SourceEncoding::Xml
             },
         );
-        let bridge_session = bs.id.clone();
         let order = self.members.get(nick).map_or(0, |m| m.order);
         let Some(p) = self.participants.get_mut(nick) else {
             return;
@@ -1059,6 +1088,9 @@ impl Conference {
             queued: Vec::new(),
             initial: announced,
             resync: false,
+            rewriting,
+            sctp: sctp_port.is_some(),
+            ice_generation: None,
         });
         let epoch = p.epoch;
         info!(room = %self.room, %nick, %sid, "sending session-initiate");
@@ -1247,6 +1279,21 @@ impl Conference {
 
     // ---- source signalling ------------------------------------------------------------------------
 
+    /// The remote sources `nick`'s session is told about: the bridge's feedback sources (owner `jvb`),
+    /// plus everybody else's unless the bridge rewrites SSRCs for it — then the bridge announces
+    /// the sources it forwards itself (Jicofo `ParticipantInviteRunnable.updateOffer`).
+    fn remote_sources(&self, nick: &str, rewriting: bool) -> ConferenceSourceMap {
+        let mut remote = if rewriting {
+            ConferenceSourceMap::new()
+        } else {
+            self.sources.without(nick)
+        };
+        if let Some(bs) = self.bridge.as_ref() {
+            remote.add(&bs.feedback);
+        }
+        remote
+    }
+
     fn signal_to_others(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -1279,6 +1326,10 @@ impl Conference {
             // Not invited yet: its session-initiate will carry the current sources.
             return;
         };
+        if session.rewriting {
+            // The bridge tells it (VideoSourcesMap / AudioSourcesMap).
+            return;
+        }
         if !session.active {
             if session.resync {
                 return;
@@ -1352,13 +1403,10 @@ impl Conference {
             return;
         };
         let mut queued = std::mem::take(&mut session.queued);
-        let (sid, json) = (session.sid.clone(), session.json);
+        let (sid, json, rewriting) = (session.sid.clone(), session.json, session.rewriting);
         if std::mem::take(&mut session.resync) {
             let initial = std::mem::take(&mut session.initial);
-            let mut current = self.sources.without(nick);
-            if let Some(bs) = self.bridge.as_ref() {
-                current.add(&bs.feedback);
-            }
+            let current = self.remote_sources(nick, rewriting);
             let diff = initial.diff(&current);
             queued = vec![
                 (SourceOp::Remove, diff.removed),
@@ -1513,7 +1561,9 @@ impl Conference {
             s.active = true;
         }
         info!(room = %self.room, %nick, ssrcs = accepted.ssrc_count(), "session accepted");
-        self.update_bridge(ctx, nick, Some(&transport), true, jingle.initial_last_n());
+        // Jicofo reads it from the video content only (`Participant.onSessionOrTransportAccept`).
+        let initial_last_n = jingle.content("video").and_then(|c| c.initial_last_n);
+        self.update_bridge(ctx, nick, Some(&transport), true, initial_last_n);
         // A screen share added or removed changes what a video mute must drop.
         self.sync_force_mute(ctx, nick);
         self.signal_to_others(ctx, nick, SourceOp::Add, &accepted);
@@ -1597,22 +1647,22 @@ impl Conference {
         Ok(())
     }
 
-    fn accept_restart(ctx: &Ctx<'_>, p: &mut Participant) -> bool {
+    /// Jicofo's restart rate limit over the requests accepted before (`accepted`, which it updates):
+    /// at least `restart-min-interval` apart, at most `restart-max-requests` per `restart-interval`.
+    fn accept_restart(ctx: &Ctx<'_>, accepted: &mut VecDeque<Instant>) -> bool {
         let c = &ctx.cfg.conference;
         let now = ctx.now;
-        while p
-            .restarts
+        while accepted
             .front()
             .is_some_and(|t| now.saturating_duration_since(*t) >= c.restart_interval)
         {
-            p.restarts.pop_front();
+            accepted.pop_front();
         }
-        let spaced = p
-            .restarts
+        let spaced = accepted
             .back()
             .is_none_or(|t| now.saturating_duration_since(*t) >= c.restart_min_interval);
-        if spaced && (p.restarts.len() as u32) < c.restart_max_requests {
-            p.restarts.push_back(now);
+        if spaced && (accepted.len() as u32) < c.restart_max_requests {
+            accepted.push_back(now);
             true
         } else {
             false
@@ -1637,7 +1687,7 @@ impl Conference {
         let restart = jingle.bridge_session.as_ref().is_some_and(|b| b.restart);
         let reinvite = restart
             && match self.participants.get_mut(nick) {
-                Some(p) => Self::accept_restart(ctx, p),
+                Some(p) => Self::accept_restart(ctx, &mut p.restarts),
                 None => false,
             };
         if restart {
@@ -1664,15 +1714,8 @@ impl Conference {
         jingle: &Jingle,
         bridge_session: &str,
     ) -> Result<(), StanzaError> {
-        if jingle
-            .bridge_session
-            .as_ref()
-            .is_some_and(|b| b.ice_restart)
-        {
-            return Err(StanzaError::new(
-                Condition::FeatureNotImplemented,
-                "in-place ICE restart is not supported",
-            ));
+        if let Some(bs) = jingle.bridge_session.as_ref().filter(|b| b.ice_restart) {
+            return self.on_ice_restart_request(ctx, nick, &bs.id, bridge_session);
         }
         let Some(state) = jingle.ice_state.as_deref() else {
             return Ok(());
@@ -1691,6 +1734,169 @@ impl Conference {
             self.reinvite(ctx, nick);
         }
         Ok(())
+    }
+
+    // ---- in-place ICE restart ---------------------------------------------------------------------
+
+    /// A client asks for an in-place ICE restart (session-info with `<bridge-session id
+    /// ice-restart="true">`, the current lib-jitsi-meet with `enableIceRestart`). As Jicofo
+    /// (`Participant.onIceRestartRequest`, `JitsiMeetConferenceImpl.iceRestart`): refused with
+    /// `feature-not-implemented` when disabled, `resource-constraint` when rate limited (a budget apart
+    /// from session restarts), `item-not-found` for another bridge session; otherwise the bridge is
+    /// asked for a restart and its answer is handled in [`Self::on_ice_restart_answer`].
+    fn on_ice_restart_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        nick: &str,
+        requested: &str,
+        bridge_session: &str,
+    ) -> Result<(), StanzaError> {
+        ctx.counters.ice_restarts_requested += 1;
+        let refused = |ctx: &mut Ctx<'_>, condition, text: String| {
+            ctx.counters.ice_restarts_failed += 1;
+            Err(StanzaError::new(condition, text))
+        };
+        if !ctx.cfg.conference.enable_ice_restart {
+            return refused(
+                ctx,
+                Condition::FeatureNotImplemented,
+                "in-place ICE restart is disabled".into(),
+            );
+        }
+        let Some(p) = self.participants.get_mut(nick) else {
+            return Err(unknown_session("not a participant of this conference"));
+        };
+        if !Self::accept_restart(ctx, &mut p.ice_restarts) {
+            return refused(ctx, Condition::ResourceConstraint, "rate-limited".into());
+        }
+        let Some(sid) = p.session.as_ref().map(|s| s.sid.clone()) else {
+            return Err(unknown_session("no session"));
+        };
+        let on_bridge = self
+            .bridge
+            .as_ref()
+            .is_some_and(|b| b.id == requested && b.endpoints.contains(nick));
+        if requested != bridge_session || !on_bridge {
+            return refused(
+                ctx,
+                Condition::ItemNotFound,
+                format!("{requested} is not a currently active session"),
+            );
+        }
+        info!(room = %self.room, %nick, bridge_session = %requested, "ICE restart requested");
+        let stats_id = self.members.get(nick).and_then(|m| m.stats_id.clone());
+        let meeting_id = self.meeting_id.clone().unwrap_or_default();
+        let payload = colibri::ice_restart(&meeting_id, nick, stats_id.as_deref());
+        let to = self
+            .bridge
+            .as_ref()
+            .map(|b| b.bridge.clone())
+            .unwrap_or_default();
+        self.request(
+            ctx,
+            ctx.cfg.brewery_link,
+            to,
+            IqKind::Set,
+            payload,
+            RoomRequest::IceRestart {
+                nick: nick.to_owned(),
+                sid,
+                bridge_session: requested.to_owned(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The bridge's answer to an ICE restart (Jicofo `Colibri2Session.restartIce`,
+    /// `ColibriV2SessionManager.endpointIceRestarted`): no transport → the participant is re-invited;
+    /// a transport without `ice-generation` → nothing to do; a generation not above the last relayed
+    /// one → dropped (answers may arrive out of order); else a `transport-info` with the bridge's new
+    /// transport in one `audio` content goes to the client, which answers with its own
+    /// generation-tagged transport-info (relayed to the bridge as any transport-info).
+    fn on_ice_restart_answer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        nick: &str,
+        sid: &str,
+        bridge_session: &str,
+        result: Result<Option<Element>, RequestFailure>,
+    ) -> Option<(String, String)> {
+        let element = match result {
+            Ok(el) => el,
+            Err(e) => {
+                ctx.counters.ice_restarts_failed += 1;
+                return self.on_bridge_error(ctx, Some(nick.to_owned()), bridge_session, e);
+            }
+        };
+        let current_bridge = self.bridge.as_ref().is_some_and(|b| b.id == bridge_session);
+        let session = self
+            .participants
+            .get(nick)
+            .and_then(|p| p.session.as_ref())
+            .filter(|s| s.sid == sid);
+        let (Some(session), true) = (session, current_bridge) else {
+            debug!(room = %self.room, %nick, "ICE restart answer for a session that is gone");
+            ctx.counters.ice_restarts_failed += 1;
+            return None;
+        };
+        let answer = match element {
+            Some(el) => colibri::parse_ice_restart(&el, nick).unwrap_or_else(|e| {
+                warn!(room = %self.room, %nick, error = %e, "unusable ICE restart answer");
+                ctx.counters.colibri_failures += 1;
+                colibri::IceRestartAnswer::Declined
+            }),
+            None => colibri::IceRestartAnswer::Declined,
+        };
+        let mut transport = match answer {
+            colibri::IceRestartAnswer::Declined => {
+                ctx.counters.ice_restarts_failed += 1;
+                info!(room = %self.room, %nick, "the bridge did not restart ICE; re-inviting");
+                self.reinvite(ctx, nick);
+                return None;
+            }
+            colibri::IceRestartAnswer::NotNeeded => {
+                ctx.counters.ice_restarts_not_needed += 1;
+                debug!(room = %self.room, %nick, "the bridge kept its transport (ICE not connected yet)");
+                return None;
+            }
+            colibri::IceRestartAnswer::Restarted(t) => t,
+        };
+        let generation = transport.ice_generation.unwrap_or_default();
+        if session.ice_generation.is_some_and(|g| generation <= g) {
+            ctx.counters.ice_restarts_failed += 1;
+            info!(room = %self.room, %nick, generation, "stale ICE restart answer dropped");
+            return None;
+        }
+        transport.rtcp_mux = true;
+        if session.sctp {
+            transport.web_sockets.clear();
+        }
+        let mut j = Jingle::new(Action::TransportInfo, sid);
+        j.initiator = Some(ctx.cfg.focus_full_jid.clone());
+        j.contents = vec![Content {
+            creator: Some(Creator::Initiator),
+            transport: Some(transport),
+            ..Content::named("audio")
+        }];
+        if let Some(s) = self
+            .participants
+            .get_mut(nick)
+            .and_then(|p| p.session.as_mut())
+        {
+            s.ice_generation = Some(generation);
+        }
+        ctx.counters.ice_restarts_relayed += 1;
+        info!(room = %self.room, %nick, generation, "relaying the bridge's restarted transport");
+        self.send_jingle(
+            ctx,
+            nick,
+            &j,
+            RoomRequest::Jingle {
+                nick: nick.to_owned(),
+                action: "transport-info",
+            },
+        );
+        None
     }
 
     // ---- moderation: mute, A/V moderation, owners, Jibri and Jigasi requests ----------------------
@@ -1994,35 +2200,13 @@ impl Conference {
                 let Err(e) = result else {
                     return None;
                 };
-                let current = self
-                    .bridge
-                    .as_ref()
-                    .filter(|b| b.id == bridge_session)
-                    .map(|b| b.bridge.clone())?;
-                ctx.counters.colibri_failures += 1;
-                match (e.colibri2_reason(), &e) {
-                    (Some(Colibri2Reason::ConferenceNotFound), _) => {
-                        // The bridge expired the conference on its own: start a new one.
-                        warn!(room = %self.room, bridge = %current, "the bridge lost the conference");
-                        self.restart_session(ctx, "conference expired on the bridge", false, false);
-                        None
-                    }
-                    (Some(Colibri2Reason::UnknownEndpoint), _) => {
-                        let ep = e.colibri2_endpoint().or(nick);
-                        if let Some(ep) = ep.filter(|n| self.participants.contains_key(n)) {
-                            warn!(room = %self.room, nick = %ep, "bridge lost the endpoint, re-inviting");
-                            self.reinvite(ctx, &ep);
-                        }
-                        None
-                    }
-                    (_, RequestFailure::Timeout) | (_, RequestFailure::NotConnected) => {
-                        // Jicofo ignores timed-out updates.
-                        warn!(room = %self.room, error = %e, "bridge update not answered");
-                        None
-                    }
-                    _ => Some((current, format!("COLIBRI2 update failed: {e}"))),
-                }
+                self.on_bridge_error(ctx, nick, &bridge_session, e)
             }
+            RoomRequest::IceRestart {
+                nick,
+                sid,
+                bridge_session,
+            } => self.on_ice_restart_answer(ctx, &nick, &sid, &bridge_session, result),
             RoomRequest::SessionInitiate { nick, epoch } => {
                 let Err(e) = result else {
                     return None;
@@ -2058,6 +2242,47 @@ impl Conference {
                 }
                 None
             }
+        }
+    }
+
+    /// A COLIBRI2 request about `nick` (or nobody in particular) failed (Jicofo
+    /// `Colibri2Session.sendRequest`): the conference is restarted when the bridge lost it, the
+    /// participant re-invited when the bridge lost its endpoint, a missing answer ignored; anything
+    /// else marks the bridge failed (returned with the reason).
+    fn on_bridge_error(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        nick: Option<String>,
+        bridge_session: &str,
+        e: RequestFailure,
+    ) -> Option<(String, String)> {
+        let current = self
+            .bridge
+            .as_ref()
+            .filter(|b| b.id == bridge_session)
+            .map(|b| b.bridge.clone())?;
+        ctx.counters.colibri_failures += 1;
+        match (e.colibri2_reason(), &e) {
+            (Some(Colibri2Reason::ConferenceNotFound), _) => {
+                // The bridge expired the conference on its own: start a new one.
+                warn!(room = %self.room, bridge = %current, "the bridge lost the conference");
+                self.restart_session(ctx, "conference expired on the bridge", false, false);
+                None
+            }
+            (Some(Colibri2Reason::UnknownEndpoint), _) => {
+                let ep = e.colibri2_endpoint().or(nick);
+                if let Some(ep) = ep.filter(|n| self.participants.contains_key(n)) {
+                    warn!(room = %self.room, nick = %ep, "bridge lost the endpoint, re-inviting");
+                    self.reinvite(ctx, &ep);
+                }
+                None
+            }
+            (_, RequestFailure::Timeout) | (_, RequestFailure::NotConnected) => {
+                // Jicofo ignores timed-out updates.
+                warn!(room = %self.room, error = %e, "bridge update not answered");
+                None
+            }
+            _ => Some((current, format!("COLIBRI2 update failed: {e}"))),
         }
     }
 

@@ -60,8 +60,17 @@ pub struct ConferenceConfig {
     pub max_video_senders: usize,
     /// Signal only the first simulcast layer (and its RTX) to receivers.
     pub strip_simulcast: bool,
-    /// Ask the bridge to rewrite SSRCs for clients that support it.
+    /// SSRC rewriting for clients that advertise `http://jitsi.org/ssrc-rewriting-1` (Jicofo
+    /// `use-ssrc-rewriting`): the bridge is asked for it and announces the sources to such a client
+    /// itself, so the focus signals it no other endpoint's sources.
     pub use_ssrc_rewriting: bool,
+    /// With SSRC rewriting, also mid demuxing for clients that advertise
+    /// `http://jitsi.org/rtp-mid-demux`, when the sdes:mid extension is offered (Jicofo
+    /// `use-rtp-mid-demux`).
+    pub use_rtp_mid_demux: bool,
+    /// Honour in-place ICE restart requests (session-info with `bridge-session ice-restart`; Jicofo
+    /// `enable-ice-restart`); refused with `feature-not-implemented` when off.
+    pub enable_ice_restart: bool,
     /// Send sources as `json-message` to clients that support it.
     pub use_json_encoded_sources: bool,
     /// Make the first member an owner of the room.
@@ -85,7 +94,11 @@ impl Default for ConferenceConfig {
             max_audio_senders: 999_999,
             max_video_senders: 999_999,
             strip_simulcast: true,
-            use_ssrc_rewriting: true,
+            // Jicofo's default is on; ours stays off until our bridge rewrites SSRCs, because a
+            // rewriting client gets no Jingle sources and would see no one's media.
+            use_ssrc_rewriting: false,
+            use_rtp_mid_demux: true,
+            enable_ice_restart: true,
             use_json_encoded_sources: true,
             enable_auto_owner: true,
             enable_moderator_checks: true,
@@ -229,6 +242,12 @@ pub(crate) enum RoomRequest {
     Jingle {
         nick: String,
         action: &'static str,
+    },
+    /// A COLIBRI2 in-place ICE restart for the participant's session `sid`.
+    IceRestart {
+        nick: String,
+        sid: String,
+        bridge_session: String,
     },
 }
 

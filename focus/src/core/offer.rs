@@ -3,6 +3,8 @@
 //! the participant's advertised features. The same RTP parameters go into the Jingle offer and into the
 //! COLIBRI2 `media` of the participant's endpoint, so client and bridge agree on ids.
 
+use std::collections::BTreeSet;
+
 use signaling::rtp_description::{PayloadType, RtpHdrExt, RtpParameters, hdrext};
 
 /// A video codec and its RTX companion.
@@ -14,6 +16,53 @@ pub struct VideoCodec {
     pub rtx_pt: Option<u8>,
     /// Offer `goog-remb` when transport-cc is not used and the client supports REMB.
     pub enable_remb: bool,
+}
+
+/// The video codecs the focus can offer, in the order Jicofo's offer lists them (`CodecUtil`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VideoCodecKind {
+    Av1,
+    Vp8,
+    H264,
+    Vp9,
+}
+
+impl VideoCodecKind {
+    /// Payload order of the offer: AV1, VP8, H264, VP9.
+    pub const OFFER_ORDER: [VideoCodecKind; 4] = [
+        VideoCodecKind::Av1,
+        VideoCodecKind::Vp8,
+        VideoCodecKind::H264,
+        VideoCodecKind::Vp9,
+    ];
+
+    /// The name lib-jitsi-meet uses for it (`CodecMimeType`, lower case): what `visitor-codecs`
+    /// carries and what the configuration accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodecKind::Av1 => "av1",
+            VideoCodecKind::Vp8 => "vp8",
+            VideoCodecKind::H264 => "h264",
+            VideoCodecKind::Vp9 => "vp9",
+        }
+    }
+
+    /// The encoding name in the offer (`a=rtpmap`).
+    fn encoding(self) -> &'static str {
+        match self {
+            VideoCodecKind::Av1 => "AV1",
+            VideoCodecKind::Vp8 => "VP8",
+            VideoCodecKind::H264 => "H264",
+            VideoCodecKind::Vp9 => "VP9",
+        }
+    }
+
+    /// Reads a codec name, case-insensitively.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::OFFER_ORDER
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name.trim()))
+    }
 }
 
 /// An audio payload type that can be switched off.
@@ -99,6 +148,9 @@ pub struct CodecConfig {
     pub telephone_event: AudioCodec,
     pub extensions: Extensions,
     pub extmap_allow_mixed: bool,
+    /// The video codecs the bridge forwards correctly: an enabled codec outside this set is not
+    /// offered (ours; Jicofo offers whatever is enabled). Default: all four, as Jicofo offers them.
+    pub bridge_video_codecs: BTreeSet<VideoCodecKind>,
 }
 
 impl Default for CodecConfig {
@@ -130,6 +182,7 @@ impl Default for CodecConfig {
             },
             extensions: Extensions::default(),
             extmap_allow_mixed: true,
+            bridge_video_codecs: VideoCodecKind::OFFER_ORDER.into_iter().collect(),
         }
     }
 }
@@ -138,12 +191,11 @@ impl CodecConfig {
     /// Refuses configurations that would produce an unusable offer (duplicate payload type or extension ids).
     pub fn validate(&self) -> Result<(), String> {
         let mut pts: Vec<(u8, &str)> = Vec::new();
-        for (name, c) in self.video_codecs() {
-            if c.enabled {
-                pts.push((c.pt, name));
-                if let Some(r) = c.rtx_pt {
-                    pts.push((r, name));
-                }
+        for kind in self.offered_video_codecs() {
+            let (name, c) = (kind.name(), self.video(kind));
+            pts.push((c.pt, name));
+            if let Some(r) = c.rtx_pt {
+                pts.push((r, name));
             }
         }
         if self.opus.enabled {
@@ -165,8 +217,15 @@ impl CodecConfig {
                 ));
             }
         }
-        if !self.video_codecs().iter().any(|(_, c)| c.enabled) {
-            return Err("no video codec is enabled".into());
+        if self.offered_video_codecs().is_empty() {
+            return Err(format!(
+                "no video codec is both enabled and forwarded by the bridge (bridge video codecs: {})",
+                self.bridge_video_codecs
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
         }
         if !self.opus.enabled {
             return Err("opus must be enabled".into());
@@ -196,13 +255,51 @@ impl CodecConfig {
         Ok(())
     }
 
-    fn video_codecs(&self) -> [(&'static str, &VideoCodec); 4] {
-        [
-            ("av1", &self.av1),
-            ("vp8", &self.vp8),
-            ("vp9", &self.vp9),
-            ("h264", &self.h264),
-        ]
+    /// The configuration of one video codec.
+    pub fn video(&self, kind: VideoCodecKind) -> &VideoCodec {
+        match kind {
+            VideoCodecKind::Av1 => &self.av1,
+            VideoCodecKind::Vp8 => &self.vp8,
+            VideoCodecKind::H264 => &self.h264,
+            VideoCodecKind::Vp9 => &self.vp9,
+        }
+    }
+
+    /// The configuration of one video codec, mutably.
+    pub fn video_mut(&mut self, kind: VideoCodecKind) -> &mut VideoCodec {
+        match kind {
+            VideoCodecKind::Av1 => &mut self.av1,
+            VideoCodecKind::Vp8 => &mut self.vp8,
+            VideoCodecKind::H264 => &mut self.h264,
+            VideoCodecKind::Vp9 => &mut self.vp9,
+        }
+    }
+
+    /// Whether `kind` goes into offers: enabled (`ENABLE_CODEC_*`, `codec.video.<name>.enabled`) and
+    /// forwarded by the bridge.
+    pub fn offers(&self, kind: VideoCodecKind) -> bool {
+        self.video(kind).enabled && self.bridge_video_codecs.contains(&kind)
+    }
+
+    /// The video codecs every offer carries, in the offer's payload order.
+    pub fn offered_video_codecs(&self) -> Vec<VideoCodecKind> {
+        VideoCodecKind::OFFER_ORDER
+            .into_iter()
+            .filter(|k| self.offers(*k))
+            .collect()
+    }
+
+    /// The `visitor-codecs` conference property: the offered video codecs, lower case, comma
+    /// separated, in the offer's order (`av1,vp8,h264,vp9` by default). The current lib-jitsi-meet
+    /// treats it as one more participant's codec list and drops from its own preference whatever the
+    /// list lacks (`JitsiConference` → `CodecSelection.updateVisitorCodecs`), so a client never
+    /// configures its sender for a codec the offer did not negotiate.
+    pub fn visitor_codecs(&self) -> String {
+        self.offered_video_codecs()
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -247,6 +344,8 @@ pub struct Features {
     pub json_sources: bool,
     pub source_names: bool,
     pub ssrc_rewriting: bool,
+    /// Demuxes forwarded media by the sdes:mid extension (with SSRC rewriting only).
+    pub rtp_mid_demux: bool,
 }
 
 impl Default for Features {
@@ -263,6 +362,7 @@ impl Default for Features {
             json_sources: false,
             source_names: false,
             ssrc_rewriting: false,
+            rtp_mid_demux: false,
         }
     }
 }
@@ -288,6 +388,7 @@ impl Features {
                 "http://jitsi.org/json-encoded-sources" => f.json_sources = true,
                 "http://jitsi.org/source-name" => f.source_names = true,
                 "http://jitsi.org/ssrc-rewriting-1" => f.ssrc_rewriting = true,
+                "http://jitsi.org/rtp-mid-demux" => f.rtp_mid_demux = true,
                 _ => {}
             }
         }
@@ -365,40 +466,28 @@ pub fn video_parameters(c: &CodecConfig, o: &OfferOptions) -> RtpParameters {
         }
         pt
     };
-    if c.av1.enabled {
-        pts.push(feedback(
-            PayloadType::new(c.av1.pt, "AV1", 90000, None),
-            &c.av1,
-        ));
-    }
-    if c.vp8.enabled {
-        pts.push(feedback(
-            PayloadType::new(c.vp8.pt, "VP8", 90000, None),
-            &c.vp8,
-        ));
-    }
-    if c.h264.enabled {
-        // Jicofo writes the whole fmtp in one parameter; browsers accept it.
-        let h264 = PayloadType::new(c.h264.pt, "H264", 90000, None).with_parameter(
-            "profile-level-id",
-            "42e01f;level-asymmetry-allowed=1;packetization-mode=1;",
-        );
-        pts.push(feedback(h264, &c.h264));
-    }
-    if c.vp9.enabled {
-        pts.push(feedback(
-            PayloadType::new(c.vp9.pt, "VP9", 90000, None),
-            &c.vp9,
-        ));
+    for kind in c.offered_video_codecs() {
+        let mut pt = PayloadType::new(c.video(kind).pt, kind.encoding(), 90000, None);
+        if kind == VideoCodecKind::H264 {
+            // Jicofo writes the whole fmtp in one parameter; browsers accept it.
+            pt = pt.with_parameter(
+                "profile-level-id",
+                "42e01f;level-asymmetry-allowed=1;packetization-mode=1;",
+            );
+        }
+        pts.push(feedback(pt, c.video(kind)));
     }
     if o.rtx {
-        for (codec, with_fb) in [
-            (&c.av1, true),
-            (&c.vp8, true),
-            (&c.vp9, true),
-            (&c.h264, false),
+        // Jicofo's RTX order (AV1, VP8, VP9, H264) differs from the codecs'; H264's RTX has no
+        // feedback types (`CodecUtil.createVideoPayloadTypeExtensions`).
+        for (kind, with_fb) in [
+            (VideoCodecKind::Av1, true),
+            (VideoCodecKind::Vp8, true),
+            (VideoCodecKind::Vp9, true),
+            (VideoCodecKind::H264, false),
         ] {
-            if let (true, Some(rtx)) = (codec.enabled, codec.rtx_pt) {
+            let codec = c.video(kind);
+            if let (true, Some(rtx)) = (c.offers(kind), codec.rtx_pt) {
                 let mut pt = PayloadType::new(rtx, "rtx", 90000, None)
                     .with_parameter("apt", &codec.pt.to_string());
                 if with_fb {
@@ -519,11 +608,26 @@ mod tests {
                 (99, "rtx")
             ]
         );
-        let vp8 = &v.payload_types[1];
-        assert!(vp8.has_rtcp_fb("nack", Some("pli")));
-        assert!(vp8.has_rtcp_fb("transport-cc", None));
-        assert!(!vp8.has_rtcp_fb("goog-remb", None));
-        assert_eq!(v.payload_types[5].apt(), Some(100));
+        // Every video codec (AV1 and VP9 too) gets FIR, NACK, PLI and transport-cc, never REMB with
+        // TCC: without `nack pli` on a payload type Chromium never asks for its keyframes.
+        for codec in &v.payload_types[..4] {
+            for (t, sub) in [("ccm", Some("fir")), ("nack", None), ("nack", Some("pli"))] {
+                assert!(codec.has_rtcp_fb(t, sub), "{} {t} {sub:?}", codec.name);
+            }
+            assert!(codec.has_rtcp_fb("transport-cc", None), "{}", codec.name);
+            assert!(!codec.has_rtcp_fb("goog-remb", None), "{}", codec.name);
+        }
+        assert_eq!(
+            v.payload_types[2].parameter("profile-level-id"),
+            Some("42e01f;level-asymmetry-allowed=1;packetization-mode=1;")
+        );
+        // RTX: apt of each, FIR/NACK/PLI on all but H264's (as Jicofo's CodecUtil).
+        let apts: Vec<_> = v.payload_types[4..].iter().map(|p| p.apt()).collect();
+        assert_eq!(apts, [Some(41), Some(100), Some(101), Some(107)]);
+        for rtx in &v.payload_types[4..7] {
+            assert!(rtx.has_rtcp_fb("nack", Some("pli")) && rtx.has_rtcp_fb("ccm", Some("fir")));
+        }
+        assert!(v.payload_types[7].rtcp_fb.is_empty());
         assert_eq!(v.hdrext_id(hdrext::ABS_SEND_TIME), Some(3));
         assert_eq!(v.hdrext_id(hdrext::AV1_DEPENDENCY_DESCRIPTOR), Some(11));
         assert_eq!(v.hdrext_id(hdrext::TRANSPORT_CC), Some(5));
@@ -558,6 +662,76 @@ mod tests {
         assert!(v.payload_types.iter().all(|p| p.apt() != Some(107)));
         c.vp9.pt = 100;
         assert!(c.validate().unwrap_err().contains("100"));
+    }
+
+    #[test]
+    fn only_enabled_codecs_the_bridge_forwards_are_offered() {
+        let o = OfferOptions::for_features(&chrome_features());
+        let names = |c: &CodecConfig| -> Vec<(u8, String)> {
+            video_parameters(c, &o)
+                .payload_types
+                .iter()
+                .map(|p| (p.id, p.name.clone()))
+                .collect()
+        };
+        let mut c = CodecConfig::default();
+        assert_eq!(c.visitor_codecs(), "av1,vp8,h264,vp9");
+        // ENABLE_CODEC_AV1=0 ENABLE_CODEC_VP9=0: VP8 and H264 with their RTX, and the client is told.
+        c.av1.enabled = false;
+        c.vp9.enabled = false;
+        assert_eq!(
+            names(&c),
+            [
+                (100, "VP8".into()),
+                (107, "H264".into()),
+                (96, "rtx".into()),
+                (99, "rtx".into())
+            ]
+        );
+        assert_eq!(c.visitor_codecs(), "vp8,h264");
+        c.validate().unwrap();
+        // A bridge that forwards only VP8 and VP9: AV1 stays out even though it is enabled.
+        let mut c = CodecConfig {
+            bridge_video_codecs: [VideoCodecKind::Vp9, VideoCodecKind::Vp8].into(),
+            ..CodecConfig::default()
+        };
+        assert_eq!(
+            names(&c),
+            [
+                (100, "VP8".into()),
+                (101, "VP9".into()),
+                (96, "rtx".into()),
+                (97, "rtx".into())
+            ]
+        );
+        assert_eq!(c.visitor_codecs(), "vp8,vp9");
+        // The payload types of codecs that are not offered may be reused.
+        c.av1.pt = 100;
+        c.validate().unwrap();
+        // Nothing left to offer is refused.
+        c.vp8.enabled = false;
+        c.vp9.enabled = false;
+        assert!(c.validate().unwrap_err().contains("no video codec"));
+    }
+
+    #[test]
+    fn codec_names_are_lib_jitsi_meets() {
+        for k in VideoCodecKind::OFFER_ORDER {
+            assert_eq!(VideoCodecKind::parse(k.name()), Some(k));
+            assert_eq!(VideoCodecKind::parse(&k.name().to_uppercase()), Some(k));
+        }
+        assert_eq!(VideoCodecKind::parse("hevc"), None);
+    }
+
+    #[test]
+    fn modern_client_features_are_read() {
+        let f = Features::from_vars([
+            "http://jitsi.org/source-name",
+            "http://jitsi.org/ssrc-rewriting-1",
+            "http://jitsi.org/rtp-mid-demux",
+        ]);
+        assert!(f.source_names && f.ssrc_rewriting && f.rtp_mid_demux);
+        assert!(!Features::from_vars(["http://jitsi.org/ssrc-rewriting-1"]).rtp_mid_demux);
     }
 
     #[test]

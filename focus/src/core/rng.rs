@@ -1,7 +1,6 @@
-//! A small deterministic generator for ids (session ids, bridge-session ids, meeting ids); its own
-//! module so that the core's parts import it without a cycle through `core/mod.rs`.
+//! The focus core's ids come from here, seeded by the shell: no OS randomness inside the core.
 
-/// splitmix64, seeded by the caller (the core stays deterministic).
+/// A small deterministic generator for ids (session ids, bridge-session ids, meeting ids).
 #[derive(Debug, Clone)]
 pub(crate) struct Rng(pub(crate) u64);
 

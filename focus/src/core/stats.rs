@@ -27,6 +27,13 @@ pub struct Counters {
     pub bridges_removed: u64,
     /// Times an XMPP connection went down.
     pub xmpp_disconnects: u64,
+    /// In-place ICE restarts (Jicofo `IceRestartMetrics`): asked for by participants, relayed to them
+    /// with the bridge's new transport, not needed (the bridge kept its transport), failed (refused,
+    /// declined by the bridge, stale).
+    pub ice_restarts_requested: u64,
+    pub ice_restarts_relayed: u64,
+    pub ice_restarts_not_needed: u64,
+    pub ice_restarts_failed: u64,
 }
 
 /// A snapshot of the focus's state.
@@ -46,6 +53,10 @@ pub struct FocusStats {
     pub total_conference_requests_new: u64,
     pub total_bridges_removed: u64,
     pub total_xmpp_disconnects: u64,
+    pub total_ice_restarts_requested: u64,
+    pub total_ice_restarts_relayed: u64,
+    pub total_ice_restarts_not_needed: u64,
+    pub total_ice_restarts_failed: u64,
     /// Σ n·(n−1) over conferences of n participants (Jicofo `participants_pairs`).
     pub participants_pairs: u64,
     /// `conference_sizes[n]` = number of conferences with `n` participants (the last bucket is 22+).
@@ -84,6 +95,10 @@ impl FocusStats {
             total_conference_requests_new: c.conference_requests_new,
             total_bridges_removed: c.bridges_removed,
             total_xmpp_disconnects: c.xmpp_disconnects,
+            total_ice_restarts_requested: c.ice_restarts_requested,
+            total_ice_restarts_relayed: c.ice_restarts_relayed,
+            total_ice_restarts_not_needed: c.ice_restarts_not_needed,
+            total_ice_restarts_failed: c.ice_restarts_failed,
             participants_pairs: sizes
                 .iter()
                 .map(|&n| (n as u64).saturating_mul((n as u64).saturating_sub(1)))

@@ -15,9 +15,36 @@ const ROOM: &str = "room1@conference.meet.example";
 const BREWERY: &str = "jvbbrewery@internal.auth.meet.example";
 const FOCUS: &str = "focus@auth.meet.example/focus";
 
+/// The chromium features the 2021 client advertises.
+const CLIENT_FEATURES: &[&str] = &[
+    "urn:xmpp:jingle:1",
+    "urn:xmpp:jingle:apps:rtp:1",
+    "urn:xmpp:jingle:transports:ice-udp:1",
+    "urn:xmpp:jingle:apps:dtls:0",
+    "urn:xmpp:jingle:transports:dtls-sctp:1",
+    "urn:xmpp:jingle:apps:rtp:audio",
+    "urn:xmpp:jingle:apps:rtp:video",
+    "http://jitsi.org/json-encoded-sources",
+    "urn:ietf:rfc:4588",
+    "http://jitsi.org/remb",
+    "http://jitsi.org/tcc",
+];
+
 /// The 2021 client's disco#info answer.
 fn client_disco() -> Element {
-    el(&testkit::client_2021_disco_info())
+    client_disco_with(&[])
+}
+
+/// The disco#info answer of a client advertising `extra` features on top of the 2021 client's.
+fn client_disco_with(extra: &[&str]) -> Element {
+    let features: String = CLIENT_FEATURES
+        .iter()
+        .chain(extra)
+        .map(|f| format!(r#"<feature var="{f}"/>"#))
+        .collect();
+    el(&format!(
+        r#"<query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="web" name="https://jitsi.org/jitsi-meet"/>{features}</query>"#
+    ))
 }
 
 struct Harness {
@@ -33,6 +60,20 @@ struct Req {
     to: String,
     kind: IqKind,
     payload: Element,
+}
+
+impl Req {
+    /// The pending output it was taken from.
+    fn into_output(self) -> Output {
+        Output::Request {
+            request: self.id,
+            link: Link::Client,
+            to: self.to,
+            kind: self.kind,
+            payload: self.payload,
+            timeout: Duration::from_secs(15),
+        }
+    }
 }
 
 fn el(xml: &str) -> Element {
@@ -124,6 +165,11 @@ impl Harness {
         self.now = end;
     }
 
+    /// Returns requests taken with [`Self::requests`] to the pending outputs, to be answered later.
+    fn put_back(&mut self, reqs: Vec<Req>) {
+        self.out.extend(reqs.into_iter().map(Req::into_output));
+    }
+
     /// Removes and returns the requests matching `pred` from the pending outputs.
     fn requests(&mut self, pred: impl Fn(&Req) -> bool) -> Vec<Req> {
         let mut found = Vec::new();
@@ -146,14 +192,7 @@ impl Harness {
                     if pred(&r) {
                         found.push(r);
                     } else {
-                        rest.push(Output::Request {
-                            request: r.id,
-                            link: Link::Client,
-                            to: r.to,
-                            kind: r.kind,
-                            payload: r.payload,
-                            timeout: Duration::from_secs(15),
-                        });
+                        rest.push(r.into_output());
                     }
                 }
                 other => rest.push(other),
@@ -267,7 +306,12 @@ impl Harness {
     }
 
     fn join_member(&mut self, room: &str, nick: &str) {
-        let ver = caps::ver_of(&client_disco());
+        self.join_member_with(room, nick, &[]);
+    }
+
+    /// A member whose client advertises `extra` features on top of the 2021 client's (in its caps).
+    fn join_member_with(&mut self, room: &str, nick: &str, extra: &[&str]) {
+        let ver = caps::ver_of(&client_disco_with(extra));
         self.presence(&format!(
             r#"<presence xmlns="jabber:client" from="{room}/{nick}"><x xmlns="http://jabber.org/protocol/muc#user"><item affiliation="none" role="participant" jid="{nick}@meet.example/res"/></x>
             <stats-id>stats-{nick}</stats-id><c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://jitsi.org/jitsi-meet" ver="{ver}"/></presence>"#
@@ -620,16 +664,7 @@ fn allocation_and_session_initiate_carry_what_the_client_needs() {
     );
     assert_eq!(allocs[1].payload.attr("create"), None);
     // Put them back and answer.
-    for a in allocs {
-        h.out.push(Output::Request {
-            request: a.id,
-            link: Link::Client,
-            to: a.to,
-            kind: a.kind,
-            payload: a.payload,
-            timeout: Duration::from_secs(15),
-        });
-    }
+    h.put_back(allocs);
     h.answer_allocations();
     let inits = h.session_initiates();
     assert_eq!(inits.len(), 2);
@@ -1537,4 +1572,5 @@ fn a_moderators_start_muted_policy_applies_to_later_first_invitations_only() {
 #[path = "tests_hardening.rs"]
 mod hardening;
 mod moderation;
+mod modern;
 mod secure_domain;

@@ -314,6 +314,37 @@ impl TestClient {
         }
     }
 
+    /// Asks the focus for `room` until it answers ready, then joins it as `nick` with `extra`
+    /// presence elements.
+    pub async fn enter(&self, prosody: &Prosody, room: &str, nick: &str, extra: Vec<Element>) {
+        let component: signaling::xmpp::Jid = prosody.focus_domain().parse().expect("domain");
+        let request = el(&format!(
+            r#"<conference xmlns="http://jitsi.org/protocol/focus" room="{room}" machine-uid="m-{nick}"/>"#
+        ));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = self
+                .handle
+                .iq_set(component.clone(), request.clone(), Duration::from_secs(10))
+                .await;
+            if r.as_ref()
+                .ok()
+                .and_then(|r| r.payload.as_ref())
+                .and_then(|p| p.attr("ready"))
+                == Some("true")
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not ready: {r:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let room = signaling::xmpp::BareJid::new(room).expect("room");
+        self.handle
+            .join_muc(signaling::xmpp::MucJoin::new(room, nick).with_extra(extra))
+            .await
+            .expect("join the room");
+    }
+
     /// Asks for `room` and expects `forbidden` (a room the focus does not serve); returns how long the
     /// answer took.
     pub async fn conference_forbidden(&self, prosody: &Prosody, room: &str) -> Duration {
@@ -370,12 +401,25 @@ pub fn conference_iq(room: &str) -> Element {
     ))
 }
 
+/// A bridge's `<stats xmlns='http://jitsi.org/protocol/colibri'>` presence extension with `stats`.
+pub fn bridge_stats(stats: &[(&str, &str)]) -> Element {
+    signaling::xml::Builder::new("stats", signaling::ns::COLIBRI)
+        .children(stats.iter().map(|(n, v)| {
+            signaling::xml::Builder::new("stat", signaling::ns::COLIBRI)
+                .attr("name", *n)
+                .attr("value", *v)
+                .build()
+        }))
+        .build()
+}
+
 pub fn el(xml: &str) -> Element {
     xml.parse().unwrap_or_else(|e| panic!("bad XML {e}: {xml}"))
 }
 
 pub mod browser;
 pub mod netns;
+pub mod standin;
 
 /// Builds the workspace's `bridge` binary next to the `focus` binary under test (same target dir and
 /// profile) and returns its path.
