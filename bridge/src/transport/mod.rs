@@ -34,6 +34,7 @@ pub mod srtp;
 pub mod stun;
 #[cfg(test)]
 mod tests;
+pub mod udp;
 
 pub use counters::{DropCounters, DropReason};
 pub use demux::{Demux, PacketKind, classify};
