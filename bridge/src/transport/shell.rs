@@ -484,10 +484,10 @@ mod tests {
         assert!(send >= asked.min(max("wmem_max")), "send buffer {send}");
     }
 
-    fn state_with(n: u32) -> PortState<u32> {
-        let counters = Arc::new(DropCounters::new());
+    /// Adds bridge-side endpoints `0..n`, sharing the port's drop counters.
+    fn add_endpoints(st: &mut PortState<u32>, n: u32) {
         let identity = DtlsIdentity::generate().unwrap();
-        let mut st = PortState::new(counters.clone());
+        let counters = st.counters().clone();
         for k in 0..n {
             let ep = EndpointTransport::new(
                 IceCredentials::random(),
@@ -498,6 +498,11 @@ mod tests {
             .unwrap();
             st.add_endpoint(k, ep);
         }
+    }
+
+    fn state_with(n: u32) -> PortState<u32> {
+        let mut st = PortState::new(Arc::new(DropCounters::new()));
+        add_endpoints(&mut st, n);
         st
     }
 
@@ -612,19 +617,16 @@ mod tests {
             .await
             .unwrap();
         let to = port.local_addr().unwrap();
-        let identity = DtlsIdentity::generate().unwrap();
-        let mut creds = Vec::new();
-        for k in 0..3u32 {
-            let ep = EndpointTransport::new(
-                IceCredentials::random(),
-                &identity,
-                TransportConfig::default(),
-                counters.clone(),
-            )
-            .unwrap();
-            creds.push(ep.local_credentials().clone());
-            port.state_mut().add_endpoint(k, ep);
-        }
+        add_endpoints(port.state_mut(), 3);
+        let creds: Vec<_> = (0..3)
+            .map(|k| {
+                port.state_mut()
+                    .endpoint(&k)
+                    .unwrap()
+                    .local_credentials()
+                    .clone()
+            })
+            .collect();
         let io = port.io_counters().clone();
         let peers: Vec<_> = (0..3)
             .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
