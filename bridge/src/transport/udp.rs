@@ -491,6 +491,7 @@ mod tests {
                         call -= seg;
                     }
                 }
+                assert_eq!(c(&counters.gso_messages), segmented as u64, "gso on, {n}");
                 assert_eq!(c(&counters.send_calls), n.div_ceil(256) as u64, "gso on");
             } else {
                 assert_eq!(c(&counters.gso_messages), 0, "gso off");
