@@ -3,11 +3,12 @@
 //! The sans-IO state lives in [`PortState`]; [`Port::run`] owns the socket and calls a
 //! [`PortHandler`] synchronously for every transport event and every command, so the consumer
 //! (the forwarding core, or a test) runs in the same task as the socket: no channel hop and no
-//! lock per packet. Transmits are flushed after each callback.
+//! lock per packet. The socket is read a `recvmmsg` batch at a time and the transmits are flushed
+//! once per batch, timer or command ([`super::udp`]: `sendmmsg`, UDP GSO).
 //!
 //! A datagram's path here: [`Demux::route`] (classify once, find the endpoint) →
 //! `EndpointTransport::handle_datagram` (ICE / DTLS / SRTP) → its events to the handler → the
-//! transmits the handler queued, flushed. The endpoints' timers are one
+//! transmits the handler queued, flushed with the rest of the batch's. The endpoints' timers are one
 //! [`TimerTable`](crate::timer::TimerTable) keyed by endpoint: re-armed only for endpoints whose
 //! state changed, so neither a datagram nor [`PortState::poll_timeout`] scans every endpoint.
 
