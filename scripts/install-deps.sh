@@ -2,7 +2,7 @@
 # Installs everything the tests and the local deployment need, idempotently: Prosody (the real XMPP
 # server), Chromium + ChromeDriver (real browsers), the npm packages of the browser harness (playwright-core,
 # lib-jitsi-meet, jquery), podman + runc + debootstrap (the container images), the manifest validators,
-# and cargo-nextest. Safe to run again: each step checks first. Needs root (apt-get) on a Debian machine;
+# cargo-nextest and cargo-fuzz. Safe to run again: each step checks first. Needs root (apt-get) on a Debian machine;
 # network access only to the package registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,8 @@ command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v objcopy >/dev/null 2>&1 || need_apt+=(binutils)
+# libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets (fuzz/run.sh).
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -44,5 +46,8 @@ if [ -d manifests ] && [ -n "$(ls -A manifests 2>/dev/null)" ]; then
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest@0.9.143
+# cargo-fuzz for fuzz/run.sh (stable rustc runs it with RUSTC_BOOTSTRAP=1; no nightly needed).
+cargo fuzz --version 2>/dev/null | grep -q '^cargo-fuzz 0\.13\.1$' \
+  || cargo install --locked --force cargo-fuzz@0.13.1
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 echo "install-deps: ok"

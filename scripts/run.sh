@@ -203,7 +203,7 @@ log "Prosody on 127.0.0.1:$c2s (XMPP), :$http (WebSocket)"
 env XMPP_SERVER=127.0.0.1 XMPP_PORT="$c2s" XMPP_DOMAIN="$domain" XMPP_AUTH_DOMAIN="$auth" \
   XMPP_INTERNAL_MUC_DOMAIN="$internal" JVB_AUTH_USER=jvb JVB_AUTH_PASSWORD="$jvb_pw" \
   JVB_BREWERY_MUC=jvbbrewery JVB_MUC_NICKNAME=jvb-local JVB_PORT="$media" JVB_MEDIA_HOST="$media_host" \
-  JVB_ADVERTISE_IPS="$media_ips" JVB_DISABLE_STUN=true JVB_REST_HOST=127.0.0.1 JVB_REST_PORT="$bridge_rest" \
+  JVB_ADVERTISE_IPS="$media_ips" JVB_DISABLE_STUN=true JVB_REST_HOST=127.0.0.1 JVB_REST_PORT="$bridge_rest" COLIBRI_REST_ENABLED=true \
   "$bridge_bin" >"$tmp/bridge.log" 2>&1 &
 pids+=($!)
 bridge_pid=${pids[-1]}

@@ -21,6 +21,8 @@ if [ -x scripts/test-release.sh ]; then
   echo "== release-build tests"
   scripts/test-release.sh
 fi
+echo "== fuzz: every target for a bounded time on its seed corpus (fails on any crash)"
+fuzz/run.sh --ci "${FUZZ_SECONDS:-15}"
 if [ -x manifests/check.sh ]; then
   echo "== manifests"
   manifests/check.sh

@@ -106,6 +106,7 @@ fn rtp_rewrite(c: &mut Criterion) {
                 payload_type: VP8,
                 ext: &ext,
                 tcc_seq: tcc,
+                replace: None,
             };
             rtp::write_forwarded(black_box(&p), &rw, &mut out);
             black_box(out.len())

@@ -231,6 +231,7 @@ fn vp8_benches(c: &mut Criterion) {
                 timestamp: ts,
                 marker,
                 info: &infos[i],
+                stream: None,
             };
             let now = t0 + Duration::from_millis(i as u64 * 8);
             i += 1;
@@ -263,6 +264,7 @@ fn vp8_benches(c: &mut Criterion) {
                 timestamp: pkt.timestamp(),
                 marker: pkt.marker(),
                 info: &info,
+                stream: None,
             };
             let now = t0 + Duration::from_millis(i as u64 * 8);
             i += 1;
@@ -277,6 +279,7 @@ fn vp8_benches(c: &mut Criterion) {
                         payload_type: VP8,
                         ext: &ext,
                         tcc_seq: tcc,
+                        replace: None,
                     },
                     &mut out,
                 );

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod svc;
+
 use bridge::sfu::vp8;
 use bridge::sfu::{
     EndpointHandle, EndpointParams, MediaKind, MediaSourceDesc, Output, Sfu, SfuConfig,
@@ -185,6 +187,16 @@ impl Fixture {
     }
 
     pub fn with_config(receivers: usize, cfg: SfuConfig) -> Self {
+        Self::with_media(receivers, cfg, video_params(), sources)
+    }
+
+    /// Endpoints with these video parameters and sources (`sources(id, i)` for endpoint `i`).
+    pub fn with_media(
+        receivers: usize,
+        cfg: SfuConfig,
+        video: RtpParameters,
+        sources: fn(&str, u32) -> Vec<MediaSourceDesc>,
+    ) -> Self {
         let now = Instant::now();
         let mut sfu = Sfu::new(cfg);
         let conf = sfu
@@ -198,7 +210,7 @@ impl Fixture {
                 sources: sources(&id, i as u32),
                 id,
                 audio: audio_params(),
-                video: video_params(),
+                video: video.clone(),
                 ..Default::default()
             };
             let h = sfu

@@ -1,12 +1,19 @@
 //! The forwarding path does not allocate per packet: a counting global allocator watches
-//! `handle_rtp` (video and audio, 1 and 50 receivers) and NACK → RTX after warm-up.
+//! `handle_rtp` (video and audio, 1 and 50 receivers) and NACK → RTX after warm-up, and the SVC
+//! codec paths (`bridge::sfu::av1`, `bridge::sfu::vp9`) on Chromium-like streams.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use benches::svc;
 use benches::{
     Fixture, KEYFRAME_INTERVAL, OPUS, PACKETS_PER_FRAME, VP8, rtp_packet, set_seq_ts, ssrcs,
 };
+use bridge::sfu::av1::DdSource;
+use bridge::sfu::av1::descriptor::MAX_LEN;
+use bridge::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget};
+use bridge::sfu::projection::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Target};
 use bridge::sfu::rtcp;
+use bridge::sfu::vp9::Vp9Source;
 use bridge::sfu::{Output, SfuConfig, Stat};
 
 mod counting;
@@ -99,4 +106,78 @@ fn nack_answer_allocates_nothing() {
     assert_eq!(allocs() - before, 0);
     let rtx = f.sfu.counters().get(Stat::RetransmissionsRtx);
     assert!(rtx > 3 * 1001 && rtx < 4 * 1001, "{rtx} retransmissions");
+}
+
+#[test]
+fn svc_codec_paths_allocate_nothing_per_packet_once_warm() {
+    let t0 = Instant::now();
+    // AV1 L3T3_KEY with the Dependency Descriptor: parse, a receiver at 360p (active decode
+    // target mask written), keyframes with their structure included.
+    let structure = svc::chrome_av1_structure();
+    let stream = svc::av1_stream(&structure, 1500);
+    let mut src = DdSource::new();
+    let mut proj = DdProjection::new(DdConfig::default());
+    proj.set_target(Some(DdTarget {
+        encoding: 0,
+        spatial: 1,
+        temporal: 2,
+    }));
+    let mut out = [0u8; MAX_LEN];
+    let mut forwarded = 0;
+    let mut before = 0;
+    for (i, p) in stream.iter().enumerate() {
+        if i == stream.len() / 2 {
+            before = allocs();
+        }
+        let info = src.parse(&p.dd).expect("dd");
+        let pkt = DdPacket {
+            encoding: 0,
+            seq: p.seq,
+            timestamp: p.ts,
+            marker: p.marker,
+            info: &info,
+            source: &src,
+        };
+        if let Some(rw) = proj.forward(t0 + Duration::from_millis(i as u64 * 11), &pkt) {
+            let s = src.structure(info.generation).expect("structure");
+            std::hint::black_box(rw.write_descriptor(&info, s, &mut out).expect("write"));
+            forwarded += 1;
+        }
+    }
+    assert_eq!(allocs() - before, 0, "AV1 Dependency Descriptor path");
+    assert!(forwarded > 1000);
+
+    // VP9 L3T3_KEY: parse, a receiver at 180p, PictureID rewrite on the egress copy.
+    let stream = svc::vp9_stream(1500);
+    let mut src = Vp9Source::new();
+    let mut proj = Vp9Projection::new(Vp9Config::default());
+    proj.set_target(Some(Vp9Target {
+        encoding: 0,
+        spatial: 0,
+        temporal: 2,
+    }));
+    let mut copy = vec![0u8; 1500];
+    let mut forwarded = 0;
+    for (i, p) in stream.iter().enumerate() {
+        if i == stream.len() / 2 {
+            before = allocs();
+        }
+        let info = src.parse(&p.payload).expect("vp9");
+        let pkt = Vp9Packet {
+            encoding: 0,
+            seq: p.seq,
+            timestamp: p.ts,
+            marker: p.marker,
+            info: &info,
+            source: &src,
+        };
+        if let Some(rw) = proj.forward(t0 + Duration::from_millis(i as u64 * 11), &pkt) {
+            let c = &mut copy[..p.payload.len()];
+            c.copy_from_slice(&p.payload);
+            rw.apply(c, &info.header).expect("rewrite");
+            forwarded += 1;
+        }
+    }
+    assert_eq!(allocs() - before, 0, "VP9 path");
+    assert!(forwarded > 1000);
 }

@@ -42,9 +42,12 @@ use crate::sfu::{
     ConferenceHandle, EndpointParams, EndpointUpdate, FeedbackSources, ForceMute, MediaKind,
     MediaSourceDesc, SfuError,
 };
-use crate::transport::signal::{local_transport, remote_candidates, remote_transport};
+use crate::transport::signal::{
+    candidate_allowed, local_transport, remote_candidates, remote_transport,
+};
 use crate::transport::{
-    EndpointTransport, IceConfig, IceCredentials, IceMode, PortState, TransportConfig,
+    EndpointTransport, IceConfig, IceCredentials, IceMode, PortState, RemoteCandidate,
+    TransportConfig,
 };
 
 /// The SCTP port of the bridge channel (both sides), as WebRTC data channels use.
@@ -64,6 +67,10 @@ pub fn conference_modify(
         Some(c) => c,
         None => create_conference(plane, now, req, admission)?,
     };
+    #[cfg(test)]
+    if req.meeting_id == TEST_PANIC_MEETING {
+        panic!("injected by a test");
+    }
     validate(req)?;
     if req.connects.as_ref().is_some_and(|c| !c.is_empty()) {
         tracing::warn!(
@@ -228,15 +235,20 @@ fn endpoint(
     } else {
         match plane.sfu.find_endpoint(conf, &e.id) {
             Some(h) => {
-                update_endpoint(plane, port, now, h, e)?;
+                let updated = update_endpoint(plane, port, now, h, e);
+                // Even a refused update may have changed SSRC claims: keep the filters in step.
+                sync_ssrc_filters(plane, port, conf);
+                updated?;
                 (h, false)
             }
             None if ignore_unknown => return Ok(Endpoint::new(e.id.clone())),
             None => return Err(Error::unknown_endpoint(&e.id)),
         }
     };
+    sync_ssrc_filters(plane, port, conf);
     if let Some(t) = e.transport.as_ref().and_then(|t| t.ice_udp.as_ref()) {
-        apply_remote_transport(port, now, key, &e.id, t)?;
+        let on_loopback = plane.env.bound.ip().is_loopback();
+        apply_remote_transport(port, now, key, &e.id, t, on_loopback)?;
     }
     if e.transport.as_ref().is_some_and(|t| t.ice_restart) {
         // Answering without a transport tells the focus the restart did not happen (it re-invites).
@@ -247,6 +259,21 @@ fn endpoint(
         answer.transport = Some(local_answer(plane, port, key, e)?);
     }
     Ok(answer)
+}
+
+/// A meeting id whose request panics after its conference was created (unit tests of the media
+/// worker's fault isolation).
+#[cfg(test)]
+pub(crate) const TEST_PANIC_MEETING: &str = "test-panic-meeting";
+
+/// Tells every endpoint transport of `conf` which SSRCs it may decrypt: the sources the
+/// conference accepted from it. All of them, as a claim can move an SSRC between endpoints.
+fn sync_ssrc_filters(plane: &Plane, port: &mut PortState<Key>, conf: ConferenceHandle) {
+    for h in plane.sfu.endpoints(conf) {
+        if let Some(ep) = port.endpoint_mut(&h) {
+            ep.set_signalled_ssrcs(plane.sfu.endpoint_ssrcs(h));
+        }
+    }
 }
 
 fn create_endpoint(
@@ -399,16 +426,27 @@ fn apply_remote_transport(
     key: Key,
     id: &str,
     t: &IceUdpTransport,
+    bridge_on_loopback: bool,
 ) -> Result<(), Error> {
     let Some(ep) = port.endpoint_mut(&key) else {
         return Err(Error::unknown_endpoint(id));
     };
+    let keep = |c: &RemoteCandidate| {
+        let ok = candidate_allowed(&c.addr, bridge_on_loopback);
+        if !ok {
+            tracing::info!(endpoint = id, candidate = %c.addr, "remote candidate ignored");
+        }
+        ok
+    };
     if t.ufrag.is_some() && t.pwd.is_some() {
-        let remote = remote_transport(t)
+        let mut remote = remote_transport(t)
             .map_err(|err| Error::bad_request(&format!("endpoint {id}: {err}")))?;
+        remote.candidates.retain(keep);
         ep.set_remote(now, remote);
     } else if !t.candidates.is_empty() {
-        ep.add_remote_candidates(now, &remote_candidates(&t.candidates));
+        let mut candidates = remote_candidates(&t.candidates);
+        candidates.retain(keep);
+        ep.add_remote_candidates(now, &candidates);
     }
     Ok(())
 }
@@ -439,7 +477,7 @@ fn local_answer(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::media::{MediaEnv, MediaSettings};
     use crate::random::TokenRng;
@@ -450,7 +488,7 @@ mod tests {
     use signaling::sources::{Semantics, SsrcGroup};
     use signaling::xml::XmlElement;
 
-    fn setup() -> (Plane, PortState<Key>) {
+    pub(crate) fn setup() -> (Plane, PortState<Key>) {
         let settings = MediaSettings {
             bind: "127.0.0.1:10000".parse().unwrap(),
             advertise_ips: vec!["203.0.113.9".parse().unwrap()],
@@ -469,7 +507,15 @@ mod tests {
         )
     }
 
-    fn media() -> Vec<colibri2::Media> {
+    /// [`setup`] with conference `m1` holding endpoint `a`.
+    fn setup_with_a() -> (Plane, PortState<Key>) {
+        let (mut plane, mut port) = setup();
+        let create = req("m1", true, vec![new_endpoint("a")]);
+        run(&mut plane, &mut port, &create).unwrap();
+        (plane, port)
+    }
+
+    pub(crate) fn media() -> Vec<colibri2::Media> {
         vec![
             colibri2::Media {
                 media_type: MediaType::Audio,
@@ -495,7 +541,7 @@ mod tests {
         ]
     }
 
-    fn new_endpoint(id: &str) -> Endpoint {
+    pub(crate) fn new_endpoint(id: &str) -> Endpoint {
         Endpoint {
             create: true,
             media: media(),
@@ -522,7 +568,7 @@ mod tests {
         }
     }
 
-    fn req(meeting: &str, create: bool, endpoints: Vec<Endpoint>) -> ConferenceModify {
+    pub(crate) fn req(meeting: &str, create: bool, endpoints: Vec<Endpoint>) -> ConferenceModify {
         ConferenceModify {
             create,
             name: Some("room@conference.meet.example".into()),
@@ -593,7 +639,7 @@ mod tests {
         assert_eq!(a.sources[0].name.as_deref(), Some("jvb-a0"));
         assert_eq!(port.keys().count(), 1);
         assert_eq!(
-            crate::media::publish::export(&plane).conference_sizes,
+            crate::media::publish::export(&plane, Instant::now()).conference_sizes,
             vec![1]
         );
 
@@ -604,6 +650,29 @@ mod tests {
         assert!(m.sources.is_none());
         assert!(m.endpoint("ab12cd34").unwrap().transport.is_none());
         assert_eq!(plane.sfu.stats().sources, 2);
+    }
+
+    /// Every endpoint's transport decrypts only the SSRCs the conference accepted from it (RTX
+    /// included), from its creation on; a source update replaces them.
+    #[test]
+    fn transports_filter_the_signalled_ssrcs() {
+        let (mut plane, mut port) = setup_with_a();
+        let key = plane
+            .sfu
+            .find_endpoint(plane.sfu.find_conference("m1").unwrap(), "a");
+        let signalled = |port: &PortState<Key>| {
+            let ep = port.endpoint(&key.unwrap()).unwrap();
+            ep.ssrc_filter().map(|f| f.signalled().to_vec())
+        };
+        assert_eq!(signalled(&port), Some(vec![]));
+        let mut upd = Endpoint::new("a");
+        upd.sources = Some(sources("a", 11, 22, 23));
+        run(&mut plane, &mut port, &req("m1", false, vec![upd])).unwrap();
+        assert_eq!(signalled(&port), Some(vec![11, 22, 23]));
+        let mut upd = Endpoint::new("a");
+        upd.sources = Some(sources("a", 12, 22, 23));
+        run(&mut plane, &mut port, &req("m1", false, vec![upd])).unwrap();
+        assert_eq!(signalled(&port), Some(vec![12, 22, 23]));
     }
 
     fn expect_err(
@@ -621,13 +690,7 @@ mod tests {
 
     #[test]
     fn error_rules() {
-        let (mut plane, mut port) = setup();
-        run(
-            &mut plane,
-            &mut port,
-            &req("m1", true, vec![new_endpoint("a")]),
-        )
-        .unwrap();
+        let (mut plane, mut port) = setup_with_a();
         // Duplicate conference.
         expect_err(
             run(&mut plane, &mut port, &req("m1", true, vec![])),
@@ -747,13 +810,7 @@ mod tests {
 
     #[test]
     fn graceful_shutdown_refuses_new_conferences_only() {
-        let (mut plane, mut port) = setup();
-        run(
-            &mut plane,
-            &mut port,
-            &req("m1", true, vec![new_endpoint("a")]),
-        )
-        .unwrap();
+        let (mut plane, mut port) = setup_with_a();
         let refused = conference_modify(
             &mut plane,
             &mut port,
@@ -779,13 +836,7 @@ mod tests {
 
     #[test]
     fn expiry_rules() {
-        let (mut plane, mut port) = setup();
-        run(
-            &mut plane,
-            &mut port,
-            &req("m1", true, vec![new_endpoint("a")]),
-        )
-        .unwrap();
+        let (mut plane, mut port) = setup_with_a();
         run(
             &mut plane,
             &mut port,
@@ -839,20 +890,14 @@ mod tests {
         assert!(plane.sfu.find_conference("m3").is_none());
         assert_eq!(port.keys().count(), 0);
         assert_eq!(
-            crate::media::publish::export(&plane).conferences_completed,
+            crate::media::publish::export(&plane, Instant::now()).conferences_completed,
             3
         );
     }
 
     #[test]
     fn transport_update_starts_ice() {
-        let (mut plane, mut port) = setup();
-        run(
-            &mut plane,
-            &mut port,
-            &req("m1", true, vec![new_endpoint("a")]),
-        )
-        .unwrap();
+        let (mut plane, mut port) = setup_with_a();
         let key = *port.keys().next().unwrap();
         assert_eq!(
             port.endpoint(&key).unwrap().ice_state(),

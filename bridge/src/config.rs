@@ -139,6 +139,9 @@ pub struct XmppConfig {
     /// Our nickname in the brewery MUC; must be unique per bridge.
     pub muc_nickname: String,
     pub disable_certificate_verification: bool,
+    /// Accounts of these domains (besides brewery occupants) may send COLIBRI2 and shutdown IQs
+    /// (`xmpp.rs` `sender_trusted`); default the auth domain.
+    pub trusted_domains: Vec<String>,
 }
 
 impl XmppConfig {
@@ -257,6 +260,7 @@ service::settings_layer! {
     brewery_muc: String,
     muc_nickname: String,
     xmpp_disable_certificate_verification: bool,
+    trusted_domains: Vec<String>,
     media_port: u16,
     media_host: IpAddr,
     advertise_ips: Vec<AdvertisedAddress>,
@@ -322,6 +326,14 @@ fn int(v: u64) -> toml::Value {
 }
 fn dur(d: Duration) -> toml::Value {
     s(&format_duration(d))
+}
+
+/// A comma-separated list of domains.
+fn domains(v: &str) -> Result<Vec<String>, String> {
+    v.split(',')
+        .filter(|d| !d.trim().is_empty())
+        .map(domain)
+        .collect()
 }
 
 /// Checks a DNS-style domain (XMPP domain parts).
@@ -506,6 +518,17 @@ pub static SETTINGS: &[Setting] = &[
         switch: false,
         apply: set!(xmpp_auth_domain, domain),
         show: |c| Some(s(&c.xmpp.auth_domain)),
+    },
+    Setting {
+        env: "JVB_TRUSTED_DOMAINS",
+        toml: "xmpp.trusted_domains",
+        flag: Some("trusted-domains"),
+        value_name: "DOMAINS",
+        default: "XMPP_AUTH_DOMAIN",
+        help: "Comma-separated domains whose accounts (besides brewery occupants) may send COLIBRI2 and shutdown IQs",
+        switch: false,
+        apply: set!(trusted_domains, domains),
+        show: |c| Some(strs(&c.xmpp.trusted_domains)),
     },
     Setting {
         env: "XMPP_INTERNAL_MUC_DOMAIN",
@@ -736,8 +759,8 @@ pub static SETTINGS: &[Setting] = &[
         toml: "rest.colibri_stats",
         flag: Some("colibri-stats"),
         value_name: "BOOL",
-        default: "true",
-        help: "Serve GET /colibri/stats (JVB gates it behind the COLIBRI REST API; we serve it unless set to false)",
+        default: "false",
+        help: "Serve GET /colibri/stats (JVB serves it with its COLIBRI REST API, off in the jitsi/jvb image)",
         switch: true,
         apply: set!(colibri_stats, parse_bool),
         show: |c| Some(toml::Value::Boolean(c.rest.colibri_stats)),
@@ -1186,14 +1209,16 @@ impl Layer {
             })
         };
         let stats_defaults = StatsConfig::default();
+        let auth_domain = self
+            .xmpp_auth_domain
+            .unwrap_or_else(|| "auth.meet.jitsi".into());
         Ok(Config {
             xmpp: XmppConfig {
                 enabled,
                 servers,
                 domain: self.xmpp_domain.unwrap_or_else(|| "meet.jitsi".into()),
-                auth_domain: self
-                    .xmpp_auth_domain
-                    .unwrap_or_else(|| "auth.meet.jitsi".into()),
+                auth_domain: auth_domain.clone(),
+                trusted_domains: self.trusted_domains.unwrap_or_else(|| vec![auth_domain]),
                 internal_muc_domain: self
                     .xmpp_internal_muc_domain
                     .unwrap_or_else(|| "internal-muc.meet.jitsi".into()),
@@ -1222,7 +1247,7 @@ impl Layer {
                     self.rest_host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                     self.rest_port.unwrap_or(8080),
                 ),
-                colibri_stats: self.colibri_stats.unwrap_or(true),
+                colibri_stats: self.colibri_stats.unwrap_or(false),
                 shutdown_api: self.shutdown_api.unwrap_or(false),
             },
             colibri_ws: ColibriWsConfig {
@@ -1399,7 +1424,7 @@ mod tests {
             c.rest.bind,
             "127.0.0.1:8080".parse::<std::net::SocketAddr>().unwrap()
         );
-        assert!(c.rest.colibri_stats);
+        assert!(!c.rest.colibri_stats);
         assert!(!c.rest.shutdown_api);
         assert_eq!(c.lifecycle, LifecycleConfig::default());
         assert_eq!(c.stats.interval, Duration::from_secs(5));
@@ -1470,6 +1495,20 @@ mod tests {
         assert_eq!(c.lifecycle.shutting_down_delay, Duration::from_secs(5));
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(loaded.ignored, vec!["ENABLE_VLA"]);
+    }
+
+    /// COLIBRI2 and shutdown IQs: the auth domain's accounts by default, or the configured list.
+    #[test]
+    fn trusted_domains_default_to_the_auth_domain() {
+        let c = load_with(&base_env(), &[]).unwrap().config;
+        assert_eq!(c.xmpp.trusted_domains, vec![c.xmpp.auth_domain.clone()]);
+        let mut e = base_env();
+        e.push(("JVB_TRUSTED_DOMAINS", "auth.a.example, auth.b.example"));
+        let c = load_with(&e, &[]).unwrap().config;
+        assert_eq!(c.xmpp.trusted_domains, ["auth.a.example", "auth.b.example"]);
+        let mut e = base_env();
+        e.push(("JVB_TRUSTED_DOMAINS", "auth.a.example,not a domain"));
+        assert!(load_with(&e, &[]).is_err());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub mod media;
 pub mod random;
 pub mod sfu;
 pub mod stats;
+#[cfg(test)]
+mod test_alloc;
 pub mod timer;
 pub mod transport;
 pub mod xmpp;

@@ -113,6 +113,10 @@ pub enum Admission {
 pub enum Command {
     /// `POST /colibri/shutdown`, SIGTERM, or the XMPP `graceful-shutdown` / `force-shutdown` IQs.
     Shutdown { graceful: bool },
+    /// SIGTERM: a graceful shutdown request while there is something to drain; once the bridge is
+    /// shutting down (a preStop hook drained it, then the kubelet sends SIGTERM) it stops at once
+    /// rather than sitting out the shutting-down delay the focus no longer needs.
+    Terminate,
     /// Stop now (SIGINT, second SIGTERM).
     ExitNow,
     /// `POST /colibri/drain/enable|disable`.
@@ -203,18 +207,11 @@ impl Lifecycle {
             Command::Shutdown { graceful: false } => {
                 self.enter_shutting_down(now, "shutdown requested")
             }
-            Command::ExitNow => {
-                if self.state == ShutdownState::Stopped {
-                    return None;
-                }
-                let from = self.state;
-                self.state = ShutdownState::Stopped;
-                Some(Transition {
-                    from,
-                    to: ShutdownState::Stopped,
-                    reason: "exit requested",
-                })
+            Command::Terminate if self.state >= ShutdownState::ShuttingDown => {
+                self.stop("SIGTERM after the drain finished")
             }
+            Command::Terminate => self.handle(now, Command::Shutdown { graceful: true }),
+            Command::ExitNow => self.stop("exit requested"),
         }
     }
 
@@ -243,6 +240,19 @@ impl Lifecycle {
             }
             _ => None,
         }
+    }
+
+    fn stop(&mut self, reason: &'static str) -> Option<Transition> {
+        if self.state == ShutdownState::Stopped {
+            return None;
+        }
+        let from = self.state;
+        self.state = ShutdownState::Stopped;
+        Some(Transition {
+            from,
+            to: ShutdownState::Stopped,
+            reason,
+        })
     }
 
     fn maybe_leave_graceful(&mut self, now: Instant) -> Option<Transition> {
@@ -306,6 +316,11 @@ impl LifecycleHandle {
     /// Sets drain mode; returns the status after the change.
     pub async fn set_drain(&self, on: bool) -> LifecycleStatus {
         self.send(Command::SetDrain(on)).await
+    }
+
+    /// SIGTERM ([`Command::Terminate`]).
+    pub async fn terminate(&self) -> LifecycleStatus {
+        self.send(Command::Terminate).await
     }
 
     /// Stops now.
@@ -555,6 +570,26 @@ mod tests {
         // A later graceful request does not go backwards.
         assert_eq!(m.handle(t0, Command::Shutdown { graceful: true }), None);
         assert_eq!(m.state(), ShutdownState::ShuttingDown);
+    }
+
+    #[test]
+    fn sigterm_drains_while_endpoints_remain_and_stops_once_drained() {
+        let t0 = Instant::now();
+        let mut m = Lifecycle::new(cfg());
+        m.handle(t0, Command::Endpoints(3));
+        let t = m.handle(t0, Command::Terminate).unwrap();
+        assert_eq!(t.to, ShutdownState::GracefulShutdown);
+        assert!(m.status().graceful_shutdown);
+        // The drain ends: the focus moves the rest during the shutting-down delay…
+        m.handle(t0, Command::Endpoints(0));
+        assert_eq!(m.state(), ShutdownState::ShuttingDown);
+        // …unless a SIGTERM comes (the kubelet's, after a preStop hook drained the bridge).
+        let t = m.handle(t0, Command::Terminate).unwrap();
+        assert_eq!(
+            (t.from, t.to),
+            (ShutdownState::ShuttingDown, ShutdownState::Stopped)
+        );
+        assert_eq!(m.handle(t0, Command::Terminate), None);
     }
 
     #[test]

@@ -31,7 +31,8 @@ optional TOML file, then flags (later sources win); a bad value stops start-up w
 Lifecycle: POST /colibri/shutdown (or SIGTERM) starts a graceful shutdown: new conferences are refused
 until the bridge's endpoints are gone (or graceful_shutdown_max_duration passed), then it reports
 shutting_down so the focus moves participants, and exits 0 after shutting_down_delay.
-SIGTERM = graceful shutdown request; a second SIGTERM, or SIGINT, exits at once (exit code 0).";
+SIGTERM = graceful shutdown request, or exit at once when already shutting down (drained);
+a second SIGTERM, or SIGINT, exits at once (exit code 0).";
 
 fn command() -> Command {
     let url = || {
@@ -293,7 +294,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .server_id
                 .clone()
                 .unwrap_or_else(|| config.xmpp.muc_nickname.clone());
-            Some(ColibriWs::start(config.colibri_ws.bind, server_id, m.handle()).await?)
+            Some(
+                ColibriWs::start(
+                    config.colibri_ws.bind,
+                    server_id,
+                    m.handle(),
+                    m.ws_directory(),
+                )
+                .await?,
+            )
         }
         _ => None,
     };
@@ -305,8 +314,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             signal = signals.recv() => match signal {
                 ProcessSignal::Terminate if terms == 0 => {
                     terms += 1;
-                    tracing::info!("SIGTERM: graceful shutdown requested (SIGTERM again or SIGINT exits now)");
-                    lifecycle.request_shutdown(true).await;
+                    tracing::info!("SIGTERM: graceful shutdown requested, or exit if already drained (SIGTERM again or SIGINT exits now)");
+                    lifecycle.terminate().await;
                 }
                 other => {
                     tracing::info!(signal = ?other, "exiting now");

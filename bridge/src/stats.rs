@@ -63,6 +63,8 @@ pub const KNOWN_DROP_REASONS: &[&str] = &[
     "srtp_auth",
     "sctp_error",
     "source_filtered",
+    "ssrc_unsignalled",
+    "ssrc_limit",
 ];
 
 /// One reading of the bridge's counters and current state. Counters are cumulative since start;
@@ -75,12 +77,23 @@ pub struct StatsSample {
     pub local_endpoints: u64,
     pub endpoints_sending_audio: u64,
     pub endpoints_sending_video: u64,
-    /// Average round-trip time over local endpoints, ms.
+    /// Average round-trip time toward the endpoints whose reports measured one, ms.
     pub rtt_aggregate_ms: f64,
-    /// Loss fractions (0..1).
-    pub incoming_loss: f64,
-    pub outgoing_loss: f64,
-    pub overall_loss: f64,
+    /// Average interarrival jitter of the streams being received, ms.
+    pub jitter_aggregate_ms: f64,
+    /// Endpoints that negotiated audio / video (JVB's `audiochannels`, `videochannels`).
+    pub audio_channels: u64,
+    pub video_channels: u64,
+    /// Video streams being forwarded (sum over receivers; JVB's `videostreams`).
+    pub video_streams: u64,
+    /// Counters the loss rates are computed from over each interval: packets expected from and
+    /// lost by senders; report blocks from receivers and their fraction-lost sum (1/256 units).
+    pub packets_expected: u64,
+    pub packets_lost: u64,
+    pub report_blocks: u64,
+    pub reported_loss_q8: u64,
+    pub conferences_failed: u64,
+    pub conferences_partially_failed: u64,
 
     pub packets_received: u64,
     pub packets_sent: u64,
@@ -182,9 +195,19 @@ pub struct StatsSnapshot {
     pub stress_level: f64,
     pub average_participant_stress: f64,
     pub rtt_aggregate: f64,
+    pub jitter_aggregate: f64,
+    /// Loss fractions (0..1) over the last interval: from senders (sequence gaps), toward
+    /// receivers (their reports), and their mean.
     pub incoming_loss: f64,
     pub outgoing_loss: f64,
     pub overall_loss: f64,
+    /// The same two under the names the common Jitsi exporters read.
+    pub loss_rate_download: f64,
+    pub loss_rate_upload: f64,
+    /// Deprecated in JVB, still read by dashboards.
+    pub audiochannels: u64,
+    pub videochannels: u64,
+    pub videostreams: u64,
     /// We do not relay between bridges (no Octo): always 0, kept because tools (JVB's
     /// graceful_shutdown.sh) compute `participants - octo_endpoints`.
     pub octo_endpoints: u64,
@@ -192,6 +215,9 @@ pub struct StatsSnapshot {
     pub total_conferences_created: u64,
     pub total_conferences_completed: u64,
     pub total_conference_seconds: u64,
+    /// Conferences that ended with no endpoint connected / with some endpoints never connected.
+    pub total_failed_conferences: u64,
+    pub total_partially_failed_conferences: u64,
     pub total_participants: u64,
     pub total_bytes_received: u64,
     pub total_bytes_sent: u64,
@@ -292,6 +318,10 @@ impl StatsAggregator {
 
     /// Feeds a sample taken at `now`; rates are computed over the time since the previous sample.
     pub fn update(&mut self, now: Instant, sample: StatsSample) -> StatsSnapshot {
+        let loss = match &self.last {
+            Some((_, prev)) => Loss::between(prev, &sample),
+            None => Loss::between(&StatsSample::default(), &sample),
+        };
         let (pps_in, pps_out, bps_in, bps_out) = match &self.last {
             Some((then, prev)) => {
                 let secs = now.saturating_duration_since(*then).as_secs_f64();
@@ -309,7 +339,8 @@ impl StatsAggregator {
             }
             None => (0.0, 0.0, 0.0, 0.0),
         };
-        let snapshot = self.build(&sample, pps_in, pps_out, bps_in, bps_out);
+        let mut snapshot = self.build(&sample, pps_in, pps_out, bps_in, bps_out);
+        loss.apply(&mut snapshot);
         self.last = Some((now, sample));
         snapshot
     }
@@ -347,14 +378,22 @@ impl StatsAggregator {
             stress_level: (pps_in + pps_out) / max_rate,
             average_participant_stress: self.config.average_participant_stress,
             rtt_aggregate: s.rtt_aggregate_ms,
-            incoming_loss: s.incoming_loss,
-            outgoing_loss: s.outgoing_loss,
-            overall_loss: s.overall_loss,
+            jitter_aggregate: s.jitter_aggregate_ms,
+            incoming_loss: 0.0,
+            outgoing_loss: 0.0,
+            overall_loss: 0.0,
+            loss_rate_download: 0.0,
+            loss_rate_upload: 0.0,
+            audiochannels: s.audio_channels,
+            videochannels: s.video_channels,
+            videostreams: s.video_streams,
             octo_endpoints: 0,
             octo_conferences: 0,
             total_conferences_created: s.conferences_created,
             total_conferences_completed: s.conferences_completed,
             total_conference_seconds: s.conference_seconds,
+            total_failed_conferences: s.conferences_failed,
+            total_partially_failed_conferences: s.conferences_partially_failed,
             total_participants: s.endpoints_created,
             total_bytes_received: s.bytes_received,
             total_bytes_sent: s.bytes_sent,
@@ -385,6 +424,41 @@ impl StatsAggregator {
             region: self.config.region.clone(),
             relay_id: self.config.relay_id.clone(),
         }
+    }
+}
+
+/// Loss fractions over one stats interval, from the counters' growth.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Loss {
+    incoming: f64,
+    outgoing: f64,
+}
+
+impl Loss {
+    fn between(prev: &StatsSample, now: &StatsSample) -> Loss {
+        let ratio = |part: u64, whole: u64| {
+            if whole == 0 {
+                0.0
+            } else {
+                (part as f64 / whole as f64).clamp(0.0, 1.0)
+            }
+        };
+        let expected = now.packets_expected.saturating_sub(prev.packets_expected);
+        let lost = now.packets_lost.saturating_sub(prev.packets_lost);
+        let blocks = now.report_blocks.saturating_sub(prev.report_blocks);
+        let q8 = now.reported_loss_q8.saturating_sub(prev.reported_loss_q8);
+        Loss {
+            incoming: ratio(lost, expected),
+            outgoing: ratio(q8, blocks.saturating_mul(256)),
+        }
+    }
+
+    fn apply(self, s: &mut StatsSnapshot) {
+        s.incoming_loss = self.incoming;
+        s.outgoing_loss = self.outgoing;
+        s.overall_loss = (self.incoming + self.outgoing) / 2.0;
+        s.loss_rate_download = self.incoming;
+        s.loss_rate_upload = self.outgoing;
     }
 }
 
@@ -911,6 +985,38 @@ mod tests {
     }
 
     #[test]
+    fn loss_rates_cover_the_last_interval() {
+        let t0 = Instant::now();
+        let mut agg = StatsAggregator::new(StatsConfig::default());
+        let first = StatsSample {
+            packets_expected: 1000,
+            packets_lost: 500,
+            report_blocks: 10,
+            reported_loss_q8: 0,
+            ..StatsSample::default()
+        };
+        agg.update(t0, first.clone());
+        // In this interval: 1000 expected, 20 lost; 4 report blocks saying 1/4, 1/4, 0, 0.
+        let snap = agg.update(
+            t0 + Duration::from_secs(5),
+            StatsSample {
+                packets_expected: 2000,
+                packets_lost: 520,
+                report_blocks: 14,
+                reported_loss_q8: 128,
+                ..first
+            },
+        );
+        assert!((snap.loss_rate_download - 0.02).abs() < 1e-9, "{snap:?}");
+        assert!((snap.loss_rate_upload - 0.125).abs() < 1e-9, "{snap:?}");
+        assert_eq!(snap.incoming_loss, snap.loss_rate_download);
+        assert!((snap.overall_loss - 0.0725).abs() < 1e-9);
+        // Counters that went backwards (never, but a restart of the media task) read as no loss.
+        let snap = agg.update(t0 + Duration::from_secs(10), StatsSample::default());
+        assert_eq!((snap.loss_rate_download, snap.loss_rate_upload), (0.0, 0.0));
+    }
+
+    #[test]
     fn json_keys_and_presence() {
         let agg = StatsAggregator::new(StatsConfig::default());
         let mut s = agg.initial();
@@ -960,6 +1066,19 @@ mod tests {
             "dropped_packets",
             "total_dropped_packets",
             "octo_endpoints",
+            // What the common Jitsi exporter (prometheus-jitsi-meet-exporter) reads.
+            "rtt_aggregate",
+            "jitter_aggregate",
+            "loss_rate_download",
+            "loss_rate_upload",
+            "audiochannels",
+            "videochannels",
+            "videostreams",
+            "total_conference_seconds",
+            "total_failed_conferences",
+            "total_partially_failed_conferences",
+            "total_colibri_web_socket_messages_received",
+            "total_colibri_web_socket_messages_sent",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }

@@ -11,9 +11,10 @@
 //! - **IQs**: `healthcheck` → result when [`HealthRegistry::check`] is healthy, else
 //!   `internal-server-error` with the reason; `conference-modify` → the media task (in arrival
 //!   order), answered with `conference-modified` or the COLIBRI2 error; `graceful-shutdown` /
-//!   `force-shutdown` → the lifecycle, accepted only from brewery occupants or accounts of
-//!   `XMPP_AUTH_DOMAIN` (anyone else, e.g. an anonymous client, gets `forbidden`); `jabber:iq:version` → our name and version; anything else →
-//!   `service-unavailable`.
+//!   `force-shutdown` → the lifecycle. COLIBRI2 and shutdown IQs are accepted only from brewery
+//!   occupants or accounts of `XMPP_AUTH_DOMAIN` ([`sender_trusted`]; anyone else, e.g. an
+//!   anonymous client, gets `forbidden`, before anything reaches the media task);
+//!   `jabber:iq:version` → our name and version; anything else → `service-unavailable`.
 //! - **Health**: component `xmpp` is `Healthy` while at least one connection is online and in the
 //!   brewery, `Degraded` otherwise (see [`crate::health`]: XMPP outages do not fail liveness; media
 //!   keeps flowing and the bridge rejoins by itself). `/colibri/stats` shows `muc_clients_connected`
@@ -138,7 +139,7 @@ impl XmppClients {
             Health::Degraded("connecting to XMPP".into()),
         );
         // Not XMPP_DOMAIN: that is where anonymous clients log in.
-        let trusted = vec![config.auth_domain.clone()];
+        let trusted = config.trusted_domains.clone();
         let mut handles = Vec::new();
         let mut tasks = Vec::new();
         for (i, server) in config.servers.iter().enumerate() {
@@ -320,16 +321,8 @@ impl Connection {
         true
     }
 
-    /// Whether `from` may ask us to shut down: a brewery occupant (the focus, through the room) or
-    /// an account of the auth domain (focus, bridges).
     fn trusted(&self, from: Option<&Jid>) -> bool {
-        let Some(from) = from else { return false };
-        let bare = from.to_bare();
-        bare == self.brewery
-            || self
-                .trusted_domains
-                .iter()
-                .any(|d| bare.domain().as_str() == d)
+        sender_trusted(from, &self.brewery, &self.trusted_domains)
     }
 
     async fn on_iq(&mut self, iq: IncomingIq) {
@@ -344,6 +337,11 @@ impl Connection {
                 Health::Healthy => iq.reply_result(None),
             }
         } else if iq.kind == IqKind::Set && p.is("conference-modify", ns::COLIBRI2) {
+            if !self.trusted(iq.from.as_ref()) {
+                tracing::warn!(from = ?iq.from, "conference-modify from an untrusted sender refused");
+                iq.reply_error(ErrorType::Auth, DefinedCondition::Forbidden, None, None);
+                return;
+            }
             match ConferenceModify::from_element(p) {
                 Ok(request) => {
                     let admission = self.deps.lifecycle.admit_new_conference();
@@ -403,5 +401,43 @@ impl Connection {
                 None,
             );
         }
+    }
+}
+
+/// Whether `from` may send COLIBRI2 and shutdown IQs: an occupant of our brewery (the focus
+/// addresses us through the room, so Prosody stamps its occupant JID; the internal MUC admits only
+/// auth-domain accounts, SECURITY.md) or an account of a trusted domain (the auth domain: focus,
+/// bridges). Anonymous clients (`XMPP_DOMAIN`, guests) are neither. JVB itself relies on Prosody
+/// alone (`XmppConnection` accepts any sender).
+pub fn sender_trusted(from: Option<&Jid>, brewery: &BareJid, trusted_domains: &[String]) -> bool {
+    let Some(from) = from else { return false };
+    let bare = from.to_bare();
+    bare == *brewery
+        || trusted_domains
+            .iter()
+            .any(|d| bare.domain().as_str().eq_ignore_ascii_case(d))
+}
+
+#[cfg(test)]
+mod sender_tests {
+    use super::*;
+
+    /// COLIBRI2 and shutdown IQs: brewery occupants and auth-domain accounts only.
+    #[test]
+    fn only_brewery_occupants_and_the_auth_domain_are_trusted() {
+        let brewery = BareJid::new("jvbbrewery@internal-muc.meet.jitsi").unwrap();
+        let domains = vec!["auth.meet.jitsi".to_owned()];
+        let t = |s: &str| sender_trusted(Some(&Jid::new(s).unwrap()), &brewery, &domains);
+        assert!(t("jvbbrewery@internal-muc.meet.jitsi/focus"));
+        assert!(t("focus@auth.meet.jitsi/focus123"));
+        assert!(t("focus@AUTH.meet.jitsi/x"));
+        assert!(!t("abcd@meet.jitsi/anon"), "an anonymous client");
+        assert!(!t("guest@guest.meet.jitsi/x"));
+        assert!(
+            !t("room@muc.meet.jitsi/attacker"),
+            "a conference room occupant"
+        );
+        assert!(!t("auth.meet.jitsi.evil.com"));
+        assert!(!sender_trusted(None, &brewery, &domains));
     }
 }

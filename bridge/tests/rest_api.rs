@@ -38,6 +38,8 @@ impl Bridge {
             .env("JVB_PORT", "0")
             .env("JVB_MEDIA_HOST", "127.0.0.1")
             .env("JVB_DISABLE_STUN", "true")
+            // Off by default, as in the jitsi/jvb image; these tests read /colibri/stats.
+            .env("COLIBRI_REST_ENABLED", "true")
             .env("JVB_STATS_INTERVAL", "200ms")
             .env("JVB_SHUTTING_DOWN_DELAY", "1s")
             .env("HOSTNAME", "rest-test")
@@ -515,6 +517,31 @@ fn sigterm_is_a_graceful_shutdown_and_sigint_exits_at_once() {
     assert_eq!(b.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }
 
+/// A preStop hook drains the bridge (POST /colibri/shutdown); the kubelet's SIGTERM that follows stops
+/// it at once instead of after the shutting-down delay (JVB_SHUTTING_DOWN_DELAY, 60 s by default).
+#[test]
+fn sigterm_after_the_drain_exits_at_once() {
+    let mut b = Bridge::start(&[
+        ("SHUTDOWN_REST_ENABLED", "true"),
+        ("JVB_SHUTTING_DOWN_DELAY", "1h"),
+    ]);
+    let r = b.post("/colibri/shutdown", Some(r#"{"graceful-shutdown": true}"#));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.stats()["shutting_down"] != true {
+        assert!(Instant::now() < deadline, "the idle bridge did not drain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "SIGTERM after the drain took {:?}",
+        sent.elapsed()
+    );
+}
+
 /// XMPP down is visible but not a liveness failure (the manifests' liveness probe is
 /// /about/health; a Prosody restart must not restart bridges and end their calls).
 #[test]
@@ -577,6 +604,7 @@ fn control_plane_in_process_graceful_shutdown_waits_for_endpoints() {
         disable_xmpp: Some(true),
         rest_port: Some(0),
         shutdown_api: Some(true),
+        colibri_stats: Some(true),
         stats_interval: Some(Duration::from_millis(100)),
         shutting_down_delay: Some(Duration::from_millis(300)),
         ..Layer::default()

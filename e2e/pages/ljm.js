@@ -302,10 +302,23 @@
     const pc = session && session.peerconnection && session.peerconnection.peerconnection;
     const inbound = [];
     const outbound = [];
+    // Every video stream the browser receives, matched to a remote track or not (a stream that
+    // matches none is media on an SSRC this page was never told about).
+    const inboundVideo = [];
     if (pc) {
       const report = await pc.getStats();
       report.forEach((r) => {
         if (r.type === 'inbound-rtp') inbound.push(r);
+        if (r.type === 'inbound-rtp' && r.kind === 'video') {
+          inboundVideo.push({
+            ssrc: r.ssrc,
+            mid: r.mid || null,
+            framesDecoded: r.framesDecoded || 0,
+            frameHeight: r.frameHeight || 0,
+            bytesReceived: r.bytesReceived || 0,
+            trackIdentifier: r.trackIdentifier || null,
+          });
+        }
         if (r.type === 'outbound-rtp' && r.kind === 'video') {
           outbound.push({
             ssrc: r.ssrc,
@@ -358,6 +371,7 @@
       ice: pc ? pc.iceConnectionState : null,
       // This page's own video as sent (one entry per simulcast encoding).
       outbound,
+      inboundVideo,
       mediaStatus: window.ljmMediaStatus(),
       videos,
       events: state.events,

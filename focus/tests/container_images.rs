@@ -74,8 +74,11 @@ const TZ_UNUSED: &str =
 
 /// Every variable of `manifests/env/bridge.env`.
 const BRIDGE_VARS: &[(&str, &[Proof])] = &[
-    // Its value is the default: /colibri/stats answering proves nothing, the configuration does.
-    ("COLIBRI_REST_ENABLED", &[Config, Refused("maybe")]),
+    // Off by default, as in the jitsi/jvb image: /colibri/stats answering proves it was read.
+    (
+        "COLIBRI_REST_ENABLED",
+        &[Config, Observed, Refused("maybe")],
+    ),
     ("JVB_ADVERTISE_IPS", &[Config]),
     // Redacted in --print-config: proven by the bridge logging in (the focus sees it).
     ("JVB_AUTH_PASSWORD", &[Observed]),
@@ -1081,6 +1084,7 @@ async fn e2e_container_manifests_env_call_health_and_drain() {
         status, 200,
         "/colibri/stats with COLIBRI_REST_ENABLED=true: {body}"
     );
+    seen.bridge.insert("COLIBRI_REST_ENABLED");
 
     // The focus found the bridge: both logged in to `shard-0-prosody` with their accounts, the bridge
     // under the pod's name.
@@ -1160,8 +1164,14 @@ async fn e2e_container_docker_jitsi_meet_env_call_and_upstream_script_paths() {
     let podman = &images.podman;
     let prosody = start_prosody();
     let envs = docker_jitsi_meet_envs(prosody.ports().c2s);
-    // SHUTDOWN_REST_ENABLED is off by default in the jvb image; the drain needs it, so .env sets it.
-    let bridge_env = with(&envs.bridge, "SHUTDOWN_REST_ENABLED", "true");
+    // SHUTDOWN_REST_ENABLED and COLIBRI_REST_ENABLED are off by default in the jvb image; the drain
+    // (POST /colibri/shutdown, then /colibri/stats until the bridge is empty) needs both, so .env
+    // sets them.
+    let bridge_env = with(
+        &with(&envs.bridge, "SHUTDOWN_REST_ENABLED", "true"),
+        "COLIBRI_REST_ENABLED",
+        "true",
+    );
     let bridge = Container::start(
         podman,
         "bridge",

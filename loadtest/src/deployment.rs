@@ -198,6 +198,8 @@ impl LocalDeployment {
             .env("JVB_DISABLE_STUN", "true")
             .env("JVB_REST_HOST", "127.0.0.1")
             .env("JVB_REST_PORT", bridge_rest_port.to_string())
+            // The reports read /colibri/stats (off by default, as in the jitsi/jvb image).
+            .env("COLIBRI_REST_ENABLED", "true")
             .env("JVB_STATS_INTERVAL", "1s");
         for (k, v) in &opts.bridge_env {
             cmd.env(k, v);

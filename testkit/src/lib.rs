@@ -7,6 +7,7 @@
 //! - [`e2e_dir`], [`ensure_browser_harness`]: the Playwright / Chromium harness in `e2e/`.
 //! - [`build_workspace_binaries`]: other crates' binaries, built next to the running test's.
 //! - [`manifest_env`]: the environment the Kubernetes manifests give a container.
+//! - [`client_2021_disco_info`]: the disco#info answer of the 2021 lib-jitsi-meet in Chromium.
 //!
 //! A dev-dependency of signaling, bridge and focus; a normal dependency of loadtest only, whose
 //! `deployment` module starts the same local Prosody + bridge + focus for load runs.
@@ -99,6 +100,32 @@ pub struct ProsodyOptions {
 }
 
 /// Password of the default `focus@auth.<domain>` account.
+/// The features the 2021 lib-jitsi-meet in Chromium advertises.
+pub const CLIENT_2021_FEATURES: &[&str] = &[
+    "urn:xmpp:jingle:1",
+    "urn:xmpp:jingle:apps:rtp:1",
+    "urn:xmpp:jingle:transports:ice-udp:1",
+    "urn:xmpp:jingle:apps:dtls:0",
+    "urn:xmpp:jingle:transports:dtls-sctp:1",
+    "urn:xmpp:jingle:apps:rtp:audio",
+    "urn:xmpp:jingle:apps:rtp:video",
+    "http://jitsi.org/json-encoded-sources",
+    "urn:ietf:rfc:4588",
+    "http://jitsi.org/remb",
+    "http://jitsi.org/tcc",
+];
+
+/// The 2021 client's answer to the focus's disco#info query (the `<query>` element, as XML).
+pub fn client_2021_disco_info() -> String {
+    let features: String = CLIENT_2021_FEATURES
+        .iter()
+        .map(|f| format!(r#"<feature var="{f}"/>"#))
+        .collect();
+    format!(
+        r#"<query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="web" name="https://jitsi.org/jitsi-meet"/>{features}</query>"#
+    )
+}
+
 pub const FOCUS_PASSWORD: &str = "focus-password";
 /// Password of the default `jvb@auth.<domain>` account.
 pub const JVB_PASSWORD: &str = "jvb-password";

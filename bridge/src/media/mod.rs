@@ -18,6 +18,7 @@
 //! | `worker.rs` | [`MediaCommand`] and the worker (the port's handler: events, commands, timers) |
 //! | `plane.rs` | [`Plane`]: the sans-IO glue between transports and the sfu, the shell's per-endpoint and per-conference tables |
 //! | `ws.rs` | colibri-ws attach (password check), messages, close |
+//! | `ws_link.rs` | colibri-ws connection types shared with the WebSocket server: [`WsDirectory`] (who may connect), [`WsConn`]/[`WsSocket`] (bounded output, close) |
 //! | `publish.rs` | [`MediaStats`]: statistics export for `/colibri/stats` and `/metrics` |
 //! | `settings.rs`, `env.rs` | [`MediaSettings`] from the configuration; [`MediaEnv`], the process-wide media facts |
 //! | `candidates.rs` | which addresses are advertised; STUN binding query |
@@ -31,12 +32,13 @@ pub mod service;
 pub mod settings;
 pub mod worker;
 pub mod ws;
+pub mod ws_link;
 
 pub use env::MediaEnv;
 pub use handle::MediaHandle;
-pub use plane::{Key, Plane, ShellConference, ShellEndpoint, Traffic, WsSender};
+pub use plane::{Key, Plane, ShellConference, ShellEndpoint, Traffic};
 pub use publish::{MediaStats, STATS_EXPORT_INTERVAL};
 pub use service::{HEALTH_COMPONENT, MediaPlane};
 pub use settings::MediaSettings;
 pub use worker::MediaCommand;
-pub use ws::WsRefusal;
+pub use ws_link::{WsConn, WsDirectory, WsRefusal, WsSocket};

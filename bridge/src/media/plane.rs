@@ -17,30 +17,29 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-
 use crate::random::TokenRng;
 use crate::sfu::{
     self, ConferenceHandle, EndpointHandle, Output, Sfu, SfuConfig, Sink,
     TransportEvent as SfuEvent,
 };
-use crate::transport::{PortState, TransportEvent as NetEvent};
+use crate::transport::{PortState, SendError, TransportEvent as NetEvent};
 
 use super::env::MediaEnv;
+use super::ws_link::{WsConn, WsDirectory};
 
 /// The endpoint key of the port and of the shell's tables: the sfu's handle (Copy + Hash), so no
 /// string lookups per packet.
 pub type Key = EndpointHandle;
-
-/// The colibri-ws connection of an endpoint: messages queued here are written to its socket.
-pub type WsSender = mpsc::UnboundedSender<String>;
 
 /// What the shell keeps per endpoint besides the sfu's record and the port's transport.
 #[derive(Debug)]
 pub struct ShellEndpoint {
     /// colibri-ws password (24 characters), stable for the endpoint's life.
     pub ws_password: String,
-    pub ws: Option<WsSender>,
+    /// Its colibri-ws conference id (the [`WsDirectory`] entry to remove when it goes).
+    pub ws_conference: String,
+    /// The one colibri-ws connection (a newer one replaces and closes it; dropping it closes it).
+    pub ws: Option<WsConn>,
     /// Milestones for the ICE/DTLS failure statistics.
     pub ice_connected: bool,
     pub dtls_connected: bool,
@@ -66,7 +65,17 @@ pub struct Traffic {
     pub conference_seconds: u64,
     pub ws_messages_in: u64,
     pub ws_messages_out: u64,
+    /// Bridge-channel messages dropped because the receiver's backlog (SCTP unacknowledged
+    /// bytes or colibri-ws queue) was full.
+    pub channel_backlog_drops: u64,
+    /// Inputs whose handling panicked (each removed its conference; `worker.rs`).
+    pub handler_panics: u64,
 }
+
+/// A data-channel message that makes [`Plane::on_transport_event`] panic (unit tests of the
+/// worker's fault isolation).
+#[cfg(test)]
+pub(crate) const TEST_PANIC: &str = "\u{0}test-panic";
 
 /// Everything a media worker owns besides its port: the forwarding core and the shell's tables.
 pub struct Plane {
@@ -75,6 +84,8 @@ pub struct Plane {
     pub endpoints: HashMap<Key, ShellEndpoint>,
     pub conferences: HashMap<ConferenceHandle, ShellConference>,
     pub traffic: Traffic,
+    /// colibri-ws credentials, shared with the WebSocket server.
+    pub ws_directory: WsDirectory,
     /// Secrets handed to clients (colibri-ws ids and passwords); seeded by the shell.
     tokens: TokenRng,
     events: Vec<sfu::Event>,
@@ -106,18 +117,22 @@ impl Sink for Out<'_> {
                 }
             }
             Output::Text { to, text } => {
-                // The SCTP data channel when open, else colibri-ws.
+                // The SCTP data channel when open, else colibri-ws; either bounded.
                 let sent = match self.port.endpoint_mut(&to) {
-                    Some(ep) if ep.has_data_channel() => {
-                        ep.send_data_message(self.now, text).is_ok()
-                    }
-                    _ => false,
+                    Some(ep) if ep.has_data_channel() => ep.send_data_message(self.now, text),
+                    _ => Err(SendError::NoDataChannel),
                 };
-                if !sent
-                    && let Some(ws) = self.endpoints.get(&to).and_then(|m| m.ws.as_ref())
-                    && ws.send(text.to_owned()).is_ok()
-                {
-                    self.traffic.ws_messages_out += 1;
+                match sent {
+                    Ok(()) => {}
+                    Err(SendError::Backlogged) => self.traffic.channel_backlog_drops += 1,
+                    Err(_) => {
+                        if let Some(ws) = self.endpoints.get(&to).and_then(|m| m.ws.as_ref()) {
+                            match ws.send_text(text) {
+                                Ok(()) => self.traffic.ws_messages_out += 1,
+                                Err(_) => self.traffic.channel_backlog_drops += 1,
+                            }
+                        }
+                    }
                 }
             }
             Output::Event(e) => self.events.push(e),
@@ -135,6 +150,7 @@ impl Plane {
             endpoints: HashMap::new(),
             conferences: HashMap::new(),
             traffic: Traffic::default(),
+            ws_directory: WsDirectory::default(),
             tokens,
             events: Vec::new(),
         }
@@ -149,10 +165,19 @@ impl Plane {
     /// The shell's part of an endpoint the sfu just created.
     pub fn add_endpoint(&mut self, key: Key) {
         let ws_password = self.tokens.token(24);
+        let ws_conference = self
+            .conferences
+            .get(&key.conference())
+            .map(|c| c.ws_id.clone())
+            .unwrap_or_default();
+        if let Some(id) = self.sfu.endpoint_id(key) {
+            self.ws_directory.insert(&ws_conference, id, &ws_password);
+        }
         self.endpoints.insert(
             key,
             ShellEndpoint {
                 ws_password,
+                ws_conference,
                 ws: None,
                 ice_connected: false,
                 dtls_connected: false,
@@ -202,7 +227,10 @@ impl Plane {
                     reason,
                 } => {
                     port.remove_endpoint(now, &endpoint);
-                    self.endpoints.remove(&endpoint);
+                    // Dropping its colibri-ws connection closes the socket (1001).
+                    if let Some(m) = self.endpoints.remove(&endpoint) {
+                        self.ws_directory.remove(&m.ws_conference, &endpoint_id);
+                    }
                     tracing::info!(
                         meeting_id,
                         endpoint = endpoint_id,
@@ -248,6 +276,10 @@ impl Plane {
         event: NetEvent,
         port: &mut PortState<Key>,
     ) {
+        #[cfg(test)]
+        if matches!(&event, NetEvent::DataChannelMessage(t) if t == TEST_PANIC) {
+            panic!("injected by a test");
+        }
         match event {
             NetEvent::Rtp(p) => {
                 self.traffic.packets_in += 1;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::sfu::Stat;
 use crate::stats::StatsSample;
@@ -17,22 +17,42 @@ use super::plane::Plane;
 pub const STATS_EXPORT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The media part of a stats sample (transport drops and XMPP are added by the readers).
-pub fn export(plane: &Plane) -> StatsSample {
+pub fn export(plane: &Plane, now: Instant) -> StatsSample {
     let sfu = &plane.sfu;
     let c = sfu.counters();
     let t = &plane.traffic;
     let sfu_stats = sfu.stats();
+    let link = sfu.link_stats(now);
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
     for (reason, n) in c.drops() {
         *dropped.entry(reason.as_str().to_owned()).or_default() += n;
+    }
+    if t.channel_backlog_drops > 0 {
+        *dropped
+            .entry("channel_backlog_full".to_owned())
+            .or_default() += t.channel_backlog_drops;
+    }
+    if t.handler_panics > 0 {
+        *dropped.entry("handler_panic".to_owned()).or_default() += t.handler_panics;
     }
     let channel_in = c.get(Stat::ChannelMessagesReceived);
     let channel_out = c.get(Stat::ChannelMessagesSent);
     StatsSample {
         local_endpoints: sfu_stats.endpoints as u64,
         conference_sizes: sfu.conference_sizes().map(|n| n as u32).collect(),
-        endpoints_sending_audio: 0,
-        endpoints_sending_video: sfu_stats.active_endpoints as u64,
+        endpoints_sending_audio: link.endpoints_sending_audio,
+        endpoints_sending_video: link.endpoints_sending_video,
+        rtt_aggregate_ms: link.rtt_aggregate_ms(),
+        jitter_aggregate_ms: link.jitter_aggregate_ms(),
+        audio_channels: link.audio_channels,
+        video_channels: link.video_channels,
+        video_streams: link.video_streams,
+        packets_expected: c.get(Stat::PacketsExpected),
+        packets_lost: c.get(Stat::PacketsLost),
+        report_blocks: c.get(Stat::ReportBlocksReceived),
+        reported_loss_q8: c.get(Stat::ReportedLossQ8),
+        conferences_failed: c.get(Stat::ConferencesFailed),
+        conferences_partially_failed: c.get(Stat::ConferencesPartiallyFailed),
         packets_received: t.packets_in,
         packets_sent: t.packets_out,
         bytes_received: t.bytes_in,

@@ -24,6 +24,7 @@ use super::plane::{Key, Plane};
 use super::publish::MediaStats;
 use super::settings::MediaSettings;
 use super::worker::{MediaCommand, MediaWorker};
+use super::ws_link::WsDirectory;
 
 /// The health component name of the UDP port.
 pub const HEALTH_COMPONENT: &str = "udp";
@@ -45,6 +46,7 @@ pub struct MediaPlane {
     pub advertised: Vec<AdvertisedAddress>,
     handle: MediaHandle,
     stats: Arc<MediaStats>,
+    ws_directory: WsDirectory,
     supervisor: JoinHandle<()>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -106,11 +108,9 @@ impl MediaPlane {
         let mut sfu_config = sfu_config;
         sfu_config.endpoint_expire_timeout = settings.endpoint_expire_timeout;
         sfu_config.seed = tokens.next_u64();
-        let handler = MediaWorker::new(
-            Plane::new(sfu_config, env, tokens),
-            Arc::clone(&stats),
-            Instant::now(),
-        );
+        let plane = Plane::new(sfu_config, env, tokens);
+        let ws_directory = plane.ws_directory.clone();
+        let handler = MediaWorker::new(plane, Arc::clone(&stats), Instant::now());
         let (tx, rx) = mpsc::channel(1024);
         let task = tokio::spawn(async move {
             let _ = port.run(handler, rx).await;
@@ -151,6 +151,7 @@ impl MediaPlane {
             advertised,
             handle,
             stats,
+            ws_directory,
             supervisor,
             stopping,
         })
@@ -158,6 +159,11 @@ impl MediaPlane {
 
     pub fn handle(&self) -> MediaHandle {
         self.handle.clone()
+    }
+
+    /// Who may open colibri-ws (for the WebSocket server).
+    pub fn ws_directory(&self) -> WsDirectory {
+        self.ws_directory.clone()
     }
 
     pub fn stats(&self) -> Arc<MediaStats> {

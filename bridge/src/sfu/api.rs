@@ -55,6 +55,8 @@ pub enum ExpireReason {
     Inactivity,
     /// ICE/DTLS failed or consent was lost.
     TransportFailed,
+    /// Handling an input of its conference panicked: the conference was removed to isolate it.
+    Fault,
 }
 
 /// Something the shell may want to act on (tear down transports, log, update stats).

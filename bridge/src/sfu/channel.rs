@@ -152,19 +152,11 @@ pub fn sender_source_constraints(source: &str, max_height: i32) -> String {
     .to_json()
 }
 
-/// The 2021 form, per endpoint. That client ignores a negative `idealHeight` (it would keep an
-/// earlier, lower limit), so "unlimited" is sent as [`UNLIMITED_IDEAL_HEIGHT`].
+/// The 2021 form, per endpoint: a height (that client ignores a negative one; see
+/// [`Told::ideal_height`](super::sender_constraints::Told::ideal_height)).
 pub fn sender_video_constraints(ideal_height: i32) -> String {
-    let h = if ideal_height < 0 {
-        UNLIMITED_IDEAL_HEIGHT
-    } else {
-        ideal_height
-    };
-    M::SenderVideoConstraints(SenderVideoConstraints::new(h)).to_json()
+    M::SenderVideoConstraints(SenderVideoConstraints::new(ideal_height)).to_json()
 }
-
-/// `idealHeight` standing for "no limit" in `SenderVideoConstraints` (2160p).
-pub const UNLIMITED_IDEAL_HEIGHT: i32 = 2160;
 
 /// The bridge's downlink estimate toward an endpoint.
 pub fn connection_stats(bps: u64) -> String {
@@ -293,8 +285,6 @@ mod tests {
             v,
             serde_json::json!({"colibriClass":"SenderVideoConstraints","videoConstraints":{"idealHeight":360}})
         );
-        let v: Value = serde_json::from_str(&sender_video_constraints(-1)).unwrap();
-        assert_eq!(v["videoConstraints"]["idealHeight"], 2160);
         let v: Value = serde_json::from_str(&connection_stats(1_000_000)).unwrap();
         assert_eq!(v["estimatedDownlinkBandwidth"], 1_000_000);
         let v: Value = serde_json::from_str(&forwarded_sources(&["ab-v0"])).unwrap();

@@ -7,15 +7,16 @@
 //! [`PayloadRewrite::apply`] writes into the egress copy; it is logged per sent packet so a
 //! retransmission is rewritten exactly as the original.
 //!
-//! VP8 gets the full treatment ([`super::vp8`]: frame tracking, PictureID/TL0PICIDX rewrite); H264
-//! and VP9 only keyframe detection (forwarded by the generic context: one encoding at a time,
-//! switching on keyframes); anything else is forwarded without keyframe knowledge. VP9 and AV1
-//! slot in as a `FrameDesc` variant each (VP9: its payload descriptor; AV1: the Dependency
-//! Descriptor header extension, which is why [`inspect_packet`] gets the whole packet) and a `PayloadRewrite` variant each (VP9: PictureID/TL0PICIDX; AV1: the
-//! frame number in the extension).
+//! VP8 gets the full treatment ([`super::vp8`]: frame tracking, PictureID/TL0PICIDX rewrite); AV1
+//! too, from its Dependency Descriptor header extension, which the sender's stream state parses
+//! ([`super::av1::DdSource`], kept per source in `source.rs`: [`with_descriptor`] adds what it
+//! found); H264 and VP9 only keyframe detection (forwarded by the generic context: one encoding
+//! at a time, switching on keyframes); anything else is forwarded without keyframe knowledge.
 
+use super::av1::{DdInfo, DdSource, descriptor as dd};
 use super::rtp::RtpPacket;
 use super::vp8::{self, Vp8Header};
+use super::vp9::{self, Vp9Info, Vp9Source};
 
 /// Video codecs the bridge tells apart, from the payload type's encoding name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,6 +24,7 @@ pub enum Codec {
     Vp8,
     Vp9,
     H264,
+    Av1,
     #[default]
     Other,
 }
@@ -35,6 +37,8 @@ impl Codec {
             Codec::Vp9
         } else if name.eq_ignore_ascii_case("H264") {
             Codec::H264
+        } else if name.eq_ignore_ascii_case("AV1") {
+            Codec::Av1
         } else {
             Codec::Other
         }
@@ -66,6 +70,44 @@ pub enum FrameDesc {
     None,
     /// VP8 with PictureID and TID: the frame-tracking VP8 context.
     Vp8(Vp8Header),
+    /// A frame described by the Dependency Descriptor (AV1): the decode-target context.
+    Av1(DdInfo),
+    /// A VP9 layer frame with PictureID and layer indices: the VP9 SVC/simulcast context.
+    Vp9(Vp9Info),
+}
+
+/// Per encoding, the state of a sender's stream that parsing its packets keeps and every
+/// receiver's codec context reads: the structures later packets refer to.
+#[derive(Debug, Clone)]
+pub enum StreamState {
+    /// AV1: the Dependency Descriptor's template structures.
+    Dd(DdSource),
+    /// VP9: the scalability structure and the PictureIDs unwrapped.
+    Vp9(Vp9Source),
+}
+
+impl StreamState {
+    pub fn dd(&self) -> Option<&DdSource> {
+        match self {
+            StreamState::Dd(s) => Some(s),
+            StreamState::Vp9(_) => None,
+        }
+    }
+
+    pub fn vp9(&self) -> Option<&Vp9Source> {
+        match self {
+            StreamState::Vp9(s) => Some(s),
+            StreamState::Dd(_) => None,
+        }
+    }
+
+    /// Spatial layers of the stream as its structure says (1 without one).
+    pub fn spatial_layers(&self) -> u8 {
+        match self {
+            StreamState::Dd(s) => s.spatial_layers().max(1),
+            StreamState::Vp9(s) => s.spatial_layers(),
+        }
+    }
 }
 
 /// The codec-specific part of a forwarded packet's rewrite.
@@ -76,6 +118,24 @@ pub enum PayloadRewrite {
     None,
     /// VP8 PictureID (15-bit space, written in the sender's width) and TL0PICIDX.
     Vp8 { picture_id: u16, tl0picidx: u8 },
+    /// VP9 PictureID and TL0PICIDX (in the sender's widths) and the RTP marker (end of the
+    /// receiver's picture).
+    Vp9 {
+        picture_id: u16,
+        tl0picidx: u8,
+        marker: bool,
+    },
+    /// The Dependency Descriptor as the receiver gets it (written by the downlink into the
+    /// extension, [`PayloadRewrite::descriptor`]) and the RTP marker (end of the receiver's
+    /// temporal unit).
+    Av1 {
+        frame_number: u16,
+        template_id: u8,
+        /// The `template_id_offset` of a structure the packet carries.
+        structure_offset: Option<u8>,
+        active_decode_targets: Option<u32>,
+        marker: bool,
+    },
 }
 
 impl PayloadRewrite {
@@ -83,6 +143,20 @@ impl PayloadRewrite {
     /// whose payload starts at `payload_offset`.
     #[inline]
     pub fn apply(&self, frame: &FrameDesc, egress: &mut [u8], payload_offset: usize) {
+        self.apply_marker(egress);
+        if let (
+            PayloadRewrite::Vp9 {
+                picture_id,
+                tl0picidx,
+                ..
+            },
+            FrameDesc::Vp9(info),
+        ) = (self, frame)
+            && let Some(payload) = egress.get_mut(payload_offset..)
+        {
+            // Checked before: the context only forwards what it parsed.
+            let _ = vp9::descriptor::rewrite(payload, &info.header, *picture_id, *tl0picidx);
+        }
         if let (
             PayloadRewrite::Vp8 {
                 picture_id,
@@ -99,6 +173,17 @@ impl PayloadRewrite {
     /// The same for a packet rebuilt from the retransmission store: the descriptor is parsed
     /// again from `ingress` (the packet as the sender sent it).
     pub fn apply_stored(&self, ingress: &RtpPacket<'_>, egress: &mut [u8], payload_offset: usize) {
+        self.apply_marker(egress);
+        if let PayloadRewrite::Vp9 {
+            picture_id,
+            tl0picidx,
+            ..
+        } = self
+            && let Ok(h) = vp9::descriptor::parse(ingress.payload())
+            && let Some(payload) = egress.get_mut(payload_offset..)
+        {
+            let _ = vp9::descriptor::rewrite(payload, &h, *picture_id, *tl0picidx);
+        }
         if let PayloadRewrite::Vp8 {
             picture_id,
             tl0picidx,
@@ -108,6 +193,95 @@ impl PayloadRewrite {
         {
             vp8::rewrite(payload, &h, *picture_id, *tl0picidx);
         }
+    }
+}
+
+impl PayloadRewrite {
+    pub fn is_av1(&self) -> bool {
+        matches!(self, PayloadRewrite::Av1 { .. })
+    }
+
+    /// AV1: the marker the receiver needs (the sender's marker ends the top spatial layer's
+    /// temporal unit; a receiver below it needs it on the last frame it gets).
+    fn apply_marker(&self, egress: &mut [u8]) {
+        let marker = match self {
+            PayloadRewrite::Av1 { marker, .. } | PayloadRewrite::Vp9 { marker, .. } => *marker,
+            _ => return,
+        };
+        if let Some(b1) = egress.get_mut(1) {
+            *b1 = (*b1 & 0x7f) | if marker { 0x80 } else { 0 };
+        }
+    }
+
+    /// AV1: the receiver's Dependency Descriptor of a packet whose sender's descriptor is
+    /// `ingress` (the header extension's bytes), written into `out`; its length. Custom fields
+    /// are kept. `None` when this is not an AV1 rewrite or the descriptor cannot be written.
+    ///
+    /// With `info` (the packet's parsed descriptor and the structure it was resolved against,
+    /// at first forwarding) the descriptor is written whole: frame number, template id, the
+    /// structure at its receiver offset, the active decode targets. Without (a retransmission
+    /// rebuilt from the stored packet) the sender's bytes are patched: frame number, template id
+    /// and the offset of an attached structure move by the same amounts, the rest is as sent.
+    pub fn descriptor(
+        &self,
+        ingress: &[u8],
+        info: Option<(&DdInfo, &dd::Structure)>,
+        out: &mut [u8; dd::MAX_LEN],
+    ) -> Option<usize> {
+        let PayloadRewrite::Av1 {
+            frame_number,
+            template_id,
+            structure_offset,
+            active_decode_targets,
+            ..
+        } = *self
+        else {
+            return None;
+        };
+        match info {
+            Some((info, structure)) => info
+                .write_rewritten(
+                    structure,
+                    frame_number,
+                    template_id,
+                    structure_offset,
+                    active_decode_targets,
+                    out,
+                )
+                .ok(),
+            None => {
+                let n = ingress.len();
+                let buf = out.get_mut(..n)?;
+                buf.copy_from_slice(ingress);
+                dd::patch(buf, template_id, frame_number).ok()?;
+                Some(n)
+            }
+        }
+    }
+}
+
+/// Adds a packet's parsed VP9 payload descriptor to its [`VideoInfo`]: the VP9 context forwards
+/// it (layer frames, spatial and temporal ids).
+pub fn with_vp9(info: VideoInfo, d: Vp9Info) -> VideoInfo {
+    VideoInfo {
+        keyframe: Some(d.header.starts_keyframe()),
+        tid: d.header.tid,
+        sid: d.header.sid,
+        frame: FrameDesc::Vp9(d),
+        size: info.size,
+    }
+}
+
+/// Adds a packet's parsed Dependency Descriptor to its [`VideoInfo`]: the descriptor's frame
+/// layers and keyframe flag replace what the payload said, and the decode-target context
+/// forwards it.
+pub fn with_descriptor(info: VideoInfo, d: DdInfo) -> VideoInfo {
+    VideoInfo {
+        keyframe: Some(d.starts_keyframe()),
+        tid: d.descriptor.frame.temporal,
+        sid: d.descriptor.frame.spatial,
+        frame: FrameDesc::Av1(d),
+        size: info.size,
     }
 }
 
@@ -147,7 +321,8 @@ pub fn inspect(codec: Codec, payload: &[u8]) -> VideoInfo {
             ..VideoInfo::default()
         },
         Codec::Vp9 => vp9(payload),
-        Codec::Other => VideoInfo::default(),
+        // AV1 describes its frames in the Dependency Descriptor ([`with_descriptor`]).
+        Codec::Av1 | Codec::Other => VideoInfo::default(),
     }
 }
 
@@ -212,7 +387,8 @@ mod tests {
         assert_eq!(Codec::from_name("vp8"), Codec::Vp8);
         assert_eq!(Codec::from_name("H264"), Codec::H264);
         assert_eq!(Codec::from_name("VP9"), Codec::Vp9);
-        assert_eq!(Codec::from_name("AV1"), Codec::Other);
+        assert_eq!(Codec::from_name("AV1"), Codec::Av1);
+        assert_eq!(Codec::from_name("H265"), Codec::Other);
     }
 
     #[test]

@@ -42,16 +42,19 @@ pub(crate) enum ConferenceTimer {
     LayerCheck,
     /// Probing for receivers whose allocation wants more than their estimate.
     ProbeCheck,
+    /// A sender constraint is due (after its hold-off) or its verification is.
+    SenderConstraints,
 }
 
 impl ConferenceTimer {
-    pub const ALL: [ConferenceTimer; 6] = [
+    pub const ALL: [ConferenceTimer; 7] = [
         ConferenceTimer::ReceiverReports,
         ConferenceTimer::Speaker,
         ConferenceTimer::Housekeeping,
         ConferenceTimer::Allocation,
         ConferenceTimer::LayerCheck,
         ConferenceTimer::ProbeCheck,
+        ConferenceTimer::SenderConstraints,
     ];
 
     pub fn index(self) -> usize {

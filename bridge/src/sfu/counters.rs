@@ -41,6 +41,10 @@ counters! {
         RtpPayloadTypeNotNegotiated => "rtp_pt_not_negotiated",
         /// A late packet from before a point where packets were skipped (per receiver).
         RtpLateAfterSkip => "rtp_late_after_skip",
+        /// A video packet whose codec descriptor (the Dependency Descriptor header extension) is
+        /// malformed or refers to a structure the bridge does not have: never forwarded
+        /// half-understood.
+        RtpMalformedDescriptor => "rtp_malformed_descriptor",
         /// Not parseable as RTCP.
         RtcpMalformed => "rtcp_malformed",
         /// A transport-cc feedback whose chunks or deltas do not add up.
@@ -68,6 +72,8 @@ counters! {
         ChannelUnknownTarget => "channel_unknown_target",
         /// Message to an endpoint whose data channel is not open.
         ChannelNotOpen => "channel_not_open",
+        /// `EndpointMessage` / `EndpointStats` past its sender's relay budget (`sfu/rate.rs`).
+        ChannelRateLimited => "channel_rate_limited",
         /// Input for an endpoint or conference handle that no longer exists.
         UnknownEndpoint => "unknown_endpoint",
         /// A signalled SSRC already belongs to another endpoint of the conference.
@@ -116,6 +122,21 @@ counters! {
         EndpointsExpired => "endpoints_expired",
         ConferencesCreated => "conferences_created",
         ConferencesExpired => "conferences_expired",
+        /// Conferences removed because handling one of their inputs panicked.
+        ConferencesFaulted => "conferences_faulted",
+        /// Report blocks from receivers about the streams the bridge sends them, and the sum of
+        /// their fraction-lost values (1/256 units): their ratio is the outgoing loss.
+        ReportBlocksReceived => "report_blocks_received",
+        ReportedLossQ8 => "reported_loss_q8",
+        /// Packets the bridge expected and lost from senders, counted per receiver-report interval
+        /// (RFC 3550 A.3): their ratio is the incoming loss.
+        PacketsExpected => "packets_expected",
+        PacketsLost => "packets_lost",
+        /// Conferences that ended without any endpoint connecting (JVB `total_failed_conferences`).
+        ConferencesFailed => "conferences_failed",
+        /// Conferences that ended with some endpoints connected and some failing to
+        /// (JVB `total_partially_failed_conferences`).
+        ConferencesPartiallyFailed => "conferences_partially_failed",
     }
 }
 

@@ -18,11 +18,13 @@ use crate::timer::Deadline;
 
 use super::allocation::Allocation;
 use super::api::{EndpointHandle, Output, Sink};
+use super::av1::descriptor::MAX_LEN;
 use super::bwe::{ProbeSend, SendSideBwe};
-use super::codec::PayloadRewrite;
+use super::codec::{FrameDesc, PayloadRewrite};
 use super::context::{Ctx, TimerKey};
 use super::counters::{DropReason, Stat};
 use super::layers::RateTracker;
+use super::link_quality::LinkQuality;
 use super::model::{HdrExtIds, MediaKind, MediaParams};
 use super::projection::{Projection, Rewritten, Target, VideoPacket};
 use super::rtcp;
@@ -90,6 +92,8 @@ pub struct Downlink {
     pub rtx_rate: RateTracker,
     /// The armed deadline of [`TimerKey::Downlink`].
     pub timer: Deadline,
+    /// RTT and loss as this receiver's reports describe them.
+    pub link: LinkQuality,
 }
 
 impl Downlink {
@@ -113,6 +117,7 @@ impl Downlink {
             probe_hold: None,
             rtx_rate: RateTracker::default(),
             timer: Deadline::default(),
+            link: LinkQuality::default(),
         }
     }
 
@@ -210,7 +215,22 @@ impl Downlink {
             }
         };
         let Some(out) = decision else { return };
-        let ext = ext_map(&m.sender_ext, params, m.kind);
+        let ext = ext_map(&m.sender_ext, params, m.kind, out.payload.is_av1());
+        // AV1: the receiver's Dependency Descriptor, written whole.
+        let mut dd = [0u8; MAX_LEN];
+        let replace = match (&m.video.info.frame, m.video.stream.and_then(|s| s.dd())) {
+            (FrameDesc::Av1(info), Some(src)) if ext.keep[1].0 != 0 => {
+                let Some(n) = src
+                    .structure(info.generation)
+                    .and_then(|s| out.payload.descriptor(&[], Some((info, s)), &mut dd))
+                else {
+                    ctx.counters.drop(DropReason::RtpMalformedDescriptor);
+                    return;
+                };
+                Some((m.sender_ext.dependency_descriptor, &dd[..n]))
+            }
+            _ => None,
+        };
         let tcc = if ext.tcc_out != 0 {
             next_tcc(tcc_seq)
         } else {
@@ -223,6 +243,7 @@ impl Downlink {
             payload_type: pt,
             ext: &ext,
             tcc_seq: tcc,
+            replace,
         };
         if params.has_nack(pt)
             && let Some(store) = fan.store.as_deref_mut()
@@ -268,8 +289,10 @@ impl Downlink {
     /// A sender report of `source` (its `encoding`) projected onto this receiver's stream: without
     /// report blocks, SSRC and RTP timestamp as the receiver knows them. False when the receiver
     /// does not get that encoding.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_sender_report(
         &mut self,
+        now: Instant,
         source: u32,
         source_gen: u32,
         encoding: u8,
@@ -300,6 +323,7 @@ impl Downlink {
             },
             &[],
         );
+        self.link.on_sender_report_sent(now, sr.ntp());
         ctx.counters.inc(Stat::SenderReportsForwarded);
         ctx.counters.inc(Stat::RtcpSent);
         sink.emit(Output::Rtcp {
@@ -399,7 +423,7 @@ impl Downlink {
                 MediaKind::Audio => audio,
                 MediaKind::Video => video,
             };
-            let ext = ext_map(&s_ext, params, kind);
+            let ext = ext_map(&s_ext, params, kind, e.rewrite().is_av1());
             // A retransmission is a new packet on the wire: new transport-wide sequence number.
             let rw = Rewrite {
                 ssrc: e.ssrc,
@@ -408,6 +432,7 @@ impl Downlink {
                 payload_type: orig.payload_type(),
                 ext: &ext,
                 tcc_seq: self.tcc_seq,
+                replace: None,
             };
             let rtx = self
                 .projection(e.source)
@@ -530,7 +555,7 @@ impl Downlink {
         ctx: &mut Ctx,
         sink: &mut impl Sink,
     ) -> bool {
-        let ext_plan = |s: &HdrExtIds| ext_map(s, video, MediaKind::Video);
+        let ext_plan = |s: &HdrExtIds, av1: bool| ext_map(s, video, MediaKind::Video, av1);
         // A recent video packet of a forwarded source with RTX.
         let mut from_source = None;
         for (_, e) in self.sent.recent(now, 64) {
@@ -563,7 +588,7 @@ impl Downlink {
             let Some(s_ext) = sender_ext(src.owner, MediaKind::Video) else {
                 continue;
             };
-            let ext = ext_plan(&s_ext);
+            let ext = ext_plan(&s_ext, e.rewrite().is_av1());
             if ext.tcc_out == 0 {
                 break;
             }
@@ -574,6 +599,7 @@ impl Downlink {
                 payload_type: orig.payload_type(),
                 ext: &ext,
                 tcc_seq: self.tcc_seq,
+                replace: None,
             };
             let tail_len = orig.as_bytes().len() - orig.header_len();
             rebuild(&orig, &rw, e.rewrite(), tail_len, &mut ctx.scratch2);
@@ -594,7 +620,7 @@ impl Downlink {
                 else {
                     continue;
                 };
-                let ext = ext_plan(&HdrExtIds::default());
+                let ext = ext_plan(&HdrExtIds::default(), false);
                 if ext.tcc_out == 0 {
                     return false;
                 }
@@ -605,6 +631,7 @@ impl Downlink {
                     payload_type: *rtx_pt,
                     ext: &ext,
                     tcc_seq: self.tcc_seq,
+                    replace: None,
                 };
                 rtp::write_padding(&rw, p.bytes.clamp(1, 255) as u8, &mut ctx.scratch);
                 from_source = Some(si);
@@ -637,7 +664,8 @@ impl Downlink {
 }
 
 /// Rebuilds a stored ingress packet as it was sent to a receiver: header rewrite `rw` and the
-/// codec rewrite that was applied.
+/// codec rewrite that was applied (AV1: the sender's Dependency Descriptor patched with the
+/// receiver's frame number and template ids).
 fn rebuild(
     orig: &RtpPacket<'_>,
     rw: &Rewrite<'_>,
@@ -645,22 +673,40 @@ fn rebuild(
     tail_len: usize,
     out: &mut Vec<u8>,
 ) {
-    rtp::write_forwarded(orig, rw, out);
+    let mut dd = [0u8; MAX_LEN];
+    let dd_id = rw.ext.keep[1].0;
+    let replace = (dd_id != 0)
+        .then(|| orig.extension(dd_id))
+        .flatten()
+        .and_then(|d| rewrite.descriptor(d, None, &mut dd))
+        .map(|n| (dd_id, &dd[..n]));
+    let rw = Rewrite {
+        replace: replace.or(rw.replace),
+        ..*rw
+    };
+    rtp::write_forwarded(orig, &rw, out);
     let payload_at = out.len().saturating_sub(tail_len);
     rewrite.apply_stored(orig, out, payload_at);
 }
 
 /// The per-(sender, receiver) header extension plan: keep audio level (audio) and video
-/// orientation (video) under the receiver's ids, and stamp the bridge's transport-cc if the
-/// receiver negotiated it.
+/// orientation (video) under the receiver's ids, the Dependency Descriptor of a packet the AV1
+/// context forwarded (`av1`: it is rewritten; any other context would forward a descriptor that
+/// no longer matches the stream), and stamp the bridge's transport-cc if the receiver negotiated
+/// it.
 #[inline]
-pub fn ext_map(sender: &HdrExtIds, r: &MediaParams, kind: MediaKind) -> ExtMap {
+pub fn ext_map(sender: &HdrExtIds, r: &MediaParams, kind: MediaKind, av1: bool) -> ExtMap {
     let keep0 = match kind {
         MediaKind::Audio => (sender.audio_level, r.ext.audio_level),
         MediaKind::Video => (sender.video_orientation, r.ext.video_orientation),
     };
+    let keep1 = if av1 && kind == MediaKind::Video && r.ext.dependency_descriptor != 0 {
+        (sender.dependency_descriptor, r.ext.dependency_descriptor)
+    } else {
+        (0, 0)
+    };
     ExtMap {
-        keep: [keep0, (0, 0)],
+        keep: [keep0, keep1],
         tcc_out: r.ext.transport_cc,
         allow_two_byte: r.allow_mixed,
     }

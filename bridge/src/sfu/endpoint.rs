@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::api::EndpointHandle;
 use super::downlink::Downlink;
 use super::model::{MediaKind, MediaParams};
+use super::rate::RelayBudget;
 use super::uplink::Uplink;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct Endpoint {
     pub uplink: Uplink,
     /// As a receiver.
     pub downlink: Downlink,
+    /// What it may still have relayed to the others (`EndpointMessage`, `EndpointStats`).
+    pub relay_budget: RelayBudget,
 }
 
 impl Endpoint {

@@ -151,17 +151,28 @@ pub struct SourceLayers {
 
 impl SourceLayers {
     pub fn new(encodings: usize) -> Self {
-        SourceLayers {
-            encodings: (0..encodings)
-                .map(|e| EncodingLayers {
-                    height: BASE_HEIGHT << e.min(8),
-                    height_learned: false,
-                    rates: Default::default(),
-                    last_packet_ms: None,
-                    started_ms: 0,
-                })
-                .collect(),
+        let mut l = SourceLayers {
+            encodings: Vec::new(),
+        };
+        l.set_encoding_count(encodings);
+        l
+    }
+
+    /// Grows or shrinks to `n` encodings (an SVC stream measures each spatial layer as one);
+    /// true if the count changed.
+    pub fn set_encoding_count(&mut self, n: usize) -> bool {
+        let before = self.encodings.len();
+        self.encodings.truncate(n);
+        for e in before..n {
+            self.encodings.push(EncodingLayers {
+                height: BASE_HEIGHT << e.min(8),
+                height_learned: false,
+                rates: Default::default(),
+                last_packet_ms: None,
+                started_ms: 0,
+            });
         }
+        before != n
     }
 
     /// Accounts a packet; returns true if its encoding had carried nothing within the window (an

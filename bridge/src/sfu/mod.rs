@@ -27,11 +27,12 @@
 //! | `context.rs` | counters, egress buffers, PRNG, the timer table | what all conferences of a core share |
 //! | `conference/` | endpoint, source and SSRC-claim tables, speaker detector, periodic deadlines | the router between uplinks and downlinks (see its docs) |
 //! | `endpoint.rs` | identity, negotiated parameters, transport state, activity | the one endpoint record |
-//! | `uplink.rs` | per sender: SSRC table (receive stats, duplicate window, NACK generator), transport-cc feedback generator | ingress stages, feedback toward the sender |
-//! | `source.rs` | per published source: encodings, layer measurement, retransmission store, keyframe limiter | measurement stage |
+//! | `uplink.rs` | per sender: SSRC table (receive stats, duplicate window, NACK generator), transport-cc feedback generator, what it was asked to encode | ingress stages, feedback toward the sender |
+//! | `sender_constraints.rs` | — | when a sender constraint goes out: hold-off, coalescing, re-send on channel open, verification and nudge |
+//! | `source.rs` | per published source: encodings, per-encoding codec stream state (AV1 Dependency Descriptor structures, VP9 scalability structure), layer measurement, retransmission store, keyframe limiter | measurement stage |
 //! | `downlink.rs`, `settings.rs` | per receiver: settings (constraints, last-N), allocation, forwarded set, projections, sent log, estimator | forward stage, NACK answers, probing |
 //! | `projection/` | per (receiver, source): target, switch filter, codec context | the forwarding decision and rewrite, codec by codec |
-//! | `codec.rs`, `vp8.rs` | — | the codec interface; VP8 payload descriptor |
+//! | `codec.rs`, `vp8.rs`, `av1/`, `vp9/` | — | the codec interface; VP8 payload descriptor; AV1 Dependency Descriptor (parse, write, per-stream structures); VP9 payload descriptor and scalability structure |
 //! | `allocation.rs`, `layers.rs` | — | layer selection (pure function), layer bitrates and heights |
 //! | `bwe/`, `tcc_feedback/`, `nack_gen.rs`, `recv_stats.rs`, `rtx_cache.rs`, `keyframe.rs` | — | estimator, feedback formats and generators, RR statistics, retransmission store and log, keyframe throttle |
 //! | `speaker.rs`, `dsi.rs` | — | dominant speaker detection |
@@ -63,11 +64,17 @@
 //! and speaker changes, when its bandwidth estimate moves by more than 15 %, and every 5 s; its
 //! result sets the projections' targets, the forwarded set (`ForwardedSources` and
 //! `LastNEndpointsChangeEvent`) and, over all receivers, what each sender is asked to encode
-//! (`SenderSourceConstraints`, `SenderVideoConstraints`). Receivers that negotiated transport-cc
+//! (`SenderSourceConstraints`, `SenderVideoConstraints`): held off 300 ms after a change and after
+//! the previous message so that only the latest value goes out, re-sent when the sender's channel
+//! opens, and nudged (`h + 1`, then `h`) when the layers the bridge receives do not follow it a few
+//! seconds later ([`sender_constraints`]). Receivers that negotiated transport-cc
 //! get a send-side estimator ([`bwe`]) fed by their feedback; when the allocation wants more than
 //! the estimate, probe clusters of RTX copies (or RTX padding) test the link. The end-to-end
 //! behaviour (links of limited capacity, loss, jitter; simulated browsers) is exercised by
-//! `bridge/tests/sim_simulcast.rs`.
+//! `bridge/tests/sim_simulcast.rs`. An SVC sender (AV1 or VP9, one SSRC with spatial layers) is
+//! measured per spatial layer, each an encoding of the allocation (`source.rs`); its codec context
+//! maps the target back to a spatial/temporal layer and switches without a keyframe wherever the
+//! structure allows (`projection/layered.rs`; scenario: `tests/svc.rs`).
 //!
 //! Measured (`cargo bench -p benches --bench sfu_packet_path -- --warm-up-time 1
 //! --measurement-time 3`, release, this 2-core machine shared with other builds, medians): RTP
@@ -82,6 +89,7 @@
 
 pub mod allocation;
 pub mod api;
+pub mod av1;
 pub mod bwe;
 pub mod channel;
 pub mod codec;
@@ -92,21 +100,26 @@ pub mod counters;
 mod downlink;
 pub mod dsi;
 mod endpoint;
+pub mod frames;
 pub mod keyframe;
 pub mod layers;
+pub mod link_quality;
 pub mod model;
 pub mod nack_gen;
 pub mod projection;
+pub mod rate;
 pub mod recv_stats;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtx_cache;
+pub mod sender_constraints;
 mod settings;
 mod source;
 pub mod speaker;
 pub mod tcc_feedback;
 mod uplink;
 pub mod vp8;
+pub mod vp9;
 
 #[cfg(test)]
 mod tests;
@@ -121,10 +134,15 @@ pub use api::{
 };
 pub use config::SfuConfig;
 pub use counters::{Counters, DropReason, Stat};
+pub use link_quality::LinkStats;
 pub use model::{MediaKind, MediaSourceDesc};
 
 use conference::Conference;
 use context::Ctx;
+
+/// A conference whose timer jobs panic (unit tests of the isolation in [`Sfu::handle_timeout`]).
+#[cfg(test)]
+pub(crate) const TEST_PANIC_TIMER_MEETING: &str = "test-panic-timer";
 
 /// The live conference `h` names (the handle's generation must match).
 fn conf_mut(confs: &mut [Option<Conference>], h: ConferenceHandle) -> Option<&mut Conference> {
@@ -281,6 +299,22 @@ impl Sfu {
         })
     }
 
+    /// The SSRCs endpoint `ep` sends that the conference accepted (its sources' media, RTX and
+    /// FEC SSRCs): what its transport may decrypt (`transport::ssrc_filter`).
+    pub fn endpoint_ssrcs(&self, ep: EndpointHandle) -> impl Iterator<Item = u32> + '_ {
+        self.conf(ep.conf)
+            .and_then(|c| c.endpoint(ep))
+            .into_iter()
+            .flat_map(|e| e.uplink.ssrcs.keys().copied())
+    }
+
+    /// The endpoints of conference `conf`.
+    pub fn endpoints(&self, conf: ConferenceHandle) -> impl Iterator<Item = EndpointHandle> + '_ {
+        self.conf(conf)
+            .into_iter()
+            .flat_map(Conference::endpoint_handles)
+    }
+
     /// Endpoints in conference `conf` (0 for an unknown one).
     pub fn endpoint_count(&self, conf: ConferenceHandle) -> usize {
         self.conf(conf).map_or(0, Conference::endpoint_count)
@@ -431,10 +465,66 @@ impl Sfu {
             budget -= 1;
             let conf = key.conference();
             if let Some(c) = conf_mut(&mut self.conferences, conf) {
-                c.on_timer(now, key, at, &mut self.ctx, sink);
+                // A panic in one conference's job removes that conference, not the others'.
+                let ctx = &mut self.ctx;
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    #[cfg(test)]
+                    if c.meeting_id == TEST_PANIC_TIMER_MEETING {
+                        panic!("injected by a test");
+                    }
+                    c.on_timer(now, key, at, ctx, sink);
+                }));
+                if ran.is_err() {
+                    // The shell logs the conference's expiry with reason `Fault`.
+                    self.remove_faulted_conference(conf, sink);
+                    continue;
+                }
                 self.reap(conf.idx, sink);
             }
         }
+    }
+
+    /// Removes conference `conf` after handling one of its inputs panicked, running none of its
+    /// logic (its state may be half-updated): each endpoint expires ([`ExpireReason::Fault`], so
+    /// the shell tears its transport down), then the conference. False if it is already gone.
+    pub fn remove_faulted_conference(
+        &mut self,
+        conf: ConferenceHandle,
+        sink: &mut impl Sink,
+    ) -> bool {
+        let Some(slot) = self.conferences.get_mut(conf.idx as usize) else {
+            return false;
+        };
+        if !slot.as_ref().is_some_and(|c| c.handle == conf) {
+            return false;
+        }
+        let Some(c) = slot.take() else { return false };
+        let endpoints: Vec<(EndpointHandle, String)> = c
+            .endpoint_handles()
+            .filter_map(|h| Some((h, c.endpoint(h)?.id.clone())))
+            .collect();
+        for (endpoint, endpoint_id) in endpoints {
+            self.ctx.counters.inc(Stat::EndpointsExpired);
+            sink.emit(Output::Event(Event::EndpointExpired {
+                endpoint,
+                meeting_id: c.meeting_id.clone(),
+                endpoint_id,
+                reason: ExpireReason::Fault,
+            }));
+        }
+        self.ctx.timers.retain(|k| k.conference() != conf);
+        self.by_meeting.remove(&c.meeting_id);
+        if let Some(g) = self.gens.get_mut(conf.idx as usize) {
+            *g = g.wrapping_add(1);
+        }
+        self.ctx.counters.inc(Stat::ConferencesExpired);
+        self.ctx.counters.inc(Stat::ConferencesFaulted);
+        sink.emit(Output::Event(Event::ConferenceExpired {
+            conference: c.handle,
+            meeting_id: c.meeting_id,
+            created_at: c.created_at,
+        }));
+        true
     }
 
     /// Removes a conference that has become empty, with its event.
@@ -451,6 +541,9 @@ impl Sfu {
             self.by_meeting.remove(&c.meeting_id);
             self.gens[idx as usize] = self.gens[idx as usize].wrapping_add(1);
             self.ctx.counters.inc(Stat::ConferencesExpired);
+            if let Some(outcome) = c.outcome() {
+                self.ctx.counters.inc(outcome);
+            }
             sink.emit(Output::Event(Event::ConferenceExpired {
                 conference: c.handle,
                 meeting_id: c.meeting_id,
@@ -460,6 +553,15 @@ impl Sfu {
     }
 
     // ---------------------------------------------------------------------------- stats
+
+    /// RTT, jitter and who is sending, over every endpoint (`/colibri/stats`).
+    pub fn link_stats(&self, now: Instant) -> LinkStats {
+        let mut s = LinkStats::default();
+        for c in self.conferences.iter().flatten() {
+            c.add_link_stats(now, &mut s);
+        }
+        s
+    }
 
     pub fn stats(&self) -> SfuStats {
         let mut s = SfuStats::default();

@@ -166,6 +166,8 @@ pub struct HdrExtIds {
     pub audio_level: u8,
     pub transport_cc: u8,
     pub video_orientation: u8,
+    /// The AV1 Dependency Descriptor (`hdrext::AV1_DEPENDENCY_DESCRIPTOR`).
+    pub dependency_descriptor: u8,
 }
 
 /// One endpoint's negotiated parameters for one media kind, in per-packet friendly form.
@@ -219,6 +221,7 @@ impl MediaParams {
             audio_level: id(hdrext::AUDIO_LEVEL),
             transport_cc: id(hdrext::TRANSPORT_CC),
             video_orientation: id(hdrext::VIDEO_ORIENTATION),
+            dependency_descriptor: id(hdrext::AV1_DEPENDENCY_DESCRIPTOR),
         };
         m
     }
@@ -331,6 +334,25 @@ mod tests {
         assert_eq!(m.codec(100), Codec::Vp8);
         assert_eq!(m.codec(96), Codec::Other);
         assert_eq!(m.apt_of(96), Some(100));
+        assert_eq!(m.ext.dependency_descriptor, 0);
+    }
+
+    #[test]
+    fn dependency_descriptor_id_from_the_colibri2_media() {
+        // As the focus offers AV1 (focus/src/core/offer.rs): the descriptor under id 11.
+        let xml = format!(
+            "<media xmlns='{}' type='video'>\
+             <payload-type xmlns='{}' id='41' name='AV1' clockrate='90000'/>\
+             <rtp-hdrext xmlns='{}' id='11' uri='{}'/></media>",
+            signaling::ns::COLIBRI2,
+            signaling::ns::JINGLE_RTP,
+            signaling::ns::JINGLE_RTP_HDREXT,
+            hdrext::AV1_DEPENDENCY_DESCRIPTOR
+        );
+        let el: signaling::xml::Element = xml.parse().unwrap();
+        let m = MediaParams::from_rtp(&RtpParameters::parse_from(&el).unwrap());
+        assert_eq!(m.ext.dependency_descriptor, 11);
+        assert_eq!(m.codec(41), Codec::Av1);
     }
 
     #[test]

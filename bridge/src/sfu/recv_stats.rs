@@ -30,6 +30,10 @@ pub struct ReceiveStats {
     last_sr: Option<(u32, Instant)>,
     /// Packets received since the last report (only active SSRCs are reported).
     active_since_report: bool,
+    /// Expected and lost packets of the interval the last report block covered.
+    last_interval: (u32, u32),
+    /// When the last packet arrived (whether the stream is being sent).
+    last_arrival: Option<Instant>,
 }
 
 impl ReceiveStats {
@@ -49,6 +53,8 @@ impl ReceiveStats {
             jitter_q4: 0,
             last_sr: None,
             active_since_report: false,
+            last_interval: (0, 0),
+            last_arrival: None,
         }
     }
 
@@ -73,6 +79,7 @@ impl ReceiveStats {
     /// Accounts for one received packet.
     pub fn on_packet(&mut self, now: Instant, seq: u16, rtp_ts: u32) {
         self.active_since_report = true;
+        self.last_arrival = Some(now);
         if !self.started {
             self.init(seq);
         } else {
@@ -126,6 +133,21 @@ impl ReceiveStats {
         self.received
     }
 
+    /// Interarrival jitter in milliseconds.
+    pub fn jitter_ms(&self) -> f64 {
+        f64::from(self.jitter()) * 1000.0 / f64::from(self.clock_rate)
+    }
+
+    pub fn last_arrival(&self) -> Option<Instant> {
+        self.last_arrival
+    }
+
+    /// `(expected, lost)` packets of the interval the last [`report_block`](Self::report_block)
+    /// covered (RFC 3550 A.3; duplicates can make the loss negative, counted as 0).
+    pub fn last_interval(&self) -> (u32, u32) {
+        self.last_interval
+    }
+
     /// Interarrival jitter in RTP timestamp units.
     pub fn jitter(&self) -> u32 {
         u32::try_from(self.jitter_q4 >> 4).unwrap_or(u32::MAX)
@@ -146,6 +168,10 @@ impl ReceiveStats {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = i64::from(expected_interval) - i64::from(received_interval);
+        self.last_interval = (
+            expected_interval,
+            u32::try_from(lost_interval.max(0)).unwrap_or(0),
+        );
         let fraction_lost = if expected_interval == 0 || lost_interval <= 0 {
             0
         } else {

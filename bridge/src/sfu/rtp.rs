@@ -351,6 +351,18 @@ pub struct Rewrite<'m> {
     pub ext: &'m ExtMap,
     /// Transport-wide sequence number to stamp (only used if `ext.tcc_out != 0`).
     pub tcc_seq: u16,
+    /// A kept extension (by ingress id) written with these bytes instead of the sender's (the
+    /// receiver's AV1 Dependency Descriptor).
+    pub replace: Option<(u8, &'m [u8])>,
+}
+
+/// The bytes of kept element `id`: the replacement if it names `id`, else the sender's `d`.
+#[inline]
+fn replaced<'x>(replace: Option<(u8, &'x [u8])>, id: u8, d: &'x [u8]) -> &'x [u8] {
+    match replace {
+        Some((r, bytes)) if r == id => bytes,
+        _ => d,
+    }
 }
 
 /// Builds the packet a receiver gets into `out` (cleared first; no allocation once `out` has the
@@ -365,8 +377,10 @@ pub fn write_forwarded(pkt: &RtpPacket<'_>, rw: &Rewrite<'_>, out: &mut Vec<u8>)
     // two-byte elements; elements that fit neither are dropped.
     let mut need_two = rw.ext.tcc_out > 14;
     let mut any = rw.ext.tcc_out != 0;
+    let element = |id: u8, d| replaced(rw.replace, id, d);
     for (id, d) in pkt.extensions() {
         if let Some(o) = rw.ext.out_id(id) {
+            let d = element(id, d);
             any = true;
             if o > 14 || d.is_empty() || d.len() > 16 {
                 need_two = true;
@@ -407,7 +421,7 @@ pub fn write_forwarded(pkt: &RtpPacket<'_>, rw: &Rewrite<'_>, out: &mut Vec<u8>)
         };
         for (id, d) in pkt.extensions() {
             if let Some(o) = rw.ext.out_id(id) {
-                put(out, o, d);
+                put(out, o, element(id, d));
             }
         }
         if rw.ext.tcc_out != 0 {
@@ -692,6 +706,7 @@ pub(crate) mod tests {
                 payload_type: 100,
                 ext: &map,
                 tcc_seq: 77,
+                replace: None,
             },
             &mut out,
         );
@@ -715,6 +730,7 @@ pub(crate) mod tests {
                 payload_type: 100,
                 ext: &none,
                 tcc_seq: 0,
+                replace: None,
             },
             &mut out,
         );
@@ -738,6 +754,7 @@ pub(crate) mod tests {
                 payload_type: 100,
                 ext: &map,
                 tcc_seq: 0,
+                replace: None,
             },
             &mut out,
         );
@@ -781,6 +798,7 @@ pub(crate) mod tests {
                 payload_type: 96,
                 ext: &map,
                 tcc_seq: 0x1234,
+                replace: None,
             },
             200,
             &mut out,

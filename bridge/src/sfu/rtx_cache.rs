@@ -114,6 +114,14 @@ impl SentEntry {
     const VP8: u8 = 2;
     /// A packet of a keyframe.
     pub const KEYFRAME: u8 = 4;
+    /// `flags` bit: the rewrite is [`PayloadRewrite::Av1`] (frame number and template id kept;
+    /// a retransmission patches the sender's descriptor with them, see
+    /// [`PayloadRewrite::descriptor`]).
+    const AV1: u8 = 8;
+    /// With [`Self::AV1`] or [`Self::VP9`]: the marker bit the packet was sent with.
+    const MARKER: u8 = 16;
+    /// `flags` bit: the rewrite is [`PayloadRewrite::Vp9`].
+    const VP9: u8 = 32;
 
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -134,6 +142,25 @@ impl SentEntry {
                 picture_id,
                 tl0picidx,
             } => (Self::VP8, picture_id, tl0picidx),
+            PayloadRewrite::Vp9 {
+                picture_id,
+                tl0picidx,
+                marker,
+            } => (
+                Self::VP9 | if marker { Self::MARKER } else { 0 },
+                picture_id,
+                tl0picidx,
+            ),
+            PayloadRewrite::Av1 {
+                frame_number,
+                template_id,
+                marker,
+                ..
+            } => (
+                Self::AV1 | if marker { Self::MARKER } else { 0 },
+                frame_number,
+                template_id,
+            ),
         };
         SentEntry {
             ssrc,
@@ -146,7 +173,7 @@ impl SentEntry {
             source_gen,
             rewrite_a,
             rewrite_b,
-            flags: (flags & !Self::VP8) | codec,
+            flags: (flags & !(Self::VP8 | Self::AV1 | Self::VP9 | Self::MARKER)) | codec,
         }
     }
 
@@ -160,6 +187,20 @@ impl SentEntry {
             PayloadRewrite::Vp8 {
                 picture_id: self.rewrite_a,
                 tl0picidx: self.rewrite_b,
+            }
+        } else if self.flags & Self::VP9 != 0 {
+            PayloadRewrite::Vp9 {
+                picture_id: self.rewrite_a,
+                tl0picidx: self.rewrite_b,
+                marker: self.flags & Self::MARKER != 0,
+            }
+        } else if self.flags & Self::AV1 != 0 {
+            PayloadRewrite::Av1 {
+                frame_number: self.rewrite_a,
+                template_id: self.rewrite_b,
+                structure_offset: None,
+                active_decode_targets: None,
+                marker: self.flags & Self::MARKER != 0,
             }
         } else {
             PayloadRewrite::None

@@ -1,6 +1,6 @@
 //! A source an endpoint publishes (a COLIBRI2 `media-source`) as the router holds it: its
 //! encodings, what the bridge measured of them, the packets kept for retransmissions, and what the
-//! owner was asked for (keyframes, constraints).
+//! owner was asked for (keyframes).
 //!
 //! Sources live in the conference's source table, indexed by slot, because every receiver's
 //! projection of a source is indexed by the same slot; each belongs to one sender
@@ -10,11 +10,14 @@
 
 use signaling::sources::VideoType;
 
-use super::codec::VideoInfo;
+use super::av1::{DdError, DdInfo, DdSource};
+use super::codec::{FrameDesc, StreamState, VideoInfo};
 use super::keyframe::RateLimit;
 use super::layers::SourceLayers;
 use super::model::{Encoding, MediaKind};
+use super::projection::DdConfig;
 use super::rtx_cache::PacketStore;
+use super::vp9::{Vp9Error, Vp9Info, Vp9Source};
 
 /// A source registered in a conference.
 #[derive(Debug)]
@@ -34,12 +37,12 @@ pub struct MediaSource {
     pub store: Option<PacketStore>,
     /// Measured layers (video only).
     pub layers: Option<SourceLayers>,
-    /// maxHeight last announced to the owner (`SenderSourceConstraints`), `None` before the first.
-    pub sent_max_height: Option<i32>,
     /// Consecutive silent audio packets (level 127) seen.
     pub silence_run: u32,
     /// Active layers at the last check ([`SourceLayers::active_mask`]).
     pub active_mask: u64,
+    /// Per encoding, the codec state of its stream (AV1, VP9), from its first parsed packet on.
+    streams: Vec<Option<Box<StreamState>>>,
 }
 
 impl MediaSource {
@@ -63,9 +66,9 @@ impl MediaSource {
             keyframe_limit: RateLimit::per_source(),
             store: video.then(|| PacketStore::new(rtx_store_packets)),
             layers: video.then(|| SourceLayers::new(encodings.len())),
-            sent_max_height: None,
             silence_run: 0,
             active_mask: 0,
+            streams: Vec::new(),
             encodings,
         }
     }
@@ -87,13 +90,134 @@ impl MediaSource {
         }
     }
 
+    /// Parses a packet's Dependency Descriptor (the header extension's bytes) against its
+    /// encoding's stream state. An error: drop the packet for everyone.
+    pub fn parse_descriptor(&mut self, encoding: u8, ext: &[u8]) -> Result<DdInfo, DdError> {
+        let s = self.stream_mut(
+            encoding,
+            |s| matches!(s, StreamState::Dd(_)),
+            || StreamState::Dd(DdSource::new()),
+        );
+        match s {
+            StreamState::Dd(d) => d.parse(ext),
+            StreamState::Vp9(_) => Err(DdError::NoStructure),
+        }
+    }
+
+    /// Parses a VP9 packet's payload descriptor against its encoding's stream state.
+    /// `NotProjectable` (no PictureID or layer indices): forward it without layer knowledge;
+    /// another error: drop it for everyone.
+    pub fn parse_vp9(&mut self, encoding: u8, payload: &[u8]) -> Result<Vp9Info, Vp9Error> {
+        let s = self.stream_mut(
+            encoding,
+            |s| matches!(s, StreamState::Vp9(_)),
+            || StreamState::Vp9(Vp9Source::new()),
+        );
+        match s {
+            StreamState::Vp9(v) => v.parse(payload),
+            StreamState::Dd(_) => Err(Vp9Error::NotProjectable),
+        }
+    }
+
+    /// `encoding`'s stream state, made by `new` when there is none or it is not `is_kind` (the
+    /// sender changed codec).
+    fn stream_mut(
+        &mut self,
+        encoding: u8,
+        is_kind: impl Fn(&StreamState) -> bool,
+        new: impl Fn() -> StreamState,
+    ) -> &mut StreamState {
+        let i = usize::from(encoding);
+        if self.streams.len() <= i {
+            self.streams.resize_with(i + 1, || None);
+        }
+        let slot = &mut self.streams[i];
+        if !slot.as_deref().is_some_and(&is_kind) {
+            *slot = Some(Box::new(new()));
+        }
+        slot.get_or_insert_with(|| Box::new(new()))
+    }
+
+    /// Lends `encoding`'s stream state out for one fan-out (the receivers' projections read it
+    /// while the packet store is written); give it back with [`Self::return_stream_state`].
+    pub fn lend_stream_state(&mut self, encoding: u8) -> Option<Box<StreamState>> {
+        self.streams.get_mut(usize::from(encoding))?.take()
+    }
+
+    pub fn return_stream_state(&mut self, encoding: u8, s: Box<StreamState>) {
+        if let Some(slot) = self.streams.get_mut(usize::from(encoding)) {
+            *slot = Some(s);
+        }
+    }
+
     /// A video packet of `encoding` counted into its layer's bitrate; a keyframe's size updates the
     /// encoding's height. True when the layers changed (a layer started, a height changed): the
     /// allocation should run again.
+    ///
+    /// An SVC stream (one encoding whose Dependency Descriptor structure has several spatial
+    /// layers) is measured per decode target: each spatial layer counts as an encoding of the
+    /// allocation's (height from the structure's render resolution), and a packet counts toward
+    /// every decode target whose receivers get it (`DdSource::forwarded_to`), in the lowest
+    /// temporal layer of each spatial layer that needs it, so that the cumulative temporal rates
+    /// are the decode targets' bitrates.
     pub fn measure(&mut self, now_ms: u64, encoding: u8, info: &VideoInfo, bytes: usize) -> bool {
         let Some(l) = self.layers.as_mut() else {
             return false;
         };
+        let stream = self
+            .streams
+            .get(usize::from(encoding))
+            .and_then(|s| s.as_deref());
+        if let (FrameDesc::Vp9(v), Some(StreamState::Vp9(vs))) = (&info.frame, stream)
+            && self.encodings.len() == 1
+            && vs.spatial_layers() > 1
+        {
+            // A receiver of spatial layer s gets its frames, the lower layers' frames its layer
+            // refers to (Z clear: full SVC) and, to keep the lower layers' temporal bases intact,
+            // theirs (K-SVC, `Vp9Config::keep_lower_chains`).
+            let n = vs.spatial_layers();
+            let mut changed = l.set_encoding_count(usize::from(n));
+            if let Some(ss) = vs.scalability().filter(|_| v.header.has_ss()) {
+                for s in 0..n {
+                    if let Some(h) = ss.height(s) {
+                        changed |= l.set_height(s, i32::from(h));
+                    }
+                }
+            }
+            let (sid, tid) = (v.header.sid, v.header.tid);
+            changed |= l.on_packet(now_ms, sid, tid, bytes);
+            if tid == 0 || !v.header.not_ref_for_upper {
+                for s in sid + 1..n {
+                    changed |= l.on_packet(now_ms, s, tid, bytes);
+                }
+            }
+            return changed;
+        }
+        if let (FrameDesc::Av1(d), Some(StreamState::Dd(dd))) = (&info.frame, stream)
+            && self.encodings.len() == 1
+            && dd.spatial_layers() > 1
+        {
+            let mut changed = l.set_encoding_count(usize::from(dd.spatial_layers()));
+            let mask = dd.forwarded_to(d, DdConfig::default().keep_lower_chains);
+            let mut lowest = [u8::MAX; 8];
+            for t in dd.decode_targets() {
+                let s = usize::from(t.spatial).min(7);
+                if d.starts_keyframe()
+                    && let Some(r) = t.resolution
+                {
+                    changed |= l.set_height(t.spatial, i32::from(r.height));
+                }
+                if mask & (1 << t.index) != 0 {
+                    lowest[s] = lowest[s].min(t.temporal);
+                }
+            }
+            for (s, &t) in lowest.iter().enumerate() {
+                if t != u8::MAX {
+                    changed |= l.on_packet(now_ms, s as u8, t, bytes);
+                }
+            }
+            return changed;
+        }
         let started = l.on_packet(now_ms, encoding, info.tid, bytes);
         let resized = info
             .size

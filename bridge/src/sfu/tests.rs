@@ -101,6 +101,18 @@ fn sources(id: &str, b: u32) -> Vec<MediaSourceDesc> {
 /// A one-packet VP8 keyframe (PictureID and TL0PICIDX from `seq`, marker set) whose VP8 data ends
 /// with `tail`.
 fn vp8(seq: u16, ts: u32, ssrc: u32, exts: &[(u8, &[u8])], tail: &[u8]) -> Vec<u8> {
+    vp8_frame(seq, ts, ssrc, exts, tail, true)
+}
+
+/// A one-packet VP8 frame, key or delta (see [`vp8`]).
+fn vp8_frame(
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    exts: &[(u8, &[u8])],
+    tail: &[u8],
+    keyframe: bool,
+) -> Vec<u8> {
     let mut payload = Vec::new();
     super::vp8::Descriptor {
         start_of_partition: true,
@@ -112,7 +124,7 @@ fn vp8(seq: u16, ts: u32, ssrc: u32, exts: &[(u8, &[u8])], tail: &[u8]) -> Vec<u
         key_idx: None,
     }
     .write(&mut payload);
-    super::vp8::write_frame_header(&mut payload, true, 320, 180);
+    super::vp8::write_frame_header(&mut payload, keyframe, 320, 180);
     payload.extend_from_slice(tail);
     let mut v = packet(VP8, seq, ts, ssrc, exts, &payload);
     v[1] |= 0x80;
@@ -181,6 +193,19 @@ impl H {
             &mut self.out,
         );
         h
+    }
+
+    /// COLIBRI2 replaces endpoint `e`'s sources; returns the outputs.
+    fn set_sources(&mut self, e: EndpointHandle, srcs: Vec<MediaSourceDesc>) -> Vec<OwnedOutput> {
+        self.take();
+        let u = EndpointUpdate {
+            sources: Some(srcs),
+            ..Default::default()
+        };
+        self.sfu
+            .update_endpoint(self.now, e, u, &mut self.out)
+            .unwrap();
+        self.take()
     }
 
     fn take(&mut self) -> Vec<OwnedOutput> {
@@ -1246,18 +1271,7 @@ fn source_update_keeps_unchanged_sources_and_registers_new_ones() {
         sources: vec![Source::new(1500), Source::new(1501)],
         groups: vec![SsrcGroup::new(Semantics::Fid, vec![1500, 1501])],
     });
-    h.sfu
-        .update_endpoint(
-            h.now,
-            a,
-            EndpointUpdate {
-                sources: Some(srcs),
-                ..Default::default()
-            },
-            &mut h.out,
-        )
-        .unwrap();
-    let fs = of_class(&texts_to(&h.take(), b), "ForwardedSources");
+    let fs = of_class(&texts_to(&h.set_sources(a, srcs), b), "ForwardedSources");
     assert_eq!(
         strings(&fs[0]["forwardedSources"]),
         vec!["aaaa-v0", "aaaa-v1", "cccc-v0"]
@@ -1265,22 +1279,347 @@ fn source_update_keeps_unchanged_sources_and_registers_new_ones() {
     let out = h.rtp(a, &vp8(1, 1, 1500, &[], b"screen"));
     assert_eq!(rtp_to(&out, b).len(), 1);
     // Clearing the sources stops everything from A.
-    h.sfu
-        .update_endpoint(
-            h.now,
-            a,
-            EndpointUpdate {
-                sources: Some(vec![]),
-                ..Default::default()
-            },
-            &mut h.out,
-        )
-        .unwrap();
+    h.set_sources(a, vec![]);
     assert!(h.rtp(a, &vp8(2, 1, 1500, &[], b"screen")).is_empty());
     assert!(
         h.rtp(a, &packet(OPUS, 2, 1, ssrcs(1000).audio, &[], b"a"))
             .is_empty()
     );
+}
+
+/// What a receiver may see on the wire: for every other endpoint present, the SSRCs the focus
+/// signals it (audio, the video's primary SSRC and its RTX partner; lib-jitsi-meet keeps only
+/// those of a SIM group).
+fn signalled_to(present: &[(EndpointHandle, u32)], me: EndpointHandle) -> Vec<u32> {
+    present
+        .iter()
+        .filter(|(e, _)| *e != me)
+        .flat_map(|(_, b)| {
+            let s = ssrcs(*b);
+            [s.audio, s.sim[0], s.rtx[0]]
+        })
+        .collect()
+}
+
+/// Whatever happens — joins, leaves, a sender re-signalling its video with new SSRCs, receivers
+/// suspending and resuming sources, NACKs, probes — every RTP packet a receiver gets is on an SSRC
+/// it was told about for a source that exists at that moment: never a secondary simulcast or RTX
+/// SSRC of the sender, never a source after it was removed.
+#[test]
+fn receivers_only_ever_see_ssrcs_they_were_told_about() {
+    let mut h = H::new();
+    let mut rng = crate::random::Rng::new(7);
+    let mut present: Vec<(EndpointHandle, u32)> = Vec::new();
+    let mut next_base = 1000;
+    for _ in 0..4 {
+        let e = h.join(&format!("e{next_base}"), next_base);
+        present.push((e, next_base));
+        next_base += 1000;
+    }
+    let mut seq = 0u16;
+    let mut stray: Vec<String> = Vec::new();
+    let mut delivered = 0;
+    for step in 0..1500u32 {
+        let out = match rng.next_u32() % 20 {
+            // A receiver changes what it wants of one sender.
+            0 => {
+                let (r, _) = present[rng.next_u32() as usize % present.len()];
+                let (_, sb) = present[rng.next_u32() as usize % present.len()];
+                let height = [0, 180, 360, 720][rng.next_u32() as usize % 4];
+                h.msg(
+                    r,
+                    json!({"colibriClass":"ReceiverVideoConstraints",
+                           "constraints":{format!("e{sb}-v0"):{"maxHeight":height}}}),
+                )
+            }
+            // A receiver NACKs a few recent packets of a sender's primary SSRC.
+            1 => {
+                let (r, _) = present[rng.next_u32() as usize % present.len()];
+                let (_, sb) = present[rng.next_u32() as usize % present.len()];
+                let mut nack = Vec::new();
+                let lost = [seq.wrapping_sub(1), seq.wrapping_sub(3)];
+                rtcp::write_nack(&mut nack, 0x2222, ssrcs(sb).sim[0], &lost);
+                h.rtcp(r, &nack)
+            }
+            // A sender re-signals its sources with new SSRCs (the focus's source-remove and
+            // source-add reach the receivers at the same time, in this model).
+            2 if step.is_multiple_of(7) => {
+                let i = rng.next_u32() as usize % present.len();
+                let (e, _) = present[i];
+                let id = h.sfu.endpoint_id(e).unwrap().to_owned();
+                present[i].1 = next_base;
+                let srcs = sources(&id, next_base);
+                next_base += 1000;
+                h.set_sources(e, srcs)
+            }
+            // Someone leaves and someone new joins.
+            3 if step.is_multiple_of(11) && present.len() > 2 => {
+                let i = rng.next_u32() as usize % present.len();
+                let (e, _) = present.remove(i);
+                h.take();
+                h.sfu.expire_endpoint(h.now, e, &mut h.out);
+                let mut out = h.take();
+                let n = h.join(&format!("e{next_base}"), next_base);
+                present.push((n, next_base));
+                next_base += 1000;
+                out.extend(h.take());
+                out
+            }
+            // Time passes (timers: probes, allocation, keyframe requests).
+            4..=6 => {
+                h.take();
+                h.advance(Duration::from_millis(u64::from(rng.next_u32() % 200)));
+                h.take()
+            }
+            // Media: every sender, every encoding (a keyframe now and then).
+            _ => {
+                seq = seq.wrapping_add(1);
+                let mut out = Vec::new();
+                for &(e, b) in &present.clone() {
+                    let s = ssrcs(b);
+                    out.extend(h.rtp(
+                        e,
+                        &packet(OPUS, seq, 960 * u32::from(seq), s.audio, &[], b"opus"),
+                    ));
+                    for (enc, ssrc) in s.sim.iter().enumerate() {
+                        let p = vp8_frame(
+                            seq,
+                            3000 * u32::from(seq),
+                            *ssrc,
+                            &[(TCC_ID, &[0, 1])],
+                            b"f",
+                            seq.is_multiple_of(16),
+                        );
+                        out.extend(h.rtp(e, &p));
+                        // The sender's own retransmission of the previous packet, on its RTX SSRC.
+                        if enc == 1 && seq.is_multiple_of(5) {
+                            let orig = RtpPacket::parse(&p).unwrap();
+                            let mut rtx = Vec::new();
+                            rtp::write_rtx(&orig, s.rtx[enc], RTX, seq, &mut rtx);
+                            out.extend(h.rtp(e, &rtx));
+                        }
+                    }
+                }
+                out
+            }
+        };
+        for &(r, _) in &present {
+            let allowed = signalled_to(&present, r);
+            for p in rtp_to(&out, r) {
+                let ssrc = RtpPacket::parse(&p).unwrap().ssrc();
+                delivered += 1;
+                if !allowed.contains(&ssrc) {
+                    stray.push(format!("step {step}: {ssrc} to {r:?}"));
+                }
+            }
+        }
+    }
+    assert!(delivered > 10_000, "{delivered} packets delivered");
+    assert!(
+        stray.is_empty(),
+        "{} stray packets: {:?}",
+        stray.len(),
+        &stray[..stray.len().min(10)]
+    );
+}
+
+// ------------------------------------------------------------------------------------ sender constraints
+
+/// The sender constraints `out` carries to `to`: `(sourceName, maxHeight)` and the 2021
+/// `idealHeight`s, in order.
+fn constraints_to(out: &[OwnedOutput], to: EndpointHandle) -> (Vec<(String, Value)>, Vec<Value>) {
+    let t = texts_to(out, to);
+    let ssc = of_class(&t, "SenderSourceConstraints")
+        .iter()
+        .map(|m| {
+            (
+                m["sourceName"].as_str().unwrap().to_owned(),
+                m["maxHeight"].clone(),
+            )
+        })
+        .collect();
+    let svc = of_class(&t, "SenderVideoConstraints")
+        .iter()
+        .map(|m| m["videoConstraints"]["idealHeight"].clone())
+        .collect();
+    (ssc, svc)
+}
+
+/// Runs `ms` of virtual time in 30 ms frames; each frame, endpoint `e` (base `b`) sends one
+/// packet on each of `encodings`. Returns every output.
+fn send_video_for(
+    h: &mut H,
+    e: EndpointHandle,
+    b: u32,
+    encodings: &[usize],
+    ms: u64,
+    seq: &mut u16,
+) -> Vec<OwnedOutput> {
+    let mut all = Vec::new();
+    for _ in 0..ms / 30 {
+        *seq = seq.wrapping_add(1);
+        for &enc in encodings {
+            let ssrc = ssrcs(b).sim[enc];
+            let p = vp8(*seq, 3000 * u32::from(*seq), ssrc, &[], b"frame");
+            all.extend(h.rtp(e, &p));
+        }
+        h.advance(Duration::from_millis(30));
+        all.extend(h.take());
+    }
+    all
+}
+
+/// Three endpoints whose constraints have settled (B and C receive A at the default 180p).
+fn settled() -> (H, [EndpointHandle; 3]) {
+    let (mut h, eps) = three();
+    h.advance(Duration::from_secs(1));
+    h.take();
+    (h, eps)
+}
+
+#[test]
+fn sender_constraints_are_held_off_and_only_the_latest_value_goes_out() {
+    let (mut h, [a, b, _c]) = settled();
+    let t0 = h.now;
+    // B puts A on stage at 720p and 5 ms later settles for 360p: A must never see the 720.
+    let mut out = h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":720}}}),
+    );
+    h.advance(Duration::from_millis(5));
+    out.extend(h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":360}}}),
+    ));
+    h.advance(Duration::from_millis(280));
+    out.extend(h.take());
+    assert_eq!(constraints_to(&out, a), (vec![], vec![]), "held off");
+    let mut sent_at = None;
+    for _ in 0..100 {
+        h.advance(Duration::from_millis(10));
+        let o = h.take();
+        if !texts_to(&o, a).is_empty() && sent_at.is_none() {
+            sent_at = Some(h.now - t0);
+        }
+        out.extend(o);
+    }
+    let (ssc, svc) = constraints_to(&out, a);
+    assert_eq!(ssc, vec![("aaaa-v0".to_owned(), json!(360))]);
+    assert_eq!(svc, vec![json!(360)]);
+    assert!(ssc[0].1.is_i64(), "maxHeight is a JSON number");
+    let at = sent_at.unwrap();
+    assert!(
+        at >= Duration::from_millis(300) && at <= Duration::from_millis(320),
+        "sent {at:?} after the first change"
+    );
+    // Only A's own sources are named, and nobody else was told anything.
+    assert!(constraints_to(&out, b).0.is_empty() && constraints_to(&out, b).1.is_empty());
+    // A change right after a message waits for the hold-off since that message; a change back
+    // to the value told is no message at all.
+    let out = h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":180}}}),
+    );
+    h.advance(Duration::from_millis(100));
+    h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":360}}}),
+    );
+    h.advance(Duration::from_secs(2));
+    let mut all = out;
+    all.extend(h.take());
+    assert_eq!(constraints_to(&all, a), (vec![], vec![]));
+}
+
+#[test]
+fn sender_constraints_are_sent_again_when_the_channel_opens() {
+    let (mut h, [a, b, _c]) = settled();
+    h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":720}}}),
+    );
+    h.advance(Duration::from_millis(400));
+    let (ssc, _) = constraints_to(&h.take(), a);
+    assert_eq!(ssc, vec![("aaaa-v0".to_owned(), json!(720))]);
+    // The channel drops (a colibri-ws reconnect): nothing is lost while it is closed, and the
+    // current value goes out as soon as it is open again, unchanged or not.
+    h.sfu
+        .handle_transport_event(h.now, a, TransportEvent::DataChannelClosed, &mut h.out);
+    h.advance(Duration::from_secs(1));
+    h.sfu
+        .handle_transport_event(h.now, a, TransportEvent::DataChannelOpen, &mut h.out);
+    let (ssc, svc) = constraints_to(&h.take(), a);
+    assert_eq!(ssc, vec![("aaaa-v0".to_owned(), json!(720))]);
+    assert_eq!(svc, vec![json!(720)]);
+    h.sfu
+        .handle_transport_event(h.now, a, TransportEvent::DataChannelClosed, &mut h.out);
+    h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":360}}}),
+    );
+    h.advance(Duration::from_secs(1));
+    assert_eq!(constraints_to(&h.take(), a), (vec![], vec![]), "closed");
+    h.sfu
+        .handle_transport_event(h.now, a, TransportEvent::DataChannelOpen, &mut h.out);
+    let (ssc, svc) = constraints_to(&h.take(), a);
+    assert_eq!(ssc, vec![("aaaa-v0".to_owned(), json!(360))]);
+    assert_eq!(svc, vec![json!(360)]);
+}
+
+#[test]
+fn a_sender_whose_layers_do_not_follow_is_nudged_with_a_different_value() {
+    let (mut h, [a, b, _c]) = settled();
+    let mut seq = 100;
+    // A sends its three layers; B asks for 720.
+    send_video_for(&mut h, a, 1000, &[0, 1, 2], 600, &mut seq);
+    h.msg(
+        b,
+        json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":720}}}),
+    );
+    let out = send_video_for(&mut h, a, 1000, &[0, 1, 2], 6000, &mut seq);
+    let (ssc, svc) = constraints_to(&out, a);
+    assert_eq!(
+        ssc,
+        vec![("aaaa-v0".to_owned(), json!(720))],
+        "followed: told once"
+    );
+    assert_eq!(svc, vec![json!(720)]);
+    // Its client applied a 180 that came too close to the 720 and stays there (the 2021 race):
+    // only the low layer arrives. A few seconds later the bridge says 721 (the same layers for
+    // the client, but not a repeat it would drop), then 720 again, and stops after a few.
+    let t0 = h.now;
+    let mut nudges = Vec::new();
+    for _ in 0..(30_000 / 300) {
+        let out = send_video_for(&mut h, a, 1000, &[0], 300, &mut seq);
+        let (ssc, svc) = constraints_to(&out, a);
+        for (n, v) in ssc {
+            assert_eq!(n, "aaaa-v0");
+            nudges.push(((h.now - t0).as_millis() / 100, v, svc.clone()));
+        }
+    }
+    let values: Vec<Value> = nudges.iter().map(|n| n.1.clone()).collect();
+    assert_eq!(
+        values,
+        vec![json!(721), json!(720), json!(721)],
+        "{nudges:?}"
+    );
+    assert_eq!(nudges[0].2, vec![json!(721)], "the 2021 form too");
+    // The first within a few seconds of the layers dropping.
+    assert!(nudges[0].0 <= 60, "{nudges:?}");
+    // Once the layers follow again, nothing more.
+    let out = send_video_for(&mut h, a, 1000, &[0, 1, 2], 8000, &mut seq);
+    assert_eq!(constraints_to(&out, a), (vec![], vec![]));
+    // A sender that sends some upper layers but not all is held back by its own bandwidth
+    // estimate: a nudge would only make it reconfigure in the middle of its ramp. Not nudged.
+    for height in [360, 720] {
+        h.msg(
+            b,
+            json!({"colibriClass":"ReceiverVideoConstraints","constraints":{"aaaa-v0":{"maxHeight":height}}}),
+        );
+        send_video_for(&mut h, a, 1000, &[0, 1, 2], 600, &mut seq);
+    }
+    let out = send_video_for(&mut h, a, 1000, &[0, 1], 12_000, &mut seq);
+    assert_eq!(constraints_to(&out, a), (vec![], vec![]));
 }
 
 // ------------------------------------------------------------------------------------ liveness
@@ -1450,9 +1789,9 @@ fn the_timer_table_stays_small_while_every_endpoint_sends() {
         h.advance(Duration::from_millis(20));
         largest = largest.max(h.sfu.ctx.timers.len());
     }
-    // Six periodic jobs, an uplink and a downlink per endpoint, and the lowered deadlines still
+    // Seven periodic jobs, an uplink and a downlink per endpoint, and the lowered deadlines still
     // in flight: bounded by the endpoints, not by the 5 000 packets.
-    assert!(largest <= 6 + 4 * n as usize, "{largest} entries");
+    assert!(largest <= 7 + 4 * n as usize, "{largest} entries");
     let c = h.sfu.counters();
     assert!(c.get(Stat::NackSent) > 0);
     assert!(c.get(Stat::TccFeedbackSent) > 0);
@@ -1460,3 +1799,208 @@ fn the_timer_table_stays_small_while_every_endpoint_sends() {
     // Nothing is due that did not run.
     assert!(h.sfu.poll_timeout().is_some_and(|t| t > h.now));
 }
+
+/// One sender flooding `EndpointMessage`s: the burst is relayed, the rest dropped and counted
+/// until the budget refills; other senders are not affected.
+#[test]
+fn relayed_messages_are_rate_limited_per_sender() {
+    use crate::sfu::rate::{RELAY_MESSAGE_BURST, RELAY_MESSAGES_PER_SEC};
+    let (mut h, [a, b, c]) = three();
+    let mut relayed = 0;
+    for i in 0..1000 {
+        let out = h.msg(
+            a,
+            json!({"colibriClass":"EndpointMessage","to":"","msgPayload":{"i":i}}),
+        );
+        relayed += texts_to(&out, b).len();
+    }
+    assert_eq!(relayed, RELAY_MESSAGE_BURST as usize);
+    assert_eq!(
+        h.drop_count(DropReason::ChannelRateLimited),
+        1000 - u64::from(RELAY_MESSAGE_BURST)
+    );
+    // Another sender still gets through, stats included.
+    let out = h.msg(
+        c,
+        json!({"colibriClass":"EndpointStats","bitrate":{"upload":100}}),
+    );
+    assert_eq!(texts_to(&out, b).len(), 1);
+    // A second later, the sustained rate.
+    h.advance(Duration::from_secs(1));
+    let mut relayed = 0;
+    for _ in 0..1000 {
+        let out = h.msg(
+            a,
+            json!({"colibriClass":"EndpointStats","bitrate":{"upload":100}}),
+        );
+        relayed += texts_to(&out, b).len();
+    }
+    assert_eq!(relayed, RELAY_MESSAGES_PER_SEC as usize);
+}
+
+/// A `VideoTypeMessage` that changes nothing runs no allocation; one that changes the type does.
+#[test]
+fn a_repeated_video_type_does_not_reallocate() {
+    let (mut h, [a, ..]) = three();
+    let allocations = |h: &H| h.sfu.counters().get(Stat::Allocations);
+    h.msg(
+        a,
+        json!({"colibriClass":"VideoTypeMessage","videoType":"desktop"}),
+    );
+    let after_change = allocations(&h);
+    for _ in 0..10 {
+        h.msg(
+            a,
+            json!({"colibriClass":"VideoTypeMessage","videoType":"desktop"}),
+        );
+    }
+    assert_eq!(allocations(&h), after_change);
+    let before = allocations(&h);
+    h.msg(
+        a,
+        json!({"colibriClass":"VideoTypeMessage","videoType":"camera"}),
+    );
+    assert!(allocations(&h) > before);
+}
+
+/// A conference whose timer job panics is removed (its endpoints expire with reason `Fault`,
+/// counted); the other conference's timers keep running.
+#[test]
+fn a_panicking_conference_timer_removes_only_that_conference() {
+    let (mut h, [a, ..]) = three();
+    let bad = h
+        .sfu
+        .create_conference(h.now, crate::sfu::TEST_PANIC_TIMER_MEETING, None)
+        .unwrap();
+    let p = h.params("zzzz", 9000);
+    let z = h.sfu.create_endpoint(h.now, bad, p, &mut h.out).unwrap();
+    h.take();
+    h.advance(Duration::from_secs(2));
+    let out = h.take();
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(e, Event::EndpointExpired { endpoint, reason: ExpireReason::Fault, .. } if *endpoint == z)), "{ev:?}");
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, Event::ConferenceExpired { conference, .. } if *conference == bad)
+        )
+    );
+    assert!(
+        h.sfu
+            .find_conference(crate::sfu::TEST_PANIC_TIMER_MEETING)
+            .is_none()
+    );
+    assert_eq!(h.sfu.counters().get(Stat::ConferencesFaulted), 1);
+    // The first conference is intact and its periodic jobs still run: its idle endpoints expire
+    // for inactivity in time.
+    assert_eq!(h.sfu.find_conference("0b7e0000-meeting"), Some(h.conf));
+    assert!(h.sfu.endpoint_id(a).is_some());
+    h.advance(h.sfu.config().endpoint_expire_timeout + Duration::from_secs(2));
+    let ev = events(&h.take());
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::EndpointExpired { endpoint, reason: ExpireReason::Inactivity, .. } if *endpoint == a)),
+        "{ev:?}"
+    );
+}
+
+/// `/colibri/stats`' link measurements: a receiver's report block echoing a forwarded SR gives its
+/// RTT; its fraction lost and the bridge's own view of a sender's gaps give the loss counters;
+/// who is sending and what each negotiated give the channel counts.
+#[test]
+fn link_stats_measure_rtt_loss_jitter_and_senders() {
+    let (mut h, [a, b, c]) = three();
+    let sa = ssrcs(1000);
+    send_all(&mut h, &[a], &[1000], 1);
+    let ntp = 0xe000_0000_8000_0000_u64;
+    let mut sr = Vec::new();
+    rtcp::write_sr(
+        &mut sr,
+        &rtcp::SenderInfo {
+            ssrc: sa.sim[0],
+            ntp,
+            ..Default::default()
+        },
+        &[],
+    );
+    assert_eq!(rtcp_to(&h.rtcp(a, &sr), b).len(), 1);
+    // B reports 40 ms later that it held the SR 10 ms (DLSR 655/65536 s) and lost a quarter.
+    h.now += Duration::from_millis(40);
+    let mut rr = Vec::new();
+    rtcp::write_rr(
+        &mut rr,
+        4242,
+        &[rtcp::ReportBlock {
+            ssrc: sa.sim[0],
+            fraction_lost: 64,
+            last_sr: (ntp >> 16) as u32,
+            delay_since_last_sr: 655,
+            ..Default::default()
+        }],
+    );
+    h.rtcp(b, &rr);
+    let s = h.sfu.link_stats(h.now);
+    assert!(
+        (s.rtt_aggregate_ms() - 30.0).abs() < 1.0,
+        "rtt {}",
+        s.rtt_aggregate_ms()
+    );
+    assert_eq!(s.rtt_count, 1, "only B measured one");
+    assert_eq!(h.sfu.counters().get(Stat::ReportBlocksReceived), 1);
+    assert_eq!(h.sfu.counters().get(Stat::ReportedLossQ8), 64);
+    // A sends audio and video; everyone negotiated both; each receiver's allocation forwards
+    // the other two cameras.
+    assert_eq!(
+        (s.endpoints_sending_audio, s.endpoints_sending_video),
+        (1, 1)
+    );
+    assert_eq!((s.audio_channels, s.video_channels), (3, 3));
+    assert_eq!(s.video_streams, 6);
+    assert!(s.jitter_count >= 2 && s.jitter_aggregate_ms() >= 0.0);
+    // A's video jumps from 1 to 12: the next receiver-report interval counts 2..=11 lost.
+    h.sfu
+        .handle_rtp(h.now, a, &vp8(12, 3000, sa.sim[0], &[], b"v"), &mut h.out);
+    let expected_before = h.sfu.counters().get(Stat::PacketsExpected);
+    h.advance(Duration::from_millis(1100));
+    assert!(h.sfu.counters().get(Stat::PacketsExpected) > expected_before);
+    assert_eq!(h.sfu.counters().get(Stat::PacketsLost), 10);
+    // Minutes later nobody counts as sending any more.
+    h.now += Duration::from_secs(5);
+    let s = h.sfu.link_stats(h.now);
+    assert_eq!(
+        (s.endpoints_sending_audio, s.endpoints_sending_video),
+        (0, 0)
+    );
+    let _ = c;
+}
+
+/// JVB's `total_failed_conferences` (nobody connected) and `total_partially_failed_conferences`
+/// (some did, some never did), counted when the conference ends.
+#[test]
+fn conference_outcomes_are_counted_when_they_end() {
+    let outcome = |connect: &[bool]| {
+        let mut h = H::new();
+        let mut eps = Vec::new();
+        for (i, &up) in connect.iter().enumerate() {
+            let p = h.params(&format!("e{i:03}"), 1000 * (i as u32 + 1));
+            let e = h.sfu.create_endpoint(h.now, h.conf, p, &mut h.out).unwrap();
+            if up {
+                h.sfu
+                    .handle_transport_event(h.now, e, TransportEvent::Connected, &mut h.out);
+            }
+            eps.push(e);
+        }
+        for e in eps {
+            h.sfu
+                .handle_transport_event(h.now, e, TransportEvent::Failed, &mut h.out);
+        }
+        assert!(h.sfu.find_conference("0b7e0000-meeting").is_none());
+        (
+            h.sfu.counters().get(Stat::ConferencesFailed),
+            h.sfu.counters().get(Stat::ConferencesPartiallyFailed),
+        )
+    };
+    assert_eq!(outcome(&[false, false]), (1, 0));
+    assert_eq!(outcome(&[true, false]), (0, 1));
+    assert_eq!(outcome(&[true, true]), (0, 0));
+}
+
+mod svc;

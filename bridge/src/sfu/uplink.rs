@@ -21,6 +21,7 @@ use super::nack_gen::{self, NackConfig, NackGenerator};
 use super::recv_stats::ReceiveStats;
 use super::rtcp::ReportBlock;
 use super::rtp::{self, RtpPacket};
+use super::sender_constraints::Announcement;
 use super::tcc_feedback::generator::{GeneratorConfig, TccFeedbackGenerator};
 
 /// What an SSRC is within its source.
@@ -76,8 +77,11 @@ pub struct Uplink {
     pub sources: Vec<u32>,
     /// Transport-cc feedback toward this endpoint (created on its first transport-wide number).
     pub tcc_gen: Option<TccFeedbackGenerator>,
-    /// `idealHeight` last sent to this endpoint (`SenderVideoConstraints`).
-    pub sent_ideal_height: Option<i32>,
+    /// What it is asked to encode per published video source (`SenderSourceConstraints`), by
+    /// source slot and generation.
+    pub source_constraints: Vec<(u32, u32, Announcement)>,
+    /// The same over all its video sources, for the 2021 client (`SenderVideoConstraints`).
+    pub video_constraints: Announcement,
     /// The armed deadline of [`TimerKey::Uplink`].
     pub timer: Deadline,
 }
@@ -90,7 +94,8 @@ impl Uplink {
             ssrcs: SsrcMap::default(),
             sources: Vec::new(),
             tcc_gen: None,
-            sent_ideal_height: None,
+            source_constraints: Vec::new(),
+            video_constraints: Announcement::default(),
             timer: Deadline::default(),
         }
     }
@@ -273,15 +278,27 @@ impl Uplink {
     }
 
     /// Report blocks for the receiver reports toward this sender, one per SSRC that is
-    /// receiving, audio first, each kind by SSRC.
-    pub fn report_blocks(&mut self, now: Instant, out: &mut Vec<(MediaKind, ReportBlock)>) {
+    /// receiving, audio first, each kind by SSRC. Returns the packets its media streams were
+    /// expected to send and lost in the intervals these blocks cover.
+    pub fn report_blocks(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<(MediaKind, ReportBlock)>,
+    ) -> (u64, u64) {
         out.clear();
+        let (mut expected, mut lost) = (0u64, 0u64);
         for (ssrc, e) in self.ssrcs.iter_mut() {
             if e.stats.is_active() {
                 out.push((e.kind, e.stats.report_block(now, *ssrc)));
+                if e.role == SsrcRole::Media {
+                    let (x, l) = e.stats.last_interval();
+                    expected += u64::from(x);
+                    lost += u64::from(l);
+                }
             }
         }
         out.sort_unstable_by_key(|(k, b)| (*k == MediaKind::Video, b.ssrc));
+        (expected, lost)
     }
 }
 

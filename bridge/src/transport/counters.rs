@@ -37,10 +37,15 @@ pub enum DropReason {
     SctpError,
     /// Source address refused by the port's source filter (ACL).
     SourceFiltered,
+    /// SRTP for an SSRC the endpoint did not signal (or SRTCP from an unsignalled sender past
+    /// the cap), dropped before decryption (`ssrc_filter.rs`).
+    SsrcUnsignalled,
+    /// A new SSRC past the per-endpoint cap of SRTP contexts, dropped before decryption.
+    SsrcLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::UnknownProtocol,
         DropReason::UnknownAddress,
         DropReason::StunMalformed,
@@ -55,6 +60,8 @@ impl DropReason {
         DropReason::SrtpAuth,
         DropReason::SctpError,
         DropReason::SourceFiltered,
+        DropReason::SsrcUnsignalled,
+        DropReason::SsrcLimit,
     ];
 
     /// Stable snake_case name, used as a metrics label value.
@@ -74,6 +81,8 @@ impl DropReason {
             DropReason::SrtpAuth => "srtp_auth",
             DropReason::SctpError => "sctp_error",
             DropReason::SourceFiltered => "source_filtered",
+            DropReason::SsrcUnsignalled => "ssrc_unsignalled",
+            DropReason::SsrcLimit => "ssrc_limit",
         }
     }
 

@@ -3,7 +3,7 @@
 //! of a datagram's path: [`Demux::route`] classifies it once and hands the kind on with the
 //! endpoint key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,14 +38,25 @@ pub fn classify(b: &[u8]) -> PacketKind {
     }
 }
 
+/// Outstanding STUN transactions the demux remembers for routing answers (a full agent has a
+/// few per endpoint at a time; the oldest are forgotten first).
+const MAX_PENDING_TRANSACTIONS: usize = 4096;
+
 /// The port-level routing table. Generic over the endpoint key so the bridge can use its own ids.
 ///
-/// Endpoints register their local ufrag; addresses are learnt when an endpoint sends to them
-/// (answers to the peer's checks, our own checks, media) — see [`Demux::learn`].
+/// Endpoints register their local ufrag; an address is learnt only from an authenticated packet
+/// from it — a STUN message with valid MESSAGE-INTEGRITY that the endpoint's ICE agent accepted
+/// ([`Demux::learn`], called by `PortState`) — never from what the bridge sends: a participant
+/// picks its candidates, and sending checks to another endpoint's address must not move that
+/// address. Answers to our own checks (STUN responses carry no USERNAME) from an address not
+/// learnt yet are routed by their transaction id ([`Demux::expect_response`]).
 #[derive(Debug)]
 pub struct Demux<K> {
     by_ufrag: HashMap<String, K>,
     by_addr: HashMap<SocketAddr, K>,
+    /// Transaction ids of our outstanding checks → the endpoint that sent them (FIFO-bounded).
+    by_transaction: HashMap<[u8; 12], K>,
+    transactions: VecDeque<[u8; 12]>,
     counters: Arc<DropCounters>,
     source_filter: Option<fn(&SocketAddr) -> bool>,
 }
@@ -55,6 +66,8 @@ impl<K: Clone + Eq + Hash> Demux<K> {
         Self {
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
+            by_transaction: HashMap::new(),
+            transactions: VecDeque::new(),
             counters,
             source_filter: None,
         }
@@ -79,17 +92,37 @@ impl<K: Clone + Eq + Hash> Demux<K> {
     pub fn unregister(&mut self, key: &K) {
         self.by_ufrag.retain(|_, k| k != key);
         self.by_addr.retain(|_, k| k != key);
+        self.by_transaction.retain(|_, k| k != key);
+        let live = &self.by_transaction;
+        self.transactions.retain(|t| live.contains_key(t));
     }
 
-    /// Associates `addr` with `key` (called when the endpoint transmits to `addr`). An address
-    /// already owned by another endpoint is moved: the latest authenticated user wins, like a
-    /// NAT rebinding.
+    /// Associates `addr` with `key`: call only after an authenticated packet of `key` came from
+    /// `addr` (STUN integrity verified by its ICE agent). An address already owned by another
+    /// endpoint is moved: the latest authenticated user wins, like a NAT rebinding.
     pub fn learn(&mut self, addr: SocketAddr, key: &K) {
         match self.by_addr.get(&addr) {
             Some(k) if k == key => {}
             _ => {
                 self.by_addr.insert(addr, key.clone());
             }
+        }
+    }
+
+    /// `key` sent a STUN request with `transaction_id`: route its answer to `key` even from an
+    /// address not learnt yet (the endpoint's ICE agent then checks the answer's integrity).
+    pub fn expect_response(&mut self, transaction_id: [u8; 12], key: &K) {
+        if self.transactions.len() >= MAX_PENDING_TRANSACTIONS
+            && let Some(old) = self.transactions.pop_front()
+        {
+            self.by_transaction.remove(&old);
+        }
+        if self
+            .by_transaction
+            .insert(transaction_id, key.clone())
+            .is_none()
+        {
+            self.transactions.push_back(transaction_id);
         }
     }
 
@@ -130,8 +163,13 @@ impl<K: Clone + Eq + Hash> Demux<K> {
                             None
                         }
                     }
+                } else if let Some(k) = self.by_addr.get(&from) {
+                    Some(k.clone())
+                } else if let Some(k) = self.by_transaction.get(&msg.transaction_id) {
+                    Some(k.clone())
                 } else {
-                    self.by_address(from)
+                    self.counters.count(DropReason::UnknownAddress);
+                    None
                 }
             }
             PacketKind::Dtls | PacketKind::Rtp | PacketKind::Rtcp => self.by_address(from),

@@ -26,6 +26,16 @@ use super::rng::TransportRng;
 use super::role::Role;
 use super::sctp::{ChannelSpec, SctpEvent, SctpTransport};
 use super::srtp::{SrtpSession, rtcp_sender_ssrc, rtp_ssrc};
+use super::ssrc_filter::{FilterDrop, SsrcFilter};
+
+/// Bridge-channel bytes that may wait for the peer's SCTP acknowledgement; a message past it is
+/// refused ([`SendError::Backlogged`]), so a receiver that stops reading costs at most this.
+pub const MAX_CHANNEL_BACKLOG: usize = 1024 * 1024;
+
+/// A STUN transaction id that makes [`EndpointTransport::handle_datagram`] panic (unit tests of
+/// the port's fault isolation).
+#[cfg(test)]
+pub(crate) const TEST_PANIC_TRANSACTION: [u8; 12] = [0xDE; 12];
 
 /// Per-endpoint transport configuration.
 #[derive(Debug, Clone)]
@@ -124,6 +134,10 @@ pub enum SendError {
     NoDataChannel,
     #[error("malformed packet")]
     Malformed,
+    /// The peer is not reading: [`MAX_CHANNEL_BACKLOG`] bytes already wait for its
+    /// acknowledgement. The message is dropped (the caller counts it).
+    #[error("data channel backlog full")]
+    Backlogged,
     #[error("{0}")]
     Protocol(String),
 }
@@ -167,6 +181,8 @@ pub struct EndpointTransport {
     ice: IceAgent,
     dtls: DtlsSession,
     srtp: Option<SrtpSession>,
+    /// Which SSRCs may reach `srtp` (the bridge's side; `None`: every SSRC, a participant's side).
+    ssrc_filter: Option<SsrcFilter>,
     sctp: SctpTransport,
     remote_fingerprints: Vec<Fingerprint>,
     /// DTLS finished but the fingerprint is not signalled yet: verify when it arrives.
@@ -210,6 +226,7 @@ impl EndpointTransport {
             cfg,
             identity: identity.clone(),
             srtp: None,
+            ssrc_filter: None,
             remote_fingerprints: Vec::new(),
             dtls_unverified: false,
             dtls_deadline: None,
@@ -252,6 +269,11 @@ impl EndpointTransport {
         self.srtp.as_ref().map(|s| s.profile())
     }
 
+    /// Whether ICE validated `addr` (an authenticated check from or answer by it).
+    pub fn is_validated(&self, addr: SocketAddr) -> bool {
+        self.ice.is_validated(addr)
+    }
+
     /// The remote address in use (selected pair).
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.ice.send_address()
@@ -269,6 +291,21 @@ impl EndpointTransport {
         self.pump_ice(now);
     }
 
+    /// Accepts SRTP only for `ssrcs` (what the endpoint signalled, RTX/FEC included) and SRTCP
+    /// from those and a few unsignalled senders, checked before decryption
+    /// ([`SsrcFilter`](super::ssrc_filter::SsrcFilter)). The first call turns the filter on; the
+    /// bridge does so for every endpoint it creates (`colibri.rs`), then on every source change.
+    pub fn set_signalled_ssrcs(&mut self, ssrcs: impl IntoIterator<Item = u32>) {
+        self.ssrc_filter
+            .get_or_insert_with(SsrcFilter::default)
+            .set_signalled(ssrcs);
+    }
+
+    /// The SSRC filter, if on.
+    pub fn ssrc_filter(&self) -> Option<&SsrcFilter> {
+        self.ssrc_filter.as_ref()
+    }
+
     /// Trickled candidates.
     pub fn add_remote_candidates(&mut self, now: Instant, candidates: &[RemoteCandidate]) {
         self.ice.add_remote_candidates(now, candidates);
@@ -279,6 +316,10 @@ impl EndpointTransport {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if self.failed {
             return;
+        }
+        #[cfg(test)]
+        if data.get(8..20) == Some(&TEST_PANIC_TRANSACTION[..]) {
+            panic!("injected by a test");
         }
         match classify(data) {
             PacketKind::Stun => {
@@ -316,14 +357,24 @@ impl EndpointTransport {
         } else {
             rtp_ssrc(data)
         };
-        if ssrc.is_none() {
+        let Some(ssrc) = ssrc else {
             self.counters.count(DropReason::RtpMalformed);
             return;
-        }
+        };
         let Some(srtp) = &mut self.srtp else {
             self.counters.count(DropReason::SrtpNotReady);
             return;
         };
+        // Before decryption: rtc-srtp keeps state for every SSRC it sees, tag valid or not.
+        if let Some(filter) = &mut self.ssrc_filter
+            && let Err(why) = filter.check(ssrc, rtcp)
+        {
+            self.counters.count(match why {
+                FilterDrop::Unsignalled => DropReason::SsrcUnsignalled,
+                FilterDrop::Limit => DropReason::SsrcLimit,
+            });
+            return;
+        }
         let r = if rtcp {
             srtp.decrypt_rtcp(data)
         } else {
@@ -578,6 +629,9 @@ impl EndpointTransport {
     /// Sends a text message (PPID 51) on the open data channel (the bridge channel).
     pub fn send_data_message(&mut self, now: Instant, text: &str) -> Result<(), SendError> {
         let stream = self.sctp.open_channel().ok_or(SendError::NoDataChannel)?;
+        if self.sctp.buffered_amount(stream) + text.len() > MAX_CHANNEL_BACKLOG {
+            return Err(SendError::Backlogged);
+        }
         self.sctp
             .send_text(now, stream, text)
             .map_err(|e| SendError::Protocol(e.to_string()))?;

@@ -31,6 +31,7 @@ pub mod sctp;
 pub mod shell;
 pub mod signal;
 pub mod srtp;
+pub mod ssrc_filter;
 pub mod stun;
 #[cfg(test)]
 mod tests;

@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rtc_sctp::{
-    Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig, Event,
-    Payload, PayloadProtocolIdentifier as Ppi, ServerConfig, TransportConfig,
+    Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig,
+    EndpointEvent, Event, Payload, PayloadProtocolIdentifier as Ppi, ServerConfig, TransportConfig,
 };
 use rtc_shared::TransportProtocol;
 
@@ -136,6 +136,9 @@ pub struct SctpTransport {
     events: VecDeque<SctpEvent>,
     outgoing: VecDeque<Bytes>,
     lost: bool,
+    /// The association told the endpoint it drained (the endpoint released it then; releasing
+    /// it again would free a slot the endpoint may have reused).
+    drained: bool,
 }
 
 const PLACEHOLDER: SocketAddr =
@@ -175,6 +178,7 @@ impl SctpTransport {
             events: VecDeque::new(),
             outgoing: VecDeque::new(),
             lost: false,
+            drained: false,
         }
     }
 
@@ -196,12 +200,19 @@ impl SctpTransport {
     pub fn handle(&mut self, now: Instant, packet: Bytes) -> Result<(), SctpError> {
         match self.endpoint.handle(now, PLACEHOLDER, None, packet) {
             Some((h, DatagramEvent::NewAssociation(a))) => {
-                if self.assoc.is_some() {
-                    // A second INIT (peer restarted SCTP): replace the association.
+                if let Some((old, _)) = self.assoc.take() {
+                    // A second INIT (peer restarted SCTP): the new association replaces the old
+                    // one, and the endpoint forgets the old one too — it keeps every association
+                    // it created until told it drained, so each INIT grew its tables and after
+                    // 100 000 (rtc-sctp's `concurrent_associations`) it refused every INIT.
+                    if !self.drained {
+                        self.endpoint.handle_event(old, EndpointEvent::drained());
+                    }
                     self.close_all_channels();
                 }
                 self.assoc = Some((h, a));
                 self.lost = false;
+                self.drained = false;
             }
             Some((h, DatagramEvent::AssociationEvent(ev))) => match &mut self.assoc {
                 Some((ch, a)) if *ch == h => a.handle_event(ev),
@@ -230,6 +241,7 @@ impl SctpTransport {
         };
         let h = *h;
         while let Some(ev) = a.poll_endpoint_event() {
+            self.drained |= ev.is_drained();
             self.endpoint.handle_event(h, ev);
         }
         while let Some(ev) = a.poll() {
@@ -326,6 +338,9 @@ impl SctpTransport {
                         }
                         _ => {}
                     },
+                    // Data on a stream whose DATA_CHANNEL_OPEN never came belongs to no
+                    // channel: dropped, as JVB's DataChannelStack does (found by fuzz/sctp).
+                    Ppi::String | Ppi::StringEmpty | Ppi::Binary | Ppi::BinaryEmpty if !c.open => {}
                     Ppi::String | Ppi::StringEmpty => {
                         let text = if chunks.ppi == Ppi::StringEmpty {
                             String::new()
@@ -392,6 +407,16 @@ impl SctpTransport {
         r.map_err(|e| SctpError(e.to_string()))?;
         self.drive(now);
         Ok(())
+    }
+
+    /// Bytes written on `stream` and not yet acknowledged by the peer (0 without an association).
+    pub fn buffered_amount(&mut self, stream: u16) -> usize {
+        let Some((_, a)) = &mut self.assoc else {
+            return 0;
+        };
+        a.stream(stream)
+            .and_then(|s| s.buffered_amount())
+            .unwrap_or(0)
     }
 
     /// The first open channel (the bridge channel), if any.
@@ -580,5 +605,268 @@ mod tests {
             "{events:?}"
         );
         assert_eq!(client.open_channel(), None);
+    }
+
+    /// A browser-side association (rtc-sctp client) exchanging packets with `server`.
+    struct Peer {
+        endpoint: Endpoint,
+        assoc: (AssociationHandle, Association),
+    }
+
+    impl Peer {
+        fn connect(now: Instant) -> Self {
+            let mut endpoint = Endpoint::new(
+                PLACEHOLDER,
+                TransportProtocol::UDP,
+                Arc::new(EndpointConfig::new()),
+                None,
+            );
+            let cfg = rtc_sctp::ClientConfig::new(TransportConfig::default().with_sctp_port(5000));
+            let assoc = endpoint.connect(now, cfg, PLACEHOLDER).unwrap();
+            Peer { endpoint, assoc }
+        }
+
+        fn send(&mut self, now: Instant, stream: u16, ppi: Ppi, data: &[u8]) {
+            let a = &mut self.assoc.1;
+            let mut s = match a.stream(stream) {
+                Ok(s) => s,
+                Err(_) => a.open_stream(stream, ppi).unwrap(),
+            };
+            s.write_with_ppi(now, data, ppi).unwrap();
+        }
+
+        /// Moves packets both ways until both sides are quiet.
+        fn pump(&mut self, server: &mut SctpTransport, now: Instant) {
+            for _ in 0..16 {
+                let mut moved = false;
+                while let Some(t) = self.assoc.1.poll_transmit(now) {
+                    if let Payload::RawEncode(packets) = t.message {
+                        for p in packets {
+                            let _ = server.handle(now, p);
+                            moved = true;
+                        }
+                    }
+                }
+                while let Some(p) = server.poll_packet() {
+                    self.receive(now, p);
+                    moved = true;
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        /// A packet from the bridge.
+        fn receive(&mut self, now: Instant, p: Bytes) {
+            let (h, a) = &mut self.assoc;
+            if let Some((ch, DatagramEvent::AssociationEvent(ev))) =
+                self.endpoint.handle(now, PLACEHOLDER, None, p)
+                && ch == *h
+            {
+                a.handle_event(ev);
+            }
+            while let Some(ev) = a.poll_endpoint_event() {
+                self.endpoint.handle_event(*h, ev);
+            }
+            while a.poll().is_some() {}
+        }
+    }
+
+    fn events(s: &mut SctpTransport) -> Vec<SctpEvent> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    /// Regression (fuzz/sctp, input `02 14 2f 2f b3 b3`): messages on a stream that was never
+    /// opened with DATA_CHANNEL_OPEN surfaced as bridge-channel messages.
+    #[test]
+    fn data_before_data_channel_open_is_dropped() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
+        let mut peer = Peer::connect(now);
+        peer.pump(&mut server, now);
+        assert_eq!(events(&mut server), vec![]);
+
+        peer.send(now, 1, Ppi::Binary, &[0xb3, 0xb3]);
+        peer.send(now, 1, Ppi::String, b"{}");
+        peer.pump(&mut server, now);
+        assert_eq!(events(&mut server), vec![], "data on an unopened stream");
+        assert_eq!(server.open_channel(), None);
+        assert_eq!(open_and_talk(&mut peer, &mut server, now, 1), talked(1));
+    }
+
+    /// Writes a valid CRC-32c into an SCTP packet.
+    fn checksum(p: &mut [u8]) {
+        p[8..12].fill(0);
+        let sum = crc32c::crc32c(p);
+        p[8..12].copy_from_slice(&sum.to_le_bytes());
+    }
+
+    /// An SCTP packet from port 5000 to 5000 with `vtag`, one chunk and a valid CRC-32c.
+    fn raw_packet(vtag: u32, chunk_type: u8, value: &[u8]) -> Bytes {
+        let mut p = vec![0x13, 0x88, 0x13, 0x88];
+        p.extend_from_slice(&vtag.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&[chunk_type, 0]);
+        p.extend_from_slice(&((4 + value.len()) as u16).to_be_bytes());
+        p.extend_from_slice(value);
+        while !p.len().is_multiple_of(4) {
+            p.push(0);
+        }
+        checksum(&mut p);
+        Bytes::from(p)
+    }
+
+    /// An association established by a browser-like peer (rtc-sctp client, which announces
+    /// FORWARD-TSN support), whose INIT says its first TSN is `initial_tsn` if given; returns the
+    /// tag the bridge expects from the peer, and the peer (whose DATA the bridge takes only if its
+    /// TSN was left alone).
+    fn established(
+        server: &mut SctpTransport,
+        now: Instant,
+        initial_tsn: Option<u32>,
+    ) -> (u32, Peer) {
+        let mut peer = Peer::connect(now);
+        let mut init = None;
+        while let Some(t) = peer.assoc.1.poll_transmit(now) {
+            if let Payload::RawEncode(packets) = t.message {
+                init = init.or(packets.into_iter().next());
+            }
+        }
+        let mut init = init.expect("INIT").to_vec();
+        assert_eq!(init[12], 1, "INIT");
+        // Header 12, chunk header 4, initiate tag, a_rwnd, stream counts: the initial TSN at 28.
+        if let Some(tsn) = initial_tsn {
+            init[28..32].copy_from_slice(&tsn.to_be_bytes());
+            checksum(&mut init);
+        }
+        server.handle(now, Bytes::from(init)).unwrap();
+        let ack = server.poll_packet().expect("INIT-ACK");
+        assert_eq!(ack[12], 2, "INIT-ACK");
+        let tag = u32::from_be_bytes([ack[16], ack[17], ack[18], ack[19]]);
+        peer.receive(now, ack);
+        peer.pump(server, now);
+        assert_eq!(events(server), vec![]);
+        (tag, peer)
+    }
+
+    /// The cumulative TSN of the SACK the bridge answers with (delayed SACKs included).
+    fn sack_cumulative_tsn(server: &mut SctpTransport, now: Instant) -> u32 {
+        server.handle_timeout(now + std::time::Duration::from_secs(1));
+        let p = std::iter::from_fn(|| server.poll_packet())
+            .find(|p| p.len() >= 20 && p[12] == 3)
+            .expect("SACK");
+        u32::from_be_bytes([p[16], p[17], p[18], p[19]])
+    }
+
+    /// Regression (fuzz/sctp timeout): a FORWARD-TSN 2^31 − 1 ahead made rtc-sctp step through
+    /// every TSN to it — a stalled media task in release; here, in a debug build, ≈ 1 minute and
+    /// then `attempt to add with overflow` once the cumulative TSN reached 2^32 − 1.
+    #[test]
+    fn forward_tsn_far_ahead_is_cheap() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
+        let (tag, _peer) = established(&mut server, now, Some(0x8000_0001));
+        server
+            .handle(now, raw_packet(tag, 192, &u32::MAX.to_be_bytes()))
+            .unwrap();
+        assert_eq!(sack_cumulative_tsn(&mut server, now), u32::MAX);
+    }
+
+    /// Regression: the same walk overflowed (`attempt to add with overflow`) crossing TSN 2^32 − 1.
+    #[test]
+    fn forward_tsn_across_the_wrap() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
+        let (tag, _peer) = established(&mut server, now, Some(0xffff_fff0));
+        server
+            .handle(now, raw_packet(tag, 192, &0x10u32.to_be_bytes()))
+            .unwrap();
+        assert_eq!(sack_cumulative_tsn(&mut server, now), 0x10);
+    }
+
+    /// The peer opens the bridge channel on `stream` and sends `{}`; what the bridge reports.
+    fn open_and_talk(
+        peer: &mut Peer,
+        server: &mut SctpTransport,
+        now: Instant,
+        stream: u16,
+    ) -> Vec<SctpEvent> {
+        let open = DcepOpen {
+            channel_type: 0,
+            priority: 256,
+            reliability: 0,
+            label: BRIDGE_CHANNEL_LABEL.into(),
+            protocol: String::new(),
+        };
+        peer.send(now, stream, Ppi::Dcep, &encode_dcep_open(&open));
+        peer.send(now, stream, Ppi::String, b"{}");
+        peer.pump(server, now);
+        events(server)
+    }
+
+    /// What [`open_and_talk`] reports when the association works.
+    fn talked(stream: u16) -> Vec<SctpEvent> {
+        vec![
+            SctpEvent::ChannelOpen {
+                stream,
+                label: BRIDGE_CHANNEL_LABEL.into(),
+                protocol: String::new(),
+            },
+            SctpEvent::Text {
+                stream,
+                text: "{}".into(),
+            },
+        ]
+    }
+
+    /// Regression (fuzz/sctp, input `crash-df05e9ae…`): an ERROR or ABORT chunk whose cause claims
+    /// more bytes than the chunk holds panicked in rtc-sctp's parser (`range end out of bounds`) —
+    /// in the media task, from any participant with a DTLS session. The packet is dropped now and
+    /// the association carries on.
+    #[test]
+    fn an_error_cause_longer_than_its_chunk_is_dropped() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
+        let (tag, mut peer) = established(&mut server, now, None);
+        for (chunk_type, value) in [
+            (9u8, &[0x00, 0x01, 0x00, 0x2f][..]), // ERROR, a cause of 47 bytes in 4
+            (6, &[0x00, 0x0d, 0x01, 0x00][..]),   // ABORT, a cause of 256 bytes in 4
+        ] {
+            let _ = server.handle(now, raw_packet(tag, chunk_type, value));
+            assert_eq!(events(&mut server), vec![]);
+        }
+        assert_eq!(open_and_talk(&mut peer, &mut server, now, 1), talked(1));
+    }
+
+    /// Regression (issue 11): a second INIT replaced our association, but rtc-sctp's endpoint kept
+    /// the old one (its tag and its slot) until told it drained, which nothing did — memory grew
+    /// with every INIT, and after 100 000 the endpoint refused every INIT, so the participant could
+    /// never restart SCTP. Now the endpoint holds one association however many INITs come.
+    #[test]
+    fn repeated_inits_release_the_associations_they_replace() {
+        let now = Instant::now();
+        let mut server = SctpTransport::new(Role::Server, ChannelSpec::default());
+        let mut client = SctpTransport::new(Role::Client, ChannelSpec::default());
+        client.connect(now).unwrap();
+        let init = client.poll_packet().expect("INIT").to_vec();
+        assert_eq!(init[12], 1, "INIT");
+        // One more than rtc-sctp's `concurrent_associations`.
+        for n in 1..=100_001u32 {
+            // Header 12, chunk header 4: the initiate tag at 16.
+            let mut p = init.clone();
+            p[16..20].copy_from_slice(&n.to_be_bytes());
+            checksum(&mut p);
+            if let Err(e) = server.handle(now, Bytes::from(p)) {
+                panic!("INIT {n}: {e}");
+            }
+            let ack = server.poll_packet().expect("INIT-ACK");
+            assert_eq!(ack[12], 2, "INIT-ACK for INIT {n}");
+            assert_eq!(server.poll_packet(), None);
+        }
+        // A real peer (re)starts after all that, and talks.
+        let mut peer = Peer::connect(now);
+        peer.pump(&mut server, now);
+        assert_eq!(open_and_talk(&mut peer, &mut server, now, 1), talked(1));
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::timer::{Deadline, TimerTable};
 
 use super::counters::DropCounters;
-use super::demux::Demux;
+use super::demux::{Demux, PacketKind, classify};
 use super::endpoint::{EndpointTransport, SendError, TransportEvent};
 use super::udp::{self, IoCounters, RecvBatch};
 
@@ -39,6 +39,9 @@ pub struct PortState<K> {
     dirty: Vec<K>,
     /// The endpoints' transport timers.
     timers: TimerTable<K>,
+    /// Endpoints removed because their transport panicked, for the handler
+    /// ([`PortHandler::on_fault`]).
+    faulted: Vec<K>,
 }
 
 struct Slot {
@@ -71,7 +74,30 @@ impl<K: Clone + Eq + Hash> PortState<K> {
             endpoints: HashMap::new(),
             dirty: Vec::new(),
             timers: TimerTable::default(),
+            faulted: Vec::new(),
         }
+    }
+
+    /// Endpoints whose transport panicked since the last call (already removed from the port).
+    pub fn take_faulted(&mut self) -> Vec<K> {
+        std::mem::take(&mut self.faulted)
+    }
+
+    /// Runs `f` on one endpoint's transport; if it panics, the endpoint is removed (its state
+    /// cannot be trusted) and reported, and the port carries on with the others.
+    fn isolated(&mut self, key: &K, f: impl FnOnce(&mut EndpointTransport)) -> bool {
+        let Some(slot) = self.endpoints.get_mut(key) else {
+            return false;
+        };
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut slot.ep))).is_ok();
+        if ok {
+            touch_all(&mut self.dirty, key, slot);
+        } else {
+            self.demux.unregister(key);
+            self.endpoints.remove(key);
+            self.faulted.push(key.clone());
+        }
+        ok
     }
 
     pub fn counters(&self) -> &Arc<DropCounters> {
@@ -136,11 +162,17 @@ impl<K: Clone + Eq + Hash> PortState<K> {
 
     /// Routes one datagram; returns the endpoint key it went to.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Option<K> {
-        let (key, _kind) = self.demux.route(from, data)?;
-        let slot = self.endpoints.get_mut(&key)?;
-        slot.ep.handle_datagram(now, from, data);
-        touch_all(&mut self.dirty, &key, slot);
-        Some(key)
+        let (key, kind) = self.demux.route(from, data)?;
+        let mut authenticated = false;
+        let ok = self.isolated(&key, |ep| {
+            ep.handle_datagram(now, from, data);
+            // Only a STUN message whose integrity the ICE agent verified teaches an address.
+            authenticated = kind == PacketKind::Stun && ep.is_validated(from);
+        });
+        if authenticated {
+            self.demux.learn(from, &key);
+        }
+        ok.then_some(key)
     }
 
     /// Runs the endpoint timers that are due.
@@ -158,10 +190,11 @@ impl<K: Clone + Eq + Hash> PortState<K> {
                 continue;
             }
             // An armed deadline may be early (it is only ever lowered): ask the transport.
-            if slot.ep.poll_timeout().is_some_and(|t| t <= now) {
-                slot.ep.handle_timeout(now);
-            }
-            touch_all(&mut self.dirty, &k, slot);
+            self.isolated(&k, |ep| {
+                if ep.poll_timeout().is_some_and(|t| t <= now) {
+                    ep.handle_timeout(now);
+                }
+            });
         }
         self.refresh_timers();
     }
@@ -197,19 +230,30 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         }
     }
 
-    /// Drains transmits of dirty endpoints, learning destination addresses in the demux.
+    /// Drains transmits of dirty endpoints. Our STUN requests' transaction ids go to the demux so
+    /// their answers find the endpoint; destinations teach it nothing (see [`Demux`]).
     pub fn drain_transmits(&mut self, out: &mut Vec<(SocketAddr, bytes::Bytes)>) {
         self.refresh_timers();
         for k in self.dirty.drain(..) {
             if let Some(slot) = self.endpoints.get_mut(&k) {
                 slot.dirty = false;
                 while let Some(t) = slot.ep.poll_transmit() {
-                    self.demux.learn(t.to, &k);
+                    if let Some(id) = stun_request_id(&t.data) {
+                        self.demux.expect_response(id, &k);
+                    }
                     out.push((t.to, t.data));
                 }
             }
         }
     }
+}
+
+/// The transaction id of a STUN request (message class bits 00), if `d` is one.
+fn stun_request_id(d: &[u8]) -> Option<[u8; 12]> {
+    if classify(d) != PacketKind::Stun || d.len() < 20 || (d[0] & 0x01) != 0 || (d[1] & 0x10) != 0 {
+        return None;
+    }
+    d.get(8..20)?.try_into().ok()
 }
 
 /// The consumer of a port's events (forwarding core, test harness).
@@ -226,6 +270,8 @@ pub trait PortHandler<K> {
     }
     /// The handler's timers are due (called from the socket's task, like every other callback).
     fn on_timeout(&mut self, _now: Instant, _port: &mut PortState<K>) {}
+    /// Endpoint `key`'s transport panicked and was removed from the port.
+    fn on_fault(&mut self, _now: Instant, _key: &K, _port: &mut PortState<K>) {}
 }
 
 /// A UDP port with its endpoints.
@@ -395,6 +441,10 @@ fn deliver_events<K, H: PortHandler<K>>(
 ) where
     K: Clone + Eq + Hash,
 {
+    // Transports that panicked on the last input first: the handler expires what they carried.
+    for k in state.take_faulted() {
+        handler.on_fault(Instant::now(), &k, state);
+    }
     loop {
         events.clear();
         state.drain_events(events);
@@ -705,5 +755,90 @@ mod tests {
         assert_eq!(counters.total(), 4);
         assert!(io.datagrams_sent.load(Relaxed) >= 12);
         assert!(recorder.events.iter().all(|(k, _)| *k < 3));
+    }
+
+    /// Sending checks to a participant-chosen candidate teaches the demux nothing: media from
+    /// that address is refused as unknown, an answer with a wrong integrity is routed (by its
+    /// transaction id) but still teaches nothing; only an endpoint's authenticated STUN would.
+    #[test]
+    fn addresses_are_not_learnt_from_transmits_or_unauthenticated_answers() {
+        use crate::transport::{DropReason, RemoteCandidate, RemoteTransport};
+        let mut st = state_with(2);
+        let counters = Arc::clone(st.counters());
+        let x = SocketAddr::from(([192, 0, 2, 9], 5000));
+        let now = Instant::now();
+        st.endpoint_mut(&1).unwrap().set_remote(
+            now,
+            RemoteTransport {
+                ice: IceCredentials::random(),
+                fingerprints: Vec::new(),
+                candidates: vec![RemoteCandidate {
+                    addr: x,
+                    priority: 1,
+                }],
+            },
+        );
+        st.handle_timeout(now);
+        let mut out = Vec::new();
+        st.drain_transmits(&mut out);
+        let check = out
+            .iter()
+            .find(|(to, d)| *to == x && stun_request_id(d).is_some())
+            .map(|(_, d)| d.clone())
+            .expect("a check to the candidate");
+        // Media "from" the candidate: not routed.
+        let rtp = [0x80u8, 100, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 1, 2, 3, 4];
+        assert_eq!(st.handle_datagram(now, x, &rtp), None);
+        assert_eq!(counters.get(DropReason::UnknownAddress), 1);
+        assert_eq!(counters.get(DropReason::UnvalidatedAddress), 0);
+        // An "answer" with the check's transaction id but no valid integrity: routed to the
+        // endpoint by its transaction id, refused by ICE, and the address stays unknown.
+        let mut answer = check.to_vec();
+        answer[0] = 0x01; // binding success response
+        answer[1] = 0x01;
+        assert_eq!(st.handle_datagram(now, x, &answer), Some(1));
+        // (Re-labelled, it fails the FINGERPRINT and MESSAGE-INTEGRITY checks.)
+        let refused = counters.get(DropReason::StunBadFingerprint)
+            + counters.get(DropReason::StunBadIntegrity);
+        assert_eq!(refused, 1);
+        assert_eq!(st.handle_datagram(now, x, &rtp), None);
+        assert_eq!(counters.get(DropReason::UnknownAddress), 2);
+        // A response nobody asked for from an unknown address: unknown.
+        let mut stray = answer.clone();
+        stray[8] ^= 0xFF;
+        assert_eq!(st.handle_datagram(now, x, &stray), None);
+    }
+
+    /// A transport that panics on a datagram is removed and reported; the port and the other
+    /// endpoints carry on. Without the isolation the panic unwinds out of the port's task.
+    #[test]
+    fn a_panicking_transport_is_removed_and_reported() {
+        use crate::transport::endpoint::TEST_PANIC_TRANSACTION;
+        use crate::transport::stun::{Builder, Class, METHOD_BINDING};
+        let mut st = state_with(2);
+        let ufrag = st.endpoint(&0).unwrap().local_credentials().ufrag.clone();
+        let mut poison = Vec::new();
+        Builder::new(
+            &mut poison,
+            Class::Request,
+            METHOD_BINDING,
+            &TEST_PANIC_TRANSACTION,
+        )
+        .username(&format!("{ufrag}:x"))
+        .fingerprint();
+        let from = SocketAddr::from(([192, 0, 2, 1], 4000));
+        assert_eq!(st.handle_datagram(Instant::now(), from, &poison), None);
+        assert_eq!(st.take_faulted(), vec![0]);
+        assert!(st.endpoint(&0).is_none());
+        assert!(st.endpoint(&1).is_some());
+        // Its ufrag routes nowhere now; the other endpoint still gets its datagrams.
+        assert_eq!(st.handle_datagram(Instant::now(), from, &poison), None);
+        assert!(st.take_faulted().is_empty());
+        let ufrag1 = st.endpoint(&1).unwrap().local_credentials().ufrag.clone();
+        let mut check = Vec::new();
+        Builder::new(&mut check, Class::Request, METHOD_BINDING, &[1; 12])
+            .username(&format!("{ufrag1}:x"))
+            .fingerprint();
+        assert_eq!(st.handle_datagram(Instant::now(), from, &check), Some(1));
     }
 }

@@ -116,6 +116,23 @@ pub fn remote_transport(t: &IceUdpTransport) -> Result<RemoteTransport, RemoteTr
     })
 }
 
+/// Whether the bridge may send ICE checks to a signalled remote candidate. A participant chooses
+/// its candidates freely, so never to an unspecified, multicast or broadcast address or port 0,
+/// and to loopback only when the bridge itself is on loopback (tests, a local deployment) — else
+/// a participant could aim the bridge's checks at the bridge host's own services.
+pub fn candidate_allowed(addr: &SocketAddr, bridge_on_loopback: bool) -> bool {
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && !broadcast
+        && (bridge_on_loopback || !ip.is_loopback())
+}
+
 /// Usable remote candidates out of signalled ones (see [`remote_transport`]).
 pub fn remote_candidates(candidates: &[Candidate]) -> Vec<RemoteCandidate> {
     candidates
@@ -205,5 +222,33 @@ mod tests {
             remote_transport(&no_creds).unwrap_err(),
             RemoteTransportError::MissingCredentials
         );
+    }
+
+    #[test]
+    fn candidates_the_bridge_will_not_check() {
+        let ok = |s: &str, lo: bool| candidate_allowed(&s.parse().unwrap(), lo);
+        assert!(ok("192.0.2.7:5000", false));
+        assert!(
+            ok("10.1.2.3:5000", false),
+            "private addresses are fine (JVB too)"
+        );
+        assert!(ok("[2001:db8::1]:5000", false));
+        assert!(!ok("127.0.0.1:5000", false));
+        assert!(!ok("[::1]:5000", false));
+        assert!(!ok("[::ffff:127.0.0.1]:5000", false));
+        assert!(
+            ok("127.0.0.1:5000", true),
+            "a bridge on loopback talks to loopback peers"
+        );
+        for bad in [
+            "0.0.0.0:5000",
+            "[::]:5000",
+            "224.0.0.1:5000",
+            "[ff02::1]:5000",
+            "255.255.255.255:5000",
+            "192.0.2.7:0",
+        ] {
+            assert!(!ok(bad, true), "{bad}");
+        }
     }
 }

@@ -204,19 +204,7 @@ fn no_loss(_: bool, _: usize) -> bool {
 
 /// Connects, exchanges media and channel messages both ways, then idles 12 s (consent checks).
 fn call(seed: u64) -> Link {
-    let mut l = Link::new(seed, TransportConfig::client(), TransportConfig::default());
-    l.run_until(
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-        &mut no_loss,
-        Link::up,
-    );
-    assert!(
-        l.up(),
-        "client {:?}\nserver {:?}",
-        l.client_events,
-        l.server_events
-    );
+    let mut l = connected(seed);
     // Each side: ICE, then DTLS (GCM, Chromium's first choice), then the bridge channel.
     for (events, peer) in [(&l.client_events, SERVER), (&l.server_events, CLIENT)] {
         assert_eq!(
@@ -409,5 +397,133 @@ fn the_dtls_handshake_survives_any_single_lost_datagram() {
     assert!(
         stuck.is_empty(),
         "(client→server?, lost datagram, done, took): {stuck:?}"
+    );
+}
+
+/// A client and a server connected (ICE, DTLS, SCTP) with seed `seed`.
+fn connected(seed: u64) -> Link {
+    let mut l = Link::new(seed, TransportConfig::client(), TransportConfig::default());
+    l.run_until(
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+        &mut no_loss,
+        Link::up,
+    );
+    assert!(
+        l.up(),
+        "client {:?}\nserver {:?}",
+        l.client_events,
+        l.server_events
+    );
+    l
+}
+
+/// A connected call, then `n` SRTP and SRTCP packets from the participant's validated address
+/// with random SSRCs and bad tags. Returns the bytes the server kept (this thread's allocation
+/// balance) and the server's counters.
+fn flood_random_ssrcs(filter: bool, n: u32) -> (isize, Arc<DropCounters>, Link) {
+    let mut l = connected(5);
+    if filter {
+        l.server.set_signalled_ssrcs([42, 43]);
+    }
+    // Warm up the legitimate streams (their contexts exist before we measure).
+    let rtp = [0x80u8, 100, 0, 9, 0, 0, 0, 1, 0, 0, 0, 42, 7, 7, 7];
+    l.client.send_rtp(&rtp).unwrap();
+    l.step(&mut no_loss);
+    let mut x = TransportRng::seeded(99);
+    let mut pkt = [0u8; 120];
+    let now = l.now;
+    let before = crate::test_alloc::live_bytes();
+    for i in 0..n {
+        for b in pkt.iter_mut() {
+            *b = x.next_u32() as u8;
+        }
+        if i % 2 == 0 {
+            pkt[0] = 0x80; // RTP, no CSRC, no extension
+            pkt[1] = 100;
+        } else {
+            pkt[0] = 0x80;
+            pkt[1] = 201; // RTCP RR: the sender SSRC at 4..8
+        }
+        l.server.handle_datagram(now, addr(CLIENT), &pkt);
+    }
+    let kept = crate::test_alloc::live_bytes() - before;
+    let counters = l.server_counters.clone();
+    (kept, counters, l)
+}
+
+/// Random-SSRC SRTP/SRTCP with bad tags from an authenticated participant's address: with the
+/// filter on (the bridge's endpoints) nothing reaches rtc-srtp, so its per-SSRC state does not
+/// grow, and every packet is counted; the signalled stream keeps flowing. Without the filter
+/// (control) the same flood keeps hundreds of bytes per packet.
+#[test]
+fn random_ssrc_srtp_is_dropped_before_decryption_without_growing_memory() {
+    use super::counters::DropReason;
+    use super::ssrc_filter::MAX_UNSIGNALLED_RTCP_SSRCS;
+    const N: u32 = 20_000;
+    let (kept, counters, mut l) = flood_random_ssrcs(true, N);
+    assert!(kept < 16 * 1024, "kept {kept} bytes for {N} packets");
+    let unsignalled = counters.get(DropReason::SsrcUnsignalled);
+    let auth = counters.get(DropReason::SrtpAuth);
+    // Only the few RTCP senders the filter admits unsignalled reached decryption (and failed).
+    assert_eq!(auth, MAX_UNSIGNALLED_RTCP_SSRCS as u64);
+    assert_eq!(
+        unsignalled + auth,
+        u64::from(N),
+        "{:?}",
+        counters.snapshot()
+    );
+    let admitted = l.server.ssrc_filter().map(|f| f.admitted());
+    assert_eq!(admitted, Some(1 + MAX_UNSIGNALLED_RTCP_SSRCS));
+    // The signalled stream still gets through.
+    l.server_events.clear();
+    let rtp = [0x80u8, 100, 0, 10, 0, 0, 0, 2, 0, 0, 0, 42, 7, 7, 7];
+    l.client.send_rtp(&rtp).unwrap();
+    l.step(&mut no_loss);
+    assert!(
+        l.server_events
+            .contains(&TransportEvent::Rtp(BytesMut::from(&rtp[..])))
+    );
+
+    let (kept_unfiltered, counters, _) = flood_random_ssrcs(false, N);
+    assert_eq!(counters.get(DropReason::SrtpAuth), u64::from(N));
+    assert!(
+        kept_unfiltered > 100 * N as isize,
+        "control: {kept_unfiltered} bytes kept without the filter"
+    );
+}
+
+/// A receiver that never reads (its SCTP acknowledges nothing): the bridge's side queues at most
+/// `MAX_CHANNEL_BACKLOG` bytes of bridge-channel messages and refuses the rest.
+#[test]
+fn a_receiver_that_never_reads_costs_at_most_the_channel_backlog() {
+    use super::endpoint::{MAX_CHANNEL_BACKLOG, SendError};
+    let mut l = connected(11);
+    let msg = format!(
+        r#"{{"colibriClass":"EndpointMessage","msgPayload":"{}"}}"#,
+        "x".repeat(4000)
+    );
+    let (mut sent, mut refused) = (0usize, 0usize);
+    let before = crate::test_alloc::live_bytes();
+    for _ in 0..2000 {
+        let now = l.now;
+        match l.server.send_data_message(now, &msg) {
+            Ok(()) => sent += 1,
+            Err(SendError::Backlogged) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        // The client never gets anything: nothing is acknowledged.
+        while l.server.poll_transmit().is_some() {}
+        l.now += Duration::from_millis(1);
+        l.server.handle_timeout(l.now);
+    }
+    let kept = crate::test_alloc::live_bytes() - before;
+    assert!(sent * msg.len() <= MAX_CHANNEL_BACKLOG, "{sent} sent");
+    assert!(sent >= MAX_CHANNEL_BACKLOG / msg.len() - 1, "{sent} sent");
+    assert_eq!(sent + refused, 2000);
+    // What the server holds is about the backlog (SCTP chunks and bookkeeping), not 8 MB.
+    assert!(
+        kept < 2 * MAX_CHANNEL_BACKLOG as isize,
+        "kept {kept} bytes for {sent} queued messages"
     );
 }

@@ -125,7 +125,7 @@ struct Session {
 }
 
 /// The authentication sessions (Jicofo's `AbstractAuthAuthority`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Authority {
     cfg: Option<AuthConfig>,
     sessions: BTreeMap<String, Session>,

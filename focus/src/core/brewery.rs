@@ -59,7 +59,7 @@ pub(crate) struct Outcome {
 }
 
 /// The focus's membership of the brewery.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Brewery {
     room: BareJid,
     nick: String,

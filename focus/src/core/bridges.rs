@@ -193,7 +193,7 @@ pub enum BridgeEvent {
 }
 
 /// All known bridges.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Bridges {
     config: BridgeConfig,
     bridges: BTreeMap<String, Bridge>,

@@ -143,7 +143,7 @@ pub fn ver_of(query: &Element) -> String {
 }
 
 /// Features by `node#ver`, least recently used evicted beyond the capacity.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CapsCache {
     capacity: usize,
     entries: HashMap<String, (Features, u64)>,

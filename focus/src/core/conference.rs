@@ -259,7 +259,7 @@ impl StartMutedRules {
 }
 
 /// A conference.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Conference {
     room: BareJid,
     state: RoomState,

@@ -252,7 +252,7 @@ pub(crate) enum RoomRequest {
 }
 
 /// Output queue, outstanding requests and id generation, shared by all conferences.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Io {
     outputs: VecDeque<Output>,
     pending: HashMap<RequestId, Pending>,
@@ -325,15 +325,16 @@ pub(crate) struct Ctx<'a> {
     pub auth: &'a auth::Authority,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct HealthCheck {
     next: Option<Instant>,
     in_flight: bool,
     retried: bool,
 }
 
-/// The focus.
-#[derive(Debug)]
+/// The focus. `Clone` snapshots the whole state (the fuzz targets start every input from one
+/// running conference).
+#[derive(Debug, Clone)]
 pub struct Focus {
     cfg: CoreConfig,
     conferences: BTreeMap<BareJid, Conference>,

@@ -12,8 +12,12 @@ use crate::sfu::channel;
 use crate::sfu::config::SfuConfig;
 use crate::sfu::context::{ConferenceTimer, Ctx};
 use crate::sfu::counters::Stat;
+use crate::sfu::layers::TEMPORAL_LAYERS;
 use crate::sfu::model::MediaKind;
 use crate::sfu::projection::{Projection, Target};
+use crate::sfu::sender_constraints::{Announcement, Due, Told, Verdict, layers_follow};
+use crate::sfu::source::MediaSource;
+use crate::sfu::uplink::earliest;
 
 use super::{Conference, max_height};
 
@@ -182,7 +186,7 @@ impl Conference {
                         && p.target.encoding_id() != Some(e)
                     {
                         ctx.counters.inc(Stat::LayerSwitches);
-                        if connected && p.current_encoding() != Some(e) {
+                        if connected && p.switch_needs_keyframe(e) {
                             keyframes.push((si, e));
                         }
                     }
@@ -220,15 +224,18 @@ impl Conference {
                 recv.downlink.maybe_probe(now, connected, ctx);
             }
         } else {
-            self.update_sender_constraints(ctx, sink);
+            self.update_sender_constraints(now, ctx, sink);
         }
     }
 
     /// What each sender needs to encode: per video source the largest effective maxHeight any
-    /// receiver has for it (0 if nobody wants it, -1 unlimited), announced when it changes as
-    /// `SenderSourceConstraints`, and per endpoint (2021 dialect) as `SenderVideoConstraints`.
-    fn update_sender_constraints(&mut self, ctx: &mut Ctx, sink: &mut impl Sink) {
-        let mut changes: Vec<(u32, u32, i32)> = Vec::new(); // (owner, source, height)
+    /// receiver has for it (0 if nobody wants it, -1 unlimited), per source
+    /// (`SenderSourceConstraints`) and per endpoint (2021 dialect, `SenderVideoConstraints`).
+    /// Only the sender's own signalled sources are named. The messages go out after a hold-off
+    /// ([`Conference::flush_sender_constraints`]).
+    fn update_sender_constraints(&mut self, now: Instant, ctx: &mut Ctx, sink: &mut impl Sink) {
+        // (owner, source, generation, height)
+        let mut wanted: Vec<(u32, u32, u32, i32)> = Vec::new();
         for (si, s) in self.sources.iter().enumerate() {
             let Some(s) = s else { continue };
             if s.kind != MediaKind::Video {
@@ -243,55 +250,88 @@ impl Conference {
                     h = max_height(h, a.effective.max_height);
                 }
             }
-            if s.sent_max_height != Some(h) {
-                changes.push((s.owner, si as u32, h));
+            wanted.push((s.owner, si as u32, s.generation, h));
+        }
+        for ep in self.endpoints.iter_mut().flatten() {
+            let me = ep.handle.idx;
+            let up = &mut ep.uplink;
+            let mine = || wanted.iter().filter(|w| w.0 == me);
+            // Sources it no longer publishes are forgotten (a slot reused by another source
+            // starts over).
+            up.source_constraints
+                .retain(|(si, g, _)| mine().any(|w| w.1 == *si && w.2 == *g));
+            let mut all: Option<i32> = None;
+            for &(_, si, g, h) in mine() {
+                let i = match up
+                    .source_constraints
+                    .iter()
+                    .position(|(s, sg, _)| *s == si && *sg == g)
+                {
+                    Some(i) => i,
+                    None => {
+                        up.source_constraints.push((si, g, Default::default()));
+                        up.source_constraints.len() - 1
+                    }
+                };
+                up.source_constraints[i].2.want(now, h);
+                all = Some(all.map_or(h, |a| max_height(a, h)));
+            }
+            if let Some(h) = all {
+                up.video_constraints.want(now, h);
             }
         }
-        for &(owner, si, h) in &changes {
-            if let Some(Some(s)) = self.sources.get_mut(si as usize) {
-                s.sent_max_height = Some(h);
-            }
-            let (Some(o), Some(s)) = (self.ep(owner), self.src(si)) else {
+        self.flush_sender_constraints(now, ctx, sink);
+    }
+
+    /// Sends the sender constraints that are due (to endpoints whose channel is open), verifies
+    /// those whose time has come against the layers the bridge receives (nudging the ones not
+    /// followed), and arms the timer for the next.
+    pub(super) fn flush_sender_constraints(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx,
+        sink: &mut impl Sink,
+    ) {
+        let now_ms = self.ms(now);
+        let Conference {
+            endpoints, sources, ..
+        } = self;
+        let src = |si: u32| sources.get(si as usize).and_then(Option::as_ref);
+        let mut next: Option<Instant> = None;
+        for ep in endpoints.iter_mut().flatten() {
+            if !ep.transport.data_channel_open {
                 continue;
+            }
+            let to = ep.handle;
+            let up = &mut ep.uplink;
+            for (si, _, a) in up.source_constraints.iter_mut() {
+                let Some(s) = src(*si) else { continue };
+                while let Some(told) = poll_announcement(a, now, |h| source_follows(s, h, now_ms)) {
+                    let m = channel::sender_source_constraints(&s.name, told.max_height());
+                    ctx.counters.inc(Stat::SenderConstraintsSent);
+                    ctx.counters.inc(Stat::ChannelMessagesSent);
+                    sink.emit(Output::Text { to, text: &m });
+                }
+                next = earliest(next, a.next_due());
+            }
+            let mine: Vec<u32> = up.source_constraints.iter().map(|c| c.0).collect();
+            let a = &mut up.video_constraints;
+            let follows = |h: i32| {
+                mine.iter()
+                    .filter_map(|si| src(*si))
+                    .map(|s| source_follows(s, h, now_ms))
+                    .max()
+                    .unwrap_or(Verdict::Unknown)
             };
-            if o.transport.data_channel_open {
-                let m = channel::sender_source_constraints(&s.name, h);
+            while let Some(told) = poll_announcement(a, now, follows) {
+                let m = channel::sender_video_constraints(told.ideal_height());
                 ctx.counters.inc(Stat::SenderConstraintsSent);
                 ctx.counters.inc(Stat::ChannelMessagesSent);
-                sink.emit(Output::Text {
-                    to: o.handle,
-                    text: &m,
-                });
+                sink.emit(Output::Text { to, text: &m });
             }
+            next = earliest(next, a.next_due());
         }
-        let mut owners: Vec<u32> = changes.iter().map(|c| c.0).collect();
-        owners.dedup();
-        for owner in owners {
-            let Some(o) = self.ep(owner) else { continue };
-            let ideal = o
-                .uplink
-                .sources
-                .iter()
-                .filter_map(|&si| self.src(si))
-                .filter_map(|s| s.sent_max_height)
-                .fold(0, max_height);
-            if o.uplink.sent_ideal_height == Some(ideal) {
-                continue;
-            }
-            let open = o.transport.data_channel_open;
-            let handle = o.handle;
-            if let Some(Some(o)) = self.endpoints.get_mut(owner as usize) {
-                o.uplink.sent_ideal_height = Some(ideal);
-            }
-            if open {
-                let m = channel::sender_video_constraints(ideal);
-                ctx.counters.inc(Stat::ChannelMessagesSent);
-                sink.emit(Output::Text {
-                    to: handle,
-                    text: &m,
-                });
-            }
-        }
+        self.arm(ConferenceTimer::SenderConstraints, next, ctx);
     }
 
     /// The receiver's current allocation, for the shell and tests.
@@ -302,19 +342,34 @@ impl Conference {
     /// Layers whose activity changed (an encoding stopped or started): allocate again.
     pub(super) fn check_layers(&mut self, now: Instant, ctx: &mut Ctx) {
         let now_ms = self.ms(now);
-        let mut changed = false;
-        for s in self.sources.iter_mut().flatten() {
+        let mut changed: Vec<(u32, u32)> = Vec::new(); // (owner, source)
+        for (si, s) in self.sources.iter_mut().enumerate() {
+            let Some(s) = s else { continue };
             if let Some(l) = s.layers.as_ref() {
                 let m = l.active_mask(now_ms);
                 if m != s.active_mask {
                     s.active_mask = m;
-                    changed = true;
+                    changed.push((s.owner, si as u32));
                 }
             }
         }
-        if changed {
-            self.reallocate_soon(now, ctx);
+        if changed.is_empty() {
+            return;
         }
+        self.reallocate_soon(now, ctx);
+        // Does the sender still follow what it was told?
+        let mut due: Option<Instant> = None;
+        for (owner, si) in changed {
+            let Some(Some(o)) = self.endpoints.get_mut(owner as usize) else {
+                continue;
+            };
+            let up = &mut o.uplink;
+            for (_, _, a) in up.source_constraints.iter_mut().filter(|c| c.0 == si) {
+                due = earliest(due, a.recheck(now));
+            }
+            due = earliest(due, up.video_constraints.recheck(now));
+        }
+        self.arm_earlier(ConferenceTimer::SenderConstraints, due, ctx);
     }
 
     /// Sends receiver `r` its forwarded set in both dialects (modern `ForwardedSources` with source
@@ -345,6 +400,40 @@ impl Conference {
             });
         }
     }
+}
+
+/// The next message of `a` due at `now`: a pending value, or a nudge when its verification
+/// (`follows` of the told height) says the sender's layers do not follow.
+fn poll_announcement(
+    a: &mut Announcement,
+    now: Instant,
+    follows: impl Fn(i32) -> Verdict,
+) -> Option<Told> {
+    match a.poll(now) {
+        Due::Nothing => None,
+        Due::Send(t) => Some(t),
+        Due::Verify(h) => a.verified(now, follows(h)),
+    }
+}
+
+/// Whether the layers the bridge receives of `s` follow a constraint of `height`.
+fn source_follows(s: &MediaSource, height: i32, now_ms: u64) -> Verdict {
+    let Some(l) = s.layers.as_ref() else {
+        return Verdict::Unknown;
+    };
+    let mask = l.active_mask(now_ms);
+    let per_encoding = (1u64 << TEMPORAL_LAYERS) - 1;
+    let encodings: Vec<(i32, bool)> = l
+        .encodings
+        .iter()
+        .enumerate()
+        .map(|(e, enc)| {
+            let active =
+                e * TEMPORAL_LAYERS < 64 && (mask >> (e * TEMPORAL_LAYERS)) & per_encoding != 0;
+            (enc.height, active)
+        })
+        .collect();
+    layers_follow(height, &encodings)
 }
 
 /// Last-N after the bridge's limits (`jvb-last-n` and the video SSRC limit); < 0 = unlimited.

@@ -40,7 +40,15 @@ impl Conference {
         };
         for p in compound.packets() {
             match p {
-                Packet::SenderReport(sr) => self.on_sender_report(now, from, &sr, ctx, sink),
+                Packet::SenderReport(sr) => {
+                    self.on_report_blocks(now, from, sr.report_blocks(), ctx);
+                    self.on_sender_report(now, from, &sr, ctx, sink);
+                }
+                // About the streams the bridge sends this endpoint: RTT and loss toward it.
+                Packet::ReceiverReport(rr) => {
+                    ctx.counters.inc(Stat::RtcpTerminated);
+                    self.on_report_blocks(now, from, rr.report_blocks(), ctx);
+                }
                 Packet::Pli(pli) => {
                     ctx.counters.inc(Stat::PliReceived);
                     self.on_keyframe_request(now, from, pli.media_ssrc, ctx, sink);
@@ -97,13 +105,31 @@ impl Conference {
                     ep.downlink.rearm(ctx);
                     self.on_bandwidth_estimate(now, from, est, ctx, sink);
                 }
-                // Terminated: RR (about our streams), SDES, BYE, XR, APP and anything else.
-                Packet::ReceiverReport(_)
-                | Packet::Sdes
-                | Packet::Bye(_)
-                | Packet::Xr
-                | Packet::Other { .. } => ctx.counters.inc(Stat::RtcpTerminated),
+                // Terminated: SDES, BYE, XR, APP and anything else.
+                Packet::Sdes | Packet::Bye(_) | Packet::Xr | Packet::Other { .. } => {
+                    ctx.counters.inc(Stat::RtcpTerminated)
+                }
             }
+        }
+    }
+
+    /// A receiver's report blocks about what the bridge sends it: the RTT they measure (echoed
+    /// SRs) and the loss they report (`Stat::ReportedLossQ8` over `Stat::ReportBlocksReceived`).
+    fn on_report_blocks(
+        &mut self,
+        now: Instant,
+        from: EndpointHandle,
+        blocks: impl Iterator<Item = rtcp::ReportBlock>,
+        ctx: &mut Ctx,
+    ) {
+        let Some(ep) = self.endpoint_mut(from) else {
+            return;
+        };
+        for b in blocks {
+            ctx.counters.inc(Stat::ReportBlocksReceived);
+            ctx.counters
+                .add(Stat::ReportedLossQ8, u64::from(b.fraction_lost));
+            ep.downlink.link.on_report_block(now, &b);
         }
     }
 
@@ -143,7 +169,7 @@ impl Conference {
                 }
                 forwarded |= r
                     .downlink
-                    .forward_sender_report(source, src_gen, encoding, sr, ctx, sink);
+                    .forward_sender_report(now, source, src_gen, encoding, sr, ctx, sink);
             }
         }
         if !forwarded {

@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use crate::sfu::api::{EndpointHandle, Sink};
-use crate::sfu::codec::{self, VideoInfo};
+use crate::sfu::codec::{self, Codec, FrameDesc, VideoInfo};
 use crate::sfu::context::Ctx;
 use crate::sfu::counters::{DropReason, Stat};
 use crate::sfu::downlink::{FanOut, Forwarding};
@@ -20,6 +20,7 @@ use crate::sfu::model::MediaKind;
 use crate::sfu::projection::VideoPacket;
 use crate::sfu::rtp::RtpPacket;
 use crate::sfu::uplink::{SsrcRole, Uplink};
+use crate::sfu::vp9::Vp9Error;
 
 use super::Conference;
 
@@ -135,11 +136,30 @@ impl Conference {
             }
             MediaKind::Video if drop_reason.is_none() => {
                 info = codec::inspect_packet(codec, pkt);
-                layers_changed = src.measure(now_ms, encoding, &info, pkt.as_bytes().len());
+                if codec == Codec::Av1
+                    && sender_ext.dependency_descriptor != 0
+                    && let Some(ext) = pkt.extension(sender_ext.dependency_descriptor)
+                {
+                    match src.parse_descriptor(encoding, ext) {
+                        Ok(d) => info = codec::with_descriptor(info, d),
+                        Err(_) => drop_reason = Some(DropReason::RtpMalformedDescriptor),
+                    }
+                } else if codec == Codec::Vp9 {
+                    match src.parse_vp9(encoding, pkt.payload()) {
+                        Ok(d) => info = codec::with_vp9(info, d),
+                        // Without PictureID or layer indices: the generic context.
+                        Err(Vp9Error::NotProjectable) => {}
+                        Err(_) => drop_reason = Some(DropReason::RtpMalformedDescriptor),
+                    }
+                }
+                if drop_reason.is_none() {
+                    layers_changed = src.measure(now_ms, encoding, &info, pkt.as_bytes().len());
+                }
             }
             MediaKind::Video => {}
         }
         let source_gen = src.generation;
+
         if layers_changed {
             self.reallocate_soon(now, ctx);
         }
@@ -153,6 +173,13 @@ impl Conference {
             }
             return;
         }
+        // The structures the AV1 context resolves frames against, read by every receiver.
+        let stream = match (&info.frame, self.sources.get_mut(source as usize)) {
+            (FrameDesc::Av1(_) | FrameDesc::Vp9(_), Some(Some(src))) => {
+                src.lend_stream_state(encoding)
+            }
+            _ => None,
+        };
         let m = Forwarding {
             pkt,
             kind,
@@ -165,10 +192,17 @@ impl Conference {
                 timestamp: pkt.timestamp(),
                 marker: pkt.marker(),
                 info: &info,
+                stream: stream.as_deref(),
             },
             tail_len: pkt.as_bytes().len() - pkt.header_len(),
         };
-        if let Some(e) = self.fan_out(now, from.idx, &m, ctx, sink) {
+        let keyframe_for = self.fan_out(now, from.idx, &m, ctx, sink);
+        if let Some(s) = stream
+            && let Some(Some(src)) = self.sources.get_mut(source as usize)
+        {
+            src.return_stream_state(encoding, s);
+        }
+        if let Some(e) = keyframe_for {
             self.request_keyframe(now, source, e, ctx, sink);
         }
     }

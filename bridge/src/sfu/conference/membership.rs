@@ -12,6 +12,7 @@ use crate::sfu::counters::{DropReason, Stat};
 use crate::sfu::downlink::Downlink;
 use crate::sfu::endpoint::{Endpoint, TransportState};
 use crate::sfu::model::{MediaKind, MediaParams, MediaSourceDesc, SeqWindow};
+use crate::sfu::rate::RelayBudget;
 use crate::sfu::recv_stats::ReceiveStats;
 use crate::sfu::rtx_cache::SentLog;
 use crate::sfu::settings::ReceiverSettings;
@@ -73,6 +74,7 @@ impl Conference {
             active: true,
             uplink: Uplink::new(handle, self.feedback.video_ssrc),
             downlink,
+            relay_budget: RelayBudget::new(now),
         });
         self.had_endpoints = true;
         self.join_order.push(idx as u32);
@@ -302,6 +304,9 @@ impl Conference {
         if let Some(g) = self.ep_gens.get_mut(idx as usize) {
             *g = g.wrapping_add(1);
         }
+        if !ep.transport.connected {
+            self.never_connected += 1;
+        }
         self.speaker.remove(idx);
         self.recent_speakers.retain(|e| *e != idx);
         self.join_order.retain(|e| *e != idx);
@@ -348,6 +353,7 @@ impl Conference {
                         .enumerate()
                         .filter_map(|(i, p)| Some((i as u32, p.as_ref()?.target.encoding_id()?)))
                         .collect();
+                    self.any_connected = true;
                     for (si, e) in wanted {
                         if self.src(si).is_some_and(|s| s.kind == MediaKind::Video) {
                             self.request_keyframe(now, si, e, ctx, sink);
@@ -358,7 +364,7 @@ impl Conference {
             TransportEvent::DataChannelOpen => {
                 ep.last_activity = now;
                 ep.transport.data_channel_open = true;
-                self.on_channel_open(h.idx, ctx, sink);
+                self.on_channel_open(now, h.idx, ctx, sink);
             }
             TransportEvent::DataChannelClosed => ep.transport.data_channel_open = false,
             TransportEvent::Failed => {

@@ -60,6 +60,10 @@ impl Conference {
                 if ep.visitor {
                     return;
                 }
+                if !ep.relay_budget.take(now, text.len()) {
+                    ctx.counters.drop(DropReason::ChannelRateLimited);
+                    return;
+                }
                 ctx.text = channel::relay_message(&m, &ep.id);
                 if m.is_broadcast() {
                     self.broadcast_text(from.idx, ctx, sink, |_| true);
@@ -80,6 +84,10 @@ impl Conference {
                 }
             }
             ClientMessage::EndpointStats(st) => {
+                if !ep.relay_budget.take(now, text.len()) {
+                    ctx.counters.drop(DropReason::ChannelRateLimited);
+                    return;
+                }
                 let sender_sources = ep.uplink.sources.clone();
                 ctx.text = channel::relay_stats(&st, &ep.id);
                 let filter = self.endpoint_count() >= ctx.cfg.stats_filter_threshold;
@@ -109,14 +117,21 @@ impl Conference {
             }
             ClientMessage::VideoType(video_type) => {
                 let owned = ep.uplink.sources.clone();
+                let mut changed = false;
                 for si in owned {
                     if let Some(Some(s)) = self.sources.get_mut(si as usize)
                         && s.kind == MediaKind::Video
+                        && s.video_type != video_type
                     {
                         s.video_type = video_type;
+                        changed = true;
                     }
                 }
-                self.reallocate(now, ctx, sink);
+                // Allocation runs only when something changed: a client repeating its video type
+                // costs no allocation (nor the messages it sends).
+                if changed {
+                    self.reallocate(now, ctx, sink);
+                }
             }
             ClientMessage::Ignored => {}
         }
@@ -146,9 +161,16 @@ impl Conference {
         }
     }
 
-    /// What a client needs when its channel opens: the dominant speaker, its forwarded set, and the
-    /// endpoints currently inactive.
-    pub(super) fn on_channel_open(&self, r: u32, ctx: &mut Ctx, sink: &mut impl Sink) {
+    /// What a client needs when its channel opens: the dominant speaker, its forwarded set, the
+    /// endpoints currently inactive, and (again: whatever was sent before may be lost) what it
+    /// should send.
+    pub(super) fn on_channel_open(
+        &mut self,
+        now: Instant,
+        r: u32,
+        ctx: &mut Ctx,
+        sink: &mut impl Sink,
+    ) {
         let Some(recv) = self.ep(r) else { return };
         if let Some(msg) = self.dominant_speaker_message() {
             ctx.counters.inc(Stat::ChannelMessagesSent);
@@ -158,28 +180,6 @@ impl Conference {
             });
         }
         self.send_forwarded(r, ctx, sink);
-        // What it should send, as far as decided.
-        for &si in &recv.uplink.sources {
-            if let Some(s) = self.src(si)
-                && let Some(h) = s.sent_max_height
-            {
-                let m = channel::sender_source_constraints(&s.name, h);
-                ctx.counters.inc(Stat::SenderConstraintsSent);
-                ctx.counters.inc(Stat::ChannelMessagesSent);
-                sink.emit(Output::Text {
-                    to: recv.handle,
-                    text: &m,
-                });
-            }
-        }
-        if let Some(h) = recv.uplink.sent_ideal_height {
-            let m = channel::sender_video_constraints(h);
-            ctx.counters.inc(Stat::ChannelMessagesSent);
-            sink.emit(Output::Text {
-                to: recv.handle,
-                text: &m,
-            });
-        }
         for other in self.endpoints.iter().flatten() {
             if other.handle.idx != r && !other.active {
                 let m = channel::connectivity(&other.id, false);
@@ -190,6 +190,13 @@ impl Conference {
                 });
             }
         }
+        if let Some(Some(ep)) = self.endpoints.get_mut(r as usize) {
+            for (_, _, a) in &mut ep.uplink.source_constraints {
+                a.channel_opened(now);
+            }
+            ep.uplink.video_constraints.channel_opened(now);
+        }
+        self.flush_sender_constraints(now, ctx, sink);
     }
 
     fn dominant_speaker_message(&self) -> Option<String> {

@@ -20,11 +20,14 @@ use crate::timer::Deadline;
 
 use super::api::{ConferenceHandle, EndpointHandle, FeedbackSources};
 use super::context::{ConferenceTimer, Ctx, TimerKey};
+use super::counters::Stat;
 use super::endpoint::Endpoint;
+use super::link_quality::{LinkStats, SENDING_WINDOW};
 use super::model::{HdrExtIds, MediaKind, SsrcMap};
 use super::rtcp::ReportBlock;
 use super::source::MediaSource;
 use super::speaker::SpeakerDetector;
+use super::uplink::SsrcRole;
 
 mod allocate;
 mod feedback;
@@ -71,6 +74,10 @@ pub(crate) struct Conference {
     timers: [Deadline; ConferenceTimer::ALL.len()],
     /// Reused by receiver-report generation.
     rr_blocks: Vec<(MediaKind, ReportBlock)>,
+    /// Whether any endpoint's transport connected, and how many left without ever connecting:
+    /// the conference's outcome in `total_failed_conferences` / `..._partially_failed_...`.
+    any_connected: bool,
+    never_connected: u32,
 }
 
 impl Conference {
@@ -115,6 +122,8 @@ impl Conference {
             had_endpoints: false,
             timers: [Deadline::default(); ConferenceTimer::ALL.len()],
             rr_blocks: Vec::new(),
+            any_connected: false,
+            never_connected: 0,
         };
         for (t, at) in first {
             c.arm(t, Some(at), ctx);
@@ -128,12 +137,15 @@ impl Conference {
         ctx.timers.set(&mut self.timers[t.index()], key, at);
     }
 
+    /// Arms periodic job `t` at `at` if that is earlier than its armed deadline.
+    fn arm_earlier(&mut self, t: ConferenceTimer, at: Option<Instant>, ctx: &mut Ctx) {
+        let key = TimerKey::Conference(self.handle, t);
+        ctx.timers.lower(&mut self.timers[t.index()], key, at);
+    }
+
     /// Runs a re-allocation at `now` from the timer (after the current input): the layers changed.
     fn reallocate_soon(&mut self, now: Instant, ctx: &mut Ctx) {
-        let t = ConferenceTimer::Allocation;
-        let key = TimerKey::Conference(self.handle, t);
-        ctx.timers
-            .lower(&mut self.timers[t.index()], key, Some(now));
+        self.arm_earlier(ConferenceTimer::Allocation, Some(now), ctx);
     }
 
     // ------------------------------------------------------------------------------ lookups
@@ -201,6 +213,10 @@ impl Conference {
             .map(|e| e.handle)
     }
 
+    pub fn endpoint_handles(&self) -> impl Iterator<Item = EndpointHandle> + '_ {
+        self.endpoints.iter().flatten().map(|e| e.handle)
+    }
+
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.iter().flatten().count()
     }
@@ -215,6 +231,45 @@ impl Conference {
 
     pub fn source_count(&self) -> usize {
         self.sources.iter().flatten().count()
+    }
+
+    /// Adds this conference's endpoints to the bridge's link measurements.
+    pub fn add_link_stats(&self, now: Instant, s: &mut LinkStats) {
+        let recent = |t: Option<Instant>| {
+            t.is_some_and(|t| now.saturating_duration_since(t) <= SENDING_WINDOW)
+        };
+        for ep in self.endpoints.iter().flatten() {
+            s.audio_channels += u64::from(ep.audio.pts != 0);
+            s.video_channels += u64::from(ep.video.pts != 0);
+            s.video_streams += ep.downlink.forwarded.len() as u64;
+            let (mut audio, mut video) = (false, false);
+            for (_, e) in ep.uplink.ssrcs.iter() {
+                if e.role != SsrcRole::Media || !recent(e.stats.last_arrival()) {
+                    continue;
+                }
+                match e.kind {
+                    MediaKind::Audio => audio = true,
+                    MediaKind::Video => video = true,
+                }
+                s.jitter_ms_sum += e.stats.jitter_ms();
+                s.jitter_count += 1;
+            }
+            s.endpoints_sending_audio += u64::from(audio);
+            s.endpoints_sending_video += u64::from(video);
+            if let Some(rtt) = ep.downlink.link.rtt {
+                s.rtt_ms_sum += rtt.as_secs_f64() * 1000.0;
+                s.rtt_count += 1;
+            }
+        }
+    }
+
+    /// How the conference went, for the failure counters; asked when it expires.
+    pub fn outcome(&self) -> Option<Stat> {
+        match (self.any_connected, self.never_connected) {
+            (false, n) if n > 0 => Some(Stat::ConferencesFailed),
+            (true, n) if n > 0 => Some(Stat::ConferencesPartiallyFailed),
+            _ => None,
+        }
     }
 
     pub fn should_expire(&self) -> bool {

@@ -91,6 +91,11 @@ impl Conference {
                 self.reallocate(now, ctx, sink);
                 None
             }
+            ConferenceTimer::SenderConstraints => {
+                // Re-arms itself.
+                self.flush_sender_constraints(now, ctx, sink);
+                None
+            }
             ConferenceTimer::ProbeCheck => {
                 for ep in self.endpoints.iter_mut().flatten() {
                     let connected = ep.transport.connected;
@@ -111,7 +116,9 @@ impl Conference {
         let mut kind_blocks: Vec<rtcp::ReportBlock> = Vec::new();
         for ep in self.endpoints.iter_mut().flatten() {
             // Computed for every sender (the statistics advance), sent to connected ones.
-            ep.uplink.report_blocks(now, &mut blocks);
+            let (expected, lost) = ep.uplink.report_blocks(now, &mut blocks);
+            ctx.counters.add(Stat::PacketsExpected, expected);
+            ctx.counters.add(Stat::PacketsLost, lost);
             if blocks.is_empty() || !ep.transport.connected {
                 continue;
             }

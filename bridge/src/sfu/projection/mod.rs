@@ -12,6 +12,8 @@
 //! |---|---|
 //! | `vp8.rs` | VP8 with PictureID and TID: decisions per *frame*; a ring of recent frames gives each accepted frame its sequence-number and PictureID offsets, collapsing dropped frames |
 //! | `generic.rs` | H264, VP9 (for now), VP8 without PictureID, others: linear sequence/timestamp offsets per segment |
+//! | `av1.rs` | AV1 with the Dependency Descriptor: decode targets (spatial and temporal), chains, switches without keyframes where the structure allows; rewrites sequence numbers, frame numbers, template ids, active decode targets |
+//! | `vp9.rs` | VP9 with PictureID and layer indices: SVC (full and K-SVC, flexible and non-flexible) and simulcast, per layer frame; rewrites sequence numbers, PictureID, TL0PICIDX, the marker |
 //!
 //! Shared by all contexts: [`SwitchFilter`] (`switch.rs`: which encoding, switching only on
 //! keyframes, and temporal layer dropping), [`OutState`] (`stream.rs`: where the receiver's stream
@@ -27,7 +29,9 @@ use std::time::Instant;
 use super::codec::{FrameDesc, VideoInfo};
 use super::keyframe::RateLimit;
 
+mod av1;
 mod generic;
+mod layered;
 mod seq;
 mod stream;
 mod switch;
@@ -35,20 +39,29 @@ mod target;
 #[cfg(test)]
 mod tests;
 mod vp8;
+mod vp9;
 
 use generic::GenericStream;
+use layered::LayeredStream;
 use vp8::Vp8Stream;
 
+type Av1Stream = LayeredStream<DdProjection>;
+type Vp9Stream = LayeredStream<Vp9Projection>;
+
+pub use av1::{DdConfig, DdPacket, DdProjection, DdRewrite, DdTarget};
 pub use seq::{SeqRewriter, seq_newer};
 pub use stream::{CodecStream, OutState, Rewritten, Segment, VideoPacket};
 pub use switch::SwitchFilter;
 pub use target::{ALL_TEMPORAL, Target};
+pub use vp9::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Rewrite, Vp9Target};
 
 /// Which codec context a packet selects (from its [`FrameDesc`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Context {
     Generic,
     Vp8,
+    Av1,
+    Vp9,
 }
 
 impl Context {
@@ -56,6 +69,8 @@ impl Context {
         match info.frame {
             FrameDesc::None => Context::Generic,
             FrameDesc::Vp8(_) => Context::Vp8,
+            FrameDesc::Av1(_) => Context::Av1,
+            FrameDesc::Vp9(_) => Context::Vp9,
         }
     }
 }
@@ -66,6 +81,8 @@ impl Context {
 struct Segments {
     generic: Option<GenericStream>,
     vp8: Option<Box<Vp8Stream>>,
+    av1: Option<Box<Av1Stream>>,
+    vp9: Option<Box<Vp9Stream>>,
 }
 
 impl Segments {
@@ -73,12 +90,24 @@ impl Segments {
         if let Some(g) = &self.generic {
             return Some(g);
         }
+        if let Some(s) = &self.av1 {
+            return Some(s);
+        }
+        if let Some(s) = &self.vp9 {
+            return Some(s);
+        }
         self.vp8.as_ref().map(|s| s as &dyn Segment)
     }
 
     fn current_mut(&mut self) -> Option<&mut dyn Segment> {
         if let Some(g) = &mut self.generic {
             return Some(g);
+        }
+        if let Some(s) = &mut self.av1 {
+            return Some(s);
+        }
+        if let Some(s) = &mut self.vp9 {
+            return Some(s);
         }
         self.vp8.as_mut().map(|s| s as &mut dyn Segment)
     }
@@ -181,6 +210,17 @@ impl Projection {
         }
     }
 
+    /// Whether moving the target to encoding `e` needs a keyframe from the sender at once. The
+    /// AV1 and VP9 contexts know the stream's structure (an SVC sender's spatial layers are the
+    /// allocation's encodings, most switches need no keyframe): they ask for one themselves,
+    /// with the next packet, when a switch needs it ([`Self::needs_keyframe`]).
+    pub fn switch_needs_keyframe(&self, e: u8) -> bool {
+        match &self.state {
+            State::Video(v) if v.segments.av1.is_some() || v.segments.vp9.is_some() => false,
+            _ => self.current_encoding() != Some(e),
+        }
+    }
+
     /// While a down-switch is pending, drop the current encoding entirely (set by the allocation
     /// when even its base layer exceeds the receiver's bandwidth).
     pub fn set_drain(&mut self, drain: bool) {
@@ -192,7 +232,13 @@ impl Projection {
     /// The encoding a keyframe is needed for (switch pending or nothing forwarded yet).
     pub fn needs_keyframe(&self) -> Option<u8> {
         match &self.state {
-            State::Video(v) if self.target != Target::Suspended => v.filter.needs_keyframe(),
+            State::Video(v) if self.target != Target::Suspended => {
+                match (&v.segments.av1, &v.segments.vp9) {
+                    (Some(s), _) => s.needs_keyframe(&v.filter),
+                    (_, Some(s)) => s.needs_keyframe(&v.filter),
+                    _ => v.filter.needs_keyframe(),
+                }
+            }
             _ => None,
         }
     }
@@ -275,6 +321,12 @@ impl Projection {
             }
             FrameDesc::None => {
                 CodecStream::project(&mut segments.generic, filter, out, now, p, &(), target)
+            }
+            FrameDesc::Av1(d) => {
+                CodecStream::project(&mut segments.av1, filter, out, now, p, d, target)
+            }
+            FrameDesc::Vp9(d) => {
+                CodecStream::project(&mut segments.vp9, filter, out, now, p, d, target)
             }
         }?;
         self.packets_sent += 1;

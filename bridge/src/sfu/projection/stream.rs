@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use crate::sfu::codec::{PayloadRewrite, VideoInfo};
+use crate::sfu::codec::{PayloadRewrite, StreamState, VideoInfo};
+use crate::sfu::frames::Continuity;
 
 use super::seq::{seq_newer, ts_newer};
 use super::switch::SwitchFilter;
@@ -37,6 +38,26 @@ impl OutState {
         self.started = true;
     }
 
+    /// Where a codec context that keeps its own [`Continuity`] (AV1, VP9) starts: where the
+    /// previous context left the receiver's stream.
+    pub fn continuity(&self) -> Continuity {
+        Continuity {
+            started: self.started,
+            last_seq: self.last_seq,
+            last_ts: self.last_ts,
+            last_frame_at: self.last_frame_at,
+            open_frame: false,
+            segment_start: self.segment_start,
+        }
+    }
+
+    /// Follows such a context after it forwarded a packet as `(seq, ts)`.
+    pub fn follow(&mut self, c: &Continuity, seq: u16, ts: u32) {
+        self.on_sent(seq, ts);
+        self.last_frame_at = c.last_frame_at;
+        self.segment_start = c.segment_start;
+    }
+
     /// The timestamp a new segment starts at.
     pub fn switch_ts(&self, now: Instant) -> u32 {
         let frames = self.last_frame_at.map_or(1, |t| {
@@ -66,6 +87,9 @@ pub struct VideoPacket<'a> {
     pub timestamp: u32,
     pub marker: bool,
     pub info: &'a VideoInfo,
+    /// The sender stream's codec state, when its codec keeps one (AV1: the Dependency
+    /// Descriptor's structures; VP9: the scalability structure).
+    pub stream: Option<&'a StreamState>,
 }
 
 /// One codec's forwarding context: the state of a forwarded segment (one encoding, from the

@@ -146,6 +146,7 @@ fn feed(
             timestamp: k.ts,
             marker: k.marker,
             info: &info,
+            stream: None,
         };
         if let Some(r) = p.video(now, &vp) {
             let PayloadRewrite::Vp8 {
@@ -431,6 +432,7 @@ fn generic_context_switches_on_keyframes() {
         timestamp: ts,
         marker: true,
         info,
+        stream: None,
     };
     assert!(p.video(t0, &pkt(0, 10, 900, &delta)).is_none());
     let r = p.video(t0, &pkt(0, 11, 3900, &key)).unwrap();
