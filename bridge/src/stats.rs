@@ -892,6 +892,48 @@ mod tests {
         assert_eq!(format_timestamp(t), "2099-12-31 23:59:59.999");
     }
 
+    /// One stress figure, three readers: `/colibri/stats` (operators), brewery presence (the
+    /// focus's bridge selection) and `jitsi_jvb_stress` (the HPA) show the same value, the packet
+    /// rate over `JVB_MAX_PACKET_RATE` (here the manifests' 150 000 at the 1 × 40 load).
+    #[test]
+    fn stress_is_the_same_in_colibri_stats_presence_and_metrics() {
+        let mut agg = StatsAggregator::new(StatsConfig {
+            max_packet_rate: 150_000,
+            ..StatsConfig::default()
+        });
+        let t0 = Instant::now();
+        agg.update(t0, StatsSample::default());
+        let s = agg.update(
+            t0 + Duration::from_secs(5),
+            StatsSample {
+                packets_received: 5 * 6_000,
+                packets_sent: 5 * 129_000,
+                ..Default::default()
+            },
+        );
+        let want = 0.9;
+        assert!((s.stress_level - want).abs() < 1e-9, "{}", s.stress_level);
+        assert_eq!(s.to_json()["stress_level"].as_f64(), Some(s.stress_level));
+        let presence: Vec<f64> = s
+            .presence_stats()
+            .into_iter()
+            .filter(|(k, _)| k == "stress_level")
+            .map(|(_, v)| v.parse().unwrap())
+            .collect();
+        assert_eq!(presence.len(), 1);
+        assert!((presence[0] - want).abs() < 1e-9, "{presence:?}");
+        let m = BridgeMetrics::new().unwrap();
+        m.observe(&s);
+        let metric: Vec<f64> = m
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("jitsi_jvb_stress "))
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(metric.len(), 1);
+        assert!((metric[0] - want).abs() < 1e-9, "{metric:?}");
+    }
+
     #[test]
     fn rates_and_stress_over_the_window() {
         let mut agg = StatsAggregator::new(StatsConfig {

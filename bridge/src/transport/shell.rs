@@ -3,11 +3,12 @@
 //! The sans-IO state lives in [`PortState`]; [`Port::run`] owns the socket and calls a
 //! [`PortHandler`] synchronously for every transport event and every command, so the consumer
 //! (the forwarding core, or a test) runs in the same task as the socket: no channel hop and no
-//! lock per packet. Transmits are flushed after each callback.
+//! lock per packet. The socket is read a `recvmmsg` batch at a time and the transmits are flushed
+//! once per batch, timer or command ([`super::udp`]: `sendmmsg`, UDP GSO).
 //!
 //! A datagram's path here: [`Demux::route`] (classify once, find the endpoint) →
 //! `EndpointTransport::handle_datagram` (ICE / DTLS / SRTP) → its events to the handler → the
-//! transmits the handler queued, flushed. The endpoints' timers are one
+//! transmits the handler queued, flushed with the rest of the batch's. The endpoints' timers are one
 //! [`TimerTable`](crate::timer::TimerTable) keyed by endpoint: re-armed only for endpoints whose
 //! state changed, so neither a datagram nor [`PortState::poll_timeout`] scans every endpoint.
 
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -26,6 +28,7 @@ use crate::timer::{Deadline, TimerTable};
 use super::counters::DropCounters;
 use super::demux::{Demux, PacketKind, classify};
 use super::endpoint::{EndpointTransport, SendError, TransportEvent};
+use super::udp::{self, IoCounters, RecvBatch};
 
 /// Demux plus endpoints: everything but the socket.
 pub struct PortState<K> {
@@ -275,19 +278,32 @@ pub trait PortHandler<K> {
 pub struct Port<K> {
     socket: UdpSocket,
     state: PortState<K>,
+    /// Reused receive buffers (`recvmmsg`).
+    recv: RecvBatch,
+    io: Arc<IoCounters>,
 }
 
 impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     pub async fn bind(addr: SocketAddr, counters: Arc<DropCounters>) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
         let socket = UdpSocket::bind(addr).await?;
+        let io = Arc::new(IoCounters::default());
+        udp::probe_gso(socket.as_raw_fd(), &io);
         Ok(Self {
             socket,
             state: PortState::new(counters),
+            recv: RecvBatch::default(),
+            io,
         })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// The socket's batch counters (syscalls, datagrams, GSO use and fallbacks).
+    pub fn io_counters(&self) -> &Arc<IoCounters> {
+        &self.io
     }
 
     /// Asks the kernel for `bytes` of receive and of send buffer and returns what it granted
@@ -317,12 +333,17 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     }
 
     /// Runs until the command channel closes or the handler asks to stop. Returns the state.
+    ///
+    /// Each readiness of the socket takes a batch of up to [`udp::BATCH`] datagrams; each is
+    /// routed and its events delivered in arrival order, and what the batch made the endpoints
+    /// send is flushed once, so one receiver's datagrams of a batch can leave as one GSO message.
     pub async fn run<H: PortHandler<K>>(
         mut self,
         mut handler: H,
         mut commands: mpsc::Receiver<H::Command>,
     ) -> (PortState<K>, H) {
-        let mut buf = vec![0u8; 2048];
+        use std::os::fd::AsRawFd;
+        let fd = self.socket.as_raw_fd();
         let mut events = Vec::new();
         let mut transmits = Vec::new();
         loop {
@@ -337,14 +358,21 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                 }
             };
             tokio::select! {
-                r = self.socket.recv_from(&mut buf) => {
-                    match r {
-                        Ok((n, from)) => {
+                r = self.socket.readable() => {
+                    let recv = &mut self.recv;
+                    let io = &self.io;
+                    let got = r.and_then(|()| {
+                        self.socket.try_io(Interest::READABLE, || recv.recv(fd, io))
+                    });
+                    match got {
+                        Ok(_) => {
                             let now = Instant::now();
-                            if let Some(data) = buf.get(..n) {
+                            for (from, data) in self.recv.datagrams() {
                                 self.state.handle_datagram(now, from, data);
+                                deliver_events(&mut self.state, &mut handler, &mut events);
                             }
                         }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => {
                             // ICMP port unreachable surfaces here on Linux; not fatal.
                             tracing::debug!("udp recv error: {e}");
@@ -366,35 +394,66 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                     }
                 }
             }
-            for k in self.state.take_faulted() {
-                handler.on_fault(Instant::now(), &k, &mut self.state);
-            }
-            // Deliver events (handlers may queue more work), then flush.
-            loop {
-                events.clear();
-                self.state.drain_events(&mut events);
-                if events.is_empty() {
-                    break;
-                }
-                let now = Instant::now();
-                for (k, e) in events.drain(..) {
-                    handler.on_event(now, &k, e, &mut self.state);
-                }
-                self.flush(&mut transmits).await;
-            }
+            deliver_events(&mut self.state, &mut handler, &mut events);
             self.flush(&mut transmits).await;
         }
         self.flush(&mut transmits).await;
         (self.state, handler)
     }
 
+    /// Sends every queued transmit: `sendmmsg` batches, GSO runs per destination.
     async fn flush(&mut self, transmits: &mut Vec<(SocketAddr, bytes::Bytes)>) {
+        use std::os::fd::AsRawFd;
         transmits.clear();
         self.state.drain_transmits(transmits);
-        for (to, data) in transmits.drain(..) {
-            if let Err(e) = self.socket.send_to(&data, to).await {
-                tracing::debug!("udp send to {to} failed: {e}");
+        let fd = self.socket.as_raw_fd();
+        let mut done = 0;
+        while done < transmits.len() {
+            let rest = &transmits[done..];
+            let io = &self.io;
+            match self
+                .socket
+                .try_io(Interest::WRITABLE, || udp::send_some(fd, rest, io))
+            {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.socket.writable().await {
+                        tracing::debug!("udp socket not writable: {e}");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("udp send failed: {e}");
+                    break;
+                }
             }
+        }
+        transmits.clear();
+    }
+}
+
+/// Delivers the dirty endpoints' events to the handler until none is left (handlers may cause
+/// more, e.g. a data-channel reply).
+fn deliver_events<K, H: PortHandler<K>>(
+    state: &mut PortState<K>,
+    handler: &mut H,
+    events: &mut Vec<(K, TransportEvent)>,
+) where
+    K: Clone + Eq + Hash,
+{
+    // Transports that panicked on the last input first: the handler expires what they carried.
+    for k in state.take_faulted() {
+        handler.on_fault(Instant::now(), &k, state);
+    }
+    loop {
+        events.clear();
+        state.drain_events(events);
+        if events.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        for (k, e) in events.drain(..) {
+            handler.on_event(now, &k, e, state);
         }
     }
 }
@@ -476,10 +535,10 @@ mod tests {
         assert!(send >= asked.min(max("wmem_max")), "send buffer {send}");
     }
 
-    fn state_with(n: u32) -> PortState<u32> {
-        let counters = Arc::new(DropCounters::new());
+    /// Adds bridge-side endpoints `0..n`, sharing the port's drop counters.
+    fn add_endpoints(st: &mut PortState<u32>, n: u32) {
         let identity = DtlsIdentity::generate().unwrap();
-        let mut st = PortState::new(counters.clone());
+        let counters = st.counters().clone();
         for k in 0..n {
             let ep = EndpointTransport::new(
                 IceCredentials::random(),
@@ -490,6 +549,11 @@ mod tests {
             .unwrap();
             st.add_endpoint(k, ep);
         }
+    }
+
+    fn state_with(n: u32) -> PortState<u32> {
+        let mut st = PortState::new(Arc::new(DropCounters::new()));
+        add_endpoints(&mut st, n);
         st
     }
 
@@ -574,6 +638,123 @@ mod tests {
         // Queueing media (not connected here: refused) does not mark timers for re-reading.
         let _ = st.send_rtp(&3, &[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert!(st.endpoints[&3].dirty && !st.endpoints[&3].timer_dirty);
+    }
+
+    /// What a port test's handler saw.
+    #[derive(Default)]
+    struct Recorder {
+        events: Vec<(u32, String)>,
+    }
+
+    impl PortHandler<u32> for Recorder {
+        type Command = ();
+        fn on_event(&mut self, _: Instant, key: &u32, e: TransportEvent, _: &mut PortState<u32>) {
+            self.events.push((*key, format!("{e:?}")));
+        }
+        fn on_command(&mut self, _: Instant, _: (), _: &mut PortState<u32>) -> bool {
+            true
+        }
+    }
+
+    /// One `recvmmsg` batch mixing three endpoints' connectivity checks with garbage: each check
+    /// reaches its own endpoint and is answered to its sender (one `sendmmsg` flush for the
+    /// batch), each piece of garbage is dropped and counted under its reason, nothing else moves.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_of_checks_and_garbage_reaches_the_right_endpoints() {
+        use crate::transport::DropReason;
+        use crate::transport::stun::{self, Builder, Class, METHOD_BINDING};
+        let counters = Arc::new(DropCounters::new());
+        let mut port: Port<u32> = Port::bind("127.0.0.1:0".parse().unwrap(), counters.clone())
+            .await
+            .unwrap();
+        let to = port.local_addr().unwrap();
+        add_endpoints(port.state_mut(), 3);
+        let creds: Vec<_> = (0..3)
+            .map(|k| {
+                port.state_mut()
+                    .endpoint(&k)
+                    .unwrap()
+                    .local_credentials()
+                    .clone()
+            })
+            .collect();
+        let io = port.io_counters().clone();
+        let peers: Vec<_> = (0..3)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let garbage = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let check = |ufrag: &str, pwd: &str, id: [u8; 12]| {
+            let mut buf = Vec::new();
+            Builder::new(&mut buf, Class::Request, METHOD_BINDING, &id)
+                .username(&format!("{ufrag}:peer"))
+                .priority(1)
+                .ice_controlled(7)
+                .integrity(pwd.as_bytes())
+                .fingerprint();
+            buf
+        };
+        // Interleaved, all waiting before the port reads: 4 checks per peer, 5 pieces of garbage.
+        for round in 0..4u8 {
+            for (k, peer) in peers.iter().enumerate() {
+                let c = &creds[k];
+                peer.send_to(
+                    &check(
+                        &c.ufrag,
+                        &c.pwd,
+                        [round, k as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                    ),
+                    to,
+                )
+                .unwrap();
+            }
+            if round == 1 {
+                garbage
+                    .send_to(&[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], to)
+                    .unwrap();
+                garbage.send_to(&[0xFF; 40], to).unwrap();
+                garbage
+                    .send_to(&check("nobody", "secret", [9; 12]), to)
+                    .unwrap();
+                garbage.send_to(&[0x80; 3000], to).unwrap();
+                garbage.send_to(&[0x17, 0xFE, 0xFD], to).unwrap();
+            }
+        }
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(port.run(Recorder::default(), rx));
+        // Every check is answered (a success response with its transaction id) to its sender.
+        for (k, peer) in peers.iter().enumerate() {
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut answered = Vec::new();
+            let mut buf = [0u8; 1500];
+            while answered.len() < 4 {
+                let (n, from) = peer.recv_from(&mut buf).expect("an answer");
+                assert_eq!(from, to);
+                let m = stun::Message::parse(&buf[..n]).unwrap();
+                if m.class == Class::Success {
+                    assert!(m.verify_integrity(creds[k].pwd.as_bytes()));
+                    assert_eq!(
+                        m.transaction_id[1], k as u8,
+                        "peer {k} got another's answer"
+                    );
+                    answered.push(m.transaction_id[0]);
+                }
+            }
+            assert_eq!(answered, vec![0, 1, 2, 3], "peer {k}");
+        }
+        drop(tx);
+        let (_, recorder) = task.await.unwrap();
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(io.datagrams_received.load(Relaxed), 17);
+        assert_eq!(io.recv_calls.load(Relaxed), 1, "one batch");
+        assert_eq!(io.truncated.load(Relaxed), 1);
+        // RTP and DTLS from an unknown address, a first byte of no protocol, an unknown ufrag.
+        assert_eq!(counters.get(DropReason::UnknownAddress), 2);
+        assert_eq!(counters.get(DropReason::UnknownProtocol), 1);
+        assert_eq!(counters.get(DropReason::StunUnknownUfrag), 1);
+        assert_eq!(counters.total(), 4);
+        assert!(io.datagrams_sent.load(Relaxed) >= 12);
+        assert!(recorder.events.iter().all(|(k, _)| *k < 3));
     }
 
     /// Sending checks to a participant-chosen candidate teaches the demux nothing: media from
