@@ -151,7 +151,7 @@ end_load=$(cut -d' ' -f1-3 /proc/loadavg)
 for p in bridge focus; do
   pid_var="${p}_pid"
   find "/proc/${!pid_var}/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null \
-    | sed -e 's/\[[0-9]*\]//' -e 's#^/.*#file#' | sort | uniq -c | awk '{ printf "%s×%s ", $1, $2 }' >"$data/$p-fds-end.txt" || true
+    | sed -e 's/:\[[0-9]*\]$//' -e 's#^/.*#file#' | sort | uniq -c | awk '{ printf "%s×%s ", $1, $2 }' >"$data/$p-fds-end.txt" || true
 done
 alive=yes
 if ! kill -0 "$bridge_pid" 2>/dev/null || ! kill -0 "$focus_pid" 2>/dev/null; then alive=no; fi
@@ -210,7 +210,7 @@ if [ "$planned" != "$connected" ]; then verdicts+=("**$((planned - connected)) o
 # ---- report ---------------------------------------------------------------------------------------
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
-  echo "# Memory soak: $conferences × $participants loadtest participants joining and leaving for $((soak_seconds / 60)) min"
+  echo "# Memory soak: $conferences × $participants loadtest participants joining and leaving for $soak_seconds s"
   echo
   echo "Written by \`loadtest/soak.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), worktree commit \`$commit\`,"
   echo "$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), shared with other work:"
