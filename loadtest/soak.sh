@@ -99,7 +99,8 @@ log "bridge pid $bridge_pid ($bridge_stats), focus pid $focus_pid ($focus_stats)
 status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo NA; }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 sockets() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -lname 'socket:*' 2>/dev/null | wc -l; }
-json_field() { # $1 = url, $2 = jq filter
+json_field() { # $1 = url, $2 = jq filter, $3 = pid serving it (another deployment may reuse its port)
+  kill -0 "$3" 2>/dev/null || { echo NA; return; }
   curl -fsS --max-time 2 "$1" 2>/dev/null | jq -r "$2" 2>/dev/null || echo NA
 }
 t0=$(date +%s.%N)
@@ -109,8 +110,8 @@ sample() { # $1 = phase
   printf '%s %s %s %s %s %s %s %s %s %s %s %s %s %s %s\n' "$(elapsed)" "$1" \
     "$(status_kib "$bridge_pid" VmRSS)" "$(status_kib "$bridge_pid" Threads)" "$(fds "$bridge_pid")" "$(sockets "$bridge_pid")" \
     "$(status_kib "$focus_pid" VmRSS)" "$(status_kib "$focus_pid" Threads)" "$(fds "$focus_pid")" "$(sockets "$focus_pid")" \
-    "$(json_field "$bridge_stats" '.conferences')" "$(json_field "$bridge_stats" '.endpoints')" \
-    "$(json_field "$focus_stats" '.conferences')" "$(json_field "$focus_stats" '.participants')" \
+    "$(json_field "$bridge_stats" '.conferences' "$bridge_pid")" "$(json_field "$bridge_stats" '.endpoints' "$bridge_pid")" \
+    "$(json_field "$focus_stats" '.conferences' "$focus_pid")" "$(json_field "$focus_stats" '.participants' "$focus_pid")" \
     "$(cut -d' ' -f1 /proc/loadavg)"
 }
 echo "$columns" >"$data/samples.txt"
