@@ -15,6 +15,8 @@
 #   SOAK_ROUND          each round's measurement window after everybody joined (default 3s)
 #   SOAK_SAMPLE         sampling period in seconds (default 5)
 #   SOAK_GRACE          seconds after the last round before the end state is read (default 20)
+#   SOAK_SETTLE         seconds between "deployment up" and the idle sample (default 5): the focus
+#                       reports healthy before its component connection to Prosody is up
 #   SOAK_MAX_SLOPE      KiB/min above which an RSS slope counts as growth (default 64)
 #   SOAK_DATA           keep the raw samples and per-round loadtest reports in this directory
 #   CARGO_TARGET_DIR    where the release `bridge`, `focus` and `loadtest` are (default: target);
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/.."
 log() { printf 'soak.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
-[ $# -eq 1 ] || { sed -n '2,23p' "$0" >&2; exit 64; }
+[ $# -eq 1 ] || { sed -n '2,25p' "$0" >&2; exit 64; }
 report=$1
 soak_seconds=${SOAK_SECONDS:-600}
 conferences=${SOAK_CONFERENCES:-5}
@@ -36,13 +38,14 @@ participants=${SOAK_PARTICIPANTS:-4}
 round_window=${SOAK_ROUND:-3s}
 sample_every=${SOAK_SAMPLE:-5}
 grace=${SOAK_GRACE:-20}
+settle=${SOAK_SETTLE:-5}
 max_slope=${SOAK_MAX_SLOPE:-64}
 target="${CARGO_TARGET_DIR:-target}"
 loadtest_bin="$target/release/loadtest"
 for b in bridge focus loadtest; do
   [ -x "$target/release/$b" ] || die "$target/release/$b missing: cargo build --release -p bridge -p focus -p loadtest"
 done
-for n in "$soak_seconds" "$conferences" "$participants" "$sample_every" "$grace"; do
+for n in "$soak_seconds" "$conferences" "$participants" "$sample_every" "$grace" "$settle"; do
   [[ $n =~ ^[0-9]+$ ]] || die "not a whole number: $n"
 done
 
@@ -114,6 +117,7 @@ sample() { # $1 = phase
     "$(json_field "$focus_stats" '.conferences' "$focus_pid")" "$(json_field "$focus_stats" '.participants' "$focus_pid")" \
     "$(cut -d' ' -f1 /proc/loadavg)"
 }
+sleep "$settle"
 echo "$columns" >"$data/samples.txt"
 sample idle >>"$data/samples.txt"
 start_load=$(cut -d' ' -f1-3 /proc/loadavg)
