@@ -20,6 +20,8 @@
 #                    address to open the page from another device — browsers only give a camera to
 #                    http pages on localhost, so that device needs https in front, or a browser flag)
 #   RUN_NO_BUILD=1   use the already built release binaries
+#   RUN_NO_DEMO=1    no demo page (and no npm packages): Prosody, bridge and focus only, e.g. for
+#                    loadtest/soak.sh, which reads the ports from the lines this script logs
 #   CARGO_TARGET_DIR where cargo puts the binaries (default: target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +33,7 @@ if ! command -v prosody >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; th
   log "installing dependencies (Prosody, Node.js …)"
   scripts/install-deps.sh
 fi
-e2e/install.sh >/dev/null
+[ "${RUN_NO_DEMO:-0}" = 1 ] || e2e/install.sh >/dev/null
 
 target="${CARGO_TARGET_DIR:-target}"
 if [ "${RUN_NO_BUILD:-0}" != 1 ]; then
@@ -221,6 +223,9 @@ kill -0 "$bridge_pid" 2>/dev/null || { log "bridge exited"; cat "$tmp/bridge.log
 log "bridge media on udp $media_host:$media, advertised as $media_ips (REST 127.0.0.1:$bridge_rest); focus REST 127.0.0.1:$focus_rest"
 
 # ---- demo page ------------------------------------------------------------------------------------
+if [ "${RUN_NO_DEMO:-0}" = 1 ]; then
+  log "up (no demo page); logs in $tmp"
+else
 cat > "$tmp/demo.json" <<EOF
 {"domain":"$domain","muc":"$muc","focus":"$focus_domain","websocketPort":$http,"room":"$room","resolution":360,"mediaPort":$media,"mediaAddresses":"$media_ips"}
 EOF
@@ -246,6 +251,7 @@ ${media_warning:+
   Press Ctrl-C to stop.
 
 EOF
+fi
 
 # Run until a signal, or until one of the processes dies.
 while :; do
