@@ -333,7 +333,7 @@ fn help_documents_every_environment_variable() {
     let out = run(&[], &["--help"]);
     assert!(out.status.success());
     let help = stdout(&out);
-    // docker-jitsi-meet's jvb variables (protocol brief §6.1) and our additions, named literally so
+    // docker-jitsi-meet's jvb variables (its jvb/rootfs/defaults/jvb.conf) and our additions, named literally so
     // that this test does not just check the table against itself.
     for var in [
         "XMPP_SERVER",
