@@ -402,12 +402,7 @@ impl Downlink {
                 ctx.counters.drop(DropReason::NackNotCached);
                 continue;
             };
-            let Some(orig) = src
-                .store
-                .as_ref()
-                .and_then(|st| st.get(e.stored))
-                .and_then(|b| RtpPacket::parse(b).ok())
-            else {
+            let Some(orig) = src.stored_packet(e.stored) else {
                 ctx.counters.drop(DropReason::NackNotCached);
                 continue;
             };
@@ -574,12 +569,7 @@ impl Downlink {
             let Some(src) = sources.get(e.source as usize).and_then(Option::as_ref) else {
                 continue;
             };
-            let Some(orig) = src
-                .store
-                .as_ref()
-                .and_then(|st| st.get(e.stored))
-                .and_then(|b| RtpPacket::parse(b).ok())
-            else {
+            let Some(orig) = src.stored_packet(e.stored) else {
                 continue;
             };
             let Some(rtx_pt) = video.rtx_pt_for(orig.payload_type()) else {

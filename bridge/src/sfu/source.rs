@@ -16,7 +16,8 @@ use super::keyframe::RateLimit;
 use super::layers::SourceLayers;
 use super::model::{Encoding, MediaKind};
 use super::projection::DdConfig;
-use super::rtx_cache::PacketStore;
+use super::rtp::RtpPacket;
+use super::rtx_cache::{PacketStore, StoreRef};
 use super::vp9::{Vp9Error, Vp9Info, Vp9Source};
 
 /// A source registered in a conference.
@@ -46,6 +47,15 @@ pub struct MediaSource {
 }
 
 impl MediaSource {
+    /// A packet this source's store still holds, parsed (retransmissions and probes rebuild
+    /// from it).
+    pub fn stored_packet(&self, r: StoreRef) -> Option<RtpPacket<'_>> {
+        self.store
+            .as_ref()
+            .and_then(|st| st.get(r))
+            .and_then(|b| RtpPacket::parse(b).ok())
+    }
+
     pub fn new(
         generation: u32,
         owner: u32,

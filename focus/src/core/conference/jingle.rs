@@ -223,10 +223,7 @@ impl Conference {
             .try_add(nick, &sources, &Self::limits(ctx))
             .map_err(bad_request)?;
         info!(room = %self.room, %nick, ssrcs = accepted.ssrc_count(), "source-add");
-        self.update_bridge(ctx, nick, None, true, None);
-        // A screen share added or removed changes what a video mute must drop.
-        self.sync_force_mute(ctx, nick);
-        self.signal_to_others(ctx, nick, SourceOp::Add, &accepted);
+        self.sources_changed(ctx, nick, SourceOp::Add, &accepted);
         Ok(())
     }
 
@@ -245,11 +242,22 @@ impl Conference {
             .try_remove(nick, &sources)
             .map_err(bad_request)?;
         info!(room = %self.room, %nick, ssrcs = removed.ssrc_count(), "source-remove");
-        self.update_bridge(ctx, nick, None, true, None);
-        // A screen share added or removed changes what a video mute must drop.
-        self.sync_force_mute(ctx, nick);
-        self.signal_to_others(ctx, nick, SourceOp::Remove, &removed);
+        self.sources_changed(ctx, nick, SourceOp::Remove, &removed);
         Ok(())
+    }
+
+    /// What follows a participant's accepted source-add or source-remove: the bridge learns the
+    /// new set, a video mute covers a screen share added or removed, the others are told.
+    fn sources_changed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        nick: &str,
+        op: SourceOp,
+        changed: &EndpointSources,
+    ) {
+        self.update_bridge(ctx, nick, None, true, None);
+        self.sync_force_mute(ctx, nick);
+        self.signal_to_others(ctx, nick, op, changed);
     }
 
     pub(super) fn on_session_terminate(
