@@ -498,6 +498,7 @@ pub(crate) mod tests {
             endpoint_expire_timeout: std::time::Duration::from_secs(60),
             colibri_ws_base: Some("wss://meet.example/colibri-ws/jvb-1".into()),
             udp_buffer_size: 0,
+            workers: 1,
         };
         let env = MediaEnv::new(&settings, settings.bind).unwrap();
         let port = PortState::new(env.counters.clone());

@@ -102,10 +102,11 @@ async fn upgrade(
     {
         return refusal(r, &endpoint_id);
     }
+    // The endpoint's media worker, for the attach and the socket's life.
+    let media = state.media.for_ws(&conference_id, &endpoint_id);
     let (conn, socket_end) = ws_pair();
     let (reply, answer) = oneshot::channel();
-    let asked = state
-        .media
+    let asked = media
         .send(MediaCommand::WsAttach {
             conference_id,
             endpoint_id: endpoint_id.clone(),
@@ -120,7 +121,6 @@ async fn upgrade(
     match answer.await {
         Ok(Ok(key)) => {
             tracing::info!(endpoint = endpoint_id, "colibri-ws connected");
-            let media = state.media.clone();
             ws.max_message_size(MAX_MESSAGE_SIZE)
                 .max_frame_size(MAX_MESSAGE_SIZE)
                 .on_upgrade(move |socket| run_socket(socket, key, socket_end, media))
@@ -270,6 +270,8 @@ mod tests {
             endpoint_expire_timeout: Duration::from_secs(60),
             colibri_ws_base: Some(BASE.into()),
             udp_buffer_size: 0,
+            // Two, so that sockets reach conferences on either worker.
+            workers: 2,
         };
         let plane = MediaPlane::start(
             settings,
@@ -343,10 +345,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sockets_close_on_replacement_and_on_expiry() {
         let (plane, ws) = start().await;
+        // m0 on worker 0, so m1 lives on worker 1: the sockets' commands must follow it there.
+        modify(&plane, req("m0", true, vec![new_endpoint("z")])).await;
         let m = modify(&plane, req("m1", true, vec![new_endpoint("a")])).await;
+        assert_eq!(plane.placement().get("m0"), Some(0));
+        assert_eq!(plane.placement().get("m1"), Some(1));
         modify(&plane, req("m1", false, vec![new_endpoint("b")])).await;
         let u = url(&m, "a", &ws);
-        assert_eq!(plane.ws_directory().len(), 2);
+        assert_eq!(plane.ws_directory().len(), 3);
         let mut first = connect(&u).await;
         let mut second = connect(&u).await;
         assert_eq!(close_code(&mut first).await, Some(1000));
@@ -354,7 +360,7 @@ mod tests {
         expire.expire = true;
         modify(&plane, req("m1", false, vec![expire])).await;
         assert_eq!(close_code(&mut second).await, Some(1001));
-        assert_eq!(plane.ws_directory().len(), 1);
+        assert_eq!(plane.ws_directory().len(), 2);
         ws.stop();
         plane.stop().await;
     }
@@ -399,9 +405,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unauthenticated_upgrades_never_reach_the_worker() {
         let (tx, mut rx) = mpsc::channel(8);
-        let media = MediaHandle { tx };
+        let media = MediaHandle::single(tx);
         let directory = WsDirectory::default();
-        directory.insert("conf1", "ep1", "right-password");
+        directory.insert("conf1", "ep1", "right-password", 0);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router("jvb1".into(), media, directory);

@@ -21,7 +21,7 @@ use service::settings::{self, SettingsError};
 use service::{Env, HostPort, LogFormat, Origin, hostname, parse_log_filter, parse_port};
 
 use crate::lifecycle::LifecycleConfig;
-use crate::stats::StatsConfig;
+use crate::stats::{PACKET_RATE_PER_WORKER, StatsConfig};
 
 // ---------------------------------------------------------------------------------------------------
 // Value types
@@ -170,6 +170,9 @@ pub struct MediaConfig {
     /// Receive/send buffer the media socket asks for, in bytes (0 = the kernel's default). Bursts
     /// of a few hundred streams overflow Linux's 208 KiB default (measured: loadtest/REPORT.md).
     pub udp_buffer_size: u32,
+    /// Media workers: threads forwarding media, each with its own socket on the port and its own
+    /// conferences (`media/README.md`). Default: the CPUs the process may use.
+    pub workers: usize,
 }
 
 /// REST API settings.
@@ -267,6 +270,7 @@ service::settings_layer! {
     srtp_profiles: Vec<SrtpProfile>,
     trust_bwe: bool,
     udp_buffer_size: u32,
+    media_workers: usize,
     rest_host: IpAddr,
     rest_port: u16,
     colibri_stats: bool,
@@ -468,6 +472,7 @@ impl Layer {
             })
         };
         let stats_defaults = StatsConfig::default();
+        let workers = self.media_workers.unwrap_or_else(default_media_workers);
         let auth_domain = self
             .xmpp_auth_domain
             .unwrap_or_else(|| "auth.meet.jitsi".into());
@@ -500,6 +505,7 @@ impl Layer {
                 }),
                 trust_bwe: self.trust_bwe.unwrap_or(true),
                 udp_buffer_size: self.udp_buffer_size.unwrap_or(8 << 20),
+                workers,
             },
             rest: RestConfig {
                 bind: SocketAddr::new(
@@ -541,9 +547,10 @@ impl Layer {
             },
             stats: StatsConfig {
                 interval: self.stats_interval.unwrap_or(stats_defaults.interval),
+                // The whole bridge's capacity: each worker is one core's worth.
                 max_packet_rate: self
                     .max_packet_rate
-                    .unwrap_or(stats_defaults.max_packet_rate),
+                    .unwrap_or(workers as u64 * PACKET_RATE_PER_WORKER),
                 average_participant_stress: self
                     .average_participant_stress
                     .unwrap_or(stats_defaults.average_participant_stress),
@@ -558,6 +565,12 @@ impl Layer {
             },
         })
     }
+}
+
+/// The media workers by default: the CPUs this process may use (its affinity mask and cgroup CPU
+/// quota, as `std::thread::available_parallelism` reads them), 1 if unknown.
+pub fn default_media_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// `host[:port]` of a URL such as docker-jitsi-meet's `PUBLIC_URL` (`https://meet.example.org`).
@@ -687,7 +700,11 @@ mod tests {
         assert!(!c.rest.shutdown_api);
         assert_eq!(c.lifecycle, LifecycleConfig::default());
         assert_eq!(c.stats.interval, Duration::from_secs(5));
-        assert_eq!(c.stats.max_packet_rate, 50_000);
+        assert_eq!(c.media.workers, default_media_workers());
+        assert_eq!(
+            c.stats.max_packet_rate,
+            c.media.workers as u64 * PACKET_RATE_PER_WORKER
+        );
         assert_eq!(c.log.level, "info");
         assert_eq!(c.log.format, LogFormat::Text);
     }
@@ -890,6 +907,8 @@ mod tests {
             ("JVB_CONFERENCE_EXPIRE_TIMEOUT", "x", "invalid duration"),
             ("JVB_STATS_INTERVAL", "10ms", "at least 100ms"),
             ("JVB_MAX_PACKET_RATE", "0", "greater than zero"),
+            ("JVB_MEDIA_WORKERS", "0", "between 1 and"),
+            ("JVB_MEDIA_WORKERS", "many", "invalid number"),
             ("JVB_AVERAGE_PARTICIPANT_STRESS", "2", "between 0 and 1"),
             ("JVB_AVERAGE_PARTICIPANT_STRESS", "NaN", "between 0 and 1"),
             ("LOG_FORMAT", "xml", "invalid log format"),

@@ -8,7 +8,8 @@
 //! the current drain/shutdown state while traffic figures refresh every interval.
 //!
 //! **Stress.** `stress_level = (incoming + outgoing packet rate) / stats.max_packet_rate` (default
-//! 50 000 pps, JVB's packet-rate `load-threshold`). JVB defaults to CPU usage / 0.9 instead; we use the
+//! media workers × [`PACKET_RATE_PER_WORKER`]: the bridge's measured capacity, where JVB's
+//! packet-rate `load-threshold` default is 50 000 pps for the whole JVM). JVB defaults to CPU usage / 0.9 instead; we use the
 //! packet rate because (1) the per-packet crypto and forwarding is what costs us, so load is
 //! proportional to it; (2) CPU usage in a container on a host-network node is shared with neighbours
 //! and throttled by cgroup quotas, which makes it noisy and not comparable across nodes; (3) it is
@@ -114,11 +115,111 @@ pub struct StatsSample {
     pub colibri_web_socket_messages_sent: u64,
     /// Packets dropped as bad input, by reason (see [`KNOWN_DROP_REASONS`]; open set).
     pub dropped_packets: BTreeMap<String, u64>,
+    /// Media workers (threads forwarding media), and datagrams one of them received for another's
+    /// endpoints and handed over (`transport/handoff.rs`).
+    pub media_workers: u64,
+    pub datagrams_handed_off: u64,
 
     pub muc_clients_configured: u64,
     pub muc_clients_connected: u64,
     pub mucs_configured: u64,
     pub mucs_joined: u64,
+}
+
+impl StatsSample {
+    /// Adds another media worker's sample: counters and gauges sum, conferences append, the RTT
+    /// and jitter averages are weighted by endpoints.
+    pub fn merge(&mut self, o: &StatsSample) {
+        let (a, b) = (self.local_endpoints as f64, o.local_endpoints as f64);
+        let mean = |x: f64, y: f64| {
+            if a + b > 0.0 {
+                (x * a + y * b) / (a + b)
+            } else {
+                0.0
+            }
+        };
+        self.rtt_aggregate_ms = mean(self.rtt_aggregate_ms, o.rtt_aggregate_ms);
+        self.jitter_aggregate_ms = mean(self.jitter_aggregate_ms, o.jitter_aggregate_ms);
+        self.conference_sizes.extend_from_slice(&o.conference_sizes);
+        for (reason, n) in &o.dropped_packets {
+            *self.dropped_packets.entry(reason.clone()).or_default() += n;
+        }
+        let StatsSample {
+            local_endpoints,
+            endpoints_sending_audio,
+            endpoints_sending_video,
+            audio_channels,
+            video_channels,
+            video_streams,
+            packets_expected,
+            packets_lost,
+            report_blocks,
+            reported_loss_q8,
+            conferences_failed,
+            conferences_partially_failed,
+            packets_received,
+            packets_sent,
+            bytes_received,
+            bytes_sent,
+            ice_succeeded,
+            ice_failed,
+            endpoints_dtls_failed,
+            conferences_created,
+            conferences_completed,
+            conference_seconds,
+            endpoints_created,
+            dominant_speaker_changes,
+            data_channel_messages_received,
+            data_channel_messages_sent,
+            colibri_web_socket_messages_received,
+            colibri_web_socket_messages_sent,
+            media_workers,
+            datagrams_handed_off,
+            muc_clients_configured,
+            muc_clients_connected,
+            mucs_configured,
+            mucs_joined,
+            // Merged above.
+            conference_sizes: _,
+            rtt_aggregate_ms: _,
+            jitter_aggregate_ms: _,
+            dropped_packets: _,
+        } = o;
+        self.local_endpoints += local_endpoints;
+        self.endpoints_sending_audio += endpoints_sending_audio;
+        self.endpoints_sending_video += endpoints_sending_video;
+        self.audio_channels += audio_channels;
+        self.video_channels += video_channels;
+        self.video_streams += video_streams;
+        self.packets_expected += packets_expected;
+        self.packets_lost += packets_lost;
+        self.report_blocks += report_blocks;
+        self.reported_loss_q8 += reported_loss_q8;
+        self.conferences_failed += conferences_failed;
+        self.conferences_partially_failed += conferences_partially_failed;
+        self.packets_received += packets_received;
+        self.packets_sent += packets_sent;
+        self.bytes_received += bytes_received;
+        self.bytes_sent += bytes_sent;
+        self.ice_succeeded += ice_succeeded;
+        self.ice_failed += ice_failed;
+        self.endpoints_dtls_failed += endpoints_dtls_failed;
+        self.conferences_created += conferences_created;
+        self.conferences_completed += conferences_completed;
+        self.conference_seconds += conference_seconds;
+        self.endpoints_created += endpoints_created;
+        self.dominant_speaker_changes += dominant_speaker_changes;
+        self.data_channel_messages_received += data_channel_messages_received;
+        self.data_channel_messages_sent += data_channel_messages_sent;
+        self.colibri_web_socket_messages_received += colibri_web_socket_messages_received;
+        self.colibri_web_socket_messages_sent += colibri_web_socket_messages_sent;
+        self.media_workers += media_workers;
+        self.datagrams_handed_off += datagrams_handed_off;
+        self.muc_clients_configured += muc_clients_configured;
+        self.muc_clients_connected += muc_clients_connected;
+        self.mucs_configured += mucs_configured;
+        self.mucs_joined += mucs_joined;
+    }
 }
 
 /// The seam the rest of the bridge fills: called once per stats interval (and by the lifecycle while
@@ -143,12 +244,22 @@ impl StatsSource for NoMedia {
     }
 }
 
+/// Packets (in + out) per second one media worker carries at stress 1.0: its share of
+/// `JVB_MAX_PACKET_RATE`'s default (workers × this). Measured on this project's 2-vCPU machine
+/// (`loadtest/REPORT.md`): 4.8 µs of bridge CPU per sent packet at 1 × 40 (≈ 4.7 µs per packet in
+/// + out, ≈ 210 000 packets/s per core) and ≈ 6.2 µs per packet in + out at 10 × 5 (≈ 160 000);
+/// 150 000 leaves headroom for the rest of the process (XMPP, REST, stats, timers) and for nodes
+/// slower than this one, so stress 0.8, where the focus stops choosing a bridge, is ≈ 55–75 % of
+/// each worker's core. See `media/README.md` for calibrating it on a node type.
+pub const PACKET_RATE_PER_WORKER: u64 = 150_000;
+
 /// Stats settings (TOML section `stats`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsConfig {
     /// How often stats are sampled and rates computed (JVB: 5 s).
     pub interval: Duration,
-    /// Packet rate (in + out, pps) that counts as stress 1.0.
+    /// The whole bridge's packet rate (in + out, pps) that counts as stress 1.0 (default: media
+    /// workers × [`PACKET_RATE_PER_WORKER`]).
     pub max_packet_rate: u64,
     /// Published as `average_participant_stress` (JVB default 0.01); jicofo uses it to predict load.
     pub average_participant_stress: f64,
@@ -164,7 +275,7 @@ impl Default for StatsConfig {
     fn default() -> Self {
         StatsConfig {
             interval: Duration::from_secs(5),
-            max_packet_rate: 50_000,
+            max_packet_rate: PACKET_RATE_PER_WORKER,
             average_participant_stress: 0.01,
             region: None,
             relay_id: None,
@@ -234,6 +345,10 @@ pub struct StatsSnapshot {
     pub total_colibri_web_socket_messages_sent: u64,
     pub total_dropped_packets: u64,
     pub dropped_packets: BTreeMap<String, u64>,
+    /// Media workers, and datagrams handed from the worker whose socket got them to the one
+    /// owning their endpoint (not part of JVB's stats).
+    pub media_workers: u64,
+    pub total_datagrams_handed_off: u64,
     pub muc_clients_configured: u64,
     pub muc_clients_connected: u64,
     pub mucs_configured: u64,
@@ -410,6 +525,8 @@ impl StatsAggregator {
             total_colibri_web_socket_messages_sent: s.colibri_web_socket_messages_sent,
             total_dropped_packets: s.dropped_packets.values().sum(),
             dropped_packets: s.dropped_packets.clone(),
+            media_workers: s.media_workers,
+            total_datagrams_handed_off: s.datagrams_handed_off,
             muc_clients_configured: s.muc_clients_configured,
             muc_clients_connected: s.muc_clients_connected,
             mucs_configured: s.mucs_configured,
@@ -640,6 +757,11 @@ const INT_GAUGES: &[IntGaugeDef] = &[
         "Current number of OS threads of the process.",
         |s| s.threads,
     ),
+    (
+        "media_workers",
+        "Number of media workers (threads forwarding media, one UDP socket each on the one port).",
+        |s| s.media_workers,
+    ),
 ];
 
 const FLOAT_GAUGES: &[FloatGaugeDef] = &[
@@ -676,6 +798,11 @@ const FLOAT_GAUGES: &[FloatGaugeDef] = &[
 ];
 
 const COUNTERS: &[IntGaugeDef] = &[
+    (
+        "datagrams_handed_off_total",
+        "Datagrams a media worker's socket received for another worker's endpoint and handed over.",
+        |s| s.total_datagrams_handed_off,
+    ),
     (
         "packets_received_total",
         "Number of RTP/RTCP packets received.",

@@ -136,6 +136,16 @@ fn stress(v: &str) -> Result<f64, String> {
     }
 }
 
+/// Most media workers (one thread and socket each).
+const MAX_MEDIA_WORKERS: u64 = 1024;
+
+fn media_workers(v: &str) -> Result<usize, String> {
+    match parse_u64(v)? {
+        n @ 1..=MAX_MEDIA_WORKERS => Ok(n as usize),
+        _ => Err(format!("must be between 1 and {MAX_MEDIA_WORKERS}")),
+    }
+}
+
 fn positive_u64(v: &str) -> Result<u64, String> {
     match parse_u64(v)? {
         0 => Err("must be greater than zero".into()),
@@ -420,6 +430,18 @@ pub static SETTINGS: &[Setting] = &[
         },
         show: |c| Some(int(c.media.udp_buffer_size.into())),
     },
+    Setting {
+        env: "JVB_MEDIA_WORKERS",
+        toml: "media.workers",
+        flag: Some("media-workers"),
+        value_name: "N",
+        default: "the CPUs the process may use",
+        help: "Media workers: threads forwarding media in parallel, one UDP socket each on the one \
+               port (SO_REUSEPORT); a conference lives on one",
+        switch: false,
+        apply: set!(media_workers, media_workers),
+        show: |c| Some(int(c.media.workers as u64)),
+    },
     // --- REST
     Setting {
         env: "JVB_REST_HOST",
@@ -638,8 +660,8 @@ pub static SETTINGS: &[Setting] = &[
         toml: "stats.max_packet_rate",
         flag: Some("max-packet-rate"),
         value_name: "PPS",
-        default: "50000",
-        help: "Packet rate (in + out) that counts as stress 1.0",
+        default: "media workers × 150000",
+        help: "The whole bridge's packet rate (in + out) that counts as stress 1.0",
         switch: false,
         apply: set!(max_packet_rate, positive_u64),
         show: |c| Some(int(c.stats.max_packet_rate)),

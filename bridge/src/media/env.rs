@@ -55,6 +55,20 @@ impl MediaEnv {
         })
     }
 
+    /// The same facts for another media worker, with its own drop counters.
+    pub fn for_worker(&self, counters: Arc<DropCounters>) -> MediaEnv {
+        MediaEnv {
+            identity: self.identity.clone(),
+            counters,
+            srtp_profiles: self.srtp_profiles.clone(),
+            bound: self.bound,
+            interfaces: self.interfaces.clone(),
+            advertised: self.advertised.clone(),
+            candidates: self.candidates.clone(),
+            colibri_ws_base: self.colibri_ws_base.clone(),
+        }
+    }
+
     pub fn add_stun_mapping(&mut self, public: IpAddr) {
         if candidates::add_stun_mapping(&mut self.advertised, self.bound, &self.interfaces, public)
         {

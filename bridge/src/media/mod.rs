@@ -26,6 +26,7 @@
 pub mod candidates;
 pub mod env;
 pub mod handle;
+pub mod placement;
 pub mod plane;
 pub mod publish;
 pub mod service;

@@ -89,6 +89,11 @@ pub struct Plane {
     /// Secrets handed to clients (colibri-ws ids and passwords); seeded by the shell.
     tokens: TokenRng,
     events: Vec<sfu::Event>,
+    /// This plane's media worker (its index on the port; in the colibri-ws directory).
+    pub worker: usize,
+    /// Meeting ids of conferences that expired since the worker last looked (it tells the
+    /// placement, `placement.rs`).
+    pub expired_meetings: Vec<String>,
 }
 
 /// The sfu's sink while the worker runs a call into it: sends go straight to the receivers'
@@ -153,6 +158,8 @@ impl Plane {
             ws_directory: WsDirectory::default(),
             tokens,
             events: Vec::new(),
+            worker: 0,
+            expired_meetings: Vec::new(),
         }
     }
 
@@ -171,7 +178,8 @@ impl Plane {
             .map(|c| c.ws_id.clone())
             .unwrap_or_default();
         if let Some(id) = self.sfu.endpoint_id(key) {
-            self.ws_directory.insert(&ws_conference, id, &ws_password);
+            self.ws_directory
+                .insert(&ws_conference, id, &ws_password, self.worker);
         }
         self.endpoints.insert(
             key,
@@ -247,6 +255,7 @@ impl Plane {
                         self.traffic.conference_seconds +=
                             now.saturating_duration_since(created_at).as_secs();
                     }
+                    self.expired_meetings.push(meeting_id.clone());
                     tracing::info!(meeting_id, "conference expired");
                 }
                 sfu::Event::DominantSpeakerChanged { endpoint_id, .. } => {

@@ -1,16 +1,20 @@
-//! Statistics publishing: the media worker's counters, read as a [`StatsSample`] for
-//! `/colibri/stats`, `/metrics` and the brewery presence. The worker publishes every
-//! [`STATS_EXPORT_INTERVAL`] (and at once after COLIBRI2 changes); readers take the latest sample
-//! from a mutex written twice a second, plus the transport's live drop counters.
+//! Statistics publishing: the media workers' counters, read as one [`StatsSample`] for
+//! `/colibri/stats`, `/metrics` and the brewery presence. Each worker publishes every
+//! [`STATS_EXPORT_INTERVAL`] (and at once after COLIBRI2 changes) into its own slot; readers merge
+//! the slots' latest samples (each a mutex written twice a second by one worker) with the
+//! transports' live drop and hand-off counters.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::sfu::Stat;
 use crate::stats::StatsSample;
 use crate::transport::DropCounters;
+use crate::transport::udp::IoCounters;
 
+use super::placement::WorkerLoad;
 use super::plane::Plane;
 
 /// How often the media worker publishes its counters for `/colibri/stats` and `/metrics`.
@@ -74,41 +78,111 @@ pub fn export(plane: &Plane, now: Instant) -> StatsSample {
     }
 }
 
-/// The media worker's counters as last published, plus the transport's live drop counters.
-pub struct MediaStats {
+/// One media worker's counters as last published, plus its transport's live counters.
+struct WorkerSlot {
     counters: Arc<DropCounters>,
+    io: Arc<IoCounters>,
     latest: Mutex<StatsSample>,
+    /// Packets in + out per second over the last export interval (placement).
+    packet_rate: AtomicU64,
+}
+
+/// Every media worker's counters as last published (one slot each, written by its worker),
+/// merged for readers.
+pub struct MediaStats {
+    workers: Vec<WorkerSlot>,
 }
 
 impl MediaStats {
-    pub(crate) fn new(counters: Arc<DropCounters>) -> MediaStats {
+    /// Slots for workers with these drop and I/O counters.
+    pub(crate) fn new(workers: Vec<(Arc<DropCounters>, Arc<IoCounters>)>) -> MediaStats {
         MediaStats {
-            counters,
-            latest: Mutex::new(StatsSample::default()),
+            workers: workers
+                .into_iter()
+                .map(|(counters, io)| WorkerSlot {
+                    counters,
+                    io,
+                    latest: Mutex::new(StatsSample::default()),
+                    packet_rate: AtomicU64::new(0),
+                })
+                .collect(),
         }
     }
 
-    pub(crate) fn publish(&self, sample: StatsSample) {
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = sample;
+    /// Worker `w` publishes its sample and packet rate.
+    pub(crate) fn publish(&self, w: usize, sample: StatsSample, packet_rate: u64) {
+        if let Some(slot) = self.workers.get(w) {
+            *slot.latest.lock().unwrap_or_else(PoisonError::into_inner) = sample;
+            slot.packet_rate.store(packet_rate, Ordering::Relaxed);
+        }
     }
 
-    /// The latest sample with the transport's drop counters added.
-    pub fn sample(&self) -> StatsSample {
-        let mut s = self
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Worker `w`'s latest sample with its transport's live counters.
+    pub fn worker_sample(&self, w: usize) -> StatsSample {
+        let Some(slot) = self.workers.get(w) else {
+            return StatsSample::default();
+        };
+        let mut s = slot
             .latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        for (reason, n) in self.counters.snapshot() {
+        for (reason, n) in slot.counters.snapshot() {
             *s.dropped_packets.entry(reason.to_owned()).or_default() += n;
+        }
+        let lost = slot.io.handoff_dropped.load(Ordering::Relaxed);
+        if lost > 0 {
+            *s.dropped_packets
+                .entry("handoff_full".to_owned())
+                .or_default() += lost;
+        }
+        s.media_workers = 1;
+        s.datagrams_handed_off = slot.io.handed_off.load(Ordering::Relaxed);
+        s
+    }
+
+    /// Every worker's transport batch counters (syscalls, GSO, hand-offs).
+    pub fn io(&self, w: usize) -> Option<&Arc<IoCounters>> {
+        self.workers.get(w).map(|s| &s.io)
+    }
+
+    /// All workers' latest samples merged, with the transports' live counters.
+    pub fn sample(&self) -> StatsSample {
+        let mut s = StatsSample::default();
+        for w in 0..self.workers.len() {
+            s.merge(&self.worker_sample(w));
         }
         s
     }
 
     pub fn local_endpoints(&self) -> u64 {
-        self.latest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .local_endpoints
+        self.workers
+            .iter()
+            .map(|w| {
+                w.latest
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .local_endpoints
+            })
+            .sum()
+    }
+
+    /// Each worker's load for placing a new conference.
+    pub fn loads(&self) -> Vec<WorkerLoad> {
+        self.workers
+            .iter()
+            .map(|w| WorkerLoad {
+                endpoints: w
+                    .latest
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .local_endpoints,
+                packet_rate: w.packet_rate.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 }

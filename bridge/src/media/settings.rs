@@ -21,8 +21,10 @@ pub struct MediaSettings {
     /// `ws[s]://host[:port]/colibri-ws/<server-id>` when colibri-ws is enabled: each endpoint's
     /// transport then carries `<web-socket url="<base>/<conference-id>/<endpoint-id>?pwd=…"/>`.
     pub colibri_ws_base: Option<String>,
-    /// Receive/send buffer to ask for (0 = kernel default).
+    /// Receive/send buffer to ask for (0 = kernel default), per worker socket.
     pub udp_buffer_size: u32,
+    /// Media workers (threads, one socket each on the port); at least 1.
+    pub workers: usize,
 }
 
 impl MediaSettings {
@@ -36,6 +38,7 @@ impl MediaSettings {
             endpoint_expire_timeout: c.expiry.endpoint_timeout,
             colibri_ws_base: c.colibri_ws.url_base(&c.xmpp.muc_nickname),
             udp_buffer_size: c.media.udp_buffer_size,
+            workers: c.media.workers,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! A media worker: one [`Plane`] (forwarding core + shell tables) driven by one port's task. The
 //! port calls it synchronously for every transport event, every command and its timers, so a
 //! packet goes from socket to sfu to the receivers' transmit queues without a channel hop or a
-//! lock. Nothing here is global: N workers (issue 12) are N of these, each with its own port
-//! state, sfu and tables.
+//! lock. Nothing here is global: the N workers of the bridge are N of these, each with its own
+//! port state, sfu and tables, on its own thread (`service.rs`).
 
 use std::any::Any;
 use std::net::IpAddr;
@@ -17,6 +17,7 @@ use crate::lifecycle::Admission;
 use crate::sfu::ConferenceHandle;
 use crate::transport::{PortHandler, PortState, TransportEvent as NetEvent};
 
+use super::placement::Placement;
 use super::plane::{Key, Plane};
 use super::publish::{self, MediaStats, STATS_EXPORT_INTERVAL};
 use super::ws_link::{WsConn, WsRefusal};
@@ -56,20 +57,47 @@ pub enum MediaCommand {
 pub(crate) struct MediaWorker {
     pub plane: Plane,
     shared: Arc<MediaStats>,
+    /// Where conferences live (this worker removes its own when they go).
+    placement: Arc<Placement>,
     next_export: Instant,
+    /// Packets in + out at the last rate measurement, and when; the rate (for placement).
+    last_packets: (u64, Instant),
+    packet_rate: u64,
 }
 
 impl MediaWorker {
-    pub fn new(plane: Plane, shared: Arc<MediaStats>, now: Instant) -> MediaWorker {
+    /// The worker `plane.worker` of the port, publishing into `shared`.
+    pub fn new(
+        plane: Plane,
+        shared: Arc<MediaStats>,
+        placement: Arc<Placement>,
+        now: Instant,
+    ) -> MediaWorker {
         MediaWorker {
             plane,
             shared,
+            placement,
             next_export: now,
+            last_packets: (0, now),
+            packet_rate: 0,
         }
     }
 
     fn export(&mut self, now: Instant) {
-        self.shared.publish(publish::export(&self.plane, now));
+        for meeting_id in std::mem::take(&mut self.plane.expired_meetings) {
+            self.placement.forget(&meeting_id, self.plane.worker);
+        }
+        let sample = publish::export(&self.plane, now);
+        let packets = sample.packets_received + sample.packets_sent;
+        let (before, then) = self.last_packets;
+        let secs = now.saturating_duration_since(then).as_secs_f64();
+        // Exports right after a COLIBRI2 request keep the last interval's rate.
+        if secs >= 0.25 {
+            self.last_packets = (packets, now);
+            self.packet_rate = (packets.saturating_sub(before) as f64 / secs) as u64;
+        }
+        self.shared
+            .publish(self.plane.worker, sample, self.packet_rate);
         self.next_export = now + STATS_EXPORT_INTERVAL;
     }
 
@@ -131,6 +159,16 @@ impl MediaWorker {
                 if let Err(e) = &r {
                     tracing::info!(meeting_id = request.meeting_id, condition = %e.condition,
                         reason = ?e.reason, text = ?e.text, "conference-modify refused");
+                }
+                if self
+                    .plane
+                    .sfu
+                    .find_conference(&request.meeting_id)
+                    .is_none()
+                {
+                    // Not created (refused) or expired by this request: not placed here.
+                    self.placement
+                        .forget(&request.meeting_id, self.plane.worker);
                 }
                 let _ = reply.send(r);
                 // Stats (endpoint count) change with COLIBRI2: publish at once.
@@ -245,8 +283,15 @@ mod tests {
 
     fn worker() -> (MediaWorker, PortState<Key>) {
         let (plane, port) = setup();
-        let stats = Arc::new(MediaStats::new(Arc::clone(&plane.env.counters)));
-        (MediaWorker::new(plane, stats, Instant::now()), port)
+        let stats = Arc::new(MediaStats::new(vec![(
+            Arc::clone(&plane.env.counters),
+            Arc::default(),
+        )]));
+        let placement = Arc::default();
+        (
+            MediaWorker::new(plane, stats, placement, Instant::now()),
+            port,
+        )
     }
 
     fn colibri(w: &mut MediaWorker, port: &mut PortState<Key>, r: ConferenceModify) {

@@ -19,10 +19,11 @@ pub enum WsRefusal {
     BadPassword,
 }
 
-/// Who may open colibri-ws: `(conference ws id, endpoint id)` → the endpoint's password. A lock
-/// on the control path only (endpoint create/expire, WebSocket upgrades), never per packet.
+/// Who may open colibri-ws: `(conference ws id, endpoint id)` → the endpoint's password and its
+/// media worker. One for all workers; a lock on the control path only (endpoint create/expire,
+/// WebSocket upgrades), never per packet.
 #[derive(Debug, Clone, Default)]
-pub struct WsDirectory(Arc<Mutex<HashMap<(String, String), String>>>);
+pub struct WsDirectory(Arc<Mutex<HashMap<(String, String), (String, usize)>>>);
 
 impl WsDirectory {
     /// Checks an upgrade's credentials (constant-time password comparison).
@@ -34,7 +35,7 @@ impl WsDirectory {
     ) -> Result<(), WsRefusal> {
         let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (conference_id.to_owned(), endpoint_id.to_owned());
-        let expected = map.get(&key).ok_or(WsRefusal::NotFound)?;
+        let (expected, _) = map.get(&key).ok_or(WsRefusal::NotFound)?;
         if constant_time_eq(expected.as_bytes(), password.as_bytes()) {
             Ok(())
         } else {
@@ -42,14 +43,29 @@ impl WsDirectory {
         }
     }
 
-    pub(crate) fn insert(&self, conference_id: &str, endpoint_id: &str, password: &str) {
+    pub(crate) fn insert(
+        &self,
+        conference_id: &str,
+        endpoint_id: &str,
+        password: &str,
+        worker: usize,
+    ) {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
                 (conference_id.to_owned(), endpoint_id.to_owned()),
-                password.to_owned(),
+                (password.to_owned(), worker),
             );
+    }
+
+    /// The media worker of an endpoint that may connect.
+    pub fn worker_of(&self, conference_id: &str, endpoint_id: &str) -> Option<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(conference_id.to_owned(), endpoint_id.to_owned()))
+            .map(|(_, w)| *w)
     }
 
     pub(crate) fn remove(&self, conference_id: &str, endpoint_id: &str) {
@@ -181,7 +197,7 @@ mod tests {
     #[test]
     fn the_directory_checks_credentials() {
         let d = WsDirectory::default();
-        d.insert("c1", "ep1", "secret");
+        d.insert("c1", "ep1", "secret", 0);
         assert_eq!(d.check("c1", "ep1", "secret"), Ok(()));
         assert_eq!(d.check("c1", "ep1", "secreT"), Err(WsRefusal::BadPassword));
         assert_eq!(d.check("c1", "ep2", "secret"), Err(WsRefusal::NotFound));

@@ -42,6 +42,27 @@ pub fn classify(b: &[u8]) -> PacketKind {
 /// few per endpoint at a time; the oldest are forgotten first).
 const MAX_PENDING_TRANSACTIONS: usize = 4096;
 
+/// Why [`Demux::lookup`] found no endpoint, and what else could route the datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss<'d> {
+    /// What to count if nobody takes it.
+    pub reason: DropReason,
+    pub by: MissBy<'d>,
+}
+
+/// What a datagram that missed could still be routed by on another worker of the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissBy<'d> {
+    /// Nothing: garbage, filtered, or a STUN request without USERNAME.
+    Nothing,
+    /// A STUN request for this local ufrag.
+    Ufrag(&'d str),
+    /// Media or DTLS: its source address.
+    Address,
+    /// A STUN response or indication: its source address, then this transaction id.
+    Transaction([u8; 12]),
+}
+
 /// The port-level routing table. Generic over the endpoint key so the bridge can use its own ids.
 ///
 /// Endpoints register their local ufrag; an address is learnt only from an authenticated packet
@@ -88,23 +109,41 @@ impl<K: Clone + Eq + Hash> Demux<K> {
         self.by_ufrag.insert(local_ufrag.to_owned(), key);
     }
 
-    /// Forgets an endpoint: its ufrag and every address that pointed to it.
-    pub fn unregister(&mut self, key: &K) {
-        self.by_ufrag.retain(|_, k| k != key);
-        self.by_addr.retain(|_, k| k != key);
+    /// Forgets an endpoint: its ufrag and every address that pointed to it. Returns the ufrags
+    /// and addresses it had (for the workers' shared routes, `handoff.rs`).
+    pub fn unregister(&mut self, key: &K) -> (Vec<String>, Vec<SocketAddr>) {
+        let mut ufrags = Vec::new();
+        let mut addrs = Vec::new();
+        self.by_ufrag.retain(|u, k| {
+            let keep = k != key;
+            if !keep {
+                ufrags.push(u.clone());
+            }
+            keep
+        });
+        self.by_addr.retain(|a, k| {
+            let keep = k != key;
+            if !keep {
+                addrs.push(*a);
+            }
+            keep
+        });
         self.by_transaction.retain(|_, k| k != key);
         let live = &self.by_transaction;
         self.transactions.retain(|t| live.contains_key(t));
+        (ufrags, addrs)
     }
 
     /// Associates `addr` with `key`: call only after an authenticated packet of `key` came from
     /// `addr` (STUN integrity verified by its ICE agent). An address already owned by another
-    /// endpoint is moved: the latest authenticated user wins, like a NAT rebinding.
-    pub fn learn(&mut self, addr: SocketAddr, key: &K) {
+    /// endpoint is moved: the latest authenticated user wins, like a NAT rebinding. Returns
+    /// whether the mapping changed.
+    pub fn learn(&mut self, addr: SocketAddr, key: &K) -> bool {
         match self.by_addr.get(&addr) {
-            Some(k) if k == key => {}
+            Some(k) if k == key => false,
             _ => {
                 self.by_addr.insert(addr, key.clone());
+                true
             }
         }
     }
@@ -129,60 +168,61 @@ impl<K: Clone + Eq + Hash> Demux<K> {
     /// Which endpoint `datagram` from `from` belongs to, and what it carries. On `None` the
     /// datagram was counted as dropped and must be discarded.
     pub fn route(&self, from: SocketAddr, datagram: &[u8]) -> Option<(K, PacketKind)> {
+        match self.lookup(from, datagram) {
+            Ok(found) => Some(found),
+            Err(miss) => {
+                self.counters.count(miss.reason);
+                None
+            }
+        }
+    }
+
+    /// [`route`](Self::route) without counting: a miss says why, and what another worker of the
+    /// port could route it by (`handoff.rs`); the caller counts it if nobody takes it.
+    pub fn lookup<'d>(
+        &self,
+        from: SocketAddr,
+        datagram: &'d [u8],
+    ) -> Result<(K, PacketKind), Miss<'d>> {
+        let miss = |reason, by| Err(Miss { reason, by });
         if let Some(f) = self.source_filter
             && !f(&from)
         {
-            self.counters.count(DropReason::SourceFiltered);
-            return None;
+            return miss(DropReason::SourceFiltered, MissBy::Nothing);
         }
         let kind = classify(datagram);
-        let key = match kind {
-            PacketKind::Unknown => {
-                self.counters.count(DropReason::UnknownProtocol);
-                None
-            }
+        match kind {
+            PacketKind::Unknown => miss(DropReason::UnknownProtocol, MissBy::Nothing),
             PacketKind::Stun => {
-                let msg = match stun::Message::parse(datagram) {
-                    Ok(m) => m,
-                    Err(_) => {
-                        self.counters.count(DropReason::StunMalformed);
-                        return None;
-                    }
+                let Ok(msg) = stun::Message::parse(datagram) else {
+                    return miss(DropReason::StunMalformed, MissBy::Nothing);
                 };
                 if msg.class == stun::Class::Request {
                     // USERNAME is "<our ufrag>:<their ufrag>".
                     let Some(user) = msg.username() else {
-                        self.counters.count(DropReason::StunBadIntegrity);
-                        return None;
+                        return miss(DropReason::StunBadIntegrity, MissBy::Nothing);
                     };
                     let local = user.split(':').next().unwrap_or_default();
                     match self.by_ufrag.get(local) {
-                        Some(k) => Some(k.clone()),
-                        None => {
-                            self.counters.count(DropReason::StunUnknownUfrag);
-                            None
-                        }
+                        Some(k) => Ok((k.clone(), kind)),
+                        None => miss(DropReason::StunUnknownUfrag, MissBy::Ufrag(local)),
                     }
                 } else if let Some(k) = self.by_addr.get(&from) {
-                    Some(k.clone())
+                    Ok((k.clone(), kind))
                 } else if let Some(k) = self.by_transaction.get(&msg.transaction_id) {
-                    Some(k.clone())
+                    Ok((k.clone(), kind))
                 } else {
-                    self.counters.count(DropReason::UnknownAddress);
-                    None
+                    miss(
+                        DropReason::UnknownAddress,
+                        MissBy::Transaction(msg.transaction_id),
+                    )
                 }
             }
-            PacketKind::Dtls | PacketKind::Rtp | PacketKind::Rtcp => self.by_address(from),
-        };
-        Some((key?, kind))
-    }
-
-    fn by_address(&self, from: SocketAddr) -> Option<K> {
-        match self.by_addr.get(&from) {
-            Some(k) => Some(k.clone()),
-            None => {
-                self.counters.count(DropReason::UnknownAddress);
-                None
+            PacketKind::Dtls | PacketKind::Rtp | PacketKind::Rtcp => {
+                match self.by_addr.get(&from) {
+                    Some(k) => Ok((k.clone(), kind)),
+                    None => miss(DropReason::UnknownAddress, MissBy::Address),
+                }
             }
         }
     }

@@ -24,6 +24,7 @@ pub mod counters;
 pub mod demux;
 pub mod dtls;
 pub mod endpoint;
+pub mod handoff;
 pub mod ice;
 pub mod rng;
 pub mod role;
@@ -43,8 +44,9 @@ pub use dtls::{DtlsIdentity, Fingerprint, SrtpProfile};
 pub use endpoint::{
     EndpointTransport, RemoteTransport, SendError, Transmit, TransportConfig, TransportEvent,
 };
+pub use handoff::{HandedOff, Routes, WorkerId};
 pub use ice::{IceConfig, IceCredentials, IceMode, IceRole, IceState, RemoteCandidate};
 pub use rng::TransportRng;
 pub use role::Role;
 pub use sctp::ChannelSpec;
-pub use shell::{Port, PortHandler, PortState};
+pub use shell::{Handoff, Port, PortHandler, PortState, Routed};

@@ -28,6 +28,7 @@ use crate::timer::{Deadline, TimerTable};
 use super::counters::DropCounters;
 use super::demux::{Demux, PacketKind, classify};
 use super::endpoint::{EndpointTransport, SendError, TransportEvent};
+use super::handoff::{HandedOff, RouteCache, Routes, WorkerId};
 use super::udp::{self, IoCounters, RecvBatch};
 
 /// Demux plus endpoints: everything but the socket.
@@ -42,6 +43,26 @@ pub struct PortState<K> {
     /// Endpoints removed because their transport panicked, for the handler
     /// ([`PortHandler::on_fault`]).
     faulted: Vec<K>,
+    /// When the port has several workers: this one's id and the shared directory.
+    shared: Option<Shared>,
+}
+
+/// This worker's place among the port's workers (`handoff.rs`).
+struct Shared {
+    me: WorkerId,
+    routes: Arc<Routes>,
+    cache: RouteCache,
+}
+
+/// Where [`PortState::receive`] sent a datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed<K> {
+    /// To this endpoint of this worker.
+    Here(K),
+    /// To another worker of the port, which owns its endpoint: hand it over.
+    Worker(WorkerId),
+    /// Nowhere: dropped and counted.
+    Dropped,
 }
 
 struct Slot {
@@ -75,6 +96,26 @@ impl<K: Clone + Eq + Hash> PortState<K> {
             dirty: Vec::new(),
             timers: TimerTable::default(),
             faulted: Vec::new(),
+            shared: None,
+        }
+    }
+
+    /// Makes this the state of worker `me` of a port shared by several workers: its endpoints'
+    /// ufrags, authenticated addresses and STUN transactions go into `routes`, and datagrams it
+    /// cannot route are looked up there ([`receive`](Self::receive)).
+    pub fn share(&mut self, me: WorkerId, routes: Arc<Routes>) {
+        self.shared = Some(Shared {
+            me,
+            routes,
+            cache: RouteCache::default(),
+        });
+    }
+
+    /// Removes `key` from the demux (and the shared routes).
+    fn unregister(&mut self, key: &K) {
+        let (ufrags, addrs) = self.demux.unregister(key);
+        if let Some(s) = &self.shared {
+            s.routes.forget(&ufrags, &addrs, s.me);
         }
     }
 
@@ -93,7 +134,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         if ok {
             touch_all(&mut self.dirty, key, slot);
         } else {
-            self.demux.unregister(key);
+            self.unregister(key);
             self.endpoints.remove(key);
             self.faulted.push(key.clone());
         }
@@ -113,6 +154,9 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     pub fn add_endpoint(&mut self, key: K, ep: EndpointTransport) {
         self.demux
             .register(&ep.local_credentials().ufrag, key.clone());
+        if let Some(s) = &self.shared {
+            s.routes.register(&ep.local_credentials().ufrag, s.me);
+        }
         let mut slot = Slot {
             ep,
             dirty: false,
@@ -125,7 +169,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
 
     /// Removes an endpoint (sends DTLS close_notify first).
     pub fn remove_endpoint(&mut self, now: Instant, key: &K) -> Option<EndpointTransport> {
-        self.demux.unregister(key);
+        self.unregister(key);
         let mut slot = self.endpoints.remove(key)?;
         slot.ep.close(now);
         Some(slot.ep)
@@ -160,17 +204,53 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         slot.ep.send_rtcp(packet)
     }
 
-    /// Routes one datagram; returns the endpoint key it went to.
+    /// Routes one datagram among this worker's endpoints only; returns the endpoint key it went
+    /// to (a datagram another worker handed over, or a port with one worker).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Option<K> {
         let (key, kind) = self.demux.route(from, data)?;
+        self.deliver(now, from, data, key, kind)
+    }
+
+    /// Routes one datagram the socket received: to one of this worker's endpoints, or to the
+    /// worker of the port that owns it (the caller hands it over), or nowhere (counted).
+    pub fn receive(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Routed<K> {
+        match self.demux.lookup(from, data) {
+            Ok((key, kind)) => match self.deliver(now, from, data, key, kind) {
+                Some(k) => Routed::Here(k),
+                None => Routed::Dropped,
+            },
+            Err(miss) => {
+                if let Some(s) = &mut self.shared
+                    && let Some(w) = s.cache.owner(&s.routes, from, miss.by)
+                    && w != s.me
+                {
+                    return Routed::Worker(w);
+                }
+                self.demux.counters().count(miss.reason);
+                Routed::Dropped
+            }
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+        key: K,
+        kind: PacketKind,
+    ) -> Option<K> {
         let mut authenticated = false;
         let ok = self.isolated(&key, |ep| {
             ep.handle_datagram(now, from, data);
             // Only a STUN message whose integrity the ICE agent verified teaches an address.
             authenticated = kind == PacketKind::Stun && ep.is_validated(from);
         });
-        if authenticated {
-            self.demux.learn(from, &key);
+        if authenticated
+            && self.demux.learn(from, &key)
+            && let Some(s) = &self.shared
+        {
+            s.routes.learn(from, s.me);
         }
         ok.then_some(key)
     }
@@ -240,6 +320,9 @@ impl<K: Clone + Eq + Hash> PortState<K> {
                 while let Some(t) = slot.ep.poll_transmit() {
                     if let Some(id) = stun_request_id(&t.data) {
                         self.demux.expect_response(id, &k);
+                        if let Some(s) = &self.shared {
+                            s.routes.expect_response(id, s.me);
+                        }
                     }
                     out.push((t.to, t.data));
                 }
@@ -281,20 +364,95 @@ pub struct Port<K> {
     /// Reused receive buffers (`recvmmsg`).
     recv: RecvBatch,
     io: Arc<IoCounters>,
+    /// The other workers of the port, when it has several.
+    handoff: Option<Handoff>,
+}
+
+/// One worker's links to the other workers of its port (`handoff.rs`): a bounded channel into
+/// each (`None` at its own index), and its own inbox.
+pub struct Handoff {
+    pub peers: Vec<Option<mpsc::Sender<HandedOff>>>,
+    pub inbox: mpsc::Receiver<HandedOff>,
+    /// What this receive batch hands to each worker.
+    outboxes: Vec<HandedOff>,
+}
+
+impl Handoff {
+    pub fn new(
+        peers: Vec<Option<mpsc::Sender<HandedOff>>>,
+        inbox: mpsc::Receiver<HandedOff>,
+    ) -> Self {
+        let outboxes = peers.iter().map(|_| HandedOff::default()).collect();
+        Handoff {
+            peers,
+            inbox,
+            outboxes,
+        }
+    }
+
+    /// Sends each worker its datagrams of the batch: one channel send per destination. A worker
+    /// whose inbox is full (or gone) loses them; they are counted, the sender never waits.
+    fn send(&mut self, io: &IoCounters) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (w, out) in self.outboxes.iter_mut().enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(out);
+            let n = batch.len() as u64;
+            let sent = self
+                .peers
+                .get(w)
+                .and_then(Option::as_ref)
+                .is_some_and(|tx| tx.try_send(batch).is_ok());
+            if sent {
+                io.handed_off.fetch_add(n, Relaxed);
+                io.handoff_batches.fetch_add(1, Relaxed);
+            } else {
+                io.handoff_dropped.fetch_add(n, Relaxed);
+            }
+        }
+    }
 }
 
 impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     pub async fn bind(addr: SocketAddr, counters: Arc<DropCounters>) -> io::Result<Self> {
-        use std::os::fd::AsRawFd;
         let socket = UdpSocket::bind(addr).await?;
-        let io = Arc::new(IoCounters::default());
+        Ok(Self::with_socket(socket, counters, Arc::default()))
+    }
+
+    /// A port on a socket bound elsewhere (`handoff::bind_group`), counting its I/O into `io`.
+    /// Call inside the tokio runtime that will run it.
+    pub fn from_std(
+        socket: std::net::UdpSocket,
+        counters: Arc<DropCounters>,
+        io: Arc<IoCounters>,
+    ) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Ok(Self::with_socket(
+            UdpSocket::from_std(socket)?,
+            counters,
+            io,
+        ))
+    }
+
+    fn with_socket(socket: UdpSocket, counters: Arc<DropCounters>, io: Arc<IoCounters>) -> Self {
+        use std::os::fd::AsRawFd;
         udp::probe_gso(socket.as_raw_fd(), &io);
-        Ok(Self {
+        Self {
             socket,
             state: PortState::new(counters),
             recv: RecvBatch::default(),
             io,
-        })
+            handoff: None,
+        }
+    }
+
+    /// Makes this port worker `me` of a port shared with other workers: `routes` is their
+    /// directory, `links` the channels between them.
+    pub fn share(&mut self, me: WorkerId, routes: Arc<Routes>, links: Handoff) {
+        self.state.share(me, routes);
+        self.handoff = Some(links);
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -313,19 +471,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     /// the capability the plain options are capped there, which is not an error.
     pub fn set_buffer_sizes(&self, bytes: u32) -> io::Result<(usize, usize)> {
         use std::os::fd::AsRawFd;
-        let fd = self.socket.as_raw_fd();
-        let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        for (forced, plain) in [
-            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-        ] {
-            if setsockopt_int(fd, forced, want).is_err() {
-                setsockopt_int(fd, plain, want)?;
-            }
-        }
-        // Linux reports twice the requested size (its bookkeeping overhead); half is the payload.
-        let granted = |opt| getsockopt_int(fd, opt).map(|v| usize::try_from(v / 2).unwrap_or(0));
-        Ok((granted(libc::SO_RCVBUF)?, granted(libc::SO_SNDBUF)?))
+        set_buffer_sizes(self.socket.as_raw_fd(), bytes)
     }
 
     pub fn state_mut(&mut self) -> &mut PortState<K> {
@@ -346,6 +492,13 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
         let fd = self.socket.as_raw_fd();
         let mut events = Vec::new();
         let mut transmits = Vec::new();
+        // Datagrams the other workers of the port hand over (none with one worker).
+        let (_closed, spare) = mpsc::channel(1);
+        let mut inbox = match &mut self.handoff {
+            Some(h) => std::mem::replace(&mut h.inbox, spare),
+            None => spare,
+        };
+        let mut inbox_open = self.handoff.is_some();
         loop {
             let deadline = match (self.state.poll_timeout(), handler.poll_timeout()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -368,8 +521,24 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                         Ok(_) => {
                             let now = Instant::now();
                             for (from, data) in self.recv.datagrams() {
-                                self.state.handle_datagram(now, from, data);
-                                deliver_events(&mut self.state, &mut handler, &mut events);
+                                match self.state.receive(now, from, data) {
+                                    Routed::Worker(w) => {
+                                        if let Some(out) = self
+                                            .handoff
+                                            .as_mut()
+                                            .and_then(|h| h.outboxes.get_mut(usize::from(w)))
+                                        {
+                                            out.push(from, data);
+                                        }
+                                    }
+                                    Routed::Here(_) => {
+                                        deliver_events(&mut self.state, &mut handler, &mut events);
+                                    }
+                                    Routed::Dropped => {}
+                                }
+                            }
+                            if let Some(h) = &mut self.handoff {
+                                h.send(&self.io);
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -384,6 +553,23 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                     self.state.handle_timeout(now);
                     if handler.poll_timeout().is_some_and(|t| t <= now) {
                         handler.on_timeout(now, &mut self.state);
+                    }
+                }
+                batch = inbox.recv(), if inbox_open => {
+                    match batch {
+                        Some(batch) => {
+                            let now = Instant::now();
+                            for (from, data) in batch.datagrams() {
+                                // Handed over once: routed among this worker's endpoints only.
+                                self.state.handle_datagram(now, from, data);
+                                deliver_events(&mut self.state, &mut handler, &mut events);
+                            }
+                            self.io.handoff_received.fetch_add(
+                                batch.len() as u64,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
+                        }
+                        None => inbox_open = false,
                     }
                 }
                 cmd = commands.recv() => {
@@ -456,6 +642,22 @@ fn deliver_events<K, H: PortHandler<K>>(
             handler.on_event(now, &k, e, state);
         }
     }
+}
+
+/// [`Port::set_buffer_sizes`] on any UDP socket `fd` (the workers' sockets before their ports).
+pub fn set_buffer_sizes(fd: std::os::fd::RawFd, bytes: u32) -> io::Result<(usize, usize)> {
+    let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for (forced, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if setsockopt_int(fd, forced, want).is_err() {
+            setsockopt_int(fd, plain, want)?;
+        }
+    }
+    // Linux reports twice the requested size (its bookkeeping overhead); half is the payload.
+    let granted = |opt| getsockopt_int(fd, opt).map(|v| usize::try_from(v / 2).unwrap_or(0));
+    Ok((granted(libc::SO_RCVBUF)?, granted(libc::SO_SNDBUF)?))
 }
 
 fn setsockopt_int(

@@ -48,6 +48,13 @@ pub struct IoCounters {
     pub gso_disabled: AtomicU64,
     /// Datagrams the kernel refused for another reason (logged, not retried).
     pub send_errors: AtomicU64,
+    /// Datagrams this worker's socket received for another worker's endpoints and handed over
+    /// (`handoff.rs`), in how many channel sends, and those lost because the owner's inbox was full.
+    pub handed_off: AtomicU64,
+    pub handoff_batches: AtomicU64,
+    pub handoff_dropped: AtomicU64,
+    /// Datagrams other workers handed to this one.
+    pub handoff_received: AtomicU64,
     gso: AtomicBool,
 }
 
