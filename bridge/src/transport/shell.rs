@@ -959,6 +959,102 @@ mod tests {
         assert!(recorder.events.iter().all(|(k, _)| *k < 3));
     }
 
+    /// Two workers of one port (sans-IO): a datagram that lands on the worker not owning its
+    /// endpoint is routed to the owner — a check by its ufrag, then media by the address the
+    /// owner authenticated — while garbage and unknown addresses are dropped and counted where
+    /// they landed; once the endpoint is removed nothing routes to its worker any more. Without
+    /// the shared routes every line below would be `Dropped`.
+    #[test]
+    fn a_datagram_for_another_workers_endpoint_is_routed_to_it() {
+        use crate::transport::stun::{Builder, Class, METHOD_BINDING};
+        use crate::transport::{DropReason, Routes};
+        let routes = Arc::new(Routes::new());
+        let mut w0 = state_with(0);
+        w0.share(0, Arc::clone(&routes));
+        let mut w1 = PortState::new(Arc::new(DropCounters::new()));
+        w1.share(1, Arc::clone(&routes));
+        add_endpoints(&mut w1, 1);
+        let creds = w1.endpoint(&0).unwrap().local_credentials().clone();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
+        let mut check = Vec::new();
+        Builder::new(&mut check, Class::Request, METHOD_BINDING, &[3; 12])
+            .username(&format!("{}:peer", creds.ufrag))
+            .priority(1)
+            .ice_controlled(7)
+            .integrity(creds.pwd.as_bytes())
+            .fingerprint();
+        let rtp = [0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 1, 2, 3, 4];
+        let now = Instant::now();
+        // Media before any check: nobody knows the address.
+        assert_eq!(w0.receive(now, peer, &rtp), Routed::Dropped);
+        assert_eq!(w0.counters().get(DropReason::UnknownAddress), 1);
+        // The check lands on worker 0: routed by its ufrag to worker 1, which authenticates it.
+        assert_eq!(w0.receive(now, peer, &check), Routed::Worker(1));
+        assert_eq!(w1.handle_datagram(now, peer, &check), Some(0));
+        assert!(w1.endpoint(&0).unwrap().is_validated(peer));
+        // Now media from that address follows (the cached miss was invalidated by the learn).
+        assert_eq!(w0.receive(now, peer, &rtp), Routed::Worker(1));
+        assert_eq!(w0.receive(now, peer, &rtp), Routed::Worker(1));
+        // On the owner's own socket it is simply its own.
+        assert_eq!(w1.receive(now, peer, &rtp), Routed::Here(0));
+        // Garbage and strangers stay where they landed, counted there.
+        assert_eq!(w0.receive(now, peer, &[0xFF; 8]), Routed::Dropped);
+        let stranger = SocketAddr::from(([127, 0, 0, 1], 40_001));
+        assert_eq!(w0.receive(now, stranger, &rtp), Routed::Dropped);
+        assert_eq!(w0.counters().get(DropReason::UnknownProtocol), 1);
+        assert_eq!(w0.counters().get(DropReason::UnknownAddress), 2);
+        // (Worker 1's endpoint refused the unkeyed media itself; nothing was lost to routing.)
+        assert_eq!(w1.counters().get(DropReason::UnknownAddress), 0);
+        assert_eq!(w1.counters().get(DropReason::UnknownProtocol), 0);
+        // The endpoint goes: its ufrag and address route nowhere.
+        w1.remove_endpoint(now, &0);
+        assert_eq!(routes.len(), (0, 0));
+        assert_eq!(w0.receive(now, peer, &rtp), Routed::Dropped);
+        assert_eq!(w0.receive(now, peer, &check), Routed::Dropped);
+        assert_eq!(w0.counters().get(DropReason::StunUnknownUfrag), 1);
+    }
+
+    /// The answer to a check the owner sent to a candidate comes back to whichever worker the
+    /// kernel picks: routed to the owner by its transaction id, before any address is learnt.
+    #[test]
+    fn the_answer_to_an_owners_check_finds_it_by_transaction() {
+        use crate::transport::{RemoteCandidate, RemoteTransport, Routes};
+        let routes = Arc::new(Routes::new());
+        let mut w0 = state_with(0);
+        w0.share(0, Arc::clone(&routes));
+        let mut w1 = PortState::new(Arc::new(DropCounters::new()));
+        w1.share(1, Arc::clone(&routes));
+        add_endpoints(&mut w1, 1);
+        let x = SocketAddr::from(([127, 0, 0, 1], 40_002));
+        let now = Instant::now();
+        w1.endpoint_mut(&0).unwrap().set_remote(
+            now,
+            RemoteTransport {
+                ice: IceCredentials::random(),
+                fingerprints: Vec::new(),
+                candidates: vec![RemoteCandidate {
+                    addr: x,
+                    priority: 1,
+                }],
+            },
+        );
+        w1.handle_timeout(now);
+        let mut out = Vec::new();
+        w1.drain_transmits(&mut out);
+        let check = out
+            .iter()
+            .find(|(to, d)| *to == x && stun_request_id(d).is_some())
+            .map(|(_, d)| d.clone())
+            .expect("a check to the candidate");
+        let mut answer = check.to_vec();
+        answer[0] = 0x01; // a binding success response with the check's transaction id
+        answer[1] = 0x01;
+        assert_eq!(w0.receive(now, x, &answer), Routed::Worker(1));
+        // Media from x is not routed by it: only an authenticated address is.
+        let rtp = [0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 1, 2, 3, 4];
+        assert_eq!(w0.receive(now, x, &rtp), Routed::Dropped);
+    }
+
     /// Sending checks to a participant-chosen candidate teaches the demux nothing: media from
     /// that address is refused as unknown, an answer with a wrong integrity is routed (by its
     /// transaction id) but still teaches nothing; only an endpoint's authenticated STUN would.
