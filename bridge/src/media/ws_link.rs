@@ -23,7 +23,10 @@ pub enum WsRefusal {
 /// media worker. One for all workers; a lock on the control path only (endpoint create/expire,
 /// WebSocket upgrades), never per packet.
 #[derive(Debug, Clone, Default)]
-pub struct WsDirectory(Arc<Mutex<HashMap<(String, String), (String, usize)>>>);
+pub struct WsDirectory(Arc<Mutex<HashMap<WsKey, (String, usize)>>>);
+
+/// `(conference ws id, endpoint id)`.
+type WsKey = (String, String);
 
 impl WsDirectory {
     /// Checks an upgrade's credentials (constant-time password comparison).
