@@ -187,6 +187,11 @@ pub struct HandedOff {
 
 impl HandedOff {
     pub fn push(&mut self, from: SocketAddr, datagram: &[u8]) {
+        if self.datagrams.is_empty() {
+            // Two allocations per batch and destination, sized for a batch of media.
+            self.data.reserve(super::udp::BATCH * 1280);
+            self.datagrams.reserve(super::udp::BATCH);
+        }
         self.data.extend_from_slice(datagram);
         self.datagrams
             .push((from, u32::try_from(datagram.len()).unwrap_or(u32::MAX)));
