@@ -70,6 +70,8 @@ impl BridgeProc {
         let bin = std::env::var("BRIDGE_TEST_BIN").unwrap_or_else(|_| BIN.to_owned());
         let mut child = tokio::process::Command::new(bin)
             .env_clear()
+            // JVB_MEDIA_WORKERS from the test's environment: the suite runs with 1, 2 or the default.
+            .envs(std::env::var("JVB_MEDIA_WORKERS").map(|v| ("JVB_MEDIA_WORKERS", v)))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

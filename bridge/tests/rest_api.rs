@@ -31,6 +31,8 @@ impl Bridge {
     fn start(extra_env: &[(&str, &str)]) -> Bridge {
         let mut child = Command::new(BIN)
             .env_clear()
+            // JVB_MEDIA_WORKERS from the test's environment: the suite runs with 1, 2 or the default.
+            .envs(std::env::var("JVB_MEDIA_WORKERS").map(|v| ("JVB_MEDIA_WORKERS", v)))
             .env("JVB_DISABLE_XMPP", "true")
             .env("JVB_REST_HOST", "127.0.0.1")
             .env("JVB_REST_PORT", "0")

@@ -182,6 +182,8 @@ impl LocalDeployment {
         let media_port = testkit::free_udp_port()?;
         let mut cmd = Command::new(&bridge_bin);
         cmd.env_clear()
+            // JVB_MEDIA_WORKERS from our environment (tests run with 1, 2 or the default).
+            .envs(std::env::var("JVB_MEDIA_WORKERS").map(|v| ("JVB_MEDIA_WORKERS", v)))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("XMPP_SERVER", "127.0.0.1")
             .env("XMPP_PORT", ports.c2s.to_string())
