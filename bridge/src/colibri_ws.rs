@@ -262,16 +262,9 @@ mod tests {
 
     async fn start() -> (MediaPlane, ColibriWs) {
         let settings = MediaSettings {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            advertise_ips: Vec::new(),
-            advertise_private_candidates: true,
-            stun_servers: Vec::new(),
-            srtp_profiles: vec![crate::config::SrtpProfile::AeadAes128Gcm],
-            endpoint_expire_timeout: Duration::from_secs(60),
             colibri_ws_base: Some(BASE.into()),
-            udp_buffer_size: 0,
             // Two, so that sockets reach conferences on either worker.
-            workers: 2,
+            ..MediaSettings::loopback(2)
         };
         let plane = MediaPlane::start(
             settings,

@@ -141,17 +141,7 @@ async fn drive(mut p: Participant, until: Instant) -> Participant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_media_workers_forward_between_participants_on_either_socket() {
-    let settings = MediaSettings {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        advertise_ips: vec!["127.0.0.1".parse().unwrap()],
-        advertise_private_candidates: false,
-        stun_servers: Vec::new(),
-        srtp_profiles: vec![bridge::config::SrtpProfile::AeadAes128Gcm],
-        endpoint_expire_timeout: Duration::from_secs(60),
-        colibri_ws_base: None,
-        udp_buffer_size: 0,
-        workers: 2,
-    };
+    let settings = MediaSettings::loopback(2);
     let plane = MediaPlane::start(
         settings,
         SfuConfig::default(),

@@ -43,6 +43,27 @@ impl MediaSettings {
     }
 }
 
+impl MediaSettings {
+    /// A media plane on a free loopback port advertising 127.0.0.1, without STUN, GCM only, with
+    /// `workers` workers (tests and in-process tools).
+    pub fn loopback(workers: usize) -> MediaSettings {
+        MediaSettings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_ips: vec![config::AdvertisedAddress {
+                ip: [127, 0, 0, 1].into(),
+                port: None,
+            }],
+            advertise_private_candidates: false,
+            stun_servers: Vec::new(),
+            srtp_profiles: vec![config::SrtpProfile::AeadAes128Gcm],
+            endpoint_expire_timeout: Duration::from_secs(60),
+            colibri_ws_base: None,
+            udp_buffer_size: 0,
+            workers,
+        }
+    }
+}
+
 pub(crate) fn srtp_profile(p: config::SrtpProfile) -> SrtpProfile {
     match p {
         config::SrtpProfile::AeadAes128Gcm => SrtpProfile::AeadAes128Gcm,

@@ -706,6 +706,7 @@ fn getsockopt_int(fd: std::os::fd::RawFd, option: libc::c_int) -> io::Result<lib
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::Routes;
     use crate::transport::{DtlsIdentity, IceCredentials, TransportConfig};
 
     /// The media socket gets the buffer it asks for, up to what the kernel allows this process:
@@ -959,6 +960,45 @@ mod tests {
         assert!(recorder.events.iter().all(|(k, _)| *k < 3));
     }
 
+    /// Gives endpoint `key` the candidate `x` and returns the connectivity check it sends there.
+    fn check_sent_to(
+        st: &mut PortState<u32>,
+        key: u32,
+        x: SocketAddr,
+        now: Instant,
+    ) -> bytes::Bytes {
+        use crate::transport::{RemoteCandidate, RemoteTransport};
+        st.endpoint_mut(&key).unwrap().set_remote(
+            now,
+            RemoteTransport {
+                ice: IceCredentials::random(),
+                fingerprints: Vec::new(),
+                candidates: vec![RemoteCandidate {
+                    addr: x,
+                    priority: 1,
+                }],
+            },
+        );
+        st.handle_timeout(now);
+        let mut out = Vec::new();
+        st.drain_transmits(&mut out);
+        out.iter()
+            .find(|(to, d)| *to == x && stun_request_id(d).is_some())
+            .map(|(_, d)| d.clone())
+            .expect("a check to the candidate")
+    }
+
+    /// Two workers sharing one port's routes: worker 0 with no endpoint, worker 1 with endpoint 0.
+    fn two_workers() -> (Arc<Routes>, PortState<u32>, PortState<u32>) {
+        let routes = Arc::new(Routes::new());
+        let mut w0 = state_with(0);
+        w0.share(0, Arc::clone(&routes));
+        let mut w1 = PortState::new(Arc::new(DropCounters::new()));
+        w1.share(1, Arc::clone(&routes));
+        add_endpoints(&mut w1, 1);
+        (routes, w0, w1)
+    }
+
     /// Two workers of one port (sans-IO): a datagram that lands on the worker not owning its
     /// endpoint is routed to the owner — a check by its ufrag, then media by the address the
     /// owner authenticated — while garbage and unknown addresses are dropped and counted where
@@ -966,14 +1006,9 @@ mod tests {
     /// the shared routes every line below would be `Dropped`.
     #[test]
     fn a_datagram_for_another_workers_endpoint_is_routed_to_it() {
+        use crate::transport::DropReason;
         use crate::transport::stun::{Builder, Class, METHOD_BINDING};
-        use crate::transport::{DropReason, Routes};
-        let routes = Arc::new(Routes::new());
-        let mut w0 = state_with(0);
-        w0.share(0, Arc::clone(&routes));
-        let mut w1 = PortState::new(Arc::new(DropCounters::new()));
-        w1.share(1, Arc::clone(&routes));
-        add_endpoints(&mut w1, 1);
+        let (routes, mut w0, mut w1) = two_workers();
         let creds = w1.endpoint(&0).unwrap().local_credentials().clone();
         let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
         let mut check = Vec::new();
@@ -1018,34 +1053,10 @@ mod tests {
     /// kernel picks: routed to the owner by its transaction id, before any address is learnt.
     #[test]
     fn the_answer_to_an_owners_check_finds_it_by_transaction() {
-        use crate::transport::{RemoteCandidate, RemoteTransport, Routes};
-        let routes = Arc::new(Routes::new());
-        let mut w0 = state_with(0);
-        w0.share(0, Arc::clone(&routes));
-        let mut w1 = PortState::new(Arc::new(DropCounters::new()));
-        w1.share(1, Arc::clone(&routes));
-        add_endpoints(&mut w1, 1);
+        let (_routes, mut w0, mut w1) = two_workers();
         let x = SocketAddr::from(([127, 0, 0, 1], 40_002));
         let now = Instant::now();
-        w1.endpoint_mut(&0).unwrap().set_remote(
-            now,
-            RemoteTransport {
-                ice: IceCredentials::random(),
-                fingerprints: Vec::new(),
-                candidates: vec![RemoteCandidate {
-                    addr: x,
-                    priority: 1,
-                }],
-            },
-        );
-        w1.handle_timeout(now);
-        let mut out = Vec::new();
-        w1.drain_transmits(&mut out);
-        let check = out
-            .iter()
-            .find(|(to, d)| *to == x && stun_request_id(d).is_some())
-            .map(|(_, d)| d.clone())
-            .expect("a check to the candidate");
+        let check = check_sent_to(&mut w1, 0, x, now);
         let mut answer = check.to_vec();
         answer[0] = 0x01; // a binding success response with the check's transaction id
         answer[1] = 0x01;
@@ -1060,30 +1071,12 @@ mod tests {
     /// transaction id) but still teaches nothing; only an endpoint's authenticated STUN would.
     #[test]
     fn addresses_are_not_learnt_from_transmits_or_unauthenticated_answers() {
-        use crate::transport::{DropReason, RemoteCandidate, RemoteTransport};
+        use crate::transport::DropReason;
         let mut st = state_with(2);
         let counters = Arc::clone(st.counters());
         let x = SocketAddr::from(([192, 0, 2, 9], 5000));
         let now = Instant::now();
-        st.endpoint_mut(&1).unwrap().set_remote(
-            now,
-            RemoteTransport {
-                ice: IceCredentials::random(),
-                fingerprints: Vec::new(),
-                candidates: vec![RemoteCandidate {
-                    addr: x,
-                    priority: 1,
-                }],
-            },
-        );
-        st.handle_timeout(now);
-        let mut out = Vec::new();
-        st.drain_transmits(&mut out);
-        let check = out
-            .iter()
-            .find(|(to, d)| *to == x && stun_request_id(d).is_some())
-            .map(|(_, d)| d.clone())
-            .expect("a check to the candidate");
+        let check = check_sent_to(&mut st, 1, x, now);
         // Media "from" the candidate: not routed.
         let rtp = [0x80u8, 100, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 1, 2, 3, 4];
         assert_eq!(st.handle_datagram(now, x, &rtp), None);
