@@ -357,6 +357,9 @@ pub trait PortHandler<K> {
     fn on_fault(&mut self, _now: Instant, _key: &K, _port: &mut PortState<K>) {}
 }
 
+/// Hand-off messages a worker takes from its inbox after each turn of its loop, at most.
+const MAX_HANDOFFS_PER_TURN: usize = 64;
+
 /// A UDP port with its endpoints.
 pub struct Port<K> {
     socket: UdpSocket,
@@ -558,16 +561,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                 batch = inbox.recv(), if inbox_open => {
                     match batch {
                         Some(batch) => {
-                            let now = Instant::now();
-                            for (from, data) in batch.datagrams() {
-                                // Handed over once: routed among this worker's endpoints only.
-                                self.state.handle_datagram(now, from, data);
-                                deliver_events(&mut self.state, &mut handler, &mut events);
-                            }
-                            self.io.handoff_received.fetch_add(
-                                batch.len() as u64,
-                                std::sync::atomic::Ordering::Relaxed,
-                            );
+                            self.take_handed_off(&batch, &mut handler, &mut events);
                         }
                         None => inbox_open = false,
                     }
@@ -580,11 +574,39 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                     }
                 }
             }
+            // Whatever branch ran, take what the other workers handed over meanwhile: a turn of
+            // this loop may forward a whole receive batch (hundreds of datagrams out), and select!
+            // picks one ready branch per turn, so one hand-off per turn would fall behind.
+            if inbox_open {
+                for _ in 0..MAX_HANDOFFS_PER_TURN {
+                    let Ok(batch) = inbox.try_recv() else { break };
+                    self.take_handed_off(&batch, &mut handler, &mut events);
+                }
+            }
             deliver_events(&mut self.state, &mut handler, &mut events);
             self.flush(&mut transmits).await;
         }
         self.flush(&mut transmits).await;
         (self.state, handler)
+    }
+
+    /// Processes datagrams another worker of the port handed over, as if received.
+    fn take_handed_off<H: PortHandler<K>>(
+        &mut self,
+        batch: &HandedOff,
+        handler: &mut H,
+        events: &mut Vec<(K, TransportEvent)>,
+    ) {
+        let now = Instant::now();
+        for (from, data) in batch.datagrams() {
+            // Handed over once: routed among this worker's endpoints only.
+            if self.state.handle_datagram(now, from, data).is_some() {
+                deliver_events(&mut self.state, handler, events);
+            }
+        }
+        self.io
+            .handoff_received
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sends every queued transmit: `sendmmsg` batches, GSO runs per destination.
