@@ -1,20 +1,26 @@
-//! The media plane shell: one UDP [`Port`](crate::transport::Port) whose handler, a media worker,
-//! owns the forwarding core ([`Sfu`](crate::sfu::Sfu)) and routes between it and the endpoints'
-//! transports in the socket's own task — no channel hop and no lock per packet (see `README.md`
-//! here for the packet path stage by stage, the threading choice and how it scales).
+//! The media plane shell: N media workers, each a UDP [`Port`](crate::transport::Port) (its own
+//! `SO_REUSEPORT` socket on the one public port) whose handler owns a forwarding core
+//! ([`Sfu`](crate::sfu::Sfu)) and routes between it and its endpoints' transports on the worker's
+//! own thread — no channel hop and no lock per packet; a datagram the kernel gave to another
+//! worker's socket reaches the owner in a per-batch hand-off (see `README.md` here for the packet
+//! path stage by stage, the threading and the measurements).
 //!
 //! ```text
-//!  XMPP (COLIBRI2) ──MediaCommand + oneshot──▶ ┌──────────── media worker task ─────────────┐
-//!  colibri-ws      ──MediaCommand────────────▶ │ Port (socket; PortState: demux, transports) │
-//!  STUN discovery  ──MediaCommand────────────▶ │   └─ MediaWorker ─ Plane { Sfu, shell tables }│
-//!                                              └─────────┬───────────────────────────────────┘
-//!                                 every 500 ms: StatsSample ▼ (Mutex, read by /colibri/stats)
+//!  XMPP (COLIBRI2) ──MediaCommand + oneshot──▶ MediaHandle ─ conference's worker (placement.rs)
+//!  colibri-ws      ──MediaCommand────────────▶ MediaHandle ─ endpoint's worker (WsDirectory)
+//!  STUN discovery, stop ─────────────────────▶ MediaHandle ─ every worker
+//!      ┌──── media worker i (thread media-i, current-thread runtime) ──────┐
+//!      │ Port (socket i; PortState: demux, its transports) ◀─ hand-offs ─▶ │ other workers
+//!      │   └─ MediaWorker ─ Plane { Sfu, shell tables }                    │
+//!      └────────────┬──────────────────────────────────────────────────────┘
+//!                   ▼ every 500 ms: StatsSample into slot i (read and merged by /colibri/stats)
 //! ```
 //!
 //! | file | job |
 //! |---|---|
 //! | `service.rs` | [`MediaPlane`]: bind, start and supervise the worker task (health `udp`), STUN discovery, OS-seeded randomness |
-//! | `handle.rs` | [`MediaHandle`]: commands into the worker |
+//! | `handle.rs` | [`MediaHandle`]: commands into the workers, routed |
+//! | `placement.rs` | which worker a conference lives on |
 //! | `worker.rs` | [`MediaCommand`] and the worker (the port's handler: events, commands, timers) |
 //! | `plane.rs` | [`Plane`]: the sans-IO glue between transports and the sfu, the shell's per-endpoint and per-conference tables |
 //! | `ws.rs` | colibri-ws attach (password check), messages, close |
