@@ -1062,6 +1062,44 @@ mod tests {
         assert!((metric[0] - want).abs() < 1e-9, "{metric:?}");
     }
 
+    /// Two media workers' samples add up: counters, drops by reason, conferences; RTT and jitter
+    /// averaged by endpoints.
+    #[test]
+    fn worker_samples_merge() {
+        let mut a = StatsSample {
+            local_endpoints: 3,
+            conference_sizes: vec![3],
+            packets_sent: 100,
+            rtt_aggregate_ms: 10.0,
+            media_workers: 1,
+            datagrams_handed_off: 7,
+            ..StatsSample::default()
+        };
+        a.dropped_packets.insert("unknown_address".into(), 2);
+        let mut b = StatsSample {
+            local_endpoints: 1,
+            conference_sizes: vec![1],
+            packets_sent: 50,
+            rtt_aggregate_ms: 30.0,
+            media_workers: 1,
+            ..StatsSample::default()
+        };
+        b.dropped_packets.insert("unknown_address".into(), 3);
+        b.dropped_packets.insert("handoff_full".into(), 1);
+        a.merge(&b);
+        assert_eq!(a.local_endpoints, 4);
+        assert_eq!(a.conference_sizes, vec![3, 1]);
+        assert_eq!(a.packets_sent, 150);
+        assert_eq!(a.media_workers, 2);
+        assert_eq!(a.datagrams_handed_off, 7);
+        assert!((a.rtt_aggregate_ms - 15.0).abs() < 1e-9, "{}", a.rtt_aggregate_ms);
+        assert_eq!(a.dropped_packets["unknown_address"], 5);
+        assert_eq!(a.dropped_packets["handoff_full"], 1);
+        let mut empty = StatsSample::default();
+        empty.merge(&StatsSample::default());
+        assert_eq!(empty.rtt_aggregate_ms, 0.0);
+    }
+
     #[test]
     fn rates_and_stress_over_the_window() {
         let mut agg = StatsAggregator::new(StatsConfig {
