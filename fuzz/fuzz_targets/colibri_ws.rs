@@ -44,14 +44,8 @@ fn world() -> &'static World {
             .build()
             .expect("runtime");
         let settings = MediaSettings {
-            bind: "127.0.0.1:0".parse().expect("addr"),
-            advertise_ips: Vec::new(),
-            advertise_private_candidates: true,
-            stun_servers: Vec::new(),
-            srtp_profiles: vec![bridge::config::SrtpProfile::AeadAes128Gcm],
-            endpoint_expire_timeout: Duration::from_secs(60),
             colibri_ws_base: Some(format!("ws://127.0.0.1/colibri-ws/{SERVER_ID}")),
-            udp_buffer_size: 0,
+            ..MediaSettings::loopback(1)
         };
         let plane = rt
             .block_on(MediaPlane::start(
