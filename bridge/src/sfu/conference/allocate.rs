@@ -125,15 +125,23 @@ impl Conference {
                 recv.downlink.bwe_bps,
             ));
         }
-        // (source, generation, primary, rtx, owner, kind)
-        let all: Vec<(u32, u32, u32, Option<u32>, u32, MediaKind)> = self
+        // (source, generation, primary, rtx, owner, kind, name)
+        let all: Vec<(u32, u32, u32, Option<u32>, u32, MediaKind, &str)> = self
             .sources
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
                 let s = s.as_ref()?;
                 let p = s.primary()?;
-                Some((i as u32, s.generation, p.ssrc, p.rtx, s.owner, s.kind))
+                Some((
+                    i as u32,
+                    s.generation,
+                    p.ssrc,
+                    p.rtx,
+                    s.owner,
+                    s.kind,
+                    s.name.as_str(),
+                ))
             })
             .collect();
         // Base layer bitrate per (source, encoding), for pending down-switches.
@@ -157,12 +165,13 @@ impl Conference {
             let bandwidth = recv.downlink.available_bandwidth(ctx.cfg.trust_bwe);
             let connected = recv.transport.connected;
             let d = &mut recv.downlink;
-            for &(si, generation, ssrc, rtx, owner, kind) in &all {
+            for &(si, generation, ssrc, rtx, owner, kind, name) in &all {
                 if owner == r {
                     continue;
                 }
                 let want = match kind {
-                    MediaKind::Audio => Target::encoding(0),
+                    MediaKind::Audio if d.settings.audio.wants(name) => Target::encoding(0),
+                    MediaKind::Audio => Target::Suspended,
                     MediaKind::Video => alloc
                         .get(si)
                         .and_then(|a| a.target)
