@@ -637,7 +637,7 @@ fn receiver_audio_subscription_selects_the_audio_a_receiver_gets() {
         assert_eq!(got.len(), 2, "everything before any subscription");
         (got[0], got[1])
     };
-    let mut subscribe = |h: &mut H, v: Value| {
+    let subscribe = |h: &mut H, v: Value| {
         let mut m = json!({"colibriClass": "ReceiverAudioSubscription"});
         m.as_object_mut()
             .unwrap()
