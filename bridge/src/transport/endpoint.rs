@@ -25,7 +25,7 @@ use super::ice::{
 use super::rng::TransportRng;
 use super::role::Role;
 use super::sctp::{ChannelSpec, SctpEvent, SctpTransport};
-use super::srtp::{SrtpSession, rtcp_sender_ssrc, rtp_ssrc};
+use super::srtp::{SrtpError, SrtpSession, rtcp_sender_ssrc, rtp_ssrc};
 use super::ssrc_filter::{FilterDrop, SsrcFilter};
 
 /// Bridge-channel bytes that may wait for the peer's SCTP acknowledgement; a message past it is
@@ -389,6 +389,7 @@ impl EndpointTransport {
                     TransportEvent::Rtp(p)
                 });
             }
+            Err(SrtpError::Replay) => self.counters.count(DropReason::SrtpReplay),
             Err(_) => self.counters.count(DropReason::SrtpAuth),
         }
     }

@@ -23,6 +23,18 @@ pub enum SrtpError {
     Keying(String),
     #[error("{0}")]
     Crypto(String),
+    /// The replay window already accepted this packet's index, or it is older than the window.
+    #[error("replayed packet")]
+    Replay,
+}
+
+/// Replays apart from the other failures (they are counted apart: `srtp_replay`).
+fn unprotect_error(e: rtc_shared::error::Error) -> SrtpError {
+    use rtc_shared::error::Error;
+    match e {
+        Error::SrtpSsrcDuplicated(..) | Error::SrtcpSsrcDuplicated(..) => SrtpError::Replay,
+        e => SrtpError::Crypto(e.to_string()),
+    }
 }
 
 /// Inbound (decrypt) and outbound (encrypt) contexts.
@@ -94,15 +106,11 @@ impl SrtpSession {
     }
 
     pub fn decrypt_rtp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.remote
-            .decrypt_rtp(packet)
-            .map_err(|e| SrtpError::Crypto(e.to_string()))
+        self.remote.decrypt_rtp(packet).map_err(unprotect_error)
     }
 
     pub fn decrypt_rtcp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.remote
-            .decrypt_rtcp(packet)
-            .map_err(|e| SrtpError::Crypto(e.to_string()))
+        self.remote.decrypt_rtcp(packet).map_err(unprotect_error)
     }
 
     pub fn encrypt_rtp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
@@ -209,12 +217,12 @@ mod tests {
             let enc = a.encrypt_rtp(&plain).unwrap();
             assert_ne!(&enc[12..], &plain[12..]);
             assert_eq!(&b.decrypt_rtp(&enc).unwrap()[..], &plain[..]);
-            // Replay rejected.
-            assert!(b.decrypt_rtp(&enc).is_err());
-            // Tampered rejected.
+            // Replay rejected, as a replay.
+            assert!(matches!(b.decrypt_rtp(&enc), Err(SrtpError::Replay)));
+            // Tampered rejected, as an authentication failure (and not taken for a replay).
             let mut bad = a.encrypt_rtp(&rtp(2)).unwrap().to_vec();
             bad[20] ^= 1;
-            assert!(b.decrypt_rtp(&bad).is_err());
+            assert!(matches!(b.decrypt_rtp(&bad), Err(SrtpError::Crypto(_))));
             // Truncated rejected, no panic.
             let good = a.encrypt_rtp(&rtp(3)).unwrap();
             for n in 0..good.len() {
@@ -224,6 +232,7 @@ mod tests {
             let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 9];
             let enc = a.encrypt_rtcp(&rr).unwrap();
             assert_eq!(&b.decrypt_rtcp(&enc).unwrap()[..], &rr[..]);
+            assert!(matches!(b.decrypt_rtcp(&enc), Err(SrtpError::Replay)));
             assert!(b.decrypt_rtcp(&enc[..enc.len() - 1]).is_err());
         }
     }
