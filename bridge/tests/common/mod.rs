@@ -549,12 +549,8 @@ pub fn modify(meeting: &str, create: bool, endpoints: Vec<Endpoint>) -> Conferen
     }
 }
 
-pub fn m_line_codecs(s: &mut String, kind: MediaType) {
-    let rtp = if kind == MediaType::Audio {
-        audio_rtp()
-    } else {
-        video_rtp()
-    };
+/// The `a=rtpmap` / `fmtp` / `rtcp-fb` / `extmap-allow-mixed` / `extmap` lines of `rtp`.
+pub fn m_line_codecs(s: &mut String, rtp: &RtpParameters) {
     for pt in &rtp.payload_types {
         match pt.channels {
             Some(ch) => s.push_str(&format!(
@@ -585,6 +581,9 @@ pub fn m_line_codecs(s: &mut String, kind: MediaType) {
             }
         }
     }
+    if rtp.extmap_allow_mixed {
+        s.push_str("a=extmap-allow-mixed\r\n");
+    }
     for h in &rtp.header_extensions {
         s.push_str(&format!("a=extmap:{} {}\r\n", h.id, h.uri));
     }
@@ -594,6 +593,21 @@ pub fn m_line_codecs(s: &mut String, kind: MediaType) {
 /// and video (sendrecv), the data channel, and one sendonly m-line per remote source (Unified Plan,
 /// as lib-jitsi-meet's interop layer turns the focus's sources into).
 pub fn offer_sdp(t: &IceUdpTransport, remote: &[PeerSources]) -> Result<String> {
+    offer_sdp_with(t, remote, &video_rtp())
+}
+
+/// [`offer_sdp`] with `video` (payload types, header extensions) on the video m-lines.
+pub fn offer_sdp_with(
+    t: &IceUdpTransport,
+    remote: &[PeerSources],
+    video: &RtpParameters,
+) -> Result<String> {
+    let video_pts: Vec<String> = video
+        .payload_types
+        .iter()
+        .map(|pt| pt.id.to_string())
+        .collect();
+    let video_pts = video_pts.join(" ");
     let fp = t
         .fingerprint()
         .context("bridge transport without fingerprint")?;
@@ -634,13 +648,11 @@ pub fn offer_sdp(t: &IceUdpTransport, remote: &[PeerSources]) -> Result<String> 
     s.push_str(&format!("m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}\r\n"));
     transport(&mut s, "audio");
     s.push_str("a=sendrecv\r\na=rtcp-mux\r\n");
-    m_line_codecs(&mut s, MediaType::Audio);
-    s.push_str(&format!(
-        "m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT} {RTX_PT}\r\n"
-    ));
+    m_line_codecs(&mut s, &audio_rtp());
+    s.push_str(&format!("m=video 9 UDP/TLS/RTP/SAVPF {video_pts}\r\n"));
     transport(&mut s, "video");
     s.push_str("a=sendrecv\r\na=rtcp-mux\r\n");
-    m_line_codecs(&mut s, MediaType::Video);
+    m_line_codecs(&mut s, video);
     s.push_str("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n");
     transport(&mut s, "data");
     s.push_str("a=sctp-port:5000\r\na=max-message-size:262144\r\n");
@@ -649,18 +661,16 @@ pub fn offer_sdp(t: &IceUdpTransport, remote: &[PeerSources]) -> Result<String> 
         s.push_str(&format!("m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}\r\n"));
         transport(&mut s, &format!("{}-a0", r.endpoint));
         s.push_str("a=sendonly\r\na=rtcp-mux\r\n");
-        m_line_codecs(&mut s, MediaType::Audio);
+        m_line_codecs(&mut s, &audio_rtp());
         s.push_str(&format!("a=ssrc:{} cname:{}\r\n", r.audio, r.endpoint));
         s.push_str(&format!(
             "a=ssrc:{} msid:{stream} {}-a0\r\n",
             r.audio, r.endpoint
         ));
-        s.push_str(&format!(
-            "m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT} {RTX_PT}\r\n"
-        ));
+        s.push_str(&format!("m=video 9 UDP/TLS/RTP/SAVPF {video_pts}\r\n"));
         transport(&mut s, &format!("{}-v0", r.endpoint));
         s.push_str("a=sendonly\r\na=rtcp-mux\r\n");
-        m_line_codecs(&mut s, MediaType::Video);
+        m_line_codecs(&mut s, video);
         let mut ssrcs = vec![r.video];
         if let Some(rtx) = r.video_rtx {
             s.push_str(&format!("a=ssrc-group:FID {} {rtx}\r\n", r.video));
@@ -677,23 +687,15 @@ pub fn offer_sdp(t: &IceUdpTransport, remote: &[PeerSources]) -> Result<String> 
     Ok(s)
 }
 
-/// The browser's answer as the focus turns it into COLIBRI2: transport (only loopback candidates:
-/// the tests stay on 127.0.0.1) and sources.
-pub fn parse_answer(endpoint: &str, sdp: &str) -> Result<(IceUdpTransport, PeerSources)> {
+/// The transport of a browser's answer as the focus turns it into COLIBRI2 (only loopback
+/// candidates: the tests stay on 127.0.0.1).
+pub fn parse_transport(sdp: &str) -> Result<IceUdpTransport> {
     let mut t = IceUdpTransport {
         rtcp_mux: true,
         ..IceUdpTransport::default()
     };
-    let mut mid = String::new();
-    let mut audio = None;
-    let mut video = None;
-    let mut rtx = None;
     for line in sdp.lines().map(str::trim) {
-        if line.starts_with("m=") {
-            mid.clear();
-        } else if let Some(v) = line.strip_prefix("a=mid:") {
-            mid = v.to_owned();
-        } else if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
+        if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
             t.ufrag.get_or_insert_with(|| v.to_owned());
         } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
             t.pwd.get_or_insert_with(|| v.to_owned());
@@ -727,6 +729,32 @@ pub fn parse_answer(endpoint: &str, sdp: &str) -> Result<(IceUdpTransport, PeerS
                     priority,
                 ));
             }
+        }
+    }
+    ensure!(
+        t.ufrag.is_some() && t.pwd.is_some(),
+        "answer without ICE credentials"
+    );
+    ensure!(
+        !t.candidates.is_empty(),
+        "answer without loopback candidates:\n{sdp}"
+    );
+    Ok(t)
+}
+
+/// The browser's answer as the focus turns it into COLIBRI2: transport ([`parse_transport`]) and
+/// sources.
+pub fn parse_answer(endpoint: &str, sdp: &str) -> Result<(IceUdpTransport, PeerSources)> {
+    let t = parse_transport(sdp)?;
+    let mut mid = String::new();
+    let mut audio = None;
+    let mut video = None;
+    let mut rtx = None;
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            mid.clear();
+        } else if let Some(v) = line.strip_prefix("a=mid:") {
+            mid = v.to_owned();
         } else if let Some(v) = line.strip_prefix("a=ssrc-group:FID ")
             && mid == "video"
         {
@@ -749,14 +777,6 @@ pub fn parse_answer(endpoint: &str, sdp: &str) -> Result<(IceUdpTransport, PeerS
             }
         }
     }
-    ensure!(
-        t.ufrag.is_some() && t.pwd.is_some(),
-        "answer without ICE credentials"
-    );
-    ensure!(
-        !t.candidates.is_empty(),
-        "answer without loopback candidates:\n{sdp}"
-    );
     Ok((
         t,
         PeerSources {
