@@ -523,6 +523,34 @@ async fn svc_call(
             (encoding && t >= t_raise).then(|| t - t_raise)
         })
     });
+    if sender720_ms.is_none_or(|ms| ms > 1500) {
+        // Why A was late: its encodings' heights, limitation and target bitrate meanwhile.
+        let why: Vec<String> = sent
+            .as_array()
+            .into_iter()
+            .flatten()
+            .step_by(5)
+            .map(|x| {
+                let t = x["t"].as_u64().unwrap_or(0).saturating_sub(t_raise);
+                let e: Vec<String> = x["encs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e["target"].as_f64() > Some(0.0))
+                    .map(|e| {
+                        format!(
+                            "{}p {} {:.0}k",
+                            e["h"],
+                            e["limit"],
+                            e["target"].as_f64().unwrap_or(0.0) / 1e3
+                        )
+                    })
+                    .collect();
+                format!("+{t}ms {e:?}")
+            })
+            .collect();
+        eprintln!("A late to encode 720p: {why:?}");
+    }
     // When A's page applied the bridge's 720 (Follows): the signalling part of the raise.
     let applied_ms = peers.stats("a")["applied"]
         .as_array()
