@@ -188,6 +188,7 @@ impl MediaSource {
             // refers to (Z clear: full SVC) and, to keep the lower layers' temporal bases intact,
             // theirs (K-SVC, `Vp9Config::keep_lower_chains`).
             let n = vs.spatial_layers();
+            l.svc = true;
             let mut changed = l.set_encoding_count(usize::from(n));
             if let Some(ss) = vs.scalability().filter(|_| v.header.has_ss()) {
                 for s in 0..n {
@@ -208,6 +209,7 @@ impl MediaSource {
         if let (FrameDesc::Av1(d), Some(StreamState::Dd(dd))) = (&info.frame, stream)
             && dd.spatial_layers() > 1
         {
+            l.svc = true;
             let mut changed = l.set_encoding_count(usize::from(dd.spatial_layers()));
             let mask = dd.forwarded_to(d, DdConfig::default().keep_lower_chains);
             let mut lowest = [u8::MAX; 8];
@@ -234,6 +236,7 @@ impl MediaSource {
             return false;
         }
         // Simulcast (again, after an SVC stream had the allocation see its spatial layers).
+        l.svc = false;
         let regrouped = l.set_encoding_count(self.encodings.len());
         let started = l.on_packet(now_ms, encoding, info.tid, bytes);
         let resized = info
