@@ -77,6 +77,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- the deployment -------------------------------------------------------------------------------
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 log "starting Prosody + bridge + focus (scripts/run.sh, binaries from $target/release)"
 RUN_NO_BUILD=1 RUN_NO_DEMO=1 RUN_MEDIA_IP=127.0.0.1 CARGO_TARGET_DIR="$target" \
   scripts/run.sh >"$data/run.out" 2>"$data/run.log" &
@@ -222,11 +223,10 @@ if [ "$planned" != "$connected" ]; then verdicts+=("**$((planned - connected)) o
 [ ${#verdicts[@]} -gt 0 ] || verdicts=("flat and clean: RSS slopes within $max_slope KiB/min, fds, sockets, threads back to their idle values, no endpoint, conference or participant left")
 
 # ---- report ---------------------------------------------------------------------------------------
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
   echo "# Memory soak: $conferences × $participants loadtest participants joining and leaving for $soak_seconds s"
   echo
-  echo "Written by \`loadtest/soak.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), worktree commit \`$commit\`,"
+  echo "Written by \`loadtest/soak.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), worktree commit \`$commit\` at the start,"
   echo "$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), shared with other work:"
   echo "load average (1/5/15 min) $start_load at the start, $end_load at the end."
   echo
