@@ -1,14 +1,10 @@
 use byteorder::{BigEndian, ByteOrder};
-use bytes::BytesMut;
 use crypto::{AeadAlgorithm, AeadCipher, RTCCrypto, SecretVec};
 
-use super::{Cipher, Kdf, crypto_error};
+use super::{Cipher, Kdf, RtpFields, crypto_error};
 use crate::key_derivation::*;
 use crate::protection_profile::ProtectionProfile;
-use shared::{
-    error::{Error, Result},
-    marshal::*,
-};
+use shared::error::{Error, Result};
 
 pub const CIPHER_AEAD_AES_GCM_AUTH_TAG_LEN: usize = 16;
 
@@ -38,112 +34,85 @@ impl Cipher for CipherAeadAesGcm {
         self.profile.aead_auth_tag_len()
     }
 
-    fn encrypt_rtp(&mut self, payload: &[u8], header: &rtp::Header, roc: u32) -> Result<BytesMut> {
-        // Copy the whole packet once, then encrypt the payload region in place
-        // with the header region as AAD and a detached tag appended afterwards.
-        let header_len = header.marshal_size();
-        let nonce = self.rtp_initialization_vector(header, roc);
-
-        let mut writer = BytesMut::with_capacity(payload.len() + self.aead_auth_tag_len());
-        writer.extend_from_slice(payload);
-
-        let (aad, plaintext) = writer.split_at_mut(header_len);
-        let mut tag = [0; CIPHER_AEAD_AES_GCM_AUTH_TAG_LEN];
+    fn encrypt_rtp(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        rtp: RtpFields,
+        roc: u32,
+    ) -> Result<usize> {
+        // The payload is sealed in place with the header as AAD; the detached tag follows it.
+        let tag_len = self.aead_auth_tag_len();
+        if len < rtp.header_len || buf.len() < len + tag_len {
+            return Err(Error::ErrBufferTooSmall);
+        }
+        let nonce = self.rtp_initialization_vector(rtp.ssrc, rtp.sequence_number, roc);
+        let (packet, rest) = buf.split_at_mut(len);
+        let (aad, plaintext) = packet.split_at_mut(rtp.header_len);
         self.srtp_cipher
-            .seal_in_place(&nonce, aad, plaintext, &mut tag)
+            .seal_in_place(&nonce, aad, plaintext, &mut rest[..tag_len])
             .map_err(crypto_error)?;
-
-        writer.extend_from_slice(&tag);
-        Ok(writer)
+        Ok(len + tag_len)
     }
 
-    fn decrypt_rtp(
-        &mut self,
-        ciphertext: &[u8],
-        header: &rtp::Header,
-        roc: u32,
-    ) -> Result<BytesMut> {
+    fn decrypt_rtp(&mut self, buf: &mut [u8], rtp: RtpFields, roc: u32) -> Result<usize> {
         let tag_len = self.aead_auth_tag_len();
-        if ciphertext.len() < tag_len {
+        if buf.len() < rtp.header_len + tag_len {
+            // Too short to hold header + tag.
             return Err(Error::ErrFailedToVerifyAuthTag);
         }
-
-        let payload_offset = header.marshal_size();
-        if ciphertext.len() < payload_offset + tag_len {
-            // Too short to hold header + tag; the AEAD would reject it and the
-            // slice split below would panic.
-            return Err(Error::ErrFailedToVerifyAuthTag);
-        }
-
-        let nonce = self.rtp_initialization_vector(header, roc);
-
-        let tag_offset = ciphertext.len() - tag_len;
-        let tag = &ciphertext[tag_offset..];
-        let mut writer = BytesMut::with_capacity(tag_offset);
-        writer.extend_from_slice(&ciphertext[..tag_offset]);
-
-        let (aad, encrypted_payload) = writer.split_at_mut(payload_offset);
+        let nonce = self.rtp_initialization_vector(rtp.ssrc, rtp.sequence_number, roc);
+        let tag_offset = buf.len() - tag_len;
+        let (packet, tag) = buf.split_at_mut(tag_offset);
+        let (aad, encrypted_payload) = packet.split_at_mut(rtp.header_len);
         self.srtp_cipher
             .open_in_place(&nonce, aad, encrypted_payload, tag)
             .map_err(|_| Error::ErrFailedToVerifyAuthTag)?;
-        Ok(writer)
+        Ok(tag_offset)
     }
 
     fn encrypt_rtcp(
         &mut self,
-        decrypted: &[u8],
+        buf: &mut [u8],
+        len: usize,
         srtcp_index: usize,
         ssrc: u32,
-    ) -> Result<BytesMut> {
+    ) -> Result<usize> {
+        let tag_len = self.aead_auth_tag_len();
+        if len < 8 || buf.len() < len + tag_len + SRTCP_INDEX_SIZE {
+            return Err(Error::ErrBufferTooSmall);
+        }
         let iv = self.rtcp_initialization_vector(srtcp_index, ssrc);
-        let aad = self.rtcp_additional_authenticated_data(decrypted, srtcp_index);
-
-        let mut writer =
-            BytesMut::with_capacity(decrypted.len() + self.aead_auth_tag_len() + SRTCP_INDEX_SIZE);
-        writer.extend_from_slice(decrypted);
-
-        let mut tag = [0; CIPHER_AEAD_AES_GCM_AUTH_TAG_LEN];
+        let aad = self.rtcp_additional_authenticated_data(buf, srtcp_index);
+        let (packet, rest) = buf.split_at_mut(len);
+        let (tag, trailer) = rest.split_at_mut(tag_len);
         self.srtcp_cipher
-            .seal_in_place(&iv, &aad, &mut writer[8..], &mut tag)
+            .seal_in_place(&iv, &aad, &mut packet[8..], tag)
             .map_err(crypto_error)?;
-
-        writer.extend_from_slice(&tag);
-        writer.extend_from_slice(&aad[8..]);
-
-        Ok(writer)
+        trailer[..SRTCP_INDEX_SIZE].copy_from_slice(&aad[8..]);
+        Ok(len + tag_len + SRTCP_INDEX_SIZE)
     }
 
-    fn decrypt_rtcp(
-        &mut self,
-        encrypted: &[u8],
-        srtcp_index: usize,
-        ssrc: u32,
-    ) -> Result<BytesMut> {
+    fn decrypt_rtcp(&mut self, buf: &mut [u8], srtcp_index: usize, ssrc: u32) -> Result<usize> {
         let tag_len = self.aead_auth_tag_len();
-        if encrypted.len() < tag_len + SRTCP_INDEX_SIZE {
+        if buf.len() < tag_len + SRTCP_INDEX_SIZE {
             return Err(Error::ErrFailedToVerifyAuthTag);
         }
 
         let nonce = self.rtcp_initialization_vector(srtcp_index, ssrc);
-        let aad = self.rtcp_additional_authenticated_data(encrypted, srtcp_index);
+        let aad = self.rtcp_additional_authenticated_data(buf, srtcp_index);
 
-        let tag_start = encrypted.len() - SRTCP_INDEX_SIZE - tag_len;
+        let tag_start = buf.len() - SRTCP_INDEX_SIZE - tag_len;
         if tag_start < 8 {
             // Too short to hold the SRTCP header + tag; the AEAD would reject it.
             return Err(Error::ErrFailedToVerifyAuthTag);
         }
 
-        let tag = &encrypted[tag_start..tag_start + tag_len];
-        let mut writer = BytesMut::with_capacity(tag_start);
-        writer.extend_from_slice(&encrypted[..tag_start]);
-
-        {
-            let (_, encrypted_payload) = writer.split_at_mut(8);
-            self.srtcp_cipher
-                .open_in_place(&nonce, &aad, encrypted_payload, tag)
-                .map_err(|_| Error::ErrFailedToVerifyAuthTag)?;
-        }
-        Ok(writer)
+        let (packet, rest) = buf.split_at_mut(tag_start);
+        self.srtcp_cipher
+            .open_in_place(&nonce, &aad, &mut packet[8..], &rest[..tag_len])
+            .map_err(|_| Error::ErrFailedToVerifyAuthTag)?;
+        Ok(tag_start)
     }
 
     fn get_rtcp_index(&self, input: &[u8]) -> usize {
@@ -235,11 +204,16 @@ impl CipherAeadAesGcm {
     /// value is then XORed to the 12-octet salt to form the 12-octet IV.
     ///
     /// https://tools.ietf.org/html/rfc7714#section-8.1
-    pub(crate) fn rtp_initialization_vector(&self, header: &rtp::Header, roc: u32) -> [u8; 12] {
+    pub(crate) fn rtp_initialization_vector(
+        &self,
+        ssrc: u32,
+        sequence_number: u16,
+        roc: u32,
+    ) -> [u8; 12] {
         let mut iv = [0u8; 12];
-        BigEndian::write_u32(&mut iv[2..], header.ssrc);
+        BigEndian::write_u32(&mut iv[2..], ssrc);
         BigEndian::write_u32(&mut iv[6..], roc);
-        BigEndian::write_u16(&mut iv[10..], header.sequence_number);
+        BigEndian::write_u16(&mut iv[10..], sequence_number);
 
         for (i, v) in iv.iter_mut().enumerate() {
             *v ^= self.srtp_session_salt[i];
@@ -309,10 +283,14 @@ mod tests {
         };
 
         let payload = vec![0u8; 100];
-        let encrypted = cipher.encrypt_rtp(&payload, &header, 0).unwrap();
+        let mut buf = payload.clone();
+        buf.resize(100 + CIPHER_AEAD_AES_GCM_AUTH_TAG_LEN, 0);
+        let rtp = RtpFields::of(&header);
+        let n = cipher.encrypt_rtp(&mut buf, 100, rtp, 0).unwrap();
+        assert_eq!(n, 116);
 
-        let decrypted = cipher.decrypt_rtp(&encrypted, &header, 0).unwrap();
-        assert_eq!(&decrypted[..], &payload[..]);
+        let m = cipher.decrypt_rtp(&mut buf[..n], rtp, 0).unwrap();
+        assert_eq!(&buf[..m], &payload[..]);
     }
 
     /// Inputs long enough to pass the tag-length check but too short to hold
@@ -333,11 +311,12 @@ mod tests {
         };
 
         // 20 bytes: >= the 16-byte tag, but < 12-byte header + 16-byte tag.
-        assert!(cipher.decrypt_rtp(&[0u8; 20], &header, 0).is_err());
+        let rtp = RtpFields::of(&header);
+        assert!(cipher.decrypt_rtp(&mut [0u8; 20], rtp, 0).is_err());
 
         // 24 bytes: >= tag + 4-byte SRTCP index, but < 8-byte SRTCP header
         // + tag + index.
-        assert!(cipher.decrypt_rtcp(&[0u8; 24], 0, 0x12345678).is_err());
+        assert!(cipher.decrypt_rtcp(&mut [0u8; 24], 0, 0x12345678).is_err());
     }
 
     #[test]
@@ -356,9 +335,13 @@ mod tests {
         };
 
         let payload = vec![0u8; 100];
-        let encrypted = cipher.encrypt_rtp(&payload, &header, 0).unwrap();
+        let mut buf = payload.clone();
+        buf.resize(100 + CIPHER_AEAD_AES_GCM_AUTH_TAG_LEN, 0);
+        let rtp = RtpFields::of(&header);
+        let n = cipher.encrypt_rtp(&mut buf, 100, rtp, 0).unwrap();
+        assert_eq!(n, 116);
 
-        let decrypted = cipher.decrypt_rtp(&encrypted, &header, 0).unwrap();
-        assert_eq!(&decrypted[..], &payload[..]);
+        let m = cipher.decrypt_rtp(&mut buf[..n], rtp, 0).unwrap();
+        assert_eq!(&buf[..m], &payload[..]);
     }
 }

@@ -1,12 +1,10 @@
 use byteorder::{BigEndian, ByteOrder};
-use bytes::{BufMut, BytesMut};
 use crypto::{
     HmacAlgorithm, Mac, RTCCrypto, SecretVec, StreamCipher, StreamCipherAlgorithm, constant_time_eq,
 };
 use rtcp::header::{HEADER_LENGTH, SSRC_LENGTH};
-use shared::marshal::*;
 
-use super::{Cipher, Kdf, crypto_error};
+use super::{Cipher, Kdf, RtpFields, crypto_error};
 use crate::key_derivation::*;
 use crate::protection_profile::*;
 use shared::error::{Error, Result};
@@ -168,55 +166,51 @@ impl Cipher for CipherAesCmHmacSha1 {
 
     fn encrypt_rtp(
         &mut self,
-        plaintext: &[u8],
-        header: &rtp::Header,
+        buf: &mut [u8],
+        len: usize,
+        rtp: RtpFields,
         roc: u32,
-    ) -> Result<BytesMut> {
-        let mut writer = BytesMut::with_capacity(plaintext.len() + self.rtp_auth_tag_len());
-
-        // Write the plaintext to the destination buffer.
-        writer.extend_from_slice(plaintext);
+    ) -> Result<usize> {
+        let tag_len = self.rtp_auth_tag_len();
+        if len < rtp.header_len || buf.len() < len + tag_len {
+            return Err(Error::ErrBufferTooSmall);
+        }
 
         // Encrypt the payload
         let counter = generate_counter(
-            header.sequence_number,
+            rtp.sequence_number,
             roc,
-            header.ssrc,
+            rtp.ssrc,
             &self.srtp_session_salt,
         );
-
         self.srtp_cipher
-            .apply_keystream(&counter, &mut writer[header.marshal_size()..])
+            .apply_keystream(&counter, &mut buf[rtp.header_len..len])
             .map_err(crypto_error)?;
 
         // Generate the auth tag.
-        let full_auth_tag = self.generate_srtp_auth_tag(&writer, roc)?;
-        let auth_tag = &full_auth_tag[..self.rtp_auth_tag_len()];
-        writer.extend_from_slice(auth_tag);
+        let full_auth_tag = self.generate_srtp_auth_tag(&buf[..len], roc)?;
+        buf[len..len + tag_len].copy_from_slice(&full_auth_tag[..tag_len]);
 
-        Ok(writer)
+        Ok(len + tag_len)
     }
 
-    fn decrypt_rtp(
-        &mut self,
-        encrypted: &[u8],
-        header: &rtp::Header,
-        roc: u32,
-    ) -> Result<BytesMut> {
-        let encrypted_len = encrypted.len();
-        if encrypted_len < self.rtp_auth_tag_len() {
-            return Err(Error::SrtpTooSmall(encrypted_len, self.rtp_auth_tag_len()));
+    fn decrypt_rtp(&mut self, buf: &mut [u8], rtp: RtpFields, roc: u32) -> Result<usize> {
+        let encrypted_len = buf.len();
+        let tag_len = self.rtp_auth_tag_len();
+        if encrypted_len < tag_len {
+            return Err(Error::SrtpTooSmall(encrypted_len, tag_len));
+        }
+        let cipher_end = encrypted_len - tag_len;
+        if cipher_end < rtp.header_len {
+            return Err(Error::ErrTooShortRtp);
         }
 
-        let mut writer = BytesMut::with_capacity(encrypted_len - self.rtp_auth_tag_len());
-
         // Split the auth tag and the cipher text into two parts.
-        let actual_tag = &encrypted[encrypted_len - self.rtp_auth_tag_len()..];
-        let cipher_text = &encrypted[..encrypted_len - self.rtp_auth_tag_len()];
+        let (cipher_text, actual_tag) = buf.split_at_mut(cipher_end);
 
         // Generate the auth tag we expect to see from the ciphertext.
         let full_expected_tag = self.generate_srtp_auth_tag(cipher_text, roc)?;
-        let expected_tag = &full_expected_tag[..self.rtp_auth_tag_len()];
+        let expected_tag = &full_expected_tag[..tag_len];
 
         // See if the auth tag actually matches.
         // We use a constant time comparison to prevent timing attacks.
@@ -224,35 +218,32 @@ impl Cipher for CipherAesCmHmacSha1 {
             return Err(Error::RtpFailedToVerifyAuthTag);
         }
 
-        // Write cipher_text to the destination buffer.
-        writer.extend_from_slice(cipher_text);
-
         // Decrypt the ciphertext for the payload.
         let counter = generate_counter(
-            header.sequence_number,
+            rtp.sequence_number,
             roc,
-            header.ssrc,
+            rtp.ssrc,
             &self.srtp_session_salt,
         );
 
         self.srtp_cipher
-            .apply_keystream(&counter, &mut writer[header.marshal_size()..])
+            .apply_keystream(&counter, &mut cipher_text[rtp.header_len..])
             .map_err(crypto_error)?;
 
-        Ok(writer)
+        Ok(cipher_end)
     }
 
     fn encrypt_rtcp(
         &mut self,
-        decrypted: &[u8],
+        buf: &mut [u8],
+        len: usize,
         srtcp_index: usize,
         ssrc: u32,
-    ) -> Result<BytesMut> {
-        let mut writer =
-            BytesMut::with_capacity(decrypted.len() + SRTCP_INDEX_SIZE + self.rtcp_auth_tag_len());
-
-        // Write the decrypted to the destination buffer.
-        writer.extend_from_slice(decrypted);
+    ) -> Result<usize> {
+        let tag_len = self.rtcp_auth_tag_len();
+        if len < HEADER_LENGTH + SSRC_LENGTH || buf.len() < len + SRTCP_INDEX_SIZE + tag_len {
+            return Err(Error::ErrBufferTooSmall);
+        }
 
         // Encrypt everything after header
         let counter = generate_counter(
@@ -263,67 +254,52 @@ impl Cipher for CipherAesCmHmacSha1 {
         );
 
         self.srtcp_cipher
-            .apply_keystream(&counter, &mut writer[HEADER_LENGTH + SSRC_LENGTH..])
+            .apply_keystream(&counter, &mut buf[HEADER_LENGTH + SSRC_LENGTH..len])
             .map_err(crypto_error)?;
 
         // Add SRTCP index and set Encryption bit
-        writer.put_u32(srtcp_index as u32 | (1u32 << 31));
+        let end = len + SRTCP_INDEX_SIZE;
+        buf[len..end].copy_from_slice(&(srtcp_index as u32 | (1u32 << 31)).to_be_bytes());
 
         // Generate the auth tag.
-        let full_auth_tag = self.generate_srtcp_auth_tag(&writer)?;
-        let auth_tag = &full_auth_tag[..self.rtcp_auth_tag_len()];
-        writer.extend_from_slice(auth_tag);
+        let full_auth_tag = self.generate_srtcp_auth_tag(&buf[..end])?;
+        buf[end..end + tag_len].copy_from_slice(&full_auth_tag[..tag_len]);
 
-        Ok(writer)
+        Ok(end + tag_len)
     }
 
-    fn decrypt_rtcp(
-        &mut self,
-        encrypted: &[u8],
-        srtcp_index: usize,
-        ssrc: u32,
-    ) -> Result<BytesMut> {
-        let encrypted_len = encrypted.len();
-        if encrypted_len < self.rtcp_auth_tag_len() + SRTCP_INDEX_SIZE {
+    fn decrypt_rtcp(&mut self, buf: &mut [u8], srtcp_index: usize, ssrc: u32) -> Result<usize> {
+        let encrypted_len = buf.len();
+        let tag_len = self.rtcp_auth_tag_len();
+        if encrypted_len < tag_len + SRTCP_INDEX_SIZE {
             return Err(Error::SrtcpTooSmall(
                 encrypted_len,
-                self.rtcp_auth_tag_len() + SRTCP_INDEX_SIZE,
+                tag_len + SRTCP_INDEX_SIZE,
             ));
         }
 
-        let tail_offset = encrypted_len - (self.rtcp_auth_tag_len() + SRTCP_INDEX_SIZE);
+        let tail_offset = encrypted_len - (tag_len + SRTCP_INDEX_SIZE);
         if tail_offset < 8 {
             return Err(Error::ErrTooShortRtcp);
         }
 
-        let mut writer = BytesMut::with_capacity(tail_offset);
-
-        writer.extend_from_slice(&encrypted[0..tail_offset]);
-
-        let is_encrypted = encrypted[tail_offset] >> 7;
-        if is_encrypted == 0 {
-            return Ok(writer);
-        }
-
         // Split the auth tag and the cipher text into two parts.
-        let actual_tag = &encrypted[encrypted_len - self.rtcp_auth_tag_len()..];
-        if actual_tag.len() != self.rtcp_auth_tag_len() {
-            return Err(Error::RtcpInvalidLengthAuthTag(
-                actual_tag.len(),
-                self.rtcp_auth_tag_len(),
-            ));
-        }
+        let (cipher_text, actual_tag) = buf.split_at_mut(encrypted_len - tag_len);
 
-        let cipher_text = &encrypted[..encrypted_len - self.rtcp_auth_tag_len()];
-
-        // Generate the auth tag we expect to see from the ciphertext.
+        // Patched: the tag is verified whatever the E flag says (RFC 3711 §3.4: authentication
+        // is mandatory for SRTCP); upstream returned an E=0 packet without checking it.
         let full_expected_tag = self.generate_srtcp_auth_tag(cipher_text)?;
-        let expected_tag = &full_expected_tag[..self.rtcp_auth_tag_len()];
+        let expected_tag = &full_expected_tag[..tag_len];
 
         // See if the auth tag actually matches.
         // We use a constant time comparison to prevent timing attacks.
         if !constant_time_eq(actual_tag, expected_tag) {
             return Err(Error::RtcpFailedToVerifyAuthTag);
+        }
+
+        let is_encrypted = cipher_text[tail_offset] >> 7;
+        if is_encrypted == 0 {
+            return Ok(tail_offset);
         }
 
         let counter = generate_counter(
@@ -334,9 +310,12 @@ impl Cipher for CipherAesCmHmacSha1 {
         );
 
         self.srtcp_cipher
-            .apply_keystream(&counter, &mut writer[HEADER_LENGTH + SSRC_LENGTH..])
+            .apply_keystream(
+                &counter,
+                &mut cipher_text[HEADER_LENGTH + SSRC_LENGTH..tail_offset],
+            )
             .map_err(crypto_error)?;
 
-        Ok(writer)
+        Ok(tail_offset)
     }
 }
