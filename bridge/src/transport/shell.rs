@@ -322,10 +322,11 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
         let socket = UdpSocket::bind(addr).await?;
         let io = Arc::new(IoCounters::default());
         udp::probe_gso(socket.as_raw_fd(), &io);
+        let gro = udp::enable_gro(socket.as_raw_fd(), &io);
         Ok(Self {
             socket,
             state: PortState::new(counters),
-            recv: RecvBatch::default(),
+            recv: RecvBatch::new(gro),
             io,
         })
     }
