@@ -90,7 +90,9 @@ impl PortFixture {
                     video: video_params(),
                     ..Default::default()
                 };
-                let h = sfu.create_endpoint(t0, conf, p, &mut sink).expect("endpoint");
+                let h = sfu
+                    .create_endpoint(t0, conf, p, &mut sink)
+                    .expect("endpoint");
                 let addr = SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16));
                 let (bc, cc) = (IceCredentials::random(), IceCredentials::random());
                 let mut ep = EndpointTransport::new(
@@ -157,10 +159,7 @@ impl PortFixture {
         let now = self.now;
         self.port.handle_datagram(now, from, data);
         let Self {
-            port,
-            sfu,
-            events,
-            ..
+            port, sfu, events, ..
         } = self;
         loop {
             events.clear();

@@ -122,7 +122,9 @@ impl SrtpSession {
     ) -> Result<(), SrtpError> {
         let ctx = &mut self.local;
         let overhead = ctx.rtcp_overhead();
-        protect_into(packet, overhead, out, |b, n| ctx.encrypt_rtcp_in_place(b, n))
+        protect_into(packet, overhead, out, |b, n| {
+            ctx.encrypt_rtcp_in_place(b, n)
+        })
     }
 
     /// Decrypts into a new buffer (tests, benchmarks).
