@@ -25,6 +25,24 @@ pub struct Target {
     pub bridge_stats_url: Option<String>,
     /// name → pid of server processes on this machine (sampled for CPU and memory).
     pub pids: Vec<(String, u32)>,
+    /// Janus's HTTP API (`http://127.0.0.1:<port>/janus`): the participants join VideoRoom rooms
+    /// there instead (the XMPP fields are then unused).
+    pub janus_url: Option<String>,
+}
+
+impl Target {
+    /// A local Janus (`loadtest --sfu janus`): its API and its process, sampled as `janus`.
+    pub fn janus(url: String, pid: u32) -> anyhow::Result<Target> {
+        Ok(Target {
+            server: ServerAddr::parse("127.0.0.1", 5222)?,
+            domain: "janus.invalid".into(),
+            muc_domain: "janus.invalid".into(),
+            focus: "janus.invalid".into(),
+            bridge_stats_url: None,
+            pids: vec![("janus".into(), pid)],
+            janus_url: Some(url),
+        })
+    }
 }
 
 /// How to start the local deployment.
@@ -38,6 +56,9 @@ pub struct LocalOptions {
     /// Prosody's log level: `info` at least (the harness waits for its "Activated service"
     /// lines); `debug` costs Prosody CPU during joins.
     pub prosody_log_level: String,
+    /// Run the bridge under `taskset -c <cpus>` (measurements pin the SFU away from the load
+    /// generator).
+    pub bridge_cpus: Option<String>,
 }
 
 impl LocalOptions {
@@ -56,6 +77,7 @@ impl LocalOptions {
             bridge_env: Vec::new(),
             focus_env: Vec::new(),
             prosody_log_level: "info".into(),
+            bridge_cpus: None,
         })
     }
 }
@@ -180,7 +202,15 @@ impl LocalDeployment {
         let ports = prosody.ports();
         let bridge_rest_port = testkit::free_tcp_port()?;
         let media_port = testkit::free_udp_port()?;
-        let mut cmd = Command::new(&bridge_bin);
+        let mut cmd = match &opts.bridge_cpus {
+            // taskset execs the bridge: the pid stays the bridge's.
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(&bridge_bin);
+                c
+            }
+            None => Command::new(&bridge_bin),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("XMPP_SERVER", "127.0.0.1")
@@ -278,6 +308,7 @@ impl LocalDeployment {
                 self.bridge_rest_port
             )),
             pids,
+            janus_url: None,
         }
     }
 

@@ -22,6 +22,7 @@
 //!   pacing, the local deployment (Prosody + bridge + focus), server-side sampling, the report.
 
 pub mod deployment;
+pub mod janus;
 pub mod media;
 pub mod participant;
 pub mod procstat;

@@ -38,7 +38,7 @@ use crate::session::{
 /// How long an IQ to the focus may take.
 const IQ_TIMEOUT: Duration = Duration::from_secs(15);
 /// Datagrams handled per wake-up before timers get a turn.
-const RECV_BATCH: usize = 64;
+pub(crate) const RECV_BATCH: usize = 64;
 /// Receive buffer of a participant's socket (bursts of keyframes from several senders).
 const RECV_BUFFER: usize = 2 * 1024 * 1024;
 
@@ -169,18 +169,41 @@ fn sent_bytes(c: &SendCounters) -> u64 {
 
 /// Counters at the start of the measurement window.
 #[derive(Debug, Clone)]
-struct WindowStart {
+pub(crate) struct WindowStart {
     at: Instant,
     tracks: HashMap<u32, TrackCounters>,
     sent_packets: u64,
     sent_bytes: u64,
 }
 
-fn ms(from: Instant, at: Option<Instant>) -> Option<f64> {
+impl WindowStart {
+    /// Now, with the counters of `sender` and `receiver` (either may be absent).
+    pub(crate) fn take(sender: Option<&MediaSender>, receiver: Option<&MediaReceiver>) -> Self {
+        let sent = sender.map(|s| &s.counters);
+        WindowStart {
+            at: Instant::now(),
+            tracks: receiver.map(MediaReceiver::snapshot).unwrap_or_default(),
+            sent_packets: sent.map_or(0, sent_packets),
+            sent_bytes: sent.map_or(0, sent_bytes),
+        }
+    }
+
+    /// A window that starts at `at` from zero (the participant had no media when it opened).
+    pub(crate) fn empty(at: Instant) -> Self {
+        WindowStart {
+            at,
+            tracks: HashMap::new(),
+            sent_packets: 0,
+            sent_bytes: 0,
+        }
+    }
+}
+
+pub(crate) fn ms(from: Instant, at: Option<Instant>) -> Option<f64> {
     at.map(|a| a.saturating_duration_since(from).as_secs_f64() * 1000.0)
 }
 
-fn random_u32() -> u32 {
+pub(crate) fn random_u32() -> u32 {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 4];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
@@ -188,7 +211,7 @@ fn random_u32() -> u32 {
 }
 
 /// A UDP socket on `ip` with a large receive buffer.
-fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
+pub(crate) fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
     let domain = if ip.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -473,18 +496,11 @@ impl Participant {
     }
 
     fn open_window(&mut self) {
-        let snap = self
-            .media
-            .as_ref()
-            .map(|m| m.receiver().snapshot())
-            .unwrap_or_default();
-        let sent = self.media.as_ref().map(|m| &m.sender().counters);
-        self.window_start = Some(WindowStart {
-            at: Instant::now(),
-            tracks: snap,
-            sent_packets: sent.map_or(0, sent_packets),
-            sent_bytes: sent.map_or(0, sent_bytes),
-        });
+        let m = self.media.as_ref();
+        self.window_start = Some(WindowStart::take(
+            m.map(MediaEndpoint::sender),
+            m.map(MediaEndpoint::receiver),
+        ));
     }
 
     /// Connected when the bridge channel is open; everything expected arrived when every other
@@ -781,86 +797,111 @@ impl Participant {
         self.report.timings.all_media_ms = ms(self.t_request, self.all_media_at);
         self.report.timings.join_to_all_media_ms = ms(self.t_start, self.all_media_at);
         self.report.srtp_profile = m.transport().srtp_profile().map(|p| p.name().to_owned());
-        let ws = self.window_start.clone().unwrap_or_else(|| WindowStart {
-            at: end,
-            tracks: HashMap::new(),
-            sent_packets: 0,
-            sent_bytes: 0,
-        });
-        let before = &ws.tracks;
-        let secs = end.saturating_duration_since(ws.at).as_secs_f64();
-        self.report.window_s = secs;
-        if secs > 0.0 {
-            let c = &m.sender().counters;
-            let packets = sent_packets(c).saturating_sub(ws.sent_packets);
-            let bytes = sent_bytes(c).saturating_sub(ws.sent_bytes);
-            self.report.sent_pps = packets as f64 / secs;
-            self.report.sent_kbps = bytes as f64 * 8.0 / 1000.0 / secs;
-        }
-        let mut received: Vec<(String, Kind)> = Vec::new();
-        let mut tracks: Vec<TrackReport> = m
-            .receiver()
-            .tracks()
-            .map(|t| {
-                let w = t
-                    .counters
-                    .since(before.get(&t.ssrc).unwrap_or(&TrackCounters::default()));
-                if w.packets > 0 {
-                    received.push((t.source.owner.clone(), t.source.kind));
-                }
-                let per_s = |v: u64| if secs > 0.0 { v as f64 / secs } else { 0.0 };
-                TrackReport {
-                    owner: t.source.owner.clone(),
-                    kind: t.source.kind,
-                    ssrc: t.ssrc,
-                    packets: w.packets,
-                    bytes: w.bytes,
-                    kbps: per_s(w.bytes) * 8.0 / 1000.0,
-                    pps: per_s(w.packets),
-                    expected: w.expected,
-                    lost: w.lost(),
-                    loss_pct: w.loss_fraction() * 100.0,
-                    fps: per_s(w.frames),
-                    keyframes: w.keyframes,
-                    height: t.size.map(|(_, h)| h),
-                    jitter_ms: t.jitter_ms(),
-                }
-            })
-            .collect();
-        tracks.sort_by(|a, b| (&a.owner, a.kind, a.ssrc).cmp(&(&b.owner, b.kind, b.ssrc)));
-        self.report.received_pps = tracks.iter().map(|t| t.pps).sum();
-        self.report.received_kbps = tracks.iter().map(|t| t.kbps).sum();
-        let (lost, expected) = tracks
-            .iter()
-            .fold((0u64, 0u64), |(l, e), t| (l + t.lost, e + t.expected));
-        self.report.loss_pct = if expected > 0 {
-            lost as f64 / expected as f64 * 100.0
-        } else {
-            0.0
-        };
-        self.report.tracks = tracks;
-        for e in &self.cfg.expected_senders {
-            for kind in [Kind::Audio, Kind::Video] {
-                if !received.iter().any(|(o, k)| o == e && *k == kind) {
-                    let k = match kind {
-                        Kind::Audio => "audio",
-                        Kind::Video => "video",
-                    };
-                    self.report.missing.push(format!("{e}/{k}"));
-                }
-            }
-        }
-        self.report.sent = m.sender().counters.clone();
+        let ws = self
+            .window_start
+            .clone()
+            .unwrap_or_else(|| WindowStart::empty(end));
+        window_report(
+            &mut self.report,
+            &ws,
+            end,
+            Some(m.sender()),
+            Some(m.receiver()),
+            &self.cfg.expected_senders,
+        );
         self.report.sent_layers = m.sender().enabled_layers();
         self.report.channel = m.channel.clone();
         self.report.rtcp = m.rtcp;
         self.report.transport_drops = m.transport_drops();
-        self.report.receive_drops = m.receiver().drops;
         self.report.send_errors += m.send_errors;
         if let Some(f) = &m.failure
             && !self.report.failures.contains(f)
         {
             self.report.failures.push(f.clone());
         }
+    }
+}
+
+/// The window's figures of one participant: what it sent (`sender`), every track it received
+/// (`receiver`) with loss and rates, and which expected senders' audio or video never came. The
+/// same for both SFUs' participants.
+pub(crate) fn window_report(
+    report: &mut ParticipantReport,
+    ws: &WindowStart,
+    end: Instant,
+    sender: Option<&MediaSender>,
+    receiver: Option<&MediaReceiver>,
+    expected_senders: &[String],
+) {
+    let before = &ws.tracks;
+    let secs = end.saturating_duration_since(ws.at).as_secs_f64();
+    report.window_s = secs;
+    if secs > 0.0
+        && let Some(s) = sender
+    {
+        let c = &s.counters;
+        let packets = sent_packets(c).saturating_sub(ws.sent_packets);
+        let bytes = sent_bytes(c).saturating_sub(ws.sent_bytes);
+        report.sent_pps = packets as f64 / secs;
+        report.sent_kbps = bytes as f64 * 8.0 / 1000.0 / secs;
+    }
+    let mut received: Vec<(String, Kind)> = Vec::new();
+    let mut tracks: Vec<TrackReport> = receiver
+        .into_iter()
+        .flat_map(MediaReceiver::tracks)
+        .map(|t| {
+            let w = t
+                .counters
+                .since(before.get(&t.ssrc).unwrap_or(&TrackCounters::default()));
+            if w.packets > 0 {
+                received.push((t.source.owner.clone(), t.source.kind));
+            }
+            let per_s = |v: u64| if secs > 0.0 { v as f64 / secs } else { 0.0 };
+            TrackReport {
+                owner: t.source.owner.clone(),
+                kind: t.source.kind,
+                ssrc: t.ssrc,
+                packets: w.packets,
+                bytes: w.bytes,
+                kbps: per_s(w.bytes) * 8.0 / 1000.0,
+                pps: per_s(w.packets),
+                expected: w.expected,
+                lost: w.lost(),
+                loss_pct: w.loss_fraction() * 100.0,
+                fps: per_s(w.frames),
+                keyframes: w.keyframes,
+                height: t.size.map(|(_, h)| h),
+                jitter_ms: t.jitter_ms(),
+            }
+        })
+        .collect();
+    tracks.sort_by(|a, b| (&a.owner, a.kind, a.ssrc).cmp(&(&b.owner, b.kind, b.ssrc)));
+    report.received_pps = tracks.iter().map(|t| t.pps).sum();
+    report.received_kbps = tracks.iter().map(|t| t.kbps).sum();
+    let (lost, expected) = tracks
+        .iter()
+        .fold((0u64, 0u64), |(l, e), t| (l + t.lost, e + t.expected));
+    report.loss_pct = if expected > 0 {
+        lost as f64 / expected as f64 * 100.0
+    } else {
+        0.0
+    };
+    report.tracks = tracks;
+    for e in expected_senders {
+        for kind in [Kind::Audio, Kind::Video] {
+            if !received.iter().any(|(o, k)| o == e && *k == kind) {
+                let k = match kind {
+                    Kind::Audio => "audio",
+                    Kind::Video => "video",
+                };
+                report.missing.push(format!("{e}/{k}"));
+            }
+        }
+    }
+    if let Some(s) = sender {
+        report.sent = s.counters.clone();
+    }
+    if let Some(r) = receiver {
+        report.receive_drops = r.drops;
     }
 }
