@@ -4,6 +4,9 @@
 //! cargo build --release -p bridge -p focus -p loadtest
 //! target/release/loadtest --conferences 5 --participants 4 --duration 60s \
 //!     --json run.json --markdown run.md
+//! # the same participants through a local Janus (VideoRoom), then both in one table:
+//! target/release/loadtest --sfu janus --participants 10 --json janus.json
+//! target/release/loadtest --compare run.json janus.json
 //! ```
 //!
 //! Exit status: 0 when every participant joined and nothing failed, 2 when the run completed with
