@@ -3,10 +3,11 @@
 # the same synthetic participants and load levels, run alternately, then one table of every run
 # (`loadtest --compare`; see loadtest/REPORT.md § Side by side with Janus).
 #
-#   loadtest/compare.sh [-d DURATION] [-o DIR] [-n ROUNDS] [-c SFU_CPUS] [-l LOADGEN_CPUS] [-r] LEVEL...
+#   loadtest/compare.sh [-d DURATION] [-o DIR] [-n ROUNDS] [-f FIRST] [-c SFU_CPUS] [-l LOADGEN_CPUS] [-r] LEVEL...
 #     LEVEL = CONFERENCESxPARTICIPANTS[:SENDERS], e.g. 1x5 1x10 1x20:10
 #     -n rounds (default 2): each round runs every level with both SFUs, the SFU that goes first
-#        alternating from round to round
+#        alternating from round to round; -f: number of the first round (default 1: more rounds
+#        into the same DIR later)
 #     -c / -l: CPUs of the SFU process (default 1) and of the load generator with the focus and
 #        Prosody (default 0), so that both SFUs get the same core; -c '' -l '' disables pinning
 #     -r: only print the table of the reports already in DIR
@@ -19,22 +20,24 @@ cd "$(dirname "$0")/.."
 duration=30s
 out=side-by-side
 rounds=2
+first=1
 sfu_cpus=1
 loadgen_cpus=0
 report_only=0
-while getopts "d:o:n:c:l:r" opt; do
+while getopts "d:o:n:f:c:l:r" opt; do
   case $opt in
     d) duration=$OPTARG ;;
     o) out=$OPTARG ;;
     n) rounds=$OPTARG ;;
+    f) first=$OPTARG ;;
     c) sfu_cpus=$OPTARG ;;
     l) loadgen_cpus=$OPTARG ;;
     r) report_only=1 ;;
-    *) sed -n '2,17p' "$0" >&2; exit 64 ;;
+    *) sed -n '2,19p' "$0" >&2; exit 64 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -gt 0 ] || [ $report_only = 1 ] || { sed -n '2,17p' "$0" >&2; exit 64; }
+[ $# -gt 0 ] || [ $report_only = 1 ] || { sed -n '2,19p' "$0" >&2; exit 64; }
 
 target="${CARGO_TARGET_DIR:-target}"
 if [ "${NO_BUILD:-0}" != 1 ] && [ $report_only = 0 ]; then
@@ -50,7 +53,7 @@ sfu_pin=()
 
 status=0
 if [ $report_only = 0 ]; then
-  for round in $(seq 1 "$rounds"); do
+  for round in $(seq "$first" $((first + rounds - 1))); do
     if [ $((round % 2)) = 1 ]; then order=(jitsi janus); else order=(janus jitsi); fi
     for level in "$@"; do
       cp=${level%%:*}

@@ -798,8 +798,9 @@ pub fn compare_markdown(runs: &[(String, serde_json::Value)]) -> String {
         "| run | SFU | level (senders) | joined | join ms median / p95 | join → all media ms median | SFU CPU (cores) | RTP pps in / forwarded | **µs SFU CPU per forwarded packet** | µs per packet in+out | SFU RSS MiB | loss % | SFU UDP drops | video tracks by height | load generator CPU (cores) | machine busy % |"
     );
     let _ = writeln!(o, "|{}", "---|".repeat(16));
-    // (level, sfu) → µs per forwarded packet of each run.
-    let mut by_level: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
+    // ((conferences, participants, senders), sfu) → µs per forwarded packet of each run.
+    type Level = (u64, u64, u64);
+    let mut by_level: std::collections::BTreeMap<(Level, String), Vec<f64>> = Default::default();
     for (label, v) in runs {
         let sc = &v["scenario"];
         let s = &v["summary"];
@@ -817,10 +818,12 @@ pub fn compare_markdown(runs: &[(String, serde_json::Value)]) -> String {
         let f = |path: &[&str], d: usize| opt(num(s, path), d);
         let us = num(s, &["costs", "sfu_us_per_forwarded_packet"]);
         if let Some(us) = us.filter(|u| *u > 0.0) {
-            by_level
-                .entry((format!("{level} ({senders})"), sfu.clone()))
-                .or_default()
-                .push(us);
+            let key = (
+                sc["conferences"].as_u64().unwrap_or(0),
+                sc["participants_per_conference"].as_u64().unwrap_or(0),
+                senders,
+            );
+            by_level.entry((key, sfu.clone())).or_default().push(us);
         }
         let heights = s["media"]["video_heights"]
             .as_object()
@@ -851,14 +854,14 @@ pub fn compare_markdown(runs: &[(String, serde_json::Value)]) -> String {
             opt(num(&v["server"], &["machine_busy_pct"]), 0),
         );
     }
-    let levels: std::collections::BTreeSet<&String> = by_level.keys().map(|(l, _)| l).collect();
+    let levels: std::collections::BTreeSet<Level> = by_level.keys().map(|(l, _)| *l).collect();
     if !levels.is_empty() {
         let _ = writeln!(
             o,
             "\n| level (senders) | bridge µs per forwarded packet (median, runs) | janus µs per forwarded packet (median, runs) | bridge / janus |\n|---|---|---|---|"
         );
         for l in levels {
-            let get = |sfu: &str| by_level.get(&(l.clone(), sfu.to_owned()));
+            let get = |sfu: &str| by_level.get(&(l, sfu.to_owned()));
             let cell = |v: Option<&Vec<f64>>| {
                 v.map_or_else(
                     || "–".to_owned(),
@@ -873,7 +876,10 @@ pub fn compare_markdown(runs: &[(String, serde_json::Value)]) -> String {
             };
             let _ = writeln!(
                 o,
-                "| {l} | {} | {} | {ratio} |",
+                "| {}x{} ({}) | {} | {} | {ratio} |",
+                l.0,
+                l.1,
+                l.2,
                 cell(get("bridge")),
                 cell(get("janus"))
             );
