@@ -34,6 +34,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # Only the janus binary is used (the loadtest starts its own on loopback): where the package
+  # started its system service (HTTP API and demo rooms on every interface), stop it.
+  if [[ " ${need_apt[*]} " == *" janus "* ]] && command -v systemctl >/dev/null 2>&1 \
+    && systemctl is-active --quiet janus 2>/dev/null; then
+    systemctl disable --now janus >/dev/null 2>&1 || true
+  fi
 fi
 
 # Browser harness (playwright-core drives the system Chromium; lib-jitsi-meet is the real client).
