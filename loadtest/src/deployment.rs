@@ -82,15 +82,19 @@ impl LocalOptions {
     }
 }
 
-/// A child process that is stopped (SIGINT, then SIGKILL) when dropped.
-struct Proc {
+/// A child process that is stopped (SIGINT, then SIGKILL) when dropped, its output in a log file.
+pub(crate) struct Proc {
     name: &'static str,
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Proc> {
+    pub(crate) fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        log: PathBuf,
+    ) -> anyhow::Result<Proc> {
         let out = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -105,11 +109,17 @@ impl Proc {
         })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
-    fn exited(&mut self) -> Option<String> {
+    /// The tail of its log.
+    pub(crate) fn log_tail(&self, bytes: usize) -> String {
+        tail(&self.log, bytes)
+    }
+
+    /// `Some(why, with the log's tail)` once it has exited.
+    pub(crate) fn exited(&mut self) -> Option<String> {
         let c = self.child.as_mut()?;
         match c.try_wait() {
             Ok(Some(status)) => Some(format!(

@@ -38,7 +38,7 @@ use crate::session::{
 /// How long an IQ to the focus may take.
 const IQ_TIMEOUT: Duration = Duration::from_secs(15);
 /// Datagrams handled per wake-up before timers get a turn.
-pub(crate) const RECV_BATCH: usize = 64;
+const RECV_BATCH: usize = 64;
 /// Receive buffer of a participant's socket (bursts of keyframes from several senders).
 const RECV_BUFFER: usize = 2 * 1024 * 1024;
 
@@ -223,6 +223,41 @@ pub(crate) fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::new(ip, 0).into())?;
     UdpSocket::from_std(s.into())
+}
+
+/// Hands up to [`RECV_BATCH`] datagrams waiting on `socket` to `media`.
+pub(crate) fn receive_batch(socket: &UdpSocket, media: &mut MediaEndpoint, buf: &mut [u8]) {
+    for _ in 0..RECV_BATCH {
+        match socket.try_recv_from(buf) {
+            Ok((n, from)) => {
+                if let Some(d) = buf.get(..n) {
+                    media.handle_datagram(Instant::now(), from, d);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                debug!(error = %e, "recv error");
+                break;
+            }
+        }
+    }
+}
+
+/// Sends every datagram `media` has queued on `socket`; returns how many sends failed.
+pub(crate) async fn flush_media(socket: &UdpSocket, media: &mut MediaEndpoint) -> u64 {
+    let mut errors = 0;
+    while let Some((to, d)) = media.poll_transmit() {
+        match socket.try_send_to(&d, to) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if socket.send_to(&d, to).await.is_err() {
+                    errors += 1;
+                }
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    errors
 }
 
 /// The state of one participant between its join and its leave.
@@ -458,40 +493,14 @@ impl Participant {
     }
 
     fn receive(&mut self, buf: &mut [u8]) {
-        let Some(media) = self.media.as_mut() else {
-            return;
-        };
-        for _ in 0..RECV_BATCH {
-            match self.socket.try_recv_from(buf) {
-                Ok((n, from)) => {
-                    let now = Instant::now();
-                    if let Some(d) = buf.get(..n) {
-                        media.handle_datagram(now, from, d);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    debug!(error = %e, "recv error");
-                    break;
-                }
-            }
+        if let Some(media) = self.media.as_mut() {
+            receive_batch(&self.socket, media, buf);
         }
     }
 
     async fn flush(&mut self) {
-        let Some(media) = self.media.as_mut() else {
-            return;
-        };
-        while let Some((to, d)) = media.poll_transmit() {
-            match self.socket.try_send_to(&d, to) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if self.socket.send_to(&d, to).await.is_err() {
-                        self.report.send_errors += 1;
-                    }
-                }
-                Err(_) => self.report.send_errors += 1,
-            }
+        if let Some(media) = self.media.as_mut() {
+            self.report.send_errors += flush_media(&self.socket, media).await;
         }
     }
 

@@ -25,14 +25,14 @@ use serde_json::{Value, json};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::api::{ApiError, JanusEvent, Session};
 use super::sdp::{self, LocalTransport, PublishMedia, Sdp};
 use crate::media::MediaEndpoint;
 use crate::participant::{
-    ParticipantConfig, ParticipantReport, Phase, Progress, RECV_BATCH, WindowStart, bind_socket,
-    ms, random_u32, window_report,
+    ParticipantConfig, ParticipantReport, Phase, Progress, WindowStart, bind_socket, flush_media,
+    ms, random_u32, receive_batch, window_report,
 };
 use crate::receiver::{Kind, MediaReceiver, RemoteSource};
 use crate::sender::{AudioConfig, LayerConfig, MediaSender, VideoConfig, default_layers};
@@ -79,42 +79,16 @@ impl Pc {
     }
 
     fn receive(&mut self, buf: &mut [u8]) {
-        let Some(media) = self.media.as_mut() else {
-            return;
-        };
-        for _ in 0..RECV_BATCH {
-            match self.socket.try_recv_from(buf) {
-                Ok((n, from)) => {
-                    if let Some(d) = buf.get(..n) {
-                        media.handle_datagram(Instant::now(), from, d);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    debug!(error = %e, "recv error");
-                    break;
-                }
-            }
+        if let Some(media) = self.media.as_mut() {
+            receive_batch(&self.socket, media, buf);
         }
     }
 
     async fn flush(&mut self) -> u64 {
-        let mut errors = 0;
-        let Some(media) = self.media.as_mut() else {
-            return 0;
-        };
-        while let Some((to, d)) = media.poll_transmit() {
-            match self.socket.try_send_to(&d, to) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if self.socket.send_to(&d, to).await.is_err() {
-                        errors += 1;
-                    }
-                }
-                Err(_) => errors += 1,
-            }
+        match self.media.as_mut() {
+            Some(media) => flush_media(&self.socket, media).await,
+            None => 0,
         }
-        errors
     }
 
     fn dtls_up(&self) -> bool {

@@ -9,10 +9,12 @@
 //! then 127.0.0.1, which the participants check in every SDP (`sdp::loopback_candidates`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::deployment::Proc;
 
 /// The `getifaddrs` wrapper preloaded into Janus (see the module comment).
 const LOOPBACK_SHIM: &str = r#"#define _GNU_SOURCE
@@ -60,10 +62,10 @@ impl Default for JanusOptions {
 
 /// A running Janus on 127.0.0.1.
 pub struct JanusServer {
-    child: Option<Child>,
+    // Dropped (stopped) before `dir` is removed.
+    proc: Proc,
     /// `http://127.0.0.1:<port>/janus`.
     pub url: String,
-    log: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -214,8 +216,8 @@ impl JanusServer {
             );
         }
 
-        let log = dir.path().join("janus.log");
         let mut cmd = match &opts.cpus {
+            // taskset execs Janus: the pid stays Janus's.
             Some(cpus) => {
                 let mut c = Command::new("taskset");
                 c.args(["-c", cpus]).arg(&opts.binary);
@@ -223,24 +225,15 @@ impl JanusServer {
             }
             None => Command::new(&opts.binary),
         };
+        // Janus logs to stdout (the log file).
         cmd.arg("-F")
             .arg(&conf)
             .arg("-C")
             .arg(conf.join("janus.jcfg"))
-            .arg("-L")
-            .arg(&log)
-            .arg("-N")
-            .env("LD_PRELOAD", &shim)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("start {}", opts.binary.display()))?;
+            .env("LD_PRELOAD", &shim);
         let mut server = JanusServer {
-            child: Some(child),
+            proc: Proc::spawn("janus", cmd, dir.path().join("janus.log"))?,
             url: format!("http://127.0.0.1:{port}/janus"),
-            log,
             dir,
         };
         let info = format!("http://127.0.0.1:{port}/janus/info");
@@ -264,7 +257,7 @@ impl JanusServer {
 
     /// The Janus process (when started through `taskset`, taskset has exec'd it: same pid).
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
+        self.proc.pid()
     }
 
     pub fn dir(&self) -> &Path {
@@ -272,50 +265,11 @@ impl JanusServer {
     }
 
     pub fn log_tail(&self, bytes: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let start = text.len().saturating_sub(bytes);
-        let start = (start..text.len())
-            .find(|i| text.is_char_boundary(*i))
-            .unwrap_or(text.len());
-        text[start..].to_owned()
+        self.proc.log_tail(bytes)
     }
 
     /// `Some(why)` once Janus has exited.
     pub fn exited(&mut self) -> Option<String> {
-        let c = self.child.as_mut()?;
-        match c.try_wait() {
-            Ok(Some(status)) => Some(format!(
-                "janus exited with {status}; log tail:\n{}",
-                self.log_tail(3000)
-            )),
-            _ => None,
-        }
-    }
-
-    fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-INT", &c.id().to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(6);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
-impl Drop for JanusServer {
-    fn drop(&mut self) {
-        self.stop();
+        self.proc.exited()
     }
 }
