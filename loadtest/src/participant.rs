@@ -225,6 +225,15 @@ pub(crate) fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
+/// Audio and video flow from every one of `expected` senders.
+pub(crate) fn all_expected_media(receiver: &MediaReceiver, expected: &[String]) -> bool {
+    let audio: Vec<&str> = receiver.owners_receiving(Kind::Audio).collect();
+    let video: Vec<&str> = receiver.owners_receiving(Kind::Video).collect();
+    expected
+        .iter()
+        .all(|e| audio.contains(&e.as_str()) && video.contains(&e.as_str()))
+}
+
 /// Hands up to [`RECV_BATCH`] datagrams waiting on `socket` to `media`.
 pub(crate) fn receive_batch(socket: &UdpSocket, media: &mut MediaEndpoint, buf: &mut [u8]) {
     for _ in 0..RECV_BATCH {
@@ -524,15 +533,8 @@ impl Participant {
         };
         let failure = m.failure.clone();
         let open = m.milestones.channel_open.is_some();
-        let all_media = self.all_media_at.is_none() && {
-            let r = m.receiver();
-            let audio: Vec<&str> = r.owners_receiving(Kind::Audio).collect();
-            let video: Vec<&str> = r.owners_receiving(Kind::Video).collect();
-            self.cfg
-                .expected_senders
-                .iter()
-                .all(|e| audio.contains(&e.as_str()) && video.contains(&e.as_str()))
-        };
+        let all_media = self.all_media_at.is_none()
+            && all_expected_media(m.receiver(), &self.cfg.expected_senders);
         if all_media {
             self.all_media_at = Some(now);
         }

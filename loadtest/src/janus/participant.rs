@@ -31,8 +31,8 @@ use super::api::{ApiError, JanusEvent, Session};
 use super::sdp::{self, LocalTransport, PublishMedia, Sdp};
 use crate::media::MediaEndpoint;
 use crate::participant::{
-    ParticipantConfig, ParticipantReport, Phase, Progress, WindowStart, bind_socket, flush_media,
-    ms, random_u32, receive_batch, window_report,
+    ParticipantConfig, ParticipantReport, Phase, Progress, WindowStart, all_expected_media,
+    bind_socket, flush_media, ms, random_u32, receive_batch, window_report,
 };
 use crate::receiver::{Kind, MediaReceiver, RemoteSource};
 use crate::sender::{AudioConfig, LayerConfig, MediaSender, VideoConfig, default_layers};
@@ -741,18 +741,9 @@ impl JanusParticipant {
         }
         if self.all_media_at.is_none()
             && let Some(m) = self.subscribe_pc.media.as_ref()
+            && all_expected_media(m.receiver(), &self.cfg.expected_senders)
         {
-            let r = m.receiver();
-            let audio: Vec<&str> = r.owners_receiving(Kind::Audio).collect();
-            let video: Vec<&str> = r.owners_receiving(Kind::Video).collect();
-            if self
-                .cfg
-                .expected_senders
-                .iter()
-                .all(|e| audio.contains(&e.as_str()) && video.contains(&e.as_str()))
-            {
-                self.all_media_at = Some(now);
-            }
+            self.all_media_at = Some(now);
         }
         let up = if self.cfg.sender {
             self.publish_pc.dtls_up()
