@@ -2,6 +2,10 @@
 // Test peers for bridge/tests/browser_bridge.rs: one headless Chromium, one page per participant
 // (e2e/pages/bridge-peer.html). Protocol (JSON lines):
 //   stdin:  {"cmd":"open","peer":"a"}             → {"event":"opened","peer":"a"}
+//           {"cmd":"open","peer":"a","page":"svc-peer.html","opts":{...}} opens another page of
+//                                                  e2e/pages, whose window.init gets opts
+//           {"cmd":"call","peer":"a","fn":"name","arg":...} → {"event":"result","peer":"a","fn":"name","value":...}
+//                                                  (window[fn](arg) in that peer's page)
 //           {"cmd":"offer","peer":"a","sdp":...}  → {"event":"answer","peer":"a","sdp":...}
 //           {"cmd":"send","peer":"a","text":...}  sends on that peer's data channel
 //           {"cmd":"quit"} or EOF ends.
@@ -38,8 +42,8 @@ async function main() {
         run(peer, async () => {
           const page = await browser.context.newPage();
           page.on('console', (m) => process.stderr.write(`[${peer}] ${m.text()}\n`));
-          await page.goto(`${web.url}/bridge-peer.html`);
-          await page.evaluate(() => window.init());
+          await page.goto(`${web.url}/${c.page || 'bridge-peer.html'}`);
+          await page.evaluate((opts) => window.init(opts), c.opts || {});
           pages.set(peer, page);
           emit({ event: 'opened', peer });
         });
@@ -47,6 +51,11 @@ async function main() {
         run(peer, async () => {
           const sdp = await pages.get(peer).evaluate((offer) => window.answer(offer), c.sdp);
           emit({ event: 'answer', peer, sdp });
+        });
+      } else if (c.cmd === 'call') {
+        run(peer, async () => {
+          const value = await pages.get(peer).evaluate(({ fn, arg }) => window[fn](arg), { fn: c.fn, arg: c.arg });
+          emit({ event: 'result', peer, fn: c.fn, value: value === undefined ? null : value });
         });
       } else if (c.cmd === 'send') {
         run(peer, async () => { await pages.get(peer).evaluate((t) => window.sendData(t), c.text); });

@@ -4,7 +4,8 @@
 # reads the bridge's and the focus's RSS, threads, open fds and sockets (/proc) and their stats
 # (/colibri/stats, the focus's /stats) every SOAK_SAMPLE seconds. After the last round and a grace
 # period it records the end state and writes a Markdown report: samples every minute, the RSS slope
-# (least squares over the second half of the load phase, KiB/min), and what is left over.
+# (least squares over the second half of the load phase, KiB/min, of the samples taken between
+# rounds, when the process holds no endpoint or participant), and what is left over.
 #
 #   loadtest/soak.sh REPORT.md
 #
@@ -76,6 +77,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- the deployment -------------------------------------------------------------------------------
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 log "starting Prosody + bridge + focus (scripts/run.sh, binaries from $target/release)"
 RUN_NO_BUILD=1 RUN_NO_DEMO=1 RUN_MEDIA_IP=127.0.0.1 CARGO_TARGET_DIR="$target" \
   scripts/run.sh >"$data/run.out" 2>"$data/run.log" &
@@ -162,11 +164,12 @@ alive=yes
 if ! kill -0 "$bridge_pid" 2>/dev/null || ! kill -0 "$focus_pid" 2>/dev/null; then alive=no; fi
 
 # ---- analysis -------------------------------------------------------------------------------------
-# Least-squares slope of column $1 (KiB) against time, in KiB/min, over load samples with t in [$2, $3].
+# Least-squares slope of column $1 (KiB) against time, in KiB/min, over load samples with t in [$2, $3]
+# (and, if $4 names a column, only those where it is 0).
 slope() {
-  awk -v c="$1" -v from="$2" -v to="$3" '
+  awk -v c="$1" -v from="$2" -v to="$3" -v z="${4:-}" '
     NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-    $2 == "load" && $1 >= from && $1 <= to && $col[c] != "NA" {
+    $2 == "load" && $1 >= from && $1 <= to && $col[c] != "NA" && (z == "" || $col[z] == "0") {
       n++; x = $1 / 60; y = $col[c]; sx += x; sy += y; sxx += x * x; sxy += x * y
     }
     END { d = n * sxx - sx * sx; if (n < 3 || d == 0) print "NA"; else printf "%.1f", (n * sxy - sx * sy) / d }
@@ -189,12 +192,19 @@ kib_mib() { awk -v k="$1" 'BEGIN { if (k == "NA" || k == "") print "NA"; else pr
 
 verdicts=()
 status=0
+# The verdict reads the RSS between rounds (the process holds no endpoint / participant): samples
+# taken mid-round swing by a few MiB with how many participants happen to be in, which a 10-minute
+# least-squares fit over every sample turns into a slope of either sign.
+quiet_bridge=bridge_endpoints
+quiet_focus=focus_participants
 for p in bridge focus; do
-  s=$(slope "${p}_rss_kib" "$half" "$load_end")
+  quiet="quiet_$p"
+  s=$(slope "${p}_rss_kib" "$half" "$load_end" "${!quiet}")
   declare "${p}_slope=$s"
+  declare "${p}_slope_every=$(slope "${p}_rss_kib" "$half" "$load_end")"
   declare "${p}_slope_all=$(slope "${p}_rss_kib" "$load_start" "$load_end")"
   if [ "$s" = NA ] || awk -v s="$s" -v m="$max_slope" 'BEGIN { exit !(s > m) }'; then
-    verdicts+=("**$p RSS grows**: $s KiB/min over the second half (limit $max_slope)"); status=2
+    verdicts+=("**$p RSS grows**: $s KiB/min between rounds over the second half (limit $max_slope)"); status=2
   fi
   for c in fds sockets threads; do
     a=$(value "${p}_$c" idle first); b=$(value "${p}_$c" end first)
@@ -213,11 +223,10 @@ if [ "$planned" != "$connected" ]; then verdicts+=("**$((planned - connected)) o
 [ ${#verdicts[@]} -gt 0 ] || verdicts=("flat and clean: RSS slopes within $max_slope KiB/min, fds, sockets, threads back to their idle values, no endpoint, conference or participant left")
 
 # ---- report ---------------------------------------------------------------------------------------
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
   echo "# Memory soak: $conferences × $participants loadtest participants joining and leaving for $soak_seconds s"
   echo
-  echo "Written by \`loadtest/soak.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), worktree commit \`$commit\`,"
+  echo "Written by \`loadtest/soak.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), worktree commit \`$commit\` at the start,"
   echo "$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), shared with other work:"
   echo "load average (1/5/15 min) $start_load at the start, $end_load at the end."
   echo
@@ -239,13 +248,13 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "$failed_rounds round(s) with a non-zero loadtest exit. Median join time per round (ms):"
   echo "$(awk 'NR > 1 && $9 != "NA" { print $9 }' "$data/rounds.txt" | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "min %s, median %s, max %s", v[1], v[int((NR + 1) / 2)], v[NR]; else print "NA" }')."
   echo
-  echo "| process | RSS idle MiB | RSS after 1st min MiB | RSS end (after grace) MiB | RSS max MiB | slope 2nd half KiB/min | slope whole load KiB/min | fds idle → end | sockets idle → end | threads idle → end |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| process | RSS idle MiB | RSS after 1st min MiB | RSS end (after grace) MiB | RSS max MiB | slope 2nd half, between rounds KiB/min | slope 2nd half, every sample KiB/min | slope whole load KiB/min | fds idle → end | sockets idle → end | threads idle → end |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
   for p in bridge focus; do
-    sv="${p}_slope"; sa="${p}_slope_all"
+    sv="${p}_slope"; se="${p}_slope_every"; sa="${p}_slope_all"
     first_min=$(awk -v c="${p}_rss_kib" -v s="$load_start" 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
       $2 == "load" && $1 >= s + 60 { print $col[c]; exit }' "$data/samples.txt")
-    echo "| $p | $(kib_mib "$(value "${p}_rss_kib" idle first)") | $(kib_mib "$first_min") | $(kib_mib "$(value "${p}_rss_kib" end first)") | $(kib_mib "$(column_max "${p}_rss_kib")") | ${!sv} | ${!sa} | $(value "${p}_fds" idle first) → $(value "${p}_fds" end first) | $(value "${p}_sockets" idle first) → $(value "${p}_sockets" end first) | $(value "${p}_threads" idle first) → $(value "${p}_threads" end first) |"
+    echo "| $p | $(kib_mib "$(value "${p}_rss_kib" idle first)") | $(kib_mib "$first_min") | $(kib_mib "$(value "${p}_rss_kib" end first)") | $(kib_mib "$(column_max "${p}_rss_kib")") | ${!sv} | ${!se} | ${!sa} | $(value "${p}_fds" idle first) → $(value "${p}_fds" end first) | $(value "${p}_sockets" idle first) → $(value "${p}_sockets" end first) | $(value "${p}_threads" idle first) → $(value "${p}_threads" end first) |"
   done
   echo
   echo "End state, ${grace} s after the last round: bridge \`/colibri/stats\` conferences $(value bridge_conferences end first), endpoints $(value bridge_endpoints end first);"
@@ -266,7 +275,8 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     $2 != "load" || $1 >= next_t { row(); if ($2 == "load") next_t = (int($1 / 60) + 1) * 60 }
   ' "$data/samples.txt"
   echo
-  echo "Slopes: least squares of VmRSS against time over the load-phase samples ($(($(wc -l <"$data/samples.txt") - 1)) samples in all; \"2nd half\" = $half s ≤ t ≤ $load_end s)."
+  echo "Slopes: least squares of VmRSS against time over the load-phase samples ($(($(wc -l <"$data/samples.txt") - 1)) samples in all; \"2nd half\" = $half s ≤ t ≤ $load_end s;"
+  echo "\"between rounds\" = only the samples where the bridge held no endpoint (bridge) / the focus no participant (focus): the verdict)."
 } >"$report"
 log "report written to $report"
 cat "$report" >&2

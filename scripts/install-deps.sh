@@ -2,7 +2,7 @@
 # Installs everything the tests and the local deployment need, idempotently: Prosody (the real XMPP
 # server), Chromium + ChromeDriver (real browsers), the npm packages of the browser harness (playwright-core,
 # lib-jitsi-meet, jquery), podman + runc + debootstrap (the container images), the manifest validators,
-# cargo-nextest and cargo-fuzz. Safe to run again: each step checks first. Needs root (apt-get) on a Debian machine;
+# Janus, cargo-nextest and cargo-fuzz. Safe to run again: each step checks first. Needs root (apt-get) on a Debian machine;
 # network access only to the package registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,11 +25,21 @@ command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v objcopy >/dev/null 2>&1 || need_apt+=(binutils)
 # libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets (fuzz/run.sh).
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
+# Janus (its VideoRoom plugin) for `loadtest --sfu janus` and loadtest/tests/e2e_janus.rs; cc compiles
+# the loopback shim preloaded into it (loadtest/src/janus/server.rs).
+command -v janus >/dev/null 2>&1 || need_apt+=(janus)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # Only the janus binary is used (the loadtest starts its own on loopback): where the package
+  # started its system service (HTTP API and demo rooms on every interface), stop it.
+  if [[ " ${need_apt[*]} " == *" janus "* ]] && command -v systemctl >/dev/null 2>&1 \
+    && systemctl is-active --quiet janus 2>/dev/null; then
+    systemctl disable --now janus >/dev/null 2>&1 || true
+  fi
 fi
 
 # Browser harness (playwright-core drives the system Chromium; lib-jitsi-meet is the real client).

@@ -217,7 +217,7 @@ env XMPP_SERVER=127.0.0.1 XMPP_PORT="$c2s" XMPP_DOMAIN="$domain" XMPP_AUTH_DOMAI
   "$focus_bin" --rest-port "$focus_rest" >"$tmp/focus.log" 2>&1 &
 pids+=($!)
 focus_pid=${pids[-1]}
-# Healthy = the focus sees an operational bridge in the brewery.
+# Healthy = the focus's XMPP client and component are connected and it sees an operational bridge in the brewery.
 wait_http_ok "http://127.0.0.1:$focus_rest/about/health" focus "$focus_pid"
 kill -0 "$bridge_pid" 2>/dev/null || { log "bridge exited"; cat "$tmp/bridge.log" >&2; exit 1; }
 log "bridge media on udp $media_host:$media, advertised as $media_ips (REST 127.0.0.1:$bridge_rest); focus REST 127.0.0.1:$focus_rest"

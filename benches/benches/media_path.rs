@@ -1,7 +1,9 @@
 //! The bridge's whole per-packet media path, crypto included: one SRTP-protected ingress packet is
-//! decrypted, routed by the forwarding core, rewritten, and SRTP-encrypted once per receiver (each
-//! receiver has its own keys), for N = 1, 10 and 50 receivers. The kernel send is not included (see
-//! `shared/anchors.md` §C.6 for its cost here). Run: `cargo bench -p benches --bench media_path`.
+//! decrypted (in place, in a reused buffer, as the endpoint does), routed by the forwarding core,
+//! rewritten, and SRTP-encrypted once per receiver (each receiver has its own keys) into a reused
+//! buffer (as the port's transmit pool does), for N = 1, 10 and 50 receivers. The kernel send is not
+//! included (`udp_send` measures it); `port_path` adds the demux and the port's queues.
+//! Run: `cargo bench -p benches --bench media_path`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -10,6 +12,7 @@ use benches::{Fixture, OPUS, VP8, rtp_packet, srtp_pair, ssrcs};
 use bridge::sfu::{EndpointHandle, Output};
 use bridge::transport::SrtpProfile;
 use bridge::transport::srtp::SrtpSession;
+use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const VIDEO_PAYLOAD: usize = 1160; // ≈1200-byte packets, as Chrome sends video
@@ -45,6 +48,8 @@ fn bench_path(c: &mut Criterion, profile: SrtpProfile, name: &str, audio: bool) 
             .map(|r| (*r, srtp_pair(profile).0))
             .collect();
         let mut rx = srtp_pair(profile).1;
+        let mut rx_buf = BytesMut::with_capacity(2048);
+        let mut tx_buf = BytesMut::with_capacity(1500);
         let mut i = 0usize;
         let mut sent = 0usize;
         g.throughput(Throughput::Elements(1));
@@ -57,14 +62,17 @@ fn bench_path(c: &mut Criterion, profile: SrtpProfile, name: &str, audio: bool) 
                         i = 0;
                         rx = srtp_pair(profile).1;
                     }
-                    let plain = rx.decrypt_rtp(black_box(&ingress[i])).expect("decrypt");
+                    rx_buf.clear();
+                    rx_buf.extend_from_slice(black_box(&ingress[i]));
+                    let n = rx.decrypt_rtp_in_place(&mut rx_buf).expect("decrypt");
                     i += 1;
                     f.sfu
-                        .handle_rtp(f.now, f.sender, &plain, &mut |out: Output<'_>| {
+                        .handle_rtp(f.now, f.sender, &rx_buf[..n], &mut |out: Output<'_>| {
                             if let Output::Rtp { to, packet } = out
                                 && let Some(s) = egress.get_mut(&to)
                             {
-                                black_box(s.encrypt_rtp(packet).expect("encrypt"));
+                                s.encrypt_rtp_into(packet, &mut tx_buf).expect("encrypt");
+                                black_box(&tx_buf);
                                 sent += 1;
                             }
                         });

@@ -1,5 +1,6 @@
 //! Per-packet cost of the transport's media path: SRTP protect/unprotect of a 1200-byte RTP
-//! packet for both profiles, and the port demux decision for an RTP datagram.
+//! packet for both profiles — into a new buffer, and in place in a reused one (what the port
+//! does) — and the port demux decision for an RTP datagram.
 //! Run: `cargo bench -p benches --bench transport`.
 
 use std::hint::black_box;
@@ -45,6 +46,16 @@ fn srtp(c: &mut Criterion) {
                 black_box(tx.encrypt_rtp(black_box(&p)).expect("encrypt"))
             })
         });
+        let mut out = bytes::BytesMut::with_capacity(1500);
+        c.bench_function(&format!("srtp_encrypt_into_1200B_{name}"), |b| {
+            b.iter(|| {
+                seq = seq.wrapping_add(1);
+                p[2..4].copy_from_slice(&seq.to_be_bytes());
+                tx.encrypt_rtp_into(black_box(&p), &mut out)
+                    .expect("encrypt");
+                black_box(&out);
+            })
+        });
         // Pre-encrypt a long in-order run so decrypt passes replay protection.
         // A fresh sender: the one above has wrapped its rollover counter many times.
         let (mut tx, mut rx) = srtp_pair(profile);
@@ -63,6 +74,22 @@ fn srtp(c: &mut Criterion) {
                 let out = rx.decrypt_rtp(black_box(&packets[i])).expect("decrypt");
                 i += 1;
                 black_box(out)
+            })
+        });
+        let mut buf = bytes::BytesMut::with_capacity(2048);
+        let mut i = 0usize;
+        rx = srtp_pair(profile).1;
+        c.bench_function(&format!("srtp_decrypt_in_place_1200B_{name}"), |b| {
+            b.iter(|| {
+                if i == packets.len() {
+                    i = 0;
+                    rx = srtp_pair(profile).1;
+                }
+                buf.clear();
+                buf.extend_from_slice(black_box(&packets[i]));
+                let n = rx.decrypt_rtp_in_place(&mut buf).expect("decrypt");
+                i += 1;
+                black_box(&buf[..n]);
             })
         });
     }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod port;
 pub mod svc;
 
 use bridge::sfu::vp8;

@@ -1,9 +1,11 @@
 //! The forwarding path does not allocate per packet: a counting global allocator watches
-//! `handle_rtp` (video and audio, 1 and 50 receivers) and NACK → RTX after warm-up, and the SVC
-//! codec paths (`bridge::sfu::av1`, `bridge::sfu::vp9`) on Chromium-like streams.
+//! `handle_rtp` (video and audio, 1 and 50 receivers) and NACK → RTX after warm-up, the SVC
+//! codec paths (`bridge::sfu::av1`, `bridge::sfu::vp9`) on Chromium-like streams, and the port's
+//! whole path with SRTP: demux → SRTP decrypt → forward → N × SRTP encrypt → flush.
 
 use std::time::{Duration, Instant};
 
+use benches::port::PortFixture;
 use benches::svc;
 use benches::{
     Fixture, KEYFRAME_INTERVAL, OPUS, PACKETS_PER_FRAME, VP8, rtp_packet, set_seq_ts, ssrcs,
@@ -180,4 +182,51 @@ fn svc_codec_paths_allocate_nothing_per_packet_once_warm() {
     }
     assert_eq!(allocs() - before, 0, "VP9 path");
     assert!(forwarded > 1000);
+}
+
+/// A port with connected endpoints (real DTLS-SRTP keys, AES-GCM as Chromium negotiates it): once
+/// warm, a datagram's whole path — demux, SRTP decrypt in the endpoint's buffer, the forwarding
+/// core, SRTP encrypt for each receiver into the port's transmit buffers, the flush's drain and
+/// recycle — allocates nothing. Conferences of 10 and of 50 on a port of 100 endpoints, senders
+/// taking turns.
+#[test]
+fn port_path_with_srtp_allocates_nothing_per_datagram_once_warm() {
+    for size in [10usize, 50] {
+        let mut f = PortFixture::new(100, size);
+        let mut senders = std::mem::take(&mut f.senders);
+        let n = senders.len();
+        // Ingress encrypted beforehand (the participants' side allocates). Each stream's first
+        // keyframe is its 128th packet (receivers start there), then 512 fill the caches.
+        let warm = n * 800;
+        let mut ingress: Vec<_> = (0..warm + 4000)
+            .map(|i| {
+                let s = &mut senders[i % n];
+                (s.addr, s.next_datagram())
+            })
+            .collect();
+        let measured = ingress.split_off(warm);
+        // Warm-up: every receiver's retransmission cache ring, the endpoints' receive buffers,
+        // the transmit pool, the queues.
+        for (from, d) in &ingress {
+            f.datagram(*from, d);
+        }
+        let sent_before = f.sent;
+        let before = allocs();
+        for (from, d) in &measured {
+            f.datagram(*from, d);
+        }
+        let a = allocs() - before;
+        let sent = f.sent - sent_before;
+        assert!(
+            sent >= (measured.len() * (size - 1)) as u64,
+            "{sent} datagrams sent for {} in, conferences of {size}",
+            measured.len()
+        );
+        assert_eq!(
+            a,
+            0,
+            "{a} allocations for {} datagrams, conferences of {size}",
+            measured.len()
+        );
+    }
 }

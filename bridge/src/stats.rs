@@ -62,6 +62,7 @@ pub const KNOWN_DROP_REASONS: &[&str] = &[
     "rtp_malformed",
     "srtp_not_ready",
     "srtp_auth",
+    "srtp_replay",
     "sctp_error",
     "source_filtered",
     "ssrc_unsignalled",

@@ -2,7 +2,7 @@
 //!
 //! | path | response |
 //! |---|---|
-//! | `/about/health` | 200 `OK` with ≥ 1 operational bridge and the XMPP client online; 503 with the reason otherwise; not served (404) with `JICOFO_ENABLE_HEALTH_CHECKS=false` |
+//! | `/about/health` | 200 `OK` with every configured XMPP connection online (client, component, service), the brewery joined and ≥ 1 operational bridge; 503 with the reason otherwise ([`crate::shell::Health::problem`]); not served (404) with `JICOFO_ENABLE_HEALTH_CHECKS=false` |
 //! | `/about/version` | `{"name","version","os"}` |
 //! | `/stats` | JSON: `conferences`, `participants`, `largest_conference`, `total_participants`, `total_conferences_created`, `conference_sizes`, `bridge_selector{bridge_count, operational_bridge_count, …}`, … |
 //! | `/metrics` | Prometheus text, `jitsi_jicofo_*` |
@@ -48,7 +48,7 @@ pub fn router(focus: LoopHandle, metrics: Arc<FocusMetrics>, health: bool) -> Ro
             })
         });
         if let (Some(stats), Some(health)) = snapshot {
-            metrics.observe(&stats, health.operational_bridges > 0);
+            metrics.observe(&stats, health.problem().is_none());
         }
         metrics.render()
     });
@@ -71,14 +71,9 @@ pub fn router(focus: LoopHandle, metrics: Arc<FocusMetrics>, health: bool) -> Ro
 }
 
 async fn health_check(State(s): State<ApiState>) -> Response {
-    match s.focus.health().await {
-        Some(h) if h.operational_bridges > 0 && h.xmpp_online => {
-            text_response(StatusCode::OK, "OK")
-        }
-        Some(h) if !h.xmpp_online => {
-            text_response(StatusCode::SERVICE_UNAVAILABLE, "XMPP connection is down")
-        }
-        Some(_) => text_response(StatusCode::SERVICE_UNAVAILABLE, "no operational bridge"),
+    match s.focus.health().await.map(|h| h.problem()) {
+        Some(None) => text_response(StatusCode::OK, "OK"),
+        Some(Some(problem)) => text_response(StatusCode::SERVICE_UNAVAILABLE, problem),
         None => text_response(StatusCode::SERVICE_UNAVAILABLE, "focus is shutting down"),
     }
 }

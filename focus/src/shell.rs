@@ -41,11 +41,34 @@ pub enum Query {
 /// The core's answer to a conference request that came over HTTP.
 pub type RestReply = Result<Option<Element>, crate::core::StanzaError>;
 
-/// What `/about/health` reports.
+/// What `/about/health` reports: healthy with every configured XMPP connection online, the
+/// brewery joined and an operational bridge, as Jicofo's `JicofoHealthChecker` (operational
+/// bridges, a test conference started over the client connection, an XMPP ping on every
+/// connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
-    pub xmpp_online: bool,
+    /// Configured connections that are not online: `client`, `component`, `service`.
+    pub offline: Vec<&'static str>,
+    pub brewery_joined: bool,
     pub operational_bridges: usize,
+}
+
+impl Health {
+    /// Why the focus is unhealthy (the first reason, in that order); `None` when healthy.
+    pub fn problem(&self) -> Option<String> {
+        if !self.offline.is_empty() {
+            Some(format!(
+                "XMPP connection is down: {}",
+                self.offline.join(", ")
+            ))
+        } else if !self.brewery_joined {
+            Some("not in the brewery room".into())
+        } else if self.operational_bridges == 0 {
+            Some("no operational bridge".into())
+        } else {
+            None
+        }
+    }
 }
 
 /// A handle on the running loop for the REST API.
@@ -284,7 +307,8 @@ async fn run(
                     }
                     Query::Health(tx) => {
                         let _ = tx.send(Health {
-                            xmpp_online: shell.online.get(&Link::Client).copied().unwrap_or(false),
+                            offline: shell.offline(),
+                            brewery_joined: focus.brewery_joined(),
                             operational_bridges: focus.bridges().operational_count(now),
                         });
                     }
@@ -352,6 +376,21 @@ fn failure(e: IqError) -> RequestFailure {
 }
 
 impl Shell {
+    /// The configured XMPP connections that are not online (never online counts as down).
+    fn offline(&self) -> Vec<&'static str> {
+        [
+            (Link::Client, "client", true),
+            (Link::Component, "component", self.component.is_some()),
+            (Link::Service, "service", self.service.is_some()),
+        ]
+        .into_iter()
+        .filter(|(link, _, configured)| {
+            *configured && !self.online.get(link).copied().unwrap_or(false)
+        })
+        .map(|(_, name, _)| name)
+        .collect()
+    }
+
     fn handle(&self, link: Link) -> &XmppHandle {
         match link {
             Link::Client => &self.client,

@@ -12,7 +12,7 @@ use common::{
 };
 use signaling::ns;
 use signaling::xml::Builder;
-use signaling::xmpp::{BareJid, DefinedCondition, Event, IqError, Jid, MucJoin};
+use signaling::xmpp::{BareJid, DefinedCondition, Event, IqError, Jid, MucJoin, XmppHandle};
 
 fn conference_iq(room: &str) -> minidom::Element {
     el(&format!(
@@ -258,13 +258,13 @@ async fn bad_requests_get_error_replies() {
     let _ = &mut mallory.events;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn brewery_occupants_with_stats_are_bridges() {
-    let prosody = start_prosody();
-    let mut focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
+/// A brewery occupant that publishes stats and answers health checks, as a bridge does: its
+/// session, the brewery, and the task answering.
+async fn fake_bridge(
+    prosody: &testkit::Prosody,
+) -> (XmppHandle, BareJid, tokio::task::JoinHandle<()>) {
     let brewery = BareJid::new(&format!("jvbbrewery@{}", prosody.internal_muc_domain())).unwrap();
-    // A brewery occupant that publishes stats and answers health checks, as a bridge does.
-    let mut jvb = TestClient::connect(&prosody, "jvb", testkit::JVB_PASSWORD).await;
+    let mut jvb = TestClient::connect(prosody, "jvb", testkit::JVB_PASSWORD).await;
     let stats = common::bridge_stats(&[
         ("stress_level", "0.1"),
         ("drain", "false"),
@@ -275,7 +275,7 @@ async fn brewery_occupants_with_stats_are_bridges() {
         .join_muc(MucJoin::new(brewery.clone(), "jvb-1").with_extra(vec![stats]))
         .await
         .expect("jvb joins the brewery");
-    let jvb_handle = jvb.handle.clone();
+    let handle = jvb.handle.clone();
     let answering = tokio::spawn(async move {
         while let Some(ev) = jvb.events.recv().await {
             if let Event::IqRequest(iq) = ev
@@ -285,6 +285,14 @@ async fn brewery_occupants_with_stats_are_bridges() {
             }
         }
     });
+    (handle, brewery, answering)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brewery_occupants_with_stats_are_bridges() {
+    let prosody = start_prosody();
+    let mut focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
+    let (jvb_handle, brewery, answering) = fake_bridge(&prosody).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let s = focus.stats();
@@ -324,6 +332,78 @@ async fn brewery_occupants_with_stats_are_bridges() {
     // SIGTERM: clean exit.
     let status = focus.terminate().expect("exit status");
     assert!(status.success(), "{status:?}");
+}
+
+/// Jicofo is unhealthy until its XMPP connections are up (`JicofoHealthChecker` pings each): with
+/// the brewery joined and an operational bridge, `/about/health` still answers 503 naming the
+/// component while the component connection cannot reach Prosody, and 200 once it has connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_waits_for_the_component_connection() {
+    let prosody = start_prosody();
+    // The component connects through a port nothing listens on yet (the focus retries).
+    let gate = common::free_port();
+    let port = gate.to_string();
+    let focus = tokio::task::block_in_place(|| {
+        FocusProcess::start(&prosody, &[("XMPP_COMPONENT_PORT", port.as_str())])
+    });
+    let (_jvb, _brewery, answering) = fake_bridge(&prosody).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = focus.stats();
+        if s["bridge_selector"]["operational_bridge_count"] == 1 && s["brewery_joined"] == true {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bridge not discovered: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Still not healthy, and says why — also a while later (the component keeps failing).
+    for _ in 0..2 {
+        let (status, body) = tokio::task::block_in_place(|| focus.get("/about/health")).unwrap();
+        assert_eq!(
+            (status, body.trim()),
+            (503, "XMPP connection is down: component"),
+            "{}",
+            focus.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (_, metrics) = tokio::task::block_in_place(|| focus.get("/metrics")).unwrap();
+    assert!(metrics.contains("jitsi_jicofo_healthy 0"), "{metrics}");
+    // Open the way to Prosody's component port: healthy once the component is connected.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", gate))
+        .await
+        .expect("bind the component gate");
+    let upstream = prosody.ports().component;
+    let forwarding = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    // The focus's reconnect backoff is at most 10 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        let (status, body) = tokio::task::block_in_place(|| focus.get("/about/health")).unwrap();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still unhealthy with the component reachable: {status} {body}\n{}",
+            focus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, metrics) = tokio::task::block_in_place(|| focus.get("/metrics")).unwrap();
+    assert!(metrics.contains("jitsi_jicofo_healthy 1"), "{metrics}");
+    forwarding.abort();
+    answering.abort();
 }
 
 #[test]

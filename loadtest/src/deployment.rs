@@ -25,6 +25,24 @@ pub struct Target {
     pub bridge_stats_url: Option<String>,
     /// name → pid of server processes on this machine (sampled for CPU and memory).
     pub pids: Vec<(String, u32)>,
+    /// Janus's HTTP API (`http://127.0.0.1:<port>/janus`): the participants join VideoRoom rooms
+    /// there instead (the XMPP fields are then unused).
+    pub janus_url: Option<String>,
+}
+
+impl Target {
+    /// A local Janus (`loadtest --sfu janus`): its API and its process, sampled as `janus`.
+    pub fn janus(url: String, pid: u32) -> anyhow::Result<Target> {
+        Ok(Target {
+            server: ServerAddr::parse("127.0.0.1", 5222)?,
+            domain: "janus.invalid".into(),
+            muc_domain: "janus.invalid".into(),
+            focus: "janus.invalid".into(),
+            bridge_stats_url: None,
+            pids: vec![("janus".into(), pid)],
+            janus_url: Some(url),
+        })
+    }
 }
 
 /// How to start the local deployment.
@@ -38,6 +56,9 @@ pub struct LocalOptions {
     /// Prosody's log level: `info` at least (the harness waits for its "Activated service"
     /// lines); `debug` costs Prosody CPU during joins.
     pub prosody_log_level: String,
+    /// Run the bridge under `taskset -c <cpus>` (measurements pin the SFU away from the load
+    /// generator).
+    pub bridge_cpus: Option<String>,
 }
 
 impl LocalOptions {
@@ -56,19 +77,24 @@ impl LocalOptions {
             bridge_env: Vec::new(),
             focus_env: Vec::new(),
             prosody_log_level: "info".into(),
+            bridge_cpus: None,
         })
     }
 }
 
-/// A child process that is stopped (SIGINT, then SIGKILL) when dropped.
-struct Proc {
+/// A child process that is stopped (SIGINT, then SIGKILL) when dropped, its output in a log file.
+pub(crate) struct Proc {
     name: &'static str,
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Proc> {
+    pub(crate) fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        log: PathBuf,
+    ) -> anyhow::Result<Proc> {
         let out = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -83,11 +109,17 @@ impl Proc {
         })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
-    fn exited(&mut self) -> Option<String> {
+    /// The tail of its log.
+    pub(crate) fn log_tail(&self, bytes: usize) -> String {
+        tail(&self.log, bytes)
+    }
+
+    /// `Some(why, with the log's tail)` once it has exited.
+    pub(crate) fn exited(&mut self) -> Option<String> {
         let c = self.child.as_mut()?;
         match c.try_wait() {
             Ok(Some(status)) => Some(format!(
@@ -180,7 +212,15 @@ impl LocalDeployment {
         let ports = prosody.ports();
         let bridge_rest_port = testkit::free_tcp_port()?;
         let media_port = testkit::free_udp_port()?;
-        let mut cmd = Command::new(&bridge_bin);
+        let mut cmd = match &opts.bridge_cpus {
+            // taskset execs the bridge: the pid stays the bridge's.
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(&bridge_bin);
+                c
+            }
+            None => Command::new(&bridge_bin),
+        };
         cmd.env_clear()
             // JVB_MEDIA_WORKERS from our environment (tests run with 1, 2 or the default).
             .envs(std::env::var("JVB_MEDIA_WORKERS").map(|v| ("JVB_MEDIA_WORKERS", v)))
@@ -280,6 +320,7 @@ impl LocalDeployment {
                 self.bridge_rest_port
             )),
             pids,
+            janus_url: None,
         }
     }
 

@@ -19,9 +19,12 @@
 //!   session-accept from a session-initiate, remote source bookkeeping), pure functions;
 //! - [`participant`]: the async shell running one participant (XMPP session + UDP socket + timers);
 //! - [`scenario`], [`deployment`], [`procstat`], [`report`]: conferences × participants with join
-//!   pacing, the local deployment (Prosody + bridge + focus), server-side sampling, the report.
+//!   pacing, the local deployment (Prosody + bridge + focus), server-side sampling, the report;
+//! - [`janus`]: the same participants through Janus's VideoRoom instead (`loadtest --sfu janus`,
+//!   a local Janus on loopback), for side-by-side runs (`loadtest --compare`).
 
 pub mod deployment;
+pub mod janus;
 pub mod media;
 pub mod participant;
 pub mod procstat;

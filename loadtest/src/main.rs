@@ -4,6 +4,9 @@
 //! cargo build --release -p bridge -p focus -p loadtest
 //! target/release/loadtest --conferences 5 --participants 4 --duration 60s \
 //!     --json run.json --markdown run.md
+//! # the same participants through a local Janus (VideoRoom), then both in one table:
+//! target/release/loadtest --sfu janus --participants 10 --json janus.json
+//! target/release/loadtest --compare run.json janus.json
 //! ```
 //!
 //! Exit status: 0 when every participant joined and nothing failed, 2 when the run completed with
@@ -16,6 +19,7 @@ use anyhow::{Context, bail};
 use bridge::transport::dtls::SrtpProfile;
 use clap::Parser;
 use loadtest::deployment::{LocalDeployment, LocalOptions, Target};
+use loadtest::janus::{JanusOptions, JanusServer};
 use loadtest::media::ReceiveView;
 use loadtest::scenario::{self, ScenarioConfig};
 use signaling::xmpp::ServerAddr;
@@ -118,6 +122,19 @@ struct Args {
     /// Room name prefix.
     #[arg(long, default_value = "loadtest")]
     room_prefix: String,
+    /// The SFU of the local deployment: `jitsi` (Prosody + our bridge + our focus) or `janus`
+    /// (Debian's Janus with its VideoRoom plugin, on a temporary loopback configuration).
+    #[arg(long, default_value = "jitsi", value_parser = ["jitsi", "janus"])]
+    sfu: String,
+    /// Pin the SFU process (our bridge or Janus) to these CPUs (`taskset -c` list, e.g. `1`).
+    #[arg(long)]
+    sfu_cpus: Option<String>,
+    /// The `janus` executable (`--sfu janus`).
+    #[arg(long, default_value = "janus")]
+    janus_bin: PathBuf,
+    /// Print one Markdown table comparing the JSON reports given (runs of either SFU) and exit.
+    #[arg(long, num_args = 1.., value_name = "JSON")]
+    compare: Vec<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -137,10 +154,28 @@ fn run() -> anyhow::Result<bool> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LOADTEST_LOG")
-                .unwrap_or_else(|_| "loadtest=info,warn".into()),
+                // rtc-dtls warns about every ClientHello extension it does not know (Janus's OpenSSL
+                // sends several).
+                .unwrap_or_else(|_| "loadtest=info,rtc_dtls=error,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+    if !args.compare.is_empty() {
+        let mut runs = Vec::new();
+        for path in &args.compare {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a loadtest JSON report", path.display()))?;
+            let label = path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            );
+            runs.push((label, v));
+        }
+        print!("{}", loadtest::report::compare_markdown(&runs));
+        return Ok(true);
+    }
     if args.participants == 0 || args.conferences == 0 {
         bail!("--conferences and --participants must be at least 1");
     }
@@ -171,7 +206,21 @@ fn run() -> anyhow::Result<bool> {
 
     // The deployment: existing (given by address) or local.
     let mut local = None;
+    let mut janus = None;
     let target = match &args.xmpp {
+        None if args.sfu == "janus" => {
+            let opts = JanusOptions {
+                binary: args.janus_bin.clone(),
+                cpus: args.sfu_cpus.clone(),
+                ..JanusOptions::default()
+            };
+            eprintln!("starting Janus ({})", opts.binary.display());
+            let j = JanusServer::start(&opts)?;
+            let t = Target::janus(j.url.clone(), j.pid())?;
+            janus = Some(j);
+            t
+        }
+        Some(_) if args.sfu == "janus" => bail!("--sfu janus starts its own Janus: no --xmpp"),
         Some(addr) => {
             let server = ServerAddr::parse(addr, 5222)?;
             if !server.is_loopback() {
@@ -195,6 +244,7 @@ fn run() -> anyhow::Result<bool> {
                 domain: args.domain.clone(),
                 bridge_stats_url: args.bridge_stats.clone(),
                 pids,
+                janus_url: None,
             }
         }
         None => {
@@ -202,6 +252,7 @@ fn run() -> anyhow::Result<bool> {
             if let Some(d) = &args.bin_dir {
                 opts.bin_dir = d.clone();
             }
+            opts.bridge_cpus = args.sfu_cpus.clone();
             eprintln!(
                 "starting Prosody + bridge + focus from {}",
                 opts.bin_dir.display()
@@ -223,6 +274,11 @@ fn run() -> anyhow::Result<bool> {
     {
         report.add_failure(format!("local deployment: {e}"));
     }
+    if let Some(j) = janus.as_mut()
+        && let Some(e) = j.exited()
+    {
+        report.add_failure(e);
+    }
     print!("{}", report.text());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -236,6 +292,7 @@ fn run() -> anyhow::Result<bool> {
     }
     drop(runtime);
     drop(local);
+    drop(janus);
     Ok(report.succeeded())
 }
 

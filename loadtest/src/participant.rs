@@ -169,18 +169,41 @@ fn sent_bytes(c: &SendCounters) -> u64 {
 
 /// Counters at the start of the measurement window.
 #[derive(Debug, Clone)]
-struct WindowStart {
+pub(crate) struct WindowStart {
     at: Instant,
     tracks: HashMap<u32, TrackCounters>,
     sent_packets: u64,
     sent_bytes: u64,
 }
 
-fn ms(from: Instant, at: Option<Instant>) -> Option<f64> {
+impl WindowStart {
+    /// Now, with the counters of `sender` and `receiver` (either may be absent).
+    pub(crate) fn take(sender: Option<&MediaSender>, receiver: Option<&MediaReceiver>) -> Self {
+        let sent = sender.map(|s| &s.counters);
+        WindowStart {
+            at: Instant::now(),
+            tracks: receiver.map(MediaReceiver::snapshot).unwrap_or_default(),
+            sent_packets: sent.map_or(0, sent_packets),
+            sent_bytes: sent.map_or(0, sent_bytes),
+        }
+    }
+
+    /// A window that starts at `at` from zero (the participant had no media when it opened).
+    pub(crate) fn empty(at: Instant) -> Self {
+        WindowStart {
+            at,
+            tracks: HashMap::new(),
+            sent_packets: 0,
+            sent_bytes: 0,
+        }
+    }
+}
+
+pub(crate) fn ms(from: Instant, at: Option<Instant>) -> Option<f64> {
     at.map(|a| a.saturating_duration_since(from).as_secs_f64() * 1000.0)
 }
 
-fn random_u32() -> u32 {
+pub(crate) fn random_u32() -> u32 {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 4];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
@@ -188,7 +211,7 @@ fn random_u32() -> u32 {
 }
 
 /// A UDP socket on `ip` with a large receive buffer.
-fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
+pub(crate) fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
     let domain = if ip.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -200,6 +223,50 @@ fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::new(ip, 0).into())?;
     UdpSocket::from_std(s.into())
+}
+
+/// Audio and video flow from every one of `expected` senders.
+pub(crate) fn all_expected_media(receiver: &MediaReceiver, expected: &[String]) -> bool {
+    let audio: Vec<&str> = receiver.owners_receiving(Kind::Audio).collect();
+    let video: Vec<&str> = receiver.owners_receiving(Kind::Video).collect();
+    expected
+        .iter()
+        .all(|e| audio.contains(&e.as_str()) && video.contains(&e.as_str()))
+}
+
+/// Hands up to [`RECV_BATCH`] datagrams waiting on `socket` to `media`.
+pub(crate) fn receive_batch(socket: &UdpSocket, media: &mut MediaEndpoint, buf: &mut [u8]) {
+    for _ in 0..RECV_BATCH {
+        match socket.try_recv_from(buf) {
+            Ok((n, from)) => {
+                if let Some(d) = buf.get(..n) {
+                    media.handle_datagram(Instant::now(), from, d);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                debug!(error = %e, "recv error");
+                break;
+            }
+        }
+    }
+}
+
+/// Sends every datagram `media` has queued on `socket`; returns how many sends failed.
+pub(crate) async fn flush_media(socket: &UdpSocket, media: &mut MediaEndpoint) -> u64 {
+    let mut errors = 0;
+    while let Some((to, d)) = media.poll_transmit() {
+        match socket.try_send_to(&d, to) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if socket.send_to(&d, to).await.is_err() {
+                    errors += 1;
+                }
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    errors
 }
 
 /// The state of one participant between its join and its leave.
@@ -435,56 +502,23 @@ impl Participant {
     }
 
     fn receive(&mut self, buf: &mut [u8]) {
-        let Some(media) = self.media.as_mut() else {
-            return;
-        };
-        for _ in 0..RECV_BATCH {
-            match self.socket.try_recv_from(buf) {
-                Ok((n, from)) => {
-                    let now = Instant::now();
-                    if let Some(d) = buf.get(..n) {
-                        media.handle_datagram(now, from, d);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    debug!(error = %e, "recv error");
-                    break;
-                }
-            }
+        if let Some(media) = self.media.as_mut() {
+            receive_batch(&self.socket, media, buf);
         }
     }
 
     async fn flush(&mut self) {
-        let Some(media) = self.media.as_mut() else {
-            return;
-        };
-        while let Some((to, d)) = media.poll_transmit() {
-            match self.socket.try_send_to(&d, to) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if self.socket.send_to(&d, to).await.is_err() {
-                        self.report.send_errors += 1;
-                    }
-                }
-                Err(_) => self.report.send_errors += 1,
-            }
+        if let Some(media) = self.media.as_mut() {
+            self.report.send_errors += flush_media(&self.socket, media).await;
         }
     }
 
     fn open_window(&mut self) {
-        let snap = self
-            .media
-            .as_ref()
-            .map(|m| m.receiver().snapshot())
-            .unwrap_or_default();
-        let sent = self.media.as_ref().map(|m| &m.sender().counters);
-        self.window_start = Some(WindowStart {
-            at: Instant::now(),
-            tracks: snap,
-            sent_packets: sent.map_or(0, sent_packets),
-            sent_bytes: sent.map_or(0, sent_bytes),
-        });
+        let m = self.media.as_ref();
+        self.window_start = Some(WindowStart::take(
+            m.map(MediaEndpoint::sender),
+            m.map(MediaEndpoint::receiver),
+        ));
     }
 
     /// Connected when the bridge channel is open; everything expected arrived when every other
@@ -499,15 +533,8 @@ impl Participant {
         };
         let failure = m.failure.clone();
         let open = m.milestones.channel_open.is_some();
-        let all_media = self.all_media_at.is_none() && {
-            let r = m.receiver();
-            let audio: Vec<&str> = r.owners_receiving(Kind::Audio).collect();
-            let video: Vec<&str> = r.owners_receiving(Kind::Video).collect();
-            self.cfg
-                .expected_senders
-                .iter()
-                .all(|e| audio.contains(&e.as_str()) && video.contains(&e.as_str()))
-        };
+        let all_media = self.all_media_at.is_none()
+            && all_expected_media(m.receiver(), &self.cfg.expected_senders);
         if all_media {
             self.all_media_at = Some(now);
         }
@@ -781,86 +808,111 @@ impl Participant {
         self.report.timings.all_media_ms = ms(self.t_request, self.all_media_at);
         self.report.timings.join_to_all_media_ms = ms(self.t_start, self.all_media_at);
         self.report.srtp_profile = m.transport().srtp_profile().map(|p| p.name().to_owned());
-        let ws = self.window_start.clone().unwrap_or_else(|| WindowStart {
-            at: end,
-            tracks: HashMap::new(),
-            sent_packets: 0,
-            sent_bytes: 0,
-        });
-        let before = &ws.tracks;
-        let secs = end.saturating_duration_since(ws.at).as_secs_f64();
-        self.report.window_s = secs;
-        if secs > 0.0 {
-            let c = &m.sender().counters;
-            let packets = sent_packets(c).saturating_sub(ws.sent_packets);
-            let bytes = sent_bytes(c).saturating_sub(ws.sent_bytes);
-            self.report.sent_pps = packets as f64 / secs;
-            self.report.sent_kbps = bytes as f64 * 8.0 / 1000.0 / secs;
-        }
-        let mut received: Vec<(String, Kind)> = Vec::new();
-        let mut tracks: Vec<TrackReport> = m
-            .receiver()
-            .tracks()
-            .map(|t| {
-                let w = t
-                    .counters
-                    .since(before.get(&t.ssrc).unwrap_or(&TrackCounters::default()));
-                if w.packets > 0 {
-                    received.push((t.source.owner.clone(), t.source.kind));
-                }
-                let per_s = |v: u64| if secs > 0.0 { v as f64 / secs } else { 0.0 };
-                TrackReport {
-                    owner: t.source.owner.clone(),
-                    kind: t.source.kind,
-                    ssrc: t.ssrc,
-                    packets: w.packets,
-                    bytes: w.bytes,
-                    kbps: per_s(w.bytes) * 8.0 / 1000.0,
-                    pps: per_s(w.packets),
-                    expected: w.expected,
-                    lost: w.lost(),
-                    loss_pct: w.loss_fraction() * 100.0,
-                    fps: per_s(w.frames),
-                    keyframes: w.keyframes,
-                    height: t.size.map(|(_, h)| h),
-                    jitter_ms: t.jitter_ms(),
-                }
-            })
-            .collect();
-        tracks.sort_by(|a, b| (&a.owner, a.kind, a.ssrc).cmp(&(&b.owner, b.kind, b.ssrc)));
-        self.report.received_pps = tracks.iter().map(|t| t.pps).sum();
-        self.report.received_kbps = tracks.iter().map(|t| t.kbps).sum();
-        let (lost, expected) = tracks
-            .iter()
-            .fold((0u64, 0u64), |(l, e), t| (l + t.lost, e + t.expected));
-        self.report.loss_pct = if expected > 0 {
-            lost as f64 / expected as f64 * 100.0
-        } else {
-            0.0
-        };
-        self.report.tracks = tracks;
-        for e in &self.cfg.expected_senders {
-            for kind in [Kind::Audio, Kind::Video] {
-                if !received.iter().any(|(o, k)| o == e && *k == kind) {
-                    let k = match kind {
-                        Kind::Audio => "audio",
-                        Kind::Video => "video",
-                    };
-                    self.report.missing.push(format!("{e}/{k}"));
-                }
-            }
-        }
-        self.report.sent = m.sender().counters.clone();
+        let ws = self
+            .window_start
+            .clone()
+            .unwrap_or_else(|| WindowStart::empty(end));
+        window_report(
+            &mut self.report,
+            &ws,
+            end,
+            Some(m.sender()),
+            Some(m.receiver()),
+            &self.cfg.expected_senders,
+        );
         self.report.sent_layers = m.sender().enabled_layers();
         self.report.channel = m.channel.clone();
         self.report.rtcp = m.rtcp;
         self.report.transport_drops = m.transport_drops();
-        self.report.receive_drops = m.receiver().drops;
         self.report.send_errors += m.send_errors;
         if let Some(f) = &m.failure
             && !self.report.failures.contains(f)
         {
             self.report.failures.push(f.clone());
         }
+    }
+}
+
+/// The window's figures of one participant: what it sent (`sender`), every track it received
+/// (`receiver`) with loss and rates, and which expected senders' audio or video never came. The
+/// same for both SFUs' participants.
+pub(crate) fn window_report(
+    report: &mut ParticipantReport,
+    ws: &WindowStart,
+    end: Instant,
+    sender: Option<&MediaSender>,
+    receiver: Option<&MediaReceiver>,
+    expected_senders: &[String],
+) {
+    let before = &ws.tracks;
+    let secs = end.saturating_duration_since(ws.at).as_secs_f64();
+    report.window_s = secs;
+    if secs > 0.0
+        && let Some(s) = sender
+    {
+        let c = &s.counters;
+        let packets = sent_packets(c).saturating_sub(ws.sent_packets);
+        let bytes = sent_bytes(c).saturating_sub(ws.sent_bytes);
+        report.sent_pps = packets as f64 / secs;
+        report.sent_kbps = bytes as f64 * 8.0 / 1000.0 / secs;
+    }
+    let mut received: Vec<(String, Kind)> = Vec::new();
+    let mut tracks: Vec<TrackReport> = receiver
+        .into_iter()
+        .flat_map(MediaReceiver::tracks)
+        .map(|t| {
+            let w = t
+                .counters
+                .since(before.get(&t.ssrc).unwrap_or(&TrackCounters::default()));
+            if w.packets > 0 {
+                received.push((t.source.owner.clone(), t.source.kind));
+            }
+            let per_s = |v: u64| if secs > 0.0 { v as f64 / secs } else { 0.0 };
+            TrackReport {
+                owner: t.source.owner.clone(),
+                kind: t.source.kind,
+                ssrc: t.ssrc,
+                packets: w.packets,
+                bytes: w.bytes,
+                kbps: per_s(w.bytes) * 8.0 / 1000.0,
+                pps: per_s(w.packets),
+                expected: w.expected,
+                lost: w.lost(),
+                loss_pct: w.loss_fraction() * 100.0,
+                fps: per_s(w.frames),
+                keyframes: w.keyframes,
+                height: t.size.map(|(_, h)| h),
+                jitter_ms: t.jitter_ms(),
+            }
+        })
+        .collect();
+    tracks.sort_by(|a, b| (&a.owner, a.kind, a.ssrc).cmp(&(&b.owner, b.kind, b.ssrc)));
+    report.received_pps = tracks.iter().map(|t| t.pps).sum();
+    report.received_kbps = tracks.iter().map(|t| t.kbps).sum();
+    let (lost, expected) = tracks
+        .iter()
+        .fold((0u64, 0u64), |(l, e), t| (l + t.lost, e + t.expected));
+    report.loss_pct = if expected > 0 {
+        lost as f64 / expected as f64 * 100.0
+    } else {
+        0.0
+    };
+    report.tracks = tracks;
+    for e in expected_senders {
+        for kind in [Kind::Audio, Kind::Video] {
+            if !received.iter().any(|(o, k)| o == e && *k == kind) {
+                let k = match kind {
+                    Kind::Audio => "audio",
+                    Kind::Video => "video",
+                };
+                report.missing.push(format!("{e}/{k}"));
+            }
+        }
+    }
+    if let Some(s) = sender {
+        report.sent = s.counters.clone();
+    }
+    if let Some(r) = receiver {
+        report.receive_drops = r.drops;
     }
 }

@@ -13,6 +13,8 @@ use crate::receiver::Kind;
 /// The scenario as run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScenarioSummary {
+    /// The SFU's process name: `bridge` (ours, with the focus and Prosody) or `janus`.
+    pub sfu: String,
     pub conferences: usize,
     pub participants_per_conference: usize,
     pub senders_per_conference: usize,
@@ -123,6 +125,17 @@ pub struct MediaSummary {
 /// and the focus's CPU over the whole run (it works during joins, not in the window).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Costs {
+    /// The SFU's process (`bridge` or `janus`) and its cost measured the same way for either:
+    /// CPU from `/proc/<pid>/stat`, packets from the participants' own counters.
+    pub sfu: String,
+    pub sfu_cpu_cores: f64,
+    pub sfu_rss_mib: f64,
+    pub sfu_udp_drops: u64,
+    /// SFU CPU time per RTP packet the participants received (forwarded media), µs.
+    pub sfu_us_per_forwarded_packet: f64,
+    /// SFU CPU time per RTP packet in (what the participants sent) or out (what they
+    /// received), µs.
+    pub sfu_us_per_packet_in_out: f64,
     pub bridge_cpu_pct: f64,
     /// `bridge_cpu_pct / 100`: cores busy.
     pub bridge_cpu_cores: f64,
@@ -327,6 +340,22 @@ pub fn summarize(ps: &[ParticipantReport], server: &ServerReport) -> Summary {
             costs.bridge_rss_mib_per_endpoint = bridge.rss_max_mib / b.endpoints;
         }
     }
+    let sfu_name =
+        if server.processes.contains_key("janus") || server.run_processes.contains_key("janus") {
+            "janus"
+        } else {
+            "bridge"
+        };
+    let sfu = proc(sfu_name);
+    costs.sfu = sfu_name.into();
+    costs.sfu_cpu_cores = sfu.cpu_pct / 100.0;
+    costs.sfu_rss_mib = sfu.rss_max_mib;
+    costs.sfu_udp_drops = sfu.udp_drops;
+    if media.received_pps > 0.0 {
+        costs.sfu_us_per_forwarded_packet = costs.sfu_cpu_cores / media.received_pps * 1e6;
+        costs.sfu_us_per_packet_in_out =
+            costs.sfu_cpu_cores / (media.received_pps + media.sent_pps) * 1e6;
+    }
     if media.video_tracks > 0 {
         costs.bridge_cpu_pct_per_video_stream = bridge.cpu_pct / media.video_tracks as f64;
     }
@@ -447,6 +476,15 @@ pub fn human(r: &RunReport) -> String {
             b.stress_level_max
         );
     }
+    let _ = writeln!(
+        o,
+        "SFU ({}): {:.3} cores, RSS {:.1} MiB; {:.2} µs CPU per forwarded RTP packet, {:.2} µs per RTP packet in or out (packets counted by the participants)",
+        c.sfu,
+        c.sfu_cpu_cores,
+        c.sfu_rss_mib,
+        c.sfu_us_per_forwarded_packet,
+        c.sfu_us_per_packet_in_out
+    );
     let _ = writeln!(
         o,
         "bridge: {:.1} % CPU, RSS {:.1} MiB (peak {:.1} MiB), {} threads; {:.2} µs CPU per sent packet, {:.2} µs per handled packet, {:.2} % CPU per endpoint, {:.2} % per forwarded video stream, ≈{:.0} egress pps per core",
@@ -583,6 +621,15 @@ pub fn markdown(r: &RunReport) -> String {
             b.stress_level_max
         );
     }
+    let _ = writeln!(
+        o,
+        "| SFU ({}) | {:.3} cores, RSS {:.1} MiB; {:.2} µs CPU per forwarded RTP packet, {:.2} µs per RTP packet in or out (packets counted by the participants) |",
+        c.sfu,
+        c.sfu_cpu_cores,
+        c.sfu_rss_mib,
+        c.sfu_us_per_forwarded_packet,
+        c.sfu_us_per_packet_in_out
+    );
     let _ = writeln!(
         o,
         "| bridge CPU | {:.3} cores ({:.1} % of one core); {:.2} µs per sent packet; {:.2} % of a core per endpoint |",
@@ -738,6 +785,109 @@ pub fn markdown(r: &RunReport) -> String {
     o
 }
 
+/// One Markdown table of several runs' JSON reports (either SFU: `summary.costs.sfu`), then the
+/// median µs of SFU CPU per forwarded packet per SFU and load level, and our bridge's over
+/// Janus's. Figures absent from a report show as `–`.
+pub fn compare_markdown(runs: &[(String, serde_json::Value)]) -> String {
+    let mut o = String::new();
+    let num = |v: &serde_json::Value, path: &[&str]| -> Option<f64> {
+        path.iter().try_fold(v, |v, k| v.get(*k))?.as_f64()
+    };
+    let _ = writeln!(
+        o,
+        "| run | SFU | level (senders) | joined | join ms median / p95 | join → all media ms median | SFU CPU (cores) | RTP pps in / forwarded | **µs SFU CPU per forwarded packet** | µs per packet in+out | SFU RSS MiB | loss % | SFU UDP drops | video tracks by height | load generator CPU (cores) | machine busy % |"
+    );
+    let _ = writeln!(o, "|{}", "---|".repeat(16));
+    // ((conferences, participants, senders), sfu) → µs per forwarded packet of each run.
+    type Level = (u64, u64, u64);
+    let mut by_level: std::collections::BTreeMap<(Level, String), Vec<f64>> = Default::default();
+    for (label, v) in runs {
+        let sc = &v["scenario"];
+        let s = &v["summary"];
+        let sfu = s["costs"]["sfu"]
+            .as_str()
+            .or_else(|| sc["sfu"].as_str())
+            .unwrap_or("bridge")
+            .to_owned();
+        let level = format!(
+            "{}x{}",
+            sc["conferences"].as_u64().unwrap_or(0),
+            sc["participants_per_conference"].as_u64().unwrap_or(0)
+        );
+        let senders = sc["senders_per_conference"].as_u64().unwrap_or(0);
+        let f = |path: &[&str], d: usize| opt(num(s, path), d);
+        let us = num(s, &["costs", "sfu_us_per_forwarded_packet"]);
+        if let Some(us) = us.filter(|u| *u > 0.0) {
+            let key = (
+                sc["conferences"].as_u64().unwrap_or(0),
+                sc["participants_per_conference"].as_u64().unwrap_or(0),
+                senders,
+            );
+            by_level.entry((key, sfu.clone())).or_default().push(us);
+        }
+        let heights = s["media"]["video_heights"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{} × {k}", v.as_u64().unwrap_or(0)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "| {label} | {sfu} | {level} ({senders}) | {}/{} | {} / {} | {} | {} | {} / {} | **{}** | {} | {} | {} | {} | {heights} | {} | {} |",
+            f(&["connected"], 0),
+            f(&["participants"], 0),
+            f(&["join_ms", "join", "median"], 0),
+            f(&["join_ms", "join", "p95"], 0),
+            f(&["join_ms", "join_to_all_media", "median"], 0),
+            f(&["costs", "sfu_cpu_cores"], 3),
+            f(&["media", "sent_pps"], 0),
+            f(&["media", "received_pps"], 0),
+            opt(us, 2),
+            f(&["costs", "sfu_us_per_packet_in_out"], 2),
+            f(&["costs", "sfu_rss_mib"], 1),
+            f(&["media", "loss_pct_overall"], 3),
+            f(&["costs", "sfu_udp_drops"], 0),
+            opt(num(s, &["costs", "loadgen_cpu_pct"]).map(|c| c / 100.0), 2),
+            opt(num(&v["server"], &["machine_busy_pct"]), 0),
+        );
+    }
+    let levels: std::collections::BTreeSet<Level> = by_level.keys().map(|(l, _)| *l).collect();
+    if !levels.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n| level (senders) | bridge µs per forwarded packet (median, runs) | janus µs per forwarded packet (median, runs) | bridge / janus |\n|---|---|---|---|"
+        );
+        for l in levels {
+            let get = |sfu: &str| by_level.get(&(l, sfu.to_owned()));
+            let cell = |v: Option<&Vec<f64>>| {
+                v.map_or_else(
+                    || "–".to_owned(),
+                    |v| format!("{:.2} ({})", median_of(v.clone()), v.len()),
+                )
+            };
+            let ratio = match (get("bridge"), get("janus")) {
+                (Some(b), Some(j)) if median_of(j.clone()) > 0.0 => {
+                    format!("{:.2}", median_of(b.clone()) / median_of(j.clone()))
+                }
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                o,
+                "| {}x{} ({}) | {} | {} | {ratio} |",
+                l.0,
+                l.1,
+                l.2,
+                cell(get("bridge")),
+                cell(get("janus"))
+            );
+        }
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -873,5 +1023,41 @@ mod tests {
         r.add_failure("bridge exited".into());
         assert!(!r.succeeded());
         assert!(r.markdown().contains("## Failures\n\n- bridge exited"));
+    }
+
+    #[test]
+    fn compare_puts_both_sfus_in_one_table_with_the_ratio_per_level() {
+        let run = |sfu: &str, cores: f64, pps: f64| {
+            serde_json::json!({
+                "scenario": {"sfu": sfu, "conferences": 1, "participants_per_conference": 5,
+                             "senders_per_conference": 5},
+                "summary": {"participants": 5, "connected": 5,
+                            "join_ms": {"join": {"median": 100.0, "p95": 150.0},
+                                        "join_to_all_media": {"median": 900.0}},
+                            "media": {"sent_pps": 1500.0, "received_pps": pps, "loss_pct_overall": 0.0,
+                                      "video_heights": {"180p": 15, "720p": 5}},
+                            "costs": {"sfu": sfu, "sfu_cpu_cores": cores, "sfu_rss_mib": 20.0,
+                                      "sfu_udp_drops": 0, "loadgen_cpu_pct": 30.0,
+                                      "sfu_us_per_forwarded_packet": cores / pps * 1e6,
+                                      "sfu_us_per_packet_in_out": cores / (pps + 1500.0) * 1e6}},
+                "server": {"machine_busy_pct": 50.0}
+            })
+        };
+        let runs = vec![
+            ("ours-1".to_owned(), run("bridge", 0.02, 4000.0)),
+            ("janus-1".to_owned(), run("janus", 0.10, 4000.0)),
+            ("ours-2".to_owned(), run("bridge", 0.03, 4000.0)),
+            ("janus-2".to_owned(), run("janus", 0.12, 4000.0)),
+        ];
+        let md = compare_markdown(&runs);
+        assert!(
+            md.contains("| janus-1 | janus | 1x5 (5) | 5/5 | 100 / 150 | 900 | 0.100 | 1500 / 4000 | **25.00** | 18.18 | 20.0 | 0.000 | 0 | 15 × 180p, 5 × 720p | 0.30 | 50 |"),
+            "{md}"
+        );
+        // Medians: ours (5 + 7.5) / 2 = 6.25 µs, Janus (25 + 30) / 2 = 27.5 µs.
+        assert!(
+            md.contains("| 1x5 (5) | 6.25 (2) | 27.50 (2) | 0.23 |"),
+            "{md}"
+        );
     }
 }

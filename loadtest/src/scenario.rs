@@ -10,6 +10,7 @@ use signaling::xmpp::{BareJid, Jid};
 use tokio::sync::{mpsc, watch};
 
 use crate::deployment::Target;
+use crate::janus::JanusRoom;
 use crate::media::ReceiveView;
 use crate::participant::{self, ParticipantConfig, ParticipantReport, Phase};
 use crate::procstat::{Sampler, Targets, clock_ticks, summarize};
@@ -140,6 +141,18 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
         },
         cfg.sample_interval,
     );
+    // Janus: one VideoRoom room per conference, created before anybody joins.
+    let mut janus_rooms = Vec::new();
+    if let Some(url) = &target.janus_url {
+        let base = (random_u64() & 0x000f_ffff) * 1000;
+        for c in 0..cfg.conferences {
+            let room = base + c as u64 + 1;
+            crate::janus::api::create_room(url, room, cfg.participants)
+                .await
+                .map_err(|e| anyhow::anyhow!("create Janus room {room}: {e}"))?;
+            janus_rooms.push(room);
+        }
+    }
     let (phase_tx, phase_rx) = watch::channel(Phase::Joining);
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::with_capacity(total);
@@ -148,9 +161,17 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
         let at = tokio::time::Instant::from_std(t0 + pace * i as u32);
         let phase = phase_rx.clone();
         let progress = progress_tx.clone();
+        let janus = target.janus_url.clone().map(|url| JanusRoom {
+            url,
+            room: janus_rooms.get(p.conference).copied().unwrap_or(0),
+            feed: p.index as u64 + 1,
+        });
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
-            participant::run(p, phase, progress).await
+            match janus {
+                Some(room) => crate::janus::participant::run(p, room, phase, progress).await,
+                None => participant::run(p, phase, progress).await,
+            }
         }));
     }
     drop(progress_tx);
@@ -204,6 +225,12 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
     let samples = sampler.finish();
     let server = summarize(&samples, t0, measure_start, measure_end, clock_ticks());
     let scenario = ScenarioSummary {
+        sfu: if target.janus_url.is_some() {
+            "janus"
+        } else {
+            "bridge"
+        }
+        .into(),
         conferences: cfg.conferences,
         participants_per_conference: cfg.participants,
         senders_per_conference: cfg.senders.min(cfg.participants),

@@ -32,6 +32,38 @@ fn constraints(c: signaling::bridge_channel::VideoConstraints) -> VideoConstrain
     }
 }
 
+/// Which other endpoints' audio sources a receiver gets (jitsi-videobridge
+/// `jvb/src/main/kotlin/org/jitsi/videobridge/AudioSubscription.kt`; lib-jitsi-meet
+/// `modules/qualitycontrol/ReceiveAudioController.ts` sends it, e.g. `all: false` to mute remote
+/// audio): `all` is the baseline, `include` adds named sources, `exclude` wins over both. Until a
+/// receiver sends one it gets everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioSubscription {
+    pub all: bool,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl Default for AudioSubscription {
+    fn default() -> Self {
+        AudioSubscription {
+            all: true,
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+impl AudioSubscription {
+    /// Whether the audio source named `source` is forwarded to this receiver.
+    pub fn wants(&self, source: &str) -> bool {
+        if self.exclude.iter().any(|s| s == source) {
+            return false;
+        }
+        self.all || self.include.iter().any(|s| s == source)
+    }
+}
+
 /// What a client sent, as far as the core is concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
@@ -47,7 +79,9 @@ pub enum ClientMessage {
     },
     /// Deprecated per-endpoint form (applies to the endpoint's video sources).
     VideoType(VideoType),
-    /// Messages the bridge accepts and ignores (ClientHello, ReceiverAudioSubscription…).
+    /// Which audio sources the receiver wants (`ReceiverAudioSubscription`, current and legacy forms).
+    AudioSubscription(AudioSubscription),
+    /// Messages the bridge accepts and ignores (ClientHello, SelectedEndpointChangedEvent).
     Ignored,
 }
 
@@ -98,9 +132,12 @@ pub fn decode(text: &str) -> Result<ClientMessage, ChannelError> {
             video_type: s.video_type,
         },
         M::VideoTypeMessage(v) => ClientMessage::VideoType(v.video_type),
-        M::ClientHello | M::ReceiverAudioSubscription(_) | M::SelectedEndpointChangedEvent(_) => {
-            ClientMessage::Ignored
-        }
+        M::ReceiverAudioSubscription(a) => ClientMessage::AudioSubscription(AudioSubscription {
+            all: a.all,
+            include: a.include,
+            exclude: a.exclude,
+        }),
+        M::ClientHello | M::SelectedEndpointChangedEvent(_) => ClientMessage::Ignored,
         _ => return Err(ChannelError::UnknownClass),
     })
 }

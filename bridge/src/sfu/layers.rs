@@ -61,6 +61,22 @@ pub fn nominal_bitrate(height: i32, t: u8) -> u64 {
     full * [40, 60, 100][usize::from(t.min(2))] / 100
 }
 
+/// What a current lib-jitsi-meet spends on an SVC stream (AV1 / VP9 `L3T3_KEY`, `L2T3_KEY`, `L1T3`)
+/// up to the spatial layer of `height` and temporal layer `t`: the whole stream is capped at the
+/// client's per-level bitrate (lib-jitsi-meet `service/RTC/StandardVideoQualitySettings.ts`, AV1:
+/// low 100 kbps, standard 300 kbps, high 1 Mbps, fullHd 2 Mbps), far below VP8 simulcast's
+/// per-encoding rates, so a spatial layer that just started is not priced as a VP8 encoding.
+pub fn nominal_svc_bitrate(height: i32, t: u8) -> u64 {
+    let full: u64 = match height {
+        h if h <= 270 => 100_000,
+        h if h <= 540 => 300_000,
+        h if h <= 720 => 1_000_000,
+        h if h <= 1080 => 2_000_000,
+        _ => 4_000_000,
+    };
+    full * [40, 60, 100][usize::from(t.min(2))] / 100
+}
+
 /// Bytes per time over a sliding window of fixed buckets. No allocation; `add` is O(1) amortised.
 #[derive(Debug, Clone)]
 pub struct RateTracker {
@@ -147,12 +163,16 @@ pub struct EncodingLayers {
 #[derive(Debug, Clone)]
 pub struct SourceLayers {
     pub encodings: Vec<EncodingLayers>,
+    /// The encodings are an SVC stream's spatial layers (`MediaSource::measure`): a layer not yet
+    /// measured is priced with [`nominal_svc_bitrate`].
+    pub svc: bool,
 }
 
 impl SourceLayers {
     pub fn new(encodings: usize) -> Self {
         let mut l = SourceLayers {
             encodings: Vec::new(),
+            svc: false,
         };
         l.set_encoding_count(encodings);
         l
@@ -249,7 +269,11 @@ impl SourceLayers {
             for (t, r) in enc.rates.iter().enumerate() {
                 acc += r.bps(now_ms);
                 let bitrate_bps = if nothing_measured || young {
-                    nominal_bitrate(enc.height, t as u8)
+                    if self.svc {
+                        nominal_svc_bitrate(enc.height, t as u8)
+                    } else {
+                        nominal_bitrate(enc.height, t as u8)
+                    }
                 } else {
                     acc
                 };
@@ -300,6 +324,26 @@ mod tests {
             b.advance(probe / BUCKET_MS);
             assert_eq!(a.bytes(probe), b.total, "at {probe}");
         }
+    }
+
+    /// A spatial layer of an SVC stream that just started is priced at what the client spends on
+    /// the whole SVC stream up to it (1 Mbps at 720p for AV1), not as a VP8 encoding (1.5 Mbps):
+    /// a receiver with ~1.2 Mbps gets 720p at once instead of a window later.
+    #[test]
+    fn young_svc_layers_are_priced_as_svc() {
+        let mut l = SourceLayers::new(3);
+        let mut snap = Vec::new();
+        l.snapshot(0, &mut snap);
+        assert_eq!(snap[8].bitrate_bps, 1_500_000, "simulcast 720p");
+        l.svc = true;
+        snap.clear();
+        l.snapshot(0, &mut snap);
+        assert_eq!(
+            snap.iter().map(|x| x.bitrate_bps).collect::<Vec<_>>(),
+            vec![
+                40_000, 60_000, 100_000, 120_000, 180_000, 300_000, 400_000, 600_000, 1_000_000
+            ]
+        );
     }
 
     #[test]

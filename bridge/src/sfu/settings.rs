@@ -1,11 +1,11 @@
-//! A receiver's video preferences, as its bridge-channel messages and COLIBRI2 set them: last-N,
-//! constraints per source, on-stage and selected sources, assumed bandwidth. Input to its
-//! allocation.
+//! A receiver's preferences, as its bridge-channel messages and COLIBRI2 set them: last-N,
+//! constraints per source, on-stage and selected sources, assumed bandwidth, its audio
+//! subscription. Input to its allocation.
 
 use std::collections::HashMap;
 
 use super::allocation::VideoConstraints;
-use super::channel::ConstraintsUpdate;
+use super::channel::{AudioSubscription, ConstraintsUpdate};
 
 /// A receiver's video preferences (from `ReceiverVideoConstraints`, `LastNChangedEvent`, COLIBRI2
 /// `initial-last-n`). Constraints and on-stage/selected entries are source names (current clients) or
@@ -21,6 +21,8 @@ pub struct ReceiverSettings {
     pub selected: Vec<String>,
     /// `assumedBandwidthBps` (already capped by the bridge's limit), if allowed and given.
     pub assumed_bandwidth_bps: Option<u64>,
+    /// Which audio sources it gets (`ReceiverAudioSubscription`).
+    pub audio: AudioSubscription,
     /// A `ReceiverVideoConstraints` was applied (after which a missing `defaultConstraints` means
     /// "keep", before it "use the default").
     ever_set: bool,
@@ -35,6 +37,7 @@ impl ReceiverSettings {
             on_stage: Vec::new(),
             selected: Vec::new(),
             assumed_bandwidth_bps: None,
+            audio: AudioSubscription::default(),
             ever_set: false,
         }
     }

@@ -164,9 +164,12 @@ impl MediaSource {
     /// encoding's height. True when the layers changed (a layer started, a height changed): the
     /// allocation should run again.
     ///
-    /// An SVC stream (one encoding whose Dependency Descriptor structure has several spatial
-    /// layers) is measured per decode target: each spatial layer counts as an encoding of the
-    /// allocation's (height from the structure's render resolution), and a packet counts toward
+    /// An SVC stream (an encoding whose VP9 scalability structure or Dependency Descriptor
+    /// structure has several spatial layers) is measured per decode target: each spatial layer
+    /// counts as an encoding of the allocation's (height from the structure's render resolution),
+    /// whichever of the signalled SSRCs carries it — the current lib-jitsi-meet signals a SIM group
+    /// of three in full-SVC mode and sends on one (`svc_layers` in `projection/layered.rs` maps
+    /// back). A packet counts toward
     /// every decode target whose receivers get it (`DdSource::forwarded_to`), in the lowest
     /// temporal layer of each spatial layer that needs it, so that the cumulative temporal rates
     /// are the decode targets' bitrates.
@@ -179,13 +182,13 @@ impl MediaSource {
             .get(usize::from(encoding))
             .and_then(|s| s.as_deref());
         if let (FrameDesc::Vp9(v), Some(StreamState::Vp9(vs))) = (&info.frame, stream)
-            && self.encodings.len() == 1
             && vs.spatial_layers() > 1
         {
             // A receiver of spatial layer s gets its frames, the lower layers' frames its layer
             // refers to (Z clear: full SVC) and, to keep the lower layers' temporal bases intact,
             // theirs (K-SVC, `Vp9Config::keep_lower_chains`).
             let n = vs.spatial_layers();
+            l.svc = true;
             let mut changed = l.set_encoding_count(usize::from(n));
             if let Some(ss) = vs.scalability().filter(|_| v.header.has_ss()) {
                 for s in 0..n {
@@ -204,9 +207,9 @@ impl MediaSource {
             return changed;
         }
         if let (FrameDesc::Av1(d), Some(StreamState::Dd(dd))) = (&info.frame, stream)
-            && self.encodings.len() == 1
             && dd.spatial_layers() > 1
         {
+            l.svc = true;
             let mut changed = l.set_encoding_count(usize::from(dd.spatial_layers()));
             let mask = dd.forwarded_to(d, DdConfig::default().keep_lower_chains);
             let mut lowest = [u8::MAX; 8];
@@ -228,10 +231,17 @@ impl MediaSource {
             }
             return changed;
         }
+        if stream.is_some_and(|s| s.spatial_layers() > 1) {
+            // A packet of an SVC stream without its descriptor: not attributable to a layer.
+            return false;
+        }
+        // Simulcast (again, after an SVC stream had the allocation see its spatial layers).
+        l.svc = false;
+        let regrouped = l.set_encoding_count(self.encodings.len());
         let started = l.on_packet(now_ms, encoding, info.tid, bytes);
         let resized = info
             .size
             .is_some_and(|(_, h)| l.set_height(encoding, i32::from(h)));
-        started || resized
+        regrouped || started || resized
     }
 }

@@ -612,6 +612,67 @@ fn force_mute_drops_media_and_unmute_resumes_without_gap() {
     assert_eq!(p.sequence_number(), 11, "no gap after the muted stretch");
 }
 
+/// `ReceiverAudioSubscription` (current and legacy forms): `all` is the baseline, `include` adds,
+/// `exclude` wins; a receiver that never sent one gets everything. What the receiver stops getting
+/// leaves no gap in what it gets later.
+#[test]
+fn receiver_audio_subscription_selects_the_audio_a_receiver_gets() {
+    let (mut h, [a, b, c]) = three();
+    let (sa, sc) = (ssrcs(1000), ssrcs(3000));
+    let mut seq = 10u16;
+    // One audio packet from A and one from C: the audio SSRCs B got.
+    let mut round = |h: &mut H| {
+        seq += 1;
+        let mut got = Vec::new();
+        for (from, ssrc) in [(a, sa.audio), (c, sc.audio)] {
+            let p = packet(OPUS, seq, 960 * u32::from(seq), ssrc, &[], b"a");
+            for q in rtp_to(&h.rtp(from, &p), b) {
+                got.push(RtpPacket::parse(&q).unwrap().ssrc());
+            }
+        }
+        got
+    };
+    let (a_out, c_out) = {
+        let got = round(&mut h);
+        assert_eq!(got.len(), 2, "everything before any subscription");
+        (got[0], got[1])
+    };
+    let subscribe = |h: &mut H, v: Value| {
+        let mut m = json!({"colibriClass": "ReceiverAudioSubscription"});
+        m.as_object_mut()
+            .unwrap()
+            .extend(v.as_object().unwrap().clone());
+        h.msg(b, m);
+    };
+    subscribe(&mut h, json!({"all": false, "include": ["aaaa-a0"]}));
+    assert_eq!(round(&mut h), vec![a_out], "only the included source");
+    subscribe(&mut h, json!({"all": true, "exclude": ["aaaa-a0"]}));
+    assert_eq!(round(&mut h), vec![c_out], "all but the excluded source");
+    subscribe(
+        &mut h,
+        json!({"all": true, "include": ["aaaa-a0"], "exclude": ["aaaa-a0"]}),
+    );
+    assert_eq!(round(&mut h), vec![c_out], "exclude wins over include");
+    subscribe(&mut h, json!({"mode": "None"}));
+    assert!(round(&mut h).is_empty(), "legacy None: nothing");
+    subscribe(&mut h, json!({"mode": "Include", "list": ["cccc-a0"]}));
+    assert_eq!(round(&mut h), vec![c_out], "legacy Include");
+    subscribe(&mut h, json!({"all": true}));
+    // A's stream resumes where B left it (its packets 13–16 were not B's): no gap.
+    let p = packet(OPUS, 17, 960 * 17, sa.audio, &[], b"a");
+    let q = rtp_to(&h.rtp(a, &p), b);
+    let resumed = RtpPacket::parse(&q[0]).unwrap();
+    assert_eq!(resumed.ssrc(), a_out);
+    assert_eq!(
+        resumed.sequence_number(),
+        13,
+        "no gap after the unsubscribed stretch"
+    );
+    // C got A's audio all along.
+    let p = packet(OPUS, 18, 960 * 18, sa.audio, &[], b"a");
+    assert_eq!(rtp_to(&h.rtp(a, &p), c).len(), 1);
+}
+
 // ------------------------------------------------------------------------------------ RTCP
 
 #[test]

@@ -31,8 +31,11 @@ pub enum DropReason {
     RtpMalformed,
     /// SRTP/SRTCP arrived before DTLS produced keys.
     SrtpNotReady,
-    /// SRTP/SRTCP authentication failed, replay, or too short for the tag.
+    /// SRTP/SRTCP authentication failed, or too short for the tag.
     SrtpAuth,
+    /// SRTP/SRTCP whose index the replay window already accepted or has passed (RFC 3711 §3.3.2),
+    /// rejected before decryption.
+    SrtpReplay,
     /// SCTP packet rejected.
     SctpError,
     /// Source address refused by the port's source filter (ACL).
@@ -45,7 +48,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::UnknownProtocol,
         DropReason::UnknownAddress,
         DropReason::StunMalformed,
@@ -58,6 +61,7 @@ impl DropReason {
         DropReason::RtpMalformed,
         DropReason::SrtpNotReady,
         DropReason::SrtpAuth,
+        DropReason::SrtpReplay,
         DropReason::SctpError,
         DropReason::SourceFiltered,
         DropReason::SsrcUnsignalled,
@@ -79,6 +83,7 @@ impl DropReason {
             DropReason::RtpMalformed => "rtp_malformed",
             DropReason::SrtpNotReady => "srtp_not_ready",
             DropReason::SrtpAuth => "srtp_auth",
+            DropReason::SrtpReplay => "srtp_replay",
             DropReason::SctpError => "sctp_error",
             DropReason::SourceFiltered => "source_filtered",
             DropReason::SsrcUnsignalled => "ssrc_unsignalled",

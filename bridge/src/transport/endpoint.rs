@@ -25,12 +25,16 @@ use super::ice::{
 use super::rng::TransportRng;
 use super::role::Role;
 use super::sctp::{ChannelSpec, SctpEvent, SctpTransport};
-use super::srtp::{SrtpSession, rtcp_sender_ssrc, rtp_ssrc};
+use super::srtp::{SrtpError, SrtpSession, rtcp_sender_ssrc, rtp_ssrc};
 use super::ssrc_filter::{FilterDrop, SsrcFilter};
 
 /// Bridge-channel bytes that may wait for the peer's SCTP acknowledgement; a message past it is
 /// refused ([`SendError::Backlogged`]), so a receiver that stops reading costs at most this.
 pub const MAX_CHANNEL_BACKLOG: usize = 1024 * 1024;
+
+/// The receive buffer's size (bytes): one reservation covers several packets before the buffer
+/// is reclaimed, and any datagram the port receives ([`super::udp::MAX_DATAGRAM`]).
+const RX_BUFFER: usize = super::udp::MAX_DATAGRAM;
 
 /// A STUN transaction id that makes [`EndpointTransport::handle_datagram`] panic (unit tests of
 /// the port's fault isolation).
@@ -193,6 +197,8 @@ pub struct EndpointTransport {
     transmits: VecDeque<Transmit>,
     counters: Arc<DropCounters>,
     dtls_out: Vec<DtlsOutput>,
+    /// Where SRTP/SRTCP is decrypted (in place); the events' packets are split off its front.
+    rx: BytesMut,
 }
 
 impl EndpointTransport {
@@ -235,6 +241,7 @@ impl EndpointTransport {
             transmits: VecDeque::new(),
             counters,
             dtls_out: Vec::new(),
+            rx: BytesMut::new(),
         })
     }
 
@@ -375,13 +382,22 @@ impl EndpointTransport {
             });
             return;
         }
+        // Decrypted in place in the endpoint's receive buffer; the event takes the packet's
+        // bytes off its front (`split`), and once the handler has dropped it the next packet
+        // reclaims the same memory: no allocation per packet in steady state.
+        let buf = &mut self.rx;
+        buf.clear();
+        buf.reserve(data.len().max(RX_BUFFER));
+        buf.extend_from_slice(data);
         let r = if rtcp {
-            srtp.decrypt_rtcp(data)
+            srtp.decrypt_rtcp_in_place(buf)
         } else {
-            srtp.decrypt_rtp(data)
+            srtp.decrypt_rtp_in_place(buf)
         };
         match r {
-            Ok(p) => {
+            Ok(n) => {
+                buf.truncate(n);
+                let p = buf.split();
                 self.ice.note_authenticated_traffic(now, from);
                 self.events.push_back(if rtcp {
                     TransportEvent::Rtcp(p)
@@ -389,6 +405,7 @@ impl EndpointTransport {
                     TransportEvent::Rtp(p)
                 });
             }
+            Err(SrtpError::Replay) => self.counters.count(DropReason::SrtpReplay),
             Err(_) => self.counters.count(DropReason::SrtpAuth),
         }
     }
@@ -610,20 +627,33 @@ impl EndpointTransport {
     /// Encrypts without queueing: the shell can send the returned datagram directly (saves the
     /// queue hop on the forwarding path).
     pub fn protect(&mut self, packet: &[u8], rtcp: bool) -> Result<Transmit, SendError> {
-        let to = self.ice.send_address().ok_or(SendError::NotConnected)?;
-        let srtp = self.srtp.as_mut().ok_or(SendError::NotConnected)?;
-        let data = if rtcp {
-            rtcp_sender_ssrc(packet).ok_or(SendError::Malformed)?;
-            srtp.encrypt_rtcp(packet)
-        } else {
-            rtp_ssrc(packet).ok_or(SendError::Malformed)?;
-            srtp.encrypt_rtp(packet)
-        }
-        .map_err(|e| SendError::Protocol(e.to_string()))?;
+        let mut data = BytesMut::new();
+        let to = self.protect_into(packet, rtcp, &mut data)?;
         Ok(Transmit {
             to,
             data: data.freeze(),
         })
+    }
+
+    /// Encrypts `packet` into `out` (its contents replaced, its capacity reused: the port's
+    /// transmit buffers) and returns where to send it.
+    pub fn protect_into(
+        &mut self,
+        packet: &[u8],
+        rtcp: bool,
+        out: &mut BytesMut,
+    ) -> Result<SocketAddr, SendError> {
+        let to = self.ice.send_address().ok_or(SendError::NotConnected)?;
+        let srtp = self.srtp.as_mut().ok_or(SendError::NotConnected)?;
+        if rtcp {
+            rtcp_sender_ssrc(packet).ok_or(SendError::Malformed)?;
+            srtp.encrypt_rtcp_into(packet, out)
+        } else {
+            rtp_ssrc(packet).ok_or(SendError::Malformed)?;
+            srtp.encrypt_rtp_into(packet, out)
+        }
+        .map_err(|e| SendError::Protocol(e.to_string()))?;
+        Ok(to)
     }
 
     /// Sends a text message (PPID 51) on the open data channel (the bridge channel).

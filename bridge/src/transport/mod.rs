@@ -36,6 +36,7 @@ pub mod ssrc_filter;
 pub mod stun;
 #[cfg(test)]
 mod tests;
+pub mod tx_pool;
 pub mod udp;
 
 pub use counters::{DropCounters, DropReason};

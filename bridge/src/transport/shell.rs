@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -29,6 +30,7 @@ use super::counters::DropCounters;
 use super::demux::{Demux, PacketKind, classify};
 use super::endpoint::{EndpointTransport, SendError, TransportEvent};
 use super::handoff::{HandedOff, RouteCache, Routes, WorkerId};
+use super::tx_pool::TxPool;
 use super::udp::{self, IoCounters, RecvBatch};
 
 /// Demux plus endpoints: everything but the socket.
@@ -43,6 +45,8 @@ pub struct PortState<K> {
     /// Endpoints removed because their transport panicked, for the handler
     /// ([`PortHandler::on_fault`]).
     faulted: Vec<K>,
+    /// Buffers for what the endpoints send, reused across flushes.
+    tx: TxPool,
     /// When the port has several workers: this one's id and the shared directory.
     shared: Option<Shared>,
 }
@@ -72,6 +76,8 @@ struct Slot {
     /// Its timers may have moved (anything but queueing media): re-read at the flush.
     timer_dirty: bool,
     deadline: Deadline,
+    /// SRTP/SRTCP encrypted for it, waiting for the flush (buffers from [`PortState::tx`]).
+    media: Vec<(SocketAddr, BytesMut)>,
 }
 
 /// Lists `key` for the next flush unless it already is.
@@ -96,6 +102,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
             dirty: Vec::new(),
             timers: TimerTable::default(),
             faulted: Vec::new(),
+            tx: TxPool::default(),
             shared: None,
         }
     }
@@ -162,6 +169,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
             dirty: false,
             timer_dirty: false,
             deadline: Deadline::default(),
+            media: Vec::new(),
         };
         touch_all(&mut self.dirty, &key, &mut slot);
         self.endpoints.insert(key, slot);
@@ -192,16 +200,29 @@ impl<K: Clone + Eq + Hash> PortState<K> {
 
     /// Encrypts and queues RTP for `key` (the forwarding path: its timers do not move).
     pub fn send_rtp(&mut self, key: &K, packet: &[u8]) -> Result<(), SendError> {
-        let slot = self.endpoints.get_mut(key).ok_or(SendError::NotConnected)?;
-        touch(&mut self.dirty, key, slot);
-        slot.ep.send_rtp(packet)
+        self.send_media(key, packet, false)
     }
 
     /// Encrypts and queues an RTCP compound for `key`.
     pub fn send_rtcp(&mut self, key: &K, packet: &[u8]) -> Result<(), SendError> {
+        self.send_media(key, packet, true)
+    }
+
+    /// Encrypts into a transmit buffer of the pool (no allocation once warm) queued on the slot.
+    fn send_media(&mut self, key: &K, packet: &[u8], rtcp: bool) -> Result<(), SendError> {
         let slot = self.endpoints.get_mut(key).ok_or(SendError::NotConnected)?;
         touch(&mut self.dirty, key, slot);
-        slot.ep.send_rtcp(packet)
+        let mut buf = self.tx.take();
+        match slot.ep.protect_into(packet, rtcp, &mut buf) {
+            Ok(to) => {
+                slot.media.push((to, buf));
+                Ok(())
+            }
+            Err(e) => {
+                self.tx.give(buf);
+                Err(e)
+            }
+        }
     }
 
     /// Routes one datagram among this worker's endpoints only; returns the endpoint key it went
@@ -310,9 +331,11 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         }
     }
 
-    /// Drains transmits of dirty endpoints. Our STUN requests' transaction ids go to the demux so
-    /// their answers find the endpoint; destinations teach it nothing (see [`Demux`]).
-    pub fn drain_transmits(&mut self, out: &mut Vec<(SocketAddr, bytes::Bytes)>) {
+    /// Drains transmits of dirty endpoints, each in a buffer of the port's pool (give them back
+    /// with [`PortState::recycle`] once sent). An endpoint's datagrams stay together (GSO runs).
+    /// Our STUN requests' transaction ids go to the demux so their answers find the endpoint;
+    /// destinations teach it nothing (see [`Demux`]).
+    pub fn drain_transmits(&mut self, out: &mut Vec<(SocketAddr, BytesMut)>) {
         self.refresh_timers();
         for k in self.dirty.drain(..) {
             if let Some(slot) = self.endpoints.get_mut(&k) {
@@ -324,9 +347,19 @@ impl<K: Clone + Eq + Hash> PortState<K> {
                             s.routes.expect_response(id, s.me);
                         }
                     }
-                    out.push((t.to, t.data));
+                    let mut buf = self.tx.take();
+                    buf.extend_from_slice(&t.data);
+                    out.push((t.to, buf));
                 }
+                out.append(&mut slot.media);
             }
+        }
+    }
+
+    /// Takes the buffers of sent (or abandoned) transmits back into the pool; empties `sent`.
+    pub fn recycle(&mut self, sent: &mut Vec<(SocketAddr, BytesMut)>) {
+        for (_, buf) in sent.drain(..) {
+            self.tx.give(buf);
         }
     }
 }
@@ -442,10 +475,11 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     fn with_socket(socket: UdpSocket, counters: Arc<DropCounters>, io: Arc<IoCounters>) -> Self {
         use std::os::fd::AsRawFd;
         udp::probe_gso(socket.as_raw_fd(), &io);
+        let gro = udp::enable_gro(socket.as_raw_fd(), &io);
         Self {
             socket,
             state: PortState::new(counters),
-            recv: RecvBatch::default(),
+            recv: RecvBatch::new(gro),
             io,
             handoff: None,
         }
@@ -610,9 +644,9 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     }
 
     /// Sends every queued transmit: `sendmmsg` batches, GSO runs per destination.
-    async fn flush(&mut self, transmits: &mut Vec<(SocketAddr, bytes::Bytes)>) {
+    async fn flush(&mut self, transmits: &mut Vec<(SocketAddr, BytesMut)>) {
         use std::os::fd::AsRawFd;
-        transmits.clear();
+        self.state.recycle(transmits);
         self.state.drain_transmits(transmits);
         let fd = self.socket.as_raw_fd();
         let mut done = 0;
@@ -636,7 +670,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                 }
             }
         }
-        transmits.clear();
+        self.state.recycle(transmits);
     }
 }
 
@@ -1006,7 +1040,7 @@ mod tests {
         st.drain_transmits(&mut out);
         out.iter()
             .find(|(to, d)| *to == x && stun_request_id(d).is_some())
-            .map(|(_, d)| d.clone())
+            .map(|(_, d)| d.clone().freeze())
             .expect("a check to the candidate")
     }
 

@@ -1,7 +1,8 @@
 //! SRTP/SRTCP contexts of one endpoint, keyed from the DTLS handshake (RFC 5764 §4.2).
 //!
-//! Thin wrapper over `rtc-srtp`. Each protect/unprotect returns a freshly allocated `BytesMut`
-//! (one allocation per packet, the crate's API); see README.md for the measured cost.
+//! Thin wrapper over `rtc-srtp`, patched to protect and unprotect in place in buffers the caller
+//! owns (third_party/rtc-srtp/PATCHED.md): the media path decrypts into the endpoint's receive
+//! buffer and encrypts into the port's reused transmit buffers, so no packet allocates.
 
 use bytes::BytesMut;
 use rtc_dtls::state::State;
@@ -21,8 +22,22 @@ const REPLAY_WINDOW: usize = 1024;
 pub enum SrtpError {
     #[error("keying: {0}")]
     Keying(String),
+    /// Authentication, replay, a malformed header, no room: the crate's error as is (building
+    /// a message would allocate per dropped packet).
     #[error("{0}")]
-    Crypto(String),
+    Crypto(#[from] rtc_shared::error::Error),
+    /// The replay window already accepted this packet's index, or it is older than the window.
+    #[error("replayed packet")]
+    Replay,
+}
+
+/// Replays apart from the other failures (they are counted apart: `srtp_replay`).
+fn unprotect_error(e: rtc_shared::error::Error) -> SrtpError {
+    use rtc_shared::error::Error;
+    match e {
+        Error::SrtpSsrcDuplicated(..) | Error::SrtcpSsrcDuplicated(..) => SrtpError::Replay,
+        e => SrtpError::Crypto(e),
+    }
 }
 
 /// Inbound (decrypt) and outbound (encrypt) contexts.
@@ -93,29 +108,86 @@ impl SrtpSession {
         self.profile
     }
 
+    /// Decrypts the SRTP packet `buf` in place; returns the RTP packet's length (`buf[..n]`).
+    /// A packet that fails may have been overwritten: drop it.
+    pub fn decrypt_rtp_in_place(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
+        self.remote.decrypt_rtp_in_place(buf).map_err(unprotect_error)
+    }
+
+    /// Decrypts the SRTCP packet `buf` in place; returns the RTCP compound's length.
+    pub fn decrypt_rtcp_in_place(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
+        self.remote.decrypt_rtcp_in_place(buf).map_err(unprotect_error)
+    }
+
+    /// Encrypts `packet` into `out` (replacing its contents, reusing its capacity).
+    pub fn encrypt_rtp_into(&mut self, packet: &[u8], out: &mut BytesMut) -> Result<(), SrtpError> {
+        let ctx = &mut self.local;
+        let overhead = ctx.rtp_overhead();
+        protect_into(packet, overhead, out, |b, n| ctx.encrypt_rtp_in_place(b, n))
+    }
+
+    /// Encrypts an RTCP compound `packet` into `out` (replacing its contents).
+    pub fn encrypt_rtcp_into(
+        &mut self,
+        packet: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), SrtpError> {
+        let ctx = &mut self.local;
+        let overhead = ctx.rtcp_overhead();
+        protect_into(packet, overhead, out, |b, n| {
+            ctx.encrypt_rtcp_in_place(b, n)
+        })
+    }
+
+    /// Decrypts into a new buffer (tests, benchmarks).
     pub fn decrypt_rtp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.remote
-            .decrypt_rtp(packet)
-            .map_err(|e| SrtpError::Crypto(e.to_string()))
+        unprotect(packet, |b| self.decrypt_rtp_in_place(b))
     }
 
+    /// Decrypts SRTCP into a new buffer (tests, benchmarks).
     pub fn decrypt_rtcp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.remote
-            .decrypt_rtcp(packet)
-            .map_err(|e| SrtpError::Crypto(e.to_string()))
+        unprotect(packet, |b| self.decrypt_rtcp_in_place(b))
     }
 
+    /// Encrypts into a new buffer (tests, benchmarks, a participant's side).
     pub fn encrypt_rtp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.local
-            .encrypt_rtp(packet)
-            .map_err(|e| SrtpError::Crypto(e.to_string()))
+        let mut out = BytesMut::new();
+        self.encrypt_rtp_into(packet, &mut out)?;
+        Ok(out)
     }
 
+    /// Encrypts RTCP into a new buffer (tests, benchmarks).
     pub fn encrypt_rtcp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        self.local
-            .encrypt_rtcp(packet)
-            .map_err(|e| SrtpError::Crypto(e.to_string()))
+        let mut out = BytesMut::new();
+        self.encrypt_rtcp_into(packet, &mut out)?;
+        Ok(out)
     }
+}
+
+/// `out` = `packet` protected by `seal` (in place, with `overhead` bytes of room after it).
+fn protect_into(
+    packet: &[u8],
+    overhead: usize,
+    out: &mut BytesMut,
+    seal: impl FnOnce(&mut [u8], usize) -> rtc_shared::error::Result<usize>,
+) -> Result<(), SrtpError> {
+    out.clear();
+    out.reserve(packet.len() + overhead);
+    out.extend_from_slice(packet);
+    out.resize(packet.len() + overhead, 0);
+    let n = seal(out, packet.len())?;
+    out.truncate(n);
+    Ok(())
+}
+
+fn unprotect(
+    packet: &[u8],
+    open: impl FnOnce(&mut [u8]) -> Result<usize, SrtpError>,
+) -> Result<BytesMut, SrtpError> {
+    let mut buf = BytesMut::from(packet);
+    let n = open(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// Minimal validation of an RTP header (RFC 3550 §5.1) before decryption: version 2, fixed
@@ -209,12 +281,12 @@ mod tests {
             let enc = a.encrypt_rtp(&plain).unwrap();
             assert_ne!(&enc[12..], &plain[12..]);
             assert_eq!(&b.decrypt_rtp(&enc).unwrap()[..], &plain[..]);
-            // Replay rejected.
-            assert!(b.decrypt_rtp(&enc).is_err());
-            // Tampered rejected.
+            // Replay rejected, as a replay.
+            assert!(matches!(b.decrypt_rtp(&enc), Err(SrtpError::Replay)));
+            // Tampered rejected, as an authentication failure (and not taken for a replay).
             let mut bad = a.encrypt_rtp(&rtp(2)).unwrap().to_vec();
             bad[20] ^= 1;
-            assert!(b.decrypt_rtp(&bad).is_err());
+            assert!(matches!(b.decrypt_rtp(&bad), Err(SrtpError::Crypto(_))));
             // Truncated rejected, no panic.
             let good = a.encrypt_rtp(&rtp(3)).unwrap();
             for n in 0..good.len() {
@@ -224,7 +296,123 @@ mod tests {
             let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 9];
             let enc = a.encrypt_rtcp(&rr).unwrap();
             assert_eq!(&b.decrypt_rtcp(&enc).unwrap()[..], &rr[..]);
+            assert!(matches!(b.decrypt_rtcp(&enc), Err(SrtpError::Replay)));
             assert!(b.decrypt_rtcp(&enc[..enc.len() - 1]).is_err());
+        }
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Sessions whose local and remote keys are those of the vectors file.
+    fn vector_session(profile: SrtpProfile) -> SrtpSession {
+        let provider = rtc_dtls::crypto_provider::default_provider().unwrap();
+        let salt_len = match profile {
+            SrtpProfile::AeadAes128Gcm => 12,
+            SrtpProfile::Aes128CmHmacSha1_80 => 14,
+        };
+        let key: Vec<u8> = (0..16u8).map(|i| 0xE0 ^ i).collect();
+        let salt: Vec<u8> = (0..salt_len).map(|i| 0x30 + i).collect();
+        let keys = rtc_srtp::config::SessionKeys {
+            local_master_key: key.clone(),
+            local_master_salt: salt.clone(),
+            remote_master_key: key,
+            remote_master_salt: salt,
+        };
+        SrtpSession::from_keys(profile, &keys, provider.as_ref()).unwrap()
+    }
+
+    /// Known answers from the unpatched crate (testdata/srtp_unpatched_vectors.txt): both profiles,
+    /// RTP with CSRCs and one- and two-byte header extensions, across the sequence-number wrap
+    /// (rollover counter 1), and SRTCP compounds. The in-place encryption into a reused buffer
+    /// gives the same bytes, and in-place decryption of those bytes gives the plaintext back.
+    #[test]
+    fn in_place_protection_matches_the_unpatched_crate() {
+        let vectors = include_str!("testdata/srtp_unpatched_vectors.txt");
+        for (name, profile) in [
+            ("cm", SrtpProfile::Aes128CmHmacSha1_80),
+            ("gcm", SrtpProfile::AeadAes128Gcm),
+        ] {
+            let mut tx = vector_session(profile);
+            let mut rx = vector_session(profile);
+            let mut out = BytesMut::with_capacity(2048);
+            let lines: Vec<Vec<&str>> = vectors
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.split(' ').collect::<Vec<_>>())
+                .filter(|f| f[0] == name)
+                .collect();
+            assert_eq!(lines.len(), 12, "{name}");
+            let mut checked = 0;
+            for pair in lines.chunks(2) {
+                let (p, e) = (&pair[0], &pair[1]);
+                assert_eq!((p[1], p[2], p[3], e[3]), (e[1], e[2], "plain", "enc"));
+                let (plain, enc) = (hex(p[4]), hex(e[4]));
+                let rtcp = p[1] == "rtcp";
+                if rtcp {
+                    tx.encrypt_rtcp_into(&plain, &mut out).unwrap();
+                } else {
+                    tx.encrypt_rtp_into(&plain, &mut out).unwrap();
+                }
+                assert_eq!(&out[..], &enc[..], "{name} {} {}", p[1], p[2]);
+                let mut buf = enc.clone();
+                let n = if rtcp {
+                    rx.decrypt_rtcp_in_place(&mut buf).unwrap()
+                } else {
+                    rx.decrypt_rtp_in_place(&mut buf).unwrap()
+                };
+                assert_eq!(&buf[..n], &plain[..], "{name} {} {}", p[1], p[2]);
+                // A replay of the same bytes is refused, in place too.
+                let mut again = enc.clone();
+                let replay = if rtcp {
+                    rx.decrypt_rtcp_in_place(&mut again)
+                } else {
+                    rx.decrypt_rtp_in_place(&mut again)
+                };
+                assert!(replay.is_err(), "{name} {} {} replayed", p[1], p[2]);
+                checked += 1;
+            }
+            assert_eq!(checked, 6);
+        }
+    }
+
+    /// The patched crate authenticates SRTCP whatever its E flag says: a packet with the flag
+    /// cleared (so "not encrypted") and a made-up tag is refused, not handed over as plaintext.
+    #[test]
+    fn srtcp_without_the_encryption_flag_is_still_authenticated() {
+        let mut tx = vector_session(SrtpProfile::Aes128CmHmacSha1_80);
+        let mut rx = vector_session(SrtpProfile::Aes128CmHmacSha1_80);
+        let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 9];
+        let mut forged = rr.to_vec();
+        forged.extend_from_slice(&[0, 0, 0, 7]); // E = 0, index 7
+        forged.extend_from_slice(&[0xAB; 10]); // not the tag
+        assert!(rx.decrypt_rtcp_in_place(&mut forged.clone()).is_err());
+        // A genuine one still passes.
+        let enc = tx.encrypt_rtcp(&rr).unwrap();
+        assert_eq!(&rx.decrypt_rtcp(&enc).unwrap()[..], &rr[..]);
+    }
+
+    /// In-place calls on a buffer that is too short, or with no room for the tag, fail cleanly.
+    #[test]
+    fn in_place_calls_check_their_buffers() {
+        for profile in [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80] {
+            let mut s = vector_session(profile);
+            let plain = rtp(9);
+            let mut out = BytesMut::new();
+            s.encrypt_rtp_into(&plain, &mut out).unwrap();
+            for n in 0..out.len() {
+                let mut b = out[..n].to_vec();
+                assert!(s.decrypt_rtp_in_place(&mut b).is_err(), "{n}");
+            }
+            for n in 0..12 {
+                let mut b = [0u8; 64];
+                b[0] = 0x80;
+                assert!(s.decrypt_rtcp_in_place(&mut b[..n]).is_err(), "{n}");
+            }
         }
     }
 

@@ -527,3 +527,53 @@ fn a_receiver_that_never_reads_costs_at_most_the_channel_backlog() {
         "kept {kept} bytes for {sent} queued messages"
     );
 }
+
+/// SRTP and SRTCP replayed from the participant's own address, and copies with a broken tag: each
+/// dropped and counted by its own reason (`srtp_replay`, `srtp_auth`), the original delivered once.
+#[test]
+fn replayed_and_forged_srtp_from_the_participants_address_are_counted_apart() {
+    use super::counters::DropReason;
+    let mut l = connected(7);
+    l.server.set_signalled_ssrcs([42]);
+    l.server_events.clear();
+    let rtp = [0x80u8, 100, 0, 9, 0, 0, 0, 1, 0, 0, 0, 42, 7, 7, 7];
+    let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 42];
+    l.client.send_rtp(&rtp).unwrap();
+    l.client.send_rtcp(&rr).unwrap();
+    let mut sent = Vec::new();
+    while let Some(t) = l.client.poll_transmit() {
+        sent.push(t.data.to_vec());
+    }
+    assert_eq!(sent.len(), 2);
+    let now = l.now;
+    for _ in 0..3 {
+        for p in &sent {
+            l.server.handle_datagram(now, addr(CLIENT), p);
+        }
+    }
+    for p in &sent {
+        let mut forged = p.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 0x40; // inside the auth tag
+        // A fresh index, so the replay window does not stop it first.
+        if classify(p) == PacketKind::Rtp {
+            forged[3] = 10;
+        }
+        l.server.handle_datagram(now, addr(CLIENT), &forged);
+    }
+    while let Some(e) = l.server.poll_event() {
+        l.server_events.push(e);
+    }
+    let c = &l.server_counters;
+    assert_eq!(c.get(DropReason::SrtpReplay), 4, "{:?}", c.snapshot());
+    assert_eq!(c.get(DropReason::SrtpAuth), 2, "{:?}", c.snapshot());
+    assert!(
+        l.server_events
+            .contains(&TransportEvent::Rtp(BytesMut::from(&rtp[..])))
+    );
+    assert!(
+        l.server_events
+            .contains(&TransportEvent::Rtcp(BytesMut::from(&rr[..])))
+    );
+    assert_eq!(l.server_events.len(), 2, "{:?}", l.server_events);
+}

@@ -15,6 +15,12 @@
 //! A kernel or device may refuse GSO (EIO: no checksum offload on the route's device; EINVAL:
 //! e.g. `SO_NO_CHECK`): the failed message is sent again without it, GSO stays off for the
 //! socket, and [`IoCounters::gso_disabled`] counts it.
+//!
+//! On receive, UDP GRO (`UDP_GRO`, Linux ≥ 5.0) where the kernel offers it ([`enable_gro`]): the
+//! kernel may hand several consecutive datagrams of one flow as one message (a GSO sender's message
+//! on loopback, a NIC's GRO on the wire) with their segment size in a `UDP_GRO` control message;
+//! [`RecvBatch::datagrams`] cuts it back into the datagrams. Its slots then hold 64 KB each (2 MB
+//! per port instead of 64 KB).
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -26,6 +32,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 pub const BATCH: usize = 32;
 /// Largest datagram received whole; a longer one is truncated by the kernel, dropped and counted.
 pub const MAX_DATAGRAM: usize = 2048;
+/// A receive slot with GRO: the largest UDP payload the kernel may coalesce into one message.
+const GRO_SLOT: usize = 65_536;
 /// Segments per GSO message (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
 const MAX_GSO_SEGMENTS: usize = 64;
 /// Bytes per GSO message (an IP datagram's payload limit, less headers).
@@ -55,13 +63,21 @@ pub struct IoCounters {
     pub handoff_dropped: AtomicU64,
     /// Datagrams other workers handed to this one.
     pub handoff_received: AtomicU64,
+    /// Messages received that carried several datagrams (GRO).
+    pub gro_messages: AtomicU64,
     gso: AtomicBool,
+    gro: AtomicBool,
 }
 
 impl IoCounters {
     /// Whether GSO is in use on the socket now.
     pub fn gso_enabled(&self) -> bool {
         self.gso.load(Relaxed)
+    }
+
+    /// Whether the socket receives with GRO.
+    pub fn gro_enabled(&self) -> bool {
+        self.gro.load(Relaxed)
     }
 
     /// Switches GSO off (the kernel refused it, or a test or operator wants it off).
@@ -93,31 +109,71 @@ pub fn probe_gso(fd: RawFd, counters: &IoCounters) -> bool {
     ok
 }
 
-/// The receive side's reused buffers: one [`MAX_DATAGRAM`] slot per datagram of a batch.
+/// Asks for UDP GRO on `fd` (`setsockopt(SOL_UDP, UDP_GRO, 1)`); whether the kernel accepted.
+/// Receive with a [`RecvBatch::new`]`(true)` then.
+pub fn enable_gro(fd: RawFd, counters: &IoCounters) -> bool {
+    let one: libc::c_int = 1;
+    // SAFETY: `fd` is an open socket; the option value is a valid c_int whose size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            std::ptr::from_ref(&one).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    let ok = r == 0;
+    counters.gro.store(ok, Relaxed);
+    ok
+}
+
+/// The receive side's reused buffers: one slot per message of a batch ([`MAX_DATAGRAM`] bytes, or
+/// 64 KB with GRO).
 pub struct RecvBatch {
-    bufs: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
-    /// `(source, length)` of each slot filled by the last call; `None` for a dropped one.
-    meta: [Option<(SocketAddr, usize)>; BATCH],
+    bufs: Box<[u8]>,
+    slot: usize,
+    gro: bool,
+    /// `(source, length, segment size)` of each slot filled by the last call (segment size 0: one
+    /// datagram); `None` for a dropped one.
+    meta: [Option<(SocketAddr, usize, usize)>; BATCH],
     len: usize,
 }
 
 impl Default for RecvBatch {
     fn default() -> Self {
-        Self {
-            bufs: Box::new([[0; MAX_DATAGRAM]; BATCH]),
-            meta: [None; BATCH],
-            len: 0,
-        }
+        Self::new(false)
     }
 }
 
 impl RecvBatch {
-    /// The datagrams of the last call, in arrival order (truncated ones left out).
+    /// Buffers for a socket with GRO on (`gro`, see [`enable_gro`]) or off.
+    pub fn new(gro: bool) -> Self {
+        let slot = if gro { GRO_SLOT } else { MAX_DATAGRAM };
+        Self {
+            bufs: vec![0; slot * BATCH].into_boxed_slice(),
+            slot,
+            gro,
+            meta: [None; BATCH],
+            len: 0,
+        }
+    }
+
+    /// The datagrams of the last call, in arrival order (truncated ones left out; a GRO message
+    /// cut back into its datagrams).
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.meta[..self.len]
             .iter()
-            .zip(self.bufs.iter())
-            .filter_map(|(m, b)| m.and_then(|(from, n)| Some((from, b.get(..n)?))))
+            .zip(self.bufs.chunks(self.slot))
+            .filter_map(|(m, b)| m.and_then(|(from, n, seg)| Some((from, b.get(..n)?, seg))))
+            .flat_map(|(from, d, seg)| {
+                let (step, count) = if seg == 0 {
+                    (d.len(), 1)
+                } else {
+                    (seg, d.len().div_ceil(seg))
+                };
+                (0..count).map(move |i| (from, &d[i * step..((i + 1) * step).min(d.len())]))
+            })
     }
 
     /// One non-blocking `recvmmsg` (for `UdpSocket::try_io`): up to [`BATCH`] datagrams. Returns
@@ -128,19 +184,24 @@ impl RecvBatch {
         let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
         let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for (i, buf) in self.bufs.iter_mut().enumerate() {
+        let mut controls = [Control::default(); BATCH];
+        for (i, buf) in self.bufs.chunks_mut(self.slot).enumerate() {
             iovs[i] = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
-                iov_len: MAX_DATAGRAM,
+                iov_len: self.slot,
             };
             let h = &mut msgs[i].msg_hdr;
             h.msg_name = std::ptr::from_mut(&mut names[i]).cast();
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = std::ptr::from_mut(&mut iovs[i]);
             h.msg_iovlen = 1;
+            if self.gro {
+                h.msg_control = controls[i].0.as_mut_ptr().cast();
+                h.msg_controllen = controls[i].0.len();
+            }
         }
-        // SAFETY: every header points at a name, one iovec and a buffer that live until the
-        // call returns, with their true sizes; `msgs` has BATCH entries.
+        // SAFETY: every header points at a name, one iovec, a buffer and (GRO) control bytes that
+        // live until the call returns, with their true sizes; `msgs` has BATCH entries.
         let r = unsafe {
             libc::recvmmsg(
                 fd,
@@ -151,20 +212,32 @@ impl RecvBatch {
             )
         };
         let n = usize::try_from(r).map_err(|_| io::Error::last_os_error())?;
-        let mut truncated = 0;
+        let (mut truncated, mut datagrams, mut coalesced) = (0, 0, 0);
         for ((meta, m), name) in self.meta.iter_mut().zip(&msgs).zip(&names).take(n) {
             let from = sockaddr_from_raw(name);
-            *meta = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                truncated += 1;
+            let len = (m.msg_len as usize).min(self.slot);
+            let seg = if self.gro {
+                gro_segment(&m.msg_hdr).filter(|&s| s > 0 && s < len)
+            } else {
+                None
+            };
+            let count = seg.map_or(1, |s| len.div_ceil(s));
+            datagrams += count;
+            // Longer than MAX_DATAGRAM: cut by the kernel (no GRO), or a slot's worth (GRO).
+            let too_long = seg.unwrap_or(len) > MAX_DATAGRAM;
+            *meta = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || too_long {
+                truncated += count;
                 None
             } else {
-                from.map(|a| (a, (m.msg_len as usize).min(MAX_DATAGRAM)))
+                coalesced += usize::from(seg.is_some());
+                from.map(|a| (a, len, seg.unwrap_or(0)))
             };
         }
         self.len = n;
         IoCounters::add(&counters.recv_calls, 1);
-        IoCounters::add(&counters.datagrams_received, n);
+        IoCounters::add(&counters.datagrams_received, datagrams);
         IoCounters::add(&counters.truncated, truncated);
+        IoCounters::add(&counters.gro_messages, coalesced);
         Ok(n)
     }
 }
@@ -294,7 +367,29 @@ pub fn refuses_gso(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL))
 }
 
-/// One message's control bytes: room for one `UDP_SEGMENT` cmsg (a u16), aligned for `cmsghdr`.
+/// The segment size of a GRO message (its `UDP_GRO` control message), if it has one.
+fn gro_segment(h: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `h` is a header the kernel filled, its `msg_control`/`msg_controllen` describing
+    // control bytes still alive (the caller's `controls`); CMSG_FIRSTHDR / CMSG_NXTHDR stay
+    // inside them and CMSG_DATA of a `UDP_GRO` cmsg holds a c_int.
+    unsafe {
+        if h.msg_control.is_null() {
+            return None;
+        }
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return usize::try_from(v).ok();
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+/// One message's control bytes: room for one `UDP_SEGMENT` or `UDP_GRO` cmsg (a u16 / an int),
+/// aligned for `cmsghdr`.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(8))]
 struct Control([u8; 32]);
@@ -624,5 +719,56 @@ mod tests {
         assert_eq!(got, sent);
         assert_eq!(counters.truncated.load(Relaxed), 1);
         assert_eq!(counters.datagrams_received.load(Relaxed), 41);
+    }
+
+    /// GRO on loopback: a GSO sender's burst (20 × 1200 B and a 700 B last one) to a GRO receiver
+    /// arrives as one message with its segment size, and the batch cuts it back into the 21
+    /// datagrams, whole and in order; a plain datagram from elsewhere in the same batch stays as it
+    /// is and a too-long one is dropped and counted. Without GRO (control) the burst is 21
+    /// messages and nothing is coalesced.
+    #[test]
+    fn a_gso_burst_reaches_a_gro_receiver_as_one_message_and_is_cut_back() {
+        for gro in [true, false] {
+            let (tx, rx, other) = (socket(), socket(), socket());
+            rx.set_nonblocking(true).unwrap();
+            let rc = IoCounters::default();
+            if gro {
+                assert!(
+                    enable_gro(rx.as_raw_fd(), &rc),
+                    "the kernel offers UDP GRO (Linux ≥ 5.0)"
+                );
+            }
+            let tc = IoCounters::default();
+            assert!(probe_gso(tx.as_raw_fd(), &tc));
+            let to = rx.local_addr().unwrap();
+            let burst: Vec<_> = (0..21)
+                .map(|i| (to, datagram(i, if i == 20 { 700 } else { 1200 })))
+                .collect();
+            send_all(&tx, &burst, &tc);
+            assert_eq!(tc.gso_messages.load(Relaxed), 1, "sent as one GSO message");
+            other.send_to(&datagram(99, 300), to).unwrap();
+            other.send_to(&[0x80; 3000], to).unwrap();
+            let from = tx.local_addr().unwrap();
+            let mut want: Vec<_> = burst.into_iter().map(|(_, d)| (from, d)).collect();
+            want.push((other.local_addr().unwrap(), datagram(99, 300)));
+
+            let mut batch = RecvBatch::new(gro);
+            let mut got = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while rc.datagrams_received.load(Relaxed) < 23 && std::time::Instant::now() < deadline {
+                match batch.recv(rx.as_raw_fd(), &rc) {
+                    Ok(_) => got.extend(batch.datagrams().map(|(f, d)| (f, d.to_vec()))),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(got, want, "gro {gro}");
+            let c = |x: &AtomicU64| x.load(Relaxed);
+            assert_eq!(c(&rc.datagrams_received), 23, "gro {gro}");
+            assert_eq!(c(&rc.truncated), 1, "gro {gro}");
+            assert_eq!(c(&rc.gro_messages), u64::from(gro), "gro {gro}");
+        }
     }
 }

@@ -123,6 +123,8 @@ pub struct TomlCodec {
     pub telephone_event: Option<TomlToggle>,
     /// `{ tcc = { enabled = true, id = 5 } }`.
     pub rtp_extensions: Option<BTreeMap<String, TomlToggle>>,
+    /// Kept on for video while the AV1 Dependency Descriptor is offered (Chromium needs it to send
+    /// the descriptor).
     pub extmap_allow_mixed: Option<bool>,
     /// Ours: the video codecs the bridge forwards correctly (`["av1", "vp8", "h264", "vp9"]`); only
     /// enabled codecs in this list are offered.

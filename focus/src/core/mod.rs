@@ -1016,9 +1016,17 @@ impl Focus {
         stats
     }
 
-    /// Healthy = at least one operational bridge (what `/about/health` reports).
+    /// The core's part of `/about/health` (the shell adds its XMPP connections): in the brewery and
+    /// at least one operational bridge. Jicofo's `JicofoHealthChecker.check` fails without an
+    /// operational bridge; out of the brewery the focus sees no bridge come or go, so the bridges it
+    /// remembers are not to be trusted until it is back.
     pub fn is_healthy(&self, now: Instant) -> bool {
-        self.bridges.operational_count(now) > 0
+        self.brewery.is_joined() && self.bridges.operational_count(now) > 0
+    }
+
+    /// Whether the focus is in the brewery room (`/stats` `brewery_joined`).
+    pub fn brewery_joined(&self) -> bool {
+        self.brewery.is_joined()
     }
 
     pub fn bridges(&self) -> &Bridges {

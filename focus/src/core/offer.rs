@@ -530,7 +530,10 @@ pub fn video_parameters(c: &CodecConfig, o: &OfferOptions) -> RtpParameters {
     RtpParameters {
         payload_types: pts,
         header_extensions: exts,
-        extmap_allow_mixed: c.extmap_allow_mixed,
+        // Chromium writes no Dependency Descriptor (longer than 16 bytes on a keyframe: a two-byte
+        // extension) unless the offer allows mixed one- and two-byte extensions, and an AV1 SVC
+        // stream without it cannot be projected: receivers freeze (bridge/tests/browser_svc.rs).
+        extmap_allow_mixed: c.extmap_allow_mixed || e.av1_dependency_descriptor.enabled,
     }
 }
 
@@ -632,6 +635,25 @@ mod tests {
         assert_eq!(v.hdrext_id(hdrext::AV1_DEPENDENCY_DESCRIPTOR), Some(11));
         assert_eq!(v.hdrext_id(hdrext::TRANSPORT_CC), Some(5));
         assert!(v.extmap_allow_mixed);
+        // The descriptor needs mixed extensions: kept for video even when configured off.
+        let no_mixed = CodecConfig {
+            extmap_allow_mixed: false,
+            ..CodecConfig::default()
+        };
+        assert!(
+            video_parameters(&no_mixed, &OfferOptions::for_features(&chrome_features()))
+                .extmap_allow_mixed
+        );
+        assert!(
+            !audio_parameters(&no_mixed, &OfferOptions::for_features(&chrome_features()))
+                .extmap_allow_mixed
+        );
+        let mut no_dd = no_mixed.clone();
+        no_dd.extensions.av1_dependency_descriptor.enabled = false;
+        assert!(
+            !video_parameters(&no_dd, &OfferOptions::for_features(&chrome_features()))
+                .extmap_allow_mixed
+        );
     }
 
     #[test]

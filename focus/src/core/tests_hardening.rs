@@ -96,6 +96,15 @@ fn the_focus_joins_the_brewery_again_whenever_it_finds_itself_out() {
     let me = format!("{BREWERY}/focus");
     h.presence(&own_brewery_presence(r#" type="unavailable""#));
     assert!(!h.focus.stats(h.now).brewery_joined);
+    // Its bridge is still remembered as operational, but out of the brewery the focus is unhealthy.
+    assert_eq!(
+        h.focus
+            .stats(h.now)
+            .bridge_selector
+            .operational_bridge_count,
+        1
+    );
+    assert!(!h.focus.is_healthy(h.now));
     h.advance(REJOIN_FIRST_DELAY - Duration::from_millis(1));
     assert_eq!(presences_to(&h.take(), &me), 0);
     h.advance(Duration::from_millis(1));
@@ -118,6 +127,7 @@ fn the_focus_joins_the_brewery_again_whenever_it_finds_itself_out() {
     assert!(s.brewery_joined);
     assert_eq!(s.total_brewery_rejoins, 1);
     assert_eq!(s.bridge_selector.operational_bridge_count, 1);
+    assert!(h.focus.is_healthy(h.now));
     assert!(h.jingles("session-terminate").is_empty());
     // Once in, no further joins.
     h.advance(Duration::from_secs(120));

@@ -125,15 +125,22 @@ impl Conference {
                 recv.downlink.bwe_bps,
             ));
         }
-        // (source, generation, primary, rtx, owner, kind)
-        let all: Vec<(u32, u32, u32, Option<u32>, u32, MediaKind)> = self
+        let all: Vec<SourceRef<'_>> = self
             .sources
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
                 let s = s.as_ref()?;
                 let p = s.primary()?;
-                Some((i as u32, s.generation, p.ssrc, p.rtx, s.owner, s.kind))
+                Some(SourceRef {
+                    index: i as u32,
+                    generation: s.generation,
+                    ssrc: p.ssrc,
+                    rtx: p.rtx,
+                    owner: s.owner,
+                    kind: s.kind,
+                    name: &s.name,
+                })
             })
             .collect();
         // Base layer bitrate per (source, encoding), for pending down-switches.
@@ -157,12 +164,22 @@ impl Conference {
             let bandwidth = recv.downlink.available_bandwidth(ctx.cfg.trust_bwe);
             let connected = recv.transport.connected;
             let d = &mut recv.downlink;
-            for &(si, generation, ssrc, rtx, owner, kind) in &all {
+            for &SourceRef {
+                index: si,
+                generation,
+                ssrc,
+                rtx,
+                owner,
+                kind,
+                name,
+            } in &all
+            {
                 if owner == r {
                     continue;
                 }
                 let want = match kind {
-                    MediaKind::Audio => Target::encoding(0),
+                    MediaKind::Audio if d.settings.audio.wants(name) => Target::encoding(0),
+                    MediaKind::Audio => Target::Suspended,
                     MediaKind::Video => alloc
                         .get(si)
                         .and_then(|a| a.target)
@@ -443,4 +460,16 @@ fn effective_last_n(client: i32, cfg: &SfuConfig) -> i32 {
         .filter(|n| *n >= 0)
         .min()
         .unwrap_or(-1)
+}
+
+/// What a receiver's projections need of one source, read once per allocation round.
+#[derive(Clone, Copy)]
+struct SourceRef<'a> {
+    index: u32,
+    generation: u32,
+    ssrc: u32,
+    rtx: Option<u32>,
+    owner: u32,
+    kind: MediaKind,
+    name: &'a str,
 }

@@ -50,6 +50,12 @@ impl Conference {
                     self.reallocate(now, ctx, sink);
                 }
             }
+            ClientMessage::AudioSubscription(a) => {
+                if ep.downlink.settings.audio != a {
+                    ep.downlink.settings.audio = a;
+                    self.reallocate(now, ctx, sink);
+                }
+            }
             ClientMessage::LastN(n) => {
                 if ep.downlink.settings.last_n != n {
                     ep.downlink.settings.last_n = n;

@@ -42,9 +42,10 @@ pub trait Layered: Sized {
 }
 
 /// The `(encoding, spatial, temporal)` layers a layered context forwards for `target`. For an
-/// SVC sender (one encoding, several spatial layers) the allocation sees each spatial layer as an
-/// encoding (`source.rs` measures them so): `Target::Layer { encoding: s, temporal: t }` is
-/// spatial layer `s`, temporal layer `t` of encoding 0.
+/// SVC stream (several spatial layers, on whichever signalled encoding carries it) the allocation
+/// sees each spatial layer as an encoding (`MediaSource::measure` measures them so):
+/// `Target::Layer { encoding: s, temporal: t }` is spatial layer `s`, temporal layer `t` of the
+/// packet's encoding.
 pub fn svc_layers(target: Target, packet_encoding: u8, spatial_layers: u8) -> Option<(u8, u8, u8)> {
     let Target::Layer {
         encoding,
@@ -54,8 +55,8 @@ pub fn svc_layers(target: Target, packet_encoding: u8, spatial_layers: u8) -> Op
     else {
         return None;
     };
-    Some(if packet_encoding == 0 && spatial_layers > 1 {
-        (0, encoding.max(spatial), temporal)
+    Some(if spatial_layers > 1 {
+        (packet_encoding, encoding.max(spatial), temporal)
     } else {
         (encoding, spatial, temporal)
     })

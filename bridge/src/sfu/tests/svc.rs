@@ -200,10 +200,20 @@ struct Svc {
     /// The AV1 packets the receiver got, by sequence number.
     got: std::collections::HashMap<u16, Vec<u8>>,
     newest: Option<u16>,
+    /// The SSRC the sender sends on.
+    ssrc: u32,
 }
 
 impl Svc {
+    /// A sender that signals one SSRC (and its RTX).
     fn new(model: Model) -> Self {
+        Svc::signalling(model, false, 0)
+    }
+
+    /// `simulcast_group`: the sender signals three SSRCs in a SIM group, as the current
+    /// lib-jitsi-meet does in full-SVC mode (three send encodings, one active), and sends its SVC
+    /// stream on the `active`-th.
+    fn signalling(model: Model, simulcast_group: bool, active: usize) -> Self {
         let mut h = H::with_config(SfuConfig {
             assumed_bandwidth_limit: Some(100_000_000),
             ..SfuConfig::default()
@@ -213,7 +223,11 @@ impl Svc {
             stats_id: None,
             audio: audio_params(AUDIO_LEVEL_ID),
             video: svc_params(),
-            sources: svc_sources(id, b),
+            sources: if simulcast_group {
+                sources(id, b)
+            } else {
+                svc_sources(id, b)
+            },
             ..Default::default()
         };
         let a = h.join_with(params("aaaa", 1000));
@@ -229,6 +243,7 @@ impl Svc {
             tcc: 0,
             got: std::collections::HashMap::new(),
             newest: None,
+            ssrc: ssrcs(1000).sim[active],
         }
     }
 
@@ -270,7 +285,7 @@ impl Svc {
 
     /// `n` temporal units at 30 fps; a requested keyframe comes with the next one.
     fn run(&mut self, n: usize) {
-        let ssrc = ssrcs(1000).sim[0];
+        let ssrc = self.ssrc;
         for _ in 0..n {
             self.h.advance(Duration::from_millis(33));
             let out = self.h.take();
@@ -323,11 +338,31 @@ fn vp9_full_svc_non_flexible_receiver_follows_its_bandwidth_across_spatial_layer
     follows_bandwidth(Model::vp9(false));
 }
 
+/// The current lib-jitsi-meet in full SVC signals a SIM group of three SSRCs and sends one SVC
+/// stream on one of them (`modern-client.md`, TPCUtils `calculateEncodingsActiveState`): the
+/// spatial layers of that stream are what the allocation chooses from, whichever SSRC carries it.
+#[test]
+fn av1_svc_on_one_ssrc_of_a_simulcast_group_reaches_720p() {
+    for active in 0..3 {
+        follows_bandwidth_in(Svc::signalling(Model::av1(), true, active));
+    }
+}
+
+#[test]
+fn vp9_svc_on_one_ssrc_of_a_simulcast_group_reaches_720p() {
+    for active in 0..3 {
+        follows_bandwidth_in(Svc::signalling(Model::vp9(true), true, active));
+    }
+}
+
 /// 720p at high bandwidth, 360p and 180p as it drops (no keyframe: the structure allows it),
 /// 720p again (K-SVC: the upper layers restart at a keyframe, one request); NACKs answered with
 /// the receiver's rewrite.
 fn follows_bandwidth(model: Model) {
-    let mut s = Svc::new(model);
+    follows_bandwidth_in(Svc::new(model))
+}
+
+fn follows_bandwidth_in(mut s: Svc) {
     // A receiver with plenty of bandwidth ends at 720p (spatial layer 2).
     s.bandwidth(5_000_000);
     s.run(90);
