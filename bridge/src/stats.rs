@@ -1093,7 +1093,11 @@ mod tests {
         assert_eq!(a.packets_sent, 150);
         assert_eq!(a.media_workers, 2);
         assert_eq!(a.datagrams_handed_off, 7);
-        assert!((a.rtt_aggregate_ms - 15.0).abs() < 1e-9, "{}", a.rtt_aggregate_ms);
+        assert!(
+            (a.rtt_aggregate_ms - 15.0).abs() < 1e-9,
+            "{}",
+            a.rtt_aggregate_ms
+        );
         assert_eq!(a.dropped_packets["unknown_address"], 5);
         assert_eq!(a.dropped_packets["handoff_full"], 1);
         let mut empty = StatsSample::default();
