@@ -69,6 +69,7 @@ fn target(prosody: &Prosody) -> Target {
         focus: prosody.focus_domain().to_owned(),
         bridge_stats_url: None,
         pids: Vec::new(),
+        janus_url: None,
     }
 }
 

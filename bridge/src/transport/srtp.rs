@@ -111,12 +111,16 @@ impl SrtpSession {
     /// Decrypts the SRTP packet `buf` in place; returns the RTP packet's length (`buf[..n]`).
     /// A packet that fails may have been overwritten: drop it.
     pub fn decrypt_rtp_in_place(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
-        self.remote.decrypt_rtp_in_place(buf).map_err(unprotect_error)
+        self.remote
+            .decrypt_rtp_in_place(buf)
+            .map_err(unprotect_error)
     }
 
     /// Decrypts the SRTCP packet `buf` in place; returns the RTCP compound's length.
     pub fn decrypt_rtcp_in_place(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
-        self.remote.decrypt_rtcp_in_place(buf).map_err(unprotect_error)
+        self.remote
+            .decrypt_rtcp_in_place(buf)
+            .map_err(unprotect_error)
     }
 
     /// Encrypts `packet` into `out` (replacing its contents, reusing its capacity).
