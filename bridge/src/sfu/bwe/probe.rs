@@ -83,6 +83,8 @@ const MIN_RATIO_UNSATURATED: f64 = 0.9;
 const TARGET_UTILIZATION: f64 = 0.95;
 const MAX_PROBE_INTERVAL_US: i64 = 1_000_000;
 const MAX_CLUSTER_HISTORY_US: i64 = 1_000_000;
+/// A desired rate this much above the previous one ends a backoff.
+const ALLOCATION_RAISE: f64 = 1.2;
 
 #[derive(Debug, Clone)]
 pub struct Prober {
@@ -93,6 +95,10 @@ pub struct Prober {
     awaiting: Option<(ProbeCluster, i64)>,
     backoff_until_us: i64,
     aggregates: [Option<Aggregate>; TRACKED],
+    /// What the allocation wanted at the last request: a clearly higher wish (a receiver raised
+    /// its constraints, a source went on stage) probes at once even while backing off, as GoogCC's
+    /// probe controller does when the maximum allocated bitrate grows.
+    last_desired_bps: f64,
     /// Clusters started / that produced a result (diagnostics).
     pub started: u32,
     pub succeeded: u32,
@@ -107,6 +113,7 @@ impl Prober {
             awaiting: None,
             backoff_until_us: i64::MIN,
             aggregates: [None; TRACKED],
+            last_desired_bps: 0.0,
             started: 0,
             succeeded: 0,
         }
@@ -127,10 +134,12 @@ impl Prober {
         limited: bool,
     ) -> Option<ProbeCluster> {
         self.check_timeouts(now_us);
+        let raised = desired_bps > self.last_desired_bps * ALLOCATION_RAISE;
+        self.last_desired_bps = desired_bps;
         if limited || self.active.is_some() || self.awaiting.is_some() {
             return None;
         }
-        if now_us < self.backoff_until_us
+        if (now_us < self.backoff_until_us && !raised)
             || desired_bps <= estimate_bps * 1.05
             || estimate_bps >= max_bps
         {

@@ -401,6 +401,36 @@ fn no_probe_when_not_needed_or_while_limited() {
     );
 }
 
+/// A receiver that raises its constraints (the allocation now wants clearly more) gets a probe at
+/// once, even while the prober backs off after a failed probe; the same wish does not.
+#[test]
+fn a_raised_allocation_probes_at_once_despite_the_backoff() {
+    let t0 = Instant::now();
+    let mut bwe = SendSideBwe::new(t0, BweConfig::default());
+    let c = bwe.probe_request(t0, 3_000_000).unwrap();
+    let mut t = t0;
+    let mut seq = 0u16;
+    for _ in 0..50 {
+        while let Some(p) = bwe.poll_probe(t) {
+            bwe.on_packet_sent(t, seq, p.bytes, Some(c.id));
+            seq += 1;
+        }
+        t += Duration::from_millis(1);
+    }
+    // No result: after the result timeout the prober backs off.
+    let t = t0 + Duration::from_millis(1200);
+    assert_eq!(bwe.probe_request(t, 3_000_000), None);
+    assert_eq!(
+        bwe.probe_request(t + Duration::from_secs(1), 3_000_000),
+        None
+    );
+    // The receiver puts a source on stage: the allocation wants 3 × more.
+    assert!(
+        bwe.probe_request(t + Duration::from_secs(2), 9_000_000)
+            .is_some()
+    );
+}
+
 #[test]
 fn converges_with_jitter_and_light_loss() {
     let capacity = 2_000_000.0;
