@@ -47,33 +47,42 @@ pub fn nominal_fps(t: u8) -> f32 {
     30.0 / (1u32 << (TEMPORAL_LAYERS as u32 - 1 - u32::from(t).min(2))) as f32
 }
 
-/// What a browser typically spends on a VP8 layer of `height` up to temporal layer `t` (libwebrtc's
-/// simulcast targets: 150 kbps at 180p, 500 kbps at 360p, 1.5 Mbps at 720p; temporal layers take
-/// 40/20/40 % of an encoding's rate).
-pub fn nominal_bitrate(height: i32, t: u8) -> u64 {
-    let full: u64 = match height {
-        h if h <= 180 => 150_000,
-        h if h <= 360 => 500_000,
-        h if h <= 540 => 1_000_000,
-        h if h <= 720 => 1_500_000,
-        _ => 2_500_000,
-    };
-    full * [40, 60, 100][usize::from(t.min(2))] / 100
-}
+/// What a browser typically spends on a VP8 layer (libwebrtc's simulcast targets), by the
+/// encoding's height: up to that height, the rate; above the last, the final rate.
+const VP8_RATES: ([(i32, u64); 4], u64) = (
+    [
+        (180, 150_000),
+        (360, 500_000),
+        (540, 1_000_000),
+        (720, 1_500_000),
+    ],
+    2_500_000,
+);
 
-/// What a current lib-jitsi-meet spends on an SVC stream (AV1 / VP9 `L3T3_KEY`, `L2T3_KEY`, `L1T3`)
-/// up to the spatial layer of `height` and temporal layer `t`: the whole stream is capped at the
-/// client's per-level bitrate (lib-jitsi-meet `service/RTC/StandardVideoQualitySettings.ts`, AV1:
-/// low 100 kbps, standard 300 kbps, high 1 Mbps, fullHd 2 Mbps), far below VP8 simulcast's
-/// per-encoding rates, so a spatial layer that just started is not priced as a VP8 encoding.
-pub fn nominal_svc_bitrate(height: i32, t: u8) -> u64 {
-    let full: u64 = match height {
-        h if h <= 270 => 100_000,
-        h if h <= 540 => 300_000,
-        h if h <= 720 => 1_000_000,
-        h if h <= 1080 => 2_000_000,
-        _ => 4_000_000,
-    };
+/// What a current lib-jitsi-meet spends on a whole SVC stream (AV1 / VP9 `L3T3_KEY`, `L2T3_KEY`,
+/// `L1T3`) up to the spatial layer of a height: the client's per-level cap
+/// (lib-jitsi-meet `service/RTC/StandardVideoQualitySettings.ts`, AV1: low 100 kbps, standard
+/// 300 kbps, high 1 Mbps, fullHd 2 Mbps) — far below VP8 simulcast's per-encoding rates, so a
+/// spatial layer that just started is not priced as a VP8 encoding.
+const SVC_RATES: ([(i32, u64); 4], u64) = (
+    [
+        (270, 100_000),
+        (540, 300_000),
+        (720, 1_000_000),
+        (1080, 2_000_000),
+    ],
+    4_000_000,
+);
+
+/// The nominal bitrate of a layer of `height` up to temporal layer `t` (temporal layers take
+/// 40/20/40 % of the rate), from the VP8 simulcast table or, for an SVC stream's spatial layers,
+/// the SVC one.
+pub fn nominal_bitrate(height: i32, t: u8, svc: bool) -> u64 {
+    let (steps, above) = if svc { SVC_RATES } else { VP8_RATES };
+    let full = steps
+        .iter()
+        .find(|(h, _)| height <= *h)
+        .map_or(above, |(_, rate)| *rate);
     full * [40, 60, 100][usize::from(t.min(2))] / 100
 }
 
@@ -164,7 +173,7 @@ pub struct EncodingLayers {
 pub struct SourceLayers {
     pub encodings: Vec<EncodingLayers>,
     /// The encodings are an SVC stream's spatial layers (`MediaSource::measure`): a layer not yet
-    /// measured is priced with [`nominal_svc_bitrate`].
+    /// measured is priced with the SVC table of [`nominal_bitrate`].
     pub svc: bool,
 }
 
@@ -269,11 +278,7 @@ impl SourceLayers {
             for (t, r) in enc.rates.iter().enumerate() {
                 acc += r.bps(now_ms);
                 let bitrate_bps = if nothing_measured || young {
-                    if self.svc {
-                        nominal_svc_bitrate(enc.height, t as u8)
-                    } else {
-                        nominal_bitrate(enc.height, t as u8)
-                    }
+                    nominal_bitrate(enc.height, t as u8, self.svc)
                 } else {
                     acc
                 };
