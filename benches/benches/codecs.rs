@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use benches::svc::{av1_stream, captured, vp9_stream};
 use bridge::sfu::av1::DdSource;
 use bridge::sfu::av1::descriptor::MAX_LEN;
-use bridge::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget};
+use bridge::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget, Layered};
 use bridge::sfu::projection::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Target};
 use bridge::sfu::vp8;
 use bridge::sfu::vp9::Vp9Source;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bridge::sfu::av1::DdSource;
 use bridge::sfu::av1::descriptor::MAX_LEN;
-use bridge::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget};
+use bridge::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget, Layered};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

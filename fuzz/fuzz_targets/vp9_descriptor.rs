@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use bridge::sfu::projection::{Vp9Config, Vp9Packet, Vp9Projection, Vp9Target};
+use bridge::sfu::projection::{Layered, Vp9Config, Vp9Packet, Vp9Projection, Vp9Target};
 use bridge::sfu::vp9::Vp9Source;
 use bridge::sfu::vp9::descriptor;
 use libfuzzer_sys::fuzz_target;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::descriptor::{self, Fields, MAX_LEN, Parsed, mask_of};
 use super::*;
-use crate::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget};
+use crate::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget, Layered};
 
 /// One captured RTP packet (see the header of the files in `../testdata/`).
 pub(crate) struct Captured {

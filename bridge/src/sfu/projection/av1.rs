@@ -38,50 +38,27 @@
 
 use std::time::Instant;
 
-use super::layered::Layered;
-use super::stream::{Rewritten, VideoPacket};
+use super::layered::{
+    Known, LayerTarget, Layered, LayeredConfig, LayeredPacket, admit, known_frame, record_frame,
+    start_ring,
+};
+use super::stream::Rewritten;
 use super::switch::SwitchFilter;
-use super::target::Target;
 use crate::sfu::av1::descriptor::{DdError, Dti, MAX_TEMPLATES, Structure};
 use crate::sfu::av1::source::{DdInfo, DdSource};
 use crate::sfu::codec::{PayloadRewrite, StreamState};
 use crate::sfu::frames::{Continuity, FrameRing, RING};
 
 /// Which layers of a source a receiver should get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DdTarget {
-    /// The simulcast encoding (0 for SVC's single encoding).
-    pub encoding: u8,
-    pub spatial: u8,
-    pub temporal: u8,
-}
+pub type DdTarget = LayerTarget;
 
-/// Projection policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DdConfig {
-    /// Also forward the frames of the chains protecting lower spatial layers (see the module docs).
-    pub keep_lower_chains: bool,
-}
+/// Projection policy (`keep_lower_chains`: the frames of the chains protecting lower spatial
+/// layers, see the module docs).
+pub type DdConfig = LayeredConfig;
 
-impl Default for DdConfig {
-    fn default() -> Self {
-        DdConfig {
-            keep_lower_chains: true,
-        }
-    }
-}
-
-/// One packet as the projection sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct DdPacket<'a> {
-    pub encoding: u8,
-    pub seq: u16,
-    pub timestamp: u32,
-    pub marker: bool,
-    pub info: &'a DdInfo,
-    /// The encoding's descriptor state (the structures).
-    pub source: &'a DdSource,
-}
+/// One packet as the projection sees it (`source`: the encoding's descriptor state, the
+/// structures).
+pub type DdPacket<'a> = LayeredPacket<'a, DdInfo, DdSource>;
 
 /// How a forwarded packet is rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +140,6 @@ pub struct DdProjection {
     resync: bool,
     /// A DT switch is pending that only a keyframe can complete.
     dt_needs_keyframe: bool,
-    pub packets_sent: u64,
 }
 
 impl DdProjection {
@@ -185,65 +161,12 @@ impl DdProjection {
             want_cache: None,
             resync: false,
             dt_needs_keyframe: false,
-            packets_sent: 0,
         }
-    }
-
-    /// Sets what the receiver should get (`None`: nothing).
-    pub fn set_target(&mut self, target: Option<DdTarget>) {
-        self.target = target;
-    }
-
-    pub fn target(&self) -> Option<DdTarget> {
-        self.target
     }
 
     /// `(encoding, decode target)` being forwarded.
     pub fn current(&self) -> Option<(u8, u8)> {
         Some((self.segment?.encoding, self.current_dt?))
-    }
-
-    /// The encoding a keyframe is needed for: an encoding switch, a resumption, or a layer switch
-    /// the structure allows only at a keyframe.
-    pub fn needs_keyframe(&self) -> Option<u8> {
-        self.needs_keyframe_with(&self.filter)
-    }
-
-    /// [`Self::needs_keyframe`] with the switch filter kept outside (a [`Projection`]'s).
-    ///
-    /// [`Projection`]: super::Projection
-    pub fn needs_keyframe_with(&self, filter: &SwitchFilter) -> Option<u8> {
-        let t = self.target?;
-        if let Some(e) = filter.needs_keyframe() {
-            return Some(e);
-        }
-        if self.segment.is_none()
-            || self.current_dt.is_none()
-            || self.dt_needs_keyframe
-            || self.resync
-        {
-            return Some(t.encoding);
-        }
-        None
-    }
-
-    /// Whether an egress sequence number belongs to a segment before the current one (NACKs for
-    /// it are useless).
-    pub fn is_superseded(&self, seq: u16) -> bool {
-        self.out.is_superseded(seq)
-    }
-
-    /// Egress RTP timestamp of a sender report of `encoding` (`None`: not forwarded).
-    pub fn sr_timestamp(&self, encoding: u8, ts: u32) -> Option<u32> {
-        let s = self.segment?;
-        (s.encoding == encoding).then(|| ts.wrapping_add(s.ts_delta))
-    }
-
-    /// A packet of `encoding` dropped for everyone (padding): hides it from the receiver.
-    pub fn skip(&mut self, encoding: u8, seq: u16) {
-        if self.segment.is_some_and(|s| s.encoding == encoding) {
-            self.ring.on_padding(seq);
-        }
     }
 
     /// The decode target of `structure` for the target layers: the active DT with the highest
@@ -275,44 +198,6 @@ impl DdProjection {
         }
     }
 
-    /// Decides about one packet and computes its rewrite (`None`: drop).
-    pub fn forward(&mut self, now: Instant, p: &DdPacket<'_>) -> Option<DdRewrite> {
-        let mut filter = std::mem::take(&mut self.filter);
-        let r = self.forward_with(&mut filter, now, p);
-        self.filter = filter;
-        r
-    }
-
-    /// [`Self::forward`] with the switch filter kept outside (a [`Projection`]'s).
-    ///
-    /// [`Projection`]: super::Projection
-    pub fn forward_with(
-        &mut self,
-        filter: &mut SwitchFilter,
-        now: Instant,
-        p: &DdPacket<'_>,
-    ) -> Option<DdRewrite> {
-        let info = p.info;
-        let d = &info.descriptor;
-        let idx = info.frame_index;
-        let in_segment = self.segment.is_some_and(|s| s.encoding == p.encoding);
-        if in_segment
-            && let Some(f) = self
-                .ring
-                .on_packet(idx, p.seq, d.start_of_frame, d.end_of_frame)
-        {
-            if !f.accepted {
-                return None;
-            }
-            let delta = f.seq_delta;
-            return self.rewrite(now, p, delta);
-        }
-        if in_segment && !self.ring.in_window(idx) {
-            return None;
-        }
-        self.new_frame(filter, now, p)
-    }
-
     fn new_frame(
         &mut self,
         filter: &mut SwitchFilter,
@@ -322,24 +207,16 @@ impl DdProjection {
         let info = p.info;
         let d = &info.descriptor;
         let idx = info.frame_index;
-        let Some(target) = self.target else {
-            filter.accept(now, p.encoding, 0, false, Target::Suspended);
+        let keyframe = info.starts_keyframe();
+        let segment = self.segment.map(|s| s.encoding);
+        let Some(a) = admit(filter, now, self.target, p.encoding, keyframe, segment) else {
             self.segment = None;
             self.current_dt = None;
             self.dt_needs_keyframe = false;
             return None;
         };
-        let keyframe = info.starts_keyframe();
-        let before = filter.current();
-        let ok = filter.accept(
-            now,
-            p.encoding,
-            0,
-            keyframe,
-            Target::encoding(target.encoding),
-        );
-        let in_segment = self.segment.is_some_and(|s| s.encoding == p.encoding);
-        if !ok {
+        let (target, in_segment) = (a.target, a.in_segment);
+        if !a.accepted {
             if in_segment {
                 self.ring
                     .insert(idx, p.seq, d.start_of_frame, d.end_of_frame);
@@ -352,8 +229,7 @@ impl DdProjection {
         // long stretch was lost. Only a keyframe can follow (as a new segment, so that the
         // receiver's frame numbers keep growing).
         let jump = in_segment && self.ring.newest().is_some_and(|n| idx > n + RING as u64);
-        let new_segment = keyframe
-            && (!in_segment || before != Some(p.encoding) || self.current_dt.is_none() || jump);
+        let new_segment = a.starts_encoding || (keyframe && (self.current_dt.is_none() || jump));
         if new_segment {
             return self.start_segment(now, p, target, structure, active);
         }
@@ -448,21 +324,17 @@ impl DdProjection {
         // The receiver must have the frame's structure, or get it with the frame's first packet.
         let resolvable = self.structure_for_receiver(p).is_some();
         let accepted = wanted && decodable && resolvable;
-        let f = self
-            .ring
-            .insert(idx, p.seq, d.start_of_frame, d.end_of_frame);
-        f.accepted = accepted;
-        f.tag = chains_ok;
-        if !accepted {
-            return None;
-        }
-        let delta = match self.ring.place(idx) {
-            Some(delta) => delta,
-            None => p.seq.wrapping_sub(self.out.next_segment_seq(p.seq)),
-        };
-        if let Some(f) = self.ring.get_mut(idx) {
-            f.seq_delta = delta;
-        }
+        let (start, end) = (d.start_of_frame, d.end_of_frame);
+        let delta = record_frame(
+            &mut self.ring,
+            &self.out,
+            idx,
+            p.seq,
+            start,
+            end,
+            accepted,
+            chains_ok,
+        )?;
         self.rewrite(now, p, delta)
     }
 
@@ -504,15 +376,8 @@ impl DdProjection {
         self.dt_generation = p.info.generation;
         self.dt_needs_keyframe = false;
         self.resync = false;
-        self.out.segment_start = Some(first);
-        self.ring.reset(idx);
-        let f = self
-            .ring
-            .insert(idx, p.seq, d.start_of_frame, d.end_of_frame);
-        f.accepted = true;
-        f.tag = u32::MAX;
-        let delta = p.seq.wrapping_sub(first);
-        f.seq_delta = delta;
+        let packet = (p.seq, d.start_of_frame, d.end_of_frame);
+        let delta = start_ring(&mut self.ring, &mut self.out, idx, packet, u32::MAX, first);
         self.rewrite(now, p, delta)
     }
 
@@ -575,7 +440,6 @@ impl DdProjection {
             self.last_frame_number = Some(frame_number);
         }
         self.out.on_sent(now, seq, timestamp, d.end_of_frame);
-        self.packets_sent += 1;
         Some(DdRewrite {
             seq,
             timestamp,
@@ -593,6 +457,44 @@ impl DdProjection {
 impl Layered for DdProjection {
     type Info = DdInfo;
     type Source = DdSource;
+    type Rewrite = DdRewrite;
+
+    fn set_target(&mut self, target: Option<LayerTarget>) {
+        self.target = target;
+    }
+
+    fn forward_with(
+        &mut self,
+        filter: &mut SwitchFilter,
+        now: Instant,
+        p: &DdPacket<'_>,
+    ) -> Option<DdRewrite> {
+        let info = p.info;
+        let d = &info.descriptor;
+        let idx = info.frame_index;
+        let in_segment = self.segment.is_some_and(|s| s.encoding == p.encoding);
+        let packet = (p.seq, d.start_of_frame, d.end_of_frame);
+        match known_frame(&mut self.ring, in_segment, idx, packet) {
+            Known::Forward(delta) => self.rewrite(now, p, delta),
+            Known::Drop => None,
+            Known::New => self.new_frame(filter, now, p),
+        }
+    }
+
+    fn needs_keyframe_with(&self, filter: &SwitchFilter) -> Option<u8> {
+        let t = self.target?;
+        if let Some(e) = filter.needs_keyframe() {
+            return Some(e);
+        }
+        if self.segment.is_none()
+            || self.current_dt.is_none()
+            || self.dt_needs_keyframe
+            || self.resync
+        {
+            return Some(t.encoding);
+        }
+        None
+    }
 
     fn continuing(c: Continuity) -> Self {
         let mut p = DdProjection::new(DdConfig::default());
@@ -608,35 +510,28 @@ impl Layered for DdProjection {
         source.spatial_layers()
     }
 
-    fn set_layers(&mut self, layers: Option<(u8, u8, u8)>) {
-        self.set_target(layers.map(|(encoding, spatial, temporal)| DdTarget {
-            encoding,
-            spatial,
-            temporal,
-        }));
+    fn continuity(&self) -> &Continuity {
+        &self.out
     }
 
-    fn forward(
-        &mut self,
-        filter: &mut SwitchFilter,
-        now: Instant,
-        p: &VideoPacket<'_>,
-        info: &DdInfo,
-        source: &DdSource,
-    ) -> Option<Rewritten> {
-        let r = self.forward_with(
-            filter,
-            now,
-            &DdPacket {
-                encoding: p.encoding,
-                seq: p.seq,
-                timestamp: p.timestamp,
-                marker: p.marker,
-                info,
-                source,
-            },
-        )?;
-        Some(Rewritten {
+    fn segment(&self) -> Option<(u8, u32)> {
+        self.segment.map(|s| (s.encoding, s.ts_delta))
+    }
+
+    fn skip(&mut self, encoding: u8, seq: u16) {
+        if self.segment.is_some_and(|s| s.encoding == encoding) {
+            self.ring.on_padding(seq);
+        }
+    }
+
+    fn own_filter(&mut self) -> &mut SwitchFilter {
+        &mut self.filter
+    }
+}
+
+impl From<DdRewrite> for Rewritten {
+    fn from(r: DdRewrite) -> Self {
+        Rewritten {
             seq: r.seq,
             timestamp: r.timestamp,
             payload: PayloadRewrite::Av1 {
@@ -647,22 +542,6 @@ impl Layered for DdProjection {
                 marker: r.marker,
             },
             keyframe: r.keyframe,
-        })
-    }
-
-    fn continuity(&self) -> &Continuity {
-        &self.out
-    }
-
-    fn needs_keyframe(&self, filter: &SwitchFilter) -> Option<u8> {
-        self.needs_keyframe_with(filter)
-    }
-
-    fn segment(&self) -> Option<(u8, u32)> {
-        self.segment.map(|s| (s.encoding, s.ts_delta))
-    }
-
-    fn skip(&mut self, encoding: u8, seq: u16) {
-        DdProjection::skip(self, encoding, seq);
+        }
     }
 }

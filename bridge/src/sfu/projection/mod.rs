@@ -49,6 +49,7 @@ type Av1Stream = LayeredStream<DdProjection>;
 type Vp9Stream = LayeredStream<Vp9Projection>;
 
 pub use av1::{DdConfig, DdPacket, DdProjection, DdRewrite, DdTarget};
+pub use layered::{LayerTarget, Layered, LayeredConfig, LayeredPacket};
 pub use seq::{SeqRewriter, seq_newer};
 pub use stream::{CodecStream, OutState, Rewritten, Segment, VideoPacket};
 pub use switch::SwitchFilter;

@@ -24,10 +24,12 @@
 
 use std::time::Instant;
 
-use super::layered::Layered;
-use super::stream::{Rewritten, VideoPacket};
+use super::layered::{
+    Known, LayerTarget, Layered, LayeredConfig, LayeredPacket, admit, known_frame, record_frame,
+    start_ring,
+};
+use super::stream::Rewritten;
 use super::switch::SwitchFilter;
-use super::target::Target;
 use crate::sfu::codec::{PayloadRewrite, StreamState};
 use crate::sfu::frames::{Continuity, FrameRing};
 use crate::sfu::vp9::descriptor::{self, Vp9Error, Vp9Header};
@@ -37,40 +39,14 @@ use crate::sfu::vp9::source::{Vp9Info, Vp9Source};
 const NESTING_SEARCH: u64 = 32;
 
 /// Which layers of a source a receiver should get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Vp9Target {
-    /// The simulcast encoding (0 for SVC).
-    pub encoding: u8,
-    pub spatial: u8,
-    pub temporal: u8,
-}
+pub type Vp9Target = LayerTarget;
 
-/// Projection policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Vp9Config {
-    /// Also forward the temporal-base frames of the spatial layers below the current one, so a
-    /// K-SVC down-switch needs no keyframe (see `DdConfig::keep_lower_chains`).
-    pub keep_lower_chains: bool,
-}
-
-impl Default for Vp9Config {
-    fn default() -> Self {
-        Vp9Config {
-            keep_lower_chains: true,
-        }
-    }
-}
+/// Projection policy (`keep_lower_chains`: the temporal-base frames of the spatial layers below
+/// the current one).
+pub type Vp9Config = LayeredConfig;
 
 /// One packet as the projection sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct Vp9Packet<'a> {
-    pub encoding: u8,
-    pub seq: u16,
-    pub timestamp: u32,
-    pub marker: bool,
-    pub info: &'a Vp9Info,
-    pub source: &'a Vp9Source,
-}
+pub type Vp9Packet<'a> = LayeredPacket<'a, Vp9Info, Vp9Source>;
 
 /// How a forwarded packet is rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +90,6 @@ pub struct Vp9Projection {
     last_pic: Option<u16>,
     last_tl0: Option<u8>,
     spatial_needs_keyframe: bool,
-    pub packets_sent: u64,
 }
 
 impl Vp9Projection {
@@ -131,86 +106,12 @@ impl Vp9Projection {
             last_pic: None,
             last_tl0: None,
             spatial_needs_keyframe: false,
-            packets_sent: 0,
         }
-    }
-
-    pub fn set_target(&mut self, target: Option<Vp9Target>) {
-        self.target = target;
-    }
-
-    pub fn target(&self) -> Option<Vp9Target> {
-        self.target
     }
 
     /// `(encoding, spatial, temporal)` being forwarded.
     pub fn current(&self) -> Option<(u8, u8, u8)> {
         Some((self.segment?.encoding, self.spatial, self.temporal))
-    }
-
-    /// The encoding a keyframe is needed for (encoding switch, resumption, spatial up-switch).
-    pub fn needs_keyframe(&self) -> Option<u8> {
-        self.needs_keyframe_with(&self.filter)
-    }
-
-    /// [`Self::needs_keyframe`] with the switch filter kept outside (a [`Projection`]'s).
-    ///
-    /// [`Projection`]: super::Projection
-    pub fn needs_keyframe_with(&self, filter: &SwitchFilter) -> Option<u8> {
-        let t = self.target?;
-        if let Some(e) = filter.needs_keyframe() {
-            return Some(e);
-        }
-        (self.segment.is_none() || self.spatial_needs_keyframe).then_some(t.encoding)
-    }
-
-    pub fn is_superseded(&self, seq: u16) -> bool {
-        self.out.is_superseded(seq)
-    }
-
-    pub fn sr_timestamp(&self, encoding: u8, ts: u32) -> Option<u32> {
-        let s = self.segment?;
-        (s.encoding == encoding).then(|| ts.wrapping_add(s.ts_delta))
-    }
-
-    /// A packet of `encoding` dropped for everyone (padding): hides it from the receiver.
-    pub fn skip(&mut self, encoding: u8, seq: u16) {
-        if self.segment.is_some_and(|s| s.encoding == encoding) {
-            self.ring.on_padding(seq);
-        }
-    }
-
-    /// Decides about one packet and computes its rewrite (`None`: drop).
-    pub fn forward(&mut self, now: Instant, p: &Vp9Packet<'_>) -> Option<Vp9Rewrite> {
-        let mut filter = std::mem::take(&mut self.filter);
-        let r = self.forward_with(&mut filter, now, p);
-        self.filter = filter;
-        r
-    }
-
-    /// [`Self::forward`] with the switch filter kept outside (a [`Projection`]'s).
-    ///
-    /// [`Projection`]: super::Projection
-    pub fn forward_with(
-        &mut self,
-        filter: &mut SwitchFilter,
-        now: Instant,
-        p: &Vp9Packet<'_>,
-    ) -> Option<Vp9Rewrite> {
-        let h = &p.info.header;
-        let idx = p.info.frame_index;
-        let in_segment = self.segment.is_some_and(|s| s.encoding == p.encoding);
-        if in_segment && let Some(f) = self.ring.on_packet(idx, p.seq, h.begin, h.end) {
-            if !f.accepted {
-                return None;
-            }
-            let delta = f.seq_delta;
-            return self.rewrite(now, p, delta);
-        }
-        if in_segment && !self.ring.in_window(idx) {
-            return None;
-        }
-        self.new_frame(filter, now, p)
     }
 
     /// `Some(false)` only for a frame seen and dropped (or before the segment): unknown frames
@@ -286,26 +187,18 @@ impl Vp9Projection {
         let info = p.info;
         let h = &info.header;
         let idx = info.frame_index;
-        let Some(target) = self.target else {
-            filter.accept(now, p.encoding, 0, false, Target::Suspended);
+        let keyframe = h.starts_keyframe();
+        let segment = self.segment.map(|s| s.encoding);
+        let Some(a) = admit(filter, now, self.target, p.encoding, keyframe, segment) else {
             self.segment = None;
             self.spatial_needs_keyframe = false;
             return None;
         };
-        let keyframe = h.starts_keyframe();
-        let before = filter.current();
-        let ok = filter.accept(
-            now,
-            p.encoding,
-            0,
-            keyframe,
-            Target::encoding(target.encoding),
-        );
-        let in_segment = self.segment.is_some_and(|s| s.encoding == p.encoding);
-        if ok && keyframe && (!in_segment || before != Some(p.encoding)) {
+        let (target, in_segment) = (a.target, a.in_segment);
+        if a.accepted && a.starts_encoding {
             return self.start_segment(now, p, target);
         }
-        if !ok || !in_segment {
+        if !a.accepted || !in_segment {
             if in_segment {
                 self.ring.insert(idx, p.seq, h.begin, h.end).tag = u32::from(h.tid);
             }
@@ -346,19 +239,9 @@ impl Vp9Projection {
                     || (self.config.keep_lower_chains && h.tid == 0))
         };
         let accepted = wanted && decodable;
-        let f = self.ring.insert(idx, p.seq, h.begin, h.end);
-        f.accepted = accepted;
-        f.tag = u32::from(h.tid);
-        if !accepted {
-            return None;
-        }
-        let delta = match self.ring.place(idx) {
-            Some(d) => d,
-            None => p.seq.wrapping_sub(self.out.next_segment_seq(p.seq)),
-        };
-        if let Some(f) = self.ring.get_mut(idx) {
-            f.seq_delta = delta;
-        }
+        let tag = u32::from(h.tid);
+        let (out, ring) = (&self.out, &mut self.ring);
+        let delta = record_frame(ring, out, idx, p.seq, h.begin, h.end, accepted, tag)?;
         self.rewrite(now, p, delta)
     }
 
@@ -395,13 +278,10 @@ impl Vp9Projection {
         };
         self.temporal = if on_target { target.temporal } else { u8::MAX };
         self.spatial_needs_keyframe = false;
-        self.out.segment_start = Some(first);
-        self.ring.reset(p.info.frame_index);
-        let f = self.ring.insert(p.info.frame_index, p.seq, h.begin, h.end);
-        f.accepted = true;
-        f.tag = u32::from(h.tid);
-        let delta = p.seq.wrapping_sub(first);
-        f.seq_delta = delta;
+        let idx = p.info.frame_index;
+        let packet = (p.seq, h.begin, h.end);
+        let tag = u32::from(h.tid);
+        let delta = start_ring(&mut self.ring, &mut self.out, idx, packet, tag, first);
         self.rewrite(now, p, delta)
     }
 
@@ -428,7 +308,6 @@ impl Vp9Projection {
         }
         let marker = p.marker || (h.end && h.sid == self.spatial);
         self.out.on_sent(now, seq, timestamp, h.end);
-        self.packets_sent += 1;
         Some(Vp9Rewrite {
             seq,
             timestamp,
@@ -444,11 +323,40 @@ impl Vp9Projection {
 impl Layered for Vp9Projection {
     type Info = Vp9Info;
     type Source = Vp9Source;
+    type Rewrite = Vp9Rewrite;
 
     fn continuing(c: Continuity) -> Self {
         let mut p = Vp9Projection::new(Vp9Config::default());
         p.out = c;
         p
+    }
+
+    fn forward_with(
+        &mut self,
+        filter: &mut SwitchFilter,
+        now: Instant,
+        p: &Vp9Packet<'_>,
+    ) -> Option<Vp9Rewrite> {
+        let h = &p.info.header;
+        let idx = p.info.frame_index;
+        let in_segment = self.segment.is_some_and(|s| s.encoding == p.encoding);
+        match known_frame(&mut self.ring, in_segment, idx, (p.seq, h.begin, h.end)) {
+            Known::Forward(delta) => self.rewrite(now, p, delta),
+            Known::Drop => None,
+            Known::New => self.new_frame(filter, now, p),
+        }
+    }
+
+    fn needs_keyframe_with(&self, filter: &SwitchFilter) -> Option<u8> {
+        let t = self.target?;
+        if let Some(e) = filter.needs_keyframe() {
+            return Some(e);
+        }
+        (self.segment.is_none() || self.spatial_needs_keyframe).then_some(t.encoding)
+    }
+
+    fn set_target(&mut self, target: Option<LayerTarget>) {
+        self.target = target;
     }
 
     fn source(stream: &StreamState) -> Option<&Vp9Source> {
@@ -459,35 +367,28 @@ impl Layered for Vp9Projection {
         source.spatial_layers()
     }
 
-    fn set_layers(&mut self, layers: Option<(u8, u8, u8)>) {
-        self.set_target(layers.map(|(encoding, spatial, temporal)| Vp9Target {
-            encoding,
-            spatial,
-            temporal,
-        }));
+    fn segment(&self) -> Option<(u8, u32)> {
+        self.segment.map(|s| (s.encoding, s.ts_delta))
     }
 
-    fn forward(
-        &mut self,
-        filter: &mut SwitchFilter,
-        now: Instant,
-        p: &VideoPacket<'_>,
-        info: &Vp9Info,
-        source: &Vp9Source,
-    ) -> Option<Rewritten> {
-        let r = self.forward_with(
-            filter,
-            now,
-            &Vp9Packet {
-                encoding: p.encoding,
-                seq: p.seq,
-                timestamp: p.timestamp,
-                marker: p.marker,
-                info,
-                source,
-            },
-        )?;
-        Some(Rewritten {
+    fn continuity(&self) -> &Continuity {
+        &self.out
+    }
+
+    fn own_filter(&mut self) -> &mut SwitchFilter {
+        &mut self.filter
+    }
+
+    fn skip(&mut self, encoding: u8, seq: u16) {
+        if self.segment.is_some_and(|s| s.encoding == encoding) {
+            self.ring.on_padding(seq);
+        }
+    }
+}
+
+impl From<Vp9Rewrite> for Rewritten {
+    fn from(r: Vp9Rewrite) -> Self {
+        Rewritten {
             seq: r.seq,
             timestamp: r.timestamp,
             payload: PayloadRewrite::Vp9 {
@@ -496,22 +397,6 @@ impl Layered for Vp9Projection {
                 marker: r.marker,
             },
             keyframe: r.keyframe,
-        })
-    }
-
-    fn continuity(&self) -> &Continuity {
-        &self.out
-    }
-
-    fn needs_keyframe(&self, filter: &SwitchFilter) -> Option<u8> {
-        self.needs_keyframe_with(filter)
-    }
-
-    fn segment(&self) -> Option<(u8, u32)> {
-        self.segment.map(|s| (s.encoding, s.ts_delta))
-    }
-
-    fn skip(&mut self, encoding: u8, seq: u16) {
-        Vp9Projection::skip(self, encoding, seq);
+        }
     }
 }

@@ -10,7 +10,8 @@ use super::*;
 use crate::sfu::av1::tests::{Captured, load};
 use crate::sfu::av1::{self, DdSource};
 use crate::sfu::projection::{
-    DdConfig, DdPacket, DdProjection, DdTarget, Vp9Config, Vp9Packet, Vp9Projection, Vp9Target,
+    DdConfig, DdPacket, DdProjection, DdTarget, Layered, Vp9Config, Vp9Packet, Vp9Projection,
+    Vp9Target,
 };
 
 fn chrome_vp9() -> Vec<Captured> {
