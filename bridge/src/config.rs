@@ -173,6 +173,10 @@ pub struct MediaConfig {
     /// Media workers: threads forwarding media, each with its own socket on the port and its own
     /// conferences (`media/README.md`). Default: the CPUs the process may use.
     pub workers: usize,
+    /// JVB's `speech-activity` silence detection: after this long without speech the conference
+    /// is "in silence" and clients get `DominantSpeakerEndpointChangeEvent` with `silence: true`.
+    /// `None` (JVB's default `enable-silence-detection = false`): never.
+    pub silence_detection_timeout: Option<Duration>,
 }
 
 /// REST API settings.
@@ -271,6 +275,7 @@ service::settings_layer! {
     trust_bwe: bool,
     udp_buffer_size: u32,
     media_workers: usize,
+    silence_detection_timeout: Duration,
     rest_host: IpAddr,
     rest_port: u16,
     colibri_stats: bool,
@@ -506,6 +511,7 @@ impl Layer {
                 trust_bwe: self.trust_bwe.unwrap_or(true),
                 udp_buffer_size: self.udp_buffer_size.unwrap_or(8 << 20),
                 workers,
+                silence_detection_timeout: self.silence_detection_timeout.filter(|d| !d.is_zero()),
             },
             rest: RestConfig {
                 bind: SocketAddr::new(
@@ -701,6 +707,7 @@ mod tests {
         assert_eq!(c.lifecycle, LifecycleConfig::default());
         assert_eq!(c.stats.interval, Duration::from_secs(5));
         assert_eq!(c.media.workers, default_media_workers());
+        assert_eq!(c.media.silence_detection_timeout, None);
         assert_eq!(
             c.stats.max_packet_rate,
             c.media.workers as u64 * PACKET_RATE_PER_WORKER
@@ -936,6 +943,21 @@ mod tests {
         e.extend([("JVB_PORT", "abc"), ("JVB_REST_PORT", "xyz")]);
         let errs = load_with(&e, &[]).unwrap_err();
         assert_eq!(errs.len(), 2, "{}", errors_text(&errs));
+    }
+
+    #[test]
+    fn silence_detection_is_off_unless_a_timeout_is_set() {
+        let mut e = base_env();
+        e.push(("JVB_SILENCE_DETECTION_TIMEOUT", "3s"));
+        let c = load_with(&e, &[]).unwrap().config;
+        assert_eq!(
+            c.media.silence_detection_timeout,
+            Some(Duration::from_secs(3))
+        );
+        let c = load_with(&base_env(), &["--silence-detection-timeout", "0s"])
+            .unwrap()
+            .config;
+        assert_eq!(c.media.silence_detection_timeout, None);
     }
 
     #[test]

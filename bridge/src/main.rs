@@ -227,7 +227,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let health = Arc::new(HealthRegistry::new());
     // Dominant speaker: the DSI algorithm JVB uses (bridge::sfu::dsi) rather than loudest-speaker.
     let sfu_config = SfuConfig {
-        speaker_detector: || Box::new(DominantSpeakerIdentification::default()),
+        speaker_detector: DominantSpeakerIdentification::for_sfu,
+        silence_timeout: config.media.silence_detection_timeout,
         ..SfuConfig::default()
     };
     let media = match MediaPlane::start(

@@ -95,6 +95,11 @@ fn bad_env_values_stop_startup_naming_the_variable() {
         ("JVB_SHUTTING_DOWN_DELAY", "soon", "invalid duration"),
         ("JVB_ENDPOINT_EXPIRE_TIMEOUT", "0", "greater than zero"),
         ("JVB_MAX_PACKET_RATE", "lots", "invalid number"),
+        (
+            "JVB_SILENCE_DETECTION_TIMEOUT",
+            "a while",
+            "invalid duration",
+        ),
         ("LOG_FORMAT", "xml", "invalid log format"),
         ("LOG_LEVEL", "bridge=loud", "invalid log level"),
         ("ENABLE_JVB_XMPP_SERVER", "sure", "invalid boolean"),

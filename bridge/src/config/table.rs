@@ -442,6 +442,18 @@ pub static SETTINGS: &[Setting] = &[
         apply: set!(media_workers, media_workers),
         show: |c| Some(int(c.media.workers as u64)),
     },
+    Setting {
+        env: "JVB_SILENCE_DETECTION_TIMEOUT",
+        toml: "speech_activity.silence_detection_timeout",
+        flag: Some("silence-detection-timeout"),
+        value_name: "DURATION",
+        default: "0s (off, as JVB's enable-silence-detection = false)",
+        help: "After this long without speech in a conference, clients are told it is silent \
+               (DominantSpeakerEndpointChangeEvent silence: true); JVB uses 3s when enabled",
+        switch: false,
+        apply: set!(silence_detection_timeout, parse_duration),
+        show: |c| Some(dur(c.media.silence_detection_timeout.unwrap_or_default())),
+    },
     // --- REST
     Setting {
         env: "JVB_REST_HOST",

@@ -171,11 +171,11 @@ pub fn last_n_endpoints(ids: &[&str]) -> String {
     .to_json()
 }
 
-pub fn dominant_speaker(endpoint: &str, previous: &[&str]) -> String {
+pub fn dominant_speaker(endpoint: &str, previous: &[&str], silence: bool) -> String {
     M::DominantSpeakerEndpointChangeEvent(DominantSpeakerChange {
         dominant_speaker_endpoint: endpoint.to_owned(),
         previous_speakers: previous.iter().map(|s| (*s).to_owned()).collect(),
-        silence: false,
+        silence,
     })
     .to_json()
 }

@@ -70,9 +70,12 @@ pub struct SfuConfig {
     /// `EndpointStats` go to every endpoint below this conference size, else only to those that
     /// receive the sender's video.
     pub stats_filter_threshold: usize,
-    /// Makes each conference's dominant speaker detector (the DSI algorithm of issue 5 plugs in
-    /// here).
-    pub speaker_detector: fn() -> Box<dyn speaker::SpeakerDetector>,
+    /// Makes each conference's dominant speaker detector from this configuration (JVB's DSI
+    /// algorithm: [`dsi`]).
+    pub speaker_detector: fn(&SfuConfig) -> Box<dyn speaker::SpeakerDetector>,
+    /// Silence detection (JVB `speech-activity.silence-detection-timeout`; `None`: off, JVB's
+    /// default): see [`speaker::SpeakerDetector::in_silence`].
+    pub silence_timeout: Option<Duration>,
     /// Seed of the core's PRNG (feedback SSRCs, initial RTX sequence numbers). The shell passes a
     /// random value; tests a fixed one.
     pub seed: u64,
@@ -118,7 +121,8 @@ impl Default for SfuConfig {
             nack_min_resend_interval: Duration::from_millis(10),
             max_retransmission_share: 0.5,
             stats_filter_threshold: 20,
-            speaker_detector: || Box::new(dsi::DominantSpeakerIdentification::default()),
+            speaker_detector: dsi::DominantSpeakerIdentification::for_sfu,
+            silence_timeout: None,
             seed: 0x5eed_0fb4_1d6e,
         }
     }

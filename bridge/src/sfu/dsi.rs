@@ -31,7 +31,7 @@
 //! Measured (release, medians): 36 ns per audio level, 3.2 µs per decision with 50 speakers.
 //!
 //! ## Wiring
-//! `SfuConfig { speaker_detector: || Box::new(DominantSpeakerIdentification::default()), .. }`;
+//! `SfuConfig { speaker_detector: DominantSpeakerIdentification::for_sfu, .. }`;
 //! the conference already feeds `on_level` with the raw RFC 6464 level and calls `evaluate` every
 //! `interval()` (300 ms). [`RecentSpeakers`] can replace the conference's `recent_speakers` Vec.
 
@@ -60,6 +60,8 @@ pub struct DsiConfig {
     pub decision_interval: Duration,
     pub level_idle_timeout: Duration,
     pub speaker_idle_timeout: Duration,
+    /// Silence detection: nobody spoke for this long (`None`: off).
+    pub silence_timeout: Option<Duration>,
 }
 
 impl Default for DsiConfig {
@@ -68,6 +70,7 @@ impl Default for DsiConfig {
             decision_interval: Duration::from_millis(300),
             level_idle_timeout: Duration::from_millis(40),
             speaker_idle_timeout: Duration::from_secs(3600),
+            silence_timeout: None,
         }
     }
 }
@@ -126,6 +129,8 @@ struct Speaker {
     present: bool,
     /// Scores (immediate, medium, long) of the last evaluation.
     scores: [f64; 3],
+    /// At the last evaluation, a level of the newest medium block was active (speech).
+    speaking: bool,
 }
 
 impl Speaker {
@@ -139,6 +144,7 @@ impl Speaker {
             idle_filled: 0,
             present: false,
             scores: [MIN_SCORE; 3],
+            speaking: false,
         }
     }
 
@@ -206,6 +212,7 @@ impl Speaker {
             *m = block.iter().filter(|&&i| i > MEDIUM_THRESHOLD).count() as u8;
         }
         let long = mediums.iter().filter(|&&m| m > LONG_THRESHOLD).count();
+        self.speaking = mediums[0] > 0;
         self.scores = [
             tables.immediate[usize::from(immediates[0]).min(N1 - 1)],
             tables.medium[usize::from(mediums[0]).min(N2)],
@@ -221,6 +228,11 @@ pub struct DominantSpeakerIdentification {
     tables: ScoreTables,
     speakers: Vec<Option<Speaker>>,
     dominant: Option<SpeakerId>,
+    /// Silence detection: the last evaluation at which somebody spoke.
+    last_speech: Option<Instant>,
+    /// In a period of silence. Starts `true` with silence detection on (as JVB, so the silence
+    /// before anybody spoke is not announced).
+    in_silence: bool,
 }
 
 impl Default for DominantSpeakerIdentification {
@@ -236,7 +248,35 @@ impl DominantSpeakerIdentification {
             tables: ScoreTables::new(),
             speakers: Vec::new(),
             dominant: None,
+            last_speech: None,
+            in_silence: cfg.silence_timeout.is_some(),
         }
+    }
+
+    /// The detector for a conference of an SFU configured with `cfg`
+    /// ([`SfuConfig::speaker_detector`](crate::sfu::SfuConfig)).
+    pub fn for_sfu(cfg: &crate::sfu::SfuConfig) -> Box<dyn SpeakerDetector> {
+        Box::new(DominantSpeakerIdentification::new(DsiConfig {
+            silence_timeout: cfg.silence_timeout,
+            ..DsiConfig::default()
+        }))
+    }
+
+    /// Silence detection after an evaluation in which somebody spoke (`speaking`): whether a
+    /// period of silence just ended.
+    fn track_silence(&mut self, now: Instant, speaking: bool) -> bool {
+        let Some(timeout) = self.cfg.silence_timeout else {
+            return false;
+        };
+        if speaking {
+            self.last_speech = Some(now);
+        }
+        let silent = self
+            .last_speech
+            .is_none_or(|t| now.saturating_duration_since(t) >= timeout);
+        let resumed = self.in_silence && !silent;
+        self.in_silence = silent;
+        resumed
     }
 
     /// The last evaluated (immediate, medium, long) scores of `ep` (diagnostics and tests).
@@ -297,6 +337,7 @@ impl SpeakerDetector for DominantSpeakerIdentification {
         let dominant = self.dominant;
         let mut present = 0;
         let mut only = None;
+        let mut speaking = false;
         for (i, slot) in self.speakers.iter_mut().enumerate() {
             let Some(s) = slot else { continue };
             if !s.present {
@@ -311,8 +352,13 @@ impl SpeakerDetector for DominantSpeakerIdentification {
             }
             s.fill_idle(now, level_idle_timeout);
             s.evaluate(&self.tables);
+            speaking |= s.speaking;
             present += 1;
             only = Some(i as SpeakerId);
+        }
+        let resumed = self.track_silence(now, speaking);
+        if self.in_silence {
+            return None;
         }
         let new = match present {
             0 => None,
@@ -367,7 +413,7 @@ impl SpeakerDetector for DominantSpeakerIdentification {
             }
         };
         match new {
-            Some(n) if Some(n) != self.dominant => {
+            Some(n) if Some(n) != self.dominant || resumed => {
                 self.dominant = Some(n);
                 Some(n)
             }
@@ -377,6 +423,10 @@ impl SpeakerDetector for DominantSpeakerIdentification {
 
     fn dominant(&self) -> Option<SpeakerId> {
         self.dominant
+    }
+
+    fn in_silence(&self) -> bool {
+        self.in_silence
     }
 
     fn interval(&self) -> Duration {
@@ -623,6 +673,45 @@ mod tests {
         // Removing the dominant speaker clears it.
         sim.dsi.remove(0);
         assert_eq!(sim.dsi.dominant(), None);
+    }
+
+    #[test]
+    fn silence_detection_starts_after_its_timeout_and_ends_with_speech() {
+        let mut sim = Sim::new(2);
+        sim.dsi = DominantSpeakerIdentification::new(DsiConfig {
+            silence_timeout: Some(Duration::from_secs(3)),
+            ..DsiConfig::default()
+        });
+        sim.dsi.add(0);
+        sim.dsi.add(1);
+        // As JVB: in silence before anybody spoke, and that silence is not announced.
+        assert!(sim.dsi.in_silence());
+        let talk = |ms, ep| Some(if ep == 1 { speech(ms, 2) } else { SILENT });
+        sim.run(2000, talk, 2);
+        assert_eq!(sim.dsi.dominant(), Some(1));
+        assert!(!sim.dsi.in_silence());
+        assert_eq!(sim.changes.len(), 1);
+        // 2.5 s of silence: not yet.
+        sim.run(2500, |_, _| Some(SILENT), 2);
+        assert!(!sim.dsi.in_silence());
+        // Past 3 s: silence; the dominant speaker is kept, no change reported.
+        sim.run(1000, |_, _| Some(SILENT), 2);
+        assert!(sim.dsi.in_silence());
+        assert_eq!(sim.dsi.dominant(), Some(1));
+        assert_eq!(sim.changes.len(), 1);
+        // The same speaker talks again: reported again (the silence ended).
+        sim.run(1000, talk, 2);
+        assert!(!sim.dsi.in_silence());
+        assert_eq!(sim.changes.len(), 2, "{:?}", sim.changes);
+        assert_eq!(sim.changes[1].1, 1);
+
+        // Off (JVB's default): never in silence, nothing reported again.
+        let mut sim = Sim::new(2);
+        sim.run(2000, talk, 2);
+        sim.run(10_000, |_, _| Some(SILENT), 2);
+        assert!(!sim.dsi.in_silence());
+        sim.run(1000, talk, 2);
+        assert_eq!(sim.changes.len(), 1);
     }
 
     #[test]

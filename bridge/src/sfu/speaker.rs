@@ -12,8 +12,14 @@ pub trait SpeakerDetector: Send {
     fn remove(&mut self, ep: SpeakerId);
     /// One audio level from `ep` (0–127 = −dBov, 127 = silence).
     fn on_level(&mut self, now: Instant, ep: SpeakerId, level: u8);
-    /// Called every [`interval`](Self::interval); returns the new dominant speaker when it changes.
+    /// Called every [`interval`](Self::interval); returns the new dominant speaker when it changes,
+    /// and the dominant one again when speech resumes after a period of silence.
     fn evaluate(&mut self, now: Instant) -> Option<SpeakerId>;
+    /// A period of silence (JVB `ConferenceSpeechActivity.isInSilence`): with silence detection
+    /// on, nobody spoke for its timeout; clients are told with `silence: true`.
+    fn in_silence(&self) -> bool {
+        false
+    }
     fn dominant(&self) -> Option<SpeakerId>;
     fn interval(&self) -> Duration;
 }

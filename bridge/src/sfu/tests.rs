@@ -1122,6 +1122,54 @@ fn speak(h: &mut H, who: &[(EndpointHandle, u32, u8)], ms: u64, seq: &mut u16) {
     }
 }
 
+/// JVB's silence detection (`speech-activity.enable-silence-detection`, off by default): after
+/// the timeout without speech every endpoint gets the dominant speaker again with `silence: true`,
+/// and `silence: false` when somebody speaks again; off, `silence` is always false.
+#[test]
+fn silence_is_announced_with_silence_detection_on() {
+    let mut h = H::with_config(SfuConfig {
+        silence_timeout: Some(Duration::from_secs(3)),
+        ..SfuConfig::default()
+    });
+    let (a, b) = (h.join("aaaa", 1000), h.join("bbbb", 2000));
+    h.take();
+    let mut seq = 0;
+    let events = |h: &mut H, r| {
+        let out = h.take();
+        of_class(&texts_to(&out, r), "DominantSpeakerEndpointChangeEvent")
+    };
+    speak(&mut h, &[(a, 1000, 127), (b, 2000, 30)], 1000, &mut seq);
+    let ds = events(&mut h, a);
+    assert_eq!(ds.len(), 1, "{ds:?}");
+    assert_eq!(ds[0]["dominantSpeakerEndpoint"], "bbbb");
+    assert_eq!(ds[0]["silence"], false);
+    speak(&mut h, &[(a, 1000, 127), (b, 2000, 127)], 2000, &mut seq);
+    assert!(events(&mut h, a).is_empty(), "silence before the timeout");
+    speak(&mut h, &[(a, 1000, 127), (b, 2000, 127)], 2000, &mut seq);
+    let out = h.take();
+    for r in [a, b] {
+        let ds = of_class(&texts_to(&out, r), "DominantSpeakerEndpointChangeEvent");
+        assert_eq!(ds.len(), 1, "{ds:?}");
+        assert_eq!(ds[0]["dominantSpeakerEndpoint"], "bbbb");
+        assert_eq!(ds[0]["silence"], true);
+    }
+    speak(&mut h, &[(a, 1000, 127), (b, 2000, 30)], 1000, &mut seq);
+    let ds = events(&mut h, a);
+    assert_eq!(ds.len(), 1, "{ds:?}");
+    assert_eq!(ds[0]["dominantSpeakerEndpoint"], "bbbb");
+    assert_eq!(ds[0]["silence"], false);
+
+    // Off (the default): no silence event.
+    let mut h = H::new();
+    let (a, b) = (h.join("aaaa", 1000), h.join("bbbb", 2000));
+    h.take();
+    speak(&mut h, &[(a, 1000, 127), (b, 2000, 30)], 1000, &mut seq);
+    speak(&mut h, &[(a, 1000, 127), (b, 2000, 127)], 6000, &mut seq);
+    let ds = events(&mut h, a);
+    assert_eq!(ds.len(), 1, "{ds:?}");
+    assert_eq!(ds[0]["silence"], false);
+}
+
 #[test]
 fn dominant_speaker_switches_on_audio_levels() {
     let (mut h, [a, b, c]) = three();

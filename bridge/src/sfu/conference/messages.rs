@@ -214,7 +214,24 @@ impl Conference {
             .filter(|e| **e != d)
             .filter_map(|e| self.ep(*e).map(|x| x.id.as_str()))
             .collect();
-        Some(channel::dominant_speaker(&dom.id, &prev))
+        let silence = self.speaker.in_silence();
+        Some(channel::dominant_speaker(&dom.id, &prev, silence))
+    }
+
+    /// `DominantSpeakerEndpointChangeEvent` to every endpoint with an open channel.
+    pub(super) fn broadcast_dominant_speaker(&self, ctx: &mut Ctx, sink: &mut impl Sink) {
+        let Some(msg) = self.dominant_speaker_message() else {
+            return;
+        };
+        for r in self.endpoints.iter().flatten() {
+            if r.transport.data_channel_open {
+                ctx.counters.inc(Stat::ChannelMessagesSent);
+                sink.emit(Output::Text {
+                    to: r.handle,
+                    text: &msg,
+                });
+            }
+        }
     }
 
     pub(super) fn on_dominant_speaker(
@@ -228,17 +245,7 @@ impl Conference {
         self.recent_speakers.insert(0, d);
         self.recent_speakers.truncate(RECENT_SPEAKERS);
         ctx.counters.inc(Stat::DominantSpeakerChanges);
-        if let Some(msg) = self.dominant_speaker_message() {
-            for r in self.endpoints.iter().flatten() {
-                if r.transport.data_channel_open {
-                    ctx.counters.inc(Stat::ChannelMessagesSent);
-                    sink.emit(Output::Text {
-                        to: r.handle,
-                        text: &msg,
-                    });
-                }
-            }
-        }
+        self.broadcast_dominant_speaker(ctx, sink);
         if let Some(dom) = self.ep(d) {
             let previous = self
                 .recent_speakers

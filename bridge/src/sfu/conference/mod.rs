@@ -89,7 +89,7 @@ impl Conference {
         now: Instant,
         ctx: &mut Ctx,
     ) -> Self {
-        let speaker: Box<dyn SpeakerDetector> = (ctx.cfg.speaker_detector)();
+        let speaker: Box<dyn SpeakerDetector> = (ctx.cfg.speaker_detector)(&ctx.cfg);
         let cfg = &ctx.cfg;
         let first = [
             (ConferenceTimer::ReceiverReports, now + cfg.rr_interval),

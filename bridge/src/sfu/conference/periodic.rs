@@ -73,8 +73,11 @@ impl Conference {
                 Some(advance(at, now, ctx.cfg.rr_interval))
             }
             ConferenceTimer::Speaker => {
+                let was_silent = self.speaker.in_silence();
                 if let Some(d) = self.speaker.evaluate(now) {
                     self.on_dominant_speaker(now, d, ctx, sink);
+                } else if !was_silent && self.speaker.in_silence() {
+                    self.broadcast_dominant_speaker(ctx, sink);
                 }
                 Some(advance(at, now, self.speaker.interval()))
             }
