@@ -46,8 +46,8 @@ use crate::transport::signal::{
     candidate_allowed, local_transport, remote_candidates, remote_transport,
 };
 use crate::transport::{
-    EndpointTransport, IceConfig, IceCredentials, IceMode, PortState, RemoteCandidate,
-    TransportConfig,
+    EndpointTransport, IceConfig, IceCredentials, IceMode, IceRestart, PortState, RemoteCandidate,
+    RemoteFor, TransportConfig,
 };
 
 /// The SCTP port of the bridge channel (both sides), as WebRTC data channels use.
@@ -250,15 +250,74 @@ fn endpoint(
         let on_loopback = plane.env.bound.ip().is_loopback();
         apply_remote_transport(port, now, key, &e.id, t, on_loopback)?;
     }
-    if e.transport.as_ref().is_some_and(|t| t.ice_restart) {
-        // Answering without a transport tells the focus the restart did not happen (it re-invites).
-        tracing::warn!(endpoint = e.id, "ICE restart requested; not supported");
-    }
+    // After the transport update, as JVB: credentials in the same request still belong to the
+    // generation they were meant for.
+    let restarted = e.transport.as_ref().is_some_and(|t| t.ice_restart)
+        && ice_restart(plane, port, now, key, &e.id)?;
     let mut answer = Endpoint::new(e.id.clone());
-    if created {
+    if created || restarted {
         answer.transport = Some(local_answer(plane, port, key, e)?);
     }
     Ok(answer)
+}
+
+/// `<transport ice-restart="true"/>` (the current lib-jitsi-meet's in-place restart through the
+/// focus; JVB `Colibri2ConferenceHandler`, `IceTransport.requestIceRestart`). Returns whether the
+/// answer carries a transport: the new generation's (new ufrag/pwd, same fingerprint,
+/// `ice-generation`), or the unchanged one when ICE never connected (the focus then has nothing to
+/// relay). No transport: the transport failed and cannot restart (the focus re-invites). An
+/// endpoint the port has no transport for is `unknown_endpoint` (the focus re-invites too).
+fn ice_restart(
+    plane: &mut Plane,
+    port: &mut PortState<Key>,
+    now: Instant,
+    key: Key,
+    id: &str,
+) -> Result<bool, Error> {
+    let counts = &mut plane.traffic.ice_restarts;
+    let Some(r) = port.restart_ice(now, &key) else {
+        counts.rejected += 1;
+        tracing::warn!(
+            endpoint = id,
+            "ICE restart for an endpoint without a transport"
+        );
+        return Err(Error::unknown_endpoint(id));
+    };
+    let ufrag = port
+        .endpoint(&key)
+        .map(|ep| ep.advertised_credentials().ufrag.clone())
+        .unwrap_or_default();
+    match r {
+        IceRestart::Started {
+            generation,
+            superseded,
+        } => {
+            counts.started += 1;
+            if let Some(old) = superseded {
+                counts.superseded += 1;
+                tracing::info!(endpoint = id, generation = old, "ICE restart superseded");
+            }
+            tracing::info!(endpoint = id, generation, ufrag, "ICE restart started");
+            Ok(true)
+        }
+        IceRestart::Repeated { generation } => {
+            tracing::info!(endpoint = id, generation, "ICE restart already pending");
+            Ok(true)
+        }
+        IceRestart::NotEstablished => {
+            counts.not_established += 1;
+            tracing::info!(
+                endpoint = id,
+                "ICE restart: not connected yet, transport kept"
+            );
+            Ok(true)
+        }
+        IceRestart::Unavailable => {
+            counts.rejected += 1;
+            tracing::warn!(endpoint = id, "ICE restart: the transport failed");
+            Ok(false)
+        }
+    }
 }
 
 /// A meeting id whose request panics after its conference was created (unit tests of the media
@@ -442,7 +501,13 @@ fn apply_remote_transport(
         let mut remote = remote_transport(t)
             .map_err(|err| Error::bad_request(&format!("endpoint {id}: {err}")))?;
         remote.candidates.retain(keep);
-        ep.set_remote(now, remote);
+        if ep.set_remote_generation(now, remote, t.ice_generation) == RemoteFor::Stale {
+            tracing::info!(
+                endpoint = id,
+                generation = t.ice_generation,
+                "transport of a gone ICE generation ignored"
+            );
+        }
     } else if !t.candidates.is_empty() {
         let mut candidates = remote_candidates(&t.candidates);
         candidates.retain(keep);

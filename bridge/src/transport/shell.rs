@@ -30,6 +30,7 @@ use super::counters::DropCounters;
 use super::demux::{Demux, PacketKind, classify};
 use super::endpoint::{EndpointTransport, SendError, TransportEvent};
 use super::handoff::{HandedOff, RouteCache, Routes, WorkerId};
+use super::restart::IceRestart;
 use super::tx_pool::TxPool;
 use super::udp::{self, IoCounters, RecvBatch};
 
@@ -123,6 +124,39 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         let (ufrags, addrs) = self.demux.unregister(key);
         if let Some(s) = &self.shared {
             s.routes.forget(&ufrags, &addrs, s.me);
+        }
+    }
+
+    /// Starts an in-place ICE restart of `key` (`restart.rs`) and routes the new generation's
+    /// ufrag to it (a superseded one's goes). `None`: no such endpoint (or its transport panicked).
+    pub fn restart_ice(&mut self, now: Instant, key: &K) -> Option<IceRestart> {
+        let mut out = None;
+        self.isolated(key, |ep| out = Some(ep.restart_ice(now)));
+        if let Some(IceRestart::Started { .. }) = out
+            && let Some(slot) = self.endpoints.get(key)
+        {
+            let ufrag = &slot.ep.advertised_credentials().ufrag;
+            self.demux.register(ufrag, key.clone());
+            if let Some(s) = &self.shared {
+                s.routes.register(ufrag, s.me);
+            }
+        }
+        self.forget_retired(key);
+        out
+    }
+
+    /// Unroutes what `key`'s transport dropped of old ICE generations (`restart.rs`).
+    fn forget_retired(&mut self, key: &K) {
+        let Some(gone) = self
+            .endpoints
+            .get_mut(key)
+            .and_then(|s| s.ep.take_retired_routes())
+        else {
+            return;
+        };
+        self.demux.forget(key, &gone.ufrags, &gone.addrs);
+        if let Some(s) = &self.shared {
+            s.routes.forget(&gone.ufrags, &gone.addrs, s.me);
         }
     }
 
@@ -273,6 +307,10 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         {
             s.routes.learn(from, s.me);
         }
+        if kind == PacketKind::Stun {
+            // A restart's cut-over (a STUN answer or check) may have retired a generation.
+            self.forget_retired(&key);
+        }
         ok.then_some(key)
     }
 
@@ -296,6 +334,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
                     ep.handle_timeout(now);
                 }
             });
+            self.forget_retired(&k);
         }
         self.refresh_timers();
     }
