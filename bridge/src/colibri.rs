@@ -18,6 +18,9 @@
 //! - Unknown endpoint → `item-not-found` + `unknown_endpoint` + `<endpoint id/>`, except in
 //!   requests that only expire or force-mute (then it is skipped).
 //! - Sources for a visitor → `bad-request`. Sources are the endpoint's complete set each time.
+//! - `<transport ice-restart="true"/>` on an existing endpoint: an in-place ICE restart (JVB
+//!   `IceTransport.requestIceRestart`), answered with the new generation's transport
+//!   (`transport/restart.rs`; see [`ice_restart`] for the other answers).
 //! - Expired endpoints are echoed as `<endpoint id expire="true"/>`; feedback sources (`jvb-a0`,
 //!   `jvb-v0`) are included whenever the request created the conference or an endpoint.
 //! - A request without `create` that leaves the conference without endpoints expires it.

@@ -39,16 +39,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-async fn call_fn(peers: &mut Peers, peer: &str, f: &str, arg: Value) -> Result<Value> {
-    peers
-        .send(json!({"cmd": "call", "peer": peer, "fn": f, "arg": arg}))
-        .await?;
-    let v = peers
-        .expect_event("result", Some(peer), Duration::from_secs(30))
-        .await?;
-    Ok(v["value"].clone())
-}
-
 /// The largest gap between consecutive decoded frames of each remote track, in media time and
 /// wall clock, and the frame count.
 fn gaps(frames: &Value) -> Vec<(String, Duration, Duration, usize)> {
@@ -112,38 +102,9 @@ async fn restart_call(prosody: &Prosody, bridge: &BridgeProc) -> Result<()> {
     peers.open("b").await?;
     let (ep_a, ep_b) = ("aaaa1111", "bbbb2222");
     let meeting = uuid_like();
-    let ma = focus
-        .colibri_ok(&modify(&meeting, true, vec![endpoint_create(ep_a)]))
-        .await?;
-    let mb = focus
-        .colibri_ok(&modify(&meeting, false, vec![endpoint_create(ep_b)]))
-        .await?;
-    let ice = |m: &ConferenceModified, id: &str| -> Result<IceUdpTransport> {
-        m.endpoint(id)
-            .and_then(|e| e.transport.clone())
-            .and_then(|t| t.ice_udp)
-            .with_context(|| format!("no transport for {id}"))
-    };
-    let (ta, tb) = (ice(&ma, ep_a)?, ice(&mb, ep_b)?);
-    let ans_a = peers.offer("a", &offer_sdp(&ta, &[])?).await?;
-    let ans_b = peers.offer("b", &offer_sdp(&tb, &[])?).await?;
-    let (rta, sa) = parse_answer(ep_a, &ans_a)?;
-    let (rtb, sb) = parse_answer(ep_b, &ans_b)?;
-    for (id, rt, s) in [(ep_a, &rta, &sa), (ep_b, &rtb, &sb)] {
-        let mut e = Endpoint::new(id);
-        e.transport = Some(Transport {
-            ice_udp: Some(rt.clone()),
-            ..Transport::default()
-        });
-        e.sources = Some(s.colibri());
-        focus.colibri_ok(&modify(&meeting, false, vec![e])).await?;
-    }
-    peers
-        .offer("a", &offer_sdp(&ta, std::slice::from_ref(&sb))?)
-        .await?;
-    peers
-        .offer("b", &offer_sdp(&tb, std::slice::from_ref(&sa))?)
-        .await?;
+    let call = two_party_call(&focus, &mut peers, &meeting, (ep_a, ep_b)).await?;
+    let (ta, rta, sa, sb) = (call.ta, call.rta, call.sa, call.sb);
+    let ice = |m: &ConferenceModified, id: &str| answered_ice(m, id);
     let decodes = |p: &Peers, me: &str, other: &PeerSources| {
         field(&p.stats(me), other.video, "framesDecoded") >= 10
     };
@@ -162,7 +123,7 @@ async fn restart_call(prosody: &Prosody, bridge: &BridgeProc) -> Result<()> {
         before["pair"]
     );
     for p in ["a", "b"] {
-        let n = call_fn(&mut peers, p, "startFrameLog", Value::Null).await?;
+        let n = peers.call(p, "startFrameLog", Value::Null).await?;
         // Its own video m-line's receiver (nothing arrives there) and the other's video.
         ensure!(n.as_u64() >= Some(1), "{p}: remote video tracks {n}");
     }
@@ -208,13 +169,13 @@ async fn restart_call(prosody: &Prosody, bridge: &BridgeProc) -> Result<()> {
             )
         })
         .collect();
-    let sdp = call_fn(
-        &mut peers,
-        "a",
-        "iceRestart",
-        json!({"ufrag": new_ufrag, "pwd": new_pwd, "candidates": candidates}),
-    )
-    .await?;
+    let sdp = peers
+        .call(
+            "a",
+            "iceRestart",
+            json!({"ufrag": new_ufrag, "pwd": new_pwd, "candidates": candidates}),
+        )
+        .await?;
     let sdp = sdp.as_str().context("local description")?;
     let field_of = |prefix: &str| {
         sdp.lines()
@@ -291,7 +252,9 @@ async fn restart_call(prosody: &Prosody, bridge: &BridgeProc) -> Result<()> {
 
     // No gap over MAX_GAP in either direction from 2 s before the restart to now.
     for p in ["a", "b"] {
-        let frames = call_fn(&mut peers, p, "framesSince", json!(t_restart - 2000)).await?;
+        let frames = peers
+            .call(p, "framesSince", json!(t_restart - 2000))
+            .await?;
         let g = gaps(&frames);
         ensure!(g.len() == 1, "{p}: decoded frames of {} tracks", g.len());
         for (id, media, wall, n) in g {
@@ -358,7 +321,7 @@ async fn restart_call(prosody: &Prosody, bridge: &BridgeProc) -> Result<()> {
 
 /// A's DTLS transport states logged since `startFrameLog`.
 async fn peers_dtls_log(peers: &mut Peers) -> Result<Vec<String>> {
-    let v = call_fn(peers, "a", "dtlsStates", Value::Null).await?;
+    let v = peers.call("a", "dtlsStates", Value::Null).await?;
     Ok(v.as_array()
         .into_iter()
         .flatten()
