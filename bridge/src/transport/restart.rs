@@ -491,3 +491,181 @@ impl IceGenerations {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const BRIDGE: &str = "127.0.0.1:10000";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// A participant's agent (full, controlled) knowing the bridge's `creds`.
+    fn peer(rng: &mut TransportRng, creds: &IceCredentials, now: Instant) -> IceAgent {
+        let mut p = IceAgent::new(
+            IceCredentials::generate(rng),
+            IceConfig {
+                role: IceRole::Controlled,
+                ..IceConfig::default()
+            },
+            Arc::new(DropCounters::new()),
+            rng.fork(),
+        );
+        p.set_remote(
+            now,
+            creds.clone(),
+            &[RemoteCandidate {
+                addr: addr(BRIDGE),
+                priority: 1,
+            }],
+        );
+        p
+    }
+
+    /// Runs timers and moves STUN between `g` and `p` (at `at`) for `d`, in 10 ms steps; returns
+    /// `g`'s events with their times.
+    fn run(
+        g: &mut IceGenerations,
+        p: Option<(&mut IceAgent, SocketAddr)>,
+        from: Instant,
+        d: Duration,
+    ) -> Vec<(Duration, IceEvent)> {
+        let mut p = p;
+        let mut events = Vec::new();
+        let mut now = from;
+        while now < from + d {
+            g.handle_timeout(now);
+            if let Some((p, at)) = &mut p {
+                p.handle_timeout(now);
+                for _ in 0..10 {
+                    let mut moved = false;
+                    while let Some(t) = p.poll_transmit() {
+                        g.handle_stun(now, *at, &t.data);
+                        moved = true;
+                    }
+                    while let Some(t) = g.poll_transmit() {
+                        if t.to == *at {
+                            p.handle_stun(now, addr(BRIDGE), &t.data);
+                            moved = true;
+                        }
+                    }
+                    if !moved {
+                        break;
+                    }
+                }
+            } else {
+                while g.poll_transmit().is_some() {}
+            }
+            while let Some(e) = g.poll_event() {
+                events.push((now - from, e));
+            }
+            now += Duration::from_millis(10);
+        }
+        events
+    }
+
+    fn connected(seed: u64, cfg: IceConfig) -> (IceGenerations, IceAgent, TransportRng, Instant) {
+        let mut rng = TransportRng::seeded(seed);
+        let t0 = Instant::now();
+        let mut g = IceGenerations::new(
+            IceCredentials::generate(&mut rng),
+            cfg,
+            Arc::new(DropCounters::new()),
+            rng.fork(),
+        );
+        let mut p = peer(&mut rng, g.local_credentials(), t0);
+        let pc = p.local_credentials().clone();
+        g.set_remote(t0, pc, &[], None);
+        let ev = run(
+            &mut g,
+            Some((&mut p, addr("127.0.0.1:40000"))),
+            t0,
+            Duration::from_secs(1),
+        );
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(matches!(ev[0].1, IceEvent::Connected(_)));
+        (g, p, rng, t0 + Duration::from_secs(1))
+    }
+
+    /// The established agent loses consent while a restart is pending: its failure is held back
+    /// — and forgotten when the restart connects, reported after the restart's own failure when it
+    /// does not. Without the hold the transport would fail under a restart about to save it.
+    #[test]
+    fn a_consent_failure_waits_for_the_pending_restart() {
+        let cfg = IceConfig {
+            restart_timeout: Duration::from_secs(40),
+            ..IceConfig::default()
+        };
+        for connects in [true, false] {
+            let (mut g, _old_peer, mut rng, t) = connected(1, cfg.clone());
+            assert!(matches!(
+                g.restart(t),
+                IceRestart::Started { generation: 1, .. }
+            ));
+            // The peer is silent: consent fails at 30 s (held), nothing else happens until 35 s.
+            let ev = run(&mut g, None, t, Duration::from_secs(35));
+            assert_eq!(
+                ev.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+                vec![IceEvent::Disconnected],
+                "connects={connects}"
+            );
+            let t = t + Duration::from_secs(35);
+            if connects {
+                // It comes back with new credentials from another address.
+                let mut p = peer(&mut rng, g.advertised_credentials(), t);
+                let pc = p.local_credentials().clone();
+                assert_eq!(g.set_remote(t, pc, &[], Some(1)), RemoteFor::Pending);
+                let b = addr("127.0.0.1:40100");
+                let ev = run(&mut g, Some((&mut p, b)), t, Duration::from_secs(10));
+                let ev: Vec<_> = ev.into_iter().map(|(_, e)| e).collect();
+                assert_eq!(ev, vec![IceEvent::Connected(b), IceEvent::Restarted(1)]);
+                assert_eq!(g.state(), IceState::Connected);
+                assert_eq!(g.generation(), 1);
+            } else {
+                let ev = run(&mut g, None, t, Duration::from_secs(10));
+                assert_eq!(ev.len(), 2, "{ev:?}");
+                assert_eq!(ev[0].0, ev[1].0, "together, at the restart timeout");
+                assert!(matches!(ev[0].1, IceEvent::RestartFailed(1, _)));
+                assert!(matches!(ev[1].1, IceEvent::Failed(_)));
+            }
+        }
+    }
+
+    /// A newer restart supersedes a pending one the peer had answered (generation 2, the first
+    /// one's ufrag unrouted); untagged credentials that are the pending generation's go to it, and
+    /// the established agent keeps its own.
+    #[test]
+    fn a_newer_restart_supersedes_an_answered_one() {
+        let (mut g, _p, mut rng, t) = connected(2, IceConfig::default());
+        let established_remote = g.current().remote_credentials().cloned();
+        assert!(matches!(
+            g.restart(t),
+            IceRestart::Started { generation: 1, .. }
+        ));
+        let first = g.advertised_credentials().ufrag.clone();
+        let answer = IceCredentials::generate(&mut rng);
+        // Untagged (a trickle carrying the new credentials, before the tagged answer).
+        assert_eq!(
+            g.set_remote(t, answer.clone(), &[], None),
+            RemoteFor::Pending
+        );
+        assert_eq!(
+            g.current().remote_credentials().cloned(),
+            established_remote
+        );
+        assert_eq!(
+            g.restart(t),
+            IceRestart::Started {
+                generation: 2,
+                superseded: Some(1)
+            }
+        );
+        assert_eq!(g.advertised_generation(), Some(2));
+        assert_eq!(g.take_retired().map(|r| r.ufrags), Some(vec![first]));
+        assert_eq!(g.set_remote(t, answer, &[], Some(1)), RemoteFor::Stale);
+    }
+}
