@@ -18,6 +18,9 @@
 //! - Unknown endpoint → `item-not-found` + `unknown_endpoint` + `<endpoint id/>`, except in
 //!   requests that only expire or force-mute (then it is skipped).
 //! - Sources for a visitor → `bad-request`. Sources are the endpoint's complete set each time.
+//! - `<transport ice-restart="true"/>` on an existing endpoint: an in-place ICE restart (JVB
+//!   `IceTransport.requestIceRestart`), answered with the new generation's transport
+//!   (`transport/restart.rs`; see [`ice_restart`] for the other answers).
 //! - Expired endpoints are echoed as `<endpoint id expire="true"/>`; feedback sources (`jvb-a0`,
 //!   `jvb-v0`) are included whenever the request created the conference or an endpoint.
 //! - A request without `create` that leaves the conference without endpoints expires it.
@@ -46,8 +49,8 @@ use crate::transport::signal::{
     candidate_allowed, local_transport, remote_candidates, remote_transport,
 };
 use crate::transport::{
-    EndpointTransport, IceConfig, IceCredentials, IceMode, PortState, RemoteCandidate,
-    TransportConfig,
+    EndpointTransport, IceConfig, IceCredentials, IceMode, IceRestart, PortState, RemoteCandidate,
+    RemoteFor, TransportConfig,
 };
 
 /// The SCTP port of the bridge channel (both sides), as WebRTC data channels use.
@@ -250,15 +253,74 @@ fn endpoint(
         let on_loopback = plane.env.bound.ip().is_loopback();
         apply_remote_transport(port, now, key, &e.id, t, on_loopback)?;
     }
-    if e.transport.as_ref().is_some_and(|t| t.ice_restart) {
-        // Answering without a transport tells the focus the restart did not happen (it re-invites).
-        tracing::warn!(endpoint = e.id, "ICE restart requested; not supported");
-    }
+    // After the transport update, as JVB: credentials in the same request still belong to the
+    // generation they were meant for.
+    let restarted = e.transport.as_ref().is_some_and(|t| t.ice_restart)
+        && ice_restart(plane, port, now, key, &e.id)?;
     let mut answer = Endpoint::new(e.id.clone());
-    if created {
+    if created || restarted {
         answer.transport = Some(local_answer(plane, port, key, e)?);
     }
     Ok(answer)
+}
+
+/// `<transport ice-restart="true"/>` (the current lib-jitsi-meet's in-place restart through the
+/// focus; JVB `Colibri2ConferenceHandler`, `IceTransport.requestIceRestart`). Returns whether the
+/// answer carries a transport: the new generation's (new ufrag/pwd, same fingerprint,
+/// `ice-generation`), or the unchanged one when ICE never connected (the focus then has nothing to
+/// relay). No transport: the transport failed and cannot restart (the focus re-invites). An
+/// endpoint the port has no transport for is `unknown_endpoint` (the focus re-invites too).
+fn ice_restart(
+    plane: &mut Plane,
+    port: &mut PortState<Key>,
+    now: Instant,
+    key: Key,
+    id: &str,
+) -> Result<bool, Error> {
+    let counts = &mut plane.traffic.ice_restarts;
+    let Some(r) = port.restart_ice(now, &key) else {
+        counts.rejected += 1;
+        tracing::warn!(
+            endpoint = id,
+            "ICE restart for an endpoint without a transport"
+        );
+        return Err(Error::unknown_endpoint(id));
+    };
+    let ufrag = port
+        .endpoint(&key)
+        .map(|ep| ep.advertised_credentials().ufrag.clone())
+        .unwrap_or_default();
+    match r {
+        IceRestart::Started {
+            generation,
+            superseded,
+        } => {
+            counts.started += 1;
+            if let Some(old) = superseded {
+                counts.superseded += 1;
+                tracing::info!(endpoint = id, generation = old, "ICE restart superseded");
+            }
+            tracing::info!(endpoint = id, generation, ufrag, "ICE restart started");
+            Ok(true)
+        }
+        IceRestart::Repeated { generation } => {
+            tracing::info!(endpoint = id, generation, "ICE restart already pending");
+            Ok(true)
+        }
+        IceRestart::NotEstablished => {
+            counts.not_established += 1;
+            tracing::info!(
+                endpoint = id,
+                "ICE restart: not connected yet, transport kept"
+            );
+            Ok(true)
+        }
+        IceRestart::Unavailable => {
+            counts.rejected += 1;
+            tracing::warn!(endpoint = id, "ICE restart: the transport failed");
+            Ok(false)
+        }
+    }
 }
 
 /// A meeting id whose request panics after its conference was created (unit tests of the media
@@ -442,7 +504,13 @@ fn apply_remote_transport(
         let mut remote = remote_transport(t)
             .map_err(|err| Error::bad_request(&format!("endpoint {id}: {err}")))?;
         remote.candidates.retain(keep);
-        ep.set_remote(now, remote);
+        if ep.set_remote_generation(now, remote, t.ice_generation) == RemoteFor::Stale {
+            tracing::info!(
+                endpoint = id,
+                generation = t.ice_generation,
+                "transport of a gone ICE generation ignored"
+            );
+        }
     } else if !t.candidates.is_empty() {
         let mut candidates = remote_candidates(&t.candidates);
         candidates.retain(keep);
@@ -947,5 +1015,155 @@ pub(crate) mod tests {
             ..Transport::default()
         });
         run(&mut plane, &mut port, &req("m1", false, vec![trickle])).unwrap();
+    }
+
+    fn restart(id: &str) -> Endpoint {
+        let mut e = Endpoint::new(id);
+        e.transport = Some(Transport {
+            ice_restart: true,
+            ..Transport::default()
+        });
+        e
+    }
+
+    fn answer_ice(m: &ConferenceModified, id: &str) -> Option<IceUdpTransport> {
+        m.endpoint(id)?.transport.as_ref()?.ice_udp.clone()
+    }
+
+    /// `<transport ice-restart="true"/>` (JVB's answers, `Colibri2ConferenceHandler`): before ICE
+    /// connected the unchanged transport without a generation; once connected a new ufrag and pwd,
+    /// the same fingerprint and candidates, `ice-generation` 1 — again on a repeated request — and
+    /// the bridge accepts checks for the new credentials; the participant's tagged answer is
+    /// taken; an unknown endpoint is `unknown_endpoint`; a failed transport answers no transport
+    /// (the focus re-invites). Counted as JVB's `ice_restarts_*`.
+    #[test]
+    fn ice_restart_answers_a_new_generation_with_the_same_fingerprint() {
+        use crate::transport::stun::{Builder, Class, METHOD_BINDING, Message};
+        let (mut plane, mut port) = setup();
+        // Lite (no ice-controlling), so a check with USE-CANDIDATE connects it here.
+        let mut a = new_endpoint("a");
+        a.transport.as_mut().unwrap().ice_controlling = false;
+        let created = run(&mut plane, &mut port, &req("m1", true, vec![a])).unwrap();
+        let first = answer_ice(&created, "a").unwrap();
+        let m = run(&mut plane, &mut port, &req("m1", false, vec![restart("a")])).unwrap();
+        let kept = answer_ice(&m, "a").expect("not connected yet: the transport, unchanged");
+        assert_eq!(
+            (kept.ufrag.clone(), kept.ice_generation),
+            (first.ufrag.clone(), None)
+        );
+
+        let key = *port.keys().next().unwrap();
+        let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let check = |ufrag: &str, pwd: &str, id: u8| {
+            let mut buf = Vec::new();
+            Builder::new(&mut buf, Class::Request, METHOD_BINDING, &[id; 12])
+                .username(&format!("{ufrag}:peer"))
+                .priority(1)
+                .ice_controlling(5)
+                .use_candidate()
+                .integrity(pwd.as_bytes())
+                .fingerprint();
+            buf
+        };
+        let (uf, pw) = (first.ufrag.clone().unwrap(), first.pwd.clone().unwrap());
+        assert_eq!(
+            port.handle_datagram(Instant::now(), peer, &check(&uf, &pw, 1)),
+            Some(key)
+        );
+        assert_eq!(port.endpoint(&key).unwrap().remote_addr(), Some(peer));
+
+        let m = run(&mut plane, &mut port, &req("m1", false, vec![restart("a")])).unwrap();
+        let t = m.endpoint("a").unwrap().transport.as_ref().unwrap();
+        let new = t.ice_udp.clone().unwrap();
+        assert_eq!(new.ice_generation, Some(1));
+        assert!(
+            new.ufrag
+                .as_deref()
+                .is_some_and(|u| u.len() >= 4 && u != uf)
+        );
+        assert!(new.pwd.as_deref().is_some_and(|p| p.len() >= 22 && p != pw));
+        assert_eq!(new.fingerprints, first.fingerprints, "DTLS goes on");
+        assert_eq!(new.candidates, first.candidates);
+        assert_eq!(new.web_sockets, first.web_sockets);
+        assert!(t.sctp.is_none(), "not asked for");
+        let again = run(&mut plane, &mut port, &req("m1", false, vec![restart("a")])).unwrap();
+        let again = answer_ice(&again, "a").unwrap();
+        assert_eq!(
+            (again.ufrag, again.ice_generation),
+            (new.ufrag.clone(), Some(1))
+        );
+        // Checks for the new credentials are answered.
+        let (nu, np) = (new.ufrag.clone().unwrap(), new.pwd.clone().unwrap());
+        assert_eq!(
+            port.handle_datagram(Instant::now(), peer, &check(&nu, &np, 2)),
+            Some(key)
+        );
+        let mut out = Vec::new();
+        port.drain_transmits(&mut out);
+        assert!(out.iter().any(|(_, d)| {
+            Message::parse(d)
+                .is_ok_and(|m| m.class == Class::Success && m.transaction_id == [2; 12])
+        }));
+        // The participant's answer, tagged with the generation.
+        let mut answer = Endpoint::new("a");
+        answer.transport = Some(Transport {
+            ice_udp: Some(IceUdpTransport {
+                ufrag: Some("peernew".into()),
+                pwd: Some("peernewpasswordpeernewpw".into()),
+                ice_generation: Some(1),
+                ..IceUdpTransport::default()
+            }),
+            ..Transport::default()
+        });
+        let m = run(&mut plane, &mut port, &req("m1", false, vec![answer])).unwrap();
+        assert!(m.endpoint("a").unwrap().transport.is_none());
+        // That connected the new generation (lite: the nominating check above).
+        assert_eq!(port.endpoint(&key).unwrap().ice().generation(), 1);
+
+        let e = expect_err(
+            run(
+                &mut plane,
+                &mut port,
+                &req("m1", false, vec![restart("zz")]),
+            ),
+            Condition::ItemNotFound,
+            Some(Reason::UnknownEndpoint),
+        );
+        assert_eq!(e.endpoint_id.as_deref(), Some("zz"));
+
+        // An endpoint whose ICE never connected fails after 30 s: it cannot restart.
+        run(
+            &mut plane,
+            &mut port,
+            &req("m1", false, vec![new_endpoint("b")]),
+        )
+        .unwrap();
+        let kb = plane
+            .sfu
+            .find_endpoint(plane.sfu.find_conference("m1").unwrap(), "b")
+            .unwrap();
+        let mut upd = Endpoint::new("b");
+        upd.transport = Some(Transport {
+            ice_udp: Some(IceUdpTransport {
+                ufrag: Some("peerb".into()),
+                pwd: Some("peerbpasswordpeerbpasswd".into()),
+                ..IceUdpTransport::default()
+            }),
+            ..Transport::default()
+        });
+        run(&mut plane, &mut port, &req("m1", false, vec![upd])).unwrap();
+        port.handle_timeout(Instant::now() + std::time::Duration::from_secs(31));
+        assert!(port.endpoint(&kb).unwrap().is_failed());
+        let m = run(&mut plane, &mut port, &req("m1", false, vec![restart("b")])).unwrap();
+        assert!(m.endpoint("b").unwrap().transport.is_none());
+
+        let c = crate::media::publish::export(&plane, Instant::now()).ice_restarts;
+        // (The unknown endpoint is refused before the restart; `succeeded` is counted from the
+        // transport's event, which the media worker delivers, not this test.)
+        assert_eq!(
+            (c.started, c.not_established, c.rejected, c.superseded),
+            (1, 1, 1, 0),
+            "{c:?}"
+        );
     }
 }

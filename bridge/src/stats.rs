@@ -104,6 +104,7 @@ pub struct StatsSample {
     pub ice_succeeded: u64,
     pub ice_failed: u64,
     pub endpoints_dtls_failed: u64,
+    pub ice_restarts: IceRestarts,
     pub conferences_created: u64,
     pub conferences_completed: u64,
     pub conference_seconds: u64,
@@ -165,6 +166,7 @@ impl StatsSample {
             ice_succeeded,
             ice_failed,
             endpoints_dtls_failed,
+            ice_restarts,
             conferences_created,
             conferences_completed,
             conference_seconds,
@@ -205,6 +207,7 @@ impl StatsSample {
         self.ice_succeeded += ice_succeeded;
         self.ice_failed += ice_failed;
         self.endpoints_dtls_failed += endpoints_dtls_failed;
+        self.ice_restarts.add(ice_restarts);
         self.conferences_created += conferences_created;
         self.conferences_completed += conferences_completed;
         self.conference_seconds += conference_seconds;
@@ -220,6 +223,39 @@ impl StatsSample {
         self.muc_clients_connected += muc_clients_connected;
         self.mucs_configured += mucs_configured;
         self.mucs_joined += mucs_joined;
+    }
+}
+
+/// In-place ICE restarts by outcome, as JVB counts them: started (a new generation was
+/// signalled), rejected (the transport cannot restart), not established (nothing to restart yet,
+/// the transport kept), succeeded (the new generation took over), superseded (a newer restart
+/// replaced one the peer had answered), failed (abandoned; the established pair kept).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IceRestarts {
+    pub started: u64,
+    pub rejected: u64,
+    pub not_established: u64,
+    pub succeeded: u64,
+    pub superseded: u64,
+    pub failed: u64,
+}
+
+impl IceRestarts {
+    fn add(&mut self, o: &IceRestarts) {
+        let IceRestarts {
+            started,
+            rejected,
+            not_established,
+            succeeded,
+            superseded,
+            failed,
+        } = o;
+        self.started += started;
+        self.rejected += rejected;
+        self.not_established += not_established;
+        self.succeeded += succeeded;
+        self.superseded += superseded;
+        self.failed += failed;
     }
 }
 
@@ -340,6 +376,14 @@ pub struct StatsSnapshot {
     pub total_ice_succeeded: u64,
     pub endpoints_ice_failed: u64,
     pub dtls_failed_endpoints: u64,
+    /// In-place ICE restarts by outcome (JVB has them as `jitsi_jvb_ice_restarts_*` metrics only;
+    /// here in `/colibri/stats` too).
+    pub total_ice_restarts_started: u64,
+    pub total_ice_restarts_rejected: u64,
+    pub total_ice_restarts_not_established: u64,
+    pub total_ice_restarts_succeeded: u64,
+    pub total_ice_restarts_superseded: u64,
+    pub total_ice_restarts_failed: u64,
     pub total_dominant_speaker_changes: u64,
     pub total_data_channel_messages_received: u64,
     pub total_data_channel_messages_sent: u64,
@@ -520,6 +564,12 @@ impl StatsAggregator {
             total_ice_succeeded: s.ice_succeeded,
             endpoints_ice_failed: s.ice_failed,
             dtls_failed_endpoints: s.endpoints_dtls_failed,
+            total_ice_restarts_started: s.ice_restarts.started,
+            total_ice_restarts_rejected: s.ice_restarts.rejected,
+            total_ice_restarts_not_established: s.ice_restarts.not_established,
+            total_ice_restarts_succeeded: s.ice_restarts.succeeded,
+            total_ice_restarts_superseded: s.ice_restarts.superseded,
+            total_ice_restarts_failed: s.ice_restarts.failed,
             total_dominant_speaker_changes: s.dominant_speaker_changes,
             total_data_channel_messages_received: s.data_channel_messages_received,
             total_data_channel_messages_sent: s.data_channel_messages_sent,
@@ -837,6 +887,38 @@ const COUNTERS: &[IntGaugeDef] = &[
         "endpoints_dtls_failed_total",
         "Number of endpoints whose ICE succeeded but DTLS did not.",
         |s| s.dtls_failed_endpoints,
+    ),
+    (
+        "ice_restarts_started_total",
+        "Number of ICE restarts started.",
+        |s| s.total_ice_restarts_started,
+    ),
+    (
+        "ice_restarts_rejected_total",
+        "Number of ICE restart requests rejected because the endpoint's transport cannot restart \
+         (failed or gone).",
+        |s| s.total_ice_restarts_rejected,
+    ),
+    (
+        "ice_restarts_not_established_total",
+        "Number of ICE restart requests for a transport that was not established yet, for which \
+         the existing transport was kept.",
+        |s| s.total_ice_restarts_not_established,
+    ),
+    (
+        "ice_restarts_succeeded_total",
+        "Number of ICE restarts whose new generation connected and was cut over to.",
+        |s| s.total_ice_restarts_succeeded,
+    ),
+    (
+        "ice_restarts_superseded_total",
+        "Number of ICE restarts superseded by a newer restart before they connected.",
+        |s| s.total_ice_restarts_superseded,
+    ),
+    (
+        "ice_restarts_failed_total",
+        "Number of ICE restarts abandoned because the new generation did not connect.",
+        |s| s.total_ice_restarts_failed,
     ),
     (
         "conferences_created_total",

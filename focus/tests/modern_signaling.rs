@@ -312,3 +312,88 @@ async fn codecs_ssrc_rewriting_and_ice_restart_on_the_wire() {
     );
     assert_eq!(focus.stats()["participants"], 2);
 }
+
+/// The in-place ICE restart against our real bridge (not the stand-in), before the client's ICE
+/// connected (the hand-driven clients here have no media transport): the focus's COLIBRI2
+/// `ice-restart` reaches the bridge, which keeps the transport and answers it without an
+/// `ice-generation` (JVB's `KEEP_EXISTING`); the focus then relays nothing and — unlike with a
+/// bridge that declines by answering no transport — does not re-invite. Both sides count it.
+/// (With a connected browser the bridge answers a new generation: bridge/tests/browser_ice_restart.rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_ice_restart_through_our_bridge_before_ice_connects() {
+    let prosody = start_prosody();
+    let bridge = tokio::task::block_in_place(|| common::BridgeProcess::start(&prosody, "jvb-1"));
+    let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &[]));
+    tokio::task::block_in_place(|| common::wait_for_bridges(&focus, 1));
+    let room = format!("restart@{}", prosody.muc_domain());
+    let mut alice = Member::join(&prosody, &room, "alice", "aaaa1111", true).await;
+    let mut bob = Member::join(&prosody, &room, "bob", "bbbb2222", false).await;
+    let (offer, bob_offer) = tokio::join!(
+        alice.jingle("session-initiate"),
+        bob.jingle("session-initiate")
+    );
+    alice.accept(&offer.sid, 1000).await;
+    bob.accept(&bob_offer.sid, 2000).await;
+    let bridge_session = offer
+        .bridge_session
+        .as_ref()
+        .expect("bridge-session in the offer")
+        .id
+        .clone();
+    let info = format!(
+        r#"<jingle xmlns="urn:xmpp:jingle:1" action="session-info" sid="{sid}"><bridge-session xmlns="http://jitsi.org/protocol/focus" id="{bridge_session}" ice-restart="true"/></jingle>"#,
+        sid = offer.sid
+    );
+    let focus_jid: signaling::xmpp::Jid = format!("{room}/focus").parse().unwrap();
+    alice
+        .client
+        .handle
+        .iq_set(focus_jid, el(&info), Duration::from_secs(10))
+        .await
+        .expect("ICE restart accepted");
+    // The bridge's answer: counted on both sides, nothing sent to alice.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = focus.stats();
+        if s["total_ice_restarts_not_needed"] == 1 {
+            assert_eq!(s["total_ice_restarts_failed"], 0, "{s:#}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "focus stats: {s:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // (The bridge's figures refresh every stats interval.)
+    let want = [
+        "jitsi_jvb_ice_restarts_not_established_total 1",
+        "jitsi_jvb_ice_restarts_started_total 0",
+    ];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, metrics) = bridge.get("/metrics").expect("bridge REST");
+        assert_eq!(status, 200);
+        if want.iter().all(|w| metrics.lines().any(|l| l == *w)) {
+            break;
+        }
+        let seen: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.contains("ice_restarts"))
+            .collect();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {want:?} in /metrics: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let quiet = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Some(seen) = alice.next(quiet).await {
+        // (bob's sources in a source-add are fine: SSRC rewriting is off by default.)
+        if let Seen::Jingle(j) = seen {
+            let action = j.action.to_string();
+            assert!(
+                !["transport-info", "session-terminate", "session-initiate"]
+                    .contains(&action.as_str()),
+                "alice was sent a {action} ({j:?})"
+            );
+        }
+    }
+}

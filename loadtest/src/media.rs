@@ -290,7 +290,10 @@ impl MediaEndpoint {
                 TransportEvent::Connected(_) => {
                     self.milestones.ice_connected.get_or_insert(now);
                 }
-                TransportEvent::SelectedChanged(_) | TransportEvent::Disconnected => {}
+                TransportEvent::SelectedChanged(_)
+                | TransportEvent::Disconnected
+                | TransportEvent::IceRestarted { .. }
+                | TransportEvent::IceRestartFailed { .. } => {}
                 TransportEvent::DtlsConnected(_) => {
                     self.milestones.dtls_connected.get_or_insert(now);
                 }

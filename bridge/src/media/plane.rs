@@ -62,6 +62,8 @@ pub struct Traffic {
     pub ice_succeeded: u64,
     pub ice_failed: u64,
     pub dtls_failed: u64,
+    /// In-place ICE restarts (JVB's `ice_restarts_*` counters, `IceTransport.kt`).
+    pub ice_restarts: crate::stats::IceRestarts,
     pub conference_seconds: u64,
     pub ws_messages_in: u64,
     pub ws_messages_out: u64,
@@ -318,6 +320,24 @@ impl Plane {
             NetEvent::SelectedChanged(addr) => {
                 tracing::info!(endpoint = self.id(key), remote = %addr, "ICE selected another pair");
                 self.sfu_event(now, key, SfuEvent::Activity, port);
+            }
+            NetEvent::IceRestarted { generation } => {
+                self.traffic.ice_restarts.succeeded += 1;
+                tracing::info!(
+                    endpoint = self.id(key),
+                    generation,
+                    "ICE restart connected; the previous generation retires"
+                );
+                self.sfu_event(now, key, SfuEvent::Activity, port);
+            }
+            NetEvent::IceRestartFailed { generation, reason } => {
+                self.traffic.ice_restarts.failed += 1;
+                tracing::warn!(
+                    endpoint = self.id(key),
+                    generation,
+                    reason,
+                    "ICE restart abandoned; keeping the established pair"
+                );
             }
             NetEvent::Disconnected => {
                 tracing::info!(

@@ -64,6 +64,7 @@ pub fn export(plane: &Plane, now: Instant) -> StatsSample {
         ice_succeeded: t.ice_succeeded,
         ice_failed: t.ice_failed,
         endpoints_dtls_failed: t.dtls_failed,
+        ice_restarts: t.ice_restarts,
         conferences_created: c.get(Stat::ConferencesCreated),
         conferences_completed: c.get(Stat::ConferencesExpired),
         conference_seconds: t.conference_seconds,

@@ -134,6 +134,21 @@ impl<K: Clone + Eq + Hash> Demux<K> {
         (ufrags, addrs)
     }
 
+    /// Forgets what an in-place ICE restart dropped of `key`: an old generation's local ufrag and
+    /// addresses no live generation validated (entries another endpoint took over are kept).
+    pub fn forget(&mut self, key: &K, ufrags: &[String], addrs: &[SocketAddr]) {
+        for u in ufrags {
+            if self.by_ufrag.get(u) == Some(key) {
+                self.by_ufrag.remove(u);
+            }
+        }
+        for a in addrs {
+            if self.by_addr.get(a) == Some(key) {
+                self.by_addr.remove(a);
+            }
+        }
+    }
+
     /// Associates `addr` with `key`: call only after an authenticated packet of `key` came from
     /// `addr` (STUN integrity verified by its ICE agent). An address already owned by another
     /// endpoint is moved: the latest authenticated user wins, like a NAT rebinding. Returns

@@ -19,9 +19,8 @@ use super::demux::{PacketKind, classify};
 use super::dtls::{
     DtlsIdentity, DtlsOutput, DtlsSession, DtlsSetupError, Fingerprint, SrtpProfile, matches_any,
 };
-use super::ice::{
-    IceAgent, IceConfig, IceCredentials, IceEvent, IceRole, IceState, RemoteCandidate,
-};
+use super::ice::{IceConfig, IceCredentials, IceEvent, IceRole, IceState, RemoteCandidate};
+use super::restart::{IceGenerations, IceRestart, RemoteFor, Retired};
 use super::rng::TransportRng;
 use super::role::Role;
 use super::sctp::{ChannelSpec, SctpEvent, SctpTransport};
@@ -107,6 +106,16 @@ pub enum TransportEvent {
     Failed(String),
     /// DTLS completed, the peer certificate matched its fingerprint, SRTP is keyed.
     DtlsConnected(SrtpProfile),
+    /// An in-place ICE restart's new generation connected and carries the media now (DTLS and
+    /// SRTP went on unchanged; `SelectedChanged` came first if the pair moved).
+    IceRestarted {
+        generation: u32,
+    },
+    /// An in-place ICE restart was abandoned (`reason`); the established pair stays.
+    IceRestartFailed {
+        generation: u32,
+        reason: String,
+    },
     /// A decrypted RTP packet (header + payload).
     Rtp(BytesMut),
     /// A decrypted RTCP compound packet.
@@ -182,7 +191,8 @@ fn all_records_of_type(mut d: &[u8], ct: u8) -> bool {
 pub struct EndpointTransport {
     cfg: TransportConfig,
     identity: DtlsIdentity,
-    ice: IceAgent,
+    /// ICE: the current generation, and a restart's pending / retiring ones (`restart.rs`).
+    ice: IceGenerations,
     dtls: DtlsSession,
     srtp: Option<SrtpSession>,
     /// Which SSRCs may reach `srtp` (the bridge's side; `None`: every SSRC, a participant's side).
@@ -226,7 +236,7 @@ impl EndpointTransport {
         let provider = rng.dtls_provider(identity.provider().clone());
         let dtls_config = identity.handshake_config(cfg.role, &cfg.srtp_profiles, provider)?;
         Ok(Self {
-            ice: IceAgent::new(local, cfg.ice.clone(), counters.clone(), rng.fork()),
+            ice: IceGenerations::new(local, cfg.ice.clone(), counters.clone(), rng.fork()),
             dtls: DtlsSession::new(cfg.role, dtls_config),
             sctp: SctpTransport::new(cfg.role, cfg.channel.clone()),
             cfg,
@@ -249,8 +259,25 @@ impl EndpointTransport {
         self.cfg.role
     }
 
+    /// The current ICE generation's credentials.
     pub fn local_credentials(&self) -> &IceCredentials {
         self.ice.local_credentials()
+    }
+
+    /// The credentials to signal: a pending ICE restart's, else the current ones.
+    pub fn advertised_credentials(&self) -> &IceCredentials {
+        self.ice.advertised_credentials()
+    }
+
+    /// The `ice-generation` to signal with [`advertised_credentials`](Self::advertised_credentials)
+    /// (`None` before the first restart).
+    pub fn ice_generation(&self) -> Option<u32> {
+        self.ice.advertised_generation()
+    }
+
+    /// ICE generations: current, pending restart, retiring (tests and diagnostics).
+    pub fn ice(&self) -> &IceGenerations {
+        &self.ice
     }
 
     /// The fingerprint to signal for this endpoint (the identity's certificate).
@@ -288,14 +315,45 @@ impl EndpointTransport {
 
     /// Applies the peer's signalled transport (may be called again with more candidates).
     pub fn set_remote(&mut self, now: Instant, remote: RemoteTransport) {
-        self.ice.set_remote(now, remote.ice, &remote.candidates);
-        if !remote.fingerprints.is_empty() {
+        self.set_remote_generation(now, remote, None);
+    }
+
+    /// [`set_remote`](Self::set_remote) for a transport tagged with an `ice-generation` (the
+    /// peer's answer to an in-place ICE restart) or not; see [`IceGenerations::set_remote`].
+    pub fn set_remote_generation(
+        &mut self,
+        now: Instant,
+        remote: RemoteTransport,
+        generation: Option<u32>,
+    ) -> RemoteFor {
+        let to = self
+            .ice
+            .set_remote(now, remote.ice, &remote.candidates, generation);
+        if to != RemoteFor::Stale && !remote.fingerprints.is_empty() {
             self.remote_fingerprints = remote.fingerprints;
             if self.dtls_unverified {
                 self.verify_and_key(now);
             }
         }
         self.pump_ice(now);
+        to
+    }
+
+    /// Starts an in-place ICE restart (new local credentials; DTLS and SRTP stay): see
+    /// [`IceRestart`] and `restart.rs`. A failed transport cannot be restarted.
+    pub fn restart_ice(&mut self, now: Instant) -> IceRestart {
+        if self.failed {
+            return IceRestart::Unavailable;
+        }
+        let r = self.ice.restart(now);
+        self.pump_ice(now);
+        r
+    }
+
+    /// Local ufrags and remote addresses of ICE generations dropped since the last call (the
+    /// port unregisters them).
+    pub fn take_retired_routes(&mut self) -> Option<Retired> {
+        self.ice.take_retired()
     }
 
     /// Accepts SRTP only for `ssrcs` (what the endpoint signalled, RTX/FEC included) and SRTCP
@@ -519,6 +577,10 @@ impl EndpointTransport {
                 }
                 IceEvent::SelectedChanged(a) => TransportEvent::SelectedChanged(a),
                 IceEvent::Disconnected => TransportEvent::Disconnected,
+                IceEvent::Restarted(generation) => TransportEvent::IceRestarted { generation },
+                IceEvent::RestartFailed(generation, reason) => {
+                    TransportEvent::IceRestartFailed { generation, reason }
+                }
                 IceEvent::Failed(r) => {
                     self.failed = true;
                     self.srtp = None;

@@ -97,6 +97,12 @@ pub struct IceConfig {
     pub consent_timeout: Duration,
     /// Not connected this long after the first activity → `Failed`.
     pub connect_timeout: Duration,
+    /// An in-place ICE restart whose new generation has not connected this long after it was
+    /// asked for is abandoned; the established pair stays (JVB `videobridge.ice.restart.timeout`).
+    pub restart_timeout: Duration,
+    /// How long the previous generation keeps answering its checks and its addresses keep
+    /// passing media after the new one took over (JVB `restart.transition-window`).
+    pub restart_transition: Duration,
 }
 
 impl Default for IceConfig {
@@ -111,6 +117,8 @@ impl Default for IceConfig {
             disconnected_timeout: Duration::from_secs(10),
             consent_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
+            restart_timeout: Duration::from_secs(20),
+            restart_transition: Duration::from_secs(3),
         }
     }
 }
@@ -141,6 +149,10 @@ pub enum IceEvent {
     SelectedChanged(SocketAddr),
     Disconnected,
     Failed(String),
+    /// An in-place restart's new generation connected and took over (`restart.rs`).
+    Restarted(u32),
+    /// An in-place restart was abandoned; the established generation stays (`restart.rs`).
+    RestartFailed(u32, String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +285,21 @@ impl IceAgent {
     /// Whether `addr` has authenticated itself with ICE (DTLS/SRTP from anywhere else is dropped).
     pub fn is_validated(&self, addr: SocketAddr) -> bool {
         self.validated.contains(&addr)
+    }
+
+    /// Every address that authenticated itself, oldest first.
+    pub fn validated_addresses(&self) -> &[SocketAddr] {
+        &self.validated
+    }
+
+    /// The peer's credentials, once signalled.
+    pub fn remote_credentials(&self) -> Option<&IceCredentials> {
+        self.remote.as_ref()
+    }
+
+    /// Whether one of our outstanding checks has this transaction id.
+    pub fn has_transaction(&self, id: &[u8; 12]) -> bool {
+        self.transactions.iter().any(|t| &t.id == id)
     }
 
     /// Remote credentials and candidates from signalling. Candidates may be added later (trickle).

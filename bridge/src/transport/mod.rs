@@ -26,6 +26,7 @@ pub mod dtls;
 pub mod endpoint;
 pub mod handoff;
 pub mod ice;
+pub mod restart;
 pub mod rng;
 pub mod role;
 pub mod sctp;
@@ -47,6 +48,7 @@ pub use endpoint::{
 };
 pub use handoff::{HandedOff, Routes, WorkerId};
 pub use ice::{IceConfig, IceCredentials, IceMode, IceRole, IceState, RemoteCandidate};
+pub use restart::{IceGenerations, IceRestart, RemoteFor, Retired};
 pub use rng::TransportRng;
 pub use role::Role;
 pub use sctp::ChannelSpec;

@@ -30,6 +30,7 @@ use super::counters::DropCounters;
 use super::demux::{Demux, PacketKind, classify};
 use super::endpoint::{EndpointTransport, SendError, TransportEvent};
 use super::handoff::{HandedOff, RouteCache, Routes, WorkerId};
+use super::restart::IceRestart;
 use super::tx_pool::TxPool;
 use super::udp::{self, IoCounters, RecvBatch};
 
@@ -123,6 +124,39 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         let (ufrags, addrs) = self.demux.unregister(key);
         if let Some(s) = &self.shared {
             s.routes.forget(&ufrags, &addrs, s.me);
+        }
+    }
+
+    /// Starts an in-place ICE restart of `key` (`restart.rs`) and routes the new generation's
+    /// ufrag to it (a superseded one's goes). `None`: no such endpoint (or its transport panicked).
+    pub fn restart_ice(&mut self, now: Instant, key: &K) -> Option<IceRestart> {
+        let mut out = None;
+        self.isolated(key, |ep| out = Some(ep.restart_ice(now)));
+        if let Some(IceRestart::Started { .. }) = out
+            && let Some(slot) = self.endpoints.get(key)
+        {
+            let ufrag = &slot.ep.advertised_credentials().ufrag;
+            self.demux.register(ufrag, key.clone());
+            if let Some(s) = &self.shared {
+                s.routes.register(ufrag, s.me);
+            }
+        }
+        self.forget_retired(key);
+        out
+    }
+
+    /// Unroutes what `key`'s transport dropped of old ICE generations (`restart.rs`).
+    fn forget_retired(&mut self, key: &K) {
+        let Some(gone) = self
+            .endpoints
+            .get_mut(key)
+            .and_then(|s| s.ep.take_retired_routes())
+        else {
+            return;
+        };
+        self.demux.forget(key, &gone.ufrags, &gone.addrs);
+        if let Some(s) = &self.shared {
+            s.routes.forget(&gone.ufrags, &gone.addrs, s.me);
         }
     }
 
@@ -273,6 +307,10 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         {
             s.routes.learn(from, s.me);
         }
+        if kind == PacketKind::Stun {
+            // A restart's cut-over (a STUN answer or check) may have retired a generation.
+            self.forget_retired(&key);
+        }
         ok.then_some(key)
     }
 
@@ -296,6 +334,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
                     ep.handle_timeout(now);
                 }
             });
+            self.forget_retired(&k);
         }
         self.refresh_timers();
     }
@@ -1187,5 +1226,180 @@ mod tests {
             .username(&format!("{ufrag1}:x"))
             .fingerprint();
         assert_eq!(st.handle_datagram(Instant::now(), from, &check), Some(1));
+    }
+
+    /// An in-place ICE restart on a port with two workers, the peer coming back from another
+    /// address with new credentials (what a browser does after a network change): the new ufrag
+    /// routes to the owner as soon as the restart starts, the old address keeps routing until the
+    /// new generation took over and for its transition window, then the old ufrag and address
+    /// route nowhere (demux and the shared directory) while the new address does.
+    #[test]
+    fn an_ice_restart_reroutes_the_new_ufrag_and_forgets_the_old_one() {
+        use crate::transport::demux::MissBy;
+        use crate::transport::ice::{IceAgent, IceConfig, IceMode, RemoteCandidate};
+        use crate::transport::stun::{Builder, Class, METHOD_BINDING, Message};
+        use crate::transport::{
+            DropReason, IceRestart, RemoteFor, RemoteTransport, TransportEvent, TransportRng,
+        };
+        use std::time::Duration;
+
+        let (routes, mut w0, mut w1) = two_workers();
+        let lite = TransportConfig {
+            ice: IceConfig {
+                mode: IceMode::Lite,
+                ..IceConfig::default()
+            },
+            ..TransportConfig::default()
+        };
+        let identity = DtlsIdentity::generate().unwrap();
+        let ep = EndpointTransport::new(
+            IceCredentials::random(),
+            &identity,
+            lite,
+            w1.counters().clone(),
+        )
+        .unwrap();
+        let b0 = ep.local_credentials().clone();
+        w1.add_endpoint(7, ep);
+        let bridge = SocketAddr::from(([127, 0, 0, 1], 10_000));
+        let (a, b) = (
+            SocketAddr::from(([127, 0, 0, 1], 40_000)),
+            SocketAddr::from(([127, 0, 0, 1], 40_100)),
+        );
+        let mut rng = TransportRng::seeded(11);
+        // A browser opposite a lite bridge: full, controlling.
+        let peer_agent = |rng: &mut TransportRng, bridge_creds: &IceCredentials, now: Instant| {
+            let mut p = IceAgent::new(
+                IceCredentials::generate(rng),
+                IceConfig::default(),
+                Arc::new(DropCounters::new()),
+                rng.fork(),
+            );
+            p.set_remote(
+                now,
+                bridge_creds.clone(),
+                &[RemoteCandidate {
+                    addr: bridge,
+                    priority: 1,
+                }],
+            );
+            p
+        };
+        // The kernel hands the peer's datagrams to worker 0's socket; they must reach worker 1.
+        let exchange = |peer: &mut IceAgent,
+                        at: SocketAddr,
+                        w0: &mut PortState<u32>,
+                        w1: &mut PortState<u32>,
+                        events: &mut Vec<(u32, TransportEvent)>,
+                        now: Instant| {
+            peer.handle_timeout(now);
+            for _ in 0..20 {
+                let mut moved = false;
+                while let Some(t) = peer.poll_transmit() {
+                    moved = true;
+                    assert_eq!(w0.receive(now, at, &t.data), Routed::Worker(1));
+                    assert_eq!(w1.handle_datagram(now, at, &t.data), Some(7));
+                }
+                let mut out = Vec::new();
+                w1.drain_events(events);
+                w1.drain_transmits(&mut out);
+                for (to, d) in &out {
+                    if *to == at && classify(d) == PacketKind::Stun {
+                        peer.handle_stun(now, bridge, d);
+                        moved = true;
+                    }
+                }
+                w1.recycle(&mut out);
+                if !moved {
+                    break;
+                }
+            }
+        };
+        let mut events = Vec::new();
+        let t0 = Instant::now();
+        let mut peer0 = peer_agent(&mut rng, &b0, t0);
+        exchange(&mut peer0, a, &mut w0, &mut w1, &mut events, t0);
+        assert_eq!(w1.endpoint(&7).unwrap().remote_addr(), Some(a));
+        let rtp = [0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 1, 2, 3, 4];
+        assert_eq!(w0.receive(t0, a, &rtp), Routed::Worker(1));
+
+        // The restart: the new ufrag is the owner's at once.
+        let now = t0 + Duration::from_secs(1);
+        assert_eq!(
+            w1.restart_ice(now, &7),
+            Some(IceRestart::Started {
+                generation: 1,
+                superseded: None
+            })
+        );
+        assert_eq!(w1.restart_ice(now, &99), None, "no such endpoint");
+        let b1 = w1.endpoint(&7).unwrap().advertised_credentials().clone();
+        assert_eq!(routes.owner(b, MissBy::Ufrag(&b1.ufrag)), Some(1));
+        assert_eq!(routes.owner(b, MissBy::Ufrag(&b0.ufrag)), Some(1));
+        let mut peer1 = peer_agent(&mut rng, &b1, now);
+        let answer = RemoteTransport {
+            ice: peer1.local_credentials().clone(),
+            fingerprints: Vec::new(),
+            candidates: Vec::new(),
+        };
+        let to = w1
+            .endpoint_mut(&7)
+            .unwrap()
+            .set_remote_generation(now, answer, Some(1));
+        assert_eq!(to, RemoteFor::Pending);
+        // The new generation connects from the new address and takes over.
+        events.clear();
+        exchange(&mut peer1, b, &mut w0, &mut w1, &mut events, now);
+        let evs: Vec<_> = events.iter().map(|(_, e)| e.clone()).collect();
+        assert_eq!(
+            evs,
+            vec![
+                TransportEvent::SelectedChanged(b),
+                TransportEvent::IceRestarted { generation: 1 }
+            ]
+        );
+        assert_eq!(w1.endpoint(&7).unwrap().remote_addr(), Some(b));
+        // Transition window: both addresses route, the old credentials are answered.
+        assert_eq!(w0.receive(now, a, &rtp), Routed::Worker(1));
+        assert_eq!(w0.receive(now, b, &rtp), Routed::Worker(1));
+        let old_check = {
+            let mut buf = Vec::new();
+            Builder::new(&mut buf, Class::Request, METHOD_BINDING, &[5; 12])
+                .username(&format!("{}:{}", b0.ufrag, peer0.local_credentials().ufrag))
+                .priority(1)
+                .ice_controlling(9)
+                .integrity(b0.pwd.as_bytes())
+                .fingerprint();
+            buf
+        };
+        assert_eq!(w0.receive(now, a, &old_check), Routed::Worker(1));
+        assert_eq!(w1.handle_datagram(now, a, &old_check), Some(7));
+        let mut out = Vec::new();
+        w1.drain_transmits(&mut out);
+        assert!(
+            out.iter()
+                .any(|(to, d)| *to == a
+                    && Message::parse(d).is_ok_and(|m| m.class == Class::Success))
+        );
+        w1.recycle(&mut out);
+        // After the window the old generation is gone: its ufrag and address route nowhere.
+        let later = now + Duration::from_millis(3100);
+        w1.handle_timeout(later);
+        assert_eq!(
+            routes.len(),
+            (2, 1),
+            "endpoint 0's ufrag, endpoint 7's new one, its new address"
+        );
+        assert_eq!(routes.owner(b, MissBy::Ufrag(&b0.ufrag)), None);
+        let unknown = w0.counters().get(DropReason::UnknownAddress);
+        assert_eq!(w0.receive(later, a, &rtp), Routed::Dropped);
+        assert_eq!(w1.receive(later, a, &rtp), Routed::Dropped);
+        assert_eq!(w0.counters().get(DropReason::UnknownAddress), unknown + 1);
+        assert_eq!(w1.counters().get(DropReason::UnknownAddress), 1);
+        assert_eq!(w0.receive(later, a, &old_check), Routed::Dropped);
+        assert_eq!(w1.receive(later, a, &old_check), Routed::Dropped);
+        assert_eq!(w1.counters().get(DropReason::StunUnknownUfrag), 1);
+        assert_eq!(w0.receive(later, b, &rtp), Routed::Worker(1));
+        assert_eq!(w1.receive(later, b, &rtp), Routed::Here(7));
     }
 }

@@ -61,9 +61,10 @@ pub fn local_candidates(addrs: &[AdvertisedAddress]) -> Vec<Candidate> {
 
 /// Our endpoint's transport element: ufrag/pwd, rtcp-mux, sha-256 fingerprint with
 /// `setup="actpass"` (the bridge, [`Role::Server`]; the peer answers `active`) or `setup="active"`
-/// (a participant's answer, [`Role::Client`]), and `candidates`.
+/// (a participant's answer, [`Role::Client`]), and `candidates`. After an in-place ICE restart:
+/// the new generation's ufrag/pwd with its `ice-generation` (the fingerprint stays: DTLS goes on).
 pub fn local_transport(ep: &EndpointTransport, candidates: Vec<Candidate>) -> IceUdpTransport {
-    let creds = ep.local_credentials();
+    let creds = ep.advertised_credentials();
     let fp = ep.local_fingerprint();
     IceUdpTransport {
         ufrag: Some(creds.ufrag.clone()),
@@ -81,7 +82,7 @@ pub fn local_transport(ep: &EndpointTransport, candidates: Vec<Candidate>) -> Ic
         candidates,
         web_sockets: Vec::new(),
         sctpmap: None,
-        ice_generation: None,
+        ice_generation: ep.ice_generation(),
     }
 }
 

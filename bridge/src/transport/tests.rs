@@ -577,3 +577,256 @@ fn replayed_and_forged_srtp_from_the_participants_address_are_counted_apart() {
     );
     assert_eq!(l.server_events.len(), 2, "{:?}", l.server_events);
 }
+
+// ---- In-place ICE restart (restart.rs), both roles.
+
+use super::restart::{IceRestart, RemoteFor};
+use super::stun::{Builder, Class, METHOD_BINDING, Message};
+
+/// A check for the server's `server` credentials from the client's old ones (`client_ufrag`).
+fn check_for(server: &IceCredentials, client_ufrag: &str, id: u8) -> Vec<u8> {
+    let mut buf = Vec::new();
+    Builder::new(&mut buf, Class::Request, METHOD_BINDING, &[id; 12])
+        .username(&format!("{}:{client_ufrag}", server.ufrag))
+        .priority(HOST_PRIORITY)
+        .ice_controlled(1)
+        .integrity(server.pwd.as_bytes())
+        .fingerprint();
+    buf
+}
+
+/// Whether `t` holds a binding success answer to transaction `[id; 12]`.
+fn answered(t: &[super::endpoint::Transmit], id: u8) -> bool {
+    t.iter().any(|t| {
+        Message::parse(&t.data)
+            .is_ok_and(|m| m.class == Class::Success && m.transaction_id == [id; 12])
+    })
+}
+
+fn drain(ep: &mut EndpointTransport) -> Vec<super::endpoint::Transmit> {
+    std::iter::from_fn(|| ep.poll_transmit()).collect()
+}
+
+/// The bridge restarts ICE in place, the participant applies its new credentials (tagged with the
+/// generation) and answers with its own: the new generation checks and nominates, media moves
+/// onto it without a new DTLS handshake (same keys: SRTP decrypts throughout), the old
+/// credentials keep working until the cut-over and for the transition window after it, and then
+/// are refused and handed to the port to unroute. Without the pending generation the new
+/// credentials' checks would be refused; without the transition window the old ones right away.
+#[test]
+fn an_ice_restart_moves_media_to_new_credentials_without_a_new_dtls_handshake() {
+    let mut l = connected(7);
+    let profile = l.server.srtp_profile();
+    let old_server = l.server.local_credentials().clone();
+    let old_client = l.client.local_credentials().clone();
+    l.client_events.clear();
+    l.server_events.clear();
+    let now = l.now;
+    let started = IceRestart::Started {
+        generation: 1,
+        superseded: None,
+    };
+    assert_eq!(l.server.restart_ice(now), started);
+    assert_eq!(
+        l.server.restart_ice(now),
+        IceRestart::Repeated { generation: 1 },
+        "asked again before the peer answered: the same generation"
+    );
+    let new_server = l.server.advertised_credentials().clone();
+    assert_ne!(new_server.ufrag, old_server.ufrag);
+    assert_ne!(new_server.pwd, old_server.pwd);
+    assert_eq!(l.server.ice_generation(), Some(1));
+    let answer = super::signal::local_transport(&l.server, Vec::new());
+    assert_eq!(answer.ufrag.as_deref(), Some(new_server.ufrag.as_str()));
+    assert_eq!(answer.ice_generation, Some(1));
+    assert_eq!(
+        answer.fingerprints[0].value,
+        l.server.local_fingerprint().value,
+        "DTLS goes on: same fingerprint"
+    );
+    // Until the peer answers, the established generation carries media and consent (6 s: more
+    // than one consent interval) and the new credentials are already answered.
+    let rtp = [0x80u8, 100, 0, 9, 0, 0, 0, 1, 0, 0, 0, 42, 7, 7, 7];
+    let until = l.now - l.t0 + Duration::from_secs(6);
+    l.run_until(until, Duration::from_secs(1), &mut no_loss, |_| false);
+    assert_eq!(l.server.local_credentials(), &old_server);
+    l.client.send_rtp(&rtp).unwrap();
+    l.step(&mut no_loss);
+    assert!(
+        l.server_events
+            .contains(&TransportEvent::Rtp(BytesMut::from(&rtp[..])))
+    );
+    let now = l.now;
+    l.server
+        .handle_datagram(now, addr(CLIENT), &check_for(&new_server, "newpeer", 1));
+    assert!(
+        answered(&drain(&mut l.server), 1),
+        "new credentials accepted"
+    );
+    // The participant restarts too and both sides learn the other's new credentials.
+    assert_eq!(l.client.restart_ice(now), started);
+    let cand = |a: &str| RemoteCandidate {
+        addr: addr(a),
+        priority: HOST_PRIORITY,
+    };
+    let bridge_side = RemoteTransport {
+        ice: new_server.clone(),
+        fingerprints: Vec::new(),
+        candidates: vec![cand(SERVER)],
+    };
+    let client_side = RemoteTransport {
+        ice: l.client.advertised_credentials().clone(),
+        fingerprints: Vec::new(),
+        candidates: vec![cand(CLIENT)],
+    };
+    assert_eq!(
+        l.client.set_remote_generation(now, bridge_side, Some(1)),
+        RemoteFor::Pending
+    );
+    assert_eq!(
+        l.server
+            .set_remote_generation(now, client_side.clone(), Some(1)),
+        RemoteFor::Pending
+    );
+    let done = |l: &Link| {
+        l.server_events
+            .contains(&TransportEvent::IceRestarted { generation: 1 })
+            && l.client_events
+                .contains(&TransportEvent::IceRestarted { generation: 1 })
+    };
+    let until = l.now - l.t0 + Duration::from_secs(2);
+    l.run_until(until, Duration::from_millis(50), &mut no_loss, done);
+    assert!(done(&l), "{:?}\n{:?}", l.server_events, l.client_events);
+    // Same address: no pair change, no new DTLS, nothing failed.
+    for events in [&l.server_events, &l.client_events] {
+        assert!(
+            !events.iter().any(|e| matches!(
+                e,
+                TransportEvent::DtlsConnected(_)
+                    | TransportEvent::Failed(_)
+                    | TransportEvent::SelectedChanged(_)
+                    | TransportEvent::DataChannelClosed
+            )),
+            "{events:?}"
+        );
+    }
+    assert_eq!(l.server.local_credentials(), &new_server);
+    assert_eq!(l.server.srtp_profile(), profile);
+    assert!(l.server.ice().retiring());
+    // A late trickle of the old credentials does not reach the new generation.
+    let now = l.now;
+    let stale = RemoteTransport {
+        ice: old_client.clone(),
+        fingerprints: Vec::new(),
+        candidates: Vec::new(),
+    };
+    assert_eq!(
+        l.server.set_remote_generation(now, stale, None),
+        RemoteFor::Stale
+    );
+    assert_eq!(
+        l.server.set_remote_generation(now, client_side, Some(7)),
+        RemoteFor::Stale
+    );
+    // Media both ways on the same SRTP sessions (the next sequence number: a replay is refused).
+    let rtp = [0x80u8, 100, 0, 10, 0, 0, 0, 1, 0, 0, 0, 42, 7, 7, 7];
+    l.server_events.clear();
+    l.client_events.clear();
+    l.client.send_rtp(&rtp).unwrap();
+    l.server.send_rtp(&rtp).unwrap();
+    l.step(&mut no_loss);
+    for events in [&l.server_events, &l.client_events] {
+        assert!(events.contains(&TransportEvent::Rtp(BytesMut::from(&rtp[..]))));
+    }
+    // The old credentials: answered in the transition window, refused after it and unrouted.
+    let now = l.now;
+    l.server.handle_datagram(
+        now,
+        addr(CLIENT),
+        &check_for(&old_server, &old_client.ufrag, 2),
+    );
+    assert!(
+        answered(&drain(&mut l.server), 2),
+        "old credentials in the window"
+    );
+    assert!(l.server.take_retired_routes().is_none());
+    let until = l.now - l.t0 + Duration::from_millis(3100);
+    l.run_until(until, Duration::from_millis(500), &mut no_loss, |_| false);
+    let retired = l
+        .server
+        .take_retired_routes()
+        .expect("the old generation retired");
+    assert_eq!(retired.ufrags, vec![old_server.ufrag.clone()]);
+    assert!(
+        retired.addrs.is_empty(),
+        "the address is the new generation's too"
+    );
+    assert!(!l.server.ice().retiring());
+    let bad = l
+        .server_counters
+        .get(super::counters::DropReason::StunBadIntegrity);
+    let now = l.now;
+    l.server.handle_datagram(
+        now,
+        addr(CLIENT),
+        &check_for(&old_server, &old_client.ufrag, 3),
+    );
+    assert!(
+        !answered(&drain(&mut l.server), 3),
+        "old credentials after the window"
+    );
+    assert_eq!(
+        l.server_counters
+            .get(super::counters::DropReason::StunBadIntegrity),
+        bad + 1
+    );
+    // The new generation keeps consent: 20 s more, nothing fails.
+    let until = l.now - l.t0 + Duration::from_secs(20);
+    l.run_until(until, Duration::from_secs(1), &mut no_loss, |_| false);
+    assert!(!l.server.is_failed() && !l.client.is_failed());
+    assert!(l.up());
+}
+
+/// A restart the participant never answers is abandoned after 20 s: the established generation
+/// was never interrupted and stays, the pending one's ufrag goes to the port to unroute. A
+/// restart before ICE connected keeps the transport (nothing to restart).
+#[test]
+fn an_unanswered_ice_restart_is_abandoned_and_the_established_pair_stays() {
+    let mut idle = Link::new(3, TransportConfig::client(), TransportConfig::default());
+    assert_eq!(
+        idle.server.restart_ice(idle.now),
+        IceRestart::NotEstablished
+    );
+    assert_eq!(idle.server.ice_generation(), None);
+    let mut l = connected(8);
+    l.server_events.clear();
+    let old = l.server.local_credentials().clone();
+    let now = l.now;
+    assert!(matches!(
+        l.server.restart_ice(now),
+        IceRestart::Started { generation: 1, .. }
+    ));
+    let pending = l.server.advertised_credentials().ufrag.clone();
+    let until = l.now - l.t0 + Duration::from_secs(21);
+    l.run_until(until, Duration::from_secs(1), &mut no_loss, |_| false);
+    assert!(
+        l.server_events
+            .iter()
+            .any(|e| matches!(e, TransportEvent::IceRestartFailed { generation: 1, .. })),
+        "{:?}",
+        l.server_events
+    );
+    assert!(!l.server.is_failed() && l.up());
+    assert_eq!(l.server.advertised_credentials(), &old);
+    assert_eq!(l.server.ice_generation(), None);
+    assert_eq!(
+        l.server.take_retired_routes().map(|r| r.ufrags),
+        Some(vec![pending])
+    );
+    // The next restart is generation 2 (generations are never reused).
+    let now = l.now;
+    assert!(matches!(
+        l.server.restart_ice(now),
+        IceRestart::Started { generation: 2, .. }
+    ));
+}

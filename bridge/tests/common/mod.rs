@@ -397,6 +397,16 @@ impl Peers {
         Ok(v["sdp"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// `window[fn](arg)` in `peer`'s page; its value.
+    pub async fn call(&mut self, peer: &str, f: &str, arg: Value) -> Result<Value> {
+        self.send(json!({"cmd": "call", "peer": peer, "fn": f, "arg": arg}))
+            .await?;
+        let v = self
+            .expect_event("result", Some(peer), Duration::from_secs(30))
+            .await?;
+        Ok(v["value"].clone())
+    }
+
     pub async fn send_data(&mut self, peer: &str, text: &str) -> Result<()> {
         self.send(json!({"cmd": "send", "peer": peer, "text": text}))
             .await
@@ -806,6 +816,70 @@ pub fn parse_answer(endpoint: &str, sdp: &str) -> Result<(IceUdpTransport, PeerS
             video_rtx: rtx,
         },
     ))
+}
+
+/// The ICE-UDP transport the bridge answered for endpoint `id`.
+pub fn answered_ice(m: &ConferenceModified, id: &str) -> Result<IceUdpTransport> {
+    m.endpoint(id)
+        .and_then(|e| e.transport.clone())
+        .and_then(|t| t.ice_udp)
+        .with_context(|| format!("no ice-udp transport for {id}"))
+}
+
+/// A two-party call set up as jicofo and lib-jitsi-meet do it: both endpoints allocated with
+/// COLIBRI2 (the first creates the conference), the browsers' answers to offers built from the
+/// bridge's transports, their transports and sources to the bridge, then each browser offered the
+/// other's sources.
+pub struct TwoParty {
+    /// The bridge's transports for A and B, the browsers' transports, their sources.
+    pub ta: IceUdpTransport,
+    pub tb: IceUdpTransport,
+    pub rta: IceUdpTransport,
+    pub rtb: IceUdpTransport,
+    pub sa: PeerSources,
+    pub sb: PeerSources,
+}
+
+pub async fn two_party_call(
+    focus: &Focus,
+    peers: &mut Peers,
+    meeting: &str,
+    (ep_a, ep_b): (&str, &str),
+) -> Result<TwoParty> {
+    let ma = focus
+        .colibri_ok(&modify(meeting, true, vec![endpoint_create(ep_a)]))
+        .await?;
+    let mb = focus
+        .colibri_ok(&modify(meeting, false, vec![endpoint_create(ep_b)]))
+        .await?;
+    let (ta, tb) = (answered_ice(&ma, ep_a)?, answered_ice(&mb, ep_b)?);
+    let ans_a = peers.offer("a", &offer_sdp(&ta, &[])?).await?;
+    let ans_b = peers.offer("b", &offer_sdp(&tb, &[])?).await?;
+    let (rta, sa) = parse_answer(ep_a, &ans_a)?;
+    let (rtb, sb) = parse_answer(ep_b, &ans_b)?;
+    for (id, rt, s) in [(ep_a, &rta, &sa), (ep_b, &rtb, &sb)] {
+        let mut e = Endpoint::new(id);
+        e.transport = Some(Transport {
+            ice_udp: Some(rt.clone()),
+            ..Transport::default()
+        });
+        e.sources = Some(s.colibri());
+        focus.colibri_ok(&modify(meeting, false, vec![e])).await?;
+    }
+    peers
+        .offer("a", &offer_sdp(&ta, std::slice::from_ref(&sb))?)
+        .await?;
+    peers
+        .offer("b", &offer_sdp(&tb, std::slice::from_ref(&sa))?)
+        .await?;
+    Ok(TwoParty {
+        ta,
+        tb,
+        rta,
+        rtb,
+        sa,
+        sb,
+    })
 }
 
 // ------------------------------------------------------------------------------------------------
