@@ -775,7 +775,8 @@ fn ice_restart_the_bridge_declines_falls_back_to_a_reinvite() {
     let (mut h, sid, bs) = restartable(|_| {});
     assert!(h.jingle_from(ROOM, A, &ice_restart_info(&sid, &bs)).is_ok());
     let req = ice_restart_request(&mut h);
-    // What our bridge answers today: the endpoint, no transport.
+    // A bridge that cannot restart (JVB and ours when the transport has failed): the endpoint,
+    // no transport.
     h.respond(req.id, Ok(Some(restart_answer(A, ""))));
     let terms = h.jingles("session-terminate");
     assert_eq!(terms.len(), 1);
