@@ -3,13 +3,15 @@
 //! sends. The JSON wire types live in `signaling::bridge_channel`; this module only maps them.
 
 use signaling::bridge_channel::{
-    BridgeChannelMessage as M, ConnectionStats, DominantSpeakerChange, EndpointConnectivityStatus,
-    EndpointMessage, EndpointStats, ForwardedSources, LastNEndpointsChange,
-    SenderSourceConstraints, SenderVideoConstraints,
+    AudioSourceMapping, AudioSourcesMap, BridgeChannelMessage as M, ConnectionStats,
+    DominantSpeakerChange, EndpointConnectivityStatus, EndpointMessage, EndpointStats,
+    ForwardedSources, LastNEndpointsChange, SenderSourceConstraints, SenderVideoConstraints,
+    VideoSourceMapping, VideoSourcesMap,
 };
 use signaling::sources::VideoType;
 
 use super::allocation::VideoConstraints;
+use super::model::MediaKind;
 
 /// A partial update of a receiver's video constraints (2021 endpoint-based and modern source-based
 /// forms merged: ids in `on_stage`/`selected`/`constraints` are endpoint ids or source names, and the
@@ -200,6 +202,52 @@ pub fn connection_stats(bps: u64) -> String {
     M::ConnectionStats(ConnectionStats {
         estimated_downlink_bandwidth: bps,
     })
+    .to_json()
+}
+
+/// One slot of an SSRC-rewriting receiver as announced (see [`sources_map`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MappedSource<'a> {
+    pub source: &'a str,
+    pub owner: &'a str,
+    pub ssrc: u32,
+    /// Video: the slot's RTX SSRC.
+    pub rtx: u32,
+    pub video_type: VideoType,
+    /// Empty without `rtp-mid-demux`.
+    pub mid: &'a str,
+}
+
+/// `VideoSourcesMap` / `AudioSourcesMap` (jitsi-videobridge `SsrcCache.kt` `notifyMappings`):
+/// which source each of the receiver's slots now carries.
+pub fn sources_map(kind: MediaKind, entries: &[MappedSource<'_>]) -> String {
+    let mid = |m: &str| (!m.is_empty()).then(|| m.to_owned());
+    match kind {
+        MediaKind::Video => M::VideoSourcesMap(VideoSourcesMap {
+            mapped_sources: entries
+                .iter()
+                .map(|e| VideoSourceMapping {
+                    source: e.source.to_owned(),
+                    owner: Some(e.owner.to_owned()),
+                    ssrc: e.ssrc,
+                    rtx: e.rtx,
+                    video_type: e.video_type,
+                    mid: mid(e.mid),
+                })
+                .collect(),
+        }),
+        MediaKind::Audio => M::AudioSourcesMap(AudioSourcesMap {
+            mapped_sources: entries
+                .iter()
+                .map(|e| AudioSourceMapping {
+                    source: e.source.to_owned(),
+                    owner: Some(e.owner.to_owned()),
+                    ssrc: e.ssrc,
+                    mid: mid(e.mid),
+                })
+                .collect(),
+        }),
+    }
     .to_json()
 }
 
