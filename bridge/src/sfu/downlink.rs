@@ -8,6 +8,10 @@
 //! answers to its NACKs ([`Downlink::retransmit`]), sender reports projected onto its streams,
 //! probing ([`Downlink::maybe_probe`], [`Downlink::on_timer`]).
 //!
+//! An SSRC-rewriting receiver ([`SsrcRewriting`], `ssrc_slots.rs`) has projections only for the
+//! sources on its slots; [`Downlink::forward`] adds the slot's deltas to what the projection
+//! computed and forwards only on slots it was told about.
+//!
 //! What a downlink needs from elsewhere is passed in: the receiver's negotiated parameters, the
 //! conference's source table (for the retransmission store) and a lookup of a source owner's
 //! negotiated header extensions.

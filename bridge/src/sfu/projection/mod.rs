@@ -136,9 +136,10 @@ pub struct Projection {
     /// Generation of the source slot this projection belongs to (a reused slot resets it).
     pub source_gen: u32,
     pub target: Target,
-    /// SSRC the receiver knows this source by (the primary SSRC, as signalled by the focus).
+    /// SSRC the receiver knows this source by (the primary SSRC, as signalled by the focus; with
+    /// SSRC rewriting its slot's).
     pub egress_ssrc: u32,
-    /// RTX SSRC the receiver knows (the primary's FID partner).
+    /// RTX SSRC the receiver knows (the primary's FID partner; with SSRC rewriting the slot's).
     pub egress_rtx_ssrc: Option<u32>,
     pub rtx_seq: u16,
     /// Per-receiver keyframe request limiter for this source.
