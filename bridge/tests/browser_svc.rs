@@ -365,8 +365,7 @@ async fn mapped_sources(peers: &mut Peers, ep_a: &str) -> Result<PeerSources> {
             maps.as_array()
                 .into_iter()
                 .flatten()
-                .filter(|m| m["kind"] == kind && m["source"] == source.as_str())
-                .next_back()
+                .rfind(|m| m["kind"] == kind && m["source"] == source.as_str())
                 .cloned()
         };
         let v = latest("video", format!("{ep_a}-v0"));
