@@ -14,7 +14,9 @@
 //! - `*_ssrc_rewriting`: B's endpoint is created with the `ssrc-rewriting` capability and gets no
 //!   SSRC of A's up front; as lib-jitsi-meet (`JingleSessionPC.processSourceMap`) it adds the
 //!   SSRCs (and video RTX) of the bridge's `VideoSourcesMap` / `AudioSourcesMap` for A's sources
-//!   to its remote description, and everything below is asserted on those SSRCs.
+//!   to its remote description, and everything below is asserted on those SSRCs. The VP8 one
+//!   also has `rtp-mid-demux`: B negotiates sdes:mid, puts A's sources on the m-lines named by
+//!   the maps' mids, and its getStats must show A's streams on those m-lines.
 //! - The focus offers what Jicofo offers by default: AV1 41, VP8 100, VP9 101 with RTX, nack/pli/fir
 //!   and transport-cc, the Dependency Descriptor as extension 11 and `extmap-allow-mixed` (without
 //!   it Chromium sends no Dependency Descriptor: the descriptor with its structure needs the
@@ -357,7 +359,12 @@ async fn first_frame(
 /// A's sources as the bridge announced them to B (SSRC rewriting): the latest `VideoSourcesMap`
 /// entry for `<A>-v0` and `AudioSourcesMap` entry for `<A>-a0`, owned by A. The audio one comes
 /// with A's first audio packet.
-async fn mapped_sources(peers: &mut Peers, ep_a: &str) -> Result<PeerSources> {
+/// With `rtp-mid-demux` also the mids announced for them (audio, video).
+async fn mapped_sources(
+    peers: &mut Peers,
+    ep_a: &str,
+    mid_demux: bool,
+) -> Result<(PeerSources, Option<(String, String)>)> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let maps = page_call(peers, "b", "sourceMapsSince", json!(0)).await?;
@@ -376,12 +383,22 @@ async fn mapped_sources(peers: &mut Peers, ep_a: &str) -> Result<PeerSources> {
                 "unexpected mappings {v} {a}"
             );
             let ssrc = |x: &Value| x.as_u64().and_then(|n| u32::try_from(n).ok());
-            return Ok(PeerSources {
+            let mids = match (a["mid"].as_str(), v["mid"].as_str()) {
+                (Some(am), Some(vm)) if mid_demux => Some((am.to_owned(), vm.to_owned())),
+                (None, None) if !mid_demux => None,
+                _ => bail!(
+                    "mids {} / {} with rtp-mid-demux {mid_demux}",
+                    a["mid"],
+                    v["mid"]
+                ),
+            };
+            let sources = PeerSources {
                 endpoint: ep_a.to_owned(),
                 audio: ssrc(&a["ssrc"]).context("audio map without ssrc")?,
                 video: ssrc(&v["ssrc"]).context("video map without ssrc")?,
                 video_rtx: Some(ssrc(&v["rtx"]).context("video map without rtx")?),
-            });
+            };
+            return Ok((sources, mids));
         }
         ensure!(
             Instant::now() < deadline,
@@ -422,6 +439,26 @@ fn outbound_video(st: &Value) -> Vec<Value> {
 enum Receiver {
     SenderSsrcs,
     SsrcRewriting,
+    /// SSRC rewriting with `rtp-mid-demux` and sdes:mid negotiated: each of A's sources gets the
+    /// m-line (mid) its map names, and B's Chromium demuxes by the mid the bridge stamps.
+    SsrcRewritingMidDemux,
+}
+
+/// The sdes:mid extension id in B's offers (free in [`svc_video_rtp`] and `audio_rtp`).
+const MID_ID: u8 = 10;
+
+/// B's offer with sdes:mid on every RTP m-line and A's m-lines named by the bridge's mids.
+fn with_mids(sdp: String, ep_a: &str, mids: Option<&(String, String)>) -> String {
+    let mut s = sdp.replace(
+        "a=rtcp-mux\r\n",
+        &format!("a=rtcp-mux\r\na=extmap:{MID_ID} {}\r\n", hdrext::MID),
+    );
+    if let Some((a, v)) = mids {
+        s = s
+            .replace(&format!("{ep_a}-a0"), a)
+            .replace(&format!("{ep_a}-v0"), v);
+    }
+    s
 }
 
 async fn run_svc(codec: Codec, sender: Sender) -> Result<()> {
@@ -451,7 +488,8 @@ async fn svc_call(
     sender_mode: Sender,
     receiver: Receiver,
 ) -> Result<()> {
-    let rewriting = receiver == Receiver::SsrcRewriting;
+    let rewriting = receiver != Receiver::SenderSsrcs;
+    let mid_demux = receiver == Receiver::SsrcRewritingMidDemux;
     let brewery = format!("jvbbrewery@{}", prosody.internal_muc_domain());
     let mut focus = Focus::start(prosody, &brewery).await?;
     focus
@@ -475,6 +513,26 @@ async fn svc_call(
     if rewriting {
         eb.capabilities.push(capability::SSRC_REWRITING.into());
     }
+    if mid_demux {
+        eb.capabilities.push(capability::RTP_MID_DEMUX.into());
+        for m in &mut eb.media {
+            m.rtp
+                .header_extensions
+                .push(RtpHdrExt::new(MID_ID, hdrext::MID));
+        }
+    }
+    let b_offer = |t: &IceUdpTransport,
+                   remote: &[PeerSources],
+                   video: &RtpParameters,
+                   mids: Option<&(String, String)>|
+     -> Result<String> {
+        let sdp = offer_sdp_with(t, remote, video)?;
+        Ok(if mid_demux {
+            with_mids(sdp, ep_a, mids)
+        } else {
+            sdp
+        })
+    };
     let mb = focus.colibri_ok(&modify(&meeting, false, vec![eb])).await?;
     let transport = |m: &ConferenceModified, id: &str| -> Result<IceUdpTransport> {
         m.endpoint(id)
@@ -485,7 +543,11 @@ async fn svc_call(
     let (ta, tb) = (transport(&ma, ep_a)?, transport(&mb, ep_b)?);
     let video = svc_video_rtp();
     let ans_a = peers.offer("a", &offer_sdp_with(&ta, &[], &video)?).await?;
-    let ans_b = peers.offer("b", &offer_sdp_with(&tb, &[], &video)?).await?;
+    let ans_b = peers.offer("b", &b_offer(&tb, &[], &video, None)?).await?;
+    ensure!(
+        !mid_demux || ans_b.contains(&format!("a=extmap:{MID_ID} {}", hdrext::MID)),
+        "B's answer does not accept sdes:mid:\n{ans_b}"
+    );
     ensure!(
         ans_a.contains(&format!(
             "a=extmap:{DD_ID} {}",
@@ -507,6 +569,7 @@ async fn svc_call(
         focus.colibri_ok(&modify(&meeting, false, vec![e])).await?;
     }
     let primary = sender.sim[0];
+    let mut mids = None;
     let remote_a = if rewriting {
         // No sources from the focus: B waits for the bridge's maps (its channel must open).
         peers
@@ -514,7 +577,8 @@ async fn svc_call(
                 p.stats("b")["dc"] == "open"
             })
             .await?;
-        let mapped = mapped_sources(&mut peers, ep_a).await?;
+        let (mapped, m) = mapped_sources(&mut peers, ep_a, mid_demux).await?;
+        mids = m;
         let all_a: Vec<u32> = sender
             .sim
             .iter()
@@ -537,7 +601,7 @@ async fn svc_call(
     peers
         .offer(
             "b",
-            &offer_sdp_with(&tb, std::slice::from_ref(&remote_a), &video)?,
+            &b_offer(&tb, std::slice::from_ref(&remote_a), &video, mids.as_ref())?,
         )
         .await?;
     // What B receives A's camera and microphone on.
@@ -763,6 +827,15 @@ async fn svc_call(
         sender_requests <= MAX_SENDER_KEYFRAME_REQUESTS,
         "{sender_requests} keyframe requests reached A"
     );
+    if let Some((am, vm)) = &mids {
+        // Chromium put A's media on the m-lines the bridge's mids name.
+        let mid_of = |ssrc: u32| inbound(&st, ssrc).map(|s| s["mid"].clone());
+        ensure!(
+            mid_of(recv) == Some(json!(vm)) && mid_of(recv_audio) == Some(json!(am)),
+            "B's inbound streams are not on the mapped m-lines {am}/{vm}: {}",
+            st["inbound"]
+        );
+    }
     ensure!(
         audio_packets > 0,
         "B got no audio from A on SSRC {recv_audio}: {}",
@@ -799,8 +872,8 @@ async fn browser_svc_av1_l3t3_key_ssrc_rewriting() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_svc_vp8_simulcast_ssrc_rewriting() -> Result<()> {
-    run_svc_with(Codec::Vp8, Sender::Follows, Receiver::SsrcRewriting).await
+async fn browser_svc_vp8_simulcast_ssrc_rewriting_mid_demux() -> Result<()> {
+    run_svc_with(Codec::Vp8, Sender::Follows, Receiver::SsrcRewritingMidDemux).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
