@@ -265,6 +265,26 @@ mod tests {
     use serde_json::Value;
 
     #[test]
+    fn source_maps_are_written_as_jvb_writes_them() {
+        let e = |source, mid| MappedSource {
+            source,
+            owner: "ab12cd34",
+            ssrc: 1_234_567,
+            rtx: 7_654_321,
+            video_type: VideoType::Desktop,
+            mid,
+        };
+        assert_eq!(
+            sources_map(MediaKind::Video, &[e("ab12cd34-v1", "v3")]),
+            r#"{"colibriClass":"VideoSourcesMap","mappedSources":[{"source":"ab12cd34-v1","owner":"ab12cd34","ssrc":1234567,"rtx":7654321,"videoType":"DESKTOP","mid":"v3"}]}"#
+        );
+        assert_eq!(
+            sources_map(MediaKind::Audio, &[e("ab12cd34-a0", "")]),
+            r#"{"colibriClass":"AudioSourcesMap","mappedSources":[{"source":"ab12cd34-a0","owner":"ab12cd34","ssrc":1234567}]}"#
+        );
+    }
+
+    #[test]
     fn decodes_both_constraint_dialects() {
         let m = decode(
             r#"{"colibriClass":"ReceiverVideoConstraints","lastN":2,"onStageEndpoints":["ab"],
