@@ -93,6 +93,7 @@ fn rtp_rewrite(c: &mut Criterion) {
         keep: [(4, 4), (0, 0)],
         tcc_out: TCC_ID,
         allow_two_byte: true,
+        mid: Default::default(),
     };
     let mut out = Vec::with_capacity(1500);
     let mut tcc = 0u16;

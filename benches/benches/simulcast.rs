@@ -245,6 +245,7 @@ fn vp8_benches(c: &mut Criterion) {
         keep: [(0, 0); 2],
         tcc_out: TCC_ID,
         allow_two_byte: false,
+        mid: Default::default(),
     };
     let mut out = Vec::with_capacity(1600);
     let mut proj = new_projection();

@@ -198,6 +198,28 @@ impl Fixture {
         video: RtpParameters,
         sources: fn(&str, u32) -> Vec<MediaSourceDesc>,
     ) -> Self {
+        Self::with_receivers(receivers, cfg, video, sources, false)
+    }
+
+    /// [`Fixture::new`] whose receivers have the `ssrc-rewriting` capability (media on the
+    /// bridge's own SSRCs, `bridge::sfu::ssrc_slots`).
+    pub fn ssrc_rewriting(receivers: usize) -> Self {
+        Self::with_receivers(
+            receivers,
+            SfuConfig::default(),
+            video_params(),
+            sources,
+            true,
+        )
+    }
+
+    fn with_receivers(
+        receivers: usize,
+        cfg: SfuConfig,
+        video: RtpParameters,
+        sources: fn(&str, u32) -> Vec<MediaSourceDesc>,
+        ssrc_rewriting: bool,
+    ) -> Self {
         let now = Instant::now();
         let mut sfu = Sfu::new(cfg);
         let conf = sfu
@@ -212,6 +234,7 @@ impl Fixture {
                 id,
                 audio: audio_params(),
                 video: video.clone(),
+                ssrc_rewriting: ssrc_rewriting && i > 0,
                 ..Default::default()
             };
             let h = sfu

@@ -1,7 +1,8 @@
 //! The forwarding path does not allocate per packet: a counting global allocator watches
-//! `handle_rtp` (video and audio, 1 and 50 receivers) and NACK → RTX after warm-up, the SVC
-//! codec paths (`bridge::sfu::av1`, `bridge::sfu::vp9`) on Chromium-like streams, and the port's
-//! whole path with SRTP: demux → SRTP decrypt → forward → N × SRTP encrypt → flush.
+//! `handle_rtp` (video and audio, 1 and 50 receivers, on the senders' SSRCs and with SSRC
+//! rewriting) and NACK → RTX after warm-up, the SVC codec paths (`bridge::sfu::av1`,
+//! `bridge::sfu::vp9`) on Chromium-like streams, and the port's whole path with SRTP: demux →
+//! SRTP decrypt → forward → N × SRTP encrypt → flush.
 
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,14 @@ fn the_counter_sees_allocations_of_this_thread() {
 
 #[test]
 fn forwarding_path_allocates_nothing_per_packet_once_warm() {
-    for receivers in [1usize, 50] {
-        let mut f = Fixture::new(receivers);
+    // Receivers as the senders' SSRCs, then on the bridge's own (SSRC rewriting: the slots are
+    // given and announced during the warm-up).
+    for (receivers, rewriting) in [(1usize, false), (50, false), (1, true), (50, true)] {
+        let mut f = if rewriting {
+            Fixture::ssrc_rewriting(receivers)
+        } else {
+            Fixture::new(receivers)
+        };
         let (audio, sim, _) = ssrcs(0);
         let mut video = rtp_packet(VP8, 0, 0, sim[0], false, 1160);
         let mut audio_pkt = rtp_packet(OPUS, 0, 0, audio, true, 80);
@@ -74,7 +81,8 @@ fn forwarding_path_allocates_nothing_per_packet_once_warm() {
         );
         assert_eq!(
             n, 0,
-            "{n} allocations for 10000 ingress packets to {receivers} receivers"
+            "{n} allocations for 10000 ingress packets to {receivers} receivers \
+             (SSRC rewriting: {rewriting})"
         );
         assert!(bytes > 0);
     }

@@ -14,7 +14,9 @@
 //! - Endpoint create: needs `<transport>` and the `source-names` capability (else `bad-request`);
 //!   a duplicate id → `conflict`; SCTP only as server on port 5000. The answer carries the bridge's
 //!   ICE-UDP transport (ufrag, pwd, sha-256 fingerprint `actpass`, candidates, `web-socket` when
-//!   colibri-ws is on) and `<sctp port=5000 role=server/>` if SCTP was asked for.
+//!   colibri-ws is on) and `<sctp port=5000 role=server/>` if SCTP was asked for. Capabilities
+//!   `ssrc-rewriting` (and with it `rtp-mid-demux`) are read at creation only
+//!   (`sfu::ssrc_slots`).
 //! - Unknown endpoint → `item-not-found` + `unknown_endpoint` + `<endpoint id/>`, except in
 //!   requests that only expire or force-mute (then it is skipped).
 //! - Sources for a visitor → `bad-request`. Sources are the endpoint's complete set each time.
@@ -395,6 +397,11 @@ fn create_endpoint(
             .unwrap_or_default(),
         initial_last_n: e.initial_last_n,
         visitor,
+        // Decided at creation, as JVB (`Colibri2ConferenceHandler.kt`): mid demuxing only with
+        // SSRC rewriting.
+        ssrc_rewriting: e.has_capability(capability::SSRC_REWRITING),
+        rtp_mid_demux: e.has_capability(capability::SSRC_REWRITING)
+            && e.has_capability(capability::RTP_MID_DEMUX),
     };
     let env = &plane.env;
     let cfg = TransportConfig {

@@ -11,6 +11,12 @@
 //!   alone takes B down to the 180p spatial layer of the SVC stream.
 //! - B receives only. It puts A's camera on stage with source-based `ReceiverVideoConstraints`
 //!   limited to 180p, raises it to 720p, then lowers it to 180p again.
+//! - `*_ssrc_rewriting`: B's endpoint is created with the `ssrc-rewriting` capability and gets no
+//!   SSRC of A's up front; as lib-jitsi-meet (`JingleSessionPC.processSourceMap`) it adds the
+//!   SSRCs (and video RTX) of the bridge's `VideoSourcesMap` / `AudioSourcesMap` for A's sources
+//!   to its remote description, and everything below is asserted on those SSRCs. The VP8 one
+//!   also has `rtp-mid-demux`: B negotiates sdes:mid, puts A's sources on the m-lines named by
+//!   the maps' mids, and its getStats must show A's streams on those m-lines.
 //! - The focus offers what Jicofo offers by default: AV1 41, VP8 100, VP9 101 with RTX, nack/pli/fir
 //!   and transport-cc, the Dependency Descriptor as extension 11 and `extmap-allow-mixed` (without
 //!   it Chromium sends no Dependency Descriptor: the descriptor with its structure needs the
@@ -23,7 +29,7 @@
 //! frame to the end; what A sends in each phase (outbound-rtp: codec, `scalabilityMode`
 //! `L3T3_KEY` at 720p / `L1T3` at 180p on the first SSRC of the SIM group, or the VP8 encodings
 //! on); keyframe requests bounded (B's PLIs, the PLIs/FIRs A received — all the bridge's — and
-//! the bridge's throttled requests).
+//! the bridge's throttled requests); B receives A's audio.
 //!
 //! Decoded frames are logged in B's page by a MediaStreamTrackProcessor on the remote track (each
 //! frame's arrival time, media timestamp and height); the gap is measured on the frames' media
@@ -38,7 +44,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail, ensure};
 use common::*;
 use serde_json::{Value, json};
-use signaling::colibri2::{ConferenceModified, Endpoint, MediaSource, Sources, Transport};
+use signaling::colibri2::{
+    ConferenceModified, Endpoint, MediaSource, Sources, Transport, capability,
+};
 use signaling::ice_udp::IceUdpTransport;
 use signaling::rtp_description::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup};
@@ -348,6 +356,58 @@ async fn first_frame(
     }
 }
 
+/// A's sources as the bridge announced them to B (SSRC rewriting): the latest `VideoSourcesMap`
+/// entry for `<A>-v0` and `AudioSourcesMap` entry for `<A>-a0`, owned by A. The audio one comes
+/// with A's first audio packet.
+/// With `rtp-mid-demux` also the mids announced for them (audio, video).
+async fn mapped_sources(
+    peers: &mut Peers,
+    ep_a: &str,
+    mid_demux: bool,
+) -> Result<(PeerSources, Option<(String, String)>)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let maps = page_call(peers, "b", "sourceMapsSince", json!(0)).await?;
+        let latest = |kind: &str, source: String| {
+            maps.as_array()
+                .into_iter()
+                .flatten()
+                .rfind(|m| m["kind"] == kind && m["source"] == source.as_str())
+                .cloned()
+        };
+        let v = latest("video", format!("{ep_a}-v0"));
+        let a = latest("audio", format!("{ep_a}-a0"));
+        if let (Some(v), Some(a)) = (&v, &a) {
+            ensure!(
+                v["owner"] == ep_a && a["owner"] == ep_a && v["videoType"] == "CAMERA",
+                "unexpected mappings {v} {a}"
+            );
+            let ssrc = |x: &Value| x.as_u64().and_then(|n| u32::try_from(n).ok());
+            let mids = match (a["mid"].as_str(), v["mid"].as_str()) {
+                (Some(am), Some(vm)) if mid_demux => Some((am.to_owned(), vm.to_owned())),
+                (None, None) if !mid_demux => None,
+                _ => bail!(
+                    "mids {} / {} with rtp-mid-demux {mid_demux}",
+                    a["mid"],
+                    v["mid"]
+                ),
+            };
+            let sources = PeerSources {
+                endpoint: ep_a.to_owned(),
+                audio: ssrc(&a["ssrc"]).context("audio map without ssrc")?,
+                video: ssrc(&v["ssrc"]).context("video map without ssrc")?,
+                video_rtx: Some(ssrc(&v["rtx"]).context("video map without rtx")?),
+            };
+            return Ok((sources, mids));
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no VideoSourcesMap and AudioSourcesMap for A at B: {maps}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// B's `ReceiverVideoConstraints`, source-based as the current client sends them: A's camera on
 /// stage at `height`.
 fn on_stage(ep_a: &str, height: u32) -> String {
@@ -371,7 +431,41 @@ fn outbound_video(st: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// The receiver's variant: B gets A's SSRCs from the focus (Jingle source-add), or B's endpoint
+/// has the `ssrc-rewriting` capability and B learns A's media on the bridge's own SSRCs from
+/// `VideoSourcesMap` / `AudioSourcesMap` only, adding them to its remote description as
+/// lib-jitsi-meet does (`JingleSessionPC.processSourceMap`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Receiver {
+    SenderSsrcs,
+    SsrcRewriting,
+    /// SSRC rewriting with `rtp-mid-demux` and sdes:mid negotiated: each of A's sources gets the
+    /// m-line (mid) its map names, and B's Chromium demuxes by the mid the bridge stamps.
+    SsrcRewritingMidDemux,
+}
+
+/// The sdes:mid extension id in B's offers (free in [`svc_video_rtp`] and `audio_rtp`).
+const MID_ID: u8 = 10;
+
+/// B's offer with sdes:mid on every RTP m-line and A's m-lines named by the bridge's mids.
+fn with_mids(sdp: String, ep_a: &str, mids: Option<&(String, String)>) -> String {
+    let mut s = sdp.replace(
+        "a=rtcp-mux\r\n",
+        &format!("a=rtcp-mux\r\na=extmap:{MID_ID} {}\r\n", hdrext::MID),
+    );
+    if let Some((a, v)) = mids {
+        s = s
+            .replace(&format!("{ep_a}-a0"), a)
+            .replace(&format!("{ep_a}-v0"), v);
+    }
+    s
+}
+
 async fn run_svc(codec: Codec, sender: Sender) -> Result<()> {
+    run_svc_with(codec, sender, Receiver::SenderSsrcs).await
+}
+
+async fn run_svc_with(codec: Codec, sender: Sender, receiver: Receiver) -> Result<()> {
     ensure_browser_harness()?;
     let prosody = tokio::task::spawn_blocking(Prosody::start).await??;
     let (media_port, rest_port) = (free_udp_port()?, free_tcp_port()?);
@@ -380,7 +474,7 @@ async fn run_svc(codec: Codec, sender: Sender) -> Result<()> {
         rest_port,
     )
     .await?;
-    let r = svc_call(&prosody, &bridge, codec, sender).await;
+    let r = svc_call(&prosody, &bridge, codec, sender, receiver).await;
     if r.is_err() {
         eprintln!("--- bridge log (tail) ---\n{}", bridge.log_text());
     }
@@ -392,7 +486,10 @@ async fn svc_call(
     bridge: &BridgeProc,
     codec: Codec,
     sender_mode: Sender,
+    receiver: Receiver,
 ) -> Result<()> {
+    let rewriting = receiver != Receiver::SenderSsrcs;
+    let mid_demux = receiver == Receiver::SsrcRewritingMidDemux;
     let brewery = format!("jvbbrewery@{}", prosody.internal_muc_domain());
     let mut focus = Focus::start(prosody, &brewery).await?;
     focus
@@ -412,9 +509,31 @@ async fn svc_call(
     let ma = focus
         .colibri_ok(&modify(&meeting, true, vec![svc_endpoint(ep_a)]))
         .await?;
-    let mb = focus
-        .colibri_ok(&modify(&meeting, false, vec![svc_endpoint(ep_b)]))
-        .await?;
+    let mut eb = svc_endpoint(ep_b);
+    if rewriting {
+        eb.capabilities.push(capability::SSRC_REWRITING.into());
+    }
+    if mid_demux {
+        eb.capabilities.push(capability::RTP_MID_DEMUX.into());
+        for m in &mut eb.media {
+            m.rtp
+                .header_extensions
+                .push(RtpHdrExt::new(MID_ID, hdrext::MID));
+        }
+    }
+    let b_offer = |t: &IceUdpTransport,
+                   remote: &[PeerSources],
+                   video: &RtpParameters,
+                   mids: Option<&(String, String)>|
+     -> Result<String> {
+        let sdp = offer_sdp_with(t, remote, video)?;
+        Ok(if mid_demux {
+            with_mids(sdp, ep_a, mids)
+        } else {
+            sdp
+        })
+    };
+    let mb = focus.colibri_ok(&modify(&meeting, false, vec![eb])).await?;
     let transport = |m: &ConferenceModified, id: &str| -> Result<IceUdpTransport> {
         m.endpoint(id)
             .and_then(|e| e.transport.clone())
@@ -424,7 +543,11 @@ async fn svc_call(
     let (ta, tb) = (transport(&ma, ep_a)?, transport(&mb, ep_b)?);
     let video = svc_video_rtp();
     let ans_a = peers.offer("a", &offer_sdp_with(&ta, &[], &video)?).await?;
-    let ans_b = peers.offer("b", &offer_sdp_with(&tb, &[], &video)?).await?;
+    let ans_b = peers.offer("b", &b_offer(&tb, &[], &video, None)?).await?;
+    ensure!(
+        !mid_demux || ans_b.contains(&format!("a=extmap:{MID_ID} {}", hdrext::MID)),
+        "B's answer does not accept sdes:mid:\n{ans_b}"
+    );
     ensure!(
         ans_a.contains(&format!(
             "a=extmap:{DD_ID} {}",
@@ -445,15 +568,44 @@ async fn svc_call(
         e.sources = sources;
         focus.colibri_ok(&modify(&meeting, false, vec![e])).await?;
     }
-    // source-add to B: A's sources.
-    let remote_a = sender.as_remote(ep_a);
+    let primary = sender.sim[0];
+    let mut mids = None;
+    let remote_a = if rewriting {
+        // No sources from the focus: B waits for the bridge's maps (its channel must open).
+        peers
+            .wait(Duration::from_secs(30), "B's bridge channel open", |p| {
+                p.stats("b")["dc"] == "open"
+            })
+            .await?;
+        let (mapped, m) = mapped_sources(&mut peers, ep_a, mid_demux).await?;
+        mids = m;
+        let all_a: Vec<u32> = sender
+            .sim
+            .iter()
+            .chain(sender.fid.iter().map(|(_, r)| r))
+            .copied()
+            .chain([sender.audio])
+            .collect();
+        ensure!(
+            ![mapped.audio, mapped.video]
+                .into_iter()
+                .chain(mapped.video_rtx)
+                .any(|s| all_a.contains(&s)),
+            "the bridge announced one of A's own SSRCs: {mapped:?} (A: {all_a:?})"
+        );
+        mapped
+    } else {
+        // source-add to B: A's sources.
+        sender.as_remote(ep_a)
+    };
     peers
         .offer(
             "b",
-            &offer_sdp_with(&tb, std::slice::from_ref(&remote_a), &video)?,
+            &b_offer(&tb, std::slice::from_ref(&remote_a), &video, mids.as_ref())?,
         )
         .await?;
-    let primary = sender.sim[0];
+    // What B receives A's camera and microphone on.
+    let (recv, recv_audio) = (remote_a.video, remote_a.audio);
 
     peers
         .wait(Duration::from_secs(30), "both bridge channels open", |p| {
@@ -500,9 +652,9 @@ async fn svc_call(
     );
     let st = peers.fresh_stats("b", SystemTime::now()).await?;
     ensure!(
-        field(&st, primary, "frameHeight") == 180,
+        field(&st, recv, "frameHeight") == 180,
         "B's getStats at 180p: {}",
-        inbound(&st, primary).unwrap_or_default()
+        inbound(&st, recv).unwrap_or_default()
     );
     let sa = peers.fresh_stats("a", SystemTime::now()).await?;
     check_sender(&sa, codec, sender_mode, 180, primary)?;
@@ -583,9 +735,9 @@ async fn svc_call(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let st = peers.fresh_stats("b", SystemTime::now()).await?;
     ensure!(
-        field(&st, primary, "frameHeight") == 720,
+        field(&st, recv, "frameHeight") == 720,
         "B's getStats after the raise: {}",
-        inbound(&st, primary).unwrap_or_default()
+        inbound(&st, recv).unwrap_or_default()
     );
     let sa = peers.fresh_stats("a", SystemTime::now()).await?;
     check_sender(&sa, codec, sender_mode, 720, primary)?;
@@ -613,9 +765,9 @@ async fn svc_call(
     );
     let st = peers.fresh_stats("b", SystemTime::now()).await?;
     ensure!(
-        field(&st, primary, "frameHeight") == 180,
+        field(&st, recv, "frameHeight") == 180,
         "B's getStats after lowering: {}",
-        inbound(&st, primary).unwrap_or_default()
+        inbound(&st, recv).unwrap_or_default()
     );
 
     // Gaps between decoded frames from the first 180p frame to now.
@@ -633,7 +785,8 @@ async fn svc_call(
         .iter()
         .map(|o| o["pliCount"].as_u64().unwrap_or(0) + o["firCount"].as_u64().unwrap_or(0))
         .sum();
-    let receiver_plis = field(&st, primary, "pliCount");
+    let receiver_plis = field(&st, recv, "pliCount");
+    let audio_packets = field(&st, recv_audio, "packets");
     let cs = bridge.colibri_stats().await?;
     let throttled = cs["dropped_packets"]["keyframe_throttled"]
         .as_u64()
@@ -644,13 +797,14 @@ async fn svc_call(
          {lower_ms} ms after the lowering; {} frames \
          over {span} ms, max gap {media_gap:.0} ms (media time) / {wall_gap} ms (arrival); heights \
          other than 720 while at 720: {above_or_below:?}; PLIs from B {receiver_plis}, keyframe \
-         requests to A {sender_requests}, bridge keyframe_throttled {throttled}; B freezes {} \
+         requests to A {sender_requests}, bridge keyframe_throttled {throttled}; B's audio \
+         packets {audio_packets} ({receiver:?}); B freezes {} \
          ({:.2} s), keyframes decoded {}; A applied {}",
         codec.name(),
         all.len(),
-        field(&st, primary, "freezeCount"),
-        inbound(&st, primary).map_or(0.0, |s| s["totalFreezesDuration"].as_f64().unwrap_or(0.0)),
-        field(&st, primary, "keyFramesDecoded"),
+        field(&st, recv, "freezeCount"),
+        inbound(&st, recv).map_or(0.0, |s| s["totalFreezesDuration"].as_f64().unwrap_or(0.0)),
+        field(&st, recv, "keyFramesDecoded"),
         sa["applied"],
     );
     ensure!(
@@ -672,6 +826,20 @@ async fn svc_call(
     ensure!(
         sender_requests <= MAX_SENDER_KEYFRAME_REQUESTS,
         "{sender_requests} keyframe requests reached A"
+    );
+    if let Some((am, vm)) = &mids {
+        // Chromium put A's media on the m-lines the bridge's mids name.
+        let mid_of = |ssrc: u32| inbound(&st, ssrc).map(|s| s["mid"].clone());
+        ensure!(
+            mid_of(recv) == Some(json!(vm)) && mid_of(recv_audio) == Some(json!(am)),
+            "B's inbound streams are not on the mapped m-lines {am}/{vm}: {}",
+            st["inbound"]
+        );
+    }
+    ensure!(
+        audio_packets > 0,
+        "B got no audio from A on SSRC {recv_audio}: {}",
+        st["inbound"]
     );
     ensure!(
         throttled <= MAX_KEYFRAME_THROTTLED,
@@ -695,6 +863,17 @@ async fn browser_svc_vp9_l3t3_key() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_svc_vp8_simulcast() -> Result<()> {
     run_svc(Codec::Vp8, Sender::Follows).await
+}
+
+/// The same with SSRC rewriting on for B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_svc_av1_l3t3_key_ssrc_rewriting() -> Result<()> {
+    run_svc_with(Codec::Av1, Sender::Follows, Receiver::SsrcRewriting).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_svc_vp8_simulcast_ssrc_rewriting_mid_demux() -> Result<()> {
+    run_svc_with(Codec::Vp8, Sender::Follows, Receiver::SsrcRewritingMidDemux).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

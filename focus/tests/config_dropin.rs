@@ -56,9 +56,8 @@ fn defaults_are_the_upstream_jicofo_images() {
         (999_999, 999_999)
     );
     assert!(k.strip_simulcast && k.use_json_encoded_sources);
-    // The one deliberate difference: SSRC rewriting (Jicofo: on) stays off until our bridge
-    // rewrites SSRCs, or rewriting clients would get no sources (focus/src/core/mod.rs).
-    assert!(!k.use_ssrc_rewriting);
+    // SSRC rewriting on, as Jicofo (our bridge rewrites SSRCs: bridge/src/sfu/ssrc_slots.rs).
+    assert!(k.use_ssrc_rewriting);
     // use-rtp-mid-demux and enable-ice-restart (jicofo reference.conf); no docker variable.
     assert!(k.use_rtp_mid_demux && k.enable_ice_restart);
     assert!(k.enable_auto_owner);

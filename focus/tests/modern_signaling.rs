@@ -172,8 +172,7 @@ async fn codecs_ssrc_rewriting_and_ice_restart_on_the_wire() {
     let env = [
         ("ENABLE_CODEC_AV1", "0"),
         ("ENABLE_CODEC_H264", "0"),
-        // Off by default until the bridge rewrites SSRCs (focus/src/core/mod.rs).
-        ("JICOFO_CONF_SSRC_REWRITING", "1"),
+        // SSRC rewriting: on by default, as Jicofo (focus/src/core/mod.rs).
     ];
     let focus = tokio::task::block_in_place(|| FocusProcess::start(&prosody, &env));
     let requests = common::standin::join(&prosody).await;

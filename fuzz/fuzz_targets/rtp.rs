@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
         keep: [(cfg[0], cfg[1]), (cfg[2], cfg[3])],
         tcc_out: cfg[4],
         allow_two_byte: cfg[5] & 1 != 0,
+        mid: Default::default(),
     };
     let tcc_seq = u16::from_be_bytes([cfg[8], cfg[9]]);
     let rw = Rewrite {

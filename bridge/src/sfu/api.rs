@@ -191,6 +191,12 @@ pub struct EndpointParams {
     pub initial_last_n: Option<i32>,
     /// `muc-role="visitor"`: receives only, its messages are not relayed.
     pub visitor: bool,
+    /// Capability `ssrc-rewriting`: it gets the others' media on bridge-chosen SSRCs announced
+    /// over the bridge channel (`ssrc_slots`).
+    pub ssrc_rewriting: bool,
+    /// Capability `rtp-mid-demux` (with `ssrc_rewriting`): each slot has a mid, announced and
+    /// stamped as sdes:mid.
+    pub rtp_mid_demux: bool,
 }
 
 /// A COLIBRI2 update of an existing endpoint; `None` fields are left as they are.

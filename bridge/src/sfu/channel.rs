@@ -3,13 +3,15 @@
 //! sends. The JSON wire types live in `signaling::bridge_channel`; this module only maps them.
 
 use signaling::bridge_channel::{
-    BridgeChannelMessage as M, ConnectionStats, DominantSpeakerChange, EndpointConnectivityStatus,
-    EndpointMessage, EndpointStats, ForwardedSources, LastNEndpointsChange,
-    SenderSourceConstraints, SenderVideoConstraints,
+    AudioSourceMapping, AudioSourcesMap, BridgeChannelMessage as M, ConnectionStats,
+    DominantSpeakerChange, EndpointConnectivityStatus, EndpointMessage, EndpointStats,
+    ForwardedSources, LastNEndpointsChange, SenderSourceConstraints, SenderVideoConstraints,
+    VideoSourceMapping, VideoSourcesMap,
 };
 use signaling::sources::VideoType;
 
 use super::allocation::VideoConstraints;
+use super::model::MediaKind;
 
 /// A partial update of a receiver's video constraints (2021 endpoint-based and modern source-based
 /// forms merged: ids in `on_stage`/`selected`/`constraints` are endpoint ids or source names, and the
@@ -203,6 +205,52 @@ pub fn connection_stats(bps: u64) -> String {
     .to_json()
 }
 
+/// One slot of an SSRC-rewriting receiver as announced (see [`sources_map`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MappedSource<'a> {
+    pub source: &'a str,
+    pub owner: &'a str,
+    pub ssrc: u32,
+    /// Video: the slot's RTX SSRC.
+    pub rtx: u32,
+    pub video_type: VideoType,
+    /// Empty without `rtp-mid-demux`.
+    pub mid: &'a str,
+}
+
+/// `VideoSourcesMap` / `AudioSourcesMap` (jitsi-videobridge `SsrcCache.kt` `notifyMappings`):
+/// which source each of the receiver's slots now carries.
+pub fn sources_map(kind: MediaKind, entries: &[MappedSource<'_>]) -> String {
+    let mid = |m: &str| (!m.is_empty()).then(|| m.to_owned());
+    match kind {
+        MediaKind::Video => M::VideoSourcesMap(VideoSourcesMap {
+            mapped_sources: entries
+                .iter()
+                .map(|e| VideoSourceMapping {
+                    source: e.source.to_owned(),
+                    owner: Some(e.owner.to_owned()),
+                    ssrc: e.ssrc,
+                    rtx: e.rtx,
+                    video_type: e.video_type,
+                    mid: mid(e.mid),
+                })
+                .collect(),
+        }),
+        MediaKind::Audio => M::AudioSourcesMap(AudioSourcesMap {
+            mapped_sources: entries
+                .iter()
+                .map(|e| AudioSourceMapping {
+                    source: e.source.to_owned(),
+                    owner: Some(e.owner.to_owned()),
+                    ssrc: e.ssrc,
+                    mid: mid(e.mid),
+                })
+                .collect(),
+        }),
+    }
+    .to_json()
+}
+
 pub fn connectivity(endpoint: &str, active: bool) -> String {
     M::EndpointConnectivityStatusChangeEvent(EndpointConnectivityStatus {
         endpoint: endpoint.to_owned(),
@@ -215,6 +263,26 @@ pub fn connectivity(endpoint: &str, active: bool) -> String {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn source_maps_are_written_as_jvb_writes_them() {
+        let e = |source, mid| MappedSource {
+            source,
+            owner: "ab12cd34",
+            ssrc: 1_234_567,
+            rtx: 7_654_321,
+            video_type: VideoType::Desktop,
+            mid,
+        };
+        assert_eq!(
+            sources_map(MediaKind::Video, &[e("ab12cd34-v1", "v3")]),
+            r#"{"colibriClass":"VideoSourcesMap","mappedSources":[{"source":"ab12cd34-v1","owner":"ab12cd34","ssrc":1234567,"rtx":7654321,"videoType":"DESKTOP","mid":"v3"}]}"#
+        );
+        assert_eq!(
+            sources_map(MediaKind::Audio, &[e("ab12cd34-a0", "")]),
+            r#"{"colibriClass":"AudioSourcesMap","mappedSources":[{"source":"ab12cd34-a0","owner":"ab12cd34","ssrc":1234567}]}"#
+        );
+    }
 
     #[test]
     fn decodes_both_constraint_dialects() {

@@ -31,8 +31,11 @@ pub struct SfuConfig {
     pub default_max_height: i32,
     /// Bridge-wide last-N bound (`cc.jvb-last-n`), -1 = none.
     pub last_n_limit: i32,
-    /// At most this many video streams per receiver (`ssrc-limit.video`), -1 = none.
+    /// At most this many video streams per receiver (`ssrc-limit.video`), -1 = none; also the
+    /// size of an SSRC-rewriting receiver's video pool (`ssrc_slots`).
     pub max_video_ssrcs: i32,
+    /// The size of an SSRC-rewriting receiver's audio pool (`ssrc-limit.audio`), -1 = unbounded.
+    pub max_audio_ssrcs: i32,
     /// Allocate within the bandwidth estimate (`cc.trust-bwe`); false = as if unlimited.
     pub trust_bwe: bool,
     /// Run a send-side bandwidth estimator (and probing) for receivers that negotiated
@@ -93,6 +96,7 @@ impl Default for SfuConfig {
             default_max_height: 180,
             last_n_limit: -1,
             max_video_ssrcs: 50,
+            max_audio_ssrcs: 50,
             trust_bwe: true,
             bandwidth_estimation: true,
             // JVB pads toward the estimate every 15 ms whenever the allocation wants more; a

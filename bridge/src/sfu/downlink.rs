@@ -8,6 +8,10 @@
 //! answers to its NACKs ([`Downlink::retransmit`]), sender reports projected onto its streams,
 //! probing ([`Downlink::maybe_probe`], [`Downlink::on_timer`]).
 //!
+//! An SSRC-rewriting receiver ([`SsrcRewriting`], `ssrc_slots.rs`) has projections only for the
+//! sources on its slots; [`Downlink::forward`] adds the slot's deltas to what the projection
+//! computed and forwards only on slots it was told about.
+//!
 //! What a downlink needs from elsewhere is passed in: the receiver's negotiated parameters, the
 //! conference's source table (for the retransmission store) and a lookup of a source owner's
 //! negotiated header extensions.
@@ -28,10 +32,12 @@ use super::link_quality::LinkQuality;
 use super::model::{HdrExtIds, MediaKind, MediaParams};
 use super::projection::{Projection, Rewritten, Target, VideoPacket};
 use super::rtcp;
-use super::rtp::{self, ExtMap, Rewrite, RtpPacket};
+use super::rtp::{self, ExtMap, Rewrite, RtpPacket, SdesMid};
 use super::rtx_cache::{NEVER, PacketStore, SentEntry, SentLog, StoreRef};
 use super::settings::ReceiverSettings;
 use super::source::MediaSource;
+use super::ssrc_slots::{Owner, SsrcRewriting};
+use crate::random::Rng;
 
 /// A probe packet that could not be sent (nothing to copy or pad) is retried after this.
 const PROBE_RETRY: Duration = Duration::from_millis(20);
@@ -94,6 +100,9 @@ pub struct Downlink {
     pub timer: Deadline,
     /// RTT and loss as this receiver's reports describe them.
     pub link: LinkQuality,
+    /// SSRC rewriting (the endpoint's `ssrc-rewriting` capability): its slot pools. Its
+    /// projections then exist only for sources that have a slot.
+    pub rewriting: Option<Box<SsrcRewriting>>,
 }
 
 impl Downlink {
@@ -118,7 +127,95 @@ impl Downlink {
             rtx_rate: RateTracker::default(),
             timer: Deadline::default(),
             link: LinkQuality::default(),
+            rewriting: None,
         }
+    }
+
+    /// Removes the projection of `source` (the source went away): its slot, if it has one, is
+    /// freed for the next source with where its RTX stream stands.
+    pub fn drop_projection(&mut self, source: u32) {
+        let Some(p) = self
+            .projections
+            .get_mut(source as usize)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        if let (Some(rw), Some(link)) = (self.rewriting.as_deref_mut(), p.slot) {
+            let pool = rw.pool_mut(p.kind());
+            let mine = pool
+                .get(link.index)
+                .and_then(|s| s.owner)
+                .is_some_and(|o| o.source == source && o.generation == p.source_gen);
+            if mine {
+                pool.release(link.index, p.rtx_seq);
+            }
+        }
+    }
+
+    /// SSRC rewriting: puts `owner` (a source of `kind`) on a slot, the least recently used one
+    /// if the pool is full (`keep`: sources not to take it from), and makes its projection
+    /// there. The previous owner's projection goes (its RTX sequence stays with the slot).
+    /// Returns the slot, `None` if the receiver does not rewrite or every slot is kept.
+    pub fn map_source(
+        &mut self,
+        kind: MediaKind,
+        owner: Owner,
+        keep: &[u32],
+        rng: &mut Rng,
+        taken: impl Fn(u32) -> bool,
+    ) -> Option<usize> {
+        let rw = self.rewriting.as_deref_mut()?;
+        let a = rw.assign(kind, owner, keep, rng, taken)?;
+        let i = a.index;
+        if let Some(ev) = a.evicted
+            && let Some(p) = self
+                .projections
+                .get_mut(ev.source as usize)
+                .and_then(Option::take)
+            && let Some(slot) = rw.pool_mut(kind).get_mut(i as u16)
+        {
+            slot.rtx_seq = p.rtx_seq;
+        }
+        let slot = rw.pool(kind).get(i as u16)?;
+        let (ssrc, rtx, rtx_seq) = (slot.ssrc, slot.rtx, slot.rtx_seq);
+        let si = owner.source as usize;
+        if self.projections.len() <= si {
+            self.projections.resize_with(si + 1, || None);
+        }
+        let fresh = self.projections[si].as_ref().is_none_or(|p| {
+            p.source_gen != owner.generation || p.slot.is_none_or(|l| usize::from(l.index) != i)
+        });
+        if fresh {
+            self.projections[si] = Some(
+                match kind {
+                    MediaKind::Audio => {
+                        Projection::new_audio(owner.generation, ssrc, None, rtx_seq)
+                    }
+                    MediaKind::Video => {
+                        Projection::new_video(owner.generation, ssrc, Some(rtx), rtx_seq)
+                    }
+                }
+                .on_slot(i),
+            );
+        }
+        Some(i)
+    }
+
+    /// The sdes:mid to stamp on what this receiver gets of `source` (SSRC rewriting with
+    /// `rtp-mid-demux` and the extension negotiated), else none.
+    fn slot_mid(&self, source: u32, params: &MediaParams) -> (u8, SdesMid) {
+        let none = (0, SdesMid::default());
+        if params.ext.mid == 0 {
+            return none;
+        }
+        let Some(rw) = self.rewriting.as_deref().filter(|r| r.mid_demux) else {
+            return none;
+        };
+        self.projection(source)
+            .and_then(|p| Some((p.kind(), p.slot?)))
+            .and_then(|(k, l)| rw.pool(k).get(l.index))
+            .map_or(none, |s| (params.ext.mid, s.mid))
     }
 
     pub fn projection_mut(&mut self, source: u32) -> Option<&mut Projection> {
@@ -176,12 +273,22 @@ impl Downlink {
             tcc_seq,
             sent,
             bwe,
+            rewriting,
             ..
         } = self;
         let Some(Some(proj)) = projections.get_mut(m.source as usize) else {
             return;
         };
         if proj.source_gen != m.source_gen {
+            return;
+        }
+        // SSRC rewriting: only on a slot whose mapping the receiver was told.
+        if let Some(rw) = rewriting.as_deref()
+            && !proj
+                .slot
+                .and_then(|l| rw.pool(m.kind).get(l.index))
+                .is_some_and(|s| s.announced)
+        {
             return;
         }
         let pt = m.pkt.payload_type();
@@ -214,8 +321,33 @@ impl Downlink {
                 d
             }
         };
-        let Some(out) = decision else { return };
-        let ext = ext_map(&m.sender_ext, params, m.kind, out.payload.is_av1());
+        let Some(mut out) = decision else { return };
+        let mut mid = (0, SdesMid::default());
+        if let Some(rw) = rewriting.as_deref_mut()
+            && let Some(link) = proj.slot.as_mut()
+        {
+            // Continue the slot: the receiver sees one stream whoever owns it.
+            let mid_demux = rw.mid_demux;
+            let pool = rw.pool_mut(m.kind);
+            let Some(slot) = pool.get_mut(link.index) else {
+                return;
+            };
+            let clock = params.clock_rate(pt).unwrap_or(match m.kind {
+                MediaKind::Audio => 48_000,
+                MediaKind::Video => 90_000,
+            });
+            let min_step = match m.kind {
+                MediaKind::Audio => clock / 50,
+                MediaKind::Video => clock / 30,
+            };
+            out = link.apply(slot, out, now, clock, min_step);
+            if mid_demux && params.ext.mid != 0 {
+                mid = (params.ext.mid, slot.mid);
+            }
+            pool.touch(link.index);
+        }
+        let mut ext = ext_map(&m.sender_ext, params, m.kind, out.payload.is_av1());
+        ext.mid = mid;
         // AV1: the receiver's Dependency Descriptor, written whole.
         let mut dd = [0u8; MAX_LEN];
         let replace = match (&m.video.info.frame, m.video.stream.and_then(|s| s.dd())) {
@@ -301,6 +433,7 @@ impl Downlink {
         sink: &mut impl Sink,
     ) -> bool {
         let me = self.me;
+        let rewrites = self.rewriting.is_some();
         let Some(p) = self.projection_mut(source) else {
             return false;
         };
@@ -308,9 +441,16 @@ impl Downlink {
             return false;
         }
         // Only the SR of the encoding this receiver gets, with that segment's offset.
-        let Some(rtp_timestamp) = p.sr_timestamp(encoding, sr.rtp_timestamp()) else {
+        let Some(mut rtp_timestamp) = p.sr_timestamp(encoding, sr.rtp_timestamp()) else {
             return false;
         };
+        // SSRC rewriting: on the slot's timeline (nothing sent on this mapping yet: no SR).
+        if rewrites {
+            let Some(d) = p.slot.and_then(|l| l.deltas) else {
+                return false;
+            };
+            rtp_timestamp = rtp_timestamp.wrapping_add(d.timestamp);
+        }
         ctx.scratch.clear();
         rtcp::write_sr(
             &mut ctx.scratch,
@@ -369,9 +509,16 @@ impl Downlink {
                 continue;
             };
             let now_ms = self.sent.ms(now);
-            if self
-                .projection(e.source)
-                .is_some_and(|p| p.source_gen as u16 == e.source_gen && p.is_superseded(e.seq))
+            // SSRC rewriting: a packet of a slot's previous owner (the new one started at a
+            // keyframe) or of a mapping that ended.
+            let remapped = self.rewriting.is_some()
+                && !self.projection(e.source).is_some_and(|p| {
+                    p.source_gen as u16 == e.source_gen && p.egress_ssrc == e.ssrc
+                });
+            if remapped
+                || self.projection(e.source).is_some_and(|p| {
+                    p.source_gen as u16 == e.source_gen && p.is_superseded(p.own_seq(e.seq))
+                })
             {
                 ctx.counters.drop(DropReason::NackSuperseded);
                 continue;
@@ -418,7 +565,8 @@ impl Downlink {
                 MediaKind::Audio => audio,
                 MediaKind::Video => video,
             };
-            let ext = ext_map(&s_ext, params, kind, e.rewrite().is_av1());
+            let mut ext = ext_map(&s_ext, params, kind, e.rewrite().is_av1());
+            ext.mid = self.slot_mid(e.source, params);
             // A retransmission is a new packet on the wire: new transport-wide sequence number.
             let rw = Rewrite {
                 ssrc: e.ssrc,
@@ -578,10 +726,11 @@ impl Downlink {
             let Some(s_ext) = sender_ext(src.owner, MediaKind::Video) else {
                 continue;
             };
-            let ext = ext_plan(&s_ext, e.rewrite().is_av1());
+            let mut ext = ext_plan(&s_ext, e.rewrite().is_av1());
             if ext.tcc_out == 0 {
                 break;
             }
+            ext.mid = self.slot_mid(e.source, video);
             let rw = Rewrite {
                 ssrc: e.ssrc,
                 seq: e.seq,
@@ -699,6 +848,7 @@ pub fn ext_map(sender: &HdrExtIds, r: &MediaParams, kind: MediaKind, av1: bool) 
         keep: [keep0, keep1],
         tcc_out: r.ext.transport_cc,
         allow_two_byte: r.allow_mixed,
+        mid: (0, Default::default()),
     }
 }
 

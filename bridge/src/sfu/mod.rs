@@ -35,6 +35,7 @@
 //! | `codec.rs`, `vp8.rs`, `av1/`, `vp9/` | — | the codec interface; VP8 payload descriptor; AV1 Dependency Descriptor (parse, write, per-stream structures); VP9 payload descriptor and scalability structure |
 //! | `allocation.rs`, `layers.rs` | — | layer selection (pure function), layer bitrates and heights |
 //! | `bwe/`, `tcc_feedback/`, `nack_gen.rs`, `recv_stats.rs`, `rtx_cache.rs`, `keyframe.rs` | — | estimator, feedback formats and generators, RR statistics, retransmission store and log, keyframe throttle |
+//! | `ssrc_slots.rs` | per SSRC-rewriting receiver: its pools of bridge-chosen SSRCs, who owns each, what it last carried | continuity across a change of owner, the maps the receiver is told |
 //! | `speaker.rs`, `dsi.rs` | — | dominant speaker detection |
 //! | `rtp.rs`, `rtcp.rs`, `channel.rs` | — | wire formats (RTP, RTCP, bridge-channel JSON) |
 //!
@@ -116,6 +117,7 @@ pub mod sender_constraints;
 mod settings;
 mod source;
 pub mod speaker;
+pub mod ssrc_slots;
 pub mod tcc_feedback;
 mod uplink;
 pub mod vp8;

@@ -168,6 +168,9 @@ pub struct HdrExtIds {
     pub video_orientation: u8,
     /// The AV1 Dependency Descriptor (`hdrext::AV1_DEPENDENCY_DESCRIPTOR`).
     pub dependency_descriptor: u8,
+    /// `urn:ietf:params:rtp-hdrext:sdes:mid`: stamped on what an SSRC-rewriting receiver with
+    /// `rtp-mid-demux` gets (`ssrc_slots`), never forwarded from senders.
+    pub mid: u8,
 }
 
 /// One endpoint's negotiated parameters for one media kind, in per-packet friendly form.
@@ -222,6 +225,7 @@ impl MediaParams {
             transport_cc: id(hdrext::TRANSPORT_CC),
             video_orientation: id(hdrext::VIDEO_ORIENTATION),
             dependency_descriptor: id(hdrext::AV1_DEPENDENCY_DESCRIPTOR),
+            mid: id(hdrext::MID),
         };
         m
     }

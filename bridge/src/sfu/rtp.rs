@@ -330,6 +330,42 @@ pub struct ExtMap {
     pub tcc_out: u8,
     /// The receiver accepts two-byte elements (`extmap-allow-mixed`).
     pub allow_two_byte: bool,
+    /// The receiver's sdes:mid id and the mid to stamp (SSRC rewriting with `rtp-mid-demux`); id
+    /// 0 = none.
+    pub mid: (u8, SdesMid),
+}
+
+/// An RTP `sdes:mid` value the bridge stamps (RFC 8843): a slot's `a<n>` / `v<n>`, at most 4 bytes
+/// (pools hold at most a few hundred slots), kept inline so the packet path copies no string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SdesMid {
+    len: u8,
+    bytes: [u8; 4],
+}
+
+impl SdesMid {
+    /// `<prefix><n>` (empty if it does not fit).
+    pub fn new(prefix: char, n: usize) -> Self {
+        let text = format!("{prefix}{n}");
+        let mut m = SdesMid::default();
+        if text.len() <= m.bytes.len() {
+            m.bytes[..text.len()].copy_from_slice(text.as_bytes());
+            m.len = text.len() as u8;
+        }
+        m
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl ExtMap {
@@ -375,8 +411,9 @@ pub fn write_forwarded(pkt: &RtpPacket<'_>, rw: &Rewrite<'_>, out: &mut Vec<u8>)
 
     // Decide the element form: one-byte unless an element does not fit it and the receiver allows
     // two-byte elements; elements that fit neither are dropped.
-    let mut need_two = rw.ext.tcc_out > 14;
-    let mut any = rw.ext.tcc_out != 0;
+    let mid = (rw.ext.mid.0 != 0 && !rw.ext.mid.1.is_empty()).then_some(rw.ext.mid);
+    let mut need_two = rw.ext.tcc_out > 14 || mid.is_some_and(|(id, _)| id > 14);
+    let mut any = rw.ext.tcc_out != 0 || mid.is_some();
     let element = |id: u8, d| replaced(rw.replace, id, d);
     for (id, d) in pkt.extensions() {
         if let Some(o) = rw.ext.out_id(id) {
@@ -426,6 +463,9 @@ pub fn write_forwarded(pkt: &RtpPacket<'_>, rw: &Rewrite<'_>, out: &mut Vec<u8>)
         }
         if rw.ext.tcc_out != 0 {
             put(out, rw.ext.tcc_out, &rw.tcc_seq.to_be_bytes());
+        }
+        if let Some((id, m)) = mid {
+            put(out, id, m.as_bytes());
         }
         while !(out.len() - data_at).is_multiple_of(4) {
             out.push(0);
@@ -695,6 +735,7 @@ pub(crate) mod tests {
             keep: [(1, 7), (4, 4)],
             tcc_out: 9,
             allow_two_byte: false,
+            mid: Default::default(),
         };
         let mut out = Vec::new();
         write_forwarded(
@@ -744,6 +785,7 @@ pub(crate) mod tests {
             keep: [(1, 20), (0, 0)],
             tcc_out: 0,
             allow_two_byte: true,
+            mid: Default::default(),
         };
         write_forwarded(
             &p,
@@ -788,6 +830,7 @@ pub(crate) mod tests {
             keep: [(0, 0); 2],
             tcc_out: 5,
             allow_two_byte: false,
+            mid: Default::default(),
         };
         let mut out = Vec::new();
         write_padding(

@@ -2112,4 +2112,5 @@ fn conference_outcomes_are_counted_when_they_end() {
     assert_eq!(outcome(&[true, true]), (0, 0));
 }
 
+mod ssrc_rewriting;
 mod svc;

@@ -94,9 +94,9 @@ impl Default for ConferenceConfig {
             max_audio_senders: 999_999,
             max_video_senders: 999_999,
             strip_simulcast: true,
-            // Jicofo's default is on; ours stays off until our bridge rewrites SSRCs, because a
-            // rewriting client gets no Jingle sources and would see no one's media.
-            use_ssrc_rewriting: false,
+            // Jicofo's default (jicofo `reference.conf` `use-ssrc-rewriting = true`); our bridge
+            // rewrites SSRCs too (bridge/src/sfu/ssrc_slots.rs).
+            use_ssrc_rewriting: true,
             use_rtp_mid_demux: true,
             enable_ice_restart: true,
             use_json_encoded_sources: true,

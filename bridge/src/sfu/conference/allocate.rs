@@ -125,6 +125,10 @@ impl Conference {
                 recv.downlink.bwe_bps,
             ));
         }
+        // SSRC rewriting: video slots first (only sources with one get a projection).
+        for (r, alloc, _) in &results {
+            self.map_video(*r, alloc, ctx, sink);
+        }
         let all: Vec<SourceRef<'_>> = self
             .sources
             .iter()
@@ -164,6 +168,7 @@ impl Conference {
             let bandwidth = recv.downlink.available_bandwidth(ctx.cfg.trust_bwe);
             let connected = recv.transport.connected;
             let d = &mut recv.downlink;
+            let rewrites = d.rewriting.is_some();
             for &SourceRef {
                 index: si,
                 generation,
@@ -191,6 +196,10 @@ impl Conference {
                 }
                 let slot = &mut d.projections[i];
                 if slot.as_ref().is_none_or(|p| p.source_gen != generation) {
+                    if rewrites {
+                        // Mapped in `map_video` / on its first packet (audio), or not at all.
+                        continue;
+                    }
                     let rtx_seq = ctx.rng.next_u32() as u16;
                     *slot = Some(match kind {
                         MediaKind::Audio => Projection::new_audio(generation, ssrc, rtx, rtx_seq),

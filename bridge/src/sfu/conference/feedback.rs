@@ -188,7 +188,12 @@ impl Conference {
         ctx: &mut Ctx,
         sink: &mut impl Sink,
     ) {
-        let Some(claim) = self.ssrc_claims.get(&media_ssrc).copied() else {
+        // An SSRC-rewriting receiver names its slot: the source that owns it now.
+        let claim = match self.slot_claim(from, media_ssrc) {
+            Some(c) => c,
+            None => self.ssrc_claims.get(&media_ssrc).copied(),
+        };
+        let Some(claim) = claim else {
             ctx.counters.drop(DropReason::RtcpUnknownSsrc);
             return;
         };

@@ -196,6 +196,10 @@ impl Conference {
             },
             tail_len: pkt.as_bytes().len() - pkt.header_len(),
         };
+        if kind == MediaKind::Audio {
+            // SSRC-rewriting receivers hear a new speaker on a slot announced first.
+            self.map_audio(from.idx, source, source_gen, ctx, sink);
+        }
         let keyframe_for = self.fan_out(now, from.idx, &m, ctx, sink);
         if let Some(s) = stream
             && let Some(Some(src)) = self.sources.get_mut(source as usize)

@@ -17,6 +17,7 @@ use crate::sfu::recv_stats::ReceiveStats;
 use crate::sfu::rtx_cache::SentLog;
 use crate::sfu::settings::ReceiverSettings;
 use crate::sfu::source::MediaSource;
+use crate::sfu::ssrc_slots::SsrcRewriting;
 use crate::sfu::uplink::{SsrcEntry, SsrcRole, Uplink};
 
 use super::{Conference, SsrcClaim};
@@ -53,6 +54,14 @@ impl Conference {
             SentLog::new(cfg.rtx_log_packets, cfg.rtx_max_age, now),
             cfg.initial_bwe_bps,
         );
+        if p.ssrc_rewriting {
+            let cap = |n: i32| usize::try_from(n).unwrap_or(usize::MAX);
+            downlink.rewriting = Some(Box::new(SsrcRewriting::new(
+                cap(cfg.max_audio_ssrcs),
+                cap(cfg.max_video_ssrcs),
+                p.rtp_mid_demux,
+            )));
+        }
         if cfg.bandwidth_estimation && video.ext.transport_cc != 0 {
             let b = SendSideBwe::new(now, cfg.bwe);
             downlink.bwe_bps = Some(b.poll_estimate());
@@ -263,9 +272,7 @@ impl Conference {
             }
         }
         for ep in self.endpoints.iter_mut().flatten() {
-            if let Some(p) = ep.downlink.projections.get_mut(idx as usize) {
-                *p = None;
-            }
+            ep.downlink.drop_projection(idx);
         }
     }
 

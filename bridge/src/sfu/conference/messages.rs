@@ -196,6 +196,9 @@ impl Conference {
                 });
             }
         }
+        // SSRC rewriting: every current mapping (what was sent before may be lost).
+        self.announce_slots(r, MediaKind::Video, false, ctx, sink);
+        self.announce_slots(r, MediaKind::Audio, false, ctx, sink);
         if let Some(Some(ep)) = self.endpoints.get_mut(r as usize) {
             for (_, _, a) in &mut ep.uplink.source_constraints {
                 a.channel_opened(now);

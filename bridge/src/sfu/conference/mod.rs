@@ -12,6 +12,7 @@
 //! | `feedback.rs` | an RTCP compound from an endpoint: sender reports, keyframe requests, NACKs, estimates; keyframe requests toward senders |
 //! | `allocate.rs` | layer selection per receiver, forwarded sets, sender constraints |
 //! | `messages.rs` | bridge-channel messages in and out, dominant speaker changes |
+//! | `slots.rs` | SSRC rewriting: receivers' slots given to sources, the maps they are told, their feedback translated |
 //! | `periodic.rs` | the conference's timers: receiver reports, speaker, housekeeping, layer and probe checks; uplink and downlink timers |
 
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ mod media;
 mod membership;
 mod messages;
 mod periodic;
+mod slots;
 
 /// Most recent dominant speakers kept (JVB keeps 10).
 const RECENT_SPEAKERS: usize = 10;

@@ -28,6 +28,8 @@ use std::time::Instant;
 
 use super::codec::{FrameDesc, VideoInfo};
 use super::keyframe::RateLimit;
+use super::model::MediaKind;
+use super::ssrc_slots::SlotLink;
 
 mod av1;
 mod generic;
@@ -135,15 +137,19 @@ pub struct Projection {
     /// Generation of the source slot this projection belongs to (a reused slot resets it).
     pub source_gen: u32,
     pub target: Target,
-    /// SSRC the receiver knows this source by (the primary SSRC, as signalled by the focus).
+    /// SSRC the receiver knows this source by (the primary SSRC, as signalled by the focus; with
+    /// SSRC rewriting its slot's).
     pub egress_ssrc: u32,
-    /// RTX SSRC the receiver knows (the primary's FID partner).
+    /// RTX SSRC the receiver knows (the primary's FID partner; with SSRC rewriting the slot's).
     pub egress_rtx_ssrc: Option<u32>,
     pub rtx_seq: u16,
     /// Per-receiver keyframe request limiter for this source.
     pub keyframe_limit: RateLimit,
     pub packets_sent: u64,
     pub last_sent_at: Option<Instant>,
+    /// SSRC rewriting: the receiver's slot this source is forwarded on (its SSRCs are then the
+    /// slot's), and the deltas that continue the slot ([`crate::sfu::ssrc_slots`]).
+    pub slot: Option<SlotLink>,
     state: State,
 }
 
@@ -199,7 +205,30 @@ impl Projection {
             keyframe_limit: RateLimit::per_receiver(),
             packets_sent: 0,
             last_sent_at: None,
+            slot: None,
             state,
+        }
+    }
+
+    /// The projection on slot `index` of an SSRC-rewriting receiver.
+    pub fn on_slot(mut self, index: usize) -> Self {
+        self.slot = Some(SlotLink::new(index));
+        self
+    }
+
+    /// The egress sequence number the projection itself computed for `seq` as sent (what the
+    /// slot's deltas were added to).
+    pub fn own_seq(&self, seq: u16) -> u16 {
+        match self.slot.and_then(|l| l.deltas) {
+            Some(d) => seq.wrapping_sub(d.seq),
+            None => seq,
+        }
+    }
+
+    pub fn kind(&self) -> MediaKind {
+        match self.state {
+            State::Audio(_) => MediaKind::Audio,
+            State::Video(_) => MediaKind::Video,
         }
     }
 

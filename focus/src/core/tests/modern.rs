@@ -45,11 +45,8 @@ fn members_allocated(
     members: &[(&str, &[&str])],
     tweak: impl FnOnce(&mut CoreConfig),
 ) -> (Harness, Vec<Req>) {
-    // SSRC rewriting on, as Jicofo has it by default (ours waits for the bridge: core/mod.rs).
-    let mut h = Harness::with(|c| {
-        c.conference.use_ssrc_rewriting = true;
-        tweak(c);
-    });
+    // SSRC rewriting on: the default, as Jicofo's (core/mod.rs).
+    let mut h = Harness::with(tweak);
     h.add_bridge("jvb1", 0.1);
     h.create_room(ROOM);
     for (n, f) in members {
