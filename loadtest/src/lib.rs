@@ -23,7 +23,9 @@
 //! - [`janus`]: the same participants through Janus's VideoRoom instead (`loadtest --sfu janus`,
 //!   a local Janus on loopback), for side-by-side runs (`loadtest --compare`).
 
+pub mod av1;
 pub mod deployment;
+pub mod dialect;
 pub mod janus;
 pub mod media;
 pub mod participant;
