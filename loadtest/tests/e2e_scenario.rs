@@ -330,7 +330,13 @@ fn check_current_client_media(report: &loadtest::report::RunReport, logs: &str) 
         }
         assert_eq!(p.receive_drops.malformed, 0);
         assert_eq!(p.receive_drops.av1_without_descriptor, 0);
-        assert!(p.channel.sent >= 2, "constraints and the video type: {:?}", p.channel);
+        // Constraints, and from a sender its camera's video type.
+        assert!(
+            p.channel.sent >= 1 + u64::from(p.sender),
+            "{}: {:?}",
+            p.endpoint,
+            p.channel
+        );
         assert!(
             p.channel.by_class.contains_key("ForwardedSources"),
             "{:?}",
@@ -340,6 +346,7 @@ fn check_current_client_media(report: &loadtest::report::RunReport, logs: &str) 
             // Somebody has each sender on stage: the bridge asked for 720p, all three spatial
             // layers go out (L3T3_KEY).
             assert_eq!(p.channel.sender_max_height, Some(720), "{:?}", p.channel);
+            assert!(p.channel.by_class.contains_key("SenderSourceConstraints"));
             assert_eq!(p.sent_layers, 3, "{}", p.endpoint);
         }
     }
