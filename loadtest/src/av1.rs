@@ -406,10 +406,9 @@ mod tests {
                                 f.spatial,
                                 f.temporal
                             ),
-                            None => assert!(
-                                f.kind == FrameKind::Key,
-                                "a chain starts at a keyframe"
-                            ),
+                            None => {
+                                assert!(f.kind == FrameKind::Key, "a chain starts at a keyframe")
+                            }
                         }
                     }
                     for c in 0..usize::from(s.chain_count) {

@@ -35,7 +35,9 @@ impl FromStr for Dialect {
         match s {
             "2021" | "legacy" => Ok(Dialect::Y2021),
             "current" | "modern" => Ok(Dialect::Current),
-            other => Err(format!("unknown dialect {other:?} (expected 2021 or current)")),
+            other => Err(format!(
+                "unknown dialect {other:?} (expected 2021 or current)"
+            )),
         }
     }
 }

@@ -583,7 +583,10 @@ mod tests {
         let s = m.receiver.source(5001).unwrap();
         assert_eq!((s.owner.as_str(), s.kind), ("aaaa0001", Kind::Video));
         assert_eq!(s.name.as_deref(), Some("aaaa0001-v0"));
-        assert!(m.receiver.source(5003).is_none(), "our own source is not received");
+        assert!(
+            m.receiver.source(5003).is_none(),
+            "our own source is not received"
+        );
         assert_eq!(m.receiver.source(6002).unwrap().kind, Kind::Audio);
         // The stage follows the mapped video source.
         assert_eq!(m.on_stage(), Some("aaaa0001"));
@@ -614,12 +617,16 @@ mod tests {
     #[test]
     fn sender_constraints_by_dialect() {
         let now = Instant::now();
-        let svc = r#"{"colibriClass":"SenderVideoConstraints","videoConstraints":{"idealHeight":180}}"#;
+        let svc =
+            r#"{"colibriClass":"SenderVideoConstraints","videoConstraints":{"idealHeight":180}}"#;
         let ssc = r#"{"colibriClass":"SenderSourceConstraints","sourceName":"cccc0003-v0","maxHeight":360}"#;
         let other = r#"{"colibriClass":"SenderSourceConstraints","sourceName":"dddd0004-v0","maxHeight":0}"#;
         let mut current = endpoint(now, Client::CURRENT);
         current.on_channel_message(now, svc);
-        assert_eq!(current.channel.sender_max_height, None, "the endpoint form is ignored");
+        assert_eq!(
+            current.channel.sender_max_height, None,
+            "the endpoint form is ignored"
+        );
         current.on_channel_message(now, ssc);
         current.on_channel_message(now, other);
         assert_eq!(current.channel.sender_max_height, Some(360));

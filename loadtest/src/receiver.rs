@@ -673,7 +673,11 @@ mod tests {
             .collect();
         tracks.sort_unstable();
         assert_eq!(tracks, vec![("aaaa0001", 11), ("bbbb0002", 7)]);
-        assert_eq!(r.snapshot().len(), 2, "window counters per track, not per SSRC");
+        assert_eq!(
+            r.snapshot().len(),
+            2,
+            "window counters per track, not per SSRC"
+        );
         // Freed: no longer attributed.
         r.remove_source(7);
         assert!(r.source(7).is_none());

@@ -420,7 +420,11 @@ pub fn video_lines(r: &RunReport) -> Vec<String> {
     }
     let mut out = Vec::new();
     for p in &r.participants {
-        for t in p.tracks.iter().filter(|t| t.kind == Kind::Video && t.packets > 0) {
+        for t in p
+            .tracks
+            .iter()
+            .filter(|t| t.kind == Kind::Video && t.packets > 0)
+        {
             let layer = t.spatial.map(|s| format!(" (S{s})")).unwrap_or_default();
             let undecodable = if t.undecodable_frames > 0 {
                 format!(", {} undecodable frames", t.undecodable_frames)
@@ -460,8 +464,16 @@ pub fn human(r: &RunReport) -> String {
     let _ = writeln!(
         o,
         "client: lib-jitsi-meet {} dialect, video {}, SSRC rewriting {}",
-        if sc.dialect.is_empty() { "2021" } else { &sc.dialect },
-        if sc.video_codec.is_empty() { "vp8" } else { &sc.video_codec },
+        if sc.dialect.is_empty() {
+            "2021"
+        } else {
+            &sc.dialect
+        },
+        if sc.video_codec.is_empty() {
+            "vp8"
+        } else {
+            &sc.video_codec
+        },
         if sc.ssrc_rewriting { "on" } else { "off" }
     );
     let _ = writeln!(

@@ -157,7 +157,10 @@ mod tests {
         // Short elements only: the one-byte form, as before.
         write_header(&mut out, &h, &[(5, &transport_cc(2)), (11, &long[..3])]);
         assert_eq!(&out[12..14], &[0xBE, 0xDE]);
-        assert_eq!(RtpPacket::parse(&out).unwrap().extension(11), Some(&long[..3]));
+        assert_eq!(
+            RtpPacket::parse(&out).unwrap().extension(11),
+            Some(&long[..3])
+        );
     }
 
     #[test]

@@ -216,7 +216,9 @@ impl MediaSender {
             })
             .unwrap_or_default();
         let svc = match video.as_ref().map(|v| v.codec) {
-            Some(VideoCodec::Av1 { .. }) => Some(KsvcEncoder::new(MAX_SPATIAL_LAYERS, next() as u16)),
+            Some(VideoCodec::Av1 { .. }) => {
+                Some(KsvcEncoder::new(MAX_SPATIAL_LAYERS, next() as u16))
+            }
             _ => None,
         };
         let n = if svc.is_some() {
@@ -972,7 +974,10 @@ mod tests {
         for (i, p) in out.rtp.iter().enumerate() {
             let pkt = RtpPacket::parse(p).unwrap();
             assert_eq!(pkt.ssrc(), 10, "one SSRC carries every spatial layer");
-            assert!(pkt.extension(11).is_some(), "every packet has its descriptor");
+            assert!(
+                pkt.extension(11).is_some(),
+                "every packet has its descriptor"
+            );
             assert!(pkt.extension(3).is_some() && pkt.transport_cc_seq(5).is_some());
             two_byte += usize::from(p[12..14] == [0x10, 0x00]);
             bytes += pkt.payload().len();

@@ -456,7 +456,10 @@ impl LocalSources {
         let mut s = Source::named(ssrc, name);
         let msid = if self.current {
             // lib-jitsi-meet `TraceablePeerConnection`: `<ep>-<type>-<idx>-<tpc id> <track>-<tpc id>`.
-            format!("{}-{kind}-0-1 {}-{kind}-track-1", self.endpoint, self.endpoint)
+            format!(
+                "{}-{kind}-0-1 {}-{kind}-track-1",
+                self.endpoint, self.endpoint
+            )
         } else {
             format!("{} {}-{kind}", self.stream_id, self.endpoint)
         };
@@ -641,7 +644,10 @@ pub fn receiver_source_constraints(
 ) -> String {
     let mut constraints = BTreeMap::new();
     if let Some(source) = on_stage {
-        constraints.insert(source.to_owned(), VideoConstraints::max_height(stage_height));
+        constraints.insert(
+            source.to_owned(),
+            VideoConstraints::max_height(stage_height),
+        );
     }
     let staged: Vec<String> = on_stage.into_iter().map(str::to_owned).collect();
     BridgeChannelMessage::ReceiverVideoConstraints(ReceiverVideoConstraints {
@@ -727,7 +733,11 @@ mod tests {
         assert_eq!(neg.audio_ext(hdrext::AUDIO_LEVEL), Some(1));
         assert_eq!(neg.video_ext(hdrext::ABS_SEND_TIME), Some(3));
         assert_eq!(neg.transport_cc(), Some(5));
-        assert_eq!(neg.dependency_descriptor(), Some(11), "the 2021 accept leaves it out");
+        assert_eq!(
+            neg.dependency_descriptor(),
+            Some(11),
+            "the 2021 accept leaves it out"
+        );
 
         let mut n = 0u32;
         let local = LocalSources::new("abcdef01", true, 3, || {
@@ -915,22 +925,42 @@ mod tests {
         )
         .unwrap();
         let t = local_transport(&ours, "127.0.0.1:40000".parse().unwrap());
-        let accept = session_accept(&offer, &neg, &local, &t, "room@conference.meet.example/abcdef01");
+        let accept = session_accept(
+            &offer,
+            &neg,
+            &local,
+            &t,
+            "room@conference.meet.example/abcdef01",
+        );
         let back = Jingle::from_xml(&accept.to_xml()).unwrap();
         let video = back.content("video").unwrap().description.as_ref().unwrap();
-        let names: Vec<&str> = video.rtp.payload_types.iter().map(|p| p.name.as_str()).collect();
+        let names: Vec<&str> = video
+            .rtp
+            .payload_types
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         assert_eq!(names, vec!["AV1", "rtx", "VP8", "rtx"], "AV1 preferred");
-        assert_eq!(video.rtp.hdrext_id(hdrext::AV1_DEPENDENCY_DESCRIPTOR), Some(11));
+        assert_eq!(
+            video.rtp.hdrext_id(hdrext::AV1_DEPENDENCY_DESCRIPTOR),
+            Some(11)
+        );
         assert!(video.rtp.extmap_allow_mixed);
         // Named sources with videoType on video, msid in the current client's form; what the
         // focus accepts from a participant.
         let map = ConferenceSourceMap::from_jingle(&back, Some("abcdef01")).unwrap();
         let mine = map.get("abcdef01").unwrap();
-        assert!(mine.video.sources.iter().all(|s| s.video_type == Some(VideoType::Camera)
-            && s.name.as_deref() == Some("abcdef01-v0")
-            && s.msid().is_some_and(|m| m.starts_with("abcdef01-video-0-1 "))));
-        assert!(mine.audio.sources.iter().all(|s| s.video_type.is_none()
-            && s.msid().is_some_and(|m| m.starts_with("abcdef01-audio-0-1 "))));
+        assert!(mine.video.sources.iter().all(|s| {
+            s.video_type == Some(VideoType::Camera)
+                && s.name.as_deref() == Some("abcdef01-v0")
+                && s.msid()
+                    .is_some_and(|m| m.starts_with("abcdef01-video-0-1 "))
+        }));
+        assert!(mine.audio.sources.iter().all(|s| {
+            s.video_type.is_none()
+                && s.msid()
+                    .is_some_and(|m| m.starts_with("abcdef01-audio-0-1 "))
+        }));
         signaling::source_map::validate_endpoint("abcdef01", mine).unwrap();
         // The 2021 client accepts VP8 only, and no descriptor.
         let legacy_local = LocalSources {
@@ -959,7 +989,10 @@ mod tests {
         assert_eq!(c.selected_sources, Some(vec!["11111111-v0".to_owned()]));
         assert_eq!(c.on_stage_endpoints, None);
         assert_eq!(c.constraints.unwrap()["11111111-v0"].max_height, 720);
-        assert_eq!(c.default_constraints, Some(VideoConstraints::max_height(180)));
+        assert_eq!(
+            c.default_constraints,
+            Some(VideoConstraints::max_height(180))
+        );
         // Tile view: nobody selected, everybody a thumbnail.
         let BridgeChannelMessage::ReceiverVideoConstraints(c) =
             BridgeChannelMessage::parse(&receiver_source_constraints(None, 720, 180)).unwrap()
@@ -973,7 +1006,10 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((v.source_name.as_str(), v.video_type), ("abcdef01-v0", VideoType::Camera));
+        assert_eq!(
+            (v.source_name.as_str(), v.video_type),
+            ("abcdef01-v0", VideoType::Camera)
+        );
 
         let current = Client {
             ssrc_rewriting: true,
@@ -991,7 +1027,11 @@ mod tests {
         let extra = presence_extra("abcdef01", "n", true, true, &current);
         let caps = extra.iter().find(|e| e.is("c", NS_CAPS)).unwrap();
         assert_eq!(caps.attr("ver"), Some(caps_ver(&f).as_str()));
-        assert!(extra.iter().all(|e| e.name() != "audiomuted" && e.name() != "videoType"));
+        assert!(
+            extra
+                .iter()
+                .all(|e| e.name() != "audiomuted" && e.name() != "videoType")
+        );
         let codecs = extra
             .iter()
             .find(|e| e.name() == "jitsi_participant_codecList")

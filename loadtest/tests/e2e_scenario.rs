@@ -290,7 +290,12 @@ fn check_current_client_media(report: &loadtest::report::RunReport, logs: &str) 
     assert_eq!(senders.len(), 2);
     let tile_viewer = report.participants.iter().max_by_key(|p| p.index).unwrap();
     for p in &report.participants {
-        assert!(p.missing.is_empty(), "{}: missing {:?}", p.endpoint, p.missing);
+        assert!(
+            p.missing.is_empty(),
+            "{}: missing {:?}",
+            p.endpoint,
+            p.missing
+        );
         // Stage view puts the lowest endpoint id among the other senders on stage.
         let on_stage = (p.index != tile_viewer.index)
             .then(|| senders.iter().filter(|e| **e != p.endpoint).min().copied())
@@ -351,8 +356,14 @@ fn check_current_client_media(report: &loadtest::report::RunReport, logs: &str) 
         }
     }
     let text = report.text();
-    assert!(text.contains("lib-jitsi-meet current dialect, video av1"), "{text}");
-    assert!(text.contains("av1 720p (S2)") && text.contains("av1 180p (S0)"), "{text}");
+    assert!(
+        text.contains("lib-jitsi-meet current dialect, video av1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("av1 720p (S2)") && text.contains("av1 180p (S0)"),
+        "{text}"
+    );
     assert!(report.succeeded());
 }
 
@@ -364,7 +375,12 @@ fn e2e_current_client_av1_svc_on_stage_at_720p_thumbnails_at_180p() {
     check_current_client_media(&report, &logs);
     for p in &report.participants {
         // Without SSRC rewriting the focus signals the others' sources in Jingle.
-        assert!(p.jingle_sources >= 2, "{}: {}", p.endpoint, p.jingle_sources);
+        assert!(
+            p.jingle_sources >= 2,
+            "{}: {}",
+            p.endpoint,
+            p.jingle_sources
+        );
     }
 }
 
