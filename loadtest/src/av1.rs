@@ -51,8 +51,8 @@ pub fn layer_bitrate(n: u8, s: u8) -> u32 {
 /// say `max_height` (negative: no limit; 0: the encoding is switched off).
 pub fn spatial_layers_for(max_height: i32) -> u8 {
     match max_height {
-        h if h < 0 || h >= 720 => 3,
-        h if h >= 360 => 2,
+        ..0 | 720.. => 3,
+        360.. => 2,
         0 => 0,
         _ => 1,
     }

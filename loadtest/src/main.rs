@@ -7,6 +7,10 @@
 //! # the same participants through a local Janus (VideoRoom), then both in one table:
 //! target/release/loadtest --sfu janus --participants 10 --json janus.json
 //! target/release/loadtest --compare run.json janus.json
+//! # the current lib-jitsi-meet's dialect: AV1 L3T3_KEY, source-based constraints, one tile viewer,
+//! # SSRC rewriting (the local focus enables it)
+//! target/release/loadtest --dialect current --participants 4 --senders 2 --tile-viewers 1 \
+//!     --ssrc-rewriting
 //! ```
 //!
 //! Exit status: 0 when every participant joined and nothing failed, 2 when the run completed with

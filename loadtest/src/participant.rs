@@ -729,10 +729,10 @@ impl Participant {
             self.cfg.seed,
         );
         let rtcp_ssrc = self.sources.audio.unwrap_or(1);
+        // Whatever our dialect, AV1 from the bridge is read through its descriptor (the focus
+        // offered it to every participant).
         let mut receiver = MediaReceiver::new(now, rtcp_ssrc, neg.transport_cc());
-        if self.cfg.client.is_current()
-            && let Some((pt, dd)) = neg.av1_with_dd()
-        {
+        if let Some((pt, dd)) = neg.av1_with_dd() {
             receiver.set_av1(pt.id, dd);
         }
         let mut media = MediaEndpoint::new(

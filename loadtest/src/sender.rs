@@ -74,6 +74,22 @@ pub struct VideoConfig {
     pub abs_send_time_ext: Option<u8>,
 }
 
+/// Bytes of a frame of an encoding (or spatial layer) sending `bitrate_bps`: delta frames shrink
+/// so that one keyframe per keyframe interval averages to the bitrate, and temporal base frames
+/// are larger than the others ([`TID_WEIGHT`]).
+fn frame_bytes(v: &VideoConfig, bitrate_bps: u32, keyframe: bool, tid: u8) -> usize {
+    let fps = f64::from(v.fps.max(1));
+    let avg = f64::from(bitrate_bps) / 8.0 / fps;
+    let frames_per_key = (v.keyframe_interval.as_secs_f64() * fps).max(1.0);
+    let delta = avg * frames_per_key / (frames_per_key - 1.0 + KEYFRAME_FACTOR);
+    let size = if keyframe {
+        delta * KEYFRAME_FACTOR
+    } else {
+        delta * TID_WEIGHT[usize::from(tid.min(2))]
+    };
+    (size as usize).max(20)
+}
+
 /// Jitsi's VP8 simulcast: 180p / 360p / 720p at ≈ 150 k / 500 k / 1.5 Mbps.
 pub fn default_layers(ssrcs: [u32; 3]) -> Vec<LayerConfig> {
     let dims = [
@@ -448,10 +464,10 @@ impl MediaSender {
         self.video = Some(v);
     }
 
-    fn send_frame_with(&mut self, now: Instant, v: &VideoConfig, sink: &mut impl PacketSink) {
-        let fps = v.fps.max(1);
+    /// The 90 kHz clock of a frame captured at `now` (before an SSRC's offset), and its
+    /// abs-send-time.
+    fn frame_clock(&self, now: Instant) -> (u32, [u8; 3]) {
         let elapsed = now.saturating_duration_since(self.start);
-        // 90 kHz clock from the capture time.
         let ts90 = (elapsed.as_micros() * 9 / 100) as u32;
         let abs = abs_send_time(
             self.wall_start
@@ -459,6 +475,33 @@ impl MediaSender {
                 .unwrap_or_default()
                 + elapsed,
         );
+        (ts90, abs)
+    }
+
+    /// The header extensions of a video packet: abs-send-time, transport-cc, and (AV1) the
+    /// Dependency Descriptor, those that are negotiated; and how many.
+    fn video_exts<'a>(
+        v: &VideoConfig,
+        abs: &'a [u8; 3],
+        tcc: &'a [u8; 2],
+        dd: Option<(u8, &'a [u8])>,
+    ) -> ([(u8, &'a [u8]); 3], usize) {
+        let mut exts: [(u8, &[u8]); 3] = [(0, &[]), (0, &[]), (0, &[])];
+        let mut n = 0;
+        let all = [
+            v.abs_send_time_ext.map(|id| (id, &abs[..])),
+            v.transport_cc_ext.map(|id| (id, &tcc[..])),
+            dd,
+        ];
+        for e in all.into_iter().flatten() {
+            exts[n] = e;
+            n += 1;
+        }
+        (exts, n)
+    }
+
+    fn send_frame_with(&mut self, now: Instant, v: &VideoConfig, sink: &mut impl PacketSink) {
+        let (ts90, abs) = self.frame_clock(now);
         for li in 0..self.layers.len() {
             let Some(layer) = self.layers.get(li).cloned() else {
                 continue;
@@ -477,16 +520,7 @@ impl MediaSender {
             } else {
                 layer.tl0_pic_idx
             };
-            let avg = f64::from(layer.cfg.bitrate_bps) / 8.0 / f64::from(fps);
-            // Delta frames shrink so that the keyframe interval averages to the target bitrate.
-            let frames_per_key = (v.keyframe_interval.as_secs_f64() * f64::from(fps)).max(1.0);
-            let delta = avg * frames_per_key / (frames_per_key - 1.0 + KEYFRAME_FACTOR);
-            let size = if keyframe {
-                delta * KEYFRAME_FACTOR
-            } else {
-                delta * TID_WEIGHT[usize::from(tid)]
-            } as usize;
-            let size = size.max(20);
+            let size = frame_bytes(v, layer.cfg.bitrate_bps, keyframe, tid);
             let packets = size.div_ceil(MAX_VIDEO_PAYLOAD).max(1);
             let per_packet = size.div_ceil(packets);
             let ts = ts90.wrapping_add(layer.ts_offset);
@@ -495,16 +529,7 @@ impl MediaSender {
             for p in 0..packets {
                 seq = seq.wrapping_add(1);
                 let tcc_b = self.tcc();
-                let mut exts: [(u8, &[u8]); 2] = [(0, &[]), (0, &[])];
-                let mut n = 0;
-                if let Some(id) = v.abs_send_time_ext {
-                    exts[n] = (id, &abs);
-                    n += 1;
-                }
-                if let Some(id) = v.transport_cc_ext {
-                    exts[n] = (id, &tcc_b);
-                    n += 1;
-                }
+                let (exts, n) = Self::video_exts(v, &abs, &tcc_b, None);
                 let header = RtpHeader {
                     payload_type: v.payload_type,
                     marker: p + 1 == packets,
@@ -583,29 +608,14 @@ impl MediaSender {
             self.svc = Some(enc);
             return;
         };
-        let fps = v.fps.max(1);
-        let elapsed = now.saturating_duration_since(self.start);
-        let ts = ((elapsed.as_micros() * 9 / 100) as u32).wrapping_add(layer.ts_offset);
-        let abs = abs_send_time(
-            self.wall_start
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                + elapsed,
-        );
+        let (ts90, abs) = self.frame_clock(now);
+        let ts = ts90.wrapping_add(layer.ts_offset);
         let n = enc.spatial_layers();
         let frames: Vec<crate::av1::SvcFrame> = enc.next_temporal_unit().to_vec();
         let mut dd = [0u8; bridge::sfu::av1::descriptor::MAX_LEN];
-        let frames_per_key = (v.keyframe_interval.as_secs_f64() * f64::from(fps)).max(2.0);
         for (fi, f) in frames.iter().enumerate() {
             let keyframe = f.kind == crate::av1::FrameKind::Key;
-            let avg = f64::from(layer_bitrate(n, f.spatial)) / 8.0 / f64::from(fps);
-            let delta = avg * frames_per_key / (frames_per_key - 1.0 + KEYFRAME_FACTOR);
-            let size = if keyframe {
-                delta * KEYFRAME_FACTOR
-            } else {
-                delta * TID_WEIGHT[usize::from(f.temporal.min(2))]
-            } as usize;
-            let size = size.max(20);
+            let size = frame_bytes(v, layer_bitrate(n, f.spatial), keyframe, f.temporal);
             let packets = size.div_ceil(MAX_VIDEO_PAYLOAD).max(1);
             let per_packet = size.div_ceil(packets);
             let last_frame = fi + 1 == frames.len();
@@ -615,18 +625,7 @@ impl MediaSender {
                 };
                 layer.seq = layer.seq.wrapping_add(1);
                 let tcc_b = self.tcc();
-                let mut exts: [(u8, &[u8]); 3] = [(0, &[]), (0, &[]), (0, &[])];
-                let mut k = 0;
-                if let Some(id) = v.abs_send_time_ext {
-                    exts[k] = (id, &abs);
-                    k += 1;
-                }
-                if let Some(id) = v.transport_cc_ext {
-                    exts[k] = (id, &tcc_b);
-                    k += 1;
-                }
-                exts[k] = (dd_ext, &dd[..dd_len]);
-                k += 1;
+                let (exts, k) = Self::video_exts(v, &abs, &tcc_b, Some((dd_ext, &dd[..dd_len])));
                 let header = RtpHeader {
                     payload_type: v.payload_type,
                     marker: last_frame && p + 1 == packets,

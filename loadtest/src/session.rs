@@ -716,6 +716,19 @@ mod tests {
         )
     }
 
+    /// A client transport's ICE-UDP description with the host candidate 127.0.0.1:40000.
+    fn client_transport() -> IceUdpTransport {
+        let identity = bridge::transport::DtlsIdentity::generate_named("loadtest").unwrap();
+        let ours = EndpointTransport::new(
+            bridge::transport::IceCredentials::random(),
+            &identity,
+            bridge::transport::TransportConfig::client(),
+            std::sync::Arc::new(bridge::transport::DropCounters::new()),
+        )
+        .unwrap();
+        local_transport(&ours, "127.0.0.1:40000".parse().unwrap())
+    }
+
     #[test]
     fn answers_a_focus_offer_like_the_2021_client() {
         let j = Jingle::from_xml(&offer_xml()).unwrap();
@@ -744,15 +757,7 @@ mod tests {
             n += 7;
             n
         });
-        let identity = bridge::transport::DtlsIdentity::generate_named("loadtest").unwrap();
-        let ours = EndpointTransport::new(
-            bridge::transport::IceCredentials::random(),
-            &identity,
-            bridge::transport::TransportConfig::client(),
-            std::sync::Arc::new(bridge::transport::DropCounters::new()),
-        )
-        .unwrap();
-        let t = local_transport(&ours, "127.0.0.1:40000".parse().unwrap());
+        let t = client_transport();
         let accept = session_accept(
             &offer,
             &neg,
@@ -916,15 +921,7 @@ mod tests {
             n
         })
         .current();
-        let identity = bridge::transport::DtlsIdentity::generate_named("loadtest").unwrap();
-        let ours = EndpointTransport::new(
-            bridge::transport::IceCredentials::random(),
-            &identity,
-            bridge::transport::TransportConfig::client(),
-            std::sync::Arc::new(bridge::transport::DropCounters::new()),
-        )
-        .unwrap();
-        let t = local_transport(&ours, "127.0.0.1:40000".parse().unwrap());
+        let t = client_transport();
         let accept = session_accept(
             &offer,
             &neg,

@@ -20,16 +20,6 @@ fn binaries() -> PathBuf {
 
 #[test]
 fn e2e_three_participants_join_connect_and_receive_everyone() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "loadtest=info,warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    let mut opts = LocalOptions::next_to_current_exe().expect("options");
-    opts.bin_dir = binaries();
-    let mut deployment = LocalDeployment::start(&opts).expect("local deployment");
     let cfg = ScenarioConfig {
         conferences: 1,
         participants: 3,
@@ -40,18 +30,7 @@ fn e2e_three_participants_join_connect_and_receive_everyone() {
         cooldown: Duration::from_secs(1),
         ..ScenarioConfig::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let report = rt
-        .block_on(scenario::run(&cfg, &deployment.target()))
-        .expect("scenario");
-    println!("{}", report.text());
-    let alive = deployment.check_alive();
-    let logs = deployment.log_tails(4000);
-    assert!(alive.is_ok(), "{alive:?}\n{logs}");
+    let (report, logs) = run_local(&cfg, &[]);
 
     let s = &report.summary;
     assert_eq!(s.participants, 3);
@@ -337,7 +316,7 @@ fn check_current_client_media(report: &loadtest::report::RunReport, logs: &str) 
         assert_eq!(p.receive_drops.av1_without_descriptor, 0);
         // Constraints, and from a sender its camera's video type.
         assert!(
-            p.channel.sent >= 1 + u64::from(p.sender),
+            p.channel.sent > u64::from(p.sender),
             "{}: {:?}",
             p.endpoint,
             p.channel

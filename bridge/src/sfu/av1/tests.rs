@@ -1571,44 +1571,53 @@ pub(crate) fn check_follows_the_link(
     );
 }
 
-#[test]
-fn simulated_l3t3_key_receiver_follows_a_changing_link() {
+/// A codec's sender, projection and receiver model in a changing-link run.
+pub(crate) trait LinkCodec {
+    /// What the receiver's decoder model gets per packet.
+    type Media;
+    /// Points the projection at a layer of the allocation (an SVC stream's spatial layers are the
+    /// allocation's encodings).
+    fn set_target(&mut self, target: Option<LayerInfo>);
+    /// One temporal unit from the sender: parsed and measured into `source`, then forwarded by
+    /// the projection; what goes to the receiver as (payload bytes, egress timestamp, media).
+    fn unit(
+        &mut self,
+        now: Instant,
+        now_ms: u64,
+        keyframe: bool,
+        source: &mut MediaSource,
+    ) -> Vec<(usize, u32, Self::Media)>;
+    fn needs_keyframe(&self) -> bool;
+    fn deliver(&mut self, media: Self::Media);
+    /// (timestamp, spatial layer) of every temporal unit the receiver showed.
+    fn shown(&self) -> &[(u32, u8)];
+    fn keyframes_received(&self) -> usize;
+}
+
+/// Runs `codec` through 30 s of [`changing_link`] (a temporal unit every 33 ms; the allocation
+/// runs before each; a keyframe the projection asks for comes a round trip later) and checks that
+/// the receiver follows the link ([`check_follows_the_link`]).
+pub(crate) fn follows_a_changing_link<C: LinkCodec>(name: &str, codec: &mut C) {
     let t0 = Instant::now();
-    let mut sender = Sender {
-        structure: chrome_structure(),
-        frame_number: 60_000, // wraps
-        seq: 65_000,
-        ts: 0,
-        since_key: 0,
-    };
     let mut source = video_source();
-    let mut proj = DdProjection::new(DdConfig::default());
-    let mut rx = Receiver::default();
-    let mut sim: LinkSim<(u16, u32, bool, Vec<u8>)> = LinkSim::new(t0, changing_link(0));
+    let mut sim: LinkSim<C::Media> = LinkSim::new(t0, changing_link(0));
     let mut run = LinkRun::default();
     let mut keyframe_at: Option<Instant> = None;
-    let mut out = [0u8; MAX_LEN];
-    // Which temporal unit a receiver timestamp belongs to.
+    // Which temporal unit an egress timestamp belongs to.
     let mut unit_ms: HashMap<u32, i64> = HashMap::new();
     let mut shown_before = 0;
     for tu in 0..(LINK_PHASES_MS[2].1 / 33) {
         let ms = tu * 33;
         sim.set_capacity(changing_link(ms));
-        sim.advance(ms * 1000, |(seq, ts, marker, dd)| {
-            rx.on_packet(seq, ts, marker, &dd)
-        });
-        for &(ts, s) in &rx.shown[shown_before..] {
+        sim.advance(ms * 1000, |m| codec.deliver(m));
+        for &(ts, s) in &codec.shown()[shown_before..] {
             run.shown.push((unit_ms.get(&ts).copied().unwrap_or(ms), s));
         }
-        shown_before = rx.shown.len();
+        shown_before = codec.shown().len();
         let now = sim.now();
         let alloc = stage_allocation(&source, ms as u64, sim.bwe.poll_estimate());
         let target = alloc.sources[0].target;
-        proj.set_target(target.map(|l| DdTarget {
-            encoding: 0,
-            spatial: l.encoding,
-            temporal: l.temporal,
-        }));
+        codec.set_target(target);
         sim.want(alloc.ideal_bps, alloc.has_non_ideal_layer());
         run.targets
             .push((ms, target.map(|l| l.encoding), sim.bwe.poll_estimate()));
@@ -1617,10 +1626,53 @@ fn simulated_l3t3_key_receiver_follows_a_changing_link() {
         if keyframe {
             keyframe_at = None;
         }
-        for p in sender.temporal_unit(keyframe) {
+        for (bytes, ts, media) in codec.unit(now, ms as u64, keyframe, &mut source) {
+            unit_ms.insert(ts, ms);
+            sim.send(bytes, None, Some(media));
+        }
+        if codec.needs_keyframe() && keyframe_at.is_none() {
+            run.keyframe_requests.push(ms);
+            keyframe_at = Some(now + Duration::from_micros(2 * PATH_DELAY_US as u64));
+        }
+    }
+    check_follows_the_link(name, &run, |a, b| sim.received_bps(a, b));
+    // Every frame the receiver got was decodable (its model asserts it), and it got no keyframe
+    // beyond the first and those asked for.
+    assert!(codec.keyframes_received() <= 1 + run.keyframe_requests.len());
+}
+
+/// Chromium's AV1 `L3T3_KEY` structure with the sender's template order, the Dependency
+/// Descriptor projection, the descriptor-reading receiver model.
+struct Av1LinkCodec {
+    sender: Sender,
+    proj: DdProjection,
+    rx: Receiver,
+}
+
+impl LinkCodec for Av1LinkCodec {
+    /// (sequence number, timestamp, marker, descriptor).
+    type Media = (u16, u32, bool, Vec<u8>);
+
+    fn set_target(&mut self, target: Option<LayerInfo>) {
+        self.proj.set_target(target.map(|l| DdTarget {
+            encoding: 0,
+            spatial: l.encoding,
+            temporal: l.temporal,
+        }));
+    }
+
+    fn unit(
+        &mut self,
+        now: Instant,
+        now_ms: u64,
+        keyframe: bool,
+        source: &mut MediaSource,
+    ) -> Vec<(usize, u32, Self::Media)> {
+        let mut out = [0u8; MAX_LEN];
+        let mut sent = Vec::new();
+        for p in self.sender.temporal_unit(keyframe) {
             let info = source.parse_descriptor(0, &p.dd).unwrap();
-            let spatial = usize::from(info.descriptor.frame.spatial);
-            let payload = SIM_PAYLOAD[spatial];
+            let payload = SIM_PAYLOAD[usize::from(info.descriptor.frame.spatial.min(2))];
             let vi = VideoInfo {
                 keyframe: Some(info.starts_keyframe()),
                 tid: info.descriptor.frame.temporal,
@@ -1628,36 +1680,59 @@ fn simulated_l3t3_key_receiver_follows_a_changing_link() {
                 frame: FrameDesc::Av1(info),
                 size: None,
             };
-            source.measure(ms as u64, 0, &vi, payload);
+            source.measure(now_ms, 0, &vi, payload);
             let stream = source.lend_stream_state(0).unwrap();
-            let dd_src = stream.dd().unwrap();
+            let dd = stream.dd().unwrap();
             let pkt = DdPacket {
                 encoding: 0,
                 seq: p.seq,
                 timestamp: p.ts,
                 marker: p.marker,
                 info: &info,
-                source: dd_src,
+                source: dd,
             };
-            if let Some(rw) = proj.forward(now, &pkt) {
-                let st = dd_src.structure(info.generation).unwrap();
+            if let Some(rw) = self.proj.forward(now, &pkt) {
+                let st = dd.structure(info.generation).unwrap();
                 let n = rw.write_descriptor(&info, st, &mut out).unwrap();
-                unit_ms.insert(rw.timestamp, ms);
-                sim.send(
-                    payload + n,
-                    None,
-                    Some((rw.seq, rw.timestamp, rw.marker, out[..n].to_vec())),
-                );
+                let media = (rw.seq, rw.timestamp, rw.marker, out[..n].to_vec());
+                sent.push((payload + n, rw.timestamp, media));
             }
             source.return_stream_state(0, stream);
         }
-        if proj.needs_keyframe().is_some() && keyframe_at.is_none() {
-            run.keyframe_requests.push(ms);
-            keyframe_at = Some(now + Duration::from_micros(2 * PATH_DELAY_US as u64));
-        }
+        sent
     }
-    check_follows_the_link("AV1 L3T3_KEY", &run, |a, b| sim.received_bps(a, b));
-    // Every frame the receiver got was decodable (its model asserts it), and it got no keyframe
-    // beyond the first and those asked for.
-    assert!(rx.keyframes <= 1 + run.keyframe_requests.len());
+
+    fn needs_keyframe(&self) -> bool {
+        self.proj.needs_keyframe().is_some()
+    }
+
+    fn deliver(&mut self, (seq, ts, marker, dd): Self::Media) {
+        self.rx.on_packet(seq, ts, marker, &dd);
+    }
+
+    fn shown(&self) -> &[(u32, u8)] {
+        &self.rx.shown
+    }
+
+    fn keyframes_received(&self) -> usize {
+        self.rx.keyframes
+    }
+}
+
+#[test]
+fn simulated_l3t3_key_receiver_follows_a_changing_link() {
+    follows_a_changing_link(
+        "AV1 L3T3_KEY",
+        &mut Av1LinkCodec {
+            sender: Sender {
+                structure: chrome_structure(),
+                frame_number: 60_000, // wraps
+                seq: 65_000,
+                ts: 0,
+                since_key: 0,
+            },
+            proj: DdProjection::new(DdConfig::default()),
+            rx: Receiver::default(),
+        },
+    );
 }

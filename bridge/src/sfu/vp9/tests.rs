@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use super::descriptor::{self, Descriptor};
 use super::*;
-use crate::sfu::av1::tests::{Captured, load};
+use crate::sfu::av1::tests::{Captured, LinkCodec, SIM_PAYLOAD, follows_a_changing_link, load};
 use crate::sfu::av1::{self, DdSource};
+use crate::sfu::codec::{FrameDesc, VideoInfo};
+use crate::sfu::layers::LayerInfo;
 use crate::sfu::projection::{
     DdConfig, DdPacket, DdProjection, DdTarget, Vp9Config, Vp9Packet, Vp9Projection, Vp9Target,
 };
+use crate::sfu::source::MediaSource;
 
 fn chrome_vp9() -> Vec<Captured> {
     load(include_str!("../testdata/chrome156_vp9_l3t3_key.txt"))
@@ -736,62 +739,35 @@ fn chrome_vp9_with_dependency_descriptor_through_the_dd_projection() {
     assert!(late.iter().all(|&s| s == 1), "{late:?}");
 }
 
-/// Chromium's VP9 `L3T3_KEY` (K-SVC, flexible mode) toward one receiver whose link goes from
-/// 2.5 Mb/s to 300 kb/s and back (`av1::tests::LinkSim`: the bridge's measurement, allocation,
-/// estimator and probing, a FIFO bottleneck, the receiver's transport-cc feedback).
-#[test]
-fn simulated_l3t3_key_flexible_receiver_follows_a_changing_link() {
-    use crate::sfu::av1::tests::{
-        LINK_PHASES_MS, LinkRun, LinkSim, SIM_PAYLOAD, changing_link, check_follows_the_link,
-        stage_allocation, video_source,
-    };
-    use crate::sfu::codec::{FrameDesc, VideoInfo};
-    use std::collections::HashMap;
+/// Chromium's VP9 `L3T3_KEY` (K-SVC, flexible mode), the VP9 projection, the VP9 receiver model,
+/// in a changing-link run (`av1::tests::follows_a_changing_link`).
+struct Vp9LinkCodec {
+    sender: Sender,
+    proj: Vp9Projection,
+    rx: Receiver,
+}
 
-    let t0 = Instant::now();
-    let mut sender = Sender {
-        ksvc_flexible: true,
-        pid: 0x7f00, // wraps
-        tl0: 200,
-        seq: 64_000,
-        ts: 0,
-        since_key: 0,
-    };
-    let mut source = video_source();
-    let mut proj = Vp9Projection::new(Vp9Config::default());
-    let mut rx = Receiver::default();
-    let mut sim: LinkSim<(u16, u32, bool, Vec<u8>)> = LinkSim::new(t0, changing_link(0));
-    let mut run = LinkRun::default();
-    let mut keyframe_at: Option<Instant> = None;
-    let mut unit_ms: HashMap<u32, i64> = HashMap::new();
-    let mut shown_before = 0;
-    for n in 0..(LINK_PHASES_MS[2].1 / 33) {
-        let ms = n * 33;
-        sim.set_capacity(changing_link(ms));
-        sim.advance(ms * 1000, |(seq, ts, marker, payload)| {
-            rx.on_packet(seq, ts, marker, &payload)
-        });
-        for &(ts, s) in &rx.shown[shown_before..] {
-            run.shown.push((unit_ms.get(&ts).copied().unwrap_or(ms), s));
-        }
-        shown_before = rx.shown.len();
-        let now = sim.now();
-        let alloc = stage_allocation(&source, ms as u64, sim.bwe.poll_estimate());
-        let target = alloc.sources[0].target;
-        proj.set_target(target.map(|l| Vp9Target {
+impl LinkCodec for Vp9LinkCodec {
+    /// (sequence number, timestamp, marker, payload).
+    type Media = (u16, u32, bool, Vec<u8>);
+
+    fn set_target(&mut self, target: Option<LayerInfo>) {
+        self.proj.set_target(target.map(|l| Vp9Target {
             encoding: 0,
             spatial: l.encoding,
             temporal: l.temporal,
         }));
-        sim.want(alloc.ideal_bps, alloc.has_non_ideal_layer());
-        run.targets
-            .push((ms, target.map(|l| l.encoding), sim.bwe.poll_estimate()));
-        run.queue.push((ms, sim.queue_ms()));
-        let keyframe = n == 0 || keyframe_at.is_some_and(|k| k <= now);
-        if keyframe {
-            keyframe_at = None;
-        }
-        for mut p in sender.picture(keyframe) {
+    }
+
+    fn unit(
+        &mut self,
+        now: Instant,
+        now_ms: u64,
+        keyframe: bool,
+        source: &mut MediaSource,
+    ) -> Vec<(usize, u32, Self::Media)> {
+        let mut sent = Vec::new();
+        for mut p in self.sender.picture(keyframe) {
             let info = source.parse_vp9(0, &p.payload).unwrap();
             let size = SIM_PAYLOAD[usize::from(info.header.sid.min(2))];
             p.payload.resize(size.max(p.payload.len()), 0);
@@ -802,7 +778,7 @@ fn simulated_l3t3_key_flexible_receiver_follows_a_changing_link() {
                 frame: FrameDesc::Vp9(info),
                 size: None,
             };
-            source.measure(ms as u64, 0, &vi, p.payload.len());
+            source.measure(now_ms, 0, &vi, p.payload.len());
             let stream = source.lend_stream_state(0).unwrap();
             let pkt = Vp9Packet {
                 encoding: 0,
@@ -812,23 +788,55 @@ fn simulated_l3t3_key_flexible_receiver_follows_a_changing_link() {
                 info: &info,
                 source: stream.vp9().unwrap(),
             };
-            if let Some(rw) = proj.forward(now, &pkt) {
+            if let Some(rw) = self.proj.forward(now, &pkt) {
                 rw.apply(&mut p.payload, &info.header).unwrap();
-                unit_ms.insert(rw.timestamp, ms);
                 let len = p.payload.len();
-                sim.send(
+                sent.push((
                     len,
-                    None,
-                    Some((rw.seq, rw.timestamp, rw.marker, p.payload)),
-                );
+                    rw.timestamp,
+                    (rw.seq, rw.timestamp, rw.marker, p.payload),
+                ));
             }
             source.return_stream_state(0, stream);
         }
-        if proj.needs_keyframe().is_some() && keyframe_at.is_none() {
-            run.keyframe_requests.push(ms);
-            keyframe_at = Some(now + Duration::from_millis(50));
-        }
+        sent
     }
-    check_follows_the_link("VP9 L3T3_KEY", &run, |a, b| sim.received_bps(a, b));
-    assert!(rx.keyframes <= 1 + run.keyframe_requests.len());
+
+    fn needs_keyframe(&self) -> bool {
+        self.proj.needs_keyframe().is_some()
+    }
+
+    fn deliver(&mut self, (seq, ts, marker, payload): Self::Media) {
+        self.rx.on_packet(seq, ts, marker, &payload);
+    }
+
+    fn shown(&self) -> &[(u32, u8)] {
+        &self.rx.shown
+    }
+
+    fn keyframes_received(&self) -> usize {
+        self.rx.keyframes
+    }
+}
+
+/// Chromium's VP9 `L3T3_KEY` toward one receiver whose link goes from 2.5 Mb/s to 300 kb/s and
+/// back: the bridge's measurement, allocation, estimator and probing, a FIFO bottleneck, the
+/// receiver's transport-cc feedback (`av1::tests::LinkSim`).
+#[test]
+fn simulated_l3t3_key_flexible_receiver_follows_a_changing_link() {
+    follows_a_changing_link(
+        "VP9 L3T3_KEY",
+        &mut Vp9LinkCodec {
+            sender: Sender {
+                ksvc_flexible: true,
+                pid: 0x7f00, // wraps
+                tl0: 200,
+                seq: 64_000,
+                ts: 0,
+                since_key: 0,
+            },
+            proj: Vp9Projection::new(Vp9Config::default()),
+            rx: Receiver::default(),
+        },
+    );
 }
