@@ -205,6 +205,19 @@ pub struct SvcFrame {
     pub template_id: u8,
 }
 
+/// The frames of one temporal unit, lowest spatial layer first.
+#[derive(Debug, Clone, Copy)]
+pub struct TemporalUnit {
+    frames: [SvcFrame; MAX_SPATIAL_LAYERS as usize],
+    count: usize,
+}
+
+impl TemporalUnit {
+    pub fn frames(&self) -> &[SvcFrame] {
+        &self.frames[..self.count]
+    }
+}
+
 /// The frame plan of a K-SVC encoder.
 #[derive(Debug, Clone)]
 pub struct KsvcEncoder {
@@ -213,8 +226,6 @@ pub struct KsvcEncoder {
     frame_number: u16,
     since_key: u64,
     keyframe_pending: bool,
-    frames: [SvcFrame; MAX_SPATIAL_LAYERS as usize],
-    count: usize,
 }
 
 impl KsvcEncoder {
@@ -227,14 +238,6 @@ impl KsvcEncoder {
             frame_number: first_frame_number,
             since_key: 0,
             keyframe_pending: true,
-            frames: [SvcFrame {
-                spatial: 0,
-                temporal: 0,
-                kind: FrameKind::Key,
-                frame_number: 0,
-                template_id: 0,
-            }; MAX_SPATIAL_LAYERS as usize],
-            count: 0,
         }
     }
 
@@ -276,10 +279,19 @@ impl KsvcEncoder {
     }
 
     /// The frames of the next temporal unit, lowest spatial layer first (none while off).
-    pub fn next_temporal_unit(&mut self) -> &[SvcFrame] {
-        self.count = 0;
+    pub fn next_temporal_unit(&mut self) -> TemporalUnit {
+        let mut unit = TemporalUnit {
+            frames: [SvcFrame {
+                spatial: 0,
+                temporal: 0,
+                kind: FrameKind::Key,
+                frame_number: 0,
+                template_id: 0,
+            }; MAX_SPATIAL_LAYERS as usize],
+            count: 0,
+        };
         if self.spatial == 0 {
-            return &[];
+            return unit;
         }
         if std::mem::take(&mut self.keyframe_pending) {
             self.since_key = 0;
@@ -290,16 +302,16 @@ impl KsvcEncoder {
         for s in 0..self.spatial {
             self.frame_number = self.frame_number.wrapping_add(1);
             let index = s * TEMPLATES_PER_LAYER + kind.index();
-            self.frames[usize::from(s)] = SvcFrame {
+            unit.frames[usize::from(s)] = SvcFrame {
                 spatial: s,
                 temporal: kind.temporal(),
                 kind,
                 frame_number: self.frame_number,
                 template_id: (self.structure.template_id_offset + index) % 64,
             };
-            self.count += 1;
+            unit.count += 1;
         }
-        &self.frames[..self.count]
+        unit
     }
 
     /// Writes the descriptor of one packet of `frame` into `out` (the first packet of a keyframe's
@@ -373,8 +385,8 @@ mod tests {
                 enc.set_spatial_layers(n);
                 chain_last.clear();
             }
-            let frames: Vec<SvcFrame> = enc.next_temporal_unit().to_vec();
-            for f in frames {
+            let unit = enc.next_temporal_unit();
+            for &f in unit.frames() {
                 // Two packets per frame.
                 for k in 0..2 {
                     let n = enc.write_descriptor(&f, k == 0, k == 1, &mut out).unwrap();
@@ -455,7 +467,7 @@ mod tests {
         assert_eq!(spatial_layers_for(180), 1);
         assert_eq!(spatial_layers_for(0), 0);
         assert!(enc.set_spatial_layers(0));
-        assert!(enc.next_temporal_unit().is_empty());
+        assert!(enc.next_temporal_unit().frames().is_empty());
         assert_eq!(enc.spatial_layers(), 0);
     }
 

@@ -611,7 +611,8 @@ impl MediaSender {
         let (ts90, abs) = self.frame_clock(now);
         let ts = ts90.wrapping_add(layer.ts_offset);
         let n = enc.spatial_layers();
-        let frames: Vec<crate::av1::SvcFrame> = enc.next_temporal_unit().to_vec();
+        let unit = enc.next_temporal_unit();
+        let frames = unit.frames();
         let mut dd = [0u8; bridge::sfu::av1::descriptor::MAX_LEN];
         for (fi, f) in frames.iter().enumerate() {
             let keyframe = f.kind == crate::av1::FrameKind::Key;
