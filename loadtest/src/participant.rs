@@ -136,6 +136,9 @@ pub struct TrackReport {
     pub units_by_spatial: Option<[u64; 4]>,
     /// AV1: frames whose references had not all arrived (a decoder could not decode them).
     pub undecodable_frames: u64,
+    /// Keyframe requests (PLI) sent for this track over the whole session: one a second at most
+    /// while a video stream has not started with a keyframe or cannot be decoded.
+    pub plis: u64,
 }
 
 /// Everything one participant measured.
@@ -937,6 +940,7 @@ pub(crate) fn window_report(
                 spatial: t.av1.as_ref().and_then(|a| a.shown_spatial),
                 units_by_spatial: t.av1.as_ref().map(|a| a.units_by_spatial),
                 undecodable_frames: t.av1.as_ref().map_or(0, |a| a.undecodable_frames),
+                plis: t.plis_sent,
             }
         })
         .collect();

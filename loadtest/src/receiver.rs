@@ -110,17 +110,19 @@ pub struct Av1Track {
 
 impl Av1Track {
     /// One packet's descriptor; returns the (width, height) to show when a temporal unit ends,
-    /// and whether the packet started a keyframe.
-    fn on_packet(&mut self, ts: u32, marker: bool, dd: &[u8]) -> (Option<(u16, u16)>, bool) {
+    /// whether the packet started a keyframe, and whether it started a frame that cannot be
+    /// decoded (a decoder then asks for a keyframe).
+    fn on_packet(&mut self, ts: u32, marker: bool, dd: &[u8]) -> (Option<(u16, u16)>, bool, bool) {
         let Ok(info) = self.src.parse(dd) else {
             self.malformed_descriptors += 1;
-            return (None, false);
+            return (None, false, false);
         };
         let d = info.descriptor;
         let idx = info.frame_index;
         if self.unit.is_none_or(|u| u.0 != ts) {
             self.unit = Some((ts, None));
         }
+        let mut broken = false;
         if d.start_of_frame && !self.frames.iter().any(|f| f.0 == idx) {
             let decodable = d.structure_attached
                 || d.frame.fdiffs().iter().all(|&fd| {
@@ -130,6 +132,7 @@ impl Av1Track {
                 });
             if !decodable {
                 self.undecodable_frames += 1;
+                broken = true;
             }
             if self.frames.len() == AV1_FRAME_MEMORY {
                 self.frames.pop_front();
@@ -157,7 +160,7 @@ impl Av1Track {
                 .and_then(|s| s.resolution(top))
                 .map(|r| (r.width, r.height));
         }
-        (shown, d.structure_attached)
+        (shown, d.structure_attached, broken)
     }
 }
 
@@ -239,10 +242,12 @@ impl Track {
         c.expected = (self.highest_ext_seq - self.first_ext_seq + 1).max(0) as u64;
         if let Some(dd) = dd {
             let av1 = self.av1.get_or_insert_with(Box::default);
-            let (shown, keyframe) = av1.on_packet(ts, marker, dd);
+            let (shown, keyframe, broken) = av1.on_packet(ts, marker, dd);
             if keyframe {
                 c.keyframes += 1;
                 self.awaiting_keyframe = false;
+            } else if broken {
+                self.awaiting_keyframe = true;
             }
             if let Some((w, h)) = shown {
                 self.size = Some((w, h));

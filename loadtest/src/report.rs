@@ -432,14 +432,15 @@ pub fn video_lines(r: &RunReport) -> Vec<String> {
                 String::new()
             };
             out.push(format!(
-                "{} ← {}: {} {}{layer}, {:.1} fps, {:.0} kbps, {} keyframes{undecodable}",
+                "{} ← {}: {} {}{layer}, {:.1} fps, {:.0} kbps, {} keyframes, {} PLIs{undecodable}",
                 p.endpoint,
                 t.owner,
                 t.codec,
                 t.height.map_or("?".to_owned(), |h| format!("{h}p")),
                 t.fps,
                 t.kbps,
-                t.keyframes
+                t.keyframes,
+                t.plis
             ));
         }
     }
@@ -999,6 +1000,7 @@ mod tests {
             spatial: None,
             units_by_spatial: None,
             undecodable_frames: 0,
+            plis: 0,
         };
         let p = ParticipantReport {
             endpoint: "abcd1234".into(),

@@ -1030,4 +1030,48 @@ mod tests {
         s.set_max_height(0);
         assert_eq!(s.enabled_layers(), 0);
     }
+
+    #[test]
+    fn a_lost_av1_frame_makes_the_receiver_ask_for_a_keyframe() {
+        let t0 = Instant::now();
+        let mut s = av1_sender(t0);
+        let mut out = Collect::default();
+        run(&mut s, t0, 1, &mut out);
+        let mut rx = av1_receiver(t0);
+        // Drop the 720p layer's second T0 frame (its T1/T2 frames and the next T0 refer to it).
+        let mut src = bridge::sfu::av1::DdSource::new();
+        let mut t0_frames = 0;
+        let mut dropping = false;
+        for p in &out.rtp {
+            let pkt = RtpPacket::parse(p).unwrap();
+            let d = src.parse(pkt.extension(11).unwrap()).unwrap().descriptor;
+            if d.start_of_frame {
+                let s2t0 = d.frame.spatial == 2 && d.frame.temporal == 0;
+                t0_frames += usize::from(s2t0);
+                dropping = s2t0 && t0_frames == 2;
+            }
+            if !dropping {
+                rx.on_rtp(t0, p);
+            }
+        }
+        let t = rx.tracks().next().unwrap();
+        let undecodable = t.av1.as_ref().unwrap().undecodable_frames;
+        assert!(undecodable >= 2, "{undecodable}");
+        let mut sent = Vec::new();
+        rx.handle_timeout(t0 + Duration::from_secs(2), |p| sent.push(p.to_vec()));
+        let plis: Vec<u32> = sent
+            .iter()
+            .flat_map(|p| {
+                Compound::parse(p)
+                    .unwrap()
+                    .packets()
+                    .filter_map(|k| match k {
+                        Packet::Pli(pli) => Some(pli.media_ssrc),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(plis, vec![10]);
+    }
 }

@@ -299,6 +299,9 @@ fn check_current_client_media(report: &loadtest::report::RunReport, logs: &str) 
             let v = video[0];
             assert_eq!(v.codec, "av1", "{v:?}");
             assert_eq!(v.undecodable_frames, 0, "{} ← {other}: {v:?}", p.endpoint);
+            // No keyframe-request storm: a stream starts with a keyframe, and the decoder never
+            // has to ask again (at most one request a second while it waits).
+            assert!(v.plis <= 2, "{} ← {other}: {v:?}", p.endpoint);
             assert!(v.loss_pct < 2.0 && v.fps >= 20.0, "{v:?}");
             let (want_height, want_spatial) = if on_stage == Some(*other) {
                 (720, 2)
