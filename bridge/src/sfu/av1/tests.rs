@@ -1587,7 +1587,7 @@ pub(crate) trait LinkCodec {
         keyframe: bool,
         source: &mut MediaSource,
     ) -> Vec<(usize, u32, Self::Media)>;
-    fn needs_keyframe(&self) -> bool;
+    fn needs_keyframe(&mut self) -> bool;
     fn deliver(&mut self, media: Self::Media);
     /// (timestamp, spatial layer) of every temporal unit the receiver showed.
     fn shown(&self) -> &[(u32, u8)];
@@ -1702,7 +1702,7 @@ impl LinkCodec for Av1LinkCodec {
         sent
     }
 
-    fn needs_keyframe(&self) -> bool {
+    fn needs_keyframe(&mut self) -> bool {
         self.proj.needs_keyframe().is_some()
     }
 

@@ -802,7 +802,7 @@ impl LinkCodec for Vp9LinkCodec {
         sent
     }
 
-    fn needs_keyframe(&self) -> bool {
+    fn needs_keyframe(&mut self) -> bool {
         self.proj.needs_keyframe().is_some()
     }
 
