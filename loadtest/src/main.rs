@@ -7,6 +7,10 @@
 //! # the same participants through a local Janus (VideoRoom), then both in one table:
 //! target/release/loadtest --sfu janus --participants 10 --json janus.json
 //! target/release/loadtest --compare run.json janus.json
+//! # the current lib-jitsi-meet's dialect: AV1 L3T3_KEY, source-based constraints, one tile viewer,
+//! # SSRC rewriting (the local focus enables it)
+//! target/release/loadtest --dialect current --participants 4 --senders 2 --tile-viewers 1 \
+//!     --ssrc-rewriting
 //! ```
 //!
 //! Exit status: 0 when every participant joined and nothing failed, 2 when the run completed with
@@ -85,6 +89,22 @@ struct Args {
     /// maxHeight asked for everybody else.
     #[arg(long, default_value_t = 180)]
     thumbnail_height: i32,
+    /// The last this many participants of each conference use tile view (everybody at
+    /// --thumbnail-height, nobody on stage).
+    #[arg(long, default_value_t = 0)]
+    tile_viewers: usize,
+    /// The lib-jitsi-meet the participants imitate: `2021` (endpoint-based signalling, VP8
+    /// simulcast) or `current` (source names only, source-based constraints, AV1 SVC).
+    #[arg(long, default_value = "2021")]
+    dialect: loadtest::dialect::Dialect,
+    /// What the `current` dialect's senders send: `av1` (L3T3_KEY with the Dependency
+    /// Descriptor, when the focus offers it) or `vp8` (simulcast).
+    #[arg(long, default_value = "av1", value_parser = ["av1", "vp8"])]
+    codec: String,
+    /// `current` dialect: ask for SSRC rewriting (`http://jitsi.org/ssrc-rewriting-1`); the local
+    /// deployment's focus then enables it (`JICOFO_CONF_SSRC_REWRITING`).
+    #[arg(long)]
+    ssrc_rewriting: bool,
     /// SRTP profiles offered: gcm, cm (AES_CM_128_HMAC_SHA1_80) or both (GCM first, as Chromium).
     #[arg(long, default_value = "both")]
     srtp: String,
@@ -185,6 +205,14 @@ fn run() -> anyhow::Result<bool> {
         "both" => vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80],
         other => bail!("--srtp {other}: expected gcm, cm or both"),
     };
+    if args.ssrc_rewriting && args.dialect != loadtest::dialect::Dialect::Current {
+        bail!("--ssrc-rewriting needs --dialect current (the 2021 client cannot do it)");
+    }
+    let client = loadtest::dialect::Client {
+        dialect: args.dialect,
+        av1: args.codec == "av1",
+        ssrc_rewriting: args.ssrc_rewriting,
+    };
     let cfg = ScenarioConfig {
         conferences: args.conferences,
         participants: args.participants,
@@ -198,7 +226,10 @@ fn run() -> anyhow::Result<bool> {
         view: ReceiveView {
             stage_height: args.stage_height,
             thumbnail_height: args.thumbnail_height,
+            tile_view: false,
         },
+        tile_viewers: args.tile_viewers,
+        client,
         srtp_profiles,
         sample_interval: args.sample_interval.max(Duration::from_millis(100)),
         ..ScenarioConfig::default()
@@ -253,6 +284,10 @@ fn run() -> anyhow::Result<bool> {
                 opts.bin_dir = d.clone();
             }
             opts.bridge_cpus = args.sfu_cpus.clone();
+            if args.ssrc_rewriting {
+                opts.focus_env
+                    .push(("JICOFO_CONF_SSRC_REWRITING".into(), "true".into()));
+            }
             eprintln!(
                 "starting Prosody + bridge + focus from {}",
                 opts.bin_dir.display()

@@ -1,7 +1,8 @@
 //! One participant's media plane, sans-IO: the transport toward the bridge (the bridge's own
 //! `EndpointTransport` in the client role), the synthetic sender, the receiver statistics and
 //! feedback, and the bridge channel (what we send when it opens, what the bridge tells us: sender
-//! constraints, dominant speaker, forwarded sources).
+//! constraints, dominant speaker, forwarded sources, and with SSRC rewriting which source each
+//! SSRC carries), in the 2021 client's dialect or the current one's ([`Client`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,9 +14,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use signaling::bridge_channel::BridgeChannelMessage;
 
+use crate::dialect::Client;
 use crate::receiver::{Kind, MediaReceiver, RemoteSource};
 use crate::sender::{MediaSender, PacketSink};
-use crate::session::receiver_constraints;
+use crate::session::{receiver_constraints, receiver_source_constraints, source_video_type};
 
 /// When each step of the connection completed.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,6 +40,9 @@ pub struct ChannelCounters {
     pub sender_max_height: Option<i32>,
     pub estimated_downlink_bps: Option<u64>,
     pub sent: u64,
+    /// SSRC rewriting: `VideoSourcesMap` / `AudioSourcesMap` entries applied.
+    pub mapped_video: u64,
+    pub mapped_audio: u64,
 }
 
 /// RTCP the bridge sent us.
@@ -95,11 +100,14 @@ impl TransportDrops {
     }
 }
 
-/// Receive-side choices (the 2021 client in stage view).
+/// Receive-side choices: stage view (one participant on stage at `stage_height`, the others as
+/// thumbnails) or tile view (everybody a thumbnail at `thumbnail_height`).
 #[derive(Debug, Clone, Copy)]
 pub struct ReceiveView {
     pub stage_height: i32,
     pub thumbnail_height: i32,
+    /// Nobody on stage.
+    pub tile_view: bool,
 }
 
 /// The media plane of one participant.
@@ -109,7 +117,9 @@ pub struct MediaEndpoint {
     receiver: MediaReceiver,
     video_source: String,
     view: ReceiveView,
+    /// The endpoint on stage.
     on_stage: Option<String>,
+    client: Client,
     pub milestones: Milestones,
     pub channel: ChannelCounters,
     pub rtcp: RtcpCounters,
@@ -152,6 +162,7 @@ impl MediaEndpoint {
             video_source: format!("{endpoint}-v0"),
             view,
             on_stage: None,
+            client: Client::Y2021,
             milestones: Milestones::default(),
             channel: ChannelCounters::default(),
             rtcp: RtcpCounters::default(),
@@ -160,8 +171,19 @@ impl MediaEndpoint {
         }
     }
 
+    /// Speaks `client`'s dialect on the bridge channel.
+    pub fn with_client(mut self, client: Client) -> Self {
+        self.client = client;
+        self
+    }
+
     pub fn transport(&self) -> &EndpointTransport {
         &self.transport
+    }
+
+    /// The endpoint this participant has on stage.
+    pub fn on_stage(&self) -> Option<&str> {
+        self.on_stage.as_deref()
     }
 
     pub fn transport_drops(&self) -> TransportDrops {
@@ -203,7 +225,7 @@ impl MediaEndpoint {
     /// Stage view: the lowest endpoint id among the others who send video (so a conference tends
     /// to watch one speaker, as after a dominant-speaker switch).
     fn update_stage(&mut self, now: Instant) {
-        if self.on_stage.is_some() {
+        if self.on_stage.is_some() || self.view.tile_view {
             return;
         }
         let mut owners: Vec<&str> = self.video_owners().collect();
@@ -223,13 +245,36 @@ impl MediaEndpoint {
             .map(|s| s.owner.as_str())
     }
 
+    /// The video source name of `owner` (what the current client puts on stage): the name it
+    /// signalled, else the `<endpoint>-v0` convention.
+    fn video_source_of(&self, owner: &str) -> String {
+        self.receiver
+            .sources()
+            .find(|s| s.kind == Kind::Video && s.owner == owner)
+            .and_then(|s| s.name.clone())
+            .unwrap_or_else(|| format!("{owner}-v0"))
+    }
+
     fn send_constraints(&mut self, now: Instant) {
-        let msg = receiver_constraints(
-            self.on_stage.as_deref(),
-            self.view.stage_height,
-            self.view.thumbnail_height,
-        );
-        match self.transport.send_data_message(now, &msg) {
+        let msg = if self.client.is_current() {
+            let source = self.on_stage.as_deref().map(|o| self.video_source_of(o));
+            receiver_source_constraints(
+                source.as_deref(),
+                self.view.stage_height,
+                self.view.thumbnail_height,
+            )
+        } else {
+            receiver_constraints(
+                self.on_stage.as_deref(),
+                self.view.stage_height,
+                self.view.thumbnail_height,
+            )
+        };
+        self.send_channel(now, &msg);
+    }
+
+    fn send_channel(&mut self, now: Instant, msg: &str) {
+        match self.transport.send_data_message(now, msg) {
             Ok(()) => self.channel.sent += 1,
             Err(_) => self.send_errors += 1,
         }
@@ -300,8 +345,12 @@ impl MediaEndpoint {
                 TransportEvent::DataChannelOpen { .. } => {
                     self.milestones.channel_open.get_or_insert(now);
                     self.send_constraints(now);
+                    if self.client.is_current() && self.sender.enabled_layers() > 0 {
+                        let msg = source_video_type(&self.video_source);
+                        self.send_channel(now, &msg);
+                    }
                 }
-                TransportEvent::DataChannelMessage(text) => self.on_channel_message(&text),
+                TransportEvent::DataChannelMessage(text) => self.on_channel_message(now, &text),
                 // The bridge closed DTLS or the SCTP association was lost: a participant without
                 // its bridge channel is broken.
                 TransportEvent::DataChannelClosed => {
@@ -322,7 +371,7 @@ impl MediaEndpoint {
         }
     }
 
-    fn on_channel_message(&mut self, text: &str) {
+    fn on_channel_message(&mut self, now: Instant, text: &str) {
         let Ok(m) = BridgeChannelMessage::parse(text) else {
             self.channel.malformed += 1;
             return;
@@ -339,10 +388,26 @@ impl MediaEndpoint {
                 self.channel.sender_max_height = Some(c.max_height);
                 self.sender.set_max_height(c.max_height);
             }
-            BridgeChannelMessage::SenderVideoConstraints(c) => {
+            // The current client ignores the endpoint-based form (`BridgeChannel.ts`).
+            BridgeChannelMessage::SenderVideoConstraints(c) if !self.client.is_current() => {
                 let h = c.video_constraints.ideal_height;
                 self.channel.sender_max_height = Some(h);
                 self.sender.set_max_height(h);
+            }
+            // SSRC rewriting: which source each of the bridge's SSRCs carries from now on
+            // (`JingleSessionPC.processSourceMap`); an entry without an owner frees the SSRC.
+            BridgeChannelMessage::VideoSourcesMap(m) if self.client.rewrites_ssrcs() => {
+                for e in m.mapped_sources {
+                    self.channel.mapped_video += 1;
+                    self.map_ssrc(e.ssrc, e.owner, Kind::Video, e.source, 90_000);
+                }
+                self.update_stage(now);
+            }
+            BridgeChannelMessage::AudioSourcesMap(m) if self.client.rewrites_ssrcs() => {
+                for e in m.mapped_sources {
+                    self.channel.mapped_audio += 1;
+                    self.map_ssrc(e.ssrc, e.owner, Kind::Audio, e.source, 48_000);
+                }
             }
             BridgeChannelMessage::DominantSpeakerEndpointChangeEvent(d) => {
                 self.channel.dominant_speaker_changes += 1;
@@ -356,6 +421,34 @@ impl MediaEndpoint {
             }
             _ => {}
         }
+    }
+
+    fn map_ssrc(
+        &mut self,
+        ssrc: u32,
+        owner: Option<String>,
+        kind: Kind,
+        name: String,
+        clock_rate: u32,
+    ) {
+        match owner {
+            Some(owner) if owner != self.own_endpoint() => self.receiver.map_source(
+                ssrc,
+                RemoteSource {
+                    owner,
+                    kind,
+                    name: Some(name),
+                    clock_rate,
+                },
+            ),
+            _ => self.receiver.remove_source(ssrc),
+        }
+    }
+
+    fn own_endpoint(&self) -> &str {
+        self.video_source
+            .strip_suffix("-v0")
+            .unwrap_or(&self.video_source)
     }
 
     fn on_rtcp(&mut self, now: Instant, p: &[u8]) {
@@ -409,5 +502,139 @@ impl MediaEndpoint {
             self.rtcp.max_uplink_fraction_lost =
                 self.rtcp.max_uplink_fraction_lost.max(b.fraction_lost);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::{RtpHeader, write_header};
+    use crate::sender::Speaking;
+    use bridge::transport::{DtlsIdentity, IceCredentials, TransportConfig};
+    use std::sync::Arc;
+
+    fn endpoint(now: Instant, client: Client) -> MediaEndpoint {
+        let identity = DtlsIdentity::generate_named("loadtest").unwrap();
+        let transport = EndpointTransport::new(
+            IceCredentials::random(),
+            &identity,
+            TransportConfig::client(),
+            Arc::new(DropCounters::new()),
+        )
+        .unwrap();
+        let sender = MediaSender::new(
+            now,
+            None,
+            None,
+            Speaking {
+                index: 0,
+                count: 1,
+                slot: std::time::Duration::from_secs(1),
+            },
+            "c",
+            1,
+        );
+        MediaEndpoint::new(
+            transport,
+            sender,
+            MediaReceiver::new(now, 1, None),
+            "cccc0003",
+            ReceiveView {
+                stage_height: 720,
+                thumbnail_height: 180,
+                tile_view: false,
+            },
+        )
+        .with_client(client)
+    }
+
+    fn audio(ssrc: u32, seq: u16) -> Vec<u8> {
+        let mut p = Vec::new();
+        write_header(
+            &mut p,
+            &RtpHeader {
+                payload_type: 111,
+                marker: false,
+                sequence: seq,
+                timestamp: u32::from(seq) * 960,
+                ssrc,
+            },
+            &[],
+        );
+        p.extend_from_slice(&[1; 40]);
+        p
+    }
+
+    const VIDEO_MAP: &str = r#"{"colibriClass":"VideoSourcesMap","mappedSources":[
+        {"source":"aaaa0001-v0","owner":"aaaa0001","ssrc":5001,"rtx":5002,"videoType":"CAMERA"},
+        {"source":"cccc0003-v0","owner":"cccc0003","ssrc":5003,"rtx":5004,"videoType":"CAMERA"}]}"#;
+    const AUDIO_MAP: &str = r#"{"colibriClass":"AudioSourcesMap","mappedSources":[
+        {"source":"aaaa0001-a0","owner":"aaaa0001","ssrc":6001},
+        {"source":"bbbb0002-a0","owner":"bbbb0002","ssrc":6002}]}"#;
+
+    #[test]
+    fn ssrc_rewriting_maps_the_bridges_ssrcs_to_sources() {
+        let now = Instant::now();
+        let client = Client {
+            ssrc_rewriting: true,
+            ..Client::CURRENT
+        };
+        let mut m = endpoint(now, client);
+        m.on_channel_message(now, VIDEO_MAP);
+        m.on_channel_message(now, AUDIO_MAP);
+        assert_eq!((m.channel.mapped_video, m.channel.mapped_audio), (2, 2));
+        let s = m.receiver.source(5001).unwrap();
+        assert_eq!((s.owner.as_str(), s.kind), ("aaaa0001", Kind::Video));
+        assert_eq!(s.name.as_deref(), Some("aaaa0001-v0"));
+        assert!(
+            m.receiver.source(5003).is_none(),
+            "our own source is not received"
+        );
+        assert_eq!(m.receiver.source(6002).unwrap().kind, Kind::Audio);
+        // The stage follows the mapped video source.
+        assert_eq!(m.on_stage(), Some("aaaa0001"));
+        for seq in 0..5 {
+            m.receiver.on_rtp(now, &audio(6002, seq));
+        }
+        let owners: Vec<&str> = m.receiver.owners_receiving(Kind::Audio).collect();
+        assert_eq!(owners, vec!["bbbb0002"]);
+        // An entry without an owner frees the slot.
+        m.on_channel_message(
+            now,
+            r#"{"colibriClass":"AudioSourcesMap","mappedSources":[{"source":"","owner":null,"ssrc":6002}]}"#,
+        );
+        assert!(m.receiver.source(6002).is_none());
+    }
+
+    #[test]
+    fn without_ssrc_rewriting_maps_are_not_ours_to_apply() {
+        let now = Instant::now();
+        for client in [Client::CURRENT, Client::Y2021] {
+            let mut m = endpoint(now, client);
+            m.on_channel_message(now, VIDEO_MAP);
+            assert!(m.receiver.source(5001).is_none());
+            assert_eq!(m.channel.by_class.get("VideoSourcesMap"), Some(&1));
+        }
+    }
+
+    #[test]
+    fn sender_constraints_by_dialect() {
+        let now = Instant::now();
+        let svc =
+            r#"{"colibriClass":"SenderVideoConstraints","videoConstraints":{"idealHeight":180}}"#;
+        let ssc = r#"{"colibriClass":"SenderSourceConstraints","sourceName":"cccc0003-v0","maxHeight":360}"#;
+        let other = r#"{"colibriClass":"SenderSourceConstraints","sourceName":"dddd0004-v0","maxHeight":0}"#;
+        let mut current = endpoint(now, Client::CURRENT);
+        current.on_channel_message(now, svc);
+        assert_eq!(
+            current.channel.sender_max_height, None,
+            "the endpoint form is ignored"
+        );
+        current.on_channel_message(now, ssc);
+        current.on_channel_message(now, other);
+        assert_eq!(current.channel.sender_max_height, Some(360));
+        let mut old = endpoint(now, Client::Y2021);
+        old.on_channel_message(now, svc);
+        assert_eq!(old.channel.sender_max_height, Some(180));
     }
 }

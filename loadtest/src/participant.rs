@@ -25,10 +25,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::dialect::Client;
 use crate::media::{ChannelCounters, MediaEndpoint, ReceiveView, RtcpCounters, TransportDrops};
 use crate::receiver::{Kind, MediaReceiver, ReceiveDrops, TrackCounters};
 use crate::sender::{
-    AudioConfig, LayerConfig, MediaSender, SendCounters, Speaking, VideoConfig, default_layers,
+    AudioConfig, LayerConfig, MediaSender, SendCounters, Speaking, VideoCodec, VideoConfig,
+    default_layers,
 };
 use crate::session::{
     LocalSources, Offer, conference_request, disco_info, is_disco_info, local_transport, negotiate,
@@ -68,6 +70,8 @@ pub struct ParticipantConfig {
     /// Endpoint ids of the other senders in this conference.
     pub expected_senders: Vec<String>,
     pub seed: u64,
+    /// Which lib-jitsi-meet it imitates.
+    pub client: Client,
 }
 
 /// What the scenario tells every participant.
@@ -118,9 +122,23 @@ pub struct TrackReport {
     pub loss_pct: f64,
     pub fps: f64,
     pub keyframes: u64,
-    /// Height of the last keyframe received (the simulcast layer forwarded).
+    /// Height of the last keyframe received (VP8: the simulcast layer forwarded), or of the last
+    /// temporal unit shown (AV1: the spatial layer forwarded, from the Dependency Descriptor).
     pub height: Option<u16>,
     pub jitter_ms: f64,
+    /// `av1` when the track carried AV1 with its Dependency Descriptor, else `vp8`/`opus`.
+    pub codec: &'static str,
+    /// AV1: the spatial layer of the last temporal unit shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spatial: Option<u8>,
+    /// AV1: temporal units shown per top spatial layer over the whole session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units_by_spatial: Option<[u64; 4]>,
+    /// AV1: frames whose references had not all arrived (a decoder could not decode them).
+    pub undecodable_frames: u64,
+    /// Keyframe requests (PLI) sent for this track over the whole session: one a second at most
+    /// while a video stream has not started with a keyframe or cannot be decoded.
+    pub plis: u64,
 }
 
 /// Everything one participant measured.
@@ -148,6 +166,9 @@ pub struct ParticipantReport {
     pub receive_drops: ReceiveDrops,
     pub send_errors: u64,
     pub sessions: u32,
+    /// Remote media sources the focus signalled in Jingle (session-initiate, source-add); none
+    /// with SSRC rewriting, where the bridge's source maps say who is who.
+    pub jingle_sources: u64,
     /// RTP packets we sent per second in the window, and their bitrate (RTP headers and payload,
     /// before SRTP).
     pub sent_pps: f64,
@@ -171,7 +192,8 @@ fn sent_bytes(c: &SendCounters) -> u64 {
 #[derive(Debug, Clone)]
 pub(crate) struct WindowStart {
     at: Instant,
-    tracks: HashMap<u32, TrackCounters>,
+    /// By track id.
+    tracks: HashMap<u64, TrackCounters>,
     sent_packets: u64,
     sent_bytes: u64,
 }
@@ -343,7 +365,7 @@ pub async fn run(
         let r = xmpp
             .iq_set(
                 cfg.focus.clone(),
-                conference_request(&cfg.room, &cfg.endpoint),
+                conference_request(&cfg.room, &cfg.endpoint, &cfg.client),
                 IQ_TIMEOUT,
             )
             .await;
@@ -370,17 +392,21 @@ pub async fn run(
     report.timings.conference_ready_ms = ms(t_request, Some(Instant::now()));
 
     let layers = if cfg.simulcast { 3 } else { 1 };
-    let sources = LocalSources::new(
+    let mut sources = LocalSources::new(
         &cfg.endpoint,
         true,
         if cfg.sender { layers } else { 0 },
         random_u32,
     );
+    if cfg.client.is_current() {
+        sources = sources.current();
+    }
     let join = MucJoin::new(cfg.room.clone(), cfg.endpoint.clone()).with_extra(presence_extra(
         &cfg.endpoint,
         &cfg.display_name,
         cfg.sender,
         cfg.sender,
+        &cfg.client,
     ));
     let occupant = match xmpp.join_muc(join).await {
         Ok(j) => j.occupant.to_string(),
@@ -572,7 +598,7 @@ impl Participant {
     fn on_iq(&mut self, iq: IncomingIq) {
         if iq.kind == IqKind::Get && is_disco_info(&iq.payload) {
             let node = iq.payload.attr("node").map(str::to_owned);
-            iq.reply_result(Some(disco_info(node.as_deref())));
+            iq.reply_result(Some(disco_info(node.as_deref(), &self.cfg.client)));
             return;
         }
         if !iq.payload.is("jingle", ns::JINGLE) || iq.kind != IqKind::Set {
@@ -615,6 +641,9 @@ impl Participant {
                     return;
                 };
                 let remote = remote_sources(&map, &self.cfg.endpoint);
+                if jingle.action == Action::SourceAdd {
+                    self.report.jingle_sources += remote.len() as u64;
+                }
                 if let Some(m) = self.media.as_mut() {
                     if jingle.action == Action::SourceAdd {
                         m.add_sources(now, remote);
@@ -662,8 +691,19 @@ impl Participant {
                 transport_cc_ext: neg.audio_ext(signaling::rtp_description::hdrext::TRANSPORT_CC),
                 payload_bytes: 80,
             });
+        // The current client sends AV1 SVC when the focus offers AV1 with the Dependency
+        // Descriptor (its default codec preference), else VP8 simulcast.
+        let av1 = neg
+            .av1_with_dd()
+            .filter(|_| self.cfg.client.sends_av1())
+            .map(|(pt, dd)| (pt.id, dd));
+        let (codec, payload_type) = match av1 {
+            Some((pt, dd_ext)) => (VideoCodec::Av1 { dd_ext }, pt),
+            None => (VideoCodec::Vp8, neg.vp8.id),
+        };
         let video = (self.cfg.sender && !self.sources.video.is_empty()).then(|| VideoConfig {
-            payload_type: neg.vp8.id,
+            codec,
+            payload_type,
             layers: if self.sources.video.len() == 3 {
                 default_layers([
                     self.sources.video[0],
@@ -692,15 +732,23 @@ impl Participant {
             self.cfg.seed,
         );
         let rtcp_ssrc = self.sources.audio.unwrap_or(1);
-        let receiver = MediaReceiver::new(now, rtcp_ssrc, neg.transport_cc());
+        // Whatever our dialect, AV1 from the bridge is read through its descriptor (the focus
+        // offered it to every participant).
+        let mut receiver = MediaReceiver::new(now, rtcp_ssrc, neg.transport_cc());
+        if let Some((pt, dd)) = neg.av1_with_dd() {
+            receiver.set_av1(pt.id, dd);
+        }
         let mut media = MediaEndpoint::new(
             transport,
             sender,
             receiver,
             &self.cfg.endpoint,
             self.cfg.view,
-        );
-        media.add_sources(now, remote_sources(&offer.sources, &self.cfg.endpoint));
+        )
+        .with_client(self.cfg.client);
+        let remote = remote_sources(&offer.sources, &self.cfg.endpoint);
+        self.report.jingle_sources += remote.len() as u64;
+        media.add_sources(now, remote);
         let ours = local_transport(media.transport(), self.local_addr);
         let accept = session_accept(&offer, &neg, &self.sources, &ours, &self.occupant);
         let to = self
@@ -756,6 +804,7 @@ impl Participant {
             self.finish_report(end, &m);
             self.media = Some(m);
         }
+        let client = self.cfg.client;
         {
             let work = async {
                 if let (Some(offer), Some(to)) = (self.offer.as_ref(), self.focus_occupant.clone())
@@ -784,7 +833,7 @@ impl Participant {
                     ev = events.recv() => match ev {
                         Some(Event::IqRequest(iq)) if iq.kind == IqKind::Get && is_disco_info(&iq.payload) => {
                             let node = iq.payload.attr("node").map(str::to_owned);
-                            iq.reply_result(Some(disco_info(node.as_deref())));
+                            iq.reply_result(Some(disco_info(node.as_deref(), &client)));
                         }
                         Some(Event::IqRequest(iq)) if iq.kind == IqKind::Set && iq.payload.is("jingle", ns::JINGLE) => {
                             iq.reply_result(None);
@@ -863,7 +912,7 @@ pub(crate) fn window_report(
         .map(|t| {
             let w = t
                 .counters
-                .since(before.get(&t.ssrc).unwrap_or(&TrackCounters::default()));
+                .since(before.get(&t.id).unwrap_or(&TrackCounters::default()));
             if w.packets > 0 {
                 received.push((t.source.owner.clone(), t.source.kind));
             }
@@ -883,6 +932,15 @@ pub(crate) fn window_report(
                 keyframes: w.keyframes,
                 height: t.size.map(|(_, h)| h),
                 jitter_ms: t.jitter_ms(),
+                codec: match (&t.av1, t.source.kind) {
+                    (Some(_), _) => "av1",
+                    (None, Kind::Video) => "vp8",
+                    (None, Kind::Audio) => "opus",
+                },
+                spatial: t.av1.as_ref().and_then(|a| a.shown_spatial),
+                units_by_spatial: t.av1.as_ref().map(|a| a.units_by_spatial),
+                undecodable_frames: t.av1.as_ref().map_or(0, |a| a.undecodable_frames),
+                plis: t.plis_sent,
             }
         })
         .collect();

@@ -4,12 +4,20 @@
 //! feedback (the bridge's transport-cc generator, reused). A video stream that starts without a
 //! keyframe gets a PLI, as a decoder would ask for one.
 //!
-//! SSRCs are attributed to their owner from the Jingle sources (session-initiate, source-add);
-//! anything else (padding probes, RTX, unsignalled SSRCs) is counted apart.
+//! AV1 (the payload type set with [`MediaReceiver::set_av1`]) is read through its Dependency
+//! Descriptor with the bridge's parser, as a decoder would: the structure from keyframes, each
+//! frame's spatial and temporal layer, whether the frames it refers to arrived (a frame that cannot
+//! be decoded is counted), and per temporal unit the highest spatial layer that can be shown — its
+//! resolution is the track's height.
+//!
+//! SSRCs are attributed to their owner from the Jingle sources (session-initiate, source-add) or,
+//! with SSRC rewriting, from the bridge's source maps (an SSRC that changes owner starts a new
+//! track); anything else (padding probes, RTX, unsignalled SSRCs) is counted apart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use bridge::sfu::av1::DdSource;
 use bridge::sfu::recv_stats::ReceiveStats;
 use bridge::sfu::rtcp::{ReportBlock, write_pli, write_rr};
 use bridge::sfu::rtp::RtpPacket;
@@ -77,16 +85,99 @@ impl TrackCounters {
     }
 }
 
+/// Frames a receiver remembers to check references (an AV1 frame refers at most 12 frames back
+/// in `L3T3_KEY`).
+const AV1_FRAME_MEMORY: usize = 64;
+
+/// What the Dependency Descriptors of an AV1 track say.
+#[derive(Debug, Clone, Default)]
+pub struct Av1Track {
+    src: DdSource,
+    /// Recent frames: (frame index, spatial layer, all packets up to its end arrived and its
+    /// references were decodable).
+    frames: VecDeque<(u64, u8, bool)>,
+    /// The temporal unit being received: its timestamp and the highest decodable spatial layer
+    /// so far.
+    unit: Option<(u32, Option<u8>)>,
+    /// The highest spatial layer of the last complete temporal unit.
+    pub shown_spatial: Option<u8>,
+    /// Temporal units shown, by their top spatial layer.
+    pub units_by_spatial: [u64; 4],
+    /// Frames whose references had not all arrived.
+    pub undecodable_frames: u64,
+    pub malformed_descriptors: u64,
+}
+
+impl Av1Track {
+    /// One packet's descriptor; returns the (width, height) to show when a temporal unit ends,
+    /// whether the packet started a keyframe, and whether it started a frame that cannot be
+    /// decoded (a decoder then asks for a keyframe).
+    fn on_packet(&mut self, ts: u32, marker: bool, dd: &[u8]) -> (Option<(u16, u16)>, bool, bool) {
+        let Ok(info) = self.src.parse(dd) else {
+            self.malformed_descriptors += 1;
+            return (None, false, false);
+        };
+        let d = info.descriptor;
+        let idx = info.frame_index;
+        if self.unit.is_none_or(|u| u.0 != ts) {
+            self.unit = Some((ts, None));
+        }
+        let mut broken = false;
+        if d.start_of_frame && !self.frames.iter().any(|f| f.0 == idx) {
+            let decodable = d.structure_attached
+                || d.frame.fdiffs().iter().all(|&fd| {
+                    self.frames
+                        .iter()
+                        .any(|f| f.0 == idx.wrapping_sub(u64::from(fd)) && f.2)
+                });
+            if !decodable {
+                self.undecodable_frames += 1;
+                broken = true;
+            }
+            if self.frames.len() == AV1_FRAME_MEMORY {
+                self.frames.pop_front();
+            }
+            self.frames.push_back((idx, d.frame.spatial, decodable));
+        }
+        let complete_layer = self
+            .frames
+            .iter()
+            .find(|f| f.0 == idx)
+            .filter(|f| f.2 && d.end_of_frame)
+            .map(|f| f.1);
+        if let (Some(s), Some(u)) = (complete_layer, self.unit.as_mut()) {
+            u.1 = Some(u.1.map_or(s, |t| t.max(s)));
+        }
+        let mut shown = None;
+        if marker && let Some((_, Some(top))) = self.unit.take() {
+            self.shown_spatial = Some(top);
+            if let Some(c) = self.units_by_spatial.get_mut(usize::from(top)) {
+                *c += 1;
+            }
+            shown = self
+                .src
+                .current()
+                .and_then(|s| s.resolution(top))
+                .map(|r| (r.width, r.height));
+        }
+        (shown, d.structure_attached, broken)
+    }
+}
+
 /// One received SSRC.
 #[derive(Debug, Clone)]
 pub struct Track {
+    /// Unique per receiver (an SSRC that changes owner is a new track).
+    pub id: u64,
     pub ssrc: u32,
     pub source: RemoteSource,
     pub counters: TrackCounters,
     pub first_at: Instant,
     pub last_at: Instant,
-    /// Resolution of the last keyframe.
+    /// Resolution of the last keyframe (VP8) or of the last temporal unit shown (AV1).
     pub size: Option<(u16, u16)>,
+    /// AV1: what the Dependency Descriptors said.
+    pub av1: Option<Box<Av1Track>>,
     pub max_height: u16,
     first_ext_seq: i64,
     highest_ext_seq: i64,
@@ -97,9 +188,10 @@ pub struct Track {
 }
 
 impl Track {
-    fn new(now: Instant, ssrc: u32, source: RemoteSource) -> Self {
+    fn new(now: Instant, id: u64, ssrc: u32, source: RemoteSource) -> Self {
         let clock = source.clock_rate;
         Track {
+            id,
             ssrc,
             awaiting_keyframe: source.kind == Kind::Video,
             source,
@@ -107,6 +199,7 @@ impl Track {
             first_at: now,
             last_at: now,
             size: None,
+            av1: None,
             max_height: 0,
             first_ext_seq: -1,
             highest_ext_seq: -1,
@@ -121,7 +214,16 @@ impl Track {
         f64::from(self.stats.jitter()) * 1000.0 / f64::from(self.source.clock_rate.max(1))
     }
 
-    fn on_packet(&mut self, now: Instant, seq: u16, ts: u32, payload: &[u8], marker: bool) {
+    /// `dd`: the AV1 Dependency Descriptor, for an AV1 packet.
+    fn on_packet(
+        &mut self,
+        now: Instant,
+        seq: u16,
+        ts: u32,
+        payload: &[u8],
+        marker: bool,
+        dd: Option<&[u8]>,
+    ) {
         self.last_at = now;
         self.stats.on_packet(now, seq, ts);
         let ext = if self.highest_ext_seq < 0 {
@@ -138,7 +240,23 @@ impl Track {
         c.packets += 1;
         c.bytes += payload.len() as u64;
         c.expected = (self.highest_ext_seq - self.first_ext_seq + 1).max(0) as u64;
-        if self.source.kind == Kind::Video {
+        if let Some(dd) = dd {
+            let av1 = self.av1.get_or_insert_with(Box::default);
+            let (shown, keyframe, broken) = av1.on_packet(ts, marker, dd);
+            if keyframe {
+                c.keyframes += 1;
+                self.awaiting_keyframe = false;
+            } else if broken {
+                self.awaiting_keyframe = true;
+            }
+            if let Some((w, h)) = shown {
+                self.size = Some((w, h));
+                self.max_height = self.max_height.max(h);
+            }
+            if marker {
+                c.frames += 1;
+            }
+        } else if self.source.kind == Kind::Video {
             if let Some(f) = frame_start(payload)
                 && f.keyframe
             {
@@ -167,12 +285,19 @@ pub struct ReceiveDrops {
     pub padding: u64,
     /// Packets of SSRCs nobody signalled (RTX, probes on feedback SSRCs…).
     pub unknown_ssrc: u64,
+    /// AV1 packets without a Dependency Descriptor.
+    pub av1_without_descriptor: u64,
 }
 
 /// The receive side of one participant.
 pub struct MediaReceiver {
     sources: HashMap<u32, RemoteSource>,
     tracks: HashMap<u32, Track>,
+    /// Tracks whose SSRC went to another source (SSRC rewriting).
+    retired: Vec<Track>,
+    next_track_id: u64,
+    /// AV1 payload type and the Dependency Descriptor's extension id.
+    av1: Option<(u8, u8)>,
     /// transport-cc extension id the bridge uses toward us.
     tcc_ext: Option<u8>,
     tcc: TccFeedbackGenerator,
@@ -191,6 +316,9 @@ impl MediaReceiver {
         MediaReceiver {
             sources: HashMap::new(),
             tracks: HashMap::new(),
+            retired: Vec::new(),
+            next_track_id: 0,
+            av1: None,
             tcc_ext,
             tcc: TccFeedbackGenerator::new(rtcp_ssrc, GeneratorConfig::default()),
             rtcp_ssrc,
@@ -203,14 +331,39 @@ impl MediaReceiver {
         }
     }
 
+    /// AV1 arrives with `payload_type`, described by the Dependency Descriptor in extension
+    /// `dd_ext`.
+    pub fn set_av1(&mut self, payload_type: u8, dd_ext: u8) {
+        self.av1 = Some((payload_type, dd_ext));
+    }
+
     /// A signalled remote SSRC (session-initiate, source-add).
     pub fn add_source(&mut self, ssrc: u32, source: RemoteSource) {
         self.sources.insert(ssrc, source);
     }
 
-    /// A source-remove: stop attributing this SSRC (its track keeps its counters).
+    /// SSRC rewriting: `ssrc` carries `source` from now on. If it carried another owner's source
+    /// before, that track ends (its counters stay in the report) and a new one starts.
+    pub fn map_source(&mut self, ssrc: u32, source: RemoteSource) {
+        if let Some(t) = self.tracks.get(&ssrc)
+            && (t.source.owner != source.owner || t.source.kind != source.kind)
+            && let Some(old) = self.tracks.remove(&ssrc)
+        {
+            self.retired.push(old);
+        }
+        if let Some(t) = self.tracks.get_mut(&ssrc) {
+            t.source.name = source.name.clone();
+        }
+        self.sources.insert(ssrc, source);
+    }
+
+    /// A source-remove (or, with SSRC rewriting, a freed SSRC): stop attributing this SSRC (its
+    /// track ends and keeps its counters).
     pub fn remove_source(&mut self, ssrc: u32) {
         self.sources.remove(&ssrc);
+        if let Some(t) = self.tracks.remove(&ssrc) {
+            self.retired.push(t);
+        }
     }
 
     /// Every source of `owner` (it left the room).
@@ -227,8 +380,9 @@ impl MediaReceiver {
         self.sources.values()
     }
 
+    /// Every track, current and retired.
     pub fn tracks(&self) -> impl Iterator<Item = &Track> + '_ {
-        self.tracks.values()
+        self.tracks.values().chain(&self.retired)
     }
 
     /// Owners we currently receive `kind` from (at least one packet).
@@ -239,9 +393,9 @@ impl MediaReceiver {
             .map(|t| t.source.owner.as_str())
     }
 
-    /// Cumulative counters per SSRC.
-    pub fn snapshot(&self) -> HashMap<u32, TrackCounters> {
-        self.tracks.iter().map(|(s, t)| (*s, t.counters)).collect()
+    /// Cumulative counters per track id.
+    pub fn snapshot(&self) -> HashMap<u64, TrackCounters> {
+        self.tracks().map(|t| (t.id, t.counters)).collect()
     }
 
     /// A decrypted RTP packet from the bridge.
@@ -260,6 +414,16 @@ impl MediaReceiver {
             return;
         }
         let ssrc = p.ssrc();
+        let dd = match self.av1 {
+            Some((pt, ext)) if p.payload_type() == pt => {
+                let dd = p.extension(ext);
+                if dd.is_none() {
+                    self.drops.av1_without_descriptor += 1;
+                }
+                dd
+            }
+            _ => None,
+        };
         let track = match self.tracks.get_mut(&ssrc) {
             Some(t) => t,
             None => {
@@ -267,9 +431,11 @@ impl MediaReceiver {
                     self.drops.unknown_ssrc += 1;
                     return;
                 };
+                let id = self.next_track_id;
+                self.next_track_id += 1;
                 self.tracks
                     .entry(ssrc)
-                    .or_insert_with(|| Track::new(now, ssrc, source.clone()))
+                    .or_insert_with(|| Track::new(now, id, ssrc, source.clone()))
             }
         };
         self.first_media_at.get_or_insert(now);
@@ -279,6 +445,7 @@ impl MediaReceiver {
             p.timestamp(),
             p.payload(),
             p.marker(),
+            dd,
         );
     }
 
@@ -411,12 +578,12 @@ mod tests {
             vec!["abcd0123"]
         );
         // A window: the difference of two snapshots.
-        let a = r.snapshot()[&7];
+        let a = r.snapshot()[&0];
         r.on_rtp(
             now,
             &video_packet(65400u16.wrapping_add(202), 202, false, true),
         );
-        let b = r.snapshot()[&7];
+        let b = r.snapshot()[&0];
         let w = b.since(&a);
         assert_eq!((w.packets, w.expected, w.lost()), (1, 3, 2));
         // Unknown SSRCs, padding and garbage are counted apart.
@@ -478,5 +645,49 @@ mod tests {
                 .any(|k| matches!(k, Packet::Pli(_)))
         });
         assert!(!pli_again);
+    }
+
+    #[test]
+    fn a_rewritten_ssrc_that_changes_owner_starts_a_new_track() {
+        let t0 = Instant::now();
+        let mut r = MediaReceiver::new(t0, 99, Some(5));
+        let src = |owner: &str| RemoteSource {
+            owner: owner.into(),
+            kind: Kind::Video,
+            name: Some(format!("{owner}-v0")),
+            clock_rate: 90_000,
+        };
+        // Nothing signalled: not attributed.
+        r.on_rtp(t0, &video_packet(1, 1, true, true));
+        assert_eq!(r.drops.unknown_ssrc, 1);
+        r.map_source(7, src("aaaa0001"));
+        for i in 2..12u16 {
+            r.on_rtp(t0, &video_packet(i, i, i == 2, true));
+        }
+        // The same owner again (a map repeated): the same track.
+        r.map_source(7, src("aaaa0001"));
+        r.on_rtp(t0, &video_packet(12, 12, false, true));
+        // The slot goes to another participant.
+        r.map_source(7, src("bbbb0002"));
+        for i in 13..20u16 {
+            r.on_rtp(t0, &video_packet(i, i, i == 13, true));
+        }
+        let mut tracks: Vec<(&str, u64)> = r
+            .tracks()
+            .map(|t| (t.source.owner.as_str(), t.counters.packets))
+            .collect();
+        tracks.sort_unstable();
+        assert_eq!(tracks, vec![("aaaa0001", 11), ("bbbb0002", 7)]);
+        assert_eq!(
+            r.snapshot().len(),
+            2,
+            "window counters per track, not per SSRC"
+        );
+        // Freed: no longer attributed.
+        r.remove_source(7);
+        assert!(r.source(7).is_none());
+        r.on_rtp(t0, &video_packet(20, 20, false, true));
+        assert_eq!(r.drops.unknown_ssrc, 2);
+        assert_eq!(r.tracks().count(), 2);
     }
 }

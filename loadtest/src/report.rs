@@ -21,6 +21,12 @@ pub struct ScenarioSummary {
     pub duration_s: f64,
     pub warmup_s: f64,
     pub simulcast: bool,
+    /// The client imitated: `2021` or `current`.
+    pub dialect: String,
+    /// What the senders send: `vp8` (simulcast) or `av1` (SVC `L3T3_KEY`).
+    pub video_codec: String,
+    /// The participants asked for SSRC rewriting.
+    pub ssrc_rewriting: bool,
     pub join_rate: f64,
     /// From the first join to "everybody connected or failed".
     pub joins_settled_s: f64,
@@ -403,6 +409,44 @@ fn join_steps(j: &JoinTimes) -> [(&'static str, &Percentiles); 11] {
     ]
 }
 
+/// Participants listed video by video in the reports (larger runs are summarized only).
+const VIDEO_DETAIL_MAX_PARTICIPANTS: usize = 20;
+
+/// One line per received video track of small runs: who receives whom, the codec, the height and
+/// (AV1) spatial layer shown, frame rate and bitrate over the window.
+pub fn video_lines(r: &RunReport) -> Vec<String> {
+    if r.participants.len() > VIDEO_DETAIL_MAX_PARTICIPANTS {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for p in &r.participants {
+        for t in p
+            .tracks
+            .iter()
+            .filter(|t| t.kind == Kind::Video && t.packets > 0)
+        {
+            let layer = t.spatial.map(|s| format!(" (S{s})")).unwrap_or_default();
+            let undecodable = if t.undecodable_frames > 0 {
+                format!(", {} undecodable frames", t.undecodable_frames)
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "{} ← {}: {} {}{layer}, {:.1} fps, {:.0} kbps, {} keyframes, {} PLIs{undecodable}",
+                p.endpoint,
+                t.owner,
+                t.codec,
+                t.height.map_or("?".to_owned(), |h| format!("{h}p")),
+                t.fps,
+                t.kbps,
+                t.keyframes,
+                t.plis
+            ));
+        }
+    }
+    out
+}
+
 /// The text summary printed after a run.
 pub fn human(r: &RunReport) -> String {
     let s = &r.summary;
@@ -417,6 +461,21 @@ pub fn human(r: &RunReport) -> String {
         sc.simulcast,
         sc.window_s,
         sc.joins_settled_s
+    );
+    let _ = writeln!(
+        o,
+        "client: lib-jitsi-meet {} dialect, video {}, SSRC rewriting {}",
+        if sc.dialect.is_empty() {
+            "2021"
+        } else {
+            &sc.dialect
+        },
+        if sc.video_codec.is_empty() {
+            "vp8"
+        } else {
+            &sc.video_codec
+        },
+        if sc.ssrc_rewriting { "on" } else { "off" }
     );
     let _ = writeln!(
         o,
@@ -452,6 +511,9 @@ pub fn human(r: &RunReport) -> String {
         "video per track: median {:.0} kbps, {:.1} fps; forwarded heights {:?}",
         m.video_kbps_per_track.median, m.video_fps_per_track.median, m.video_heights
     );
+    for line in video_lines(r) {
+        let _ = writeln!(o, "  {line}");
+    }
     let _ = writeln!(
         o,
         "sent: {:.0} pps, {:.1} Mbps in all (median {:.0} kbps per sender); received per participant: median {:.0} pps, {:.0} kbps",
@@ -558,7 +620,9 @@ pub fn markdown(r: &RunReport) -> String {
         o,
         "Video {}, audio from every sender; joins at {:.1}/s, settled after {:.1} s; warm-up {:.0} s; \
          measurement window {:.1} s (t = {:.1}–{:.1} s).\n",
-        if sc.simulcast {
+        if sc.video_codec == "av1" {
+            "AV1 SVC L3T3_KEY 180p/360p/720p (current lib-jitsi-meet dialect)"
+        } else if sc.simulcast {
             "VP8 simulcast 180p/360p/720p"
         } else {
             "VP8 720p"
@@ -738,6 +802,14 @@ pub fn markdown(r: &RunReport) -> String {
             p.missing.len(),
             p.failures.join("; ").replace('|', "/")
         );
+    }
+
+    let video = video_lines(r);
+    if !video.is_empty() {
+        let _ = writeln!(o, "\n## Video received\n");
+        for line in video {
+            let _ = writeln!(o, "- {line}");
+        }
     }
 
     if !sv.timeline.is_empty() {
@@ -924,6 +996,11 @@ mod tests {
             keyframes: 1,
             height: h,
             jitter_ms: 0.0,
+            codec: "vp8",
+            spatial: None,
+            units_by_spatial: None,
+            undecodable_frames: 0,
+            plis: 0,
         };
         let p = ParticipantReport {
             endpoint: "abcd1234".into(),

@@ -1,5 +1,6 @@
-//! Writing RTP packets as a browser sends them: fixed header plus RFC 8285 one-byte header
-//! extensions (ssrc-audio-level, abs-send-time, transport-cc), into a reused buffer.
+//! Writing RTP packets as a browser sends them: fixed header plus RFC 8285 header extensions
+//! (ssrc-audio-level, abs-send-time, transport-cc, the AV1 Dependency Descriptor; one-byte form,
+//! two-byte when an element is longer than 16 bytes), into a reused buffer.
 //!
 //! Parsing is the bridge's (`bridge::sfu::rtp::RtpPacket`).
 
@@ -17,14 +18,27 @@ pub struct RtpHeader {
 
 /// Largest one-byte extension element (RFC 8285 §4.2: 1..=16 bytes).
 const MAX_ONE_BYTE_LEN: usize = 16;
+/// Largest two-byte extension element (RFC 8285 §4.3: 0..=255 bytes).
+const MAX_TWO_BYTE_LEN: usize = 255;
 
-/// Clears `out` and writes the header with one-byte extensions `(id, data)`; ids must be 1..=14 and
-/// data 1..=16 bytes (others are skipped). The payload is appended by the caller.
+/// Clears `out` and writes the header with extensions `(id, data)`: the one-byte form (RFC 8285
+/// §4.2) when every element fits it (ids 1..=14, 1..=16 bytes), otherwise the two-byte form (§4.3),
+/// as Chromium does with `extmap-allow-mixed` for a Dependency Descriptor that carries its
+/// structure. Elements that fit neither form (id 0 or 15 in one-byte, data over 255 bytes) are
+/// skipped. The payload is appended by the caller.
 pub fn write_header(out: &mut Vec<u8>, h: &RtpHeader, extensions: &[(u8, &[u8])]) {
     out.clear();
-    let valid =
+    let one_byte =
         |(id, d): &&(u8, &[u8])| (1..=14).contains(id) && (1..=MAX_ONE_BYTE_LEN).contains(&d.len());
-    let has_ext = extensions.iter().any(|e| valid(&e));
+    let two_byte = |(id, d): &&(u8, &[u8])| *id >= 1 && d.len() <= MAX_TWO_BYTE_LEN;
+    let long = extensions
+        .iter()
+        .any(|e| !one_byte(&e) && (1..=14).contains(&e.0) && two_byte(&e));
+    let has_ext = if long {
+        extensions.iter().any(|e| two_byte(&e))
+    } else {
+        extensions.iter().any(|e| one_byte(&e))
+    };
     out.push(0x80 | if has_ext { 0x10 } else { 0 });
     out.push((h.payload_type & 0x7f) | if h.marker { 0x80 } else { 0 });
     out.extend_from_slice(&h.sequence.to_be_bytes());
@@ -33,11 +47,18 @@ pub fn write_header(out: &mut Vec<u8>, h: &RtpHeader, extensions: &[(u8, &[u8])]
     if !has_ext {
         return;
     }
-    out.extend_from_slice(&[0xBE, 0xDE, 0, 0]);
+    let profile: [u8; 2] = if long { [0x10, 0x00] } else { [0xBE, 0xDE] };
+    out.extend_from_slice(&[profile[0], profile[1], 0, 0]);
     let start = out.len();
-    for (id, data) in extensions.iter().filter(valid) {
-        out.push((id << 4) | (data.len() as u8 - 1));
-        out.extend_from_slice(data);
+    for (id, data) in extensions {
+        if long && two_byte(&&(*id, *data)) {
+            out.push(*id);
+            out.push(data.len() as u8);
+            out.extend_from_slice(data);
+        } else if !long && one_byte(&&(*id, *data)) {
+            out.push((id << 4) | (data.len() as u8 - 1));
+            out.extend_from_slice(data);
+        }
     }
     while !(out.len() - start).is_multiple_of(4) {
         out.push(0);
@@ -112,6 +133,33 @@ mod tests {
         assert_eq!(
             abs_send_time(Duration::from_secs(64)),
             abs_send_time(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn a_long_element_switches_to_the_two_byte_form() {
+        let mut out = Vec::new();
+        let long = [7u8; 40];
+        let h = RtpHeader {
+            payload_type: 41,
+            marker: false,
+            sequence: 9,
+            timestamp: 3000,
+            ssrc: 77,
+        };
+        write_header(&mut out, &h, &[(5, &transport_cc(2)), (11, &long)]);
+        assert_eq!(&out[12..14], &[0x10, 0x00], "two-byte profile");
+        out.extend_from_slice(&[1, 2, 3]);
+        let p = RtpPacket::parse(&out).unwrap();
+        assert_eq!(p.transport_cc_seq(5), Some(2));
+        assert_eq!(p.extension(11), Some(&long[..]));
+        assert_eq!(p.payload(), &[1, 2, 3]);
+        // Short elements only: the one-byte form, as before.
+        write_header(&mut out, &h, &[(5, &transport_cc(2)), (11, &long[..3])]);
+        assert_eq!(&out[12..14], &[0xBE, 0xDE]);
+        assert_eq!(
+            RtpPacket::parse(&out).unwrap().extension(11),
+            Some(&long[..3])
         );
     }
 

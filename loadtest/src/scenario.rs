@@ -10,6 +10,7 @@ use signaling::xmpp::{BareJid, Jid};
 use tokio::sync::{mpsc, watch};
 
 use crate::deployment::Target;
+use crate::dialect::Client;
 use crate::janus::JanusRoom;
 use crate::media::ReceiveView;
 use crate::participant::{self, ParticipantConfig, ParticipantReport, Phase};
@@ -40,6 +41,11 @@ pub struct ScenarioConfig {
     pub sample_interval: Duration,
     /// Sampling goes on this long after everybody left (memory given back, CPU back to idle).
     pub cooldown: Duration,
+    /// The client every participant imitates (dialect, AV1, SSRC rewriting).
+    pub client: Client,
+    /// The last this many participants of each conference use tile view (nobody on stage, every
+    /// video at `view.thumbnail_height`); the others stage view.
+    pub tile_viewers: usize,
 }
 
 impl Default for ScenarioConfig {
@@ -57,11 +63,14 @@ impl Default for ScenarioConfig {
             view: ReceiveView {
                 stage_height: 720,
                 thumbnail_height: 180,
+                tile_view: false,
             },
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80],
             speaker_slot: Duration::from_secs(3),
             sample_interval: Duration::from_secs(1),
             cooldown: Duration::from_secs(2),
+            client: Client::Y2021,
+            tile_viewers: 0,
         }
     }
 }
@@ -111,7 +120,11 @@ pub fn plan(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<Vec<Partici
                     slot: cfg.speaker_slot,
                 },
                 srtp_profiles: cfg.srtp_profiles.clone(),
-                view: cfg.view,
+                view: ReceiveView {
+                    tile_view: cfg.view.tile_view
+                        || i + cfg.tile_viewers.min(cfg.participants) >= cfg.participants,
+                    ..cfg.view
+                },
                 bind: std::net::IpAddr::from([127, 0, 0, 1]),
                 join_timeout: cfg.join_timeout,
                 expected_senders: ids
@@ -121,6 +134,7 @@ pub fn plan(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<Vec<Partici
                     .cloned()
                     .collect(),
                 seed: random_u64(),
+                client: cfg.client,
             });
         }
     }
@@ -237,6 +251,9 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
         duration_s: cfg.duration.as_secs_f64(),
         warmup_s: cfg.warmup.as_secs_f64(),
         simulcast: cfg.simulcast,
+        dialect: cfg.client.dialect.to_string(),
+        video_codec: if cfg.client.sends_av1() { "av1" } else { "vp8" }.into(),
+        ssrc_rewriting: cfg.client.rewrites_ssrcs(),
         join_rate: cfg.join_rate,
         joins_settled_s: joined_at.saturating_duration_since(t0).as_secs_f64(),
         window_start_s: measure_start.saturating_duration_since(t0).as_secs_f64(),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bridge::sfu::rtcp::{SenderInfo, write_sdes_cname, write_sr};
 
+use crate::av1::{KsvcEncoder, MAX_SPATIAL_LAYERS, layer_bitrate, spatial_layers_for};
 use crate::rtp::{RtpHeader, abs_send_time, audio_level, transport_cc, write_header};
 use crate::vp8::{Descriptor, write_frame_header};
 
@@ -47,9 +48,23 @@ pub struct LayerConfig {
     pub bitrate_bps: u32,
 }
 
+/// The video codec and how it is layered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// VP8 simulcast: one SSRC per layer of [`VideoConfig::layers`].
+    Vp8,
+    /// AV1 K-SVC on the first SSRC of [`VideoConfig::layers`] (the others are signalled but idle,
+    /// as the current lib-jitsi-meet configures three encodings and activates one), with the
+    /// Dependency Descriptor in extension `dd_ext` (`crate::av1`). Keyframes only when asked (PLI,
+    /// FIR) or when the mode changes, as libwebrtc: no periodic ones.
+    Av1 { dd_ext: u8 },
+}
+
 /// Video to send.
 #[derive(Debug, Clone)]
 pub struct VideoConfig {
+    pub codec: VideoCodec,
+    /// The codec's payload type.
     pub payload_type: u8,
     /// Lowest first (the SIM group's order).
     pub layers: Vec<LayerConfig>,
@@ -57,6 +72,22 @@ pub struct VideoConfig {
     pub keyframe_interval: Duration,
     pub transport_cc_ext: Option<u8>,
     pub abs_send_time_ext: Option<u8>,
+}
+
+/// Bytes of a frame of an encoding (or spatial layer) sending `bitrate_bps`: delta frames shrink
+/// so that one keyframe per keyframe interval averages to the bitrate, and temporal base frames
+/// are larger than the others ([`TID_WEIGHT`]).
+fn frame_bytes(v: &VideoConfig, bitrate_bps: u32, keyframe: bool, tid: u8) -> usize {
+    let fps = f64::from(v.fps.max(1));
+    let avg = f64::from(bitrate_bps) / 8.0 / fps;
+    let frames_per_key = (v.keyframe_interval.as_secs_f64() * fps).max(1.0);
+    let delta = avg * frames_per_key / (frames_per_key - 1.0 + KEYFRAME_FACTOR);
+    let size = if keyframe {
+        delta * KEYFRAME_FACTOR
+    } else {
+        delta * TID_WEIGHT[usize::from(tid.min(2))]
+    };
+    (size as usize).max(20)
 }
 
 /// Jitsi's VP8 simulcast: 180p / 360p / 720p at ≈ 150 k / 500 k / 1.5 Mbps.
@@ -105,7 +136,7 @@ impl Speaking {
 pub struct SendCounters {
     pub audio_packets: u64,
     pub audio_bytes: u64,
-    /// Per layer, lowest first.
+    /// Per layer, lowest first (AV1: per spatial layer).
     pub video_packets: Vec<u64>,
     pub video_bytes: Vec<u64>,
     pub frames: Vec<u64>,
@@ -152,6 +183,8 @@ pub struct MediaSender {
     audio_packets: u32,
     audio_octets: u32,
     layers: Vec<Layer>,
+    /// AV1: the SVC frame plan (the stream goes on `layers[0]`).
+    svc: Option<KsvcEncoder>,
     frame_index: u64,
     tcc_seq: u16,
     /// xorshift state for payload bytes and level noise (no allocation, no syscalls).
@@ -198,7 +231,17 @@ impl MediaSender {
                     .collect()
             })
             .unwrap_or_default();
-        let n = layers.len();
+        let svc = match video.as_ref().map(|v| v.codec) {
+            Some(VideoCodec::Av1 { .. }) => {
+                Some(KsvcEncoder::new(MAX_SPATIAL_LAYERS, next() as u16))
+            }
+            _ => None,
+        };
+        let n = if svc.is_some() {
+            usize::from(MAX_SPATIAL_LAYERS)
+        } else {
+            layers.len()
+        };
         MediaSender {
             next_audio: audio.as_ref().map(|_| now),
             next_frame: video.as_ref().map(|_| now),
@@ -214,6 +257,7 @@ impl MediaSender {
             audio_packets: 0,
             audio_octets: 0,
             layers,
+            svc,
             frame_index: 0,
             tcc_seq: next() as u16,
             rng,
@@ -260,6 +304,15 @@ impl MediaSender {
         let Some(l) = self.layers.iter_mut().find(|l| l.cfg.ssrc == ssrc) else {
             return false;
         };
+        if let Some(enc) = self.svc.as_mut() {
+            let recent = l
+                .last_keyframe
+                .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_MIN_GAP);
+            if !recent && enc.request_keyframe() {
+                self.counters.requested_keyframes += 1;
+            }
+            return true;
+        }
         let recent = l
             .last_keyframe
             .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_MIN_GAP);
@@ -272,7 +325,13 @@ impl MediaSender {
 
     /// The bridge's SenderSourceConstraints: send only encodings up to `max_height` (0 = none,
     /// negative = all). A re-enabled encoding starts with a keyframe.
+    /// AV1: the number of spatial layers lib-jitsi-meet configures for that height (a new mode
+    /// starts with a keyframe).
     pub fn set_max_height(&mut self, max_height: i32) {
+        if let Some(enc) = self.svc.as_mut() {
+            enc.set_spatial_layers(spatial_layers_for(max_height));
+            return;
+        }
         let lowest = self.video_lowest_ssrc();
         for l in &mut self.layers {
             let on = max_height < 0 || (max_height > 0 && i32::from(l.cfg.height) <= max_height);
@@ -295,6 +354,9 @@ impl MediaSender {
 
     /// Encodings currently sent.
     pub fn enabled_layers(&self) -> usize {
+        if let Some(enc) = &self.svc {
+            return usize::from(enc.spatial_layers());
+        }
         self.layers.iter().filter(|l| l.enabled).count()
     }
 
@@ -394,14 +456,18 @@ impl MediaSender {
         let Some(v) = self.video.take() else {
             return;
         };
-        self.send_frame_with(now, &v, sink);
+        if self.svc.is_some() {
+            self.send_svc_unit(now, &v, sink);
+        } else {
+            self.send_frame_with(now, &v, sink);
+        }
         self.video = Some(v);
     }
 
-    fn send_frame_with(&mut self, now: Instant, v: &VideoConfig, sink: &mut impl PacketSink) {
-        let fps = v.fps.max(1);
+    /// The 90 kHz clock of a frame captured at `now` (before an SSRC's offset), and its
+    /// abs-send-time.
+    fn frame_clock(&self, now: Instant) -> (u32, [u8; 3]) {
         let elapsed = now.saturating_duration_since(self.start);
-        // 90 kHz clock from the capture time.
         let ts90 = (elapsed.as_micros() * 9 / 100) as u32;
         let abs = abs_send_time(
             self.wall_start
@@ -409,6 +475,33 @@ impl MediaSender {
                 .unwrap_or_default()
                 + elapsed,
         );
+        (ts90, abs)
+    }
+
+    /// The header extensions of a video packet: abs-send-time, transport-cc, and (AV1) the
+    /// Dependency Descriptor, those that are negotiated; and how many.
+    fn video_exts<'a>(
+        v: &VideoConfig,
+        abs: &'a [u8; 3],
+        tcc: &'a [u8; 2],
+        dd: Option<(u8, &'a [u8])>,
+    ) -> ([(u8, &'a [u8]); 3], usize) {
+        let mut exts: [(u8, &[u8]); 3] = [(0, &[]), (0, &[]), (0, &[])];
+        let mut n = 0;
+        let all = [
+            v.abs_send_time_ext.map(|id| (id, &abs[..])),
+            v.transport_cc_ext.map(|id| (id, &tcc[..])),
+            dd,
+        ];
+        for e in all.into_iter().flatten() {
+            exts[n] = e;
+            n += 1;
+        }
+        (exts, n)
+    }
+
+    fn send_frame_with(&mut self, now: Instant, v: &VideoConfig, sink: &mut impl PacketSink) {
+        let (ts90, abs) = self.frame_clock(now);
         for li in 0..self.layers.len() {
             let Some(layer) = self.layers.get(li).cloned() else {
                 continue;
@@ -427,16 +520,7 @@ impl MediaSender {
             } else {
                 layer.tl0_pic_idx
             };
-            let avg = f64::from(layer.cfg.bitrate_bps) / 8.0 / f64::from(fps);
-            // Delta frames shrink so that the keyframe interval averages to the target bitrate.
-            let frames_per_key = (v.keyframe_interval.as_secs_f64() * f64::from(fps)).max(1.0);
-            let delta = avg * frames_per_key / (frames_per_key - 1.0 + KEYFRAME_FACTOR);
-            let size = if keyframe {
-                delta * KEYFRAME_FACTOR
-            } else {
-                delta * TID_WEIGHT[usize::from(tid)]
-            } as usize;
-            let size = size.max(20);
+            let size = frame_bytes(v, layer.cfg.bitrate_bps, keyframe, tid);
             let packets = size.div_ceil(MAX_VIDEO_PAYLOAD).max(1);
             let per_packet = size.div_ceil(packets);
             let ts = ts90.wrapping_add(layer.ts_offset);
@@ -445,16 +529,7 @@ impl MediaSender {
             for p in 0..packets {
                 seq = seq.wrapping_add(1);
                 let tcc_b = self.tcc();
-                let mut exts: [(u8, &[u8]); 2] = [(0, &[]), (0, &[])];
-                let mut n = 0;
-                if let Some(id) = v.abs_send_time_ext {
-                    exts[n] = (id, &abs);
-                    n += 1;
-                }
-                if let Some(id) = v.transport_cc_ext {
-                    exts[n] = (id, &tcc_b);
-                    n += 1;
-                }
+                let (exts, n) = Self::video_exts(v, &abs, &tcc_b, None);
                 let header = RtpHeader {
                     payload_type: v.payload_type,
                     marker: p + 1 == packets,
@@ -518,6 +593,91 @@ impl MediaSender {
                 *c += 1;
             }
         }
+        self.frame_index += 1;
+    }
+
+    /// One AV1 temporal unit: a frame per active spatial layer on the first SSRC, each packet with
+    /// its Dependency Descriptor (two-byte extension form when it carries the structure), the
+    /// marker on the last packet of the unit. Frame sizes follow the layer's bitrate, temporal
+    /// layer and keyframes like the VP8 frames'.
+    fn send_svc_unit(&mut self, now: Instant, v: &VideoConfig, sink: &mut impl PacketSink) {
+        let (Some(mut enc), VideoCodec::Av1 { dd_ext }) = (self.svc.take(), v.codec) else {
+            return;
+        };
+        let Some(mut layer) = self.layers.first().cloned() else {
+            self.svc = Some(enc);
+            return;
+        };
+        let (ts90, abs) = self.frame_clock(now);
+        let ts = ts90.wrapping_add(layer.ts_offset);
+        let n = enc.spatial_layers();
+        let unit = enc.next_temporal_unit();
+        let frames = unit.frames();
+        let mut dd = [0u8; bridge::sfu::av1::descriptor::MAX_LEN];
+        for (fi, f) in frames.iter().enumerate() {
+            let keyframe = f.kind == crate::av1::FrameKind::Key;
+            let size = frame_bytes(v, layer_bitrate(n, f.spatial), keyframe, f.temporal);
+            let packets = size.div_ceil(MAX_VIDEO_PAYLOAD).max(1);
+            let per_packet = size.div_ceil(packets);
+            let last_frame = fi + 1 == frames.len();
+            for p in 0..packets {
+                let Ok(dd_len) = enc.write_descriptor(f, p == 0, p + 1 == packets, &mut dd) else {
+                    continue;
+                };
+                layer.seq = layer.seq.wrapping_add(1);
+                let tcc_b = self.tcc();
+                let (exts, k) = Self::video_exts(v, &abs, &tcc_b, Some((dd_ext, &dd[..dd_len])));
+                let header = RtpHeader {
+                    payload_type: v.payload_type,
+                    marker: last_frame && p + 1 == packets,
+                    sequence: layer.seq,
+                    timestamp: ts,
+                    ssrc: layer.cfg.ssrc,
+                };
+                let mut buf = std::mem::take(&mut self.buf);
+                write_header(&mut buf, &header, &exts[..k]);
+                let before = buf.len();
+                // AV1 aggregation header (RTP payload format for AV1 §4.4): Z (continues an OBU
+                // of the previous packet), Y (continued in the next), W = 1 (one OBU element), N
+                // (first packet of a coded video sequence).
+                let z = u8::from(p > 0) << 7;
+                let y = u8::from(p + 1 < packets) << 6;
+                let new_sequence = u8::from(keyframe && f.spatial == 0 && p == 0) << 3;
+                buf.push(z | y | (1 << 4) | new_sequence);
+                self.buf = buf;
+                self.fill(per_packet.saturating_sub(1));
+                let payload = (self.buf.len() - before) as u32;
+                sink.rtp(&self.buf);
+                layer.packets = layer.packets.wrapping_add(1);
+                layer.octets = layer.octets.wrapping_add(payload);
+                let s = usize::from(f.spatial);
+                if let Some(c) = self.counters.video_packets.get_mut(s) {
+                    *c += 1;
+                }
+                if let Some(c) = self.counters.video_bytes.get_mut(s) {
+                    *c += self.buf.len() as u64;
+                }
+            }
+            if let Some(c) = self.counters.frames.get_mut(usize::from(f.spatial)) {
+                *c += 1;
+            }
+            if keyframe {
+                layer.last_keyframe = Some(now);
+                if let Some(c) = self.counters.keyframes.get_mut(usize::from(f.spatial)) {
+                    *c += 1;
+                }
+            }
+        }
+        // The SVC stream's SSRC reports while it sends; the idle encodings never do.
+        layer.enabled = n > 0;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            if i == 0 {
+                *l = layer.clone();
+            } else {
+                l.enabled = false;
+            }
+        }
+        self.svc = Some(enc);
         self.frame_index += 1;
     }
 
@@ -598,6 +758,7 @@ mod tests {
                 payload_bytes: 80,
             }),
             Some(VideoConfig {
+                codec: VideoCodec::Vp8,
                 payload_type: 100,
                 layers: default_layers([10, 11, 12]),
                 fps: 30,
@@ -759,5 +920,158 @@ mod tests {
             1,
             "the lowest stays on when video is wanted"
         );
+    }
+
+    fn av1_sender(now: Instant) -> MediaSender {
+        MediaSender::new(
+            now,
+            None,
+            Some(VideoConfig {
+                codec: VideoCodec::Av1 { dd_ext: 11 },
+                payload_type: 41,
+                layers: default_layers([10, 11, 12]),
+                fps: 30,
+                keyframe_interval: Duration::from_secs(3),
+                transport_cc_ext: Some(5),
+                abs_send_time_ext: Some(3),
+            }),
+            Speaking {
+                index: 0,
+                count: 1,
+                slot: Duration::from_secs(1),
+            },
+            "cname",
+            7,
+        )
+    }
+
+    /// What a receiver of the AV1 stream sees, fed straight from the sender.
+    fn av1_receiver(now: Instant) -> crate::receiver::MediaReceiver {
+        let mut r = crate::receiver::MediaReceiver::new(now, 99, Some(5));
+        r.set_av1(41, 11);
+        r.add_source(
+            10,
+            crate::receiver::RemoteSource {
+                owner: "aaaa0001".into(),
+                kind: crate::receiver::Kind::Video,
+                name: Some("aaaa0001-v0".into()),
+                clock_rate: 90_000,
+            },
+        );
+        r
+    }
+
+    #[test]
+    fn av1_l3t3_key_stream_reads_back_as_720p_and_follows_sender_constraints() {
+        let t0 = Instant::now();
+        let mut s = av1_sender(t0);
+        let mut out = Collect::default();
+        let now = run(&mut s, t0, 4, &mut out);
+        assert_eq!(s.enabled_layers(), 3);
+        let mut rx = av1_receiver(t0);
+        let mut bytes = 0usize;
+        let mut two_byte = 0;
+        for (i, p) in out.rtp.iter().enumerate() {
+            let pkt = RtpPacket::parse(p).unwrap();
+            assert_eq!(pkt.ssrc(), 10, "one SSRC carries every spatial layer");
+            assert!(
+                pkt.extension(11).is_some(),
+                "every packet has its descriptor"
+            );
+            assert!(pkt.extension(3).is_some() && pkt.transport_cc_seq(5).is_some());
+            two_byte += usize::from(p[12..14] == [0x10, 0x00]);
+            bytes += pkt.payload().len();
+            rx.on_rtp(t0 + Duration::from_millis(i as u64), p);
+        }
+        // Only the keyframe's first packet carries the structure (two-byte extension form).
+        assert_eq!(two_byte, 1);
+        // lib-jitsi-meet's 1 Mbps for L3T3_KEY, within 15 % (one keyframe in 4 s).
+        let kbps = bytes as f64 * 8.0 / 4.0 / 1000.0;
+        assert!((850.0..1150.0).contains(&kbps), "{kbps} kbps");
+        assert_eq!(s.counters.keyframes, vec![1, 1, 1]);
+        let f = &s.counters.frames;
+        assert!(f.iter().all(|&n| (119..=121).contains(&n)), "{f:?}");
+        // Per spatial layer, the higher the more.
+        let b = &s.counters.video_bytes;
+        assert!(b[0] < b[1] && b[1] < b[2], "{b:?}");
+        let t = rx.tracks().next().unwrap();
+        let av1 = t.av1.as_ref().unwrap();
+        assert_eq!(av1.undecodable_frames, 0);
+        assert_eq!(av1.malformed_descriptors, 0);
+        assert_eq!(av1.shown_spatial, Some(2));
+        assert_eq!(t.size, Some((1280, 720)));
+        assert!(av1.units_by_spatial[2] >= 119, "{:?}", av1.units_by_spatial);
+        assert_eq!(t.counters.keyframes, 1);
+
+        // SenderSourceConstraints 180: L1T3 from a keyframe with the new structure.
+        s.set_max_height(180);
+        assert_eq!(s.enabled_layers(), 1);
+        let mut out = Collect::default();
+        let later = run(&mut s, now, 4, &mut out);
+        let mut bytes = 0usize;
+        for (i, p) in out.rtp.iter().enumerate() {
+            bytes += RtpPacket::parse(p).unwrap().payload().len();
+            rx.on_rtp(now + Duration::from_millis(i as u64), p);
+        }
+        let kbps = bytes as f64 * 8.0 / 4.0 / 1000.0;
+        assert!((85.0..115.0).contains(&kbps), "{kbps} kbps at 180p");
+        let t = rx.tracks().next().unwrap();
+        assert_eq!(t.size, Some((320, 180)));
+        assert_eq!(t.av1.as_ref().unwrap().undecodable_frames, 0);
+        assert_eq!(t.counters.keyframes, 2);
+
+        // A PLI on the stream's SSRC: a keyframe with the next temporal unit.
+        assert!(s.request_keyframe(later, 10));
+        assert_eq!(s.counters.requested_keyframes, 1);
+        let mut out = Collect::default();
+        run(&mut s, later, 1, &mut out);
+        assert_eq!(s.counters.keyframes[0], 3);
+        // maxHeight 0: the encoding is off.
+        s.set_max_height(0);
+        assert_eq!(s.enabled_layers(), 0);
+    }
+
+    #[test]
+    fn a_lost_av1_frame_makes_the_receiver_ask_for_a_keyframe() {
+        let t0 = Instant::now();
+        let mut s = av1_sender(t0);
+        let mut out = Collect::default();
+        run(&mut s, t0, 1, &mut out);
+        let mut rx = av1_receiver(t0);
+        // Drop the 720p layer's second T0 frame (its T1/T2 frames and the next T0 refer to it).
+        let mut src = bridge::sfu::av1::DdSource::new();
+        let mut t0_frames = 0;
+        let mut dropping = false;
+        for p in &out.rtp {
+            let pkt = RtpPacket::parse(p).unwrap();
+            let d = src.parse(pkt.extension(11).unwrap()).unwrap().descriptor;
+            if d.start_of_frame {
+                let s2t0 = d.frame.spatial == 2 && d.frame.temporal == 0;
+                t0_frames += usize::from(s2t0);
+                dropping = s2t0 && t0_frames == 2;
+            }
+            if !dropping {
+                rx.on_rtp(t0, p);
+            }
+        }
+        let t = rx.tracks().next().unwrap();
+        let undecodable = t.av1.as_ref().unwrap().undecodable_frames;
+        assert!(undecodable >= 2, "{undecodable}");
+        let mut sent = Vec::new();
+        rx.handle_timeout(t0 + Duration::from_secs(2), |p| sent.push(p.to_vec()));
+        let plis: Vec<u32> = sent
+            .iter()
+            .flat_map(|p| {
+                Compound::parse(p)
+                    .unwrap()
+                    .packets()
+                    .filter_map(|k| match k {
+                        Packet::Pli(pli) => Some(pli.media_ssrc),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(plis, vec![10]);
     }
 }

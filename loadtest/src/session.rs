@@ -1,4 +1,5 @@
-//! The signalling side of a participant, as lib-jitsi-meet (2021) does it, in pure functions: the
+//! The signalling side of a participant, as lib-jitsi-meet does it (the 2021 client or the current
+//! one, [`Client`]), in pure functions: the
 //! conference request, the MUC presence, the disco#info answer (with its XEP-0115 caps hash), the
 //! `session-accept` built from the focus's `session-initiate` (codecs and header extensions chosen
 //! from the offer, our ICE-UDP transport with `setup="active"`, our sources), the sources of the
@@ -14,7 +15,7 @@ use bridge::transport::{EndpointTransport, RemoteTransport};
 use minidom::Element;
 use ring::digest;
 use signaling::bridge_channel::{
-    BridgeChannelMessage, LastNChanged, ReceiverVideoConstraints, VideoConstraints,
+    BridgeChannelMessage, LastNChanged, ReceiverVideoConstraints, SourceVideoType, VideoConstraints,
 };
 use signaling::focus_iq::{ConferenceRequest, Property};
 use signaling::ice_udp::{CandidateType, IceUdpTransport, SctpMap};
@@ -24,10 +25,11 @@ use signaling::jingle::{
 use signaling::ns;
 use signaling::rtp_description::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::source_map::{ConferenceSourceMap, JVB_OWNER};
-use signaling::sources::{Semantics, Source, SsrcGroup};
+use signaling::sources::{Semantics, Source, SsrcGroup, VideoType};
 use signaling::xml::{Builder, XmlElement};
 use signaling::xmpp::BareJid;
 
+use crate::dialect::Client;
 use crate::receiver::{Kind, RemoteSource};
 
 /// XEP-0115 node lib-jitsi-meet advertises.
@@ -36,8 +38,8 @@ const NS_CAPS: &str = "http://jabber.org/protocol/caps";
 const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 const NS_NICK: &str = "http://jabber.org/protocol/nick";
 
-/// The features a participant advertises (the 2021 client's set with RTX and transport-cc, plus
-/// source names, which we signal).
+/// The features the 2021 participant advertises (the 2021 client's set with RTX and transport-cc,
+/// plus source names, which we signal).
 pub const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/disco#info",
     "urn:xmpp:jingle:1",
@@ -55,6 +57,43 @@ pub const FEATURES: &[&str] = &[
     "http://jitsi.org/source-name",
     "http://jitsi.org/receive-multiple-video-streams",
 ];
+
+/// The features the current client advertises (lib-jitsi-meet `modules/xmpp/xmpp.ts`): no more
+/// rtcp-mux and bundle, source names and multi-stream always, visitors and start-muted from room
+/// metadata; REMB and transport-cc, RTX.
+pub const FEATURES_CURRENT: &[&str] = &[
+    "http://jabber.org/protocol/disco#info",
+    "urn:xmpp:jingle:1",
+    "urn:xmpp:jingle:apps:rtp:1",
+    "urn:xmpp:jingle:transports:ice-udp:1",
+    "urn:xmpp:jingle:apps:dtls:0",
+    "urn:xmpp:jingle:transports:dtls-sctp:1",
+    "urn:xmpp:jingle:apps:rtp:audio",
+    "urn:xmpp:jingle:apps:rtp:video",
+    "http://jitsi.org/json-encoded-sources",
+    "urn:ietf:rfc:4588",
+    "http://jitsi.org/remb",
+    "http://jitsi.org/tcc",
+    "http://jitsi.org/source-name",
+    "http://jitsi.org/receive-multiple-video-streams",
+    "http://jitsi.org/visitors-1",
+    "http://jitsi.org/start-muted-room-metadata",
+];
+
+/// The flag-enabled feature of SSRC rewriting (`flags.ssrcRewritingEnabled`).
+pub const FEATURE_SSRC_REWRITING: &str = "http://jitsi.org/ssrc-rewriting-1";
+
+/// The features `client` advertises.
+pub fn features(client: &Client) -> Vec<&'static str> {
+    if !client.is_current() {
+        return FEATURES.to_vec();
+    }
+    let mut f = FEATURES_CURRENT.to_vec();
+    if client.rewrites_ssrcs() {
+        f.push(FEATURE_SSRC_REWRITING);
+    }
+    f
+}
 
 /// Why an offer could not be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,15 +113,24 @@ pub fn endpoint_id(random: u32) -> String {
     format!("{random:08x}")
 }
 
-/// `<conference>` request for `room` (what the 2021 client sends to `focus.<domain>`).
-pub fn conference_request(room: &BareJid, machine_uid: &str) -> Element {
+/// `<conference>` request for `room` to `focus.<domain>`: the 2021 client's properties (RTX,
+/// start bitrate), or the current client's (`modules/xmpp/moderator.js`: rtcstats and the visitors
+/// version only).
+pub fn conference_request(room: &BareJid, machine_uid: &str, client: &Client) -> Element {
     let mut r = ConferenceRequest::new(room.clone());
     r.machine_uid = Some(machine_uid.to_owned());
-    r.properties = vec![
-        Property::new("disableRtx", false),
-        Property::new("startBitrate", 800),
-        Property::new("rtcstatsEnabled", false),
-    ];
+    r.properties = if client.is_current() {
+        vec![
+            Property::new("rtcstatsEnabled", false),
+            Property::new("visitors-version", 1),
+        ]
+    } else {
+        vec![
+            Property::new("disableRtx", false),
+            Property::new("startBitrate", 800),
+            Property::new("rtcstatsEnabled", false),
+        ]
+    };
     r.to_element()
 }
 
@@ -90,9 +138,9 @@ fn client_el(name: &str, text: &str) -> Element {
     Builder::new(name, ns::JABBER_CLIENT).text(text).build()
 }
 
-/// The XEP-0115 verification string of our identity and features (sha-1, base64).
-pub fn caps_ver() -> String {
-    let mut features: Vec<&str> = FEATURES.to_vec();
+/// The XEP-0115 verification string of our identity and `features` (sha-1, base64).
+pub fn caps_ver(features: &[&str]) -> String {
+    let mut features: Vec<&str> = features.to_vec();
     features.sort_unstable();
     let mut s = String::from("client/web//Jitsi Meet<");
     for f in features {
@@ -123,25 +171,39 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// The children of our MUC presence (besides `<x xmlns=muc>`): stats-id, caps, codec type, muted
-/// state (legacy elements and `SourceInfo`), video type and nick.
+/// The children of our MUC presence (besides `<x xmlns=muc>`): stats-id, caps, codec preference,
+/// muted state and video type. The 2021 client sends the legacy `audiomuted` / `videomuted` /
+/// `videoType` elements besides `SourceInfo`; the current one only `SourceInfo` and its codec list
+/// (`modules/xmpp/SignalingLayerImpl.ts`, `JitsiConference.ts`).
 pub fn presence_extra(
     endpoint: &str,
     display_name: &str,
     audio: bool,
     video: bool,
+    client: &Client,
 ) -> Vec<Element> {
     let source_info = format!(
         r#"{{"{endpoint}-a0":{{"muted":{}}},"{endpoint}-v0":{{"muted":{},"videoType":"camera"}}}}"#,
         !audio, !video
     );
+    let caps = Builder::new("c", NS_CAPS)
+        .attr("hash", "sha-1")
+        .attr("node", CAPS_NODE)
+        .attr("ver", caps_ver(&features(client)))
+        .build();
+    if client.is_current() {
+        let codecs = if client.sends_av1() { "av1,vp8" } else { "vp8" };
+        return vec![
+            client_el("stats-id", display_name),
+            caps,
+            client_el("jitsi_participant_codecList", codecs),
+            client_el("SourceInfo", &source_info),
+            Builder::new("nick", NS_NICK).text(display_name).build(),
+        ];
+    }
     vec![
         client_el("stats-id", display_name),
-        Builder::new("c", NS_CAPS)
-            .attr("hash", "sha-1")
-            .attr("node", CAPS_NODE)
-            .attr("ver", caps_ver())
-            .build(),
+        caps,
         client_el("jitsi_participant_codecType", "vp8"),
         client_el("audiomuted", if audio { "false" } else { "true" }),
         client_el("videomuted", if video { "false" } else { "true" }),
@@ -151,8 +213,8 @@ pub fn presence_extra(
     ]
 }
 
-/// The disco#info answer (`node` echoed when the query named one).
-pub fn disco_info(node: Option<&str>) -> Element {
+/// The disco#info answer with `client`'s features (`node` echoed when the query named one).
+pub fn disco_info(node: Option<&str>, client: &Client) -> Element {
     Builder::new("query", NS_DISCO_INFO)
         .opt_attr("node", node)
         .child(
@@ -162,7 +224,7 @@ pub fn disco_info(node: Option<&str>) -> Element {
                 .attr("name", "Jitsi Meet")
                 .build(),
         )
-        .children(FEATURES.iter().map(|f| {
+        .children(features(client).into_iter().map(|f| {
             Builder::new("feature", NS_DISCO_INFO)
                 .attr("var", f)
                 .build()
@@ -240,6 +302,9 @@ pub struct Negotiated {
     pub opus: PayloadType,
     pub vp8: PayloadType,
     pub rtx: Option<PayloadType>,
+    /// AV1 and its RTX, when offered.
+    pub av1: Option<PayloadType>,
+    pub av1_rtx: Option<PayloadType>,
     pub audio_exts: Vec<RtpHdrExt>,
     pub video_exts: Vec<RtpHdrExt>,
 }
@@ -258,6 +323,16 @@ impl Negotiated {
         self.video_ext(hdrext::TRANSPORT_CC)
             .or_else(|| self.audio_ext(hdrext::TRANSPORT_CC))
     }
+
+    /// The Dependency Descriptor's id, when offered.
+    pub fn dependency_descriptor(&self) -> Option<u8> {
+        self.video_ext(hdrext::AV1_DEPENDENCY_DESCRIPTOR)
+    }
+
+    /// AV1 with its Dependency Descriptor: what the current client sends when both are offered.
+    pub fn av1_with_dd(&self) -> Option<(&PayloadType, u8)> {
+        Some((self.av1.as_ref()?, self.dependency_descriptor()?))
+    }
 }
 
 fn pick_exts(params: &RtpParameters, uris: &[&str]) -> Vec<RtpHdrExt> {
@@ -269,7 +344,8 @@ fn pick_exts(params: &RtpParameters, uris: &[&str]) -> Vec<RtpHdrExt> {
         .collect()
 }
 
-/// Opus, VP8 (+ its RTX), audio-level/transport-cc on audio, abs-send-time/transport-cc on video.
+/// Opus, VP8 (+ its RTX), audio-level/transport-cc on audio, abs-send-time/transport-cc on video;
+/// also AV1 (+ RTX) and the Dependency Descriptor when offered (used by the current client only).
 pub fn negotiate(offer: &Offer) -> Result<Negotiated, SessionError> {
     let audio = offer.audio.as_ref().ok_or(SessionError::NoCodec("audio"))?;
     let video = offer.video.as_ref().ok_or(SessionError::NoCodec("video"))?;
@@ -285,17 +361,35 @@ pub fn negotiate(offer: &Offer) -> Result<Negotiated, SessionError> {
         .find(|p| p.name.eq_ignore_ascii_case("vp8"))
         .cloned()
         .ok_or(SessionError::NoCodec("VP8"))?;
-    let rtx = video
+    let rtx_of = |id: u8| {
+        video
+            .payload_types
+            .iter()
+            .find(|p| p.apt() == Some(id))
+            .cloned()
+    };
+    let rtx = rtx_of(vp8.id);
+    let av1 = video
         .payload_types
         .iter()
-        .find(|p| p.apt() == Some(vp8.id))
+        .find(|p| p.name.eq_ignore_ascii_case("av1"))
         .cloned();
+    let av1_rtx = av1.as_ref().and_then(|a| rtx_of(a.id));
     Ok(Negotiated {
         opus,
         vp8,
         rtx,
+        av1,
+        av1_rtx,
         audio_exts: pick_exts(audio, &[hdrext::AUDIO_LEVEL, hdrext::TRANSPORT_CC]),
-        video_exts: pick_exts(video, &[hdrext::ABS_SEND_TIME, hdrext::TRANSPORT_CC]),
+        video_exts: pick_exts(
+            video,
+            &[
+                hdrext::ABS_SEND_TIME,
+                hdrext::TRANSPORT_CC,
+                hdrext::AV1_DEPENDENCY_DESCRIPTOR,
+            ],
+        ),
     })
 }
 
@@ -308,8 +402,11 @@ pub struct LocalSources {
     pub video: Vec<u32>,
     /// RTX SSRC of each video SSRC.
     pub rtx: Vec<u32>,
-    /// MediaStream id shared by both tracks, as a browser's `msid` first part.
+    /// MediaStream id shared by both tracks, as a browser's `msid` first part (2021 client).
     pub stream_id: String,
+    /// The current client's source form: `msid` `<ep>-<type>-<idx>-<tpc> <track>-<tpc>` per
+    /// track and `videoType` on video sources.
+    pub current: bool,
 }
 
 impl LocalSources {
@@ -337,7 +434,14 @@ impl LocalSources {
             video,
             rtx,
             stream_id: format!("{endpoint}-stream"),
+            current: false,
         }
+    }
+
+    /// The same sources in the current client's form.
+    pub fn current(mut self) -> Self {
+        self.current = true;
+        self
     }
 
     pub fn audio_name(&self) -> String {
@@ -348,30 +452,40 @@ impl LocalSources {
         format!("{}-v0", self.endpoint)
     }
 
-    fn source(&self, ssrc: u32, name: &str, track: &str) -> Source {
+    fn source(&self, ssrc: u32, name: &str, kind: &str) -> Source {
         let mut s = Source::named(ssrc, name);
-        s.set_msid(Some(&format!("{} {track}", self.stream_id)));
+        let msid = if self.current {
+            // lib-jitsi-meet `TraceablePeerConnection`: `<ep>-<type>-<idx>-<tpc id> <track>-<tpc id>`.
+            format!(
+                "{}-{kind}-0-1 {}-{kind}-track-1",
+                self.endpoint, self.endpoint
+            )
+        } else {
+            format!("{} {}-{kind}", self.stream_id, self.endpoint)
+        };
+        s.set_msid(Some(&msid));
+        if self.current && kind == "video" {
+            s.video_type = Some(VideoType::Camera);
+        }
         s
     }
 
     /// Audio source(s) for the session-accept.
     pub fn audio_sources(&self) -> Vec<Source> {
         let name = self.audio_name();
-        let track = format!("{}-audio", self.endpoint);
         self.audio
             .iter()
-            .map(|&s| self.source(s, &name, &track))
+            .map(|&s| self.source(s, &name, "audio"))
             .collect()
     }
 
     /// Video sources (every SSRC of the track, RTX included) and their SIM + FID groups.
     pub fn video_sources(&self) -> (Vec<Source>, Vec<SsrcGroup>) {
         let name = self.video_name();
-        let track = format!("{}-video", self.endpoint);
         let mut sources = Vec::new();
         let mut groups = Vec::new();
         for &s in self.video.iter().chain(&self.rtx) {
-            sources.push(self.source(s, &name, &track));
+            sources.push(self.source(s, &name, "video"));
         }
         if self.video.len() > 1 {
             groups.push(SsrcGroup::new(Semantics::Sim, self.video.clone()));
@@ -395,7 +509,9 @@ pub fn local_transport(transport: &EndpointTransport, addr: SocketAddr) -> IceUd
 }
 
 /// The session-accept for `offer`, as lib-jitsi-meet builds it from its SDP answer: contents
-/// audio/video/data (creator responder, senders both), each with the BUNDLEd transport.
+/// audio/video/data (creator responder, senders both), each with the BUNDLEd transport. The
+/// current client (`local.current`) also accepts AV1 and its RTX, first when it sends AV1, with
+/// the Dependency Descriptor and `extmap-allow-mixed`.
 pub fn session_accept(
     offer: &Offer,
     neg: &Negotiated,
@@ -422,10 +538,20 @@ pub fn session_accept(
     audio.sources = local.audio_sources();
     let mut video = RtpDescription::new(MediaType::Video);
     video.ssrc = local.video.first().copied();
-    video.rtp.payload_types = std::iter::once(neg.vp8.clone())
-        .chain(neg.rtx.clone())
+    let vp8 = std::iter::once(neg.vp8.clone()).chain(neg.rtx.clone());
+    video.rtp.payload_types = if local.current {
+        let av1 = neg.av1.iter().chain(&neg.av1_rtx).cloned();
+        av1.chain(vp8).collect()
+    } else {
+        vp8.collect()
+    };
+    video.rtp.header_extensions = neg
+        .video_exts
+        .iter()
+        .filter(|e| local.current || e.uri != hdrext::AV1_DEPENDENCY_DESCRIPTOR)
+        .cloned()
         .collect();
-    video.rtp.header_extensions = neg.video_exts.clone();
+    video.rtp.extmap_allow_mixed = local.current && neg.dependency_descriptor().is_some();
     video.rtcp_mux = true;
     let (sources, groups) = local.video_sources();
     video.sources = sources;
@@ -507,6 +633,45 @@ pub fn receiver_constraints(
     .to_json()
 }
 
+/// The current client's `ReceiverVideoConstraints` (source names only, lib-jitsi-meet
+/// `modules/qualitycontrol/ReceiveVideoController.ts`): unlimited last-N; in stage view the
+/// `on_stage` source selected and on stage at `stage_height`, everybody else at
+/// `thumbnail_height`; in tile view (`on_stage` `None`) nobody selected.
+pub fn receiver_source_constraints(
+    on_stage: Option<&str>,
+    stage_height: i32,
+    thumbnail_height: i32,
+) -> String {
+    let mut constraints = BTreeMap::new();
+    if let Some(source) = on_stage {
+        constraints.insert(
+            source.to_owned(),
+            VideoConstraints::max_height(stage_height),
+        );
+    }
+    let staged: Vec<String> = on_stage.into_iter().map(str::to_owned).collect();
+    BridgeChannelMessage::ReceiverVideoConstraints(ReceiverVideoConstraints {
+        last_n: Some(-1),
+        selected_sources: Some(staged.clone()),
+        on_stage_sources: Some(staged),
+        default_constraints: Some(VideoConstraints::max_height(thumbnail_height)),
+        constraints: Some(constraints),
+        ..ReceiverVideoConstraints::default()
+    })
+    .to_json()
+}
+
+/// `SourceVideoTypeMessage` for our camera (the current client sends it when the channel opens and
+/// on every change, `JitsiConference.ts`).
+pub fn source_video_type(source: &str) -> String {
+    BridgeChannelMessage::SourceVideoTypeMessage(SourceVideoType {
+        source_name: source.to_owned(),
+        video_type: VideoType::Camera,
+        endpoint_id: None,
+    })
+    .to_json()
+}
+
 /// `LastNChangedEvent` with unlimited last-N (the 2021 client sends it when the channel opens).
 pub fn last_n_unlimited() -> String {
     BridgeChannelMessage::LastNChangedEvent(LastNChanged { last_n: -1 }).to_json()
@@ -551,6 +716,19 @@ mod tests {
         )
     }
 
+    /// A client transport's ICE-UDP description with the host candidate 127.0.0.1:40000.
+    fn client_transport() -> IceUdpTransport {
+        let identity = bridge::transport::DtlsIdentity::generate_named("loadtest").unwrap();
+        let ours = EndpointTransport::new(
+            bridge::transport::IceCredentials::random(),
+            &identity,
+            bridge::transport::TransportConfig::client(),
+            std::sync::Arc::new(bridge::transport::DropCounters::new()),
+        )
+        .unwrap();
+        local_transport(&ours, "127.0.0.1:40000".parse().unwrap())
+    }
+
     #[test]
     fn answers_a_focus_offer_like_the_2021_client() {
         let j = Jingle::from_xml(&offer_xml()).unwrap();
@@ -568,22 +746,18 @@ mod tests {
         assert_eq!(neg.audio_ext(hdrext::AUDIO_LEVEL), Some(1));
         assert_eq!(neg.video_ext(hdrext::ABS_SEND_TIME), Some(3));
         assert_eq!(neg.transport_cc(), Some(5));
-        assert_eq!(neg.video_ext(hdrext::AV1_DEPENDENCY_DESCRIPTOR), None);
+        assert_eq!(
+            neg.dependency_descriptor(),
+            Some(11),
+            "the 2021 accept leaves it out"
+        );
 
         let mut n = 0u32;
         let local = LocalSources::new("abcdef01", true, 3, || {
             n += 7;
             n
         });
-        let identity = bridge::transport::DtlsIdentity::generate_named("loadtest").unwrap();
-        let ours = EndpointTransport::new(
-            bridge::transport::IceCredentials::random(),
-            &identity,
-            bridge::transport::TransportConfig::client(),
-            std::sync::Arc::new(bridge::transport::DropCounters::new()),
-        )
-        .unwrap();
-        let t = local_transport(&ours, "127.0.0.1:40000".parse().unwrap());
+        let t = client_transport();
         let accept = session_accept(
             &offer,
             &neg,
@@ -679,14 +853,14 @@ mod tests {
 
     #[test]
     fn presence_disco_and_caps_agree() {
-        let extra = presence_extra("abcdef01", "loadtest-1", true, true);
+        let extra = presence_extra("abcdef01", "loadtest-1", true, true, &Client::Y2021);
         let caps = extra.iter().find(|e| e.is("c", NS_CAPS)).unwrap();
-        assert_eq!(caps.attr("ver"), Some(caps_ver().as_str()));
+        assert_eq!(caps.attr("ver"), Some(caps_ver(FEATURES).as_str()));
         let info = extra.iter().find(|e| e.name() == "SourceInfo").unwrap();
         let v: serde_json::Value = serde_json::from_str(&info.text()).unwrap();
         assert_eq!(v["abcdef01-v0"]["muted"], false);
         assert_eq!(v["abcdef01-v0"]["videoType"], "camera");
-        let disco = disco_info(Some("n#v"));
+        let disco = disco_info(Some("n#v"), &Client::Y2021);
         assert!(is_disco_info(&disco));
         let vars: Vec<&str> = disco.children().filter_map(|c| c.attr("var")).collect();
         assert!(vars.contains(&"http://jitsi.org/tcc"));
@@ -696,7 +870,7 @@ mod tests {
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(caps_ver().len(), 28);
+        assert_eq!(caps_ver(FEATURES).len(), 28);
         assert_eq!(endpoint_id(0xab), "000000ab");
     }
 
@@ -718,7 +892,11 @@ mod tests {
             BridgeChannelMessage::parse(&last_n_unlimited()).unwrap(),
             BridgeChannelMessage::LastNChangedEvent(LastNChanged { last_n: -1 })
         ));
-        let req = conference_request(&BareJid::new("r@conference.meet.example").unwrap(), "m1");
+        let req = conference_request(
+            &BareJid::new("r@conference.meet.example").unwrap(),
+            "m1",
+            &Client::Y2021,
+        );
         let back = ConferenceRequest::from_element(&req).unwrap();
         assert_eq!(back.machine_uid.as_deref(), Some("m1"));
         assert_eq!(back.bool_property("rtcstatsEnabled"), Some(false));
@@ -727,5 +905,138 @@ mod tests {
             Jingle::from_xml(&t.to_xml()).unwrap().action,
             Action::SessionTerminate
         );
+    }
+
+    #[test]
+    fn the_current_client_answers_with_av1_the_descriptor_and_named_camera_sources() {
+        let j = Jingle::from_xml(&offer_xml()).unwrap();
+        let offer = parse_offer(&j).unwrap();
+        let neg = negotiate(&offer).unwrap();
+        let (av1, dd) = neg.av1_with_dd().unwrap();
+        assert_eq!((av1.id, dd), (41, 11));
+        assert_eq!(neg.av1_rtx.as_ref().map(|r| r.id), Some(42));
+        let mut n = 100u32;
+        let local = LocalSources::new("abcdef01", true, 3, || {
+            n += 3;
+            n
+        })
+        .current();
+        let t = client_transport();
+        let accept = session_accept(
+            &offer,
+            &neg,
+            &local,
+            &t,
+            "room@conference.meet.example/abcdef01",
+        );
+        let back = Jingle::from_xml(&accept.to_xml()).unwrap();
+        let video = back.content("video").unwrap().description.as_ref().unwrap();
+        let names: Vec<&str> = video
+            .rtp
+            .payload_types
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["AV1", "rtx", "VP8", "rtx"], "AV1 preferred");
+        assert_eq!(
+            video.rtp.hdrext_id(hdrext::AV1_DEPENDENCY_DESCRIPTOR),
+            Some(11)
+        );
+        assert!(video.rtp.extmap_allow_mixed);
+        // Named sources with videoType on video, msid in the current client's form; what the
+        // focus accepts from a participant.
+        let map = ConferenceSourceMap::from_jingle(&back, Some("abcdef01")).unwrap();
+        let mine = map.get("abcdef01").unwrap();
+        assert!(mine.video.sources.iter().all(|s| {
+            s.video_type == Some(VideoType::Camera)
+                && s.name.as_deref() == Some("abcdef01-v0")
+                && s.msid()
+                    .is_some_and(|m| m.starts_with("abcdef01-video-0-1 "))
+        }));
+        assert!(mine.audio.sources.iter().all(|s| {
+            s.video_type.is_none()
+                && s.msid()
+                    .is_some_and(|m| m.starts_with("abcdef01-audio-0-1 "))
+        }));
+        signaling::source_map::validate_endpoint("abcdef01", mine).unwrap();
+        // The 2021 client accepts VP8 only, and no descriptor.
+        let legacy_local = LocalSources {
+            current: false,
+            ..local.clone()
+        };
+        let old = session_accept(&offer, &neg, &legacy_local, &t, "r@c/abcdef01");
+        let v = old.content("video").unwrap().description.as_ref().unwrap();
+        assert!(v.rtp.payload_types.iter().all(|p| p.name != "AV1"));
+        assert_eq!(v.rtp.hdrext_id(hdrext::AV1_DEPENDENCY_DESCRIPTOR), None);
+        assert!(v.sources.iter().all(|s| s.video_type.is_none()));
+    }
+
+    #[test]
+    fn the_current_client_speaks_source_names_to_the_bridge_and_focus() {
+        let m = BridgeChannelMessage::parse(&receiver_source_constraints(
+            Some("11111111-v0"),
+            720,
+            180,
+        ))
+        .unwrap();
+        let BridgeChannelMessage::ReceiverVideoConstraints(c) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(c.on_stage_sources, Some(vec!["11111111-v0".to_owned()]));
+        assert_eq!(c.selected_sources, Some(vec!["11111111-v0".to_owned()]));
+        assert_eq!(c.on_stage_endpoints, None);
+        assert_eq!(c.constraints.unwrap()["11111111-v0"].max_height, 720);
+        assert_eq!(
+            c.default_constraints,
+            Some(VideoConstraints::max_height(180))
+        );
+        // Tile view: nobody selected, everybody a thumbnail.
+        let BridgeChannelMessage::ReceiverVideoConstraints(c) =
+            BridgeChannelMessage::parse(&receiver_source_constraints(None, 720, 180)).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.on_stage_sources, Some(vec![]));
+        assert!(c.constraints.unwrap().is_empty());
+        let BridgeChannelMessage::SourceVideoTypeMessage(v) =
+            BridgeChannelMessage::parse(&source_video_type("abcdef01-v0")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (v.source_name.as_str(), v.video_type),
+            ("abcdef01-v0", VideoType::Camera)
+        );
+
+        let current = Client {
+            ssrc_rewriting: true,
+            ..Client::CURRENT
+        };
+        let f = features(&current);
+        assert!(f.contains(&FEATURE_SSRC_REWRITING));
+        assert!(!f.contains(&"urn:ietf:rfc:5761") && !f.contains(&"urn:ietf:rfc:5888"));
+        assert!(!features(&Client::CURRENT).contains(&FEATURE_SSRC_REWRITING));
+        assert!(!features(&Client::Y2021).contains(&FEATURE_SSRC_REWRITING));
+        let disco = disco_info(None, &current);
+        let vars: Vec<&str> = disco.children().filter_map(|c| c.attr("var")).collect();
+        assert!(vars.contains(&"http://jitsi.org/source-name"));
+        assert!(vars.contains(&FEATURE_SSRC_REWRITING));
+        let extra = presence_extra("abcdef01", "n", true, true, &current);
+        let caps = extra.iter().find(|e| e.is("c", NS_CAPS)).unwrap();
+        assert_eq!(caps.attr("ver"), Some(caps_ver(&f).as_str()));
+        assert!(
+            extra
+                .iter()
+                .all(|e| e.name() != "audiomuted" && e.name() != "videoType")
+        );
+        let codecs = extra
+            .iter()
+            .find(|e| e.name() == "jitsi_participant_codecList")
+            .unwrap();
+        assert_eq!(codecs.text(), "av1,vp8");
+        let req = conference_request(&BareJid::new("r@c.example").unwrap(), "m", &current);
+        let back = ConferenceRequest::from_element(&req).unwrap();
+        assert_eq!(back.bool_property("rtcstatsEnabled"), Some(false));
+        assert_eq!(back.bool_property("startBitrate"), None);
     }
 }

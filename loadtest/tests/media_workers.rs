@@ -230,6 +230,7 @@ async fn two_media_workers_forward_between_participants_on_either_socket() {
                 payload_bytes: 80,
             }),
             Some(VideoConfig {
+                codec: loadtest::sender::VideoCodec::Vp8,
                 payload_type: VP8,
                 layers: vec![LayerConfig {
                     ssrc: sources.video[0],
@@ -259,6 +260,7 @@ async fn two_media_workers_forward_between_participants_on_either_socket() {
             ReceiveView {
                 stage_height: 360,
                 thumbnail_height: 180,
+                tile_view: false,
             },
         );
         socket.set_nonblocking(true).unwrap();

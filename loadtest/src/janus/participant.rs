@@ -338,6 +338,7 @@ impl JanusParticipant {
             payload_bytes: 80,
         });
         let video = video.map(|v| VideoConfig {
+            codec: crate::sender::VideoCodec::Vp8,
             payload_type: v.payload_type("VP8").unwrap_or(sdp::VP8_PT),
             layers: if media.video_ssrcs.len() == 3 {
                 default_layers([

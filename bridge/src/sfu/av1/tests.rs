@@ -1188,3 +1188,551 @@ fn frame_numbers_that_jump_wait_for_a_keyframe_and_stay_monotonic() {
     let n = descriptor::write(&Fields::mandatory(true, true, 2, 490), &mut buf).unwrap();
     assert_eq!(fresh.parse(&buf[..n]), Err(DdError::NoStructure));
 }
+
+// ------------------------------------------------------------------------------------------
+// Simulation of a changing link: one receiver's downlink in virtual time, built from the bridge's
+// own pieces. The sender's packets go through the source's measurement (`MediaSource::measure`:
+// per spatial layer and decode target bitrates), the allocation (`allocation::allocate`, the
+// source on stage at 720p) with the estimate as the available bandwidth, and the projection; what
+// the projection sends crosses a FIFO bottleneck whose capacity changes over time (no loss: the
+// delay-based estimator reacts, and the decoder models need every packet), then reaches the
+// receiver, whose transport-cc feedback (`TccFeedbackGenerator`) comes back after the propagation
+// delay into the estimator (`SendSideBwe`). When the allocation wants more than the estimate, the
+// estimator's probe clusters are sent as padding through the same link, as the downlink does.
+// Shared with the VP9 tests.
+
+use crate::sfu::allocation::{
+    self, AllocConfig, Allocation, ReceiverInput, SourceInput, VideoConstraints,
+};
+use crate::sfu::bwe::{BweConfig, SendSideBwe};
+use crate::sfu::codec::{FrameDesc, VideoInfo};
+use crate::sfu::layers::LayerInfo;
+use crate::sfu::model::{Encoding, MediaKind};
+use crate::sfu::rtcp::{Compound, Packet};
+use crate::sfu::source::MediaSource;
+use crate::sfu::tcc_feedback::TransportFeedback;
+use crate::sfu::tcc_feedback::generator::{GeneratorConfig, TccFeedbackGenerator};
+use signaling::sources::VideoType;
+use std::collections::VecDeque;
+
+/// One-way propagation delay of the simulated path.
+const PATH_DELAY_US: i64 = 25_000;
+/// RTP + SRTP + UDP/IP overhead added to each payload on the link.
+const PACKET_OVERHEAD: usize = 60;
+
+/// A FIFO bottleneck: packets wait for the link, then propagate.
+struct Bottleneck {
+    capacity_bps: f64,
+    busy_until_us: i64,
+}
+
+impl Bottleneck {
+    /// When a packet of `size` bytes sent at `now_us` arrives.
+    fn send(&mut self, now_us: i64, size: usize) -> i64 {
+        let start = self.busy_until_us.max(now_us);
+        self.busy_until_us = start + (size as f64 * 8e6 / self.capacity_bps) as i64;
+        self.busy_until_us + PATH_DELAY_US
+    }
+
+    /// How long a packet sent at `now_us` would queue.
+    fn queue_us(&self, now_us: i64) -> i64 {
+        (self.busy_until_us - now_us).max(0)
+    }
+}
+
+/// The downlink toward one receiver; `T` is what the receiver's decoder model gets per packet.
+pub(crate) struct LinkSim<T> {
+    t0: Instant,
+    pub(crate) now_us: i64,
+    pub(crate) bwe: SendSideBwe,
+    link: Bottleneck,
+    feedback_gen: TccFeedbackGenerator,
+    tcc: u16,
+    /// (arrival µs, tcc number, media for the receiver; None for probe padding).
+    in_flight: VecDeque<(i64, u16, Option<T>)>,
+    /// (delivery µs at the bridge, RTCP bytes).
+    feedback: VecDeque<(i64, Vec<u8>)>,
+    last_probe_request_us: Option<i64>,
+    /// Media bytes received per millisecond of arrival: (ms, bytes).
+    pub(crate) received: Vec<(i64, usize)>,
+    pub(crate) probe_bytes: usize,
+}
+
+impl<T> LinkSim<T> {
+    pub(crate) fn new(t0: Instant, capacity_bps: f64) -> Self {
+        let mut bwe = SendSideBwe::new(t0, BweConfig::default());
+        bwe.on_rtt(Duration::from_micros(2 * PATH_DELAY_US as u64));
+        LinkSim {
+            t0,
+            now_us: 0,
+            bwe,
+            link: Bottleneck {
+                capacity_bps,
+                busy_until_us: 0,
+            },
+            feedback_gen: TccFeedbackGenerator::new(0xfeed, GeneratorConfig::default()),
+            tcc: 0,
+            in_flight: VecDeque::new(),
+            feedback: VecDeque::new(),
+            last_probe_request_us: None,
+            received: Vec::new(),
+            probe_bytes: 0,
+        }
+    }
+
+    pub(crate) fn at(&self, us: i64) -> Instant {
+        self.t0 + Duration::from_micros(us as u64)
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.at(self.now_us)
+    }
+
+    pub(crate) fn set_capacity(&mut self, bps: f64) {
+        self.link.capacity_bps = bps;
+    }
+
+    pub(crate) fn queue_ms(&self) -> i64 {
+        self.link.queue_us(self.now_us) / 1000
+    }
+
+    /// A packet of `payload` bytes the bridge sends toward the receiver now.
+    pub(crate) fn send(&mut self, payload: usize, cluster: Option<u32>, media: Option<T>) {
+        let size = payload + PACKET_OVERHEAD;
+        self.tcc = self.tcc.wrapping_add(1);
+        self.bwe.on_packet_sent(self.now(), self.tcc, size, cluster);
+        let arrival = self.link.send(self.now_us, size);
+        if media.is_some() {
+            self.received.push((arrival / 1000, payload));
+        }
+        self.in_flight.push_back((arrival, self.tcc, media));
+    }
+
+    /// The allocation's wish (its ideal rate, and whether a layer is below its ideal): above the
+    /// estimate, probe toward 1.25 × the ideal rate, at most every 100 ms (`Downlink::maybe_probe`).
+    pub(crate) fn want(&mut self, ideal_bps: u64, non_ideal: bool) {
+        let want = ideal_bps.saturating_add(ideal_bps / 4);
+        let due = self
+            .last_probe_request_us
+            .is_none_or(|t| self.now_us - t >= 100_000);
+        if non_ideal && due && want > self.bwe.poll_estimate() {
+            self.last_probe_request_us = Some(self.now_us);
+            self.bwe.probe_request(self.now(), want);
+        }
+    }
+
+    /// Runs to `until_us` in 1 ms steps: arrivals (media handed to `deliver`), the receiver's
+    /// feedback, feedback reaching the estimator, probe padding.
+    pub(crate) fn advance(&mut self, until_us: i64, mut deliver: impl FnMut(T)) {
+        while self.now_us < until_us {
+            self.now_us = (self.now_us + 1000).min(until_us);
+            let now = self.now();
+            while self.in_flight.front().is_some_and(|f| f.0 <= self.now_us) {
+                let Some((arrival, tcc, media)) = self.in_flight.pop_front() else {
+                    break;
+                };
+                self.feedback_gen
+                    .on_packet(self.at(arrival), tcc, 0x5eed, false);
+                if let Some(m) = media {
+                    deliver(m);
+                }
+            }
+            let mut out = Vec::new();
+            if self.feedback_gen.poll_feedback(now, &mut out) > 0 {
+                self.feedback.push_back((self.now_us + PATH_DELAY_US, out));
+            }
+            while self.feedback.front().is_some_and(|f| f.0 <= self.now_us) {
+                let Some((_, bytes)) = self.feedback.pop_front() else {
+                    break;
+                };
+                for p in Compound::parse(&bytes).unwrap().packets() {
+                    if let Packet::TransportCc(t) = p {
+                        let fb = TransportFeedback::from_rtcp(&t).unwrap();
+                        self.bwe.on_transport_feedback(now, &fb);
+                    }
+                }
+            }
+            self.bwe.handle_timeout(now);
+            while let Some(p) = self.bwe.poll_probe(now) {
+                self.probe_bytes += p.bytes;
+                self.send(p.bytes, Some(p.cluster), None);
+            }
+        }
+    }
+
+    /// Media bitrate the receiver got over [from_ms, to_ms).
+    pub(crate) fn received_bps(&self, from_ms: i64, to_ms: i64) -> f64 {
+        let bytes: usize = self
+            .received
+            .iter()
+            .filter(|(t, _)| (from_ms..to_ms).contains(t))
+            .map(|(_, b)| *b)
+            .sum();
+        bytes as f64 * 8.0 * 1000.0 / (to_ms - from_ms).max(1) as f64
+    }
+}
+
+/// A video source as the conference registers it (one SSRC).
+pub(crate) fn video_source() -> MediaSource {
+    MediaSource::new(
+        0,
+        0,
+        "aaaa-v0".into(),
+        MediaKind::Video,
+        VideoType::Camera,
+        vec![Encoding {
+            ssrc: 1000,
+            rtx: Some(1001),
+            fec: None,
+        }],
+        0,
+    )
+}
+
+/// The allocation of a receiver that has `source` on stage at 720p, with `bandwidth_bps`.
+pub(crate) fn stage_allocation(
+    source: &MediaSource,
+    now_ms: u64,
+    bandwidth_bps: u64,
+) -> Allocation {
+    let mut layers: Vec<LayerInfo> = Vec::new();
+    if let Some(l) = &source.layers {
+        l.snapshot(now_ms, &mut layers);
+    }
+    let on_stage = vec!["aaaa-v0".to_owned()];
+    let constraints: HashMap<String, VideoConstraints> =
+        [("aaaa-v0".to_owned(), VideoConstraints::max_height(720))].into();
+    allocation::allocate(
+        &[SourceInput {
+            slot: 0,
+            name: "aaaa-v0",
+            owner: "aaaa",
+            video_type: VideoType::Camera,
+            layers: &layers,
+        }],
+        &ReceiverInput {
+            last_n: -1,
+            on_stage: &on_stage,
+            selected: &on_stage,
+            default_constraints: VideoConstraints::max_height(180),
+            constraints: &constraints,
+            bandwidth_bps,
+        },
+        &AllocConfig::default(),
+    )
+}
+
+/// Link capacity over the run: 2.5 Mb/s, 300 kb/s from 8 s, 2.5 Mb/s again from 18 s.
+pub(crate) fn changing_link(ms: i64) -> f64 {
+    match ms {
+        ..8_000 => 2_500_000.0,
+        8_000..18_000 => 300_000.0,
+        _ => 2_500_000.0,
+    }
+}
+
+pub(crate) const LINK_PHASES_MS: [(i64, i64); 3] = [(0, 8_000), (8_000, 18_000), (18_000, 30_000)];
+
+/// What a changing-link run saw, per temporal unit.
+#[derive(Debug, Default)]
+pub(crate) struct LinkRun {
+    /// (ms, the allocation's target spatial layer, the estimate).
+    pub(crate) targets: Vec<(i64, Option<u8>, u64)>,
+    /// (ms of the temporal unit whose last packet arrived, spatial layer shown).
+    pub(crate) shown: Vec<(i64, u8)>,
+    /// Temporal units at which the projection asked for a keyframe.
+    pub(crate) keyframe_requests: Vec<i64>,
+    /// (ms, how long a packet sent then queues at the bottleneck, ms).
+    pub(crate) queue: Vec<(i64, i64)>,
+}
+
+impl LinkRun {
+    /// The spatial layers shown over [from_ms, to_ms).
+    pub(crate) fn shown_in(&self, from_ms: i64, to_ms: i64) -> Vec<u8> {
+        self.shown
+            .iter()
+            .filter(|s| (from_ms..to_ms).contains(&s.0))
+            .map(|s| s.1)
+            .collect()
+    }
+
+    /// The first time ≥ `from_ms` after which every temporal unit shown up to `to_ms` is at
+    /// `want` (`None`: never settles).
+    pub(crate) fn settled_at(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        want: impl Fn(u8) -> bool,
+    ) -> Option<i64> {
+        let window: Vec<&(i64, u8)> = self
+            .shown
+            .iter()
+            .filter(|s| (from_ms..to_ms).contains(&s.0))
+            .collect();
+        let last_bad = window.iter().rposition(|s| !want(s.1));
+        match last_bad {
+            None => window.first().map(|s| s.0),
+            Some(i) => window.get(i + 1).map(|s| s.0),
+        }
+    }
+
+    /// The allocation's target spatial layer at `ms`.
+    pub(crate) fn target_at(&self, ms: i64) -> Option<u8> {
+        self.targets
+            .iter()
+            .rev()
+            .find(|t| t.0 <= ms)
+            .and_then(|t| t.1)
+    }
+
+    /// The spatial layer the receiver last showed before `ms`.
+    pub(crate) fn shown_before(&self, ms: i64) -> Option<u8> {
+        self.shown.iter().rev().find(|s| s.0 < ms).map(|s| s.1)
+    }
+
+    pub(crate) fn estimate_at(&self, ms: i64) -> u64 {
+        self.targets
+            .iter()
+            .rev()
+            .find(|t| t.0 <= ms)
+            .map_or(0, |t| t.2)
+    }
+}
+
+/// Payload bytes per packet by spatial layer: with the senders' packet counts (a T0 frame of
+/// spatial layer s has s + 1 packets, other frames one) ≈ 100 / 240 / 420 kbps per layer at 30 fps.
+pub(crate) const SIM_PAYLOAD: [usize; 3] = [400, 800, 1150];
+
+/// Checks the shared expectations of a changing-link run: 720p while the link is wide; a
+/// down-switch within 2 s of the drop to 300 kb/s, the receiver's media then fitting the link and
+/// the bottleneck's queue drained; 720p again within 6 s of the recovery. Keyframes are asked for
+/// only to go up a spatial layer (K-SVC), never to go down, and the recovery takes at most three.
+pub(crate) fn check_follows_the_link(
+    name: &str,
+    run: &LinkRun,
+    received: impl Fn(i64, i64) -> f64,
+) {
+    let [a, b, c] = LINK_PHASES_MS;
+    println!(
+        "{name}: estimate {} / {} / {} kbps at the end of each phase; keyframe requests at {:?} ms",
+        run.estimate_at(a.1 - 1) / 1000,
+        run.estimate_at(b.1 - 1) / 1000,
+        run.estimate_at(c.1 - 1) / 1000,
+        run.keyframe_requests
+    );
+    let wide = run.settled_at(a.0, a.1, |s| s == 2);
+    assert!(
+        wide.is_some_and(|t| t <= 2_000),
+        "{name}: 720p within 2 s at 2.5 Mb/s: {wide:?} {:?}",
+        run.shown_in(a.0, a.1)
+    );
+    let down = run.settled_at(b.0, b.1, |s| s < 2);
+    assert!(
+        down.is_some_and(|t| t - b.0 <= 2_000),
+        "{name}: down-switch after the drop to 300 kb/s: {down:?} {:?}",
+        run.shown_in(b.0, b.1)
+    );
+    for &t in &run.keyframe_requests {
+        let (target, shown) = (run.target_at(t), run.shown_before(t));
+        assert!(
+            shown.is_none() || target > shown,
+            "{name}: a keyframe asked for at {t} ms without an up-switch (target {target:?}, \
+             shown {shown:?}): a down-switch needs none"
+        );
+    }
+    let queue = run
+        .queue
+        .iter()
+        .filter(|q| (b.1 - 3_000..b.1).contains(&q.0))
+        .map(|q| q.1)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        queue < 150,
+        "{name}: the bottleneck's queue drains: {queue} ms"
+    );
+    let low = received(b.1 - 5_000, b.1);
+    assert!(
+        low <= 300_000.0,
+        "{name}: the receiver's media fits the narrow link: {low:.0} bps"
+    );
+    assert!(low > 50_000.0, "{name}: video keeps flowing: {low:.0} bps");
+    let up = run.settled_at(c.0, c.1, |s| s == 2);
+    assert!(
+        up.is_some_and(|t| t - c.0 <= 6_000),
+        "{name}: back to 720p after the link recovered: {up:?} {:?}",
+        run.shown_in(c.0, c.1)
+    );
+    let up_requests = run.keyframe_requests.iter().filter(|&&t| t >= c.0).count();
+    assert!(
+        (1..=3).contains(&up_requests),
+        "{name}: K-SVC's upper layers restart at a keyframe, one request not a storm: {:?}",
+        run.keyframe_requests
+    );
+}
+
+/// A codec's sender, projection and receiver model in a changing-link run.
+pub(crate) trait LinkCodec {
+    /// What the receiver's decoder model gets per packet.
+    type Media;
+    /// Points the projection at a layer of the allocation (an SVC stream's spatial layers are the
+    /// allocation's encodings).
+    fn set_target(&mut self, target: Option<LayerInfo>);
+    /// One temporal unit from the sender: parsed and measured into `source`, then forwarded by
+    /// the projection; what goes to the receiver as (payload bytes, egress timestamp, media).
+    fn unit(
+        &mut self,
+        now: Instant,
+        now_ms: u64,
+        keyframe: bool,
+        source: &mut MediaSource,
+    ) -> Vec<(usize, u32, Self::Media)>;
+    fn needs_keyframe(&mut self) -> bool;
+    fn deliver(&mut self, media: Self::Media);
+    /// (timestamp, spatial layer) of every temporal unit the receiver showed.
+    fn shown(&self) -> &[(u32, u8)];
+    fn keyframes_received(&self) -> usize;
+}
+
+/// Runs `codec` through 30 s of [`changing_link`] (a temporal unit every 33 ms; the allocation
+/// runs before each; a keyframe the projection asks for comes a round trip later) and checks that
+/// the receiver follows the link ([`check_follows_the_link`]).
+pub(crate) fn follows_a_changing_link<C: LinkCodec>(name: &str, codec: &mut C) {
+    let t0 = Instant::now();
+    let mut source = video_source();
+    let mut sim: LinkSim<C::Media> = LinkSim::new(t0, changing_link(0));
+    let mut run = LinkRun::default();
+    let mut keyframe_at: Option<Instant> = None;
+    // Which temporal unit an egress timestamp belongs to.
+    let mut unit_ms: HashMap<u32, i64> = HashMap::new();
+    let mut shown_before = 0;
+    for tu in 0..(LINK_PHASES_MS[2].1 / 33) {
+        let ms = tu * 33;
+        sim.set_capacity(changing_link(ms));
+        sim.advance(ms * 1000, |m| codec.deliver(m));
+        for &(ts, s) in &codec.shown()[shown_before..] {
+            run.shown.push((unit_ms.get(&ts).copied().unwrap_or(ms), s));
+        }
+        shown_before = codec.shown().len();
+        let now = sim.now();
+        let alloc = stage_allocation(&source, ms as u64, sim.bwe.poll_estimate());
+        let target = alloc.sources[0].target;
+        codec.set_target(target);
+        sim.want(alloc.ideal_bps, alloc.has_non_ideal_layer());
+        run.targets
+            .push((ms, target.map(|l| l.encoding), sim.bwe.poll_estimate()));
+        run.queue.push((ms, sim.queue_ms()));
+        let keyframe = tu == 0 || keyframe_at.is_some_and(|k| k <= now);
+        if keyframe {
+            keyframe_at = None;
+        }
+        for (bytes, ts, media) in codec.unit(now, ms as u64, keyframe, &mut source) {
+            unit_ms.insert(ts, ms);
+            sim.send(bytes, None, Some(media));
+        }
+        if codec.needs_keyframe() && keyframe_at.is_none() {
+            run.keyframe_requests.push(ms);
+            keyframe_at = Some(now + Duration::from_micros(2 * PATH_DELAY_US as u64));
+        }
+    }
+    check_follows_the_link(name, &run, |a, b| sim.received_bps(a, b));
+    // Every frame the receiver got was decodable (its model asserts it), and it got no keyframe
+    // beyond the first and those asked for.
+    assert!(codec.keyframes_received() <= 1 + run.keyframe_requests.len());
+}
+
+/// Chromium's AV1 `L3T3_KEY` structure with the sender's template order, the Dependency
+/// Descriptor projection, the descriptor-reading receiver model.
+struct Av1LinkCodec {
+    sender: Sender,
+    proj: DdProjection,
+    rx: Receiver,
+}
+
+impl LinkCodec for Av1LinkCodec {
+    /// (sequence number, timestamp, marker, descriptor).
+    type Media = (u16, u32, bool, Vec<u8>);
+
+    fn set_target(&mut self, target: Option<LayerInfo>) {
+        self.proj.set_target(target.map(|l| DdTarget {
+            encoding: 0,
+            spatial: l.encoding,
+            temporal: l.temporal,
+        }));
+    }
+
+    fn unit(
+        &mut self,
+        now: Instant,
+        now_ms: u64,
+        keyframe: bool,
+        source: &mut MediaSource,
+    ) -> Vec<(usize, u32, Self::Media)> {
+        let mut out = [0u8; MAX_LEN];
+        let mut sent = Vec::new();
+        for p in self.sender.temporal_unit(keyframe) {
+            let info = source.parse_descriptor(0, &p.dd).unwrap();
+            let payload = SIM_PAYLOAD[usize::from(info.descriptor.frame.spatial.min(2))];
+            let vi = VideoInfo {
+                keyframe: Some(info.starts_keyframe()),
+                tid: info.descriptor.frame.temporal,
+                sid: info.descriptor.frame.spatial,
+                frame: FrameDesc::Av1(info),
+                size: None,
+            };
+            source.measure(now_ms, 0, &vi, payload);
+            let stream = source.lend_stream_state(0).unwrap();
+            let dd = stream.dd().unwrap();
+            let pkt = DdPacket {
+                encoding: 0,
+                seq: p.seq,
+                timestamp: p.ts,
+                marker: p.marker,
+                info: &info,
+                source: dd,
+            };
+            if let Some(rw) = self.proj.forward(now, &pkt) {
+                let st = dd.structure(info.generation).unwrap();
+                let n = rw.write_descriptor(&info, st, &mut out).unwrap();
+                let media = (rw.seq, rw.timestamp, rw.marker, out[..n].to_vec());
+                sent.push((payload + n, rw.timestamp, media));
+            }
+            source.return_stream_state(0, stream);
+        }
+        sent
+    }
+
+    fn needs_keyframe(&mut self) -> bool {
+        self.proj.needs_keyframe().is_some()
+    }
+
+    fn deliver(&mut self, (seq, ts, marker, dd): Self::Media) {
+        self.rx.on_packet(seq, ts, marker, &dd);
+    }
+
+    fn shown(&self) -> &[(u32, u8)] {
+        &self.rx.shown
+    }
+
+    fn keyframes_received(&self) -> usize {
+        self.rx.keyframes
+    }
+}
+
+#[test]
+fn simulated_l3t3_key_receiver_follows_a_changing_link() {
+    follows_a_changing_link(
+        "AV1 L3T3_KEY",
+        &mut Av1LinkCodec {
+            sender: Sender {
+                structure: chrome_structure(),
+                frame_number: 60_000, // wraps
+                seq: 65_000,
+                ts: 0,
+                since_key: 0,
+            },
+            proj: DdProjection::new(DdConfig::default()),
+            rx: Receiver::default(),
+        },
+    );
+}
