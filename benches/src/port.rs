@@ -156,6 +156,22 @@ impl PortFixture {
     /// One datagram's path to its receivers' transmit buffers, and the flush's part without the
     /// kernel: drain the transmits, give the buffers back.
     pub fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
+        self.receive(from, data);
+        self.flush();
+    }
+
+    /// Datagrams that one receive batch (one `recvmmsg`) brought, each routed and its events
+    /// handled in turn, then one flush: the port's loop (`transport/shell.rs`, `Port::run`).
+    /// Never inlined: `port_instructions` counts instructions inside it.
+    #[inline(never)]
+    pub fn batch(&mut self, datagrams: &[(SocketAddr, Vec<u8>)]) {
+        for (from, data) in datagrams {
+            self.receive(*from, data);
+        }
+        self.flush();
+    }
+
+    fn receive(&mut self, from: SocketAddr, data: &[u8]) {
         let now = self.now;
         self.port.handle_datagram(now, from, data);
         let Self {
@@ -184,7 +200,6 @@ impl PortFixture {
                 }
             }
         }
-        self.flush();
     }
 
     fn flush(&mut self) {

@@ -67,6 +67,7 @@ pub const KNOWN_DROP_REASONS: &[&str] = &[
     "source_filtered",
     "ssrc_unsignalled",
     "ssrc_limit",
+    "datagram_too_long",
 ];
 
 /// One reading of the bridge's counters and current state. Counters are cumulative since start;
@@ -121,6 +122,8 @@ pub struct StatsSample {
     /// endpoints and handed over (`transport/handoff.rs`).
     pub media_workers: u64,
     pub datagrams_handed_off: u64,
+    /// The media sockets' batched I/O, summed over the workers.
+    pub udp: UdpIo,
 
     pub muc_clients_configured: u64,
     pub muc_clients_connected: u64,
@@ -178,6 +181,7 @@ impl StatsSample {
             colibri_web_socket_messages_sent,
             media_workers,
             datagrams_handed_off,
+            udp,
             muc_clients_configured,
             muc_clients_connected,
             mucs_configured,
@@ -219,6 +223,7 @@ impl StatsSample {
         self.colibri_web_socket_messages_sent += colibri_web_socket_messages_sent;
         self.media_workers += media_workers;
         self.datagrams_handed_off += datagrams_handed_off;
+        self.udp.add(udp);
         self.muc_clients_configured += muc_clients_configured;
         self.muc_clients_connected += muc_clients_connected;
         self.mucs_configured += mucs_configured;
@@ -256,6 +261,58 @@ impl IceRestarts {
         self.succeeded += succeeded;
         self.superseded += superseded;
         self.failed += failed;
+    }
+}
+
+/// What the media sockets' system calls did (`transport::udp::IoCounters`), cumulative: how many
+/// datagrams each `recvmmsg` / `sendmmsg` carried and how many went as UDP GSO or came as GRO
+/// messages. Not in JVB's stats; it shows what a forwarded packet costs in kernel crossings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UdpIo {
+    /// `recvmmsg` calls that returned datagrams, and the datagrams they returned.
+    #[serde(rename = "total_udp_recv_calls")]
+    pub recv_calls: u64,
+    #[serde(rename = "total_udp_datagrams_received")]
+    pub datagrams_received: u64,
+    /// Received messages that carried several datagrams (GRO).
+    #[serde(rename = "total_udp_gro_messages")]
+    pub gro_messages: u64,
+    /// `sendmmsg` calls, and the datagrams they sent.
+    #[serde(rename = "total_udp_send_calls")]
+    pub send_calls: u64,
+    #[serde(rename = "total_udp_datagrams_sent")]
+    pub datagrams_sent: u64,
+    /// Sent messages that carried several datagrams (GSO).
+    #[serde(rename = "total_udp_gso_messages")]
+    pub gso_messages: u64,
+    /// Times the kernel refused GSO and a socket went on without it.
+    #[serde(rename = "total_udp_gso_fallbacks")]
+    pub gso_fallbacks: u64,
+    /// Datagrams the kernel refused to send.
+    #[serde(rename = "total_udp_send_errors")]
+    pub send_errors: u64,
+}
+
+impl UdpIo {
+    fn add(&mut self, o: &UdpIo) {
+        let UdpIo {
+            recv_calls,
+            datagrams_received,
+            gro_messages,
+            send_calls,
+            datagrams_sent,
+            gso_messages,
+            gso_fallbacks,
+            send_errors,
+        } = o;
+        self.recv_calls += recv_calls;
+        self.datagrams_received += datagrams_received;
+        self.gro_messages += gro_messages;
+        self.send_calls += send_calls;
+        self.datagrams_sent += datagrams_sent;
+        self.gso_messages += gso_messages;
+        self.gso_fallbacks += gso_fallbacks;
+        self.send_errors += send_errors;
     }
 }
 
@@ -395,6 +452,9 @@ pub struct StatsSnapshot {
     /// owning their endpoint (not part of JVB's stats).
     pub media_workers: u64,
     pub total_datagrams_handed_off: u64,
+    /// The media sockets' system calls (`total_udp_*`, not part of JVB's stats).
+    #[serde(flatten)]
+    pub udp: UdpIo,
     pub muc_clients_configured: u64,
     pub muc_clients_connected: u64,
     pub mucs_configured: u64,
@@ -579,6 +639,7 @@ impl StatsAggregator {
             dropped_packets: s.dropped_packets.clone(),
             media_workers: s.media_workers,
             total_datagrams_handed_off: s.datagrams_handed_off,
+            udp: s.udp,
             muc_clients_configured: s.muc_clients_configured,
             muc_clients_connected: s.muc_clients_connected,
             mucs_configured: s.mucs_configured,
@@ -854,6 +915,46 @@ const COUNTERS: &[IntGaugeDef] = &[
         "datagrams_handed_off_total",
         "Datagrams a media worker's socket received for another worker's endpoint and handed over.",
         |s| s.total_datagrams_handed_off,
+    ),
+    (
+        "udp_recv_calls_total",
+        "recvmmsg calls on the media sockets that returned datagrams.",
+        |s| s.udp.recv_calls,
+    ),
+    (
+        "udp_datagrams_received_total",
+        "Datagrams the media sockets received (GRO messages counted by their datagrams).",
+        |s| s.udp.datagrams_received,
+    ),
+    (
+        "udp_gro_messages_total",
+        "Messages the media sockets received that carried several datagrams (UDP GRO).",
+        |s| s.udp.gro_messages,
+    ),
+    (
+        "udp_send_calls_total",
+        "sendmmsg calls on the media sockets.",
+        |s| s.udp.send_calls,
+    ),
+    (
+        "udp_datagrams_sent_total",
+        "Datagrams the media sockets sent.",
+        |s| s.udp.datagrams_sent,
+    ),
+    (
+        "udp_gso_messages_total",
+        "Messages the media sockets sent that carried several datagrams (UDP GSO).",
+        |s| s.udp.gso_messages,
+    ),
+    (
+        "udp_gso_fallbacks_total",
+        "Times the kernel refused UDP GSO and a media socket went on without it.",
+        |s| s.udp.gso_fallbacks,
+    ),
+    (
+        "udp_send_errors_total",
+        "Datagrams the kernel refused to send on the media sockets.",
+        |s| s.udp.send_errors,
     ),
     (
         "packets_received_total",

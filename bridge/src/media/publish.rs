@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::sfu::Stat;
-use crate::stats::StatsSample;
+use crate::stats::{StatsSample, UdpIo};
 use crate::transport::DropCounters;
 use crate::transport::udp::IoCounters;
 
@@ -135,14 +135,28 @@ impl MediaStats {
         for (reason, n) in slot.counters.snapshot() {
             *s.dropped_packets.entry(reason.to_owned()).or_default() += n;
         }
-        let lost = slot.io.handoff_dropped.load(Ordering::Relaxed);
-        if lost > 0 {
-            *s.dropped_packets
-                .entry("handoff_full".to_owned())
-                .or_default() += lost;
+        let io = &slot.io;
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        for (reason, n) in [
+            ("handoff_full", read(&io.handoff_dropped)),
+            ("datagram_too_long", read(&io.truncated)),
+        ] {
+            if n > 0 {
+                *s.dropped_packets.entry(reason.to_owned()).or_default() += n;
+            }
         }
         s.media_workers = 1;
-        s.datagrams_handed_off = slot.io.handed_off.load(Ordering::Relaxed);
+        s.datagrams_handed_off = read(&io.handed_off);
+        s.udp = UdpIo {
+            recv_calls: read(&io.recv_calls),
+            datagrams_received: read(&io.datagrams_received),
+            gro_messages: read(&io.gro_messages),
+            send_calls: read(&io.send_calls),
+            datagrams_sent: read(&io.datagrams_sent),
+            gso_messages: read(&io.gso_messages),
+            gso_fallbacks: read(&io.gso_disabled),
+            send_errors: read(&io.send_errors),
+        };
         s
     }
 
@@ -185,5 +199,68 @@ impl MediaStats {
                 packet_rate: w.packet_rate.load(Ordering::Relaxed),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{BridgeMetrics, StatsAggregator, StatsConfig};
+
+    /// The sockets' batch counters of every worker reach `/colibri/stats` and `/metrics`, summed;
+    /// datagrams the kernel truncated are counted as a drop.
+    #[test]
+    fn socket_batch_counters_are_exported() {
+        let ios: Vec<Arc<IoCounters>> = (0..2).map(|_| Arc::default()).collect();
+        let stats = MediaStats::new(
+            ios.iter()
+                .map(|io| (Arc::new(DropCounters::default()), Arc::clone(io)))
+                .collect(),
+        );
+        for (i, io) in ios.iter().enumerate() {
+            let k = i as u64 + 1;
+            io.recv_calls.store(10 * k, Ordering::Relaxed);
+            io.datagrams_received.store(100 * k, Ordering::Relaxed);
+            io.gro_messages.store(k, Ordering::Relaxed);
+            io.send_calls.store(20 * k, Ordering::Relaxed);
+            io.datagrams_sent.store(1000 * k, Ordering::Relaxed);
+            io.gso_messages.store(3 * k, Ordering::Relaxed);
+            io.truncated.store(k, Ordering::Relaxed);
+        }
+        let s = stats.sample();
+        assert_eq!(
+            s.udp,
+            UdpIo {
+                recv_calls: 30,
+                datagrams_received: 300,
+                gro_messages: 3,
+                send_calls: 60,
+                datagrams_sent: 3000,
+                gso_messages: 9,
+                gso_fallbacks: 0,
+                send_errors: 0,
+            }
+        );
+        assert_eq!(s.dropped_packets.get("datagram_too_long"), Some(&3));
+
+        let mut agg = StatsAggregator::new(StatsConfig::default());
+        let snap = agg.update(Instant::now(), s);
+        assert_eq!(snap.to_json()["total_udp_datagrams_sent"], 3000);
+        assert_eq!(snap.to_json()["total_udp_send_calls"], 60);
+        let m = BridgeMetrics::new().unwrap();
+        m.observe(&snap);
+        let text = m.render();
+        for line in [
+            "jitsi_jvb_udp_recv_calls_total 30",
+            "jitsi_jvb_udp_datagrams_received_total 300",
+            "jitsi_jvb_udp_gro_messages_total 3",
+            "jitsi_jvb_udp_send_calls_total 60",
+            "jitsi_jvb_udp_datagrams_sent_total 3000",
+            "jitsi_jvb_udp_gso_messages_total 9",
+            "jitsi_jvb_udp_gso_fallbacks_total 0",
+            "jitsi_jvb_dropped_packets_total{reason=\"datagram_too_long\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
     }
 }

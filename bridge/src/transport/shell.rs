@@ -12,7 +12,6 @@
 //! [`TimerTable`](crate::timer::TimerTable) keyed by endpoint: re-armed only for endpoints whose
 //! state changed, so neither a datagram nor [`PortState::poll_timeout`] scans every endpoint.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::io;
 use std::net::SocketAddr;
@@ -20,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use rustc_hash::FxHashMap;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -37,10 +37,15 @@ use super::udp::{self, IoCounters, RecvBatch};
 /// Demux plus endpoints: everything but the socket.
 pub struct PortState<K> {
     demux: Demux<K>,
-    endpoints: HashMap<K, Slot>,
+    /// Looked up for every datagram sent (FxHash: the keys are our handles, not peer input).
+    endpoints: FxHashMap<K, Slot>,
     /// Endpoints touched since the last flush, each once (its slot's flag says whether it is listed,
     /// so marking is O(1) however many receivers one ingress packet fans out to).
     dirty: Vec<K>,
+    /// Endpoints that may have events to drain: touched by anything but queueing media since
+    /// their events were last drained, each once. Not `dirty`: after one ingress datagram fanned
+    /// out to every receiver, the next datagram of the batch would otherwise poll all of them.
+    evented: Vec<K>,
     /// The endpoints' transport timers.
     timers: TimerTable<K>,
     /// Endpoints removed because their transport panicked, for the handler
@@ -76,6 +81,8 @@ struct Slot {
     dirty: bool,
     /// Its timers may have moved (anything but queueing media): re-read at the flush.
     timer_dirty: bool,
+    /// Listed in `evented`.
+    evented: bool,
     deadline: Deadline,
     /// SRTP/SRTCP encrypted for it, waiting for the flush (buffers from [`PortState::tx`]).
     media: Vec<(SocketAddr, BytesMut)>,
@@ -89,18 +96,23 @@ fn touch<K: Clone>(dirty: &mut Vec<K>, key: &K, slot: &mut Slot) {
     }
 }
 
-/// [`touch`], and the endpoint's timers are re-read at the flush.
-fn touch_all<K: Clone>(dirty: &mut Vec<K>, key: &K, slot: &mut Slot) {
+/// [`touch`], and the endpoint's timers are re-read at the flush and its events drained.
+fn touch_all<K: Clone>(dirty: &mut Vec<K>, evented: &mut Vec<K>, key: &K, slot: &mut Slot) {
     touch(dirty, key, slot);
     slot.timer_dirty = true;
+    if !slot.evented {
+        slot.evented = true;
+        evented.push(key.clone());
+    }
 }
 
 impl<K: Clone + Eq + Hash> PortState<K> {
     pub fn new(counters: Arc<DropCounters>) -> Self {
         Self {
             demux: Demux::new(counters),
-            endpoints: HashMap::new(),
+            endpoints: FxHashMap::default(),
             dirty: Vec::new(),
+            evented: Vec::new(),
             timers: TimerTable::default(),
             faulted: Vec::new(),
             tx: TxPool::default(),
@@ -173,7 +185,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         };
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut slot.ep))).is_ok();
         if ok {
-            touch_all(&mut self.dirty, key, slot);
+            touch_all(&mut self.dirty, &mut self.evented, key, slot);
         } else {
             self.unregister(key);
             self.endpoints.remove(key);
@@ -202,10 +214,11 @@ impl<K: Clone + Eq + Hash> PortState<K> {
             ep,
             dirty: false,
             timer_dirty: false,
+            evented: false,
             deadline: Deadline::default(),
             media: Vec::new(),
         };
-        touch_all(&mut self.dirty, &key, &mut slot);
+        touch_all(&mut self.dirty, &mut self.evented, &key, &mut slot);
         self.endpoints.insert(key, slot);
     }
 
@@ -220,7 +233,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     /// Mutable access; marks the endpoint for a transmit flush and a timer re-read.
     pub fn endpoint_mut(&mut self, key: &K) -> Option<&mut EndpointTransport> {
         let slot = self.endpoints.get_mut(key)?;
-        touch_all(&mut self.dirty, key, slot);
+        touch_all(&mut self.dirty, &mut self.evented, key, slot);
         Some(&mut slot.ep)
     }
 
@@ -359,10 +372,13 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         }
     }
 
-    /// Drains events of dirty endpoints into `out`.
+    /// Drains the events of the endpoints that may have some (touched by anything but queueing
+    /// media since their last drain) into `out`: O(those endpoints), not O(endpoints touched
+    /// since the flush).
     pub fn drain_events(&mut self, out: &mut Vec<(K, TransportEvent)>) {
-        for k in &self.dirty {
-            if let Some(slot) = self.endpoints.get_mut(k) {
+        for k in self.evented.drain(..) {
+            if let Some(slot) = self.endpoints.get_mut(&k) {
+                slot.evented = false;
                 while let Some(e) = slot.ep.poll_event() {
                     out.push((k.clone(), e));
                 }
@@ -874,6 +890,29 @@ mod tests {
         // After a flush, touching lists the endpoint again.
         st.endpoint_mut(&1);
         assert_eq!(st.dirty, vec![1]);
+    }
+
+    /// Queueing media for receivers does not list them for event draining, so the datagrams of a
+    /// batch that follow a fan-out do not poll every receiver; anything else does, once.
+    #[test]
+    fn only_endpoints_touched_by_more_than_media_have_events_drained() {
+        let mut st = state_with(3);
+        let mut events = Vec::new();
+        st.drain_events(&mut events);
+        assert!(st.evented.is_empty());
+        for k in 0..3 {
+            // Not connected: refused, but the slot is touched for the flush as on the media path.
+            let _ = st.send_rtp(&k, &[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        }
+        assert_eq!(st.dirty, vec![0, 1, 2]);
+        assert!(st.evented.is_empty(), "{:?}", st.evented);
+        for _ in 0..10 {
+            st.endpoint_mut(&2);
+        }
+        assert_eq!(st.evented, vec![2]);
+        st.drain_events(&mut events);
+        assert!(st.evented.is_empty());
+        assert!(st.endpoints.values().all(|s| !s.evented));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod srtcp_test;
 mod srtp_test;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 use crypto::RTCCrypto;
 use shared::replay_detector::*;
@@ -90,14 +91,83 @@ impl SrtpSsrcState {
     }
 }
 
+/// Hashes the SSRC keys of the per-SSRC state maps (patched, PATCHED.md §3): one multiply and
+/// a fold instead of SipHash-1-3. Every protected or unprotected packet looks its SSRC up once;
+/// SipHash was a visible share of the bridge's per-packet CPU. The keys an attacker can choose
+/// are bounded before they get here (the bridge decrypts only signalled SSRCs, at most a few
+/// dozen per endpoint), so flooding a map with colliding keys is not a concern.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct SsrcHash;
+
+/// The [`Hasher`] of [`SsrcHash`].
+#[derive(Default)]
+pub(crate) struct SsrcHasher(u64);
+
+impl Hasher for SsrcHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        let h = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 29);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl BuildHasher for SsrcHash {
+    type Hasher = SsrcHasher;
+
+    fn build_hasher(&self) -> SsrcHasher {
+        SsrcHasher::default()
+    }
+}
+
+type SsrcMap<T> = HashMap<u32, T, SsrcHash>;
+
+/// The state of `ssrc` in `states`, created on its first packet. A free function over the one
+/// field (not a `&mut self` method) so that a caller can hold it across a call on the cipher:
+/// one lookup per packet (patched, PATCHED.md §3).
+fn srtp_state<'a>(
+    states: &'a mut SsrcMap<SrtpSsrcState>,
+    new_replay_detector: &ContextOption,
+    ssrc: u32,
+) -> &'a mut SrtpSsrcState {
+    // `or_insert_with` so the replay detector (a boxed sliding-window detector backed by a
+    // heap-allocated bit buffer) is only constructed on the first packet for a given SSRC.
+    states.entry(ssrc).or_insert_with(|| SrtpSsrcState {
+        ssrc,
+        replay_detector: Some(new_replay_detector()),
+        ..Default::default()
+    })
+}
+
+/// [`srtp_state`] for SRTCP.
+fn srtcp_state<'a>(
+    states: &'a mut SsrcMap<SrtcpSsrcState>,
+    new_replay_detector: &ContextOption,
+    ssrc: u32,
+) -> &'a mut SrtcpSsrcState {
+    states.entry(ssrc).or_insert_with(|| SrtcpSsrcState {
+        ssrc,
+        replay_detector: Some(new_replay_detector()),
+        ..Default::default()
+    })
+}
+
 /// Context represents a SRTP cryptographic context
 /// Context can only be used for one-way operations
 /// it must either used ONLY for encryption or ONLY for decryption
 pub struct Context {
     cipher: Box<dyn Cipher>,
 
-    srtp_ssrc_states: HashMap<u32, SrtpSsrcState>,
-    srtcp_ssrc_states: HashMap<u32, SrtcpSsrcState>,
+    srtp_ssrc_states: SsrcMap<SrtpSsrcState>,
+    srtcp_ssrc_states: SsrcMap<SrtcpSsrcState>,
 
     new_srtp_replay_detector: ContextOption,
     new_srtcp_replay_detector: ContextOption,
@@ -164,37 +234,27 @@ impl Context {
 
         Ok(Context {
             cipher,
-            srtp_ssrc_states: HashMap::new(),
-            srtcp_ssrc_states: HashMap::new(),
+            srtp_ssrc_states: SsrcMap::default(),
+            srtcp_ssrc_states: SsrcMap::default(),
             new_srtp_replay_detector: srtp_ctx_opt,
             new_srtcp_replay_detector: srtcp_ctx_opt,
         })
     }
 
     fn get_srtp_ssrc_state(&mut self, ssrc: u32) -> &mut SrtpSsrcState {
-        // `or_insert_with` so the replay detector (a boxed sliding-window
-        // detector backed by a heap-allocated bit buffer) is only constructed on
-        // the first packet for a given SSRC. `or_insert` would build — and then
-        // immediately drop — a fresh detector on every decrypted packet.
-        let new_srtp_replay_detector = &self.new_srtp_replay_detector;
-        self.srtp_ssrc_states
-            .entry(ssrc)
-            .or_insert_with(|| SrtpSsrcState {
-                ssrc,
-                replay_detector: Some(new_srtp_replay_detector()),
-                ..Default::default()
-            })
+        srtp_state(
+            &mut self.srtp_ssrc_states,
+            &self.new_srtp_replay_detector,
+            ssrc,
+        )
     }
 
     fn get_srtcp_ssrc_state(&mut self, ssrc: u32) -> &mut SrtcpSsrcState {
-        let new_srtcp_replay_detector = &self.new_srtcp_replay_detector;
-        self.srtcp_ssrc_states
-            .entry(ssrc)
-            .or_insert_with(|| SrtcpSsrcState {
-                ssrc,
-                replay_detector: Some(new_srtcp_replay_detector()),
-                ..Default::default()
-            })
+        srtcp_state(
+            &mut self.srtcp_ssrc_states,
+            &self.new_srtcp_replay_detector,
+            ssrc,
+        )
     }
 
     /// roc returns SRTP rollover counter value of specified SSRC.

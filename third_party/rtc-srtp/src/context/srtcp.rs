@@ -36,7 +36,13 @@ impl Context {
         let index = self.cipher.get_rtcp_index(buf);
         let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
 
-        if let Some(replay_detector) = &mut self.get_srtcp_ssrc_state(ssrc).replay_detector
+        // One lookup of the SSRC's state, held across the cipher call (PATCHED.md §3).
+        let state = srtcp_state(
+            &mut self.srtcp_ssrc_states,
+            &self.new_srtcp_replay_detector,
+            ssrc,
+        );
+        if let Some(replay_detector) = &mut state.replay_detector
             && !replay_detector.check(index as u64)
         {
             return Err(Error::SrtcpSsrcDuplicated(ssrc, index));
@@ -44,7 +50,7 @@ impl Context {
 
         let n = self.cipher.decrypt_rtcp(buf, index, ssrc)?;
 
-        if let Some(replay_detector) = &mut self.get_srtcp_ssrc_state(ssrc).replay_detector {
+        if let Some(replay_detector) = &mut state.replay_detector {
             replay_detector.accept();
         }
 

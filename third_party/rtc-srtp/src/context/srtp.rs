@@ -28,7 +28,12 @@ impl Context {
             return Err(Error::ErrTooShortRtp);
         }
 
-        let state = self.get_srtp_ssrc_state(rtp.ssrc);
+        // One lookup of the SSRC's state, held across the cipher call (PATCHED.md §3).
+        let state = srtp_state(
+            &mut self.srtp_ssrc_states,
+            &self.new_srtp_replay_detector,
+            rtp.ssrc,
+        );
         let (roc, diff, _) = state.next_rollover_count(rtp.sequence_number);
         if let Some(replay_detector) = &mut state.replay_detector
             && !replay_detector.check(rtp.sequence_number as u64)
@@ -37,13 +42,10 @@ impl Context {
         }
 
         let n = self.cipher.decrypt_rtp(buf, rtp, roc)?;
-        {
-            let state = self.get_srtp_ssrc_state(rtp.ssrc);
-            if let Some(replay_detector) = &mut state.replay_detector {
-                replay_detector.accept();
-            }
-            state.update_rollover_count(rtp.sequence_number, diff);
+        if let Some(replay_detector) = &mut state.replay_detector {
+            replay_detector.accept();
         }
+        state.update_rollover_count(rtp.sequence_number, diff);
 
         Ok(n)
     }
@@ -95,9 +97,13 @@ impl Context {
         if len < rtp.header_len || buf.len() < len + self.rtp_overhead() {
             return Err(Error::ErrBufferTooSmall);
         }
-        let (roc, diff, ovf) = self
-            .get_srtp_ssrc_state(rtp.ssrc)
-            .next_rollover_count(rtp.sequence_number);
+        // One lookup of the SSRC's state, held across the cipher call (PATCHED.md §3).
+        let state = srtp_state(
+            &mut self.srtp_ssrc_states,
+            &self.new_srtp_replay_detector,
+            rtp.ssrc,
+        );
+        let (roc, diff, ovf) = state.next_rollover_count(rtp.sequence_number);
         if ovf {
             // ... when 2^48 SRTP packets or 2^31 SRTCP packets have been secured with the same key
             // (whichever occurs before), the key management MUST be called to provide new master key(s)
@@ -107,9 +113,7 @@ impl Context {
         }
 
         let n = self.cipher.encrypt_rtp(buf, len, rtp, roc)?;
-
-        self.get_srtp_ssrc_state(rtp.ssrc)
-            .update_rollover_count(rtp.sequence_number, diff);
+        state.update_rollover_count(rtp.sequence_number, diff);
 
         Ok(n)
     }
