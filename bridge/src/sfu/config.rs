@@ -73,9 +73,9 @@ pub struct SfuConfig {
     /// `EndpointStats` go to every endpoint below this conference size, else only to those that
     /// receive the sender's video.
     pub stats_filter_threshold: usize,
-    /// Makes each conference's dominant speaker detector from this configuration (JVB's DSI
-    /// algorithm: [`dsi`]).
-    pub speaker_detector: fn(&SfuConfig) -> Box<dyn speaker::SpeakerDetector>,
+    /// Makes each conference's dominant speaker detector, given [`Self::silence_timeout`] (JVB's
+    /// DSI algorithm: [`dsi`]).
+    pub speaker_detector: fn(Option<Duration>) -> Box<dyn speaker::SpeakerDetector>,
     /// Silence detection (JVB `speech-activity.silence-detection-timeout`; `None`: off, JVB's
     /// default): see [`speaker::SpeakerDetector::in_silence`].
     pub silence_timeout: Option<Duration>,

@@ -253,11 +253,11 @@ impl DominantSpeakerIdentification {
         }
     }
 
-    /// The detector for a conference of an SFU configured with `cfg`
-    /// ([`SfuConfig::speaker_detector`](crate::sfu::SfuConfig)).
-    pub fn for_sfu(cfg: &crate::sfu::SfuConfig) -> Box<dyn SpeakerDetector> {
+    /// A conference's detector with silence detection after `silence_timeout` (`None`: off)
+    /// (`SfuConfig::speaker_detector`).
+    pub fn for_sfu(silence_timeout: Option<Duration>) -> Box<dyn SpeakerDetector> {
         Box::new(DominantSpeakerIdentification::new(DsiConfig {
-            silence_timeout: cfg.silence_timeout,
+            silence_timeout,
             ..DsiConfig::default()
         }))
     }

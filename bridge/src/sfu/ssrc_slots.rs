@@ -27,7 +27,7 @@ use crate::random::Rng;
 
 use super::codec::PayloadRewrite;
 use super::model::MediaKind;
-use super::projection::Rewritten;
+use super::projection::stream::Rewritten;
 use super::rtp::SdesMid;
 
 /// Which source a slot carries: the source table index and its generation.

@@ -91,7 +91,7 @@ impl Conference {
         now: Instant,
         ctx: &mut Ctx,
     ) -> Self {
-        let speaker: Box<dyn SpeakerDetector> = (ctx.cfg.speaker_detector)(&ctx.cfg);
+        let speaker: Box<dyn SpeakerDetector> = (ctx.cfg.speaker_detector)(ctx.cfg.silence_timeout);
         let cfg = &ctx.cfg;
         let first = [
             (ConferenceTimer::ReceiverReports, now + cfg.rr_interval),

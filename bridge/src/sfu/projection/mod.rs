@@ -35,7 +35,9 @@ mod av1;
 mod generic;
 mod layered;
 mod seq;
-mod stream;
+/// `pub(crate)`: the SSRC slots (`sfu/ssrc_slots.rs`) continue a [`Rewritten`] without depending
+/// on this module, which depends on them.
+pub(crate) mod stream;
 mod switch;
 mod target;
 #[cfg(test)]
