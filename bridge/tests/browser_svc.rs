@@ -885,3 +885,8 @@ async fn browser_svc_av1_sender_keeps_l3t3_key() -> Result<()> {
 async fn browser_svc_vp9_sender_keeps_l3t3_key() -> Result<()> {
     run_svc(Codec::Vp9, Sender::KeepsL3T3Key).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_svc_vp9_l3t3_key_ssrc_rewriting() -> Result<()> {
+    run_svc_with(Codec::Vp9, Sender::Follows, Receiver::SsrcRewriting).await
+}
