@@ -747,33 +747,42 @@ mod tests {
         }
     }
 
+    /// A test sender: `codec` on payload type `pt`, three simulcast layers (SSRCs 10–12) at
+    /// 30 fps with a keyframe every 3 s, the first of `speakers` taking 1 s turns.
+    fn test_sender(
+        now: Instant,
+        audio: Option<AudioConfig>,
+        codec: VideoCodec,
+        pt: u8,
+        speakers: u32,
+        seed: u64,
+    ) -> MediaSender {
+        let video = VideoConfig {
+            codec,
+            payload_type: pt,
+            layers: default_layers([10, 11, 12]),
+            fps: 30,
+            keyframe_interval: Duration::from_secs(3),
+            transport_cc_ext: Some(5),
+            abs_send_time_ext: Some(3),
+        };
+        let speaking = Speaking {
+            index: 0,
+            count: speakers,
+            slot: Duration::from_secs(1),
+        };
+        MediaSender::new(now, audio, Some(video), speaking, "cname", seed)
+    }
+
     fn sender(now: Instant) -> MediaSender {
-        MediaSender::new(
-            now,
-            Some(AudioConfig {
-                ssrc: 1,
-                payload_type: 111,
-                audio_level_ext: Some(1),
-                transport_cc_ext: Some(5),
-                payload_bytes: 80,
-            }),
-            Some(VideoConfig {
-                codec: VideoCodec::Vp8,
-                payload_type: 100,
-                layers: default_layers([10, 11, 12]),
-                fps: 30,
-                keyframe_interval: Duration::from_secs(3),
-                transport_cc_ext: Some(5),
-                abs_send_time_ext: Some(3),
-            }),
-            Speaking {
-                index: 0,
-                count: 2,
-                slot: Duration::from_secs(1),
-            },
-            "cname",
-            42,
-        )
+        let audio = AudioConfig {
+            ssrc: 1,
+            payload_type: 111,
+            audio_level_ext: Some(1),
+            transport_cc_ext: Some(5),
+            payload_bytes: 80,
+        };
+        test_sender(now, Some(audio), VideoCodec::Vp8, 100, 2, 42)
     }
 
     /// Runs the sender for `secs` of virtual time.
@@ -923,26 +932,7 @@ mod tests {
     }
 
     fn av1_sender(now: Instant) -> MediaSender {
-        MediaSender::new(
-            now,
-            None,
-            Some(VideoConfig {
-                codec: VideoCodec::Av1 { dd_ext: 11 },
-                payload_type: 41,
-                layers: default_layers([10, 11, 12]),
-                fps: 30,
-                keyframe_interval: Duration::from_secs(3),
-                transport_cc_ext: Some(5),
-                abs_send_time_ext: Some(3),
-            }),
-            Speaking {
-                index: 0,
-                count: 1,
-                slot: Duration::from_secs(1),
-            },
-            "cname",
-            7,
-        )
+        test_sender(now, None, VideoCodec::Av1 { dd_ext: 11 }, 41, 1, 7)
     }
 
     /// What a receiver of the AV1 stream sees, fed straight from the sender.
