@@ -34,15 +34,13 @@ use bridge::transport::stun::{Builder, Class, METHOD_BINDING, Message};
 use common::*;
 use serde_json::{Value, json};
 use signaling::colibri2::{
-    Colibri2ErrorResponse, Condition, ConferenceModified, Endpoint, Reason, Sources, Transport,
+    Colibri2ErrorResponse, Condition, ConferenceModified, Endpoint, Reason, Sources,
 };
 use signaling::health::HealthCheck;
 use signaling::ice_udp::IceUdpTransport;
 use signaling::xml::XmlElement;
 use signaling::xmpp::IqError;
-use testkit::{
-    JVB_PASSWORD, Prosody, ProsodyOptions, ensure_browser_harness, free_tcp_port, free_udp_port,
-};
+use testkit::{JVB_PASSWORD, Prosody, ProsodyOptions, free_tcp_port, free_udp_port};
 
 // ------------------------------------------------------------------------------------------------
 // Bad input
@@ -141,19 +139,10 @@ async fn run_call(profile: &str, cipher: &str) -> Result<()> {
 
 /// The call; `flood`: with the garbage flood of issue 11 in the middle ([`garbage_flood`]).
 async fn run_call_with(profile: &str, cipher: &str, flood: bool) -> Result<()> {
-    ensure_browser_harness()?;
-    let prosody = tokio::task::spawn_blocking(Prosody::start).await??;
-    let (media_port, rest_port) = (free_udp_port()?, free_tcp_port()?);
-    let bridge = BridgeProc::start(
-        &bridge_env(&prosody, media_port, rest_port, profile),
-        rest_port,
-    )
-    .await?;
-    let r = call(&prosody, &bridge, media_port, cipher, flood).await;
-    if r.is_err() {
-        eprintln!("--- bridge log (tail) ---\n{}", bridge.log_text());
-    }
-    r
+    with_bridge(profile, async |prosody, bridge, media_port| {
+        call(prosody, bridge, media_port, cipher, flood).await
+    })
+    .await
 }
 
 async fn call(
@@ -200,58 +189,33 @@ async fn call(
     let meeting = uuid_like();
     let t0 = Instant::now();
 
-    // Allocation: conference + A, then B (one endpoint per request, as jicofo does).
-    let ma = focus
-        .colibri_ok(&modify(&meeting, true, vec![endpoint_create(ep_a)]))
-        .await?;
+    // Allocation: conference + A, then B (one endpoint per request, as jicofo does);
+    // session-initiate equivalents → answers → COLIBRI2 transport + sources; source-add
+    // equivalents: each browser learns the other's sources.
+    let call = two_party_call(&focus, &mut peers, &meeting, (ep_a, ep_b)).await?;
+    let ma = &call.allocated[0];
     let fb = ma
         .sources
         .as_ref()
         .context("no feedback sources on create")?;
     ensure!(fb.media_source("jvb-a0").is_some() && fb.media_source("jvb-v0").is_some());
-    let mb = focus
-        .colibri_ok(&modify(&meeting, false, vec![endpoint_create(ep_b)]))
-        .await?;
-    let transport = |m: &ConferenceModified, id: &str| -> Result<(IceUdpTransport, bool)> {
-        let t = m
-            .endpoint(id)
-            .and_then(|e| e.transport.clone())
-            .with_context(|| format!("no transport for {id}"))?;
-        Ok((t.ice_udp.context("no ice-udp")?, t.sctp.is_some()))
-    };
-    let (ta, sctp_a) = transport(&ma, ep_a)?;
-    let (tb, _) = transport(&mb, ep_b)?;
+    let sctp_a = ma
+        .endpoint(ep_a)
+        .and_then(|e| e.transport.as_ref())
+        .is_some_and(|t| t.sctp.is_some());
     ensure!(sctp_a, "no <sctp> in the answer");
     ensure!(
-        ta.candidates
+        call.ta
+            .candidates
             .iter()
             .any(|c| c.port == media_port && c.ip == "127.0.0.1"),
         "candidates {:?}",
-        ta.candidates
+        call.ta.candidates
     );
-
-    // Session-initiate equivalents → answers → COLIBRI2 transport + sources.
-    let ans_a = peers.offer("a", &offer_sdp(&ta, &[])?).await?;
-    let ans_b = peers.offer("b", &offer_sdp(&tb, &[])?).await?;
-    let (rta, sa) = parse_answer(ep_a, &ans_a)?;
-    let (rtb, sb) = parse_answer(ep_b, &ans_b)?;
-    for (id, rt, s) in [(ep_a, &rta, &sa), (ep_b, &rtb, &sb)] {
-        let mut e = Endpoint::new(id);
-        e.transport = Some(Transport {
-            ice_udp: Some(rt.clone()),
-            ..Transport::default()
-        });
-        e.sources = Some(s.colibri());
-        let m = focus.colibri_ok(&modify(&meeting, false, vec![e])).await?;
+    for m in &call.updated {
         ensure!(m.sources.is_none(), "feedback sources on an update");
     }
-    // source-add equivalents: each browser learns the other's sources.
-    peers
-        .offer("a", &offer_sdp(&ta, std::slice::from_ref(&sb))?)
-        .await?;
-    peers
-        .offer("b", &offer_sdp(&tb, std::slice::from_ref(&sa))?)
-        .await?;
+    let (ta, tb, rta, rtb, sa, sb) = (call.ta, call.tb, call.rta, call.rtb, call.sa, call.sb);
 
     let decodes = |p: &Peers, me: &str, other: &PeerSources, frames: u64, samples: u64| {
         let st = p.stats(me);
@@ -1235,11 +1199,7 @@ async fn e2e_colibri_ws_bridge_channel() -> Result<()> {
     );
     let bridge = BridgeProc::start(&env, rest_port).await?;
     let r: Result<()> = async {
-        let brewery = format!("jvbbrewery@{}", prosody.internal_muc_domain());
-        let mut focus = Focus::start(&prosody, &brewery).await?;
-        focus
-            .wait_presence(Duration::from_secs(20), "stats", |s| s.drain().ok().flatten().is_some())
-            .await?;
+        let focus = Focus::in_brewery(&prosody).await?;
         let meeting = uuid_like();
         let ma = focus
             .colibri_ok(&modify(&meeting, true, vec![endpoint_create("aaaa1111")]))

@@ -27,7 +27,7 @@ use common::*;
 use serde_json::{Value, json};
 use signaling::colibri2::{ConferenceModified, Endpoint, Transport};
 use signaling::ice_udp::IceUdpTransport;
-use testkit::{Prosody, ensure_browser_harness, free_tcp_port, free_udp_port};
+use testkit::Prosody;
 
 /// The longest pause allowed between two decoded frames of a remote video across the restart.
 const MAX_GAP: Duration = Duration::from_secs(1);
@@ -74,29 +74,14 @@ fn gaps(frames: &Value) -> Vec<(String, Duration, Duration, usize)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_ice_restart_keeps_media_and_dtls() -> Result<()> {
-    ensure_browser_harness()?;
-    let prosody = tokio::task::spawn_blocking(Prosody::start).await??;
-    let (media_port, rest_port) = (free_udp_port()?, free_tcp_port()?);
-    let bridge = BridgeProc::start(
-        &bridge_env(&prosody, media_port, rest_port, "AEAD_AES_128_GCM"),
-        rest_port,
-    )
-    .await?;
-    let r = restart_call(&prosody, &bridge).await;
-    if r.is_err() {
-        eprintln!("--- bridge log (tail) ---\n{}", bridge.log_text());
-    }
-    r
+    with_bridge("AEAD_AES_128_GCM", async |prosody, bridge, _| {
+        restart_call(prosody, bridge).await
+    })
+    .await
 }
 
 async fn restart_call(prosody: &Prosody, bridge: &BridgeProc) -> Result<()> {
-    let brewery = format!("jvbbrewery@{}", prosody.internal_muc_domain());
-    let mut focus = Focus::start(prosody, &brewery).await?;
-    focus
-        .wait_presence(Duration::from_secs(20), "stress_level", |s| {
-            s.stress_level().ok().flatten().is_some()
-        })
-        .await?;
+    let focus = Focus::in_brewery(prosody).await?;
     let mut peers = Peers::start().await?;
     peers.open("a").await?;
     peers.open("b").await?;

@@ -44,13 +44,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail, ensure};
 use common::*;
 use serde_json::{Value, json};
-use signaling::colibri2::{
-    ConferenceModified, Endpoint, MediaSource, Sources, Transport, capability,
-};
+use signaling::colibri2::{Endpoint, MediaSource, Sources, Transport, capability};
 use signaling::ice_udp::IceUdpTransport;
 use signaling::rtp_description::{MediaType, PayloadType, RtpHdrExt, RtpParameters, hdrext};
 use signaling::sources::{Semantics, Source, SsrcGroup};
-use testkit::{Prosody, ensure_browser_harness, free_tcp_port, free_udp_port};
+use testkit::Prosody;
 
 /// Jicofo's default video payload types (jicofo-common reference.conf) and the Dependency
 /// Descriptor's extension id.
@@ -466,19 +464,10 @@ async fn run_svc(codec: Codec, sender: Sender) -> Result<()> {
 }
 
 async fn run_svc_with(codec: Codec, sender: Sender, receiver: Receiver) -> Result<()> {
-    ensure_browser_harness()?;
-    let prosody = tokio::task::spawn_blocking(Prosody::start).await??;
-    let (media_port, rest_port) = (free_udp_port()?, free_tcp_port()?);
-    let bridge = BridgeProc::start(
-        &bridge_env(&prosody, media_port, rest_port, "AEAD_AES_128_GCM"),
-        rest_port,
-    )
-    .await?;
-    let r = svc_call(&prosody, &bridge, codec, sender, receiver).await;
-    if r.is_err() {
-        eprintln!("--- bridge log (tail) ---\n{}", bridge.log_text());
-    }
-    r
+    with_bridge("AEAD_AES_128_GCM", async |prosody, bridge, _| {
+        svc_call(prosody, bridge, codec, sender, receiver).await
+    })
+    .await
 }
 
 async fn svc_call(
@@ -490,13 +479,7 @@ async fn svc_call(
 ) -> Result<()> {
     let rewriting = receiver != Receiver::SenderSsrcs;
     let mid_demux = receiver == Receiver::SsrcRewritingMidDemux;
-    let brewery = format!("jvbbrewery@{}", prosody.internal_muc_domain());
-    let mut focus = Focus::start(prosody, &brewery).await?;
-    focus
-        .wait_presence(Duration::from_secs(20), "stats", |s| {
-            s.drain().ok().flatten().is_some()
-        })
-        .await?;
+    let focus = Focus::in_brewery(prosody).await?;
     let (ep_a, ep_b) = ("aaaa1111", "bbbb2222");
     let src_a = format!("{ep_a}-v0");
     let mut peers = Peers::start().await?;
@@ -534,13 +517,7 @@ async fn svc_call(
         })
     };
     let mb = focus.colibri_ok(&modify(&meeting, false, vec![eb])).await?;
-    let transport = |m: &ConferenceModified, id: &str| -> Result<IceUdpTransport> {
-        m.endpoint(id)
-            .and_then(|e| e.transport.clone())
-            .and_then(|t| t.ice_udp)
-            .with_context(|| format!("no ice-udp transport for {id}"))
-    };
-    let (ta, tb) = (transport(&ma, ep_a)?, transport(&mb, ep_b)?);
+    let (ta, tb) = (answered_ice(&ma, ep_a)?, answered_ice(&mb, ep_b)?);
     let video = svc_video_rtp();
     let ans_a = peers.offer("a", &offer_sdp_with(&ta, &[], &video)?).await?;
     let ans_b = peers.offer("b", &b_offer(&tb, &[], &video, None)?).await?;

@@ -147,12 +147,39 @@ impl Member {
                 r#" videoType="camera""#
             ),
         );
+        self.set_to_focus(&accept)
+            .await
+            .unwrap_or_else(|e| panic!("{nick}: session-accept refused: {e}"));
+    }
+
+    /// Asks for an in-place ICE restart of the session `offer` began (lib-jitsi-meet
+    /// `enableIceRestart`): a session-info naming the bridge session with `ice-restart`, which
+    /// the focus must accept.
+    async fn request_ice_restart(&self, offer: &Jingle) {
+        let bridge_session = &offer
+            .bridge_session
+            .as_ref()
+            .expect("bridge-session in the offer")
+            .id;
+        let info = format!(
+            r#"<jingle xmlns="urn:xmpp:jingle:1" action="session-info" sid="{sid}"><bridge-session xmlns="http://jitsi.org/protocol/focus" id="{bridge_session}" ice-restart="true"/></jingle>"#,
+            sid = offer.sid
+        );
+        self.set_to_focus(&info)
+            .await
+            .expect("ICE restart accepted");
+    }
+
+    /// An IQ set of `payload` to the room's focus occupant.
+    async fn set_to_focus(
+        &self,
+        payload: &str,
+    ) -> Result<signaling::xmpp::IqResult, signaling::xmpp::IqError> {
         let focus: signaling::xmpp::Jid = format!("{}/focus", self.room).parse().unwrap();
         self.client
             .handle
-            .iq_set(focus, el(&accept), Duration::from_secs(10))
+            .iq_set(focus, el(payload), Duration::from_secs(10))
             .await
-            .unwrap_or_else(|e| panic!("{nick}: session-accept refused: {e}"));
     }
 }
 
@@ -277,23 +304,7 @@ async fn codecs_ssrc_rewriting_and_ice_restart_on_the_wire() {
     // In-place ICE restart (lib-jitsi-meet `enableIceRestart`): alice's session-info goes to the
     // bridge as a COLIBRI2 ICE restart; the bridge's new transport comes back to her in a
     // transport-info with its ice-generation.
-    let bridge_session = offer
-        .bridge_session
-        .as_ref()
-        .expect("bridge-session in the offer")
-        .id
-        .clone();
-    let info = format!(
-        r#"<jingle xmlns="urn:xmpp:jingle:1" action="session-info" sid="{sid}"><bridge-session xmlns="http://jitsi.org/protocol/focus" id="{bridge_session}" ice-restart="true"/></jingle>"#,
-        sid = offer.sid
-    );
-    let focus_jid: signaling::xmpp::Jid = format!("{room}/focus").parse().unwrap();
-    alice
-        .client
-        .handle
-        .iq_set(focus_jid, el(&info), Duration::from_secs(10))
-        .await
-        .expect("ICE restart accepted");
+    alice.request_ice_restart(&offer).await;
     let restart = alice.jingle("transport-info").await;
     let t = restart
         .content("audio")
@@ -333,23 +344,7 @@ async fn e2e_ice_restart_through_our_bridge_before_ice_connects() {
     );
     alice.accept(&offer.sid, 1000).await;
     bob.accept(&bob_offer.sid, 2000).await;
-    let bridge_session = offer
-        .bridge_session
-        .as_ref()
-        .expect("bridge-session in the offer")
-        .id
-        .clone();
-    let info = format!(
-        r#"<jingle xmlns="urn:xmpp:jingle:1" action="session-info" sid="{sid}"><bridge-session xmlns="http://jitsi.org/protocol/focus" id="{bridge_session}" ice-restart="true"/></jingle>"#,
-        sid = offer.sid
-    );
-    let focus_jid: signaling::xmpp::Jid = format!("{room}/focus").parse().unwrap();
-    alice
-        .client
-        .handle
-        .iq_set(focus_jid, el(&info), Duration::from_secs(10))
-        .await
-        .expect("ICE restart accepted");
+    alice.request_ice_restart(&offer).await;
     // The bridge's answer: counted on both sides, nothing sent to alice.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {

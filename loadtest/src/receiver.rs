@@ -505,7 +505,7 @@ impl MediaReceiver {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rtp::{RtpHeader, transport_cc, write_header};
     use crate::vp8::{Descriptor, write_frame_header};
@@ -537,13 +537,18 @@ mod tests {
     }
 
     fn receiver(now: Instant) -> MediaReceiver {
+        video_receiver(now, 7, "abcd0123")
+    }
+
+    /// A receiver (SSRC 99, transport-cc extension 5) of `owner`'s camera on `ssrc`.
+    pub(crate) fn video_receiver(now: Instant, ssrc: u32, owner: &str) -> MediaReceiver {
         let mut r = MediaReceiver::new(now, 99, Some(5));
         r.add_source(
-            7,
+            ssrc,
             RemoteSource {
-                owner: "abcd0123".into(),
+                owner: owner.into(),
                 kind: Kind::Video,
-                name: Some("abcd0123-v0".into()),
+                name: Some(format!("{owner}-v0")),
                 clock_rate: 90_000,
             },
         );

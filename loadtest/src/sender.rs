@@ -747,33 +747,55 @@ mod tests {
         }
     }
 
+    /// A test sender: `codec` on payload type `pt`, three simulcast layers (SSRCs 10–12) at
+    /// 30 fps with a keyframe every 3 s, the first of `speakers` taking 1 s turns.
+    fn test_sender(
+        now: Instant,
+        audio: Option<AudioConfig>,
+        codec: VideoCodec,
+        pt: u8,
+        speakers: u32,
+        seed: u64,
+    ) -> MediaSender {
+        let video = VideoConfig {
+            codec,
+            payload_type: pt,
+            layers: default_layers([10, 11, 12]),
+            fps: 30,
+            keyframe_interval: Duration::from_secs(3),
+            transport_cc_ext: Some(5),
+            abs_send_time_ext: Some(3),
+        };
+        let speaking = Speaking {
+            index: 0,
+            count: speakers,
+            slot: Duration::from_secs(1),
+        };
+        MediaSender::new(now, audio, Some(video), speaking, "cname", seed)
+    }
+
     fn sender(now: Instant) -> MediaSender {
-        MediaSender::new(
-            now,
-            Some(AudioConfig {
-                ssrc: 1,
-                payload_type: 111,
-                audio_level_ext: Some(1),
-                transport_cc_ext: Some(5),
-                payload_bytes: 80,
-            }),
-            Some(VideoConfig {
-                codec: VideoCodec::Vp8,
-                payload_type: 100,
-                layers: default_layers([10, 11, 12]),
-                fps: 30,
-                keyframe_interval: Duration::from_secs(3),
-                transport_cc_ext: Some(5),
-                abs_send_time_ext: Some(3),
-            }),
-            Speaking {
-                index: 0,
-                count: 2,
-                slot: Duration::from_secs(1),
-            },
-            "cname",
-            42,
-        )
+        let audio = AudioConfig {
+            ssrc: 1,
+            payload_type: 111,
+            audio_level_ext: Some(1),
+            transport_cc_ext: Some(5),
+            payload_bytes: 80,
+        };
+        test_sender(now, Some(audio), VideoCodec::Vp8, 100, 2, 42)
+    }
+
+    /// A sender from `make` run for `secs` of virtual time from now: (the start, the sender, what
+    /// it sent, the end).
+    fn started(
+        make: fn(Instant) -> MediaSender,
+        secs: u64,
+    ) -> (Instant, MediaSender, Collect, Instant) {
+        let t0 = Instant::now();
+        let mut s = make(t0);
+        let mut out = Collect::default();
+        let end = run(&mut s, t0, secs, &mut out);
+        (t0, s, out, end)
     }
 
     /// Runs the sender for `secs` of virtual time.
@@ -789,10 +811,7 @@ mod tests {
 
     #[test]
     fn rates_layers_and_keyframes_match_the_configuration() {
-        let t0 = Instant::now();
-        let mut s = sender(t0);
-        let mut out = Collect::default();
-        run(&mut s, t0, 10, &mut out);
+        let (_, s, out, _) = started(sender, 10);
         /// packets, payload bytes, keyframes, last keyframe size
         type PerSsrc = (u64, u64, u64, Option<(u16, u16)>);
         let mut per_ssrc: std::collections::HashMap<u32, PerSsrc> = Default::default();
@@ -847,10 +866,7 @@ mod tests {
 
     #[test]
     fn descriptors_follow_the_temporal_pattern_and_pli_forces_a_keyframe() {
-        let t0 = Instant::now();
-        let mut s = sender(t0);
-        let mut out = Collect::default();
-        let now = run(&mut s, t0, 1, &mut out);
+        let (_, mut s, out, now) = started(sender, 1);
         let frames: Vec<(u16, u8, u8, bool)> = out
             .rtp
             .iter()
@@ -923,50 +939,19 @@ mod tests {
     }
 
     fn av1_sender(now: Instant) -> MediaSender {
-        MediaSender::new(
-            now,
-            None,
-            Some(VideoConfig {
-                codec: VideoCodec::Av1 { dd_ext: 11 },
-                payload_type: 41,
-                layers: default_layers([10, 11, 12]),
-                fps: 30,
-                keyframe_interval: Duration::from_secs(3),
-                transport_cc_ext: Some(5),
-                abs_send_time_ext: Some(3),
-            }),
-            Speaking {
-                index: 0,
-                count: 1,
-                slot: Duration::from_secs(1),
-            },
-            "cname",
-            7,
-        )
+        test_sender(now, None, VideoCodec::Av1 { dd_ext: 11 }, 41, 1, 7)
     }
 
     /// What a receiver of the AV1 stream sees, fed straight from the sender.
     fn av1_receiver(now: Instant) -> crate::receiver::MediaReceiver {
-        let mut r = crate::receiver::MediaReceiver::new(now, 99, Some(5));
+        let mut r = crate::receiver::tests::video_receiver(now, 10, "aaaa0001");
         r.set_av1(41, 11);
-        r.add_source(
-            10,
-            crate::receiver::RemoteSource {
-                owner: "aaaa0001".into(),
-                kind: crate::receiver::Kind::Video,
-                name: Some("aaaa0001-v0".into()),
-                clock_rate: 90_000,
-            },
-        );
         r
     }
 
     #[test]
     fn av1_l3t3_key_stream_reads_back_as_720p_and_follows_sender_constraints() {
-        let t0 = Instant::now();
-        let mut s = av1_sender(t0);
-        let mut out = Collect::default();
-        let now = run(&mut s, t0, 4, &mut out);
+        let (t0, mut s, out, now) = started(av1_sender, 4);
         assert_eq!(s.enabled_layers(), 3);
         let mut rx = av1_receiver(t0);
         let mut bytes = 0usize;
@@ -1033,10 +1018,7 @@ mod tests {
 
     #[test]
     fn a_lost_av1_frame_makes_the_receiver_ask_for_a_keyframe() {
-        let t0 = Instant::now();
-        let mut s = av1_sender(t0);
-        let mut out = Collect::default();
-        run(&mut s, t0, 1, &mut out);
+        let (t0, _, out, _) = started(av1_sender, 1);
         let mut rx = av1_receiver(t0);
         // Drop the 720p layer's second T0 frame (its T1/T2 frames and the next T0 refer to it).
         let mut src = bridge::sfu::av1::DdSource::new();

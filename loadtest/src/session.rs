@@ -58,22 +58,11 @@ pub const FEATURES: &[&str] = &[
     "http://jitsi.org/receive-multiple-video-streams",
 ];
 
-/// The features the current client advertises (lib-jitsi-meet `modules/xmpp/xmpp.ts`): no more
-/// rtcp-mux and bundle, source names and multi-stream always, visitors and start-muted from room
-/// metadata; REMB and transport-cc, RTX.
-pub const FEATURES_CURRENT: &[&str] = &[
-    "http://jabber.org/protocol/disco#info",
-    "urn:xmpp:jingle:1",
-    "urn:xmpp:jingle:apps:rtp:1",
-    "urn:xmpp:jingle:transports:ice-udp:1",
-    "urn:xmpp:jingle:apps:dtls:0",
-    "urn:xmpp:jingle:transports:dtls-sctp:1",
-    "urn:xmpp:jingle:apps:rtp:audio",
-    "urn:xmpp:jingle:apps:rtp:video",
-    "http://jitsi.org/json-encoded-sources",
-    "urn:ietf:rfc:4588",
-    "http://jitsi.org/remb",
-    "http://jitsi.org/tcc",
+/// What the current client advertises beyond the 2021 Chromium client's features
+/// ([`testkit::CLIENT_2021_FEATURES`]: Jingle, DTLS, RTX, REMB and transport-cc), per lib-jitsi-meet
+/// `modules/xmpp/xmpp.ts`: no more rtcp-mux and bundle, source names and multi-stream always,
+/// visitors and start-muted from room metadata.
+pub const FEATURES_CURRENT_ADDED: &[&str] = &[
     "http://jitsi.org/source-name",
     "http://jitsi.org/receive-multiple-video-streams",
     "http://jitsi.org/visitors-1",
@@ -88,7 +77,9 @@ pub fn features(client: &Client) -> Vec<&'static str> {
     if !client.is_current() {
         return FEATURES.to_vec();
     }
-    let mut f = FEATURES_CURRENT.to_vec();
+    let mut f = vec![NS_DISCO_INFO];
+    f.extend_from_slice(testkit::CLIENT_2021_FEATURES);
+    f.extend_from_slice(FEATURES_CURRENT_ADDED);
     if client.rewrites_ssrcs() {
         f.push(FEATURE_SSRC_REWRITING);
     }
@@ -716,6 +707,24 @@ mod tests {
         )
     }
 
+    /// `local`'s session-accept of `offer` over `t`, round-tripped through XML: what the focus
+    /// parses.
+    fn accepted(
+        offer: &Offer,
+        neg: &Negotiated,
+        local: &LocalSources,
+        t: &IceUdpTransport,
+    ) -> Jingle {
+        let accept = session_accept(
+            offer,
+            neg,
+            local,
+            t,
+            "room@conference.meet.example/abcdef01",
+        );
+        Jingle::from_xml(&accept.to_xml()).unwrap()
+    }
+
     /// A client transport's ICE-UDP description with the host candidate 127.0.0.1:40000.
     fn client_transport() -> IceUdpTransport {
         let identity = bridge::transport::DtlsIdentity::generate_named("loadtest").unwrap();
@@ -757,16 +766,7 @@ mod tests {
             n += 7;
             n
         });
-        let t = client_transport();
-        let accept = session_accept(
-            &offer,
-            &neg,
-            &local,
-            &t,
-            "room@conference.meet.example/abcdef01",
-        );
-        // Round trip through XML: what the focus will parse.
-        let back = Jingle::from_xml(&accept.to_xml()).unwrap();
+        let back = accepted(&offer, &neg, &local, &client_transport());
         assert_eq!(back.action, Action::SessionAccept);
         assert_eq!(back.sid, "s1");
         let names: Vec<&str> = back.contents.iter().map(|c| c.name.as_str()).collect();
@@ -922,14 +922,7 @@ mod tests {
         })
         .current();
         let t = client_transport();
-        let accept = session_accept(
-            &offer,
-            &neg,
-            &local,
-            &t,
-            "room@conference.meet.example/abcdef01",
-        );
-        let back = Jingle::from_xml(&accept.to_xml()).unwrap();
+        let back = accepted(&offer, &neg, &local, &t);
         let video = back.content("video").unwrap().description.as_ref().unwrap();
         let names: Vec<&str> = video
             .rtp

@@ -189,6 +189,27 @@ impl BridgeProc {
     }
 }
 
+/// Runs a browser test's `call` against a Prosody and a bridge (SRTP `profile`) started for it,
+/// given the bridge's media port; the bridge's log tail is printed when the call fails.
+pub async fn with_bridge(
+    profile: &str,
+    call: impl AsyncFnOnce(&Prosody, &BridgeProc, u16) -> Result<()>,
+) -> Result<()> {
+    ensure_browser_harness()?;
+    let prosody = tokio::task::spawn_blocking(Prosody::start).await??;
+    let (media_port, rest_port) = (testkit::free_udp_port()?, testkit::free_tcp_port()?);
+    let bridge = BridgeProc::start(
+        &bridge_env(&prosody, media_port, rest_port, profile),
+        rest_port,
+    )
+    .await?;
+    let r = call(&prosody, &bridge, media_port).await;
+    if r.is_err() {
+        eprintln!("--- bridge log (tail) ---\n{}", bridge.log_text());
+    }
+    r
+}
+
 // ------------------------------------------------------------------------------------------------
 // The test as the focus
 
@@ -240,6 +261,19 @@ impl Focus {
         });
         xmpp.join_muc(MucJoin::new(room, "focus")).await?;
         Ok(Focus { xmpp, presence: rx })
+    }
+
+    /// A focus in `prosody`'s bridge brewery (`jvbbrewery@` the internal MUC, as jicofo joins
+    /// it), once a bridge's presence there carries its stats (drain and stress level).
+    pub async fn in_brewery(prosody: &Prosody) -> Result<Focus> {
+        let brewery = format!("jvbbrewery@{}", prosody.internal_muc_domain());
+        let mut focus = Focus::start(prosody, &brewery).await?;
+        focus
+            .wait_presence(Duration::from_secs(20), "the bridge's stats", |s| {
+                s.drain().ok().flatten().is_some() && s.stress_level().ok().flatten().is_some()
+            })
+            .await?;
+        Ok(focus)
     }
 
     pub async fn wait_presence(
@@ -838,6 +872,9 @@ pub struct TwoParty {
     pub rtb: IceUdpTransport,
     pub sa: PeerSources,
     pub sb: PeerSources,
+    /// The bridge's answers to A's and B's allocations, then to their transport and sources.
+    pub allocated: [ConferenceModified; 2],
+    pub updated: [ConferenceModified; 2],
 }
 
 pub async fn two_party_call(
@@ -857,6 +894,7 @@ pub async fn two_party_call(
     let ans_b = peers.offer("b", &offer_sdp(&tb, &[])?).await?;
     let (rta, sa) = parse_answer(ep_a, &ans_a)?;
     let (rtb, sb) = parse_answer(ep_b, &ans_b)?;
+    let mut updated = Vec::with_capacity(2);
     for (id, rt, s) in [(ep_a, &rta, &sa), (ep_b, &rtb, &sb)] {
         let mut e = Endpoint::new(id);
         e.transport = Some(Transport {
@@ -864,8 +902,9 @@ pub async fn two_party_call(
             ..Transport::default()
         });
         e.sources = Some(s.colibri());
-        focus.colibri_ok(&modify(meeting, false, vec![e])).await?;
+        updated.push(focus.colibri_ok(&modify(meeting, false, vec![e])).await?);
     }
+    let updated: [ConferenceModified; 2] = updated.try_into().expect("two updates");
     peers
         .offer("a", &offer_sdp(&ta, std::slice::from_ref(&sb))?)
         .await?;
@@ -879,6 +918,8 @@ pub async fn two_party_call(
         rtb,
         sa,
         sb,
+        allocated: [ma, mb],
+        updated,
     })
 }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::descriptor::{self, Fields, MAX_LEN, Parsed, mask_of};
 use super::*;
-use crate::sfu::projection::{DdConfig, DdPacket, DdProjection, DdTarget, Layered};
+use crate::sfu::projection::{
+    DdConfig, DdPacket, DdProjection, DdTarget, LayerTarget, Layered, LayeredPacket,
+};
 
 /// One captured RTP packet (see the header of the files in `../testdata/`).
 pub(crate) struct Captured {
@@ -1205,7 +1207,7 @@ use crate::sfu::allocation::{
     self, AllocConfig, Allocation, ReceiverInput, SourceInput, VideoConstraints,
 };
 use crate::sfu::bwe::{BweConfig, SendSideBwe};
-use crate::sfu::codec::{FrameDesc, VideoInfo};
+use crate::sfu::codec::{FrameDesc, StreamState, VideoInfo};
 use crate::sfu::layers::LayerInfo;
 use crate::sfu::model::{Encoding, MediaKind};
 use crate::sfu::rtcp::{Compound, Packet};
@@ -1571,36 +1573,98 @@ pub(crate) fn check_follows_the_link(
     );
 }
 
-/// A codec's sender, projection and receiver model in a changing-link run.
-pub(crate) trait LinkCodec {
-    /// What the receiver's decoder model gets per packet.
-    type Media;
-    /// Points the projection at a layer of the allocation (an SVC stream's spatial layers are the
-    /// allocation's encodings).
-    fn set_target(&mut self, target: Option<LayerInfo>);
-    /// One temporal unit from the sender: parsed and measured into `source`, then forwarded by
-    /// the projection; what goes to the receiver as (payload bytes, egress timestamp, media).
-    fn unit(
-        &mut self,
-        now: Instant,
-        now_ms: u64,
-        keyframe: bool,
-        source: &mut MediaSource,
-    ) -> Vec<(usize, u32, Self::Media)>;
-    fn needs_keyframe(&mut self) -> bool;
-    fn deliver(&mut self, media: Self::Media);
-    /// (timestamp, spatial layer) of every temporal unit the receiver showed.
-    fn shown(&self) -> &[(u32, u8)];
-    fn keyframes_received(&self) -> usize;
+/// One packet toward a changing-link run's receiver: sequence number, timestamp, marker and the
+/// bytes its decoder model reads (AV1: the descriptor, VP9: the payload).
+pub(crate) type Forwarded = (u16, u32, bool, Vec<u8>);
+
+/// A receiver's decoder model in a changing-link run (it asserts that every frame it gets is
+/// decodable).
+pub(crate) trait DecoderModel {
+    fn receive(&mut self, p: Forwarded);
+    /// (timestamp, spatial layer) of every temporal unit shown; the keyframes received.
+    fn decoded(&self) -> (&[(u32, u8)], usize);
 }
 
-/// Runs `codec` through 30 s of [`changing_link`] (a temporal unit every 33 ms; the allocation
-/// runs before each; a keyframe the projection asks for comes a round trip later) and checks that
-/// the receiver follows the link ([`check_follows_the_link`]).
-pub(crate) fn follows_a_changing_link<C: LinkCodec>(name: &str, codec: &mut C) {
+impl DecoderModel for Receiver {
+    fn receive(&mut self, (seq, ts, marker, dd): Forwarded) {
+        self.on_packet(seq, ts, marker, &dd);
+    }
+
+    fn decoded(&self) -> (&[(u32, u8)], usize) {
+        (&self.shown, self.keyframes)
+    }
+}
+
+/// A codec's sender in a changing-link run, forwarded by its projection `P`.
+pub(crate) trait LinkSender<P> {
+    /// One temporal unit: each packet parsed into the unit's source and passed to
+    /// [`LinkUnit::forward`].
+    fn unit(&mut self, proj: &mut P, u: &mut LinkUnit<'_>);
+}
+
+/// One temporal unit of a changing-link run on its way through the bridge.
+pub(crate) struct LinkUnit<'a> {
+    pub(crate) now: Instant,
+    pub(crate) keyframe: bool,
+    now_ms: u64,
+    pub(crate) source: &'a mut MediaSource,
+    /// What the projection forwarded: (bytes on the wire, packet).
+    sent: Vec<(usize, Forwarded)>,
+}
+
+impl LinkUnit<'_> {
+    /// Measures a packet of `bytes` on the source's encoding 0 — `(keyframe, temporal, spatial)`
+    /// — then has `forward` project it against the stream's state; what it returns goes to the
+    /// receiver.
+    pub(crate) fn forward(
+        &mut self,
+        (keyframe, tid, sid): (bool, u8, u8),
+        frame: FrameDesc,
+        bytes: usize,
+        forward: impl FnOnce(&StreamState, Instant) -> Option<(usize, Forwarded)>,
+    ) {
+        let vi = VideoInfo {
+            keyframe: Some(keyframe),
+            tid,
+            sid,
+            frame,
+            size: None,
+        };
+        self.source.measure(self.now_ms, 0, &vi, bytes);
+        let stream = self.source.lend_stream_state(0).unwrap();
+        self.sent.extend(forward(&stream, self.now));
+        self.source.return_stream_state(0, stream);
+    }
+}
+
+/// A packet of encoding 0 as a layered projection sees it.
+pub(crate) fn layered<'a, I, S>(
+    (seq, timestamp, marker): (u16, u32, bool),
+    info: &'a I,
+    source: &'a S,
+) -> LayeredPacket<'a, I, S> {
+    LayeredPacket {
+        encoding: 0,
+        seq,
+        timestamp,
+        marker,
+        info,
+        source,
+    }
+}
+
+/// Runs `sender` through 30 s of [`changing_link`] (a temporal unit every 33 ms; the allocation
+/// runs before each and sets `proj`'s target; a keyframe the projection asks for comes a round
+/// trip later) and checks that `rx` follows the link ([`check_follows_the_link`]).
+pub(crate) fn follows_a_changing_link<P: Layered>(
+    name: &str,
+    sender: &mut impl LinkSender<P>,
+    proj: &mut P,
+    rx: &mut impl DecoderModel,
+) {
     let t0 = Instant::now();
     let mut source = video_source();
-    let mut sim: LinkSim<C::Media> = LinkSim::new(t0, changing_link(0));
+    let mut sim: LinkSim<Forwarded> = LinkSim::new(t0, changing_link(0));
     let mut run = LinkRun::default();
     let mut keyframe_at: Option<Instant> = None;
     // Which temporal unit an egress timestamp belongs to.
@@ -1609,15 +1673,21 @@ pub(crate) fn follows_a_changing_link<C: LinkCodec>(name: &str, codec: &mut C) {
     for tu in 0..(LINK_PHASES_MS[2].1 / 33) {
         let ms = tu * 33;
         sim.set_capacity(changing_link(ms));
-        sim.advance(ms * 1000, |m| codec.deliver(m));
-        for &(ts, s) in &codec.shown()[shown_before..] {
+        sim.advance(ms * 1000, |m| rx.receive(m));
+        let (shown, _) = rx.decoded();
+        for &(ts, s) in &shown[shown_before..] {
             run.shown.push((unit_ms.get(&ts).copied().unwrap_or(ms), s));
         }
-        shown_before = codec.shown().len();
+        shown_before = shown.len();
         let now = sim.now();
         let alloc = stage_allocation(&source, ms as u64, sim.bwe.poll_estimate());
         let target = alloc.sources[0].target;
-        codec.set_target(target);
+        // An SVC stream's spatial layers are the allocation's encodings.
+        proj.set_target(target.map(|l| LayerTarget {
+            encoding: 0,
+            spatial: l.encoding,
+            temporal: l.temporal,
+        }));
         sim.want(alloc.ideal_bps, alloc.has_non_ideal_layer());
         run.targets
             .push((ms, target.map(|l| l.encoding), sim.bwe.poll_estimate()));
@@ -1626,11 +1696,19 @@ pub(crate) fn follows_a_changing_link<C: LinkCodec>(name: &str, codec: &mut C) {
         if keyframe {
             keyframe_at = None;
         }
-        for (bytes, ts, media) in codec.unit(now, ms as u64, keyframe, &mut source) {
-            unit_ms.insert(ts, ms);
+        let mut unit = LinkUnit {
+            now,
+            keyframe,
+            now_ms: ms as u64,
+            source: &mut source,
+            sent: Vec::new(),
+        };
+        sender.unit(proj, &mut unit);
+        for (bytes, media) in unit.sent {
+            unit_ms.insert(media.1, ms);
             sim.send(bytes, None, Some(media));
         }
-        if codec.needs_keyframe() && keyframe_at.is_none() {
+        if proj.needs_keyframe().is_some() && keyframe_at.is_none() {
             run.keyframe_requests.push(ms);
             keyframe_at = Some(now + Duration::from_micros(2 * PATH_DELAY_US as u64));
         }
@@ -1638,84 +1716,30 @@ pub(crate) fn follows_a_changing_link<C: LinkCodec>(name: &str, codec: &mut C) {
     check_follows_the_link(name, &run, |a, b| sim.received_bps(a, b));
     // Every frame the receiver got was decodable (its model asserts it), and it got no keyframe
     // beyond the first and those asked for.
-    assert!(codec.keyframes_received() <= 1 + run.keyframe_requests.len());
+    assert!(rx.decoded().1 <= 1 + run.keyframe_requests.len());
 }
 
-/// Chromium's AV1 `L3T3_KEY` structure with the sender's template order, the Dependency
-/// Descriptor projection, the descriptor-reading receiver model.
-struct Av1LinkCodec {
-    sender: Sender,
-    proj: DdProjection,
-    rx: Receiver,
-}
-
-impl LinkCodec for Av1LinkCodec {
-    /// (sequence number, timestamp, marker, descriptor).
-    type Media = (u16, u32, bool, Vec<u8>);
-
-    fn set_target(&mut self, target: Option<LayerInfo>) {
-        self.proj.set_target(target.map(|l| DdTarget {
-            encoding: 0,
-            spatial: l.encoding,
-            temporal: l.temporal,
-        }));
-    }
-
-    fn unit(
-        &mut self,
-        now: Instant,
-        now_ms: u64,
-        keyframe: bool,
-        source: &mut MediaSource,
-    ) -> Vec<(usize, u32, Self::Media)> {
+/// Chromium's AV1 `L3T3_KEY` structure with the sender's template order, through the Dependency
+/// Descriptor projection to the descriptor-reading receiver model.
+impl LinkSender<DdProjection> for Sender {
+    fn unit(&mut self, proj: &mut DdProjection, u: &mut LinkUnit<'_>) {
         let mut out = [0u8; MAX_LEN];
-        let mut sent = Vec::new();
-        for p in self.sender.temporal_unit(keyframe) {
-            let info = source.parse_descriptor(0, &p.dd).unwrap();
-            let payload = SIM_PAYLOAD[usize::from(info.descriptor.frame.spatial.min(2))];
-            let vi = VideoInfo {
-                keyframe: Some(info.starts_keyframe()),
-                tid: info.descriptor.frame.temporal,
-                sid: info.descriptor.frame.spatial,
-                frame: FrameDesc::Av1(info),
-                size: None,
-            };
-            source.measure(now_ms, 0, &vi, payload);
-            let stream = source.lend_stream_state(0).unwrap();
-            let dd = stream.dd().unwrap();
-            let pkt = DdPacket {
-                encoding: 0,
-                seq: p.seq,
-                timestamp: p.ts,
-                marker: p.marker,
-                info: &info,
-                source: dd,
-            };
-            if let Some(rw) = self.proj.forward(now, &pkt) {
+        for p in self.temporal_unit(u.keyframe) {
+            let info = u.source.parse_descriptor(0, &p.dd).unwrap();
+            let frame = info.descriptor.frame;
+            let payload = SIM_PAYLOAD[usize::from(frame.spatial.min(2))];
+            let layers = (info.starts_keyframe(), frame.temporal, frame.spatial);
+            u.forward(layers, FrameDesc::Av1(info), payload, |stream, now| {
+                let dd = stream.dd().unwrap();
+                let rw = proj.forward(now, &layered((p.seq, p.ts, p.marker), &info, dd))?;
                 let st = dd.structure(info.generation).unwrap();
                 let n = rw.write_descriptor(&info, st, &mut out).unwrap();
-                let media = (rw.seq, rw.timestamp, rw.marker, out[..n].to_vec());
-                sent.push((payload + n, rw.timestamp, media));
-            }
-            source.return_stream_state(0, stream);
+                Some((
+                    payload + n,
+                    (rw.seq, rw.timestamp, rw.marker, out[..n].to_vec()),
+                ))
+            });
         }
-        sent
-    }
-
-    fn needs_keyframe(&mut self) -> bool {
-        self.proj.needs_keyframe().is_some()
-    }
-
-    fn deliver(&mut self, (seq, ts, marker, dd): Self::Media) {
-        self.rx.on_packet(seq, ts, marker, &dd);
-    }
-
-    fn shown(&self) -> &[(u32, u8)] {
-        &self.rx.shown
-    }
-
-    fn keyframes_received(&self) -> usize {
-        self.rx.keyframes
     }
 }
 
@@ -1723,16 +1747,14 @@ impl LinkCodec for Av1LinkCodec {
 fn simulated_l3t3_key_receiver_follows_a_changing_link() {
     follows_a_changing_link(
         "AV1 L3T3_KEY",
-        &mut Av1LinkCodec {
-            sender: Sender {
-                structure: chrome_structure(),
-                frame_number: 60_000, // wraps
-                seq: 65_000,
-                ts: 0,
-                since_key: 0,
-            },
-            proj: DdProjection::new(DdConfig::default()),
-            rx: Receiver::default(),
+        &mut Sender {
+            structure: chrome_structure(),
+            frame_number: 60_000, // wraps
+            seq: 65_000,
+            ts: 0,
+            since_key: 0,
         },
+        &mut DdProjection::new(DdConfig::default()),
+        &mut Receiver::default(),
     );
 }

@@ -7,15 +7,16 @@ use std::time::{Duration, Instant};
 
 use super::descriptor::{self, Descriptor};
 use super::*;
-use crate::sfu::av1::tests::{Captured, LinkCodec, SIM_PAYLOAD, follows_a_changing_link, load};
+use crate::sfu::av1::tests::{
+    Captured, DecoderModel, Forwarded, LinkSender, LinkUnit, SIM_PAYLOAD, follows_a_changing_link,
+    layered, load,
+};
 use crate::sfu::av1::{self, DdSource};
-use crate::sfu::codec::{FrameDesc, VideoInfo};
-use crate::sfu::layers::LayerInfo;
+use crate::sfu::codec::FrameDesc;
 use crate::sfu::projection::{
     DdConfig, DdPacket, DdProjection, DdTarget, Layered, Vp9Config, Vp9Packet, Vp9Projection,
     Vp9Target,
 };
-use crate::sfu::source::MediaSource;
 
 fn chrome_vp9() -> Vec<Captured> {
     load(include_str!("../testdata/chrome156_vp9_l3t3_key.txt"))
@@ -740,83 +741,34 @@ fn chrome_vp9_with_dependency_descriptor_through_the_dd_projection() {
     assert!(late.iter().all(|&s| s == 1), "{late:?}");
 }
 
-/// Chromium's VP9 `L3T3_KEY` (K-SVC, flexible mode), the VP9 projection, the VP9 receiver model,
-/// in a changing-link run (`av1::tests::follows_a_changing_link`).
-struct Vp9LinkCodec {
-    sender: Sender,
-    proj: Vp9Projection,
-    rx: Receiver,
+impl DecoderModel for Receiver {
+    fn receive(&mut self, (seq, ts, marker, payload): Forwarded) {
+        self.on_packet(seq, ts, marker, &payload);
+    }
+
+    fn decoded(&self) -> (&[(u32, u8)], usize) {
+        (&self.shown, self.keyframes)
+    }
 }
 
-impl LinkCodec for Vp9LinkCodec {
-    /// (sequence number, timestamp, marker, payload).
-    type Media = (u16, u32, bool, Vec<u8>);
-
-    fn set_target(&mut self, target: Option<LayerInfo>) {
-        self.proj.set_target(target.map(|l| Vp9Target {
-            encoding: 0,
-            spatial: l.encoding,
-            temporal: l.temporal,
-        }));
-    }
-
-    fn unit(
-        &mut self,
-        now: Instant,
-        now_ms: u64,
-        keyframe: bool,
-        source: &mut MediaSource,
-    ) -> Vec<(usize, u32, Self::Media)> {
-        let mut sent = Vec::new();
-        for mut p in self.sender.picture(keyframe) {
-            let info = source.parse_vp9(0, &p.payload).unwrap();
-            let size = SIM_PAYLOAD[usize::from(info.header.sid.min(2))];
+/// Chromium's VP9 `L3T3_KEY` (K-SVC, flexible mode) through the VP9 projection to the VP9
+/// receiver model, in a changing-link run (`av1::tests::follows_a_changing_link`).
+impl LinkSender<Vp9Projection> for Sender {
+    fn unit(&mut self, proj: &mut Vp9Projection, u: &mut LinkUnit<'_>) {
+        for mut p in self.picture(u.keyframe) {
+            let info = u.source.parse_vp9(0, &p.payload).unwrap();
+            let h = info.header;
+            let size = SIM_PAYLOAD[usize::from(h.sid.min(2))];
             p.payload.resize(size.max(p.payload.len()), 0);
-            let vi = VideoInfo {
-                keyframe: Some(keyframe && info.header.sid == 0 && info.header.begin),
-                tid: info.header.tid,
-                sid: info.header.sid,
-                frame: FrameDesc::Vp9(info),
-                size: None,
-            };
-            source.measure(now_ms, 0, &vi, p.payload.len());
-            let stream = source.lend_stream_state(0).unwrap();
-            let pkt = Vp9Packet {
-                encoding: 0,
-                seq: p.seq,
-                timestamp: p.ts,
-                marker: p.marker,
-                info: &info,
-                source: stream.vp9().unwrap(),
-            };
-            if let Some(rw) = self.proj.forward(now, &pkt) {
-                rw.apply(&mut p.payload, &info.header).unwrap();
-                let len = p.payload.len();
-                sent.push((
-                    len,
-                    rw.timestamp,
-                    (rw.seq, rw.timestamp, rw.marker, p.payload),
-                ));
-            }
-            source.return_stream_state(0, stream);
+            let layers = (u.keyframe && h.sid == 0 && h.begin, h.tid, h.sid);
+            let len = p.payload.len();
+            u.forward(layers, FrameDesc::Vp9(info), len, |stream, now| {
+                let src = stream.vp9().unwrap();
+                let rw = proj.forward(now, &layered((p.seq, p.ts, p.marker), &info, src))?;
+                rw.apply(&mut p.payload, &h).unwrap();
+                Some((len, (rw.seq, rw.timestamp, rw.marker, p.payload)))
+            });
         }
-        sent
-    }
-
-    fn needs_keyframe(&mut self) -> bool {
-        self.proj.needs_keyframe().is_some()
-    }
-
-    fn deliver(&mut self, (seq, ts, marker, payload): Self::Media) {
-        self.rx.on_packet(seq, ts, marker, &payload);
-    }
-
-    fn shown(&self) -> &[(u32, u8)] {
-        &self.rx.shown
-    }
-
-    fn keyframes_received(&self) -> usize {
-        self.rx.keyframes
     }
 }
 
@@ -827,17 +779,15 @@ impl LinkCodec for Vp9LinkCodec {
 fn simulated_l3t3_key_flexible_receiver_follows_a_changing_link() {
     follows_a_changing_link(
         "VP9 L3T3_KEY",
-        &mut Vp9LinkCodec {
-            sender: Sender {
-                ksvc_flexible: true,
-                pid: 0x7f00, // wraps
-                tl0: 200,
-                seq: 64_000,
-                ts: 0,
-                since_key: 0,
-            },
-            proj: Vp9Projection::new(Vp9Config::default()),
-            rx: Receiver::default(),
+        &mut Sender {
+            ksvc_flexible: true,
+            pid: 0x7f00, // wraps
+            tl0: 200,
+            seq: 64_000,
+            ts: 0,
+            since_key: 0,
         },
+        &mut Vp9Projection::new(Vp9Config::default()),
+        &mut Receiver::default(),
     );
 }
