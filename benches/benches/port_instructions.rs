@@ -19,6 +19,7 @@
 use benches::port::PortFixture;
 
 fn main() {
+    // The program's path, then what cargo bench passes (`--bench`) and ours.
     let mut args = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

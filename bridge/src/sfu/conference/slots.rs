@@ -77,28 +77,23 @@ impl Conference {
         ctx: &mut Ctx,
         sink: &mut impl Sink,
     ) {
+        // Per audio packet: one pass of cheap checks, rewriting receivers first (most are not).
         for r in 0..self.endpoints.len() as u32 {
             if r == from {
                 continue;
             }
             let needs = self.ep(r).is_some_and(|e| {
-                e.transport.connected
+                e.downlink.rewriting.is_some()
+                    && e.transport.connected
                     && e.transport.data_channel_open
-                    && e.downlink.rewriting.is_some()
                     && e.downlink
                         .projection(source)
                         .is_none_or(|p| p.source_gen != generation)
+                    && self
+                        .src(source)
+                        .is_some_and(|s| e.downlink.settings.audio.wants(&s.name))
             });
             if !needs {
-                continue;
-            }
-            let Some(name) = self.src(source).map(|s| s.name.as_str()) else {
-                return;
-            };
-            if !self
-                .ep(r)
-                .is_some_and(|e| e.downlink.settings.audio.wants(name))
-            {
                 continue;
             }
             let Conference {
