@@ -26,6 +26,7 @@ pub mod dtls;
 pub mod endpoint;
 pub mod handoff;
 pub mod ice;
+pub mod replay;
 pub mod restart;
 pub mod rng;
 pub mod role;

@@ -8,14 +8,18 @@ use bytes::BytesMut;
 use rtc_dtls::state::State;
 use rtc_srtp::config::{Config, LABEL_EXTRACTOR_DTLS_SRTP};
 use rtc_srtp::context::Context;
-use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
+use rtc_srtp::option::ContextOption;
 
 use super::dtls::SrtpProfile;
 use super::role::Role;
 use rtc_dtls::crypto_provider::RTCCryptoProvider;
 
-/// Replay window (packets). Generous because video bursts reorder on the way.
-const REPLAY_WINDOW: usize = 1024;
+use super::replay::{MAX_SRTCP_INDEX, MAX_SRTP_INDEX, ReplayWindow};
+
+/// A fresh replay window per remote SSRC over the index space `0..=max` (`replay.rs`).
+fn replay_window(max: u64) -> ContextOption {
+    Box::new(move || Box::new(ReplayWindow::new(max)))
+}
 
 /// Why an SRTP operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,8 +96,8 @@ impl SrtpSession {
             &keys.remote_master_key,
             &keys.remote_master_salt,
             p,
-            Some(srtp_replay_protection(REPLAY_WINDOW)),
-            Some(srtcp_replay_protection(REPLAY_WINDOW)),
+            Some(replay_window(MAX_SRTP_INDEX)),
+            Some(replay_window(MAX_SRTCP_INDEX)),
             provider.crypto(),
         )
         .map_err(|e| SrtpError::Keying(e.to_string()))?;
