@@ -13,8 +13,9 @@
 //! # instructions per datagram = refs / (500 × 8); per forwarded packet: / 39 more
 //! ```
 //!
-//! Arguments: conference size (one conference, its first endpoint sends 1200-byte VP8), datagrams
-//! per receive batch, batches measured.
+//! Arguments: conference size (its first endpoint sends 1200-byte VP8), datagrams per receive
+//! batch, batches measured, and optionally the endpoints on the port (default: one conference; more
+//! make more conferences of that size whose senders stay silent, as `port_path`'s `one_sender`).
 
 use benches::port::PortFixture;
 
@@ -23,11 +24,15 @@ fn main() {
     let mut args = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
-        .map(|a| a.parse::<usize>().expect("usage: SIZE BATCH BATCHES"));
+        .map(|a| {
+            a.parse::<usize>()
+                .expect("usage: SIZE BATCH BATCHES [ENDPOINTS]")
+        });
     let size = args.next().unwrap_or(10);
     let batch = args.next().unwrap_or(1);
     let batches = args.next().unwrap_or(1000);
-    let mut f = PortFixture::new(size, size);
+    let endpoints = args.next().unwrap_or(size);
+    let mut f = PortFixture::new(endpoints, size);
     let mut senders = std::mem::take(&mut f.senders);
     let sender = &mut senders[0];
     // Warm-up: past the first keyframe, the caches filled (as `port_path`).

@@ -606,8 +606,24 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
                 r = self.socket.readable() => {
                     let recv = &mut self.recv;
                     let io = &self.io;
+                    // A batch shorter than `BATCH` emptied the socket (recvmmsg stops at its
+                    // first EAGAIN): reporting WouldBlock lets tokio clear the readiness now, not
+                    // after one more recvmmsg that finds nothing (a syscall and a loop turn per
+                    // wake-up). No datagram is missed: mio's epoll is edge-triggered, so one
+                    // arriving after the call raises a new edge.
                     let got = r.and_then(|()| {
-                        self.socket.try_io(Interest::READABLE, || recv.recv(fd, io))
+                        let drained = self.socket.try_io(Interest::READABLE, || {
+                            match recv.recv(fd, io)? {
+                                n if n < udp::BATCH => Err(io::ErrorKind::WouldBlock.into()),
+                                n => Ok(n),
+                            }
+                        });
+                        match drained {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock && recv.messages() > 0 => {
+                                Ok(recv.messages())
+                            }
+                            other => other,
+                        }
                     });
                     match got {
                         Ok(_) => {

@@ -176,6 +176,11 @@ impl RecvBatch {
             })
     }
 
+    /// Messages the last call took (0 after a failed one).
+    pub fn messages(&self) -> usize {
+        self.len
+    }
+
     /// One non-blocking `recvmmsg` (for `UdpSocket::try_io`): up to [`BATCH`] datagrams. Returns
     /// how many the kernel gave (`WouldBlock` when none was waiting).
     pub fn recv(&mut self, fd: RawFd, counters: &IoCounters) -> io::Result<usize> {
