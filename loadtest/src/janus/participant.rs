@@ -44,6 +44,8 @@ const VIDEOROOM: &str = "janus.plugin.videoroom";
 pub struct JanusRoom {
     /// `http://127.0.0.1:<port>/janus`.
     pub url: String,
+    /// Janus's own address (its API's host): the only ICE candidate address accepted.
+    pub sfu_ip: std::net::IpAddr,
     pub room: u64,
     /// Our publisher id in the room (unique in it).
     pub feed: u64,
@@ -325,7 +327,12 @@ impl JanusParticipant {
     /// Our publisher PeerConnection from Janus's answer.
     fn start_publisher(&mut self, answer: &Sdp, media: &PublishMedia) -> Result<(), String> {
         let now = Instant::now();
-        let remote = answer.remote_transport().map_err(|e| e.to_string())?;
+        let remote = answer
+            .remote_transport(self.room.sfu_ip)
+            .map_err(|e| e.to_string())?;
+        self.report
+            .sfu_candidates
+            .extend(remote.candidates.iter().map(|c| c.addr));
         let audio = answer.section("audio");
         let video = answer.section("video");
         let mut transport = self.transport(answer, IceRole::Controlling, &self.publish_pc.ice)?;
@@ -539,7 +546,12 @@ impl JanusParticipant {
     /// a `start`.
     fn on_subscriber_offer(&mut self, offer: &Sdp, data: &Value) -> Result<(), String> {
         let now = Instant::now();
-        let remote = offer.remote_transport().map_err(|e| e.to_string())?;
+        let remote = offer
+            .remote_transport(self.room.sfu_ip)
+            .map_err(|e| e.to_string())?;
+        self.report
+            .sfu_candidates
+            .extend(remote.candidates.iter().map(|c| c.addr));
         // mid → owner (the publisher's display: its endpoint id).
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
         for s in data["streams"].as_array().into_iter().flatten() {
