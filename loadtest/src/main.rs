@@ -219,8 +219,8 @@ fn run() -> anyhow::Result<bool> {
     if args.ssrc_rewriting && args.dialect != loadtest::dialect::Dialect::Current {
         bail!("--ssrc-rewriting needs --dialect current (the 2021 client cannot do it)");
     }
-    // Before any other thread exists: the namespace and the signal mask are per thread, and
-    // threads (the runtime's, the sampler's) inherit them when created.
+    // Before any other thread exists: the network namespace is per thread, and threads (the
+    // runtime's, the sampler's) inherit it when created.
     let mut place = SfuPlace {
         cpus: args.sfu_cpus.clone(),
         ..SfuPlace::default()

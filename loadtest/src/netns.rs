@@ -9,11 +9,15 @@
 //! the split-namespace mode works").
 //!
 //! The namespaces and the pair are created here (`ip`, needs root) and removed on drop, or by the
-//! signal thread on SIGINT/SIGTERM/SIGHUP ([`SplitNetns::remove_on_signal`]). Nothing is added to
+//! signal thread on SIGINT/SIGTERM/SIGHUP ([`SplitNetns::remove_on_signal`]; the processes it
+//! started get the terminal's Ctrl-C themselves, as before). Nothing is added to
 //! the root namespace: removing a namespace removes its end of the pair, and the pair with it.
 
+use std::io::Read;
 use std::net::Ipv4Addr;
+use std::os::fd::FromRawFd;
 use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, bail};
 
@@ -197,30 +201,41 @@ impl SplitNetns {
         ]
     }
 
-    /// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in every thread created later) and
-    /// starts a thread that, on one of them, removes the namespaces and exits with 130. Call it
-    /// before any other thread exists. Children do not inherit the mask (std's `Command` clears it).
+    /// On SIGINT, SIGTERM or SIGHUP: removes the namespaces and exits with 130, from a thread of
+    /// its own woken through a pipe by the signal handler (a handler may only do async-signal-safe
+    /// work). A handler, not a blocked mask: children reset handled signals to their default at
+    /// exec, but would inherit a blocked mask and ignore the Ctrl-C their process group receives.
     pub fn remove_on_signal(&self) -> anyhow::Result<()> {
-        // SAFETY: plain sigset manipulation; the mask applies to the calling thread.
-        let set = unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::sigaddset(&mut set, s);
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("pipe2");
+        }
+        SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: `on_signal` only calls write(2), which is async-signal-safe.
+            let r = unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                act.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut act.sa_mask);
+                libc::sigaction(sig, &act, std::ptr::null_mut())
+            };
+            if r != 0 {
+                return Err(std::io::Error::last_os_error()).context("sigaction");
             }
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-                bail!("pthread_sigmask failed");
-            }
-            set
-        };
+        }
+        // SAFETY: the read end, owned by the thread from here on.
+        let mut pipe = unsafe { std::fs::File::from_raw_fd(fds[0]) };
         let names = [self.gen_ns.clone(), self.sfu_ns.clone()];
         std::thread::Builder::new()
             .name("netns-signal".into())
             .spawn(move || {
-                let mut sig = 0;
-                // SAFETY: `set` is blocked in every thread, so sigwait receives it.
-                unsafe { libc::sigwait(&set, &mut sig) };
-                eprintln!("loadtest: signal {sig}: removing {names:?}");
+                let mut sig = [0u8];
+                if pipe.read_exact(&mut sig).is_err() {
+                    return;
+                }
+                eprintln!("loadtest: signal {}: removing {names:?}", sig[0]);
                 for n in &names {
                     let _ = ip(&["netns", "del", n]);
                 }
@@ -228,6 +243,21 @@ impl SplitNetns {
             })?;
         Ok(())
     }
+}
+
+/// Write end of the pipe [`on_signal`] wakes the signal thread through.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let b = sig as u8;
+    // SAFETY: write(2) on a pipe is async-signal-safe; a failure leaves nothing to do.
+    unsafe {
+        libc::write(
+            SIGNAL_PIPE.load(Ordering::Relaxed),
+            (&b as *const u8).cast(),
+            1,
+        )
+    };
 }
 
 impl Drop for SplitNetns {

@@ -1147,17 +1147,21 @@ mod tests {
                 "server": {"machine_busy_pct": 50.0}
             })
         };
+        // A split-namespace run also has its SFU CPUs' busy time.
+        let mut split = run("bridge", 0.02, 4000.0);
+        split["summary"]["costs"]["sfu_cpu_busy_us_per_forwarded_packet"] = serde_json::json!(6.5);
         let runs = vec![
-            ("ours-1".to_owned(), run("bridge", 0.02, 4000.0)),
+            ("ours-1".to_owned(), split),
             ("janus-1".to_owned(), run("janus", 0.10, 4000.0)),
             ("ours-2".to_owned(), run("bridge", 0.03, 4000.0)),
             ("janus-2".to_owned(), run("janus", 0.12, 4000.0)),
         ];
         let md = compare_markdown(&runs);
         assert!(
-            md.contains("| janus-1 | janus | 1x5 (5) | 5/5 | 100 / 150 | 900 | 0.100 | 1500 / 4000 | **25.00** | 18.18 | 20.0 | 0.000 | 0 | 15 × 180p, 5 × 720p | 0.30 | 50 |"),
+            md.contains("| janus-1 | janus | 1x5 (5) | 5/5 | 100 / 150 | 900 | 0.100 | 1500 / 4000 | **25.00** | – | 18.18 | 20.0 | 0.000 | 0 | 15 × 180p, 5 × 720p | 0.30 | 50 |"),
             "{md}"
         );
+        assert!(md.contains("| **5.00** | 6.50 | "), "{md}");
         // Medians: ours (5 + 7.5) / 2 = 6.25 µs, Janus (25 + 30) / 2 = 27.5 µs.
         assert!(
             md.contains("| 1x5 (5) | 6.25 (2) | 27.50 (2) | 0.23 |"),
