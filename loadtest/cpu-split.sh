@@ -5,7 +5,7 @@
 # over 22 s inside the 30 s window; /metrics read at both ends (jitsi_jvb_udp_*: datagrams per
 # recvmmsg / sendmmsg, GSO messages). With `perf-record`, `perf record -F 1999` of the bridge for
 # 12 s of the window (OUT.perf.data; `perf report -i OUT.perf.data --no-children --sort sym`).
-# CPU 0's whole busy time from /proc/stat over the same 22 s is printed too ("CPU 0 busy"): the
+# CPU 0's whole busy time (wall time not idle, /proc/stat) over the same 22 s is printed too ("CPU 0 busy"): the
 # bridge plus the interrupt and softirq work that ran on its CPU — meaningful as long as nothing
 # else runs there (another session's build does).
 # With `netns`, `loadtest --split-netns` (root): the bridge in a network namespace of its own,
@@ -45,12 +45,14 @@ in_ns=()
 [ ${#split[@]} = 1 ] && in_ns=(ip netns exec "lt-sfu-$lt")
 metrics() { "${in_ns[@]}" curl -s "$host:$port/metrics" >"$1" || true; }
 sleep 7 # 5 s warm-up, then inside the window
-# utime stime of the bridge, then CPU 0's busy ticks (all but idle and iowait) from /proc/stat.
+# utime stime of the bridge, then CPU 0's idle + iowait ticks from /proc/stat: its busy time is
+# the wall time not idle (the tickless kernel measures idle exactly; the busy fields are sampled per
+# tick and miss the bridge's sub-tick bursts).
 cpu() {
   awk '{print $14, $15}' /proc/$pid/stat
-  awk '$1 == "cpu0" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
+  awk '$1 == "cpu0" {print $5 + $6}' /proc/stat
 }
-{ read -r ut0 st0; read -r busy0; } < <(cpu)
+{ read -r ut0 st0; read -r idle0; } < <(cpu)
 metrics "$out.metrics0"
 t0=$(date +%s.%N)
 if [ $rec = 1 ]; then
@@ -60,19 +62,19 @@ else
   sleep 22
 fi
 t1=$(date +%s.%N)
-{ read -r ut1 st1; read -r busy1; } < <(cpu)
+{ read -r ut1 st1; read -r idle1; } < <(cpu)
 metrics "$out.metrics1"
 wait $lt || true
-echo "$ut0 $st0 $ut1 $st1 $t0 $t1 $busy0 $busy1" >"$out.cpu"
+echo "$ut0 $st0 $ut1 $st1 $t0 $t1 $idle0 $idle1" >"$out.cpu"
 python3 - "$out" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 o, hz = sys.argv[1], float(sys.argv[2])
-ut0, st0, ut1, st1, t0, t1, busy0, busy1 = map(float, open(o + ".cpu").read().split())
+ut0, st0, ut1, st1, t0, t1, idle0, idle1 = map(float, open(o + ".cpu").read().split())
 j = json.load(open(o + ".json"))
 m, c = j["summary"]["media"], j["summary"]["costs"]
 pps, dt = m["received_pps"], t1 - t0
 u, k = (ut1 - ut0) / hz / dt, (st1 - st0) / hz / dt
-busy = (busy1 - busy0) / hz / dt
+busy = 1 - (idle1 - idle0) / hz / dt
 def metrics(n):
     d = {}
     for line in open(f"{o}.metrics{n}"):

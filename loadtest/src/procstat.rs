@@ -137,12 +137,12 @@ pub fn parse_proc_stat(text: &str) -> Option<MachineSample> {
     })
 }
 
-/// Busy and total ticks of the CPUs `cpus` together (their `cpuN` lines of `/proc/stat`; busy is
-/// everything but idle and iowait: the processes running there and the interrupt and softirq work
-/// done on them).
+/// Idle ticks (idle + iowait) of the CPUs `cpus` together, and how many they are (their `cpuN`
+/// lines of `/proc/stat`). Their busy time is the wall time not idle: with a tickless idle the
+/// kernel measures idle time exactly, while the busy fields (user, system, softirq, …) are counted
+/// per scheduler tick and miss much of the sub-tick bursts a packet forwarder runs in.
 pub fn parse_cpu_lines(text: &str, cpus: &[usize]) -> Option<CpuTicks> {
     let mut out = CpuTicks::default();
-    let mut found = 0;
     for line in text.lines() {
         let mut it = line.split_whitespace();
         let Some(n) = it.next().and_then(|c| c.strip_prefix("cpu")) else {
@@ -152,20 +152,17 @@ pub fn parse_cpu_lines(text: &str, cpus: &[usize]) -> Option<CpuTicks> {
             continue;
         }
         let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
-        let total: u64 = v.iter().take(8).sum();
-        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-        out.total += total;
-        out.busy += total.saturating_sub(idle);
-        found += 1;
+        out.idle += v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        out.cpus += 1;
     }
-    (found == cpus.len() && found > 0).then_some(out)
+    (out.cpus == cpus.len() && out.cpus > 0).then_some(out)
 }
 
-/// Ticks of some CPUs (`parse_cpu_lines`).
+/// Idle ticks of some CPUs (`parse_cpu_lines`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTicks {
-    pub busy: u64,
-    pub total: u64,
+    pub idle: u64,
+    pub cpus: usize,
 }
 
 /// UDP counters of `/proc/net/snmp`.
@@ -543,7 +540,8 @@ pub fn summarize(
         report.cpus = b.cpus;
     }
     if let (Some(a), Some(b)) = (first.sfu_cpus, last.sfu_cpus) {
-        report.sfu_cpus_busy_cores = Some(b.busy.saturating_sub(a.busy) as f64 / clk_tck / secs);
+        let idle = b.idle.saturating_sub(a.idle) as f64 / clk_tck;
+        report.sfu_cpus_busy_cores = Some((b.cpus as f64 - idle / secs).max(0.0));
     }
     let loads: Vec<f64> = inside.iter().filter_map(|s| s.load1).collect();
     if !loads.is_empty() {
@@ -614,15 +612,11 @@ mod tests {
                 cpus: 2
             })
         );
-        // cpu1: user+nice+system+irq+softirq+steal = 50+25+3+10 of 493 ticks.
         assert_eq!(
             parse_cpu_lines(ps, &[1]),
-            Some(CpuTicks {
-                busy: 88,
-                total: 493
-            })
+            Some(CpuTicks { idle: 405, cpus: 1 })
         );
-        assert_eq!(parse_cpu_lines(ps, &[0, 1]).map(|t| t.busy), Some(175));
+        assert_eq!(parse_cpu_lines(ps, &[0, 1]).map(|t| t.idle), Some(810));
         assert_eq!(parse_cpu_lines(ps, &[2]), None, "a CPU the machine lacks");
         let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n  123: 0100007F:2710 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n  124: 0100007F:2711 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4343 2 0000000000000000 0\n garbage\n";
         let mut m = std::collections::HashMap::new();
@@ -685,10 +679,10 @@ mod tests {
                 steal: 0,
                 cpus: 2,
             }),
-            // CPU 0 busy 80 % of its 100 ticks a second.
+            // CPU 0 idle 20 of its 100 ticks a second.
             sfu_cpus: Some(CpuTicks {
-                busy: s * 80,
-                total: s * 100,
+                idle: s * 20,
+                cpus: 1,
             }),
             load1: Some(1.0),
             udp: Some(UdpCounters::default()),
