@@ -39,11 +39,11 @@ while getopts "d:o:n:f:c:l:sr" opt; do
     l) loadgen_cpus=$OPTARG ;;
     s) split=(--split-netns) ;;
     r) report_only=1 ;;
-    *) sed -n '2,23p' "$0" >&2; exit 64 ;;
+    *) sed -n '2,21p' "$0" >&2; exit 64 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -gt 0 ] || [ $report_only = 1 ] || { sed -n '2,23p' "$0" >&2; exit 64; }
+[ $# -gt 0 ] || [ $report_only = 1 ] || { sed -n '2,21p' "$0" >&2; exit 64; }
 [ ${#split[@]} = 0 ] || [ -n "$sfu_cpus" ] || { echo "-s needs the SFU's CPUs (-c)" >&2; exit 64; }
 
 target="${CARGO_TARGET_DIR:-target}"
