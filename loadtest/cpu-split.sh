@@ -5,8 +5,15 @@
 # over 22 s inside the 30 s window; /metrics read at both ends (jitsi_jvb_udp_*: datagrams per
 # recvmmsg / sendmmsg, GSO messages). With `perf-record`, `perf record -F 1999` of the bridge for
 # 12 s of the window (OUT.perf.data; `perf report -i OUT.perf.data --no-children --sort sym`).
+# CPU 0's whole busy time (wall time not idle, /proc/stat) over the same 22 s is printed too ("CPU 0 busy"): the
+# bridge plus the interrupt and softirq work that ran on its CPU — meaningful as long as nothing
+# else runs there (another session's build does).
+# With `netns`, `loadtest --split-netns` (root): the bridge in a network namespace of its own,
+# joined to the load generator's by a veth pair with RPS on each end, so that the kernel's receive
+# work for the datagrams the bridge sends runs on CPU 1, not on the bridge's CPU (loadtest/REPORT.md,
+# "How the split-namespace mode works"); "CPU 0 busy" is then the honest SFU-machine cost.
 #
-#   loadtest/cpu-split.sh BIN_DIR OUT [perf-record] -- LOADTEST ARGS
+#   loadtest/cpu-split.sh BIN_DIR OUT [perf-record] [netns] -- LOADTEST ARGS
 #   e.g. loadtest/cpu-split.sh target/release /tmp/cs/1x40-1 -- --conferences 1 --participants 40
 #
 # BIN_DIR holds `loadtest`, `bridge` and `focus`. On a machine shared with other sessions, Linux
@@ -17,21 +24,36 @@ set -euo pipefail
 echo -10 >/proc/$$/autogroup 2>/dev/null || echo "autogroup nice not set (not root?)" >&2
 bin=$1; out=$2; shift 2
 rec=0
+split=()
 if [ "${1:-}" = perf-record ]; then rec=1; shift; fi
+if [ "${1:-}" = netns ]; then split=(--split-netns); shift; fi
 [ "${1:-}" = -- ] && shift
-taskset -c 1 "$bin/loadtest" --bin-dir "$bin" --sfu-cpus 0 --duration 30s --json "$out.json" "$@" \
-  >"$out.txt" 2>"$out.log" &
+# taskset execs loadtest: $lt is loadtest's pid (and names its namespaces, lt-sfu-$lt).
+taskset -c 1 "$bin/loadtest" --bin-dir "$bin" --sfu-cpus 0 "${split[@]}" --duration 30s \
+  --json "$out.json" "$@" >"$out.txt" 2>"$out.log" &
 lt=$!
 until grep -q "joins settled" "$out.log" 2>/dev/null; do
   sleep 0.5
   kill -0 $lt 2>/dev/null || { echo "loadtest ended early: $out.log" >&2; exit 1; }
 done
 pid=$(pgrep -P $lt -x bridge)
-port=$(tr '\0' '\n' </proc/$pid/environ | grep ^JVB_REST_PORT= | cut -d= -f2)
+env_of() { tr '\0' '\n' </proc/$pid/environ | grep "^$1=" | cut -d= -f2; }
+port=$(env_of JVB_REST_PORT)
+host=$(env_of JVB_REST_HOST)
+# The bridge's REST address is reachable only inside its namespace in netns mode.
+in_ns=()
+[ ${#split[@]} = 1 ] && in_ns=(ip netns exec "lt-sfu-$lt")
+metrics() { "${in_ns[@]}" curl -s "$host:$port/metrics" >"$1" || true; }
 sleep 7 # 5 s warm-up, then inside the window
-cpu() { awk '{print $14, $15}' /proc/$pid/stat; }
-read -r ut0 st0 < <(cpu)
-curl -s "localhost:$port/metrics" >"$out.metrics0" || true
+# utime stime of the bridge, then CPU 0's idle + iowait ticks from /proc/stat: its busy time is
+# the wall time not idle (the tickless kernel measures idle exactly; the busy fields are sampled per
+# tick and miss the bridge's sub-tick bursts).
+cpu() {
+  awk '{print $14, $15}' /proc/$pid/stat
+  awk '$1 == "cpu0" {print $5 + $6}' /proc/stat
+}
+{ read -r ut0 st0; read -r idle0; } < <(cpu)
+metrics "$out.metrics0"
 t0=$(date +%s.%N)
 if [ $rec = 1 ]; then
   perf record -F 1999 -p $pid -o "$out.perf.data" -- sleep 12 >/dev/null 2>&1
@@ -40,18 +62,19 @@ else
   sleep 22
 fi
 t1=$(date +%s.%N)
-read -r ut1 st1 < <(cpu)
-curl -s "localhost:$port/metrics" >"$out.metrics1" || true
+{ read -r ut1 st1; read -r idle1; } < <(cpu)
+metrics "$out.metrics1"
 wait $lt || true
-echo "$ut0 $st0 $ut1 $st1 $t0 $t1" >"$out.cpu"
+echo "$ut0 $st0 $ut1 $st1 $t0 $t1 $idle0 $idle1" >"$out.cpu"
 python3 - "$out" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 o, hz = sys.argv[1], float(sys.argv[2])
-ut0, st0, ut1, st1, t0, t1 = map(float, open(o + ".cpu").read().split())
+ut0, st0, ut1, st1, t0, t1, idle0, idle1 = map(float, open(o + ".cpu").read().split())
 j = json.load(open(o + ".json"))
 m, c = j["summary"]["media"], j["summary"]["costs"]
 pps, dt = m["received_pps"], t1 - t0
 u, k = (ut1 - ut0) / hz / dt, (st1 - st0) / hz / dt
+busy = 1 - (idle1 - idle0) / hz / dt
 def metrics(n):
     d = {}
     for line in open(f"{o}.metrics{n}"):
@@ -70,5 +93,6 @@ except (OSError, KeyError, ZeroDivisionError, ValueError):
     pass
 print(f"{o}: {pps:.0f} forwarded pps, loss {m['loss_pct_overall']:.3f} %, report "
       f"{c['sfu_us_per_forwarded_packet']:.2f} µs/packet; over {dt:.0f} s: user {u / pps * 1e6:.2f} "
-      f"+ kernel {k / pps * 1e6:.2f} = {(u + k) / pps * 1e6:.2f} µs per forwarded packet{io}")
+      f"+ kernel {k / pps * 1e6:.2f} = {(u + k) / pps * 1e6:.2f} µs SFU process per forwarded packet; "
+      f"CPU 0 busy {busy:.3f} cores = {busy / pps * 1e6:.2f} µs SFU CPU busy per forwarded packet{io}")
 PY

@@ -2,6 +2,7 @@
 //! started here on loopback — a real Prosody (`testkit`), our `bridge` and our `focus`
 //! binaries (release builds for measurements) — with the process ids the sampler watches.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +46,48 @@ impl Target {
     }
 }
 
+/// Where the SFU process (our bridge or Janus) runs: its CPUs, its network namespace and the
+/// addresses on either side. Loopback by default; `crate::netns` for the split namespaces.
+#[derive(Debug, Clone)]
+pub struct SfuPlace {
+    /// Run under `taskset -c <cpus>` (measurements pin the SFU away from the load generator).
+    pub cpus: Option<String>,
+    /// Prefix that starts the SFU in another network namespace (`ip netns exec NAME`).
+    pub netns_prefix: Vec<String>,
+    /// The SFU's address: where it listens (media, HTTP) and what it advertises.
+    pub addr: IpAddr,
+    /// The load generator's side as the SFU reaches it (Prosody for the bridge).
+    pub gen_addr: IpAddr,
+}
+
+impl Default for SfuPlace {
+    fn default() -> Self {
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        SfuPlace {
+            cpus: None,
+            netns_prefix: Vec::new(),
+            addr: lo,
+            gen_addr: lo,
+        }
+    }
+}
+
+impl SfuPlace {
+    /// The command that starts `bin` there. `ip netns exec` and `taskset` both exec the next
+    /// program without forking: the child's pid is the SFU's own (checked after start-up with
+    /// [`crate::netns::check_comm`]).
+    pub fn command(&self, bin: &Path) -> Command {
+        let mut argv: Vec<std::ffi::OsString> = self.netns_prefix.iter().map(Into::into).collect();
+        if let Some(cpus) = &self.cpus {
+            argv.extend(["taskset".into(), "-c".into(), cpus.into()]);
+        }
+        argv.push(bin.into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+}
+
 /// How to start the local deployment.
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
@@ -56,9 +99,8 @@ pub struct LocalOptions {
     /// Prosody's log level: `info` at least (the harness waits for its "Activated service"
     /// lines); `debug` costs Prosody CPU during joins.
     pub prosody_log_level: String,
-    /// Run the bridge under `taskset -c <cpus>` (measurements pin the SFU away from the load
-    /// generator).
-    pub bridge_cpus: Option<String>,
+    /// Where the bridge runs (CPUs, namespace, addresses).
+    pub bridge: SfuPlace,
 }
 
 impl LocalOptions {
@@ -77,7 +119,7 @@ impl LocalOptions {
             bridge_env: Vec::new(),
             focus_env: Vec::new(),
             prosody_log_level: "info".into(),
-            bridge_cpus: None,
+            bridge: SfuPlace::default(),
         })
     }
 }
@@ -176,6 +218,8 @@ pub struct LocalDeployment {
     bridge: Proc,
     prosody: Prosody,
     pub bridge_rest_port: u16,
+    /// The bridge's REST (and media) address.
+    pub bridge_addr: IpAddr,
     pub focus_rest_port: u16,
     dir: tempfile::TempDir,
 }
@@ -207,25 +251,30 @@ impl LocalDeployment {
              filename = (debug.getinfo(1, \"S\").source:match(\"^@(.*/)\") or \"./\") .. \"prosody.log\" }} }}\n",
             opts.prosody_log_level,
         );
+        if !opts.bridge.gen_addr.is_loopback() {
+            // The bridge reaches Prosody from the other namespace (`crate::netns`); a later
+            // `interfaces` assignment in the global section wins over the harness's loopback one.
+            // Off loopback the bridge requires STARTTLS (any certificate, as docker-jitsi-meet's
+            // internal XMPP): Prosody gets the harness's self-signed one.
+            popts = popts.with_tls();
+            popts.extra_global_config += &format!(
+                "interfaces = {{ \"127.0.0.1\", \"{}\" }}\n",
+                opts.bridge.gen_addr
+            );
+        }
         let prosody =
             Prosody::start_with(popts).context("start Prosody (scripts/install-deps.sh)")?;
         let ports = prosody.ports();
         let bridge_rest_port = testkit::free_tcp_port()?;
         let media_port = testkit::free_udp_port()?;
-        let mut cmd = match &opts.bridge_cpus {
-            // taskset execs the bridge: the pid stays the bridge's.
-            Some(cpus) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", cpus]).arg(&bridge_bin);
-                c
-            }
-            None => Command::new(&bridge_bin),
-        };
+        let place = &opts.bridge;
+        let (sfu, gen_side) = (place.addr.to_string(), place.gen_addr.to_string());
+        let mut cmd = place.command(&bridge_bin);
         cmd.env_clear()
             // JVB_MEDIA_WORKERS from our environment (tests run with 1, 2 or the default).
             .envs(std::env::var("JVB_MEDIA_WORKERS").map(|v| ("JVB_MEDIA_WORKERS", v)))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("XMPP_SERVER", "127.0.0.1")
+            .env("XMPP_SERVER", &gen_side)
             .env("XMPP_PORT", ports.c2s.to_string())
             .env("XMPP_DOMAIN", prosody.domain())
             .env("XMPP_AUTH_DOMAIN", prosody.auth_domain())
@@ -235,10 +284,10 @@ impl LocalDeployment {
             .env("JVB_BREWERY_MUC", "jvbbrewery")
             .env("JVB_MUC_NICKNAME", "jvb-loadtest")
             .env("JVB_PORT", media_port.to_string())
-            .env("JVB_ADVERTISE_IPS", "127.0.0.1")
-            .env("JVB_MEDIA_HOST", "127.0.0.1")
+            .env("JVB_ADVERTISE_IPS", &sfu)
+            .env("JVB_MEDIA_HOST", &sfu)
             .env("JVB_DISABLE_STUN", "true")
-            .env("JVB_REST_HOST", "127.0.0.1")
+            .env("JVB_REST_HOST", &sfu)
             .env("JVB_REST_PORT", bridge_rest_port.to_string())
             // The reports read /colibri/stats (off by default, as in the jitsi/jvb image).
             .env("COLIBRI_REST_ENABLED", "true")
@@ -288,11 +337,13 @@ impl LocalDeployment {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+        crate::netns::check_comm(bridge.pid(), "bridge")?;
         Ok(LocalDeployment {
             focus,
             bridge,
             prosody,
             bridge_rest_port,
+            bridge_addr: opts.bridge.addr,
             focus_rest_port,
             dir,
         })
@@ -316,8 +367,8 @@ impl LocalDeployment {
             muc_domain: self.prosody.muc_domain().to_owned(),
             focus: self.prosody.focus_domain().to_owned(),
             bridge_stats_url: Some(format!(
-                "http://127.0.0.1:{}/colibri/stats",
-                self.bridge_rest_port
+                "http://{}:{}/colibri/stats",
+                self.bridge_addr, self.bridge_rest_port
             )),
             pids,
             janus_url: None,

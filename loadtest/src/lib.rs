@@ -30,6 +30,7 @@ pub mod deployment;
 pub mod dialect;
 pub mod janus;
 pub mod media;
+pub mod netns;
 pub mod participant;
 pub mod procstat;
 pub mod receiver;

@@ -7,6 +7,9 @@
 //! # the same participants through a local Janus (VideoRoom), then both in one table:
 //! target/release/loadtest --sfu janus --participants 10 --json janus.json
 //! target/release/loadtest --compare run.json janus.json
+//! # the SFU in its own network namespace (root): the kernel's receive work for each side's
+//! # datagrams runs on that side's CPU (loadtest/REPORT.md, "How the split-namespace mode works")
+//! taskset -c 1 target/release/loadtest --split-netns --sfu-cpus 0 --participants 40
 //! # the current lib-jitsi-meet's dialect: AV1 L3T3_KEY, source-based constraints, one tile viewer,
 //! # SSRC rewriting (the local focus enables it)
 //! target/release/loadtest --dialect current --participants 4 --senders 2 --tile-viewers 1 \
@@ -22,9 +25,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bridge::transport::dtls::SrtpProfile;
 use clap::Parser;
-use loadtest::deployment::{LocalDeployment, LocalOptions, Target};
+use loadtest::deployment::{LocalDeployment, LocalOptions, SfuPlace, Target};
 use loadtest::janus::{JanusOptions, JanusServer};
 use loadtest::media::ReceiveView;
+use loadtest::netns;
 use loadtest::scenario::{self, ScenarioConfig};
 use signaling::xmpp::ServerAddr;
 
@@ -149,6 +153,13 @@ struct Args {
     /// Pin the SFU process (our bridge or Janus) to these CPUs (`taskset -c` list, e.g. `1`).
     #[arg(long)]
     sfu_cpus: Option<String>,
+    /// Run the SFU in a network namespace of its own and everything else (these participants,
+    /// Prosody, the focus) in another, joined by a veth pair (10.213.0.1 ↔ 10.213.0.2) with
+    /// Receive Packet Steering on each end to that side's CPUs, so that the kernel's receive work
+    /// for the SFU's datagrams is not charged to it. Needs root and `--sfu-cpus`; both
+    /// namespaces are removed at the end, on error and on SIGINT/SIGTERM.
+    #[arg(long)]
+    split_netns: bool,
     /// The `janus` executable (`--sfu janus`).
     #[arg(long, default_value = "janus")]
     janus_bin: PathBuf,
@@ -208,6 +219,40 @@ fn run() -> anyhow::Result<bool> {
     if args.ssrc_rewriting && args.dialect != loadtest::dialect::Dialect::Current {
         bail!("--ssrc-rewriting needs --dialect current (the 2021 client cannot do it)");
     }
+    // Before any other thread exists: the network namespace is per thread, and threads (the
+    // runtime's, the sampler's) inherit it when created.
+    let mut place = SfuPlace {
+        cpus: args.sfu_cpus.clone(),
+        ..SfuPlace::default()
+    };
+    let mut sfu_cpus = Vec::new();
+    let netns = if args.split_netns {
+        if args.xmpp.is_some() {
+            bail!("--split-netns starts its own deployment: no --xmpp");
+        }
+        let cpus = args
+            .sfu_cpus
+            .as_deref()
+            .context("--split-netns needs --sfu-cpus (RPS sends the SFU's receive work there)")?;
+        let sfu_mask = netns::cpu_mask(cpus)?;
+        let ns = netns::SplitNetns::create(netns::own_cpu_mask()?, sfu_mask)?;
+        ns.remove_on_signal()?;
+        ns.enter_gen()?;
+        eprintln!(
+            "split namespaces: {} ({}, this process) and {} ({}, the SFU on CPUs {cpus})",
+            ns.gen_ns,
+            netns::GEN_ADDR,
+            ns.sfu_ns,
+            netns::SFU_ADDR
+        );
+        place.netns_prefix = ns.sfu_prefix();
+        place.addr = netns::SFU_ADDR.into();
+        place.gen_addr = netns::GEN_ADDR.into();
+        sfu_cpus = netns::mask_cpus(sfu_mask);
+        Some(ns)
+    } else {
+        None
+    };
     let client = loadtest::dialect::Client {
         dialect: args.dialect,
         av1: args.codec == "av1",
@@ -232,6 +277,8 @@ fn run() -> anyhow::Result<bool> {
         client,
         srtp_profiles,
         sample_interval: args.sample_interval.max(Duration::from_millis(100)),
+        bind: place.gen_addr,
+        sfu_cpus,
         ..ScenarioConfig::default()
     };
 
@@ -242,7 +289,7 @@ fn run() -> anyhow::Result<bool> {
         None if args.sfu == "janus" => {
             let opts = JanusOptions {
                 binary: args.janus_bin.clone(),
-                cpus: args.sfu_cpus.clone(),
+                place: place.clone(),
                 ..JanusOptions::default()
             };
             eprintln!("starting Janus ({})", opts.binary.display());
@@ -283,7 +330,7 @@ fn run() -> anyhow::Result<bool> {
             if let Some(d) = &args.bin_dir {
                 opts.bin_dir = d.clone();
             }
-            opts.bridge_cpus = args.sfu_cpus.clone();
+            opts.bridge = place.clone();
             if args.ssrc_rewriting {
                 opts.focus_env
                     .push(("JICOFO_CONF_SSRC_REWRITING".into(), "true".into()));
@@ -328,6 +375,7 @@ fn run() -> anyhow::Result<bool> {
     drop(runtime);
     drop(local);
     drop(janus);
+    drop(netns);
     Ok(report.succeeded())
 }
 

@@ -178,6 +178,9 @@ pub struct ParticipantReport {
     pub received_kbps: f64,
     /// Lost / expected over all received tracks in the window.
     pub loss_pct: f64,
+    /// The SFU's ICE candidates as signalled (every session): 127.0.0.1, or the SFU's end of the
+    /// split namespaces (`crate::netns`).
+    pub sfu_candidates: Vec<std::net::SocketAddr>,
 }
 
 fn sent_packets(c: &SendCounters) -> u64 {
@@ -680,6 +683,9 @@ impl Participant {
         )
         .map_err(|e| e.to_string())?;
         transport.set_remote(now, offer.bridge.clone());
+        self.report
+            .sfu_candidates
+            .extend(offer.bridge.candidates.iter().map(|c| c.addr));
         let audio = self
             .sources
             .audio

@@ -137,6 +137,34 @@ pub fn parse_proc_stat(text: &str) -> Option<MachineSample> {
     })
 }
 
+/// Idle ticks (idle + iowait) of the CPUs `cpus` together, and how many they are (their `cpuN`
+/// lines of `/proc/stat`). Their busy time is the wall time not idle: with a tickless idle the
+/// kernel measures idle time exactly, while the busy fields (user, system, softirq, …) are counted
+/// per scheduler tick and miss much of the sub-tick bursts a packet forwarder runs in.
+pub fn parse_cpu_lines(text: &str, cpus: &[usize]) -> Option<CpuTicks> {
+    let mut out = CpuTicks::default();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let Some(n) = it.next().and_then(|c| c.strip_prefix("cpu")) else {
+            continue;
+        };
+        if !n.parse().is_ok_and(|n: usize| cpus.contains(&n)) {
+            continue;
+        }
+        let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
+        out.idle += v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        out.cpus += 1;
+    }
+    (out.cpus == cpus.len() && out.cpus > 0).then_some(out)
+}
+
+/// Idle ticks of some CPUs (`parse_cpu_lines`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    pub idle: u64,
+    pub cpus: usize,
+}
+
 /// UDP counters of `/proc/net/snmp`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UdpCounters {
@@ -189,6 +217,8 @@ pub struct Sample {
     pub at: Instant,
     pub procs: BTreeMap<String, Option<ProcSample>>,
     pub machine: Option<MachineSample>,
+    /// The SFU's CPUs (`Targets::sfu_cpus`).
+    pub sfu_cpus: Option<CpuTicks>,
     pub load1: Option<f64>,
     pub udp: Option<UdpCounters>,
     /// `/colibri/stats` of the bridge.
@@ -202,6 +232,9 @@ pub struct Targets {
     pub processes: Vec<(String, u32)>,
     /// `http://127.0.0.1:<port>/colibri/stats`.
     pub bridge_stats_url: Option<String>,
+    /// CPUs whose whole busy time is charged to the SFU (`loadtest --split-netns`, where the
+    /// kernel's receive work for the SFU runs on them and nothing else is pinned there).
+    pub sfu_cpus: Vec<usize>,
 }
 
 fn take_sample(t: &Targets) -> Sample {
@@ -211,12 +244,16 @@ fn take_sample(t: &Targets) -> Sample {
             .filter(|r| r.status == 200)
             .and_then(|r| serde_json::from_str(&r.text()).ok())
     });
+    // Each process's own network namespace (`/proc/<pid>/net`): the SFU may run in another one.
     let mut sockets = std::collections::HashMap::new();
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        if let Ok(text) = std::fs::read_to_string(table) {
-            parse_udp_sockets(&text, &mut sockets);
+    for (_, pid) in &t.processes {
+        for table in ["udp", "udp6"] {
+            if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+                parse_udp_sockets(&text, &mut sockets);
+            }
         }
     }
+    let stat = std::fs::read_to_string("/proc/stat").ok();
     Sample {
         at: Instant::now(),
         procs: t
@@ -224,9 +261,11 @@ fn take_sample(t: &Targets) -> Sample {
             .iter()
             .map(|(n, pid)| (n.clone(), sample_process(*pid, &sockets)))
             .collect(),
-        machine: std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| parse_proc_stat(&s)),
+        machine: stat.as_deref().and_then(parse_proc_stat),
+        sfu_cpus: stat
+            .as_deref()
+            .filter(|_| !t.sfu_cpus.is_empty())
+            .and_then(|s| parse_cpu_lines(s, &t.sfu_cpus)),
         load1: std::fs::read_to_string("/proc/loadavg")
             .ok()
             .and_then(|s| s.split_whitespace().next()?.parse().ok()),
@@ -357,6 +396,8 @@ pub struct ServerReport {
     /// Busy share of all CPUs of the machine, in % of the whole machine.
     pub machine_busy_pct: f64,
     pub machine_steal_pct: f64,
+    /// Busy time of the SFU's CPUs (`Targets::sfu_cpus`) over the window, in cores.
+    pub sfu_cpus_busy_cores: Option<f64>,
     pub cpus: u32,
     pub load1_mean: f64,
     pub udp_rcvbuf_errors: u64,
@@ -498,6 +539,10 @@ pub fn summarize(
         }
         report.cpus = b.cpus;
     }
+    if let (Some(a), Some(b)) = (first.sfu_cpus, last.sfu_cpus) {
+        let idle = b.idle.saturating_sub(a.idle) as f64 / clk_tck;
+        report.sfu_cpus_busy_cores = Some((b.cpus as f64 - idle / secs).max(0.0));
+    }
     let loads: Vec<f64> = inside.iter().filter_map(|s| s.load1).collect();
     if !loads.is_empty() {
         report.load1_mean = loads.iter().sum::<f64>() / loads.len() as f64;
@@ -567,6 +612,12 @@ mod tests {
                 cpus: 2
             })
         );
+        assert_eq!(
+            parse_cpu_lines(ps, &[1]),
+            Some(CpuTicks { idle: 405, cpus: 1 })
+        );
+        assert_eq!(parse_cpu_lines(ps, &[0, 1]).map(|t| t.idle), Some(810));
+        assert_eq!(parse_cpu_lines(ps, &[2]), None, "a CPU the machine lacks");
         let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n  123: 0100007F:2710 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n  124: 0100007F:2711 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4343 2 0000000000000000 0\n garbage\n";
         let mut m = std::collections::HashMap::new();
         parse_udp_sockets(udp, &mut m);
@@ -628,6 +679,11 @@ mod tests {
                 steal: 0,
                 cpus: 2,
             }),
+            // CPU 0 idle 20 of its 100 ticks a second.
+            sfu_cpus: Some(CpuTicks {
+                idle: s * 20,
+                cpus: 1,
+            }),
             load1: Some(1.0),
             udp: Some(UdpCounters::default()),
             bridge: Some(serde_json::json!({
@@ -653,6 +709,7 @@ mod tests {
         assert_eq!(b.rss_max_mib, 3.0);
         assert_eq!(b.udp_drops, 10);
         assert!((r.machine_busy_pct - 50.0).abs() < 1e-9);
+        assert!((r.sfu_cpus_busy_cores.unwrap_or(0.0) - 0.8).abs() < 1e-9);
         let s = r.bridge.unwrap();
         assert!((s.packets_sent_pps - 1000.0).abs() < 1e-9);
         assert_eq!(s.endpoints, 3.0);
@@ -692,6 +749,7 @@ mod tests {
             .into_iter()
             .collect(),
             machine: None,
+            sfu_cpus: None,
             load1: None,
             udp: None,
             bridge: None,

@@ -142,6 +142,14 @@ pub struct Costs {
     /// SFU CPU time per RTP packet in (what the participants sent) or out (what they
     /// received), µs.
     pub sfu_us_per_packet_in_out: f64,
+    /// Busy time of the SFU's CPUs (`/proc/stat`, `loadtest --split-netns`): the process plus the
+    /// kernel's receive work for its datagrams that RPS runs there (which `/proc/<pid>/stat` may
+    /// not charge to the process) — what an SFU machine would spend, as long as nothing else is
+    /// pinned to those CPUs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sfu_cpu_busy_cores: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sfu_cpu_busy_us_per_forwarded_packet: Option<f64>,
     pub bridge_cpu_pct: f64,
     /// `bridge_cpu_pct / 100`: cores busy.
     pub bridge_cpu_cores: f64,
@@ -361,7 +369,11 @@ pub fn summarize(ps: &[ParticipantReport], server: &ServerReport) -> Summary {
         costs.sfu_us_per_forwarded_packet = costs.sfu_cpu_cores / media.received_pps * 1e6;
         costs.sfu_us_per_packet_in_out =
             costs.sfu_cpu_cores / (media.received_pps + media.sent_pps) * 1e6;
+        costs.sfu_cpu_busy_us_per_forwarded_packet = server
+            .sfu_cpus_busy_cores
+            .map(|cores| cores / media.received_pps * 1e6);
     }
+    costs.sfu_cpu_busy_cores = server.sfu_cpus_busy_cores;
     if media.video_tracks > 0 {
         costs.bridge_cpu_pct_per_video_stream = bridge.cpu_pct / media.video_tracks as f64;
     }
@@ -547,6 +559,13 @@ pub fn human(r: &RunReport) -> String {
         c.sfu_us_per_forwarded_packet,
         c.sfu_us_per_packet_in_out
     );
+    if let (Some(cores), Some(us)) = (c.sfu_cpu_busy_cores, c.sfu_cpu_busy_us_per_forwarded_packet)
+    {
+        let _ = writeln!(
+            o,
+            "SFU CPUs busy (/proc/stat, the kernel's receive work included): {cores:.3} cores; {us:.2} µs per forwarded RTP packet"
+        );
+    }
     let _ = writeln!(
         o,
         "bridge: {:.1} % CPU, RSS {:.1} MiB (peak {:.1} MiB), {} threads; {:.2} µs CPU per sent packet, {:.2} µs per handled packet, {:.2} % CPU per endpoint, {:.2} % per forwarded video stream, ≈{:.0} egress pps per core",
@@ -694,6 +713,13 @@ pub fn markdown(r: &RunReport) -> String {
         c.sfu_us_per_forwarded_packet,
         c.sfu_us_per_packet_in_out
     );
+    if let (Some(cores), Some(us)) = (c.sfu_cpu_busy_cores, c.sfu_cpu_busy_us_per_forwarded_packet)
+    {
+        let _ = writeln!(
+            o,
+            "| SFU CPUs busy | {cores:.3} cores (/proc/stat, the kernel's receive work included); {us:.2} µs per forwarded RTP packet |"
+        );
+    }
     let _ = writeln!(
         o,
         "| bridge CPU | {:.3} cores ({:.1} % of one core); {:.2} µs per sent packet; {:.2} % of a core per endpoint |",
@@ -867,9 +893,9 @@ pub fn compare_markdown(runs: &[(String, serde_json::Value)]) -> String {
     };
     let _ = writeln!(
         o,
-        "| run | SFU | level (senders) | joined | join ms median / p95 | join → all media ms median | SFU CPU (cores) | RTP pps in / forwarded | **µs SFU CPU per forwarded packet** | µs per packet in+out | SFU RSS MiB | loss % | SFU UDP drops | video tracks by height | load generator CPU (cores) | machine busy % |"
+        "| run | SFU | level (senders) | joined | join ms median / p95 | join → all media ms median | SFU CPU (cores) | RTP pps in / forwarded | **µs SFU CPU per forwarded packet** | µs SFU CPUs busy per forwarded packet | µs per packet in+out | SFU RSS MiB | loss % | SFU UDP drops | video tracks by height | load generator CPU (cores) | machine busy % |"
     );
-    let _ = writeln!(o, "|{}", "---|".repeat(16));
+    let _ = writeln!(o, "|{}", "---|".repeat(17));
     // ((conferences, participants, senders), sfu) → µs per forwarded packet of each run.
     type Level = (u64, u64, u64);
     let mut by_level: std::collections::BTreeMap<(Level, String), Vec<f64>> = Default::default();
@@ -908,7 +934,7 @@ pub fn compare_markdown(runs: &[(String, serde_json::Value)]) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             o,
-            "| {label} | {sfu} | {level} ({senders}) | {}/{} | {} / {} | {} | {} | {} / {} | **{}** | {} | {} | {} | {} | {heights} | {} | {} |",
+            "| {label} | {sfu} | {level} ({senders}) | {}/{} | {} / {} | {} | {} | {} / {} | **{}** | {} | {} | {} | {} | {} | {heights} | {} | {} |",
             f(&["connected"], 0),
             f(&["participants"], 0),
             f(&["join_ms", "join", "median"], 0),
@@ -918,6 +944,7 @@ pub fn compare_markdown(runs: &[(String, serde_json::Value)]) -> String {
             f(&["media", "sent_pps"], 0),
             f(&["media", "received_pps"], 0),
             opt(us, 2),
+            f(&["costs", "sfu_cpu_busy_us_per_forwarded_packet"], 2),
             f(&["costs", "sfu_us_per_packet_in_out"], 2),
             f(&["costs", "sfu_rss_mib"], 1),
             f(&["media", "loss_pct_overall"], 3),
@@ -1120,17 +1147,21 @@ mod tests {
                 "server": {"machine_busy_pct": 50.0}
             })
         };
+        // A split-namespace run also has its SFU CPUs' busy time.
+        let mut split = run("bridge", 0.02, 4000.0);
+        split["summary"]["costs"]["sfu_cpu_busy_us_per_forwarded_packet"] = serde_json::json!(6.5);
         let runs = vec![
-            ("ours-1".to_owned(), run("bridge", 0.02, 4000.0)),
+            ("ours-1".to_owned(), split),
             ("janus-1".to_owned(), run("janus", 0.10, 4000.0)),
             ("ours-2".to_owned(), run("bridge", 0.03, 4000.0)),
             ("janus-2".to_owned(), run("janus", 0.12, 4000.0)),
         ];
         let md = compare_markdown(&runs);
         assert!(
-            md.contains("| janus-1 | janus | 1x5 (5) | 5/5 | 100 / 150 | 900 | 0.100 | 1500 / 4000 | **25.00** | 18.18 | 20.0 | 0.000 | 0 | 15 × 180p, 5 × 720p | 0.30 | 50 |"),
+            md.contains("| janus-1 | janus | 1x5 (5) | 5/5 | 100 / 150 | 900 | 0.100 | 1500 / 4000 | **25.00** | – | 18.18 | 20.0 | 0.000 | 0 | 15 × 180p, 5 × 720p | 0.30 | 50 |"),
             "{md}"
         );
+        assert!(md.contains("| **5.00** | 6.50 | "), "{md}");
         // Medians: ours (5 + 7.5) / 2 = 6.25 µs, Janus (25 + 30) / 2 = 27.5 µs.
         assert!(
             md.contains("| 1x5 (5) | 6.25 (2) | 27.50 (2) | 0.23 |"),

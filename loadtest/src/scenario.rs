@@ -46,6 +46,11 @@ pub struct ScenarioConfig {
     /// The last this many participants of each conference use tile view (nobody on stage, every
     /// video at `view.thumbnail_height`); the others stage view.
     pub tile_viewers: usize,
+    /// The participants' address (their sockets and ICE candidates): 127.0.0.1, or the load
+    /// generator's end of the split namespaces (`crate::netns`).
+    pub bind: std::net::IpAddr,
+    /// CPUs whose whole busy time (`/proc/stat`) is reported as the SFU's (split namespaces).
+    pub sfu_cpus: Vec<usize>,
 }
 
 impl Default for ScenarioConfig {
@@ -71,6 +76,8 @@ impl Default for ScenarioConfig {
             cooldown: Duration::from_secs(2),
             client: Client::Y2021,
             tile_viewers: 0,
+            bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            sfu_cpus: Vec::new(),
         }
     }
 }
@@ -125,7 +132,7 @@ pub fn plan(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<Vec<Partici
                         || i + cfg.tile_viewers.min(cfg.participants) >= cfg.participants,
                     ..cfg.view
                 },
-                bind: std::net::IpAddr::from([127, 0, 0, 1]),
+                bind: cfg.bind,
                 join_timeout: cfg.join_timeout,
                 expected_senders: ids
                     .iter()
@@ -152,11 +159,16 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
         Targets {
             processes,
             bridge_stats_url: target.bridge_stats_url.clone(),
+            sfu_cpus: cfg.sfu_cpus.clone(),
         },
         cfg.sample_interval,
     );
     // Janus: one VideoRoom room per conference, created before anybody joins.
     let mut janus_rooms = Vec::new();
+    let janus_ip = match &target.janus_url {
+        Some(url) => Some(crate::janus::api::host_ip(url)?),
+        None => None,
+    };
     if let Some(url) = &target.janus_url {
         let base = (random_u64() & 0x000f_ffff) * 1000;
         for c in 0..cfg.conferences {
@@ -175,11 +187,16 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
         let at = tokio::time::Instant::from_std(t0 + pace * i as u32);
         let phase = phase_rx.clone();
         let progress = progress_tx.clone();
-        let janus = target.janus_url.clone().map(|url| JanusRoom {
-            url,
-            room: janus_rooms.get(p.conference).copied().unwrap_or(0),
-            feed: p.index as u64 + 1,
-        });
+        let janus = target
+            .janus_url
+            .clone()
+            .zip(janus_ip)
+            .map(|(url, sfu_ip)| JanusRoom {
+                url,
+                sfu_ip,
+                room: janus_rooms.get(p.conference).copied().unwrap_or(0),
+                feed: p.index as u64 + 1,
+            });
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
             match janus {

@@ -52,6 +52,15 @@ async fn request(
     Ok(v)
 }
 
+/// The host of Janus's API URL (`http://10.213.0.2:8088/janus` → 10.213.0.2): Janus is configured
+/// to offer ICE candidates on the same address only (`janus::server`).
+pub fn host_ip(url: &str) -> anyhow::Result<std::net::IpAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    host.parse()
+        .map_err(|_| anyhow::anyhow!("Janus URL {url:?}: the host is not an IP address"))
+}
+
 /// A Janus session (`POST /janus` → `{"janus":"success","data":{"id":…}}`).
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -246,4 +255,23 @@ pub async fn create_room(url: &str, room: u64, publishers: usize) -> Result<(), 
         .await;
     let _ = s.destroy().await;
     r.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_host_is_the_ice_address() {
+        let ip = |u: &str| host_ip(u).ok().map(|a| a.to_string());
+        assert_eq!(
+            ip("http://127.0.0.1:8088/janus").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            ip("http://10.213.0.2:1/janus").as_deref(),
+            Some("10.213.0.2")
+        );
+        assert_eq!(ip("http://localhost:8088/janus"), None);
+    }
 }

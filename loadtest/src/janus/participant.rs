@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bridge::transport::{
-    DropCounters, DtlsIdentity, EndpointTransport, IceConfig, IceCredentials, IceRole, Role,
-    TransportConfig,
+    DropCounters, DtlsIdentity, EndpointTransport, IceConfig, IceCredentials, IceRole,
+    RemoteTransport, Role, TransportConfig,
 };
 use serde_json::{Value, json};
 use tokio::net::UdpSocket;
@@ -44,6 +44,8 @@ const VIDEOROOM: &str = "janus.plugin.videoroom";
 pub struct JanusRoom {
     /// `http://127.0.0.1:<port>/janus`.
     pub url: String,
+    /// Janus's own address (its API's host): the only ICE candidate address accepted.
+    pub sfu_ip: std::net::IpAddr,
     pub room: u64,
     /// Our publisher id in the room (unique in it).
     pub feed: u64,
@@ -325,7 +327,7 @@ impl JanusParticipant {
     /// Our publisher PeerConnection from Janus's answer.
     fn start_publisher(&mut self, answer: &Sdp, media: &PublishMedia) -> Result<(), String> {
         let now = Instant::now();
-        let remote = answer.remote_transport().map_err(|e| e.to_string())?;
+        let remote = self.remote_transport(answer)?;
         let audio = answer.section("audio");
         let video = answer.section("video");
         let mut transport = self.transport(answer, IceRole::Controlling, &self.publish_pc.ice)?;
@@ -380,6 +382,17 @@ impl JanusParticipant {
 
     /// A client-side transport whose DTLS role follows the peer's `setup` (we are the server
     /// when Janus is `active`, the client when it is `passive`).
+    /// Janus's transport from its SDP (only candidates on its own address), noted in the report.
+    fn remote_transport(&mut self, sdp: &Sdp) -> Result<RemoteTransport, String> {
+        let remote = sdp
+            .remote_transport(self.room.sfu_ip)
+            .map_err(|e| e.to_string())?;
+        self.report
+            .sfu_candidates
+            .extend(remote.candidates.iter().map(|c| c.addr));
+        Ok(remote)
+    }
+
     fn transport(
         &self,
         remote: &Sdp,
@@ -539,7 +552,7 @@ impl JanusParticipant {
     /// a `start`.
     fn on_subscriber_offer(&mut self, offer: &Sdp, data: &Value) -> Result<(), String> {
         let now = Instant::now();
-        let remote = offer.remote_transport().map_err(|e| e.to_string())?;
+        let remote = self.remote_transport(offer)?;
         // mid → owner (the publisher's display: its endpoint id).
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
         for s in data["streams"].as_array().into_iter().flatten() {

@@ -4,7 +4,7 @@
 //! header extensions, SSRCs (a SIM group for simulcast, as Chromium's munged SDP).
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bridge::transport::{Fingerprint, IceCredentials, RemoteCandidate, RemoteTransport};
 
@@ -92,8 +92,8 @@ pub struct Sdp {
 pub enum SdpError {
     #[error("SDP without {0}")]
     Missing(&'static str),
-    #[error("SDP offers a candidate outside loopback: {0} (refused: tests stay on 127.0.0.0/8)")]
-    NotLoopback(SocketAddr),
+    #[error("SDP offers the candidate {0}, not on Janus's own address {1} (refused)")]
+    ForeignCandidate(SocketAddr, IpAddr),
 }
 
 /// Parses `text` (CRLF or LF lines; unknown lines ignored).
@@ -210,16 +210,18 @@ pub fn parse(text: &str) -> Sdp {
 }
 
 impl Sdp {
-    /// The peer's transport, refusing any candidate outside loopback (Janus must only offer
-    /// 127.0.0.1: see `janus::server`).
-    pub fn remote_transport(&self) -> Result<RemoteTransport, SdpError> {
+    /// The peer's transport, refusing any candidate on another address than `sfu`: Janus must
+    /// offer only the address it was configured on (`ice_enforce_list`, see `janus::server`),
+    /// 127.0.0.1 or the SFU's end of the split namespaces (`crate::netns`), so that no media
+    /// goes anywhere else.
+    pub fn remote_transport(&self, sfu: IpAddr) -> Result<RemoteTransport, SdpError> {
         let ufrag = self.ufrag.clone().ok_or(SdpError::Missing("a=ice-ufrag"))?;
         let pwd = self.pwd.clone().ok_or(SdpError::Missing("a=ice-pwd"))?;
         if self.fingerprints.is_empty() {
             return Err(SdpError::Missing("a=fingerprint"));
         }
-        if let Some(c) = self.candidates.iter().find(|c| !c.addr.ip().is_loopback()) {
-            return Err(SdpError::NotLoopback(c.addr));
+        if let Some(c) = self.candidates.iter().find(|c| c.addr.ip() != sfu) {
+            return Err(SdpError::ForeignCandidate(c.addr, sfu));
         }
         if self.candidates.is_empty() {
             return Err(SdpError::Missing("a UDP candidate"));
@@ -392,6 +394,8 @@ pub fn subscriber_answer(
 mod tests {
     use super::*;
 
+    const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn local(setup: &'static str) -> LocalTransport {
         LocalTransport {
             ice: IceCredentials {
@@ -415,7 +419,7 @@ mod tests {
             video_ssrcs: vec![1, 2, 3],
         };
         let sdp = parse(&publisher_offer(7, &local("actpass"), &m));
-        let t = sdp.remote_transport().unwrap();
+        let t = sdp.remote_transport(LO).unwrap();
         assert_eq!(t.ice.ufrag, "abcd");
         assert_eq!(
             t.candidates[0].addr,
@@ -444,7 +448,7 @@ mod tests {
             a=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=ssrc:666 cname:janus\r\n\
             m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\na=inactive\r\n";
         let sdp = parse(offer);
-        let t = sdp.remote_transport().unwrap();
+        let t = sdp.remote_transport(LO).unwrap();
         assert_eq!(t.ice.pwd, "pw");
         assert_eq!(t.candidates.len(), 1);
         assert_eq!(sdp.media.len(), 3);
@@ -458,10 +462,25 @@ mod tests {
         assert_eq!(a.setup.as_deref(), Some("passive"));
         assert!(answer.contains("a=group:BUNDLE 0 1\r\n"), "{answer}");
 
-        let bad = offer.replace("127.0.0.1 40001", "10.1.2.3 40001");
+        // Only the configured address: another one, even on loopback, is refused.
+        for other in ["10.1.2.3", "127.0.0.2"] {
+            let bad = offer.replace("127.0.0.1 40001", &format!("{other} 40001"));
+            assert_eq!(
+                parse(&bad).remote_transport(LO).unwrap_err(),
+                SdpError::ForeignCandidate(format!("{other}:40001").parse().unwrap(), LO)
+            );
+        }
+        // The split namespaces' SFU address is accepted when it is the configured one, and
+        // 127.0.0.1 is then refused.
+        let sfu = IpAddr::from([10, 213, 0, 2]);
+        let split = offer.replace("127.0.0.1 40001", "10.213.0.2 40001");
         assert_eq!(
-            parse(&bad).remote_transport().unwrap_err(),
-            SdpError::NotLoopback("10.1.2.3:40001".parse::<SocketAddr>().unwrap())
+            parse(&split).remote_transport(sfu).unwrap().candidates[0].addr,
+            "10.213.0.2:40001".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse(offer).remote_transport(sfu).unwrap_err(),
+            SdpError::ForeignCandidate("127.0.0.1:40001".parse().unwrap(), sfu)
         );
     }
 }

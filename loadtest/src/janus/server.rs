@@ -6,7 +6,11 @@
 //! (`src/ice.c`, `janus_ice_setup_local` upstream), so on its own it would offer the machine's
 //! other addresses. The process gets a tiny `getifaddrs` wrapper (`LD_PRELOAD`, compiled here
 //! with `cc`) that clears that flag, and `ice_enforce_list = "127.0.0.1"`: its only candidate is
-//! then 127.0.0.1, which the participants check in every SDP (`sdp::loopback_candidates`).
+//! then 127.0.0.1, which the participants check in every SDP (`Sdp::remote_transport`).
+//!
+//! In the split namespaces (`crate::netns`) Janus runs in the SFU's namespace on the veth address
+//! instead: the HTTP API and `ice_enforce_list` name that address, which is no loopback
+//! interface, so the shim is not needed there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::deployment::Proc;
+use crate::deployment::{Proc, SfuPlace};
 
 /// The `getifaddrs` wrapper preloaded into Janus (see the module comment).
 const LOOPBACK_SHIM: &str = r#"#define _GNU_SOURCE
@@ -44,8 +48,8 @@ pub struct JanusOptions {
     pub rtp_ports: (u16, u16),
     /// `general.debug_level` (4 = Janus's default, info).
     pub debug_level: u8,
-    /// Run under `taskset -c <cpus>` (measurements pin the SFU away from the load generator).
-    pub cpus: Option<String>,
+    /// Where Janus runs (CPUs, namespace, its address).
+    pub place: SfuPlace,
 }
 
 impl Default for JanusOptions {
@@ -55,16 +59,16 @@ impl Default for JanusOptions {
             config_source: PathBuf::from("/etc/janus"),
             rtp_ports: (40000, 49999),
             debug_level: 4,
-            cpus: None,
+            place: SfuPlace::default(),
         }
     }
 }
 
-/// A running Janus on 127.0.0.1.
+/// A running Janus on 127.0.0.1 (or its split-namespace address).
 pub struct JanusServer {
     // Dropped (stopped) before `dir` is removed.
     proc: Proc,
-    /// `http://127.0.0.1:<port>/janus`.
+    /// `http://<address>:<port>/janus`.
     pub url: String,
     dir: tempfile::TempDir,
 }
@@ -100,7 +104,7 @@ fn others(dir: &Path, keep: &str) -> String {
     v.join(",")
 }
 
-/// `janus.jcfg`: the loopback-only, VideoRoom-only configuration.
+/// `janus.jcfg`: the VideoRoom-only configuration, ICE on `opts.place.addr` only.
 pub fn janus_config(conf: &Path, lib: &Path, opts: &JanusOptions) -> String {
     let plugins = lib.join("plugins");
     let transports = lib.join("transports");
@@ -126,7 +130,7 @@ nat: {{
 	ice_tcp = false
 	full_trickle = false
 	ignore_mdns = true
-	ice_enforce_list = "127.0.0.1"
+	ice_enforce_list = "{addr}"
 }}
 plugins: {{
 	disable = "{disable_plugins}"
@@ -146,6 +150,7 @@ events: {{
         transports = transports.display(),
         lib = lib.display(),
         debug = opts.debug_level,
+        addr = opts.place.addr,
         lo = opts.rtp_ports.0,
         hi = opts.rtp_ports.1,
         disable_plugins = others(&plugins, "libjanus_videoroom.so"),
@@ -154,15 +159,15 @@ events: {{
     )
 }
 
-/// `janus.transport.http.jcfg`: plain HTTP on 127.0.0.1:`port`, no admin API.
-pub fn http_config(port: u16) -> String {
+/// `janus.transport.http.jcfg`: plain HTTP on `ip`:`port`, no admin API.
+pub fn http_config(ip: std::net::IpAddr, port: u16) -> String {
     format!(
         r#"general: {{
 	json = "compact"
 	base_path = "/janus"
 	http = true
 	port = {port}
-	ip = "127.0.0.1"
+	ip = "{ip}"
 	https = false
 }}
 admin: {{
@@ -184,6 +189,27 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Compiles [`LOOPBACK_SHIM`] into `dir` and returns the library's path.
+fn loopback_shim(dir: &Path) -> anyhow::Result<PathBuf> {
+    let shim_c = dir.join("loopback-shim.c");
+    let shim = dir.join("loopback-shim.so");
+    std::fs::write(&shim_c, LOOPBACK_SHIM)?;
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&shim)
+        .arg(&shim_c)
+        .arg("-ldl")
+        .output()
+        .context("cc (the loopback shim for Janus needs a C compiler)")?;
+    if !out.status.success() {
+        bail!(
+            "cc failed on the loopback shim: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(shim)
+}
+
 impl JanusServer {
     /// Writes the configuration, compiles the shim, starts Janus and waits for its HTTP API.
     pub fn start(opts: &JanusOptions) -> anyhow::Result<JanusServer> {
@@ -195,48 +221,29 @@ impl JanusServer {
         copy_dir(&opts.config_source, &conf)?;
         std::fs::write(conf.join("janus.jcfg"), janus_config(&conf, &lib, opts))?;
         let port = testkit::free_tcp_port()?;
-        std::fs::write(conf.join("janus.transport.http.jcfg"), http_config(port))?;
+        let addr = opts.place.addr;
+        std::fs::write(
+            conf.join("janus.transport.http.jcfg"),
+            http_config(addr, port),
+        )?;
         // No static rooms: the scenario creates its own.
         std::fs::write(conf.join("janus.plugin.videoroom.jcfg"), "general: {\n}\n")?;
 
-        let shim_c = dir.path().join("loopback-shim.c");
-        let shim = dir.path().join("loopback-shim.so");
-        std::fs::write(&shim_c, LOOPBACK_SHIM)?;
-        let out = Command::new("cc")
-            .args(["-shared", "-fPIC", "-O2", "-o"])
-            .arg(&shim)
-            .arg(&shim_c)
-            .arg("-ldl")
-            .output()
-            .context("cc (the loopback shim for Janus needs a C compiler)")?;
-        if !out.status.success() {
-            bail!(
-                "cc failed on the loopback shim: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-
-        let mut cmd = match &opts.cpus {
-            // taskset execs Janus: the pid stays Janus's.
-            Some(cpus) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", cpus]).arg(&opts.binary);
-                c
-            }
-            None => Command::new(&opts.binary),
-        };
+        let mut cmd = opts.place.command(&opts.binary);
         // Janus logs to stdout (the log file).
         cmd.arg("-F")
             .arg(&conf)
             .arg("-C")
-            .arg(conf.join("janus.jcfg"))
-            .env("LD_PRELOAD", &shim);
+            .arg(conf.join("janus.jcfg"));
+        if addr.is_loopback() {
+            cmd.env("LD_PRELOAD", loopback_shim(dir.path())?);
+        }
         let mut server = JanusServer {
             proc: Proc::spawn("janus", cmd, dir.path().join("janus.log"))?,
-            url: format!("http://127.0.0.1:{port}/janus"),
+            url: format!("http://{addr}:{port}/janus"),
             dir,
         };
-        let info = format!("http://127.0.0.1:{port}/janus/info");
+        let info = format!("http://{addr}:{port}/janus/info");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(e) = server.exited() {
@@ -252,6 +259,7 @@ impl JanusServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        crate::netns::check_comm(server.pid(), "janus")?;
         Ok(server)
     }
 
