@@ -3,8 +3,11 @@
 # (loadtest/REPORT.md, "Bridge CPU per forwarded packet"): the bridge pinned to CPU 0 (so it runs one
 # media worker), the load generator to CPU 1; the bridge's utime/stime read from /proc/<pid>/stat
 # over 22 s inside the 30 s window; /metrics read at both ends (jitsi_jvb_udp_*: datagrams per
-# recvmmsg / sendmmsg, GSO messages). With `perf-record`, `perf record -F 1999` of the bridge for
-# 12 s of the window (OUT.perf.data; `perf report -i OUT.perf.data --no-children --sort sym`).
+# recvmmsg / sendmmsg, GSO messages). With `perf-record`, `perf record -g -F 999` of the bridge for
+# 12 s of the window (OUT.perf.data; `perf report -i OUT.perf.data --no-children --sort sym`), and
+# the share of its samples in the receive softirq (`net_rx_action` on the kernel stack): on loopback
+# that is the delivery of the bridge's datagrams into the receivers' sockets, which runs in the
+# sender's context — work a deployment does on the receiving machines (loadtest/REPORT.md).
 # CPU 0's whole busy time (wall time not idle, /proc/stat) over the same 22 s is printed too ("CPU 0 busy"): the
 # bridge plus the interrupt and softirq work that ran on its CPU — meaningful as long as nothing
 # else runs there (another session's build does).
@@ -15,6 +18,10 @@
 #
 #   loadtest/cpu-split.sh BIN_DIR OUT [perf-record] [netns] -- LOADTEST ARGS
 #   e.g. loadtest/cpu-split.sh target/release /tmp/cs/1x40-1 -- --conferences 1 --participants 40
+#
+# Each media worker's own CPU (threads `media-N`, /proc/<pid>/task) is printed too. For 2 workers:
+#   JVB_MEDIA_WORKERS=2 SFU_CPUS=0,1 LOADGEN_CPUS=0,1 loadtest/cpu-split.sh … (CPU 0 busy is then
+#   not the bridge's alone; the per-worker figures are).
 #
 # BIN_DIR holds `loadtest`, `bridge` and `focus`. On a machine shared with other sessions, Linux
 # autogroup scheduling shares the CPU per session and `nice` alone does nothing against them: the
@@ -29,7 +36,8 @@ if [ "${1:-}" = perf-record ]; then rec=1; shift; fi
 if [ "${1:-}" = netns ]; then split=(--split-netns); shift; fi
 [ "${1:-}" = -- ] && shift
 # taskset execs loadtest: $lt is loadtest's pid (and names its namespaces, lt-sfu-$lt).
-taskset -c 1 "$bin/loadtest" --bin-dir "$bin" --sfu-cpus 0 "${split[@]}" --duration 30s \
+taskset -c "${LOADGEN_CPUS:-1}" "$bin/loadtest" --bin-dir "$bin" --sfu-cpus "${SFU_CPUS:-0}" \
+  "${split[@]}" --duration 30s \
   --json "$out.json" "$@" >"$out.txt" 2>"$out.log" &
 lt=$!
 until grep -q "joins settled" "$out.log" 2>/dev/null; do
@@ -52,19 +60,37 @@ cpu() {
   awk '{print $14, $15}' /proc/$pid/stat
   awk '$1 == "cpu0" {print $5 + $6}' /proc/stat
 }
+# utime + stime of each media worker thread, as "name ticks" lines.
+workers() {
+  for t in /proc/$pid/task/*; do
+    c=$(cat "$t/comm" 2>/dev/null) || continue
+    case $c in media-*) echo "$c $(awk '{print $14 + $15}' "$t/stat")" ;; esac
+  done
+}
 { read -r ut0 st0; read -r idle0; } < <(cpu)
+workers >"$out.workers0"
 metrics "$out.metrics0"
 t0=$(date +%s.%N)
 if [ $rec = 1 ]; then
-  perf record -F 1999 -p $pid -o "$out.perf.data" -- sleep 12 >/dev/null 2>&1
+  perf record -g -F 999 -p $pid -o "$out.perf.data" -- sleep 12 >/dev/null 2>&1
   sleep 10
 else
   sleep 22
 fi
 t1=$(date +%s.%N)
 { read -r ut1 st1; read -r idle1; } < <(cpu)
+workers >"$out.workers1"
 metrics "$out.metrics1"
 wait $lt || true
+if [ $rec = 1 ]; then
+  # One sample per blank-line-separated block of `perf script`: its frames, leaf first.
+  perf script -i "$out.perf.data" -F ip,sym 2>/dev/null | awk '
+    NF == 0 { if (n) { total++; if (rx) inrx++; if (seg) segs++ } n = rx = seg = 0; next }
+    { n++; if ($2 == "net_rx_action") rx = 1; if ($2 == "skb_segment") seg = 1 }
+    END { if (n) { total++; if (rx) inrx++; if (seg) segs++ }
+          if (total) printf "perf: %d samples, %.1f %% in the receive softirq (net_rx_action), %.1f %% in skb_segment\n", total, 100 * inrx / total, 100 * segs / total }' \
+    | tee "$out.softirq"
+fi
 echo "$ut0 $st0 $ut1 $st1 $t0 $t1 $idle0 $idle1" >"$out.cpu"
 python3 - "$out" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
@@ -91,8 +117,14 @@ try:
           f"{d['gso_messages'] / d['datagrams_sent']:.3f} GSO messages per datagram sent")
 except (OSError, KeyError, ZeroDivisionError, ValueError):
     pass
+w0 = dict(l.split() for l in open(o + ".workers0") if l.strip())
+w1 = dict(l.split() for l in open(o + ".workers1") if l.strip())
+per_worker = ", ".join(
+    f"{n} {(float(w1[n]) - float(w0.get(n, 0))) / hz / dt:.3f} cores"
+    for n in sorted(w1))
 print(f"{o}: {pps:.0f} forwarded pps, loss {m['loss_pct_overall']:.3f} %, report "
       f"{c['sfu_us_per_forwarded_packet']:.2f} µs/packet; over {dt:.0f} s: user {u / pps * 1e6:.2f} "
       f"+ kernel {k / pps * 1e6:.2f} = {(u + k) / pps * 1e6:.2f} µs SFU process per forwarded packet; "
-      f"CPU 0 busy {busy:.3f} cores = {busy / pps * 1e6:.2f} µs SFU CPU busy per forwarded packet{io}")
+      f"CPU 0 busy {busy:.3f} cores = {busy / pps * 1e6:.2f} µs SFU CPU busy per forwarded packet{io}; "
+      f"bridge {u + k:.3f} cores, workers: {per_worker}")
 PY

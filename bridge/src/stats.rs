@@ -340,12 +340,12 @@ impl StatsSource for NoMedia {
 
 /// Packets (in + out) per second one media worker carries at stress 1.0: its share of
 /// `JVB_MAX_PACKET_RATE`'s default (workers × this). Measured on this project's 2-vCPU machine
-/// (`loadtest/REPORT.md`): 4.8 µs of bridge CPU per sent packet at 1 × 40, i.e. ≈ 4.7 µs per
-/// packet in or out, ≈ 210 000 packets/s per core; ≈ 6.2 µs per packet in or out at 10 × 5
-/// (≈ 160 000 per core);
-/// 150 000 leaves headroom for the rest of the process (XMPP, REST, stats, timers) and for nodes
-/// slower than this one, so stress 0.8, where the focus stops choosing a bridge, is ≈ 55–75 % of
-/// each worker's core. See `media/README.md` for calibrating it on a node type.
+/// (`loadtest/REPORT.md`): with busy neighbours ≈ 4.7 µs of bridge CPU per packet in or out at
+/// 1 × 40 (≈ 210 000 packets/s per core) and ≈ 6.2 µs at 10 × 5 (≈ 160 000); quiet, ≈ 3.6 µs
+/// (≈ 275 000) and ≈ 4.5 µs (≈ 220 000). 150 000 leaves headroom for the rest of the process
+/// (XMPP, REST, stats, timers) and for busy or slower nodes: stress 0.8, where the focus stops
+/// choosing a bridge, is ≈ 45–55 % of each worker's core on a quiet node and ≈ 55–75 % on a busy
+/// one. See `media/README.md` for calibrating it on a node type.
 pub const PACKET_RATE_PER_WORKER: u64 = 150_000;
 
 /// Stats settings (TOML section `stats`).

@@ -160,6 +160,13 @@ struct Args {
     /// namespaces are removed at the end, on error and on SIGINT/SIGTERM.
     #[arg(long)]
     split_netns: bool,
+    /// The participants ask for UDP GRO on their sockets, so that on loopback a GSO message of
+    /// the bridge (one receiver's run of equal-sized datagrams) reaches them whole instead of
+    /// being cut and delivered datagram by datagram in the bridge's softirq, as a NIC with UDP
+    /// segmentation offload spares a bridge in a deployment (loadtest/REPORT.md). Janus sends no
+    /// GSO messages, so it changes nothing there.
+    #[arg(long)]
+    receiver_gro: bool,
     /// The `janus` executable (`--sfu janus`).
     #[arg(long, default_value = "janus")]
     janus_bin: PathBuf,
@@ -278,6 +285,7 @@ fn run() -> anyhow::Result<bool> {
         srtp_profiles,
         sample_interval: args.sample_interval.max(Duration::from_millis(100)),
         bind: place.gen_addr,
+        receiver_gro: args.receiver_gro,
         sfu_cpus,
         ..ScenarioConfig::default()
     };

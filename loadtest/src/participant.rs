@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bridge::transport::udp::{self, IoCounters, RecvBatch};
 use bridge::transport::{
     DropCounters, DtlsIdentity, EndpointTransport, IceCredentials, SrtpProfile, TransportConfig,
 };
@@ -39,8 +40,8 @@ use crate::session::{
 
 /// How long an IQ to the focus may take.
 const IQ_TIMEOUT: Duration = Duration::from_secs(15);
-/// Datagrams handled per wake-up before timers get a turn.
-const RECV_BATCH: usize = 64;
+/// `recvmmsg` calls per wake-up before timers get a turn (each up to `udp::BATCH` messages).
+const RECV_CALLS: usize = 2;
 /// Receive buffer of a participant's socket (bursts of keyframes from several senders).
 const RECV_BUFFER: usize = 2 * 1024 * 1024;
 
@@ -65,6 +66,8 @@ pub struct ParticipantConfig {
     pub srtp_profiles: Vec<SrtpProfile>,
     pub view: ReceiveView,
     pub bind: IpAddr,
+    /// Ask for UDP GRO on the socket (`--receiver-gro`, see [`ReceiveBuffers`]).
+    pub receiver_gro: bool,
     /// Limit for login + conference request + MUC join + media connection.
     pub join_timeout: Duration,
     /// Endpoint ids of the other senders in this conference.
@@ -235,8 +238,9 @@ pub(crate) fn random_u32() -> u32 {
     u32::from_be_bytes(b)
 }
 
-/// A UDP socket on `ip` with a large receive buffer.
-pub(crate) fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
+/// A UDP socket on `ip` with a large receive buffer; with `gro`, UDP GRO asked for (a kernel
+/// without it leaves the socket as it was: [`ReceiveBuffers`] reads plain datagrams too).
+pub(crate) fn bind_socket(ip: IpAddr, gro: bool) -> std::io::Result<UdpSocket> {
     let domain = if ip.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -247,6 +251,10 @@ pub(crate) fn bind_socket(ip: IpAddr) -> std::io::Result<UdpSocket> {
     let _ = s.set_send_buffer_size(RECV_BUFFER);
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::new(ip, 0).into())?;
+    if gro {
+        use std::os::fd::AsRawFd;
+        udp::enable_gro(s.as_raw_fd(), &IoCounters::default());
+    }
     UdpSocket::from_std(s.into())
 }
 
@@ -259,13 +267,46 @@ pub(crate) fn all_expected_media(receiver: &MediaReceiver, expected: &[String]) 
         .all(|e| audio.contains(&e.as_str()) && video.contains(&e.as_str()))
 }
 
-/// Hands up to [`RECV_BATCH`] datagrams waiting on `socket` to `media`.
-pub(crate) fn receive_batch(socket: &UdpSocket, media: &mut MediaEndpoint, buf: &mut [u8]) {
-    for _ in 0..RECV_BATCH {
-        match socket.try_recv_from(buf) {
-            Ok((n, from)) => {
-                if let Some(d) = buf.get(..n) {
-                    media.handle_datagram(Instant::now(), from, d);
+/// A participant's receive side: `recvmmsg` batches into reused buffers (the bridge's own
+/// `transport::udp::RecvBatch`).
+///
+/// With `--receiver-gro` the socket has UDP GRO, so a GSO message of the bridge (one receiver's
+/// run of equal-sized datagrams) reaches it whole on loopback instead of being cut back into
+/// datagrams and delivered one by one — work the sender's softirq does on loopback, charged to the
+/// bridge, which in a deployment happens on the receiving machines (loadtest/REPORT.md). The
+/// datagrams handed to the media endpoint are the same either way.
+pub(crate) struct ReceiveBuffers {
+    batch: RecvBatch,
+    io: IoCounters,
+}
+
+impl ReceiveBuffers {
+    pub(crate) fn new(gro: bool) -> Self {
+        ReceiveBuffers {
+            batch: RecvBatch::new(gro),
+            io: IoCounters::default(),
+        }
+    }
+}
+
+/// Hands the datagrams waiting on `socket` to `media` (up to [`RECV_CALLS`] batches).
+pub(crate) fn receive_batch(
+    socket: &UdpSocket,
+    media: &mut MediaEndpoint,
+    bufs: &mut ReceiveBuffers,
+) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    for _ in 0..RECV_CALLS {
+        let ReceiveBuffers { batch, io } = &mut *bufs;
+        match socket.try_io(tokio::io::Interest::READABLE, || batch.recv(fd, io)) {
+            Ok(n) => {
+                let now = Instant::now();
+                for (from, d) in batch.datagrams() {
+                    media.handle_datagram(now, from, d);
+                }
+                if n < udp::BATCH {
+                    break;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -335,7 +376,7 @@ pub async fn run(
         report.failures.push(why);
         report
     };
-    let socket = match bind_socket(cfg.bind) {
+    let socket = match bind_socket(cfg.bind, cfg.receiver_gro) {
         Ok(s) => s,
         Err(e) => return fail(report, format!("UDP bind: {e}")),
     };
@@ -466,7 +507,7 @@ impl Participant {
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far);
         tokio::pin!(sleep);
-        let mut buf = vec![0u8; 2048];
+        let mut buf = ReceiveBuffers::new(self.cfg.receiver_gro);
         let mut next_check = Instant::now();
         if *phase.borrow() == Phase::Measuring {
             self.open_window();
@@ -530,7 +571,7 @@ impl Participant {
         }
     }
 
-    fn receive(&mut self, buf: &mut [u8]) {
+    fn receive(&mut self, buf: &mut ReceiveBuffers) {
         if let Some(media) = self.media.as_mut() {
             receive_batch(&self.socket, media, buf);
         }

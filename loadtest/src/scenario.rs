@@ -49,6 +49,8 @@ pub struct ScenarioConfig {
     /// The participants' address (their sockets and ICE candidates): 127.0.0.1, or the load
     /// generator's end of the split namespaces (`crate::netns`).
     pub bind: std::net::IpAddr,
+    /// The participants ask for UDP GRO on their sockets (`participant::ReceiveBuffers`).
+    pub receiver_gro: bool,
     /// CPUs whose whole busy time (`/proc/stat`) is reported as the SFU's (split namespaces).
     pub sfu_cpus: Vec<usize>,
 }
@@ -77,6 +79,7 @@ impl Default for ScenarioConfig {
             client: Client::Y2021,
             tile_viewers: 0,
             bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            receiver_gro: false,
             sfu_cpus: Vec::new(),
         }
     }
@@ -133,6 +136,7 @@ pub fn plan(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<Vec<Partici
                     ..cfg.view
                 },
                 bind: cfg.bind,
+                receiver_gro: cfg.receiver_gro,
                 join_timeout: cfg.join_timeout,
                 expected_senders: ids
                     .iter()

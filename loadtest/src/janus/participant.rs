@@ -31,8 +31,8 @@ use super::api::{ApiError, JanusEvent, Session};
 use super::sdp::{self, LocalTransport, PublishMedia, Sdp};
 use crate::media::MediaEndpoint;
 use crate::participant::{
-    ParticipantConfig, ParticipantReport, Phase, Progress, WindowStart, all_expected_media,
-    bind_socket, flush_media, ms, random_u32, receive_batch, window_report,
+    ParticipantConfig, ParticipantReport, Phase, Progress, ReceiveBuffers, WindowStart,
+    all_expected_media, bind_socket, flush_media, ms, random_u32, receive_batch, window_report,
 };
 use crate::receiver::{Kind, MediaReceiver, RemoteSource};
 use crate::sender::{AudioConfig, LayerConfig, MediaSender, VideoConfig, default_layers};
@@ -60,8 +60,8 @@ struct Pc {
 }
 
 impl Pc {
-    fn new(bind: std::net::IpAddr) -> Result<Pc, String> {
-        let socket = bind_socket(bind).map_err(|e| format!("UDP bind: {e}"))?;
+    fn new(bind: std::net::IpAddr, gro: bool) -> Result<Pc, String> {
+        let socket = bind_socket(bind, gro).map_err(|e| format!("UDP bind: {e}"))?;
         let addr = socket.local_addr().map_err(|e| e.to_string())?;
         Ok(Pc {
             socket,
@@ -80,7 +80,7 @@ impl Pc {
         }
     }
 
-    fn receive(&mut self, buf: &mut [u8]) {
+    fn receive(&mut self, buf: &mut ReceiveBuffers) {
         if let Some(media) = self.media.as_mut() {
             receive_batch(&self.socket, media, buf);
         }
@@ -151,7 +151,10 @@ pub async fn run(
         report.failures.push(why);
         report
     };
-    let (publish_pc, subscribe_pc) = match (Pc::new(cfg.bind), Pc::new(cfg.bind)) {
+    let (publish_pc, subscribe_pc) = match (
+        Pc::new(cfg.bind, cfg.receiver_gro),
+        Pc::new(cfg.bind, cfg.receiver_gro),
+    ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return fail(report, e),
     };
@@ -651,7 +654,7 @@ impl JanusParticipant {
     ) {
         let sleep = tokio::time::sleep(Duration::from_millis(1));
         tokio::pin!(sleep);
-        let mut buf = vec![0u8; 2048];
+        let mut buf = ReceiveBuffers::new(self.cfg.receiver_gro);
         let mut next_check = Instant::now();
         if *phase.borrow() == Phase::Measuring {
             self.open_window();
