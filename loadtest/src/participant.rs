@@ -1021,3 +1021,52 @@ pub(crate) fn window_report(
         report.receive_drops = r.drops;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// With `--receiver-gro` a GSO message of the bridge (its `udp::send`) reaches a participant's
+    /// socket as one message and comes out of [`ReceiveBuffers`] as the datagrams it was made of;
+    /// without, as separate datagrams. Real sockets on loopback.
+    #[tokio::test]
+    async fn a_gso_message_reaches_a_gro_socket_whole_and_is_cut_back_into_its_datagrams() {
+        for gro in [true, false] {
+            let rx = bind_socket(IpAddr::from([127, 0, 0, 1]), gro).expect("bind");
+            let to = rx.local_addr().expect("addr");
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let sent = IoCounters::default();
+            udp::probe_gso(tx.as_raw_fd(), &sent);
+            let datagrams: Vec<(SocketAddr, Vec<u8>)> = (0..3u8)
+                .map(|i| (to, vec![i; if i == 2 { 40 } else { 100 }]))
+                .collect();
+            udp::send(tx.as_raw_fd(), &datagrams, true, &sent).expect("send");
+            assert_eq!(sent.gso_messages.load(Relaxed), 1, "one GSO message");
+
+            let mut bufs = ReceiveBuffers::new(gro);
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while got.len() < 3 && Instant::now() < deadline {
+                rx.readable().await.expect("readable");
+                let ReceiveBuffers { batch, io } = &mut bufs;
+                if rx
+                    .try_io(tokio::io::Interest::READABLE, || {
+                        batch.recv(rx.as_raw_fd(), io)
+                    })
+                    .is_ok()
+                {
+                    got.extend(batch.datagrams().map(|(_, d)| d.to_vec()));
+                }
+            }
+            let want: Vec<Vec<u8>> = datagrams.into_iter().map(|(_, d)| d).collect();
+            assert_eq!(got, want, "gro {gro}");
+            assert_eq!(
+                bufs.io.gro_messages.load(Relaxed),
+                u64::from(gro),
+                "gro {gro}"
+            );
+        }
+    }
+}
