@@ -20,7 +20,8 @@
 use benches::port::PortFixture;
 
 fn main() {
-    // The program's path, then what cargo bench passes (`--bench`) and ours.
+    // argv[0] is the program's path (skipped); cargo bench adds `--bench` (filtered); the rest
+    // are ours.
     let mut args = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -295,15 +295,25 @@ pub(crate) fn receive_batch(
     media: &mut MediaEndpoint,
     bufs: &mut ReceiveBuffers,
 ) {
-    use std::os::fd::AsRawFd;
-    let fd = socket.as_raw_fd();
+    receive_datagrams(socket, bufs, |now, from, d| {
+        media.handle_datagram(now, from, d)
+    });
+}
+
+/// Hands the datagrams waiting on `socket` to `handle` (up to [`RECV_CALLS`] batches), a GRO
+/// message cut back into its datagrams.
+fn receive_datagrams(
+    socket: &UdpSocket,
+    bufs: &mut ReceiveBuffers,
+    mut handle: impl FnMut(Instant, SocketAddr, &[u8]),
+) {
     for _ in 0..RECV_CALLS {
         let ReceiveBuffers { batch, io } = &mut *bufs;
-        match socket.try_io(tokio::io::Interest::READABLE, || batch.recv(fd, io)) {
+        match batch.recv_ready(socket, io) {
             Ok(n) => {
                 let now = Instant::now();
                 for (from, d) in batch.datagrams() {
-                    media.handle_datagram(now, from, d);
+                    handle(now, from, d);
                 }
                 if n < udp::BATCH {
                     break;
@@ -1050,15 +1060,7 @@ mod tests {
             let deadline = Instant::now() + Duration::from_secs(2);
             while got.len() < 3 && Instant::now() < deadline {
                 rx.readable().await.expect("readable");
-                let ReceiveBuffers { batch, io } = &mut bufs;
-                if rx
-                    .try_io(tokio::io::Interest::READABLE, || {
-                        batch.recv(rx.as_raw_fd(), io)
-                    })
-                    .is_ok()
-                {
-                    got.extend(batch.datagrams().map(|(_, d)| d.to_vec()));
-                }
+                receive_datagrams(&rx, &mut bufs, |_, _, d| got.push(d.to_vec()));
             }
             let want: Vec<Vec<u8>> = datagrams.into_iter().map(|(_, d)| d).collect();
             assert_eq!(got, want, "gro {gro}");

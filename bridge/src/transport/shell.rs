@@ -580,8 +580,6 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
         mut handler: H,
         mut commands: mpsc::Receiver<H::Command>,
     ) -> (PortState<K>, H) {
-        use std::os::fd::AsRawFd;
-        let fd = self.socket.as_raw_fd();
         let mut events = Vec::new();
         let mut transmits = Vec::new();
         // Datagrams the other workers of the port hand over (none with one worker).
@@ -604,27 +602,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
             };
             tokio::select! {
                 r = self.socket.readable() => {
-                    let recv = &mut self.recv;
-                    let io = &self.io;
-                    // A batch shorter than `BATCH` emptied the socket (recvmmsg stops at its
-                    // first EAGAIN): reporting WouldBlock lets tokio clear the readiness now, not
-                    // after one more recvmmsg that finds nothing (a syscall and a loop turn per
-                    // wake-up). No datagram is missed: mio's epoll is edge-triggered, so one
-                    // arriving after the call raises a new edge.
-                    let got = r.and_then(|()| {
-                        let drained = self.socket.try_io(Interest::READABLE, || {
-                            match recv.recv(fd, io)? {
-                                n if n < udp::BATCH => Err(io::ErrorKind::WouldBlock.into()),
-                                n => Ok(n),
-                            }
-                        });
-                        match drained {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock && recv.messages() > 0 => {
-                                Ok(recv.messages())
-                            }
-                            other => other,
-                        }
-                    });
+                    let got = r.and_then(|()| self.recv.recv_ready(&self.socket, &self.io));
                     match got {
                         Ok(_) => {
                             let now = Instant::now();

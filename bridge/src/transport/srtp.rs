@@ -11,10 +11,9 @@ use rtc_srtp::context::Context;
 use rtc_srtp::option::ContextOption;
 
 use super::dtls::SrtpProfile;
+use super::replay::{MAX_SRTCP_INDEX, MAX_SRTP_INDEX, ReplayWindow};
 use super::role::Role;
 use rtc_dtls::crypto_provider::RTCCryptoProvider;
-
-use super::replay::{MAX_SRTCP_INDEX, MAX_SRTP_INDEX, ReplayWindow};
 
 /// A fresh replay window per remote SSRC over the index space `0..=max` (`replay.rs`).
 fn replay_window(max: u64) -> ContextOption {

@@ -176,9 +176,31 @@ impl RecvBatch {
             })
     }
 
-    /// Messages the last call took (0 after a failed one).
-    pub fn messages(&self) -> usize {
-        self.len
+    /// One [`RecvBatch::recv`] on a tokio socket, for its readable branch: up to [`BATCH`]
+    /// datagrams, `WouldBlock` when none was waiting. A batch shorter than [`BATCH`] emptied the
+    /// socket (recvmmsg stops at its first EAGAIN), so the readiness is cleared at once, not
+    /// after one more recvmmsg that finds nothing (a syscall and a loop turn per wake-up). No
+    /// datagram is missed: mio's epoll is edge-triggered, so one arriving after the call raises a
+    /// new edge.
+    pub fn recv_ready(
+        &mut self,
+        socket: &tokio::net::UdpSocket,
+        counters: &IoCounters,
+    ) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = socket.as_raw_fd();
+        // tokio clears the readiness when the closure says WouldBlock: say it for a short batch
+        // too, and hand the batch back as taken.
+        let r = socket.try_io(tokio::io::Interest::READABLE, || {
+            match self.recv(fd, counters)? {
+                n if n < BATCH => Err(io::ErrorKind::WouldBlock.into()),
+                n => Ok(n),
+            }
+        });
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.len > 0 => Ok(self.len),
+            other => other,
+        }
     }
 
     /// One non-blocking `recvmmsg` (for `UdpSocket::try_io`): up to [`BATCH`] datagrams. Returns
@@ -480,6 +502,39 @@ mod tests {
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
     use std::time::Duration;
+
+    /// A short batch clears the socket's readiness at once (the next wait blocks instead of
+    /// returning for one more empty recvmmsg), and a datagram that arrives afterwards still wakes
+    /// the reader: nothing is missed.
+    #[tokio::test]
+    async fn a_short_batch_clears_readiness_and_a_later_datagram_still_wakes() {
+        let rx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = rx.local_addr().unwrap();
+        let tx = socket();
+        let (mut batch, io) = (RecvBatch::new(false), IoCounters::default());
+        for i in 0..3u8 {
+            tx.send_to(&[i; 10], to).unwrap();
+        }
+        let wait = Duration::from_secs(2);
+        tokio::time::timeout(wait, rx.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.recv_ready(&rx, &io).unwrap(), 3);
+        assert_eq!(batch.datagrams().count(), 3);
+        // Drained: no readiness left until something new arrives.
+        let short = Duration::from_millis(100);
+        assert!(tokio::time::timeout(short, rx.readable()).await.is_err());
+        assert_eq!(io.recv_calls.load(Relaxed), 1, "no empty recvmmsg");
+        tx.send_to(&[9; 10], to).unwrap();
+        tokio::time::timeout(wait, rx.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.recv_ready(&rx, &io).unwrap(), 1);
+        let got: Vec<_> = batch.datagrams().map(|(_, d)| d.to_vec()).collect();
+        assert_eq!(got, vec![vec![9; 10]]);
+    }
 
     fn socket() -> UdpSocket {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
