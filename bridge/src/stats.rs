@@ -291,6 +291,9 @@ pub struct UdpIo {
     /// Datagrams the kernel refused to send.
     #[serde(rename = "total_udp_send_errors")]
     pub send_errors: u64,
+    /// Times a send found the send buffer full and waited for room (the link is saturated).
+    #[serde(rename = "total_udp_send_buffer_full")]
+    pub send_buffer_full: u64,
 }
 
 impl UdpIo {
@@ -304,6 +307,7 @@ impl UdpIo {
             gso_messages,
             gso_fallbacks,
             send_errors,
+            send_buffer_full,
         } = o;
         self.recv_calls += recv_calls;
         self.datagrams_received += datagrams_received;
@@ -313,6 +317,7 @@ impl UdpIo {
         self.gso_messages += gso_messages;
         self.gso_fallbacks += gso_fallbacks;
         self.send_errors += send_errors;
+        self.send_buffer_full += send_buffer_full;
     }
 }
 
@@ -955,6 +960,11 @@ const COUNTERS: &[IntGaugeDef] = &[
         "udp_send_errors_total",
         "Datagrams the kernel refused to send on the media sockets.",
         |s| s.udp.send_errors,
+    ),
+    (
+        "udp_send_buffer_full_total",
+        "Times a media socket's send buffer was full and the worker waited for room.",
+        |s| s.udp.send_buffer_full,
     ),
     (
         "packets_received_total",

@@ -156,6 +156,7 @@ impl MediaStats {
             gso_messages: read(&io.gso_messages),
             gso_fallbacks: read(&io.gso_disabled),
             send_errors: read(&io.send_errors),
+            send_buffer_full: read(&io.send_buffer_full),
         };
         s
     }
@@ -226,6 +227,7 @@ mod tests {
             io.datagrams_sent.store(1000 * k, Ordering::Relaxed);
             io.gso_messages.store(3 * k, Ordering::Relaxed);
             io.truncated.store(k, Ordering::Relaxed);
+            io.send_buffer_full.store(k, Ordering::Relaxed);
         }
         let s = stats.sample();
         assert_eq!(
@@ -239,6 +241,7 @@ mod tests {
                 gso_messages: 9,
                 gso_fallbacks: 0,
                 send_errors: 0,
+                send_buffer_full: 3,
             }
         );
         assert_eq!(s.dropped_packets.get("datagram_too_long"), Some(&3));
@@ -258,6 +261,7 @@ mod tests {
             "jitsi_jvb_udp_datagrams_sent_total 3000",
             "jitsi_jvb_udp_gso_messages_total 9",
             "jitsi_jvb_udp_gso_fallbacks_total 0",
+            "jitsi_jvb_udp_send_buffer_full_total 3",
             "jitsi_jvb_dropped_packets_total{reason=\"datagram_too_long\"} 3",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");

@@ -1,4 +1,5 @@
-//! The thin async shell: one tokio `UdpSocket` driving the demux and every endpoint of the port.
+//! The thin async shell: one UDP socket ([`MediaSocket`]: watched for reading only) driving the
+//! demux and every endpoint of the port.
 //!
 //! The sans-IO state lives in [`PortState`]; [`Port::run`] owns the socket and calls a
 //! [`PortHandler`] synchronously for every transport event and every command, so the consumer
@@ -20,8 +21,6 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use rustc_hash::FxHashMap;
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::timer::{Deadline, TimerTable};
@@ -32,7 +31,7 @@ use super::endpoint::{EndpointTransport, SendError, TransportEvent};
 use super::handoff::{HandedOff, RouteCache, Routes, WorkerId};
 use super::restart::IceRestart;
 use super::tx_pool::TxPool;
-use super::udp::{self, IoCounters, RecvBatch};
+use super::udp::{self, IoCounters, MediaSocket, RecvBatch};
 
 /// Demux plus endpoints: everything but the socket.
 pub struct PortState<K> {
@@ -450,7 +449,7 @@ const MAX_HANDOFFS_PER_TURN: usize = 64;
 
 /// A UDP port with its endpoints.
 pub struct Port<K> {
-    socket: UdpSocket,
+    socket: MediaSocket,
     state: PortState<K>,
     /// Reused receive buffers (`recvmmsg`).
     recv: RecvBatch,
@@ -508,7 +507,7 @@ impl Handoff {
 
 impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     pub async fn bind(addr: SocketAddr, counters: Arc<DropCounters>) -> io::Result<Self> {
-        let socket = UdpSocket::bind(addr).await?;
+        let socket = MediaSocket::new(std::net::UdpSocket::bind(addr)?)?;
         Ok(Self::with_socket(socket, counters, Arc::default()))
     }
 
@@ -519,15 +518,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
         counters: Arc<DropCounters>,
         io: Arc<IoCounters>,
     ) -> io::Result<Self> {
-        socket.set_nonblocking(true)?;
-        Ok(Self::with_socket(
-            UdpSocket::from_std(socket)?,
-            counters,
-            io,
-        ))
+        Ok(Self::with_socket(MediaSocket::new(socket)?, counters, io))
     }
 
-    fn with_socket(socket: UdpSocket, counters: Arc<DropCounters>, io: Arc<IoCounters>) -> Self {
+    fn with_socket(socket: MediaSocket, counters: Arc<DropCounters>, io: Arc<IoCounters>) -> Self {
         use std::os::fd::AsRawFd;
         udp::probe_gso(socket.as_raw_fd(), &io);
         let gro = udp::enable_gro(socket.as_raw_fd(), &io);
@@ -602,7 +596,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
             };
             tokio::select! {
                 r = self.socket.readable() => {
-                    let got = r.and_then(|()| self.recv.recv_ready(&self.socket, &self.io));
+                    let got = r.and_then(|mut g| self.recv.recv_guarded(&mut g, &self.io));
                     match got {
                         Ok(_) => {
                             let now = Instant::now();
@@ -694,31 +688,9 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
 
     /// Sends every queued transmit: `sendmmsg` batches, GSO runs per destination.
     async fn flush(&mut self, transmits: &mut Vec<(SocketAddr, BytesMut)>) {
-        use std::os::fd::AsRawFd;
         self.state.recycle(transmits);
         self.state.drain_transmits(transmits);
-        let fd = self.socket.as_raw_fd();
-        let mut done = 0;
-        while done < transmits.len() {
-            let rest = &transmits[done..];
-            let io = &self.io;
-            match self
-                .socket
-                .try_io(Interest::WRITABLE, || udp::send_some(fd, rest, io))
-            {
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.socket.writable().await {
-                        tracing::debug!("udp socket not writable: {e}");
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!("udp send failed: {e}");
-                    break;
-                }
-            }
-        }
+        self.socket.send_all(transmits, &self.io).await;
         self.state.recycle(transmits);
     }
 }

@@ -9,8 +9,9 @@
 //!
 //! Why not quinn-udp: it sends one `sendmsg` per destination run (no `sendmmsg`), and a fan-out
 //! flush is mostly runs of one datagram each to different receivers, where `sendmmsg` is the
-//! saving. The syscalls are a few lines of `libc` on the socket tokio already owns; everything is
-//! built on the stack per call (no allocation, nothing non-`Send` held across an `.await`).
+//! saving. The syscalls are a few lines of `libc` on the socket tokio watches ([`MediaSocket`]);
+//! everything is built on the stack per call (no allocation, nothing non-`Send` held across an
+//! `.await`).
 //!
 //! A kernel or device may refuse GSO (EIO: no checksum offload on the route's device; EINVAL:
 //! e.g. `SO_NO_CHECK`): the failed message is sent again without it, GSO stays off for the
@@ -41,6 +42,90 @@ const MAX_GSO_BYTES: usize = 65_000;
 /// iovecs per `sendmmsg` call (one per datagram).
 const MAX_IOV: usize = 256;
 
+/// A media port's socket, registered with tokio's epoll for reading only.
+///
+/// tokio's `UdpSocket` registers for writing too, and the kernel raises a writable edge each time
+/// sent datagrams leave the send buffer (`sock_wfree`): behind a NIC at every transmit completion,
+/// which wakes a worker sleeping in `epoll_wait` for nothing, and on loopback one more
+/// `epoll_wait` per wake-up. A UDP send buffer is full only when the link is saturated, so
+/// writability is waited for only then ([`MediaSocket::send_all`]), through a second
+/// registration made for that wait and dropped after it.
+pub struct MediaSocket {
+    fd: tokio::io::unix::AsyncFd<std::net::UdpSocket>,
+}
+
+/// A readiness of a [`MediaSocket`] (for [`RecvBatch::recv_guarded`]).
+pub type MediaReadyGuard<'a> = tokio::io::unix::AsyncFdReadyGuard<'a, std::net::UdpSocket>;
+
+impl MediaSocket {
+    /// Takes a bound socket (made non-blocking). Call inside the tokio runtime that will run it.
+    pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Ok(Self {
+            fd: register(socket, tokio::io::Interest::READABLE)?,
+        })
+    }
+
+    /// Waits until datagrams may be waiting.
+    pub async fn readable(&self) -> io::Result<MediaReadyGuard<'_>> {
+        self.fd.readable().await
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.get_ref().local_addr()
+    }
+
+    /// Sends every transmit ([`send_some`] batches); a full send buffer is waited out, each wait
+    /// counted in [`IoCounters::send_buffer_full`]. Stops early only on an error of the socket
+    /// itself (logged).
+    pub async fn send_all<D: AsRef<[u8]>>(&self, transmits: &[(SocketAddr, D)], io: &IoCounters) {
+        use std::os::fd::AsRawFd;
+        let fd = self.fd.get_ref().as_raw_fd();
+        let mut done = 0;
+        while done < transmits.len() {
+            match send_some(fd, &transmits[done..], io) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    IoCounters::add(&io.send_buffer_full, 1);
+                    if let Err(e) = self.writable().await {
+                        tracing::debug!("udp socket not writable: {e}");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("udp send failed: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Waits for room in the send buffer: registers a duplicate of the descriptor for writing,
+    /// which epoll reports at once if there is room already, and deregisters it after.
+    async fn writable(&self) -> io::Result<()> {
+        let dup = self.fd.get_ref().try_clone()?;
+        let w = register(dup, tokio::io::Interest::WRITABLE)?;
+        w.writable().await.map(drop)
+    }
+}
+
+/// Registers a socket the `AsyncFd` then owns.
+fn register(
+    socket: std::net::UdpSocket,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<std::net::UdpSocket>> {
+    // SAFETY: the `AsyncFd` owns the socket, so its descriptor stays open and the same until the
+    // `AsyncFd` is dropped (`UdpSocket::as_raw_fd` always returns the one it owns).
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(socket, interest) }
+        .map_err(io::Error::from)
+}
+
+impl std::os::fd::AsRawFd for MediaSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.get_ref().as_raw_fd()
+    }
+}
+
 /// What the port's socket did, in batches (relaxed atomics, updated once per syscall).
 #[derive(Debug, Default)]
 pub struct IoCounters {
@@ -56,6 +141,8 @@ pub struct IoCounters {
     pub gso_disabled: AtomicU64,
     /// Datagrams the kernel refused for another reason (logged, not retried).
     pub send_errors: AtomicU64,
+    /// Times a send found the send buffer full and waited for room ([`MediaSocket::send_all`]).
+    pub send_buffer_full: AtomicU64,
     /// Datagrams this worker's socket received for another worker's endpoints and handed over
     /// (`handoff.rs`), in how many channel sends, and those lost because the owner's inbox was full.
     pub handed_off: AtomicU64,
@@ -189,14 +276,36 @@ impl RecvBatch {
     ) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         let fd = socket.as_raw_fd();
-        // tokio clears the readiness when the closure says WouldBlock: say it for a short batch
-        // too, and hand the batch back as taken.
         let r = socket.try_io(tokio::io::Interest::READABLE, || {
-            match self.recv(fd, counters)? {
-                n if n < BATCH => Err(io::ErrorKind::WouldBlock.into()),
-                n => Ok(n),
-            }
+            self.recv_full_or_would_block(fd, counters)
         });
+        self.taken(r)
+    }
+
+    /// [`RecvBatch::recv_ready`] on a [`MediaSocket`], whose readiness `guard` the caller awaited.
+    pub fn recv_guarded(
+        &mut self,
+        guard: &mut MediaReadyGuard<'_>,
+        counters: &IoCounters,
+    ) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let r = match guard.try_io(|s| self.recv_full_or_would_block(s.as_raw_fd(), counters)) {
+            Ok(r) => r,
+            Err(_cleared) => Err(io::ErrorKind::WouldBlock.into()),
+        };
+        self.taken(r)
+    }
+
+    /// One `recvmmsg` for a readiness: tokio clears the readiness when this says `WouldBlock`,
+    /// so it says so for a short batch too (which [`RecvBatch::taken`] hands back as taken).
+    fn recv_full_or_would_block(&mut self, fd: RawFd, counters: &IoCounters) -> io::Result<usize> {
+        match self.recv(fd, counters)? {
+            n if n < BATCH => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn taken(&self, r: io::Result<usize>) -> io::Result<usize> {
         match r {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.len > 0 => Ok(self.len),
             other => other,
@@ -534,6 +643,144 @@ mod tests {
         assert_eq!(batch.recv_ready(&rx, &io).unwrap(), 1);
         let got: Vec<_> = batch.datagrams().map(|(_, d)| d.to_vec()).collect();
         assert_eq!(got, vec![vec![9; 10]]);
+    }
+
+    /// The epoll registrations of the socket `fd` in this process, as their event masks
+    /// (`/proc/self/fdinfo` of every epoll descriptor lists what it watches, by inode; mio holds
+    /// its epoll under two descriptors, so a registration is counted once).
+    fn epoll_masks(fd: RawFd) -> Vec<u32> {
+        let mut st: libc::stat = unsafe { zeroed() };
+        // SAFETY: `fd` is open; `st` is valid for writes.
+        assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+        let ino = format!("ino:{:x}", st.st_ino);
+        let mut seen = std::collections::HashSet::new();
+        let mut masks = Vec::new();
+        for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let is_epoll = std::fs::read_link(e.path())
+                .is_ok_and(|l| l.to_string_lossy().contains("eventpoll"));
+            if !is_epoll {
+                continue;
+            }
+            let info = std::fs::read_to_string(format!(
+                "/proc/self/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            for line in info.lines().filter(|l| l.starts_with("tfd:")) {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if words.contains(&ino.as_str()) && seen.insert(line.to_owned()) {
+                    let at = words.iter().position(|w| *w == "events:").unwrap();
+                    masks.push(u32::from_str_radix(words[at + 1], 16).unwrap());
+                }
+            }
+        }
+        masks
+    }
+
+    /// The media socket is watched for reading only: sends raise no writable edges to wake the
+    /// worker. Waiting for room registers a second watch, for writing, that is gone afterwards.
+    #[tokio::test]
+    async fn the_media_socket_is_watched_for_reading_only() {
+        use std::os::fd::AsRawFd;
+        let media = MediaSocket::new(socket()).unwrap();
+        let fd = media.as_raw_fd();
+        let readable_only = |masks: Vec<u32>| {
+            assert_eq!(masks.len(), 1, "one registration: {masks:x?}");
+            assert_ne!(masks[0] & libc::EPOLLIN as u32, 0, "{masks:x?}");
+            assert_eq!(masks[0] & libc::EPOLLOUT as u32, 0, "{masks:x?}");
+        };
+        readable_only(epoll_masks(fd));
+        let rx = socket();
+        let to = rx.local_addr().unwrap();
+        let io = IoCounters::default();
+        let transmits: Vec<_> = (0..10).map(|i| (to, datagram(i, 100))).collect();
+        media.send_all(&transmits, &io).await;
+        for i in 0..10 {
+            let mut buf = [0u8; 200];
+            assert_eq!(rx.recv(&mut buf).unwrap(), 100);
+            assert_eq!(buf[1], i as u8);
+        }
+        // Room in the buffer: the wait ends at once (epoll reports the state on registration).
+        tokio::time::timeout(Duration::from_secs(2), media.writable())
+            .await
+            .unwrap()
+            .unwrap();
+        readable_only(epoll_masks(fd));
+    }
+
+    /// A send buffer that fills up (a link slower than the sender: here a token-bucket qdisc on
+    /// the loopback of a network namespace the test makes, gone with its thread) is waited out:
+    /// every datagram arrives, in order, and the waits are counted. Needs root, as the other
+    /// namespace tests.
+    #[test]
+    fn a_full_send_buffer_is_waited_out_and_nothing_is_lost() {
+        std::thread::spawn(|| {
+            // SAFETY: plain syscall; the new namespace is this thread's alone.
+            assert_eq!(
+                unsafe { libc::unshare(libc::CLONE_NEWNET) },
+                0,
+                "unshare (root?)"
+            );
+            let run = |args: &[&str]| {
+                let ok = std::process::Command::new(args[0])
+                    .args(&args[1..])
+                    .status();
+                assert!(ok.is_ok_and(|s| s.success()), "{args:?}");
+            };
+            run(&["ip", "link", "set", "lo", "up"]);
+            // 20 Mbit/s: the datagrams take ≈ 25 ms; the queue never drops. As many as the
+            // receiver's default buffer holds (the test reads them afterwards).
+            const COUNT: usize = 60;
+            run(&[
+                "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "20mbit", "burst", "4kb",
+                "latency", "5s",
+            ]);
+            let rx = socket();
+            let to = rx.local_addr().unwrap();
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let small: libc::c_int = 4096;
+            // SAFETY: `tx` is open; the value is a c_int of the size given.
+            unsafe {
+                libc::setsockopt(
+                    tx.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDBUF,
+                    std::ptr::from_ref(&small).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let media = MediaSocket::new(tx).unwrap();
+                let io = IoCounters::default();
+                io.disable_gso(); // one datagram per message: the buffer fills datagram by datagram
+                let transmits: Vec<_> = (0..COUNT).map(|i| (to, datagram(i, 1000))).collect();
+                tokio::time::timeout(Duration::from_secs(10), media.send_all(&transmits, &io))
+                    .await
+                    .expect("the sends finished");
+                let waits = io.send_buffer_full.load(Relaxed);
+                assert!(waits > 0, "the buffer filled");
+                // Each wait ends when there is room again, not at once (no spinning).
+                assert!(waits < COUNT as u64, "{waits} waits");
+                assert_eq!(io.datagrams_sent.load(Relaxed), COUNT as u64);
+                assert_eq!(io.send_errors.load(Relaxed), 0);
+                assert_eq!(
+                    epoll_masks(media.as_raw_fd()).len(),
+                    1,
+                    "the wait's watch is gone"
+                );
+            });
+            for i in 0..COUNT {
+                let mut buf = [0u8; 2000];
+                assert_eq!(rx.recv(&mut buf).unwrap(), 1000);
+                assert_eq!(buf[1], i as u8, "in order");
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     fn socket() -> UdpSocket {
