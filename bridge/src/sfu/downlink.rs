@@ -349,9 +349,11 @@ impl Downlink {
         let mut ext = ext_map(&m.sender_ext, params, m.kind, out.payload.is_av1());
         ext.mid = mid;
         // AV1: the receiver's Dependency Descriptor, written whole.
-        let mut dd = [0u8; MAX_LEN];
+        // (Initialized on that path only: the other packets skip zeroing its 255 bytes.)
+        let mut dd;
         let replace = match (&m.video.info.frame, m.video.stream.and_then(|s| s.dd())) {
             (FrameDesc::Av1(info), Some(src)) if ext.keep[1].0 != 0 => {
+                dd = [0u8; MAX_LEN];
                 let Some(n) = src
                     .structure(info.generation)
                     .and_then(|s| out.payload.descriptor(&[], Some((info, s)), &mut dd))
@@ -412,10 +414,7 @@ impl Downlink {
         ctx.counters.inc(Stat::RtpSent);
         ctx.counters
             .add(Stat::RtpBytesSent, ctx.scratch.len() as u64);
-        sink.emit(Output::Rtp {
-            to: me,
-            packet: &ctx.scratch,
-        });
+        sink.emit_rtp_buffer(me, &mut ctx.scratch);
     }
 
     /// A sender report of `source` (its `encoding`) projected onto this receiver's stream: without

@@ -127,23 +127,28 @@ impl SrtpSession {
     }
 
     /// Encrypts `packet` into `out` (replacing its contents, reusing its capacity).
-    pub fn encrypt_rtp_into(&mut self, packet: &[u8], out: &mut BytesMut) -> Result<(), SrtpError> {
+    pub fn encrypt_rtp_into(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        out.clear();
+        out.extend_from_slice(packet);
+        self.encrypt_rtp_in_place(out)
+    }
+
+    /// Encrypts the RTP packet in `buf` where it is (the tag appended; `buf` grows only if it
+    /// lacks the room): the forwarding path builds each receiver's copy in the transmit buffer it
+    /// is sent from, so the packet is not copied again. On failure `buf` holds the packet as it was.
+    pub fn encrypt_rtp_in_place(&mut self, buf: &mut Vec<u8>) -> Result<(), SrtpError> {
         let ctx = &mut self.local;
         let overhead = ctx.rtp_overhead();
-        protect_into(packet, overhead, out, |b, n| ctx.encrypt_rtp_in_place(b, n))
+        protect_in_place(buf, overhead, |b, n| ctx.encrypt_rtp_in_place(b, n))
     }
 
     /// Encrypts an RTCP compound `packet` into `out` (replacing its contents).
-    pub fn encrypt_rtcp_into(
-        &mut self,
-        packet: &[u8],
-        out: &mut BytesMut,
-    ) -> Result<(), SrtpError> {
+    pub fn encrypt_rtcp_into(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        out.clear();
+        out.extend_from_slice(packet);
         let ctx = &mut self.local;
         let overhead = ctx.rtcp_overhead();
-        protect_into(packet, overhead, out, |b, n| {
-            ctx.encrypt_rtcp_in_place(b, n)
-        })
+        protect_in_place(out, overhead, |b, n| ctx.encrypt_rtcp_in_place(b, n))
     }
 
     /// Decrypts into a new buffer (tests, benchmarks).
@@ -157,34 +162,39 @@ impl SrtpSession {
     }
 
     /// Encrypts into a new buffer (tests, benchmarks, a participant's side).
-    pub fn encrypt_rtp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        let mut out = BytesMut::new();
+    pub fn encrypt_rtp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let mut out = Vec::new();
         self.encrypt_rtp_into(packet, &mut out)?;
         Ok(out)
     }
 
     /// Encrypts RTCP into a new buffer (tests, benchmarks).
-    pub fn encrypt_rtcp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        let mut out = BytesMut::new();
+    pub fn encrypt_rtcp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let mut out = Vec::new();
         self.encrypt_rtcp_into(packet, &mut out)?;
         Ok(out)
     }
 }
 
-/// `out` = `packet` protected by `seal` (in place, with `overhead` bytes of room after it).
-fn protect_into(
-    packet: &[u8],
+/// The packet in `buf` protected in place by `seal` (given `overhead` bytes of room after it).
+/// On failure `buf` is cut back to the packet's length.
+fn protect_in_place(
+    buf: &mut Vec<u8>,
     overhead: usize,
-    out: &mut BytesMut,
     seal: impl FnOnce(&mut [u8], usize) -> rtc_shared::error::Result<usize>,
 ) -> Result<(), SrtpError> {
-    out.clear();
-    out.reserve(packet.len() + overhead);
-    out.extend_from_slice(packet);
-    out.resize(packet.len() + overhead, 0);
-    let n = seal(out, packet.len())?;
-    out.truncate(n);
-    Ok(())
+    let len = buf.len();
+    buf.resize(len + overhead, 0);
+    match seal(buf, len) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(())
+        }
+        Err(e) => {
+            buf.truncate(len);
+            Err(e.into())
+        }
+    }
 }
 
 fn unprotect(
@@ -346,7 +356,7 @@ mod tests {
         ] {
             let mut tx = vector_session(profile);
             let mut rx = vector_session(profile);
-            let mut out = BytesMut::with_capacity(2048);
+            let mut out = Vec::with_capacity(2048);
             let lines: Vec<Vec<&str>> = vectors
                 .lines()
                 .filter(|l| !l.starts_with('#'))
@@ -409,7 +419,7 @@ mod tests {
         for profile in [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80] {
             let mut s = vector_session(profile);
             let plain = rtp(9);
-            let mut out = BytesMut::new();
+            let mut out = Vec::new();
             s.encrypt_rtp_into(&plain, &mut out).unwrap();
             for n in 0..out.len() {
                 let mut b = out[..n].to_vec();
