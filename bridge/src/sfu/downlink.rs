@@ -32,7 +32,7 @@ use super::link_quality::LinkQuality;
 use super::model::{HdrExtIds, MediaKind, MediaParams};
 use super::projection::{Projection, Rewritten, Target, VideoPacket};
 use super::rtcp;
-use super::rtp::{self, ExtMap, Rewrite, RtpPacket, SdesMid};
+use super::rtp::{self, ExtMap, ForwardedHeader, Rewrite, RtpPacket, SdesMid};
 use super::rtx_cache::{NEVER, PacketStore, SentEntry, SentLog, StoreRef};
 use super::settings::ReceiverSettings;
 use super::source::MediaSource;
@@ -67,6 +67,8 @@ pub struct FanOut<'s> {
     pub stored: Option<StoreRef>,
     /// The highest encoding a receiver needs a keyframe of.
     pub keyframe_for: Option<u8>,
+    /// The egress header last built, for the next receivers with the same extension plan.
+    pub header: ForwardedHeader,
 }
 
 /// Per-receiver state. See the module docs.
@@ -254,7 +256,10 @@ impl Downlink {
     /// Packet path, last stage: this receiver's copy of `m`. The projection decides (target
     /// layer, keyframe switch rules, temporal layer) and computes the rewrite; the copy is built in
     /// `ctx.scratch` (SSRC, sequence number, timestamp, codec fields, header extensions renumbered,
-    /// the bridge's transport-cc number) and handed to the sink. Packets the receiver may NACK
+    /// the bridge's transport-cc number; the header from the previous receiver's when their
+    /// extension plans match, `fan.header`) and handed to the sink whole
+    /// ([`Sink::emit_rtp_buffer`]: the port encrypts it there and leaves another buffer in
+    /// `ctx.scratch`). Packets the receiver may NACK
     /// are stored once per source (in `fan`) and logged here. A keyframe the projection needs is
     /// noted in `fan`.
     #[inline]
@@ -402,7 +407,7 @@ impl Downlink {
                 flags,
             ));
         }
-        rtp::write_forwarded(m.pkt, &rw, &mut ctx.scratch);
+        fan.header.write(m.pkt, &rw, &mut ctx.scratch);
         let payload_at = ctx.scratch.len().saturating_sub(m.tail_len);
         out.payload
             .apply(&m.video.info.frame, &mut ctx.scratch, payload_at);
