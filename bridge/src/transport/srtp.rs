@@ -355,6 +355,8 @@ mod tests {
             ("gcm", SrtpProfile::AeadAes128Gcm),
         ] {
             let mut tx = vector_session(profile);
+            // The same keys, encrypting each RTP packet where it is (the forwarding path).
+            let mut tx_in_place = vector_session(profile);
             let mut rx = vector_session(profile);
             let mut out = Vec::with_capacity(2048);
             let lines: Vec<Vec<&str>> = vectors
@@ -376,6 +378,13 @@ mod tests {
                     tx.encrypt_rtp_into(&plain, &mut out).unwrap();
                 }
                 assert_eq!(&out[..], &enc[..], "{name} {} {}", p[1], p[2]);
+                if !rtcp {
+                    // A buffer holding just the packet: it grows for the tag.
+                    let mut b = plain.clone();
+                    b.shrink_to_fit();
+                    tx_in_place.encrypt_rtp_in_place(&mut b).unwrap();
+                    assert_eq!(b, enc, "{name} in place {}", p[2]);
+                }
                 let mut buf = enc.clone();
                 let n = if rtcp {
                     rx.decrypt_rtcp_in_place(&mut buf).unwrap()
@@ -413,12 +422,16 @@ mod tests {
         assert_eq!(&rx.decrypt_rtcp(&enc).unwrap()[..], &rr[..]);
     }
 
-    /// In-place calls on a buffer that is too short, or with no room for the tag, fail cleanly.
+    /// In-place calls on a buffer that is too short, or with no room for the tag, fail cleanly;
+    /// a packet that cannot be encrypted where it is stays as it was.
     #[test]
     fn in_place_calls_check_their_buffers() {
         for profile in [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80] {
             let mut s = vector_session(profile);
             let plain = rtp(9);
+            let mut short = plain[..8].to_vec();
+            assert!(s.encrypt_rtp_in_place(&mut short).is_err());
+            assert_eq!(short, &plain[..8]);
             let mut out = Vec::new();
             s.encrypt_rtp_into(&plain, &mut out).unwrap();
             for n in 0..out.len() {
