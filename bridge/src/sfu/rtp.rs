@@ -657,6 +657,30 @@ pub(crate) mod tests {
         v
     }
 
+    /// Audio level id 1, abs-send-time id 3, tcc id 5, video orientation id 4; payload "data".
+    fn four_extensions() -> Vec<u8> {
+        build(
+            100,
+            10,
+            20,
+            30,
+            &[(1, &[0x85]), (3, &[1, 2, 3]), (5, &[0, 1]), (4, &[2])],
+            b"data",
+        )
+    }
+
+    /// Marker, payload type 0x60, 2 CSRCs (10, 11), one two-byte element `id` = [1, 2, 3],
+    /// payload "xy", 3 bytes of padding.
+    fn csrcs_two_byte_padding(id: u8) -> Vec<u8> {
+        let mut v = vec![0xb2, 0xe0, 0, 7, 0, 0, 0, 9, 0, 0, 0, 3];
+        v.extend_from_slice(&[0, 0, 0, 10, 0, 0, 0, 11]); // 2 CSRCs
+        v.extend_from_slice(&[0x10, 0x00, 0, 2]); // two-byte profile, 2 words
+        v.extend_from_slice(&[id, 3, 1, 2, 3, 0, 0, 0]); // len 3, then padding
+        v.extend_from_slice(b"xy");
+        v.extend_from_slice(&[0, 0, 3]); // 3 bytes of padding
+        v
+    }
+
     #[test]
     fn parses_fixed_header_extensions_and_payload() {
         let b = build(
@@ -684,12 +708,7 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_csrcs_two_byte_extensions_and_padding() {
-        let mut v = vec![0xb2, 0xe0, 0, 7, 0, 0, 0, 9, 0, 0, 0, 3];
-        v.extend_from_slice(&[0, 0, 0, 10, 0, 0, 0, 11]); // 2 CSRCs
-        v.extend_from_slice(&[0x10, 0x00, 0, 2]); // two-byte profile, 2 words
-        v.extend_from_slice(&[20, 3, 1, 2, 3, 0, 0, 0]); // id 20, len 3, then padding
-        v.extend_from_slice(b"xy");
-        v.extend_from_slice(&[0, 0, 3]); // 3 bytes of padding
+        let v = csrcs_two_byte_padding(20);
         let p = RtpPacket::parse(&v).unwrap();
         assert!(p.marker());
         assert_eq!(p.payload_type(), 0x60);
@@ -794,14 +813,7 @@ pub(crate) mod tests {
     #[test]
     fn forwarded_packet_keeps_mapped_extensions_and_stamps_tcc() {
         // Sender: audio level id 1, abs-send-time id 3, tcc id 5, video orientation 4.
-        let b = build(
-            100,
-            10,
-            20,
-            30,
-            &[(1, &[0x85]), (3, &[1, 2, 3]), (5, &[0, 1]), (4, &[2])],
-            b"data",
-        );
+        let b = four_extensions();
         let p = RtpPacket::parse(&b).unwrap();
         let map = ExtMap {
             keep: [(1, 7), (4, 4)],
@@ -882,20 +894,8 @@ pub(crate) mod tests {
     /// receiver), rebuilt (another plan, a replaced element) or too long to keep.
     #[test]
     fn shared_header_gives_the_bytes_of_write_forwarded() {
-        let one_byte = build(
-            100,
-            10,
-            20,
-            30,
-            &[(1, &[0x85]), (3, &[1, 2, 3]), (5, &[0, 1]), (4, &[2])],
-            b"data",
-        );
-        let mut two_byte = vec![0xb2, 0xe0, 0, 7, 0, 0, 0, 9, 0, 0, 0, 3];
-        two_byte.extend_from_slice(&[0, 0, 0, 10, 0, 0, 0, 11]); // 2 CSRCs
-        two_byte.extend_from_slice(&[0x10, 0x00, 0, 2]); // two-byte profile, 2 words
-        two_byte.extend_from_slice(&[1, 3, 1, 2, 3, 0, 0, 0]); // id 1, len 3, then padding
-        two_byte.extend_from_slice(b"xy");
-        two_byte.extend_from_slice(&[0, 0, 3]); // 3 bytes of padding
+        let one_byte = four_extensions();
+        let two_byte = csrcs_two_byte_padding(1);
         let plain = build(96, 1, 2, 3, &[], b"payload");
         // 15 CSRCs and a 200-byte element: a header longer than the one kept.
         let mut long = vec![0x9f, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
