@@ -49,7 +49,7 @@ fn bench_path(c: &mut Criterion, profile: SrtpProfile, name: &str, audio: bool) 
             .collect();
         let mut rx = srtp_pair(profile).1;
         let mut rx_buf = BytesMut::with_capacity(2048);
-        let mut tx_buf = BytesMut::with_capacity(1500);
+        let mut tx_buf = Vec::with_capacity(1500);
         let mut i = 0usize;
         let mut sent = 0usize;
         g.throughput(Throughput::Elements(1));

@@ -46,7 +46,7 @@ fn srtp(c: &mut Criterion) {
                 black_box(tx.encrypt_rtp(black_box(&p)).expect("encrypt"))
             })
         });
-        let mut out = bytes::BytesMut::with_capacity(1500);
+        let mut out = Vec::with_capacity(1500);
         c.bench_function(&format!("srtp_encrypt_into_1200B_{name}"), |b| {
             b.iter(|| {
                 seq = seq.wrapping_add(1);

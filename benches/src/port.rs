@@ -9,10 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-
 use bridge::sfu::{
-    EndpointHandle, EndpointParams, Output, Sfu, SfuConfig, TransportEvent as SfuEvent,
+    EndpointHandle, EndpointParams, Output, Sfu, SfuConfig, Sink, TransportEvent as SfuEvent,
 };
 use bridge::transport::{
     DropCounters, DtlsIdentity, EndpointTransport, IceCredentials, PortState, RemoteCandidate,
@@ -57,7 +55,7 @@ pub struct PortFixture {
     /// One per conference.
     pub senders: Vec<Sender>,
     events: Vec<(EndpointHandle, TransportEvent)>,
-    transmits: Vec<(SocketAddr, BytesMut)>,
+    transmits: Vec<(SocketAddr, Vec<u8>)>,
     /// Datagrams and bytes the flushes drained.
     pub sent: u64,
     pub sent_bytes: u64,
@@ -184,15 +182,7 @@ impl PortFixture {
                 break;
             }
             for (k, e) in events.drain(..) {
-                let mut out = |o: Output<'_>| match o {
-                    Output::Rtp { to, packet } => {
-                        let _ = port.send_rtp(&to, packet);
-                    }
-                    Output::Rtcp { to, packet } => {
-                        let _ = port.send_rtcp(&to, packet);
-                    }
-                    _ => {}
-                };
+                let mut out = PortSink { port: &mut *port };
                 match e {
                     TransportEvent::Rtp(p) => sfu.handle_rtp(now, k, &p, &mut out),
                     TransportEvent::Rtcp(p) => sfu.handle_rtcp(now, k, &p, &mut out),
@@ -207,6 +197,29 @@ impl PortFixture {
         self.sent += self.transmits.len() as u64;
         self.sent_bytes += self.transmits.iter().map(|t| t.1.len() as u64).sum::<u64>();
         self.port.recycle(&mut self.transmits);
+    }
+}
+
+/// The core's sink onto the port, as the media worker's (`bridge/src/media/plane.rs`, `Out`).
+struct PortSink<'a> {
+    port: &'a mut PortState<EndpointHandle>,
+}
+
+impl Sink for PortSink<'_> {
+    fn emit(&mut self, o: Output<'_>) {
+        match o {
+            Output::Rtp { to, packet } => {
+                let _ = self.port.send_rtp(&to, packet);
+            }
+            Output::Rtcp { to, packet } => {
+                let _ = self.port.send_rtcp(&to, packet);
+            }
+            _ => {}
+        }
+    }
+
+    fn emit_rtp_buffer(&mut self, to: EndpointHandle, packet: &mut Vec<u8>) {
+        let _ = self.port.send_rtp_buffer(&to, packet);
     }
 }
 

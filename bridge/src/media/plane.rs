@@ -145,6 +145,14 @@ impl Sink for Out<'_> {
             Output::Event(e) => self.events.push(e),
         }
     }
+
+    fn emit_rtp_buffer(&mut self, to: EndpointHandle, packet: &mut Vec<u8>) {
+        let len = packet.len() as u64;
+        if self.port.send_rtp_buffer(&to, packet).is_ok() {
+            self.traffic.packets_out += 1;
+            self.traffic.bytes_out += len;
+        }
+    }
 }
 
 impl Plane {

@@ -111,6 +111,14 @@ pub enum Output<'a> {
 /// Receives outputs while a call into the core runs.
 pub trait Sink {
     fn emit(&mut self, out: Output<'_>);
+
+    /// [`Output::Rtp`] of the packet in `packet`, a buffer the sink may take whole: it then leaves
+    /// another in its place (empty, any capacity). The port's sink encrypts the buffer where it is
+    /// and queues it, so a forwarded packet is written once, by the core, where it is sent from.
+    /// The default lends the bytes to [`Sink::emit`].
+    fn emit_rtp_buffer(&mut self, to: EndpointHandle, packet: &mut Vec<u8>) {
+        self.emit(Output::Rtp { to, packet });
+    }
 }
 
 impl<F: FnMut(Output<'_>)> Sink for F {

@@ -32,7 +32,7 @@ use super::link_quality::LinkQuality;
 use super::model::{HdrExtIds, MediaKind, MediaParams};
 use super::projection::{Projection, Rewritten, Target, VideoPacket};
 use super::rtcp;
-use super::rtp::{self, ExtMap, Rewrite, RtpPacket, SdesMid};
+use super::rtp::{self, ExtMap, ForwardedHeader, Rewrite, RtpPacket, SdesMid};
 use super::rtx_cache::{NEVER, PacketStore, SentEntry, SentLog, StoreRef};
 use super::settings::ReceiverSettings;
 use super::source::MediaSource;
@@ -67,6 +67,8 @@ pub struct FanOut<'s> {
     pub stored: Option<StoreRef>,
     /// The highest encoding a receiver needs a keyframe of.
     pub keyframe_for: Option<u8>,
+    /// The egress header last built, for the next receivers with the same extension plan.
+    pub header: ForwardedHeader,
 }
 
 /// Per-receiver state. See the module docs.
@@ -254,7 +256,10 @@ impl Downlink {
     /// Packet path, last stage: this receiver's copy of `m`. The projection decides (target
     /// layer, keyframe switch rules, temporal layer) and computes the rewrite; the copy is built in
     /// `ctx.scratch` (SSRC, sequence number, timestamp, codec fields, header extensions renumbered,
-    /// the bridge's transport-cc number) and handed to the sink. Packets the receiver may NACK
+    /// the bridge's transport-cc number; the header from the previous receiver's when their
+    /// extension plans match, `fan.header`) and handed to the sink whole
+    /// ([`Sink::emit_rtp_buffer`]: the port encrypts it there and leaves another buffer in
+    /// `ctx.scratch`). Packets the receiver may NACK
     /// are stored once per source (in `fan`) and logged here. A keyframe the projection needs is
     /// noted in `fan`.
     #[inline]
@@ -349,9 +354,11 @@ impl Downlink {
         let mut ext = ext_map(&m.sender_ext, params, m.kind, out.payload.is_av1());
         ext.mid = mid;
         // AV1: the receiver's Dependency Descriptor, written whole.
-        let mut dd = [0u8; MAX_LEN];
+        // (Initialized on that path only: the other packets skip zeroing its 255 bytes.)
+        let mut dd;
         let replace = match (&m.video.info.frame, m.video.stream.and_then(|s| s.dd())) {
             (FrameDesc::Av1(info), Some(src)) if ext.keep[1].0 != 0 => {
+                dd = [0u8; MAX_LEN];
                 let Some(n) = src
                     .structure(info.generation)
                     .and_then(|s| out.payload.descriptor(&[], Some((info, s)), &mut dd))
@@ -400,7 +407,7 @@ impl Downlink {
                 flags,
             ));
         }
-        rtp::write_forwarded(m.pkt, &rw, &mut ctx.scratch);
+        fan.header.write(m.pkt, &rw, &mut ctx.scratch);
         let payload_at = ctx.scratch.len().saturating_sub(m.tail_len);
         out.payload
             .apply(&m.video.info.frame, &mut ctx.scratch, payload_at);
@@ -412,10 +419,7 @@ impl Downlink {
         ctx.counters.inc(Stat::RtpSent);
         ctx.counters
             .add(Stat::RtpBytesSent, ctx.scratch.len() as u64);
-        sink.emit(Output::Rtp {
-            to: me,
-            packet: &ctx.scratch,
-        });
+        sink.emit_rtp_buffer(me, &mut ctx.scratch);
     }
 
     /// A sender report of `source` (its `encoding`) projected onto this receiver's stream: without

@@ -405,6 +405,17 @@ fn replaced<'x>(replace: Option<(u8, &'x [u8])>, id: u8, d: &'x [u8]) -> &'x [u8
 /// capacity): fixed header with the rewritten fields, the CSRCs, a new extension block holding only
 /// the kept (renumbered) elements plus the bridge's transport-cc element, then payload and padding.
 pub fn write_forwarded(pkt: &RtpPacket<'_>, rw: &Rewrite<'_>, out: &mut Vec<u8>) {
+    write_forwarded_header(pkt, rw, out);
+    out.extend_from_slice(&pkt.as_bytes()[pkt.header_len..]);
+}
+
+/// [`write_forwarded`] without the payload: the header's bytes, and where in them the
+/// transport-cc value went (`None`: no transport-cc element).
+fn write_forwarded_header(
+    pkt: &RtpPacket<'_>,
+    rw: &Rewrite<'_>,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     let src = pkt.as_bytes();
     out.clear();
     let cc = pkt.csrc_count();
@@ -426,6 +437,7 @@ pub fn write_forwarded(pkt: &RtpPacket<'_>, rw: &Rewrite<'_>, out: &mut Vec<u8>)
     }
     let two = need_two && rw.ext.allow_two_byte;
 
+    let mut tcc_at = None;
     let b0 = (src[0] & 0xe0 & !0x10) | if any { 0x10 } else { 0 } | (cc as u8);
     out.push(b0);
     out.push((src[1] & 0x80) | (rw.payload_type & 0x7f));
@@ -462,7 +474,9 @@ pub fn write_forwarded(pkt: &RtpPacket<'_>, rw: &Rewrite<'_>, out: &mut Vec<u8>)
             }
         }
         if rw.ext.tcc_out != 0 {
+            let before = out.len();
             put(out, rw.ext.tcc_out, &rw.tcc_seq.to_be_bytes());
+            tcc_at = (out.len() > before).then(|| out.len() - 2);
         }
         if let Some((id, m)) = mid {
             put(out, id, m.as_bytes());
@@ -473,7 +487,65 @@ pub fn write_forwarded(pkt: &RtpPacket<'_>, rw: &Rewrite<'_>, out: &mut Vec<u8>)
         let words = ((out.len() - data_at) / 4) as u16;
         out[hdr_at + 2..hdr_at + 4].copy_from_slice(&words.to_be_bytes());
     }
-    out.extend_from_slice(&src[pkt.header_len..]);
+    tcc_at
+}
+
+/// The longest header [`ForwardedHeader`] keeps (CSRCs and the kept elements of a browser's
+/// packet are far shorter); a longer one is built anew for every receiver.
+const MAX_SHARED_HEADER: usize = 128;
+
+/// The header [`write_forwarded`] built for one receiver of an ingress packet, reused for the
+/// next receivers of that packet with the same extension plan and payload type (in a conference
+/// of one client kind: all of them): their headers differ only in sequence number, timestamp,
+/// SSRC and transport-cc value, which are patched in. Lives for one fan-out (one ingress packet);
+/// a header with a replaced element (the receiver's own AV1 Dependency Descriptor) is not shared.
+#[derive(Debug, Clone)]
+pub struct ForwardedHeader {
+    /// The plan and payload type the bytes were built for; `None`: nothing kept yet.
+    key: Option<(ExtMap, u8)>,
+    bytes: [u8; MAX_SHARED_HEADER],
+    len: usize,
+    tcc_at: Option<usize>,
+}
+
+impl Default for ForwardedHeader {
+    fn default() -> Self {
+        ForwardedHeader {
+            key: None,
+            bytes: [0; MAX_SHARED_HEADER],
+            len: 0,
+            tcc_at: None,
+        }
+    }
+}
+
+impl ForwardedHeader {
+    /// [`write_forwarded`] of `pkt` (the ingress packet this was made for) into `out`: the same
+    /// bytes, from the kept header when it fits `rw`.
+    pub fn write(&mut self, pkt: &RtpPacket<'_>, rw: &Rewrite<'_>, out: &mut Vec<u8>) {
+        let src = pkt.as_bytes();
+        let key = (*rw.ext, rw.payload_type);
+        let shareable = rw.replace.is_none();
+        if shareable && self.key == Some(key) {
+            out.clear();
+            out.extend_from_slice(&self.bytes[..self.len]);
+            out[2..4].copy_from_slice(&rw.seq.to_be_bytes());
+            out[4..8].copy_from_slice(&rw.timestamp.to_be_bytes());
+            out[8..12].copy_from_slice(&rw.ssrc.to_be_bytes());
+            if let Some(at) = self.tcc_at {
+                out[at..at + 2].copy_from_slice(&rw.tcc_seq.to_be_bytes());
+            }
+        } else {
+            let tcc_at = write_forwarded_header(pkt, rw, out);
+            if shareable && out.len() <= MAX_SHARED_HEADER {
+                self.bytes[..out.len()].copy_from_slice(out);
+                self.len = out.len();
+                self.tcc_at = tcc_at;
+                self.key = Some(key);
+            }
+        }
+        out.extend_from_slice(&src[pkt.header_len..]);
+    }
 }
 
 /// Builds an RTX packet (RFC 4588) from a packet as it was sent: same header and extensions, new SSRC,
@@ -585,6 +657,30 @@ pub(crate) mod tests {
         v
     }
 
+    /// Audio level id 1, abs-send-time id 3, tcc id 5, video orientation id 4; payload "data".
+    fn four_extensions() -> Vec<u8> {
+        build(
+            100,
+            10,
+            20,
+            30,
+            &[(1, &[0x85]), (3, &[1, 2, 3]), (5, &[0, 1]), (4, &[2])],
+            b"data",
+        )
+    }
+
+    /// Marker, payload type 0x60, 2 CSRCs (10, 11), one two-byte element `id` = [1, 2, 3],
+    /// payload "xy", 3 bytes of padding.
+    fn csrcs_two_byte_padding(id: u8) -> Vec<u8> {
+        let mut v = vec![0xb2, 0xe0, 0, 7, 0, 0, 0, 9, 0, 0, 0, 3];
+        v.extend_from_slice(&[0, 0, 0, 10, 0, 0, 0, 11]); // 2 CSRCs
+        v.extend_from_slice(&[0x10, 0x00, 0, 2]); // two-byte profile, 2 words
+        v.extend_from_slice(&[id, 3, 1, 2, 3, 0, 0, 0]); // len 3, then padding
+        v.extend_from_slice(b"xy");
+        v.extend_from_slice(&[0, 0, 3]); // 3 bytes of padding
+        v
+    }
+
     #[test]
     fn parses_fixed_header_extensions_and_payload() {
         let b = build(
@@ -612,12 +708,7 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_csrcs_two_byte_extensions_and_padding() {
-        let mut v = vec![0xb2, 0xe0, 0, 7, 0, 0, 0, 9, 0, 0, 0, 3];
-        v.extend_from_slice(&[0, 0, 0, 10, 0, 0, 0, 11]); // 2 CSRCs
-        v.extend_from_slice(&[0x10, 0x00, 0, 2]); // two-byte profile, 2 words
-        v.extend_from_slice(&[20, 3, 1, 2, 3, 0, 0, 0]); // id 20, len 3, then padding
-        v.extend_from_slice(b"xy");
-        v.extend_from_slice(&[0, 0, 3]); // 3 bytes of padding
+        let v = csrcs_two_byte_padding(20);
         let p = RtpPacket::parse(&v).unwrap();
         assert!(p.marker());
         assert_eq!(p.payload_type(), 0x60);
@@ -722,14 +813,7 @@ pub(crate) mod tests {
     #[test]
     fn forwarded_packet_keeps_mapped_extensions_and_stamps_tcc() {
         // Sender: audio level id 1, abs-send-time id 3, tcc id 5, video orientation 4.
-        let b = build(
-            100,
-            10,
-            20,
-            30,
-            &[(1, &[0x85]), (3, &[1, 2, 3]), (5, &[0, 1]), (4, &[2])],
-            b"data",
-        );
+        let b = four_extensions();
         let p = RtpPacket::parse(&b).unwrap();
         let map = ExtMap {
             keep: [(1, 7), (4, 4)],
@@ -803,6 +887,83 @@ pub(crate) mod tests {
         let q = RtpPacket::parse(&out).unwrap();
         assert_eq!(q.ext_form(), Some(ExtForm::TwoByte));
         assert_eq!(q.extension(20), Some(&[0x85u8][..]));
+    }
+
+    /// Every receiver of a fan-out gets from [`ForwardedHeader`] exactly the bytes
+    /// [`write_forwarded`] builds for it, whether its header was reused (same plan as an earlier
+    /// receiver), rebuilt (another plan, a replaced element) or too long to keep.
+    #[test]
+    fn shared_header_gives_the_bytes_of_write_forwarded() {
+        let one_byte = four_extensions();
+        let two_byte = csrcs_two_byte_padding(1);
+        let plain = build(96, 1, 2, 3, &[], b"payload");
+        // 15 CSRCs and a 200-byte element: a header longer than the one kept.
+        let mut long = vec![0x9f, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        long.extend_from_slice(&[0xcc; 60]);
+        long.extend_from_slice(&[0x10, 0x00, 0, 52, 1, 200]); // two-byte profile, 52 words
+        long.extend_from_slice(&[7; 200]);
+        long.extend_from_slice(&[4, 1, 9, 0, 0, 0]); // id 4, len 1, padding
+        long.extend_from_slice(b"p");
+        let mid = SdesMid::new('v', 3);
+        let map = |keep: [(u8, u8); 2], tcc_out, allow_two_byte, mid| ExtMap {
+            keep,
+            tcc_out,
+            allow_two_byte,
+            mid,
+        };
+        let plans = [
+            map([(1, 7), (4, 4)], 9, false, Default::default()),
+            map([(1, 7), (4, 4)], 9, true, Default::default()),
+            map([(1, 1), (0, 0)], 0, false, Default::default()),
+            map([(1, 20), (2, 2)], 5, true, (10, mid)),
+            map([(1, 2), (4, 4)], 20, false, (3, mid)),
+            map([(1, 2), (4, 4)], 20, true, (3, mid)),
+            ExtMap::default(),
+        ];
+        let replacement = [0xaa, 0xbb];
+        // Receivers in turn: (plan, replace the kept element 1), repeats and alternations.
+        let receivers = [
+            (0, false),
+            (0, false),
+            (1, false),
+            (0, false),
+            (0, true),
+            (0, false),
+            (2, false),
+            (3, false),
+            (3, false),
+            (4, false),
+            (5, false),
+            (5, false),
+            (6, false),
+            (6, false),
+            (0, false),
+        ];
+        let mut longest = 0;
+        for b in [&one_byte, &two_byte, &plain, &long] {
+            let p = RtpPacket::parse(b).unwrap();
+            let mut shared = ForwardedHeader::default();
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            for (i, &(plan, replace)) in receivers.iter().enumerate() {
+                let i = i as u32;
+                let rw = Rewrite {
+                    ssrc: 1000 + i,
+                    seq: 0xfff0 + i as u16,
+                    timestamp: 0xffff_fff0 + i,
+                    payload_type: p.payload_type(),
+                    ext: &plans[plan],
+                    tcc_seq: 500 + i as u16,
+                    replace: replace.then_some((1, &replacement[..])),
+                };
+                shared.write(&p, &rw, &mut got);
+                write_forwarded(&p, &rw, &mut want);
+                assert_eq!(got, want, "packet {b:?}, receiver {i}");
+                RtpPacket::parse(&got).unwrap();
+                let header = got.len() - (b.len() - p.header_len());
+                longest = longest.max(header);
+            }
+        }
+        assert!(longest > MAX_SHARED_HEADER, "{longest}");
     }
 
     #[test]

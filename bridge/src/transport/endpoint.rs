@@ -689,11 +689,11 @@ impl EndpointTransport {
     /// Encrypts without queueing: the shell can send the returned datagram directly (saves the
     /// queue hop on the forwarding path).
     pub fn protect(&mut self, packet: &[u8], rtcp: bool) -> Result<Transmit, SendError> {
-        let mut data = BytesMut::new();
+        let mut data = Vec::new();
         let to = self.protect_into(packet, rtcp, &mut data)?;
         Ok(Transmit {
             to,
-            data: data.freeze(),
+            data: data.into(),
         })
     }
 
@@ -703,7 +703,7 @@ impl EndpointTransport {
         &mut self,
         packet: &[u8],
         rtcp: bool,
-        out: &mut BytesMut,
+        out: &mut Vec<u8>,
     ) -> Result<SocketAddr, SendError> {
         let to = self.ice.send_address().ok_or(SendError::NotConnected)?;
         let srtp = self.srtp.as_mut().ok_or(SendError::NotConnected)?;
@@ -715,6 +715,17 @@ impl EndpointTransport {
             srtp.encrypt_rtp_into(packet, out)
         }
         .map_err(|e| SendError::Protocol(e.to_string()))?;
+        Ok(to)
+    }
+
+    /// Encrypts the RTP packet in `buf` where it is (the forwarding path built it in the transmit
+    /// buffer it goes out in) and returns where to send it. On failure `buf` holds the packet.
+    pub fn protect_rtp_in_place(&mut self, buf: &mut Vec<u8>) -> Result<SocketAddr, SendError> {
+        let to = self.ice.send_address().ok_or(SendError::NotConnected)?;
+        let srtp = self.srtp.as_mut().ok_or(SendError::NotConnected)?;
+        rtp_ssrc(buf).ok_or(SendError::Malformed)?;
+        srtp.encrypt_rtp_in_place(buf)
+            .map_err(|e| SendError::Protocol(e.to_string()))?;
         Ok(to)
     }
 

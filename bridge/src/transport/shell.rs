@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
@@ -30,7 +29,7 @@ use super::demux::{Demux, PacketKind, classify};
 use super::endpoint::{EndpointTransport, SendError, TransportEvent};
 use super::handoff::{HandedOff, RouteCache, Routes, WorkerId};
 use super::restart::IceRestart;
-use super::tx_pool::TxPool;
+use super::tx_pool::{TxBuf, TxPool};
 use super::udp::{self, IoCounters, MediaSocket, RecvBatch};
 
 /// Demux plus endpoints: everything but the socket.
@@ -84,7 +83,7 @@ struct Slot {
     evented: bool,
     deadline: Deadline,
     /// SRTP/SRTCP encrypted for it, waiting for the flush (buffers from [`PortState::tx`]).
-    media: Vec<(SocketAddr, BytesMut)>,
+    media: Vec<(SocketAddr, TxBuf)>,
 }
 
 /// Lists `key` for the next flush unless it already is.
@@ -254,6 +253,26 @@ impl<K: Clone + Eq + Hash> PortState<K> {
         self.send_media(key, packet, true)
     }
 
+    /// Encrypts the RTP packet the forwarding core built in `packet` where it is and queues that
+    /// buffer for `key`; `packet` gets an empty buffer of the pool in its place (no copy: the core
+    /// builds each receiver's copy straight into the buffer it is sent from, `sfu::Sink::emit_rtp_buffer`).
+    /// On failure `packet` keeps the packet.
+    pub fn send_rtp_buffer(&mut self, key: &K, packet: &mut TxBuf) -> Result<(), SendError> {
+        let slot = self.endpoints.get_mut(key).ok_or(SendError::NotConnected)?;
+        touch(&mut self.dirty, key, slot);
+        let mut buf = std::mem::replace(packet, self.tx.take());
+        match slot.ep.protect_rtp_in_place(&mut buf) {
+            Ok(to) => {
+                slot.media.push((to, buf));
+                Ok(())
+            }
+            Err(e) => {
+                self.tx.give(std::mem::replace(packet, buf));
+                Err(e)
+            }
+        }
+    }
+
     /// Encrypts into a transmit buffer of the pool (no allocation once warm) queued on the slot.
     fn send_media(&mut self, key: &K, packet: &[u8], rtcp: bool) -> Result<(), SendError> {
         let slot = self.endpoints.get_mut(key).ok_or(SendError::NotConnected)?;
@@ -389,7 +408,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     /// with [`PortState::recycle`] once sent). An endpoint's datagrams stay together (GSO runs).
     /// Our STUN requests' transaction ids go to the demux so their answers find the endpoint;
     /// destinations teach it nothing (see [`Demux`]).
-    pub fn drain_transmits(&mut self, out: &mut Vec<(SocketAddr, BytesMut)>) {
+    pub fn drain_transmits(&mut self, out: &mut Vec<(SocketAddr, TxBuf)>) {
         self.refresh_timers();
         for k in self.dirty.drain(..) {
             if let Some(slot) = self.endpoints.get_mut(&k) {
@@ -411,7 +430,7 @@ impl<K: Clone + Eq + Hash> PortState<K> {
     }
 
     /// Takes the buffers of sent (or abandoned) transmits back into the pool; empties `sent`.
-    pub fn recycle(&mut self, sent: &mut Vec<(SocketAddr, BytesMut)>) {
+    pub fn recycle(&mut self, sent: &mut Vec<(SocketAddr, TxBuf)>) {
         for (_, buf) in sent.drain(..) {
             self.tx.give(buf);
         }
@@ -687,7 +706,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Port<K> {
     }
 
     /// Sends every queued transmit: `sendmmsg` batches, GSO runs per destination.
-    async fn flush(&mut self, transmits: &mut Vec<(SocketAddr, BytesMut)>) {
+    async fn flush(&mut self, transmits: &mut Vec<(SocketAddr, TxBuf)>) {
         self.state.recycle(transmits);
         self.state.drain_transmits(transmits);
         self.socket.send_all(transmits, &self.io).await;
@@ -1084,7 +1103,7 @@ mod tests {
         st.drain_transmits(&mut out);
         out.iter()
             .find(|(to, d)| *to == x && stun_request_id(d).is_some())
-            .map(|(_, d)| d.clone().freeze())
+            .map(|(_, d)| bytes::Bytes::from(d.clone()))
             .expect("a check to the candidate")
     }
 

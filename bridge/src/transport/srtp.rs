@@ -127,23 +127,28 @@ impl SrtpSession {
     }
 
     /// Encrypts `packet` into `out` (replacing its contents, reusing its capacity).
-    pub fn encrypt_rtp_into(&mut self, packet: &[u8], out: &mut BytesMut) -> Result<(), SrtpError> {
+    pub fn encrypt_rtp_into(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        out.clear();
+        out.extend_from_slice(packet);
+        self.encrypt_rtp_in_place(out)
+    }
+
+    /// Encrypts the RTP packet in `buf` where it is (the tag appended; `buf` grows only if it
+    /// lacks the room): the forwarding path builds each receiver's copy in the transmit buffer it
+    /// is sent from, so the packet is not copied again. On failure `buf` holds the packet as it was.
+    pub fn encrypt_rtp_in_place(&mut self, buf: &mut Vec<u8>) -> Result<(), SrtpError> {
         let ctx = &mut self.local;
         let overhead = ctx.rtp_overhead();
-        protect_into(packet, overhead, out, |b, n| ctx.encrypt_rtp_in_place(b, n))
+        protect_in_place(buf, overhead, |b, n| ctx.encrypt_rtp_in_place(b, n))
     }
 
     /// Encrypts an RTCP compound `packet` into `out` (replacing its contents).
-    pub fn encrypt_rtcp_into(
-        &mut self,
-        packet: &[u8],
-        out: &mut BytesMut,
-    ) -> Result<(), SrtpError> {
+    pub fn encrypt_rtcp_into(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
+        out.clear();
+        out.extend_from_slice(packet);
         let ctx = &mut self.local;
         let overhead = ctx.rtcp_overhead();
-        protect_into(packet, overhead, out, |b, n| {
-            ctx.encrypt_rtcp_in_place(b, n)
-        })
+        protect_in_place(out, overhead, |b, n| ctx.encrypt_rtcp_in_place(b, n))
     }
 
     /// Decrypts into a new buffer (tests, benchmarks).
@@ -157,34 +162,39 @@ impl SrtpSession {
     }
 
     /// Encrypts into a new buffer (tests, benchmarks, a participant's side).
-    pub fn encrypt_rtp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        let mut out = BytesMut::new();
+    pub fn encrypt_rtp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let mut out = Vec::new();
         self.encrypt_rtp_into(packet, &mut out)?;
         Ok(out)
     }
 
     /// Encrypts RTCP into a new buffer (tests, benchmarks).
-    pub fn encrypt_rtcp(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
-        let mut out = BytesMut::new();
+    pub fn encrypt_rtcp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let mut out = Vec::new();
         self.encrypt_rtcp_into(packet, &mut out)?;
         Ok(out)
     }
 }
 
-/// `out` = `packet` protected by `seal` (in place, with `overhead` bytes of room after it).
-fn protect_into(
-    packet: &[u8],
+/// The packet in `buf` protected in place by `seal` (given `overhead` bytes of room after it).
+/// On failure `buf` is cut back to the packet's length.
+fn protect_in_place(
+    buf: &mut Vec<u8>,
     overhead: usize,
-    out: &mut BytesMut,
     seal: impl FnOnce(&mut [u8], usize) -> rtc_shared::error::Result<usize>,
 ) -> Result<(), SrtpError> {
-    out.clear();
-    out.reserve(packet.len() + overhead);
-    out.extend_from_slice(packet);
-    out.resize(packet.len() + overhead, 0);
-    let n = seal(out, packet.len())?;
-    out.truncate(n);
-    Ok(())
+    let len = buf.len();
+    buf.resize(len + overhead, 0);
+    match seal(buf, len) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(())
+        }
+        Err(e) => {
+            buf.truncate(len);
+            Err(e.into())
+        }
+    }
 }
 
 fn unprotect(
@@ -345,8 +355,10 @@ mod tests {
             ("gcm", SrtpProfile::AeadAes128Gcm),
         ] {
             let mut tx = vector_session(profile);
+            // The same keys, encrypting each RTP packet where it is (the forwarding path).
+            let mut tx_in_place = vector_session(profile);
             let mut rx = vector_session(profile);
-            let mut out = BytesMut::with_capacity(2048);
+            let mut out = Vec::with_capacity(2048);
             let lines: Vec<Vec<&str>> = vectors
                 .lines()
                 .filter(|l| !l.starts_with('#'))
@@ -366,6 +378,13 @@ mod tests {
                     tx.encrypt_rtp_into(&plain, &mut out).unwrap();
                 }
                 assert_eq!(&out[..], &enc[..], "{name} {} {}", p[1], p[2]);
+                if !rtcp {
+                    // A buffer holding just the packet: it grows for the tag.
+                    let mut b = plain.clone();
+                    b.shrink_to_fit();
+                    tx_in_place.encrypt_rtp_in_place(&mut b).unwrap();
+                    assert_eq!(b, enc, "{name} in place {}", p[2]);
+                }
                 let mut buf = enc.clone();
                 let n = if rtcp {
                     rx.decrypt_rtcp_in_place(&mut buf).unwrap()
@@ -403,13 +422,17 @@ mod tests {
         assert_eq!(&rx.decrypt_rtcp(&enc).unwrap()[..], &rr[..]);
     }
 
-    /// In-place calls on a buffer that is too short, or with no room for the tag, fail cleanly.
+    /// In-place calls on a buffer that is too short, or with no room for the tag, fail cleanly;
+    /// a packet that cannot be encrypted where it is stays as it was.
     #[test]
     fn in_place_calls_check_their_buffers() {
         for profile in [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80] {
             let mut s = vector_session(profile);
             let plain = rtp(9);
-            let mut out = BytesMut::new();
+            let mut short = plain[..8].to_vec();
+            assert!(s.encrypt_rtp_in_place(&mut short).is_err());
+            assert_eq!(short, &plain[..8]);
+            let mut out = Vec::new();
             s.encrypt_rtp_into(&plain, &mut out).unwrap();
             for n in 0..out.len() {
                 let mut b = out[..n].to_vec();

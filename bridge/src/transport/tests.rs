@@ -830,3 +830,65 @@ fn an_unanswered_ice_restart_is_abandoned_and_the_established_pair_stays() {
         IceRestart::Started { generation: 2, .. }
     ));
 }
+
+/// The forwarding path hands the port the buffer it built a packet in
+/// (`PortState::send_rtp_buffer`): the port encrypts it there and queues it, leaving an empty
+/// buffer in its place, and the participant gets the packet as from the copying path
+/// (`PortState::send_rtp`). A refused packet stays in the caller's buffer.
+#[test]
+fn rtp_encrypted_in_its_own_buffer_reaches_the_participant_like_a_copied_one() {
+    use super::endpoint::SendError;
+    use super::shell::PortState;
+    let Link {
+        mut client,
+        server,
+        now,
+        ..
+    } = connected(11);
+    let mut port = PortState::new(Arc::new(DropCounters::new()));
+    port.add_endpoint(1u32, server);
+    let mut out = Vec::new();
+    port.drain_transmits(&mut out);
+    port.recycle(&mut out);
+    let a = [0x80u8, 100, 0, 9, 0, 0, 0, 1, 0, 0, 0, 42, 7, 7, 7];
+    let b = [
+        0x90u8, 100, 0, 10, 0, 0, 0, 2, 0, 0, 0, 42, 0xbe, 0xde, 0, 1, 0x10, 5, 0, 0, 8, 8,
+    ];
+    port.send_rtp(&1, &a).unwrap();
+    let mut buf = b.to_vec();
+    port.send_rtp_buffer(&1, &mut buf).unwrap();
+    assert!(buf.is_empty(), "a buffer of the pool in its place");
+    // Refused: malformed, unknown endpoint; the packet is still there.
+    let mut bad = b[..11].to_vec();
+    assert_eq!(
+        port.send_rtp_buffer(&1, &mut bad),
+        Err(SendError::Malformed)
+    );
+    assert_eq!(bad, &b[..11]);
+    let mut other = b.to_vec();
+    assert_eq!(
+        port.send_rtp_buffer(&2, &mut other),
+        Err(SendError::NotConnected)
+    );
+    assert_eq!(other, b);
+    port.drain_transmits(&mut out);
+    let media: Vec<_> = out
+        .iter()
+        .filter(|(_, d)| classify(d) == PacketKind::Rtp)
+        .collect();
+    assert_eq!(media.len(), 2);
+    // GCM: plaintext plus the 16-byte tag, the header in the clear.
+    assert_eq!(media[1].1.len(), b.len() + 16);
+    assert_eq!(&media[1].1[..16], &b[..16]);
+    for (to, d) in &media {
+        assert_eq!(*to, addr(CLIENT));
+        client.handle_datagram(now, addr(SERVER), d);
+    }
+    let mut got = Vec::new();
+    while let Some(e) = client.poll_event() {
+        if let TransportEvent::Rtp(p) = e {
+            got.push(p.to_vec());
+        }
+    }
+    assert_eq!(got, vec![a.to_vec(), b.to_vec()]);
+}

@@ -1,10 +1,14 @@
 //! The port's transmit buffers. Every datagram the port sends waits for the flush in one of them
-//! (SRTP/SRTCP encrypted straight into it, [`EndpointTransport::protect_into`]), and comes back
-//! after the flush for the next ones: once warm, sending a packet allocates nothing.
+//! (SRTP/SRTCP encrypted straight into it, [`EndpointTransport::protect_into`]; a forwarded packet
+//! is encrypted in the buffer the core built it in, which joins the pool in exchange for one of its
+//! buffers, [`PortState::send_rtp_buffer`]), and comes back after the flush for the next ones: once
+//! warm, sending a packet allocates nothing.
 //!
 //! [`EndpointTransport::protect_into`]: super::endpoint::EndpointTransport::protect_into
+//! [`PortState::send_rtp_buffer`]: super::shell::PortState::send_rtp_buffer
 
-use bytes::BytesMut;
+/// A transmit buffer: a datagram as the port sends it.
+pub type TxBuf = Vec<u8>;
 
 /// A new buffer's capacity: a forwarded packet (≤ 1200 B from browsers) plus the SRTP tag fits
 /// an Ethernet MTU. A larger datagram grows its buffer, which then stays larger.
@@ -17,19 +21,19 @@ pub const MAX_FREE: usize = 4096;
 /// Free transmit buffers.
 #[derive(Debug, Default)]
 pub struct TxPool {
-    free: Vec<BytesMut>,
+    free: Vec<TxBuf>,
 }
 
 impl TxPool {
     /// An empty buffer (a free one, or a new one while the pool warms up).
-    pub fn take(&mut self) -> BytesMut {
+    pub fn take(&mut self) -> TxBuf {
         self.free
             .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(TX_BUFFER))
+            .unwrap_or_else(|| Vec::with_capacity(TX_BUFFER))
     }
 
     /// Takes a buffer back for reuse.
-    pub fn give(&mut self, mut buf: BytesMut) {
+    pub fn give(&mut self, mut buf: TxBuf) {
         if self.free.len() < MAX_FREE {
             buf.clear();
             self.free.push(buf);
@@ -59,7 +63,7 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(b.as_ptr(), ptr, "the same memory");
         for _ in 0..MAX_FREE + 10 {
-            pool.give(BytesMut::new());
+            pool.give(Vec::new());
         }
         assert_eq!(pool.free(), MAX_FREE);
     }

@@ -230,6 +230,7 @@ impl Conference {
                 .and_then(|s| s.store.as_mut()),
             stored: None,
             keyframe_for: None,
+            header: Default::default(),
         };
         for (ri, slot) in self.endpoints.iter_mut().enumerate() {
             if ri == from as usize {

@@ -15,8 +15,16 @@ pub(crate) struct CipherAeadAesGcm {
     profile: ProtectionProfile,
     srtp_cipher: Box<dyn AeadCipher>,
     srtcp_cipher: Box<dyn AeadCipher>,
-    srtp_session_salt: Vec<u8>,
-    srtcp_session_salt: Vec<u8>,
+    /// 12 bytes (RFC 7714 §8.1), as arrays: the IV of every packet XORs them (patched,
+    /// PATCHED.md §4).
+    srtp_session_salt: [u8; 12],
+    srtcp_session_salt: [u8; 12],
+}
+
+/// A session salt as the 12-byte array the AES-GCM IVs are XORed with (patched, PATCHED.md §4).
+fn gcm_salt(salt: Vec<u8>) -> Result<[u8; 12]> {
+    salt.try_into()
+        .map_err(|s: Vec<u8>| Error::SrtpSaltLength(12, s.len()))
 }
 
 impl Cipher for CipherAeadAesGcm {
@@ -178,7 +186,8 @@ impl CipherAeadAesGcm {
             master_salt,
             0,
             master_salt.len(),
-        )?;
+        )
+        .and_then(gcm_salt)?;
 
         let srtcp_session_salt = kdf(
             crypto,
@@ -187,7 +196,8 @@ impl CipherAeadAesGcm {
             master_salt,
             0,
             master_salt.len(),
-        )?;
+        )
+        .and_then(gcm_salt)?;
 
         Ok(CipherAeadAesGcm {
             profile,
@@ -215,8 +225,8 @@ impl CipherAeadAesGcm {
         BigEndian::write_u32(&mut iv[6..], roc);
         BigEndian::write_u16(&mut iv[10..], sequence_number);
 
-        for (i, v) in iv.iter_mut().enumerate() {
-            *v ^= self.srtp_session_salt[i];
+        for (v, s) in iv.iter_mut().zip(&self.srtp_session_salt) {
+            *v ^= s;
         }
 
         iv
@@ -235,8 +245,8 @@ impl CipherAeadAesGcm {
         BigEndian::write_u32(&mut iv[2..], ssrc);
         BigEndian::write_u32(&mut iv[8..], srtcp_index as u32);
 
-        for (i, v) in iv.iter_mut().enumerate() {
-            *v ^= self.srtcp_session_salt[i];
+        for (v, s) in iv.iter_mut().zip(&self.srtcp_session_salt) {
+            *v ^= s;
         }
 
         iv

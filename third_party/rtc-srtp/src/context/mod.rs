@@ -130,17 +130,59 @@ impl BuildHasher for SsrcHash {
 
 type SsrcMap<T> = HashMap<u32, T, SsrcHash>;
 
+/// The per-SSRC states of one direction (patched, PATCHED.md §4): kept in a vector, found through
+/// a map from SSRC to position, and the last one used remembered, so that consecutive packets
+/// of one SSRC (every packet of a single stream, the packets of a video frame) skip the hash
+/// lookup. A bridge protects each forwarded packet once per receiver, each with its own context.
+pub(crate) struct SsrcStates<T> {
+    states: Vec<T>,
+    index: SsrcMap<usize>,
+    /// The SSRC last looked up and its position in `states` (`usize::MAX`: none yet).
+    last: (u32, usize),
+}
+
+impl<T> Default for SsrcStates<T> {
+    fn default() -> Self {
+        SsrcStates {
+            states: Vec::new(),
+            index: SsrcMap::default(),
+            last: (0, usize::MAX),
+        }
+    }
+}
+
+impl<T> SsrcStates<T> {
+    /// The state of `ssrc`, made by `make` on its first packet.
+    fn get_or_insert_with(&mut self, ssrc: u32, make: impl FnOnce() -> T) -> &mut T {
+        let (last, at) = self.last;
+        if last == ssrc && at < self.states.len() {
+            return &mut self.states[at];
+        }
+        let states = &mut self.states;
+        let at = *self.index.entry(ssrc).or_insert_with(|| {
+            states.push(make());
+            states.len() - 1
+        });
+        self.last = (ssrc, at);
+        &mut self.states[at]
+    }
+
+    fn get(&self, ssrc: u32) -> Option<&T> {
+        self.index.get(&ssrc).and_then(|&i| self.states.get(i))
+    }
+}
+
 /// The state of `ssrc` in `states`, created on its first packet. A free function over the one
 /// field (not a `&mut self` method) so that a caller can hold it across a call on the cipher:
 /// one lookup per packet (patched, PATCHED.md §3).
 fn srtp_state<'a>(
-    states: &'a mut SsrcMap<SrtpSsrcState>,
+    states: &'a mut SsrcStates<SrtpSsrcState>,
     new_replay_detector: &ContextOption,
     ssrc: u32,
 ) -> &'a mut SrtpSsrcState {
-    // `or_insert_with` so the replay detector (a boxed sliding-window detector backed by a
-    // heap-allocated bit buffer) is only constructed on the first packet for a given SSRC.
-    states.entry(ssrc).or_insert_with(|| SrtpSsrcState {
+    // The replay detector (a boxed sliding-window detector backed by a heap-allocated bit
+    // buffer) is only constructed on the first packet for a given SSRC.
+    states.get_or_insert_with(ssrc, || SrtpSsrcState {
         ssrc,
         replay_detector: Some(new_replay_detector()),
         ..Default::default()
@@ -149,11 +191,11 @@ fn srtp_state<'a>(
 
 /// [`srtp_state`] for SRTCP.
 fn srtcp_state<'a>(
-    states: &'a mut SsrcMap<SrtcpSsrcState>,
+    states: &'a mut SsrcStates<SrtcpSsrcState>,
     new_replay_detector: &ContextOption,
     ssrc: u32,
 ) -> &'a mut SrtcpSsrcState {
-    states.entry(ssrc).or_insert_with(|| SrtcpSsrcState {
+    states.get_or_insert_with(ssrc, || SrtcpSsrcState {
         ssrc,
         replay_detector: Some(new_replay_detector()),
         ..Default::default()
@@ -166,8 +208,8 @@ fn srtcp_state<'a>(
 pub struct Context {
     cipher: Box<dyn Cipher>,
 
-    srtp_ssrc_states: SsrcMap<SrtpSsrcState>,
-    srtcp_ssrc_states: SsrcMap<SrtcpSsrcState>,
+    srtp_ssrc_states: SsrcStates<SrtpSsrcState>,
+    srtcp_ssrc_states: SsrcStates<SrtcpSsrcState>,
 
     new_srtp_replay_detector: ContextOption,
     new_srtcp_replay_detector: ContextOption,
@@ -234,8 +276,8 @@ impl Context {
 
         Ok(Context {
             cipher,
-            srtp_ssrc_states: SsrcMap::default(),
-            srtcp_ssrc_states: SsrcMap::default(),
+            srtp_ssrc_states: SsrcStates::default(),
+            srtcp_ssrc_states: SsrcStates::default(),
             new_srtp_replay_detector: srtp_ctx_opt,
             new_srtcp_replay_detector: srtcp_ctx_opt,
         })
@@ -260,7 +302,7 @@ impl Context {
     /// roc returns SRTP rollover counter value of specified SSRC.
     fn get_roc(&self, ssrc: u32) -> Option<u32> {
         self.srtp_ssrc_states
-            .get(&ssrc)
+            .get(ssrc)
             .map(|s| (s.index >> 16) as _)
     }
 
@@ -273,7 +315,7 @@ impl Context {
 
     /// index returns SRTCP index value of specified SSRC.
     fn get_index(&self, ssrc: u32) -> Option<usize> {
-        self.srtcp_ssrc_states.get(&ssrc).map(|s| s.srtcp_index)
+        self.srtcp_ssrc_states.get(ssrc).map(|s| s.srtcp_index)
     }
 
     /// set_index sets SRTCP index value of specified SSRC.
