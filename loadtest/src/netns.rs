@@ -8,8 +8,9 @@
 //! (`rps_cpus`) moves that work onto the CPU of the process on that side (loadtest/REPORT.md, "How
 //! the split-namespace mode works"). Measured on this project's VM: the work does move (0.3–0.4
 //! core of softirq onto the load generator's CPU at 1 × 40), but the SFU's CPU then pays for the
-//! remote enqueue and the inter-processor interrupt instead, so its cost per packet is the same as
-//! on loopback; the mode shows where the work runs, it does not make the SFU look cheaper.
+//! remote enqueue and the inter-processor interrupt instead, so its cost per packet is no lower
+//! than on loopback (higher here); the mode shows where the work runs, it does not make the SFU
+//! look cheaper.
 //!
 //! The namespaces and the pair are created here (`ip`, needs root) and removed on drop, or by the
 //! signal thread on SIGINT/SIGTERM/SIGHUP ([`SplitNetns::remove_on_signal`]; the processes it

@@ -169,10 +169,11 @@ pub async fn run(cfg: &ScenarioConfig, target: &Target) -> anyhow::Result<RunRep
     );
     // Janus: one VideoRoom room per conference, created before anybody joins.
     let mut janus_rooms = Vec::new();
-    let janus_ip = match &target.janus_url {
-        Some(url) => Some(crate::janus::api::host_ip(url)?),
-        None => None,
-    };
+    let janus_ip = target
+        .janus_url
+        .as_deref()
+        .map(crate::janus::api::host_ip)
+        .transpose()?;
     if let Some(url) = &target.janus_url {
         let base = (random_u64() & 0x000f_ffff) * 1000;
         for c in 0..cfg.conferences {

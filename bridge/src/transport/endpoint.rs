@@ -689,43 +689,32 @@ impl EndpointTransport {
     /// Encrypts without queueing: the shell can send the returned datagram directly (saves the
     /// queue hop on the forwarding path).
     pub fn protect(&mut self, packet: &[u8], rtcp: bool) -> Result<Transmit, SendError> {
-        let mut data = Vec::new();
-        let to = self.protect_into(packet, rtcp, &mut data)?;
+        let mut data = packet.to_vec();
+        let to = self.protect_in_place(&mut data, rtcp)?;
         Ok(Transmit {
             to,
             data: data.into(),
         })
     }
 
-    /// Encrypts `packet` into `out` (its contents replaced, its capacity reused: the port's
-    /// transmit buffers) and returns where to send it.
-    pub fn protect_into(
+    /// Encrypts the RTP packet or RTCP compound in `buf` where it is (the port's transmit buffers;
+    /// a forwarded packet is built in the one it goes out in) and returns where to send it. On
+    /// failure `buf` holds the packet as it was.
+    pub fn protect_in_place(
         &mut self,
-        packet: &[u8],
+        buf: &mut Vec<u8>,
         rtcp: bool,
-        out: &mut Vec<u8>,
     ) -> Result<SocketAddr, SendError> {
         let to = self.ice.send_address().ok_or(SendError::NotConnected)?;
         let srtp = self.srtp.as_mut().ok_or(SendError::NotConnected)?;
         if rtcp {
-            rtcp_sender_ssrc(packet).ok_or(SendError::Malformed)?;
-            srtp.encrypt_rtcp_into(packet, out)
+            rtcp_sender_ssrc(buf).ok_or(SendError::Malformed)?;
+            srtp.encrypt_rtcp_in_place(buf)
         } else {
-            rtp_ssrc(packet).ok_or(SendError::Malformed)?;
-            srtp.encrypt_rtp_into(packet, out)
+            rtp_ssrc(buf).ok_or(SendError::Malformed)?;
+            srtp.encrypt_rtp_in_place(buf)
         }
         .map_err(|e| SendError::Protocol(e.to_string()))?;
-        Ok(to)
-    }
-
-    /// Encrypts the RTP packet in `buf` where it is (the forwarding path built it in the transmit
-    /// buffer it goes out in) and returns where to send it. On failure `buf` holds the packet.
-    pub fn protect_rtp_in_place(&mut self, buf: &mut Vec<u8>) -> Result<SocketAddr, SendError> {
-        let to = self.ice.send_address().ok_or(SendError::NotConnected)?;
-        let srtp = self.srtp.as_mut().ok_or(SendError::NotConnected)?;
-        rtp_ssrc(buf).ok_or(SendError::Malformed)?;
-        srtp.encrypt_rtp_in_place(buf)
-            .map_err(|e| SendError::Protocol(e.to_string()))?;
         Ok(to)
     }
 

@@ -255,38 +255,44 @@ impl<K: Clone + Eq + Hash> PortState<K> {
 
     /// Encrypts the RTP packet the forwarding core built in `packet` where it is and queues that
     /// buffer for `key`; `packet` gets an empty buffer of the pool in its place (no copy: the core
-    /// builds each receiver's copy straight into the buffer it is sent from, `sfu::Sink::emit_rtp_buffer`).
-    /// On failure `packet` keeps the packet.
+    /// builds each receiver's copy straight into the buffer it is sent from,
+    /// `sfu::Sink::emit_rtp_buffer`). On failure `packet` keeps the packet.
     pub fn send_rtp_buffer(&mut self, key: &K, packet: &mut TxBuf) -> Result<(), SendError> {
-        let slot = self.endpoints.get_mut(key).ok_or(SendError::NotConnected)?;
-        touch(&mut self.dirty, key, slot);
-        let mut buf = std::mem::replace(packet, self.tx.take());
-        match slot.ep.protect_rtp_in_place(&mut buf) {
-            Ok(to) => {
-                slot.media.push((to, buf));
-                Ok(())
-            }
-            Err(e) => {
-                self.tx.give(std::mem::replace(packet, buf));
-                Err(e)
-            }
-        }
+        let buf = std::mem::replace(packet, self.tx.take());
+        self.queue_protected(key, buf, false).map_err(|(e, buf)| {
+            self.tx.give(std::mem::replace(packet, buf));
+            e
+        })
     }
 
     /// Encrypts into a transmit buffer of the pool (no allocation once warm) queued on the slot.
     fn send_media(&mut self, key: &K, packet: &[u8], rtcp: bool) -> Result<(), SendError> {
-        let slot = self.endpoints.get_mut(key).ok_or(SendError::NotConnected)?;
-        touch(&mut self.dirty, key, slot);
         let mut buf = self.tx.take();
-        match slot.ep.protect_into(packet, rtcp, &mut buf) {
+        buf.extend_from_slice(packet);
+        self.queue_protected(key, buf, rtcp).map_err(|(e, buf)| {
+            self.tx.give(buf);
+            e
+        })
+    }
+
+    /// Encrypts the packet in `buf` where it is and queues it on `key`'s slot; on failure hands
+    /// `buf` back, holding the packet.
+    fn queue_protected(
+        &mut self,
+        key: &K,
+        mut buf: TxBuf,
+        rtcp: bool,
+    ) -> Result<(), (SendError, TxBuf)> {
+        let Some(slot) = self.endpoints.get_mut(key) else {
+            return Err((SendError::NotConnected, buf));
+        };
+        touch(&mut self.dirty, key, slot);
+        match slot.ep.protect_in_place(&mut buf, rtcp) {
             Ok(to) => {
                 slot.media.push((to, buf));
                 Ok(())
             }
-            Err(e) => {
-                self.tx.give(buf);
-                Err(e)
-            }
+            Err(e) => Err((e, buf)),
         }
     }
 
@@ -756,7 +762,8 @@ pub fn set_buffer_sizes(fd: std::os::fd::RawFd, bytes: u32) -> io::Result<(usize
     Ok((granted(libc::SO_RCVBUF)?, granted(libc::SO_SNDBUF)?))
 }
 
-fn setsockopt_int(
+/// `setsockopt(fd, SOL_SOCKET, option, value)` for an int option.
+pub(super) fn setsockopt_int(
     fd: std::os::fd::RawFd,
     option: libc::c_int,
     value: libc::c_int,

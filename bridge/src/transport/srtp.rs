@@ -146,9 +146,14 @@ impl SrtpSession {
     pub fn encrypt_rtcp_into(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
         out.clear();
         out.extend_from_slice(packet);
+        self.encrypt_rtcp_in_place(out)
+    }
+
+    /// [`SrtpSession::encrypt_rtp_in_place`] for an RTCP compound.
+    pub fn encrypt_rtcp_in_place(&mut self, buf: &mut Vec<u8>) -> Result<(), SrtpError> {
         let ctx = &mut self.local;
         let overhead = ctx.rtcp_overhead();
-        protect_in_place(out, overhead, |b, n| ctx.encrypt_rtcp_in_place(b, n))
+        protect_in_place(buf, overhead, |b, n| ctx.encrypt_rtcp_in_place(b, n))
     }
 
     /// Decrypts into a new buffer (tests, benchmarks).

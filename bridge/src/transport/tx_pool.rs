@@ -1,10 +1,10 @@
 //! The port's transmit buffers. Every datagram the port sends waits for the flush in one of them
-//! (SRTP/SRTCP encrypted straight into it, [`EndpointTransport::protect_into`]; a forwarded packet
+//! (SRTP/SRTCP encrypted in it, [`EndpointTransport::protect_in_place`]; a forwarded packet
 //! is encrypted in the buffer the core built it in, which joins the pool in exchange for one of its
 //! buffers, [`PortState::send_rtp_buffer`]), and comes back after the flush for the next ones: once
 //! warm, sending a packet allocates nothing.
 //!
-//! [`EndpointTransport::protect_into`]: super::endpoint::EndpointTransport::protect_into
+//! [`EndpointTransport::protect_in_place`]: super::endpoint::EndpointTransport::protect_in_place
 //! [`PortState::send_rtp_buffer`]: super::shell::PortState::send_rtp_buffer
 
 /// A transmit buffer: a datagram as the port sends it.

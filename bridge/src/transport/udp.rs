@@ -607,6 +607,7 @@ fn sockaddr_from_raw(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::shell::setsockopt_int;
     use super::*;
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
@@ -738,17 +739,7 @@ mod tests {
             let rx = socket();
             let to = rx.local_addr().unwrap();
             let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let small: libc::c_int = 4096;
-            // SAFETY: `tx` is open; the value is a c_int of the size given.
-            unsafe {
-                libc::setsockopt(
-                    tx.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_SNDBUF,
-                    std::ptr::from_ref(&small).cast(),
-                    size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+            setsockopt_int(tx.as_raw_fd(), libc::SO_SNDBUF, 4096).unwrap();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -963,18 +954,7 @@ mod tests {
     #[test]
     fn gso_refused_by_the_kernel_falls_back_and_loses_nothing() {
         let (tx, rx) = (socket(), socket());
-        let one: libc::c_int = 1;
-        // SAFETY: valid socket and a c_int option value of the size given.
-        let r = unsafe {
-            libc::setsockopt(
-                tx.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NO_CHECK,
-                std::ptr::from_ref(&one).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(r, 0);
+        setsockopt_int(tx.as_raw_fd(), libc::SO_NO_CHECK, 1).unwrap();
         let counters = IoCounters::default();
         assert!(probe_gso(tx.as_raw_fd(), &counters));
         let to = rx.local_addr().unwrap();

@@ -383,8 +383,6 @@ impl JanusParticipant {
         Ok(())
     }
 
-    /// A client-side transport whose DTLS role follows the peer's `setup` (we are the server
-    /// when Janus is `active`, the client when it is `passive`).
     /// Janus's transport from its SDP (only candidates on its own address), noted in the report.
     fn remote_transport(&mut self, sdp: &Sdp) -> Result<RemoteTransport, String> {
         let remote = sdp
@@ -396,6 +394,8 @@ impl JanusParticipant {
         Ok(remote)
     }
 
+    /// A client-side transport whose DTLS role follows the peer's `setup` (we are the server
+    /// when Janus is `active`, the client when it is `passive`).
     fn transport(
         &self,
         remote: &Sdp,
